@@ -1,0 +1,64 @@
+# Stefna. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Django 6 needs Python 3.12+. Prefer pyenv's 3.13 (.python-version), then any 3.13/3.12 on PATH.
+PYTHON_CANDIDATES := $(HOME)/.pyenv/versions/$(shell cat .python-version 2>/dev/null)/bin/python python3.13 python3.12 python3
+FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
+	  if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then command -v $$c; exit 0; fi; \
+	done; exit 1
+
+.PHONY: help venv install run worker migrate seed test test-fast lint fmt typecheck bench fuzz clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	@PYTHON=$$($(FIND_PYTHON)) || { echo "Stefna needs Python 3.12 or newer (3.13 preferred) and none was found." >&2; \
+	  echo "Install one (e.g. 'pyenv install 3.13.0') and run make again." >&2; exit 1; }; \
+	echo "Creating $(VENV) with $$PYTHON ($$($$PYTHON --version))"; \
+	$$PYTHON -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the pinned requirements
+
+migrate: install ## Apply migrations (the presets are seeded by a data migration)
+	$(PY) manage.py migrate --no-input
+
+run: migrate ## Serve the app at http://127.0.0.1:8000 with a task worker (Ctrl-C stops both)
+	@echo "Stefna: http://127.0.0.1:8000  (worker running alongside; Ctrl-C stops both)"
+	@trap 'kill 0' INT TERM EXIT; \
+	DEBUG=$${DEBUG:-1} $(PY) manage.py db_worker & \
+	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000 & \
+	wait
+
+worker: migrate ## Run only the background task worker
+	DEBUG=$${DEBUG:-1} $(PY) manage.py db_worker
+
+test: install ## Run the whole test suite (SQLite, or DATABASE_URL when set)
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install ## ruff check, ruff format --check, missing-migrations check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	SECRET_KEY=lint $(PY) manage.py makemigrations --check --dry-run
+
+fmt: install ## Format and auto-fix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: install ## mypy with django-stubs
+	SECRET_KEY=typecheck $(VENV)/bin/mypy .
+
+bench: install ## Run the benchmarks under bench/ (needs the local PostgreSQL)
+	$(PY) bench/run_all.py
+
+clean: ## Remove the virtualenv, local database and media
+	rm -rf $(VENV) db.sqlite3 .test-db.sqlite3* media staticfiles

@@ -1,0 +1,49 @@
+"""Fixtures shared by every app's tests. App-specific factories live in each app's tests/factories.py."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media_and_cache(settings, tmp_path):
+    """Every test writes files to its own folder and starts with empty rate-limit counters."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def user(db):
+    from stefna.accounts.models import User
+
+    return User.objects.create_user(email="ada@example.com", display_name="Ada")
+
+
+@pytest.fixture
+def other_user(db):
+    from stefna.accounts.models import User
+
+    return User.objects.create_user(email="grace@example.com", display_name="Grace")
+
+
+@pytest.fixture
+def api_token(user):
+    from stefna.accounts.services import api_token_create
+
+    _, plain = api_token_create(user=user, name="tests")
+    return plain
+
+
+@pytest.fixture
+def api_client(client, api_token):
+    """Django's test client sending the user's API token on every request."""
+    client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {api_token}"
+    return client

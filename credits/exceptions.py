@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from stefna.errors import DomainError
+
+
+class InsufficientCredits(DomainError):
+    code = "insufficient_credits"
+    status = 402
+    default_message = "You don't have enough credits for this."
+
+
+class AlreadySettled(DomainError):
+    code = "already_settled"
+    status = 409
+    default_message = "This generation's credits were already captured or refunded."

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from stefna.errors import DomainError, InvalidInput
+
+
+class UnsupportedImage(DomainError):
+    code = "unsupported_image"
+    status = 415
+    default_message = "That file isn't an image we can read. Upload a JPEG, PNG or WebP photo."
+
+
+class ImageTooLarge(DomainError):
+    code = "image_too_large"
+    status = 413
+    default_message = "That image is too large."
+
+
+class ImageTooManyPixels(InvalidInput):
+    default_message = "That image has too many pixels."
+
+
+class IdempotencyConflict(DomainError):
+    code = "idempotency_conflict"
+    status = 409
+    default_message = "This Idempotency-Key was already used for a different request."
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_state"
+    status = 409
+    default_message = "That can't be done to this generation in its current state."
+
+
+class ProviderError(Exception):
+    """A model provider failed. `permanent` errors are not retried on the same model."""
+
+    def __init__(self, message: str, *, permanent: bool = False, code: str = "provider_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = code

@@ -1,0 +1,191 @@
+"""Generation: the job record, its provider attempts and the images it produced.
+
+A `Generation` row *is* the job. States and transitions:
+
+    queued ──submit──▶ running ──result persisted──▶ succeeded   (credits captured)
+      │                  │  ▲
+      │                  │  └── attempt failed, next model in the chain submitted
+      │                  └──── every model failed / timed out ──▶ failed (refunded)
+      └──────── cancel (queued or running) ──────────────────────▶ canceled (refunded)
+
+`succeeded`, `failed` and `canceled` are final. Workers and webhooks move a row only
+with a conditional UPDATE on its current status, so a task or webhook delivered twice
+changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Generation(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations")
+    preset = models.ForeignKey("presets.Preset", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Copied from the preset when the generation starts, so later preset edits never
+    # rewrite what this job was.
+    preset_slug = models.SlugField(max_length=64)
+    preset_name = models.CharField(max_length=80, blank=True)
+    kind = models.CharField(max_length=32)
+    prompt = models.TextField(blank=True, help_text="The user's prompt as typed (trimmed).")
+    prompt_template = models.TextField(blank=True)
+    prompt_sent = models.TextField(blank=True, help_text="The final prompt sent to the model.")
+    model_chain = models.JSONField(default=list)
+    parameters = models.JSONField(default=dict, blank=True)
+    loras = models.JSONField(default=list, blank=True)
+    num_images = models.PositiveSmallIntegerField(default=1)
+    cost = models.PositiveSmallIntegerField()
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    queue_position = models.IntegerField(null=True, blank=True)
+    current_model = models.CharField(max_length=120, blank=True)
+    logs = models.JSONField(default=list, blank=True, help_text="[{message, level, timestamp}]")
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    # The last payload sent to fal (image data shortened, no key), for staff debugging.
+    request_payload = models.JSONField(null=True, blank=True)
+
+    source_image = models.FileField(max_length=300, blank=True)
+    source_width = models.PositiveIntegerField(null=True, blank=True)
+    source_height = models.PositiveIntegerField(null=True, blank=True)
+    is_public = models.BooleanField(default=False, help_text="Default visibility of this generation's images.")
+
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # When the poller should next look at this job; null when it needs no polling.
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    # Hidden from the owner's history (the row stays: it is the job and money record).
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "-created_at", "-id"], name="gen_history"),
+            models.Index(
+                fields=["next_check_at"],
+                name="gen_inflight_due",
+                condition=Q(status__in=["queued", "running"]),
+            ),
+            models.Index(fields=["status", "-created_at"], name="gen_status_recent"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="gen_unique_idempotency_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "succeeded", "failed", "canceled"]),
+                name="gen_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.preset_slug} {self.status} ({self.id})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+
+class Attempt(models.Model):
+    """One submission of a generation to one model endpoint."""
+
+    class Status(models.TextChoices):
+        SUBMITTING = "submitting", "Submitting"
+        QUEUED = "queued", "In fal's queue"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="attempts")
+    position = models.PositiveSmallIntegerField(help_text="Index of the model in the generation's chain.")
+    model = models.CharField(max_length=120)
+    fal_job_id = models.CharField(max_length=120, blank=True, help_text="fal's request id.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBMITTING)
+    error = models.TextField(blank=True)
+    payload = models.JSONField(null=True, blank=True, help_text="What was sent (image data shortened, no key).")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at"]
+        indexes = [models.Index(fields=["fal_job_id"], name="attempt_fal_job")]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.status}"
+
+
+class Media(models.Model):
+    """One output image. `url` is durable once `persisted` is true; until then it is fal's."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="media")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="media")
+    index = models.PositiveSmallIntegerField(default=0)
+    fal_job_id = models.CharField(max_length=120, blank=True)
+    model = models.CharField(max_length=120, blank=True)
+    url = models.URLField(max_length=1000)
+    original_url = models.TextField(blank=True, help_text="fal's own address (expires after about an hour).")
+    storage_key = models.CharField(max_length=300, blank=True, help_text="Cloudinary public id or storage path.")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=50, blank=True)
+    persisted = models.BooleanField(default=False)
+    persist_attempts = models.PositiveSmallIntegerField(default=0)
+    persist_error = models.TextField(blank=True)
+    is_public = models.BooleanField(default=False)
+    hidden = models.BooleanField(default=False, help_text="Taken down by staff: never shown in the feed.")
+    hidden_reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "media"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(
+                fields=["-created_at", "-id"],
+                name="media_feed",
+                condition=Q(is_public=True, hidden=False),
+            ),
+            models.Index(fields=["generation", "index"], name="media_by_generation"),
+            models.Index(fields=["persisted"], name="media_unpersisted", condition=Q(persisted=False)),
+        ]
+        constraints = [models.UniqueConstraint(fields=["generation", "index"], name="media_unique_index")]
+
+    def __str__(self) -> str:
+        return f"image {self.index} of {self.generation_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """Written by each `db_worker` every few seconds; /healthz reads the newest."""
+
+    worker_id = models.CharField(max_length=200, primary_key=True)
+    hostname = models.CharField(max_length=200, blank=True)
+    pid = models.IntegerField(null=True)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.worker_id

@@ -1,0 +1,1 @@
+// Stefna's small progressive enhancements. No inline script: CSP forbids it.

@@ -1,0 +1,107 @@
+"""Sign-in by emailed code, sign-out, and the account page's token actions."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login, logout
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from stefna.errors import DomainError
+
+from . import services
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def _next_url(request: HttpRequest) -> str:
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}):
+        return candidate
+    return "/"
+
+
+@require_http_methods(["GET", "POST"])
+def sign_in(request: HttpRequest) -> HttpResponse:
+    """Step 1: ask for an email and send a code."""
+    if request.user.is_authenticated:
+        return redirect(_next_url(request))
+    if request.method == "POST":
+        email = request.POST.get("email", "")
+        try:
+            services.login_code_send(email=email, ip_address=client_ip(request))
+        except DomainError as exc:
+            return render(request, "accounts/sign_in.html", {"email": email, "error": exc.message, "next": _next_url(request)}, status=exc.status)
+        request.session["sign_in_email"] = services.normalize_email(email)
+        return redirect(f"/accounts/code/?next={_next_url(request)}")
+    return render(request, "accounts/sign_in.html", {"next": _next_url(request)})
+
+
+@require_http_methods(["GET", "POST"])
+def enter_code(request: HttpRequest) -> HttpResponse:
+    """Step 2: check the code and sign in (creating the account on first sign-in)."""
+    email = request.session.get("sign_in_email")
+    if not email:
+        return redirect("accounts:sign_in")
+    if request.method == "POST":
+        try:
+            user = services.login_code_verify(email=email, code=request.POST.get("code", ""))
+        except DomainError as exc:
+            return render(request, "accounts/enter_code.html", {"email": email, "error": exc.message, "next": _next_url(request)}, status=exc.status)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        request.session.pop("sign_in_email", None)
+        messages.success(request, f"Welcome, {user.public_name}!")
+        return redirect(_next_url(request))
+    return render(request, "accounts/enter_code.html", {"email": email, "next": _next_url(request)})
+
+
+@require_POST
+def sign_out(request: HttpRequest) -> HttpResponse:
+    logout(request)
+    return redirect("/")
+
+
+@login_required
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    _, plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))  # type: ignore[arg-type]
+    # Shown once, on the next page view, then gone.
+    request.session["new_api_token"] = plain
+    return redirect("accounts:account")
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
+    if services.api_token_revoke(user=request.user, token_id=token_id):  # type: ignore[arg-type]
+        messages.success(request, "Token revoked. Clients using it will get 401 from now on.")
+    return redirect("accounts:account")
+
+
+@login_required
+def account(request: HttpRequest) -> HttpResponse:
+    from credits.selectors import entries_for
+
+    from .selectors import api_tokens_for
+
+    if request.method == "POST":
+        try:
+            services.user_update_profile(user=request.user, display_name=request.POST.get("display_name", ""))  # type: ignore[arg-type]
+            messages.success(request, "Profile saved.")
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        return redirect("accounts:account")
+    return render(
+        request,
+        "accounts/account.html",
+        {
+            "tokens": api_tokens_for(user=request.user),  # type: ignore[arg-type]
+            "new_token": request.session.pop("new_api_token", None),
+            "entries": entries_for(user=request.user),  # type: ignore[arg-type]
+        },
+    )

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def site(request: HttpRequest) -> dict[str, Any]:
+    """Site-wide template values. The header's quota is read lazily, only if a template shows it."""
+    context: dict[str, Any] = {
+        "site_name": settings.SITE_NAME,
+        "offline_mode": settings.OFFLINE_MODE,
+        "generation_cost": settings.GENERATION_COST,
+    }
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        from credits.selectors import quota_for
+
+        cache: dict[str, Any] = {}
+
+        def header_quota() -> Any:
+            if "quota" not in cache:
+                cache["quota"] = quota_for(user=user)
+            return cache["quota"]
+
+        context["header_quota"] = header_quota
+    return context

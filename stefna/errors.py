@@ -1,0 +1,55 @@
+"""Domain errors shared by every app.
+
+Each carries a stable `code` (part of the API contract), an HTTP status and a message
+a person can read. `stefna.api` maps them to JSON once; HTML views turn them into
+messages. Apps subclass these next to the code that raises them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "error"
+    status = 400
+    default_message = "Something went wrong."
+
+    def __init__(self, message: str | None = None, *, detail: Any = None) -> None:
+        self.message = message or self.default_message
+        self.detail = detail
+        super().__init__(self.message)
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+    status = 422
+    default_message = "The request is not valid."
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+    default_message = "You are not allowed to do that."
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    status = 401
+    default_message = "Sign in or send a valid API token."
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+    status = 429
+    default_message = "Too many requests. Please wait a moment and try again."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60, detail: Any = None) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message, detail=detail if detail is not None else {"retry_after": self.retry_after})

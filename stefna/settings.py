@@ -1,0 +1,298 @@
+"""Stefna's one settings module.
+
+Every knob comes from the environment, as ../shared/CONTRACT.md lists; `.env.example`
+documents each variable. Defaults are safe for production (DEBUG off, secrets
+required) and `make run` switches on the development conveniences.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name, "").strip()
+    return [item.strip() for item in value.split(",") if item.strip()] if value else default
+
+
+DEBUG = env_bool("DEBUG", False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        # Refusing to start beats signing sessions with a key anyone can read in the repo.
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example).")
+    SECRET_KEY = "django-insecure-dev-only-key-never-use-in-production"  # noqa: S105
+
+_local_hosts = ["localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", _local_hosts if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list(
+    "CSRF_TRUSTED_ORIGINS",
+    ["http://localhost:8000", "http://127.0.0.1:8000"] if DEBUG else [],
+)
+
+INSTALLED_APPS = [
+    "stefna.accounts",
+    # Our apps come before django_tasks_db so generation's `db_worker` (which adds the
+    # poller and heartbeat to django-tasks-db's worker) is the one manage.py runs.
+    "generation",
+    "credits",
+    "presets",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_tasks_db",
+    "ninja",
+    "storages",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "stefna.urls"
+WSGI_APPLICATION = "stefna.wsgi.application"
+ASGI_APPLICATION = "stefna.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "stefna.context_processors.site",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", "") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        # IMMEDIATE takes SQLite's write lock when a transaction starts, so two writers
+        # queue up instead of one failing to upgrade its read lock ("database is locked").
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not :memory:, so threads, the live server and the worker share one database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+LOGIN_URL = "accounts:sign_in"
+LOGIN_REDIRECT_URL = "studio"
+LOGOUT_REDIRECT_URL = "studio"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Cache: rate limits and cached keys must be shared between processes in production.
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Background tasks -----------------------------------------------------------------
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# --- i18n -----------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static and media files -------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", "") or BASE_DIR / "media")
+# Without a manifest (tests, runserver) whitenoise falls back to unhashed names instead
+# of raising, so collectstatic is only needed where gunicorn serves the files.
+WHITENOISE_MANIFEST_STRICT = False
+
+AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
+if AWS_STORAGE_BUCKET_NAME:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "custom_domain": os.environ.get("AWS_S3_CUSTOM_DOMAIN") or None,
+            "querystring_auth": env_bool("AWS_QUERYSTRING_AUTH", False),
+            "default_acl": os.environ.get("AWS_DEFAULT_ACL") or None,
+            "file_overwrite": False,
+        },
+    }
+else:
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# True when stored source photos are reachable by fal at their storage URL (a public
+# bucket). Otherwise fal gets a data URI of the photo. Defaults to "a bucket is set".
+STORAGE_PUBLIC_URLS = env_bool("STORAGE_PUBLIC_URLS", bool(AWS_STORAGE_BUCKET_NAME))
+
+# --- Email ----------------------------------------------------------------------------
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if os.environ.get("EMAIL_HOST")
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Stefna <no-reply@stefna.local>")
+
+# --- Security -------------------------------------------------------------------------
+# Off in development; a production deployment behind TLS switches these on by env.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# No inline script anywhere: every script is a static file from our own origin.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    # Results live on Cloudinary (or fal, until persisted): any https image host.
+    "img-src": [CSP.SELF, "data:", "blob:", "https:"],
+    "connect-src": [CSP.SELF],
+    "font-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
+# --- Logging --------------------------------------------------------------------------
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        "stefna": {"level": LOG_LEVEL},
+        "generation": {"level": LOG_LEVEL},
+        "credits": {"level": LOG_LEVEL},
+        "presets": {"level": LOG_LEVEL},
+        "django_tasks_db": {"level": "WARNING"},
+        # fal-client and httpx log request URLs at INFO; the key is only ever in a header.
+        "httpx": {"level": "WARNING"},
+    },
+}
+
+# --- Stefna ---------------------------------------------------------------------------
+SITE_NAME = "Stefna"
+GENERATION_COST = 2  # fixed by the design documents: every generation costs 2 credits
+DAILY_CREDITS = env_int("DAILY_CREDITS", 30)
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 15 * 1024 * 1024)
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000)
+# Sources are scaled down to this long side before storage: models work at ~1 MP and
+# a smaller source keeps data URIs and fal uploads small.
+MAX_SOURCE_SIDE = env_int("MAX_SOURCE_SIDE", 2048)
+MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 2000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 5 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+FAL_KEY = os.environ.get("FAL_KEY", "")
+OFFLINE_MODE = not FAL_KEY
+FAL_WEBHOOK_BASE_URL = os.environ.get("FAL_WEBHOOK_BASE_URL", "").rstrip("/")
+FAL_WEBHOOK_JWKS_URL = os.environ.get(
+    "FAL_WEBHOOK_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json"
+)
+# How long one fal attempt may take (queue + run) before it is cancelled and the next
+# model in the chain is tried.
+FAL_ATTEMPT_TIMEOUT_SECONDS = env_int("FAL_ATTEMPT_TIMEOUT_SECONDS", 300)
+# How often the worker's poller checks in-flight jobs (seconds).
+FAL_POLL_INTERVAL_SECONDS = float(os.environ.get("FAL_POLL_INTERVAL_SECONDS", "1"))
+
+CLOUDINARY_URL = os.environ.get("CLOUDINARY_URL", "")
+CLOUDINARY_CLOUD_NAME = os.environ.get("CLOUDINARY_CLOUD_NAME", "")
+CLOUDINARY_API_KEY = os.environ.get("CLOUDINARY_API_KEY", "")
+CLOUDINARY_API_SECRET = os.environ.get("CLOUDINARY_API_SECRET", "")
+if CLOUDINARY_URL and not CLOUDINARY_CLOUD_NAME:
+    _cloudinary = urlparse(CLOUDINARY_URL)
+    CLOUDINARY_CLOUD_NAME = _cloudinary.hostname or ""
+    CLOUDINARY_API_KEY = _cloudinary.username or ""
+    CLOUDINARY_API_SECRET = _cloudinary.password or ""
+    CLOUDINARY_UPLOAD_PREFIX = (parse_qs(_cloudinary.query).get("upload_prefix") or [""])[0]
+else:
+    CLOUDINARY_UPLOAD_PREFIX = os.environ.get("CLOUDINARY_UPLOAD_PREFIX", "")
+CLOUDINARY_ENABLED = bool(CLOUDINARY_CLOUD_NAME and CLOUDINARY_API_KEY and CLOUDINARY_API_SECRET)
+CLOUDINARY_FOLDER = "stefna/generated"
+CLOUDINARY_TIMEOUT_SECONDS = env_int("CLOUDINARY_TIMEOUT_SECONDS", 30)
+
+# Rate limits: (count, window seconds).
+RATE_LIMIT_GENERATIONS = (env_int("RATE_LIMIT_GENERATIONS_PER_MINUTE", 20), 60)
+RATE_LIMIT_ANON_PER_MINUTE = (env_int("RATE_LIMIT_ANON_PER_MINUTE", 120), 60)
+RATE_LIMIT_CODES_PER_EMAIL = (5, 15 * 60)
+RATE_LIMIT_CODES_PER_IP = (20, 60 * 60)
+# Serve MEDIA_URL from this process: on by default whenever files live on local disk.
+SERVE_MEDIA = env_bool("SERVE_MEDIA", not AWS_STORAGE_BUCKET_NAME and MEDIA_URL.startswith("/"))

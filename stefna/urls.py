@@ -1,0 +1,19 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.static import serve
+
+from stefna.api import api
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/", api.urls),
+    path("accounts/", include("stefna.accounts.urls")),
+    path("", include("generation.urls")),
+]
+
+if settings.SERVE_MEDIA:
+    # Local-storage media (development, offline mode, single-machine installs). With a
+    # bucket or Cloudinary configured, files are served from there instead.
+    media_prefix = settings.MEDIA_URL.lstrip("/")
+    urlpatterns += [re_path(rf"^{media_prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
