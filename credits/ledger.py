@@ -156,9 +156,7 @@ def grant(
         raise ValueError("amount must not be zero")
     _wallet(user)
     with transaction.atomic():
-        changed = Wallet.objects.filter(pk=user.pk, balance__gte=max(0, -amount)).update(
-            balance=F("balance") + amount
-        )
+        changed = Wallet.objects.filter(pk=user.pk, balance__gte=max(0, -amount)).update(balance=F("balance") + amount)
         if not changed:
             raise InsufficientCredits("An adjustment cannot make a balance negative.")
         return CreditEntry.objects.create(

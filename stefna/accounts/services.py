@@ -85,9 +85,7 @@ def login_code_verify(*, email: str, code: str) -> User:
     code = (code or "").strip().replace(" ", "")
     now = timezone.now()
     login_code = (
-        LoginCode.objects.filter(email=email, used_at__isnull=True, expires_at__gt=now)
-        .order_by("-created_at")
-        .first()
+        LoginCode.objects.filter(email=email, used_at__isnull=True, expires_at__gt=now).order_by("-created_at").first()
     )
     if login_code is None:
         raise CodeInvalid("That code has expired or was already used. Ask for a new one.")

@@ -36,7 +36,12 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         try:
             services.login_code_send(email=email, ip_address=client_ip(request))
         except DomainError as exc:
-            return render(request, "accounts/sign_in.html", {"email": email, "error": exc.message, "next": _next_url(request)}, status=exc.status)
+            return render(
+                request,
+                "accounts/sign_in.html",
+                {"email": email, "error": exc.message, "next": _next_url(request)},
+                status=exc.status,
+            )
         request.session["sign_in_email"] = services.normalize_email(email)
         return redirect(f"/accounts/code/?next={_next_url(request)}")
     return render(request, "accounts/sign_in.html", {"next": _next_url(request)})
@@ -52,7 +57,12 @@ def enter_code(request: HttpRequest) -> HttpResponse:
         try:
             user = services.login_code_verify(email=email, code=request.POST.get("code", ""))
         except DomainError as exc:
-            return render(request, "accounts/enter_code.html", {"email": email, "error": exc.message, "next": _next_url(request)}, status=exc.status)
+            return render(
+                request,
+                "accounts/enter_code.html",
+                {"email": email, "error": exc.message, "next": _next_url(request)},
+                status=exc.status,
+            )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session.pop("sign_in_email", None)
         messages.success(request, f"Welcome, {user.public_name}!")

@@ -1,0 +1,123 @@
+"""Reads for generations and media. Each owns its joins, so a page costs a fixed
+number of queries whatever its size, and pages by keyset (created_at, id) so page
+1,000 costs what page 1 does and inserts never shift a page."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from django.db.models import Prefetch, Q, QuerySet
+
+from stefna.errors import InvalidInput, NotFound
+
+from .models import Attempt, Generation, Media
+
+if TYPE_CHECKING:
+    from stefna.accounts.models import User
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: dt.datetime, pk: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, pk = base64.urlsafe_b64decode(padded.encode()).decode().split("|", 1)
+        return dt.datetime.fromisoformat(created), uuid.UUID(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            "The cursor is not valid. Use the next_cursor of a previous page.", detail={"field": "cursor"}
+        ) from exc
+
+
+def _page(queryset: QuerySet, *, cursor: str | None, limit: int | None) -> Page:  # type: ignore[type-arg]
+    limit = max(1, min(limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
+    if cursor:
+        created_at, pk = decode_cursor(cursor)
+        queryset = queryset.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
+    rows = list(queryset.order_by("-created_at", "-id")[: limit + 1])
+    items, more = rows[:limit], len(rows) > limit
+    return Page(items=items, next_cursor=encode_cursor(items[-1].created_at, items[-1].pk) if more else None)
+
+
+def _with_details(queryset: QuerySet[Generation]) -> QuerySet[Generation]:
+    return queryset.prefetch_related(
+        Prefetch("media", queryset=Media.objects.order_by("index")),
+        Prefetch("attempts", queryset=Attempt.objects.order_by("started_at")),
+    )
+
+
+def generation_history(
+    *,
+    user: User,
+    cursor: str | None = None,
+    limit: int | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+) -> Page[Generation]:
+    """The user's own generations, newest first (3 queries a page)."""
+    queryset = Generation.objects.filter(user=user, deleted_at__isnull=True)
+    if kind:
+        queryset = queryset.filter(kind=kind)
+    if status:
+        queryset = queryset.filter(status=status)
+    return _page(_with_details(queryset), cursor=cursor, limit=limit)
+
+
+def generation_get(*, user: User, generation_id: object) -> Generation:
+    """One of the user's generations. Someone else's is NotFound, never Forbidden."""
+    try:
+        return _with_details(Generation.objects.filter(user=user)).get(pk=generation_id)
+    except (Generation.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound("Generation not found.") from exc
+
+
+def feed_queryset() -> QuerySet[Media]:
+    return Media.objects.filter(
+        is_public=True,
+        hidden=False,
+        generation__status=Generation.Status.SUCCEEDED,
+        generation__deleted_at__isnull=True,
+    ).select_related("generation", "user")
+
+
+def generation_feed(*, cursor: str | None = None, limit: int | None = None) -> Page[Media]:
+    """Public images, newest first (1 query a page)."""
+    return _page(feed_queryset(), cursor=cursor, limit=limit)
+
+
+def media_get_shared(*, media_id: object, viewer: User | None = None) -> Media:
+    """An image for its share page: public ones for anyone, private ones for their owner."""
+    queryset = Media.objects.select_related("generation", "user").filter(hidden=False)
+    try:
+        media = queryset.get(pk=media_id)
+    except (Media.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound("Image not found.") from exc
+    is_owner = viewer is not None and viewer.is_authenticated and media.user_id == viewer.pk
+    if not (media.is_public or is_owner):
+        raise NotFound("Image not found.")
+    return media
+
+
+def media_get_owned(*, user: User, media_id: object) -> Media:
+    try:
+        return Media.objects.select_related("generation").get(pk=media_id, user=user)
+    except (Media.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound("Image not found.") from exc
