@@ -9,7 +9,7 @@ import binascii
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from django.db.models import Prefetch, Q, QuerySet
 
@@ -26,7 +26,7 @@ DEFAULT_PAGE_SIZE = 20
 
 
 @dataclass(frozen=True)
-class Page(Generic[T]):
+class Page[T]:
     items: list[T]
     next_cursor: str | None
 

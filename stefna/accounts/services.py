@@ -9,9 +9,9 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -25,7 +25,7 @@ logger = logging.getLogger("stefna.accounts")
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_CODE_ATTEMPTS = 5
-TOKEN_PREFIX = "stf_"
+TOKEN_PREFIX = "stf_"  # noqa: S105 (a public prefix, not a secret)
 
 
 class CodeInvalid(InvalidInput):
