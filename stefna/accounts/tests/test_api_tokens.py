@@ -1,0 +1,70 @@
+import pytest
+from django.core.management import call_command
+
+from stefna.accounts import services
+from stefna.accounts.models import ApiToken, User
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_valid_token_reaches_a_protected_endpoint(client, user):
+    _, plain = services.api_token_create(user=user, name="script")
+    response = client.get("/api/me", HTTP_AUTHORIZATION=f"Bearer {plain}")
+    assert response.status_code == 200
+    assert response.json()["email"] == user.email
+
+
+@pytest.mark.parametrize("header", ["Bearer stf_wrong", "Bearer ", "Token abc", ""])
+def test_a_wrong_or_missing_token_gets_401_with_the_json_error_body(client, user, header):
+    extra = {"HTTP_AUTHORIZATION": header} if header else {}
+    response = client.get("/api/me", **extra)
+    assert response.status_code == 401
+    body = response.json()
+    assert body["code"] == "unauthorized"
+    assert body["message"]
+    assert "detail" in body
+
+
+def test_a_revoked_token_gets_401(client, user):
+    token, plain = services.api_token_create(user=user)
+    assert services.api_token_revoke(user=user, token_id=token.pk)
+    response = client.get("/api/me", HTTP_AUTHORIZATION=f"Bearer {plain}")
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+
+
+def test_tokens_are_stored_hashed(user):
+    token, plain = services.api_token_create(user=user)
+    token.refresh_from_db()
+    assert plain not in token.token_hash
+    assert token.token_hash == services.hash_token(plain)
+    assert plain.startswith(token.prefix)
+
+
+def test_a_user_cannot_revoke_someone_elses_token(user, other_user):
+    token, _ = services.api_token_create(user=other_user)
+    assert services.api_token_revoke(user=user, token_id=token.pk) is False
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_session_auth_works_for_reads(client, user):
+    client.force_login(user)
+    assert client.get("/api/me").status_code == 200
+
+
+def test_create_api_token_command_creates_the_account_and_prints_the_token_last(capsys):
+    call_command("create_api_token", "Script.User@Example.com")
+    lines = capsys.readouterr().out.strip().splitlines()
+    token = lines[-1]
+    user = User.objects.get(email="script.user@example.com")
+    assert token.startswith("stf_")
+    assert services.api_token_authenticate(token) == user
+    assert ApiToken.objects.filter(user=user).count() == 1
+
+
+def test_create_api_token_command_reuses_an_existing_account(user, capsys):
+    call_command("create_api_token", user.email)
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert services.api_token_authenticate(token) == user
+    assert User.objects.count() == 1

@@ -1,0 +1,117 @@
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from stefna.accounts import services
+from stefna.accounts.models import LoginCode, User
+from stefna.errors import RateLimited
+
+pytestmark = pytest.mark.django_db
+
+
+def _sent_code() -> str:
+    match = re.search(r"\b(\d{6})\b", mail.outbox[-1].body)
+    assert match, mail.outbox[-1].body
+    return match.group(1)
+
+
+def test_the_right_code_signs_in_and_creates_the_account(client):
+    response = client.post("/accounts/sign-in/", {"email": "New.Person@Example.com"})
+    assert response.status_code == 302
+    assert mail.outbox[-1].to == ["new.person@example.com"]
+
+    response = client.post("/accounts/code/", {"code": _sent_code()})
+
+    assert response.status_code == 302
+    user = User.objects.get(email="new.person@example.com")
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_codes_are_stored_hashed_not_in_plain_text():
+    services.login_code_send(email="ada@example.com", ip_address="10.0.0.1")
+    code = _sent_code()
+    stored = LoginCode.objects.get(email="ada@example.com")
+    assert code not in stored.code_hash
+    assert len(stored.code_hash) == 64
+    assert stored.code_hash == services._code_hash("ada@example.com", code)
+
+
+def test_a_code_works_only_once():
+    services.login_code_send(email="ada@example.com", ip_address=None)
+    code = _sent_code()
+    services.login_code_verify(email="ada@example.com", code=code)
+    with pytest.raises(services.CodeInvalid):
+        services.login_code_verify(email="ada@example.com", code=code)
+
+
+def test_five_wrong_tries_lock_the_code_even_for_the_right_one():
+    services.login_code_send(email="ada@example.com", ip_address=None)
+    code = _sent_code()
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(5):
+        with pytest.raises(services.CodeInvalid):
+            services.login_code_verify(email="ada@example.com", code=wrong)
+    with pytest.raises(services.CodeInvalid, match="Too many wrong tries"):
+        services.login_code_verify(email="ada@example.com", code=code)
+    assert not User.objects.filter(email="ada@example.com").exists()
+
+
+def test_an_expired_code_fails():
+    services.login_code_send(email="ada@example.com", ip_address=None)
+    code = _sent_code()
+    LoginCode.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(services.CodeInvalid, match="expired"):
+        services.login_code_verify(email="ada@example.com", code=code)
+
+
+def test_a_new_code_replaces_the_previous_one():
+    services.login_code_send(email="ada@example.com", ip_address=None)
+    first = _sent_code()
+    services.login_code_send(email="ada@example.com", ip_address=None)
+    second = _sent_code()
+    if first != second:
+        with pytest.raises(services.CodeInvalid):
+            services.login_code_verify(email="ada@example.com", code=first)
+    assert services.login_code_verify(email="ada@example.com", code=second).email == "ada@example.com"
+
+
+def test_sending_is_rate_limited_per_email():
+    for _ in range(5):
+        services.login_code_send(email="ada@example.com", ip_address=None)
+    with pytest.raises(RateLimited):
+        services.login_code_send(email="ada@example.com", ip_address=None)
+    assert len(mail.outbox) == 5
+
+
+def test_sending_is_rate_limited_per_ip():
+    for n in range(20):
+        services.login_code_send(email=f"person{n}@example.com", ip_address="203.0.113.9")
+    with pytest.raises(RateLimited):
+        services.login_code_send(email="one-more@example.com", ip_address="203.0.113.9")
+
+
+def test_the_sign_in_form_shows_a_readable_error_for_a_bad_email(client):
+    response = client.post("/accounts/sign-in/", {"email": "not-an-email"})
+    assert response.status_code == 422
+    assert b"Enter a valid email address." in response.content
+    assert mail.outbox == []
+
+
+def test_a_wrong_code_in_the_form_says_how_many_tries_are_left(client):
+    client.post("/accounts/sign-in/", {"email": "ada@example.com"})
+    code = _sent_code()
+    wrong = "000000" if code != "000000" else "111111"
+    response = client.post("/accounts/code/", {"code": wrong})
+    assert response.status_code == 422
+    assert b"4 tries left" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_sign_in_never_redirects_off_site(client):
+    client.post("/accounts/sign-in/", {"email": "ada@example.com", "next": "https://evil.example/"})
+    response = client.post("/accounts/code/", {"code": _sent_code(), "next": "https://evil.example/"})
+    assert response.status_code == 302
+    assert response["Location"] == "/"
