@@ -192,16 +192,22 @@ STORAGES = {
 STORAGE_PUBLIC_URLS = env_bool("STORAGE_PUBLIC_URLS", bool(AWS_STORAGE_BUCKET_NAME))
 
 # --- Email ----------------------------------------------------------------------------
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
-    "django.core.mail.backends.smtp.EmailBackend"
-    if os.environ.get("EMAIL_HOST")
-    else "django.core.mail.backends.console.EmailBackend"
+# Django 6.1's MAILERS, filled from the classic EMAIL_* variable names operators know.
+_email_host = os.environ.get("EMAIL_HOST", "")
+_email_backend = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if _email_host else "django.core.mail.backends.console.EmailBackend"
 )
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 587)
-EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+_mailer: dict[str, object] = {"BACKEND": _email_backend}
+if _email_backend.endswith("smtp.EmailBackend"):
+    _mailer["OPTIONS"] = {
+        "host": _email_host or "localhost",
+        "port": env_int("EMAIL_PORT", 587),
+        "username": os.environ.get("EMAIL_HOST_USER", ""),
+        "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+        "use_tls": env_bool("EMAIL_USE_TLS", True),
+        "timeout": 20,
+    }
+MAILERS = {"default": _mailer}
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Stefna <no-reply@stefna.local>")
 
 # --- Security -------------------------------------------------------------------------
