@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
+# Development commands default to DEBUG=1 (a dev-only secret key, localhost hosts);
+# a real deployment sets DEBUG=0 and SECRET_KEY in its environment.
+DEV := DEBUG=$${DEBUG:-1}
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # Django 6 needs Python 3.12+. Prefer pyenv's 3.13 (.python-version), then any 3.13/3.12 on PATH.
@@ -30,17 +33,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt | $(PY)
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements
 
 migrate: install ## Apply migrations (the presets are seeded by a data migration)
-	$(PY) manage.py migrate --no-input
+	$(DEV) $(PY) manage.py migrate --no-input
 
 run: migrate ## Serve the app at http://127.0.0.1:8000 with a task worker (Ctrl-C stops both)
 	@echo "Stefna: http://127.0.0.1:8000  (worker running alongside; Ctrl-C stops both)"
 	@trap 'kill 0' INT TERM EXIT; \
-	DEBUG=$${DEBUG:-1} $(PY) manage.py db_worker & \
-	DEBUG=$${DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:8000 & \
+	$(DEV) $(PY) manage.py db_worker & \
+	$(DEV) $(PY) manage.py runserver 127.0.0.1:8000 & \
 	wait
 
 worker: migrate ## Run only the background task worker
-	DEBUG=$${DEBUG:-1} $(PY) manage.py db_worker
+	$(DEV) $(PY) manage.py db_worker
 
 test: install ## Run the whole test suite (SQLite, or DATABASE_URL when set)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
