@@ -1,41 +1,85 @@
 """The JSON API root. Each app adds its own router; errors map to JSON here, once.
 
-Every error answer has the same body: `{"code": …, "message": …, "detail": …}`.
+Every error answer has the same body: `{"code": …, "message": …, "detail": …}`, whatever
+raised it: a domain error, Ninja's validation, Django's Http404/PermissionDenied, an
+oversized or malformed body, an unknown route under /api/, or a bug (500).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI, Schema
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.urls import URLPattern, URLResolver, re_path
+from django.views.decorators.csrf import csrf_exempt
+from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import SessionAuth
 
-from stefna.auth import api_auth
+from stefna.api_support import ErrorOut, errors
+from stefna.auth import ApiTokenAuth
 from stefna.errors import DomainError, RateLimited
 
-api = NinjaAPI(
+logger = logging.getLogger("stefna.api")
+
+__all__ = ["ErrorOut", "api"]
+
+
+class SignedInSessionAuth(SessionAuth):
+    """The browser session, with CSRF checked only once there *is* a signed-in session.
+
+    Ninja's SessionAuth checks CSRF first, so an anonymous write (or one with a wrong
+    bearer token) would get 403 "CSRF failed" instead of the truthful 401.
+    """
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
+class StefnaAPI(NinjaAPI):
+    def _get_urls(self) -> list[URLResolver | URLPattern]:
+        # Last, after every router (including ones added later): any other path under
+        # /api/ is a JSON 404, not Django's HTML page.
+        return [*super()._get_urls(), re_path(r"^.*$", unknown_route, name="unknown-route")]
+
+
+api = StefnaAPI(
     title="Stefna API",
     version="1.0.0",
     description=(
         "Turn photos into art. Authenticate with `Authorization: Bearer <token>` "
         "(create one on your account page or with `manage.py create_api_token`), "
-        "or with the browser session plus CSRF token."
+        "or with the browser session plus CSRF token. Errors always answer "
+        '`{"code", "message", "detail"}`; `GET /api/presets` and `GET /api/feed` are public '
+        "and limited per IP address."
     ),
-    auth=api_auth,
+    # Both are sync and touch the database; Ninja runs sync auth callbacks through
+    # sync_to_async for async views, so they are safe on /api/generate-image too.
+    auth=[ApiTokenAuth(), SignedInSessionAuth(csrf=True)],
     urls_namespace="api",
     docs_url="/docs",
 )
 
 
-class ErrorOut(Schema):
-    code: str
-    message: str
-    detail: Any = None
+def _error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "detail": detail}
 
 
 def error_response(request: HttpRequest, *, status: int, code: str, message: str, detail: Any = None) -> HttpResponse:
-    return api.create_response(request, {"code": code, "message": message, "detail": detail}, status=status)
+    return api.create_response(request, _error_body(code, message, detail), status=status)
+
+
+@csrf_exempt
+def unknown_route(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    return JsonResponse(
+        _error_body("not_found", f"There is no API route {request.method} {request.path}. See /api/docs."),
+        status=404,
+    )
 
 
 @api.exception_handler(DomainError)
@@ -62,12 +106,70 @@ def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpRespo
 
 @api.exception_handler(HttpError)
 def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    codes = {400: "invalid_input", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
-    code = codes.get(exc.status_code, "error")
-    return error_response(request, status=exc.status_code, code=code, message=str(exc))
+    # Ninja raises 400 only for a body it cannot parse (malformed JSON); the contract
+    # gives every bad input one answer: 422 invalid_input.
+    if exc.status_code == 400:
+        return error_response(request, status=422, code="invalid_input", message="The request body is not valid JSON.")
+    if exc.status_code == 403:
+        # The only 403 Ninja raises itself is the session CSRF check.
+        return error_response(
+            request, status=403, code="forbidden", message="CSRF check failed: send the X-CSRFToken header."
+        )
+    codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 429: "rate_limited"}
+    return error_response(request, status=exc.status_code, code=codes.get(exc.status_code, "error"), message=str(exc))
 
 
-@api.get("/me", response={200: dict, 401: ErrorOut}, tags=["account"], summary="Who am I")
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return error_response(request, status=404, code="not_found", message="Not found.")
+
+
+@api.exception_handler(PermissionDenied)
+def on_permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
+    return error_response(request, status=403, code="forbidden", message="You are not allowed to do that.")
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+    # Django refuses to buffer a body over DATA_UPLOAD_MAX_MEMORY_SIZE; for our routes
+    # that body is an image, so the caller sees the same answer as for a big file.
+    return error_response(
+        request, status=413, code="image_too_large", message="The request is too large. Please send a smaller photo."
+    )
+
+
+@api.exception_handler(MultiPartParserError)
+def on_bad_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
+    return error_response(request, status=422, code="invalid_input", message="The multipart body could not be read.")
+
+
+@api.exception_handler(SuspiciousOperation)
+def on_suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+    # Too many fields or files, a malformed header: the client's fault, never a 500.
+    return error_response(request, status=422, code="invalid_input", message="The request could not be read.")
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("unhandled error in %s %s", request.method, request.path)
+    return error_response(
+        request, status=500, code="server_error", message="Something went wrong on our side. Please try again."
+    )
+
+
+@api.get("/me", response={200: dict, **errors(401)}, tags=["account"], summary="Who am I")
 def me(request: HttpRequest) -> dict[str, str]:
     user = request.auth  # type: ignore[attr-defined]
     return {"id": str(user.pk), "email": user.email, "display_name": user.public_name}
+
+
+# Routers, one per app. Imported here, after `api` exists, because routers import
+# stefna.api_support (not this module) for their shared pieces.
+from credits.api import router as credits_router  # noqa: E402
+from generation.api import router as generation_router  # noqa: E402
+from presets.api import router as presets_router  # noqa: E402
+
+api.add_router("", presets_router)
+api.add_router("", generation_router)
+api.add_router("", credits_router)
+# The fal webhook router (pipeline) is registered below this line.

@@ -1,0 +1,40 @@
+"""`GET /api/quota`: the caller's credits, with the field names fixed by CONTRACT.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.http import HttpRequest
+from ninja import Router, Schema
+from pydantic import Field
+
+from stefna.api_support import errors
+
+from .selectors import quota_for
+
+router = Router(tags=["credits"])
+
+
+class QuotaOut(Schema):
+    # camelCase names are the design documents' (and the contract's); kept as-is.
+    daily_limit: int = Field(description="Credits granted each UTC day.")
+    daily_used: int = Field(description="Credits spent today (UTC), refunds deducted.")
+    remaining: int = Field(description="Credits you can spend now.")
+    weekly_used: int = Field(description="Credits spent in the last 7 days.")
+    dailyReset: dt.datetime = Field(description="When the daily allowance is next applied (UTC midnight).")
+    currentBalance: int
+    timestamp: dt.datetime
+
+
+@router.get("/quota", response={200: QuotaOut, **errors(401)}, summary="Your credits")
+def quota(request: HttpRequest) -> dict:
+    current = quota_for(user=request.auth)  # type: ignore[attr-defined]
+    return {
+        "daily_limit": current.daily_limit,
+        "daily_used": current.daily_used,
+        "remaining": current.remaining,
+        "weekly_used": current.weekly_used,
+        "dailyReset": current.daily_reset,
+        "currentBalance": current.current_balance,
+        "timestamp": current.timestamp,
+    }

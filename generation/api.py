@@ -1,0 +1,344 @@
+"""Generation routes: start, follow, cancel, list; the public feed; media visibility and
+deletion; and the one-call studio (`POST /api/generate-image`).
+
+Thin edges: parse, call one service or selector, shape the answer (generation/schemas.py).
+Uploads are read here rather than through Ninja's File/Form params because a route takes
+*either* multipart *or* JSON, which Ninja cannot express; the OpenAPI request body is
+declared by hand below so /api/docs still shows both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Header, Query, Router, Schema, Status
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from credits.selectors import balance_of
+from stefna.api_support import errors, limit_public
+from stefna.errors import DomainError, InvalidInput
+
+from . import selectors, services
+from .exceptions import ImageTooLarge
+from .images import ValidatedImage, decode_base64_image, validate_image
+from .models import Generation
+from .schemas import (
+    FeedPageOut,
+    GenerationFormIn,
+    GenerationJsonIn,
+    GenerationOut,
+    GenerationPageOut,
+    GenerationStatus,
+    ImageOut,
+    MediaPatchIn,
+    StudioFormIn,
+    StudioJsonIn,
+    StudioOut,
+    StudioPendingOut,
+    feed_item_out,
+    generation_out,
+    image_out,
+)
+
+router = Router(tags=["generations"])
+
+# The studio's preset (seeded by presets' data migration): flux-general image-to-image.
+STUDIO_PRESET_SLUG = "image_to_image"
+# Multipart bodies carry the file plus a few short fields; anything much larger than the
+# file limit is refused from its Content-Length, before Django spools it to disk.
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+
+IdempotencyKey = Header(
+    None,
+    alias="Idempotency-Key",
+    max_length=200,
+    description="Repeat a request safely: the same key and request returns the first generation, charging nothing.",
+)
+
+
+class GenerationFailed(DomainError):
+    code = "generation_failed"
+    status = 502
+    default_message = "Every model failed on this photo. Your credits were refunded."
+
+
+class GenerationCanceled(DomainError):
+    code = "generation_canceled"
+    status = 409
+    default_message = "The generation was canceled. Your credits were refunded."
+
+
+# --- Reading an upload (multipart or JSON) -----------------------------------------------
+
+
+def _pydantic_errors(exc: PydanticValidationError, source: str) -> list[dict[str, Any]]:
+    return [{"loc": [source, *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
+
+
+def _read_upload[FieldsT: BaseModel](
+    request: HttpRequest, *, form_schema: type[FieldsT], json_schema: type[FieldsT]
+) -> tuple[FieldsT, bytes]:
+    """The request's fields and raw image bytes, from multipart (`image` file) or JSON
+    (`image_base64`). Raises the contract's errors; reads nothing it then refuses."""
+    content_type = request.content_type or ""
+    if content_type == "multipart/form-data":
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD_BYTES:
+            raise _too_large()
+        try:
+            fields = form_schema.model_validate(request.POST.dict())
+        except PydanticValidationError as exc:
+            raise InvalidInput(detail=_pydantic_errors(exc, "form")) from exc
+        upload = request.FILES.get("image")
+        if upload is None:
+            raise InvalidInput("Attach the photo as the `image` file field.", detail={"field": "image"})
+        if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
+            raise _too_large()
+        return fields, upload.read()
+    if content_type in ("application/json", ""):
+        try:
+            body = json.loads(request.body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput("The request body is not valid JSON.") from exc
+        if not isinstance(body, dict):
+            raise InvalidInput("The request body must be a JSON object.")
+        try:
+            fields = json_schema.model_validate(body)
+        except PydanticValidationError as exc:
+            raise InvalidInput(detail=_pydantic_errors(exc, "body")) from exc
+        return fields, decode_base64_image(fields.image_base64)  # type: ignore[attr-defined]
+    raise InvalidInput(
+        "Send multipart/form-data (with an `image` file) or application/json (with `image_base64`).",
+        detail={"field": "Content-Type", "received": content_type[:100]},
+    )
+
+
+def _too_large() -> ImageTooLarge:
+    limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
+    return ImageTooLarge(
+        f"That image is larger than {limit_mb:g} MB. Please upload a smaller photo.",
+        detail={"max_bytes": settings.MAX_UPLOAD_BYTES},
+    )
+
+
+def _read_generation_input(request: HttpRequest) -> tuple[GenerationFormIn, ValidatedImage]:
+    fields, data = _read_upload(request, form_schema=GenerationFormIn, json_schema=GenerationJsonIn)
+    return fields, validate_image(data)
+
+
+def _read_studio_input(request: HttpRequest) -> tuple[StudioFormIn, ValidatedImage]:
+    fields, data = _read_upload(request, form_schema=StudioFormIn, json_schema=StudioJsonIn)
+    return fields, validate_image(data)
+
+
+def _upload_body(form_schema: type[Schema], json_schema: type[Schema], description: str) -> dict[str, Any]:
+    """The OpenAPI request body for a route taking multipart (file `image`) or JSON."""
+    form = form_schema.model_json_schema()
+    form["properties"] = {"image": {"type": "string", "format": "binary"}, **form["properties"]}
+    form["required"] = ["image", *form.get("required", [])]
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {
+                "multipart/form-data": {"schema": form},
+                "application/json": {"schema": json_schema.model_json_schema()},
+            },
+        }
+    }
+
+
+# --- Generations ---------------------------------------------------------------------------
+
+
+@router.post(
+    "/generations",
+    response={200: GenerationOut, 202: GenerationOut, **errors(401, 402, 403, 409, 413, 415, 422, 429)},
+    summary="Start a generation",
+    description=(
+        "Answers 202 with the new Generation (poll `GET /api/generations/{id}`). With an "
+        "`Idempotency-Key` already used for the same request, answers 200 with the first "
+        "generation and charges nothing; for a different request, 409 `idempotency_conflict`."
+    ),
+    openapi_extra=_upload_body(
+        GenerationFormIn, GenerationJsonIn, "The photo (JPEG, PNG or WebP, checked by decoding it) and the style."
+    ),
+)
+def generation_create(request: HttpRequest, idempotency_key: str | None = IdempotencyKey) -> Status[dict]:
+    user = request.auth  # type: ignore[attr-defined]
+    fields, image = _read_generation_input(request)
+    generation, created = services.generation_request(
+        user=user,
+        preset_slug=fields.preset,
+        image=image,
+        prompt=fields.prompt,
+        is_public=fields.is_public,
+        idempotency_key=idempotency_key,
+    )
+    generation = selectors.generation_get_with_balance(user=user, generation_id=generation.pk)
+    return Status(202 if created else 200, generation_out(generation, remaining_coins=generation.owner_balance or 0))
+
+
+@router.get(
+    "/generations",
+    response={200: GenerationPageOut, **errors(401, 422)},
+    summary="Your generations, newest first",
+)
+def generation_list(
+    request: HttpRequest,
+    cursor: str | None = Query(None, max_length=200, description="`next_cursor` from the previous page."),
+    limit: int = Query(selectors.DEFAULT_PAGE_SIZE, ge=1, le=selectors.MAX_PAGE_SIZE),
+    kind: str | None = Query(None, max_length=32),
+    status: GenerationStatus | None = None,
+) -> dict:
+    user = request.auth  # type: ignore[attr-defined]
+    page = selectors.generation_history(user=user, cursor=cursor, limit=limit, kind=kind, status=status)
+    balance = balance_of(user=user)
+    return {
+        "items": [generation_out(generation, remaining_coins=balance) for generation in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get(
+    "/generations/{generation_id}",
+    response={200: GenerationOut, **errors(401, 404, 422)},
+    summary="One of your generations",
+)
+def generation_detail(request: HttpRequest, generation_id: uuid.UUID) -> dict:
+    generation = selectors.generation_get_with_balance(user=request.auth, generation_id=generation_id)  # type: ignore[attr-defined]
+    return generation_out(generation, remaining_coins=generation.owner_balance or 0)
+
+
+@router.post(
+    "/generations/{generation_id}/cancel",
+    response={200: GenerationOut, **errors(401, 403, 404, 409, 422)},
+    summary="Cancel a queued or running generation (refunds it)",
+    description="409 `invalid_state` when the generation has already finished.",
+)
+def generation_cancel(request: HttpRequest, generation_id: uuid.UUID) -> dict:
+    user = request.auth  # type: ignore[attr-defined]
+    services.generation_cancel(generation_id=generation_id, user=user)
+    generation = selectors.generation_get_with_balance(user=user, generation_id=generation_id)
+    return generation_out(generation, remaining_coins=generation.owner_balance or 0)
+
+
+# --- Feed and media ------------------------------------------------------------------------
+
+
+@router.get(
+    "/feed",
+    auth=None,
+    response={200: FeedPageOut, **errors(422, 429)},
+    tags=["feed"],
+    summary="Public images, newest first (no sign-in; limited per IP)",
+)
+def feed(
+    request: HttpRequest,
+    cursor: str | None = Query(None, max_length=200, description="`next_cursor` from the previous page."),
+    limit: int = Query(selectors.DEFAULT_PAGE_SIZE, ge=1, le=selectors.MAX_PAGE_SIZE),
+) -> dict:
+    limit_public(request)
+    page = selectors.generation_feed(cursor=cursor, limit=limit)
+    return {"items": [feed_item_out(media) for media in page.items], "next_cursor": page.next_cursor}
+
+
+@router.patch(
+    "/media/{media_id}",
+    response={200: ImageOut, **errors(401, 403, 404, 422)},
+    tags=["media"],
+    summary="Show or hide one of your images in the public feed",
+)
+def media_update(request: HttpRequest, media_id: uuid.UUID, payload: MediaPatchIn) -> dict:
+    media = services.media_set_public(user=request.auth, media_id=media_id, is_public=payload.is_public)  # type: ignore[attr-defined]
+    return image_out(media)
+
+
+@router.delete(
+    "/media/{media_id}",
+    response={204: None, **errors(401, 403, 404, 422)},
+    tags=["media"],
+    summary="Delete one of your images for good",
+)
+def media_remove(request: HttpRequest, media_id: uuid.UUID) -> Status[None]:
+    services.media_delete(user=request.auth, media_id=media_id)  # type: ignore[attr-defined]
+    return Status(204, None)
+
+
+# --- The studio in one call ----------------------------------------------------------------
+
+
+@router.post(
+    "/generate-image",
+    response={200: StudioOut, 202: StudioPendingOut, **errors(401, 402, 403, 409, 413, 415, 422, 429, 502)},
+    tags=["studio"],
+    summary="Image-to-image in one call: waits for the result",
+    description=(
+        "Starts an `image_to_image` generation and waits up to GENERATE_IMAGE_WAIT_SECONDS "
+        "(default 60) for it. Answers 200 with the image URLs, or 202 with `generation_id` "
+        "when the wait runs out (follow it with `GET /api/generations/{id}`). 502 "
+        "`generation_failed` when every model failed (refunded); 409 `generation_canceled`."
+    ),
+    openapi_extra=_upload_body(StudioFormIn, StudioJsonIn, "The photo and what to make of it."),
+)
+async def generate_image(request: HttpRequest, idempotency_key: str | None = IdempotencyKey) -> Status[dict]:
+    user = request.auth  # type: ignore[attr-defined]
+    # Decoding a photo is CPU work: do it on a thread so the event loop keeps serving.
+    fields, image = await sync_to_async(_read_studio_input, thread_sensitive=False)(request)
+    generation, _ = await sync_to_async(services.generation_request)(
+        user=user,
+        preset_slug=STUDIO_PRESET_SLUG,
+        image=image,
+        prompt=fields.prompt,
+        is_public=False,
+        idempotency_key=idempotency_key,
+    )
+    status = await _wait_until_final(generation.pk, status=generation.status)
+    if status == Generation.Status.FAILED:
+        raise GenerationFailed(detail={"generation_id": str(generation.pk)})
+    if status == Generation.Status.CANCELED:
+        raise GenerationCanceled(detail={"generation_id": str(generation.pk)})
+    if status != Generation.Status.SUCCEEDED:
+        return Status(
+            202,
+            {
+                "generation_id": generation.pk,
+                "status": status,
+                "message": "Still working on it. Follow it with GET /api/generations/{id}.",
+            },
+        )
+    done = await sync_to_async(selectors.generation_get_with_balance)(user=user, generation_id=generation.pk)
+    return Status(
+        200,
+        {
+            "generation_id": done.pk,
+            "images": [media.url for media in done.media.all()],
+            "remaining_coins": done.owner_balance or 0,
+            "debug_info": {"prompt_sent": done.prompt_sent, "original_prompt": done.prompt},
+        },
+    )
+
+
+async def _wait_until_final(generation_id: uuid.UUID, *, status: str) -> str:
+    """Poll the row's status until it is final or the bound passes.
+
+    asyncio.sleep between polls holds no thread: a waiting client costs a coroutine,
+    and each poll is one indexed primary-key read.
+    """
+    deadline = time.monotonic() + float(settings.GENERATE_IMAGE_WAIT_SECONDS)
+    interval = float(settings.GENERATE_IMAGE_POLL_SECONDS)
+    while status not in Generation.FINAL_STATUSES:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await asyncio.sleep(min(interval, remaining))
+        status = await selectors.generation_status(generation_id=generation_id)
+    return status

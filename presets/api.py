@@ -1,0 +1,35 @@
+"""`GET /api/presets`: the active styles, in the order the picker shows them. Public."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from ninja import Router, Schema
+
+from stefna.api_support import errors, limit_public
+
+from .models import Preset
+
+router = Router(tags=["presets"])
+
+
+class PresetOut(Schema):
+    slug: str
+    name: str
+    kind: str
+    description: str
+    requires_prompt: bool
+    num_images: int
+    cost: int
+    thumbnail_url: str
+
+
+@router.get(
+    "/presets",
+    auth=None,
+    response={200: list[PresetOut], **errors(429)},
+    summary="Active presets, in display order (no sign-in; limited per IP)",
+)
+def preset_list(request: HttpRequest) -> list[Preset]:
+    limit_public(request)
+    # One query; `cost` and `thumbnail_url` are properties of the row (no extra reads).
+    return list(Preset.objects.filter(is_active=True).order_by("sort_order", "name"))

@@ -1,0 +1,42 @@
+"""Pieces every API router shares: the error body schema, response declarations and
+the per-IP limit on public routes.
+
+They live here, not in `stefna.api`, because `stefna.api` imports every router: a
+router importing `stefna.api` back would be a circular import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from ninja import Schema
+from pydantic import Field
+
+from stefna import ratelimit
+
+
+class ErrorOut(Schema):
+    """Every error answer: a stable code, a message for people, and optional detail."""
+
+    code: str = Field(description="Stable snake_case code, e.g. `insufficient_credits`.")
+    message: str
+    detail: Any = None
+
+
+def errors(*statuses: int) -> dict[int, type[ErrorOut]]:
+    """Response declarations for the error statuses a route can answer."""
+    return dict.fromkeys(statuses, ErrorOut)
+
+
+def client_ip(request: HttpRequest) -> str:
+    # REMOTE_ADDR only: X-Forwarded-For is whatever the client says unless a trusted
+    # proxy rewrites it, and trusting it would let anyone dodge the limit.
+    return request.META.get("REMOTE_ADDR") or "unknown"
+
+
+def limit_public(request: HttpRequest) -> None:
+    """Count one request on a route that needs no sign-in; RateLimited past the per-IP limit."""
+    limit, window = settings.RATE_LIMIT_ANON_PER_MINUTE
+    ratelimit.hit(f"api-ip:{client_ip(request)}", limit=limit, window=window)
