@@ -305,3 +305,9 @@ RATE_LIMIT_CODES_PER_EMAIL = (5, 15 * 60)
 RATE_LIMIT_CODES_PER_IP = (20, 60 * 60)
 # Serve MEDIA_URL from this process: on by default whenever files live on local disk.
 SERVE_MEDIA = env_bool("SERVE_MEDIA", not AWS_STORAGE_BUCKET_NAME and MEDIA_URL.startswith("/"))
+
+# --- API ------------------------------------------------------------------------------
+# POST /api/generate-image waits this long for a result before answering 202 with the
+# generation id; it polls the row every GENERATE_IMAGE_POLL_SECONDS while it waits.
+GENERATE_IMAGE_WAIT_SECONDS = float(os.environ.get("GENERATE_IMAGE_WAIT_SECONDS", "") or 60)
+GENERATE_IMAGE_POLL_SECONDS = float(os.environ.get("GENERATE_IMAGE_POLL_SECONDS", "") or 0.5)
