@@ -13,3 +13,9 @@ class AlreadySettled(DomainError):
     code = "already_settled"
     status = 409
     default_message = "This generation's credits were already captured or refunded."
+
+
+class AlreadyReserved(DomainError):
+    code = "already_reserved"
+    status = 409
+    default_message = "This generation's credits are already reserved and not yet settled."

@@ -2,33 +2,40 @@
 
 Money rules (from the design documents):
 - a generation costs `GENERATION_COST` (2), reserved in the transaction that creates it;
-- it is settled exactly once: captured when it succeeds, refunded when it fails or is
-  canceled. Unique constraints make a second settlement impossible, not just unlikely;
+- each reservation ("charge") is settled exactly once: captured when the generation
+  succeeds, refunded when it fails or is canceled. Unique constraints make a second
+  settlement impossible, not just unlikely. A staff retry reserves a new charge;
 - once per UTC day, at the first spend or quota read, a balance below the allowance is
   topped up to `DAILY_CREDITS`; credits above it (grants) are kept.
 
-Every balance change is a conditional UPDATE on the wallet row followed by the entry
-insert in the same transaction. The UPDATE takes the row lock, so concurrent spenders
-queue on it and the `balance >= amount` test is re-evaluated on the latest row: two
-requests can never spend the same credit.
+Every write follows one pattern, in one transaction: lock the user's wallet row
+(`SELECT … FOR UPDATE`), decide from the locked balance, update the wallet, insert the
+entry with `balance_after`. The lock makes concurrent writers for one user queue, so
+two requests can never spend the same credit, and each entry's `balance_after` is the
+exact running total in insertion order (which `check_ledger` verifies). On SQLite,
+which ignores FOR UPDATE, the same guarantee comes from `BEGIN IMMEDIATE`
+(settings: transaction_mode), which serialises every writing transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Max
 from django.utils import timezone
 
-from .exceptions import InsufficientCredits
+from .exceptions import AlreadyReserved, AlreadySettled, InsufficientCredits
 from .models import CreditEntry, Wallet
 
 if TYPE_CHECKING:
     from generation.models import Generation
     from stefna.accounts.models import User
+
+logger = logging.getLogger("credits")
 
 Reason = CreditEntry.Reason
 
@@ -43,102 +50,155 @@ def next_reset(now: dt.datetime | None = None) -> dt.datetime:
     return dt.datetime.combine(today + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
 
 
-def _wallet(user: User) -> Wallet:
-    wallet, _ = Wallet.objects.get_or_create(user=user)
-    return wallet
+def _ensure_wallet(user_id: object) -> None:
+    # get_or_create copes with two first requests racing to create the row (it retries
+    # the get after the losing INSERT's IntegrityError, inside a savepoint).
+    Wallet.objects.get_or_create(user_id=user_id)
 
 
-def _current_balance(user: User) -> int:
-    return Wallet.objects.values_list("balance", flat=True).get(pk=user.pk)
+def _lock_wallet(user_id: object) -> Wallet:
+    """The user's wallet row, locked until the surrounding transaction ends."""
+    return Wallet.objects.select_for_update().get(pk=user_id)
 
 
-def ensure_daily_allowance(*, user: User, now: dt.datetime | None = None) -> None:
-    """Top the user up to the daily allowance if today's allowance was not applied yet."""
+def _write(wallet: Wallet, **entry: object) -> CreditEntry:
+    """Apply `entry["amount"]` to the locked wallet and record it. Caller holds the lock."""
+    amount = int(entry["amount"])  # type: ignore[call-overload]
+    if amount:
+        wallet.balance += amount
+        Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance)
+    return CreditEntry.objects.create(user_id=wallet.pk, balance_after=wallet.balance, **entry)
+
+
+def _apply_allowance(wallet: Wallet, today: dt.date) -> CreditEntry | None:
+    """Top the locked wallet up to the allowance if `today` was not applied yet."""
+    if wallet.allowance_day is not None and wallet.allowance_day >= today:
+        return None
+    wallet.allowance_day = today
+    Wallet.objects.filter(pk=wallet.pk).update(allowance_day=today)
+    top_up = settings.DAILY_CREDITS - wallet.balance
+    if top_up <= 0:
+        # Balances at or above the allowance (granted credits) are kept as they are.
+        return None
+    return _write(wallet, amount=top_up, reason=Reason.DAILY_ALLOWANCE, allowance_day=today)
+
+
+def ensure_daily_allowance(*, user: User, now: dt.datetime | None = None) -> CreditEntry | None:
+    """Top the user up to the daily allowance if today's (UTC) allowance was not applied yet.
+
+    Returns the allowance entry when one was written. Cheap when the day is already
+    applied: one indexed read, no lock.
+    """
     today = utc_today(now)
-    wallet = _wallet(user)
-    if wallet.allowance_day == today:
-        return
+    _ensure_wallet(user.pk)
+    if Wallet.objects.filter(pk=user.pk, allowance_day__gte=today).exists():
+        return None
     with transaction.atomic():
-        # Claiming the day with a conditional UPDATE makes two concurrent first-reads
-        # apply the allowance once: the loser updates nothing and leaves.
-        claimed = (
-            Wallet.objects.filter(pk=user.pk)
-            .filter(Q(allowance_day__lt=today) | Q(allowance_day__isnull=True))
-            .update(allowance_day=today)
-        )
-        if not claimed:
-            return
-        balance = _current_balance(user)
-        top_up = settings.DAILY_CREDITS - balance
-        if top_up <= 0:
-            return
-        Wallet.objects.filter(pk=user.pk).update(balance=F("balance") + top_up)
-        CreditEntry.objects.create(
-            user=user,
-            amount=top_up,
-            reason=Reason.DAILY_ALLOWANCE,
-            balance_after=balance + top_up,
-            allowance_day=today,
-        )
+        # Re-checked under the lock: of two concurrent first reads, the second sees
+        # the day already applied. The unique constraint (user, allowance_day) backs
+        # this up in the database.
+        return _apply_allowance(_lock_wallet(user.pk), today)
 
 
 def reserve(*, user: User, generation: Generation, amount: int) -> CreditEntry:
     """Take `amount` from the user's balance for `generation`, or raise InsufficientCredits.
 
-    Call inside the transaction that creates the generation, so a refusal leaves no
-    generation behind and a crash leaves no reservation without its generation.
+    Call inside the transaction that creates (or, for a retry, restarts) the generation,
+    so a refusal leaves no generation behind and a crash leaves no reservation without
+    its generation. A generation whose latest charge is still open (not refunded) cannot
+    be reserved again (AlreadyReserved); one that was captured cannot either (AlreadySettled).
     """
-    ensure_daily_allowance(user=user)
+    if amount <= 0:
+        raise ValueError("a reservation must be a positive amount")
+    if generation.user_id != user.pk:
+        raise ValueError("a generation is paid for by its owner")
+    _ensure_wallet(user.pk)
     with transaction.atomic():
-        taken = Wallet.objects.filter(pk=user.pk, balance__gte=amount).update(balance=F("balance") - amount)
-        if not taken:
-            balance = _current_balance(user)
+        wallet = _lock_wallet(user.pk)
+        _apply_allowance(wallet, utc_today())
+        charge_number = _next_charge_number(generation)
+        if wallet.balance < amount:
             reset_at = next_reset()
             raise InsufficientCredits(
-                f"This costs {amount} credits and you have {balance}. "
+                f"This costs {amount} credits and you have {wallet.balance}. "
                 f"Your daily credits refill at {reset_at:%H:%M} UTC.",
-                detail={"balance": balance, "cost": amount, "daily_reset": reset_at.isoformat()},
+                detail={"balance": wallet.balance, "cost": amount, "daily_reset": reset_at.isoformat()},
             )
-        return CreditEntry.objects.create(
-            user=user,
+        return _write(
+            wallet,
             amount=-amount,
             reason=Reason.RESERVE,
             generation=generation,
-            balance_after=_current_balance(user),
+            charge_number=charge_number,
         )
 
 
-def _settle(*, generation: Generation, reason: str, note: str = "") -> CreditEntry | None:
-    reserved = CreditEntry.objects.filter(generation=generation, reason=Reason.RESERVE).first()
-    if reserved is None:
-        return None
-    amount = -reserved.amount if reason == Reason.REFUND else 0
+def _next_charge_number(generation: Generation) -> int:
+    """1 for a new generation; n + 1 after charge n was refunded. Caller holds the wallet lock."""
+    entries = CreditEntry.objects.filter(generation=generation)
+    latest = entries.filter(reason=Reason.RESERVE).aggregate(latest=Max("charge_number"))["latest"]
+    if latest is None:
+        return 1
+    settlement = entries.filter(charge_number=latest, reason__in=CreditEntry.SETTLEMENT_REASONS).first()
+    if settlement is None:
+        raise AlreadyReserved(detail={"generation_id": str(generation.pk), "charge_number": latest})
+    if settlement.reason == Reason.CAPTURE:
+        raise AlreadySettled("This generation was delivered and paid for; it cannot be charged again.")
+    return latest + 1
+
+
+def _settle(*, generation: Generation, reason: str, note: str = "", by: User | None = None) -> CreditEntry | None:
+    """Capture or refund the generation's latest charge. None when there is nothing to settle."""
+    _ensure_wallet(generation.user_id)
     try:
         with transaction.atomic():
-            if amount:
-                Wallet.objects.filter(pk=generation.user_id).update(balance=F("balance") + amount)
-            return CreditEntry.objects.create(
-                user_id=generation.user_id,
-                amount=amount,
+            wallet = _lock_wallet(generation.user_id)
+            # Read under the wallet lock: a concurrent settlement of this generation has
+            # committed by now (it held the same lock), so this sees it.
+            reserved = (
+                CreditEntry.objects.filter(generation=generation, reason=Reason.RESERVE)
+                .order_by("-charge_number")
+                .first()
+            )
+            if reserved is None:
+                return None
+            already = CreditEntry.objects.filter(
+                generation=generation,
+                charge_number=reserved.charge_number,
+                reason__in=CreditEntry.SETTLEMENT_REASONS,
+            ).exists()
+            if already:
+                return None
+            return _write(
+                wallet,
+                amount=-reserved.amount if reason == Reason.REFUND else 0,
                 reason=reason,
                 generation=generation,
-                balance_after=Wallet.objects.values_list("balance", flat=True).get(pk=generation.user_id),
+                charge_number=reserved.charge_number,
                 note=note[:200],
+                created_by=by,
             )
     except IntegrityError:
-        # Already captured or refunded: the unique constraint turned the second
-        # settlement into a no-op, and the savepoint undid its balance change.
-        return None
+        # Only reachable if a writer bypassed the lock; the unique constraint refused
+        # the second settlement and the savepoint undid its balance change.
+        if CreditEntry.objects.filter(generation=generation, reason__in=CreditEntry.SETTLEMENT_REASONS).exists():
+            logger.warning("generation %s: second %s refused by the database", generation.pk, reason)
+            return None
+        raise
 
 
 def capture(*, generation: Generation) -> CreditEntry | None:
-    """Settle a delivered generation. Returns None if it was already settled."""
+    """Settle a delivered generation's charge. Returns None if it was already settled (or never reserved)."""
     return _settle(generation=generation, reason=Reason.CAPTURE)
 
 
-def refund(*, generation: Generation, note: str = "") -> CreditEntry | None:
-    """Give a failed or canceled generation's credits back. Returns None if already settled."""
-    return _settle(generation=generation, reason=Reason.REFUND, note=note)
+def refund(*, generation: Generation, note: str = "", by: User | None = None) -> CreditEntry | None:
+    """Give a failed or canceled generation's credits back, once.
+
+    Returns None if the charge was already settled (captured or refunded) or never
+    reserved, so a failure delivered twice (webhook and poller) refunds once.
+    """
+    return _settle(generation=generation, reason=Reason.REFUND, note=note, by=by)
 
 
 def grant(
@@ -149,21 +209,27 @@ def grant(
     by: User | None = None,
     reason: str = Reason.GRANT,
 ) -> CreditEntry:
-    """Add (or, as an adjustment, remove) credits outside any generation."""
+    """Add credits outside any generation (a grant), or, as an adjustment, add or remove some.
+
+    Today's allowance is applied first, so a grant always lands on top of it: granting
+    10 to a user who has not been topped up yet gives allowance + 10, not a balance the
+    next top-up would swallow.
+    """
     if reason not in (Reason.GRANT, Reason.ADJUST):
         raise ValueError(f"grant() cannot write {reason!r} entries")
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValueError("amount must be a whole number")
     if amount == 0:
         raise ValueError("amount must not be zero")
-    _wallet(user)
+    if reason == Reason.GRANT and amount < 0:
+        raise ValueError("a grant must be positive; remove credits with an adjustment")
+    _ensure_wallet(user.pk)
     with transaction.atomic():
-        changed = Wallet.objects.filter(pk=user.pk, balance__gte=max(0, -amount)).update(balance=F("balance") + amount)
-        if not changed:
-            raise InsufficientCredits("An adjustment cannot make a balance negative.")
-        return CreditEntry.objects.create(
-            user=user,
-            amount=amount,
-            reason=reason,
-            balance_after=_current_balance(user),
-            note=note[:200],
-            created_by=by,
-        )
+        wallet = _lock_wallet(user.pk)
+        _apply_allowance(wallet, utc_today())
+        if wallet.balance + amount < 0:
+            raise InsufficientCredits(
+                f"The balance is {wallet.balance}; removing {-amount} would make it negative.",
+                detail={"balance": wallet.balance, "amount": amount},
+            )
+        return _write(wallet, amount=amount, reason=reason, note=note[:200], created_by=by)

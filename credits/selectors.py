@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from . import ledger
@@ -15,8 +15,6 @@ from .models import CreditEntry, Wallet
 
 if TYPE_CHECKING:
     from stefna.accounts.models import User
-
-SPEND_REASONS = [CreditEntry.Reason.RESERVE, CreditEntry.Reason.REFUND]
 
 
 @dataclass(frozen=True)
@@ -31,22 +29,39 @@ class Quota:
 
 
 def quota_for(*, user: User, now: dt.datetime | None = None) -> Quota:
-    """The user's quota. Applies today's allowance first (the contract's 'first read after midnight')."""
+    """The user's quota. Applies today's allowance first (the contract's 'first read after midnight').
+
+    `daily_used` is what the user's reservations made today (UTC) cost, less those that
+    were refunded, whenever the refund came: a job reserved yesterday and refunded today
+    does not make today's figure smaller. `weekly_used` is the same over the last seven
+    UTC days, today included, so it is never below `daily_used`.
+    """
     now = now or timezone.now()
     ledger.ensure_daily_allowance(user=user, now=now)
     midnight = dt.datetime.combine(ledger.utc_today(now), dt.time.min, tzinfo=dt.UTC)
-    week_ago = now - dt.timedelta(days=7)
-    # Spending is reserves minus refunds: one aggregate query over the last week.
-    spent = CreditEntry.objects.filter(user=user, reason__in=SPEND_REASONS, created_at__gte=week_ago).aggregate(
-        today=Sum("amount", filter=Q(created_at__gte=midnight)),
-        week=Sum("amount"),
+    week_start = midnight - dt.timedelta(days=6)
+    refunded = Exists(
+        CreditEntry.objects.filter(
+            generation=OuterRef("generation"),
+            charge_number=OuterRef("charge_number"),
+            reason=CreditEntry.Reason.REFUND,
+        )
     )
-    balance = Wallet.objects.values_list("balance", flat=True).get(pk=user.pk)
+    # One query: the week's reservations that were not refunded, summed for today and the week.
+    spent = (
+        CreditEntry.objects.filter(user=user, reason=CreditEntry.Reason.RESERVE, created_at__gte=week_start)
+        .filter(~refunded)
+        .aggregate(
+            today=Sum("amount", filter=Q(created_at__gte=midnight)),
+            week=Sum("amount"),
+        )
+    )
+    balance = balance_of(user=user)
     return Quota(
         daily_limit=settings.DAILY_CREDITS,
-        daily_used=max(0, -(spent["today"] or 0)),
+        daily_used=-(spent["today"] or 0),
         remaining=balance,
-        weekly_used=max(0, -(spent["week"] or 0)),
+        weekly_used=-(spent["week"] or 0),
         daily_reset=ledger.next_reset(now),
         current_balance=balance,
         timestamp=now,
