@@ -14,7 +14,7 @@ FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
 	  if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then command -v $$c; exit 0; fi; \
 	done; exit 1
 
-.PHONY: help venv install run worker migrate seed test test-fast lint fmt typecheck bench fuzz clean
+.PHONY: help install chromium run worker migrate test lint fmt typecheck bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,7 +45,19 @@ run: migrate ## Serve the app at http://127.0.0.1:8000 with a task worker (Ctrl-
 worker: migrate ## Run only the background task worker
 	$(DEV) $(PY) manage.py db_worker
 
-test: install ## Run the whole test suite (SQLite, or DATABASE_URL when set)
+# The browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Browser tests need Chromium at $(CHROMIUM): run 'sudo apt-get install chromium' (they are skipped, and reported, without it)."; \
+	  fi; \
+	fi
+
+test: install chromium ## Run the whole test suite (SQLite, or DATABASE_URL when set)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install ## ruff check, ruff format --check, missing-migrations check
