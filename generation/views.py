@@ -1,10 +1,273 @@
-"""HTML views for the studio, history, feed and share pages."""
+"""HTML views for the studio, the live status card, history, feed and share pages.
+
+Each view parses input, calls one service or selector and renders. Writes go through
+`generation.services`; domain errors become inline form errors or messages. htmx
+requests (header `HX-Request`) get fragments; everything also works without JS,
+through plain form posts and redirects.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from credits.models import CreditEntry
+from credits.selectors import quota_for
+from presets.models import Preset
+from stefna.errors import DomainError, NotFound
+
+from . import selectors, services
+from .forms import HistoryFilterForm, StudioForm, kept_image_value
+from .models import Generation
+from .registry import MODELS
+
+FEED_PAGE_SIZE = 24
+HISTORY_PAGE_SIZE = 12
+# What a failure means, for people. Anything else gets the default.
+DEFAULT_FAILURE_MESSAGE = (
+    "Every model we tried failed or took too long. That is usually temporary: please try again in a minute."
+)
+FAILURE_MESSAGES = {
+    "timeout": "The image models took too long to answer. Please try again in a minute.",
+    "invalid_input": "The model could not use this photo. A clear, well-lit photo of a face works best.",
+    "unsupported_image": "The model could not read this photo. Try a JPEG or PNG taken with a camera or phone.",
+}
+
+
+def is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def not_found_as_404(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Someone else's (or a missing) generation or image is a plain 404 page."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound as exc:
+            raise Http404(exc.message) from exc
+
+    return wrapper
+
+
+def _next_url(request: HttpRequest, fallback: str) -> str:
+    candidate = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}):
+        return candidate
+    return fallback
+
+
+# --- Studio -------------------------------------------------------------------------------
+
+
+def preset_groups() -> list[tuple[str, list[Preset]]]:
+    """Active presets grouped by kind, groups in the order their first preset sorts."""
+    groups: dict[str, list[Preset]] = {}
+    for preset in Preset.objects.filter(is_active=True).order_by("sort_order", "name"):
+        groups.setdefault(preset.get_kind_display(), []).append(preset)
+    return list(groups.items())
+
+
+def _studio_page(request: HttpRequest, form: StudioForm, *, kept_image: str = "", status: int = 200) -> HttpResponse:
+    context: dict[str, Any] = {"form": form, "groups": preset_groups(), "kept_image": kept_image}
+    if request.user.is_authenticated:
+        quota = quota_for(user=request.user)  # type: ignore[arg-type]
+        context["quota"] = quota
+        context["can_afford"] = quota.current_balance >= settings.GENERATION_COST
+    return render(request, "generation/studio.html", context, status=status)
 
 
 def studio(request: HttpRequest) -> HttpResponse:
-    return render(request, "generation/studio.html")
+    if request.method != "POST":
+        return _studio_page(request, StudioForm(initial={"preset": request.GET.get("preset", "")}))
+    if not request.user.is_authenticated:
+        return redirect(f"/accounts/sign-in/?next={request.path}")
+    form = StudioForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return _studio_page(request, form, kept_image=form.data.get("kept_image", ""), status=422)
+    kept = ""
+    try:
+        image = form.validated_image()
+        kept = kept_image_value(image)
+        generation, _ = services.generation_request(
+            user=request.user,  # type: ignore[arg-type]
+            preset_slug=form.cleaned_data["preset"],
+            image=image,
+            prompt=form.cleaned_data["prompt"],
+            is_public=form.cleaned_data["is_public"],
+        )
+    except DomainError as exc:
+        field = (exc.detail or {}).get("field") if isinstance(exc.detail, dict) else None
+        form.add_error(field if field in form.fields else None, exc.message)
+        return _studio_page(request, form, kept_image=kept, status=exc.status)
+    return redirect("generation_detail", generation_id=generation.pk)
+
+
+# --- The live status card ---------------------------------------------------------------
+
+
+def elapsed_display(seconds: int) -> str:
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def card_context(generation: Generation) -> dict[str, Any]:
+    end = generation.completed_at or timezone.now()
+    elapsed = max(0, int((end - generation.created_at).total_seconds()))
+    refund = None
+    if generation.status in (Generation.Status.FAILED, Generation.Status.CANCELED):
+        refund = generation.credit_entries.filter(reason=CreditEntry.Reason.REFUND).first()
+    spec = MODELS.get(generation.current_model)
+    return {
+        "generation": generation,
+        "elapsed_display": elapsed_display(elapsed),
+        "failure_message": FAILURE_MESSAGES.get(generation.error_code, DEFAULT_FAILURE_MESSAGE),
+        "model_label": spec.label if spec else generation.current_model,
+        "refund": refund,
+        "media": list(generation.media.all()),
+    }
+
+
+@login_required
+@not_found_as_404
+def generation_detail(request: HttpRequest, generation_id: str) -> HttpResponse:
+    generation = selectors.generation_get(user=request.user, generation_id=generation_id)  # type: ignore[arg-type]
+    return render(request, "generation/detail.html", card_context(generation))
+
+
+@login_required
+@not_found_as_404
+@require_GET
+def generation_card(request: HttpRequest, generation_id: str) -> HttpResponse:
+    """The card alone, polled by htmx while the job is active. Once final it carries no
+    polling trigger (so polling stops) and swaps the header balance out of band, because
+    a refund changed it."""
+    return _card_response(request, generation_id)
+
+
+def _card_response(request: HttpRequest, generation_id: str) -> HttpResponse:
+    generation = selectors.generation_get(user=request.user, generation_id=generation_id)  # type: ignore[arg-type]
+    context = card_context(generation) | {"update_balance": generation.is_final}
+    return render(request, "generation/_card.html", context)
+
+
+@login_required
+@not_found_as_404
+@require_POST
+def generation_cancel(request: HttpRequest, generation_id: str) -> HttpResponse:
+    try:
+        services.generation_cancel(generation_id=generation_id, user=request.user)  # type: ignore[attr-defined]
+    except NotFound:
+        raise
+    except DomainError as exc:
+        # Usually "already finished": the card re-rendered below shows how it ended.
+        if not is_htmx(request):
+            messages.info(request, exc.message)
+    if is_htmx(request):
+        return _card_response(request, generation_id)
+    return redirect("generation_detail", generation_id=generation_id)
+
+
+@login_required
+@not_found_as_404
+@require_POST
+def generation_delete(request: HttpRequest, generation_id: str) -> HttpResponse:
+    services.generation_hide(user=request.user, generation_id=generation_id)  # type: ignore[arg-type]
+    if is_htmx(request):
+        return HttpResponse("")
+    messages.success(request, "Removed from your history.")
+    return redirect(_next_url(request, "/history/"))
+
+
+# --- Images -----------------------------------------------------------------------------
+
+
+@login_required
+@not_found_as_404
+@require_POST
+def media_visibility(request: HttpRequest, media_id: str) -> HttpResponse:
+    media = services.media_set_public(
+        user=request.user,  # type: ignore[arg-type]
+        media_id=media_id,
+        is_public=request.POST.get("is_public") == "1",
+    )
+    if is_htmx(request):
+        return render(request, "generation/_media_tile.html", {"media": media, "owner_controls": True})
+    messages.success(request, "Your image is public now." if media.is_public else "Your image is private now.")
+    return redirect(_next_url(request, f"/i/{media.pk}/"))
+
+
+@login_required
+@not_found_as_404
+@require_POST
+def media_delete(request: HttpRequest, media_id: str) -> HttpResponse:
+    services.media_delete(user=request.user, media_id=media_id)  # type: ignore[arg-type]
+    if is_htmx(request):
+        return HttpResponse("")
+    messages.success(request, "Image deleted.")
+    return redirect(_next_url(request, "/history/"))
+
+
+@not_found_as_404
+@require_GET
+def media_share(request: HttpRequest, media_id: str) -> HttpResponse:
+    media = selectors.media_get_shared(media_id=media_id, viewer=request.user)  # type: ignore[arg-type]
+    context = {
+        "media": media,
+        "absolute_image_url": request.build_absolute_uri(media.url),
+        "absolute_page_url": request.build_absolute_uri(request.path),
+        "is_owner": media.user_id == getattr(request.user, "pk", None),
+    }
+    return render(request, "generation/share.html", context)
+
+
+# --- Feed and history -------------------------------------------------------------------
+
+
+@require_GET
+def feed(request: HttpRequest) -> HttpResponse:
+    try:
+        page = selectors.generation_feed(cursor=request.GET.get("cursor") or None, limit=FEED_PAGE_SIZE)
+    except DomainError:
+        # A broken cursor (hand-edited URL) starts again at the top.
+        page = selectors.generation_feed(limit=FEED_PAGE_SIZE)
+    template = "generation/_feed_page.html" if is_htmx(request) else "generation/feed.html"
+    return render(request, template, {"page": page, "next_url": _page_url(page, {})})
+
+
+@login_required
+@require_GET
+def history(request: HttpRequest) -> HttpResponse:
+    filters = HistoryFilterForm(request.GET)
+    chosen = filters.cleaned_data if filters.is_valid() else {}
+    try:
+        page = selectors.generation_history(
+            user=request.user,  # type: ignore[arg-type]
+            cursor=request.GET.get("cursor") or None,
+            limit=HISTORY_PAGE_SIZE,
+            kind=chosen.get("kind") or None,
+            status=chosen.get("status") or None,
+        )
+    except DomainError:
+        raise Http404("That page of your history does not exist.") from None
+    query = {key: value for key, value in chosen.items() if value}
+    template = "generation/_history_page.html" if is_htmx(request) else "generation/history.html"
+    context = {"page": page, "filters": filters, "query": query, "next_url": _page_url(page, query)}
+    return render(request, template, context)
+
+
+def _page_url(page: selectors.Page, query: dict[str, str]) -> str | None:  # type: ignore[type-arg]
+    """The address of the next page (same filters), or None on the last page."""
+    return f"?{urlencode({**query, 'cursor': page.next_cursor})}" if page.next_cursor else None

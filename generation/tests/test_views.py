@@ -1,0 +1,378 @@
+"""The studio, status card, history, feed and share pages through Django's test client."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from credits import ledger
+from credits.models import CreditEntry
+from generation.models import Generation, Media
+from generation.tests.factories import GenerationFactory, MediaFactory
+from presets.tests.factories import PresetFactory
+from tests.images import make_jpeg
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def preset(db):
+    return PresetFactory(slug="view-test-style", name="Test Watercolour", requires_prompt=False)
+
+
+@pytest.fixture
+def prompt_preset(db):
+    return PresetFactory(slug="view-test-prompted", name="Prompted", requires_prompt=True, prompt="{prompt}")
+
+
+def upload(name="me.jpg"):
+    return SimpleUploadedFile(name, make_jpeg(320, 240), content_type="image/jpeg")
+
+
+def drain(user):
+    """Spend the user's whole balance through the ledger, the way a real account runs dry."""
+    ledger.ensure_daily_allowance(user=user)
+    from credits.selectors import balance_of
+
+    balance = balance_of(user=user)
+    if balance:
+        ledger.grant(user=user, amount=-balance, reason=CreditEntry.Reason.ADJUST, note="test: empty the wallet")
+
+
+# --- Studio ------------------------------------------------------------------------------
+
+
+def test_studio_shows_a_sign_in_invitation_and_the_styles_to_visitors(client, preset):
+    response = client.get("/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Sign in to create" in body
+    assert "Test Watercolour" in body
+    assert 'type="file"' not in body
+
+
+def test_studio_shows_the_form_with_radio_presets_cost_and_balance(signed_in, preset, prompt_preset):
+    response = signed_in.get("/")
+    body = response.content.decode()
+    assert response.status_code == 200
+    # Presets are real radio inputs (keyboard reachable), grouped and labelled.
+    assert re.search(r'<input class="visually-hidden" type="radio" name="preset" value="view-test-style"', body)
+    assert 'data-requires-prompt="true"' in body
+    assert f"{settings.GENERATION_COST} credits" in body
+    assert f'data-testid="studio-balance">{settings.DAILY_CREDITS}<' in body
+    assert f'maxlength="{settings.MAX_PROMPT_CHARS}"' in body
+    assert '<label for="id_prompt">' in body
+
+
+def test_studio_preselects_the_preset_from_the_query_string(signed_in, preset):
+    body = signed_in.get("/?preset=view-test-style").content.decode()
+    assert re.search(r'value="view-test-style" data-requires-prompt="false" checked', body)
+
+
+def test_submitting_the_studio_starts_a_generation_and_shows_its_card(signed_in, user, preset):
+    response = signed_in.post("/", {"image": upload(), "preset": preset.slug, "prompt": "", "is_public": "on"})
+    generation = Generation.objects.get(user=user)
+    assert response.status_code == 302
+    assert response["Location"] == f"/g/{generation.pk}/"
+    assert generation.is_public is True
+    assert generation.status == Generation.Status.QUEUED
+
+    page = signed_in.get(response["Location"])
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert 'data-testid="status-card"' in body
+    assert f'hx-get="/g/{generation.pk}/card/"' in body
+    assert 'hx-trigger="every 1s"' in body
+    assert "Cancel and refund" in body
+    # The reservation already shows in the header.
+    assert f'data-testid="balance">{settings.DAILY_CREDITS - settings.GENERATION_COST}<' in body
+
+
+def test_a_missing_prompt_keeps_the_photo_style_and_choices(signed_in, user, prompt_preset):
+    response = signed_in.post("/", {"image": upload(), "preset": prompt_preset.slug, "prompt": "  ", "is_public": "on"})
+    body = response.content.decode()
+    assert response.status_code == 422
+    assert "This style needs a prompt" in body
+    assert re.search(r'value="view-test-prompted" data-requires-prompt="true" checked', body)
+    assert re.search(r'name="is_public" value="on" checked', body)
+    # The validated photo comes back so the person does not have to choose it again...
+    kept = re.search(r'name="kept_image" value="(data:image/jpeg;base64,[^"]+)"', body).group(1)
+    assert not Generation.objects.exists()
+
+    # ...and the next submit can use it without a file.
+    again = signed_in.post("/", {"kept_image": kept, "preset": prompt_preset.slug, "prompt": "a fox"})
+    assert again.status_code == 302
+    assert Generation.objects.get(user=user).prompt == "a fox"
+
+
+def test_no_photo_is_a_readable_error(signed_in, preset):
+    response = signed_in.post("/", {"preset": preset.slug})
+    assert response.status_code == 422
+    assert "Choose a photo to transform." in response.content.decode()
+
+
+def test_a_file_that_is_not_an_image_is_a_readable_error(signed_in, preset):
+    bogus = SimpleUploadedFile("notes.jpg", b"these are not pixels", content_type="image/jpeg")
+    response = signed_in.post("/", {"image": bogus, "preset": preset.slug})
+    assert response.status_code == 415
+    assert "isn&#x27;t an image we can read" in response.content.decode()
+    assert not Generation.objects.exists()
+
+
+def test_an_unknown_style_is_a_readable_error(signed_in):
+    response = signed_in.post("/", {"image": upload(), "preset": "no-such-style"})
+    assert response.status_code == 422
+    assert "There is no active style called" in response.content.decode()
+
+
+def test_insufficient_credits_is_explained_before_upload(signed_in, user, preset):
+    drain(user)
+    response = signed_in.get("/")
+    body = response.content.decode()
+    assert 'data-testid="insufficient-credits"' in body
+    assert "You're out of credits for today" in body
+    assert f'comes back at\n      <strong><time datetime="{ledger.next_reset():%Y-%m-%dT%H:%M:%S}' in body
+    assert 'type="file"' not in body
+
+
+def test_insufficient_credits_on_submit_is_explained_and_charges_nothing(signed_in, user, preset):
+    signed_in.get("/")  # the form was shown while the balance was fine...
+    drain(user)  # ...then the credits went elsewhere
+    response = signed_in.post("/", {"image": upload(), "preset": preset.slug})
+    assert response.status_code == 402
+    body = response.content.decode()
+    assert "This costs 2 credits and you have 0" in body
+    assert "refill at" in body
+    assert not Generation.objects.exists()
+
+
+def test_posting_to_the_studio_needs_a_csrf_token(user, preset):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = client.post("/", {"image": upload(), "preset": preset.slug})
+    assert response.status_code == 403
+    assert not Generation.objects.exists()
+
+
+def test_visitors_posting_to_the_studio_are_sent_to_sign_in(client, preset):
+    response = client.post("/", {"image": upload(), "preset": preset.slug})
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/sign-in/")
+
+
+# --- Status card ---------------------------------------------------------------------------
+
+
+def test_the_card_of_an_active_generation_polls_and_shows_progress(signed_in, user):
+    generation = GenerationFactory(
+        user=user,
+        status=Generation.Status.RUNNING,
+        completed_at=None,
+        queue_position=3,
+        current_model="fal-ai/ghiblify",
+        logs=[{"message": "Submitted to Ghiblify", "level": "info", "timestamp": "2026-01-01T00:00:00+00:00"}],
+    )
+    response = signed_in.get(f"/g/{generation.pk}/card/", HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert 'hx-trigger="every 1s"' in body
+    assert "#3" in body
+    assert "Ghiblify" in body
+    assert "Submitted to Ghiblify" in body
+    assert 'id="header-balance"' not in body  # no out-of-band swap while running
+
+
+def test_a_final_card_stops_polling_and_updates_the_header_balance(signed_in, user):
+    generation = GenerationFactory(user=user, status=Generation.Status.SUCCEEDED)
+    MediaFactory(generation=generation, is_public=False)
+    response = signed_in.get(f"/g/{generation.pk}/card/", HTTP_HX_REQUEST="true")
+    body = response.content.decode()
+    assert "hx-trigger" not in body.split('id="header-balance"')[0].split("<article", 1)[1].split(">", 1)[0]
+    assert 'id="header-balance" ' in body and 'hx-swap-oob="true"' in body
+    assert "Download" in body and "Share" in body and "Make public" in body
+
+
+def test_a_failed_card_explains_and_confirms_the_refund(signed_in, user, preset):
+    from generation import services
+
+    generation, _ = services.generation_request(user=user, preset_slug=preset.slug, image=_validated())
+    Generation.objects.filter(pk=generation.pk).update(status=Generation.Status.FAILED, error_code="provider_error")
+    ledger.refund(generation=generation)
+    body = signed_in.get(f"/g/{generation.pk}/").content.decode()
+    assert "We couldn't make this image." in body
+    assert "Your 2 credits were refunded." in body
+
+
+def test_someone_elses_generation_is_not_found(signed_in, other_user):
+    generation = GenerationFactory(user=other_user)
+    assert signed_in.get(f"/g/{generation.pk}/").status_code == 404
+    assert signed_in.get(f"/g/{generation.pk}/card/").status_code == 404
+    assert signed_in.post(f"/g/{generation.pk}/delete/").status_code == 404
+    assert Generation.objects.get(pk=generation.pk).deleted_at is None
+
+
+def test_the_404_page_is_styled(client, db):
+    response = client.get("/g/00000000-0000-0000-0000-000000000000/")
+    assert response.status_code == 302  # visitors sign in first
+    response = client.get("/no/such/page/")
+    assert response.status_code == 404
+    assert "We couldn't find that page" in response.content.decode()
+
+
+# --- History -------------------------------------------------------------------------------
+
+
+def test_history_lists_own_generations_with_escaped_prompts(signed_in, user, other_user):
+    GenerationFactory(user=user, prompt="<script>alert(1)</script>", preset_name="Mine")
+    GenerationFactory(user=other_user, prompt="not yours", preset_name="Theirs")
+    body = signed_in.get("/history/").content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "<script>alert(1)</script>" not in body
+    assert "Mine" in body
+    assert "not yours" not in body
+
+
+def test_history_filters_by_kind_and_status(signed_in, user):
+    ghibli = PresetFactory(slug="filter-ghibli", kind="ghibli_reaction")
+    glitch = PresetFactory(slug="filter-glitch", kind="neo_glitch")
+    GenerationFactory(user=user, preset=ghibli, prompt="ghibli ok")
+    GenerationFactory(user=user, preset=ghibli, prompt="ghibli failed", status=Generation.Status.FAILED)
+    GenerationFactory(user=user, preset=glitch, prompt="glitch ok")
+
+    body = signed_in.get("/history/?kind=ghibli_reaction").content.decode()
+    assert "ghibli ok" in body and "ghibli failed" in body and "glitch ok" not in body
+
+    body = signed_in.get("/history/?kind=ghibli_reaction&status=failed").content.decode()
+    assert "ghibli failed" in body and "ghibli ok" not in body
+
+    # An unknown filter value is ignored, not an error.
+    response = signed_in.get("/history/?status=bogus")
+    assert response.status_code == 200
+    assert "glitch ok" in response.content.decode()
+
+
+def test_history_pages_with_a_revealed_sentinel(signed_in, user):
+    for number in range(14):
+        GenerationFactory(user=user, prompt=f"prompt number {number}")
+    body = signed_in.get("/history/").content.decode()
+    assert body.count('data-testid="history-item"') == 12
+    next_url = re.search(r'hx-get="(\?cursor=[^"]+)" hx-trigger="revealed"', body).group(1)
+    more = signed_in.get("/history/" + next_url.replace("&amp;", "&"), HTTP_HX_REQUEST="true").content.decode()
+    assert more.count('data-testid="history-item"') == 2
+    assert "<html" not in more
+    assert 'hx-trigger="revealed"' not in more
+
+
+def test_removing_a_generation_hides_it_from_history(signed_in, user):
+    generation = GenerationFactory(user=user, prompt="remove me")
+    response = signed_in.post(f"/g/{generation.pk}/delete/", {"next": "/history/"})
+    assert response.status_code == 302
+    assert "remove me" not in signed_in.get("/history/").content.decode()
+
+
+def test_history_needs_sign_in(client, db):
+    response = client.get("/history/")
+    assert response.status_code == 302
+    assert "/accounts/sign-in/" in response["Location"]
+
+
+# --- Images: visibility, delete, share, feed -----------------------------------------------
+
+
+def test_toggling_public_puts_an_image_in_the_feed(signed_in, user, client):
+    media = MediaFactory(generation=GenerationFactory(user=user, preset_name="Feedable"), is_public=False)
+    assert "Feedable" not in Client().get("/feed/").content.decode()
+
+    response = signed_in.post(f"/i/{media.pk}/visibility/", {"is_public": "1"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert "Make private" in response.content.decode()
+    media.refresh_from_db()
+    assert media.is_public is True
+    assert "Feedable" in Client().get("/feed/").content.decode()
+
+
+def test_someone_elses_image_cannot_be_toggled_or_deleted(signed_in, other_user):
+    media = MediaFactory(generation=GenerationFactory(user=other_user), is_public=False)
+    assert signed_in.post(f"/i/{media.pk}/visibility/", {"is_public": "1"}).status_code == 404
+    assert signed_in.post(f"/i/{media.pk}/delete/").status_code == 404
+    assert signed_in.get(f"/i/{media.pk}/").status_code == 404  # private: not shared
+    media.refresh_from_db()
+    assert media.is_public is False
+
+
+def test_deleting_an_image(signed_in, user):
+    media = MediaFactory(generation=GenerationFactory(user=user))
+    response = signed_in.post(f"/i/{media.pk}/delete/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert not Media.objects.filter(pk=media.pk).exists()
+
+
+def test_image_writes_need_a_csrf_token(user):
+    media = MediaFactory(generation=GenerationFactory(user=user), is_public=False)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.post(f"/i/{media.pk}/visibility/", {"is_public": "1"}).status_code == 403
+    assert client.post(f"/i/{media.pk}/delete/").status_code == 403
+    assert client.post(f"/g/{media.generation_id}/delete/").status_code == 403
+    media.refresh_from_db()
+    assert media.is_public is False
+
+
+def test_the_share_page_has_open_graph_tags_with_absolute_urls(client, user):
+    user.display_name = "Ada <b>L</b>"
+    user.save()
+    generation = GenerationFactory(user=user, preset_name="Ghibli Tears", prompt="<script>alert(1)</script>")
+    media = MediaFactory(generation=generation, is_public=True, url="/media/generated/x.png")
+    body = client.get(f"/i/{media.pk}/").content.decode()
+    assert '<meta property="og:image" content="http://testserver/media/generated/x.png">' in body
+    assert f'<meta property="og:url" content="http://testserver/i/{media.pk}/">' in body
+    assert '<meta name="twitter:card" content="summary_large_image">' in body
+    assert "Ada &lt;b&gt;L&lt;/b&gt;" in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert "<script>alert(1)</script>" not in body
+
+
+def test_the_owner_can_see_their_private_share_page(signed_in, user):
+    media = MediaFactory(generation=GenerationFactory(user=user), is_public=False)
+    body = signed_in.get(f"/i/{media.pk}/").content.decode()
+    assert "Only you can see this page" in body
+
+
+def test_the_feed_pages_newest_first_with_infinite_scroll(client, user):
+    items = [MediaFactory(generation=GenerationFactory(user=user), is_public=True) for _ in range(26)]
+    body = client.get("/feed/").content.decode()
+    assert body.count('data-testid="feed-item"') == 24
+    assert body.index(f"/i/{items[-1].pk}/") < body.index(f"/i/{items[-2].pk}/")
+    next_url = re.search(r'hx-get="(\?cursor=[^"]+)" hx-trigger="revealed"', body).group(1)
+    more = client.get("/feed/" + next_url, HTTP_HX_REQUEST="true").content.decode()
+    assert more.count('data-testid="feed-item"') == 2
+    assert f"/i/{items[0].pk}/" in more
+
+
+def test_a_broken_feed_cursor_starts_at_the_top(client, db):
+    assert client.get("/feed/?cursor=not-a-cursor").status_code == 200
+
+
+def test_pages_send_a_strict_csp_and_no_inline_script(signed_in, user, preset):
+    for url in ["/", "/feed/", "/history/", "/accounts/"]:
+        response = signed_in.get(url)
+        assert response.status_code == 200, url
+        assert "script-src 'self'" in response["Content-Security-Policy"]
+        assert not re.search(r"<script(?![^>]*\bsrc=)", response.content.decode()), url
+        assert " style=" not in response.content.decode(), url
+        assert "hx-on" not in response.content.decode(), url
+
+
+def _validated():
+    from generation.images import validate_image
+
+    return validate_image(make_jpeg(64, 64))
