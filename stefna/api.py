@@ -7,11 +7,13 @@ oversized or malformed body, an unknown route under /api/, or a bug (500).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, URLResolver, re_path
 from django.views.decorators.csrf import csrf_exempt
@@ -43,9 +45,41 @@ class SignedInSessionAuth(SessionAuth):
 
 class StefnaAPI(NinjaAPI):
     def _get_urls(self) -> list[URLResolver | URLPattern]:
+        urls = [_with_json_405(url) if isinstance(url, URLPattern) else url for url in super()._get_urls()]
         # Last, after every router (including ones added later): any other path under
         # /api/ is a JSON 404, not Django's HTML page.
-        return [*super()._get_urls(), re_path(r"^.*$", unknown_route, name="unknown-route")]
+        return [*urls, re_path(r"^.*$", unknown_route, name="unknown-route")]
+
+
+def _json_405(response: HttpResponseBase) -> HttpResponseBase:
+    if response.status_code != 405 or response.get("Content-Type", "").startswith("application/json"):
+        return response
+    allowed = response.get("Allow", "")
+    json_response = JsonResponse(
+        _error_body("method_not_allowed", f"This route answers {allowed}.", {"allowed": allowed.split(", ")}),
+        status=405,
+    )
+    json_response["Allow"] = allowed
+    return json_response
+
+
+def _with_json_405(url: URLPattern) -> URLPattern:
+    """Ninja answers a known path with the wrong method in plain text; make it our JSON error."""
+    view = url.callback
+    if inspect.iscoroutinefunction(view):
+
+        async def async_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            return _json_405(await view(request, *args, **kwargs))
+
+        wrapper: Any = async_wrapper
+    else:
+
+        def sync_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            return _json_405(view(request, *args, **kwargs))
+
+        wrapper = sync_wrapper
+    functools.update_wrapper(wrapper, view)  # keeps csrf_exempt and the view's name
+    return URLPattern(url.pattern, wrapper, url.default_args, url.name)
 
 
 api = StefnaAPI(
@@ -151,7 +185,7 @@ def on_suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpRespons
 
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    logger.exception("unhandled error in %s %s", request.method, request.path)
+    logger.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
     return error_response(
         request, status=500, code="server_error", message="Something went wrong on our side. Please try again."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 from django.conf import settings
@@ -52,7 +53,7 @@ def stored_files() -> list[Path]:
 def assert_error(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json")
-    body = response.json()
+    body = json.loads(response.content)
     assert set(body) == ERROR_KEYS
     assert body["code"] == code
     assert body["message"]

@@ -1,0 +1,76 @@
+"""The API's error mapping (stefna/api.py): one JSON body for every failure."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import PermissionDenied, TooManyFieldsSent
+from django.http import Http404
+from django.test import RequestFactory
+
+from stefna.api import api
+from stefna.errors import NotFound
+
+from .api_support import assert_error
+
+
+@pytest.mark.parametrize("method", ["get", "post", "delete", "patch"])
+@pytest.mark.parametrize("path", ["/api/nope", "/api/generations/abc/def", "/api/presets/", "/api/v2/feed"])
+def test_unknown_routes_under_api_are_json_404s(client, db, method, path):
+    response = getattr(client, method)(path)
+
+    assert_error(response, 404, "not_found")
+
+
+def test_the_wrong_method_on_a_known_route_is_a_json_405_with_allow(api_client):
+    response = api_client.put("/api/quota")
+
+    body = assert_error(response, 405, "method_not_allowed")
+    assert response["Allow"] == "GET"
+    assert body["detail"] == {"allowed": ["GET"]}
+
+
+def test_the_wrong_method_on_the_async_studio_route_is_a_json_405(api_client):
+    response = api_client.get("/api/generate-image")
+
+    assert_error(response, 405, "method_not_allowed")
+    assert response["Allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code"),
+    [
+        (Http404("gone"), 404, "not_found"),
+        (NotFound(), 404, "not_found"),
+        (PermissionDenied(), 403, "forbidden"),
+        (TooManyFieldsSent("too many"), 422, "invalid_input"),
+        (RuntimeError("a bug with a secret in it"), 500, "server_error"),
+    ],
+)
+def test_exceptions_map_to_the_json_error_body(exc, status, code):
+    request = RequestFactory().get("/api/anything")
+
+    response = api.on_exception(request, exc)
+
+    assert_error(response, status, code)
+    assert b"secret" not in response.content
+
+
+def test_docs_and_openapi_are_served(client, db):
+    assert client.get("/api/docs").status_code == 200
+    schema = client.get("/api/openapi.json").json()
+    paths = schema["paths"]
+    for path in [
+        "/api/presets",
+        "/api/generations",
+        "/api/generations/{generation_id}",
+        "/api/generations/{generation_id}/cancel",
+        "/api/quota",
+        "/api/feed",
+        "/api/media/{media_id}",
+        "/api/generate-image",
+    ]:
+        assert path in paths
+    create = paths["/api/generations"]["post"]
+    assert set(create["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert {"202", "200", "401", "402", "409", "413", "415", "422", "429"} <= set(create["responses"])
+    assert create["responses"]["413"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
