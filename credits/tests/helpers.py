@@ -17,8 +17,16 @@ def photo():  # type: ignore[no-untyped-def]
     return _IMAGE
 
 
-def start_generation(user, preset_slug="ghibli_tears", prompt=""):  # type: ignore[no-untyped-def]
-    generation, created = generation_request(user=user, preset_slug=preset_slug, image=photo(), prompt=prompt)
+def own_preset():  # type: ignore[no-untyped-def]
+    """A preset of our own: transactional tests flush the seeded ones away."""
+    from presets.tests.factories import PresetFactory
+
+    return PresetFactory(slug="ledger-test-style", name="Ledger test style")
+
+
+def start_generation(user, preset_slug=None, prompt=""):  # type: ignore[no-untyped-def]
+    slug = preset_slug or own_preset().slug
+    generation, created = generation_request(user=user, preset_slug=slug, image=photo(), prompt=prompt)
     assert created
     return generation
 
