@@ -102,7 +102,17 @@
     });
   }
 
+  // A missing preset thumbnail shows its gradient frame instead of a broken-image icon.
+  function markBroken(img) { img.classList.add("is-broken"); }
+  document.addEventListener("error", function (event) {
+    var target = event.target;
+    if (target && target.tagName === "IMG" && target.closest(".preset-thumb")) markBroken(target);
+  }, true);
+
   document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".preset-thumb img").forEach(function (img) {
+      if (img.complete && img.naturalWidth === 0) markBroken(img);
+    });
     document.querySelectorAll("[data-studio-form]").forEach(studio);
     document.querySelectorAll("[data-autosubmit]").forEach(autosubmit);
     copyButtons(document);

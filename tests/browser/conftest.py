@@ -1,0 +1,167 @@
+"""Playwright fixtures: Debian's Chromium against pytest-django's live server.
+
+The live server runs in this process (a thread) with the locmem email backend, so a
+test reads the sign-in code from `django.core.mail.outbox`. Background tasks run in a
+real `manage.py db_worker` subprocess pointed at the same test database and media folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core import mail
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pip package is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(viewport=DESKTOP, base_url=live_server.url)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    # Any CSP violation or script error fails the test: the pages must work under the strict policy.
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None
+        ),
+    )
+    yield page
+    context.close()
+    assert not errors, f"browser errors: {errors}"
+
+
+def sign_in(page, email: str) -> None:
+    """The real flow: ask for a code, read it from the outbox, type it in."""
+    mail.outbox.clear()
+    page.goto("/accounts/sign-in/")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_role("button", name="Email me a code").click()
+    page.wait_for_url(re.compile(r"/accounts/code/"))
+    assert mail.outbox, "no sign-in email was sent"
+    code = re.search(r"\b(\d{6})\b", mail.outbox[-1].subject).group(1)
+    page.get_by_label("Sign-in code").fill(code)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/accounts/" not in url)
+
+
+def screenshot(page, name: str, *, full_page: bool = True) -> None:
+    """Save docs/screenshots/<name>-desktop.png and <name>-phone.png of the current page."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    original = page.viewport_size
+    for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(size)
+        page.wait_for_timeout(150)  # let the layout settle after the resize
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{label}.png"), full_page=full_page)
+    page.set_viewport_size(original)
+
+
+def _worker_env() -> dict[str, str]:
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        url = f"sqlite:///{database['NAME']}"
+    else:
+        password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
+        host = database.get("HOST") or "127.0.0.1"
+        port = database.get("PORT") or 5432
+        url = f"postgres://{database['USER']}{password}@{host}:{port}/{database['NAME']}"
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "FAL_KEY": "",
+        "DEBUG": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def worker(live_server, transactional_db, tmp_path):
+    """A real `manage.py db_worker` on the test database (the live server can't run tasks)."""
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "db_worker"],
+            cwd=ROOT,
+            env=_worker_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    if process.returncode not in (0, -15, None):
+        print(log_path.read_text()[-4000:])
+
+
+def wait_until(predicate, *, timeout: float = 30.0, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+@pytest.fixture
+def served_media(settings):
+    """Make the live server serve this test's MEDIA_ROOT.
+
+    stefna/urls.py binds `document_root=settings.MEDIA_ROOT` when the URLconf is first
+    imported, which in a test session is whichever test resolved a URL first. Rebuilding
+    the URLconf after the autouse fixture has pointed MEDIA_ROOT at this test's folder
+    makes /media/ serve the files the worker writes.
+    """
+    import importlib
+
+    from django.urls import clear_url_caches
+
+    import stefna.urls
+
+    importlib.reload(stefna.urls)
+    clear_url_caches()
+    yield settings.MEDIA_ROOT
+    importlib.reload(stefna.urls)
+    clear_url_caches()
