@@ -111,28 +111,39 @@ def _worker_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def worker(live_server, transactional_db, tmp_path):
-    """A real `manage.py db_worker` on the test database (the live server can't run tasks)."""
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "db_worker"],
-            cwd=ROOT,
-            env=_worker_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+def start_worker(live_server, transactional_db, tmp_path, settings):
+    """Start a real `manage.py db_worker` on the test database; the live server can't run tasks.
+
+    Keyword arguments become environment variables of the worker (e.g. slower offline
+    timings). The offline provider keeps its job files in a folder both processes share,
+    because a cancel in the web process must reach the job the worker is running.
+    """
+    processes: list[tuple[subprocess.Popen, Path]] = []
+    settings.OFFLINE_PROVIDER_DIR = tmp_path / "offline-provider"
+
+    def start(**env: str) -> subprocess.Popen:
+        log_path = tmp_path / f"worker-{len(processes)}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, str(ROOT / "manage.py"), "db_worker"],
+                cwd=ROOT,
+                env={**_worker_env(), "OFFLINE_PROVIDER_DIR": str(settings.OFFLINE_PROVIDER_DIR), **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append((process, log_path))
+        return process
+
+    yield start
+    for process, log_path in processes:
+        process.terminate()
         try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    if process.returncode not in (0, -15, None):
-        print(log_path.read_text()[-4000:])
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        # Shown by pytest only when the test failed: the worker's side of the story.
+        print(f"--- {log_path.name} ---\n{log_path.read_text(errors='replace')[-3000:]}")
 
 
 def wait_until(predicate, *, timeout: float = 30.0, interval: float = 0.2, message: str = "condition"):

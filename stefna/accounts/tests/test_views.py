@@ -1,0 +1,107 @@
+"""The account page and the polished sign-in pages through Django's test client."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from credits import ledger
+from stefna.accounts.models import ApiToken
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def signed_in(client, user):
+    client.force_login(user)
+    return client
+
+
+def test_sign_in_pages_have_labelled_fields(client):
+    body = client.get("/accounts/sign-in/").content.decode()
+    assert '<label for="email">Email address</label>' in body
+    assert 'id="email" name="email" type="email"' in body
+
+
+def test_the_account_page_shows_email_name_credits_and_ledger(signed_in, user):
+    ledger.grant(user=user, amount=5, note="welcome gift")
+    body = signed_in.get("/accounts/").content.decode()
+    assert 'data-testid="account-email">ada@example.com<' in body
+    assert 'value="Ada"' in body
+    assert "Daily allowance" in body and "Grant" in body and "welcome gift" in body
+    assert f"{settings.DAILY_CREDITS} a day" in body
+    assert f'data-testid="balance">{settings.DAILY_CREDITS + 5}<' in body  # the header, everywhere
+
+
+def test_the_account_page_needs_sign_in(client, db):
+    response = client.get("/accounts/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/sign-in/")
+
+
+def test_a_new_token_is_shown_once(signed_in, user):
+    response = signed_in.post("/accounts/tokens/", {"name": "laptop"}, follow=True)
+    body = response.content.decode()
+    token = re.search(r'data-testid="new-token">(stf_[^<]+)<', body).group(1)
+    assert ApiToken.objects.get(user=user).prefix == token[:10]
+    assert "laptop" in body
+    # Gone on the next view: only the prefix is listed.
+    again = signed_in.get("/accounts/").content.decode()
+    assert token not in again
+    assert f"{token[:10]}…" in again
+
+
+def test_revoking_a_token(signed_in, user):
+    signed_in.post("/accounts/tokens/", {"name": "old"})
+    token = ApiToken.objects.get(user=user)
+    response = signed_in.post(f"/accounts/tokens/{token.pk}/revoke/", follow=True)
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert "Token revoked" in response.content.decode()
+
+
+def test_someone_else_cannot_revoke_my_token(client, user, other_user):
+    from stefna.accounts.services import api_token_create
+
+    token, _ = api_token_create(user=user, name="mine")
+    client.force_login(other_user)
+    client.post(f"/accounts/tokens/{token.pk}/revoke/")
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_display_name_is_saved_and_escaped(signed_in, user):
+    response = signed_in.post("/accounts/", {"display_name": "<img src=x onerror=alert(1)>"}, follow=True)
+    body = response.content.decode()
+    user.refresh_from_db()
+    assert user.display_name == "<img src=x onerror=alert(1)>"
+    assert "Profile saved." in body
+    assert "&lt;img src=x onerror=alert(1)&gt;" in body
+    assert "<img src=x onerror" not in body
+
+
+def test_a_too_long_display_name_is_a_readable_error(signed_in, user):
+    response = signed_in.post("/accounts/", {"display_name": "x" * 61}, follow=True)
+    assert "Display name can be at most 60 characters." in response.content.decode()
+    user.refresh_from_db()
+    assert user.display_name == "Ada"
+
+
+def test_account_writes_need_a_csrf_token(user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert client.post("/accounts/", {"display_name": "Mallory"}).status_code == 403
+    assert client.post("/accounts/tokens/", {"name": "sneaky"}).status_code == 403
+    assert client.post("/accounts/sign-out/").status_code == 403
+    user.refresh_from_db()
+    assert user.display_name == "Ada"
+    assert not ApiToken.objects.filter(user=user).exists()
+
+
+def test_signing_out_is_a_post(signed_in):
+    assert signed_in.get("/accounts/sign-out/").status_code == 405
+    assert signed_in.post("/accounts/sign-out/").status_code == 302
+    assert signed_in.get("/accounts/").status_code == 302

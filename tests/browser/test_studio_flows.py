@@ -1,0 +1,177 @@
+"""The acceptance flows in real Chromium: sign in, generate, watch, publish; run out of
+credits; cancel and get the refund. They also take the README's screenshots."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.conf import settings
+from playwright.sync_api import expect
+
+from credits import ledger
+from credits.models import CreditEntry
+from credits.selectors import balance_of
+from generation.models import Generation
+from presets.models import Preset
+from presets.tests.factories import PresetFactory
+from stefna.accounts.models import User
+from tests.browser.conftest import screenshot, sign_in
+from tests.images import make_jpeg
+
+# serialized_rollback: each test starts with the presets the data migration seeded,
+# even after an earlier transactional test flushed the tables.
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+GHIBLI_TEARS = "ghibli_tears"
+COST = settings.GENERATION_COST
+
+
+def ghibli_tears() -> Preset:
+    """Seeded by presets' data migration; created here only if that is missing."""
+    preset, _ = Preset.objects.get_or_create(
+        slug=GHIBLI_TEARS,
+        defaults={
+            "name": "Ghibli tears",
+            "kind": Preset.Kind.GHIBLI_REACTION,
+            "prompt": PresetFactory.prompt,
+            "model_chain": ["fal-ai/ghiblify"],
+        },
+    )
+    return preset
+
+
+def photo(tmp_path):
+    path = tmp_path / "portrait.jpg"
+    path.write_bytes(make_jpeg(900, 1200))
+    return path
+
+
+def start_generation(page, tmp_path, *, preset_slug: str = GHIBLI_TEARS) -> None:
+    """Open the studio, choose a photo (preview shown) and pick a style."""
+    page.goto("/")
+    page.set_input_files("#id_image", photo(tmp_path))
+    expect(page.locator("[data-preview]")).to_be_visible()
+    page.get_by_test_id(f"preset-{preset_slug}").click()
+    expect(page.locator(f'input[value="{preset_slug}"]')).to_be_checked()
+
+
+def header_balance(page):
+    return page.locator("#header-balance [data-testid=balance]")
+
+
+def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, served_media, tmp_path):
+    preset = ghibli_tears()
+    start_worker()
+    sign_in(page, "ada@example.com")
+    expect(page.get_by_test_id("studio-balance")).to_have_text(str(settings.DAILY_CREDITS))
+
+    start_generation(page, tmp_path)
+    expect(page.get_by_text(f"{COST} credits").first).to_be_visible()
+    screenshot(page, "studio", full_page=False)
+    page.get_by_test_id("start").click()
+
+    page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+    card = page.get_by_test_id("status-card")
+    expect(card).to_be_visible()
+    expect(header_balance(page)).to_have_text(str(settings.DAILY_CREDITS - COST))
+    # The card polls by itself: no reload from here until it is done.
+    expect(card).to_have_attribute("data-status", re.compile("queued|running"))
+    expect(card).to_have_attribute("data-status", "succeeded", timeout=45_000)
+    expect(page.get_by_test_id("status")).to_have_text("Succeeded")
+    tile = page.get_by_test_id("media-tile").first
+    expect(tile.locator("img")).to_have_js_property("complete", True)
+    assert tile.locator("img").evaluate("img => img.naturalWidth") > 0, "the result image did not load"
+    screenshot(page, "status-done", full_page=False)
+
+    generation = Generation.objects.get(user__email="ada@example.com")
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert generation.preset_slug == preset.slug
+    assert CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.CAPTURE).exists()
+
+    page.goto("/history/")
+    item = page.get_by_test_id("history-item").first
+    expect(item).to_contain_text(preset.name)
+    expect(item.get_by_test_id("history-status")).to_have_text("Succeeded")
+    expect(item.get_by_test_id("visibility")).to_have_text("Private")
+
+    page.goto("/feed/")
+    expect(page.get_by_test_id("feed-item")).to_have_count(0)
+
+    page.goto("/history/")
+    page.get_by_test_id("toggle-public").first.click()  # htmx swaps the tile in place
+    expect(page.get_by_test_id("visibility").first).to_have_text("Public")
+    screenshot(page, "history")
+
+    page.goto("/feed/")
+    feed_item = page.get_by_test_id("feed-item")
+    expect(feed_item).to_have_count(1)
+    expect(feed_item).to_contain_text("by ada")
+    screenshot(page, "feed")
+
+    feed_item.click()
+    page.wait_for_url(re.compile(r"/i/[0-9a-f-]{36}/$"))
+    og_image = page.locator('meta[property="og:image"]').get_attribute("content")
+    assert og_image.startswith("http://") and "/media/" in og_image
+    screenshot(page, "share", full_page=False)
+
+
+def test_running_out_of_credits_is_explained_with_the_next_reset(page, live_server):
+    ghibli_tears()
+    sign_in(page, "broke@example.com")
+    user = User.objects.get(email="broke@example.com")
+    ledger.grant(
+        user=user, amount=-balance_of(user=user), reason=CreditEntry.Reason.ADJUST, note="test: spend everything"
+    )
+
+    page.goto("/")
+    notice = page.get_by_test_id("insufficient-credits")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("You're out of credits for today")
+    expect(notice).to_contain_text(f"A generation costs {COST} credits and you have 0")
+    expect(notice).to_contain_text(f"{ledger.next_reset():%H:%M} UTC")
+    # Explained before any upload: there is no file input to fill in.
+    expect(page.locator("#id_image")).to_have_count(0)
+    expect(header_balance(page)).to_have_text("0")
+    screenshot(page, "out-of-credits", full_page=False)
+
+
+def test_running_out_between_opening_the_studio_and_submitting(page, live_server, tmp_path):
+    ghibli_tears()
+    sign_in(page, "late@example.com")
+    start_generation(page, tmp_path)
+    user = User.objects.get(email="late@example.com")
+    ledger.grant(
+        user=user, amount=-balance_of(user=user), reason=CreditEntry.Reason.ADJUST, note="test: spent elsewhere"
+    )
+
+    page.get_by_test_id("start").click()
+    expect(page.get_by_test_id("form-error")).to_contain_text(f"This costs {COST} credits and you have 0")
+    expect(page.get_by_test_id("insufficient-credits")).to_be_visible()
+    assert not Generation.objects.filter(user=user).exists()
+
+
+def test_cancel_a_running_job_and_see_the_refund(page, start_worker, served_media, tmp_path):
+    ghibli_tears()
+    # Slow offline timings keep the job running long enough to cancel it.
+    start_worker(OFFLINE_QUEUE_SECONDS="1", OFFLINE_RUN_SECONDS="120")
+    sign_in(page, "grace@example.com")
+    start_generation(page, tmp_path)
+    page.get_by_test_id("start").click()
+    page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+
+    card = page.get_by_test_id("status-card")
+    expect(card).to_have_attribute("data-status", "running", timeout=30_000)
+    expect(page.get_by_test_id("model")).not_to_be_empty()
+    expect(header_balance(page)).to_have_text(str(settings.DAILY_CREDITS - COST))
+    screenshot(page, "status-running", full_page=False)
+
+    page.get_by_test_id("cancel").click()
+    expect(card).to_have_attribute("data-status", "canceled")
+    expect(page.get_by_test_id("refund")).to_have_text(f"Your {COST} credits were refunded.")
+    # The header balance was swapped out of band with the card: no reload needed.
+    expect(header_balance(page)).to_have_text(str(settings.DAILY_CREDITS))
+
+    generation = Generation.objects.get(user__email="grace@example.com")
+    assert generation.status == Generation.Status.CANCELED
+    assert CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.REFUND).count() == 1
