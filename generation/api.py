@@ -106,7 +106,7 @@ def _read_upload[FieldsT: BaseModel](
     if content_type in ("application/json", ""):
         try:
             body = json.loads(request.body or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[… nested too deep
             raise InvalidInput("The request body is not valid JSON.") from exc
         if not isinstance(body, dict):
             raise InvalidInput("The request body must be a JSON object.")

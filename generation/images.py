@@ -113,9 +113,10 @@ def validate_image(data: bytes) -> ValidatedImage:
     image.thumbnail((settings.MAX_SOURCE_SIDE, settings.MAX_SOURCE_SIDE), Image.Resampling.LANCZOS)
 
     buffer = io.BytesIO()
-    # A fresh save without exif=/icc=/pnginfo= drops every piece of metadata, GPS included.
+    # A fresh save without exif=/icc=/pnginfo= drops every piece of metadata, GPS included;
+    # but Pillow copies a JPEG's COM comment from `image.info` unless told `comment=b""`.
     if output_format == "JPEG":
-        image.save(buffer, "JPEG", quality=92, optimize=True)
+        image.save(buffer, "JPEG", quality=92, optimize=True, comment=b"")
     elif output_format == "PNG":
         image.save(buffer, "PNG", optimize=False)
     else:
