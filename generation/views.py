@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -29,7 +30,7 @@ from stefna.errors import DomainError, NotFound
 
 from . import selectors, services
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
-from .models import Generation
+from .models import Generation, Media
 from .registry import MODELS
 
 FEED_PAGE_SIZE = 24
@@ -143,7 +144,7 @@ def card_context(generation: Generation) -> dict[str, Any]:
 @login_required
 @not_found_as_404
 def generation_detail(request: HttpRequest, generation_id: str) -> HttpResponse:
-    generation = selectors.generation_get(user=request.user, generation_id=generation_id)  # type: ignore[arg-type]
+    generation = generation_for_card(user=request.user, generation_id=generation_id)
     return render(request, "generation/detail.html", card_context(generation))
 
 
@@ -157,9 +158,25 @@ def generation_card(request: HttpRequest, generation_id: str) -> HttpResponse:
     return _card_response(request, generation_id)
 
 
+def generation_for_card(*, user: Any, generation_id: object) -> Generation:
+    """The owner's generation with its images, and nothing the card doesn't show.
+
+    htmx polls this every second while a job runs, so it is the hottest HTML read:
+    two queries (the row, its images), unlike generation_get, which also loads attempts.
+    """
+    try:
+        return Generation.objects.prefetch_related(Prefetch("media", queryset=Media.objects.order_by("index"))).get(
+            user=user, pk=generation_id
+        )
+    except (Generation.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound("Generation not found.") from exc
+
+
 def _card_response(request: HttpRequest, generation_id: str) -> HttpResponse:
-    generation = selectors.generation_get(user=request.user, generation_id=generation_id)  # type: ignore[arg-type]
-    context = card_context(generation) | {"update_balance": generation.is_final}
+    generation = generation_for_card(user=request.user, generation_id=generation_id)
+    # Once final, the response also swaps the header balance (a refund changed it); only
+    # htmx applies out-of-band swaps, so only htmx requests pay for that read.
+    context = card_context(generation) | {"update_balance": generation.is_final and is_htmx(request)}
     return render(request, "generation/_card.html", context)
 
 

@@ -1,9 +1,37 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
+
+
+@dataclass(frozen=True)
+class HeaderQuota:
+    """What the header shows on every page: the balance and the daily allowance."""
+
+    current_balance: int
+    daily_limit: int
+
+
+def header_quota_for(user: Any) -> HeaderQuota:
+    """The header's numbers in one query once today's allowance is applied.
+
+    Every page shows these, and the status card swaps them in after each generation,
+    so they must be cheap: the wallet row alone. Only the first read of a UTC day goes
+    through the quota service, which applies the daily allowance (the contract's
+    "first read after midnight").
+    """
+    from credits import ledger
+    from credits.models import Wallet
+    from credits.selectors import quota_for
+
+    row = Wallet.objects.filter(pk=user.pk).values_list("balance", "allowance_day").first()
+    if row is None or row[1] != ledger.utc_today():
+        quota = quota_for(user=user)
+        return HeaderQuota(current_balance=quota.current_balance, daily_limit=quota.daily_limit)
+    return HeaderQuota(current_balance=row[0], daily_limit=settings.DAILY_CREDITS)
 
 
 def site(request: HttpRequest) -> dict[str, Any]:
@@ -15,13 +43,11 @@ def site(request: HttpRequest) -> dict[str, Any]:
     }
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        from credits.selectors import quota_for
+        cache: dict[str, HeaderQuota] = {}
 
-        cache: dict[str, Any] = {}
-
-        def header_quota() -> Any:
+        def header_quota() -> HeaderQuota:
             if "quota" not in cache:
-                cache["quota"] = quota_for(user=user)
+                cache["quota"] = header_quota_for(user)
             return cache["quota"]
 
         context["header_quota"] = header_quota
