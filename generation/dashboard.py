@@ -61,6 +61,10 @@ class ModelStats:
     median_seconds: float | None
     p95_seconds: float | None
 
+    @property
+    def success_percent(self) -> float | None:
+        return self.success_rate * 100 if self.success_rate is not None else None
+
 
 @dataclass(frozen=True)
 class FallbackRate:
@@ -72,6 +76,11 @@ class FallbackRate:
     @property
     def rate(self) -> float | None:
         return self.fell_back / self.succeeded if self.succeeded else None
+
+    @property
+    def percent(self) -> float | None:
+        rate = self.rate
+        return rate * 100 if rate is not None else None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from django.views.static import serve
 from stefna.api import api
 
 urlpatterns = [
+    path("", include("stefna.ops_urls")),  # /healthz and /admin/dashboard/ (before admin's catch-all)
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("stefna.accounts.urls")),

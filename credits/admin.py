@@ -1,0 +1,158 @@
+"""Credits in the admin: the ledger (read-only), balances, and granting credits with a reason.
+
+Only `credits.ledger` writes credit rows, so nothing here can add, change or delete
+an entry or a wallet directly; the grant action goes through `ledger.grant`, which
+records who granted and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from stefna.admin_actions import action_with_form, apply_to_each
+from stefna.errors import DomainError
+
+from . import ledger
+from .models import CreditEntry, Wallet
+
+MAX_GRANT = 100_000
+
+
+class GrantCreditsForm(forms.Form):
+    amount = forms.IntegerField(
+        min_value=-MAX_GRANT,
+        max_value=MAX_GRANT,
+        help_text="Credits to add. A negative number removes credits (recorded as an adjustment).",
+    )
+    note = forms.CharField(
+        label="Reason",
+        max_length=200,
+        help_text="Why: kept on the ledger entry with your name.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+
+    def clean_amount(self) -> int:
+        amount = self.cleaned_data["amount"]
+        if amount == 0:
+            raise forms.ValidationError("Enter a number other than zero.")
+        return amount
+
+
+def grant_credits_to(
+    modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: QuerySet,  # type: ignore[type-arg]
+    users: Callable[[], Iterable[Any]],
+) -> TemplateResponse | None:
+    """The grant action's body, shared by the wallet and user admins (`users` yields User rows)."""
+
+    def grant(user: Any, data: dict[str, Any]) -> None:
+        amount = data["amount"]
+        reason = CreditEntry.Reason.GRANT if amount > 0 else CreditEntry.Reason.ADJUST
+        try:
+            ledger.grant(user=user, amount=amount, note=data["note"], by=request.user, reason=reason)
+        except ValueError as error:  # the ledger's argument checks; the form already prevents them
+            raise DomainError(str(error)) from error
+
+    return action_with_form(
+        modeladmin,
+        request,
+        queryset,
+        form_class=GrantCreditsForm,
+        title="Grant credits",
+        submit_label="Grant",
+        apply=lambda data: apply_to_each(
+            request,
+            users(),
+            lambda user: grant(user, data),
+            done="Granted {amount:+d} credits to {{count}} user{{s}}.".format(amount=data["amount"]),
+            label=lambda user: user.email,
+        ),
+    )
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "created_at",
+        "user_email",
+        "reason",
+        "amount",
+        "balance_after",
+        "generation_link",
+        "charge_number",
+        "note",
+        "created_by",
+    ]
+    list_filter = ["reason", "created_at"]
+    search_fields = ["user__email", "=generation__id", "note"]
+    search_help_text = "A user's email, a generation id, or words from the note."
+    list_select_related = ["user", "created_by"]
+    list_per_page = 100
+    show_full_result_count = False
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: CreditEntry | None = None) -> bool:
+        return False  # append-only: a mistake is corrected by a new adjustment entry
+
+    def has_delete_permission(self, request: HttpRequest, obj: CreditEntry | None = None) -> bool:
+        return False
+
+    @admin.display(description="user", ordering="user__email")
+    def user_email(self, entry: CreditEntry) -> str:
+        return entry.user.email
+
+    @admin.display(description="generation")
+    def generation_link(self, entry: CreditEntry) -> SafeString | str:
+        if entry.generation_id is None:
+            return "—"
+        url = reverse("admin:generation_generation_change", args=[entry.generation_id])
+        return format_html('<a href="{}">{}</a>', url, str(entry.generation_id)[:8])
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["user_email", "balance", "allowance_day"]
+    search_fields = ["user__email"]
+    list_select_related = ["user"]
+    ordering = ["user__email"]
+    list_per_page = 100
+    show_full_result_count = False
+    actions = ["grant_credits"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
+        return False  # balances move only through the ledger (the grant action)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
+        return False
+
+    @admin.display(description="user", ordering="user__email")
+    def user_email(self, wallet: Wallet) -> str:
+        return wallet.user.email
+
+    # View permission is enough to see the wallets; granting money needs the right to
+    # add ledger entries.
+    def has_grant_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("credits.add_creditentry")
+
+    @admin.action(description="Grant credits…", permissions=["grant"])
+    def grant_credits(self, request: HttpRequest, queryset: QuerySet[Wallet]) -> TemplateResponse | None:
+        return grant_credits_to(
+            self, request, queryset, lambda: [wallet.user for wallet in queryset.select_related("user")]
+        )

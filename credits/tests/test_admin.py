@@ -1,0 +1,168 @@
+"""Credits in the admin: a read-only ledger, balances, and grants with a reason."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from credits import ledger
+from credits.models import CreditEntry, Wallet
+from credits.selectors import balance_of
+from stefna.accounts.tests.factories import UserFactory
+
+ENTRIES = reverse("admin:credits_creditentry_changelist")
+WALLETS = reverse("admin:credits_wallet_changelist")
+USERS = reverse("admin:accounts_user_changelist")
+
+
+@pytest.fixture
+def staff(db):
+    return UserFactory(email="operator@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+def funded(email: str, amount: int = 5):
+    user = UserFactory(email=email)
+    ledger.grant(user=user, amount=amount, note="welcome")
+    return user
+
+
+def test_the_ledger_lists_entries_and_cannot_be_edited(staff_client):
+    user = funded("ada@example.com")
+    entry = CreditEntry.objects.filter(user=user, reason="grant").get()
+    response = staff_client.get(ENTRIES)
+    assert response.status_code == 200
+    assert b"ada@example.com" in response.content and b"welcome" in response.content
+    assert staff_client.get(reverse("admin:credits_creditentry_add")).status_code == 403
+    assert staff_client.get(reverse("admin:credits_creditentry_delete", args=[entry.pk])).status_code == 403
+    # The change page is a view page: no form that could save.
+    page = staff_client.get(reverse("admin:credits_creditentry_change", args=[entry.pk]))
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    before = CreditEntry.objects.get(pk=entry.pk)
+    staff_client.post(reverse("admin:credits_creditentry_change", args=[entry.pk]), {"amount": 1000})
+    assert CreditEntry.objects.get(pk=entry.pk).amount == before.amount
+
+
+def test_the_ledger_and_wallet_lists_cost_fixed_queries(staff_client):
+    funded("a@example.com")
+
+    def cost(url):
+        with CaptureQueriesContext(connection) as queries:
+            assert staff_client.get(url).status_code == 200
+        return len(queries)
+
+    entries, wallets, users = cost(ENTRIES), cost(WALLETS), cost(USERS)
+    for n in range(15):
+        funded(f"user{n}@example.com")
+    assert (cost(ENTRIES), cost(WALLETS), cost(USERS)) == (entries, wallets, users)
+
+
+def test_wallets_show_each_users_balance(staff_client):
+    funded("ada@example.com", amount=7)
+    response = staff_client.get(WALLETS)
+    wallet = next(w for w in response.context["cl"].result_list if w.user.email == "ada@example.com")
+    assert wallet.balance == balance_of(user=wallet.user)
+    assert staff_client.get(reverse("admin:credits_wallet_change", args=[wallet.pk])).status_code == 200
+
+
+def test_grant_asks_for_an_amount_and_a_reason_then_writes_through_the_ledger(staff_client, staff):
+    user = funded("ada@example.com")
+    before = balance_of(user=user)
+    wallet = Wallet.objects.get(user=user)
+    form = staff_client.post(WALLETS, {"action": "grant_credits", "_selected_action": [str(wallet.pk)]})
+    assert form.status_code == 200
+    assert b'name="amount"' in form.content and b'name="note"' in form.content
+    assert balance_of(user=user) == before
+
+    done = staff_client.post(
+        WALLETS,
+        {
+            "action": "grant_credits",
+            "_selected_action": [str(wallet.pk)],
+            "apply": "1",
+            "amount": "10",
+            "note": "Sorry about the outage",
+        },
+        follow=True,
+    )
+    assert b"Granted +10 credits to 1 user." in done.content
+    assert balance_of(user=user) == before + 10
+    entry = CreditEntry.objects.filter(user=user).order_by("-id").first()
+    assert (entry.reason, entry.amount, entry.note, entry.created_by) == ("grant", 10, "Sorry about the outage", staff)
+
+
+@pytest.mark.parametrize(
+    ("amount", "note", "error"),
+    [("0", "x", b"other than zero"), ("5", "", b"This field is required"), ("abc", "x", b"Enter a whole number")],
+)
+def test_grant_refuses_bad_input_and_writes_nothing(staff_client, amount, note, error):
+    user = funded("ada@example.com")
+    entries = CreditEntry.objects.count()
+    response = staff_client.post(
+        USERS,
+        {"action": "grant_credits", "_selected_action": [str(user.pk)], "apply": "1", "amount": amount, "note": note},
+    )
+    assert response.status_code == 200 and error in response.content
+    assert CreditEntry.objects.count() == entries
+
+
+def test_a_negative_grant_is_an_adjustment_and_cannot_overdraw(staff_client):
+    user = funded("ada@example.com")
+    balance = balance_of(user=user)
+    data = {"action": "grant_credits", "_selected_action": [str(user.pk)], "apply": "1", "note": "Abuse"}
+    response = staff_client.post(USERS, {**data, "amount": str(-(balance + 1))}, follow=True)
+    assert response.status_code == 200
+    shown = [(m.level_tag, str(m)) for m in response.context["messages"]]  # an error message, not a 500
+    assert shown == [
+        ("error", f"ada@example.com: The balance is {balance}; removing {balance + 1} would make it negative.")
+    ]
+    assert balance_of(user=user) == balance
+
+    staff_client.post(USERS, {**data, "amount": "-2"})
+    assert balance_of(user=user) == balance - 2
+    assert CreditEntry.objects.filter(user=user).order_by("-id").first().reason == "adjust"
+
+
+def test_the_user_admin_grants_to_several_users_and_shows_balances(staff_client):
+    users = [funded(f"u{n}@example.com") for n in range(3)]
+    before = {user.pk: balance_of(user=user) for user in users}
+    staff_client.post(
+        USERS,
+        {
+            "action": "grant_credits",
+            "_selected_action": [str(user.pk) for user in users],
+            "apply": "1",
+            "amount": "4",
+            "note": "Beta testers",
+        },
+    )
+    for user in users:
+        assert balance_of(user=user) == before[user.pk] + 4
+    response = staff_client.get(USERS)
+    row = next(u for u in response.context["cl"].result_list if u.pk == users[0].pk)
+    assert row.wallet_balance == before[users[0].pk] + 4
+
+
+def test_staff_without_ledger_rights_see_balances_but_cannot_grant(client, db):
+    viewer = UserFactory(email="viewer@example.com", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_wallet"))
+    client.force_login(viewer)
+    user = funded("ada@example.com")
+    wallet = Wallet.objects.get(user=user)
+    response = client.get(WALLETS)
+    assert response.status_code == 200
+    assert b"grant_credits" not in response.content
+    before = balance_of(user=user)
+    client.post(
+        WALLETS,
+        {"action": "grant_credits", "_selected_action": [str(wallet.pk)], "apply": "1", "amount": "9", "note": "x"},
+    )
+    assert balance_of(user=user) == before

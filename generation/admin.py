@@ -1,0 +1,595 @@
+"""Operator admin for generations and media, plus the staff dashboard view.
+
+Built for "my image never came": find the job by the user's email, fal's request id
+or the generation id; see every attempt, the exact payload fal got, the logs, the
+images and the money; then retry, cancel, refund or re-persist it. Every row here is
+a record, so pages are read-only and changes go through the pipeline's services as
+actions; their refusals show as messages.
+
+The changelist costs a fixed number of queries: the user comes in the same query
+(select_related), attempts are counted there too (a subquery), and the filters' choices
+are static (status and kind choices, the model registry), never a DISTINCT query.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from credits.models import CreditEntry
+from presets.models import Preset
+from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
+
+from . import dashboard, moderation
+from .models import Attempt, Generation, Media, WorkerHeartbeat
+from .registry import MODELS
+
+EMPTY = "—"
+
+
+def _format_duration(duration: dt.timedelta | None) -> str:
+    if duration is None:
+        return EMPTY
+    seconds = duration.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _pretty_json(value: Any) -> SafeString | str:
+    if value in (None, "", [], {}):
+        return EMPTY
+    return format_html('<pre class="stefna-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True))
+
+
+def _thumbnail(url: str, *, width: int = 96) -> SafeString | str:
+    if not url:
+        return EMPTY
+    return format_html('<a href="{0}"><img src="{0}" alt="" width="{1}" loading="lazy"></a>', url, width)
+
+
+def _short(pk: object) -> str:
+    return str(pk)[:8]
+
+
+# --- Filters --------------------------------------------------------------------------------
+
+
+class KindFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(Preset.Kind.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Generation]) -> QuerySet[Generation]:
+        return queryset.filter(kind=self.value()) if self.value() else queryset
+
+
+class ModelFilter(admin.SimpleListFilter):
+    """The model that produced (or is producing) the images: the generation's current model."""
+
+    title = "model used"
+    parameter_name = "model"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(endpoint, endpoint) for endpoint in MODELS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Generation]) -> QuerySet[Generation]:
+        return queryset.filter(current_model=self.value()) if self.value() else queryset
+
+
+# --- Inlines --------------------------------------------------------------------------------
+
+
+class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AttemptInline(ReadOnlyInline):
+    model = Attempt
+    fields = ["position", "model", "fal_job_id", "status", "error", "started_at", "finished_at", "took", "sent"]
+    readonly_fields = fields
+    ordering = ["started_at"]
+
+    @admin.display(description="took")
+    def took(self, attempt: Attempt) -> str:
+        if attempt.finished_at is None:
+            return EMPTY
+        return _format_duration(attempt.finished_at - attempt.started_at)
+
+    @admin.display(description="payload sent to fal")
+    def sent(self, attempt: Attempt) -> SafeString | str:
+        if not attempt.payload:
+            return EMPTY
+        # <details> keeps the table readable without JavaScript (the CSP allows none inline).
+        return format_html("<details><summary>show</summary>{}</details>", _pretty_json(attempt.payload))
+
+
+class MediaInline(ReadOnlyInline):
+    model = Media
+    fields = ["preview", "index", "model", "fal_job_id", "persisted", "persist_error", "is_public", "hidden"]
+    readonly_fields = fields
+    ordering = ["index"]
+    show_change_link = True
+
+    @admin.display(description="image")
+    def preview(self, media: Media) -> SafeString | str:
+        return _thumbnail(media.url)
+
+
+class CreditEntryInline(ReadOnlyInline):
+    model = CreditEntry
+    fk_name = "generation"
+    verbose_name_plural = "credit entries of this generation"
+    fields = ["created_at", "reason", "charge_number", "amount", "balance_after", "note", "created_by"]
+    readonly_fields = fields
+    ordering = ["created_at", "id"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CreditEntry]:
+        return super().get_queryset(request).select_related("created_by")
+
+
+# --- Generations ----------------------------------------------------------------------------
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "short_id",
+        "status",
+        "kind",
+        "preset_slug",
+        "user_email",
+        "model_used",
+        "attempt_count",
+        "created_at",
+        "completed_at",
+        "duration",
+    ]
+    list_display_links = ["short_id"]
+    list_filter = ["status", KindFilter, ModelFilter, "created_at", "completed_at"]
+    # The search itself is get_search_results; search_fields only switches the box on.
+    search_fields = ["user__email"]
+    search_help_text = "A user's email (or part of it), fal's request id, or a generation id."
+    list_per_page = 50
+    # The unfiltered total is a second COUNT(*) over the whole table on every page view.
+    show_full_result_count = False
+    inlines = [AttemptInline, MediaInline, CreditEntryInline]
+    actions = ["retry_generations", "cancel_generations", "refund_generations", "persist_generation_media"]
+    fieldsets = [
+        (
+            "Job",
+            {
+                "fields": [
+                    "id",
+                    "user_link",
+                    "status",
+                    "kind",
+                    "preset_link",
+                    "current_model",
+                    "model_chain",
+                    "cost",
+                    "queue_position",
+                    "is_public",
+                ]
+            },
+        ),
+        ("Outcome", {"fields": ["error_code", "error_message", "created_at", "started_at", "completed_at", "took"]}),
+        ("Prompt", {"fields": ["prompt", "prompt_template", "prompt_sent", "parameters_pretty", "loras_pretty"]}),
+        ("Sent to fal", {"fields": ["payload_pretty"]}),
+        ("Logs", {"fields": ["logs_table"]}),
+        ("Source photo", {"fields": ["source_preview", "source_width", "source_height"]}),
+        (
+            "Bookkeeping",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "idempotency_key",
+                    "request_fingerprint",
+                    "next_check_at",
+                    "updated_at",
+                    "deleted_at",
+                ],
+            },
+        ),
+    ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Generation | None = None) -> list[str]:
+        return [name for _, options in self.fieldsets for name in options["fields"]]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Generation]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("user")
+            .annotate(
+                # A correlated subquery, not a JOIN + GROUP BY: the database counts only
+                # for the rows on the page instead of grouping the whole table first.
+                attempt_total=Coalesce(
+                    Subquery(
+                        Attempt.objects.filter(generation=OuterRef("pk"))
+                        .order_by()
+                        .values("generation")
+                        .annotate(total=Count("pk"))
+                        .values("total")[:1]
+                    ),
+                    0,
+                ),
+                elapsed=ExpressionWrapper(F("completed_at") - F("created_at"), output_field=DurationField()),
+            )
+        )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Generation], search_term: str
+    ) -> tuple[QuerySet[Generation], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        # Exists() subqueries instead of joins: no duplicate rows, no DISTINCT, and the
+        # attempt count annotation is not multiplied.
+        match = (
+            Q(user__email__icontains=term)
+            | Q(Exists(Attempt.objects.filter(generation=OuterRef("pk"), fal_job_id=term)))
+            | Q(Exists(Media.objects.filter(generation=OuterRef("pk"), fal_job_id=term)))
+        )
+        try:
+            match |= Q(pk=uuid.UUID(term))
+        except ValueError:
+            pass
+        return queryset.filter(match), False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # generations start from the studio or the API, with a photo and credits
+
+    def has_delete_permission(self, request: HttpRequest, obj: Generation | None = None) -> bool:
+        return False  # the job and money record; owners hide theirs instead
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        # Nothing on the page is editable; changes are the actions above the form.
+        extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    # Columns and read-only fields.
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, generation: Generation) -> str:
+        return _short(generation.pk)
+
+    @admin.display(description="user", ordering="user__email")
+    def user_email(self, generation: Generation) -> str:
+        return generation.user.email
+
+    @admin.display(description="model used", ordering="current_model")
+    def model_used(self, generation: Generation) -> str:
+        return generation.current_model or EMPTY
+
+    @admin.display(description="attempts", ordering="attempt_total")
+    def attempt_count(self, generation: Generation) -> int:
+        return generation.attempt_total  # type: ignore[attr-defined]
+
+    @admin.display(description="duration", ordering="elapsed")
+    def duration(self, generation: Generation) -> str:
+        return _format_duration(generation.elapsed)  # type: ignore[attr-defined]
+
+    @admin.display(description="took")
+    def took(self, generation: Generation) -> str:
+        return self.duration(generation)
+
+    @admin.display(description="user")
+    def user_link(self, generation: Generation) -> SafeString:
+        url = reverse("admin:accounts_user_change", args=[generation.user_id])
+        return format_html('<a href="{}">{}</a>', url, generation.user.email)
+
+    @admin.display(description="preset")
+    def preset_link(self, generation: Generation) -> SafeString | str:
+        label = f"{generation.preset_name} ({generation.preset_slug})"
+        try:
+            url = reverse("admin:presets_preset_change", args=[generation.preset_id])
+        except NoReverseMatch:  # the preset was deleted, or presets are not in the admin
+            return label
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    @admin.display(description="parameters")
+    def parameters_pretty(self, generation: Generation) -> SafeString | str:
+        return _pretty_json(generation.parameters)
+
+    @admin.display(description="loras")
+    def loras_pretty(self, generation: Generation) -> SafeString | str:
+        return _pretty_json(generation.loras)
+
+    @admin.display(description="payload of the last submission (no key; image data shortened)")
+    def payload_pretty(self, generation: Generation) -> SafeString | str:
+        return _pretty_json(generation.request_payload)
+
+    @admin.display(description="logs")
+    def logs_table(self, generation: Generation) -> SafeString | str:
+        lines = [line for line in generation.logs or [] if isinstance(line, dict)]
+        if not lines:
+            return EMPTY
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((line.get("timestamp", ""), line.get("level", ""), line.get("message", "")) for line in lines),
+        )
+        return format_html("<table><tr><th>time</th><th>level</th><th>message</th></tr>{}</table>", rows)
+
+    @admin.display(description="photo")
+    def source_preview(self, generation: Generation) -> SafeString | str:
+        return _thumbnail(generation.source_image.url, width=160) if generation.source_image else EMPTY
+
+    # Actions: each calls a pipeline service per generation; refusals become messages.
+
+    @admin.action(description="Retry from the first model (reserves credits again)", location=BOTH_LOCATIONS)
+    def retry_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        from .services import generation_retry
+
+        apply_to_each(
+            request,
+            queryset,
+            lambda generation: generation_retry(generation_id=generation.pk, by=request.user),
+            done="Restarted {count} generation{s}.",
+            label=lambda generation: f"Generation {_short(generation.pk)}",
+        )
+
+    @admin.action(description="Cancel (and refund)", location=BOTH_LOCATIONS)
+    def cancel_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        from .services import generation_cancel
+
+        apply_to_each(
+            request,
+            queryset,
+            lambda generation: generation_cancel(generation_id=generation.pk, user=None),
+            done="Canceled {count} generation{s}.",
+            label=lambda generation: f"Generation {_short(generation.pk)}",
+        )
+
+    @admin.action(description="Refund the credits", location=BOTH_LOCATIONS)
+    def refund_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        from .services import generation_refund
+
+        apply_to_each(
+            request,
+            queryset,
+            lambda generation: generation_refund(generation_id=generation.pk, by=request.user),
+            done="Refunded {count} generation{s}.",
+            label=lambda generation: f"Generation {_short(generation.pk)}",
+        )
+
+    @admin.action(description="Re-run persistence of images not yet persisted", location=BOTH_LOCATIONS)
+    def persist_generation_media(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
+        unpersisted = Media.objects.filter(generation__in=queryset.values("pk"), persisted=False)
+        _persist(request, unpersisted)
+
+
+def _persist(request: HttpRequest, media: QuerySet[Media]) -> None:
+    from .services import media_persist
+
+    pending = list(media.only("id", "generation_id", "index"))
+    if not pending:
+        messages.info(request, "Every selected image is already persisted.")
+        return
+    stored = apply_to_each(
+        request,
+        pending,
+        lambda item: media_persist(media_id=item.pk),
+        done="Persisted {count} image{s}.",
+        label=lambda item: f"Image {_short(item.pk)}",
+    )
+    # media_persist records a storage failure on the row instead of raising; say so.
+    still_pending = Media.objects.filter(pk__in=[item.pk for item in pending], persisted=False).count()
+    if still_pending and stored:
+        messages.warning(request, f"{still_pending} image(s) are still not persisted: see their persist error.")
+
+
+# --- Media ----------------------------------------------------------------------------------
+
+
+class TakedownForm(forms.Form):
+    reason = forms.CharField(
+        max_length=moderation.REASON_MAX_LENGTH,
+        help_text="Kept on the image; the owner still sees it in their history.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+
+
+@admin.register(Media)
+class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "preview",
+        "short_id",
+        "user_email",
+        "generation_link",
+        "model",
+        "persisted",
+        "is_public",
+        "hidden",
+        "created_at",
+    ]
+    list_display_links = ["short_id"]
+    list_filter = ["persisted", "is_public", "hidden", "created_at"]
+    search_fields = ["user__email"]
+    search_help_text = "A user's email (or part of it), fal's request id, an image id or a generation id."
+    list_select_related = ["user"]
+    list_per_page = 50
+    show_full_result_count = False
+    actions = ["take_down", "restore", "make_private", "persist_media"]
+    fields = [
+        "large_preview",
+        "id",
+        "generation_link",
+        "user",
+        "index",
+        "model",
+        "fal_job_id",
+        "url",
+        "original_url",
+        "storage_key",
+        "width",
+        "height",
+        "content_type",
+        "persisted",
+        "persist_attempts",
+        "persist_error",
+        "is_public",
+        "hidden",
+        "hidden_reason",
+        "created_at",
+    ]
+    readonly_fields = fields
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Media], search_term: str
+    ) -> tuple[QuerySet[Media], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(user__email__icontains=term) | Q(fal_job_id=term)
+        try:
+            pk = uuid.UUID(term)
+            match |= Q(pk=pk) | Q(generation_id=pk)
+        except ValueError:
+            pass
+        return queryset.filter(match), False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Media | None = None) -> bool:
+        return False  # owners delete their images; staff take them down (reversible)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="image")
+    def preview(self, media: Media) -> SafeString | str:
+        return _thumbnail(media.url, width=64)
+
+    @admin.display(description="image")
+    def large_preview(self, media: Media) -> SafeString | str:
+        return _thumbnail(media.url, width=320)
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, media: Media) -> str:
+        return _short(media.pk)
+
+    @admin.display(description="user", ordering="user__email")
+    def user_email(self, media: Media) -> str:
+        return media.user.email
+
+    @admin.display(description="generation")
+    def generation_link(self, media: Media) -> SafeString:
+        url = reverse("admin:generation_generation_change", args=[media.generation_id])
+        return format_html('<a href="{}">{}</a>', url, _short(media.generation_id))
+
+    @admin.action(description="Take down (hide from the feed) with a reason", location=BOTH_LOCATIONS)
+    def take_down(self, request: HttpRequest, queryset: QuerySet[Media]) -> TemplateResponse | None:
+        def apply(data: dict[str, Any]) -> None:
+            apply_to_each(
+                request,
+                queryset,
+                lambda media: moderation.media_takedown(media_id=media.pk, reason=data["reason"], by=request.user),
+                done="Took down {count} image{s}.",
+                label=lambda media: f"Image {_short(media.pk)}",
+            )
+
+        return action_with_form(
+            self,
+            request,
+            queryset,
+            form_class=TakedownForm,
+            title="Take down images",
+            submit_label="Take down",
+            apply=apply,
+        )
+
+    @admin.action(description="Restore (undo a takedown)", location=BOTH_LOCATIONS)
+    def restore(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
+        apply_to_each(
+            request,
+            queryset.filter(hidden=True),
+            lambda media: moderation.media_restore(media_id=media.pk, by=request.user),
+            done="Restored {count} image{s}.",
+            label=lambda media: f"Image {_short(media.pk)}",
+        )
+
+    # Only this direction: staff publishing a user's private image would break their trust.
+    @admin.action(description="Make private (remove from the feed for good)", location=BOTH_LOCATIONS)
+    def make_private(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
+        from .services import media_set_public
+
+        apply_to_each(
+            request,
+            queryset.select_related("user"),
+            lambda media: media_set_public(user=media.user, media_id=media.pk, is_public=False),
+            done="Made {count} image{s} private.",
+            label=lambda media: f"Image {_short(media.pk)}",
+        )
+
+    @admin.action(description="Re-run persistence of images not yet persisted", location=BOTH_LOCATIONS)
+    def persist_media(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
+        _persist(request, queryset.filter(persisted=False))
+
+
+# --- Workers --------------------------------------------------------------------------------
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["worker_id", "hostname", "pid", "started_at", "last_seen_at"]
+    readonly_fields = list_display
+    ordering = ["-last_seen_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WorkerHeartbeat | None = None) -> bool:
+        return False
+
+
+# --- Dashboard ------------------------------------------------------------------------------
+
+
+def dashboard_view(request: HttpRequest) -> TemplateResponse:
+    """The staff dashboard (/admin/dashboard/, wrapped by admin_view in stefna/ops_urls.py)."""
+    board = dashboard.dashboard()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Dashboard",
+        "board": board,
+        # <meter> needs a max; 1 keeps an all-zero chart valid.
+        "hour_max": max([bucket.total for bucket in board.per_hour] + [1]),
+        "day_max": max([bucket.total for bucket in board.per_day] + [1]),
+    }
+    return TemplateResponse(request, "admin/dashboard.html", context)

@@ -1,0 +1,45 @@
+"""Staff moderation of images: take one down from the feed with a reason, or restore it.
+
+A takedown sets `hidden`, which the feed and share pages already exclude; the row,
+the file and the owner's `is_public` choice stay, so a restore puts back exactly
+what was there. Kept apart from services.py (the pipeline's) because only staff
+call these.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from stefna.errors import InvalidInput, NotFound
+
+from .models import Media
+
+if TYPE_CHECKING:
+    from stefna.accounts.models import User
+
+logger = logging.getLogger("generation")
+
+REASON_MAX_LENGTH = Media._meta.get_field("hidden_reason").max_length or 200
+
+
+def media_takedown(*, media_id: object, reason: str, by: User) -> Media:
+    """Hide an image from the feed and its share page. The reason is required and kept."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Give a reason for the takedown.", detail={"field": "reason"})
+    if len(reason) > REASON_MAX_LENGTH:
+        raise InvalidInput(f"Keep the reason under {REASON_MAX_LENGTH} characters.", detail={"field": "reason"})
+    # One conditional UPDATE: no read-modify-write race with an owner toggling is_public.
+    if not Media.objects.filter(pk=media_id).update(hidden=True, hidden_reason=reason):
+        raise NotFound("Image not found.")
+    logger.info("media %s taken down by %s: %s", media_id, by.pk, reason)
+    return Media.objects.get(pk=media_id)
+
+
+def media_restore(*, media_id: object, by: User) -> Media:
+    """Undo a takedown: the image shows again wherever its owner's `is_public` allows."""
+    if not Media.objects.filter(pk=media_id).update(hidden=False, hidden_reason=""):
+        raise NotFound("Image not found.")
+    logger.info("media %s restored by %s", media_id, by.pk)
+    return Media.objects.get(pk=media_id)

@@ -1,0 +1,58 @@
+"""The staff dashboard page: linked from the admin index, staff only, fixed cost."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from generation.tests.test_dashboard import data_set  # noqa: F401  (the known data set fixture)
+from stefna.accounts.tests.factories import UserFactory
+
+URL = "/admin/dashboard/"
+
+
+@pytest.fixture
+def staff_client(client, db):
+    client.force_login(UserFactory(email="operator@example.com", is_staff=True, is_superuser=True))
+    return client
+
+
+def test_the_admin_index_links_to_the_dashboard_and_health(staff_client):
+    content = staff_client.get("/admin/").content.decode()
+    assert f'href="{URL}"' in content
+    assert 'href="/healthz"' in content
+
+
+def test_the_dashboard_renders_every_figure(staff_client, data_set):  # noqa: F811
+    response = staff_client.get(URL)
+    assert response.status_code == 200
+    content = response.content.decode()
+    for section in ('id="backlog"', 'id="fallback"', 'id="models"', 'id="per-hour"', 'id="per-day"', 'id="credits"'):
+        assert section in content
+    assert "fal-ai/ghiblify" in content
+    assert "image" in content and "not yet persisted" in content
+    assert response["Cache-Control"].startswith("max-age=0")
+    # No inline script or style anywhere: the CSP would block them.
+    assert "<script>" not in content and "style=" not in content
+
+
+def test_the_dashboard_costs_a_fixed_number_of_queries(staff_client, data_set):  # noqa: F811
+    with CaptureQueriesContext(connection) as queries:
+        assert staff_client.get(URL).status_code == 200
+    # 7 figure queries, plus the session and the user of the request.
+    assert len(queries) == 9
+
+
+def test_the_dashboard_renders_on_an_empty_database(staff_client):
+    response = staff_client.get(URL)
+    assert response.status_code == 200
+    assert b"Every image is persisted." in response.content
+    assert b"No finished attempts in the window." in response.content
+
+
+def test_the_dashboard_is_for_staff_only(client, db):
+    assert client.get(URL).status_code == 302  # to the admin login
+    client.force_login(UserFactory(email="someone@example.com"))
+    response = client.get(URL)
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

@@ -1,0 +1,99 @@
+"""Helpers for admin actions: a confirmation form step, and refusals shown as messages.
+
+Admin actions call services; a service refuses with a DomainError (refunding twice,
+retrying a succeeded generation, ...). Those become one admin error message per
+object instead of a 500, and the objects that could be handled still are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from stefna.errors import DomainError
+
+# Django 6.1 can show an action on the change page too; operators mostly act on one
+# generation they just looked at, so every operator action is offered in both places.
+BOTH_LOCATIONS = [admin.ActionLocation.CHANGE_LIST, admin.ActionLocation.CHANGE_FORM]
+CHANGE_FORM_ACTION_FIELD = f"{admin.ActionLocation.CHANGE_FORM.value}-action"
+
+
+def apply_to_each(
+    request: HttpRequest,
+    objects: Iterable[Any],
+    call: Callable[[Any], object],
+    *,
+    done: str,
+    label: Callable[[Any], str] = str,
+) -> int:
+    """Run `call(obj)` for each object; DomainErrors become error messages. Returns the successes.
+
+    `done` is a message template with `{count}`, sent when at least one call succeeded.
+    """
+    succeeded = 0
+    for obj in objects:
+        try:
+            call(obj)
+        except DomainError as error:
+            messages.error(request, f"{label(obj)}: {error.message}")
+        else:
+            succeeded += 1
+    if succeeded:
+        messages.success(request, done.format(count=succeeded, s="" if succeeded == 1 else "s"))
+    return succeeded
+
+
+def action_with_form(
+    modeladmin: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: QuerySet,  # type: ignore[type-arg]
+    *,
+    form_class: type[forms.Form],
+    title: str,
+    submit_label: str,
+    apply: Callable[[dict[str, Any]], object],
+) -> TemplateResponse | None:
+    """An admin action with an intermediate form (a reason, an amount).
+
+    The first POST (from the action menu) renders the form; its submit posts the same
+    action and selection back with `apply`, and a valid form runs `apply(cleaned_data)`
+    and returns None, which makes the admin redirect back to the page it came from.
+    """
+    if "apply" in request.POST:
+        form = form_class(request.POST)
+        if form.is_valid():
+            apply(form.cleaned_data)
+            return None
+    else:
+        form = form_class()
+    action_field = CHANGE_FORM_ACTION_FIELD if CHANGE_FORM_ACTION_FIELD in request.POST else "action"
+    action_name = request.POST.get(action_field, "")
+    if action_field == "action":
+        action_name = request.POST.getlist("action")[_action_index(request)] if request.POST.getlist("action") else ""
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "subtitle": None,
+        "form": form,
+        "objects": list(queryset),
+        "opts": modeladmin.model._meta,
+        "action_field": action_field,
+        "action_name": action_name,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "submit_label": submit_label,
+    }
+    return TemplateResponse(request, "admin/action_form.html", context)
+
+
+def _action_index(request: HttpRequest) -> int:
+    try:
+        return int(request.POST.get("index", 0))
+    except ValueError:
+        return 0
