@@ -17,7 +17,6 @@ from presets.models import Preset
 from presets.tests.factories import PresetFactory
 from stefna.accounts.models import User
 from tests.browser.conftest import screenshot, sign_in
-from tests.images import make_jpeg
 
 # serialized_rollback: each test starts with the presets the data migration seeded,
 # even after an earlier transactional test flushed the tables.
@@ -42,8 +41,23 @@ def ghibli_tears() -> Preset:
 
 
 def photo(tmp_path):
+    """A small synthetic portrait (sky, sun, hills, a figure): enough for the offline
+    renderer to make something that reads as a picture in the screenshots."""
+    from PIL import Image, ImageDraw
+
+    width, height = 720, 900
+    image = Image.new("RGB", (width, height))
+    draw = ImageDraw.Draw(image)
+    for y in range(height):  # an evening sky, warm at the horizon
+        t = y / height
+        draw.line([(0, y), (width, y)], fill=(int(70 + 180 * t), int(110 + 90 * t), int(200 - 60 * t)))
+    draw.ellipse((470, 140, 610, 280), fill=(255, 214, 120))
+    draw.polygon([(0, 640), (220, 520), (430, 620), (720, 500), (720, 900), (0, 900)], fill=(64, 120, 88))
+    draw.ellipse((270, 330, 450, 530), fill=(236, 190, 160))  # head
+    draw.ellipse((250, 300, 470, 420), fill=(60, 40, 36))  # hair
+    draw.rounded_rectangle((200, 540, 520, 900), radius=120, fill=(190, 70, 80))  # shoulders
     path = tmp_path / "portrait.jpg"
-    path.write_bytes(make_jpeg(900, 1200))
+    image.save(path, "JPEG", quality=90)
     return path
 
 
@@ -84,32 +98,49 @@ def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, ser
     assert tile.locator("img").evaluate("img => img.naturalWidth") > 0, "the result image did not load"
     screenshot(page, "status-done", full_page=False)
 
-    generation = Generation.objects.get(user__email="ada@example.com")
+    generation = Generation.objects.get(user__email="ada@example.com", preset_slug=preset.slug)
     assert generation.status == Generation.Status.SUCCEEDED
     assert generation.preset_slug == preset.slug
     assert CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.CAPTURE).exists()
 
+    # A second, public one in another style, so history and feed show some variety.
+    second = (
+        Preset.objects.filter(is_active=True, requires_prompt=False)
+        .exclude(kind=preset.kind)
+        .order_by("sort_order")
+        .first()
+    )
+    if second is not None:
+        start_generation(page, tmp_path, preset_slug=second.slug)
+        page.get_by_label("Make my images public").check()
+        page.get_by_test_id("start").click()
+        page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+        expect(page.get_by_test_id("status-card")).to_have_attribute("data-status", "succeeded", timeout=45_000)
+    public_before = 1 if second is not None else 0
+
     page.goto("/history/")
-    item = page.get_by_test_id("history-item").first
+    item = page.get_by_test_id("history-item").last
     expect(item).to_contain_text(preset.name)
     expect(item.get_by_test_id("history-status")).to_have_text("Succeeded")
     expect(item.get_by_test_id("visibility")).to_have_text("Private")
 
     page.goto("/feed/")
-    expect(page.get_by_test_id("feed-item")).to_have_count(0)
+    expect(page.get_by_test_id("feed-item")).to_have_count(public_before)
 
     page.goto("/history/")
-    page.get_by_test_id("toggle-public").first.click()  # htmx swaps the tile in place
-    expect(page.get_by_test_id("visibility").first).to_have_text("Public")
+    item = page.get_by_test_id("history-item").last  # the first generation: oldest is last
+    item.get_by_test_id("toggle-public").click()  # htmx swaps the tile in place
+    expect(item.get_by_test_id("visibility")).to_have_text("Public")
     screenshot(page, "history")
 
     page.goto("/feed/")
-    feed_item = page.get_by_test_id("feed-item")
-    expect(feed_item).to_have_count(1)
-    expect(feed_item).to_contain_text("by ada")
+    feed_items = page.get_by_test_id("feed-item")
+    expect(feed_items).to_have_count(public_before + 1)
+    expect(feed_items.last).to_contain_text(preset.name)
+    expect(feed_items.last).to_contain_text("by ada")
     screenshot(page, "feed")
 
-    feed_item.click()
+    feed_items.last.click()
     page.wait_for_url(re.compile(r"/i/[0-9a-f-]{36}/$"))
     og_image = page.locator('meta[property="og:image"]').get_attribute("content")
     assert og_image.startswith("http://") and "/media/" in og_image
