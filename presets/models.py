@@ -6,9 +6,20 @@ so editing a preset never rewrites history.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+
 from django.conf import settings
+from django.contrib.staticfiles import finders
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.templatetags.static import static
+
+from generation.registry import MODELS, ModelConfigError, validate_model_config
+
+# Only `{prompt}` is replaced (with str.replace, so other braces pass through untouched);
+# anything else that looks like a placeholder is almost certainly a typo.
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class Preset(models.Model):
@@ -46,13 +57,67 @@ class Preset(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # Kinds whose whole point is the user's own text.
+    PROMPT_KINDS = (Kind.CUSTOM_PROMPT, Kind.IMAGE_TO_IMAGE)
+
+    def clean(self) -> None:
+        """Check the model settings against the registry and the prompt against the settings.
+
+        Raises a ValidationError keyed by field, so the admin shows each message next to
+        the field it is about.
+        """
+        errors: dict[str, str] = {}
+        chain_checked = False
+        if self.num_images is not None:  # None: the form already reports the empty field
+            try:
+                validate_model_config(
+                    model_chain=self.model_chain,
+                    parameters=self.parameters,
+                    loras=self.loras,
+                    num_images=self.num_images,
+                )
+                chain_checked = True
+            except ModelConfigError as error:
+                errors[error.field] = error.message
+        template = self.prompt or ""
+        unknown = sorted({name for name in PLACEHOLDER.findall(template) if name != "prompt"})
+        if unknown:
+            errors.setdefault(
+                "prompt",
+                f"Unknown placeholder {{{unknown[0]}}}: only {{prompt}} is replaced (by the user's text).",
+            )
+        if self.requires_prompt and template.strip() and "{prompt}" not in template:
+            errors.setdefault(
+                "prompt",
+                "This style asks the user for a prompt, so the template must say where it goes: add {prompt}.",
+            )
+        if self.kind in self.PROMPT_KINDS and not self.requires_prompt:
+            errors["requires_prompt"] = f"A {self.get_kind_display()} style must ask the user for a prompt."
+        if not template.strip() and not self.requires_prompt and chain_checked:
+            needs_prompt = [MODELS[endpoint].label for endpoint in self.model_chain if MODELS[endpoint].takes_prompt]
+            if needs_prompt:
+                errors.setdefault(
+                    "prompt",
+                    f"{needs_prompt[0]} works from a prompt: write one, or require one from the user.",
+                )
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def cost(self) -> int:
         return settings.GENERATION_COST
 
     @property
     def thumbnail_url(self) -> str:
-        # Uploaded thumbnails win; the seeded defaults ship as static files.
+        # Uploaded thumbnails win; the seeded defaults ship as static files
+        # (presets/thumbnails.py draws them); a new preset without either gets its kind's.
         if self.thumbnail:
             return self.thumbnail.url
-        return static(f"img/presets/{self.slug}.png")
+        return static(_static_thumbnail(self.slug, self.kind))
+
+
+@lru_cache(maxsize=512)
+def _static_thumbnail(slug: str, kind: str) -> str:
+    # Looked up once per slug per process: a file lookup, not a query.
+    own = f"img/presets/{slug}.png"
+    return own if finders.find(own) else f"img/presets/kind-{kind}.png"

@@ -1,0 +1,139 @@
+"""Staff edit presets here. Validation lives in `Preset.clean()`, so every error the
+admin shows is attached to the field it is about (model chain, parameters, prompt…)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from generation.registry import MODELS
+
+from .models import Preset
+
+
+class PrettyJSONField(forms.JSONField):
+    """A JSON textarea that shows the value indented, one item per line."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, str) or value is None:
+            # Already text (the staff member's input being shown again with an error).
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _endpoint_help() -> str:
+    lines = []
+    for endpoint, spec in MODELS.items():
+        parameters = ", ".join(sorted(spec.params)) or "none"
+        locked = ", ".join(f"{name}={value}" for name, value in spec.locked.items())
+        line = f"{endpoint} ({spec.label}): parameters {parameters}"
+        lines.append(line + (f"; locked {locked}" if locked else ""))
+    return "Known endpoints, tried in order — " + " | ".join(lines)
+
+
+class PresetForm(forms.ModelForm):
+    model_chain = PrettyJSONField(
+        widget=forms.Textarea(attrs={"rows": 5, "cols": 60}),
+        help_text='An ordered JSON list, e.g. ["fal-ai/ghiblify", "fal-ai/fast-sdxl/image-to-image"]. '
+        "The next endpoint is tried when one fails.",
+    )
+    parameters = PrettyJSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 60}),
+        help_text='Extra model inputs as a JSON object, e.g. {"strength": 0.6, "negative_prompt": "blurry"}. '
+        + _endpoint_help(),
+    )
+    loras = PrettyJSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        help_text='A JSON list of {"path": "<URL or Hugging Face id>", "scale": 1.0}; empty for none.',
+    )
+
+    class Meta:
+        model = Preset
+        fields = (
+            "name",
+            "slug",
+            "kind",
+            "description",
+            "is_active",
+            "sort_order",
+            "prompt",
+            "requires_prompt",
+            "model_chain",
+            "parameters",
+            "loras",
+            "num_images",
+            "thumbnail",
+        )
+        widgets = {"prompt": forms.Textarea(attrs={"rows": 5, "cols": 80})}
+
+    def clean_parameters(self) -> Any:
+        # An emptied textarea means "no extra parameters", not null.
+        return self.cleaned_data.get("parameters") or {}
+
+    def clean_loras(self) -> Any:
+        return self.cleaned_data.get("loras") or []
+
+
+@admin.register(Preset)
+class PresetAdmin(admin.ModelAdmin):
+    form = PresetForm
+    list_display = ("preview", "name", "slug", "kind", "chain", "sort_order", "is_active", "requires_prompt")
+    list_display_links = ("preview", "name")
+    list_editable = ("sort_order",)
+    list_filter = ("kind", "is_active", "requires_prompt")
+    search_fields = ("slug", "name", "description", "prompt")
+    ordering = ("sort_order", "name")
+    actions = ("activate", "deactivate")
+    readonly_fields = ("cost", "thumbnail_preview")
+    list_per_page = 100
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "kind", "description", "is_active", "sort_order", "cost")}),
+        ("Prompt", {"fields": ("prompt", "requires_prompt")}),
+        ("Models", {"fields": ("model_chain", "parameters", "loras", "num_images")}),
+        ("Thumbnail", {"fields": ("thumbnail", "thumbnail_preview")}),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Preset | None = None) -> tuple[str, ...]:
+        # The slug is what API clients and saved links use: fixed once the preset exists.
+        return (*self.readonly_fields, "slug") if obj else self.readonly_fields
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Preset | None = None) -> dict[str, tuple[str, ...]]:
+        return {} if obj else {"slug": ("name",)}
+
+    @admin.display(description="")
+    def preview(self, obj: Preset) -> str:
+        return format_html('<img src="{}" width="40" height="40" alt="" loading="lazy">', obj.thumbnail_url)
+
+    @admin.display(description="Thumbnail")
+    def thumbnail_preview(self, obj: Preset) -> str:
+        if not obj.pk:
+            return "Shown after saving; without an upload the built-in picture for the slug (or kind) is used."
+        return format_html('<img src="{}" width="128" height="128" alt="">', obj.thumbnail_url)
+
+    @admin.display(description="Cost (credits)")
+    def cost(self, obj: Preset) -> int:
+        # Fixed by the design documents; shown so staff see it, never editable.
+        return obj.cost
+
+    @admin.display(description="Model chain")
+    def chain(self, obj: Preset) -> str:
+        labels = [(MODELS[endpoint].label if endpoint in MODELS else endpoint,) for endpoint in obj.model_chain]
+        return format_html_join(" → ", "{}", labels)
+
+    @admin.action(description="Activate selected presets")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Preset]) -> None:
+        changed = queryset.filter(is_active=False).update(is_active=True)
+        self.message_user(request, f"{changed} preset(s) activated.", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected presets (hidden from users, history kept)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Preset]) -> None:
+        changed = queryset.filter(is_active=True).update(is_active=False)
+        self.message_user(request, f"{changed} preset(s) deactivated.", messages.SUCCESS)
