@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from credits.models import CreditEntry
 from credits.selectors import quota_for
 from presets.models import Preset
-from stefna.errors import DomainError, NotFound
+from stefna.errors import DomainError, NotFound, RateLimited
 
 from . import selectors, services
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
@@ -112,7 +112,10 @@ def studio(request: HttpRequest) -> HttpResponse:
     except DomainError as exc:
         field = (exc.detail or {}).get("field") if isinstance(exc.detail, dict) else None
         form.add_error(field if field in form.fields else None, exc.message)
-        return _studio_page(request, form, kept_image=kept, status=exc.status)
+        response = _studio_page(request, form, kept_image=kept, status=exc.status)
+        if isinstance(exc, RateLimited):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     return redirect("generation_detail", generation_id=generation.pk)
 
 

@@ -376,3 +376,13 @@ def _validated():
     from generation.images import validate_image
 
     return validate_image(make_jpeg(64, 64))
+
+
+def test_too_many_starts_are_a_readable_429_with_retry_after(signed_in, user, preset, settings):
+    settings.RATE_LIMIT_GENERATIONS = (1, 60)
+    assert signed_in.post("/", {"image": upload(), "preset": preset.slug}).status_code == 302
+    response = signed_in.post("/", {"image": upload(), "preset": preset.slug})
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1
+    assert "Too many requests" in response.content.decode()
+    assert Generation.objects.filter(user=user).count() == 1

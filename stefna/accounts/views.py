@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from stefna.errors import DomainError
+from stefna.errors import DomainError, RateLimited
 
 from . import services
 
@@ -36,12 +36,15 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         try:
             services.login_code_send(email=email, ip_address=client_ip(request))
         except DomainError as exc:
-            return render(
+            response = render(
                 request,
                 "accounts/sign_in.html",
                 {"email": email, "error": exc.message, "next": _next_url(request)},
                 status=exc.status,
             )
+            if isinstance(exc, RateLimited):
+                response["Retry-After"] = str(exc.retry_after)
+            return response
         request.session["sign_in_email"] = services.normalize_email(email)
         return redirect(f"/accounts/code/?next={_next_url(request)}")
     return render(request, "accounts/sign_in.html", {"next": _next_url(request)})
