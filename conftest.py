@@ -47,3 +47,7 @@ def api_client(client, api_token):
     """Django's test client sending the user's API token on every request."""
     client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {api_token}"
     return client
+
+
+# Fakes of fal and Cloudinary (fixtures `fake_fal`, `fake_cloudinary`; see tests/fakes/pytest_plugin.py).
+pytest_plugins = ["tests.fakes.pytest_plugin"]

@@ -7,12 +7,18 @@ one transaction. Views, endpoints and tasks call these; nothing else writes
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import json
 import logging
+import mimetypes
+import os
+import socket
 import uuid
+from concurrent.futures import Executor
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -20,15 +26,20 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from credits import ledger
+from credits.exceptions import AlreadySettled
 from presets.models import Preset
 from stefna import ratelimit
 from stefna.errors import InvalidInput, NotFound
 
-from .exceptions import IdempotencyConflict
+from . import persistence
+from .exceptions import IdempotencyConflict, InvalidTransition, ProviderError
 from .images import ValidatedImage
-from .models import Generation, Media
+from .models import Attempt, Generation, Media, WorkerHeartbeat
+from .providers import Provider, ProviderState, ProviderStatus, get_provider
+from .registry import MODELS, ModelConfigError, ModelSpec, get_model
 
 if TYPE_CHECKING:
+    from credits.models import CreditEntry
     from stefna.accounts.models import User
 
 logger = logging.getLogger("generation")
@@ -212,7 +223,799 @@ def media_delete(*, user: User, media_id: object) -> None:
     if media is None:
         raise NotFound("Image not found.")
     storage_key = media.storage_key
-    persisted_locally = media.persisted and not settings.CLOUDINARY_ENABLED
+    in_cloudinary = media.persisted and bool(storage_key) and persistence.is_cloudinary_key(storage_key)
+    persisted_locally = media.persisted and bool(storage_key) and not in_cloudinary
     media.delete()
-    if persisted_locally and storage_key:
+    if persisted_locally:
         transaction.on_commit(partial(_discard, storage_key))
+    if in_cloudinary:
+        transaction.on_commit(partial(_destroy_cloudinary_asset, storage_key))
+
+
+def _destroy_cloudinary_asset(public_id: str) -> None:
+    try:
+        persistence.destroy_cloudinary_asset(public_id)
+    except Exception:  # the row is gone either way; a leftover asset is only storage
+        logger.exception("could not delete Cloudinary asset %s", public_id)
+
+
+# --- The pipeline ---------------------------------------------------------------------------
+#
+# How a generation moves (the row is the job record; see models.py for the states):
+#
+# 1. Claim. Whoever works on a generation first claims it with a conditional UPDATE
+#    that moves `next_check_at` from "due" (<= now) to "leased" (now + PIPELINE_LEASE_SECONDS).
+#    Only one claimer matches the row; a task delivered twice, the poller and the task
+#    racing, or two worker processes all end with one winner. When the holder is done
+#    it sets `next_check_at` to when the job should be looked at next (the poll
+#    interval, a backoff, or NULL when final). A crashed holder's lease simply runs
+#    out and the job becomes due again: that is how work resumes after a crash.
+# 2. Advance (`generation_advance`). The holder looks at the newest attempt and does
+#    the one thing that moves the job on: submit the next model, re-submit an attempt
+#    that never got a request id, check fal's status (recording queue position and
+#    logs), fetch and store the result, or fail over to the next model.
+# 3. Every state change is itself a conditional UPDATE on the current status
+#    (attempt: submitting/queued/running → succeeded/failed/canceled; generation:
+#    running → succeeded/failed; queued/running → canceled), so a webhook, a poll and a
+#    cancel that overlap change each thing once. Money follows the winning transition
+#    only, and the ledger refuses a second settlement anyway.
+#
+# Nothing waits for a generation to finish: each step is one short call to fal.
+# Completion is noticed by the worker's poller (every FAL_POLL_INTERVAL_SECONDS) or
+# by fal's webhook, whichever comes first.
+
+IN_FLIGHT = (Attempt.Status.SUBMITTING, Attempt.Status.QUEUED, Attempt.Status.RUNNING)
+MAX_LOG_LINES = 200
+
+
+def _provider(request_id: str = "") -> Provider:
+    return get_provider(request_id)
+
+
+def _lease_until(now: dt.datetime | None = None) -> dt.datetime:
+    return (now or timezone.now()) + dt.timedelta(seconds=settings.PIPELINE_LEASE_SECONDS)
+
+
+def _next_poll(now: dt.datetime | None = None, *, seconds: float | None = None) -> dt.datetime:
+    interval = settings.FAL_POLL_INTERVAL_SECONDS if seconds is None else seconds
+    return (now or timezone.now()) + dt.timedelta(seconds=interval)
+
+
+def generation_claim_due(*, limit: int, now: dt.datetime | None = None) -> list[uuid.UUID]:
+    """Claim up to `limit` active generations whose next check is due, oldest due first.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED while the lease is written, so
+    two workers claiming at once take disjoint sets. SQLite ignores FOR UPDATE but
+    runs every writing transaction under one lock (BEGIN IMMEDIATE), which gives the
+    same result.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Generation.objects.filter(status__in=Generation.ACTIVE_STATUSES, next_check_at__lte=now)
+            .order_by("next_check_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            Generation.objects.filter(pk__in=ids).update(next_check_at=_lease_until(now))
+    return ids
+
+
+def generation_claim(*, generation_id: object, statuses: tuple[str, ...] = Generation.ACTIVE_STATUSES) -> bool:
+    """Claim one generation if it is due and in one of `statuses`. True when we hold it."""
+    now = timezone.now()
+    claimed = Generation.objects.filter(pk=generation_id, status__in=statuses, next_check_at__lte=now).update(
+        next_check_at=_lease_until(now)
+    )
+    return bool(claimed)
+
+
+def generation_release(*, generation_id: object, seconds: float | None = None) -> None:
+    """Hand a claimed generation back, due again in `seconds` (default: the poll interval)."""
+    Generation.objects.filter(pk=generation_id, status__in=Generation.ACTIVE_STATUSES).update(
+        next_check_at=_next_poll(seconds=seconds)
+    )
+
+
+def generation_submit(*, generation_id: object) -> None:
+    """Task target: submit a queued generation to the first model of its chain.
+
+    Does nothing if the generation is no longer queued or is already claimed (the
+    poller got there first, or the task was delivered twice).
+    """
+    if generation_claim(generation_id=generation_id, statuses=(Generation.Status.QUEUED,)):
+        generation_advance(generation_id=generation_id)
+
+
+def generation_poll_due(*, limit: int = 100, executor: Executor | None = None) -> int:
+    """Claim due generations and advance each; concurrently on `executor` when given.
+
+    Returns how many were claimed. The worker's poller calls this in a loop; tests
+    call it directly (without an executor, so everything runs in the test's thread
+    and transaction).
+    """
+    ids = generation_claim_due(limit=limit)
+    if executor is None:
+        for generation_id in ids:
+            generation_advance_safely(generation_id=generation_id)
+    else:
+        futures = [executor.submit(generation_advance_safely, generation_id=gid) for gid in ids]
+        for future in futures:
+            future.result()
+    return len(ids)
+
+
+def generation_advance_safely(*, generation_id: object) -> None:
+    """`generation_advance`, but a bug or a database hiccup only delays this one job."""
+    try:
+        generation_advance(generation_id=generation_id)
+    except Exception:
+        logger.exception("generation %s: advancing failed; will look again shortly", generation_id)
+        try:
+            generation_release(generation_id=generation_id, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
+        except Exception:
+            logger.exception("generation %s: could not release", generation_id)
+
+
+def generation_advance(*, generation_id: object) -> None:
+    """Move a claimed generation one step on. The caller holds the claim (see above)."""
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if generation is None or generation.is_final:
+        return
+    if generation.status == Generation.Status.QUEUED:
+        started = Generation.objects.filter(pk=generation.pk, status=Generation.Status.QUEUED).update(
+            status=Generation.Status.RUNNING, started_at=timezone.now()
+        )
+        if not started:
+            return
+        generation.status = Generation.Status.RUNNING
+        _submit_model(generation, position=0)
+        return
+    attempt = _latest_attempt(generation)
+    if attempt is None:
+        _submit_model(generation, position=0)
+    elif attempt.status == Attempt.Status.SUBMITTING:
+        _submit_attempt(generation, attempt)
+    elif attempt.status in (Attempt.Status.QUEUED, Attempt.Status.RUNNING):
+        _check_attempt(generation, attempt)
+    elif attempt.status == Attempt.Status.SUCCEEDED:
+        _finish(generation, attempt)
+    else:
+        _submit_model(generation, position=attempt.position + 1)
+
+
+def _latest_attempt(generation: Generation) -> Attempt | None:
+    # started_at, not position: after a staff retry the chain starts again at 0.
+    return Attempt.objects.filter(generation=generation).order_by("-started_at", "-position").first()
+
+
+# --- Submitting ------------------------------------------------------------------------------
+
+
+def _submit_model(generation: Generation, *, position: int) -> None:
+    """Submit model number `position` of the chain, falling over to the next on refusal."""
+    chain = list(generation.model_chain or [])
+    while True:
+        if position >= len(chain):
+            _fail_generation(generation, code="all_models_failed", message=_all_failed_message(generation))
+            return
+        endpoint = chain[position]
+        try:
+            payload = _build_payload(generation, endpoint)
+        except (ModelConfigError, OSError, ValueError) as exc:
+            Attempt.objects.create(
+                generation=generation,
+                position=position,
+                model=endpoint,
+                status=Attempt.Status.FAILED,
+                error=f"Could not build the request: {exc}",
+                finished_at=timezone.now(),
+            )
+            _log(generation, f"{_label(endpoint)} could not be asked: {exc}", level="error")
+            position += 1
+            continue
+        logged = shorten_payload(payload)
+        with transaction.atomic():
+            # The attempt row exists before fal is called: a crash after fal accepted
+            # the job but before we stored its id leaves a `submitting` attempt, which
+            # the next claimer re-submits.
+            attempt = Attempt.objects.create(
+                generation=generation,
+                position=position,
+                model=endpoint,
+                status=Attempt.Status.SUBMITTING,
+                payload=logged,
+            )
+            still_running = Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+                current_model=endpoint, request_payload=logged, queue_position=None
+            )
+            if not still_running:  # canceled meanwhile
+                attempt.delete()
+                return
+        if _submit_attempt(generation, attempt, payload=payload, fall_over=False):
+            return
+        latest = Attempt.objects.get(pk=attempt.pk)
+        if latest.status != Attempt.Status.FAILED:
+            return  # transient trouble: the attempt waits for its retry
+        position += 1
+
+
+def _submit_attempt(
+    generation: Generation,
+    attempt: Attempt,
+    *,
+    payload: dict[str, Any] | None = None,
+    fall_over: bool = True,
+) -> bool:
+    """Send one attempt to its model. True when fal accepted it (or it was already sent).
+
+    On a permanent refusal the attempt is failed and, with `fall_over`, the next model
+    is submitted; on transient trouble (rate limited, unreachable) the attempt stays
+    `submitting` and the generation is due again after a backoff, until the attempt's
+    time bound runs out.
+    """
+    if attempt.fal_job_id:
+        Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUBMITTING).update(status=Attempt.Status.QUEUED)
+        generation_release(generation_id=generation.pk)
+        return True
+    if payload is None:
+        try:
+            payload = _build_payload(generation, attempt.model)
+        except (ModelConfigError, OSError, ValueError) as exc:
+            _fail_attempt_then_next(generation, attempt, f"Could not build the request: {exc}")
+            return False
+    webhook_url = f"{settings.FAL_WEBHOOK_BASE_URL}/api/fal/webhook" if settings.FAL_WEBHOOK_BASE_URL else None
+    prompt = payload.get("prompt")
+    logger.info(
+        "generation %s: submitting to %s; prompt sent (%d chars): %s",
+        generation.pk,
+        attempt.model,
+        len(prompt or ""),
+        prompt if prompt is not None else "(this model takes no prompt)",
+    )
+    logger.info("generation %s: payload %s", generation.pk, json.dumps(shorten_payload(payload)))
+    provider = _provider()
+    try:
+        request_id = provider.submit(attempt.model, payload, webhook_url, kind=generation.kind)
+    except ProviderError as exc:
+        if exc.permanent or _attempt_expired(attempt):
+            if fall_over:
+                _fail_attempt_then_next(generation, attempt, exc.message)
+            else:
+                _fail_attempt(generation, attempt, exc.message)
+            return False
+        waited = (timezone.now() - attempt.started_at).total_seconds()
+        Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUBMITTING).update(error=exc.message[:2000])
+        _log(generation, f"{_label(attempt.model)} is busy ({exc.message}); trying again shortly", level="warning")
+        generation_release(generation_id=generation.pk, seconds=min(30.0, max(2.0, waited)))
+        return False
+    # Stored right away: from here on a crash resumes from this id instead of paying twice.
+    stored = Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUBMITTING).update(
+        fal_job_id=request_id, status=Attempt.Status.QUEUED, error=""
+    )
+    if not stored:
+        # The attempt was canceled while we were submitting: stop the job at fal too.
+        _cancel_at_provider(attempt.model, request_id)
+        return True
+    logger.info("generation %s: %s accepted it as %s", generation.pk, attempt.model, request_id)
+    _log(generation, f"Sent to {_label(attempt.model)}", release=True)
+    return True
+
+
+def _build_payload(generation: Generation, endpoint: str) -> dict[str, Any]:
+    spec = get_model(endpoint)
+    image_url = source_image_url(generation) if spec.takes_image else ""
+    return spec.build_input(
+        prompt=generation.prompt_sent,
+        image_url=image_url,
+        num_images=generation.num_images,
+        parameters=dict(generation.parameters or {}),
+        loras=list(generation.loras or []),
+    )
+
+
+def source_image_url(generation: Generation) -> str:
+    """What fal fetches the photo from: its public storage URL, or a data URI of it."""
+    name = generation.source_image.name
+    if not name:
+        raise ValueError("the generation has no stored photo")
+    if settings.STORAGE_PUBLIC_URLS:
+        return default_storage.url(name)
+    with default_storage.open(name, "rb") as file:
+        data = file.read()
+    content_type = mimetypes.guess_type(name)[0] or "image/jpeg"
+    return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+
+
+def shorten_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload for logs and the database: data URIs cut to a recognisable stub."""
+    shortened: dict[str, Any] = {}
+    for key, value in payload.items():
+        if isinstance(value, str) and value.startswith("data:") and len(value) > 80:
+            head, _, body = value.partition(",")
+            value = f"{head},{body[:24]}…({len(value)} chars)"
+        shortened[key] = value
+    return shortened
+
+
+# --- Checking ----------------------------------------------------------------------------------
+
+
+def _attempt_expired(attempt: Attempt) -> bool:
+    return (timezone.now() - attempt.started_at).total_seconds() > settings.FAL_ATTEMPT_TIMEOUT_SECONDS
+
+
+def _check_attempt(generation: Generation, attempt: Attempt) -> None:
+    provider = _provider(attempt.fal_job_id)
+    try:
+        status = provider.status(attempt.model, attempt.fal_job_id)
+    except ProviderError as exc:
+        if exc.permanent:
+            _fail_attempt_then_next(generation, attempt, exc.message)
+        elif _attempt_expired(attempt):
+            _time_out(generation, attempt)
+        else:
+            logger.warning("generation %s: status check failed (%s)", generation.pk, exc.message)
+            generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
+        return
+    if status.state == ProviderState.COMPLETED:
+        if status.error:
+            _fail_attempt_then_next(generation, attempt, f"fal reported an error: {status.error}")
+            return
+        try:
+            data = provider.result(attempt.model, attempt.fal_job_id)
+        except ProviderError as exc:
+            if exc.permanent:
+                _fail_attempt_then_next(generation, attempt, exc.message)
+            else:
+                generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
+            return
+        if _record_result(generation, attempt, data):
+            _finish(generation, attempt)
+        return
+    if _attempt_expired(attempt):
+        _time_out(generation, attempt)
+        return
+    _record_progress(generation, attempt, status)
+
+
+def _time_out(generation: Generation, attempt: Attempt) -> None:
+    """Stop an attempt that took longer than FAL_ATTEMPT_TIMEOUT_SECONDS and try the next model."""
+    _cancel_at_provider(attempt.model, attempt.fal_job_id)
+    _fail_attempt_then_next(generation, attempt, f"Timed out after {settings.FAL_ATTEMPT_TIMEOUT_SECONDS} s")
+
+
+def _record_progress(generation: Generation, attempt: Attempt, status: ProviderStatus) -> None:
+    """Store queue position, state and new log lines, and schedule the next check."""
+    attempt_status = Attempt.Status.QUEUED if status.state == ProviderState.IN_QUEUE else Attempt.Status.RUNNING
+    if attempt.status != attempt_status:
+        Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(status=attempt_status)
+    position = status.queue_position if status.state == ProviderState.IN_QUEUE else None
+    new_lines = _new_provider_lines(generation, status.logs)
+    changes: dict[str, Any] = {"next_check_at": _next_poll()}
+    if position != generation.queue_position:
+        changes["queue_position"] = position
+    if new_lines or (attempt.status != attempt_status and attempt_status == Attempt.Status.RUNNING):
+        if attempt.status != attempt_status and attempt_status == Attempt.Status.RUNNING:
+            new_lines.insert(0, _log_line(f"{_label(attempt.model)} is working on it"))
+        _log(generation, lines=new_lines, **changes)
+    else:
+        Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(**changes)
+
+
+def _new_provider_lines(generation: Generation, logs: list[dict[str, Any]]) -> list[dict[str, str]]:
+    seen = {(line.get("message"), line.get("timestamp")) for line in generation.logs or []}
+    lines = []
+    for entry in logs or []:
+        message = str(entry.get("message") or "").strip()
+        if not message:
+            continue
+        line = {
+            "message": message[:500],
+            "level": str(entry.get("level") or "info").lower(),
+            "timestamp": str(entry.get("timestamp") or timezone.now().isoformat()),
+        }
+        if (line["message"], line["timestamp"]) not in seen:
+            seen.add((line["message"], line["timestamp"]))
+            lines.append(line)
+    return lines
+
+
+# --- Completing ---------------------------------------------------------------------------------
+
+
+def _record_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
+    """Turn a finished attempt's output into Media rows. False if there was nothing to keep.
+
+    Only one caller wins the attempt's running → succeeded transition; a duplicate
+    (webhook and poller both holding the result) returns False having changed nothing.
+    """
+    outputs = ModelSpec.read_output(data)
+    if not outputs:
+        _fail_attempt_then_next(generation, attempt, "The model answered without an image")
+        return False
+    now = timezone.now()
+    with transaction.atomic():
+        if not Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+            queue_position=None
+        ):
+            return False  # canceled or finished meanwhile
+        won = Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(
+            status=Attempt.Status.SUCCEEDED, finished_at=now, error=""
+        )
+        if not won:
+            return False
+        for index, output in enumerate(outputs):
+            Media.objects.get_or_create(
+                generation=generation,
+                index=index,
+                defaults={
+                    "user_id": generation.user_id,
+                    "fal_job_id": attempt.fal_job_id,
+                    "model": attempt.model,
+                    "url": output.url,
+                    "original_url": output.url,
+                    "width": output.width,
+                    "height": output.height,
+                    "content_type": output.content_type,
+                    "is_public": generation.is_public,
+                },
+            )
+    count = len(outputs)
+    _log(generation, f"{_label(attempt.model)} finished: {count} image{'s' if count != 1 else ''}; saving")
+    return True
+
+
+def _finish(generation: Generation, attempt: Attempt) -> None:
+    """Save the images durably, then mark the generation succeeded and capture its credits.
+
+    An image that cannot be saved yet keeps fal's URL (`persisted=False`) and gets a
+    retry task; the generation succeeds anyway: the user has the image now.
+    """
+    retry = []
+    for media in Media.objects.filter(generation=generation, persisted=False).select_related("generation"):
+        if persistence.persist(media) == persistence.Outcome.RETRY:
+            retry.append(media.pk)
+    with transaction.atomic():
+        done = Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+            status=Generation.Status.SUCCEEDED,
+            completed_at=timezone.now(),
+            next_check_at=None,
+            queue_position=None,
+            error_code="",
+            error_message="",
+        )
+        if done:
+            ledger.capture(generation=generation)
+            for media_id in retry:
+                transaction.on_commit(partial(_schedule_persist_retry, media_id, attempts=1))
+    if done:
+        _log(generation, "Done")
+        logger.info("generation %s succeeded with %s", generation.pk, attempt.model)
+
+
+# --- Failing -------------------------------------------------------------------------------------
+
+
+def _fail_attempt(generation: Generation, attempt: Attempt, message: str) -> bool:
+    """Fail one in-flight attempt. True for the caller that actually failed it."""
+    failed = Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(
+        status=Attempt.Status.FAILED, error=message[:2000], finished_at=timezone.now()
+    )
+    if not failed:
+        return False
+    chain = list(generation.model_chain or [])
+    following = chain[attempt.position + 1] if attempt.position + 1 < len(chain) else None
+    then = f"; trying {_label(following)}" if following else ""
+    _log(generation, f"{_label(attempt.model)} failed: {message}{then}", level="warning")
+    logger.warning("generation %s: %s failed: %s", generation.pk, attempt.model, message)
+    return True
+
+
+def _fail_attempt_then_next(generation: Generation, attempt: Attempt, message: str) -> None:
+    """Fail the attempt and submit the next model of the chain (the caller holds the claim)."""
+    if _fail_attempt(generation, attempt, message):
+        _submit_model(generation, position=attempt.position + 1)
+
+
+def _fail_generation(generation: Generation, *, code: str, message: str) -> bool:
+    """Mark an active generation failed and refund it, both exactly once."""
+    with transaction.atomic():
+        failed = Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
+            status=Generation.Status.FAILED,
+            error_code=code,
+            error_message=message[:2000],
+            completed_at=timezone.now(),
+            next_check_at=None,
+            queue_position=None,
+        )
+        if failed:
+            Attempt.objects.filter(generation=generation, status__in=IN_FLIGHT).update(
+                status=Attempt.Status.FAILED, error=message[:2000], finished_at=timezone.now()
+            )
+            ledger.refund(generation=generation, note=code)
+    if failed:
+        _log(generation, message, level="error")
+        logger.warning("generation %s failed (%s): %s", generation.pk, code, message)
+    return bool(failed)
+
+
+def _all_failed_message(generation: Generation) -> str:
+    failures = [
+        f"{_label(a.model)}: {a.error or a.status}"
+        for a in Attempt.objects.filter(generation=generation).order_by("started_at")
+        if a.status == Attempt.Status.FAILED
+    ]
+    detail = "; ".join(failures[-len(generation.model_chain or []) or None :])
+    return (
+        "Every model for this style failed, so nothing was made and your "
+        f"{generation.cost} credits were refunded." + (f" ({detail})" if detail else "")
+    )
+
+
+def _cancel_at_provider(endpoint: str, request_id: str) -> None:
+    if not request_id:
+        return
+    try:
+        _provider(request_id).cancel(endpoint, request_id)
+    except ProviderError as exc:
+        logger.warning("could not cancel %s at the provider: %s", request_id, exc.message)
+
+
+# --- Logs --------------------------------------------------------------------------------------
+
+
+def _label(endpoint: str | None) -> str:
+    if not endpoint:
+        return "the model"
+    spec = MODELS.get(endpoint)
+    return spec.label if spec else endpoint
+
+
+def _log(
+    generation: Generation,
+    message: str | None = None,
+    *,
+    level: str = "info",
+    lines: list[dict[str, str]] | None = None,
+    release: bool = False,
+    **changes: Any,
+) -> None:
+    """Append log lines (the UI shows them) and apply `changes`, in one UPDATE.
+
+    The row is read under a lock first so two writers never drop each other's lines.
+    `release=True` also schedules the next check.
+    """
+    new = list(lines or [])
+    if message:
+        new.append(_log_line(message, level))
+    if release:
+        changes["next_check_at"] = _next_poll()
+    with transaction.atomic():
+        row = Generation.objects.select_for_update().filter(pk=generation.pk).values("logs", "status").first()
+        if row is None:
+            return
+        logs = (list(row["logs"] or []) + new)[-MAX_LOG_LINES:]
+        if row["status"] not in Generation.ACTIVE_STATUSES:
+            changes.pop("next_check_at", None)
+        Generation.objects.filter(pk=generation.pk).update(logs=logs, **changes)
+    generation.logs = logs
+
+
+# --- Webhook, cancel and staff actions ----------------------------------------------------------
+
+
+def generation_webhook(*, request_id: str, status: str, payload: Any = None, error: str | None = None) -> str:
+    """Apply a verified fal webhook. Returns what happened ("completed", "failed", "duplicate", "unknown").
+
+    OK stores the result (Media rows); the worker then saves the images and marks the
+    generation succeeded within a poll interval, so no image is fetched inside the web
+    request. ERROR fails the attempt; the worker submits the next model. A repeated or
+    late delivery finds the attempt already settled and changes nothing.
+    """
+    attempt = Attempt.objects.select_related("generation").filter(fal_job_id=request_id).first()
+    if attempt is None:
+        logger.warning("fal webhook for unknown request %s", request_id)
+        return "unknown"
+    generation = attempt.generation
+    if attempt.status not in IN_FLIGHT or generation.status != Generation.Status.RUNNING:
+        return "duplicate"
+    if status == "OK":
+        if not ModelSpec.read_output(payload):
+            if _fail_attempt(generation, attempt, "The model answered without an image"):
+                generation_release(generation_id=generation.pk, seconds=0)
+            return "failed"
+        if _record_result(generation, attempt, payload):
+            generation_release(generation_id=generation.pk, seconds=0)
+            return "completed"
+        return "duplicate"
+    reason = error or "fal reported an error"
+    if isinstance(payload, dict) and payload.get("detail"):
+        reason = f"{reason}: {str(payload['detail'])[:300]}"
+    if not _fail_attempt(generation, attempt, f"fal reported an error: {reason}"):
+        return "duplicate"
+    # The worker submits the next model on its next round.
+    generation_release(generation_id=generation.pk, seconds=0)
+    return "failed"
+
+
+def generation_cancel(*, generation_id: object, user: User | None = None) -> Generation:
+    """Cancel a queued or running generation and refund it.
+
+    `user=None` is staff; otherwise only the owner may cancel (others get NotFound, as
+    if it did not exist). A finished generation raises InvalidTransition. fal's cancel
+    endpoint is called for the attempt in flight (best effort: a job that already
+    finished at fal stays finished, but we neither keep nor charge for it).
+    """
+    queryset = Generation.objects.filter(pk=generation_id)
+    if user is not None:
+        queryset = queryset.filter(user=user)
+    generation = queryset.first()
+    if generation is None:
+        raise NotFound("Generation not found.")
+    if generation.is_final:
+        raise InvalidTransition(f"This generation has already {generation.status}; it can't be canceled.")
+    now = timezone.now()
+    with transaction.atomic():
+        canceled = Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
+            status=Generation.Status.CANCELED,
+            completed_at=now,
+            next_check_at=None,
+            queue_position=None,
+            error_code="canceled",
+            error_message="Canceled" + (" by staff" if user is None else ""),
+        )
+        if not canceled:
+            raise InvalidTransition("This generation has just finished; it can't be canceled.")
+        in_flight = list(Attempt.objects.filter(generation=generation, status__in=IN_FLIGHT))
+        Attempt.objects.filter(pk__in=[a.pk for a in in_flight]).update(status=Attempt.Status.CANCELED, finished_at=now)
+        # Images of a result that raced the cancel are not kept: the user was refunded.
+        Media.objects.filter(generation=generation).delete()
+        ledger.refund(generation=generation, note="canceled")
+    _log(generation, "Canceled; your credits were refunded")
+    for attempt in in_flight:
+        _cancel_at_provider(attempt.model, attempt.fal_job_id)
+    generation.refresh_from_db()
+    return generation
+
+
+def generation_retry(*, generation_id: object, by: User | None = None) -> Generation:
+    """Staff: restart a failed or canceled generation from the first model, reserving its cost again."""
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if generation is None:
+        raise NotFound("Generation not found.")
+    retryable = (Generation.Status.FAILED, Generation.Status.CANCELED)
+    if generation.status not in retryable:
+        raise InvalidTransition(f"Only failed or canceled generations can be retried; this one is {generation.status}.")
+    with transaction.atomic():
+        restarted = Generation.objects.filter(pk=generation.pk, status__in=retryable).update(
+            status=Generation.Status.QUEUED,
+            error_code="",
+            error_message="",
+            completed_at=None,
+            started_at=None,
+            queue_position=None,
+            current_model="",
+            next_check_at=timezone.now(),
+        )
+        if not restarted:
+            raise InvalidTransition("This generation changed meanwhile; reload and try again.")
+        # Raises InsufficientCredits (rolling the restart back) when the owner is broke.
+        ledger.reserve(user=generation.user, generation=generation, amount=generation.cost)
+        transaction.on_commit(partial(_enqueue_submit, generation.pk))
+    who = f" by {by.email}" if by is not None and getattr(by, "email", "") else " by staff"
+    _log(generation, f"Retried{who}; starting again with the first model")
+    generation.refresh_from_db()
+    return generation
+
+
+def generation_refund(*, generation_id: object, by: User | None = None) -> CreditEntry:
+    """Staff: refund an unsettled generation through the ledger, failing it first if active.
+
+    Raises AlreadySettled when its credits were already refunded or captured.
+    """
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if generation is None:
+        raise NotFound("Generation not found.")
+    in_flight: list[Attempt] = []
+    with transaction.atomic():
+        if generation.status in Generation.ACTIVE_STATUSES:
+            in_flight = list(Attempt.objects.filter(generation=generation, status__in=IN_FLIGHT))
+            Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
+                status=Generation.Status.FAILED,
+                error_code="refunded_by_staff",
+                error_message="Stopped and refunded by staff.",
+                completed_at=timezone.now(),
+                next_check_at=None,
+                queue_position=None,
+            )
+            Attempt.objects.filter(pk__in=[a.pk for a in in_flight]).update(
+                status=Attempt.Status.CANCELED, finished_at=timezone.now()
+            )
+        entry = ledger.refund(generation=generation, note="refunded by staff", by=by)
+        if entry is None:
+            raise AlreadySettled()
+    for attempt in in_flight:
+        _cancel_at_provider(attempt.model, attempt.fal_job_id)
+    _log(generation, "Refunded by staff")
+    return entry
+
+
+def media_persist(*, media_id: object, reschedule: bool = False) -> Media:
+    """Save one image durably now (staff action, and the retry task's target).
+
+    With `reschedule`, a failure that is worth retrying enqueues the next try with a
+    doubling delay; a source that is gone stops the retries (logged as an error).
+    """
+    media = Media.objects.select_related("generation").filter(pk=media_id).first()
+    if media is None:
+        raise NotFound("Image not found.")
+    outcome = persistence.persist(media)
+    if outcome == persistence.Outcome.RETRY and reschedule:
+        media.refresh_from_db()
+        _schedule_persist_retry(media.pk, attempts=media.persist_attempts)
+    media.refresh_from_db()
+    return media
+
+
+def _schedule_persist_retry(media_id: object, *, attempts: int) -> None:
+    from .tasks import media_persist_task
+
+    delay = min(
+        settings.MEDIA_PERSIST_RETRY_MAX_SECONDS, settings.MEDIA_PERSIST_RETRY_SECONDS * 2 ** max(0, attempts - 1)
+    )
+    run_after = timezone.now() + dt.timedelta(seconds=delay)
+    media_persist_task.using(run_after=run_after).enqueue(media_id=str(media_id))
+
+
+def generation_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Periodic clean-up of jobs that would otherwise never move again.
+
+    - an active generation with no next check (should not happen) is made due;
+    - a generation active for longer than its whole chain could take (every attempt
+      timing out, plus slack for retries) is failed and refunded, and its job at fal
+      is canceled.
+    Lost webhooks and jobs stuck in fal's queue need nothing here: every in-flight job
+    is polled anyway, and an attempt past FAL_ATTEMPT_TIMEOUT_SECONDS is canceled and
+    falls over to the next model when it is next checked. A crashed worker's claims
+    expire on their own (PIPELINE_LEASE_SECONDS).
+    """
+    now = now or timezone.now()
+    made_due = Generation.objects.filter(status__in=Generation.ACTIVE_STATUSES, next_check_at__isnull=True).update(
+        next_check_at=now
+    )
+    expired = 0
+    slack = settings.PIPELINE_LEASE_SECONDS + 120
+    for generation in Generation.objects.filter(
+        status__in=Generation.ACTIVE_STATUSES,
+        created_at__lt=now - dt.timedelta(seconds=settings.FAL_ATTEMPT_TIMEOUT_SECONDS + slack),
+    ).iterator():
+        bound = len(generation.model_chain or [1]) * (settings.FAL_ATTEMPT_TIMEOUT_SECONDS + slack)
+        if (now - generation.created_at).total_seconds() <= bound:
+            continue
+        in_flight = list(Attempt.objects.filter(generation=generation, status__in=IN_FLIGHT))
+        message = (
+            f"This generation took longer than {bound // 60} minutes and was stopped; "
+            f"your {generation.cost} credits were refunded."
+        )
+        if _fail_generation(generation, code="timeout", message=message):
+            expired += 1
+            for attempt in in_flight:
+                _cancel_at_provider(attempt.model, attempt.fal_job_id)
+    return {"made_due": made_due, "expired": expired}
+
+
+def worker_heartbeat(*, worker_id: str, started_at: dt.datetime) -> None:
+    """Record that a worker is alive (health checks read the newest)."""
+    now = timezone.now()
+    WorkerHeartbeat.objects.update_or_create(
+        worker_id=worker_id,
+        defaults={"last_seen_at": now, "hostname": socket.gethostname()[:200], "pid": os.getpid()},
+        create_defaults={
+            "last_seen_at": now,
+            "started_at": started_at,
+            "hostname": socket.gethostname()[:200],
+            "pid": os.getpid(),
+        },
+    )

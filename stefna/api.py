@@ -207,3 +207,6 @@ api.add_router("", presets_router)
 api.add_router("", generation_router)
 api.add_router("", credits_router)
 # The fal webhook router (pipeline) is registered below this line.
+from generation.webhooks import router as webhook_router  # noqa: E402
+
+api.add_router("/fal", webhook_router)

@@ -311,3 +311,24 @@ SERVE_MEDIA = env_bool("SERVE_MEDIA", not AWS_STORAGE_BUCKET_NAME and MEDIA_URL.
 # generation id; it polls the row every GENERATE_IMAGE_POLL_SECONDS while it waits.
 GENERATE_IMAGE_WAIT_SECONDS = float(os.environ.get("GENERATE_IMAGE_WAIT_SECONDS", "") or 60)
 GENERATE_IMAGE_POLL_SECONDS = float(os.environ.get("GENERATE_IMAGE_POLL_SECONDS", "") or 0.5)
+
+# --- Pipeline -------------------------------------------------------------------------
+# fal-client retries each call up to 10 times, up to 30 s apart; a worker checking many
+# jobs must fail fast instead (a job is simply looked at again on a later round).
+FAL_CLIENT_MAX_ATTEMPTS = env_int("FAL_CLIENT_MAX_ATTEMPTS", 2)
+FAL_CLIENT_MAX_RETRY_DELAY_SECONDS = float(os.environ.get("FAL_CLIENT_MAX_RETRY_DELAY_SECONDS", "0.5"))
+FAL_HTTP_TIMEOUT_SECONDS = float(os.environ.get("FAL_HTTP_TIMEOUT_SECONDS", "20"))
+# Threads one worker uses to submit and check in-flight jobs concurrently.
+PIPELINE_THREADS = env_int("PIPELINE_THREADS", 16)
+# How long a worker's claim on a job lasts before another worker may take the job over.
+PIPELINE_LEASE_SECONDS = env_int("PIPELINE_LEASE_SECONDS", 90)
+# Offline preview provider (no FAL_KEY): job state files, shared by web and worker.
+OFFLINE_PROVIDER_DIR = Path(
+    os.environ.get("OFFLINE_PROVIDER_DIR", "") or Path(tempfile.gettempdir()) / "stefna-offline-provider"
+)
+OFFLINE_QUEUE_SECONDS = float(os.environ.get("OFFLINE_QUEUE_SECONDS", "1.5"))
+OFFLINE_RUN_SECONDS = float(os.environ.get("OFFLINE_RUN_SECONDS", "2.5"))
+# Saving results durably: first retry after this many seconds, doubling up to the max.
+MEDIA_PERSIST_RETRY_SECONDS = env_int("MEDIA_PERSIST_RETRY_SECONDS", 15)
+MEDIA_PERSIST_RETRY_MAX_SECONDS = env_int("MEDIA_PERSIST_RETRY_MAX_SECONDS", 600)
+MAX_RESULT_BYTES = env_int("MAX_RESULT_BYTES", 50 * 1024 * 1024)

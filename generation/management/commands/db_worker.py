@@ -1,0 +1,142 @@
+"""`manage.py db_worker`: django-tasks-db's worker plus Stefna's poller.
+
+This command replaces django_tasks_db's (the generation app is listed before
+django_tasks_db in INSTALLED_APPS) and keeps every one of its options. The main
+thread runs tasks exactly as django-tasks-db does. A second thread, the poller,
+runs the pipeline's periodic work:
+
+- every FAL_POLL_INTERVAL_SECONDS (or sooner while work is due) it claims due
+  in-flight generations (`generation_claim_due`: a conditional UPDATE, so several
+  workers never take the same job) and advances each on a pool of PIPELINE_THREADS
+  threads: submit queued ones, check fal's status, store results, fall over. A
+  thread spends one short HTTP call per job, never a wait for a job to finish;
+  jobs are released with their next check time, so each is looked at about once a
+  poll interval while it is in flight;
+- every few seconds it writes the WorkerHeartbeat row /healthz reads;
+- every half minute it runs the sweeper (`generation_sweep`).
+
+`--no-poller` runs tasks only (e.g. a second worker dedicated to a queue).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
+from django_tasks_db.management.commands.db_worker import Command as TasksDbWorkerCommand
+
+logger = logging.getLogger("generation.worker")
+
+HEARTBEAT_SECONDS = 5.0
+SWEEP_SECONDS = 30.0
+
+
+class Poller:
+    def __init__(self, *, worker_id: str, threads: int | None = None) -> None:
+        self.worker_id = worker_id
+        self.threads = max(1, threads or settings.PIPELINE_THREADS)
+        self.started_at = timezone.now()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._in_flight: set[Future[Any]] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="stefna-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._in_flight.discard(future)
+        self._wake.set()
+
+    def run(self) -> None:
+        from generation import services
+
+        tick = max(0.05, min(0.25, settings.FAL_POLL_INTERVAL_SECONDS / 2))
+        capacity = self.threads * 2  # a little queued work per thread keeps them all busy
+        next_heartbeat = 0.0
+        next_sweep = time.monotonic() + 5
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="stefna-pipeline") as executor:
+            while not self._stop.is_set():
+                claimed = 0
+                try:
+                    now = time.monotonic()
+                    if now >= next_heartbeat:
+                        services.worker_heartbeat(worker_id=self.worker_id, started_at=self.started_at)
+                        next_heartbeat = now + HEARTBEAT_SECONDS
+                    if now >= next_sweep:
+                        services.generation_sweep()
+                        next_sweep = now + SWEEP_SECONDS
+                    with self._lock:
+                        free = capacity - len(self._in_flight)
+                    if free > 0:
+                        ids = services.generation_claim_due(limit=free)
+                        claimed = len(ids)
+                        for generation_id in ids:
+                            future = executor.submit(_advance, generation_id)
+                            with self._lock:
+                                self._in_flight.add(future)
+                            future.add_done_callback(self._done)
+                except Exception:
+                    logger.exception("poller round failed")
+                    close_old_connections()
+                # More may be due right away when the round filled up; otherwise rest a tick.
+                self._wake.clear()
+                if not claimed or claimed < free:
+                    self._wake.wait(tick)
+                else:
+                    self._wake.wait(0.01)
+        close_old_connections()
+
+
+def _advance(generation_id: object) -> None:
+    from generation import services
+
+    try:
+        services.generation_advance_safely(generation_id=generation_id)
+    finally:
+        # Each pool thread has its own connection; drop it if it went stale or is too old.
+        close_old_connections()
+
+
+class Command(TasksDbWorkerCommand):
+    help = "Run background tasks (django-tasks-db) and Stefna's generation poller, heartbeat and sweeper."
+
+    def add_arguments(self, parser: Any) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--no-poller",
+            action="store_true",
+            help="Only run tasks: no generation poller, heartbeat or sweeper in this process.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        no_poller = options.pop("no_poller", False)
+        # With --reload the parent process only watches files; the poller runs in the child.
+        reloading_parent = options.get("reload") and os.environ.get(DJANGO_AUTORELOAD_ENV) != "true"
+        poller = None
+        if not no_poller and not reloading_parent:
+            poller = Poller(worker_id=options["worker_id"])
+            poller.start()
+            logger.info("generation poller started (worker %s, %d threads)", options["worker_id"], poller.threads)
+        try:
+            super().handle(*args, **options)
+        finally:
+            if poller is not None:
+                poller.stop()

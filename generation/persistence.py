@@ -1,0 +1,240 @@
+"""Durable copies of results. fal keeps its output for about an hour; we keep ours.
+
+With Cloudinary configured (`CLOUDINARY_URL`), each image is uploaded *from fal's URL*:
+Cloudinary fetches it, so no image bytes pass through our process. The asset goes to
+folder `stefna/generated` with public id `{kind}_{generation id}_{n}` and
+`overwrite=True`, so doing it twice (a retry, a duplicate delivery) lands on the
+same asset.
+
+Without Cloudinary the image is streamed into Django's default storage at
+`generated/{kind}_{generation id}_{n}.{ext}`, in chunks through a spooled temporary
+file (bounded memory, however large the image).
+
+`persist(media)` never raises for a provider or network failure: it answers an
+Outcome and records the error on the row. The caller (services) schedules retries.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db.models import F
+
+from .models import Media
+
+logger = logging.getLogger("generation.persistence")
+
+CHUNK = 64 * 1024
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
+
+class Outcome(enum.Enum):
+    PERSISTED = "persisted"
+    RETRY = "retry"  # failed for now; worth another try
+    GONE = "gone"  # the source no longer exists: nothing more can be done
+
+
+class SourceGone(Exception):
+    pass
+
+
+def public_id_for(media: Media) -> str:
+    return f"{media.generation.kind}_{media.generation_id}_{media.index}"
+
+
+def persist(media: Media) -> Outcome:
+    """Copy one image somewhere durable and mark the row persisted."""
+    if media.persisted:
+        return Outcome.PERSISTED
+    source = media.original_url or media.url
+    try:
+        if settings.CLOUDINARY_ENABLED:
+            url, key, width, height = _upload_to_cloudinary(source, public_id_for(media))
+        else:
+            url, key, width, height = _store_locally(source, public_id_for(media), media.content_type)
+    except Exception as exc:
+        gone = isinstance(exc, SourceGone) or source_gone(source)
+        message = _describe(exc)
+        Media.objects.filter(pk=media.pk).update(
+            persist_attempts=F("persist_attempts") + 1,
+            persist_error=("Source gone: " if gone else "") + message[:1000],
+        )
+        if gone:
+            # The result once existed and is now lost for good: loud, so staff see it.
+            logger.error("media %s: fal's URL is gone, the image cannot be saved (%s)", media.pk, message)
+            return Outcome.GONE
+        logger.warning("media %s: saving failed, will retry (%s)", media.pk, message)
+        return Outcome.RETRY
+    updated = Media.objects.filter(pk=media.pk, persisted=False).update(
+        url=url,
+        storage_key=key,
+        persisted=True,
+        persist_error="",
+        persist_attempts=F("persist_attempts") + 1,
+        width=media.width or width,
+        height=media.height or height,
+    )
+    if not updated and not settings.CLOUDINARY_ENABLED and key:
+        # Someone else persisted it first; our copy is surplus.
+        current = Media.objects.filter(pk=media.pk).values_list("storage_key", flat=True).first()
+        if current != key:
+            _discard(key)
+    logger.info("media %s persisted at %s", media.pk, url)
+    return Outcome.PERSISTED
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    # Never echo a signed URL or key: Cloudinary's messages name only the file URL.
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+# --- Cloudinary --------------------------------------------------------------------------
+
+
+def configure_cloudinary() -> Any:
+    """The cloudinary SDK, configured from settings (which parsed CLOUDINARY_URL)."""
+    import cloudinary
+
+    options: dict[str, Any] = {
+        "cloud_name": settings.CLOUDINARY_CLOUD_NAME,
+        "api_key": settings.CLOUDINARY_API_KEY,
+        "api_secret": settings.CLOUDINARY_API_SECRET,
+        "secure": True,
+    }
+    if settings.CLOUDINARY_UPLOAD_PREFIX:
+        options["upload_prefix"] = settings.CLOUDINARY_UPLOAD_PREFIX
+    cloudinary.config(**options)
+    return cloudinary
+
+
+def _upload_to_cloudinary(source: str, public_id: str) -> tuple[str, str, int | None, int | None]:
+    configure_cloudinary()
+    import cloudinary.uploader
+
+    options = {
+        "folder": settings.CLOUDINARY_FOLDER,
+        "public_id": public_id,
+        "overwrite": True,
+        "resource_type": "image",
+        "timeout": settings.CLOUDINARY_TIMEOUT_SECONDS,
+    }
+    if source.startswith(("http://", "https://")):
+        # Remote upload: Cloudinary fetches fal's URL itself.
+        answer = cloudinary.uploader.upload(source, **options)
+    else:
+        # Our own storage (the offline provider's output): Cloudinary can't reach it.
+        with _open_local(source) as file:
+            answer = cloudinary.uploader.upload(file, filename=public_id, **options)
+    return answer["secure_url"], answer["public_id"], answer.get("width"), answer.get("height")
+
+
+def destroy_cloudinary_asset(public_id: str) -> None:
+    configure_cloudinary()
+    import cloudinary.uploader
+
+    cloudinary.uploader.destroy(public_id, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS)
+
+
+def is_cloudinary_key(key: str) -> bool:
+    return key.startswith(settings.CLOUDINARY_FOLDER.rstrip("/") + "/")
+
+
+# --- Default storage ---------------------------------------------------------------------
+
+
+def _store_locally(source: str, public_id: str, content_type: str) -> tuple[str, str, int | None, int | None]:
+    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as buffer:
+        received_type = _copy_source(source, buffer)
+        buffer.seek(0)
+        width, height, sniffed = _image_info(buffer)
+        buffer.seek(0)
+        extension = EXTENSIONS.get(received_type or content_type) or sniffed or "png"
+        name = f"generated/{public_id}.{extension}"
+        if default_storage.exists(name):
+            default_storage.delete(name)  # overwrite, like Cloudinary's overwrite=True
+        saved = default_storage.save(name, File(buffer, name=name))
+    return default_storage.url(saved), saved, width, height
+
+
+def _copy_source(source: str, buffer: IO[bytes]) -> str:
+    """Stream `source` into `buffer` chunk by chunk; the content type it declared."""
+    total = 0
+    if not source.startswith(("http://", "https://")):
+        with _open_local(source) as file:
+            for chunk in iter(lambda: file.read(CHUNK), b""):
+                total += len(chunk)
+                _check_size(total)
+                buffer.write(chunk)
+        return ""
+    import httpx
+
+    with httpx.stream("GET", source, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS, follow_redirects=True) as response:
+        if response.status_code in (404, 410):
+            raise SourceGone(f"HTTP {response.status_code} from the result URL")
+        response.raise_for_status()
+        for chunk in response.iter_bytes(CHUNK):
+            total += len(chunk)
+            _check_size(total)
+            buffer.write(chunk)
+        return response.headers.get("content-type", "").split(";")[0].strip()
+
+
+def _check_size(total: int) -> None:
+    if total > settings.MAX_RESULT_BYTES:
+        raise ValueError(f"the result is larger than {settings.MAX_RESULT_BYTES} bytes")
+
+
+@contextmanager
+def _open_local(source: str) -> Iterator[IO[bytes]]:
+    """A file in our default storage, addressed by its storage URL."""
+    if not source.startswith(settings.MEDIA_URL):
+        raise SourceGone(f"not a URL this site serves: {source[:100]}")
+    name = source[len(settings.MEDIA_URL) :]
+    if not default_storage.exists(name):
+        raise SourceGone(f"{name} is no longer in storage")
+    with default_storage.open(name, "rb") as file:
+        yield file
+
+
+def _image_info(buffer: IO[bytes]) -> tuple[int | None, int | None, str]:
+    from PIL import Image
+
+    try:
+        with Image.open(buffer) as image:  # reads the header only
+            extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}.get(image.format or "", "")
+            return image.width, image.height, extension
+    except Exception:
+        raise ValueError("the result is not an image we can read") from None
+
+
+def source_gone(source: str) -> bool:
+    """True when the source answers 404/410 (fal deleted it). Unknown counts as not gone."""
+    if not source:
+        return True
+    if not source.startswith(("http://", "https://")):
+        if not source.startswith(settings.MEDIA_URL):
+            return True
+        return not default_storage.exists(source[len(settings.MEDIA_URL) :])
+    import httpx
+
+    try:
+        with httpx.stream("GET", source, timeout=10, follow_redirects=True) as response:
+            return response.status_code in (404, 410)
+    except httpx.HTTPError:
+        return False
+
+
+def _discard(name: str) -> None:
+    try:
+        default_storage.delete(name)
+    except Exception:
+        logger.exception("could not remove %s", name)

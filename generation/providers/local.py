@@ -1,0 +1,297 @@
+"""Offline preview provider: real images made with Pillow, no key and no network.
+
+Used when FAL_KEY is unset. It behaves like fal's queue so the very same pipeline,
+tasks and persistence run: `submit` returns a request id at once; `status` goes
+IN_QUEUE (with a queue position) → IN_PROGRESS (with log lines) → COMPLETED over
+`OFFLINE_QUEUE_SECONDS` + `OFFLINE_RUN_SECONDS`; `result` renders the user's photo in
+a look that is recognisable per kind and stores it through Django's default storage,
+answering fal's output shape with the file's URL.
+
+Job state lives in small JSON files under `OFFLINE_PROVIDER_DIR`, not in memory: the
+web process (cancel) and the worker (status, result) are different processes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+from generation.exceptions import ProviderError
+
+from .base import ProviderState, ProviderStatus
+
+LOCAL_PREFIX = "local-"
+SINGLE_IMAGE_ENDPOINTS = {"fal-ai/ghiblify"}
+WORKING_SIDE = 768  # previews are rendered at this long side: fast, and plenty for a preview
+_REQUEST_ID = re.compile(r"^local-[0-9a-f-]{36}$")
+
+
+class LocalProvider:
+    name = "local"
+
+    # --- state files -------------------------------------------------------------------------
+
+    @staticmethod
+    def _dir() -> Path:
+        directory = Path(settings.OFFLINE_PROVIDER_DIR)
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def _path(self, request_id: str) -> Path:
+        if not _REQUEST_ID.match(request_id):
+            raise ProviderError(f"Unknown offline request {request_id!r}", permanent=True, code="provider_not_found")
+        return self._dir() / f"{request_id}.json"
+
+    def _read(self, request_id: str) -> dict[str, Any]:
+        try:
+            return json.loads(self._path(request_id).read_text())
+        except FileNotFoundError:
+            raise ProviderError(
+                f"Unknown offline request {request_id!r}", permanent=True, code="provider_not_found"
+            ) from None
+
+    def _write(self, request_id: str, state: dict[str, Any]) -> None:
+        # Written to a temporary file and renamed, so a reader in another process never
+        # sees half a file.
+        path = self._path(request_id)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(handle, "w") as file:
+            json.dump(state, file)
+        os.replace(temporary, path)
+
+    # --- protocol ------------------------------------------------------------------------------
+
+    def submit(self, endpoint: str, payload: dict[str, Any], webhook_url: str | None = None, *, kind: str = "") -> str:
+        request_id = f"{LOCAL_PREFIX}{uuid.uuid4()}"
+        state = {"endpoint": endpoint, "payload": payload, "kind": kind, "submitted_at": time.time(), "canceled": False}
+        self._write(request_id, state)
+        return request_id
+
+    def status(self, endpoint: str, request_id: str) -> ProviderStatus:
+        state = self._read(request_id)
+        if state.get("canceled"):
+            return ProviderStatus(ProviderState.COMPLETED, error="Request was cancelled")
+        queue_seconds = float(settings.OFFLINE_QUEUE_SECONDS)
+        run_seconds = float(settings.OFFLINE_RUN_SECONDS)
+        elapsed = time.time() - float(state["submitted_at"])
+        if elapsed < queue_seconds:
+            position = math.ceil((queue_seconds - elapsed) / queue_seconds * 3) - 1
+            return ProviderStatus(ProviderState.IN_QUEUE, queue_position=max(0, position))
+        look = LOOKS.get(state.get("kind") or "", LOOKS["preset"])
+        lines = [
+            "Offline preview: no FAL_KEY, rendering locally",
+            "Loading your photo",
+            f"Applying the {look.name} look",
+        ]
+        progress = (elapsed - queue_seconds) / run_seconds if run_seconds else 1.0
+        if progress < 1:
+            shown = lines[: 1 + int(progress * len(lines))]
+            return ProviderStatus(ProviderState.IN_PROGRESS, logs=_log_lines(shown, state["submitted_at"]))
+        return ProviderStatus(ProviderState.COMPLETED, logs=_log_lines([*lines, "Done"], state["submitted_at"]))
+
+    def result(self, endpoint: str, request_id: str) -> dict[str, Any]:
+        state = self._read(request_id)
+        if state.get("canceled"):
+            raise ProviderError("Request was cancelled", permanent=True, code="provider_canceled")
+        if state.get("result"):
+            return state["result"]
+        payload = state.get("payload") or {}
+        source = _load_source(payload.get("image_url"), prompt=str(payload.get("prompt") or ""))
+        look = LOOKS.get(state.get("kind") or "", LOOKS["preset"])
+        count = 1 if endpoint in SINGLE_IMAGE_ENDPOINTS else max(1, min(4, int(payload.get("num_images") or 1)))
+        images = []
+        for index in range(count):
+            rendered = look.render(source, variant=index)
+            buffer = io.BytesIO()
+            rendered.save(buffer, "PNG", optimize=False)
+            name = default_storage.save(f"offline/{request_id}_{index}.png", ContentFile(buffer.getvalue()))
+            images.append(
+                {
+                    "url": default_storage.url(name),
+                    "width": rendered.width,
+                    "height": rendered.height,
+                    "content_type": "image/png",
+                }
+            )
+        result: dict[str, Any] = {"image": images[0]} if endpoint in SINGLE_IMAGE_ENDPOINTS else {"images": images}
+        state["result"] = result
+        self._write(request_id, state)
+        return result
+
+    def cancel(self, endpoint: str, request_id: str) -> None:
+        state = self._read(request_id)
+        state["canceled"] = True
+        self._write(request_id, state)
+
+
+def _log_lines(messages: list[str], started: float) -> list[dict[str, str]]:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started))
+    return [{"message": m, "level": "INFO", "timestamp": f"{stamp}.{n:06d}"} for n, m in enumerate(messages)]
+
+
+def _load_source(image_url: Any, *, prompt: str) -> Image.Image:
+    """The user's photo from the payload (data URI, our own storage URL, or a public URL)."""
+    data: bytes | None = None
+    if isinstance(image_url, str) and image_url.startswith("data:") and "," in image_url:
+        data = base64.b64decode(image_url.split(",", 1)[1])
+    elif isinstance(image_url, str) and image_url.startswith(settings.MEDIA_URL):
+        with default_storage.open(image_url[len(settings.MEDIA_URL) :]) as file:
+            data = file.read()
+    elif isinstance(image_url, str) and image_url.startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            response = httpx.get(image_url, timeout=10, follow_redirects=True)
+            response.raise_for_status()
+            data = response.content
+        except httpx.HTTPError as exc:
+            raise ProviderError(f"Could not read the photo ({type(exc).__name__})", permanent=True) from None
+    if data is None:
+        return _prompt_canvas(prompt)
+    try:
+        image = Image.open(io.BytesIO(data))
+        image = ImageOps.exif_transpose(image) or image
+        image = image.convert("RGB")
+    except Exception:
+        raise ProviderError("The photo could not be decoded", permanent=True, code="provider_invalid_input") from None
+    image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
+def _prompt_canvas(prompt: str) -> Image.Image:
+    """Text-to-image models get no photo: a gradient coloured by the prompt stands in."""
+    digest = hashlib.sha256(prompt.encode()).digest()
+    top, bottom = (digest[0], digest[1], digest[2]), (digest[3], digest[4], digest[5])
+    gradient = Image.linear_gradient("L").resize((WORKING_SIDE, WORKING_SIDE))
+    return Image.composite(Image.new("RGB", gradient.size, bottom), Image.new("RGB", gradient.size, top), gradient)
+
+
+class Look:
+    name = "preview"
+
+    def render(self, image: Image.Image, *, variant: int = 0) -> Image.Image:
+        rendered = self.apply(image.copy())
+        if variant:
+            # Further images of one job differ a little, like seeds would.
+            rendered = ImageEnhance.Color(rendered).enhance(1 + 0.15 * variant)
+        return _badge(rendered)
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        return image
+
+
+class Painterly(Look):
+    """Ghibli reaction: soft, warm, flattened colour like a painted cel."""
+
+    name = "soft painterly"
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        small = image.resize((max(1, image.width // 3), max(1, image.height // 3)), Image.Resampling.BILINEAR)
+        small = small.filter(ImageFilter.ModeFilter(3))
+        image = small.resize(image.size, Image.Resampling.BICUBIC).filter(ImageFilter.SMOOTH_MORE)
+        image = ImageOps.posterize(image, 5)
+        image = ImageEnhance.Color(image).enhance(1.35)
+        warm = Image.new("RGB", image.size, (255, 214, 170))
+        return Image.blend(image, warm, 0.12).filter(ImageFilter.GaussianBlur(0.8))
+
+
+class NeoGlitch(Look):
+    """Neo glitch: split colour channels, shifted slices and scanlines."""
+
+    name = "neo glitch"
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        red, green, blue = image.split()
+        offset = max(4, image.width // 60)
+        red = red.transform(red.size, Image.Transform.AFFINE, (1, 0, offset, 0, 1, 0))
+        blue = blue.transform(blue.size, Image.Transform.AFFINE, (1, 0, -offset, 0, 1, 0))
+        image = Image.merge("RGB", (red, green, blue))
+        image = ImageEnhance.Contrast(image).enhance(1.3)
+        band = max(6, image.height // 24)
+        for top in range(band, image.height, band * 5):
+            strip = image.crop((0, top, image.width, min(image.height, top + band)))
+            image.paste(strip, (offset * 3 if (top // band) % 2 else -offset * 3, top))
+        overlay = Image.new("RGB", image.size, (255, 0, 170))
+        image = Image.blend(image, overlay, 0.08)
+        draw = ImageDraw.Draw(image)
+        for y in range(0, image.height, 3):
+            draw.line([(0, y), (image.width, y)], fill=(0, 0, 0), width=1)
+        return image
+
+
+class Mask(Look):
+    """Emotion mask: a duotone face under a dark vignette and a mask band across the eyes."""
+
+    name = "emotion mask"
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        grey = ImageOps.grayscale(image)
+        image = ImageOps.colorize(grey, black=(40, 10, 60), white=(255, 200, 150))
+        vignette = Image.radial_gradient("L").resize(image.size)
+        image = Image.composite(Image.new("RGB", image.size, (0, 0, 0)), image, vignette.point(lambda v: v * 0.9))
+        draw = ImageDraw.Draw(image, "RGBA")
+        top = image.height * 3 // 10
+        draw.ellipse(
+            (image.width // 8, top, image.width * 7 // 8, top + image.height // 6),
+            fill=(180, 20, 60, 120),
+            outline=(255, 230, 240, 200),
+            width=max(2, image.width // 150),
+        )
+        return image
+
+
+class Studio(Look):
+    """Image-to-image studio: a crisp, cool-toned reinterpretation."""
+
+    name = "studio"
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        image = image.filter(ImageFilter.DETAIL).filter(ImageFilter.EDGE_ENHANCE)
+        image = ImageEnhance.Contrast(image).enhance(1.15)
+        return Image.blend(image, Image.new("RGB", image.size, (90, 140, 255)), 0.12)
+
+
+class OilPaint(Look):
+    """Presets and custom prompts: a thick, posterised oil-paint look."""
+
+    name = "oil paint"
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        image = image.filter(ImageFilter.ModeFilter(5)) if image.width * image.height <= 800_000 else image
+        image = ImageOps.posterize(image.filter(ImageFilter.SMOOTH_MORE), 4)
+        return ImageEnhance.Color(image.filter(ImageFilter.EDGE_ENHANCE_MORE)).enhance(1.2)
+
+
+LOOKS: dict[str, Look] = {
+    "ghibli_reaction": Painterly(),
+    "neo_glitch": NeoGlitch(),
+    "emotion_mask": Mask(),
+    "image_to_image": Studio(),
+    "preset": OilPaint(),
+    "custom_prompt": OilPaint(),
+}
+
+
+def _badge(image: Image.Image) -> Image.Image:
+    """A small corner label, so nobody mistakes a preview for a model's output."""
+    draw = ImageDraw.Draw(image, "RGBA")
+    text = "offline preview"
+    width = 8 + 6 * len(text)
+    draw.rectangle((6, image.height - 22, 6 + width, image.height - 6), fill=(0, 0, 0, 150))
+    draw.text((10, image.height - 20), text, fill=(255, 255, 255, 230))
+    return image

@@ -1,0 +1,119 @@
+"""Durable results: Cloudinary remote uploads, local storage, and retries when saving fails."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from generation import services
+from generation.models import Generation, Media
+from generation.registry import FAST_SDXL_I2I
+from generation.tests.pipeline_helpers import run_worker, start_generation
+from presets.tests.factories import PresetFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _retry_tasks():
+    return DBTaskResult.objects.filter(task_path="generation.tasks.media_persist_task")
+
+
+def test_cloudinary_failing_then_recovering(user, fake_fal, fake_cloudinary, django_capture_on_commit_callbacks):
+    fake_cloudinary.fail_uploads(status=500, times=1)
+    preset = PresetFactory(kind="emotion_mask", model_chain=[FAST_SDXL_I2I])
+    generation = start_generation(user, preset)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker(generation)
+
+    # The user has the image (fal's URL) and the generation succeeded; saving is retried.
+    assert generation.status == Generation.Status.SUCCEEDED
+    media = generation.media.get()
+    assert not media.persisted
+    assert media.url == media.original_url and media.url.startswith(fake_fal.base_url)
+    assert "General Error" in media.persist_error
+    [task] = _retry_tasks()
+    assert task.args_kwargs["kwargs"] == {"media_id": str(media.pk)}
+    assert task.run_after > timezone.now() + dt.timedelta(seconds=5)
+
+    services.media_persist(media_id=media.pk, reschedule=True)  # what the task runs
+
+    media.refresh_from_db()
+    assert media.persisted and media.url.startswith("https://res.cloudinary.com/")
+    assert media.storage_key == f"stefna/generated/emotion_mask_{generation.pk}_0"
+    assert [u["public_id"] for u in fake_cloudinary.uploads] == [f"emotion_mask_{generation.pk}_0"] * 2
+    assert _retry_tasks().count() == 1  # no further retry scheduled
+
+
+def test_a_cloudinary_timeout_is_retried_later(user, fake_fal, fake_cloudinary, settings):
+    settings.CLOUDINARY_TIMEOUT_SECONDS = 0.2
+    fake_cloudinary.delay = 0.5
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    generation = start_generation(user, preset)
+
+    run_worker(generation)
+
+    media = generation.media.get()
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert not media.persisted and media.persist_error
+
+
+def test_retries_stop_when_fals_url_is_gone(user, fake_fal, fake_cloudinary, caplog):
+    fake_cloudinary.fail_uploads(status=500)
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    generation = start_generation(user, preset)
+    run_worker(generation)
+    media = generation.media.get()
+    fake_fal.expire_files()
+    fake_cloudinary.reset()
+
+    services.media_persist(media_id=media.pk, reschedule=True)
+
+    media.refresh_from_db()
+    assert not media.persisted
+    assert media.persist_error.startswith("Source gone")
+    assert not _retry_tasks().exists()
+    assert any(r.levelname == "ERROR" and "gone" in r.message for r in caplog.records)
+
+
+def test_without_cloudinary_a_gone_url_is_reported(user, fake_fal):
+    fake_fal.expire_files()
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    generation = start_generation(user, preset)
+
+    run_worker(generation)
+
+    media = generation.media.get()
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert not media.persisted and media.persist_error.startswith("Source gone")
+
+
+def test_cloudinary_rejecting_our_signature_is_not_persisted(user, fake_fal, fake_cloudinary):
+    fake_cloudinary.reject_signatures = True
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    generation = start_generation(user, preset)
+
+    run_worker(generation)
+
+    media = generation.media.get()
+    assert not media.persisted and "Invalid Signature" in media.persist_error
+
+
+def test_deleting_an_image_destroys_the_cloudinary_asset(
+    user, fake_fal, fake_cloudinary, django_capture_on_commit_callbacks
+):
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    generation = start_generation(user, preset)
+    run_worker(generation)
+    media = generation.media.get()
+    assert media.storage_key in fake_cloudinary.assets
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.media_delete(user=user, media_id=media.pk)
+
+    assert not Media.objects.filter(pk=media.pk).exists()
+    assert [d["public_id"] for d in fake_cloudinary.destroys] == [media.storage_key]
+    assert media.storage_key not in fake_cloudinary.assets

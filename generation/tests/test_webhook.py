@@ -1,0 +1,152 @@
+"""POST /api/fal/webhook: fal's signed completion callback."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from django.conf import settings
+
+from credits.models import CreditEntry
+from generation.models import Attempt, Generation
+from generation.registry import FAST_SDXL_I2I, GHIBLIFY
+from generation.tests.pipeline_helpers import balance, run_worker, start_generation
+from presets.tests.factories import PresetFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/fal/webhook"
+
+
+def post(client, body: bytes, headers: dict[str, str]):
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "Content-Type"}
+    return client.post(URL, data=body, content_type="application/json", **extra)
+
+
+@pytest.fixture
+def in_flight(user, fake_fal):
+    """A generation whose attempt sits in fal's queue (manual mode) with a request id."""
+    fake_fal.manual = True
+    preset = PresetFactory(kind="ghibli_reaction", model_chain=[GHIBLIFY, FAST_SDXL_I2I])
+    generation = start_generation(user, preset)
+    run_worker(rounds=1)
+    attempt = generation.attempts.get()
+    assert attempt.status == Attempt.Status.QUEUED
+    fake_fal.advance(attempt.fal_job_id, steps=3)  # done at fal
+    return generation, attempt
+
+
+def test_a_valid_webhook_completes_the_generation(client, fake_fal, in_flight, user):
+    generation, attempt = in_flight
+    body, headers = fake_fal.webhook_request(attempt.fal_job_id)
+
+    response = post(client, body, headers)
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"status": "completed"}
+    attempt.refresh_from_db()
+    assert attempt.status == Attempt.Status.SUCCEEDED
+    assert generation.media.get().original_url == json.loads(body)["payload"]["image"]["url"]
+    status_checks_before = len(fake_fal.calls("GET", "/status"))
+    run_worker(generation)  # the worker saves the image and settles
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert generation.media.get().persisted
+    assert len(fake_fal.calls("GET", "/status")) == status_checks_before  # no poll was needed
+    assert CreditEntry.objects.filter(generation=generation, reason="capture").count() == 1
+
+
+def test_a_duplicate_webhook_changes_nothing(client, fake_fal, in_flight):
+    generation, attempt = in_flight
+    body, headers = fake_fal.webhook_request(attempt.fal_job_id)
+    assert post(client, body, headers).json() == {"status": "completed"}
+    run_worker(generation)
+
+    again = post(client, body, headers)
+    late_error_body, late_error_headers = fake_fal.webhook_request(attempt.fal_job_id, status="ERROR")
+    out_of_order = post(client, late_error_body, late_error_headers)
+
+    assert again.status_code == 200 and again.json() == {"status": "duplicate"}
+    assert out_of_order.json() == {"status": "duplicate"}
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert generation.media.count() == 1
+    assert generation.attempts.count() == 1
+    assert CreditEntry.objects.filter(generation=generation, reason__in=["capture", "refund"]).count() == 1
+
+
+def test_an_error_webhook_falls_over_to_the_next_model(client, fake_fal, in_flight):
+    generation, attempt = in_flight
+    body, headers = fake_fal.webhook_request(attempt.fal_job_id, status="ERROR")
+
+    response = post(client, body, headers)
+
+    assert response.json() == {"status": "failed"}
+    attempt.refresh_from_db()
+    assert attempt.status == Attempt.Status.FAILED
+    fake_fal.manual = False
+    run_worker(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert generation.media.get().model == FAST_SDXL_I2I
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(lambda fal, rid: fal.webhook_request(rid, forge=True), id="forged-signature"),
+        pytest.param(lambda fal, rid: fal.webhook_request(rid, timestamp=int(time.time()) - 301), id="stale"),
+        pytest.param(lambda fal, rid: fal.webhook_request(rid, timestamp=int(time.time()) + 400), id="future"),
+        pytest.param(
+            lambda fal, rid: (
+                fal.webhook_request(rid)[0].replace(b'"OK"', b'"ERROR"'),
+                fal.webhook_request(rid)[1],
+            ),
+            id="body-changed",
+        ),
+        pytest.param(lambda fal, rid: (fal.webhook_request(rid)[0], {}), id="unsigned"),
+    ],
+)
+def test_forged_or_stale_webhooks_get_401_and_change_nothing(client, fake_fal, in_flight, user, tamper):
+    generation, attempt = in_flight
+    body, headers = tamper(fake_fal, attempt.fal_job_id)
+
+    response = post(client, body, headers)
+
+    assert response.status_code == 401
+    answer = response.json()
+    assert answer["code"] == "unauthorized" and answer["message"] and "detail" in answer
+    attempt.refresh_from_db()
+    generation.refresh_from_db()
+    assert attempt.status == Attempt.Status.QUEUED
+    assert generation.status == Generation.Status.RUNNING
+    assert not generation.media.exists()
+    assert balance(user) == settings.DAILY_CREDITS - 2
+
+
+def test_webhook_keys_are_fetched_once_and_cached(client, fake_fal, in_flight):
+    generation, attempt = in_flight
+    for _ in range(3):
+        body, headers = fake_fal.webhook_request(attempt.fal_job_id)
+        assert post(client, body, headers).status_code == 200
+    assert len(fake_fal.calls("GET", "/.well-known/jwks.json")) == 1
+
+
+def test_a_webhook_for_an_unknown_request_is_acknowledged_and_ignored(client, fake_fal):
+    body = json.dumps({"request_id": "nope", "status": "OK", "payload": {}}).encode()
+    headers = fake_fal.sign(body, request_id="nope")
+
+    response = post(client, body, headers)
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "unknown"}
+
+
+def test_submissions_carry_the_webhook_url_when_a_base_url_is_set(user, fake_fal, settings):
+    settings.FAL_WEBHOOK_BASE_URL = "https://stefna.example"
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    start_generation(user, preset)
+
+    run_worker(rounds=1)
+
+    [submission] = fake_fal.submissions()
+    assert submission.query["fal_webhook"] == ["https://stefna.example/api/fal/webhook"]

@@ -1,0 +1,267 @@
+"""A fake of Cloudinary's upload API (plain HTTP), for tests.
+
+Point the SDK at it with `CLOUDINARY_URL=cloudinary://KEY:SECRET@CLOUD?upload_prefix=<fake.url>`
+(the `fake_cloudinary` fixture does this through settings). It answers the two calls
+Stefna makes, the way Cloudinary does:
+
+    POST /v1_1/<cloud>/image/upload   multipart form: file (remote URL, data URI or bytes), public_id,
+                                      folder, overwrite, timestamp, api_key, signature …
+    POST /v1_1/<cloud>/image/destroy  public_id, timestamp, api_key, signature
+
+Each call is checked like Cloudinary checks it: the `api_key` must match, and the
+`signature` must be the SHA-1 hex of the sorted `key=value` pairs (every param except
+file, api_key, resource_type and signature; "&" in values encoded as %26, as the SDK's
+signature version 2 does) joined by "&", with the API secret appended. A remote `file`
+URL is really fetched (trusting `ca_path`, so the fake fal's HTTPS works): when it
+answers 404 the upload fails with Cloudinary's 400 "Resource not found" answer.
+
+Recorded: `fake.uploads` (each call's form params, file excluded, plus `file_url`),
+`fake.destroys`, `fake.assets` (public id → answer).
+
+Knobs (`reset()` clears them):
+    fail_uploads(status=500, times=None, message=…)   answer an error (`times` then succeed; None = always)
+    delay = 0.0              seconds to wait before answering (longer than the client timeout = a timeout)
+    reject_signatures = False  answer 401 "Invalid Signature" whatever was sent
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import io
+import json
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+API_KEY = "fake-cloudinary-key"
+API_SECRET = "fake-cloudinary-secret"  # noqa: S105 - a test value
+CLOUD_NAME = "stefna-test"
+UNSIGNED_PARAMS = {"file", "api_key", "resource_type", "signature", "cloud_name"}
+
+
+@dataclass
+class UploadFailure:
+    status: int
+    remaining: int | None
+    message: str
+
+
+def expected_signature(params: dict[str, str], secret: str) -> str:
+    pairs = sorted(f"{key}={value}".replace("&", "%26") for key, value in params.items() if value)
+    return hashlib.sha1(("&".join(pairs) + secret).encode()).hexdigest()  # noqa: S324 - Cloudinary's scheme
+
+
+class FakeCloudinary:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        api_key: str = API_KEY,
+        api_secret: str = API_SECRET,
+        cloud_name: str = CLOUD_NAME,
+        ca_path: Path | str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.cloud_name = cloud_name
+        self.ca_path = str(ca_path) if ca_path else None
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self.reset()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def cloudinary_url(self) -> str:
+        return f"cloudinary://{self.api_key}:{self.api_secret}@{self.cloud_name}?upload_prefix={self.url}"
+
+    def reset(self) -> None:
+        with self._lock:
+            self.uploads: list[dict[str, Any]] = []
+            self.destroys: list[dict[str, Any]] = []
+            self.assets: dict[str, dict[str, Any]] = {}
+            self.delay = 0.0
+            self.reject_signatures = False
+            self._failure: UploadFailure | None = None
+
+    def fail_uploads(self, *, status: int = 500, times: int | None = None, message: str = "General Error") -> None:
+        self._failure = UploadFailure(status, times, message)
+
+    # --- server -------------------------------------------------------------------------------
+
+    def start(self) -> FakeCloudinary:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status, answer = fake.handle(self.path, self.headers.get("Content-Type", ""), body)
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("X-Request-Id", uuid.uuid4().hex)
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except OSError:  # the client timed out and left
+                    pass
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self._server = Server((self.host, self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def handle(self, path: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        if self.delay:
+            time.sleep(self.delay)
+        fields, file_bytes = _parse_form(content_type, body)
+        parts = path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "v1_1" or parts[2] != "image":
+            return 404, {"error": {"message": "Not found"}}
+        if parts[1] != self.cloud_name:
+            return 401, {"error": {"message": f"Invalid cloud_name {parts[1]}"}}
+        if fields.get("api_key") != self.api_key:
+            return 401, {"error": {"message": f"Unknown API key {fields.get('api_key')}"}}
+        signed = {key: value for key, value in fields.items() if key not in UNSIGNED_PARAMS}
+        if self.reject_signatures or fields.get("signature") != expected_signature(signed, self.api_secret):
+            return 401, {"error": {"message": "Invalid Signature. String to sign - 'redacted'."}}
+        if parts[3] == "upload":
+            return self._upload(fields, file_bytes)
+        if parts[3] == "destroy":
+            return self._destroy(fields)
+        return 404, {"error": {"message": "Not found"}}
+
+    def _upload(self, fields: dict[str, str], file_bytes: bytes | None) -> tuple[int, dict[str, Any]]:
+        record = {key: value for key, value in fields.items() if key != "file"}
+        record["file_url"] = fields.get("file", "")
+        with self._lock:
+            self.uploads.append(record)
+            failure = self._failure
+            if failure is not None:
+                if failure.remaining is not None:
+                    failure.remaining -= 1
+                    if failure.remaining < 0:
+                        self._failure = failure = None
+        if failure is not None:
+            return failure.status, {"error": {"message": failure.message}}
+        source = fields.get("file", "")
+        if file_bytes is None:
+            if not source.startswith(("http://", "https://")):
+                return 400, {"error": {"message": "Missing required parameter - file"}}
+            status, file_bytes = self._fetch(source)
+            if file_bytes is None:
+                return 400, {"error": {"message": f"Resource not found - {source}", "http_code": status}}
+        width, height, image_format = _image_info(file_bytes)
+        public_id = fields.get("public_id") or uuid.uuid4().hex
+        if fields.get("folder"):
+            public_id = f"{fields['folder'].strip('/')}/{public_id}"
+        with self._lock:
+            if public_id in self.assets and fields.get("overwrite") not in ("1", "true"):
+                return 200, {**self.assets[public_id], "existing": True}
+            version = int(time.time())
+            answer = {
+                "asset_id": uuid.uuid4().hex,
+                "public_id": public_id,
+                "version": version,
+                "version_id": uuid.uuid4().hex,
+                "signature": hashlib.sha1(file_bytes).hexdigest(),  # noqa: S324
+                "width": width,
+                "height": height,
+                "format": image_format,
+                "resource_type": "image",
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "tags": [],
+                "bytes": len(file_bytes),
+                "type": "upload",
+                "etag": hashlib.md5(file_bytes).hexdigest(),  # noqa: S324
+                "placeholder": False,
+                "url": f"http://res.cloudinary.com/{self.cloud_name}/image/upload/v{version}/{public_id}.{image_format}",
+                "secure_url": f"https://res.cloudinary.com/{self.cloud_name}/image/upload/v{version}/{public_id}.{image_format}",
+                "folder": fields.get("folder", ""),
+                "original_filename": public_id.rsplit("/", 1)[-1],
+                "api_key": self.api_key,
+            }
+            self.assets[public_id] = answer
+        return 200, answer
+
+    def _destroy(self, fields: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        public_id = fields.get("public_id", "")
+        with self._lock:
+            self.destroys.append(dict(fields))
+            found = self.assets.pop(public_id, None)
+        return 200, {"result": "ok" if found else "not found"}
+
+    def _fetch(self, url: str) -> tuple[int, bytes | None]:
+        import httpx
+
+        verify: Any = ssl.create_default_context(cafile=self.ca_path) if self.ca_path else True
+        try:
+            response = httpx.get(url, timeout=10, verify=verify)
+        except httpx.HTTPError:
+            return 0, None
+        if response.status_code != 200:
+            return response.status_code, None
+        return 200, response.content
+
+
+def _parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], bytes | None]:
+    """Fields of a multipart (or urlencoded) form, and the `file` part's bytes when it is a file."""
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(body.decode())), None
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    fields: dict[str, str] = {}
+    file_bytes = None
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        if name == "file" and part.get_filename():
+            file_bytes = payload
+            fields["file"] = part.get_filename() or "file"
+        elif name:
+            fields[str(name)] = payload.decode()
+    return fields, file_bytes
+
+
+def _image_info(data: bytes) -> tuple[int, int, str]:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.width, image.height, (image.format or "png").lower().replace("jpeg", "jpg")
+    except Exception:
+        return 0, 0, "png"

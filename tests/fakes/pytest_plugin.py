@@ -1,0 +1,105 @@
+"""Pytest wiring for the fakes (registered from the root conftest.py).
+
+fal-client reads FAL_QUEUE_RUN_HOST/FAL_RUN_HOST when it is imported, and httpx
+reads SSL_CERT_FILE when a client is made, so `pytest_configure` (before any test
+module imports anything) picks a free port for the fake fal, makes a throwaway CA
+and points all three variables at them, once per test process (xdist-safe).
+
+Fixtures:
+- `fake_fal`: the running fake fal (session server, knobs reset per test), with
+  settings switched to "fal configured" (FAL_KEY, OFFLINE_MODE off, the fake's JWKS
+  URL, a fast poll interval). Usage: `fake_fal.fail_submit("fal-ai/ghiblify", status=500)`.
+- `fake_cloudinary`: a running fake Cloudinary with settings pointing at it
+  (CLOUDINARY_* incl. upload_prefix, CLOUDINARY_ENABLED on).
+- `offline_provider_dir` (autouse): the offline provider's state files go to the
+  test's tmp dir, with zero simulated queue/run time, and a zero poll interval (a
+  job is due again as soon as it was looked at, so tests run rounds without sleeping).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.certs import make_certificates
+
+FAKE_FAL_KEY = "fake-key-id:fake-key-secret"  # noqa: S105 - a test value
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    cert_dir = Path(tempfile.mkdtemp(prefix="stefna-fake-certs-"))
+    certs = make_certificates(cert_dir)
+    port = _free_port()
+    os.environ["STEFNA_FAKE_FAL_PORT"] = str(port)
+    os.environ["STEFNA_FAKE_CERT_DIR"] = str(cert_dir)
+    os.environ["FAL_QUEUE_RUN_HOST"] = f"127.0.0.1:{port}"
+    os.environ["FAL_RUN_HOST"] = f"127.0.0.1:{port}"
+    os.environ["SSL_CERT_FILE"] = str(certs.ca_path)
+
+
+@pytest.fixture(scope="session")
+def fake_fal_server():
+    from tests.fakes.fal import FakeFal
+
+    cert_dir = Path(os.environ["STEFNA_FAKE_CERT_DIR"])
+    server = FakeFal(port=int(os.environ["STEFNA_FAKE_FAL_PORT"]), certs=make_certificates(cert_dir))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_fal(fake_fal_server, settings):
+    fake_fal_server.reset()
+    fake_fal_server.accept_connections()
+    settings.FAL_KEY = FAKE_FAL_KEY
+    settings.OFFLINE_MODE = False
+    settings.FAL_WEBHOOK_JWKS_URL = fake_fal_server.jwks_url
+    # Zero: every job is due again at once, so tests drive rounds without sleeping.
+    settings.FAL_POLL_INTERVAL_SECONDS = 0
+    yield fake_fal_server
+    fake_fal_server.accept_connections()
+    fake_fal_server.reset()
+
+
+@pytest.fixture(scope="session")
+def fake_cloudinary_server():
+    from tests.fakes.cloudinary import FakeCloudinary
+
+    server = FakeCloudinary(ca_path=os.environ["SSL_CERT_FILE"])
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_cloudinary(fake_cloudinary_server, settings):
+    fake_cloudinary_server.reset()
+    settings.CLOUDINARY_URL = fake_cloudinary_server.cloudinary_url
+    settings.CLOUDINARY_CLOUD_NAME = fake_cloudinary_server.cloud_name
+    settings.CLOUDINARY_API_KEY = fake_cloudinary_server.api_key
+    settings.CLOUDINARY_API_SECRET = fake_cloudinary_server.api_secret
+    settings.CLOUDINARY_UPLOAD_PREFIX = fake_cloudinary_server.url
+    settings.CLOUDINARY_ENABLED = True
+    settings.CLOUDINARY_TIMEOUT_SECONDS = 2
+    yield fake_cloudinary_server
+    fake_cloudinary_server.reset()
+
+
+@pytest.fixture(autouse=True)
+def offline_provider_dir(settings, tmp_path):
+    settings.OFFLINE_PROVIDER_DIR = tmp_path / "offline-provider"
+    settings.OFFLINE_QUEUE_SECONDS = 0
+    settings.OFFLINE_RUN_SECONDS = 0
+    settings.FAL_POLL_INTERVAL_SECONDS = 0
+    return settings.OFFLINE_PROVIDER_DIR
