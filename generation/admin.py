@@ -31,6 +31,7 @@ from django.utils.safestring import SafeString
 from credits.models import CreditEntry
 from presets.models import Preset
 from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
+from stefna.errors import DomainError
 
 from . import dashboard, moderation
 from .models import Attempt, Generation, Media, WorkerHeartbeat
@@ -393,20 +394,22 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 def _persist(request: HttpRequest, media: QuerySet[Media]) -> None:
     from .services import media_persist
 
-    pending = list(media.only("id", "generation_id", "index"))
+    pending = list(media.values_list("pk", flat=True))
     if not pending:
         messages.info(request, "Every selected image is already persisted.")
         return
-    stored = apply_to_each(
-        request,
-        pending,
-        lambda item: media_persist(media_id=item.pk),
-        done="Persisted {count} image{s}.",
-        label=lambda item: f"Image {_short(item.pk)}",
-    )
-    # media_persist records a storage failure on the row instead of raising; say so.
-    still_pending = Media.objects.filter(pk__in=[item.pk for item in pending], persisted=False).count()
-    if still_pending and stored:
+    for pk in pending:
+        try:
+            media_persist(media_id=pk)
+        except DomainError as error:
+            messages.error(request, f"Image {_short(pk)}: {error.message}")
+    # media_persist records a storage failure on the row (persist_error) instead of
+    # raising, so the outcome is read back rather than assumed.
+    still_pending = Media.objects.filter(pk__in=pending, persisted=False).count()
+    if len(pending) - still_pending:
+        count = len(pending) - still_pending
+        messages.success(request, f"Persisted {count} image{'' if count == 1 else 's'}.")
+    if still_pending:
         messages.warning(request, f"{still_pending} image(s) are still not persisted: see their persist error.")
 
 
