@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -50,13 +51,14 @@ def next_reset(now: dt.datetime | None = None) -> dt.datetime:
     return dt.datetime.combine(today + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
 
 
-def _ensure_wallet(user_id: object) -> None:
+def _ensure_wallet(user_id: uuid.UUID) -> Wallet:
     # get_or_create copes with two first requests racing to create the row (it retries
     # the get after the losing INSERT's IntegrityError, inside a savepoint).
-    Wallet.objects.get_or_create(user_id=user_id)
+    wallet, _ = Wallet.objects.get_or_create(user_id=user_id)
+    return wallet
 
 
-def _lock_wallet(user_id: object) -> Wallet:
+def _lock_wallet(user_id: uuid.UUID) -> Wallet:
     """The user's wallet row, locked until the surrounding transaction ends."""
     return Wallet.objects.select_for_update().get(pk=user_id)
 
@@ -87,11 +89,11 @@ def ensure_daily_allowance(*, user: User, now: dt.datetime | None = None) -> Cre
     """Top the user up to the daily allowance if today's (UTC) allowance was not applied yet.
 
     Returns the allowance entry when one was written. Cheap when the day is already
-    applied: one indexed read, no lock.
+    applied: one primary-key read, no lock.
     """
     today = utc_today(now)
-    _ensure_wallet(user.pk)
-    if Wallet.objects.filter(pk=user.pk, allowance_day__gte=today).exists():
+    wallet = _ensure_wallet(user.pk)
+    if wallet.allowance_day is not None and wallet.allowance_day >= today:
         return None
     with transaction.atomic():
         # Re-checked under the lock: of two concurrent first reads, the second sees

@@ -22,7 +22,7 @@ factories have no entries and are reported, so scope such tests with `users=`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -47,7 +47,7 @@ class _Charge:
 
 def find_ledger_problems(*, users: Iterable[User] | None = None) -> list[str]:
     """Everything wrong with the ledger (for all users, or only `users`). Empty means clean."""
-    user_ids = None if users is None else [user.pk for user in users]
+    user_ids: list[object] | None = None if users is None else [user.pk for user in users]
     problems: list[str] = []
     problems += _balance_problems(user_ids)
     problems += _running_total_problems(user_ids)
@@ -59,7 +59,7 @@ def _scoped(queryset, user_ids, field_name="user_id"):  # type: ignore[no-untype
     return queryset if user_ids is None else queryset.filter(**{f"{field_name}__in": user_ids})
 
 
-def _balance_problems(user_ids: list[object] | None) -> list[str]:
+def _balance_problems(user_ids: Sequence[object] | None) -> list[str]:
     problems = []
     sums = dict(
         _scoped(CreditEntry.objects.all(), user_ids)
@@ -80,7 +80,7 @@ def _balance_problems(user_ids: list[object] | None) -> list[str]:
     return problems
 
 
-def _running_total_problems(user_ids: list[object] | None) -> list[str]:
+def _running_total_problems(user_ids: Sequence[object] | None) -> list[str]:
     problems = []
     rows = (
         _scoped(CreditEntry.objects.all(), user_ids)
@@ -104,7 +104,7 @@ def _running_total_problems(user_ids: list[object] | None) -> list[str]:
     return problems
 
 
-def _generation_problems(user_ids: list[object] | None) -> list[str]:
+def _generation_problems(user_ids: Sequence[object] | None) -> list[str]:
     problems = []
     charges: dict[object, dict[int, _Charge]] = defaultdict(lambda: defaultdict(_Charge))
     owners: dict[object, set[object]] = defaultdict(set)

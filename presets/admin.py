@@ -4,6 +4,7 @@ admin shows is attached to the field it is about (model chain, parameters, promp
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
@@ -105,7 +106,7 @@ class PresetAdmin(admin.ModelAdmin):
         # The slug is what API clients and saved links use: fixed once the preset exists.
         return (*self.readonly_fields, "slug") if obj else self.readonly_fields
 
-    def get_prepopulated_fields(self, request: HttpRequest, obj: Preset | None = None) -> dict[str, tuple[str, ...]]:
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Preset | None = None) -> dict[str, Sequence[str]]:
         return {} if obj else {"slug": ("name",)}
 
     @admin.display(description="")

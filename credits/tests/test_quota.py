@@ -144,3 +144,13 @@ def test_next_reset_is_the_next_utc_midnight_whatever_the_offset_of_now():
     # 08:30 in Tokyo on 2 March is 23:30 UTC on 1 March.
     assert ledger.next_reset(dt.datetime(2026, 3, 2, 8, 30, tzinfo=tokyo)) == dt.datetime(2026, 3, 2, tzinfo=UTC)
     assert ledger.next_reset(dt.datetime(2026, 3, 2, 0, 0, tzinfo=UTC)) == dt.datetime(2026, 3, 3, tzinfo=UTC)
+
+
+def test_reading_the_quota_costs_a_fixed_few_queries(user, django_assert_max_num_queries):
+    quota_for(user=user)  # first read of the day writes the allowance
+    for _ in range(3):
+        start_generation(user)
+    # The header shows the quota on every page: wallet read, spending aggregate, balance.
+    with django_assert_max_num_queries(3):
+        quota = quota_for(user=user)
+    assert quota.daily_used == 6
