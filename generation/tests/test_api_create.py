@@ -209,9 +209,22 @@ def test_it_refuses_when_credits_run_out(api_client, user, style):
         (json.dumps({"image_base64": "data:image/png,abc", "preset": "oil"}), "application/json"),
         (json.dumps({"image_base64": "aGk=", "preset": "oil", "is_public": "maybe"}), "application/json"),
         ("preset=oil", "application/x-www-form-urlencoded"),
+        ("--x\r\ngarbage", "multipart/form-data"),
+        ("--x\r\ngarbage", "multipart/form-data; boundary="),
         ("hello", "text/plain"),
     ],
-    ids=["malformed", "not-an-object", "no-image", "bad-base64", "uri-not-base64", "bad-bool", "urlencoded", "text"],
+    ids=[
+        "malformed",
+        "not-an-object",
+        "no-image",
+        "bad-base64",
+        "uri-not-base64",
+        "bad-bool",
+        "urlencoded",
+        "multipart-no-boundary",
+        "multipart-empty-boundary",
+        "text",
+    ],
 )
 def test_it_refuses_malformed_bodies_with_invalid_input(api_client, user, style, funded, body, content_type):
     response = api_client.post(URL, data=body, content_type=content_type)
