@@ -21,13 +21,6 @@ from .conftest import STYLE_SLUG, assert_error, snapshot
 
 pytestmark = pytest.mark.django_db
 
-# Reported bug (UI engineer's views): the HTML views turn RateLimited into a 429 page but
-# drop its Retry-After header. Fix: in generation/views.py `studio` and in
-# stefna/accounts/views.py `sign_in`, after rendering the error page,
-# `if isinstance(exc, RateLimited): response["Retry-After"] = str(exc.retry_after)`.
-html_retry_after_bug = pytest.mark.xfail(
-    strict=True, reason="HTML 429 pages lack Retry-After (reported; fix in the views, see above)"
-)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -77,7 +70,6 @@ def test_the_one_call_studio_shares_the_generation_limit(api_client, user, style
     assert snapshot(user) == before
 
 
-@html_retry_after_bug
 def test_the_studio_form_over_the_limit_is_429_with_retry_after(signed_in, user, style, funded, settings):
     settings.RATE_LIMIT_GENERATIONS = (1, 60)
 
@@ -110,7 +102,6 @@ def test_one_users_limit_does_not_touch_another_user(api_client, other_user, sty
 # --- Sign-in codes -------------------------------------------------------------------------
 
 
-@html_retry_after_bug
 def test_sign_in_codes_per_email_are_limited_with_retry_after(db, mailoutbox):
     client = Client()
     answers = [client.post("/accounts/sign-in/", {"email": "target@example.com"}) for _ in range(6)]
@@ -121,7 +112,6 @@ def test_sign_in_codes_per_email_are_limited_with_retry_after(db, mailoutbox):
     _retry_after(answers[5])
 
 
-@html_retry_after_bug
 def test_sign_in_codes_per_ip_are_limited_across_emails(db, mailoutbox):
     client = Client(REMOTE_ADDR="203.0.113.9")
     answers = [client.post("/accounts/sign-in/", {"email": f"person{n}@example.com"}) for n in range(21)]
