@@ -206,3 +206,11 @@ def test_cancel_a_running_job_and_see_the_refund(page, start_worker, served_medi
     generation = Generation.objects.get(user__email="grace@example.com")
     assert generation.status == Generation.Status.CANCELED
     assert CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.REFUND).count() == 1
+
+    # The account's ledger tells the same story: allowance, reservation, refund.
+    page.goto("/accounts/")
+    ledger_rows = page.locator("table.ledger tbody tr")
+    expect(ledger_rows).to_have_count(3)
+    expect(ledger_rows.first).to_contain_text("Refund")
+    expect(ledger_rows.first).to_contain_text(f"+{COST}")
+    screenshot(page, "account", full_page=False)
