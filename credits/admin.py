@@ -8,7 +8,7 @@ records who granted and why.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -24,6 +24,9 @@ from stefna.errors import DomainError
 
 from . import ledger
 from .models import CreditEntry, Wallet
+
+if TYPE_CHECKING:
+    from stefna.accounts.models import User
 
 MAX_GRANT = 100_000
 
@@ -60,7 +63,7 @@ def grant_credits_to(
         amount = data["amount"]
         reason = CreditEntry.Reason.GRANT if amount > 0 else CreditEntry.Reason.ADJUST
         try:
-            ledger.grant(user=user, amount=amount, note=data["note"], by=request.user, reason=reason)
+            ledger.grant(user=user, amount=amount, note=data["note"], by=cast("User", request.user), reason=reason)
         except ValueError as error:  # the ledger's argument checks; the form already prevents them
             raise DomainError(str(error)) from error
 

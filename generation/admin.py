@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -36,6 +36,9 @@ from stefna.errors import DomainError
 from . import dashboard, moderation
 from .models import Attempt, Generation, Media, WorkerHeartbeat
 from .registry import MODELS
+
+if TYPE_CHECKING:
+    from stefna.accounts.models import User
 
 EMPTY = "—"
 
@@ -69,6 +72,11 @@ def _short(pk: object) -> str:
     return str(pk)[:8]
 
 
+def _operator(request: HttpRequest) -> User:
+    """The signed-in staff member: admin_view lets nobody else reach an admin page."""
+    return cast("User", request.user)
+
+
 # --- Filters --------------------------------------------------------------------------------
 
 
@@ -99,6 +107,11 @@ class ModelFilter(admin.SimpleListFilter):
 # --- Inlines --------------------------------------------------------------------------------
 
 
+ATTEMPT_FIELDS = ("position", "model", "fal_job_id", "status", "error", "started_at", "finished_at", "took", "sent")
+MEDIA_INLINE_FIELDS = ("preview", "index", "model", "fal_job_id", "persisted", "persist_error", "is_public", "hidden")
+CREDIT_INLINE_FIELDS = ("created_at", "reason", "charge_number", "amount", "balance_after", "note", "created_by")
+
+
 class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
     extra = 0
     can_delete = False
@@ -115,8 +128,7 @@ class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
 
 class AttemptInline(ReadOnlyInline):
     model = Attempt
-    fields = ["position", "model", "fal_job_id", "status", "error", "started_at", "finished_at", "took", "sent"]
-    readonly_fields = fields
+    fields = readonly_fields = ATTEMPT_FIELDS
     ordering = ["started_at"]
 
     @admin.display(description="took")
@@ -135,8 +147,7 @@ class AttemptInline(ReadOnlyInline):
 
 class MediaInline(ReadOnlyInline):
     model = Media
-    fields = ["preview", "index", "model", "fal_job_id", "persisted", "persist_error", "is_public", "hidden"]
-    readonly_fields = fields
+    fields = readonly_fields = MEDIA_INLINE_FIELDS
     ordering = ["index"]
     show_change_link = True
 
@@ -149,8 +160,7 @@ class CreditEntryInline(ReadOnlyInline):
     model = CreditEntry
     fk_name = "generation"
     verbose_name_plural = "credit entries of this generation"
-    fields = ["created_at", "reason", "charge_number", "amount", "balance_after", "note", "created_by"]
-    readonly_fields = fields
+    fields = readonly_fields = CREDIT_INLINE_FIELDS
     ordering = ["created_at", "id"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CreditEntry]:
@@ -223,7 +233,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Generation | None = None) -> list[str]:
-        return [name for _, options in self.fieldsets for name in options["fields"]]
+        return [str(name) for _, options in self.fieldsets for name in options["fields"]]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Generation]:
         return (
@@ -356,7 +366,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         apply_to_each(
             request,
             queryset,
-            lambda generation: generation_retry(generation_id=generation.pk, by=request.user),
+            lambda generation: generation_retry(generation_id=generation.pk, by=_operator(request)),
             done="Restarted {count} generation{s}.",
             label=lambda generation: f"Generation {_short(generation.pk)}",
         )
@@ -380,7 +390,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         apply_to_each(
             request,
             queryset,
-            lambda generation: generation_refund(generation_id=generation.pk, by=request.user),
+            lambda generation: generation_refund(generation_id=generation.pk, by=_operator(request)),
             done="Refunded {count} generation{s}.",
             label=lambda generation: f"Generation {_short(generation.pk)}",
         )
@@ -445,7 +455,7 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_per_page = 50
     show_full_result_count = False
     actions = ["take_down", "restore", "make_private", "persist_media"]
-    fields = [
+    fields = readonly_fields = (
         "large_preview",
         "id",
         "generation_link",
@@ -466,8 +476,7 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "hidden",
         "hidden_reason",
         "created_at",
-    ]
-    readonly_fields = fields
+    )
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Media], search_term: str
@@ -522,7 +531,9 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             apply_to_each(
                 request,
                 queryset,
-                lambda media: moderation.media_takedown(media_id=media.pk, reason=data["reason"], by=request.user),
+                lambda media: moderation.media_takedown(
+                    media_id=media.pk, reason=data["reason"], by=_operator(request)
+                ),
                 done="Took down {count} image{s}.",
                 label=lambda media: f"Image {_short(media.pk)}",
             )
@@ -542,7 +553,7 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         apply_to_each(
             request,
             queryset.filter(hidden=True),
-            lambda media: moderation.media_restore(media_id=media.pk, by=request.user),
+            lambda media: moderation.media_restore(media_id=media.pk, by=_operator(request)),
             done="Restored {count} image{s}.",
             label=lambda media: f"Image {_short(media.pk)}",
         )
@@ -570,8 +581,7 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["worker_id", "hostname", "pid", "started_at", "last_seen_at"]
-    readonly_fields = list_display
+    list_display = readonly_fields = ("worker_id", "hostname", "pid", "started_at", "last_seen_at")
     ordering = ["-last_seen_at"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

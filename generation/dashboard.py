@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.db.models import Aggregate, Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
@@ -184,7 +185,7 @@ class PercentileCont(Aggregate):
 
     def __init__(self, expression: object, *, fraction: float, **extra: object) -> None:
         # A float we write ourselves, not user input, so formatting it into SQL is safe.
-        super().__init__(expression, fraction=repr(float(fraction)), **extra)
+        super().__init__(expression, fraction=repr(float(fraction)), **extra)  # type: ignore[arg-type]
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -296,7 +297,7 @@ def credits_per_day(*, now: dt.datetime | None = None, days: int = DEFAULT_WINDO
         )
         .order_by()
     )
-    found = {row["day"]: row for row in rows}
+    found: dict[dt.date, dict[str, Any]] = {row["day"]: dict(row) for row in rows}
     result = []
     for n in range(days):
         day = first_day.date() + dt.timedelta(days=n)

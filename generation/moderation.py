@@ -9,6 +9,7 @@ call these.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
 from stefna.errors import InvalidInput, NotFound
@@ -23,7 +24,7 @@ logger = logging.getLogger("generation")
 REASON_MAX_LENGTH = Media._meta.get_field("hidden_reason").max_length or 200
 
 
-def media_takedown(*, media_id: object, reason: str, by: User) -> Media:
+def media_takedown(*, media_id: uuid.UUID | str, reason: str, by: User) -> Media:
     """Hide an image from the feed and its share page. The reason is required and kept."""
     reason = (reason or "").strip()
     if not reason:
@@ -37,7 +38,7 @@ def media_takedown(*, media_id: object, reason: str, by: User) -> Media:
     return Media.objects.get(pk=media_id)
 
 
-def media_restore(*, media_id: object, by: User) -> Media:
+def media_restore(*, media_id: uuid.UUID | str, by: User) -> Media:
     """Undo a takedown: the image shows again wherever its owner's `is_public` allows."""
     if not Media.objects.filter(pk=media_id).update(hidden=False, hidden_reason=""):
         raise NotFound("Image not found.")
