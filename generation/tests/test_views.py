@@ -386,3 +386,19 @@ def test_too_many_starts_are_a_readable_429_with_retry_after(signed_in, user, pr
     assert int(response["Retry-After"]) >= 1
     assert "Too many requests" in response.content.decode()
     assert Generation.objects.filter(user=user).count() == 1
+
+
+def test_the_500_page_renders_on_its_own():
+    from django.template.loader import render_to_string
+
+    body = render_to_string("500.html")  # no request, no context processors
+    assert "Something went wrong on our side" in body
+    assert "/static/css/stefna.css" in body
+
+
+def test_offline_preview_mode_is_announced_on_every_page(client, settings, db):
+    settings.OFFLINE_MODE = True
+    for url in ["/", "/feed/", "/accounts/sign-in/"]:
+        assert "Offline preview mode" in client.get(url).content.decode(), url
+    settings.OFFLINE_MODE = False
+    assert "Offline preview mode" not in client.get("/").content.decode()
