@@ -43,6 +43,7 @@ from .schemas import (
     StudioJsonIn,
     StudioOut,
     StudioPendingOut,
+    absolute_url_maker,
     feed_item_out,
     generation_out,
     image_out,
@@ -139,6 +140,10 @@ def _read_studio_input(request: HttpRequest) -> tuple[StudioFormIn, ValidatedIma
     return fields, validate_image(data)
 
 
+def _urls(request: HttpRequest):  # type: ignore[no-untyped-def]
+    return absolute_url_maker(request.build_absolute_uri)
+
+
 def _upload_body(form_schema: type[Schema], json_schema: type[Schema], description: str) -> dict[str, Any]:
     """The OpenAPI request body for a route taking multipart (file `image`) or JSON."""
     form = form_schema.model_json_schema()
@@ -184,7 +189,10 @@ def generation_create(request: HttpRequest, idempotency_key: str | None = Idempo
         idempotency_key=idempotency_key,
     )
     generation = selectors.generation_get_with_balance(user=user, generation_id=generation.pk)
-    return Status(202 if created else 200, generation_out(generation, remaining_coins=generation.owner_balance or 0))
+    return Status(
+        202 if created else 200,
+        generation_out(generation, remaining_coins=generation.owner_balance or 0, url=_urls(request)),
+    )
 
 
 @router.get(
@@ -203,7 +211,7 @@ def generation_list(
     page = selectors.generation_history(user=user, cursor=cursor, limit=limit, kind=kind, status=status)
     balance = balance_of(user=user)
     return {
-        "items": [generation_out(generation, remaining_coins=balance) for generation in page.items],
+        "items": [generation_out(generation, remaining_coins=balance, url=_urls(request)) for generation in page.items],
         "next_cursor": page.next_cursor,
     }
 
@@ -215,7 +223,7 @@ def generation_list(
 )
 def generation_detail(request: HttpRequest, generation_id: uuid.UUID) -> dict:
     generation = selectors.generation_get_with_balance(user=request.auth, generation_id=generation_id)  # type: ignore[attr-defined]
-    return generation_out(generation, remaining_coins=generation.owner_balance or 0)
+    return generation_out(generation, remaining_coins=generation.owner_balance or 0, url=_urls(request))
 
 
 @router.post(
@@ -228,7 +236,7 @@ def generation_cancel(request: HttpRequest, generation_id: uuid.UUID) -> dict:
     user = request.auth  # type: ignore[attr-defined]
     services.generation_cancel(generation_id=generation_id, user=user)
     generation = selectors.generation_get_with_balance(user=user, generation_id=generation_id)
-    return generation_out(generation, remaining_coins=generation.owner_balance or 0)
+    return generation_out(generation, remaining_coins=generation.owner_balance or 0, url=_urls(request))
 
 
 # --- Feed and media ------------------------------------------------------------------------
@@ -248,7 +256,10 @@ def feed(
 ) -> dict:
     limit_public(request)
     page = selectors.generation_feed(cursor=cursor, limit=limit)
-    return {"items": [feed_item_out(media) for media in page.items], "next_cursor": page.next_cursor}
+    return {
+        "items": [feed_item_out(media, url=_urls(request)) for media in page.items],
+        "next_cursor": page.next_cursor,
+    }
 
 
 @router.patch(
@@ -259,7 +270,7 @@ def feed(
 )
 def media_update(request: HttpRequest, media_id: uuid.UUID, payload: MediaPatchIn) -> dict:
     media = services.media_set_public(user=request.auth, media_id=media_id, is_public=payload.is_public)  # type: ignore[attr-defined]
-    return image_out(media)
+    return image_out(media, url=_urls(request))
 
 
 @router.delete(
@@ -320,7 +331,7 @@ async def generate_image(request: HttpRequest, idempotency_key: str | None = Ide
         200,
         {
             "generation_id": done.pk,
-            "images": [media.url for media in done.media.all()],
+            "images": [_urls(request)(media.url) for media in done.media.all()],
             "remaining_coins": done.owner_balance or 0,
             "debug_info": {"prompt_sent": done.prompt_sent, "original_prompt": done.prompt},
         },

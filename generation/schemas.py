@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal
 
 from ninja import Schema
@@ -147,15 +148,33 @@ class StudioPendingOut(Schema):
 
 # --- Builders -------------------------------------------------------------------------------
 
+# Turns a stored address into one a client can fetch: local storage keeps site-relative
+# paths ("/media/…"), which mean nothing to an API client, so the endpoints pass
+# `request.build_absolute_uri`. Cloudinary and fal addresses are already absolute.
+UrlMaker = Callable[[str], str]
+
+
+def _as_is(url: str) -> str:
+    return url
+
+
+def absolute_url_maker(build_absolute_uri: UrlMaker) -> UrlMaker:
+    def make(url: str) -> str:
+        if url.startswith("/") and not url.startswith("//"):
+            return build_absolute_uri(url)
+        return url
+
+    return make
+
 
 def _blank_to_none(value: str | None) -> str | None:
     return value or None
 
 
-def image_out(media: Media) -> dict[str, Any]:
+def image_out(media: Media, *, url: UrlMaker = _as_is) -> dict[str, Any]:
     return {
         "id": media.pk,
-        "url": media.url,
+        "url": url(media.url),
         "original_url": _blank_to_none(media.original_url),
         "fal_job_id": _blank_to_none(media.fal_job_id),
         "model": _blank_to_none(media.model),
@@ -190,7 +209,7 @@ def _log_out(line: Any) -> dict[str, Any]:
     }
 
 
-def generation_out(generation: Generation, *, remaining_coins: int) -> dict[str, Any]:
+def generation_out(generation: Generation, *, remaining_coins: int, url: UrlMaker = _as_is) -> dict[str, Any]:
     """The contract's Generation. Media and attempts must be prefetched (see selectors)."""
     attempts = list(generation.attempts.all())
     model = generation.current_model or (attempts[-1].model if attempts else "")
@@ -211,7 +230,7 @@ def generation_out(generation: Generation, *, remaining_coins: int) -> dict[str,
         "logs": [_log_out(line) for line in (generation.logs or [])],
         "model": model or None,
         "attempts": [_attempt_out(attempt) for attempt in attempts],
-        "images": [image_out(media) for media in generation.media.all()],
+        "images": [image_out(media, url=url) for media in generation.media.all()],
         "error": error,
         "created_at": generation.created_at,
         "completed_at": generation.completed_at,
@@ -219,11 +238,11 @@ def generation_out(generation: Generation, *, remaining_coins: int) -> dict[str,
     }
 
 
-def feed_item_out(media: Media) -> dict[str, Any]:
+def feed_item_out(media: Media, *, url: UrlMaker = _as_is) -> dict[str, Any]:
     generation = media.generation
     return {
         "id": media.pk,
-        "url": media.url,
+        "url": url(media.url),
         "width": media.width,
         "height": media.height,
         "generation_id": generation.pk,

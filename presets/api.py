@@ -23,13 +23,31 @@ class PresetOut(Schema):
     thumbnail_url: str
 
 
+def _absolute(request: HttpRequest, url: str) -> str:
+    # Site-relative static paths mean nothing to an API client; Cloudinary/S3 ones are absolute.
+    return request.build_absolute_uri(url) if url.startswith("/") and not url.startswith("//") else url
+
+
 @router.get(
     "/presets",
     auth=None,
     response={200: list[PresetOut], **errors(429)},
     summary="Active presets, in display order (no sign-in; limited per IP)",
 )
-def preset_list(request: HttpRequest) -> list[Preset]:
+def preset_list(request: HttpRequest) -> list[dict]:
     limit_public(request)
     # One query; `cost` and `thumbnail_url` are properties of the row (no extra reads).
-    return list(Preset.objects.filter(is_active=True).order_by("sort_order", "name"))
+    presets = Preset.objects.filter(is_active=True).order_by("sort_order", "name")
+    return [
+        {
+            "slug": preset.slug,
+            "name": preset.name,
+            "kind": preset.kind,
+            "description": preset.description,
+            "requires_prompt": preset.requires_prompt,
+            "num_images": preset.num_images,
+            "cost": preset.cost,
+            "thumbnail_url": _absolute(request, preset.thumbnail_url),
+        }
+        for preset in presets
+    ]

@@ -100,6 +100,17 @@ def test_a_running_generation_shows_its_queue_position_and_current_model(api_cli
     )
 
 
+def test_locally_stored_images_get_absolute_urls(api_client, client, user):
+    generation = GenerationFactory(user=user)
+    MediaFactory(generation=generation, url="/media/generated/preset_1_0.png", is_public=True)
+
+    detail = api_client.get(f"{LIST_URL}/{generation.pk}").json()
+    feed = client.get("/api/feed").json()
+
+    assert detail["images"][0]["url"] == "http://testserver/media/generated/preset_1_0.png"
+    assert feed["items"][0]["url"] == "http://testserver/media/generated/preset_1_0.png"
+
+
 def test_someone_elses_generation_is_404_not_403(api_client, other_user):
     theirs = GenerationFactory(user=other_user)
 

@@ -24,9 +24,10 @@ def test_it_lists_active_presets_in_display_order_without_sign_in(client, db):
     assert all(set(item) == PRESET_KEYS for item in body)
     first = body[0]
     assert (first["requires_prompt"], first["num_images"], first["cost"], first["description"]) == (True, 2, 2, "d")
-    # A static default (per slug, else per kind) when no thumbnail was uploaded.
-    assert first["thumbnail_url"].startswith("/static/img/presets/")
-    assert first["thumbnail_url"] == Preset.objects.get(slug="first").thumbnail_url
+    # A static default (per slug, else per kind) when no thumbnail was uploaded, made
+    # absolute: a site-relative path means nothing to an API client.
+    assert first["thumbnail_url"].startswith("http://testserver/static/img/presets/")
+    assert first["thumbnail_url"] == "http://testserver" + Preset.objects.get(slug="first").thumbnail_url
 
 
 def test_the_seeded_studio_preset_is_listed(client, db):
