@@ -59,8 +59,12 @@ def _ensure_wallet(user_id: uuid.UUID) -> Wallet:
 
 
 def _lock_wallet(user_id: uuid.UUID) -> Wallet:
-    """The user's wallet row, locked until the surrounding transaction ends."""
-    return Wallet.objects.select_for_update().get(pk=user_id)
+    """The user's wallet row (created if missing), locked until the surrounding transaction ends."""
+    wallet = Wallet.objects.select_for_update().filter(pk=user_id).first()
+    if wallet is None:
+        _ensure_wallet(user_id)
+        wallet = Wallet.objects.select_for_update().get(pk=user_id)
+    return wallet
 
 
 def _write(wallet: Wallet, **entry: object) -> CreditEntry:
@@ -114,7 +118,6 @@ def reserve(*, user: User, generation: Generation, amount: int) -> CreditEntry:
         raise ValueError("a reservation must be a positive amount")
     if generation.user_id != user.pk:
         raise ValueError("a generation is paid for by its owner")
-    _ensure_wallet(user.pk)
     with transaction.atomic():
         wallet = _lock_wallet(user.pk)
         _apply_allowance(wallet, utc_today())
@@ -151,7 +154,6 @@ def _next_charge_number(generation: Generation) -> int:
 
 def _settle(*, generation: Generation, reason: str, note: str = "", by: User | None = None) -> CreditEntry | None:
     """Capture or refund the generation's latest charge. None when there is nothing to settle."""
-    _ensure_wallet(generation.user_id)
     try:
         with transaction.atomic():
             wallet = _lock_wallet(generation.user_id)
@@ -225,7 +227,6 @@ def grant(
         raise ValueError("amount must not be zero")
     if reason == Reason.GRANT and amount < 0:
         raise ValueError("a grant must be positive; remove credits with an adjustment")
-    _ensure_wallet(user.pk)
     with transaction.atomic():
         wallet = _lock_wallet(user.pk)
         _apply_allowance(wallet, utc_today())
