@@ -48,6 +48,16 @@ def test_grant_credits_refuses_a_bad_amount_and_changes_nothing(user, amount):
     assert not CreditEntry.objects.exists()
 
 
+def test_grant_credits_says_when_it_applied_today_s_allowance_first(user, settings):
+    settings.DAILY_CREDITS = 30
+    code, out, _ = run("grant_credits", user.email, "5")
+    assert code == 0
+    assert out.splitlines() == [
+        "Applied today's daily allowance first: +30.",
+        "Granted 5 credits to ada@example.com. New balance: 35",
+    ]
+
+
 def test_grant_credits_refuses_an_unknown_email():
     with pytest.raises(CommandError, match="No user with the email 'nobody@example.com'"):
         call_command("grant_credits", "nobody@example.com", "5")

@@ -32,5 +32,10 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(email__iexact=email.strip()).first()
         if user is None:
             raise CommandError(f"No user with the email {email!r}. (create_api_token EMAIL creates one.)")
+        # The grant applies today's allowance first anyway; doing it here lets us say so,
+        # so a balance higher than "old + amount" is not a surprise.
+        allowance = ledger.ensure_daily_allowance(user=user)
+        if allowance is not None:
+            self.stdout.write(f"Applied today's daily allowance first: +{allowance.amount}.")
         ledger.grant(user=user, amount=credits, note=note or "grant_credits command")
         self.stdout.write(f"Granted {credits} credits to {user.email}. New balance: {balance_of(user=user)}")
