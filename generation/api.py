@@ -188,11 +188,8 @@ def generation_create(request: HttpRequest, idempotency_key: str | None = Idempo
         is_public=fields.is_public,
         idempotency_key=idempotency_key,
     )
-    generation = selectors.generation_get_with_balance(user=user, generation_id=generation.pk)
-    return Status(
-        202 if created else 200,
-        generation_out(generation, remaining_coins=generation.owner_balance or 0, url=_urls(request)),
-    )
+    generation, balance = selectors.generation_get_with_balance(user=user, generation_id=generation.pk)
+    return Status(202 if created else 200, generation_out(generation, remaining_coins=balance, url=_urls(request)))
 
 
 @router.get(
@@ -222,8 +219,9 @@ def generation_list(
     summary="One of your generations",
 )
 def generation_detail(request: HttpRequest, generation_id: uuid.UUID) -> dict:
-    generation = selectors.generation_get_with_balance(user=request.auth, generation_id=generation_id)  # type: ignore[attr-defined]
-    return generation_out(generation, remaining_coins=generation.owner_balance or 0, url=_urls(request))
+    user = request.auth  # type: ignore[attr-defined]
+    generation, balance = selectors.generation_get_with_balance(user=user, generation_id=generation_id)
+    return generation_out(generation, remaining_coins=balance, url=_urls(request))
 
 
 @router.post(
@@ -235,8 +233,8 @@ def generation_detail(request: HttpRequest, generation_id: uuid.UUID) -> dict:
 def generation_cancel(request: HttpRequest, generation_id: uuid.UUID) -> dict:
     user = request.auth  # type: ignore[attr-defined]
     services.generation_cancel(generation_id=generation_id, user=user)
-    generation = selectors.generation_get_with_balance(user=user, generation_id=generation_id)
-    return generation_out(generation, remaining_coins=generation.owner_balance or 0, url=_urls(request))
+    generation, balance = selectors.generation_get_with_balance(user=user, generation_id=generation_id)
+    return generation_out(generation, remaining_coins=balance, url=_urls(request))
 
 
 # --- Feed and media ------------------------------------------------------------------------
@@ -326,13 +324,13 @@ async def generate_image(request: HttpRequest, idempotency_key: str | None = Ide
                 "message": "Still working on it. Follow it with GET /api/generations/{id}.",
             },
         )
-    done = await sync_to_async(selectors.generation_get_with_balance)(user=user, generation_id=generation.pk)
+    done, balance = await sync_to_async(selectors.generation_get_with_balance)(user=user, generation_id=generation.pk)
     return Status(
         200,
         {
             "generation_id": done.pk,
             "images": [_urls(request)(media.url) for media in done.media.all()],
-            "remaining_coins": done.owner_balance or 0,
+            "remaining_coins": balance,
             "debug_info": {"prompt_sent": done.prompt_sent, "original_prompt": done.prompt},
         },
     )

@@ -82,7 +82,7 @@ def generation_history(
     return _page(_with_details(queryset), cursor=cursor, limit=limit)
 
 
-def generation_get(*, user: User, generation_id: object) -> Generation:
+def generation_get(*, user: User, generation_id: uuid.UUID | str) -> Generation:
     """One of the user's generations. Someone else's is NotFound, never Forbidden."""
     try:
         return _with_details(Generation.objects.filter(user=user)).get(pk=generation_id)
@@ -90,18 +90,19 @@ def generation_get(*, user: User, generation_id: object) -> Generation:
         raise NotFound("Generation not found.") from exc
 
 
-def generation_get_with_balance(*, user: User, generation_id: object) -> Generation:
-    """`generation_get` with the owner's credit balance as `owner_balance`, read in the
-    same query (a subquery), so a status answer costs 3 queries after auth."""
+def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -> tuple[Generation, int]:
+    """`generation_get` plus the owner's credit balance, read in the same query (a
+    subquery), so a status answer costs 3 queries after authentication."""
     balance = Wallet.objects.filter(pk=OuterRef("user_id")).values("balance")[:1]
     queryset = _with_details(Generation.objects.filter(user=user)).annotate(owner_balance=Subquery(balance))
     try:
-        return queryset.get(pk=generation_id)
+        generation = queryset.get(pk=generation_id)
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:
         raise NotFound("Generation not found.") from exc
+    return generation, generation.owner_balance or 0  # type: ignore[attr-defined]
 
 
-async def generation_status(*, generation_id: object) -> str:
+async def generation_status(*, generation_id: uuid.UUID | str) -> str:
     """Just the status (one small query), for waiting on a generation from async code."""
     return await Generation.objects.filter(pk=generation_id).values_list("status", flat=True).aget()
 
@@ -120,7 +121,7 @@ def generation_feed(*, cursor: str | None = None, limit: int | None = None) -> P
     return _page(feed_queryset(), cursor=cursor, limit=limit)
 
 
-def media_get_shared(*, media_id: object, viewer: User | None = None) -> Media:
+def media_get_shared(*, media_id: uuid.UUID | str, viewer: User | None = None) -> Media:
     """An image for its share page: public ones for anyone, private ones for their owner."""
     queryset = Media.objects.select_related("generation", "user").filter(hidden=False)
     try:
@@ -133,7 +134,7 @@ def media_get_shared(*, media_id: object, viewer: User | None = None) -> Media:
     return media
 
 
-def media_get_owned(*, user: User, media_id: object) -> Media:
+def media_get_owned(*, user: User, media_id: uuid.UUID | str) -> Media:
     try:
         return Media.objects.select_related("generation").get(pk=media_id, user=user)
     except (Media.DoesNotExist, ValueError, TypeError) as exc:
