@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
@@ -59,7 +60,9 @@ def _format_duration(duration: dt.timedelta | None) -> str:
 def _pretty_json(value: Any) -> SafeString | str:
     if value in (None, "", [], {}):
         return EMPTY
-    return format_html('<pre class="stefna-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True))
+    return format_html(
+        '<pre class="stefna-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    )
 
 
 def _thumbnail(url: str, *, width: int = 96) -> SafeString | str:
@@ -194,46 +197,39 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     show_full_result_count = False
     inlines = [AttemptInline, MediaInline, CreditEntryInline]
     actions = ["retry_generations", "cancel_generations", "refund_generations", "persist_generation_media"]
+    # Related values share a row, so the attempts and money (inlines, at the bottom)
+    # are a short scroll away.
     fieldsets = [
         (
             "Job",
             {
                 "fields": [
-                    "id",
-                    "user_link",
-                    "status",
-                    "kind",
-                    "preset_link",
-                    "current_model",
-                    "model_chain",
-                    "cost",
-                    "queue_position",
-                    "is_public",
+                    ("id", "user_link"),
+                    ("status", "kind", "preset_link"),
+                    ("current_model", "model_chain"),
+                    ("cost", "queue_position", "is_public"),
                 ]
             },
         ),
-        ("Outcome", {"fields": ["error_code", "error_message", "created_at", "started_at", "completed_at", "took"]}),
-        ("Prompt", {"fields": ["prompt", "prompt_template", "prompt_sent", "parameters_pretty", "loras_pretty"]}),
+        (
+            "Outcome",
+            {"fields": [("error_code", "error_message"), ("created_at", "started_at", "completed_at", "took")]},
+        ),
+        ("Prompt", {"fields": ["prompt", "prompt_sent", "prompt_template", ("parameters_pretty", "loras_pretty")]}),
         ("Sent to fal", {"fields": ["payload_pretty"]}),
         ("Logs", {"fields": ["logs_table"]}),
-        ("Source photo", {"fields": ["source_preview", "source_width", "source_height"]}),
+        ("Source photo", {"fields": [("source_preview", "source_width", "source_height")]}),
         (
             "Bookkeeping",
             {
                 "classes": ["collapse"],
-                "fields": [
-                    "idempotency_key",
-                    "request_fingerprint",
-                    "next_check_at",
-                    "updated_at",
-                    "deleted_at",
-                ],
+                "fields": [("idempotency_key", "request_fingerprint"), ("next_check_at", "updated_at", "deleted_at")],
             },
         ),
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Generation | None = None) -> list[str]:
-        return [str(name) for _, options in self.fieldsets for name in options["fields"]]
+        return flatten_fieldsets(self.fieldsets)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Generation]:
         return (
