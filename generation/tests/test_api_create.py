@@ -14,6 +14,7 @@ from credits import ledger
 from credits.models import CreditEntry
 from credits.selectors import balance_of
 from generation.models import Generation
+from generation.tests.pipeline_helpers import run_worker
 from presets.tests.factories import PresetFactory
 from stefna.accounts.services import api_token_create, api_token_revoke
 from tests.images import make_image_bytes, make_jpeg, make_png
@@ -260,6 +261,26 @@ def test_the_same_idempotency_key_and_request_returns_the_first_generation_witho
     # One submission queued: the replay enqueued nothing (so fal is called once).
     assert DBTaskResult.objects.count() == 1
     assert len(stored_files()) == 1
+
+
+def test_a_replayed_request_reaches_fal_once_and_is_charged_once(api_client, user, style, fake_fal):
+    image = make_jpeg()
+    first = api_client.post(URL, {"image": photo(image), "preset": "oil"}, HTTP_IDEMPOTENCY_KEY="k-fal")
+    generation = Generation.objects.get(pk=first.json()["id"])
+    run_worker(generation)
+    # The client retries (it never saw the answer, say) after the work is done.
+    again = api_client.post(URL, {"image": photo(image), "preset": "oil"}, HTTP_IDEMPOTENCY_KEY="k-fal")
+    run_worker()
+
+    assert again.status_code == 200
+    body = again.json()
+    assert (body["id"], body["status"]) == (str(generation.pk), "succeeded")
+    assert len(fake_fal.submissions()) == 1
+    [attempt] = body["attempts"]
+    assert attempt["fal_job_id"] and body["images"][0]["fal_job_id"] == attempt["fal_job_id"]
+    assert CreditEntry.objects.filter(user=user, reason=CreditEntry.Reason.RESERVE).count() == 1
+    assert CreditEntry.objects.filter(user=user, reason=CreditEntry.Reason.CAPTURE).count() == 1
+    assert body["remaining_coins"] == 28
 
 
 def test_the_same_key_with_the_same_request_in_json_is_also_a_replay(api_client, style):

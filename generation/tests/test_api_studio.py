@@ -13,11 +13,11 @@ import time
 import pytest
 from django.db import close_old_connections, connection
 from django.test import Client
-from django.utils import timezone
 
 from credits.models import CreditEntry
 from credits.selectors import balance_of
-from generation.models import Generation, Media
+from generation import services
+from generation.models import Generation
 from generation.registry import FLUX_GENERAL_I2I
 from presets.models import Preset
 from presets.tests.factories import PresetFactory
@@ -48,80 +48,73 @@ def studio(db):
     )
 
 
-class FakeWorker(threading.Thread):
-    """Plays the pipeline's part from another thread (its own DB connection): waits for the
-    studio's generation to appear, then finishes it the way the worker would."""
+class PipelineWorker(threading.Thread):
+    """The real pipeline (the worker's poller rounds) on another thread with its own DB
+    connection, against the fake fal: what `db_worker` does while the view waits."""
 
-    def __init__(self, *, outcome: str, delay: float = 0.2) -> None:
+    def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.outcome, self.delay = outcome, delay
+        self.stopping = threading.Event()
 
     def run(self) -> None:
         try:
-            deadline = time.monotonic() + 10
-            generation = None
-            while generation is None and time.monotonic() < deadline:
-                generation = Generation.objects.filter(preset_slug="image_to_image").first()
+            while not self.stopping.is_set():
+                services.generation_poll_due(limit=50)
                 time.sleep(0.02)
-            assert generation is not None
-            time.sleep(self.delay)
-            if self.outcome == "succeeded":
-                for index in range(2):
-                    Media.objects.create(
-                        generation=generation,
-                        user_id=generation.user_id,
-                        index=index,
-                        fal_job_id="req-1",
-                        model=FLUX_GENERAL_I2I,
-                        url=f"https://res.cloudinary.com/demo/image/upload/studio_{index}.jpg",
-                        persisted=True,
-                    )
-                Generation.objects.filter(pk=generation.pk).update(status="succeeded", completed_at=timezone.now())
-            else:
-                Generation.objects.filter(pk=generation.pk).update(
-                    status=self.outcome, error_code="all_models_failed", completed_at=timezone.now()
-                )
         finally:
             connection.close()
 
+    def __enter__(self) -> PipelineWorker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopping.set()
+        self.join(10)
+        close_old_connections()
+
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_it_waits_for_the_result_and_answers_with_the_image_urls(api_client, user, studio, settings):
-    settings.GENERATE_IMAGE_WAIT_SECONDS = 10
-    worker = FakeWorker(outcome="succeeded")
-    worker.start()
+def test_it_waits_for_the_result_and_answers_with_the_image_urls(api_client, user, studio, settings, fake_fal):
+    settings.GENERATE_IMAGE_WAIT_SECONDS = 20
 
-    response = api_client.post(URL, {"image": photo(), "prompt": "make it snow"})
-    worker.join(5)
-    close_old_connections()
+    with PipelineWorker():
+        response = api_client.post(URL, {"image": photo(), "prompt": "  a {curly} fox  "})
 
     assert response.status_code == 200, response.content
     body = response.json()
     assert set(body) == STUDIO_KEYS
     generation = Generation.objects.get()
+    assert generation.status == "succeeded"
     assert body["generation_id"] == str(generation.pk)
+    # Stored locally (no Cloudinary here), so the API makes the addresses absolute.
     assert body["images"] == [
-        "https://res.cloudinary.com/demo/image/upload/studio_0.jpg",
-        "https://res.cloudinary.com/demo/image/upload/studio_1.jpg",
+        f"http://testserver{settings.MEDIA_URL}generated/image_to_image_{generation.pk}_{index}.png" for index in (0, 1)
     ]
     assert body["remaining_coins"] == 28 == balance_of(user=user)
-    assert body["debug_info"] == {"prompt_sent": "make it snow", "original_prompt": "make it snow"}
+    assert body["debug_info"] == {"prompt_sent": "a {curly} fox", "original_prompt": "a {curly} fox"}
+    [submission] = fake_fal.submissions(FLUX_GENERAL_I2I)
+    assert submission.json["prompt"] == "a {curly} fox"
     assert generation.kind == "image_to_image" and generation.is_public is False
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_generation_that_fails_while_waiting_is_a_502_with_its_id(api_client, studio, settings):
-    settings.GENERATE_IMAGE_WAIT_SECONDS = 10
-    worker = FakeWorker(outcome="failed")
-    worker.start()
+def test_when_every_model_fails_it_is_a_502_with_the_id_and_a_refund(api_client, user, studio, settings, fake_fal):
+    settings.GENERATE_IMAGE_WAIT_SECONDS = 20
+    fake_fal.fail_submit(FLUX_GENERAL_I2I, status=422)
 
-    response = api_client.post(
-        URL, data=json.dumps({"image_base64": data_uri(make_jpeg()), "prompt": "p"}), content_type="application/json"
-    )
-    worker.join(5)
+    with PipelineWorker():
+        response = api_client.post(
+            URL,
+            data=json.dumps({"image_base64": data_uri(make_jpeg()), "prompt": "p"}),
+            content_type="application/json",
+        )
 
     body = assert_error(response, 502, "generation_failed")
-    assert body["detail"] == {"generation_id": str(Generation.objects.get().pk)}
+    generation = Generation.objects.get()
+    assert generation.status == "failed"
+    assert body["detail"] == {"generation_id": str(generation.pk)}
+    assert balance_of(user=user) == 30
 
 
 def test_when_the_bound_passes_it_answers_202_with_the_generation_id(api_client, user, studio, settings):
