@@ -354,8 +354,13 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return _thumbnail(generation.source_image.url, width=160) if generation.source_image else EMPTY
 
     # Actions: each calls a pipeline service per generation; refusals become messages.
+    # They need the change permission: view-only staff (support) can look, not act.
 
-    @admin.action(description="Retry from the first model (reserves credits again)", location=BOTH_LOCATIONS)
+    @admin.action(
+        description="Retry from the first model (reserves credits again)",
+        location=BOTH_LOCATIONS,
+        permissions=["change"],
+    )
     def retry_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
         from .services import generation_retry
 
@@ -367,7 +372,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
-    @admin.action(description="Cancel (and refund)", location=BOTH_LOCATIONS)
+    @admin.action(description="Cancel (and refund)", location=BOTH_LOCATIONS, permissions=["change"])
     def cancel_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
         from .services import generation_cancel
 
@@ -379,7 +384,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
-    @admin.action(description="Refund the credits", location=BOTH_LOCATIONS)
+    @admin.action(description="Refund the credits", location=BOTH_LOCATIONS, permissions=["change"])
     def refund_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
         from .services import generation_refund
 
@@ -391,7 +396,9 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
-    @admin.action(description="Re-run persistence of images not yet persisted", location=BOTH_LOCATIONS)
+    @admin.action(
+        description="Re-run persistence of images not yet persisted", location=BOTH_LOCATIONS, permissions=["change"]
+    )
     def persist_generation_media(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
         unpersisted = Media.objects.filter(generation__in=queryset.values("pk"), persisted=False)
         _persist(request, unpersisted)
@@ -521,7 +528,9 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         url = reverse("admin:generation_generation_change", args=[media.generation_id])
         return format_html('<a href="{}">{}</a>', url, _short(media.generation_id))
 
-    @admin.action(description="Take down (hide from the feed) with a reason", location=BOTH_LOCATIONS)
+    @admin.action(
+        description="Take down (hide from the feed) with a reason", location=BOTH_LOCATIONS, permissions=["change"]
+    )
     def take_down(self, request: HttpRequest, queryset: QuerySet[Media]) -> TemplateResponse | None:
         def apply(data: dict[str, Any]) -> None:
             apply_to_each(
@@ -544,7 +553,7 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             apply=apply,
         )
 
-    @admin.action(description="Restore (undo a takedown)", location=BOTH_LOCATIONS)
+    @admin.action(description="Restore (undo a takedown)", location=BOTH_LOCATIONS, permissions=["change"])
     def restore(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
         apply_to_each(
             request,
@@ -555,7 +564,9 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         )
 
     # Only this direction: staff publishing a user's private image would break their trust.
-    @admin.action(description="Make private (remove from the feed for good)", location=BOTH_LOCATIONS)
+    @admin.action(
+        description="Make private (remove from the feed for good)", location=BOTH_LOCATIONS, permissions=["change"]
+    )
     def make_private(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
         from .services import media_set_public
 
@@ -567,7 +578,9 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             label=lambda media: f"Image {_short(media.pk)}",
         )
 
-    @admin.action(description="Re-run persistence of images not yet persisted", location=BOTH_LOCATIONS)
+    @admin.action(
+        description="Re-run persistence of images not yet persisted", location=BOTH_LOCATIONS, permissions=["change"]
+    )
     def persist_media(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
         _persist(request, queryset.filter(persisted=False))
 

@@ -207,3 +207,19 @@ def test_persist_with_nothing_to_do_says_so(staff_client):
     assert act(staff_client, "persist_generation_media", generation) == [
         ("info", "Every selected image is already persisted.")
     ]
+
+
+def test_view_only_staff_can_look_but_not_act(client, db):
+    from django.contrib.auth.models import Permission
+
+    support = UserFactory(email="support@example.com", is_staff=True)
+    support.user_permissions.add(*Permission.objects.filter(codename__in=["view_generation", "view_media"]))
+    client.force_login(support)
+    generation = job(S.RUNNING)
+    page = client.get(reverse("admin:generation_generation_change", args=[generation.pk]))
+    assert page.status_code == 200
+    assert b"cancel_generations" not in page.content
+    assert b"cancel_generations" not in client.get(CHANGELIST).content
+    client.post(CHANGELIST, {"action": "cancel_generations", "index": "0", "_selected_action": [str(generation.pk)]})
+    generation.refresh_from_db()
+    assert generation.status == S.RUNNING
