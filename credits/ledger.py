@@ -95,15 +95,29 @@ def ensure_daily_allowance(*, user: User, now: dt.datetime | None = None) -> Cre
     Returns the allowance entry when one was written. Cheap when the day is already
     applied: one primary-key read, no lock.
     """
-    today = utc_today(now)
+    _, entry = _wallet_with_allowance(user, utc_today(now))
+    return entry
+
+
+def wallet_for(*, user: User, now: dt.datetime | None = None) -> Wallet:
+    """The user's wallet with today's allowance applied: one read when it already is.
+
+    For reads (the quota); the balance is a snapshot, never a basis for spending.
+    """
+    wallet, _ = _wallet_with_allowance(user, utc_today(now))
+    return wallet
+
+
+def _wallet_with_allowance(user: User, today: dt.date) -> tuple[Wallet, CreditEntry | None]:
     wallet = _ensure_wallet(user.pk)
     if wallet.allowance_day is not None and wallet.allowance_day >= today:
-        return None
+        return wallet, None
     with transaction.atomic():
         # Re-checked under the lock: of two concurrent first reads, the second sees
         # the day already applied. The unique constraint (user, allowance_day) backs
         # this up in the database.
-        return _apply_allowance(_lock_wallet(user.pk), today)
+        wallet = _lock_wallet(user.pk)
+        return wallet, _apply_allowance(wallet, today)
 
 
 def reserve(*, user: User, generation: Generation, amount: int) -> CreditEntry:

@@ -37,7 +37,8 @@ def quota_for(*, user: User, now: dt.datetime | None = None) -> Quota:
     UTC days, today included, so it is never below `daily_used`.
     """
     now = now or timezone.now()
-    ledger.ensure_daily_allowance(user=user, now=now)
+    # Two queries in the steady state: this wallet read and the spending aggregate.
+    wallet = ledger.wallet_for(user=user, now=now)
     midnight = dt.datetime.combine(ledger.utc_today(now), dt.time.min, tzinfo=dt.UTC)
     week_start = midnight - dt.timedelta(days=6)
     refunded = Exists(
@@ -56,7 +57,7 @@ def quota_for(*, user: User, now: dt.datetime | None = None) -> Quota:
             week=Sum("amount"),
         )
     )
-    balance = balance_of(user=user)
+    balance = wallet.balance
     return Quota(
         daily_limit=settings.DAILY_CREDITS,
         daily_used=-(spent["today"] or 0),

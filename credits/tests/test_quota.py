@@ -150,7 +150,7 @@ def test_reading_the_quota_costs_a_fixed_few_queries(user, django_assert_max_num
     quota_for(user=user)  # first read of the day writes the allowance
     for _ in range(3):
         start_generation(user)
-    # The header shows the quota on every page: wallet read, spending aggregate, balance.
-    with django_assert_max_num_queries(3):
+    # The header shows the quota on every page: one wallet read, one spending aggregate.
+    with django_assert_max_num_queries(2):
         quota = quota_for(user=user)
     assert quota.daily_used == 6
