@@ -8,24 +8,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection
+
+from .conftest import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url() -> str:
-    """The URL of the test database pytest-django made, for processes we start."""
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    credentials = quote(settings["USER"] or "")
-    if settings.get("PASSWORD"):
-        credentials += ":" + quote(settings["PASSWORD"])
-    host = settings["HOST"] or "127.0.0.1"
-    return f"postgres://{credentials}@{host}:{settings['PORT'] or 5432}/{settings['NAME']}"
 
 
 @pytest.mark.slow
