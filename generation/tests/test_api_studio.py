@@ -125,7 +125,8 @@ def test_when_the_bound_passes_it_answers_202_with_the_generation_id(api_client,
         URL, data=json.dumps({"image_base64": data_uri(make_jpeg()), "prompt": "p"}), content_type="application/json"
     )
 
-    assert 0.3 <= time.monotonic() - started < 5
+    # At least the bound; far below the 60 s default (generous: CI machines are busy).
+    assert 0.3 <= time.monotonic() - started < 30
     assert response.status_code == 202, response.content
     body = response.json()
     generation = Generation.objects.get()
