@@ -113,11 +113,23 @@ class Preset(models.Model):
         # (presets/thumbnails.py draws them); a new preset without either gets its kind's.
         if self.thumbnail:
             return self.thumbnail.url
-        return static(_static_thumbnail(self.slug, self.kind))
+        path = _static_thumbnail(self.slug, self.kind)
+        try:
+            return static(path)
+        except ValueError:
+            # The manifest storage raises for a file missing from STATIC_ROOT (collectstatic
+            # not run since it was added); a listing must not fail over a picture.
+            return f"{settings.STATIC_URL}{path}"
+
+
+# Every kind has a picture; this one also covers a kind added later without one.
+GENERIC_THUMBNAIL = "img/presets/kind-preset.png"
 
 
 @lru_cache(maxsize=512)
 def _static_thumbnail(slug: str, kind: str) -> str:
     # Looked up once per slug per process: a file lookup, not a query.
-    own = f"img/presets/{slug}.png"
-    return own if finders.find(own) else f"img/presets/kind-{kind}.png"
+    for path in (f"img/presets/{slug}.png", f"img/presets/kind-{kind}.png"):
+        if finders.find(path):
+            return path
+    return GENERIC_THUMBNAIL

@@ -90,6 +90,21 @@ def test_a_new_preset_without_a_thumbnail_shows_its_kind_s_picture():
         assert (THUMBNAILS / f"kind-{kind}.png").is_file()
 
 
+def test_a_preset_of_an_unknown_kind_still_gets_a_picture():
+    assert Preset(slug="odd", kind="").thumbnail_url == "/static/img/presets/kind-preset.png"
+    assert Preset(slug="odder", kind="made_up").thumbnail_url == "/static/img/presets/kind-preset.png"
+
+
+def test_a_thumbnail_missing_from_the_manifest_does_not_break_the_listing(settings):
+    # Production storage, with a manifest that predates the file: no 500, the plain URL.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    settings.STATIC_ROOT = settings.MEDIA_ROOT / "empty-static-root"
+    assert Preset(slug="ghibli_tears", kind="ghibli_reaction").thumbnail_url == "/static/img/presets/ghibli_tears.png"
+
+
 def test_seeding_again_changes_nothing_and_unseeding_removes_only_the_defaults():
     staff_made = PresetFactory(slug="staff-made")
     before = list(Preset.objects.order_by("slug").values())
