@@ -40,6 +40,9 @@ DEFAULT_FAILURE_MESSAGE = (
     "Every model we tried failed or took too long. That is usually temporary: please try again in a minute."
 )
 FAILURE_MESSAGES = {
+    "all_models_failed": "None of the image models could finish this one. That is usually temporary: "
+    "please try again in a minute.",
+    "refunded_by_staff": "Our team stopped this generation and gave your credits back.",
     "timeout": "The image models took too long to answer. Please try again in a minute.",
     "invalid_input": "The model could not use this photo. A clear, well-lit photo of a face works best.",
     "unsupported_image": "The model could not read this photo. Try a JPEG or PNG taken with a camera or phone.",

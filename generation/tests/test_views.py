@@ -205,11 +205,15 @@ def test_a_failed_card_explains_and_confirms_the_refund(signed_in, user, preset)
     from generation import services
 
     generation, _ = services.generation_request(user=user, preset_slug=preset.slug, image=_validated())
-    Generation.objects.filter(pk=generation.pk).update(status=Generation.Status.FAILED, error_code="provider_error")
+    Generation.objects.filter(pk=generation.pk).update(
+        status=Generation.Status.FAILED, error_code="all_models_failed", error_message="fal answered <b>500</b>"
+    )
     ledger.refund(generation=generation)
     body = signed_in.get(f"/g/{generation.pk}/").content.decode()
     assert "We couldn't make this image." in body
+    assert "None of the image models could finish this one." in body
     assert "Your 2 credits were refunded." in body
+    assert "fal answered &lt;b&gt;500&lt;/b&gt;" in body
 
 
 def test_someone_elses_generation_is_not_found(signed_in, other_user):
