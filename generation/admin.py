@@ -26,6 +26,7 @@ from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -92,6 +93,42 @@ class KindFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Generation]) -> QuerySet[Generation]:
         return queryset.filter(kind=self.value()) if self.value() else queryset
+
+
+class AttentionFilter(admin.SimpleListFilter):
+    """The usual answers to "my image never came", one click each."""
+
+    title = "needs attention"
+    parameter_name = "attention"
+    STUCK_AFTER = dt.timedelta(minutes=15)
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("stuck", "Active for over 15 minutes"),
+            ("unpersisted", "Images not persisted"),
+            ("unsettled", "Finished, credits neither captured nor refunded"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Generation]) -> QuerySet[Generation]:
+        if self.value() == "stuck":
+            return queryset.filter(
+                status__in=Generation.ACTIVE_STATUSES, created_at__lt=timezone.now() - self.STUCK_AFTER
+            )
+        if self.value() == "unpersisted":
+            return queryset.filter(Exists(Media.objects.filter(generation=OuterRef("pk"), persisted=False)))
+        if self.value() == "unsettled":
+            # A final generation whose latest reservation has no capture or refund: money
+            # the ledger still holds for a job that is over.
+            reserves = CreditEntry.objects.filter(generation=OuterRef("pk"), reason=CreditEntry.Reason.RESERVE)
+            settled = CreditEntry.objects.filter(
+                generation=OuterRef(OuterRef("pk")),
+                charge_number=OuterRef("charge_number"),
+                reason__in=CreditEntry.SETTLEMENT_REASONS,
+            )
+            return queryset.filter(status__in=Generation.FINAL_STATUSES).filter(
+                Exists(reserves.filter(~Exists(settled)))
+            )
+        return queryset
 
 
 class ModelFilter(admin.SimpleListFilter):
@@ -188,7 +225,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "duration",
     ]
     list_display_links = ["short_id"]
-    list_filter = ["status", KindFilter, ModelFilter, "created_at", "completed_at"]
+    list_filter = ["status", AttentionFilter, KindFilter, ModelFilter, "created_at", "completed_at"]
     # The search itself is get_search_results; search_fields only switches the box on.
     search_fields = ["user__email"]
     search_help_text = "A user's email (or part of it), fal's request id, or a generation id."

@@ -249,3 +249,50 @@ def test_media_search_finds_by_fal_request_id_and_generation_id(staff_client):
     for term in (wanted.fal_job_id, str(wanted.generation_id), str(wanted.pk), "needle"):
         response = staff_client.get(MEDIA_CHANGELIST, {"q": term})
         assert [row.pk for row in response.context["cl"].result_list] == [wanted.pk], term
+
+
+def test_the_needs_attention_filter_finds_stuck_unpersisted_and_unsettled_jobs(staff_client):
+    import datetime as dt
+
+    import time_machine
+    from django.utils import timezone
+
+    with time_machine.travel(timezone.now() - dt.timedelta(minutes=20)):
+        stuck = make_job("stuck@example.com", status=Generation.Status.RUNNING, media=0)
+    make_job("fresh@example.com", status=Generation.Status.RUNNING, media=0)  # active, but young
+    unpersisted = make_job("slow-cloud@example.com")
+    Media.objects.filter(generation=unpersisted).update(persisted=False)
+    unsettled = make_job("leak@example.com", status=Generation.Status.FAILED, media=0)  # reserved, never refunded
+    refunded = make_job("fine@example.com", status=Generation.Status.FAILED, media=0)
+    ledger.refund(generation=refunded)
+    delivered = make_job("done@example.com", media=1)
+    ledger.capture(generation=delivered)
+
+    def found(value):
+        response = staff_client.get(CHANGELIST, {"attention": value})
+        return {row.pk for row in response.context["cl"].result_list}
+
+    assert found("stuck") == {stuck.pk}
+    assert found("unpersisted") == {unpersisted.pk}
+    # make_job's succeeded jobs that were never captured are "unsettled" too; the
+    # captured and the refunded ones are not.
+    assert unsettled.pk in found("unsettled")
+    assert refunded.pk not in found("unsettled") and delivered.pk not in found("unsettled")
+    assert stuck.pk not in found("unsettled")  # still active: not over yet
+
+
+def test_the_unsettled_filter_looks_at_the_latest_charge_after_a_retry(staff_client, staff):
+    from generation.services import generation_refund, generation_retry
+
+    generation = make_job("retry@example.com", status=Generation.Status.FAILED, media=0)
+    ledger.refund(generation=generation)  # charge 1 settled
+    generation_retry(generation_id=generation.pk, by=staff)  # charge 2 reserved
+    Generation.objects.filter(pk=generation.pk).update(status=Generation.Status.FAILED)  # failed again, unrefunded
+
+    def unsettled():
+        response = staff_client.get(CHANGELIST, {"attention": "unsettled"})
+        return {row.pk for row in response.context["cl"].result_list}
+
+    assert generation.pk in unsettled()
+    generation_refund(generation_id=generation.pk, by=staff)  # charge 2 settled
+    assert generation.pk not in unsettled()
