@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import logging
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -44,6 +45,31 @@ class Outcome(enum.Enum):
 
 class SourceGone(Exception):
     pass
+
+
+_http_client = None
+_http_client_lock = threading.Lock()
+
+
+def _http() -> Any:
+    """One shared HTTP client (thread-safe, keeps connections alive) for fetching results.
+
+    A fresh client per image would redo the TLS handshake and reload the CA bundle
+    every time, which dominates the cost when hundreds of results arrive at once.
+    Created on first use, so SSL_CERT_FILE set before then is honoured.
+    """
+    global _http_client
+    if _http_client is None:
+        import httpx
+
+        with _http_client_lock:
+            if _http_client is None:
+                _http_client = httpx.Client(
+                    timeout=settings.CLOUDINARY_TIMEOUT_SECONDS,
+                    follow_redirects=True,
+                    limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+                )
+    return _http_client
 
 
 def public_id_for(media: Media) -> str:
@@ -175,9 +201,7 @@ def _copy_source(source: str, buffer: IO[bytes]) -> str:
                 _check_size(total)
                 buffer.write(chunk)
         return ""
-    import httpx
-
-    with httpx.stream("GET", source, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS, follow_redirects=True) as response:
+    with _http().stream("GET", source, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS) as response:
         if response.status_code in (404, 410):
             raise SourceGone(f"HTTP {response.status_code} from the result URL")
         response.raise_for_status()
@@ -227,7 +251,7 @@ def source_gone(source: str) -> bool:
     import httpx
 
     try:
-        with httpx.stream("GET", source, timeout=10, follow_redirects=True) as response:
+        with _http().stream("GET", source, timeout=10) as response:
             return response.status_code in (404, 410)
     except httpx.HTTPError:
         return False

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from credits import ledger
@@ -352,6 +352,8 @@ def generation_advance_safely(*, generation_id: object) -> None:
         generation_advance(generation_id=generation_id)
     except Exception:
         logger.exception("generation %s: advancing failed; will look again shortly", generation_id)
+        if not connection.in_atomic_block:  # (tests run inside one transaction)
+            close_old_connections()  # drops the connection if the error broke it
         try:
             generation_release(generation_id=generation_id, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
         except Exception:
@@ -360,7 +362,15 @@ def generation_advance_safely(*, generation_id: object) -> None:
 
 def generation_advance(*, generation_id: object) -> None:
     """Move a claimed generation one step on. The caller holds the claim (see above)."""
-    generation = Generation.objects.filter(pk=generation_id).first()
+    # One query for the usual case (an attempt in flight): the newest attempt with its
+    # generation. started_at, not position: after a staff retry the chain starts again.
+    attempt = (
+        Attempt.objects.select_related("generation")
+        .filter(generation_id=generation_id)
+        .order_by("-started_at", "-position")
+        .first()
+    )
+    generation = attempt.generation if attempt else Generation.objects.filter(pk=generation_id).first()
     if generation is None or generation.is_final:
         return
     if generation.status == Generation.Status.QUEUED:
@@ -372,7 +382,6 @@ def generation_advance(*, generation_id: object) -> None:
         generation.status = Generation.Status.RUNNING
         _submit_model(generation, position=0)
         return
-    attempt = _latest_attempt(generation)
     if attempt is None:
         _submit_model(generation, position=0)
     elif attempt.status == Attempt.Status.SUBMITTING:
@@ -383,11 +392,6 @@ def generation_advance(*, generation_id: object) -> None:
         _finish(generation, attempt)
     else:
         _submit_model(generation, position=attempt.position + 1)
-
-
-def _latest_attempt(generation: Generation) -> Attempt | None:
-    # started_at, not position: after a staff retry the chain starts again at 0.
-    return Attempt.objects.filter(generation=generation).order_by("-started_at", "-position").first()
 
 
 # --- Submitting ------------------------------------------------------------------------------
@@ -474,7 +478,8 @@ def _submit_attempt(
         len(prompt or ""),
         prompt if prompt is not None else "(this model takes no prompt)",
     )
-    logger.info("generation %s: payload %s", generation.pk, json.dumps(shorten_payload(payload)))
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("generation %s: payload %s", generation.pk, json.dumps(shorten_payload(payload)))
     provider = _provider()
     try:
         request_id = provider.submit(attempt.model, payload, webhook_url, kind=generation.kind)
@@ -593,7 +598,11 @@ def _record_progress(generation: Generation, attempt: Attempt, status: ProviderS
         Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(status=attempt_status)
     position = status.queue_position if status.state == ProviderState.IN_QUEUE else None
     new_lines = _new_provider_lines(generation, status.logs)
-    changes: dict[str, Any] = {"next_check_at": _next_poll()}
+    # The first check follows the submission after FAL_POLL_INTERVAL_SECONDS (quick
+    # first feedback); later ones every FAL_POLL_MAX_INTERVAL_SECONDS: within the ~2 s
+    # the UI promises, at half the calls a 1 s rhythm would cost a crowded queue.
+    interval = max(settings.FAL_POLL_INTERVAL_SECONDS, settings.FAL_POLL_MAX_INTERVAL_SECONDS)
+    changes: dict[str, Any] = {"next_check_at": _next_poll(seconds=interval)}
     if position != generation.queue_position:
         changes["queue_position"] = position
     if new_lines or (attempt.status != attempt_status and attempt_status == Attempt.Status.RUNNING):
@@ -636,34 +645,37 @@ def _record_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
         _fail_attempt_then_next(generation, attempt, "The model answered without an image")
         return False
     now = timezone.now()
+    count = len(outputs)
     with transaction.atomic():
-        if not Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
-            queue_position=None
-        ):
-            return False  # canceled or finished meanwhile
         won = Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(
             status=Attempt.Status.SUCCEEDED, finished_at=now, error=""
         )
         if not won:
             return False
-        for index, output in enumerate(outputs):
-            Media.objects.get_or_create(
-                generation=generation,
-                index=index,
-                defaults={
-                    "user_id": generation.user_id,
-                    "fal_job_id": attempt.fal_job_id,
-                    "model": attempt.model,
-                    "url": output.url,
-                    "original_url": output.url,
-                    "width": output.width,
-                    "height": output.height,
-                    "content_type": output.content_type,
-                    "is_public": generation.is_public,
-                },
-            )
-    count = len(outputs)
-    _log(generation, f"{_label(attempt.model)} finished: {count} image{'s' if count != 1 else ''}; saving")
+        saving = f"{_label(attempt.model)} finished: {count} image{'s' if count != 1 else ''}; saving"
+        if not _log(generation, saving, only_if=(Generation.Status.RUNNING,), queue_position=None):
+            transaction.set_rollback(True)  # canceled or finished meanwhile: keep nothing
+            return False
+        # ignore_conflicts: rows left by an earlier, interrupted completion stay as they are.
+        Media.objects.bulk_create(
+            [
+                Media(
+                    generation=generation,
+                    index=index,
+                    user_id=generation.user_id,
+                    fal_job_id=attempt.fal_job_id,
+                    model=attempt.model,
+                    url=output.url,
+                    original_url=output.url,
+                    width=output.width,
+                    height=output.height,
+                    content_type=output.content_type,
+                    is_public=generation.is_public,
+                )
+                for index, output in enumerate(outputs)
+            ],
+            ignore_conflicts=True,
+        )
     return True
 
 
@@ -678,7 +690,10 @@ def _finish(generation: Generation, attempt: Attempt) -> None:
         if persistence.persist(media) == persistence.Outcome.RETRY:
             retry.append(media.pk)
     with transaction.atomic():
-        done = Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+        done = _log(
+            generation,
+            "Done",
+            only_if=(Generation.Status.RUNNING,),
             status=Generation.Status.SUCCEEDED,
             completed_at=timezone.now(),
             next_check_at=None,
@@ -691,7 +706,6 @@ def _finish(generation: Generation, attempt: Attempt) -> None:
             for media_id in retry:
                 transaction.on_commit(partial(_schedule_persist_retry, media_id, attempts=1))
     if done:
-        _log(generation, "Done")
         logger.info("generation %s succeeded with %s", generation.pk, attempt.model)
 
 
@@ -780,11 +794,14 @@ def _log(
     level: str = "info",
     lines: list[dict[str, str]] | None = None,
     release: bool = False,
+    only_if: tuple[str, ...] | None = None,
     **changes: Any,
-) -> None:
+) -> bool:
     """Append log lines (the UI shows them) and apply `changes`, in one UPDATE.
 
     The row is read under a lock first so two writers never drop each other's lines.
+    With `only_if`, nothing happens unless the generation's status is one of those
+    (a state transition and its log line in one write); returns whether it happened.
     `release=True` also schedules the next check.
     """
     new = list(lines or [])
@@ -794,13 +811,14 @@ def _log(
         changes["next_check_at"] = _next_poll()
     with transaction.atomic():
         row = Generation.objects.select_for_update().filter(pk=generation.pk).values("logs", "status").first()
-        if row is None:
-            return
+        if row is None or (only_if is not None and row["status"] not in only_if):
+            return False
         logs = (list(row["logs"] or []) + new)[-MAX_LOG_LINES:]
         if row["status"] not in Generation.ACTIVE_STATUSES:
             changes.pop("next_check_at", None)
         Generation.objects.filter(pk=generation.pk).update(logs=logs, **changes)
     generation.logs = logs
+    return True
 
 
 # --- Webhook, cancel and staff actions ----------------------------------------------------------

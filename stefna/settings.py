@@ -313,6 +313,9 @@ GENERATE_IMAGE_WAIT_SECONDS = float(os.environ.get("GENERATE_IMAGE_WAIT_SECONDS"
 GENERATE_IMAGE_POLL_SECONDS = float(os.environ.get("GENERATE_IMAGE_POLL_SECONDS", "") or 0.5)
 
 # --- Pipeline -------------------------------------------------------------------------
+# A job is first checked FAL_POLL_INTERVAL_SECONDS after it was submitted, then this
+# often; keep it at or under 2 s, the delay within which the UI promises updates.
+FAL_POLL_MAX_INTERVAL_SECONDS = float(os.environ.get("FAL_POLL_MAX_INTERVAL_SECONDS", "2"))
 # fal-client retries each call up to 10 times, up to 30 s apart; a worker checking many
 # jobs must fail fast instead (a job is simply looked at again on a later round).
 FAL_CLIENT_MAX_ATTEMPTS = env_int("FAL_CLIENT_MAX_ATTEMPTS", 2)

@@ -99,6 +99,14 @@ def translate_error(exc: Exception, *, action: str) -> ProviderError:
     return ProviderError(f"fal {action} failed: {_short(exc)}", permanent=True, code="provider_error")
 
 
+def _detail(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    return str(body.get("detail", body) if isinstance(body, dict) else body)
+
+
 class FalProvider:
     name = "fal"
 
@@ -132,8 +140,20 @@ class FalProvider:
         raise ProviderError(f"fal answered an unknown status {status!r}", permanent=False)
 
     def result(self, endpoint: str, request_id: str) -> dict[str, Any]:
+        # One GET of the response URL, through the handle fal-client builds for the
+        # request (its HTTP client carries the key). `SyncClient.result()` would first
+        # poll the status again, doubling the calls for every completed job.
+        module = _fal_client_module()
         try:
-            data = _client(self._key).result(endpoint, request_id)
+            handle = _client(self._key).get_handle(endpoint, request_id)
+            response = handle.client.get(handle.response_url, timeout=module.QUEUE_POLL_TIMEOUT)
+            if response.status_code >= 400:
+                raise module.FalClientHTTPError(
+                    _detail(response), response.status_code, dict(response.headers), response=response
+                )
+            data = response.json()
+        except ValueError:
+            raise ProviderError("fal's result is not JSON", permanent=True, code="provider_bad_result") from None
         except Exception as exc:
             raise translate_error(exc, action="the result request") from None
         if not isinstance(data, dict):

@@ -49,7 +49,9 @@ stdout; set SSL_CERT_FILE to it and FAL_QUEUE_RUN_HOST=127.0.0.1:8443 for the cl
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -62,7 +64,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -125,16 +127,21 @@ def _app_of(endpoint: str) -> str:
     return "/".join(endpoint.split("/")[:2])
 
 
-def png_bytes(seed: str, size: tuple[int, int] = IMAGE_SIZE) -> bytes:
-    """A small real PNG whose colour depends on `seed`."""
+@functools.lru_cache(maxsize=64)
+def _png(colour: tuple[int, int, int], size: tuple[int, int]) -> bytes:
     from PIL import Image, ImageDraw
 
-    digest = hashlib.sha256(seed.encode()).digest()
-    image = Image.new("RGB", size, (digest[0], digest[1], digest[2]))
+    image = Image.new("RGB", size, colour)
     ImageDraw.Draw(image).rectangle((size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2), fill=(250, 240, 220))
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def png_bytes(seed: str, size: tuple[int, int] = IMAGE_SIZE) -> bytes:
+    """A small real PNG whose colour depends on `seed` (one of 64 colours, cached)."""
+    digest = hashlib.sha256(seed.encode()).digest()
+    return _png((digest[0] & 0xFC, digest[1] & 0xF0, digest[2] & 0xF0), size)
 
 
 class FakeFal:
@@ -153,9 +160,9 @@ class FakeFal:
         self.signing_key = Ed25519PrivateKey.generate()
         self.key_id = uuid.uuid4().hex[:12]
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
         self.record_limit = record_limit
@@ -413,33 +420,18 @@ class FakeFal:
     # --- server ------------------------------------------------------------------------------------
 
     def start(self) -> FakeFal:
+        """Listen (again) on `port`. An asyncio server in a background thread: cheap per
+        request, so benches measure our code rather than the fake."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            threading.Thread(target=self._loop.run_forever, name="fake-fal", daemon=True).start()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.certs.cert_path, self.certs.key_path)
-        fake = self
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-            request_queue_size = 1024
-
-            def get_request(self):  # type: ignore[no-untyped-def]
-                sock, address = self.socket.accept()
-                # The TLS handshake runs in the connection's own thread (first read),
-                # never in the accept loop.
-                wrapped = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-                with fake._lock:
-                    fake._connections.add(wrapped)
-                return wrapped, address
-
-            def shutdown_request(self, request):  # type: ignore[no-untyped-def]
-                with fake._lock:
-                    fake._connections.discard(request)
-                super().shutdown_request(request)
-
-        self._server = Server((self.host, self.port), _handler_for(self))
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        opening = asyncio.start_server(
+            self._serve_connection, self.host, self.port, ssl=context, reuse_address=True, backlog=2048
+        )
+        self._server = asyncio.run_coroutine_threadsafe(opening, self._loop).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
         if self._ticker is None:
             self._stopping.clear()
             self._ticker = threading.Thread(target=self._tick, daemon=True)
@@ -447,20 +439,17 @@ class FakeFal:
         return self
 
     def _close_listener(self) -> None:
-        if self._server is None:
+        if self._server is None or self._loop is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-            self._connections.clear()
-        for connection in connections:
-            try:
-                connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            connection.close()
-        self._server = None
+        server, self._server = self._server, None
+
+        async def close() -> None:
+            server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
 
     def refuse_connections(self) -> None:
         """Close the listening socket and open connections: clients get 'connection refused'."""
@@ -474,6 +463,55 @@ class FakeFal:
         self._stopping.set()
         self._close_listener()
         self._ticker = None
+        if self._loop is not None:
+            loop, self._loop = self._loop, None
+
+            async def cancel_connections() -> None:
+                tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+            asyncio.run_coroutine_threadsafe(cancel_connections(), loop).result(10)
+            loop.call_soon_threadsafe(loop.stop)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, *header_lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = request_line.split(" ", 2)
+                headers = {}
+                for line in header_lines:
+                    if line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length") or 0)
+                body = await reader.readexactly(length) if length else b""
+                try:
+                    status, answer, content_type = self.handle(method, target, headers, body)
+                except Exception as exc:  # a broken fake should answer, not hang the client
+                    logger.exception("fake fal crashed")
+                    status, answer, content_type = 500, {"detail": repr(exc)}, "application/json"
+                data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+                phrase = HTTPStatus(status).phrase
+                writer.write(
+                    f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {content_type}\r\n"
+                    f"Content-Length: {len(data)}\r\nx-fal-request-id: fake\r\n\r\n".encode()
+                    + data
+                )
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ssl.SSLError, ValueError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
 
     # --- request handling ---------------------------------------------------------------------------
 
@@ -602,36 +640,6 @@ class FakeFal:
                 return 500, {"detail": job.error}, "application/json"
             return 200, self._result_for(job), "application/json"
         return 405, {"detail": "Method not allowed"}, "application/json"
-
-
-def _handler_for(fake: FakeFal) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, like the real API
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {key.lower(): value for key, value in self.headers.items()}
-            try:
-                status, answer, content_type = fake.handle(self.command, self.path, headers, body)
-            except Exception as exc:  # a broken fake should answer, not hang the client
-                logger.exception("fake fal crashed")
-                status, answer, content_type = 500, {"detail": repr(exc)}, "application/json"
-            data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            if content_type == "application/json":
-                self.send_header("x-fal-request-id", headers.get("x-fal-request-id", "fake"))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            return
-
-    return Handler
 
 
 def main(argv: list[str] | None = None) -> None:

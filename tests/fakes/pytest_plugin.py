@@ -65,8 +65,6 @@ def fake_fal(fake_fal_server, settings):
     settings.FAL_KEY = FAKE_FAL_KEY
     settings.OFFLINE_MODE = False
     settings.FAL_WEBHOOK_JWKS_URL = fake_fal_server.jwks_url
-    # Zero: every job is due again at once, so tests drive rounds without sleeping.
-    settings.FAL_POLL_INTERVAL_SECONDS = 0
     yield fake_fal_server
     fake_fal_server.accept_connections()
     fake_fal_server.reset()
@@ -102,4 +100,5 @@ def offline_provider_dir(settings, tmp_path):
     settings.OFFLINE_QUEUE_SECONDS = 0
     settings.OFFLINE_RUN_SECONDS = 0
     settings.FAL_POLL_INTERVAL_SECONDS = 0
+    settings.FAL_POLL_MAX_INTERVAL_SECONDS = 0
     return settings.OFFLINE_PROVIDER_DIR
