@@ -40,6 +40,7 @@ def site(request: HttpRequest) -> dict[str, Any]:
         "site_name": settings.SITE_NAME,
         "offline_mode": settings.OFFLINE_MODE,
         "generation_cost": settings.GENERATION_COST,
+        "daily_credits": settings.DAILY_CREDITS,
     }
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
