@@ -73,7 +73,10 @@ class PresetForm(forms.ModelForm):
             "num_images",
             "thumbnail",
         )
-        widgets = {"prompt": forms.Textarea(attrs={"rows": 5, "cols": 80})}
+        widgets = {
+            "prompt": forms.Textarea(attrs={"rows": 5, "cols": 80}),
+            "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        }
 
     def clean_parameters(self) -> Any:
         # An emptied textarea means "no extra parameters", not null.
@@ -113,7 +116,7 @@ class PresetAdmin(admin.ModelAdmin):
     def preview(self, obj: Preset) -> str:
         return format_html('<img src="{}" width="40" height="40" alt="" loading="lazy">', obj.thumbnail_url)
 
-    @admin.display(description="Thumbnail")
+    @admin.display(description="Preview")
     def thumbnail_preview(self, obj: Preset) -> str:
         if not obj.pk:
             return "Shown after saving; without an upload the built-in picture for the slug (or kind) is used."
