@@ -180,18 +180,23 @@ def start_web_and_worker(stack: Stack, *, web_workers: int, threads: int) -> Non
         ],
     )
     stack.spawn("worker", [PYTHON, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay"])
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
+    answers: list[str] = []
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{stack.base_url}/api/presets", timeout=2).status_code == 200:
+            # Any non-5xx answer means Django is serving. Not a public route: those are
+            # rate limited per IP, and a slow start could use up the allowance.
+            status = httpx.get(f"{stack.base_url}/api/me", timeout=5).status_code
+            if status < 500:
                 return
-        except httpx.HTTPError:
-            pass
+            answers.append(str(status))
+        except httpx.HTTPError as exc:
+            answers.append(type(exc).__name__)
         for name in ("gunicorn", "worker"):
             if stack.processes[name].poll() is not None:
                 raise RuntimeError(f"{name} exited:\n" + stack.tail(name))
         time.sleep(0.1)
-    raise RuntimeError("gunicorn did not answer:\n" + stack.tail("gunicorn"))
+    raise RuntimeError(f"gunicorn did not answer ({', '.join(answers[-5:])}):\n" + stack.tail("gunicorn"))
 
 
 # --- Clients -------------------------------------------------------------------------------

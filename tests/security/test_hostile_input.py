@@ -92,8 +92,17 @@ def test_each_upload_gets_its_documented_answer_as_multipart(api_client, style, 
     _check_answer(response, sample.expect, sample, untouched)
 
 
-@pytest.mark.parametrize("as_data_uri", [True, False], ids=["data-uri", "bare"])
-@pytest.mark.parametrize("sample", IMAGES, ids=_ids(IMAGES))
+# Every sample as a data URI; bare base64 (same decoder after the prefix) for a few.
+JSON_CASES = [(sample, True) for sample in IMAGES] + [
+    (sample, False) for sample in IMAGES if sample.name in ("empty.jpg", "letter.jpg", "bomb.png", "phone.jpg")
+]
+
+
+@pytest.mark.parametrize(
+    ("sample", "as_data_uri"),
+    JSON_CASES,
+    ids=[f"{sample.name}-{'data-uri' if uri else 'bare'}" for sample, uri in JSON_CASES],
+)
 def test_each_upload_gets_its_documented_answer_as_json_base64(api_client, style, untouched, sample, as_data_uri):
     encoded = base64.b64encode(sample.make()).decode()
     value = f"data:{sample.content_type};base64,{encoded}" if as_data_uri else encoded
