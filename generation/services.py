@@ -16,7 +16,7 @@ import mimetypes
 import os
 import socket
 import uuid
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -329,21 +329,81 @@ def generation_submit(*, generation_id: object) -> None:
 
 
 def generation_poll_due(*, limit: int = 100, executor: Executor | None = None) -> int:
-    """Claim due generations and advance each; concurrently on `executor` when given.
+    """Claim due generations and move each on; concurrently on `executor` when given.
 
-    Returns how many were claimed. The worker's poller calls this in a loop; tests
-    call it directly (without an executor, so everything runs in the test's thread
-    and transaction).
+    Returns how many were claimed. The worker's poller does the same in a loop (see
+    `generation_poll_batch`); tests call this directly, without an executor, so
+    everything runs in the test's thread and transaction.
     """
     ids = generation_claim_due(limit=limit)
-    if executor is None:
-        for generation_id in ids:
-            generation_advance_safely(generation_id=generation_id)
-    else:
-        futures = [executor.submit(generation_advance_safely, generation_id=gid) for gid in ids]
-        for future in futures:
-            future.result()
+    for future in generation_poll_batch(generation_ids=ids, executor=executor):
+        future.result()
     return len(ids)
+
+
+def generation_poll_batch(*, generation_ids: list[Any], executor: Executor | None = None) -> list[Future[None]]:
+    """Move a batch of claimed generations on. Returns the follow-up work still running.
+
+    Most due jobs are simply waiting in fal's queue, so they are handled as a batch:
+    one query loads their attempts, their statuses are fetched concurrently, and every
+    job whose status did not change is rescheduled with a single UPDATE. The rest
+    (changed progress, completions, failures, submissions) are advanced one by one,
+    on the executor when there is one; those futures are returned, not awaited, so a
+    slow completion (a Cloudinary upload) never holds up the next round of checks.
+    """
+    if not generation_ids:
+        return []
+    pollable = {
+        attempt.generation_id: attempt
+        for attempt in Attempt.objects.select_related("generation")
+        .filter(generation_id__in=generation_ids, status__in=(Attempt.Status.QUEUED, Attempt.Status.RUNNING))
+        .filter(generation__status=Generation.Status.RUNNING)
+        .exclude(fal_job_id="")
+    }
+    attempts = list(pollable.values())
+    if executor is None:
+        statuses = [_fetch_status(attempt) for attempt in attempts]
+    else:
+        statuses = list(executor.map(_fetch_status, attempts))
+    unchanged = []
+    follow_ups: list[Any] = [
+        partial(generation_advance_safely, generation_id=gid) for gid in generation_ids if gid not in pollable
+    ]
+    for attempt, status in zip(attempts, statuses, strict=True):
+        generation = attempt.generation
+        if (
+            isinstance(status, ProviderStatus)
+            and status.state != ProviderState.COMPLETED
+            and not _attempt_expired(attempt)
+            and not _progress_changed(generation, attempt, status)
+        ):
+            unchanged.append(generation.pk)
+        else:
+            follow_ups.append(partial(_apply_status_safely, generation, attempt, status))
+    if unchanged:
+        interval = max(settings.FAL_POLL_INTERVAL_SECONDS, settings.FAL_POLL_MAX_INTERVAL_SECONDS)
+        Generation.objects.filter(pk__in=unchanged, status=Generation.Status.RUNNING).update(
+            next_check_at=_next_poll(seconds=interval)
+        )
+    if executor is None:
+        done: list[Future[None]] = []
+        for work in follow_ups:
+            future: Future[None] = Future()
+            work()
+            future.set_result(None)
+            done.append(future)
+        return done
+    return [executor.submit(work) for work in follow_ups]
+
+
+def _apply_status_safely(generation: Generation, attempt: Attempt, status: ProviderStatus | ProviderError) -> None:
+    try:
+        _apply_status(generation, attempt, status)
+    except Exception:
+        logger.exception("generation %s: handling fal's answer failed; will look again shortly", generation.pk)
+        if not connection.in_atomic_block:
+            close_old_connections()
+        generation_release(generation_id=generation.pk, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
 
 
 def generation_advance_safely(*, generation_id: object) -> None:
@@ -552,10 +612,20 @@ def _attempt_expired(attempt: Attempt) -> bool:
 
 
 def _check_attempt(generation: Generation, attempt: Attempt) -> None:
-    provider = _provider(attempt.fal_job_id)
+    _apply_status(generation, attempt, _fetch_status(attempt))
+
+
+def _fetch_status(attempt: Attempt) -> ProviderStatus | ProviderError:
     try:
-        status = provider.status(attempt.model, attempt.fal_job_id)
+        return _provider(attempt.fal_job_id).status(attempt.model, attempt.fal_job_id)
     except ProviderError as exc:
+        return exc
+
+
+def _apply_status(generation: Generation, attempt: Attempt, status: ProviderStatus | ProviderError) -> None:
+    """Act on what fal said about an attempt: progress, completion, error, or no answer."""
+    if isinstance(status, ProviderError):
+        exc = status
         if exc.permanent:
             _fail_attempt_then_next(generation, attempt, exc.message)
         elif _attempt_expired(attempt):
@@ -569,15 +639,15 @@ def _check_attempt(generation: Generation, attempt: Attempt) -> None:
             _fail_attempt_then_next(generation, attempt, f"fal reported an error: {status.error}")
             return
         try:
-            data = provider.result(attempt.model, attempt.fal_job_id)
+            data = _provider(attempt.fal_job_id).result(attempt.model, attempt.fal_job_id)
         except ProviderError as exc:
             if exc.permanent:
                 _fail_attempt_then_next(generation, attempt, exc.message)
             else:
                 generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
             return
-        if _record_result(generation, attempt, data):
-            _finish(generation, attempt)
+        if _record_result(generation, attempt, data, log=False):
+            _finish(generation, attempt, lines=[_finished_line(attempt, data)])
         return
     if _attempt_expired(attempt):
         _time_out(generation, attempt)
@@ -589,6 +659,16 @@ def _time_out(generation: Generation, attempt: Attempt) -> None:
     """Stop an attempt that took longer than FAL_ATTEMPT_TIMEOUT_SECONDS and try the next model."""
     _cancel_at_provider(attempt.model, attempt.fal_job_id)
     _fail_attempt_then_next(generation, attempt, f"Timed out after {settings.FAL_ATTEMPT_TIMEOUT_SECONDS} s")
+
+
+def _progress_changed(generation: Generation, attempt: Attempt, status: ProviderStatus) -> bool:
+    attempt_status = Attempt.Status.QUEUED if status.state == ProviderState.IN_QUEUE else Attempt.Status.RUNNING
+    position = status.queue_position if status.state == ProviderState.IN_QUEUE else None
+    return (
+        attempt.status != attempt_status
+        or position != generation.queue_position
+        or bool(_new_provider_lines(generation, status.logs))
+    )
 
 
 def _record_progress(generation: Generation, attempt: Attempt, status: ProviderStatus) -> None:
@@ -634,7 +714,12 @@ def _new_provider_lines(generation: Generation, logs: list[dict[str, Any]]) -> l
 # --- Completing ---------------------------------------------------------------------------------
 
 
-def _record_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
+def _finished_line(attempt: Attempt, data: Any) -> dict[str, str]:
+    count = len(ModelSpec.read_output(data))
+    return _log_line(f"{_label(attempt.model)} finished: {count} image{'s' if count != 1 else ''}; saving")
+
+
+def _record_result(generation: Generation, attempt: Attempt, data: Any, *, log: bool = True) -> bool:
     """Turn a finished attempt's output into Media rows. False if there was nothing to keep.
 
     Only one caller wins the attempt's running → succeeded transition; a duplicate
@@ -645,15 +730,26 @@ def _record_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
         _fail_attempt_then_next(generation, attempt, "The model answered without an image")
         return False
     now = timezone.now()
-    count = len(outputs)
     with transaction.atomic():
         won = Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(
             status=Attempt.Status.SUCCEEDED, finished_at=now, error=""
         )
         if not won:
             return False
-        saving = f"{_label(attempt.model)} finished: {count} image{'s' if count != 1 else ''}; saving"
-        if not _log(generation, saving, only_if=(Generation.Status.RUNNING,), queue_position=None):
+        if log:
+            still_running = _log(
+                generation,
+                lines=[_finished_line(attempt, data)],
+                only_if=(Generation.Status.RUNNING,),
+                queue_position=None,
+            )
+        else:  # the caller logs it together with the next step
+            still_running = bool(
+                Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+                    queue_position=None
+                )
+            )
+        if not still_running:
             transaction.set_rollback(True)  # canceled or finished meanwhile: keep nothing
             return False
         # ignore_conflicts: rows left by an earlier, interrupted completion stay as they are.
@@ -679,7 +775,7 @@ def _record_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
     return True
 
 
-def _finish(generation: Generation, attempt: Attempt) -> None:
+def _finish(generation: Generation, attempt: Attempt, *, lines: list[dict[str, str]] | None = None) -> None:
     """Save the images durably, then mark the generation succeeded and capture its credits.
 
     An image that cannot be saved yet keeps fal's URL (`persisted=False`) and gets a
@@ -693,6 +789,7 @@ def _finish(generation: Generation, attempt: Attempt) -> None:
         done = _log(
             generation,
             "Done",
+            lines=lines,
             only_if=(Generation.Status.RUNNING,),
             status=Generation.Status.SUCCEEDED,
             completed_at=timezone.now(),

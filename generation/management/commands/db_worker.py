@@ -24,11 +24,11 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.utils import timezone
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django_tasks_db.management.commands.db_worker import Command as TasksDbWorkerCommand
@@ -36,6 +36,7 @@ from django_tasks_db.management.commands.db_worker import Command as TasksDbWork
 logger = logging.getLogger("generation.worker")
 
 HEARTBEAT_SECONDS = 5.0
+BATCH = 200
 SWEEP_SECONDS = 30.0
 
 
@@ -73,6 +74,7 @@ class Poller:
         next_heartbeat = 0.0
         next_sweep = time.monotonic() + 5
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="stefna-pipeline") as executor:
+            pool = _ConnectionCaringExecutor(executor)
             while not self._stop.is_set():
                 claimed = 0
                 try:
@@ -86,37 +88,70 @@ class Poller:
                     with self._lock:
                         free = capacity - len(self._in_flight)
                     if free > 0:
-                        ids = services.generation_claim_due(limit=free)
+                        # Up to BATCH due jobs per round; waiting ones only cost a status
+                        # call each, and follow-up work is bounded by `capacity`.
+                        ids = services.generation_claim_due(limit=min(BATCH, free * 4))
                         claimed = len(ids)
-                        for generation_id in ids:
-                            future = executor.submit(_advance, generation_id)
+                        for future in services.generation_poll_batch(generation_ids=ids, executor=pool):
                             with self._lock:
                                 self._in_flight.add(future)
                             future.add_done_callback(self._done)
+                        _maybe_close_connections()
                 except Exception:
                     logger.exception("poller round failed")
                     close_old_connections()
                 # More may be due right away when the round filled up; otherwise rest a tick.
                 self._wake.clear()
-                if not claimed or claimed < free:
+                if not claimed or claimed < min(BATCH, free * 4):
                     self._wake.wait(tick)
                 else:
                     self._wake.wait(0.01)
-        close_old_connections()
+            self._close_thread_connections(executor)
+        connections.close_all()
+
+    def _close_thread_connections(self, executor: ThreadPoolExecutor) -> None:
+        """Close every pool thread's database connection before the threads go away.
+
+        A job per thread, held at a barrier so that each thread runs exactly one.
+        """
+        barrier = threading.Barrier(self.threads, timeout=5)
+
+        def close() -> None:
+            connections.close_all()
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+
+        for _ in range(self.threads):
+            executor.submit(close)
 
 
 _thread_state = threading.local()
 CONNECTION_CHECK_SECONDS = 30.0
 
 
-def _advance(generation_id: object) -> None:
-    from generation import services
+class _ConnectionCaringExecutor(Executor):
+    """Runs each job on the pool, then lets the thread check its database connection."""
 
-    services.generation_advance_safely(generation_id=generation_id)
+    def __init__(self, inner: ThreadPoolExecutor) -> None:
+        self.inner = inner
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def run() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _maybe_close_connections()
+
+        return self.inner.submit(run)
+
+
+def _maybe_close_connections() -> None:
     # Each pool thread keeps its own database connection between jobs. Django's usual
     # per-request clean-up would reopen it for every job (SQLite's CONN_MAX_AGE is 0),
     # which costs more than the job's own queries; instead each thread drops obsolete
-    # connections every half minute (advance_safely already drops broken ones).
+    # connections every half minute (a job that fails drops a broken one at once).
     now = time.monotonic()
     if now >= getattr(_thread_state, "next_check", 0.0):
         close_old_connections()
