@@ -12,12 +12,10 @@ Each runs against the test database (SQLite file or PostgreSQL) and the in-proce
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -29,82 +27,11 @@ from credits.reconcile import find_ledger_problems
 from generation import services
 from generation.images import validate_image
 from generation.models import Attempt, Generation, Media
-from tests.fakes.pytest_plugin import FAKE_FAL_KEY
 from tests.images import make_jpeg
 
-from .conftest import database_url, entries
+from .conftest import ROOT, child_env, entries, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def child_env() -> dict[str, str]:
-    """A production-like process on the test database, talking to the fake fal."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
-    env.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "stefna.settings",
-            "DATABASE_URL": database_url(),
-            "DEBUG": "0",
-            "SECRET_KEY": "crash-test-secret-key",
-            "FAL_KEY": FAKE_FAL_KEY,  # FAL_QUEUE_RUN_HOST and SSL_CERT_FILE point at the fake already
-            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-            "FAL_POLL_INTERVAL_SECONDS": "0.1",
-            # A killed worker's claim must expire soon for the next one to take over, but
-            # not before a slow fal call on a loaded machine returns (a shorter lease than
-            # the longest call lets a second round claim the same job and submit it again).
-            "PIPELINE_LEASE_SECONDS": "5",
-            "LOG_LEVEL": "INFO",
-        }
-    )
-    return env
-
-
-class Worker:
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay", "--no-reload"],
-            cwd=ROOT,
-            env=child_env(),
-            stdout=log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-
-@pytest.fixture
-def workers(tmp_path):
-    started: list[Worker] = []
-
-    def start() -> Worker:
-        worker = Worker(tmp_path / f"worker-{len(started)}.log")
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
-
-
-def wait_for(condition, *, timeout: float, what: str, worker: Worker | None = None):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if worker is not None and worker.process.poll() is not None:
-            raise AssertionError(f"the worker exited while waiting for {what}:\n{worker.output()}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}" + (f":\n{worker.output()}" if worker else ""))
 
 
 def request_in_child(user, style, *, die: str) -> subprocess.CompletedProcess[str]:

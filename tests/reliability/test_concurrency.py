@@ -1,0 +1,148 @@
+"""Races: two real workers over one queue, requests racing for the last credits, and fal's
+webhook landing while the poller finishes the same job. Each thing happens once and the
+ledger stays clean.
+
+The thread races need PostgreSQL's row locks to be meaningful (SQLite serialises every
+writer, so nothing would overlap) and are reported as skipped there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from credits import ledger
+from credits.models import CreditEntry
+from credits.reconcile import find_ledger_problems
+from credits.selectors import balance_of
+from generation import services
+from generation.images import validate_image
+from generation.models import Attempt, Generation, Media
+from stefna.accounts.services import api_token_create
+from tests.images import make_jpeg
+
+from .conftest import entries, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def _postgres_only() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: SQLite runs one writing transaction at a time (BEGIN IMMEDIATE), so the "
+            "threads below could never overlap and the race would not be exercised"
+        )
+
+
+def _run_together(count: int, work) -> list:  # type: ignore[no-untyped-def]
+    """Run `work(n)` in `count` threads released at the same instant; their results in order."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(number: int) -> None:
+        try:
+            barrier.wait(10)
+            results[number] = work(number)
+        except Exception as exc:  # reported by the test, not lost in a thread
+            results[number] = exc
+        finally:
+            connection.close()  # each thread has its own connection; leave none open
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_queue_without_submitting_any_job_twice(user, funded, fake_fal, one_model_style, workers):
+    fake_fal.set_latency(0.3)
+    image = validate_image(make_jpeg(96, 64))
+    generations = [
+        services.generation_request(user=user, preset_slug=one_model_style.slug, image=image, prompt=f"n{n}")[0]
+        for n in range(8)
+    ]
+    first, second = workers(), workers()
+
+    wait_for(
+        lambda: not Generation.objects.filter(status__in=Generation.ACTIVE_STATUSES).exists(),
+        timeout=60,
+        what="both workers to finish the queue",
+        worker=first,
+    )
+
+    assert second.process.poll() is None
+    assert Generation.objects.filter(status="succeeded").count() == len(generations)
+    assert len(fake_fal.submissions()) == len(generations), "one fal submission per generation"
+    assert Attempt.objects.count() == len(generations)
+    assert Media.objects.count() == len(generations)
+    assert find_ledger_problems(users=[user]) == []
+    assert balance_of(user=user) == funded - 2 * len(generations)
+
+
+@pytest.mark.postgres_only
+def test_requests_racing_for_the_last_credits_never_overspend(user, one_model_style):
+    _postgres_only()
+    ledger.ensure_daily_allowance(user=user)
+    spare = balance_of(user=user) - 6  # leave exactly three generations' worth
+    ledger.grant(user=user, amount=-spare, reason=CreditEntry.Reason.ADJUST, note="test: three left")
+    _, token = api_token_create(user=user, name="race")
+    body = json.dumps(
+        {"image_base64": base64.b64encode(make_jpeg(64, 48)).decode(), "preset": one_model_style.slug, "prompt": "x"}
+    )
+
+    def start(number: int) -> int:
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return client.post("/api/generations", data=body, content_type="application/json").status_code
+
+    statuses = _run_together(8, start)
+
+    assert sorted(statuses) == [202] * 3 + [402] * 5, statuses
+    assert balance_of(user=user) == 0
+    assert Generation.objects.filter(user=user).count() == 3
+    assert find_ledger_problems(users=[user]) == []
+
+
+@pytest.mark.postgres_only
+def test_webhook_and_poller_finishing_one_job_at_the_same_instant_apply_it_once(
+    user, funded, fake_fal, one_model_style, settings
+):
+    _postgres_only()
+    settings.FAL_WEBHOOK_BASE_URL = "http://testserver"
+    fake_fal.manual = True
+    generation, _ = services.generation_request(
+        user=user, preset_slug=one_model_style.slug, image=validate_image(make_jpeg(96, 64)), prompt="race"
+    )
+    services.generation_poll_due(limit=10)  # submitted
+    attempt = Attempt.objects.get(generation=generation)
+    fake_fal.advance(attempt.fal_job_id, steps=3)
+    body, headers = fake_fal.webhook_request(attempt.fal_job_id)
+    Generation.objects.filter(pk=generation.pk).update(next_check_at=None)
+
+    def contender(number: int) -> object:
+        if number % 2:
+            return Client().post("/api/fal/webhook", data=body, content_type="application/json", headers=headers).json()
+        Generation.objects.filter(pk=generation.pk).update(next_check_at="2000-01-01T00:00:00Z")
+        return services.generation_poll_due(limit=10)
+
+    results = _run_together(6, contender)
+    assert not [result for result in results if isinstance(result, Exception)], results
+    for _ in range(5):  # whatever is left (a webhook only records the result; a poll saves it)
+        Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
+            next_check_at="2000-01-01T00:00:00Z"
+        )
+        services.generation_poll_due(limit=10)
+
+    generation.refresh_from_db()
+    assert generation.status == "succeeded"
+    assert Media.objects.filter(generation=generation).count() == 1
+    assert entries(generation, CreditEntry.Reason.CAPTURE) == 1
+    assert find_ledger_problems(users=[user]) == []
+    assert len(fake_fal.submissions()) == 1
