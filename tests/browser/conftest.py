@@ -176,3 +176,19 @@ def served_media(settings):
     yield settings.MEDIA_ROOT
     importlib.reload(stefna.urls)
     clear_url_caches()
+
+
+@pytest.fixture(autouse=True)
+def seeded_presets(transactional_db):
+    """The presets the data migration seeds, written again by the migration's own code.
+
+    A transactional test's flush empties every table, so the seeded rows are gone for
+    the tests after it. (serialized_rollback would restore them, but reloading the
+    serialized content types clashes with the ones a plain flush re-creates.)
+    """
+    import importlib
+
+    from django.apps import apps
+
+    seed_migration = importlib.import_module("presets.migrations.0002_seed_presets")
+    seed_migration.seed(apps, None)

@@ -18,9 +18,10 @@ from presets.tests.factories import PresetFactory
 from stefna.accounts.models import User
 from tests.browser.conftest import screenshot, sign_in
 
-# serialized_rollback: each test starts with the presets the data migration seeded,
-# even after an earlier transactional test flushed the tables.
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+# Transactional: the live server thread and the worker process must see committed rows.
+# `seeded_presets` (autouse, conftest) puts the data migration's presets back after an
+# earlier transactional test flushed the tables.
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 GHIBLI_TEARS = "ghibli_tears"
 COST = settings.GENERATION_COST
