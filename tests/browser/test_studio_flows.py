@@ -208,6 +208,13 @@ def test_cancel_a_running_job_and_see_the_refund(page, start_worker, served_medi
     assert generation.status == Generation.Status.CANCELED
     assert CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.REFUND).count() == 1
 
+    # Removing it from history is an htmx swap after a confirmation.
+    page.goto("/history/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name=re.compile("^Remove")).first.click()
+    expect(page.get_by_test_id("history-item")).to_have_count(0)
+    assert Generation.objects.get(pk=generation.pk).deleted_at is not None
+
     # The account's ledger tells the same story: allowance, reservation, refund.
     page.goto("/accounts/")
     ledger_rows = page.locator("table.ledger tbody tr")
@@ -215,3 +222,46 @@ def test_cancel_a_running_job_and_see_the_refund(page, start_worker, served_medi
     expect(ledger_rows.first).to_contain_text("Refund")
     expect(ledger_rows.first).to_contain_text(f"+{COST}")
     screenshot(page, "account", full_page=False)
+
+
+def test_studio_by_keyboard_and_drag_and_drop(page, live_server):
+    ghibli_tears()
+    sign_in(page, "keys@example.com")
+    page.goto("/")
+
+    # Dropping a file on the zone fills the file input and shows the preview.
+    page.evaluate(
+        """async () => {
+            const canvas = document.createElement("canvas");
+            canvas.width = 64; canvas.height = 64;
+            canvas.getContext("2d").fillRect(0, 0, 64, 64);
+            const blob = await new Promise(done => canvas.toBlob(done, "image/png"));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([blob], "dropped.png", {type: "image/png"}));
+            const zone = document.querySelector("[data-dropzone]");
+            zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }"""
+    )
+    expect(page.locator("[data-preview]")).to_be_visible()
+    assert page.locator("#id_image").evaluate("input => input.files[0].name") == "dropped.png"
+
+    # The style grid is radio inputs: reachable and selectable from the keyboard.
+    prompt = page.get_by_label("Describe what you want to see")
+    expect(prompt).to_be_hidden()
+    prompted = Preset.objects.filter(is_active=True, requires_prompt=True).order_by("sort_order").first()
+    if prompted is None:
+        prompted = PresetFactory(slug="needs-words", name="Needs words", requires_prompt=True, prompt="{prompt}")
+        page.reload()
+    radio = page.locator(f'input[name="preset"][value="{prompted.slug}"]')
+    radio.focus()
+    page.keyboard.press("Space")
+    expect(radio).to_be_checked()
+    # A style that needs a prompt shows the field, with a live character counter.
+    expect(prompt).to_be_visible()
+    prompt.fill("a lighthouse in the rain")
+    expect(page.locator("[data-counter]")).to_have_text(f"24 / {settings.MAX_PROMPT_CHARS} characters")
+
+    page.locator(f'input[name="preset"][value="{GHIBLI_TEARS}"]').focus()
+    page.keyboard.press("Space")
+    expect(prompt).to_be_hidden()  # a style without a prompt hides (and won't send) it
