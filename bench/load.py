@@ -117,7 +117,7 @@ class Stack:
         )
 
 
-def start_fake_fal(stack: Stack, *, latency: float) -> None:
+def start_fake_fal(stack: Stack, *, latency: float, webhooks: bool) -> None:
     port = free_port()
     process = stack.spawn(
         "fake-fal",
@@ -131,6 +131,7 @@ def start_fake_fal(stack: Stack, *, latency: float) -> None:
             str(latency),
             "--cert-dir",
             str(stack.workdir / "certs"),
+            *(["--deliver-webhooks"] if webhooks else []),
         ],
     )
     deadline = time.monotonic() + 30
@@ -155,8 +156,7 @@ def start_fake_fal(stack: Stack, *, latency: float) -> None:
     )
 
 
-def start_web_and_worker(stack: Stack, *, web_workers: int, threads: int) -> None:
-    port = free_port()
+def start_web_and_worker(stack: Stack, *, port: int, web_workers: int, threads: int) -> None:
     stack.base_url = f"http://127.0.0.1:{port}"
     stack.spawn(
         "gunicorn",
@@ -335,7 +335,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def report(stats: Stats, *, seconds: float, ledger: subprocess.CompletedProcess[str], args: argparse.Namespace) -> bool:
-    print(f"\nStefna load test: {args.clients} clients, {seconds:.1f} s, fake fal latency {args.latency:g} s")
+    mode = "webhooks + poller" if args.webhooks else "poller"
+    print(f"\nStefna load test: {args.clients} clients, {seconds:.1f} s, fake fal latency {args.latency:g} s ({mode})")
     print(f"  requests served    {stats.requests}  ({stats.requests / seconds:.1f}/s)")
     print(f"  5xx                {stats.server_errors}")
     print(f"  4xx                {stats.client_errors}")
@@ -385,6 +386,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--request-timeout", type=float, default=30.0)
     parser.add_argument("--web-workers", type=int, default=4, help="gunicorn processes (default 4)")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn process (default 8)")
+    parser.add_argument(
+        "--webhooks", action="store_true", help="fal delivers signed webhooks too (FAL_WEBHOOK_BASE_URL set)"
+    )
     parser.add_argument("--no-migrate", action="store_true", help="the database is already migrated")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""))
     args = parser.parse_args(argv)
@@ -430,14 +434,17 @@ def main(argv: list[str] | None = None) -> int:
             if migrated.returncode:
                 print(migrated.stdout + migrated.stderr)
                 return 2
-        start_fake_fal(stack, latency=args.latency)
+        web_port = free_port()
+        if args.webhooks:
+            stack.env["FAL_WEBHOOK_BASE_URL"] = f"http://127.0.0.1:{web_port}"
+        start_fake_fal(stack, latency=args.latency, webhooks=args.webhooks)
         stack.env.update({"LOAD_RUN": uuid.uuid4().hex[:8], "LOAD_CLIENTS": str(args.clients)})
         setup = stack.manage("shell", "-c", SETUP_SCRIPT)
         if setup.returncode:
             print(setup.stdout + setup.stderr)
             return 2
         prepared = json.loads(setup.stdout.strip().splitlines()[-1])
-        start_web_and_worker(stack, web_workers=args.web_workers, threads=args.threads)
+        start_web_and_worker(stack, port=web_port, web_workers=args.web_workers, threads=args.threads)
 
         stats = Stats()
         started = time.monotonic()
