@@ -109,7 +109,23 @@
     if (target && target.tagName === "IMG" && target.closest(".preset-thumb")) markBroken(target);
   }, true);
 
+  // Announce status changes of the polled card (see detail.html).
+  var lastStatus = null;
+  document.addEventListener("htmx:afterSettle", function () {
+    var card = document.querySelector("[data-testid=status-card]");
+    var announcer = document.querySelector("[data-status-announcer]");
+    if (!card || !announcer) return;
+    var status = card.getAttribute("data-status");
+    if (status !== lastStatus) {
+      var pill = card.querySelector("[data-testid=status]");
+      announcer.textContent = "Status: " + (pill ? pill.textContent : status);
+      lastStatus = status;
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    var card = document.querySelector("[data-testid=status-card]");
+    if (card) lastStatus = card.getAttribute("data-status");
     document.querySelectorAll(".preset-thumb img").forEach(function (img) {
       if (img.complete && img.naturalWidth === 0) markBroken(img);
     });

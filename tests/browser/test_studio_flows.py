@@ -94,6 +94,7 @@ def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, ser
     expect(card).to_have_attribute("data-status", re.compile("queued|running"))
     expect(card).to_have_attribute("data-status", "succeeded", timeout=45_000)
     expect(page.get_by_test_id("status")).to_have_text("Succeeded")
+    expect(page.locator("[data-status-announcer]")).to_have_text("Status: Succeeded")
     tile = page.get_by_test_id("media-tile").first
     expect(tile.locator("img")).to_have_js_property("complete", True)
     assert tile.locator("img").evaluate("img => img.naturalWidth") > 0, "the result image did not load"
