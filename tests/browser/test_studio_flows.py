@@ -98,7 +98,7 @@ def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, ser
     tile = page.get_by_test_id("media-tile").first
     expect(tile.locator("img")).to_have_js_property("complete", True)
     assert tile.locator("img").evaluate("img => img.naturalWidth") > 0, "the result image did not load"
-    screenshot(page, "status-done", full_page=False)
+    screenshot(page, "status-done")
 
     generation = Generation.objects.get(user__email="ada@example.com", preset_slug=preset.slug)
     assert generation.status == Generation.Status.SUCCEEDED
