@@ -283,3 +283,36 @@ def test_an_inactive_style_is_refused_like_an_unknown_one(api_client, style, unt
 
     assert_error(response, 422, "invalid_input")
     untouched()
+
+
+# --- The one-call studio shares the same front door ----------------------------------------
+
+
+@pytest.fixture
+def studio_style(db):
+    from presets.tests.factories import PresetFactory
+
+    # The seeded studio preset (get-or-create: a flushed test database may have lost it).
+    return PresetFactory(slug="image_to_image", kind="image_to_image", prompt="{prompt}", requires_prompt=True)
+
+
+STUDIO_CASES = [sample for sample in IMAGES if sample.name in ("empty.jpg", "drawing.svg", "bomb.png", "half.jpg")]
+
+
+@pytest.mark.parametrize("sample", STUDIO_CASES, ids=_ids(STUDIO_CASES))
+def test_the_one_call_studio_refuses_hostile_uploads_at_no_cost(api_client, studio_style, untouched, sample):
+    response = api_client.post("/api/generate-image", {"image": _upload(sample), "prompt": "a cat"})
+
+    assert_error(response, *sample.expect)
+    untouched()
+
+
+@pytest.mark.parametrize("prompt", ["a\x00b", "x" * 10_000, ""], ids=["nul", "ten-thousand", "empty"])
+def test_the_one_call_studio_refuses_hostile_prompts_at_no_cost(api_client, studio_style, untouched, prompt):
+    body = {"image_base64": base64.b64encode(make_jpeg(64, 64)).decode(), "prompt": prompt}
+
+    response = api_client.post("/api/generate-image", data=json.dumps(body), content_type="application/json")
+
+    body = assert_error(response, 422, "invalid_input")
+    assert "prompt" in json.dumps(body["detail"]), "refused for the prompt, not for something else"
+    untouched()
