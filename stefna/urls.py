@@ -1,9 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
 
 from stefna.api import api
+from stefna.media import serve_media
 
 urlpatterns = [
     path("", include("stefna.ops_urls")),  # /healthz and /admin/dashboard/ (before admin's catch-all)
@@ -17,4 +17,4 @@ if settings.SERVE_MEDIA:
     # Local-storage media (development, offline mode, single-machine installs). With a
     # bucket or Cloudinary configured, files are served from there instead.
     media_prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns += [re_path(rf"^{media_prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
+    urlpatterns += [re_path(rf"^{media_prefix}(?P<path>.*)$", serve_media, name="media")]

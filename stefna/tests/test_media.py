@@ -1,0 +1,26 @@
+import pytest
+
+
+@pytest.mark.django_db
+def test_media_is_served_from_the_current_media_root(client, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    (tmp_path / "IMAGES_UPLOAD").mkdir()
+    (tmp_path / "IMAGES_UPLOAD" / "photo.txt").write_text("hello")
+
+    response = client.get("/media/IMAGES_UPLOAD/photo.txt")
+
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"hello"
+    assert "immutable" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_media_cannot_escape_the_media_root(client, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    (tmp_path / "media").mkdir()
+    (tmp_path / "secret.txt").write_text("no")
+
+    for url in ("/media/../secret.txt", "/media/%2e%2e/secret.txt"):
+        response = client.get(url)
+        assert response.status_code in (400, 404)
+        assert b"no" != getattr(response, "content", b"")
