@@ -36,7 +36,7 @@ from .exceptions import IdempotencyConflict, InvalidTransition, ProviderError
 from .images import ValidatedImage
 from .models import Attempt, Generation, Media, WorkerHeartbeat
 from .providers import Provider, ProviderState, ProviderStatus, get_provider
-from .registry import MODELS, ModelConfigError, ModelSpec, get_model
+from .registry import MODELS, ModelConfigError, ModelSpec, OutputImage, get_model
 
 if TYPE_CHECKING:
     from credits.models import CreditEntry
@@ -265,6 +265,7 @@ def _destroy_cloudinary_asset(public_id: str) -> None:
 # by fal's webhook, whichever comes first.
 
 IN_FLIGHT = (Attempt.Status.SUBMITTING, Attempt.Status.QUEUED, Attempt.Status.RUNNING)
+URL_MAX_LENGTH = Media._meta.get_field("url").max_length or 1000
 MAX_LOG_LINES = 200
 
 
@@ -714,8 +715,24 @@ def _new_provider_lines(generation: Generation, logs: list[dict[str, Any]]) -> l
 # --- Completing ---------------------------------------------------------------------------------
 
 
+def _usable_outputs(outputs: list[OutputImage]) -> list[OutputImage]:
+    """Outputs we can store and show: http(s) URLs (or our own storage's, for the offline
+    provider) that fit the column. Anything else (javascript:, data:, file:, a URL longer
+    than 1000 characters) counts as no image at all."""
+    media_url = settings.MEDIA_URL
+    return [
+        output
+        for output in outputs
+        if len(output.url) <= URL_MAX_LENGTH
+        and (
+            output.url.startswith(("https://", "http://"))
+            or (media_url.startswith("/") and output.url.startswith(media_url))
+        )
+    ]
+
+
 def _finished_line(attempt: Attempt, data: Any) -> dict[str, str]:
-    count = len(ModelSpec.read_output(data))
+    count = len(_usable_outputs(ModelSpec.read_output(data)))
     return _log_line(f"{_label(attempt.model)} finished: {count} image{'s' if count != 1 else ''}; saving")
 
 
@@ -725,9 +742,9 @@ def _record_result(generation: Generation, attempt: Attempt, data: Any, *, log: 
     Only one caller wins the attempt's running → succeeded transition; a duplicate
     (webhook and poller both holding the result) returns False having changed nothing.
     """
-    outputs = ModelSpec.read_output(data)
+    outputs = _usable_outputs(ModelSpec.read_output(data))
     if not outputs:
-        _fail_attempt_then_next(generation, attempt, "The model answered without an image")
+        _fail_attempt_then_next(generation, attempt, "The model answered without a usable image")
         return False
     now = timezone.now()
     with transaction.atomic():
@@ -781,10 +798,20 @@ def _finish(generation: Generation, attempt: Attempt, *, lines: list[dict[str, s
     An image that cannot be saved yet keeps fal's URL (`persisted=False`) and gets a
     retry task; the generation succeeds anyway: the user has the image now.
     """
-    retry = []
+    retry, gone = [], []
     for media in Media.objects.filter(generation=generation, persisted=False).select_related("generation"):
-        if persistence.persist(media) == persistence.Outcome.RETRY:
+        outcome = persistence.persist(media)
+        if outcome == persistence.Outcome.RETRY:
             retry.append(media.pk)
+        elif outcome == persistence.Outcome.GONE:
+            gone.append(media.pk)
+    if gone and not Media.objects.filter(generation=generation).exclude(pk__in=gone).exists():
+        # Every image vanished before we could keep a copy: nothing to show, so nothing
+        # to charge for. Drop the dead links and let the next model try.
+        _result_gone(generation, attempt, gone)
+        return
+    if gone:
+        Media.objects.filter(pk__in=gone).delete()  # dead links help nobody; the others stay
     with transaction.atomic():
         done = _log(
             generation,
@@ -804,6 +831,18 @@ def _finish(generation: Generation, attempt: Attempt, *, lines: list[dict[str, s
                 transaction.on_commit(partial(_schedule_persist_retry, media_id, attempts=1))
     if done:
         logger.info("generation %s succeeded with %s", generation.pk, attempt.model)
+
+
+def _result_gone(generation: Generation, attempt: Attempt, media_ids: list[Any]) -> None:
+    with transaction.atomic():
+        Media.objects.filter(pk__in=media_ids).delete()
+        reopened = Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUCCEEDED).update(
+            status=Attempt.Status.FAILED, error="The result images were already gone when we fetched them"
+        )
+    if reopened and Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).exists():
+        message = "its images were already gone when we fetched them"
+        _log(generation, f"{_label(attempt.model)} finished, but {message}", level="warning")
+        _submit_model(generation, position=attempt.position + 1)
 
 
 # --- Failing -------------------------------------------------------------------------------------
@@ -937,8 +976,8 @@ def generation_webhook(*, request_id: str, status: str, payload: Any = None, err
     if attempt.status not in IN_FLIGHT or generation.status != Generation.Status.RUNNING:
         return "duplicate"
     if status == "OK":
-        if not ModelSpec.read_output(payload):
-            if _fail_attempt(generation, attempt, "The model answered without an image"):
+        if not _usable_outputs(ModelSpec.read_output(payload)):
+            if _fail_attempt(generation, attempt, "The model answered without a usable image"):
                 generation_release(generation_id=generation.pk, seconds=0)
             return "failed"
         if _record_result(generation, attempt, payload):

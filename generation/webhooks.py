@@ -31,6 +31,7 @@ from django.core.cache import cache
 from django.http import HttpRequest
 from ninja import Router
 
+from stefna.api_support import errors
 from stefna.errors import DomainError, InvalidInput, Unauthorized
 
 from . import services
@@ -128,7 +129,12 @@ def _verifies(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) ->
     return False
 
 
-@router.post("/webhook", auth=None, summary="fal completion webhook (signed by fal)", response={200: dict})
+@router.post(
+    "/webhook",
+    auth=None,
+    summary="fal completion webhook (signed by fal)",
+    response={200: dict, **errors(401, 422, 503)},
+)
 def fal_webhook(request: HttpRequest) -> dict[str, str]:
     body = request.body
     request_id = verify_signature(request.headers, body)

@@ -86,7 +86,12 @@ def translate_error(exc: Exception, *, action: str) -> ProviderError:
         if status == 422:
             return ProviderError(message, permanent=True, code="provider_invalid_input")
         if status >= 500:
-            return ProviderError(message, permanent=True, code="provider_error")
+            # A refused submission (after fal-client's own retries) means this model is
+            # failing now: fall over. A 5xx while following a job fal already accepted is
+            # a hiccup on the way to its result: ask again (bounded by the attempt timeout)
+            # rather than abandon a job that may be done, and pay for another.
+            submitting = action == "the submission"
+            return ProviderError(message, permanent=submitting, code="provider_error")
         return ProviderError(message, permanent=True, code="provider_rejected")
     if isinstance(exc, httpx.TimeoutException):
         return ProviderError(f"fal did not answer {action} in time", permanent=False, code="provider_timeout")

@@ -79,16 +79,23 @@ def test_retries_stop_when_fals_url_is_gone(user, fake_fal, fake_cloudinary, cap
     assert any(r.levelname == "ERROR" and "gone" in r.message for r in caplog.records)
 
 
-def test_without_cloudinary_a_gone_url_is_reported(user, fake_fal):
-    fake_fal.expire_files()
-    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+def test_a_result_already_gone_is_not_charged_and_the_next_model_is_tried(user, fake_fal, caplog):
+    from credits.selectors import balance_of
+    from generation.registry import GHIBLIFY
+
+    fake_fal.set_result(GHIBLIFY, {"image": {"url": f"{fake_fal.base_url}/gone/0.png"}})
+    preset = PresetFactory(kind="ghibli_reaction", model_chain=[GHIBLIFY, FAST_SDXL_I2I])
     generation = start_generation(user, preset)
 
     run_worker(generation)
 
-    media = generation.media.get()
     assert generation.status == Generation.Status.SUCCEEDED
-    assert not media.persisted and media.persist_error.startswith("Source gone")
+    first, second = generation.attempts.order_by("position")
+    assert first.status == "failed" and "gone" in first.error
+    media = generation.media.get()
+    assert media.model == FAST_SDXL_I2I and media.persisted
+    assert any(r.levelname == "ERROR" and "gone" in r.message for r in caplog.records)
+    assert balance_of(user=user) == 28
 
 
 def test_cloudinary_rejecting_our_signature_is_not_persisted(user, fake_fal, fake_cloudinary):
