@@ -12,8 +12,10 @@ What it does:
 3. starts ONE worker process (`manage.py db_worker`, i.e. tasks + poller);
 4. requests `--count` generations through `generation_request` (what the API calls),
    from a few threads, and waits until every one is final;
-5. prints how long that took (from the first request), the target, and the worker's
-   peak RSS (VmHWM from /proc).
+5. prints how long that took from the first request (the figure judged against the
+   target, so requesting them counts too), how long after the last request (all N
+   in flight), the worker's peak RSS (VmHWM from /proc) and the CPU each process used.
+   On a busy machine the load average printed with it explains slow runs.
 
 Results are stored with Django's default storage in a temporary MEDIA_ROOT (the
 Cloudinary path is the same code with a remote upload instead of a stream).
@@ -182,7 +184,9 @@ def main() -> None:
                 print(f"  t={time.monotonic() - started:5.1f} s  final={done} running={running}", flush=True)
                 next_report = time.monotonic() - started + 2
             time.sleep(0.2)
-        elapsed = time.monotonic() - started
+        finished = time.monotonic()
+        elapsed = finished - started
+        after_last = finished - (started + requested)
         succeeded = Generation.objects.filter(pk__in=ids, status="succeeded").count()
         rss = peak_rss_mb(worker.pid)
         worker_cpu = cpu_seconds(worker.pid)
@@ -194,6 +198,7 @@ def main() -> None:
             f"worker peak RSS {rss:.0f} MB",
             flush=True,
         )
+        print(f"({after_last:.1f} s after the last of them was requested, i.e. with all {len(ids)} in flight)")
         print(
             f"CPU used: worker {worker_cpu:.1f} s, fake fal {fake_cpu:.1f} s; "
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",

@@ -36,6 +36,7 @@ from .exceptions import IdempotencyConflict, InvalidTransition, ProviderError
 from .images import ValidatedImage
 from .models import Attempt, Generation, Media, WorkerHeartbeat
 from .providers import Provider, ProviderState, ProviderStatus, get_provider
+from .providers.local import LocalProvider
 from .registry import MODELS, ModelConfigError, ModelSpec, OutputImage, get_model
 
 if TYPE_CHECKING:
@@ -1133,7 +1134,8 @@ def generation_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     Lost webhooks and jobs stuck in fal's queue need nothing here: every in-flight job
     is polled anyway, and an attempt past FAL_ATTEMPT_TIMEOUT_SECONDS is canceled and
     falls over to the next model when it is next checked. A crashed worker's claims
-    expire on their own (PIPELINE_LEASE_SECONDS).
+    expire on their own (PIPELINE_LEASE_SECONDS). The offline provider's day-old job
+    files are removed.
     """
     now = now or timezone.now()
     made_due = Generation.objects.filter(status__in=Generation.ACTIVE_STATUSES, next_check_at__isnull=True).update(
@@ -1157,6 +1159,7 @@ def generation_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
             expired += 1
             for attempt in in_flight:
                 _cancel_at_provider(attempt.model, attempt.fal_job_id)
+    LocalProvider.prune()
     return {"made_due": made_due, "expired": expired}
 
 

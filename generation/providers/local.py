@@ -130,8 +130,26 @@ class LocalProvider:
             )
         result: dict[str, Any] = {"image": images[0]} if endpoint in SINGLE_IMAGE_ENDPOINTS else {"images": images}
         state["result"] = result
+        state["payload"] = {}  # the photo's data URI is not needed any more
         self._write(request_id, state)
         return result
+
+    @classmethod
+    def prune(cls, *, older_than_seconds: float = 24 * 60 * 60) -> int:
+        """Remove state files of jobs submitted long ago (the sweeper calls this)."""
+        directory = Path(settings.OFFLINE_PROVIDER_DIR)
+        if not directory.is_dir():
+            return 0
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for path in directory.glob(f"{LOCAL_PREFIX}*.json"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def cancel(self, endpoint: str, request_id: str) -> None:
         state = self._read(request_id)

@@ -99,3 +99,22 @@ def test_canceling_offline_is_seen_by_another_process(user, settings):
     status = get_provider(attempt.fal_job_id).status(attempt.model, attempt.fal_job_id)
     assert status.state == ProviderState.COMPLETED and status.error
     assert balance(user) == settings.DAILY_CREDITS
+
+
+def test_the_sweeper_prunes_old_offline_job_files(settings):
+    import os
+    import time
+
+    from generation import services
+
+    provider = LocalProvider()
+    old = provider.submit(GHIBLIFY, {"image_url": ""}, kind="ghibli_reaction")
+    fresh = provider.submit(GHIBLIFY, {"image_url": ""}, kind="ghibli_reaction")
+    old_file = settings.OFFLINE_PROVIDER_DIR / f"{old}.json"
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old_file, (two_days_ago, two_days_ago))
+
+    services.generation_sweep()
+
+    assert not old_file.exists()
+    assert (settings.OFFLINE_PROVIDER_DIR / f"{fresh}.json").exists()
