@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from credits.reconcile import find_ledger_problems
 from generation.models import Attempt, Media
 from generation.registry import FAST_SDXL_I2I, GHIBLIFY, REALISTIC_VISION
 
@@ -164,15 +165,6 @@ def test_a_result_without_images_is_not_charged(user, funded, fake_fal, one_mode
     assert not Media.objects.filter(generation=generation).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (pipeline, reported): providers/fal.py translate_error makes every 5xx permanent, so in "
-        "services._check_attempt one HTTP 500 on GET status/result fails an attempt fal already finished "
-        "(its image abandoned, the job not even canceled). Fix: 5xx on status/result is transient "
-        "(retry until FAL_ATTEMPT_TIMEOUT_SECONDS), e.g. translate_error(..., permanent=action == 'the submission')."
-    ),
-)
 @pytest.mark.parametrize("failing", ["status", "result"])
 def test_one_5xx_while_following_a_finished_job_does_not_abandon_its_image(
     user, funded, fake_fal, one_model_style, failing
@@ -191,15 +183,6 @@ def test_one_5xx_while_following_a_finished_job_does_not_abandon_its_image(
 # --- Results that are gone -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG (pipeline, reported): services._finish marks the generation succeeded and captures the credits "
-        "even when persistence.persist returned GONE for every image, so the user pays for a dead fal URL. "
-        "Fix: in _finish, if every outcome is GONE, delete those Media rows and _fail_generation(code="
-        "'result_gone', …refunded…) (or fall over to the next model) instead of capturing."
-    ),
-)
 def test_a_result_url_already_gone_is_never_charged_as_a_success(user, funded, fake_fal, one_model_style):
     """fal deletes results after about an hour. If the image is gone before we could keep a
     copy, the user must not pay for an image they can never see."""
@@ -229,3 +212,36 @@ def test_results_are_kept_on_our_side_so_expiry_later_loses_nothing(user, funded
     assert media.storage_key and default_storage.exists(media.storage_key)
     with default_storage.open(media.storage_key, "rb") as stored:
         assert stored.read(4) == b"\x89PNG", "our copy is the image itself"
+
+
+# --- Results that are not what they claim ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["javascript:alert(document.cookie)", "data:text/html,<script>alert(1)</script>", "file:///etc/passwd"],
+    ids=["javascript", "data-html", "file"],
+)
+def test_a_result_url_that_is_not_https_never_becomes_a_link(user, funded, fake_fal, one_model_style, url):
+    """fal's answer is data from the network: only an http(s) image URL may reach our pages."""
+    fake_fal.set_result(FAST_SDXL_I2I, {"images": [{"url": url, "width": 64, "height": 48}]})
+
+    generation = run_worker(start(user, one_model_style))
+
+    assert not Media.objects.filter(generation=generation, url=url).exists()
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    page = client.get(f"/g/{generation.pk}/").content.decode()
+    assert url not in page
+
+
+def test_a_very_long_result_url_does_not_wedge_the_job(user, funded, fake_fal, one_model_style):
+    long_url = f"{fake_fal.base_url}/files/{'a' * 1200}/0.png"
+    fake_fal.set_result(FAST_SDXL_I2I, {"images": [{"url": long_url}]})
+
+    generation = run_worker(start(user, one_model_style), rounds=10)
+
+    assert generation.is_final, "a result that cannot be stored ends the job instead of retrying forever"
+    assert find_ledger_problems(users=[user]) == []
