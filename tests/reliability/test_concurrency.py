@@ -146,3 +146,42 @@ def test_webhook_and_poller_finishing_one_job_at_the_same_instant_apply_it_once(
     assert entries(generation, CreditEntry.Reason.CAPTURE) == 1
     assert find_ledger_problems(users=[user]) == []
     assert len(fake_fal.submissions()) == 1
+
+
+@pytest.mark.postgres_only
+def test_a_cancel_racing_the_finish_either_charges_or_refunds_never_both(user, funded, fake_fal, one_model_style):
+    _postgres_only()
+    fake_fal.manual = True
+    generation, _ = services.generation_request(
+        user=user, preset_slug=one_model_style.slug, image=validate_image(make_jpeg(96, 64)), prompt="race"
+    )
+    services.generation_poll_due(limit=10)
+    fake_fal.advance(Attempt.objects.get(generation=generation).fal_job_id, steps=3)
+    _, token = api_token_create(user=user, name="cancel race")
+
+    def contender(number: int) -> object:
+        if number % 2:
+            client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+            return client.post(f"/api/generations/{generation.pk}/cancel").status_code
+        Generation.objects.filter(pk=generation.pk).update(next_check_at="2000-01-01T00:00:00Z")
+        return services.generation_poll_due(limit=10)
+
+    results = _run_together(6, contender)
+    assert not [result for result in results if isinstance(result, Exception)], results
+    for _ in range(5):
+        Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
+            next_check_at="2000-01-01T00:00:00Z"
+        )
+        services.generation_poll_due(limit=10)
+
+    generation.refresh_from_db()
+    assert find_ledger_problems(users=[user]) == []
+    captured = entries(generation, CreditEntry.Reason.CAPTURE)
+    refunded = entries(generation, CreditEntry.Reason.REFUND)
+    assert (captured, refunded) in ((1, 0), (0, 1))
+    if generation.status == "succeeded":
+        assert captured == 1 and Media.objects.filter(generation=generation).count() == 1
+        assert set(results[1::2]) <= {200, 409}
+    else:
+        assert generation.status == "canceled" and refunded == 1
+        assert not Media.objects.filter(generation=generation).exists(), "no image kept for a refunded job"
