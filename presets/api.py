@@ -7,7 +7,7 @@ from ninja import Router, Schema
 
 from stefna.api_support import errors, limit_public
 
-from .models import Preset
+from .selectors import active_presets
 
 router = Router(tags=["presets"])
 
@@ -37,7 +37,7 @@ def _absolute(request: HttpRequest, url: str) -> str:
 def preset_list(request: HttpRequest) -> list[dict]:
     limit_public(request)
     # One query; `cost` and `thumbnail_url` are properties of the row (no extra reads).
-    presets = Preset.objects.filter(is_active=True).order_by("sort_order", "name")
+    presets = active_presets()
     return [
         {
             "slug": preset.slug,

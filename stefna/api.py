@@ -17,9 +17,10 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, Js
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, URLResolver, re_path
 from django.views.decorators.csrf import csrf_exempt
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import SessionAuth
+from pydantic import Field
 
 from stefna.api_support import ErrorOut, errors
 from stefna.auth import ApiTokenAuth
@@ -191,7 +192,13 @@ def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     )
 
 
-@api.get("/me", response={200: dict, **errors(401)}, tags=["account"], summary="Who am I")
+class MeOut(Schema):
+    id: str
+    email: str
+    display_name: str = Field(description="What other people see: the display name, else the part before the @.")
+
+
+@api.get("/me", response={200: MeOut, **errors(401)}, tags=["account"], summary="Who am I")
 def me(request: HttpRequest) -> dict[str, str]:
     user = request.auth  # type: ignore[attr-defined]
     return {"id": str(user.pk), "email": user.email, "display_name": user.public_name}
