@@ -316,3 +316,20 @@ def test_the_one_call_studio_refuses_hostile_prompts_at_no_cost(api_client, stud
     body = assert_error(response, 422, "invalid_input")
     assert "prompt" in json.dumps(body["detail"]), "refused for the prompt, not for something else"
     untouched()
+
+
+def test_thousands_of_form_fields_are_invalid_input_not_a_500(api_client, style, untouched):
+    fields = {f"field{n}": "x" for n in range(1500)}
+    fields.update({"preset": STYLE_SLUG, "image": SimpleUploadedFile("a.jpg", make_jpeg(32, 32))})
+
+    response = api_client.post(URL, fields)
+
+    assert_error(response, 422, "invalid_input")
+    untouched()
+
+
+def test_multipart_without_a_boundary_is_invalid_input(api_client, style, untouched):
+    response = api_client.generic("POST", URL, data=b"garbage", content_type="multipart/form-data")
+
+    assert_error(response, 422, "invalid_input")
+    untouched()
