@@ -436,13 +436,7 @@ def generation_advance(*, generation_id: object) -> None:
     if generation is None or generation.is_final:
         return
     if generation.status == Generation.Status.QUEUED:
-        started = Generation.objects.filter(pk=generation.pk, status=Generation.Status.QUEUED).update(
-            status=Generation.Status.RUNNING, started_at=timezone.now()
-        )
-        if not started:
-            return
-        generation.status = Generation.Status.RUNNING
-        _submit_model(generation, position=0)
+        _submit_model(generation, position=0)  # moves it to running with the first attempt
         return
     if attempt is None:
         _submit_model(generation, position=0)
@@ -493,12 +487,18 @@ def _submit_model(generation: Generation, *, position: int) -> None:
                 status=Attempt.Status.SUBMITTING,
                 payload=logged,
             )
-            still_running = Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
-                current_model=endpoint, request_payload=logged, queue_position=None
+            # queued → running happens here, with the first attempt, in one UPDATE.
+            started = {"status": Generation.Status.RUNNING, "started_at": timezone.now()}
+            still_running = Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
+                current_model=endpoint,
+                request_payload=logged,
+                queue_position=None,
+                **(started if generation.status == Generation.Status.QUEUED else {}),
             )
             if not still_running:  # canceled meanwhile
-                attempt.delete()
+                transaction.set_rollback(True)
                 return
+            generation.status = Generation.Status.RUNNING
         if _submit_attempt(generation, attempt, payload=payload, fall_over=False):
             return
         latest = Attempt.objects.get(pk=attempt.pk)

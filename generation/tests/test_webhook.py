@@ -150,3 +150,14 @@ def test_submissions_carry_the_webhook_url_when_a_base_url_is_set(user, fake_fal
 
     [submission] = fake_fal.submissions()
     assert submission.query["fal_webhook"] == ["https://stefna.example/api/fal/webhook"]
+
+
+def test_fal_needs_no_csrf_token_or_session(fake_fal):
+    from django.test import Client
+
+    strict_client = Client(enforce_csrf_checks=True)
+    body = json.dumps({"request_id": "req-1", "status": "OK", "payload": {}}).encode()
+
+    response = post(strict_client, body, fake_fal.sign(body, request_id="req-1"))
+
+    assert response.status_code == 200
