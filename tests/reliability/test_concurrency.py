@@ -185,3 +185,30 @@ def test_a_cancel_racing_the_finish_either_charges_or_refunds_never_both(user, f
     else:
         assert generation.status == "canceled" and refunded == 1
         assert not Media.objects.filter(generation=generation).exists(), "no image kept for a refunded job"
+
+
+@pytest.mark.postgres_only
+def test_one_idempotency_key_sent_six_times_at_once_makes_one_generation_and_one_charge(user, funded, one_model_style):
+    _postgres_only()
+    _, token = api_token_create(user=user, name="idempotency race")
+    body = json.dumps(
+        {"image_base64": base64.b64encode(make_jpeg(64, 48)).decode(), "preset": one_model_style.slug, "prompt": "x"}
+    )
+
+    def start(number: int) -> tuple[int, str]:
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+        response = client.post(
+            "/api/generations", data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="same-key-1"
+        )
+        return response.status_code, response.json().get("id", response.json().get("code"))
+
+    results = _run_together(6, start)
+
+    assert not [result for result in results if isinstance(result, Exception)], results
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200] * 5 + [202], results
+    assert len({generation_id for _, generation_id in results}) == 1
+    assert Generation.objects.filter(user=user).count() == 1
+    assert CreditEntry.objects.filter(user=user, reason=CreditEntry.Reason.RESERVE).count() == 1
+    assert balance_of(user=user) == funded - 2
+    assert find_ledger_problems(users=[user]) == []
