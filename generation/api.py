@@ -17,6 +17,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.http import HttpRequest
 from ninja import Header, Query, Router, Schema, Status
 from pydantic import BaseModel
@@ -24,7 +25,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from credits.selectors import balance_of
 from stefna.api_support import errors, limit_public
-from stefna.errors import DomainError, InvalidInput
+from stefna.errors import DomainError, InvalidInput, NotFound
 
 from . import selectors, services
 from .exceptions import ImageTooLarge
@@ -287,7 +288,7 @@ def media_remove(request: HttpRequest, media_id: uuid.UUID) -> Status[None]:
 
 @router.post(
     "/generate-image",
-    response={200: StudioOut, 202: StudioPendingOut, **errors(401, 402, 403, 409, 413, 415, 422, 429, 502)},
+    response={200: StudioOut, 202: StudioPendingOut, **errors(401, 402, 403, 404, 409, 413, 415, 422, 429, 502)},
     tags=["studio"],
     summary="Image-to-image in one call: waits for the result",
     description=(
@@ -310,6 +311,7 @@ async def generate_image(request: HttpRequest, idempotency_key: str | None = Ide
         is_public=False,
         idempotency_key=idempotency_key,
     )
+    await sync_to_async(_release_request_connection)()
     status = await _wait_until_final(generation.pk, status=generation.status)
     if status == Generation.Status.FAILED:
         raise GenerationFailed(detail={"generation_id": str(generation.pk)})
@@ -336,11 +338,20 @@ async def generate_image(request: HttpRequest, idempotency_key: str | None = Ide
     )
 
 
+def _release_request_connection() -> None:
+    # Under ASGI each request gets its own thread and database connection. A client that
+    # waits up to a minute must not keep a connection open meanwhile (a hundred waiting
+    # clients would be a hundred PostgreSQL backends): close it; the polls use a shared
+    # pool. Never inside a transaction (there is none here in production).
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 async def _wait_until_final(generation_id: uuid.UUID, *, status: str) -> str:
     """Poll the row's status until it is final or the bound passes.
 
     asyncio.sleep between polls holds no thread: a waiting client costs a coroutine,
-    and each poll is one indexed primary-key read.
+    and each poll is one primary-key read on a shared connection (see generation_status).
     """
     deadline = time.monotonic() + float(settings.GENERATE_IMAGE_WAIT_SECONDS)
     interval = float(settings.GENERATE_IMAGE_POLL_SECONDS)
@@ -349,5 +360,8 @@ async def _wait_until_final(generation_id: uuid.UUID, *, status: str) -> str:
         if remaining <= 0:
             break
         await asyncio.sleep(min(interval, remaining))
-        status = await selectors.generation_status(generation_id=generation_id)
+        polled = await selectors.generation_status(generation_id=generation_id)
+        if polled is None:
+            raise NotFound("Generation not found.")
+        status = polled
     return status

@@ -8,9 +8,14 @@ import base64
 import binascii
 import datetime as dt
 import uuid
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from asgiref.sync import sync_to_async
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from credits.models import Wallet
@@ -102,9 +107,42 @@ def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -
     return generation, generation.owner_balance or 0  # type: ignore[attr-defined]
 
 
-async def generation_status(*, generation_id: uuid.UUID | str) -> str:
-    """Just the status (one small query), for waiting on a generation from async code."""
-    return await Generation.objects.filter(pk=generation_id).values_list("status", flat=True).aget()
+def _status_on_a_shared_connection(generation_id: uuid.UUID | str) -> str | None:
+    _poller_connections.add(connections[DEFAULT_DB_ALIAS])
+    try:
+        return Generation.objects.filter(pk=generation_id).values_list("status", flat=True).first()
+    except DatabaseError:
+        # A dropped connection (say, a database restart): discard it so the next poll
+        # reconnects instead of failing the same way forever.
+        connection.close()
+        raise
+
+
+# Every waiting client's status polls in this process run on this one thread, so on one
+# database connection that stays open between polls: a hundred waiting clients cost one
+# connection, not a hundred (and no reconnect per poll).
+_STATUS_POLLER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation-status")
+_poller_connections: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
+
+
+async def generation_status(*, generation_id: uuid.UUID | str) -> str | None:
+    """Just the status (one primary-key read), or None when the row does not exist.
+
+    For clients waiting on a generation from async code (see _STATUS_POLLER).
+    """
+    poll = sync_to_async(_status_on_a_shared_connection, thread_sensitive=False, executor=_STATUS_POLLER)
+    return await poll(generation_id)
+
+
+def generation_status_close_connection() -> None:
+    """Close the status poller's database connection (tests; before dropping a database)."""
+
+    def close() -> None:
+        # On the poller's thread: a connection may only be closed by the thread using it.
+        for poller_connection in list(_poller_connections):
+            poller_connection.close()
+
+    _STATUS_POLLER.submit(close).result()
 
 
 def feed_queryset() -> QuerySet[Media]:

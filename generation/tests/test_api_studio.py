@@ -16,7 +16,7 @@ from django.test import Client
 
 from credits.models import CreditEntry
 from credits.selectors import balance_of
-from generation import services
+from generation import selectors, services
 from generation.models import Generation
 from generation.registry import FLUX_GENERAL_I2I
 from presets.models import Preset
@@ -33,6 +33,10 @@ STUDIO_KEYS = {"generation_id", "images", "remaining_coins", "debug_info"}
 def _strict_async(monkeypatch, settings):
     monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
     settings.GENERATE_IMAGE_POLL_SECONDS = 0.05
+    yield
+    # The status poller keeps its connection between polls; PostgreSQL cannot drop the
+    # test database while it is open.
+    selectors.generation_status_close_connection()
 
 
 @pytest.fixture
@@ -117,6 +121,7 @@ def test_when_every_model_fails_it_is_a_502_with_the_id_and_a_refund(api_client,
     assert balance_of(user=user) == 30
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_when_the_bound_passes_it_answers_202_with_the_generation_id(api_client, user, studio, settings):
     settings.GENERATE_IMAGE_WAIT_SECONDS = 0.3
     started = time.monotonic()
