@@ -34,11 +34,16 @@ Knobs (methods on `FakeFal`; `reset()` clears them all):
     webhook_copies = 1            deliver each webhook this many times (duplicates)
     webhook_out_of_order = False  deliver an ERROR copy after the OK one (out of order, must change nothing)
 
+Inspection: `submissions(endpoint=None)` (recorded POSTs to models), `calls(method, contains)`,
+`requests` (everything), `jobs` (request id → Job: endpoint, payload, webhook_url, canceled …),
+`webhook_deliveries` ((request id, HTTP status our app answered) for auto-delivered webhooks).
+
 Webhooks for the Django test client (no network): `webhook_request(request_id, status=None,
 timestamp=None, forge=False)` returns `(body_bytes, headers)` signed like fal does
-(message = request id, user id, timestamp, hex SHA-256 of the body, joined by "\\n").
+(message = request id, user id, timestamp, hex SHA-256 of the body, joined by "\\n");
+`sign(body, request_id=…, timestamp=…)` signs any body; `jwks_url` serves the public key.
 
-Fixtures (conftest.py): `fake_fal` configures settings (FAL_KEY, JWKS URL) and resets
+Fixtures (tests/fakes/pytest_plugin.py): `fake_fal` configures settings (FAL_KEY, JWKS URL) and resets
 knobs; the server itself starts once per test process on the port chosen in
 `pytest_configure`, because fal-client reads its host names at import time.
 
