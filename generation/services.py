@@ -16,6 +16,7 @@ import mimetypes
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -199,7 +200,7 @@ def _log_line(message: str, level: str = "info") -> dict[str, str]:
 # --- Owner actions on generations and media ----------------------------------------------
 
 
-def generation_hide(*, user: User, generation_id: object) -> None:
+def generation_hide(*, user: User, generation_id: uuid.UUID | str) -> None:
     """Remove a finished generation from its owner's history. The row stays (money record)."""
     generation = Generation.objects.filter(pk=generation_id, user=user, deleted_at__isnull=True).first()
     if generation is None:
@@ -209,7 +210,7 @@ def generation_hide(*, user: User, generation_id: object) -> None:
         Media.objects.filter(generation=generation).update(is_public=False)
 
 
-def media_set_public(*, user: User, media_id: object, is_public: bool) -> Media:
+def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool) -> Media:
     media = Media.objects.filter(pk=media_id, user=user).first()
     if media is None:
         raise NotFound("Image not found.")
@@ -218,7 +219,7 @@ def media_set_public(*, user: User, media_id: object, is_public: bool) -> Media:
     return media
 
 
-def media_delete(*, user: User, media_id: object) -> None:
+def media_delete(*, user: User, media_id: uuid.UUID | str) -> None:
     """Delete an image for good: the row, and the stored file when we hold it locally."""
     media = Media.objects.filter(pk=media_id, user=user).first()
     if media is None:
@@ -265,6 +266,8 @@ def _destroy_cloudinary_asset(public_id: str) -> None:
 # Completion is noticed by the worker's poller (every FAL_POLL_INTERVAL_SECONDS) or
 # by fal's webhook, whichever comes first.
 
+GenerationId = uuid.UUID | str
+MediaId = uuid.UUID | str
 IN_FLIGHT = (Attempt.Status.SUBMITTING, Attempt.Status.QUEUED, Attempt.Status.RUNNING)
 URL_MAX_LENGTH = Media._meta.get_field("url").max_length or 1000
 MAX_LOG_LINES = 200
@@ -304,7 +307,7 @@ def generation_claim_due(*, limit: int, now: dt.datetime | None = None) -> list[
     return ids
 
 
-def generation_claim(*, generation_id: object, statuses: tuple[str, ...] = Generation.ACTIVE_STATUSES) -> bool:
+def generation_claim(*, generation_id: GenerationId, statuses: tuple[str, ...] = Generation.ACTIVE_STATUSES) -> bool:
     """Claim one generation if it is due and in one of `statuses`. True when we hold it."""
     now = timezone.now()
     claimed = Generation.objects.filter(pk=generation_id, status__in=statuses, next_check_at__lte=now).update(
@@ -313,14 +316,14 @@ def generation_claim(*, generation_id: object, statuses: tuple[str, ...] = Gener
     return bool(claimed)
 
 
-def generation_release(*, generation_id: object, seconds: float | None = None) -> None:
+def generation_release(*, generation_id: GenerationId, seconds: float | None = None) -> None:
     """Hand a claimed generation back, due again in `seconds` (default: the poll interval)."""
     Generation.objects.filter(pk=generation_id, status__in=Generation.ACTIVE_STATUSES).update(
         next_check_at=_next_poll(seconds=seconds)
     )
 
 
-def generation_submit(*, generation_id: object) -> None:
+def generation_submit(*, generation_id: GenerationId) -> None:
     """Task target: submit a queued generation to the first model of its chain.
 
     Does nothing if the generation is no longer queued or is already claimed (the
@@ -343,7 +346,9 @@ def generation_poll_due(*, limit: int = 100, executor: Executor | None = None) -
     return len(ids)
 
 
-def generation_poll_batch(*, generation_ids: list[Any], executor: Executor | None = None) -> list[Future[None]]:
+def generation_poll_batch(
+    *, generation_ids: Sequence[GenerationId], executor: Executor | None = None
+) -> list[Future[None]]:
     """Move a batch of claimed generations on. Returns the follow-up work still running.
 
     Most due jobs are simply waiting in fal's queue, so they are handled as a batch:
@@ -408,7 +413,7 @@ def _apply_status_safely(generation: Generation, attempt: Attempt, status: Provi
         generation_release(generation_id=generation.pk, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
 
 
-def generation_advance_safely(*, generation_id: object) -> None:
+def generation_advance_safely(*, generation_id: GenerationId) -> None:
     """`generation_advance`, but a bug or a database hiccup only delays this one job."""
     try:
         generation_advance(generation_id=generation_id)
@@ -422,7 +427,7 @@ def generation_advance_safely(*, generation_id: object) -> None:
             logger.exception("generation %s: could not release", generation_id)
 
 
-def generation_advance(*, generation_id: object) -> None:
+def generation_advance(*, generation_id: GenerationId) -> None:
     """Move a claimed generation one step on. The caller holds the claim (see above)."""
     # One query for the usual case (an attempt in flight): the newest attempt with its
     # generation. started_at, not position: after a staff retry the chain starts again.
@@ -995,7 +1000,7 @@ def generation_webhook(*, request_id: str, status: str, payload: Any = None, err
     return "failed"
 
 
-def generation_cancel(*, generation_id: object, user: User | None = None) -> Generation:
+def generation_cancel(*, generation_id: GenerationId, user: User | None = None) -> Generation:
     """Cancel a queued or running generation and refund it.
 
     `user=None` is staff; otherwise only the owner may cancel (others get NotFound, as
@@ -1035,7 +1040,7 @@ def generation_cancel(*, generation_id: object, user: User | None = None) -> Gen
     return generation
 
 
-def generation_retry(*, generation_id: object, by: User | None = None) -> Generation:
+def generation_retry(*, generation_id: GenerationId, by: User | None = None) -> Generation:
     """Staff: restart a failed or canceled generation from the first model, reserving its cost again."""
     generation = Generation.objects.filter(pk=generation_id).first()
     if generation is None:
@@ -1059,13 +1064,13 @@ def generation_retry(*, generation_id: object, by: User | None = None) -> Genera
         # Raises InsufficientCredits (rolling the restart back) when the owner is broke.
         ledger.reserve(user=generation.user, generation=generation, amount=generation.cost)
         transaction.on_commit(partial(_enqueue_submit, generation.pk))
-    who = f" by {by.email}" if by is not None and getattr(by, "email", "") else " by staff"
+    who = f" by {by.email}" if by is not None and by.email else " by staff"
     _log(generation, f"Retried{who}; starting again with the first model")
     generation.refresh_from_db()
     return generation
 
 
-def generation_refund(*, generation_id: object, by: User | None = None) -> CreditEntry:
+def generation_refund(*, generation_id: GenerationId, by: User | None = None) -> CreditEntry:
     """Staff: refund an unsettled generation through the ledger, failing it first if active.
 
     Raises AlreadySettled when its credits were already refunded or captured.
@@ -1097,7 +1102,7 @@ def generation_refund(*, generation_id: object, by: User | None = None) -> Credi
     return entry
 
 
-def media_persist(*, media_id: object, reschedule: bool = False) -> Media:
+def media_persist(*, media_id: MediaId, reschedule: bool = False) -> Media:
     """Save one image durably now (staff action, and the retry task's target).
 
     With `reschedule`, a failure that is worth retrying enqueues the next try with a
@@ -1114,7 +1119,7 @@ def media_persist(*, media_id: object, reschedule: bool = False) -> Media:
     return media
 
 
-def _schedule_persist_retry(media_id: object, *, attempts: int) -> None:
+def _schedule_persist_retry(media_id: MediaId, *, attempts: int) -> None:
     from .tasks import media_persist_task
 
     delay = min(

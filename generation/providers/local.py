@@ -182,9 +182,8 @@ def _load_source(image_url: Any, *, prompt: str) -> Image.Image:
     if data is None:
         return _prompt_canvas(prompt)
     try:
-        image = Image.open(io.BytesIO(data))
-        image = ImageOps.exif_transpose(image) or image
-        image = image.convert("RGB")
+        opened = Image.open(io.BytesIO(data))
+        image: Image.Image = (ImageOps.exif_transpose(opened) or opened).convert("RGB")
     except Exception:
         raise ProviderError("The photo could not be decoded", permanent=True, code="provider_invalid_input") from None
     image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
