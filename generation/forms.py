@@ -9,7 +9,7 @@ from django.conf import settings
 
 from generation.models import Generation
 from presets.models import Preset
-from stefna.errors import InvalidInput
+from stefna.errors import DomainError, InvalidInput
 
 from .images import ValidatedImage, decode_base64_image, validate_image
 
@@ -45,6 +45,19 @@ class StudioForm(forms.Form):
             return validate_image(decode_base64_image(self.cleaned_data["kept_image"]))
         except InvalidInput as exc:
             raise InvalidInput("Choose the photo again, please.", detail={"field": "image"}) from exc
+
+    def revalidated_kept_image(self) -> str:
+        """The kept photo for the page again, only if it still decodes and validates.
+
+        Never echo the submitted string itself: it is user input headed for an <img src>.
+        """
+        raw = self.data.get("kept_image") or ""
+        if not raw:
+            return ""
+        try:
+            return kept_image_value(validate_image(decode_base64_image(raw)))
+        except DomainError:
+            return ""
 
 
 def kept_image_value(image: ValidatedImage) -> str:

@@ -100,7 +100,7 @@ def studio(request: HttpRequest) -> HttpResponse:
         return redirect(f"/accounts/sign-in/?next={request.path}")
     form = StudioForm(request.POST, request.FILES)
     if not form.is_valid():
-        return _studio_page(request, form, kept_image=form.data.get("kept_image", ""), status=422)
+        return _studio_page(request, form, kept_image=form.revalidated_kept_image(), status=422)
     kept = ""
     try:
         image = form.validated_image()

@@ -335,16 +335,6 @@ def test_multipart_without_a_boundary_is_invalid_input(api_client, style, untouc
     untouched()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "BUG (UI, reported, low severity: CSRF-protected, img src does not run script, CSP img-src blocks "
-        "javascript:): generation/views.py studio(), invalid-form branch, passes form.data['kept_image'] "
-        "unchecked to the page's <img src>. Fix: echo it only if it re-validates, e.g. "
-        "kept = kept_image_value(validate_image(decode_base64_image(raw))) in a try/except DomainError → ''."
-    ),
-)
 @pytest.mark.parametrize(
     "kept",
     [
