@@ -452,6 +452,7 @@ def explain_all(data: DataSet) -> list[tuple[str, str, int, int, float, str]]:
     queries captured, so a change in a selector shows up here without editing the bench.
     Rows: (query, indexes used, rows read, rows returned, execution ms, verdict)."""
     from django.db import connection, transaction
+    from django.db.models import Q
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
@@ -463,7 +464,8 @@ def explain_all(data: DataSet) -> list[tuple[str, str, int, int, float, str]]:
     user = User.objects.get(pk=data.user_ids[0])
     generation_id = data.generations_of[user.pk][0]
     feed = selectors.feed_queryset().order_by("-created_at", "-id")
-    deep_feed = selectors.encode_cursor(*feed.values_list("created_at", "id")[60_000])
+    deep_created, deep_id = feed.values_list("created_at", "id")[60_000]
+    deep_feed = selectors.encode_cursor(deep_created, deep_id)
     history = Generation.objects.filter(user=user, deleted_at__isnull=True).order_by("-created_at", "-id")
     deep_history = selectors.encode_cursor(*history.values_list("created_at", "id")[79])
     job_id = Attempt.objects.filter(generation_id=generation_id).values_list("fal_job_id", flat=True).first()
@@ -503,6 +505,14 @@ def explain_all(data: DataSet) -> list[tuple[str, str, int, int, float, str]]:
     plans += captured("status", lambda: selectors.generation_get_with_balance(user=user, generation_id=generation_id))
     plans += captured("quota", lambda: quota_for(user=user))
     plans += captured("poller claim", claim_due, keep=lambda sql: "FOR UPDATE" in sql.upper())
+    # The keyset filter with the range PostgreSQL can seek on (`created_at <= c` beside the
+    # OR), for comparison with the selector's own query above.
+    plans.append(
+        (
+            "feed, cursor at row 60,000, with created_at <= c (proposed)",
+            feed.filter(created_at__lte=deep_created).filter(Q(created_at__lt=deep_created) | Q(id__lt=deep_id))[:21],
+        )
+    )
     # Read-only equivalents of what the webhook and the sweeper look up (running those
     # services here would change the data).
     plans.append(
