@@ -43,7 +43,6 @@ OPENAPI = api.get_openapi_schema(path_prefix="/api/")
 schema = schemathesis.openapi.from_dict(OPENAPI)
 # Every call, including the checks' own probes (ignored_auth), goes to the WSGI app.
 schema.app = get_wsgi_application()
-WEBHOOK_PATH = "/api/fal/webhook"
 
 
 @pytest.fixture
@@ -74,20 +73,7 @@ FUZZ_SETTINGS = settings(
 )
 
 
-@schema.exclude(path=WEBHOOK_PATH).parametrize()
+@schema.parametrize()
 @FUZZ_SETTINGS
 def test_the_api_honours_its_openapi_schema(case, wsgi_app, api_token):
     case.call_and_validate(app=wsgi_app, headers={"Authorization": f"Bearer {api_token}"}, checks=CHECKS)
-
-
-# Strict: when the webhook's declaration is fixed this starts passing, fails as XPASS,
-# and the marker must go (folding the webhook back into the test above).
-@pytest.mark.xfail(
-    strict=True,
-    reason="POST /api/fal/webhook (generation/webhooks.py, pipeline) declares only 200 but rightly answers "
-    "401 to unsigned calls; it needs response={200: ..., **errors(400, 401, 422)} from stefna.api_support",
-)
-@schema.include(path=WEBHOOK_PATH).parametrize()
-@FUZZ_SETTINGS
-def test_the_fal_webhook_honours_its_openapi_schema(case, wsgi_app):
-    case.call_and_validate(app=wsgi_app, checks=CHECKS)
