@@ -457,7 +457,7 @@ def explain_all(data: DataSet) -> list[tuple[str, str, int, int, float, str]]:
     from django.utils import timezone
 
     from credits.selectors import quota_for
-    from generation import selectors, services
+    from generation import dashboard, selectors, services
     from generation.models import Attempt, Generation
     from stefna.accounts.models import User
 
@@ -505,6 +505,8 @@ def explain_all(data: DataSet) -> list[tuple[str, str, int, int, float, str]]:
     plans += captured("status", lambda: selectors.generation_get_with_balance(user=user, generation_id=generation_id))
     plans += captured("quota", lambda: quota_for(user=user))
     plans += captured("poller claim", claim_due, keep=lambda sql: "FOR UPDATE" in sql.upper())
+    # Staff only, but it aggregates over the whole window of generations and ledger entries.
+    plans += captured("admin dashboard", lambda: dashboard.dashboard())
     # The keyset filter with the range PostgreSQL can seek on (`created_at <= c` beside the
     # OR), for comparison with the selector's own query above.
     plans.append(
