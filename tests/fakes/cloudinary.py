@@ -89,6 +89,7 @@ class FakeCloudinary:
 
     def reset(self) -> None:
         with self._lock:
+            self._epoch = getattr(self, "_epoch", 0) + 1
             self.uploads: list[dict[str, Any]] = []
             self.destroys: list[dict[str, Any]] = []
             self.assets: dict[str, dict[str, Any]] = {}
@@ -144,8 +145,13 @@ class FakeCloudinary:
     # --- requests -----------------------------------------------------------------------------
 
     def handle(self, path: str, content_type: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        epoch = self._epoch
         if self.delay:
             time.sleep(self.delay)
+            if epoch != self._epoch:
+                # A slow answer from before `reset()` (the client gave up long ago): it must
+                # not show up in the next test's records.
+                return 500, {"error": {"message": "stale request"}}
         fields, file_bytes = _parse_form(content_type, body)
         parts = path.strip("/").split("/")
         if len(parts) != 4 or parts[0] != "v1_1" or parts[2] != "image":
