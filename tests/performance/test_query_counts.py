@@ -359,3 +359,31 @@ def test_a_deep_history_cursor_seeks_in_the_index_instead_of_scanning_down_to_it
 
     assert len(page.items) == 2
     assert _seeks_on_created_at(_plan(queries.captured_queries[0]["sql"]), "gen_history")
+
+
+# --- Staff pages -----------------------------------------------------------------------------
+
+ADMIN_INDEX_FIX = (
+    "the admin changelists list every generation / image newest first, and no index holds that order: "
+    "PostgreSQL sorts the whole table (170 ms / 105 ms for the newest 100 at 100k generations / 200k images "
+    "in bench/api.py). Add models.Index(fields=['-created_at', '-id']) to Generation (gen_recent) and Media "
+    "(media_recent); the dashboard's time windows use them too."
+)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ADMIN_INDEX_FIX)
+@pytest.mark.parametrize("model", [Generation, Media], ids=["generations", "images"])
+def test_newest_first_over_every_row_reads_an_index_not_a_sort(model):
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: the plan is PostgreSQL's (EXPLAIN FORMAT JSON)")
+    _bulk_feed(5000)
+    sql, params = model.objects.order_by("-created_at", "-id")[:100].query.sql_with_params()
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {model._meta.db_table}")
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        nodes = _plan_nodes(cursor.fetchone()[0])
+
+    assert not [node for node in nodes if node["Node Type"] in ("Sort", "Incremental Sort")]
+    assert any(node["Node Type"] == "Index Scan" and node["Relation Name"] == model._meta.db_table for node in nodes)
