@@ -1064,8 +1064,9 @@ def generation_retry(*, generation_id: GenerationId, by: User | None = None) -> 
         # Raises InsufficientCredits (rolling the restart back) when the owner is broke.
         ledger.reserve(user=generation.user, generation=generation, amount=generation.cost)
         transaction.on_commit(partial(_enqueue_submit, generation.pk))
-    who = f" by {by.email}" if by is not None and by.email else " by staff"
-    _log(generation, f"Retried{who}; starting again with the first model")
+    # The generation's log is shown to its owner: name no staff member there, only in the server log.
+    _log(generation, "Retried by staff; starting again with the first model")
+    logger.info("generation %s retried by staff user %s", generation.pk, getattr(by, "pk", None))
     generation.refresh_from_db()
     return generation
 

@@ -116,6 +116,10 @@ def test_retry_restarts_a_failed_generation_from_the_first_model_and_reserves_ag
     assert generation.error_code == ""
     assert balance_of(user=generation.user) == before - generation.cost
     assert CreditEntry.objects.filter(generation=generation, reason="reserve").count() == 2
+    # The owner sees the log: it says staff retried it, without naming the staff member.
+    last_log = generation.logs[-1]["message"]
+    assert last_log.startswith("Retried by staff")
+    assert "@" not in last_log
 
 
 def test_retrying_a_succeeded_generation_is_refused_with_a_message(staff_client):
