@@ -211,19 +211,18 @@ def seed(now: dt.datetime) -> DataSet:
                 media_plan.append((generation_rows[-1], job_ids[-1], chain[-1] if tried > 1 else chain[0]))
             mine.append((created, generation_id))
             events.append((created, -2, "reserve", generation_id))
-            if status == "succeeded":
-                events.append((completed, 0, "capture", generation_id))
-            elif status in ("failed", "canceled"):
-                events.append((completed, 2, "refund", generation_id))
+            if completed is not None:
+                settlement = (0, "capture") if status == "succeeded" else (2, "refund")
+                events.append((completed, *settlement, generation_id))
         generations_of[user_id] = mine
         # A large grant first, so the POST bench never runs a wallet dry; then every
         # reservation and settlement in time order with its running balance.
         balance = 1_000_000
         first = min(event[0] for event in events) - dt.timedelta(days=1)
         ledger_rows.append((user_id, balance, "grant", balance, None, None, "bench", first))
-        for at, amount, reason, generation_id in sorted(events, key=lambda event: event[0]):
+        for at, amount, reason, charged in sorted(events, key=lambda event: event[0]):
             balance += amount
-            ledger_rows.append((user_id, amount, reason, balance, generation_id, 1, "", at))
+            ledger_rows.append((user_id, amount, reason, balance, charged, 1, "", at))
         wallet_rows.append((user_id, balance, today))
 
     # Exactly MEDIA images: two per delivered generation, a third for some (the studio
@@ -432,7 +431,10 @@ def one_megabyte_jpeg() -> bytes:
 
     width, height = 1920, 1440
     gradient = Image.linear_gradient("L").resize((width, height))
-    base = Image.merge("RGB", (gradient, gradient.rotate(90).resize((width, height)), gradient.transpose(0)))
+    base = Image.merge(
+        "RGB",
+        (gradient, gradient.rotate(90).resize((width, height)), gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+    )
     noise = Image.effect_noise((width, height), 40).convert("RGB")
     image = Image.blend(base, noise, 0.25)
     best = b""
@@ -559,9 +561,9 @@ def _what(sql: str) -> str:
     return match.group(1) if match else sql[:40]
 
 
-def _summarise(plan: object) -> tuple[str, int, int, float, str]:
+def _summarise(plan: Any) -> tuple[str, int, int, float, str]:
     """(indexes / scans, rows read by scans, rows returned, ms, verdict)."""
-    root = plan[0] if isinstance(plan, list) else plan
+    root: dict[str, Any] = plan[0] if isinstance(plan, list) else plan
     scans: list[str] = []
     read = 0
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,7 +312,7 @@ def run_load(
     return result
 
 
-def print_table(rows: list[list[str]], headers: list[str]) -> None:
+def print_table(rows: Sequence[Sequence[object]], headers: list[str]) -> None:
     widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
     line = "  ".join(f"{header:<{width}}" for header, width in zip(headers, widths, strict=True))
     print(line)

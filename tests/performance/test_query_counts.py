@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import cast
 
 import pytest
 from django.db import connection
@@ -30,6 +31,7 @@ from generation import selectors
 from generation.models import Generation, Media
 from generation.tests.factories import AttemptFactory, GenerationFactory, MediaFactory
 from presets.tests.factories import PresetFactory
+from stefna.accounts.models import User
 from stefna.accounts.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +53,7 @@ def make_history(user, count: int, *, media_each: int = 2, attempts_each: int = 
     preset = _preset()
     generations = []
     for _ in range(count):
-        generation = GenerationFactory(user=user, preset=preset, is_public=True)
+        generation = cast(Generation, GenerationFactory(user=user, preset=preset, is_public=True))
         for index in range(media_each):
             MediaFactory(generation=generation, index=index, is_public=True)
         for position in range(attempts_each):
@@ -231,7 +233,7 @@ def test_html_page_costs_do_not_grow_with_the_data(user):
 
 def _bulk_feed(count: int) -> None:
     """`count` public images, one generation each, inserted in two statements."""
-    owner = UserFactory(email="deep-feed@example.com")
+    owner = cast(User, UserFactory(email="deep-feed@example.com"))
     preset = _preset()
     start = timezone.now() - dt.timedelta(days=30)
     generations = Generation.objects.bulk_create(
