@@ -49,5 +49,21 @@ def api_client(client, api_token):
     return client
 
 
+@pytest.fixture
+def seeded_presets(transactional_db):
+    """The presets the data migration seeds, written again by the migration's own code.
+
+    pytest-django runs transactional tests last, and each one's flush empties every
+    table, so a transactional test that needs the seeded presets asks for this. (Not
+    serialized_rollback: reloading serialized content types clashes with the ones a
+    flush re-creates.)
+    """
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("presets.migrations.0002_seed_presets").seed(apps, None)
+
+
 # Fakes of fal and Cloudinary (fixtures `fake_fal`, `fake_cloudinary`; see tests/fakes/pytest_plugin.py).
 pytest_plugins = ["tests.fakes.pytest_plugin"]

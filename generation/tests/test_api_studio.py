@@ -78,7 +78,7 @@ class PipelineWorker(threading.Thread):
         close_old_connections()
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_it_waits_for_the_result_and_answers_with_the_image_urls(api_client, user, studio, settings, fake_fal):
     settings.GENERATE_IMAGE_WAIT_SECONDS = 20
 
@@ -102,7 +102,7 @@ def test_it_waits_for_the_result_and_answers_with_the_image_urls(api_client, use
     assert generation.kind == "image_to_image" and generation.is_public is False
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_when_every_model_fails_it_is_a_502_with_the_id_and_a_refund(api_client, user, studio, settings, fake_fal):
     settings.GENERATE_IMAGE_WAIT_SECONDS = 20
     fake_fal.fail_submit(FLUX_GENERAL_I2I, status=422)
@@ -121,7 +121,7 @@ def test_when_every_model_fails_it_is_a_502_with_the_id_and_a_refund(api_client,
     assert balance_of(user=user) == 30
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_when_the_bound_passes_it_answers_202_with_the_generation_id(api_client, user, studio, settings):
     settings.GENERATE_IMAGE_WAIT_SECONDS = 0.3
     started = time.monotonic()

@@ -131,9 +131,7 @@ def test_two_claimers_never_get_the_same_generation(user, fake_fal):
     assert services.generation_claim_due(limit=10) == []
 
 
-# serialized_rollback: the flush afterwards must leave the database as other tests expect it
-# (seeded presets, content types) rather than re-created by post_migrate.
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_db_worker_runs_the_submit_task_and_the_poller(user, fake_fal):
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
     generation = start_generation(user, preset)  # commits: the submit task is enqueued

@@ -179,16 +179,5 @@ def served_media(settings):
 
 
 @pytest.fixture(autouse=True)
-def seeded_presets(transactional_db):
-    """The presets the data migration seeds, written again by the migration's own code.
-
-    A transactional test's flush empties every table, so the seeded rows are gone for
-    the tests after it. (serialized_rollback would restore them, but reloading the
-    serialized content types clashes with the ones a plain flush re-creates.)
-    """
-    import importlib
-
-    from django.apps import apps
-
-    seed_migration = importlib.import_module("presets.migrations.0002_seed_presets")
-    seed_migration.seed(apps, None)
+def _browser_presets(seeded_presets):
+    """Every browser test picks from the real seeded styles (see the root conftest's `seeded_presets`)."""
