@@ -86,6 +86,8 @@ class Generation(models.Model):
                 condition=Q(status__in=["queued", "running"]),
             ),
             models.Index(fields=["status", "-created_at"], name="gen_status_recent"),
+            # Newest first over everything: the admin list and the dashboard's time windows.
+            models.Index(fields=["-created_at", "-id"], name="gen_recent"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -131,7 +133,10 @@ class Attempt(models.Model):
 
     class Meta:
         ordering = ["started_at"]
-        indexes = [models.Index(fields=["fal_job_id"], name="attempt_fal_job")]
+        indexes = [
+            models.Index(fields=["fal_job_id"], name="attempt_fal_job"),
+            models.Index(fields=["started_at"], name="attempt_started"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model} {self.status}"
@@ -169,7 +174,7 @@ class Media(models.Model):
                 name="media_feed",
                 condition=Q(is_public=True, hidden=False),
             ),
-            models.Index(fields=["generation", "index"], name="media_by_generation"),
+            models.Index(fields=["-created_at", "-id"], name="media_recent"),
             models.Index(fields=["persisted"], name="media_unpersisted", condition=Q(persisted=False)),
         ]
         constraints = [models.UniqueConstraint(fields=["generation", "index"], name="media_unique_index")]

@@ -57,7 +57,11 @@ def _page(queryset: QuerySet, *, cursor: str | None, limit: int | None) -> Page:
     limit = max(1, min(limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
     if cursor:
         created_at, pk = decode_cursor(cursor)
-        queryset = queryset.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
+        # The redundant `created_at <= c` gives the database an index range to seek to;
+        # the OR alone makes PostgreSQL walk the index from the top (60k rows deep in the bench).
+        queryset = queryset.filter(created_at__lte=created_at).filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
+        )
     rows = list(queryset.order_by("-created_at", "-id")[: limit + 1])
     items, more = rows[:limit], len(rows) > limit
     return Page(items=items, next_cursor=encode_cursor(items[-1].created_at, items[-1].pk) if more else None)

@@ -9,9 +9,9 @@ Counts are measured in the steady state: one warm-up request first, because the 
 call of a token touches `last_used_at` (one UPDATE, at most once a minute per token) and
 the first quota read of a UTC day writes the daily allowance.
 
-A plan the code does not meet yet is marked `xfail(strict=True)` with the exact change
-that fixes it; once it lands, the strict mark turns the pass into a failure so the mark
-gets removed and the rule is enforced from then on.
+The PostgreSQL plan tests pin the two index rules: a deep keyset cursor seeks in its
+index (the redundant `created_at <= c` in selectors._page), and newest-first lists over
+every row read an index instead of sorting the table.
 """
 
 from __future__ import annotations
@@ -299,11 +299,12 @@ def _plan(sql: str) -> str:
         return "\n".join(str(row[-1]) for row in cursor.fetchall())
 
 
-def _seeks_on_created_at(plan: str, index: str) -> bool:
+def _seeks_on_created_at(plan: str, *indexes: str) -> bool:
+    """True when one of `indexes` is entered at the cursor (an index condition on created_at)."""
     if connection.vendor == "postgresql":
-        scans = [node for node in _plan_nodes(json.loads(plan)) if node.get("Index Name") == index]
+        scans = [node for node in _plan_nodes(json.loads(plan)) if node.get("Index Name") in indexes]
         return any("created_at" in node.get("Index Cond", "") for node in scans)
-    return any(index in line and "created_at<" in line for line in plan.splitlines())
+    return any(index in line and "created_at<" in line for index in indexes for line in plan.splitlines())
 
 
 def _plan_nodes(plan) -> list[dict]:
@@ -315,13 +316,6 @@ def _plan_nodes(plan) -> list[dict]:
     return nodes
 
 
-KEYSET_FIX = (
-    "_page in generation/selectors.py filters the cursor as `created_at < c OR (created_at = c AND id < i)`, "
-    "which no index can seek on: the database walks the index from the top and drops every newer row "
-    "(60,000 rows, ~200 ms at feed row 60,000 in bench/api.py). Add `created_at__lte=c` beside the OR."
-)
-
-
 def _postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip(
@@ -331,7 +325,6 @@ def _postgres_only() -> None:
 
 
 @pytest.mark.postgres_only
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KEYSET_FIX)
 def test_a_deep_feed_cursor_seeks_in_the_index_instead_of_scanning_down_to_it():
     _postgres_only()
     _bulk_feed(2003)
@@ -341,11 +334,10 @@ def test_a_deep_feed_cursor_seeks_in_the_index_instead_of_scanning_down_to_it():
         page = selectors.generation_feed(cursor=selectors.encode_cursor(*cursor_row), limit=2)
 
     assert len(page.items) == 2
-    assert _seeks_on_created_at(_plan(queries.captured_queries[0]["sql"]), "media_feed")
+    assert _seeks_on_created_at(_plan(queries.captured_queries[0]["sql"]), "media_feed", "media_recent")
 
 
 @pytest.mark.postgres_only
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KEYSET_FIX)
 def test_a_deep_history_cursor_seeks_in_the_index_instead_of_scanning_down_to_it(user):
     _postgres_only()
     preset = _preset()
@@ -365,16 +357,8 @@ def test_a_deep_history_cursor_seeks_in_the_index_instead_of_scanning_down_to_it
 
 # --- Staff pages -----------------------------------------------------------------------------
 
-ADMIN_INDEX_FIX = (
-    "the admin changelists list every generation / image newest first, and no index holds that order: "
-    "PostgreSQL sorts the whole table (170 ms / 105 ms for the newest 100 at 100k generations / 200k images "
-    "in bench/api.py). Add models.Index(fields=['-created_at', '-id']) to Generation (gen_recent) and Media "
-    "(media_recent); the dashboard's time windows use them too."
-)
-
 
 @pytest.mark.postgres_only
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ADMIN_INDEX_FIX)
 @pytest.mark.parametrize("model", [Generation, Media], ids=["generations", "images"])
 def test_newest_first_over_every_row_reads_an_index_not_a_sort(model):
     if connection.vendor != "postgresql":
