@@ -341,9 +341,15 @@ def test_a_deep_feed_cursor_seeks_in_the_index_instead_of_scanning_down_to_it():
 def test_a_deep_history_cursor_seeks_in_the_index_instead_of_scanning_down_to_it(user):
     _postgres_only()
     preset = _preset()
+    # Many people's rows, as in production, so the planner weighs the per-owner index properly.
+    owners = [user, *(UserFactory() for _ in range(20))]
     Generation.objects.bulk_create(
-        Generation(user=user, preset=preset, preset_slug=preset.slug, kind=preset.kind, cost=2) for _ in range(600)
+        Generation(user=owner, preset=preset, preset_slug=preset.slug, kind=preset.kind, cost=2)
+        for owner in owners
+        for _ in range(600)
     )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Generation._meta.db_table}")
     cursor_row = (
         Generation.objects.filter(user=user).order_by("-created_at", "-id").values_list("created_at", "id")[500]
     )
