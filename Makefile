@@ -14,7 +14,7 @@ FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
 	  if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then command -v $$c; exit 0; fi; \
 	done; exit 1
 
-.PHONY: help install chromium run worker migrate test lint fmt typecheck bench clean
+.PHONY: help install chromium run worker migrate test screenshots lint fmt typecheck bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ chromium:
 
 test: install chromium ## Run the whole test suite (SQLite, or DATABASE_URL when set)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+screenshots: install chromium ## Refresh docs/screenshots/ from the browser tests
+	STEFNA_SCREENSHOTS=docs $(PY) -m pytest -p no:cacheprovider tests/browser
 
 lint: install ## ruff check, ruff format --check, missing-migrations check
 	$(VENV)/bin/ruff check .
