@@ -50,6 +50,21 @@ def api_client(client, api_token):
 
 
 @pytest.fixture
+def staff(db):
+    """An operator: staff and superuser, as the admin tests need."""
+    from stefna.accounts.tests.factories import UserFactory
+
+    return UserFactory(email="operator@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    """Django's test client signed in as the operator."""
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
 def seeded_presets(transactional_db):
     """The presets the data migration seeds, written again by the migration's own code.
 

@@ -18,17 +18,6 @@ WALLETS = reverse("admin:credits_wallet_changelist")
 USERS = reverse("admin:accounts_user_changelist")
 
 
-@pytest.fixture
-def staff(db):
-    return UserFactory(email="operator@example.com", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
-
-
 def funded(email: str, amount: int = 5):
     user = UserFactory(email=email)
     ledger.grant(user=user, amount=amount, note="welcome")

@@ -18,17 +18,6 @@ CHANGELIST = reverse("admin:generation_generation_changelist")
 MEDIA_CHANGELIST = reverse("admin:generation_media_changelist")
 
 
-@pytest.fixture
-def staff(db):
-    return UserFactory(email="operator@example.com", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
-
-
 def change_url(generation: Generation) -> str:
     return reverse("admin:generation_generation_change", args=[generation.pk])
 

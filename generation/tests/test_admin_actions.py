@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,17 +17,6 @@ from stefna.accounts.tests.factories import UserFactory
 CHANGELIST = reverse("admin:generation_generation_changelist")
 MEDIA_CHANGELIST = reverse("admin:generation_media_changelist")
 S = Generation.Status
-
-
-@pytest.fixture
-def staff(db):
-    return UserFactory(email="operator@example.com", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
 
 
 def job(status: str, *, email: str = "ada@example.com", settle: str | None = None) -> Generation:

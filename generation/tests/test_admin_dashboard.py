@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -10,12 +9,6 @@ from generation.tests.test_dashboard import data_set  # noqa: F401  (the known d
 from stefna.accounts.tests.factories import UserFactory
 
 URL = "/admin/dashboard/"
-
-
-@pytest.fixture
-def staff_client(client, db):
-    client.force_login(UserFactory(email="operator@example.com", is_staff=True, is_superuser=True))
-    return client
 
 
 def test_the_admin_index_links_to_the_dashboard_and_health(staff_client):
