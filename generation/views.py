@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -143,8 +142,20 @@ def card_context(generation: Generation) -> dict[str, Any]:
         "failure_message": FAILURE_MESSAGES.get(generation.error_code, DEFAULT_FAILURE_MESSAGE),
         "model_label": spec.label if spec else generation.current_model,
         "refund": refund,
-        "media": list(generation.media.all()),
+        "media": _card_media(generation),
     }
+
+
+def _card_media(generation: Generation) -> list[Media]:
+    """The images the card shows. Only a succeeded card shows any, so the card htmx polls
+    every second while a job runs reads none: one query fewer on the hottest HTML route."""
+    if generation.status != Generation.Status.SUCCEEDED:
+        return []
+    media = list(Media.objects.filter(generation=generation).order_by("index"))
+    for item in media:
+        # The tiles read the preset name and prompt through it: no query per tile.
+        item.generation = generation
+    return media
 
 
 @login_required
@@ -165,15 +176,14 @@ def generation_card(request: HttpRequest, generation_id: str) -> HttpResponse:
 
 
 def generation_for_card(*, user: Any, generation_id: object) -> Generation:
-    """The owner's generation with its images, and nothing the card doesn't show.
+    """The owner's generation, and nothing the card doesn't show.
 
-    htmx polls this every second while a job runs, so it is the hottest HTML read:
-    two queries (the row, its images), unlike generation_get, which also loads attempts.
+    htmx polls this every second while a job runs, so it is the hottest HTML read: one
+    query for the row (card_context reads the images only once there are any to show),
+    unlike generation_get, which also loads images and attempts.
     """
     try:
-        return Generation.objects.prefetch_related(Prefetch("media", queryset=Media.objects.order_by("index"))).get(
-            user=user, pk=generation_id
-        )
+        return Generation.objects.get(user=user, pk=generation_id)
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:
         raise NotFound("Generation not found.") from exc
 
