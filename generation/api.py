@@ -27,7 +27,7 @@ from credits.selectors import balance_of
 from stefna.api_support import errors, limit_public
 from stefna.errors import DomainError, InvalidInput, NotFound
 
-from . import selectors, services
+from . import selectors, services, status_reads
 from .exceptions import ImageTooLarge
 from .images import ValidatedImage, decode_base64_image, validate_image
 from .models import Generation
@@ -47,6 +47,7 @@ from .schemas import (
     absolute_url_maker,
     feed_item_out,
     generation_out,
+    generation_row_out,
     image_out,
 )
 
@@ -220,9 +221,10 @@ def generation_list(
     summary="One of your generations",
 )
 def generation_detail(request: HttpRequest, generation_id: uuid.UUID) -> dict:
-    user = request.auth  # type: ignore[attr-defined]
-    generation, balance = selectors.generation_get_with_balance(user=user, generation_id=generation_id)
-    return generation_out(generation, remaining_coins=balance, url=_urls(request))
+    # Polled by clients while a job runs: static SQL (see status_reads), same answer and
+    # query count as selectors.generation_get_with_balance + generation_out.
+    row = status_reads.generation_status(user=request.auth, generation_id=generation_id)  # type: ignore[attr-defined]
+    return generation_row_out(row, url=_urls(request))
 
 
 @router.post(

@@ -211,7 +211,25 @@ def _log_out(line: Any) -> dict[str, Any]:
 
 def generation_out(generation: Generation, *, remaining_coins: int, url: UrlMaker = _as_is) -> dict[str, Any]:
     """The contract's Generation. Media and attempts must be prefetched (see selectors)."""
-    attempts = list(generation.attempts.all())
+    return _generation_out(
+        generation,
+        attempts=list(generation.attempts.all()),
+        media=generation.media.all(),
+        remaining_coins=remaining_coins,
+        url=url,
+    )
+
+
+def generation_row_out(row: Any, *, url: UrlMaker = _as_is) -> dict[str, Any]:
+    """The contract's Generation from a `status_reads.GenerationRow` (the status route's
+    static SQL): the same answer `generation_out` gives for the same generation."""
+    return _generation_out(row, attempts=row.attempts, media=row.media, remaining_coins=row.balance or 0, url=url)
+
+
+def _generation_out(
+    generation: Any, *, attempts: list[Any], media: Any, remaining_coins: int, url: UrlMaker
+) -> dict[str, Any]:
+    # `generation`, `attempts` and `media` are model instances or rows with the same attribute names.
     model = generation.current_model or (attempts[-1].model if attempts else "")
     error = (
         {"code": generation.error_code, "message": generation.error_message or generation.error_code}
@@ -230,7 +248,7 @@ def generation_out(generation: Generation, *, remaining_coins: int, url: UrlMake
         "logs": [_log_out(line) for line in (generation.logs or [])],
         "model": model or None,
         "attempts": [_attempt_out(attempt) for attempt in attempts],
-        "images": [image_out(media, url=url) for media in generation.media.all()],
+        "images": [image_out(item, url=url) for item in media],
         "error": error,
         "created_at": generation.created_at,
         "completed_at": generation.completed_at,
