@@ -86,7 +86,7 @@ def _spending_sql(vendor: str) -> str:
     entry, wallet = CreditEntry._meta, Wallet._meta
 
     def column(meta: Options, name: str) -> str:  # type: ignore[type-arg]
-        return quote(meta.get_field(name).column)
+        return quote(meta.get_field(name).column)  # type: ignore[union-attr, arg-type]
 
     entries, wallets = quote(entry.db_table), quote(wallet.db_table)
     amount, created_at, reason = column(entry, "amount"), column(entry, "created_at"), column(entry, "reason")

@@ -183,7 +183,7 @@ def generation_for_card(*, user: Any, generation_id: object) -> Generation:
     unlike generation_get, which also loads images and attempts.
     """
     try:
-        return Generation.objects.get(user=user, pk=generation_id)
+        return Generation.objects.get(user=user, pk=generation_id)  # type: ignore[misc]  # a malformed id: NotFound below
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:
         raise NotFound("Generation not found.") from exc
 
