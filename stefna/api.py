@@ -19,29 +19,15 @@ from django.urls import URLPattern, URLResolver, re_path
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from ninja.security import SessionAuth
 from pydantic import Field
 
 from stefna.api_support import ErrorOut, errors
-from stefna.auth import ApiTokenAuth
+from stefna.auth import api_auth
 from stefna.errors import DomainError, RateLimited
 
 logger = logging.getLogger("stefna.api")
 
 __all__ = ["ErrorOut", "api"]
-
-
-class SignedInSessionAuth(SessionAuth):
-    """The browser session, with CSRF checked only once there *is* a signed-in session.
-
-    Ninja's SessionAuth checks CSRF first, so an anonymous write (or one with a wrong
-    bearer token) would get 403 "CSRF failed" instead of the truthful 401.
-    """
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if not request.user.is_authenticated:
-            return None
-        return super().__call__(request)
 
 
 class StefnaAPI(NinjaAPI):
@@ -95,7 +81,7 @@ api = StefnaAPI(
     ),
     # Both are sync and touch the database; Ninja runs sync auth callbacks through
     # sync_to_async for async views, so they are safe on /api/generate-image too.
-    auth=[ApiTokenAuth(), SignedInSessionAuth(csrf=True)],
+    auth=api_auth,
     urls_namespace="api",
     docs_url="/docs",
 )

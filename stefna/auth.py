@@ -21,5 +21,18 @@ class ApiTokenAuth(HttpBearer):
         return user
 
 
-# Session auth checks CSRF on unsafe methods, so a session-authenticated write needs the token.
-api_auth = [ApiTokenAuth(), SessionAuth(csrf=True)]
+class SignedInSessionAuth(SessionAuth):
+    """The browser session, with CSRF checked only once there *is* a signed-in session.
+
+    Ninja's SessionAuth checks CSRF first, so an anonymous write (or one with a wrong
+    bearer token) would get 403 "CSRF failed" instead of the truthful 401.
+    """
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+
+# A bearer token, else the browser session (whose unsafe methods need the CSRF token).
+api_auth = [ApiTokenAuth(), SignedInSessionAuth(csrf=True)]
