@@ -14,7 +14,7 @@ objects, so that is what we send (see CONTRACT.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 GHIBLIFY = "fal-ai/ghiblify"
 REALISTIC_VISION = "fal-ai/realistic-vision"
@@ -50,9 +50,10 @@ class Param:
             raise ModelConfigError(f"{name} must be a {_kind_names(kinds)}.", field="parameters")
         if self.choices is not None and value not in self.choices:
             raise ModelConfigError(f"{name} must be one of {', '.join(map(str, self.choices))}.", field="parameters")
-        if self.minimum is not None and value < self.minimum:
+        number = cast(float, value)  # a number here: the kind check above passed
+        if self.minimum is not None and number < self.minimum:
             raise ModelConfigError(f"{name} must be at least {self.minimum}.", field="parameters")
-        if self.maximum is not None and value > self.maximum:
+        if self.maximum is not None and number > self.maximum:
             raise ModelConfigError(f"{name} must be at most {self.maximum}.", field="parameters")
 
 

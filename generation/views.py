@@ -201,7 +201,7 @@ def _card_response(request: HttpRequest, generation_id: str) -> HttpResponse:
 @require_POST
 def generation_cancel(request: HttpRequest, generation_id: str) -> HttpResponse:
     try:
-        services.generation_cancel(generation_id=generation_id, user=request.user)  # type: ignore[attr-defined]
+        services.generation_cancel(generation_id=generation_id, user=request.user)  # type: ignore[arg-type]  # login_required
     except NotFound:
         raise
     except DomainError as exc:

@@ -1,11 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from stefna.api import api
 from stefna.media import serve_media
 
-urlpatterns = [
+urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("stefna.ops_urls")),  # /healthz and /admin/dashboard/ (before admin's catch-all)
     path("admin/", admin.site.urls),
     path("api/", api.urls),

@@ -6,6 +6,7 @@ Secrets (codes, tokens) are stored only as hashes; the plain value is shown once
 from __future__ import annotations
 
 import uuid
+from typing import ClassVar
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
@@ -42,9 +43,9 @@ class User(AbstractUser):
     display_name = models.CharField(max_length=60, blank=True)
 
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
-    objects = UserManager()  # type: ignore[misc]
+    objects = UserManager()  # type: ignore[misc,assignment]  # email, not username
 
     def __str__(self) -> str:
         return self.email

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -137,7 +138,7 @@ def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
     return token, plain
 
 
-def api_token_revoke(*, user: User, token_id: object) -> bool:
+def api_token_revoke(*, user: User, token_id: uuid.UUID | str) -> bool:
     return bool(
         ApiToken.objects.filter(user=user, pk=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
     )
