@@ -23,7 +23,7 @@ from pydantic import Field
 
 from stefna.api_support import ErrorOut, errors
 from stefna.auth import api_auth
-from stefna.errors import DomainError, RateLimited
+from stefna.errors import DomainError, Forbidden, NotFound, RateLimited
 
 logger = logging.getLogger("stefna.api")
 
@@ -142,12 +142,12 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Http404)
 def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-    return error_response(request, status=404, code="not_found", message="Not found.")
+    return on_domain_error(request, NotFound())
 
 
 @api.exception_handler(PermissionDenied)
 def on_permission_denied(request: HttpRequest, exc: PermissionDenied) -> HttpResponse:
-    return error_response(request, status=403, code="forbidden", message="You are not allowed to do that.")
+    return on_domain_error(request, Forbidden())
 
 
 @api.exception_handler(RequestDataTooBig)

@@ -30,13 +30,7 @@ def errors(*statuses: int) -> dict[int, type[ErrorOut]]:
     return dict.fromkeys(statuses, ErrorOut)
 
 
-def client_ip(request: HttpRequest) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is whatever the client says unless a trusted
-    # proxy rewrites it, and trusting it would let anyone dodge the limit.
-    return request.META.get("REMOTE_ADDR") or "unknown"
-
-
 def limit_public(request: HttpRequest) -> None:
     """Count one request on a route that needs no sign-in; RateLimited past the per-IP limit."""
     limit, window = settings.RATE_LIMIT_ANON_PER_MINUTE
-    ratelimit.hit(f"api-ip:{client_ip(request)}", limit=limit, window=window)
+    ratelimit.hit(f"api-ip:{ratelimit.client_ip(request) or 'unknown'}", limit=limit, window=window)

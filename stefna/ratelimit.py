@@ -6,8 +6,18 @@ from __future__ import annotations
 import time
 
 from django.core.cache import cache
+from django.http import HttpRequest
 
 from stefna.errors import RateLimited
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The address per-IP limits count against.
+
+    REMOTE_ADDR only: X-Forwarded-For is whatever the client says unless a trusted
+    proxy rewrites it, and trusting it would let anyone dodge the limit.
+    """
+    return request.META.get("REMOTE_ADDR") or None
 
 
 def hit(key: str, *, limit: int, window: int, message: str | None = None) -> None:

@@ -10,13 +10,10 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from stefna import ratelimit
 from stefna.errors import DomainError, RateLimited
 
 from . import services
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -34,7 +31,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         email = request.POST.get("email", "")
         try:
-            services.login_code_send(email=email, ip_address=client_ip(request))
+            services.login_code_send(email=email, ip_address=ratelimit.client_ip(request))
         except DomainError as exc:
             response = render(
                 request,
