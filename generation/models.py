@@ -15,10 +15,12 @@ changes nothing the second time.
 
 from __future__ import annotations
 
+import json
 import uuid
+from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import NotSupportedError, models
 from django.db.models import Q
 
 
@@ -194,3 +196,55 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.worker_id
+
+
+class AppendLogLines(models.Expression):
+    """`logs` with `lines` appended, keeping the newest `keep` lines, computed by the database.
+
+    The pipeline appends to a generation's log several times per job, from the worker,
+    the webhook and user actions. Appending in the UPDATE itself needs no read and no
+    row lock first (one statement instead of four with the transaction), and still
+    loses no line to a concurrent writer: each UPDATE applies to the row as the
+    previous one left it. Only SQLite and PostgreSQL are supported, like the project.
+    """
+
+    output_field = models.JSONField()
+
+    def __init__(self, column: str, lines: list[dict[str, Any]], *, keep: int) -> None:
+        super().__init__()
+        self.column = models.F(column)
+        self.lines = list(lines)[-keep:]
+        self.keep = keep
+
+    def get_source_expressions(self) -> list[Any]:
+        return [self.column]
+
+    def set_source_expressions(self, exprs: list[Any]) -> None:
+        (self.column,) = exprs
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.column)
+        # jsonpath's lax mode clamps "last - n" to the first element on shorter arrays.
+        sql = f"jsonb_path_query_array(COALESCE({column}, '[]'::jsonb) || %s::jsonb, %s::jsonpath)"
+        return sql, [*params, json.dumps(self.lines), f"$[last - {self.keep - 1} to last]"]
+
+    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        column, params = compiler.compile(self.column)
+        # json_each loses the JSON-ness of its values on the way through a subquery,
+        # so each element is turned back into JSON text and re-read with json().
+        as_json = (
+            "CASE type WHEN 'text' THEN json_quote(value) WHEN 'true' THEN 'true' "
+            "WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE value END"
+        )
+        old = f"COALESCE({column}, '[]')"
+        # Only the compiled column name is interpolated; every value is a parameter.
+        sql = (
+            f"(SELECT json_group_array(json(element)) FROM ("  # noqa: S608
+            f"SELECT {as_json} AS element, 0 AS part, key FROM json_each({old}) "
+            f"WHERE key >= json_array_length({old}) - %s "
+            f"UNION ALL SELECT {as_json}, 1, key FROM json_each(%s) ORDER BY 2, 3))"
+        )
+        return sql, [*params, *params, *params, self.keep - len(self.lines), json.dumps(self.lines)]
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        raise NotSupportedError(f"AppendLogLines supports SQLite and PostgreSQL, not {connection.vendor}")

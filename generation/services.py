@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
 from credits import ledger
@@ -35,7 +36,7 @@ from stefna.errors import InvalidInput, NotFound
 from . import persistence
 from .exceptions import IdempotencyConflict, InvalidTransition, ProviderError
 from .images import ValidatedImage
-from .models import Attempt, Generation, Media, WorkerHeartbeat
+from .models import AppendLogLines, Attempt, Generation, Media, WorkerHeartbeat
 from .providers import Provider, ProviderState, ProviderStatus, get_provider
 from .providers.local import LocalProvider
 from .registry import MODELS, ModelConfigError, ModelSpec, OutputImage, get_model
@@ -941,26 +942,34 @@ def _log(
 ) -> bool:
     """Append log lines (the UI shows them) and apply `changes`, in one UPDATE.
 
-    The row is read under a lock first so two writers never drop each other's lines.
-    With `only_if`, nothing happens unless the generation's status is one of those
-    (a state transition and its log line in one write); returns whether it happened.
-    `release=True` also schedules the next check.
+    The database appends the lines (`AppendLogLines`), so two writers never drop each
+    other's lines, with no read or lock first. With `only_if`, nothing happens unless
+    the generation's status is one of those (a state transition and its log line in
+    one write); returns whether it happened. `release=True` also schedules the next check.
     """
     new = list(lines or [])
     if message:
         new.append(_log_line(message, level))
     if release:
         changes["next_check_at"] = _next_poll()
-    with transaction.atomic():
-        row = Generation.objects.select_for_update().filter(pk=generation.pk).values("logs", "status").first()
-        if row is None or (only_if is not None and row["status"] not in only_if):
-            return False
-        logs = (list(row["logs"] or []) + new)[-MAX_LOG_LINES:]
-        if row["status"] not in Generation.ACTIVE_STATUSES:
-            changes.pop("next_check_at", None)
-        Generation.objects.filter(pk=generation.pk).update(logs=logs, **changes)
-    generation.logs = logs
-    return True
+    if "next_check_at" in changes:
+        # A generation that became final meanwhile keeps no next check.
+        changes["next_check_at"] = Case(
+            When(status__in=Generation.ACTIVE_STATUSES, then=Value(changes["next_check_at"])),
+            default=F("next_check_at"),
+            output_field=DateTimeField(),
+        )
+    rows = Generation.objects.filter(pk=generation.pk)
+    if only_if is not None:
+        rows = rows.filter(status__in=only_if)
+    if new:
+        changes["logs"] = AppendLogLines("logs", new, keep=MAX_LOG_LINES)
+    if not changes:
+        return rows.exists()
+    updated = rows.update(**changes)
+    if updated:
+        generation.logs = (list(generation.logs or []) + new)[-MAX_LOG_LINES:]
+    return bool(updated)
 
 
 # --- Webhook, cancel and staff actions ----------------------------------------------------------
