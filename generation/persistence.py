@@ -10,8 +10,11 @@ Without Cloudinary the image is streamed into Django's default storage at
 `generated/{kind}_{generation id}_{n}.{ext}`, in chunks through a spooled temporary
 file (bounded memory, however large the image).
 
-`persist(media)` never raises for a provider or network failure: it answers an
-Outcome and records the error on the row. The caller (services) schedules retries.
+`save_copy(...)` makes the copy without touching the database (the pipeline copies a
+finished job's images first, then records everything in one transaction);
+`persist(media)` does the same for an existing row and records the outcome on it.
+Neither raises for a provider or network failure: they answer an Outcome. The caller
+(services) schedules retries.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO, Any
 
 from django.conf import settings
@@ -73,47 +77,80 @@ def _http() -> Any:
 
 
 def public_id_for(media: Media) -> str:
-    return f"{media.generation.kind}_{media.generation_id}_{media.index}"
+    return public_id(media.generation.kind, media.generation_id, media.index)
+
+
+def public_id(kind: str, generation_id: object, index: int) -> str:
+    return f"{kind}_{generation_id}_{index}"
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Where `save_copy` put an image, or why it could not."""
+
+    outcome: Outcome
+    url: str = ""
+    key: str = ""
+    width: int | None = None
+    height: int | None = None
+    error: str = ""
+
+
+def save_copy(source: str, *, public_id: str, content_type: str = "") -> Copy:
+    """Copy one image somewhere durable, writing no row. Never raises for a provider,
+    network or storage failure: the answer says what happened."""
+    try:
+        if settings.CLOUDINARY_ENABLED:
+            url, key, width, height = _upload_to_cloudinary(source, public_id)
+        else:
+            url, key, width, height = _store_locally(source, public_id, content_type)
+    except Exception as exc:
+        message = _describe(exc)
+        if isinstance(exc, SourceGone) or source_gone(source):
+            # The result once existed and is now lost for good: loud, so staff see it.
+            logger.error("%s: fal's URL is gone, the image cannot be saved (%s)", public_id, message)
+            return Copy(Outcome.GONE, error=("Source gone: " + message)[:1000])
+        logger.warning("%s: saving failed, will retry (%s)", public_id, message)
+        return Copy(Outcome.RETRY, error=message[:1000])
+    logger.info("%s persisted at %s", public_id, url)
+    return Copy(Outcome.PERSISTED, url=url, key=key, width=width, height=height)
+
+
+def discard_copy(copy: Copy) -> None:
+    """Remove a copy nobody will point to (its generation was canceled meanwhile)."""
+    if copy.outcome != Outcome.PERSISTED or not copy.key:
+        return
+    if is_cloudinary_key(copy.key):
+        try:
+            destroy_cloudinary_asset(copy.key)
+        except Exception:
+            logger.exception("could not remove %s from Cloudinary", copy.key)
+    else:
+        _discard(copy.key)
 
 
 def persist(media: Media) -> Outcome:
-    """Copy one image somewhere durable and mark the row persisted."""
+    """Copy one stored image somewhere durable and mark the row persisted."""
     if media.persisted:
         return Outcome.PERSISTED
-    source = media.original_url or media.url
-    try:
-        if settings.CLOUDINARY_ENABLED:
-            url, key, width, height = _upload_to_cloudinary(source, public_id_for(media))
-        else:
-            url, key, width, height = _store_locally(source, public_id_for(media), media.content_type)
-    except Exception as exc:
-        gone = isinstance(exc, SourceGone) or source_gone(source)
-        message = _describe(exc)
-        Media.objects.filter(pk=media.pk).update(
-            persist_attempts=F("persist_attempts") + 1,
-            persist_error=("Source gone: " if gone else "") + message[:1000],
-        )
-        if gone:
-            # The result once existed and is now lost for good: loud, so staff see it.
-            logger.error("media %s: fal's URL is gone, the image cannot be saved (%s)", media.pk, message)
-            return Outcome.GONE
-        logger.warning("media %s: saving failed, will retry (%s)", media.pk, message)
-        return Outcome.RETRY
+    copy = save_copy(media.original_url or media.url, public_id=public_id_for(media), content_type=media.content_type)
+    if copy.outcome != Outcome.PERSISTED:
+        Media.objects.filter(pk=media.pk).update(persist_attempts=F("persist_attempts") + 1, persist_error=copy.error)
+        return copy.outcome
     updated = Media.objects.filter(pk=media.pk, persisted=False).update(
-        url=url,
-        storage_key=key,
+        url=copy.url,
+        storage_key=copy.key,
         persisted=True,
         persist_error="",
         persist_attempts=F("persist_attempts") + 1,
-        width=media.width or width,
-        height=media.height or height,
+        width=media.width or copy.width,
+        height=media.height or copy.height,
     )
-    if not updated and not settings.CLOUDINARY_ENABLED and key:
+    if not updated and not settings.CLOUDINARY_ENABLED and copy.key:
         # Someone else persisted it first; our copy is surplus.
         current = Media.objects.filter(pk=media.pk).values_list("storage_key", flat=True).first()
-        if current != key:
-            _discard(key)
-    logger.info("media %s persisted at %s", media.pk, url)
+        if current != copy.key:
+            _discard(copy.key)
     return Outcome.PERSISTED
 
 

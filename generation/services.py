@@ -654,8 +654,7 @@ def _apply_status(generation: Generation, attempt: Attempt, status: ProviderStat
             else:
                 generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
             return
-        if _record_result(generation, attempt, data, log=False):
-            _finish(generation, attempt, lines=[_finished_line(attempt, data)])
+        _complete(generation, attempt, data)
         return
     if _attempt_expired(attempt):
         _time_out(generation, attempt)
@@ -743,8 +742,9 @@ def _finished_line(attempt: Attempt, data: Any) -> dict[str, str]:
     return _log_line(f"{_label(attempt.model)} finished: {count} image{'s' if count != 1 else ''}; saving")
 
 
-def _record_result(generation: Generation, attempt: Attempt, data: Any, *, log: bool = True) -> bool:
-    """Turn a finished attempt's output into Media rows. False if there was nothing to keep.
+def _record_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
+    """Turn a finished attempt's output (a webhook's) into Media rows, still at fal's URLs;
+    the worker then saves them (`_finish`). False if there was nothing to keep.
 
     Only one caller wins the attempt's running → succeeded transition; a duplicate
     (webhook and poller both holding the result) returns False having changed nothing.
@@ -760,19 +760,12 @@ def _record_result(generation: Generation, attempt: Attempt, data: Any, *, log: 
         )
         if not won:
             return False
-        if log:
-            still_running = _log(
-                generation,
-                lines=[_finished_line(attempt, data)],
-                only_if=(Generation.Status.RUNNING,),
-                queue_position=None,
-            )
-        else:  # the caller logs it together with the next step
-            still_running = bool(
-                Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
-                    queue_position=None
-                )
-            )
+        still_running = _log(
+            generation,
+            lines=[_finished_line(attempt, data)],
+            only_if=(Generation.Status.RUNNING,),
+            queue_position=None,
+        )
         if not still_running:
             transaction.set_rollback(True)  # canceled or finished meanwhile: keep nothing
             return False
@@ -799,7 +792,94 @@ def _record_result(generation: Generation, attempt: Attempt, data: Any, *, log: 
     return True
 
 
-def _finish(generation: Generation, attempt: Attempt, *, lines: list[dict[str, str]] | None = None) -> None:
+def _complete(generation: Generation, attempt: Attempt, data: Any) -> None:
+    """Keep a finished attempt's images and finish the generation (fal's answer in hand).
+
+    The images are copied first, before anything is written, so that the attempt's
+    success, the Media rows, the generation's success and the capture of its credits
+    are one transaction. A crash before it leaves the attempt in flight and nothing
+    charged: the next check copies again onto the same names (both stores overwrite).
+    """
+    outputs = _usable_outputs(ModelSpec.read_output(data))
+    if not outputs:
+        _fail_attempt_then_next(generation, attempt, "The model answered without a usable image")
+        return
+    copies = [
+        persistence.save_copy(
+            output.url,
+            public_id=persistence.public_id(generation.kind, generation.pk, index),
+            content_type=output.content_type,
+        )
+        for index, output in enumerate(outputs)
+    ]
+    kept = [(index, output, copy) for index, (output, copy) in enumerate(zip(outputs, copies, strict=True))
+            if copy.outcome != persistence.Outcome.GONE]  # fmt: skip
+    if not kept:
+        # Every image vanished before we could keep a copy: nothing to show, so nothing
+        # to charge for. The next model tries.
+        _result_gone(generation, attempt, [])
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        won = Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(
+            status=Attempt.Status.SUCCEEDED, finished_at=now, error=""
+        )
+        done = bool(won) and _log(
+            generation,
+            "Done",
+            lines=[_finished_line(attempt, data)],
+            only_if=(Generation.Status.RUNNING,),
+            status=Generation.Status.SUCCEEDED,
+            completed_at=now,
+            next_check_at=None,
+            queue_position=None,
+            error_code="",
+            error_message="",
+        )
+        if not done:
+            # Canceled or finished by someone else meanwhile: keep nothing of ours.
+            transaction.set_rollback(True)
+        else:
+            saved = Media.objects.bulk_create(
+                [_media_for(generation, attempt, index, output, copy) for index, output, copy in kept],
+                ignore_conflicts=True,
+            )
+            ledger.capture(generation=generation)
+            for media, (_, _, copy) in zip(saved, kept, strict=True):
+                if copy.outcome == persistence.Outcome.RETRY:
+                    transaction.on_commit(partial(_schedule_persist_retry, media.pk, attempts=1))
+    if not done:
+        for _, _, copy in kept:
+            persistence.discard_copy(copy)
+        return
+    logger.info("generation %s succeeded with %s", generation.pk, attempt.model)
+
+
+def _media_for(
+    generation: Generation, attempt: Attempt, index: int, output: OutputImage, copy: persistence.Copy
+) -> Media:
+    persisted = copy.outcome == persistence.Outcome.PERSISTED
+    return Media(
+        generation=generation,
+        index=index,
+        user_id=generation.user_id,
+        fal_job_id=attempt.fal_job_id,
+        model=attempt.model,
+        # Until a retry saves it, an image that could not be copied yet is shown from fal.
+        url=copy.url if persisted else output.url,
+        original_url=output.url,
+        storage_key=copy.key,
+        width=output.width or copy.width,
+        height=output.height or copy.height,
+        content_type=output.content_type,
+        is_public=generation.is_public,
+        persisted=persisted,
+        persist_attempts=1,
+        persist_error=copy.error,
+    )
+
+
+def _finish(generation: Generation, attempt: Attempt) -> None:
     """Save the images durably, then mark the generation succeeded and capture its credits.
 
     An image that cannot be saved yet keeps fal's URL (`persisted=False`) and gets a
@@ -823,7 +903,6 @@ def _finish(generation: Generation, attempt: Attempt, *, lines: list[dict[str, s
         done = _log(
             generation,
             "Done",
-            lines=lines,
             only_if=(Generation.Status.RUNNING,),
             status=Generation.Status.SUCCEEDED,
             completed_at=timezone.now(),
@@ -841,10 +920,13 @@ def _finish(generation: Generation, attempt: Attempt, *, lines: list[dict[str, s
 
 
 def _result_gone(generation: Generation, attempt: Attempt, media_ids: list[Any]) -> None:
+    """Fail an attempt whose images were all gone before we kept a copy; the next model tries."""
     with transaction.atomic():
         Media.objects.filter(pk__in=media_ids).delete()
-        reopened = Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUCCEEDED).update(
-            status=Attempt.Status.FAILED, error="The result images were already gone when we fetched them"
+        reopened = Attempt.objects.filter(pk=attempt.pk, status__in=(Attempt.Status.SUCCEEDED, *IN_FLIGHT)).update(
+            status=Attempt.Status.FAILED,
+            error="The result images were already gone when we fetched them",
+            finished_at=timezone.now(),
         )
     if reopened and Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).exists():
         message = "its images were already gone when we fetched them"

@@ -11,7 +11,7 @@ from django_tasks_db.models import DBTaskResult
 from generation import services
 from generation.models import Generation, Media
 from generation.registry import FAST_SDXL_I2I
-from generation.tests.pipeline_helpers import run_worker, start_generation
+from generation.tests.pipeline_helpers import balance, run_worker, start_generation
 from presets.tests.factories import PresetFactory
 
 pytestmark = pytest.mark.django_db
@@ -124,3 +124,42 @@ def test_deleting_an_image_destroys_the_cloudinary_asset(
     assert not Media.objects.filter(pk=media.pk).exists()
     assert [d["public_id"] for d in fake_cloudinary.destroys] == [media.storage_key]
     assert media.storage_key not in fake_cloudinary.assets
+
+
+def test_an_image_already_gone_is_dropped_and_the_others_are_kept(user, fake_fal):
+    fake_fal.set_result(
+        FAST_SDXL_I2I,
+        {"images": [{"url": f"{fake_fal.base_url}/gone/0.png"}, {"url": f"{fake_fal.base_url}/files/x/1.png"}]},
+    )
+    preset = PresetFactory(kind="image_to_image", model_chain=[FAST_SDXL_I2I], num_images=2)
+    generation = start_generation(user, preset)
+
+    run_worker(generation)
+
+    assert generation.status == Generation.Status.SUCCEEDED
+    [media] = generation.media.all()
+    assert media.persisted and media.index == 1 and media.storage_key.startswith("generated/image_to_image_")
+    assert balance(user) == 28  # charged once: the user has an image
+
+
+def test_a_generation_canceled_while_its_images_were_copied_keeps_no_copy(user, fake_fal, settings):
+    from pathlib import Path
+
+    from generation.models import Attempt
+    from generation.providers import ProviderState, ProviderStatus
+
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    generation = start_generation(user, preset)
+    services.generation_poll_due(limit=10)  # submitted
+    fake_fal.complete_all()
+    # The poller holds fal's "completed" for this attempt when the owner cancels.
+    attempt = Attempt.objects.select_related("generation").get(generation=generation)
+    services.generation_cancel(generation_id=generation.pk, user=user)
+
+    services._apply_status(attempt.generation, attempt, ProviderStatus(ProviderState.COMPLETED))
+
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.CANCELED
+    assert not generation.media.exists()
+    assert not list((Path(settings.MEDIA_ROOT) / "generated").glob("*"))
+    assert balance(user) == 30  # refunded, never captured
