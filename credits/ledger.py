@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from .exceptions import AlreadyReserved, AlreadySettled, InsufficientCredits
@@ -173,26 +173,26 @@ def _settle(*, generation: Generation, reason: str, note: str = "", by: User | N
             wallet = _lock_wallet(generation.user_id)
             # Read under the wallet lock: a concurrent settlement of this generation has
             # committed by now (it held the same lock), so this sees it.
+            settlement = CreditEntry.objects.filter(
+                generation_id=generation.pk,
+                charge_number=OuterRef("charge_number"),
+                reason__in=CreditEntry.SETTLEMENT_REASONS,
+            )
             reserved = (
-                CreditEntry.objects.filter(generation=generation, reason=Reason.RESERVE)
+                CreditEntry.objects.filter(generation_id=generation.pk, reason=Reason.RESERVE)
+                .annotate(settled=Exists(settlement))
                 .order_by("-charge_number")
+                .values("amount", "charge_number", "settled")
                 .first()
             )
-            if reserved is None:
-                return None
-            already = CreditEntry.objects.filter(
-                generation=generation,
-                charge_number=reserved.charge_number,
-                reason__in=CreditEntry.SETTLEMENT_REASONS,
-            ).exists()
-            if already:
+            if reserved is None or reserved["settled"]:
                 return None
             return _write(
                 wallet,
-                amount=-reserved.amount if reason == Reason.REFUND else 0,
+                amount=-reserved["amount"] if reason == Reason.REFUND else 0,
                 reason=reason,
                 generation=generation,
-                charge_number=reserved.charge_number,
+                charge_number=reserved["charge_number"],
                 note=note[:200],
                 created_by=by,
             )
