@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.db.models import Case, DateTimeField, F, Value, When
+from django.db.models import Case, DateTimeField, F, IntegerField, Value, When
 from django.utils import timezone
 
 from credits import ledger
@@ -331,7 +331,9 @@ def generation_submit(*, generation_id: GenerationId) -> None:
     poller got there first, or the task was delivered twice).
     """
     if generation_claim(generation_id=generation_id, statuses=(Generation.Status.QUEUED,)):
-        generation_advance(generation_id=generation_id)
+        generation = Generation.objects.filter(pk=generation_id).first()
+        if generation is not None:
+            generation_advance(generation_id=generation_id, generation=generation)
 
 
 def generation_poll_due(*, limit: int = 100, executor: Executor | None = None) -> int:
@@ -374,24 +376,39 @@ def generation_poll_batch(
     else:
         statuses = list(executor.map(_fetch_status, attempts))
     unchanged = []
+    # The rest (mostly queued ones, to submit) are loaded together, saving each a read.
+    others = Generation.objects.in_bulk([gid for gid in generation_ids if gid not in pollable])
     follow_ups: list[Any] = [
-        partial(generation_advance_safely, generation_id=gid) for gid in generation_ids if gid not in pollable
+        partial(generation_advance_safely, generation_id=gid, generation=generation)
+        for gid, generation in others.items()
     ]
+    moved: dict[uuid.UUID, int | None] = {}  # only their place in fal's queue changed
     for attempt, status in zip(attempts, statuses, strict=True):
         generation = attempt.generation
         if (
             isinstance(status, ProviderStatus)
             and status.state != ProviderState.COMPLETED
             and not _attempt_expired(attempt)
-            and not _progress_changed(generation, attempt, status)
         ):
-            unchanged.append(generation.pk)
-        else:
-            follow_ups.append(partial(_apply_status_safely, generation, attempt, status))
+            change = _progress_change(generation, attempt, status)
+            if change is None:
+                unchanged.append(generation.pk)
+                continue
+            if change == "position":
+                moved[generation.pk] = status.queue_position
+                continue
+        follow_ups.append(partial(_apply_status_safely, generation, attempt, status))
+    interval = max(settings.FAL_POLL_INTERVAL_SECONDS, settings.FAL_POLL_MAX_INTERVAL_SECONDS)
     if unchanged:
-        interval = max(settings.FAL_POLL_INTERVAL_SECONDS, settings.FAL_POLL_MAX_INTERVAL_SECONDS)
         Generation.objects.filter(pk__in=unchanged, status=Generation.Status.RUNNING).update(
             next_check_at=_next_poll(seconds=interval)
+        )
+    if moved:
+        Generation.objects.filter(pk__in=moved, status=Generation.Status.RUNNING).update(
+            queue_position=Case(
+                *(When(pk=pk, then=Value(position)) for pk, position in moved.items()), output_field=IntegerField()
+            ),
+            next_check_at=_next_poll(seconds=interval),
         )
     if executor is None:
         done: list[Future[None]] = []
@@ -414,10 +431,10 @@ def _apply_status_safely(generation: Generation, attempt: Attempt, status: Provi
         generation_release(generation_id=generation.pk, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
 
 
-def generation_advance_safely(*, generation_id: GenerationId) -> None:
+def generation_advance_safely(*, generation_id: GenerationId, generation: Generation | None = None) -> None:
     """`generation_advance`, but a bug or a database hiccup only delays this one job."""
     try:
-        generation_advance(generation_id=generation_id)
+        generation_advance(generation_id=generation_id, generation=generation)
     except Exception:
         logger.exception("generation %s: advancing failed; will look again shortly", generation_id)
         if not connection.in_atomic_block:  # (tests run inside one transaction)
@@ -428,17 +445,23 @@ def generation_advance_safely(*, generation_id: GenerationId) -> None:
             logger.exception("generation %s: could not release", generation_id)
 
 
-def generation_advance(*, generation_id: GenerationId) -> None:
-    """Move a claimed generation one step on. The caller holds the claim (see above)."""
-    # One query for the usual case (an attempt in flight): the newest attempt with its
-    # generation. started_at, not position: after a staff retry the chain starts again.
-    attempt = (
-        Attempt.objects.select_related("generation")
-        .filter(generation_id=generation_id)
-        .order_by("-started_at", "-position")
-        .first()
-    )
-    generation = attempt.generation if attempt else Generation.objects.filter(pk=generation_id).first()
+def generation_advance(*, generation_id: GenerationId, generation: Generation | None = None) -> None:
+    """Move a claimed generation one step on. The caller holds the claim (see above).
+
+    `generation`, read after the claim by a caller that has it already, saves a query:
+    a queued generation needs nothing else to be submitted.
+    """
+    attempt = None
+    if generation is None or generation.status != Generation.Status.QUEUED:
+        # One query for the usual case (an attempt in flight): the newest attempt with its
+        # generation. started_at, not position: after a staff retry the chain starts again.
+        attempt = (
+            Attempt.objects.select_related("generation")
+            .filter(generation_id=generation_id)
+            .order_by("-started_at", "-position")
+            .first()
+        )
+        generation = attempt.generation if attempt else Generation.objects.filter(pk=generation_id).first()
     if generation is None or generation.is_final:
         return
     if generation.status == Generation.Status.QUEUED:
@@ -668,14 +691,13 @@ def _time_out(generation: Generation, attempt: Attempt) -> None:
     _fail_attempt_then_next(generation, attempt, f"Timed out after {settings.FAL_ATTEMPT_TIMEOUT_SECONDS} s")
 
 
-def _progress_changed(generation: Generation, attempt: Attempt, status: ProviderStatus) -> bool:
+def _progress_change(generation: Generation, attempt: Attempt, status: ProviderStatus) -> str | None:
+    """What fal's status changes: None, "position" (only the place in the queue), or "more"."""
     attempt_status = Attempt.Status.QUEUED if status.state == ProviderState.IN_QUEUE else Attempt.Status.RUNNING
+    if attempt.status != attempt_status or _new_provider_lines(generation, status.logs):
+        return "more"
     position = status.queue_position if status.state == ProviderState.IN_QUEUE else None
-    return (
-        attempt.status != attempt_status
-        or position != generation.queue_position
-        or bool(_new_provider_lines(generation, status.logs))
-    )
+    return "position" if position != generation.queue_position else None
 
 
 def _record_progress(generation: Generation, attempt: Attempt, status: ProviderStatus) -> None:

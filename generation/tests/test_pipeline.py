@@ -147,6 +147,22 @@ def test_it_fails_and_refunds_once_when_every_model_fails(user, fake_fal):
     assert balance(user) == settings.DAILY_CREDITS
 
 
+def test_each_job_gets_its_own_queue_position_in_one_round(user, fake_fal):
+    fake_fal.manual = True
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    first, second, third = (start_generation(user, preset, prompt=f"harbour {n}") for n in range(3))
+    run_worker(rounds=2)
+    first_job = first.attempts.get().fal_job_id
+
+    fake_fal.advance(first_job)  # 2 -> 1 for the first only
+    fake_fal.advance(third.attempts.get().fal_job_id, steps=2)  # the third starts running
+    run_worker(rounds=1)
+
+    positions = {g.pk: g.queue_position for g in Generation.objects.filter(pk__in=[first.pk, second.pk, third.pk])}
+    assert positions == {first.pk: 1, second.pk: 2, third.pk: None}
+    assert third.attempts.get().status == Attempt.Status.RUNNING
+
+
 def test_it_records_queue_position_and_logs_as_they_change(user, fake_fal):
     fake_fal.manual = True
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
