@@ -286,7 +286,7 @@ def history(request: HttpRequest) -> HttpResponse:
     filters = HistoryFilterForm(request.GET)
     chosen = filters.cleaned_data if filters.is_valid() else {}
     try:
-        page = selectors.generation_history(
+        page = selectors.generation_history_cards(
             user=request.user,  # type: ignore[arg-type]
             cursor=request.GET.get("cursor") or None,
             limit=HISTORY_PAGE_SIZE,
