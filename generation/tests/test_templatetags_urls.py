@@ -9,6 +9,7 @@ import pytest
 from django.template import Context, Template
 from django.test import RequestFactory
 from django.urls import clear_script_prefix, reverse, set_script_prefix
+from django.utils.safestring import SafeString
 
 from generation.templatetags import stefna_urls
 
@@ -80,3 +81,29 @@ def test_the_as_form_stores_the_address_for_reuse():
     )
 
     assert out == f"/g/{pk}/delete/|/g/{pk}/delete/"
+
+
+def test_an_address_that_needs_no_escaping_comes_back_safe_and_renders_once():
+    request = RequestFactory().get("/history/")
+    pk = uuid.uuid4()
+
+    address = stefna_urls.object_url({"request": request}, "media_share", pk)
+
+    assert isinstance(address, SafeString)
+    assert render("{% object_url 'media_share' pk as u %}<a href=\"{{ u }}\">", request=request, pk=pk) == (
+        f'<a href="{reverse("media_share", args=[pk])}">'
+    )
+
+
+def test_an_address_that_html_would_change_is_left_to_autoescape():
+    set_script_prefix("/a&b/")
+    try:
+        pk = uuid.uuid4()
+        request = RequestFactory().get("/")
+        address = stefna_urls.object_url({"request": request}, "media_share", pk)
+        ours = render("{% object_url 'media_share' pk %}", request=request, pk=pk)
+    finally:
+        clear_script_prefix()
+
+    assert not isinstance(address, SafeString)
+    assert ours == f"/a&amp;b/i/{pk}/"
