@@ -149,7 +149,7 @@ def generation_request(
             saved_path = default_storage.save(path, _content_file(image))
             generation.source_image.name = saved_path
             generation.save(update_fields=["source_image"])
-            transaction.on_commit(partial(_enqueue_submit, generation.pk))
+            # Due at once (next_check_at=now): the worker's poller submits it within a tick.
     except IntegrityError:
         _discard(saved_path)
         if idempotency_key:
@@ -186,12 +186,6 @@ def _discard(path: str | None) -> None:
             default_storage.delete(path)
         except Exception:  # a cleanup failure must not hide the original error
             logger.exception("could not remove %s", path)
-
-
-def _enqueue_submit(generation_id: uuid.UUID) -> None:
-    from .tasks import generation_submit_task
-
-    generation_submit_task.enqueue(generation_id=str(generation_id))
 
 
 def _log_line(message: str, level: str = "info") -> dict[str, str]:
@@ -325,10 +319,11 @@ def generation_release(*, generation_id: GenerationId, seconds: float | None = N
 
 
 def generation_submit(*, generation_id: GenerationId) -> None:
-    """Task target: submit a queued generation to the first model of its chain.
+    """Submit one queued generation to the first model of its chain, now.
 
-    Does nothing if the generation is no longer queued or is already claimed (the
-    poller got there first, or the task was delivered twice).
+    The poller does this for every due queued generation; this is the same for one
+    (tests, a shell). Does nothing if the generation is no longer queued or someone
+    already holds it, so calling it twice, or racing the poller, submits once.
     """
     if generation_claim(generation_id=generation_id, statuses=(Generation.Status.QUEUED,)):
         generation = Generation.objects.filter(pk=generation_id).first()
@@ -1176,7 +1171,6 @@ def generation_retry(*, generation_id: GenerationId, by: User | None = None) -> 
             raise InvalidTransition("This generation changed meanwhile; reload and try again.")
         # Raises InsufficientCredits (rolling the restart back) when the owner is broke.
         ledger.reserve(user=generation.user, generation=generation, amount=generation.cost)
-        transaction.on_commit(partial(_enqueue_submit, generation.pk))
     # The generation's log is shown to its owner: name no staff member there, only in the server log.
     _log(generation, "Retried by staff; starting again with the first model")
     logger.info("generation %s retried by staff user %s", generation.pk, getattr(by, "pk", None))

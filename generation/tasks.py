@@ -1,21 +1,15 @@
 """Background tasks (django.tasks, stored by django-tasks-db). Each takes ids and calls one service.
 
-Tasks never wait for a generation: submitting returns as soon as fal has queued the
-job. Following in-flight jobs is the worker's poller's work (see
-generation/management/commands/db_worker.py), not a task per job.
+Submitting and following generations is not a task per job: the worker's poller
+(generation/management/commands/db_worker.py) claims every due generation, queued
+or in flight, in batches, and moves each on its thread pool. A task per submission
+cost the worker about as much CPU as the submission itself, ran one at a time, and
+raced the poller for the same jobs (README, design notes).
 """
 
 from __future__ import annotations
 
 from django.tasks import task
-
-
-@task()
-def generation_submit_task(*, generation_id: str) -> None:
-    """Submit a queued generation to the first model of its chain (no-op if already taken)."""
-    from . import services
-
-    services.generation_submit(generation_id=generation_id)
 
 
 @task()

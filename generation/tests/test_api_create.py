@@ -8,12 +8,12 @@ import json
 
 import pytest
 from django.test import Client
-from django_tasks_db.models import DBTaskResult
 
 from credits import ledger
 from credits.models import CreditEntry
 from credits.selectors import balance_of
-from generation.models import Generation
+from generation import services
+from generation.models import Attempt, Generation
 from generation.tests.pipeline_helpers import run_worker
 from presets.tests.factories import PresetFactory
 from stefna.accounts.services import api_token_create, api_token_revoke
@@ -258,8 +258,9 @@ def test_the_same_idempotency_key_and_request_returns_the_first_generation_witho
     assert Generation.objects.count() == 1
     assert CreditEntry.objects.filter(user=user, reason=CreditEntry.Reason.RESERVE).count() == 1
     assert balance_of(user=user) == 28
-    # One submission queued: the replay enqueued nothing (so fal is called once).
-    assert DBTaskResult.objects.count() == 1
+    # One job for the worker: its round submits once.
+    services.generation_poll_due(limit=10)
+    assert Attempt.objects.count() == 1
     assert len(stored_files()) == 1
 
 

@@ -213,7 +213,7 @@ def test_a_rate_limited_submission_is_retried_on_the_same_model(user, fake_fal):
     assert len(fake_fal.submissions(FAST_SDXL_I2I)) >= 2
 
 
-def test_a_task_delivered_twice_submits_once(user, fake_fal):
+def test_a_queued_generation_is_submitted_once_however_often_it_is_pushed(user, fake_fal):
     from generation import services
 
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
@@ -221,6 +221,7 @@ def test_a_task_delivered_twice_submits_once(user, fake_fal):
 
     services.generation_submit(generation_id=generation.pk)
     services.generation_submit(generation_id=generation.pk)
+    services.generation_poll_due(limit=10)
 
     assert len(fake_fal.submissions()) == 1
     assert generation.attempts.count() == 1

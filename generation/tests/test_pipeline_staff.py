@@ -111,7 +111,7 @@ def test_canceling_a_queued_generation_never_reaches_fal(user, fake_fal):
     generation = start_generation(user, preset)
 
     services.generation_cancel(generation_id=generation.pk, user=user)
-    services.generation_submit(generation_id=generation.pk)  # the task arrives late
+    services.generation_submit(generation_id=generation.pk)  # a late push changes nothing
     run_worker()
 
     assert fake_fal.submissions() == []

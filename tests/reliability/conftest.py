@@ -55,7 +55,7 @@ def start(user, style, *, prompt: str = "a lighthouse at dusk") -> Generation:
     image = validate_image(make_jpeg(160, 120))
     generation, created = services.generation_request(user=user, preset_slug=style.slug, image=image, prompt=prompt)
     assert created
-    # The task the request enqueued on commit (tests run inside one transaction, so we call it).
+    # What the worker's poller does with a queued generation, for this one only.
     services.generation_submit(generation_id=generation.pk)
     generation.refresh_from_db()
     return generation

@@ -6,7 +6,7 @@ thread runs tasks exactly as django-tasks-db does. A second thread, the poller,
 runs the pipeline's periodic work:
 
 - every FAL_POLL_INTERVAL_SECONDS (or sooner while work is due) it claims due
-  in-flight generations (`generation_claim_due`: a conditional UPDATE, so several
+  generations, new and in flight (`generation_claim_due`: a conditional UPDATE, so several
   workers never take the same job) and advances each on a pool of PIPELINE_THREADS
   threads: submit queued ones, check fal's status, store results, fall over. A
   thread spends one short HTTP call per job, never a wait for a job to finish;
@@ -15,7 +15,8 @@ runs the pipeline's periodic work:
 - every few seconds it writes the WorkerHeartbeat row /healthz reads;
 - every half minute it runs the sweeper (`generation_sweep`).
 
-`--no-poller` runs tasks only (e.g. a second worker dedicated to a queue).
+`--no-poller` runs tasks only (e.g. a second worker dedicated to a queue); at least
+one worker must run the poller, or no generation is ever submitted.
 """
 
 from __future__ import annotations
