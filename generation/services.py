@@ -122,6 +122,7 @@ def generation_request(
     try:
         with transaction.atomic():
             generation = Generation.objects.create(
+                source_image=path,  # the name it is saved under below (unique: a UUID)
                 user=user,
                 preset=preset,
                 preset_slug=preset.slug,
@@ -143,12 +144,13 @@ def generation_request(
                 next_check_at=timezone.now(),
                 logs=[_log_line("Queued")],
             )
-            ledger.reserve(user=user, generation=generation, amount=generation.cost)
+            ledger.reserve(user=user, generation=generation, amount=generation.cost, new_generation=True)
             # The file is written last, after the credits are secured; if anything
             # below fails it is removed again, so a refusal stores nothing.
             saved_path = default_storage.save(path, _content_file(image))
-            generation.source_image.name = saved_path
-            generation.save(update_fields=["source_image"])
+            if saved_path != path:  # the storage chose another name after all
+                generation.source_image.name = saved_path
+                generation.save(update_fields=["source_image"])
             # Due at once (next_check_at=now): the worker's poller submits it within a tick.
     except IntegrityError:
         _discard(saved_path)

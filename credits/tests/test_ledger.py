@@ -146,6 +146,18 @@ def test_an_open_or_captured_charge_cannot_be_reserved_again(user):
     assert balance_of(user=user) == 8
 
 
+def test_a_wrong_claim_of_a_first_charge_is_refused_by_the_database(user):
+    ledger.grant(user=user, amount=10)
+    generation = start_generation(user)  # charge 1 is reserved
+    balance = balance_of(user=user)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ledger.reserve(user=user, generation=generation, amount=2, new_generation=True)
+
+    assert balance_of(user=user) == balance
+    assert CreditEntry.objects.filter(generation=generation, reason=Reason.RESERVE).count() == 1
+
+
 def test_refund_of_a_generation_that_never_reserved_does_nothing(user):
     from generation.tests.factories import GenerationFactory
 
