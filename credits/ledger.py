@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from .exceptions import AlreadyReserved, AlreadySettled, InsufficientCredits
@@ -157,18 +156,41 @@ def reserve(*, user: User, generation: Generation, amount: int, new_generation: 
         )
 
 
+def _latest_charge(generation: Generation) -> tuple[tuple[int, int] | None, str | None]:
+    """The generation's latest reservation as (amount, charge number), and how that
+    charge was settled (None: still open).
+
+    One small query: a generation has a handful of entries (one reservation and one
+    settlement per charge). Caller holds the wallet lock, so no settlement is in flight.
+    """
+    entries = list(
+        CreditEntry.objects.filter(generation_id=generation.pk).values_list("amount", "reason", "charge_number")
+    )
+    reservations = [(amount, number or 0) for amount, reason, number in entries if reason == Reason.RESERVE]
+    if not reservations:
+        return None, None
+    latest = max(reservations, key=lambda reservation: reservation[1])
+    settled = next(
+        (
+            reason
+            for _, reason, number in entries
+            if (number or 0) == latest[1] and reason in CreditEntry.SETTLEMENT_REASONS
+        ),
+        None,
+    )
+    return latest, settled
+
+
 def _next_charge_number(generation: Generation) -> int:
     """1 for a new generation; n + 1 after charge n was refunded. Caller holds the wallet lock."""
-    entries = CreditEntry.objects.filter(generation=generation)
-    latest = entries.filter(reason=Reason.RESERVE).aggregate(latest=Max("charge_number"))["latest"]
+    latest, settled = _latest_charge(generation)
     if latest is None:
         return 1
-    settlement = entries.filter(charge_number=latest, reason__in=CreditEntry.SETTLEMENT_REASONS).first()
-    if settlement is None:
-        raise AlreadyReserved(detail={"generation_id": str(generation.pk), "charge_number": latest})
-    if settlement.reason == Reason.CAPTURE:
+    if settled is None:
+        raise AlreadyReserved(detail={"generation_id": str(generation.pk), "charge_number": latest[1]})
+    if settled == Reason.CAPTURE:
         raise AlreadySettled("This generation was delivered and paid for; it cannot be charged again.")
-    return latest + 1
+    return latest[1] + 1
 
 
 def _settle(*, generation: Generation, reason: str, note: str = "", by: User | None = None) -> CreditEntry | None:
@@ -178,26 +200,16 @@ def _settle(*, generation: Generation, reason: str, note: str = "", by: User | N
             wallet = _lock_wallet(generation.user_id)
             # Read under the wallet lock: a concurrent settlement of this generation has
             # committed by now (it held the same lock), so this sees it.
-            settlement = CreditEntry.objects.filter(
-                generation_id=generation.pk,
-                charge_number=OuterRef("charge_number"),
-                reason__in=CreditEntry.SETTLEMENT_REASONS,
-            )
-            reserved = (
-                CreditEntry.objects.filter(generation_id=generation.pk, reason=Reason.RESERVE)
-                .annotate(settled=Exists(settlement))
-                .order_by("-charge_number")
-                .values("amount", "charge_number", "settled")
-                .first()
-            )
-            if reserved is None or reserved["settled"]:
+            reserved, settled = _latest_charge(generation)
+            if reserved is None or settled is not None:
                 return None
+            amount, charge_number = reserved
             return _write(
                 wallet,
-                amount=-reserved["amount"] if reason == Reason.REFUND else 0,
+                amount=-amount if reason == Reason.REFUND else 0,
                 reason=reason,
                 generation=generation,
-                charge_number=reserved["charge_number"],
+                charge_number=charge_number,
                 note=note[:200],
                 created_by=by,
             )

@@ -1053,7 +1053,8 @@ def _log(
         new.append(_log_line(message, level))
     if release:
         changes["next_check_at"] = _next_poll()
-    if "next_check_at" in changes:
+    active_only = only_if is not None and set(only_if) <= set(Generation.ACTIVE_STATUSES)
+    if "next_check_at" in changes and not active_only:
         # A generation that became final meanwhile keeps no next check.
         changes["next_check_at"] = Case(
             When(status__in=Generation.ACTIVE_STATUSES, then=Value(changes["next_check_at"])),
