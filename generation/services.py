@@ -592,7 +592,8 @@ def _submit_attempt(
         _cancel_at_provider(attempt.model, request_id)
         return True
     logger.info("generation %s: %s accepted it as %s", generation.pk, attempt.model, request_id)
-    _log(generation, f"Sent to {_label(attempt.model)}", release=True)
+    # (Canceled meanwhile: the cancel has logged the end; nothing to add.)
+    _log(generation, f"Sent to {_label(attempt.model)}", release=True, only_if=Generation.ACTIVE_STATUSES)
     return True
 
 
@@ -714,7 +715,7 @@ def _record_progress(generation: Generation, attempt: Attempt, status: ProviderS
     if new_lines or (attempt.status != attempt_status and attempt_status == Attempt.Status.RUNNING):
         if attempt.status != attempt_status and attempt_status == Attempt.Status.RUNNING:
             new_lines.insert(0, _log_line(f"{_label(attempt.model)} is working on it"))
-        _log(generation, lines=new_lines, **changes)
+        _log(generation, lines=new_lines, only_if=(Generation.Status.RUNNING,), **changes)
     else:
         Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(**changes)
 
