@@ -373,11 +373,18 @@ def generation_poll_batch(
     else:
         statuses = list(executor.map(_fetch_status, attempts))
     unchanged = []
-    # The rest (mostly queued ones, to submit) are loaded together, saving each a read.
+    # The rest are loaded together: mostly new generations, started together (their
+    # submissions to fal follow on the executor), and a few to advance one by one.
     others = Generation.objects.in_bulk([gid for gid in generation_ids if gid not in pollable])
+    queued = [generation for generation in others.values() if generation.status == Generation.Status.QUEUED]
+    to_advance = [generation for generation in others.values() if generation.status != Generation.Status.QUEUED]
+    submissions, not_started = _start_queued(queued)
     follow_ups: list[Any] = [
-        partial(generation_advance_safely, generation_id=gid, generation=generation)
-        for gid, generation in others.items()
+        *submissions,
+        *(
+            partial(generation_advance_safely, generation_id=generation.pk, generation=generation)
+            for generation in [*not_started, *to_advance]
+        ),
     ]
     moved: dict[uuid.UUID, int | None] = {}  # only their place in fal's queue changed
     for attempt, status in zip(attempts, statuses, strict=True):
@@ -418,14 +425,85 @@ def generation_poll_batch(
     return [executor.submit(work) for work in follow_ups]
 
 
+def _start_queued(generations: list[Generation]) -> tuple[list[Any], list[Generation]]:
+    """Start new generations together: each gets its first attempt and moves to running,
+    in one transaction for the whole batch (four statements however many there are,
+    where one by one each took four).
+
+    Returns the submissions to fal still to make (one per started generation, for the
+    executor), and the generations left for the one-by-one path (`_submit_model`): those
+    whose request could not be built (it records why and tries the next model) and any
+    no longer queued. The attempt rows exist before fal is called, as on that path, so
+    a crash resubmits from them.
+    """
+    prepared: list[tuple[Generation, str, dict[str, Any]]] = []
+    not_started: list[Generation] = []
+    for generation in generations:
+        chain = list(generation.model_chain or [])
+        try:
+            prepared.append((generation, chain[0], _build_payload(generation, chain[0])))
+        except (IndexError, ModelConfigError, OSError, ValueError):
+            not_started.append(generation)
+    if not prepared:
+        return [], not_started
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            # Locked until the commit: a cancel either comes first (and the generation is
+            # not started) or waits, and then finds the attempt to cancel with it.
+            still_queued = set(
+                Generation.objects.select_for_update()
+                .filter(pk__in=[generation.pk for generation, _, _ in prepared], status=Generation.Status.QUEUED)
+                .values_list("pk", flat=True)
+            )
+            started = [item for item in prepared if item[0].pk in still_queued]
+            for generation, endpoint, payload in started:
+                generation.status = Generation.Status.RUNNING
+                generation.started_at = now
+                generation.current_model = endpoint
+                generation.request_payload = shorten_payload(payload)
+                generation.queue_position = None
+            Generation.objects.bulk_update(
+                [generation for generation, _, _ in started],
+                ["status", "started_at", "current_model", "request_payload", "queue_position"],
+            )
+            attempts = Attempt.objects.bulk_create(
+                Attempt(
+                    generation=generation,
+                    position=0,
+                    model=endpoint,
+                    status=Attempt.Status.SUBMITTING,
+                    payload=generation.request_payload,
+                )
+                for generation, endpoint, _ in started
+            )
+    except Exception:
+        logger.exception("starting %d generations together failed; starting them one by one", len(prepared))
+        if not connection.in_atomic_block:
+            close_old_connections()
+        return [], generations
+    not_started += [generation for generation, _, _ in prepared if generation.pk not in still_queued]
+    submissions = [
+        partial(_submit_attempt_safely, generation, attempt, payload)
+        for (generation, _, payload), attempt in zip(started, attempts, strict=True)
+    ]
+    return submissions, not_started
+
+
 def _apply_status_safely(generation: Generation, attempt: Attempt, status: ProviderStatus | ProviderError) -> None:
     try:
         _apply_status(generation, attempt, status)
     except Exception:
         logger.exception("generation %s: handling fal's answer failed; will look again shortly", generation.pk)
-        if not connection.in_atomic_block:
-            close_old_connections()
-        generation_release(generation_id=generation.pk, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
+        _look_again_later(generation.pk)
+
+
+def _submit_attempt_safely(generation: Generation, attempt: Attempt, payload: dict[str, Any]) -> None:
+    try:
+        _submit_attempt(generation, attempt, payload=payload)
+    except Exception:
+        logger.exception("generation %s: submitting failed; will look again shortly", generation.pk)
+        _look_again_later(generation.pk)
 
 
 def generation_advance_safely(*, generation_id: GenerationId, generation: Generation | None = None) -> None:
@@ -434,12 +512,18 @@ def generation_advance_safely(*, generation_id: GenerationId, generation: Genera
         generation_advance(generation_id=generation_id, generation=generation)
     except Exception:
         logger.exception("generation %s: advancing failed; will look again shortly", generation_id)
-        if not connection.in_atomic_block:  # (tests run inside one transaction)
-            close_old_connections()  # drops the connection if the error broke it
-        try:
-            generation_release(generation_id=generation_id, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
-        except Exception:
-            logger.exception("generation %s: could not release", generation_id)
+        _look_again_later(generation_id)
+
+
+def _look_again_later(generation_id: GenerationId) -> None:
+    """After an unexpected error: the job is due again in a few seconds (a bug or a
+    database hiccup only delays this one job)."""
+    if not connection.in_atomic_block:  # (tests run inside one transaction)
+        close_old_connections()  # drops the connection if the error broke it
+    try:
+        generation_release(generation_id=generation_id, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
+    except Exception:
+        logger.exception("generation %s: could not release", generation_id)
 
 
 def generation_advance(*, generation_id: GenerationId, generation: Generation | None = None) -> None:

@@ -258,10 +258,10 @@ def test_the_same_idempotency_key_and_request_returns_the_first_generation_witho
     assert Generation.objects.count() == 1
     assert CreditEntry.objects.filter(user=user, reason=CreditEntry.Reason.RESERVE).count() == 1
     assert balance_of(user=user) == 28
+    assert len(stored_files()) == 1
     # One job for the worker: its round submits once.
     services.generation_poll_due(limit=10)
     assert Attempt.objects.count() == 1
-    assert len(stored_files()) == 1
 
 
 def test_a_replayed_request_reaches_fal_once_and_is_charged_once(api_client, user, style, fake_fal):

@@ -147,6 +147,31 @@ def test_it_fails_and_refunds_once_when_every_model_fails(user, fake_fal):
     assert balance(user) == settings.DAILY_CREDITS
 
 
+def test_new_generations_are_started_together_and_each_submitted_once(user, fake_fal):
+    from generation import services
+
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    generations = [start_generation(user, preset, prompt=f"harbour {n}") for n in range(4)]
+    claimed = services.generation_claim_due(limit=10)
+    # The owner cancels one after the worker claimed the batch, before it was started.
+    services.generation_cancel(generation_id=generations[1].pk, user=user)
+
+    for future in services.generation_poll_batch(generation_ids=claimed):
+        future.result()
+
+    assert len(fake_fal.submissions()) == 3
+    for generation in generations:
+        generation.refresh_from_db()
+    assert [g.status for g in generations] == ["running", "canceled", "running", "running"]
+    assert not generations[1].attempts.exists()
+    for generation in (generations[0], generations[2], generations[3]):
+        [attempt] = generation.attempts.all()
+        assert attempt.status == Attempt.Status.QUEUED and attempt.fal_job_id
+        assert generation.current_model == FAST_SDXL_I2I and generation.started_at
+        assert attempt.payload == generation.request_payload and generation.request_payload["prompt"]
+        assert [line["message"] for line in generation.logs][-1].startswith("Sent to")
+
+
 def test_each_job_gets_its_own_queue_position_in_one_round(user, fake_fal):
     fake_fal.manual = True
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
