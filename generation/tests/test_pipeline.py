@@ -172,6 +172,22 @@ def test_new_generations_are_started_together_and_each_submitted_once(user, fake
         assert [line["message"] for line in generation.logs][-1].startswith("Sent to")
 
 
+def test_a_request_that_cannot_be_built_is_recorded_and_the_next_model_tried(user, fake_fal):
+    from django.core.files.storage import default_storage
+
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I, REALISTIC_VISION])
+    generation = start_generation(user, preset)
+    default_storage.delete(generation.source_image.name)  # the photo is gone: no image_url
+
+    run_worker(generation)
+
+    assert generation.status == Generation.Status.SUCCEEDED
+    first, second = generation.attempts.order_by("position")
+    assert first.status == Attempt.Status.FAILED and first.error.startswith("Could not build the request")
+    assert second.model == REALISTIC_VISION and second.status == Attempt.Status.SUCCEEDED
+    assert [r.path for r in fake_fal.submissions()] == [f"/{REALISTIC_VISION}"]
+
+
 def test_each_job_gets_its_own_queue_position_in_one_round(user, fake_fal):
     fake_fal.manual = True
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
