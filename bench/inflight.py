@@ -9,7 +9,9 @@ What it does:
    taking `--latency` seconds (IN_QUEUE, then IN_PROGRESS with logs, then COMPLETED);
 2. migrates a fresh database (a temporary SQLite file unless DATABASE_URL is set; a
    PostgreSQL database is flushed of generations first) and creates users and presets;
-3. starts ONE worker process (`manage.py db_worker`, i.e. tasks + poller);
+3. starts ONE worker process (`manage.py db_worker`, i.e. tasks + poller) as `make worker`
+   does (django-tasks-db's default task interval: no generation goes through a task; the
+   poller submits new ones);
 4. requests `--count` generations through `generation_request` (what the API calls),
    from a few threads, and waits until every one is final;
 5. prints how long that took from the first request (the figure judged against the
@@ -154,7 +156,7 @@ def main() -> None:
         image = validate_image(make_jpeg(256, 192))
 
         worker = subprocess.Popen(  # noqa: S603
-            [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2", "--no-reload",
+            [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--no-reload",
              "--verbosity", "0"],
             cwd=ROOT, env=env,
         )  # fmt: skip

@@ -427,7 +427,7 @@ def generation_poll_batch(
 
 def _start_queued(generations: list[Generation]) -> tuple[list[Any], list[Generation]]:
     """Start new generations together: each gets its first attempt and moves to running,
-    in one transaction for the whole batch (four statements however many there are,
+    in one transaction for the whole batch (five statements however many there are,
     where one by one each took four).
 
     Returns the submissions to fal still to make (one per started generation, for the
@@ -457,25 +457,29 @@ def _start_queued(generations: list[Generation]) -> tuple[list[Any], list[Genera
                 .values_list("pk", flat=True)
             )
             started = [item for item in prepared if item[0].pk in still_queued]
-            for generation, endpoint, payload in started:
+            by_model: dict[str, list[uuid.UUID]] = {}
+            for generation, endpoint, _ in started:
                 generation.status = Generation.Status.RUNNING
                 generation.started_at = now
                 generation.current_model = endpoint
-                generation.request_payload = shorten_payload(payload)
                 generation.queue_position = None
-            Generation.objects.bulk_update(
-                [generation for generation, _, _ in started],
-                ["status", "started_at", "current_model", "request_payload", "queue_position"],
-            )
+                by_model.setdefault(endpoint, []).append(generation.pk)
+            # One UPDATE per first model (usually one): bulk_update's CASE per row and
+            # field cost more than the rest of the batch. Each generation's request
+            # payload is stored with its "Sent to" line.
+            for endpoint, ids in by_model.items():
+                Generation.objects.filter(pk__in=ids).update(
+                    status=Generation.Status.RUNNING, started_at=now, current_model=endpoint, queue_position=None
+                )
             attempts = Attempt.objects.bulk_create(
                 Attempt(
                     generation=generation,
                     position=0,
                     model=endpoint,
                     status=Attempt.Status.SUBMITTING,
-                    payload=generation.request_payload,
+                    payload=shorten_payload(payload),
                 )
-                for generation, endpoint, _ in started
+                for generation, endpoint, payload in started
             )
     except Exception:
         logger.exception("starting %d generations together failed; starting them one by one", len(prepared))
@@ -677,7 +681,13 @@ def _submit_attempt(
         return True
     logger.info("generation %s: %s accepted it as %s", generation.pk, attempt.model, request_id)
     # (Canceled meanwhile: the cancel has logged the end; nothing to add.)
-    _log(generation, f"Sent to {_label(attempt.model)}", release=True, only_if=Generation.ACTIVE_STATUSES)
+    _log(
+        generation,
+        f"Sent to {_label(attempt.model)}",
+        release=True,
+        only_if=Generation.ACTIVE_STATUSES,
+        request_payload=attempt.payload,  # the last request, for staff
+    )
     return True
 
 
