@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -219,7 +220,7 @@ class AppendLogLines(models.Expression):
     def get_source_expressions(self) -> list[Any]:
         return [self.column]
 
-    def set_source_expressions(self, exprs: list[Any]) -> None:
+    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
         (self.column,) = exprs
 
     def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
@@ -244,7 +245,8 @@ class AppendLogLines(models.Expression):
             f"WHERE key >= json_array_length({old}) - %s "
             f"UNION ALL SELECT {as_json}, 1, key FROM json_each(%s) ORDER BY 2, 3))"
         )
-        return sql, [*params, *params, *params, self.keep - len(self.lines), json.dumps(self.lines)]
+        # The column appears twice (json_each, json_array_length), then the two values.
+        return sql, [*params, *params, self.keep - len(self.lines), json.dumps(self.lines)]
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         raise NotSupportedError(f"AppendLogLines supports SQLite and PostgreSQL, not {connection.vendor}")
