@@ -248,5 +248,5 @@ class AppendLogLines(models.Expression):
         # The column appears twice (json_each, json_array_length), then the two values.
         return sql, [*params, *params, self.keep - len(self.lines), json.dumps(self.lines)]
 
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
         raise NotSupportedError(f"AppendLogLines supports SQLite and PostgreSQL, not {connection.vendor}")
