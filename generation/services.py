@@ -951,7 +951,7 @@ def _complete(generation: Generation, attempt: Attempt, data: Any) -> None:
             error_message="",
         )
         if not done:
-            # Canceled or finished by someone else meanwhile: keep nothing of ours.
+            # Canceled, or finished by someone else (a webhook), meanwhile: record nothing.
             transaction.set_rollback(True)
         else:
             saved = Media.objects.bulk_create(
@@ -963,8 +963,12 @@ def _complete(generation: Generation, attempt: Attempt, data: Any) -> None:
                 if copy.outcome == persistence.Outcome.RETRY:
                     transaction.on_commit(partial(_schedule_persist_retry, media.pk, attempts=1))
     if not done:
-        for _, _, copy in kept:
-            persistence.discard_copy(copy)
+        # Canceled meanwhile: nobody will point to these copies. But when another writer
+        # (a webhook) recorded this attempt's result, they are its images too, under the
+        # same names: they stay.
+        if not Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUCCEEDED).exists():
+            for _, _, copy in kept:
+                persistence.discard_copy(copy)
         return
     logger.info("generation %s succeeded with %s", generation.pk, attempt.model)
 

@@ -163,3 +163,28 @@ def test_a_generation_canceled_while_its_images_were_copied_keeps_no_copy(user, 
     assert not generation.media.exists()
     assert not list((Path(settings.MEDIA_ROOT) / "generated").glob("*"))
     assert balance(user) == 30  # refunded, never captured
+
+
+def test_a_late_poller_never_removes_images_a_webhook_already_delivered(user, fake_fal, settings):
+    from pathlib import Path
+
+    from generation.models import Attempt
+    from generation.providers import ProviderState, ProviderStatus
+
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    generation = start_generation(user, preset)
+    services.generation_poll_due(limit=10)  # submitted
+    fake_fal.complete_all()
+    # The poller holds fal's "completed" while the webhook delivers and the job finishes.
+    attempt = Attempt.objects.select_related("generation").get(generation=generation)
+    result = {"images": [{"url": f"{fake_fal.base_url}/files/{attempt.fal_job_id}/0.png"}]}
+    assert services.generation_webhook(request_id=attempt.fal_job_id, status="OK", payload=result) == "completed"
+    run_worker(generation)
+    media = generation.media.get()
+    assert generation.status == Generation.Status.SUCCEEDED and media.persisted
+
+    services._apply_status(attempt.generation, attempt, ProviderStatus(ProviderState.COMPLETED))
+
+    assert (Path(settings.MEDIA_ROOT) / media.storage_key).is_file()
+    assert generation.media.count() == 1
+    assert balance(user) == 28  # captured once
