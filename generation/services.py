@@ -18,6 +18,7 @@ import socket
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -341,15 +342,17 @@ def generation_poll_due(*, limit: int = 100, executor: Executor | None = None) -
     everything runs in the test's thread and transaction.
     """
     ids = generation_claim_due(limit=limit)
-    for future in generation_poll_batch(generation_ids=ids, executor=executor):
-        future.result()
+    results = [future.result() for future in generation_poll_batch(generation_ids=ids, executor=executor)]
+    generation_record_finished(finished=[result for result in results if isinstance(result, Finished)])
     return len(ids)
 
 
 def generation_poll_batch(
     *, generation_ids: Sequence[GenerationId], executor: Executor | None = None
-) -> list[Future[None]]:
-    """Move a batch of claimed generations on. Returns the follow-up work still running.
+) -> list[Future[Finished | None]]:
+    """Move a batch of claimed generations on. Returns the follow-up work still running;
+    a future whose result is a `Finished` job is for the caller to record
+    (`generation_record_finished`), together with others.
 
     Most due jobs are simply waiting in fal's queue, so they are handled as a batch:
     one query loads their attempts, their statuses are fetched concurrently, and every
@@ -415,11 +418,10 @@ def generation_poll_batch(
             next_check_at=_next_poll(seconds=interval),
         )
     if executor is None:
-        done: list[Future[None]] = []
+        done: list[Future[Finished | None]] = []
         for work in follow_ups:
-            future: Future[None] = Future()
-            work()
-            future.set_result(None)
+            future: Future[Finished | None] = Future()
+            future.set_result(work())
             done.append(future)
         return done
     return [executor.submit(work) for work in follow_ups]
@@ -494,12 +496,15 @@ def _start_queued(generations: list[Generation]) -> tuple[list[Any], list[Genera
     return submissions, not_started
 
 
-def _apply_status_safely(generation: Generation, attempt: Attempt, status: ProviderStatus | ProviderError) -> None:
+def _apply_status_safely(
+    generation: Generation, attempt: Attempt, status: ProviderStatus | ProviderError
+) -> Finished | None:
     try:
-        _apply_status(generation, attempt, status)
+        return _apply_status(generation, attempt, status, finish_later=True)
     except Exception:
         logger.exception("generation %s: handling fal's answer failed; will look again shortly", generation.pk)
         _look_again_later(generation.pk)
+        return None
 
 
 def _submit_attempt_safely(generation: Generation, attempt: Attempt, payload: dict[str, Any]) -> None:
@@ -745,8 +750,13 @@ def _fetch_status(attempt: Attempt) -> ProviderStatus | ProviderError:
         return exc
 
 
-def _apply_status(generation: Generation, attempt: Attempt, status: ProviderStatus | ProviderError) -> None:
-    """Act on what fal said about an attempt: progress, completion, error, or no answer."""
+def _apply_status(
+    generation: Generation, attempt: Attempt, status: ProviderStatus | ProviderError, *, finish_later: bool = False
+) -> Finished | None:
+    """Act on what fal said about an attempt: progress, completion, error, or no answer.
+
+    A completed job's images are copied here; with `finish_later` the finished job is
+    returned for the caller to record with others (`generation_record_finished`)."""
     if isinstance(status, ProviderError):
         exc = status
         if exc.permanent:
@@ -756,11 +766,11 @@ def _apply_status(generation: Generation, attempt: Attempt, status: ProviderStat
         else:
             logger.warning("generation %s: status check failed (%s)", generation.pk, exc.message)
             generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
-        return
+        return None
     if status.state == ProviderState.COMPLETED:
         if status.error:
             _fail_attempt_then_next(generation, attempt, f"fal reported an error: {status.error}")
-            return
+            return None
         try:
             data = _provider(attempt.fal_job_id).result(attempt.model, attempt.fal_job_id)
         except ProviderError as exc:
@@ -768,13 +778,17 @@ def _apply_status(generation: Generation, attempt: Attempt, status: ProviderStat
                 _fail_attempt_then_next(generation, attempt, exc.message)
             else:
                 generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
-            return
-        _complete(generation, attempt, data)
-        return
+            return None
+        finished = _copy_result(generation, attempt, data)
+        if finished is not None and not finish_later:
+            _record_finished([finished])
+            return None
+        return finished
     if _attempt_expired(attempt):
         _time_out(generation, attempt)
-        return
+        return None
     _record_progress(generation, attempt, status)
+    return None
 
 
 def _time_out(generation: Generation, attempt: Attempt) -> None:
@@ -906,18 +920,30 @@ def _record_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
     return True
 
 
-def _complete(generation: Generation, attempt: Attempt, data: Any) -> None:
-    """Keep a finished attempt's images and finish the generation (fal's answer in hand).
+@dataclass
+class Finished:
+    """A job fal finished whose images are copied, waiting to be recorded."""
 
-    The images are copied first, before anything is written, so that the attempt's
-    success, the Media rows, the generation's success and the capture of its credits
-    are one transaction. A crash before it leaves the attempt in flight and nothing
-    charged: the next check copies again onto the same names (both stores overwrite).
+    generation: Generation
+    attempt: Attempt
+    lines: list[dict[str, str]]
+    kept: list[tuple[int, OutputImage, persistence.Copy]]
+
+
+def _copy_result(generation: Generation, attempt: Attempt, data: Any) -> Finished | None:
+    """Copy a finished attempt's images somewhere durable, writing no row yet.
+
+    The images are copied before anything is written, so that the attempt's success,
+    the Media rows, the generation's success and the capture of its credits can be one
+    transaction (`_record_finished`). A crash before it leaves the attempt in flight and
+    nothing charged: the next check copies again onto the same names (both stores
+    overwrite). None when there is nothing to record: no usable image (the next model
+    is tried), or every image already gone at fal.
     """
     outputs = _usable_outputs(ModelSpec.read_output(data))
     if not outputs:
         _fail_attempt_then_next(generation, attempt, "The model answered without a usable image")
-        return
+        return None
     copies = [
         persistence.save_copy(
             output.url,
@@ -932,45 +958,99 @@ def _complete(generation: Generation, attempt: Attempt, data: Any) -> None:
         # Every image vanished before we could keep a copy: nothing to show, so nothing
         # to charge for. The next model tries.
         _result_gone(generation, attempt, [])
+        return None
+    return Finished(generation, attempt, [_finished_line(attempt, data)], kept)
+
+
+def generation_record_finished(*, finished: Sequence[Finished]) -> None:
+    """Record finished jobs (their images already copied) together: each attempt
+    succeeded, its Media rows, the generation succeeded and its credits captured.
+
+    One transaction of about ten statements for the whole batch; one by one, each job
+    took as many. If the batch fails (a bug, a database hiccup), each job is recorded on
+    its own, so one bad job delays only itself.
+    """
+    if not finished:
         return
+    try:
+        _record_finished(list(finished))
+        return
+    except Exception:
+        if len(finished) == 1:
+            logger.exception(
+                "generation %s: recording its result failed; will look again shortly", finished[0].generation.pk
+            )
+            if not connection.in_atomic_block:
+                close_old_connections()
+            _look_again_later(finished[0].generation.pk)
+            return
+        logger.exception("recording %d finished generations together failed; recording them one by one", len(finished))
+        if not connection.in_atomic_block:
+            close_old_connections()
+    for item in finished:
+        generation_record_finished(finished=[item])
+
+
+def _record_finished(items: list[Finished]) -> None:
     now = timezone.now()
     with transaction.atomic():
-        won = Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(
-            status=Attempt.Status.SUCCEEDED, finished_at=now, error=""
+        # Attempts first, then generations, like every other writer of both (webhook,
+        # one-by-one completion), so none of them waits on the other in a circle.
+        in_flight = set(
+            Attempt.objects.select_for_update()
+            .filter(pk__in=[item.attempt.pk for item in items], status__in=IN_FLIGHT)
+            .values_list("pk", flat=True)
         )
-        done = bool(won) and _log(
-            generation,
-            "Done",
-            lines=[_finished_line(attempt, data)],
-            only_if=(Generation.Status.RUNNING,),
-            status=Generation.Status.SUCCEEDED,
-            completed_at=now,
-            next_check_at=None,
-            queue_position=None,
-            error_code="",
-            error_message="",
-        )
-        if not done:
-            # Canceled, or finished by someone else (a webhook), meanwhile: record nothing.
-            transaction.set_rollback(True)
-        else:
-            saved = Media.objects.bulk_create(
-                [_media_for(generation, attempt, index, output, copy) for index, output, copy in kept],
-                ignore_conflicts=True,
+        running = set(
+            Generation.objects.select_for_update()
+            .filter(pk__in=[item.generation.pk for item in items if item.attempt.pk in in_flight])
+            .filter(status=Generation.Status.RUNNING)
+            .values_list("pk", flat=True)
+        ) if in_flight else set()  # fmt: skip
+        winners = [item for item in items if item.attempt.pk in in_flight and item.generation.pk in running]
+        if winners:
+            Attempt.objects.filter(pk__in=[item.attempt.pk for item in winners]).update(
+                status=Attempt.Status.SUCCEEDED, finished_at=now, error=""
             )
-            ledger.capture(generation=generation)
-            for media, (_, _, copy) in zip(saved, kept, strict=True):
+            # The log lines differ only by model and image count: one UPDATE per kind.
+            by_lines: dict[tuple[str, ...], tuple[list[dict[str, str]], list[uuid.UUID]]] = {}
+            for item in winners:
+                key = tuple(line["message"] for line in item.lines)
+                by_lines.setdefault(key, (item.lines, []))[1].append(item.generation.pk)
+            for lines, ids in by_lines.values():
+                Generation.objects.filter(pk__in=ids).update(
+                    logs=AppendLogLines("logs", [*lines, _log_line("Done")], keep=MAX_LOG_LINES),
+                    status=Generation.Status.SUCCEEDED,
+                    completed_at=now,
+                    next_check_at=None,
+                    queue_position=None,
+                    error_code="",
+                    error_message="",
+                )
+            media = [
+                _media_for(item.generation, item.attempt, index, output, copy)
+                for item in winners
+                for index, output, copy in item.kept
+            ]
+            # ignore_conflicts: rows left by an earlier, interrupted completion stay as they are.
+            Media.objects.bulk_create(media, ignore_conflicts=True)
+            ledger.capture_many(generations=[item.generation for item in winners])
+            copies = [copy for item in winners for _, _, copy in item.kept]
+            for row, copy in zip(media, copies, strict=True):
                 if copy.outcome == persistence.Outcome.RETRY:
-                    transaction.on_commit(partial(_schedule_persist_retry, media.pk, attempts=1))
-    if not done:
+                    transaction.on_commit(partial(_schedule_persist_retry, row.pk, attempts=1))
+    for item in winners:
+        item.generation.status = Generation.Status.SUCCEEDED
+        logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
+    for item in items:
+        if item in winners:
+            continue
         # Canceled meanwhile: nobody will point to these copies. But when another writer
         # (a webhook) recorded this attempt's result, they are its images too, under the
         # same names: they stay.
-        if not Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUCCEEDED).exists():
-            for _, _, copy in kept:
+        if not Attempt.objects.filter(pk=item.attempt.pk, status=Attempt.Status.SUCCEEDED).exists():
+            for _, _, copy in item.kept:
                 persistence.discard_copy(copy)
-        return
-    logger.info("generation %s succeeded with %s", generation.pk, attempt.model)
 
 
 def _media_for(

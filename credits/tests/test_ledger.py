@@ -158,6 +158,27 @@ def test_a_wrong_claim_of_a_first_charge_is_refused_by_the_database(user):
     assert CreditEntry.objects.filter(generation=generation, reason=Reason.RESERVE).count() == 1
 
 
+def test_capture_many_settles_each_open_charge_once(user, django_user_model):
+    other = django_user_model.objects.create_user(email="other@example.com")
+    ledger.grant(user=user, amount=10)
+    ledger.grant(user=other, amount=10)
+    mine = [finish(start_generation(user), Generation.Status.SUCCEEDED) for _ in range(2)]
+    mine.append(finish(start_generation(user), Generation.Status.FAILED))
+    theirs = finish(start_generation(other), Generation.Status.SUCCEEDED)
+    ledger.refund(generation=mine[2])  # settled already: skipped
+    balances = (balance_of(user=user), balance_of(user=other))
+
+    captured = ledger.capture_many(generations=[mine[0], theirs, mine[1], mine[2], mine[0]])
+
+    assert sorted((entry.generation_id, entry.charge_number) for entry in captured) == sorted(
+        [(mine[0].pk, 1), (mine[1].pk, 1), (theirs.pk, 1)]
+    )
+    assert all(entry.amount == 0 and entry.reason == Reason.CAPTURE for entry in captured)
+    assert (balance_of(user=user), balance_of(user=other)) == balances
+    assert ledger.capture(generation=mine[0]) is None  # never twice
+    assert find_ledger_problems(users=[user, other]) == []
+
+
 def test_refund_of_a_generation_that_never_reserved_does_nothing(user):
     from generation.tests.factories import GenerationFactory
 

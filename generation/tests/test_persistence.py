@@ -188,3 +188,39 @@ def test_a_late_poller_never_removes_images_a_webhook_already_delivered(user, fa
     assert (Path(settings.MEDIA_ROOT) / media.storage_key).is_file()
     assert generation.media.count() == 1
     assert balance(user) == 28  # captured once
+
+
+def test_jobs_finished_in_one_round_are_recorded_together(user, fake_fal, settings, django_assert_max_num_queries):
+    from pathlib import Path
+
+    from credits.models import CreditEntry
+
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    generations = [start_generation(user, preset, prompt=f"harbour {n}") for n in range(4)]
+    services.generation_poll_due(limit=10)  # all submitted
+    fake_fal.complete_all()
+    Generation.objects.filter(pk__in=[g.pk for g in generations]).update(next_check_at=timezone.now())
+    claimed = services.generation_claim_due(limit=10)
+    # Each job's images are copied; nothing is recorded yet.
+    finished = [future.result() for future in services.generation_poll_batch(generation_ids=claimed)]
+    assert len(finished) == 4 and not Media.objects.exists()
+    # The owner cancels one of them before the worker records the round.
+    services.generation_cancel(generation_id=generations[3].pk, user=user)
+
+    with django_assert_max_num_queries(16):  # one transaction for the round, not one per job
+        services.generation_record_finished(finished=finished)
+
+    for generation in generations:
+        generation.refresh_from_db()
+    assert [g.status for g in generations] == ["succeeded"] * 3 + ["canceled"]
+    for generation in generations[:3]:
+        media = generation.media.get()
+        assert media.persisted and (Path(settings.MEDIA_ROOT) / media.storage_key).is_file()
+        assert [line["message"] for line in generation.logs][-2:] == [
+            "Fast SDXL (image-to-image) finished: 1 image; saving",
+            "Done",
+        ]
+        assert CreditEntry.objects.filter(generation=generation, reason="capture").count() == 1
+    assert not generations[3].media.exists()
+    assert not list((Path(settings.MEDIA_ROOT) / "generated").glob(f"*{generations[3].pk}*"))
+    assert balance(user) == 30 - 3 * 2

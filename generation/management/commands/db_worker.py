@@ -49,6 +49,7 @@ class Poller:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._in_flight: set[Future[Any]] = set()
+        self._finished: list[Any] = []  # jobs fal finished, images copied, to record together
         self._lock = threading.Lock()
         self._wake = threading.Event()
 
@@ -63,9 +64,22 @@ class Poller:
             self._thread.join(timeout)
 
     def _done(self, future: Future[Any]) -> None:
+        from generation.services import Finished
+
+        result = None if future.cancelled() or future.exception() else future.result()
         with self._lock:
             self._in_flight.discard(future)
+            if isinstance(result, Finished):
+                self._finished.append(result)
         self._wake.set()
+
+    def _record_finished(self) -> None:
+        """Record the jobs finished since the last round, all in one transaction."""
+        from generation import services
+
+        with self._lock:
+            finished, self._finished = self._finished, []
+        services.generation_record_finished(finished=finished)
 
     def run(self) -> None:
         from generation import services
@@ -86,6 +100,7 @@ class Poller:
                     if now >= next_sweep:
                         services.generation_sweep()
                         next_sweep = now + SWEEP_SECONDS
+                    self._record_finished()
                     with self._lock:
                         free = capacity - len(self._in_flight)
                     if free > 0:
@@ -108,6 +123,11 @@ class Poller:
                 else:
                     self._wake.wait(0.01)
             self._close_thread_connections(executor)
+        # The pool has ended the work in hand: keep what it finished.
+        try:
+            self._record_finished()
+        except Exception:
+            logger.exception("recording finished jobs at shutdown failed")
         connections.close_all()
 
     def _close_thread_connections(self, executor: ThreadPoolExecutor) -> None:
