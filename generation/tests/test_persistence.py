@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from credits.models import CreditEntry
 from generation import services
-from generation.models import Generation, Media
+from generation.models import Attempt, Generation, Media
+from generation.providers import ProviderState, ProviderStatus
 from generation.registry import FAST_SDXL_I2I
 from generation.tests.pipeline_helpers import balance, run_worker, start_generation
 from presets.tests.factories import PresetFactory
@@ -142,18 +145,17 @@ def test_an_image_already_gone_is_dropped_and_the_others_are_kept(user, fake_fal
     assert balance(user) == 28  # charged once: the user has an image
 
 
-def test_a_generation_canceled_while_its_images_were_copied_keeps_no_copy(user, fake_fal, settings):
-    from pathlib import Path
-
-    from generation.models import Attempt
-    from generation.providers import ProviderState, ProviderStatus
-
-    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
-    generation = start_generation(user, preset)
+def _completed_at_fal(user, fake_fal):  # type: ignore[no-untyped-def]
+    """A submitted generation fal has finished, and the attempt as the poller loaded it."""
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
     services.generation_poll_due(limit=10)  # submitted
     fake_fal.complete_all()
+    return generation, Attempt.objects.select_related("generation").get(generation=generation)
+
+
+def test_a_generation_canceled_while_its_images_were_copied_keeps_no_copy(user, fake_fal, settings):
+    generation, attempt = _completed_at_fal(user, fake_fal)
     # The poller holds fal's "completed" for this attempt when the owner cancels.
-    attempt = Attempt.objects.select_related("generation").get(generation=generation)
     services.generation_cancel(generation_id=generation.pk, user=user)
 
     services._apply_status(attempt.generation, attempt, ProviderStatus(ProviderState.COMPLETED))
@@ -166,17 +168,8 @@ def test_a_generation_canceled_while_its_images_were_copied_keeps_no_copy(user, 
 
 
 def test_a_late_poller_never_removes_images_a_webhook_already_delivered(user, fake_fal, settings):
-    from pathlib import Path
-
-    from generation.models import Attempt
-    from generation.providers import ProviderState, ProviderStatus
-
-    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
-    generation = start_generation(user, preset)
-    services.generation_poll_due(limit=10)  # submitted
-    fake_fal.complete_all()
+    generation, attempt = _completed_at_fal(user, fake_fal)
     # The poller holds fal's "completed" while the webhook delivers and the job finishes.
-    attempt = Attempt.objects.select_related("generation").get(generation=generation)
     result = {"images": [{"url": f"{fake_fal.base_url}/files/{attempt.fal_job_id}/0.png"}]}
     assert services.generation_webhook(request_id=attempt.fal_job_id, status="OK", payload=result) == "completed"
     run_worker(generation)
@@ -191,10 +184,6 @@ def test_a_late_poller_never_removes_images_a_webhook_already_delivered(user, fa
 
 
 def test_jobs_finished_in_one_round_are_recorded_together(user, fake_fal, settings, django_assert_max_num_queries):
-    from pathlib import Path
-
-    from credits.models import CreditEntry
-
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
     generations = [start_generation(user, preset, prompt=f"harbour {n}") for n in range(4)]
     services.generation_poll_due(limit=10)  # all submitted
