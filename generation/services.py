@@ -356,8 +356,9 @@ def generation_poll_batch(
 
     Most due jobs are simply waiting in fal's queue, so they are handled as a batch:
     one query loads their attempts, their statuses are fetched concurrently, and every
-    job whose status did not change is rescheduled with a single UPDATE. The rest
-    (changed progress, completions, failures, submissions) are advanced one by one,
+    job whose status did not change (or only its place in fal's queue) is rescheduled
+    with a single UPDATE. New generations are started together (`_start_queued`). The
+    rest (their submissions, changed progress, completions, failures) run one by one,
     on the executor when there is one; those futures are returned, not awaited, so a
     slow completion (a Cloudinary upload) never holds up the next round of checks.
     """
@@ -865,8 +866,7 @@ def _usable_outputs(outputs: list[OutputImage]) -> list[OutputImage]:
     ]
 
 
-def _finished_line(attempt: Attempt, data: Any) -> dict[str, str]:
-    count = len(_usable_outputs(ModelSpec.read_output(data)))
+def _finished_line(attempt: Attempt, count: int) -> dict[str, str]:
     return _log_line(f"{_label(attempt.model)} finished: {count} image{'s' if count != 1 else ''}; saving")
 
 
@@ -890,7 +890,7 @@ def _record_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
             return False
         still_running = _log(
             generation,
-            lines=[_finished_line(attempt, data)],
+            lines=[_finished_line(attempt, len(outputs))],
             only_if=(Generation.Status.RUNNING,),
             queue_position=None,
         )
@@ -959,7 +959,7 @@ def _copy_result(generation: Generation, attempt: Attempt, data: Any) -> Finishe
         # to charge for. The next model tries.
         _result_gone(generation, attempt, [])
         return None
-    return Finished(generation, attempt, [_finished_line(attempt, data)], kept)
+    return Finished(generation, attempt, [_finished_line(attempt, len(outputs))], kept)
 
 
 def generation_record_finished(*, finished: Sequence[Finished]) -> None:
@@ -980,8 +980,6 @@ def generation_record_finished(*, finished: Sequence[Finished]) -> None:
             logger.exception(
                 "generation %s: recording its result failed; will look again shortly", finished[0].generation.pk
             )
-            if not connection.in_atomic_block:
-                close_old_connections()
             _look_again_later(finished[0].generation.pk)
             return
         logger.exception("recording %d finished generations together failed; recording them one by one", len(finished))
@@ -1008,6 +1006,7 @@ def _record_finished(items: list[Finished]) -> None:
             .values_list("pk", flat=True)
         ) if in_flight else set()  # fmt: skip
         winners = [item for item in items if item.attempt.pk in in_flight and item.generation.pk in running]
+        won = {item.attempt.pk for item in winners}
         if winners:
             Attempt.objects.filter(pk__in=[item.attempt.pk for item in winners]).update(
                 status=Attempt.Status.SUCCEEDED, finished_at=now, error=""
@@ -1043,7 +1042,7 @@ def _record_finished(items: list[Finished]) -> None:
         item.generation.status = Generation.Status.SUCCEEDED
         logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
     for item in items:
-        if item in winners:
+        if item.attempt.pk in won:
             continue
         # Canceled meanwhile: nobody will point to these copies. But when another writer
         # (a webhook) recorded this attempt's result, they are its images too, under the
