@@ -37,10 +37,11 @@ from stefna.errors import InvalidInput, NotFound
 from . import persistence
 from .exceptions import IdempotencyConflict, InvalidTransition, ProviderError
 from .images import ValidatedImage
+from .labels import model_label
 from .models import AppendLogLines, Attempt, Generation, Media, WorkerHeartbeat
 from .providers import Provider, ProviderState, ProviderStatus, get_provider
 from .providers.local import LocalProvider
-from .registry import MODELS, ModelConfigError, ModelSpec, OutputImage, get_model
+from .registry import ModelConfigError, ModelSpec, OutputImage, get_model
 
 if TYPE_CHECKING:
     from credits.models import CreditEntry
@@ -1205,8 +1206,7 @@ def _cancel_at_provider(endpoint: str, request_id: str) -> None:
 def _label(endpoint: str | None) -> str:
     if not endpoint:
         return "the model"
-    spec = MODELS.get(endpoint)
-    return spec.label if spec else endpoint
+    return model_label(endpoint)  # offline preview mode names the offline renderer (issue 19)
 
 
 def _log(

@@ -95,7 +95,8 @@ def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
 
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
-    from credits.selectors import entries_for, quota_for
+    from credits.selectors import quota_for
+    from credits.statement import statement_page
 
     from .selectors import api_tokens_for
 
@@ -112,7 +113,7 @@ def account(request: HttpRequest) -> HttpResponse:
         {
             "tokens": api_tokens_for(user=request.user),  # type: ignore[arg-type]
             "new_token": request.session.pop("new_api_token", None),
-            "entries": entries_for(user=request.user),  # type: ignore[arg-type]
+            "statement": statement_page(user=request.user, page_number=request.GET.get("page")),  # type: ignore[arg-type]
             "quota": quota_for(user=request.user),  # type: ignore[arg-type]
         },
     )
