@@ -67,9 +67,9 @@ def statement_page(*, user: User, page_number: object = 1, per_page: int = STATE
     page = Paginator(groups, per_page).get_page(page_number)
     # The balance after each row is the one written by its latest entry.
     latest = {}
-    for entry in CreditEntry.objects.filter(user=user, created_at__in=[row["last_at"] for row in page.object_list]).only(
-        "id", "generation_id", "balance_after", "created_at"
-    ):
+    for entry in CreditEntry.objects.filter(
+        user=user, created_at__in=[row["last_at"] for row in page.object_list]
+    ).only("id", "generation_id", "balance_after", "created_at"):
         key = entry.generation_id.hex if entry.generation_id else str(entry.pk)
         if key not in latest or entry.pk > latest[key].pk:
             latest[key] = entry
@@ -83,7 +83,10 @@ def statement_page(*, user: User, page_number: object = 1, per_page: int = STATE
                 at=row["last_at"],
                 amount=row["total"],
                 label=_label(
-                    row["any_reason"], refunds=row["refunds"], captures=row["captures"], is_generation=bool(generation_id)
+                    row["any_reason"],
+                    refunds=row["refunds"],
+                    captures=row["captures"],
+                    is_generation=bool(generation_id),
                 ),
                 note=row["any_note"] or "",
                 generation_id=generation_id,
