@@ -7,6 +7,7 @@ validated again, so the request service treats it exactly like a fresh upload.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -57,7 +58,16 @@ def source_photo(*, user: User, generation_id: object) -> ValidatedImage:
             data = stored.read()
     except (OSError, ValueError) as exc:
         raise refused from exc
-    return validate_image(data)
+    checked = validate_image(data)  # still a photo within today's limits
+    # The stored file was normalised when it was first uploaded: reuse its bytes as they
+    # are, so trying style after style never loses JPEG quality to a fresh encode.
+    return ValidatedImage(
+        content=data,
+        format=checked.format,
+        width=checked.width,
+        height=checked.height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
 
 
 def recent_photos(*, user: User, limit: int = RECENT_PHOTOS) -> list[RecentPhoto]:
