@@ -180,6 +180,24 @@
     root.classList.add("is-enhanced");
     function update() { root.style.setProperty("--split", range.value + "%"); }
     range.addEventListener("input", update);
+    // A pointer anywhere on the picture sets the split exactly there, and drags it.
+    var dragging = false;
+    function follow(event) {
+      var box = root.getBoundingClientRect();
+      var value = Math.round(((event.clientX - box.left) / box.width) * 100);
+      range.value = String(Math.max(0, Math.min(100, value)));
+      update();
+    }
+    root.addEventListener("pointerdown", function (event) {
+      dragging = true;
+      if (root.setPointerCapture) root.setPointerCapture(event.pointerId);
+      range.focus({preventScroll: true});
+      follow(event);
+    });
+    root.addEventListener("pointermove", function (event) { if (dragging) follow(event); });
+    ["pointerup", "pointercancel"].forEach(function (name) {
+      root.addEventListener(name, function () { dragging = false; });
+    });
     update();
   }
 
