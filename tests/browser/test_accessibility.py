@@ -120,7 +120,7 @@ def test_the_admin_fits_and_names_itself(page, served_media):
     # Index links wrap between words, never letter by letter.
     broken = page.evaluate(
         """() => [...document.querySelectorAll('#content-main a')].filter(a => {
-              const words = a.textContent.trim().split(/\s+/).length;
+              const words = a.textContent.trim().split(/ +/).length;
               const lines = Math.round(a.getBoundingClientRect().height / parseFloat(getComputedStyle(a).lineHeight || 16));
               return lines > words;
            }).map(a => a.textContent.trim())"""
