@@ -224,6 +224,14 @@ def _sketch(image: Image.Image, palette: list[RGB], rng: random.Random) -> Image
     return ImageChops.multiply(edges.convert("RGB"), shade.convert("RGB"))
 
 
+def _raw_photo(image: Image.Image, palette: list[RGB], rng: random.Random) -> Image.Image:
+    # Realistic: shallow depth of field (sharp centre, blurred surround) in warm window light.
+    blurred = image.filter(ImageFilter.GaussianBlur(max(2, image.width // 60)))
+    focus = Image.radial_gradient("L").resize(image.size)
+    image = Image.composite(blurred, image.filter(ImageFilter.SHARPEN), focus)
+    return Image.blend(ImageEnhance.Contrast(image).enhance(1.1), Image.new("RGB", image.size, (255, 190, 130)), 0.25)
+
+
 def _vintage(image: Image.Image, palette: list[RGB], rng: random.Random) -> Image.Image:
     image = _duotone(image, (40, 25, 15), (250, 225, 180), (160, 120, 80))
     grain = Image.effect_noise(image.size, 60).convert("RGB")
@@ -273,11 +281,11 @@ RECIPES = (
     Recipe("watercolour", ("watercolor painting", "watercolour"), _watercolor),
     Recipe("pencil sketch", ("pencil", "sketch"), _sketch),
     # Before "vintage film": a realistic photo prompt may name a film stock.
-    Recipe("photo grade", ("raw photo", "photograph"), _photo),
-    Recipe("vintage film", ("vintage", "film grain", "kodak"), _vintage),
+    Recipe("raw photo", ("raw photo",), _raw_photo),
+    Recipe("vintage film", ("vintage", "kodachrome", "light leak"), _vintage),
     Recipe("3D cartoon", ("3d", "cartoon", "pixar"), _toon),
     Recipe("oil painting", ("oil painting", "impasto"), _oil),
-    Recipe("photo grade", ("high quality",), _photo),
+    Recipe("photo grade", ("high quality", "photograph"), _photo),
 )
 BY_KIND = {
     "ghibli_reaction": Recipe("Ghibli cel", (), _cel),
