@@ -202,6 +202,7 @@ def generation_create(request: HttpRequest, idempotency_key: str | None = Idempo
         prompt=fields.prompt,
         is_public=fields.is_public,
         idempotency_key=idempotency_key,
+        notify=fields.notify,
     )
     generation, balance = selectors.generation_get_with_balance(user=user, generation_id=generation.pk)
     return Status(202 if created else 200, generation_out(generation, remaining_coins=balance, url=_urls(request)))

@@ -41,6 +41,7 @@ class StudioForm(forms.Form):
         },
     )
     is_public = forms.BooleanField(required=False, label=_("Make my images public"))
+    notify = forms.BooleanField(required=False, label=_("Email me when it's done"))
 
     def __init__(self, *args, user=None, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(*args, **kwargs)

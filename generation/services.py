@@ -34,7 +34,7 @@ from presets.models import Preset
 from stefna import ratelimit
 from stefna.errors import InvalidInput, NotFound
 
-from . import persistence
+from . import notify, persistence
 from .exceptions import IdempotencyConflict, InvalidTransition, ProviderError
 from .images import ValidatedImage
 from .labels import model_label
@@ -99,6 +99,7 @@ def generation_request(
     prompt: str | None = "",
     is_public: bool = False,
     idempotency_key: str | None = None,
+    notify: bool = False,
 ) -> tuple[Generation, bool]:
     """Start a generation: store the photo, reserve the credits, queue the submission.
 
@@ -139,6 +140,7 @@ def generation_request(
                 num_images=preset.num_images,
                 cost=settings.GENERATION_COST,
                 is_public=is_public,
+                notify=notify,  # "Email me when it's done" (issue 19)
                 idempotency_key=idempotency_key,
                 request_fingerprint=fingerprint,
                 source_width=image.width,
@@ -1042,6 +1044,7 @@ def _record_finished(items: list[Finished]) -> None:
     for item in winners:
         item.generation.status = Generation.Status.SUCCEEDED
         logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
+    notify.generation_notify_ended(generation_ids=[item.generation.pk for item in winners])  # issue 19
     for item in items:
         if item.attempt.pk in won:
             continue
@@ -1175,6 +1178,7 @@ def _fail_generation(generation: Generation, *, code: str, message: str) -> bool
     if failed:
         _log(generation, message, level="error")
         logger.warning("generation %s failed (%s): %s", generation.pk, code, message)
+        notify.generation_notify_ended(generation_ids=[generation.pk])  # issue 19
     return bool(failed)
 
 

@@ -122,6 +122,7 @@ def studio(request: HttpRequest) -> HttpResponse:
             image=image,
             prompt=form.cleaned_data["prompt"],
             is_public=form.cleaned_data["is_public"],
+            notify=form.cleaned_data["notify"],
         )
     except DomainError as exc:
         field = (exc.detail or {}).get("field") if isinstance(exc.detail, dict) else None

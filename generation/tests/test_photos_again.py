@@ -140,3 +140,33 @@ def test_phone_formats_are_accepted_and_converted(fmt):
         assert decoded.size == (200, 300)
     else:
         assert decoded.size in ((200, 300), (300, 200))
+
+
+def test_notify_emails_the_owner_once_when_it_ends(
+    api_client, user, style, mailoutbox, django_capture_on_commit_callbacks
+):
+    from generation.notify import generation_notify_send
+    from generation.tests.pipeline_helpers import run_worker
+
+    response = api_client.post(URL, {"image": photo(), "preset": "oil", "notify": "true"})
+    generation = Generation.objects.get(pk=response.json()["id"])
+    assert generation.notify
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run_worker(generation)
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert callbacks, "the email is queued after commit"
+    assert generation_notify_send(generation_id=str(generation.pk))
+    assert not generation_notify_send(generation_id=str(generation.pk)), "once"
+    assert len(mailoutbox) == 1
+    assert mailoutbox[0].to == [user.email]
+    assert "ready" in mailoutbox[0].subject
+    assert f"/g/{generation.pk}/" in mailoutbox[0].body
+
+
+def test_without_notify_nobody_is_emailed(api_client, user, style, mailoutbox):
+    from generation.notify import generation_notify_send
+
+    response = api_client.post(URL, {"image": photo(), "preset": "oil"})
+    assert not generation_notify_send(generation_id=response.json()["id"])
+    assert mailoutbox == []
