@@ -18,7 +18,7 @@ from generation.models import Generation, Media
 from generation.tests.factories import AttemptFactory, GenerationFactory
 from presets.models import Preset
 from stefna.accounts.models import User
-from tests.browser.conftest import DESKTOP, PHONE, sign_in
+from tests.browser.conftest import DESKTOP, PHONE, screenshot, sign_in
 from tests.browser.test_studio_flows import ghibli_tears, photo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -135,11 +135,13 @@ def test_try_another_style_starts_a_generation_without_a_new_upload(page, served
     expect(page.locator("[data-preview]")).to_be_visible()
     assert page.locator("#id_image").evaluate("input => input.files.length") == 0
     page.get_by_test_id(f"preset-{other.slug}").click()
+    page.get_by_label("Email me when it's done").check()
     page.get_by_test_id("start").click()
 
     page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
     second = Generation.objects.exclude(pk=generation.pk).get(user=user)
     assert second.preset_slug == other.slug
+    assert second.notify
     with default_storage.open(generation.source_image.name) as a, default_storage.open(second.source_image.name) as b:
         assert a.read() == b.read()
 
@@ -154,6 +156,7 @@ def test_the_photo_survives_a_missing_style_error_and_focus_goes_to_the_summary(
 
     summary = page.get_by_test_id("error-summary")
     expect(summary).to_be_focused()
+    screenshot(page, "studio-error", full_page=False)
     link = summary.get_by_role("link", name="Pick a style.")
     expect(link).to_have_attribute("href", "#styles")
     # The photo is still there (kept by the server), shown and sent again.
