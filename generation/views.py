@@ -94,7 +94,9 @@ def _studio_page(
         # A kept upload wins over a stored photo; otherwise the chosen one stays chosen.
         chosen = "" if kept_image else str(source or "")
         context["photos"] = photos.photo_choices(user=request.user, chosen=chosen or None)  # type: ignore[arg-type]
-        context["chosen_source"] = chosen if any(str(p.generation_id) == chosen for p in context["photos"]) else ""
+        picked = [photo for photo in context["photos"] if str(photo.generation_id) == chosen]
+        context["chosen_source"] = chosen if picked else ""
+        context["chosen_photo"] = picked[0] if picked else None
         context["max_upload_bytes"] = settings.MAX_UPLOAD_BYTES
         context["max_image_pixels"] = settings.MAX_IMAGE_PIXELS
         context["error_fields"] = [name for name in ("image", "preset", "prompt") if form.errors.get(name)]

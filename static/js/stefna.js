@@ -261,7 +261,7 @@
     var status = card.getAttribute("data-status");
     if (status !== lastStatus) {
       var pill = card.querySelector("[data-testid=status]");
-      announcer.textContent = "Status: " + (pill ? pill.textContent : status);
+      announcer.textContent = (announcer.getAttribute("data-prefix") || "Status:") + " " + (pill ? pill.textContent : status);
       lastStatus = status;
     }
   });

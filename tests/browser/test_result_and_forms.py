@@ -273,3 +273,23 @@ def test_on_a_phone_the_create_bar_sticks_and_tap_targets_are_44px(page, served_
                 .filter(([, h]) => h < 44)"""
         )
         assert not small, f"{path}: tap targets under 44 px: {small}"
+
+
+def test_a_recent_photo_can_be_picked_again(page, served_media, tmp_path):
+    user = signed_in_user(page, "recent@example.com")
+    older = finished_generation(user, width=500, height=700)
+    page.goto("/")
+    recent = page.get_by_test_id("recent-photo")
+    expect(recent).to_have_count(1)
+    # A file chosen first, then the recent photo: the photo replaces the file.
+    page.set_input_files("#id_image", photo(tmp_path))
+    expect(page.locator("[data-preview]")).to_be_visible()
+    recent.first.click()
+    expect(page.locator(f'input[name="source_generation"][value="{older.pk}"]')).to_be_checked()
+    assert page.locator("#id_image").evaluate("input => input.files.length") == 0
+    assert page.locator("[data-preview]").get_attribute("src").endswith(older.source_image.url)
+    page.get_by_test_id("preset-ghibli_tears").click()
+    page.get_by_test_id("start").click()
+    page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+    newest = Generation.objects.filter(user=user).exclude(pk=older.pk).get()
+    assert (newest.source_width, newest.source_height) == (500, 700)
