@@ -186,7 +186,7 @@ def _rows(statement: _Prepared, params: list[Any]) -> list[list[Any]]:
     return converted
 
 
-def generation_status(*, user: User, generation_id: uuid.UUID) -> GenerationRow:
+def generation_status_row(*, user: User, generation_id: uuid.UUID) -> GenerationRow:
     """One of the user's generations with its images, attempts and the owner's balance
     (a GenerationRow). Someone else's is NotFound, never Forbidden."""
     prepared = _prepare()
