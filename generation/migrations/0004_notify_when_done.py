@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('generation', '0002_recent_indexes'),
+        ('generation', '0003_media_persist_next_at'),
     ]
 
     operations = [
