@@ -46,7 +46,7 @@ def _label(reason: str, *, refunds: int, captures: int, is_generation: bool) -> 
     return _("Generation in progress (reserved)")
 
 
-def statement_page(*, user: User, page_number: object = 1, per_page: int = STATEMENT_PAGE_SIZE) -> Page:  # type: ignore[type-arg]
+def statement_page(*, user: User, page_number: str | int | None = 1, per_page: int = STATEMENT_PAGE_SIZE) -> Page:  # type: ignore[type-arg]
     """One page of folded rows, newest first: a count, a page of groups, their balances."""
     groups = (
         CreditEntry.objects.filter(user=user)
@@ -66,7 +66,7 @@ def statement_page(*, user: User, page_number: object = 1, per_page: int = STATE
     )
     page = Paginator(groups, per_page).get_page(page_number)
     # The balance after each row is the one written by its latest entry.
-    latest = {}
+    latest: dict[str, CreditEntry] = {}
     for entry in CreditEntry.objects.filter(
         user=user, created_at__in=[row["last_at"] for row in page.object_list]
     ).only("id", "generation_id", "balance_after", "created_at"):
@@ -93,5 +93,5 @@ def statement_page(*, user: User, page_number: object = 1, per_page: int = STATE
                 balance_after=latest[key].balance_after if key in latest else None,
             )
         )
-    page.object_list = rows
+    page.object_list = rows  # type: ignore[assignment]  # the page now holds the folded rows
     return page

@@ -69,7 +69,7 @@ class StudioForm(forms.Form):
         try:
             return validate_image(decode_base64_image(self.cleaned_data["kept_image"]))
         except InvalidInput as exc:
-            raise InvalidInput(_("Choose the photo again, please."), detail={"field": "image"}) from exc
+            raise InvalidInput(str(_("Choose the photo again, please.")), detail={"field": "image"}) from exc
 
     def revalidated_kept_image(self) -> str:
         """The kept photo for the page again, only if it still decodes and validates.

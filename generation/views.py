@@ -309,7 +309,7 @@ def history(request: AuthenticatedRequest) -> HttpResponse:
     query = {key: value for key, value in chosen.items() if value}
     template = "generation/_history_page.html" if is_htmx(request) else "generation/history.html"
     # The empty state names the filters, so "nothing here" never reads as "nothing at all".
-    labels = [str(dict(filters.fields[key].choices).get(value, value)) for key, value in query.items()]
+    labels = [str(dict(getattr(filters.fields[key], "choices", [])).get(value, value)) for key, value in query.items()]
     context = {
         "page": page,
         "filters": filters,
