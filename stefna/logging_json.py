@@ -57,10 +57,11 @@ def _json_default(value: Any) -> Any:
 
 class JsonFormatter(_BaseJsonFormatter):
     """One JSON object a line: time (ISO 8601, UTC), level, logger, message, request_id,
-    user_id, then every extra field; exceptions as `exc_info` text."""
+    user_id, process (which gunicorn worker or task worker), then every extra field;
+    exceptions as `exc_info` text."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("fmt", "%(levelname)s %(name)s %(message)s %(request_id)s %(user_id)s")
+        kwargs.setdefault("fmt", "%(levelname)s %(name)s %(message)s %(request_id)s %(user_id)s %(process)d")
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         kwargs.setdefault("timestamp", "time")
         kwargs.setdefault("json_ensure_ascii", False)
