@@ -49,6 +49,11 @@ keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 
 # Load the app before forking: a broken settings file fails the start, not each worker.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "1") == "1"
+# No control socket unless asked for: several gunicorns on one host (smoke, benches, other
+# sites) would fight over the default path in $HOME.
+control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
 # Our middleware logs one line per request with its id (LOG_FORMAT=json for JSON), so
 # gunicorn's access log is off unless asked for; errors go to stderr.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
