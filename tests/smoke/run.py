@@ -384,7 +384,9 @@ def main() -> int:  # noqa: C901 - one scenario, read top to bottom
         stylesheet = re.search(r'href="(/static/[^"]+\.css)"', page.text)
         check(stylesheet, "the studio page links no stylesheet")
         css = httpx.get(base + stylesheet.group(1), timeout=10)  # type: ignore[union-attr]
-        check(css.status_code == 200 and "text/css" in css.headers.get("content-type", ""), f"static: {css.status_code}")
+        check(
+            css.status_code == 200 and "text/css" in css.headers.get("content-type", ""), f"static: {css.status_code}"
+        )
         check("max-age" in css.headers.get("cache-control", ""), "static files are served without caching headers")
         request_lines = [line for line in web.json_lines() if line.get("logger") == "stefna.request"]
         check(request_lines, "the web processes wrote no JSON request log lines")
