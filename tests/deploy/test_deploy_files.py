@@ -184,3 +184,13 @@ def test_the_systemd_units_verify(tmp_path):
     ]
     assert not problems, "\n".join(problems)
     assert "--worker-id %H-%i" in (ROOT / "deploy/systemd/stefna-worker@.service").read_text()
+
+
+def test_the_grafana_dashboard_charts_series_that_metrics_exposes():
+    import json
+
+    dashboard = json.loads((ROOT / "deploy/grafana-dashboard.json").read_text())
+    expressions = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel["targets"])
+    for series in re.findall(r"stefna_[a-z_]+", expressions):
+        base = re.sub(r"_(bucket|total|sum|count)$", "", series)
+        assert base in (ROOT / "stefna/metrics.py").read_text(), f"the dashboard charts {series}, which nothing exposes"
