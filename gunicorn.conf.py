@@ -1,4 +1,8 @@
-"""gunicorn settings for Stefna in production: `gunicorn -c gunicorn.conf.py stefna.asgi`.
+"""gunicorn settings for Stefna in production: `gunicorn -c gunicorn.conf.py`.
+
+gunicorn also reads this file from the working directory when no -c is given, so
+`gunicorn --worker-class sync stefna.wsgi` (the benches' sync mode) gets the same
+timeouts with the worker class and app it names on the command line.
 
 ASGI through the uvicorn-worker package (`uvicorn_worker.UvicornWorker`; the old
 `uvicorn.workers` module is deprecated), so `/api/generate-image` waits for its result
@@ -31,9 +35,9 @@ bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:
 # One event loop per process serves many waiting clients, so processes are for CPU, not
 # for concurrency: one per core, at least two so a crash or a restart leaves one serving.
 workers = _env_int("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count()))
-# Restart each process after this many requests (with jitter, so not all at once): a
-# slow leak in a dependency never grows without bound.
-max_requests = _env_int("GUNICORN_MAX_REQUESTS", 2000)
+# Restart each process after this many requests (with jitter, so not all at once) to bound
+# a slow leak in a dependency; off by default (0), as none is known.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 0)
 max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 200)
 
 # The worker's heartbeat: a process whose event loop is blocked this long is killed and

@@ -98,7 +98,7 @@ def main() -> int:
             tokens.append(manage(env, "create_api_token", email).strip().splitlines()[-1])
             manage(env, "grant_credits", email, str(2 * args.calls))
         if args.wsgi:
-            server = [support.PYTHON, "-m", "gunicorn", "stefna.wsgi", "--workers", str(args.web_processes),
+            server = [support.PYTHON, "-m", "gunicorn", "stefna.wsgi", "--worker-class", "sync", "--workers", str(args.web_processes),
                       "--bind", f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning"]  # fmt: skip
         else:
             server = [support.PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
