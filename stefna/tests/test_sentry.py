@@ -39,10 +39,6 @@ def fake_sentry():
                 body = gzip.decompress(body)
             elif encoding == "deflate":
                 body = zlib.decompress(body)
-            elif encoding == "br":
-                import brotli  # type: ignore[import-not-found]
-
-                body = brotli.decompress(body)
             envelopes.append(body)
             self.send_response(200)
             self.send_header("Content-Length", "2")
