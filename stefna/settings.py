@@ -337,3 +337,15 @@ OFFLINE_RUN_SECONDS = float(os.environ.get("OFFLINE_RUN_SECONDS", "2.5"))
 MEDIA_PERSIST_RETRY_SECONDS = env_int("MEDIA_PERSIST_RETRY_SECONDS", 15)
 MEDIA_PERSIST_RETRY_MAX_SECONDS = env_int("MEDIA_PERSIST_RETRY_MAX_SECONDS", 600)
 MAX_RESULT_BYTES = env_int("MAX_RESULT_BYTES", 50 * 1024 * 1024)
+
+# --- Payments (credits/payments) --------------------------------------------------------
+# Stripe Checkout sells credit packs; the webhook at /api/stripe/webhook grants them.
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+# Where the Stripe SDK sends API calls: tests and mock servers only.
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").rstrip("/")
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 15)
+# A local checkout page that completes purchases without payment, clearly labelled.
+OFFLINE_CHECKOUT = env_bool("OFFLINE_CHECKOUT", DEBUG and not STRIPE_SECRET_KEY)
+# Pending Stripe purchases older than this are reconciled by asking Stripe (the upkeep).
+PURCHASE_RECONCILE_AFTER_SECONDS = env_int("PURCHASE_RECONCILE_AFTER_SECONDS", 120)

@@ -95,7 +95,7 @@ def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
 
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
-    from credits.selectors import entries_for, quota_for
+    from credits.selectors import entries_for, purchase_history, quota_for
 
     from .selectors import api_tokens_for
 
@@ -114,5 +114,6 @@ def account(request: HttpRequest) -> HttpResponse:
             "new_token": request.session.pop("new_api_token", None),
             "entries": entries_for(user=request.user),  # type: ignore[arg-type]
             "quota": quota_for(user=request.user),  # type: ignore[arg-type]
+            "purchases": purchase_history(user=request.user).items,  # type: ignore[arg-type]
         },
     )
