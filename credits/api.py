@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from stefna.api_support import errors, limit_public
@@ -83,13 +83,13 @@ class CheckoutOut(Schema):
     response={201: CheckoutOut, **errors(401, 404, 422, 429, 502, 503)},
     summary="Start buying a credit pack",
 )
-def checkout(request: HttpRequest, body: CheckoutIn) -> tuple[int, dict]:
+def checkout(request: HttpRequest, body: CheckoutIn) -> Status:
     purchase = purchase_start(
         user=request.auth,  # type: ignore[attr-defined]
         pack_slug=body.pack.strip(),
         site_url=request.build_absolute_uri("/"),
     )
-    return 201, {"purchase_id": purchase.pk, "checkout_url": purchase.checkout_url}
+    return Status(201, {"purchase_id": purchase.pk, "checkout_url": purchase.checkout_url})
 
 
 class PurchaseOut(Schema):
