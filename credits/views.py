@@ -67,7 +67,8 @@ def _status_context(request: HttpRequest, purchase: Purchase) -> dict[str, objec
             pass  # Stripe unreachable: the next poll, or the upkeep, tries again
         purchase = _owned(request, purchase.pk)
     quota = header_quota_for(request.user)
-    return {"purchase": purchase, "quota": quota, "header_quota": quota}
+    # An htmx poll also swaps the page header's balance in (out of band).
+    return {"purchase": purchase, "quota": quota, "header_quota": quota, "oob_header": "HX-Request" in request.headers}
 
 
 @login_required

@@ -327,10 +327,11 @@ def test_the_success_page_reconciles_and_shows_the_new_balance(client, user, fak
 
     cache.clear()  # the page asks Stripe at most every few seconds
 
-    status = client.get(f"/credits/purchases/{purchase.pk}/status/").content.decode()
+    status = client.get(f"/credits/purchases/{purchase.pk}/status/", HTTP_HX_REQUEST="true").content.decode()
 
     assert "50 credits added." in status and "Your balance: 80 credits (30 free today · 50 bought)" in status
-    assert "hx-trigger" not in status.split('id="header-balance"')[0], "polling stops once paid"
+    assert "hx-trigger" not in status, "polling stops once paid"
+    assert 'hx-swap-oob="true"' in status and "30 free today · 50 bought" in status
     assert_clean(user)
 
 
@@ -442,3 +443,20 @@ def test_the_admin_lists_and_searches_purchases_and_shows_the_alert(paid_purchas
         staff_client.get("/admin/credits/purchase/?q=nobody@example.com").content.decode().count(paid_purchase.email)
         == 0
     )
+
+
+def test_the_worker_upkeep_enqueues_the_reconciliation_task_which_grants(api_client, user, fake_stripe, settings):
+    from django_tasks_db.models import DBTaskResult
+
+    from credits.tasks import purchase_upkeep_due, reconcile_purchases_task
+
+    settings.PURCHASE_RECONCILE_AFTER_SECONDS = 0
+    purchase = start_checkout(api_client)
+    fake_stripe.pay(purchase.stripe_session_id)
+
+    purchase_upkeep_due()
+    purchase_upkeep_due()  # within the minute: not enqueued again
+    assert DBTaskResult.objects.filter(task_path__endswith="reconcile_purchases_task").count() == 1
+    reconcile_purchases_task.call()
+
+    assert purchased(user) == 50

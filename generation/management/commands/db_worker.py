@@ -34,6 +34,8 @@ from django.utils import timezone
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django_tasks_db.management.commands.db_worker import Command as TasksDbWorkerCommand
 
+from credits.tasks import purchase_upkeep_due as credits_upkeep
+
 logger = logging.getLogger("generation.worker")
 
 HEARTBEAT_SECONDS = 5.0
@@ -99,6 +101,7 @@ class Poller:
                         next_heartbeat = now + HEARTBEAT_SECONDS
                     if now >= next_sweep:
                         services.generation_sweep()
+                        credits_upkeep()  # issue 18: reconcile pending purchases with Stripe
                         next_sweep = now + SWEEP_SECONDS
                     self._record_finished()
                     with self._lock:
