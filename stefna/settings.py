@@ -349,3 +349,7 @@ STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 15)
 OFFLINE_CHECKOUT = env_bool("OFFLINE_CHECKOUT", DEBUG and not STRIPE_SECRET_KEY)
 # Pending Stripe purchases older than this are reconciled by asking Stripe (the upkeep).
 PURCHASE_RECONCILE_AFTER_SECONDS = env_int("PURCHASE_RECONCILE_AFTER_SECONDS", 120)
+if STRIPE_SECRET_KEY:
+    # The "Buy" form's POST is answered with a redirect to Stripe Checkout, and browsers
+    # apply form-action to every redirect of a form's navigation.
+    SECURE_CSP["form-action"] = [*SECURE_CSP["form-action"], "https://checkout.stripe.com"]
