@@ -136,7 +136,7 @@ def purchase_list(
 @router.post(
     "/stripe/webhook",
     auth=None,
-    response={200: dict, **errors(400, 503)},
+    response={200: dict, **errors(400)},
     summary="Stripe's events (signed with STRIPE_WEBHOOK_SECRET)",
 )
 def stripe_webhook(request: HttpRequest) -> dict[str, str]:

@@ -40,9 +40,13 @@ def buy(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def checkout(request: HttpRequest, slug: str) -> HttpResponse:
+def checkout(request: HttpRequest) -> HttpResponse:
     try:
-        purchase = purchase_start(user=request.user, pack_slug=slug, site_url=request.build_absolute_uri("/"))  # type: ignore[arg-type]
+        purchase = purchase_start(
+            user=request.user,  # type: ignore[arg-type]
+            pack_slug=request.POST.get("pack", "").strip(),
+            site_url=request.build_absolute_uri("/"),
+        )
     except DomainError as error:
         messages.error(request, error.message)
         return redirect("credits:buy")

@@ -250,6 +250,7 @@ def purchase_take_back(
         if purchase.status in (Status.PENDING, Status.EXPIRED):
             _flag(purchase, f"Stripe reports a {'dispute' if dispute else 'refund'} but the purchase was never paid.")
             return Outcome.NOT_PAID
+        new_status: str
         if dispute:
             target, new_status = purchase.credits, Status.DISPUTED
             refunded = purchase.amount_refunded

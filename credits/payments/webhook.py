@@ -19,7 +19,7 @@ import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from credits.exceptions import InvalidWebhook, PaymentsUnavailable
+from credits.exceptions import InvalidWebhook
 from credits.models import Purchase, StripeEvent
 from credits.selectors import purchase_for_payment
 
@@ -42,7 +42,10 @@ def stripe_webhook_handle(*, payload: bytes, signature: str) -> str:
     """Verify and apply one delivery. Returns the outcome (or "duplicate"); raises
     InvalidWebhook (400) for a forged, stale or malformed one, nothing recorded."""
     if not settings.STRIPE_WEBHOOK_SECRET:
-        raise PaymentsUnavailable("Stripe webhooks are not configured on this site (STRIPE_WEBHOOK_SECRET).")
+        # Nothing can be verified, so nothing is accepted: a 400 (Stripe's dashboard shows
+        # the failed deliveries and retries them once the secret is set), logged for operators.
+        logger.error("a Stripe webhook arrived but STRIPE_WEBHOOK_SECRET is not set; refused")
+        raise InvalidWebhook("Stripe webhooks are not configured on this site (STRIPE_WEBHOOK_SECRET).")
     try:
         event = stripe_api.construct_event(payload=payload, signature=signature)
     except ValueError as error:

@@ -111,7 +111,7 @@ def test_the_offline_checkout_completes_through_the_grant_and_is_labelled(
     client, user, offline, django_capture_on_commit_callbacks
 ):
     client.force_login(user)
-    response = client.post("/credits/checkout/starter/")
+    response = client.post("/credits/checkout/", {"pack": "starter"})
     purchase = Purchase.objects.get()
     assert response.status_code == 302 and response["Location"].endswith(f"/credits/test-checkout/{purchase.pk}/")
     page = client.get(response["Location"]).content.decode()
@@ -138,7 +138,7 @@ def test_the_offline_checkout_api_answers_a_local_url(api_client, user, offline)
 
 def test_the_offline_checkout_is_refused_when_switched_off(client, user, offline, settings):
     client.force_login(user)
-    client.post("/credits/checkout/starter/")
+    client.post("/credits/checkout/", {"pack": "starter"})
     purchase = Purchase.objects.get()
     settings.OFFLINE_CHECKOUT = False
 
@@ -148,10 +148,33 @@ def test_the_offline_checkout_is_refused_when_switched_off(client, user, offline
 
 def test_the_account_page_lists_purchases_and_offers_packs(client, user, offline):
     client.force_login(user)
-    client.post("/credits/checkout/starter/")
+    client.post("/credits/checkout/", {"pack": "starter"})
 
     page = client.get("/accounts/").content.decode()
     buy = client.get("/credits/").content.decode()
 
     assert 'data-testid="purchases"' in page and "Starter · 50" in page and "Buy credits" in page
     assert "4.99 USD" in buy and "Test checkout: no money moves" in buy
+
+
+def test_someone_elses_test_checkout_is_404_and_grants_nothing(client, user, other_user, offline):
+    client.force_login(user)
+    client.post("/credits/checkout/", {"pack": "starter"})
+    purchase = Purchase.objects.get()
+    intruder = type(client)()
+    intruder.force_login(other_user)
+
+    assert intruder.get(f"/credits/test-checkout/{purchase.pk}/").status_code == 404
+    assert intruder.post(f"/credits/test-checkout/{purchase.pk}/").status_code == 404
+    assert intruder.get(f"/credits/purchases/{purchase.pk}/status/").status_code == 404
+    purchase.refresh_from_db()
+    assert purchase.status == "pending" and buckets(other_user) == (30, 0)
+
+
+def test_an_unknown_pack_on_the_buy_page_is_a_readable_message(client, user, offline):
+    client.force_login(user)
+
+    response = client.post("/credits/checkout/", {"pack": "nope"}, follow=True)
+
+    assert "No credit pack called “nope” is for sale." in response.content.decode()
+    assert not Purchase.objects.exists()

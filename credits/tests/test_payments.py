@@ -271,12 +271,14 @@ def test_a_webhook_without_a_signature_header_is_400(fake_stripe):
     assert response.status_code == 400
 
 
-def test_webhooks_are_503_when_no_secret_is_configured(settings, db):
+def test_webhooks_are_refused_when_no_secret_is_configured(settings, db):
     settings.STRIPE_WEBHOOK_SECRET = ""
 
     response = deliver("checkout.session.completed", {"id": "cs_1"})
 
-    assert (response.status_code, response.json()["code"]) == (503, "payments_unavailable")
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_webhook")
+    assert "STRIPE_WEBHOOK_SECRET" in response.json()["message"]
+    assert not StripeEvent.objects.exists()
 
 
 # --- never paid but no credits ----------------------------------------------------
@@ -460,3 +462,35 @@ def test_the_worker_upkeep_enqueues_the_reconciliation_task_which_grants(api_cli
     reconcile_purchases_task.call()
 
     assert purchased(user) == 50
+
+
+def test_a_failed_async_payment_expires_the_purchase(api_client, user, fake_stripe):
+    purchase = start_checkout(api_client)
+    session = dict(fake_stripe.sessions[purchase.stripe_session_id], status="complete", payment_status="unpaid")
+
+    assert deliver("checkout.session.async_payment_failed", session).json()["outcome"] == "expired"
+
+    purchase.refresh_from_db()
+    assert purchase.status == "expired" and purchased(user) == 0
+
+
+def test_the_admin_refund_action_calls_stripe(paid_purchase, staff_client, fake_stripe):
+    response = staff_client.post(
+        "/admin/credits/purchase/", {"action": "refund", "_selected_action": [str(paid_purchase.pk)]}, follow=True
+    )
+
+    assert response.status_code == 200 and "Refund requested for 1 purchase" in response.content.decode()
+    assert [refund["payment_intent"] for refund in fake_stripe.refunds] == [paid_purchase.stripe_payment_intent_id]
+    assert fake_stripe.requests[-1][3]["idempotency-key"] == f"stefna-refund-{paid_purchase.pk}"
+
+
+def test_check_ledger_reports_a_paid_purchase_without_its_credits_and_a_drifted_bucket(paid_purchase, user):
+    Purchase.objects.filter(pk=paid_purchase.pk).update(credits_taken_back=5)
+    from credits.models import Wallet
+
+    Wallet.objects.filter(pk=user.pk).update(purchased_balance=10)
+
+    problems = find_ledger_problems(users=[user])
+
+    assert any("entries took back 0, recorded 5" in problem for problem in problems)
+    assert any("purchased balance 10 but purchased parts sum to 50" in problem for problem in problems)
