@@ -192,7 +192,7 @@ def purchases_to_reconcile(*, older_than_seconds: int, limit: int) -> list[Purch
     return list(
         Purchase.objects.filter(
             status=Purchase.Status.PENDING, provider=Purchase.Provider.STRIPE, created_at__lt=cutoff
-        ).order_by("created_at")[:limit]
+        ).order_by("updated_at")[:limit]
     )
 
 

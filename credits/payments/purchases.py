@@ -167,6 +167,8 @@ def purchase_grant(
             status=Status.PAID,
             paid_at=now,
             stripe_payment_intent_id=payment_intent_id or purchase.stripe_payment_intent_id,
+            # Known now if the process died between creating the session and saving its id.
+            stripe_session_id=purchase.stripe_session_id or session_id or None,
             updated_at=now,
         )
         purchase.status, purchase.paid_at = Status.PAID, now
@@ -327,7 +329,8 @@ def purchase_reconcile(*, purchase: Purchase) -> Outcome:
 
 
 def purchase_reconcile_pending(*, limit: int = 50) -> dict[str, int]:
-    """The upkeep: reconcile pending Stripe purchases older than PURCHASE_RECONCILE_AFTER_SECONDS.
+    """The upkeep: reconcile pending Stripe purchases older than PURCHASE_RECONCILE_AFTER_SECONDS,
+    least recently checked first.
 
     Also expires pending purchases that never got a checkout session (a crash between
     creating the purchase and calling Stripe) once a day has passed. One failing call is
@@ -345,6 +348,10 @@ def purchase_reconcile_pending(*, limit: int = 50) -> dict[str, int]:
         except DomainError:
             logger.warning("purchase %s: reconciliation failed; will try again", purchase.pk, exc_info=True)
             outcome = Outcome.IGNORED
+        if outcome in (Outcome.NOT_PAID, Outcome.IGNORED):
+            # Checked: to the back of the line, so abandoned checkouts (open for up to a
+            # day) never crowd out a paid one whose webhook was lost.
+            Purchase.objects.filter(pk=purchase.pk, status=Status.PENDING).update(updated_at=timezone.now())
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 

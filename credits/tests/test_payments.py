@@ -494,3 +494,16 @@ def test_check_ledger_reports_a_paid_purchase_without_its_credits_and_a_drifted_
 
     assert any("entries took back 0, recorded 5" in problem for problem in problems)
     assert any("purchased balance 10 but purchased parts sum to 50" in problem for problem in problems)
+
+
+def test_abandoned_checkouts_do_not_crowd_out_a_paid_one(api_client, user, fake_stripe, settings):
+    settings.PURCHASE_RECONCILE_AFTER_SECONDS = 0
+    abandoned = [start_checkout(api_client) for _ in range(3)]
+    paid = start_checkout(api_client)
+    fake_stripe.pay(paid.stripe_session_id)
+
+    assert purchase_reconcile_pending(limit=2) == {"not_paid": 2}
+    assert purchase_reconcile_pending(limit=2) == {"not_paid": 1, "granted": 1}
+
+    assert purchased(user) == 50
+    assert Purchase.objects.filter(pk__in=[p.pk for p in abandoned], status="pending").count() == 3
