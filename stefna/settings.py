@@ -347,6 +347,8 @@ STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").rstrip("/")
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 15)
 # A local checkout page that completes purchases without payment, clearly labelled.
 OFFLINE_CHECKOUT = env_bool("OFFLINE_CHECKOUT", DEBUG and not STRIPE_SECRET_KEY)
+# Checkouts one user may start per hour (each is a Stripe session).
+RATE_LIMIT_CHECKOUTS = (env_int("RATE_LIMIT_CHECKOUTS_PER_HOUR", 30), 3600)
 # Pending Stripe purchases older than this are reconciled by asking Stripe (the upkeep).
 PURCHASE_RECONCILE_AFTER_SECONDS = env_int("PURCHASE_RECONCILE_AFTER_SECONDS", 120)
 if STRIPE_SECRET_KEY:

@@ -31,6 +31,7 @@ from credits import ledger
 from credits.exceptions import PaymentsUnavailable
 from credits.models import CreditPack, Purchase, format_price
 from credits.selectors import purchases_to_reconcile
+from stefna import ratelimit
 from stefna.errors import DomainError, NotFound
 
 from . import stripe_api
@@ -73,6 +74,9 @@ def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
         raise NotFound(_("No credit pack called “%(slug)s” is for sale.") % {"slug": pack_slug[:40]})
     if not checkout_available():
         raise PaymentsUnavailable()
+    # Each checkout is a Stripe session and a purchase row: a loop must not make thousands.
+    limit, window = settings.RATE_LIMIT_CHECKOUTS
+    ratelimit.hit(f"checkout:{user.pk}", limit=limit, window=window)
     offline = not stripe_api.stripe_configured()
     purchase = Purchase.objects.create(
         user=user,

@@ -507,3 +507,14 @@ def test_abandoned_checkouts_do_not_crowd_out_a_paid_one(api_client, user, fake_
 
     assert purchased(user) == 50
     assert Purchase.objects.filter(pk__in=[p.pk for p in abandoned], status="pending").count() == 3
+
+
+def test_starting_checkouts_is_rate_limited_per_user(api_client, user, fake_stripe, settings):
+    settings.RATE_LIMIT_CHECKOUTS = (2, 3600)
+    start_checkout(api_client)
+    start_checkout(api_client)
+
+    response = api_client.post("/api/checkout", {"pack": "starter"}, content_type="application/json")
+
+    assert (response.status_code, response.json()["code"]) == (429, "rate_limited")
+    assert Purchase.objects.count() == 2 and len(fake_stripe.sessions) == 2
