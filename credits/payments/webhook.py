@@ -95,7 +95,15 @@ def _known(session: dict[str, Any]) -> Any:
 def _paid_purchase(payment_intent_id: str, metadata: dict[str, Any]) -> Purchase | None:
     """The purchase a charge or dispute is about; a pending one is first reconciled with
     Stripe, because a refund can be delivered before the checkout's completion event."""
-    purchase = purchase_for_payment(payment_intent_id=payment_intent_id, purchase_id=metadata.get("purchase_id"))
+    purchase_id = metadata.get("purchase_id")
+    purchase = purchase_for_payment(payment_intent_id=payment_intent_id, purchase_id=purchase_id)
+    if purchase is None and payment_intent_id and not purchase_id and stripe_api.stripe_configured():
+        # Not paid here yet and the charge carries no metadata: the payment intent names
+        # the purchase (the checkout set payment_intent_data.metadata).
+        intent = stripe_api.payment_intent_retrieve(payment_intent_id=payment_intent_id)
+        purchase = purchase_for_payment(
+            payment_intent_id="", purchase_id=(intent.get("metadata") or {}).get("purchase_id")
+        )
     if purchase is not None and purchase.status == Purchase.Status.PENDING:
         purchase_reconcile(purchase=purchase)
     return purchase

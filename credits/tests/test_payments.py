@@ -197,6 +197,20 @@ def test_a_refund_delivered_before_the_completion_reconciles_first_then_takes_ba
     assert_clean(user)
 
 
+def test_a_refund_before_the_completion_without_charge_metadata_finds_the_purchase_through_stripe(
+    api_client, user, fake_stripe
+):
+    purchase = start_checkout(api_client)
+    session = fake_stripe.pay(purchase.stripe_session_id)
+    charge = dict(fake_stripe.refund(session["payment_intent"]), metadata={})
+
+    assert deliver("charge.refunded", charge).json()["outcome"] == "taken_back"
+
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.credits_taken_back, purchased(user)) == ("refunded", 50, 0)
+    assert_clean(user)
+
+
 def test_a_session_expiring_unpaid_marks_the_purchase_expired(api_client, user, fake_stripe):
     purchase = start_checkout(api_client)
 
