@@ -24,7 +24,8 @@ from stefna.errors import DomainError
 
 from . import ledger
 from .models import CreditEntry, CreditPack, Purchase, StripeEvent, Wallet
-from .payments.purchases import purchase_mark_reviewed, purchase_refund
+from .payments.purchases import purchase_mark_reviewed
+from .payments.refunds import purchase_refund
 from .selectors import purchases_needing_attention_count
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ from .purchases import (
     purchase_expire,
     purchase_id_of,
     purchase_reconcile,
-    purchase_take_back,
 )
+from .refunds import purchase_take_back
 
 logger = logging.getLogger("credits.payments")
 

@@ -13,7 +13,8 @@ from django.test import Client
 
 from credits import ledger
 from credits.models import CreditEntry, CreditPack, Purchase, StripeEvent
-from credits.payments.purchases import purchase_reconcile_pending, purchase_refund
+from credits.payments.purchases import purchase_reconcile_pending
+from credits.payments.refunds import purchase_refund
 from credits.reconcile import find_ledger_problems
 from credits.selectors import quota_for
 from tests.fakes.stripe import WEBHOOK_SECRET, FakeStripe, sign
