@@ -111,14 +111,14 @@ def run(args: argparse.Namespace, fake) -> int:  # type: ignore[no-untyped-def]
         barrier = threading.Barrier(20)
         outcomes: list[int] = []
 
-        def race() -> None:
+        def race(barrier: threading.Barrier, payload: bytes, outcomes: list[int]) -> None:
             barrier.wait()
             try:
-                outcomes.append(deliver(payload))  # noqa: B023 - the round's payload
+                outcomes.append(deliver(payload))
             finally:
                 connections.close_all()
 
-        threads = [threading.Thread(target=race) for _ in range(20)]
+        threads = [threading.Thread(target=race, args=(barrier, payload, outcomes)) for _ in range(20)]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
