@@ -10,6 +10,7 @@ from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from stefna.api_support import errors, limit_public
+from stefna.requests import AuthenticatedRequest
 
 from . import selectors
 from .models import Purchase
@@ -33,8 +34,8 @@ class QuotaOut(Schema):
 
 
 @router.get("/quota", response={200: QuotaOut, **errors(401)}, summary="Your credits")
-def quota(request: HttpRequest) -> dict:
-    current = quota_for(user=request.auth)  # type: ignore[attr-defined]
+def quota(request: AuthenticatedRequest) -> dict:
+    current = quota_for(user=request.auth)
     return {
         "daily_limit": current.daily_limit,
         "daily_used": current.daily_used,
@@ -83,9 +84,9 @@ class CheckoutOut(Schema):
     response={201: CheckoutOut, **errors(401, 404, 422, 429, 502, 503)},
     summary="Start buying a credit pack",
 )
-def checkout(request: HttpRequest, body: CheckoutIn) -> Status:
+def checkout(request: AuthenticatedRequest, body: CheckoutIn) -> Status:
     purchase = purchase_start(
-        user=request.auth,  # type: ignore[attr-defined]
+        user=request.auth,
         pack_slug=body.pack.strip(),
         site_url=request.build_absolute_uri("/"),
     )
@@ -125,11 +126,11 @@ def purchase_out(purchase: Purchase) -> dict:
 
 @router.get("/purchases", response={200: PurchasePageOut, **errors(401, 422)}, summary="Your purchases, newest first")
 def purchase_list(
-    request: HttpRequest,
+    request: AuthenticatedRequest,
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` from the previous page."),
     limit: int = Query(selectors.DEFAULT_PAGE_SIZE, ge=1, le=selectors.MAX_PAGE_SIZE),
 ) -> dict:
-    page = selectors.purchase_history(user=request.auth, cursor=cursor, limit=limit)  # type: ignore[attr-defined]
+    page = selectors.purchase_history(user=request.auth, cursor=cursor, limit=limit)
     return {"items": [purchase_out(purchase) for purchase in page.items], "next_cursor": page.next_cursor}
 
 
