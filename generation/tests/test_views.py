@@ -147,7 +147,7 @@ def test_insufficient_credits_is_explained_before_upload(signed_in, user, preset
     assert 'type="file"' not in body
     # One message, with its way out.
     assert body.count("out of credits") == 1
-    assert 'data-testid="get-credits"' in body
+    assert 'data-testid="buy-credits"' in body
 
 
 def test_insufficient_credits_on_submit_is_explained_and_charges_nothing(signed_in, user, preset):

@@ -96,7 +96,7 @@ def token_revoke(request: AuthenticatedRequest, token_id: str) -> HttpResponse:
 
 @login_required
 def account(request: AuthenticatedRequest) -> HttpResponse:
-    from credits.selectors import quota_for
+    from credits.selectors import purchase_history, quota_for
     from credits.statement import statement_page
 
     from .selectors import api_tokens_for
@@ -116,5 +116,6 @@ def account(request: AuthenticatedRequest) -> HttpResponse:
             "new_token": request.session.pop("new_api_token", None),
             "statement": statement_page(user=request.user, page_number=request.GET.get("page")),
             "quota": quota_for(user=request.user),
+            "purchases": purchase_history(user=request.user).items,
         },
     )
