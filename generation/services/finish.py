@@ -137,6 +137,8 @@ def copy_stored(generation: Generation, attempt: Attempt) -> Finished | None:
         (row.index, OutputImage(row.original_url or row.url, row.width, row.height, row.content_type))
         for row in Media.objects.filter(generation=generation, persisted=False).order_by("index")
     ]
+    if not stored:  # stopped meanwhile: its rows went with it
+        return None
     return _copy(generation, attempt, stored, total=len(stored), lines=False)
 
 

@@ -19,6 +19,7 @@ from credits import ledger
 from credits.exceptions import AlreadySettled
 from stefna.errors import NotFound
 
+from .. import persistence
 from ..exceptions import InvalidTransition, ProviderError
 from ..models import Attempt, Generation, Media
 from ..providers import get_provider
@@ -61,7 +62,8 @@ def generation_stop(
     In one transaction: the conditional UPDATE out of queued/running (only one caller
     wins it, so a cancel racing the worker's failure refunds once), its attempts in
     flight ended, any images of a result that raced it deleted (nobody pays for them),
-    and the refund through the ledger. With `refund_if_final`, a generation that is
+    and the refund through the ledger. After the commit, copies of those images are
+    removed from storage (a copier still at work discards its own when it loses). With `refund_if_final`, a generation that is
     already final but was never settled is refunded too (staff's refund action); the
     ledger refuses a second settlement, and then AlreadySettled rolls everything back.
     After the commit, the jobs at fal are canceled (best effort) and the line logged.
@@ -80,8 +82,15 @@ def generation_stop(
         )
         in_flight: list[Attempt] = []
         refund = None
+        reached_fal = False
         if stopped:
             in_flight = list(Attempt.objects.filter(generation=generation, status__in=IN_FLIGHT))
+            # A job fal may have finished may have copies already (a worker copying it
+            # right now, or one that died after copying): they go too, after the commit.
+            reached_fal = (
+                any(a.fal_job_id for a in in_flight)
+                or Attempt.objects.filter(generation=generation, status=Attempt.Status.SUCCEEDED).exists()
+            )
             ended = {"status": attempts_end_as, "finished_at": now}
             if attempts_end_as == Attempt.Status.FAILED:
                 ended["error"] = message[:2000]
@@ -99,6 +108,8 @@ def generation_stop(
         generation_log(generation, log_message, level=level)
     for attempt in in_flight:
         cancel_at_provider(attempt.model, attempt.fal_job_id)
+    if reached_fal:
+        persistence.discard_named(generation.kind, generation.pk, count=max(1, generation.num_images))
     return Stopped(stopped=stopped, refund=refund, attempts=in_flight)
 
 
