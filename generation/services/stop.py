@@ -70,6 +70,10 @@ def generation_stop(
     """
     now = timezone.now()
     with transaction.atomic():
+        # Lock order: the attempts first, then the generation, as every other writer of
+        # both (the worker recording a success holds its attempt while it waits for the
+        # generation); the other order deadlocked a cancel racing the worker.
+        attempts = list(Attempt.objects.select_for_update().filter(generation=generation).order_by("pk"))
         stopped = bool(
             Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
                 status=status,
@@ -84,12 +88,11 @@ def generation_stop(
         refund = None
         reached_fal = False
         if stopped:
-            in_flight = list(Attempt.objects.filter(generation=generation, status__in=IN_FLIGHT))
+            in_flight = [attempt for attempt in attempts if attempt.status in IN_FLIGHT]
             # A job fal may have finished may have copies already (a worker copying it
             # right now, or one that died after copying): they go too, after the commit.
-            reached_fal = (
-                any(a.fal_job_id for a in in_flight)
-                or Attempt.objects.filter(generation=generation, status=Attempt.Status.SUCCEEDED).exists()
+            reached_fal = any(a.fal_job_id for a in in_flight) or any(
+                a.status == Attempt.Status.SUCCEEDED for a in attempts
             )
             ended = {"status": attempts_end_as, "finished_at": now}
             if attempts_end_as == Attempt.Status.FAILED:

@@ -10,6 +10,7 @@ canceled and refunded and nothing of it is left anywhere.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,13 @@ from generation.registry import FAST_SDXL_I2I
 from generation.tests.pipeline_helpers import start_generation
 from presets.tests.factories import PresetFactory
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ITERATIONS = 12
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only() -> None:
+@pytest.fixture
+def postgres_only() -> None:
     if connection.vendor != "postgresql":
         pytest.skip(
             "PostgreSQL only: SQLite runs one writing transaction at a time, so the cancel and the "
@@ -70,13 +71,16 @@ def _leftovers(generation: Generation, fake_cloudinary: Any, settings: Any) -> l
 
 @pytest.mark.parametrize("storage", ["cloudinary", "local"])
 @pytest.mark.parametrize("delivery", ["poll", "webhook"])
-def test_a_cancel_racing_completion_leaves_no_copy_behind(user, fake_fal, fake_cloudinary, settings, storage, delivery):
+@pytest.mark.postgres_only
+def test_a_cancel_racing_completion_leaves_no_copy_behind(
+    postgres_only, user, fake_fal, fake_cloudinary, settings, storage, delivery
+):
     if storage == "local":
         settings.CLOUDINARY_ENABLED = False
     ledger.grant(user=user, amount=2 * ITERATIONS)
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
     outcomes = []
-    for _ in range(ITERATIONS):
+    for iteration in range(ITERATIONS):
         generation = start_generation(user, preset)
         services.generation_poll_due(limit=10)  # submitted
         attempt = generation.attempts.get()
@@ -88,10 +92,15 @@ def test_a_cancel_racing_completion_leaves_no_copy_behind(user, fake_fal, fake_c
             )
         Generation.objects.filter(pk=generation.pk).update(next_check_at=timezone.now())
 
-        worker, cancel = _together(
-            lambda: services.generation_poll_due(limit=10),
-            lambda generation=generation: services.generation_cancel(generation_id=generation.pk, user=user),
-        )
+        # The cancel lands at a different moment each time: before the worker asks fal,
+        # while it copies the images, or after it recorded the success.
+        delay = (iteration % 6) * 0.03
+
+        def cancel_later(generation: Generation = generation, delay: float = delay) -> Generation:
+            time.sleep(delay)
+            return services.generation_cancel(generation_id=generation.pk, user=user)
+
+        worker, cancel = _together(lambda: services.generation_poll_due(limit=10), cancel_later)
 
         assert not isinstance(worker, Exception), worker
         generation.refresh_from_db()
@@ -111,3 +120,22 @@ def test_a_cancel_racing_completion_leaves_no_copy_behind(user, fake_fal, fake_c
         outcomes.append(generation.status)
     assert find_ledger_problems(users=[user]) == []
     assert len(outcomes) == ITERATIONS
+
+
+@pytest.mark.parametrize("storage", ["cloudinary", "local"])
+def test_a_cancel_after_a_worker_died_holding_copies_removes_them(user, fake_fal, fake_cloudinary, settings, storage):
+    if storage == "local":
+        settings.CLOUDINARY_ENABLED = False
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    services.generation_poll_due(limit=10)  # submitted
+    fake_fal.complete_all()
+    Generation.objects.filter(pk=generation.pk).update(next_check_at=timezone.now())
+    claimed = services.generation_claim_due(limit=10)
+    # The worker copies the images for the round... and is killed before recording it.
+    [copied] = [future.result() for future in services.generation_poll_batch(generation_ids=claimed)]
+    assert copied is not None and _leftovers(generation, fake_cloudinary, settings)
+
+    services.generation_cancel(generation_id=generation.pk, user=user)
+
+    assert _leftovers(generation, fake_cloudinary, settings) == []
+    assert not Media.objects.filter(generation=generation).exists()
