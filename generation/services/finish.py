@@ -28,7 +28,7 @@ from ..registry import MalformedResult, ModelSpec, OutputImage
 from .claim import look_again_later
 from .log import MAX_LOG_LINES, generation_log, label, log_line, log_transition
 from .media import persist_retry_at
-from .stop import IN_FLIGHT, generation_stop
+from .stop import IN_FLIGHT, RESULT_GONE, generation_stop
 from .submit import fail_attempt_then_next, submit_model
 
 logger = logging.getLogger("generation")
@@ -310,7 +310,7 @@ def result_gone(generation: Generation, attempt: Attempt) -> None:
         Media.objects.filter(generation=generation, persisted=False).delete()
         reopened = Attempt.objects.filter(pk=attempt.pk, status__in=(Attempt.Status.SUCCEEDED, *IN_FLIGHT)).update(
             status=Attempt.Status.FAILED,
-            error="The result images were already gone when we fetched them",
+            error=RESULT_GONE,
             finished_at=timezone.now(),
         )
     if reopened and Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).exists():

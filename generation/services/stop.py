@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("generation")
 
 IN_FLIGHT = (Attempt.Status.SUBMITTING, Attempt.Status.QUEUED, Attempt.Status.RUNNING)
+# An attempt whose images fal had deleted before we could copy any (see finish.result_gone).
+RESULT_GONE = "The result images were already gone when we fetched them"
 
 
 @dataclass
@@ -198,6 +200,19 @@ def fail_attempt(generation: Generation, attempt: Attempt, message: str) -> bool
     generation_log(generation, f"{label(attempt.model)} failed: {message}{then}", level="warning")
     logger.warning("generation %s: %s failed: %s", generation.pk, attempt.model, message)
     return True
+
+
+def results_lost(generation: Generation) -> bool:
+    """True when the last model to finish had its images deleted at fal before we saved one."""
+    last = Attempt.objects.filter(generation=generation).order_by("-started_at", "-position").first()
+    return last is not None and last.error == RESULT_GONE
+
+
+def result_lost_message(generation: Generation) -> str:
+    return (
+        "The images were made, but fal deleted them before we could save a copy, so nothing was kept "
+        f"and your {generation.cost} credits were refunded. Please try again."
+    )
 
 
 def all_failed_message(generation: Generation) -> str:
