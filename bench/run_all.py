@@ -47,6 +47,9 @@ def plan(quick: bool) -> list[tuple[str, list[str], str | None]]:
             load_db,
         ),
         ("ledger.py", ["--seconds", "1" if quick else "3"], None),
+        # Faults on both databases: SQLite (a temporary file) and PostgreSQL.
+        ("faults.py", ["--count", "60" if quick else "200"], None),
+        ("faults.py", ["--count", "60" if quick else "200"], "stefna_bench_faults"),
     ]
     known = {script for script, _, _ in benches}
     # A bench added later runs too, with its defaults, so `make bench` never skips one.
