@@ -134,6 +134,9 @@ class Attempt(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBMITTING)
     error = models.TextField(blank=True)
     payload = models.JSONField(null=True, blank=True, help_text="What was sent (image data shortened, no key).")
+    blocked_images = models.PositiveSmallIntegerField(
+        default=0, help_text="Images fal's safety checker withheld from this attempt's result."
+    )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -325,6 +325,13 @@ FAL_POLL_MAX_INTERVAL_SECONDS = float(os.environ.get("FAL_POLL_MAX_INTERVAL_SECO
 FAL_CLIENT_MAX_ATTEMPTS = env_int("FAL_CLIENT_MAX_ATTEMPTS", 2)
 FAL_CLIENT_MAX_RETRY_DELAY_SECONDS = float(os.environ.get("FAL_CLIENT_MAX_RETRY_DELAY_SECONDS", "0.5"))
 FAL_HTTP_TIMEOUT_SECONDS = float(os.environ.get("FAL_HTTP_TIMEOUT_SECONDS", "20"))
+# How long fal may keep its own copy of a job's inputs and results (its object-lifecycle
+# header): long enough for our copy and its retries, short enough that users' photos
+# do not linger at fal.
+FAL_RESULT_RETENTION_SECONDS = env_int("FAL_RESULT_RETENTION_SECONDS", 3600)
+# Housekeeping by the worker: finished task results and silent workers' heartbeats go.
+TASK_RESULT_RETENTION_DAYS = env_int("TASK_RESULT_RETENTION_DAYS", 7)
+WORKER_HEARTBEAT_RETENTION_HOURS = env_int("WORKER_HEARTBEAT_RETENTION_HOURS", 24)
 # Threads one worker uses to submit and check in-flight jobs concurrently.
 PIPELINE_THREADS = env_int("PIPELINE_THREADS", 16)
 # How long a worker's claim on a job lasts before another worker may take the job over.
