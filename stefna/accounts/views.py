@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
@@ -48,6 +49,13 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/sign_in.html", {"next": _next_url(request)})
 
 
+def _code_in_terminal() -> bool:
+    """True when codes go to the console mail backend (DEBUG, `make run`): the page says so,
+    because a developer waiting for an email that never comes is the first support question."""
+    backend = str(settings.MAILERS.get("default", {}).get("BACKEND", ""))
+    return backend.endswith("console.EmailBackend")
+
+
 @require_http_methods(["GET", "POST"])
 def enter_code(request: HttpRequest) -> HttpResponse:
     """Step 2: check the code and sign in (creating the account on first sign-in)."""
@@ -61,14 +69,16 @@ def enter_code(request: HttpRequest) -> HttpResponse:
             return render(
                 request,
                 "accounts/enter_code.html",
-                {"email": email, "error": exc.message, "next": _next_url(request)},
+                {"email": email, "error": exc.message, "next": _next_url(request),
+                 "code_in_terminal": _code_in_terminal()},
                 status=exc.status,
-            )
+            )  # fmt: skip
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session.pop("sign_in_email", None)
         messages.success(request, f"Welcome, {user.public_name}!")
         return redirect(_next_url(request))
-    return render(request, "accounts/enter_code.html", {"email": email, "next": _next_url(request)})
+    context = {"email": email, "next": _next_url(request), "code_in_terminal": _code_in_terminal()}
+    return render(request, "accounts/enter_code.html", context)
 
 
 @require_POST
