@@ -144,9 +144,20 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Cache: rate limits and cached keys must be shared between processes in production.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            # Degrades to "no cache" while Redis is down (stefna/cache.py); limits then count in the database.
+            "BACKEND": "stefna.cache.ResilientRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Every process shares the database; per-process memory would give each worker its
+    # own rate-limit counts. The table is created by `migrate` (accounts 0002).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "stefna_cache"}}
+# How many reverse proxies in front of the app append to X-Forwarded-For (0: use REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 # --- Background tasks -----------------------------------------------------------------
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
@@ -305,6 +316,8 @@ RATE_LIMIT_GENERATIONS = (env_int("RATE_LIMIT_GENERATIONS_PER_MINUTE", 20), 60)
 RATE_LIMIT_ANON_PER_MINUTE = (env_int("RATE_LIMIT_ANON_PER_MINUTE", 120), 60)
 RATE_LIMIT_CODES_PER_EMAIL = (5, 15 * 60)
 RATE_LIMIT_CODES_PER_IP = (20, 60 * 60)
+# Code entries per IP (IPv6: per /64) across every email: guessing many inboxes' codes at once.
+RATE_LIMIT_CODE_ENTRIES_PER_IP = (env_int("RATE_LIMIT_CODE_ENTRIES_PER_IP", 30), 15 * 60)
 # Serve MEDIA_URL from this process: on by default whenever files live on local disk.
 SERVE_MEDIA = env_bool("SERVE_MEDIA", not AWS_STORAGE_BUCKET_NAME and MEDIA_URL.startswith("/"))
 

@@ -100,3 +100,21 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class RateCounter(models.Model):
+    """One rate-limit window's count (stefna/ratelimit.py writes it with one upsert).
+
+    Here rather than in Django's database cache because the count must be raised
+    atomically by the database: the cache's incr reads, then writes.
+    """
+
+    key = models.CharField(max_length=250, primary_key=True)
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "stefna_rate_counters"
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.count}"

@@ -26,6 +26,7 @@ logger = logging.getLogger("stefna.accounts")
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_CODE_ATTEMPTS = 5
+MAX_EMAIL_LENGTH = 254
 TOKEN_PREFIX = "stf_"  # noqa: S105 (a public prefix, not a secret)
 
 
@@ -36,6 +37,12 @@ class CodeInvalid(InvalidInput):
 
 def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()
+    if len(email) > MAX_EMAIL_LENGTH:
+        # The column holds 254 characters (RFC 5321's limit); longer would be a 500 on PostgreSQL.
+        raise InvalidInput(
+            f"An email address can be at most {MAX_EMAIL_LENGTH} characters.",
+            detail={"field": "email", "max_length": MAX_EMAIL_LENGTH},
+        )
     try:
         validate_email(email)
     except ValidationError as exc:
@@ -61,7 +68,7 @@ def login_code_send(*, email: str, ip_address: str | None) -> None:
     too_many = "Too many codes were requested. Please wait a few minutes and try again."
     ratelimit.hit(f"code-email:{email}", limit=per_email, window=email_window, message=too_many)
     if ip_address:
-        ratelimit.hit(f"code-ip:{ip_address}", limit=per_ip, window=ip_window, message=too_many)
+        ratelimit.hit(f"code-ip:{ratelimit.ip_key(ip_address)}", limit=per_ip, window=ip_window, message=too_many)
 
     code = f"{secrets.randbelow(1_000_000):06d}"
     now = timezone.now()
@@ -80,20 +87,36 @@ def login_code_send(*, email: str, ip_address: str | None) -> None:
     logger.info("sign-in code sent", extra={"email_domain": email.rsplit("@", 1)[-1]})
 
 
-def login_code_verify(*, email: str, code: str) -> User:
-    """Check `code` for `email`; on success mark it used and return the (new or existing) user."""
+def login_code_verify(*, email: str, code: str, ip_address: str | None = None) -> User:
+    """Check `code` for `email`; on success mark it used and return the (new or existing) user.
+
+    Each try is reserved in the database *before* the code is compared: one
+    conditional UPDATE that succeeds only while the code has tries left. However many
+    guesses arrive at once, at most MAX_CODE_ATTEMPTS of them are ever compared.
+    """
     email = normalize_email(email)
-    code = (code or "").strip().replace(" ", "")
+    if ip_address:
+        per_ip, ip_window = settings.RATE_LIMIT_CODE_ENTRIES_PER_IP
+        ratelimit.hit(
+            f"code-entry-ip:{ratelimit.ip_key(ip_address)}",
+            limit=per_ip,
+            window=ip_window,
+            message="Too many sign-in attempts from your network. Please wait a few minutes and try again.",
+        )
+    code = (code or "").strip().replace(" ", "")[:32]
     now = timezone.now()
-    login_code = (
-        LoginCode.objects.filter(email=email, used_at__isnull=True, expires_at__gt=now).order_by("-created_at").first()
-    )
+    live = LoginCode.objects.filter(email=email, used_at__isnull=True, expires_at__gt=now)
+    login_code = live.order_by("-created_at").first()
     if login_code is None:
         raise CodeInvalid("That code has expired or was already used. Ask for a new one.")
-    if login_code.failed_attempts >= MAX_CODE_ATTEMPTS:
+    # `failed_attempts` counts every try (the one that succeeds included); the UPDATE
+    # is the reservation, so it happens before the comparison, never after.
+    reserved = live.filter(pk=login_code.pk, failed_attempts__lt=MAX_CODE_ATTEMPTS).update(
+        failed_attempts=F("failed_attempts") + 1
+    )
+    if not reserved:
         raise CodeInvalid("Too many wrong tries for this code. Ask for a new one.")
     if not hmac.compare_digest(login_code.code_hash, _code_hash(email, code)):
-        LoginCode.objects.filter(pk=login_code.pk).update(failed_attempts=F("failed_attempts") + 1)
         remaining = MAX_CODE_ATTEMPTS - login_code.failed_attempts - 1
         if remaining <= 0:
             raise CodeInvalid("Too many wrong tries for this code. Ask for a new one.")

@@ -55,7 +55,9 @@ def enter_code(request: HttpRequest) -> HttpResponse:
         return redirect("accounts:sign_in")
     if request.method == "POST":
         try:
-            user = services.login_code_verify(email=email, code=request.POST.get("code", ""))
+            user = services.login_code_verify(
+                email=email, code=request.POST.get("code", ""), ip_address=ratelimit.client_ip(request)
+            )
         except DomainError as exc:
             return render(
                 request,
