@@ -33,6 +33,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db.models import F
 
+from . import result_urls
 from .models import Media
 
 logger = logging.getLogger("generation.persistence")
@@ -106,7 +107,7 @@ def save_copy(source: str, *, public_id: str, content_type: str = "") -> Copy:
             url, key, width, height = _store_locally(source, public_id, content_type)
     except Exception as exc:
         message = _describe(exc)
-        if isinstance(exc, SourceGone) or source_gone(source):
+        if isinstance(exc, (SourceGone, result_urls.ResultURLRefused)) or source_gone(source):
             # The result once existed and is now lost for good: loud, so staff see it.
             logger.error("%s: fal's URL is gone, the image cannot be saved (%s)", public_id, message)
             return Copy(Outcome.GONE, error=("Source gone: " + message)[:1000])
@@ -191,7 +192,8 @@ def _upload_to_cloudinary(source: str, public_id: str) -> tuple[str, str, int | 
         "timeout": settings.CLOUDINARY_TIMEOUT_SECONDS,
     }
     if source.startswith(("http://", "https://")):
-        # Remote upload: Cloudinary fetches fal's URL itself.
+        # Remote upload: Cloudinary fetches fal's URL itself, once we have checked it.
+        result_urls.check(source)
         answer = cloudinary.uploader.upload(source, **options)
     else:
         # Our own storage (the offline provider's output): Cloudinary can't reach it.
@@ -238,13 +240,11 @@ def _copy_source(source: str, buffer: IO[bytes]) -> str:
                 _check_size(total)
                 buffer.write(chunk)
         return ""
-    with _http().stream("GET", source, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS) as response:
+    with result_urls.stream(_http(), source) as response:  # checked address, checked redirects
         if response.status_code in (404, 410):
             raise SourceGone(f"HTTP {response.status_code} from the result URL")
         response.raise_for_status()
-        for chunk in response.iter_bytes(CHUNK):
-            total += len(chunk)
-            _check_size(total)
+        for chunk in result_urls.read_chunks(response, chunk_size=CHUNK):
             buffer.write(chunk)
         return response.headers.get("content-type", "").split(";")[0].strip()
 
@@ -257,9 +257,9 @@ def _check_size(total: int) -> None:
 @contextmanager
 def _open_local(source: str) -> Iterator[IO[bytes]]:
     """A file in our default storage, addressed by its storage URL."""
-    if not source.startswith(settings.MEDIA_URL):
-        raise SourceGone(f"not a URL this site serves: {source[:100]}")
-    name = source[len(settings.MEDIA_URL) :]
+    name = result_urls.local_name(source)  # only the offline renderer's own output
+    if name is None:
+        raise SourceGone(f"not a result this site may copy: {source[:100]}")
     if not default_storage.exists(name):
         raise SourceGone(f"{name} is no longer in storage")
     with default_storage.open(name, "rb") as file:
@@ -282,14 +282,15 @@ def source_gone(source: str) -> bool:
     if not source:
         return True
     if not source.startswith(("http://", "https://")):
-        if not source.startswith(settings.MEDIA_URL):
-            return True
-        return not default_storage.exists(source[len(settings.MEDIA_URL) :])
+        name = result_urls.local_name(source)
+        return name is None or not default_storage.exists(name)
     import httpx
 
     try:
-        with _http().stream("GET", source, timeout=10) as response:
+        with result_urls.stream(_http(), source) as response:
             return response.status_code in (404, 410)
+    except result_urls.ResultURLRefused:
+        return True  # never fetchable: retrying would loop forever
     except httpx.HTTPError:
         return False
 

@@ -34,7 +34,7 @@ from presets.models import Preset
 from stefna import ratelimit
 from stefna.errors import InvalidInput, NotFound
 
-from . import persistence
+from . import persistence, result_urls
 from .exceptions import IdempotencyConflict, InvalidTransition, ProviderError
 from .images import ValidatedImage
 from .models import AppendLogLines, Attempt, Generation, Media, WorkerHeartbeat
@@ -854,16 +854,7 @@ def _usable_outputs(outputs: list[OutputImage]) -> list[OutputImage]:
     """Outputs we can store and show: http(s) URLs (or our own storage's, for the offline
     provider) that fit the column. Anything else (javascript:, data:, file:, a URL longer
     than 1000 characters) counts as no image at all."""
-    media_url = settings.MEDIA_URL
-    return [
-        output
-        for output in outputs
-        if len(output.url) <= URL_MAX_LENGTH
-        and (
-            output.url.startswith(("https://", "http://"))
-            or (media_url.startswith("/") and output.url.startswith(media_url))
-        )
-    ]
+    return [output for output in outputs if len(output.url) <= URL_MAX_LENGTH and not result_urls.refusal(output.url)]
 
 
 def _finished_line(attempt: Attempt, count: int) -> dict[str, str]:

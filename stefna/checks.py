@@ -15,6 +15,7 @@ from django.core.checks import Tags, Warning, register
 W001 = "stefna.W001"
 W002 = "stefna.W002"
 W003 = "stefna.W003"
+W004 = "stefna.W004"
 
 
 @register(Tags.security)
@@ -53,6 +54,15 @@ def check_production_configuration(app_configs: Any = None, **kwargs: Any) -> li
                 hint="Use this site's public https base URL, e.g. https://stefna.example.com, "
                 "or unset it to let the worker poll fal.",
                 id=W003,
+            )
+        )
+    if settings.ALLOW_PRIVATE_RESULT_URLS and not settings.DEBUG:
+        warnings.append(
+            Warning(
+                "ALLOW_PRIVATE_RESULT_URLS is on while DEBUG is off: result images may be fetched from "
+                "loopback and private addresses and over plain http (a way into internal services).",
+                hint="Unset ALLOW_PRIVATE_RESULT_URLS; it exists for local fakes and tests only.",
+                id=W004,
             )
         )
     return warnings

@@ -350,3 +350,7 @@ OFFLINE_RUN_SECONDS = float(os.environ.get("OFFLINE_RUN_SECONDS", "2.5"))
 MEDIA_PERSIST_RETRY_SECONDS = env_int("MEDIA_PERSIST_RETRY_SECONDS", 15)
 MEDIA_PERSIST_RETRY_MAX_SECONDS = env_int("MEDIA_PERSIST_RETRY_MAX_SECONDS", 600)
 MAX_RESULT_BYTES = env_int("MAX_RESULT_BYTES", 50 * 1024 * 1024)
+# Result images are fetched only over https from public addresses (generation/result_urls.py);
+# 1 lifts that for local fakes and tests. check --deploy warns when it is on with DEBUG off.
+ALLOW_PRIVATE_RESULT_URLS = env_bool("ALLOW_PRIVATE_RESULT_URLS", False)
+RESULT_FETCH_SECONDS = env_int("RESULT_FETCH_SECONDS", 60)
