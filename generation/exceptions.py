@@ -15,7 +15,8 @@ class ImageTooLarge(DomainError):
     default_message = "That image is too large."
 
 
-class ImageTooManyPixels(InvalidInput):
+class ImageTooManyPixels(ImageTooLarge):
+    # CONTRACT: too many pixels is `image_too_large` (413), like too many bytes.
     default_message = "That image has too many pixels."
 
 

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import io
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -26,6 +27,20 @@ from .exceptions import ImageTooLarge, ImageTooManyPixels, UnsupportedImage
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+_decode_slots: threading.BoundedSemaphore | None = None
+_decode_slots_lock = threading.Lock()
+
+
+def _decode_slot() -> threading.BoundedSemaphore:
+    """The per-process limit on photos being decoded at once (IMAGE_DECODE_CONCURRENCY)."""
+    global _decode_slots
+    if _decode_slots is None:
+        with _decode_slots_lock:
+            if _decode_slots is None:
+                _decode_slots = threading.BoundedSemaphore(max(1, settings.IMAGE_DECODE_CONCURRENCY))
+    return _decode_slots
+
+
 DATA_URI = re.compile(r"^data:(?P<type>[\w/+.-]+)?(?:;[\w=-]+)*;base64,", re.IGNORECASE)
 
 
@@ -74,7 +89,14 @@ def _too_large() -> ImageTooLarge:
 
 
 def validate_image(data: bytes) -> ValidatedImage:
-    """Decode, check and normalise an uploaded photo, or raise the documented error."""
+    """Decode, check and normalise an uploaded photo, or raise the documented error.
+
+    The header is read first (Pillow's open() decodes no pixels): format and pixel
+    count are judged before any decoding, so a 100-megapixel file costs nothing. An
+    accepted photo is decoded at the smallest scale that still covers MAX_SOURCE_SIDE
+    (JPEG's DCT scaling), one of IMAGE_DECODE_CONCURRENCY at a time per process, and
+    scaled down before it is rotated upright, so no full-size copy is ever made.
+    """
     if len(data) > settings.MAX_UPLOAD_BYTES:
         raise _too_large()
     if not data:
@@ -95,7 +117,9 @@ def validate_image(data: bytes) -> ValidatedImage:
                 raise _too_many_pixels(width, height)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
                 raise UnsupportedImage("Animated images aren't supported. Upload a still photo.")
-            image.load()
+            output_format = ACCEPTED_FORMATS[image.format]
+            with _decode_slot():
+                picture = _decode_scaled(image, output_format)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixels(
             f"That image has too many pixels (the limit is {max_pixels // 1_000_000} megapixels).",
@@ -106,11 +130,6 @@ def validate_image(data: bytes) -> ValidatedImage:
     except (OSError, SyntaxError, ValueError) as exc:
         # Truncated or corrupt files fail here, while decoding.
         raise UnsupportedImage("That image is damaged or incomplete and can't be read.") from exc
-
-    output_format = ACCEPTED_FORMATS[image.format]
-    upright: Image.Image = ImageOps.exif_transpose(image) or image
-    picture = _to_web_mode(upright, output_format)
-    picture.thumbnail((settings.MAX_SOURCE_SIDE, settings.MAX_SOURCE_SIDE), Image.Resampling.LANCZOS)
 
     buffer = io.BytesIO()
     # A fresh save without exif=/icc=/pnginfo= drops every piece of metadata, GPS included;
@@ -130,6 +149,42 @@ def validate_image(data: bytes) -> ValidatedImage:
         height=picture.height,
         sha256=hashlib.sha256(content).hexdigest(),
     )
+
+
+def _decode_scaled(image: Image.Image, output_format: str) -> Image.Image:
+    """The photo decoded, at most MAX_SOURCE_SIDE on its long side, upright, in a web mode."""
+    side = settings.MAX_SOURCE_SIDE
+    exif = image.getexif()
+    orientation = exif.get(0x0112, 1)
+    if image.format in ("JPEG", "MPO"):
+        # Ask the JPEG decoder for a 1/2, 1/4 or 1/8 scale that still covers `side`:
+        # a quarter or less of the memory and time of a full decode.
+        image.draft("RGB" if image.mode not in ("L", "CMYK") else image.mode, (side, side))
+    image.load()
+    factor = max(image.size) // side
+    if factor >= 2:
+        # Box-reduce by a whole factor first (cheap, and no premultiplied full-size copy
+        # for RGBA as resize() makes), then free the full-size pixels at once.
+        if "A" in image.mode:
+            # Pillow premultiplies alpha into a full-size copy to reduce; band by band
+            # needs only one band's worth (a quarter) at a time.
+            mode = image.mode
+            bands = [image.getchannel(index).reduce(factor) for index in range(len(mode))]
+            image.close()
+            reduced = Image.merge(mode, bands)
+        else:
+            reduced = image.reduce(factor)
+            image.close()
+        image = reduced
+    picture = _to_web_mode(image, output_format)
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    # Rotate the small picture, not the full-size one; the orientation tag is read
+    # from the original because thumbnail() and convert() drop it.
+    if orientation != 1:
+        picture.getexif()[0x0112] = orientation
+        picture.info["exif"] = picture.getexif().tobytes()
+        picture = ImageOps.exif_transpose(picture) or picture
+    return picture
 
 
 def _too_many_pixels(width: int, height: int) -> ImageTooManyPixels:

@@ -277,11 +277,14 @@ SITE_NAME = "Stefna"
 GENERATION_COST = 2  # fixed by the design documents: every generation costs 2 credits
 DAILY_CREDITS = env_int("DAILY_CREDITS", 30)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 15 * 1024 * 1024)
-MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000)
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 25_000_000)
 # Sources are scaled down to this long side before storage: models work at ~1 MP and
 # a smaller source keeps data URIs and fal uploads small.
 MAX_SOURCE_SIDE = env_int("MAX_SOURCE_SIDE", 2048)
 MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 2000)
+# Photos decoded at once per process: a 25 MP decode holds up to ~100 MB, so parallel
+# uploads wait their turn here instead of multiplying that (generation/images.py).
+IMAGE_DECODE_CONCURRENCY = env_int("IMAGE_DECODE_CONCURRENCY", 1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
