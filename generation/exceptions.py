@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from stefna.errors import DomainError, InvalidInput
+from stefna.errors import DomainError
 
 
 class UnsupportedImage(DomainError):
