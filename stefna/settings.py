@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "stefna.body_limits.BodyLimitMiddleware",  # bounded bodies, refused with a drained 413
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -287,6 +288,14 @@ MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 2000)
 IMAGE_DECODE_CONCURRENCY = env_int("IMAGE_DECODE_CONCURRENCY", 1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Bodies are refused from their declared length (stefna/body_limits.py): anonymous
+# callers may send this much (sign-in forms, webhooks), signed-in ones a photo's worth.
+ANONYMOUS_MAX_BODY_BYTES = env_int("ANONYMOUS_MAX_BODY_BYTES", 1024 * 1024)
+MAX_REQUEST_BODY_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
+# After a 413 the rest of the body is read and dropped up to these bounds, so clients
+# that send everything before reading (urllib) see the answer, not a broken pipe.
+DRAIN_MAX_BYTES = env_int("DRAIN_MAX_BYTES", 64 * 1024 * 1024)
+DRAIN_MAX_SECONDS = env_int("DRAIN_MAX_SECONDS", 10)
 
 FAL_KEY = os.environ.get("FAL_KEY", "")
 OFFLINE_MODE = not FAL_KEY
