@@ -33,7 +33,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db.models import F
 
-from . import result_urls
+from . import result_urls, storage
 from .models import Media
 
 logger = logging.getLogger("generation.persistence")
@@ -82,7 +82,7 @@ def public_id_for(media: Media) -> str:
 
 
 def public_id(kind: str, generation_id: object, index: int) -> str:
-    return f"{kind}_{generation_id}_{index}"
+    return storage.result_name(generation_id, index)  # 160 unguessable bits, same on a retry
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,7 @@ def _upload_to_cloudinary(source: str, public_id: str) -> tuple[str, str, int | 
         "public_id": public_id,
         "overwrite": True,
         "resource_type": "image",
+        "type": storage.CLOUDINARY_TYPE,  # private delivery only; see generation/storage.py
         "timeout": settings.CLOUDINARY_TIMEOUT_SECONDS,
     }
     if source.startswith(("http://", "https://")):
@@ -199,14 +200,19 @@ def _upload_to_cloudinary(source: str, public_id: str) -> tuple[str, str, int | 
         # Our own storage (the offline provider's output): Cloudinary can't reach it.
         with _open_local(source) as file:
             answer = cloudinary.uploader.upload(file, filename=public_id, **options)
-    return answer["secure_url"], answer["public_id"], answer.get("width"), answer.get("height")
+    address = storage.cloudinary_address(answer["public_id"])  # our checking view, not Cloudinary's URL
+    return address, answer["public_id"], answer.get("width"), answer.get("height")
 
 
 def destroy_cloudinary_asset(public_id: str) -> None:
     configure_cloudinary()
     import cloudinary.uploader
 
-    cloudinary.uploader.destroy(public_id, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS)
+    answer = cloudinary.uploader.destroy(
+        public_id, type=storage.CLOUDINARY_TYPE, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS
+    )
+    if answer.get("result") == "not found":  # stored before uploads were private
+        cloudinary.uploader.destroy(public_id, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS)
 
 
 def is_cloudinary_key(key: str) -> bool:

@@ -34,7 +34,7 @@ from presets.models import Preset
 from stefna import ratelimit
 from stefna.errors import InvalidInput, NotFound
 
-from . import persistence, result_urls
+from . import persistence, result_urls, storage
 from .exceptions import IdempotencyConflict, InvalidTransition, ProviderError
 from .images import ValidatedImage
 from .models import AppendLogLines, Attempt, Generation, Media, WorkerHeartbeat
@@ -82,7 +82,7 @@ def active_preset(slug: str) -> Preset:
 
 
 def source_image_path(*, user_id: object, kind: str, extension: str) -> str:
-    return f"IMAGES_UPLOAD/{user_id}/{kind}/{uuid.uuid4()}.{extension}"
+    return storage.source_name(extension=extension)  # unguessable, no user id in it
 
 
 def _fingerprint(*, preset_slug: str, prompt: str, is_public: bool, image_sha256: str) -> str:
@@ -212,8 +212,10 @@ def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool) 
     media = Media.objects.filter(pk=media_id, user=user).first()
     if media is None:
         raise NotFound("Image not found.")
-    media.is_public = bool(is_public)
+    was_public, media.is_public = media.is_public, bool(is_public)
     media.save(update_fields=["is_public"])
+    if was_public and not media.is_public:
+        storage.media_unpublish(media)  # leaked or cached public addresses stop working
     return media
 
 

@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from stefna.api import api
-from stefna.media import serve_media
+from stefna.media import serve_cloudinary_image, serve_media
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("stefna.ops_urls")),  # /healthz and /admin/dashboard/ (before admin's catch-all)
@@ -11,6 +11,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("api/", api.urls),
     path("accounts/", include("stefna.accounts.urls")),
     path("", include("generation.urls")),
+    # Cloudinary results, through the ownership check (stefna/media.py).
+    path("images/<path:public_id>", serve_cloudinary_image, name="cloudinary_image"),
 ]
 
 if settings.SERVE_MEDIA:

@@ -16,6 +16,12 @@ from stefna.checks import W001, W002, W003, check_production_configuration
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _result_url_rule_on(settings):
+    # The suite relaxes the result-URL rule for its local fakes; production does not.
+    settings.ALLOW_PRIVATE_RESULT_URLS = False
+
+
 @pytest.fixture
 def production(settings):
     """Settings as a correct production deployment has them; each test breaks one thing."""
@@ -33,6 +39,13 @@ def ids(settings_in_use=None) -> list[str]:
 
 
 def test_a_correct_production_configuration_has_no_warnings(production):
+    assert ids() == []
+
+
+def test_it_warns_when_private_result_urls_are_allowed_with_debug_off(production):
+    production.ALLOW_PRIVATE_RESULT_URLS = True
+    assert ids() == ["stefna.W004"]
+    production.DEBUG = True
     assert ids() == []
 
 
@@ -98,6 +111,7 @@ def production_env(**overrides: str) -> dict[str, str]:
                 "FAL_",
                 "CLOUDINARY_",
                 "DJANGO_ALLOW_ASYNC_UNSAFE",
+                "ALLOW_PRIVATE_RESULT_URLS",
                 "EMAIL_",
             )
         )
