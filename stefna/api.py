@@ -199,6 +199,12 @@ from presets.api import router as presets_router  # noqa: E402
 api.add_router("", presets_router)
 api.add_router("", generation_router)
 api.add_router("", credits_router)
+from stefna.accounts.api import DELETE_ME  # noqa: E402  # export and delete (issue 17)
+from stefna.accounts.api import delete as delete_me  # noqa: E402
+from stefna.accounts.api import router as accounts_router  # noqa: E402
+
+api.add_router("", accounts_router)
+api.delete("/me", **DELETE_ME)(delete_me)
 # The fal webhook router (pipeline) is registered below this line.
 from generation.webhooks import router as webhook_router  # noqa: E402
 

@@ -183,3 +183,104 @@ def api_token_authenticate(plain: str) -> User | None:
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
+
+
+class ConfirmationMismatch(InvalidInput):
+    code = "invalid_input"
+    default_message = "Type your account's email address exactly to confirm."
+
+
+def account_delete(*, user: User, confirm: str) -> None:
+    """Delete `user`'s account for good. `confirm` must be the account's email.
+
+    Photos and images go from storage and Cloudinary; tokens, sign-in codes and every
+    session die; the account can't sign in and its email is free to sign up again as
+    a new account. Money records stay (the ledger is append-only and generations are
+    its job records), attached to the anonymised row with prompts, logs and every
+    other personal field blanked. Generations still running are canceled (refunded)
+    first, so no result arrives after the account is gone.
+    """
+    from django.contrib.sessions.models import Session
+
+    from generation import services as generation_services
+    from generation.exceptions import InvalidTransition
+    from generation.models import Generation, Media
+
+    if (confirm or "").strip().lower() != user.email.lower():
+        raise ConfirmationMismatch(detail={"field": "confirm"})
+    for generation_id in Generation.objects.filter(user=user, status__in=Generation.ACTIVE_STATUSES).values_list(
+        "pk", flat=True
+    ):
+        try:
+            generation_services.generation_cancel(generation_id=generation_id, user=user)
+        except InvalidTransition:
+            pass  # it finished meanwhile; its images are removed below like the others
+    email = user.email
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        stored = _stored_objects_of(locked)
+        Media.objects.filter(user=locked).delete()
+        Generation.objects.filter(user=locked).update(
+            prompt="",
+            prompt_sent="",
+            logs=[],
+            error_message="",
+            request_payload=None,
+            source_image="",
+            idempotency_key=None,
+            request_fingerprint="",
+            is_public=False,
+            deleted_at=timezone.now(),
+        )
+        from generation.models import Attempt
+
+        Attempt.objects.filter(generation__user=locked).update(payload=None, error="")
+        ApiToken.objects.filter(user=locked).delete()
+        LoginCode.objects.filter(email=email).delete()
+        locked.email = f"deleted-{locked.pk.hex}@deleted.invalid"
+        locked.display_name = ""
+        locked.is_active = False
+        locked.is_staff = locked.is_superuser = False
+        # A new unusable password changes the session auth hash: every session of the
+        # account stops authenticating, wherever it is stored.
+        locked.set_unusable_password()
+        locked.save()
+        transaction.on_commit(lambda: _remove_stored(stored))
+    # Database sessions are also removed outright (the hash change alone would leave rows).
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if session.get_decoded().get("_auth_user_id") == str(user.pk):
+            session.delete()
+    logger.info("account deleted", extra={"user_id": str(user.pk)})
+
+
+def _stored_objects_of(user: User) -> list[tuple[str, str]]:
+    """("storage" | "cloudinary", name) for every photo and image the user has stored."""
+    from generation import persistence, result_urls
+    from generation.models import Generation, Media
+
+    found: list[tuple[str, str]] = []
+    for name in Generation.objects.filter(user=user).exclude(source_image="").values_list("source_image", flat=True):
+        found.append(("storage", name))
+    for key, original in Media.objects.filter(user=user).values_list("storage_key", "original_url"):
+        if key:
+            found.append(("cloudinary" if persistence.is_cloudinary_key(key) else "storage", key))
+        offline = result_urls.local_name(original) if original else None
+        if offline:
+            found.append(("storage", offline))
+    return found
+
+
+def _remove_stored(stored: list[tuple[str, str]]) -> None:
+    from django.core.files.storage import default_storage
+
+    from generation import persistence
+
+    for where, name in stored:
+        try:
+            if where == "cloudinary":
+                persistence.destroy_cloudinary_asset(name)
+            else:
+                default_storage.delete(name)
+        except Exception:
+            # Logged for staff to finish by hand; the account itself is already gone.
+            logger.exception("account deletion: could not remove %s %s", where, name)

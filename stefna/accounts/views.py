@@ -5,10 +5,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods, require_POST
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from stefna import ratelimit
 from stefna.errors import DomainError, RateLimited
@@ -118,3 +121,30 @@ def account(request: HttpRequest) -> HttpResponse:
             "quota": quota_for(user=request.user),  # type: ignore[arg-type]
         },
     )
+
+
+@login_required
+@require_safe
+def account_export(request: HttpRequest) -> HttpResponse:
+    """ "Download my data": the same JSON as GET /api/me/export, as a file."""
+    from .selectors import account_export as export_for
+
+    data = export_for(user=request.user, absolute=request.build_absolute_uri)  # type: ignore[arg-type]
+    response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="stefna-data-{timezone.now():%Y-%m-%d}.json"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_POST
+def account_delete(request: HttpRequest) -> HttpResponse:
+    """ "Delete my account": typed email to confirm, then gone and signed out."""
+    try:
+        services.account_delete(user=request.user, confirm=request.POST.get("confirm", ""))  # type: ignore[arg-type]
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect(reverse("accounts:account") + "#your-data")
+    logout(request)
+    messages.success(request, _("Your account was deleted. Thank you for trying Stefna."))
+    return redirect("/")
