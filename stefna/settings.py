@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "stefna.body_limits.BodyLimitMiddleware",  # bounded bodies, refused with a drained 413
+    "stefna.input_guard.RefuseNulMiddleware",  # NUL is a 500 on PostgreSQL: refused at the edge
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]

@@ -137,8 +137,15 @@ def user_get_or_create(*, email: str) -> tuple[User, bool]:
     return User.objects.create_user(email=email), True
 
 
+def _refuse_nul(value: str, field: str) -> None:
+    # PostgreSQL text cannot hold U+0000: a form error here, not a 500 at the database.
+    if "\x00" in value:
+        raise InvalidInput("That contains a NUL character, which isn't allowed.", detail={"field": field})
+
+
 def user_update_profile(*, user: User, display_name: str) -> User:
     display_name = (display_name or "").strip()
+    _refuse_nul(display_name, "display_name")
     if len(display_name) > 60:
         raise InvalidInput("Display name can be at most 60 characters.", detail={"field": "display_name"})
     user.display_name = display_name
@@ -154,6 +161,7 @@ def hash_token(token: str) -> str:
 
 def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
     """Create a token; returns the row and the plain token, which is never stored."""
+    _refuse_nul(name or "", "name")
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user, name=(name or "").strip()[:80], prefix=plain[:10], token_hash=hash_token(plain)

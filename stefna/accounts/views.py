@@ -84,7 +84,11 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_create(request: HttpRequest) -> HttpResponse:
-    _, plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))  # type: ignore[arg-type]
+    try:
+        plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))[1]  # type: ignore[arg-type]
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("accounts:account")
     # Shown once, on the next page view, then gone.
     request.session["new_api_token"] = plain
     return redirect("accounts:account")
