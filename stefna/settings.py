@@ -302,6 +302,8 @@ FAL_KEY = os.environ.get("FAL_KEY", "")
 OFFLINE_MODE = not FAL_KEY
 FAL_WEBHOOK_BASE_URL = os.environ.get("FAL_WEBHOOK_BASE_URL", "").rstrip("/")
 FAL_WEBHOOK_JWKS_URL = os.environ.get("FAL_WEBHOOK_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json")
+# How long fal may keep its copy of inputs and results (sent with every submission).
+FAL_RESULT_RETENTION_SECONDS = env_int("FAL_RESULT_RETENTION_SECONDS", 3600)
 # How long one fal attempt may take (queue + run) before it is cancelled and the next
 # model in the chain is tried.
 FAL_ATTEMPT_TIMEOUT_SECONDS = env_int("FAL_ATTEMPT_TIMEOUT_SECONDS", 300)

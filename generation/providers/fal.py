@@ -24,6 +24,7 @@ from typing import Any
 
 from django.conf import settings
 
+from generation import fal_privacy
 from generation.exceptions import ProviderError
 
 from .base import ProviderState, ProviderStatus
@@ -125,7 +126,9 @@ class FalProvider:
 
     def submit(self, endpoint: str, payload: dict[str, Any], webhook_url: str | None = None, *, kind: str = "") -> str:
         try:
-            handle = _client(self._key).submit(endpoint, payload, webhook_url=webhook_url)
+            handle = _client(self._key).submit(
+                endpoint, payload, webhook_url=webhook_url, headers=fal_privacy.submission_headers()
+            )
         except Exception as exc:
             raise translate_error(exc, action="the submission") from None
         return str(handle.request_id)

@@ -3,6 +3,8 @@ most 3), never our own storage; refused results are a missing image, never a cop
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -166,3 +168,16 @@ def test_with_the_rule_on_a_loopback_result_is_refused_and_refunded(user, fake_f
     assert not Media.objects.filter(generation=generation, persisted=True).exists()
     assert fake_fal.calls("GET", "/files/") == []
     assert balance_of(user=user) == charged + generation.cost
+
+
+def test_every_fal_submission_asks_fal_to_keep_no_history_and_expire_its_files(user, fake_fal, ghibli, settings):
+    settings.FAL_RESULT_RETENTION_SECONDS = 1800
+    generation = start_generation(user, ghibli)
+    run_worker(generation)
+    submissions = fake_fal.submissions()
+    assert submissions
+    for submission in submissions:
+        assert submission.headers["x-fal-store-io"] == "0"
+        assert json.loads(submission.headers["x-fal-object-lifecycle-preference"]) == {
+            "expiration_duration_seconds": 1800
+        }
