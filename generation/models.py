@@ -163,6 +163,9 @@ class Media(models.Model):
     persisted = models.BooleanField(default=False)
     persist_attempts = models.PositiveSmallIntegerField(default=0)
     persist_error = models.TextField(blank=True)
+    # When the worker next tries to copy an image not persisted yet; null when nothing
+    # is to be tried (copied, or its source is gone).
+    persist_next_at = models.DateTimeField(null=True, blank=True)
     is_public = models.BooleanField(default=False)
     hidden = models.BooleanField(default=False, help_text="Taken down by staff: never shown in the feed.")
     hidden_reason = models.CharField(max_length=200, blank=True)
@@ -179,6 +182,7 @@ class Media(models.Model):
             ),
             models.Index(fields=["-created_at", "-id"], name="media_recent"),
             models.Index(fields=["persisted"], name="media_unpersisted", condition=Q(persisted=False)),
+            models.Index(fields=["persist_next_at"], name="media_persist_due", condition=Q(persisted=False)),
         ]
         constraints = [models.UniqueConstraint(fields=["generation", "index"], name="media_unique_index")]
 

@@ -10,3 +10,8 @@ from .models import Preset
 def active_presets() -> QuerySet[Preset]:
     """The styles users can pick, in the picker's order (one query; uses preset_active_order)."""
     return Preset.objects.filter(is_active=True).order_by("sort_order", "name", "pk")
+
+
+def active_preset_by_slug(slug: str) -> Preset | None:
+    """One style users can pick, by its slug; None when there is none (or it is retired)."""
+    return active_presets().filter(slug=(slug or "").strip()).first()

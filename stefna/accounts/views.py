@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from stefna import ratelimit
 from stefna.errors import DomainError, RateLimited
+from stefna.requests import AuthenticatedRequest
 
 from . import services
 
@@ -83,9 +84,9 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_create(request: HttpRequest) -> HttpResponse:
+def token_create(request: AuthenticatedRequest) -> HttpResponse:
     try:
-        plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))[1]  # type: ignore[arg-type]
+        plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))[1]
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("accounts:account")
@@ -96,21 +97,21 @@ def token_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
-    if services.api_token_revoke(user=request.user, token_id=token_id):  # type: ignore[arg-type]
+def token_revoke(request: AuthenticatedRequest, token_id: str) -> HttpResponse:
+    if services.api_token_revoke(user=request.user, token_id=token_id):
         messages.success(request, "Token revoked. Clients using it will get 401 from now on.")
     return redirect("accounts:account")
 
 
 @login_required
-def account(request: HttpRequest) -> HttpResponse:
+def account(request: AuthenticatedRequest) -> HttpResponse:
     from credits.selectors import entries_for, quota_for
 
     from .selectors import api_tokens_for
 
     if request.method == "POST":
         try:
-            services.user_update_profile(user=request.user, display_name=request.POST.get("display_name", ""))  # type: ignore[arg-type]
+            services.user_update_profile(user=request.user, display_name=request.POST.get("display_name", ""))
             messages.success(request, "Profile saved.")
         except DomainError as exc:
             messages.error(request, exc.message)
@@ -119,21 +120,21 @@ def account(request: HttpRequest) -> HttpResponse:
         request,
         "accounts/account.html",
         {
-            "tokens": api_tokens_for(user=request.user),  # type: ignore[arg-type]
+            "tokens": api_tokens_for(user=request.user),
             "new_token": request.session.pop("new_api_token", None),
-            "entries": entries_for(user=request.user),  # type: ignore[arg-type]
-            "quota": quota_for(user=request.user),  # type: ignore[arg-type]
+            "entries": entries_for(user=request.user),
+            "quota": quota_for(user=request.user),
         },
     )
 
 
 @login_required
 @require_safe
-def account_export(request: HttpRequest) -> HttpResponse:
+def account_export(request: AuthenticatedRequest) -> HttpResponse:
     """ "Download my data": the same JSON as GET /api/me/export, as a file."""
     from .selectors import account_export as export_for
 
-    data = export_for(user=request.user, absolute=request.build_absolute_uri)  # type: ignore[arg-type]
+    data = export_for(user=request.user, absolute=request.build_absolute_uri)
     response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
     response["Content-Disposition"] = f'attachment; filename="stefna-data-{timezone.now():%Y-%m-%d}.json"'
     response["Cache-Control"] = "private, no-store"
@@ -142,10 +143,10 @@ def account_export(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def account_delete(request: HttpRequest) -> HttpResponse:
+def account_delete(request: AuthenticatedRequest) -> HttpResponse:
     """ "Delete my account": typed email to confirm, then gone and signed out."""
     try:
-        services.account_delete(user=request.user, confirm=request.POST.get("confirm", ""))  # type: ignore[arg-type]
+        services.account_delete(user=request.user, confirm=request.POST.get("confirm", ""))
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect(reverse("accounts:account") + "#your-data")
