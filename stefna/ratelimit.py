@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import secrets
 import time
 from datetime import UTC, datetime
 
@@ -110,7 +109,12 @@ def _count_in_database(counter_key: str, *, expires: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute(_UPSERT, [counter_key, expires_at])
         (count,) = cursor.fetchone()
-        # Old windows are dead rows; one request in a hundred sweeps them.
-        if secrets.randbelow(100) == 0:
-            cursor.execute(_PRUNE, [datetime.now(tz=UTC)])
     return int(count)
+
+
+def prune_expired() -> int:
+    """Delete the counters of windows that have ended (the worker's sweeper calls this),
+    so a request never pays for the clean-up."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PRUNE, [datetime.now(tz=UTC)])
+        return max(0, cursor.rowcount)

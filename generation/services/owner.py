@@ -27,9 +27,12 @@ def generation_hide(*, user: User, generation_id: uuid.UUID | str) -> None:
     generation = Generation.objects.filter(pk=generation_id, user=user, deleted_at__isnull=True).first()
     if generation is None:
         raise NotFound("Generation not found.")
+    was_public = list(Media.objects.filter(generation=generation, is_public=True))
     with transaction.atomic():
         Generation.objects.filter(pk=generation.pk).update(deleted_at=timezone.now())
         Media.objects.filter(generation=generation).update(is_public=False)
+    for media in was_public:
+        storage.media_unpublish(media)  # leaked or cached public addresses stop working
 
 
 def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool) -> Media:

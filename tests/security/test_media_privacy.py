@@ -206,3 +206,18 @@ def test_the_rename_command_moves_guessable_names_and_is_idempotent(user, fake_f
     generation.refresh_from_db(), local.refresh_from_db(), remote.refresh_from_db()
     assert (generation.source_image.name, local.storage_key, remote.storage_key) == names
     assert len(fake_cloudinary.renames) == 1
+
+
+def test_a_public_image_of_a_generation_removed_from_history_leaves_public_delivery(finished, user):
+    generation, media = finished
+    owner = _client(user)
+    owner.post(f"/i/{media.pk}/visibility/", {"is_public": "1"})
+    public_url = f"/media/{media.storage_key}"
+    assert _client().get(public_url).status_code == 200
+
+    owner.post(f"/g/{generation.pk}/delete/")
+
+    media.refresh_from_db()
+    assert not media.is_public and media.storage_key not in public_url
+    assert _client().get(public_url).status_code == 404
+    assert _client().get(f"/media/{media.storage_key}").status_code == 404

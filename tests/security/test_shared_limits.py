@@ -211,3 +211,23 @@ def test_with_redis_up_limits_count_in_redis_atomically(db):
     from stefna.accounts.models import RateCounter
 
     assert not RateCounter.objects.filter(key__contains=key).exists(), "Redis counted, not the database"
+
+
+def test_the_sweeper_removes_counters_of_ended_windows(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from generation import services
+    from stefna.accounts.models import RateCounter
+
+    ratelimit.hit("unit:live", limit=5, window=60)
+    RateCounter.objects.create(key="rl:unit:old:0", count=3, expires_at=timezone.now() - timedelta(seconds=1))
+
+    services.generation_sweep()
+
+    assert list(RateCounter.objects.values_list("key", flat=True)) == [
+        key for key in RateCounter.objects.values_list("key", flat=True) if "unit:live" in key
+    ]
+    assert RateCounter.objects.filter(key__contains="unit:live").exists()
+    assert not RateCounter.objects.filter(key="rl:unit:old:0").exists()
