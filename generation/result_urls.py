@@ -105,7 +105,7 @@ def check(url: str) -> None:
     except (socket.gaierror, UnicodeError) as exc:
         raise ResultURLRefused(f"result host does not resolve: {exc}") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not _public(address):
             raise ResultURLRefused("result host resolves to a non-public address")
 
