@@ -16,6 +16,8 @@ The drain runs from the response's close(), which WSGI servers call after sendin
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -108,3 +110,72 @@ class BodyLimitMiddleware:
                 response._resource_closers.append(lambda: _drain(request, declared, anonymous=anonymous))  # type: ignore[attr-defined]
                 return response
         return self.get_response(request)
+
+
+class BoundedBodyASGI:
+    """The same bound in front of Django's ASGI handler, which reads a whole body (to a
+    temporary file) before any middleware runs.
+
+    Who is signed in can't be known here, so a request carrying an Authorization
+    header or a session cookie gets the signed-in bound (and the middleware above then
+    checks that the token or session is real). Over the bound the body is drained
+    first, within the same byte and time bounds, and then answered 413: an ASGI server
+    stops reading once the answer is sent, so the order is the other way round from WSGI.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.lower(): value for name, value in scope.get("headers", [])}
+        try:
+            declared = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            declared = 0
+        cookie = headers.get(b"cookie", b"").decode("latin-1")
+        looks_signed_in = b"authorization" in headers or f"{settings.SESSION_COOKIE_NAME}=" in cookie
+        limit = settings.MAX_REQUEST_BODY_BYTES if looks_signed_in else settings.ANONYMOUS_MAX_BODY_BYTES
+        if declared <= limit:
+            await self.app(scope, receive, send)
+            return
+        await _drain_asgi(receive, budget=min(declared, settings.DRAIN_MAX_BYTES if looks_signed_in else limit))
+        limit_mb = f"{limit / (1024 * 1024):g}"
+        if looks_signed_in:
+            message = f"The request is too large: the limit is {limit_mb} MB. Please send a smaller photo."
+        else:
+            message = f"The request is too large: without signing in a request may carry at most {limit_mb} MB."
+        if scope.get("path", "").startswith("/api/"):
+            body = json.dumps({"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}})
+            content_type = b"application/json"
+        else:
+            body, content_type = message, b"text/plain; charset=utf-8"
+        data = body.encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(data)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+
+async def _drain_asgi(receive: Any, *, budget: int) -> None:
+    deadline = time.monotonic() + settings.DRAIN_MAX_SECONDS
+    read = 0
+    while read < budget:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            message = await asyncio.wait_for(receive(), timeout=remaining)
+        except TimeoutError:
+            break
+        if message.get("type") != "http.request":
+            break
+        read += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break

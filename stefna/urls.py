@@ -4,9 +4,11 @@ from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from stefna.api import api
 from stefna.media import serve_cloudinary_image, serve_media
+from stefna.metrics import metrics_view
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("stefna.ops_urls")),  # /healthz and /admin/dashboard/ (before admin's catch-all)
+    path("metrics", metrics_view, name="metrics"),  # Prometheus: staff or METRICS_TOKEN
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("stefna.accounts.urls")),
