@@ -396,3 +396,20 @@ MEDIA_ROOT_SHARED = env_bool("MEDIA_ROOT_SHARED", False)
 from stefna.logging_sentry import sentry_init  # noqa: E402
 
 sentry_init(dsn=SENTRY_DSN, debug=DEBUG)
+# --- Payments (credits/payments) --------------------------------------------------------
+# Stripe Checkout sells credit packs; the webhook at /api/stripe/webhook grants them.
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+# Where the Stripe SDK sends API calls: tests and mock servers only.
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").rstrip("/")
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 15)
+# A local checkout page that completes purchases without payment, clearly labelled.
+OFFLINE_CHECKOUT = env_bool("OFFLINE_CHECKOUT", DEBUG and not STRIPE_SECRET_KEY)
+# Checkouts one user may start per hour (each is a Stripe session).
+RATE_LIMIT_CHECKOUTS = (env_int("RATE_LIMIT_CHECKOUTS_PER_HOUR", 30), 3600)
+# Pending Stripe purchases older than this are reconciled by asking Stripe (the upkeep).
+PURCHASE_RECONCILE_AFTER_SECONDS = env_int("PURCHASE_RECONCILE_AFTER_SECONDS", 120)
+if STRIPE_SECRET_KEY:
+    # The "Buy" form's POST is answered with a redirect to Stripe Checkout, and browsers
+    # apply form-action to every redirect of a form's navigation.
+    SECURE_CSP["form-action"] = [CSP.SELF, "https://checkout.stripe.com"]

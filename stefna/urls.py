@@ -12,6 +12,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("stefna.accounts.urls")),
+    path("credits/", include("credits.urls")),  # buying credits (issue 18)
     path("", include("generation.urls")),
     # Cloudinary results, through the ownership check (stefna/media.py).
     path("images/<path:public_id>", serve_cloudinary_image, name="cloudinary_image"),

@@ -243,6 +243,10 @@ def account_delete(*, user: User, confirm: str) -> None:
         from generation.models import Attempt
 
         Attempt.objects.filter(generation__user=locked).update(payload=None, error="")
+        from credits.models import Purchase
+
+        # Purchases are money records: they stay, without the buyer's email.
+        Purchase.objects.filter(user=locked).update(email="", checkout_url="")
         ApiToken.objects.filter(user=locked).delete()
         LoginCode.objects.filter(email=email).delete()
         locked.email = f"deleted-{locked.pk.hex}@deleted.invalid"

@@ -185,3 +185,33 @@ def test_a_generation_in_flight_is_canceled_and_refunded_before_deletion(
     run_worker(generation)
     assert not Media.objects.filter(generation=generation).exists()
     assert _files() == []
+
+
+def _purchase(user, pack):
+    from credits.models import Purchase
+
+    return Purchase.objects.create(
+        user=user, email=user.email, pack=pack, credits=pack.credits, price=pack.price, currency="usd"
+    )
+
+
+def test_purchases_are_exported_and_kept_without_the_email_after_deletion(
+    user, other_user, django_capture_on_commit_callbacks
+):
+    from credits.models import CreditPack, Purchase
+
+    pack = CreditPack.objects.create(slug="export-pack", name="Export pack", credits=10, price=199)
+    mine, theirs = _purchase(user, pack), _purchase(other_user, pack)
+    data = _bearer(user).get("/api/me/export").json()
+    assert [p["id"] for p in data["purchases"]] == [str(mine.pk)]
+    assert str(theirs.pk) not in json.dumps(data)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = _bearer(user).delete(
+            "/api/me", data=json.dumps({"confirm": user.email}), content_type="application/json"
+        )
+
+    assert answer.status_code == 204
+    kept = Purchase.objects.get(pk=mine.pk)
+    assert kept.email == "" and kept.price == 199 and kept.user_id == user.pk
+    assert Purchase.objects.get(pk=theirs.pk).email == other_user.email
