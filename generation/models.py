@@ -66,6 +66,9 @@ class Generation(models.Model):
     source_width = models.PositiveIntegerField(null=True, blank=True)
     source_height = models.PositiveIntegerField(null=True, blank=True)
     is_public = models.BooleanField(default=False, help_text="Default visibility of this generation's images.")
+    # "Email me when it's done": set by the owner; notified_at makes the email go once.
+    notify = models.BooleanField(default=False)
+    notified_at = models.DateTimeField(null=True, blank=True)
 
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
@@ -131,6 +134,9 @@ class Attempt(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBMITTING)
     error = models.TextField(blank=True)
     payload = models.JSONField(null=True, blank=True, help_text="What was sent (image data shortened, no key).")
+    blocked_images = models.PositiveSmallIntegerField(
+        default=0, help_text="Images fal's safety checker withheld from this attempt's result."
+    )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

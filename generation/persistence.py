@@ -130,6 +130,27 @@ def discard_copy(copy: Copy) -> None:
         _discard(copy.key)
 
 
+def discard_named(kind: str, generation_id: object, *, count: int) -> None:
+    """Remove whatever copies a job's images may have under their names (`public_id`),
+    whoever made them: a stopped job keeps nothing, even when the worker copying it
+    died before it could clean up. Best effort: a failure is logged."""
+    for index in range(count):
+        name = public_id(kind, generation_id, index)
+        if settings.CLOUDINARY_ENABLED:
+            try:
+                destroy_cloudinary_asset(f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{name}")
+            except Exception:
+                logger.exception("could not remove %s from Cloudinary", name)
+            continue
+        for extension in sorted(set(EXTENSIONS.values()) | {"png"}):
+            path = f"generated/{name}.{extension}"
+            try:
+                if default_storage.exists(path):
+                    default_storage.delete(path)
+            except Exception:
+                logger.exception("could not remove %s", path)
+
+
 def persist(media: Media) -> Outcome:
     """Copy one stored image somewhere durable and mark the row persisted."""
     if media.persisted:

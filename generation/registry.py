@@ -5,6 +5,10 @@ keys it does not know: a misspelt parameter would simply do nothing. Outputs com
 as `{"image": {...}}` (fal-ai/ghiblify) or `{"images": [...]}` (most others); the
 reader accepts both for every endpoint.
 
+Where an endpoint's schema has `enable_safety_checker`, it is locked to true (CONTRACT):
+no preset can turn fal's safety checker off. Its verdict, `has_nsfw_concepts`, is read per
+image (`read_result`); a flagged image is never stored.
+
 `fal-ai/flux-general/image-to-image` (the studio) has three locked values from the
 design documents. The documents call the first `image_strength` and list loras as
 plain strings; fal's schema names it `strength` and takes `{"path", "scale"}`
@@ -74,6 +78,26 @@ class OutputImage:
     content_type: str = ""
 
 
+class MalformedResult(ValueError):
+    """fal's result cannot be read safely (e.g. the safety flags don't match the images)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    images: list[OutputImage]
+    flagged: list[bool]  # one per image: fal's safety checker withheld it
+
+    @property
+    def clean(self) -> list[tuple[int, OutputImage]]:
+        """The images to keep, with their position in fal's answer."""
+        return [(index, image) for index, (image, flagged) in enumerate(zip(self.images, self.flagged, strict=True))
+                if not flagged]  # fmt: skip
+
+    @property
+    def blocked(self) -> int:
+        return sum(self.flagged)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     endpoint: str
@@ -127,6 +151,25 @@ class ModelSpec:
         return payload
 
     @staticmethod
+    def read_result(data: Any) -> Result:
+        """The images in a fal result and the safety checker's verdict on each.
+
+        Raises MalformedResult when `has_nsfw_concepts` is there but is not one true/false
+        per image: then nobody can say which image is safe to show, so none is kept.
+        """
+        images = ModelSpec.read_output(data)
+        flags = data.get("has_nsfw_concepts") if isinstance(data, dict) else None
+        if flags is None:
+            return Result(images, [False] * len(images))
+        if (
+            not isinstance(flags, list)
+            or len(flags) != len(images)
+            or not all(isinstance(flag, bool) for flag in flags)
+        ):
+            raise MalformedResult("the safety checker's answer does not match the images")
+        return Result(images, flags)
+
+    @staticmethod
     def read_output(data: Any) -> list[OutputImage]:
         """The images in a fal result, whichever of the two shapes it has."""
         if not isinstance(data, dict):
@@ -159,9 +202,9 @@ _SD_PARAMS = {
     "num_inference_steps": Param(int, 1, 65),
     "guidance_scale": Param(NUMBER, 0, 20),
     "seed": Param(int, 0),
-    "enable_safety_checker": Param(bool),
     "image_size": Param(str, choices=IMAGE_SIZES),
 }
+SAFETY_CHECKER = {"enable_safety_checker": True}
 
 MODELS: dict[str, ModelSpec] = {
     GHIBLIFY: ModelSpec(
@@ -169,7 +212,8 @@ MODELS: dict[str, ModelSpec] = {
         label="Ghiblify",
         takes_image=True,
         takes_prompt=False,
-        params={"seed": Param(int, 0), "enable_safety_checker": Param(bool)},
+        params={"seed": Param(int, 0)},
+        locked=SAFETY_CHECKER,
     ),
     REALISTIC_VISION: ModelSpec(
         # fal offers Realistic Vision as text-to-image only: it works from the prompt.
@@ -179,6 +223,7 @@ MODELS: dict[str, ModelSpec] = {
         takes_prompt=True,
         max_images=4,
         params={**_SD_PARAMS, "expand_prompt": Param(bool)},
+        locked=SAFETY_CHECKER,
     ),
     FAST_SDXL_I2I: ModelSpec(
         endpoint=FAST_SDXL_I2I,
@@ -188,6 +233,7 @@ MODELS: dict[str, ModelSpec] = {
         max_images=4,
         supports_loras=True,
         params={**_SD_PARAMS, "strength": Param(NUMBER, 0.05, 1.0)},
+        locked=SAFETY_CHECKER,
     ),
     FLUX_GENERAL_I2I: ModelSpec(
         endpoint=FLUX_GENERAL_I2I,
@@ -198,10 +244,9 @@ MODELS: dict[str, ModelSpec] = {
         supports_loras=True,
         params={
             "seed": Param(int, 0),
-            "enable_safety_checker": Param(bool),
             "image_size": Param(str, choices=IMAGE_SIZES),
         },
-        locked={"strength": 0.5, "num_inference_steps": 7, "guidance_scale": 3.5},
+        locked={"strength": 0.5, "num_inference_steps": 7, "guidance_scale": 3.5, **SAFETY_CHECKER},
     ),
 }
 

@@ -10,8 +10,9 @@ poller in a second one. Each round it:
   HTTP call per job, never a wait for a job to finish;
 - records the jobs finished since the last round together (`services.generations_finish`);
 - claims images whose copy is due again (`services.media_persist_due`) and retries them;
-- every few seconds writes the WorkerHeartbeat row /healthz reads, and every half
-  minute runs the sweeper (`services.generation_sweep`).
+- every few seconds writes the WorkerHeartbeat row /healthz reads, every half minute
+  runs the sweeper (`services.generation_sweep`), and hourly prunes finished task
+  results and stale heartbeats (`services.upkeep_prune`).
 
 Everything it does is a service call; only the threads, the pacing and the database
 connections of the pool threads are this module's.
@@ -38,6 +39,7 @@ logger = logging.getLogger("generation.worker")
 HEARTBEAT_SECONDS = 5.0
 BATCH = 200
 SWEEP_SECONDS = 30.0
+PRUNE_SECONDS = 3600.0
 PERSIST_BATCH = 20
 CONNECTION_CHECK_SECONDS = 30.0
 
@@ -88,6 +90,7 @@ class Poller:
         capacity = self.threads * 2  # a little queued work per thread keeps them all busy
         next_heartbeat = 0.0
         next_sweep = time.monotonic() + 5
+        next_prune = time.monotonic() + 60
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="stefna-pipeline") as executor:
             pool = ConnectionCaringExecutor(executor)
             while not self._stop.is_set():
@@ -102,6 +105,9 @@ class Poller:
                         services.generation_sweep()
                         credits_upkeep()  # issue 18: reconcile pending purchases with Stripe
                         next_sweep = now + SWEEP_SECONDS
+                    if now >= next_prune:
+                        services.upkeep_prune()
+                        next_prune = now + PRUNE_SECONDS
                     self._record_finished()
                     with self._lock:
                         free = capacity - len(self._in_flight)

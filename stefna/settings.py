@@ -220,6 +220,8 @@ if _email_backend.endswith("smtp.EmailBackend"):
     }
 MAILERS = {"default": _mailer}
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Stefna <no-reply@stefna.local>")
+# This site's public address, for links in emails ("your image is ready"); issue 19.
+SITE_URL = os.environ.get("SITE_URL") or ("http://127.0.0.1:8000" if DEBUG else "")
 
 # --- Security -------------------------------------------------------------------------
 # Off in development; a production deployment behind TLS switches these on by env.
@@ -300,8 +302,6 @@ FAL_KEY = os.environ.get("FAL_KEY", "")
 OFFLINE_MODE = not FAL_KEY
 FAL_WEBHOOK_BASE_URL = os.environ.get("FAL_WEBHOOK_BASE_URL", "").rstrip("/")
 FAL_WEBHOOK_JWKS_URL = os.environ.get("FAL_WEBHOOK_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json")
-# How long fal may keep its copy of inputs and results (sent with every submission).
-FAL_RESULT_RETENTION_SECONDS = env_int("FAL_RESULT_RETENTION_SECONDS", 3600)
 # How long one fal attempt may take (queue + run) before it is cancelled and the next
 # model in the chain is tried.
 FAL_ATTEMPT_TIMEOUT_SECONDS = env_int("FAL_ATTEMPT_TIMEOUT_SECONDS", 300)
@@ -349,6 +349,13 @@ FAL_POLL_MAX_INTERVAL_SECONDS = float(os.environ.get("FAL_POLL_MAX_INTERVAL_SECO
 FAL_CLIENT_MAX_ATTEMPTS = env_int("FAL_CLIENT_MAX_ATTEMPTS", 2)
 FAL_CLIENT_MAX_RETRY_DELAY_SECONDS = float(os.environ.get("FAL_CLIENT_MAX_RETRY_DELAY_SECONDS", "0.5"))
 FAL_HTTP_TIMEOUT_SECONDS = float(os.environ.get("FAL_HTTP_TIMEOUT_SECONDS", "20"))
+# How long fal may keep its own copy of a job's inputs and results (its object-lifecycle
+# header): long enough for our copy and its retries, short enough that users' photos
+# do not linger at fal.
+FAL_RESULT_RETENTION_SECONDS = env_int("FAL_RESULT_RETENTION_SECONDS", 3600)
+# Housekeeping by the worker: finished task results and silent workers' heartbeats go.
+TASK_RESULT_RETENTION_DAYS = env_int("TASK_RESULT_RETENTION_DAYS", 7)
+WORKER_HEARTBEAT_RETENTION_HOURS = env_int("WORKER_HEARTBEAT_RETENTION_HOURS", 24)
 # Threads one worker uses to submit and check in-flight jobs concurrently.
 PIPELINE_THREADS = env_int("PIPELINE_THREADS", 16)
 # How long a worker's claim on a job lasts before another worker may take the job over.

@@ -18,13 +18,13 @@ and never part of an error message.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
 
 from django.conf import settings
 
-from generation import fal_privacy
 from generation.exceptions import ProviderError
 
 from .base import ProviderState, ProviderStatus
@@ -113,6 +113,14 @@ def _detail(response: Any) -> str:
     return str(body.get("detail", body) if isinstance(body, dict) else body)
 
 
+def privacy_headers() -> dict[str, str]:
+    """Sent with every submission (CONTRACT, "What reaches fal"): fal keeps no history of
+    the request's inputs and outputs, and deletes its own copies of them after
+    FAL_RESULT_RETENTION_SECONDS, long enough for our copy (and its retries) to be made."""
+    lifecycle = {"expiration_duration_seconds": settings.FAL_RESULT_RETENTION_SECONDS}
+    return {"X-Fal-Store-IO": "0", "X-Fal-Object-Lifecycle-Preference": json.dumps(lifecycle)}
+
+
 class FalProvider:
     name = "fal"
 
@@ -126,9 +134,7 @@ class FalProvider:
 
     def submit(self, endpoint: str, payload: dict[str, Any], webhook_url: str | None = None, *, kind: str = "") -> str:
         try:
-            handle = _client(self._key).submit(
-                endpoint, payload, webhook_url=webhook_url, headers=fal_privacy.submission_headers()
-            )
+            handle = _client(self._key).submit(endpoint, payload, webhook_url=webhook_url, headers=privacy_headers())
         except Exception as exc:
             raise translate_error(exc, action="the submission") from None
         return str(handle.request_id)

@@ -8,7 +8,7 @@
     webhook   store fal's answer and make the job due (the worker finishes it)
     media     images not copied yet: durable retries with backoff
     owner     an owner's actions on finished generations and images
-    upkeep    the sweeper and the worker's heartbeat
+    upkeep    the sweeper, pruning what only grows, the worker's heartbeat
     advance   one round of the worker over the due jobs (calls the stages above)
     claim     leases: who may work on a job now
     log       the generation's log lines (and the transition log)
@@ -29,7 +29,7 @@ from .owner import generation_hide, media_delete, media_set_public
 from .request import clean_prompt, generation_request, generation_retry, render_prompt
 from .stop import IN_FLIGHT, generation_cancel, generation_fail, generation_refund, generation_stop
 from .submit import generations_start, shorten_payload, source_image_url
-from .upkeep import generation_sweep, worker_heartbeat
+from .upkeep import generation_sweep, upkeep_prune, worker_heartbeat
 from .webhook import generation_webhook
 
 __all__ = [
@@ -62,5 +62,6 @@ __all__ = [
     "render_prompt",
     "shorten_payload",
     "source_image_url",
+    "upkeep_prune",
     "worker_heartbeat",
 ]

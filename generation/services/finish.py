@@ -21,13 +21,13 @@ from django.utils import timezone
 
 from credits import ledger
 
-from .. import persistence, result_urls
+from .. import notify, persistence, result_urls
 from ..models import AppendLogLines, Attempt, Generation, Media
-from ..registry import ModelSpec, OutputImage
+from ..registry import MalformedResult, ModelSpec, OutputImage
 from .claim import look_again_later
 from .log import MAX_LOG_LINES, generation_log, label, log_line, log_transition
 from .media import persist_retry_at
-from .stop import IN_FLIGHT
+from .stop import IN_FLIGHT, RESULT_GONE, generation_stop
 from .submit import fail_attempt_then_next, submit_model
 
 logger = logging.getLogger("generation")
@@ -45,6 +45,8 @@ class Finished:
     kept: list[tuple[int, OutputImage, persistence.Copy]]
     # Images the webhook stored whose source was already gone: their rows go.
     gone: list[int] = field(default_factory=list)
+    # Images fal's safety checker withheld (never copied, never stored).
+    blocked: int = 0
 
 
 def usable_outputs(outputs: list[OutputImage]) -> list[OutputImage]:
@@ -65,14 +67,58 @@ def copy_result(generation: Generation, attempt: Attempt, data: Any) -> Finished
     the Media rows, the generation's success and the capture of its credits can be one
     transaction (`generations_finish`). A crash before it leaves the attempt in flight and
     nothing charged: the next check copies again onto the same names (both stores
-    overwrite). None when there is nothing to record: no usable image (the next model
-    is tried), or every image already gone at fal.
+    overwrite). None when there is nothing to record: no usable image or an answer that
+    cannot be read safely (the next model is tried), every image withheld by fal's
+    safety checker (the generation ends `content_blocked`, refunded), or every image
+    already gone at fal.
+
+    An image the safety checker flagged is never copied: fal puts a black square in
+    its place, and it must not be stored, shown, charged for or made public.
     """
-    outputs = usable_outputs(ModelSpec.read_output(data))
+    try:
+        result = ModelSpec.read_result(data)
+    except MalformedResult as exc:
+        fail_attempt_then_next(generation, attempt, f"The model's answer could not be read safely: {exc}")
+        return None
+    if result.images and result.blocked == len(result.images):
+        _block(generation, attempt, blocked=result.blocked)
+        return None
+    outputs = [(index, output) for index, output in result.clean if usable_outputs([output])]
     if not outputs:
         fail_attempt_then_next(generation, attempt, "The model answered without a usable image")
         return None
-    return _copy(generation, attempt, list(enumerate(outputs)), total=len(outputs))
+    finished = _copy(generation, attempt, outputs, total=len(outputs))
+    if finished is not None and result.blocked:
+        finished.blocked = result.blocked
+        finished.lines.append(log_line(withheld_message(result.blocked, len(result.images)), "warning"))
+    return finished
+
+
+def withheld_message(blocked: int, total: int) -> str:
+    verb = "was" if blocked == 1 else "were"
+    return f"{blocked} of {total} image{'s' if total != 1 else ''} {verb} withheld by the safety filter"
+
+
+def _block(generation: Generation, attempt: Attempt, *, blocked: int) -> None:
+    """Every image was withheld by fal's safety checker: the generation ends
+    `content_blocked` and is refunded (through the one writer, `generation_stop`)."""
+    Attempt.objects.filter(pk=attempt.pk).update(blocked_images=blocked)
+    message = (
+        f"The safety filter withheld every image {label(attempt.model)} made for this request, so there is "
+        f"nothing to show and nothing was charged: your {generation.cost} credits are back. "
+        "Try another photo, or describe what you want differently."
+    )
+    generation_stop(
+        generation=generation,
+        status=Generation.Status.FAILED,
+        code="content_blocked",
+        message=message,
+        log_message=message,
+        refund_note="content_blocked",
+        level="warning",
+        attempts_end_as=Attempt.Status.FAILED,
+    )
+    logger.warning("generation %s: all %d images withheld by the safety checker", generation.pk, blocked)
 
 
 def copy_stored(generation: Generation, attempt: Attempt) -> Finished | None:
@@ -81,6 +127,8 @@ def copy_stored(generation: Generation, attempt: Attempt) -> Finished | None:
         (row.index, OutputImage(row.original_url or row.url, row.width, row.height, row.content_type))
         for row in Media.objects.filter(generation=generation, persisted=False).order_by("index")
     ]
+    if not stored:  # stopped meanwhile: its rows went with it
+        return None
     return _copy(generation, attempt, stored, total=len(stored), lines=False)
 
 
@@ -172,6 +220,8 @@ def _record(items: list[Finished]) -> None:
                     error_message="",
                 )
             for item in winners:
+                if item.blocked:  # counted per preset and model on the admin dashboard
+                    Attempt.objects.filter(pk=item.attempt.pk).update(blocked_images=item.blocked)
                 if item.gone:  # dead links help nobody; the others stay
                     Media.objects.filter(generation=item.generation, index__in=item.gone).delete()
             media = [
@@ -200,6 +250,7 @@ def _record(items: list[Finished]) -> None:
         item.generation.status = Generation.Status.SUCCEEDED
         log_transition(item.generation.pk, to=Generation.Status.SUCCEEDED, writer="generations_finish")
         logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
+    notify.generation_notify_ended(generation_ids=[item.generation.pk for item in winners])  # issue 19
     for item in items:
         if item.attempt.pk in won:
             continue
@@ -250,7 +301,7 @@ def result_gone(generation: Generation, attempt: Attempt) -> None:
         Media.objects.filter(generation=generation, persisted=False).delete()
         reopened = Attempt.objects.filter(pk=attempt.pk, status__in=(Attempt.Status.SUCCEEDED, *IN_FLIGHT)).update(
             status=Attempt.Status.FAILED,
-            error="The result images were already gone when we fetched them",
+            error=RESULT_GONE,
             finished_at=timezone.now(),
         )
     if reopened and Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).exists():

@@ -10,16 +10,21 @@ only delays the copy until its claim runs out.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from credits import ledger
 from stefna.errors import NotFound
 
 from .. import persistence
 from ..models import Generation, Media
+from .log import generation_log
+
+logger = logging.getLogger("generation")
 
 MediaId = uuid.UUID | str
 
@@ -42,6 +47,8 @@ def media_persist(*, media_id: MediaId, reschedule: bool = False) -> Media:
     if media is None:
         raise NotFound("Image not found.")
     outcome = persistence.persist(media)
+    if outcome == persistence.Outcome.GONE:
+        _image_lost(media)
     if outcome == persistence.Outcome.RETRY:
         if reschedule:
             attempts = Media.objects.filter(pk=media.pk).values_list("persist_attempts", flat=True).first() or 1
@@ -52,6 +59,37 @@ def media_persist(*, media_id: MediaId, reschedule: bool = False) -> Media:
         Media.objects.filter(pk=media.pk).update(persist_next_at=None)
     media.refresh_from_db()
     return media
+
+
+def _image_lost(media: Media) -> None:
+    """fal deleted an image before our copy of it existed: it is hidden (its link is
+    dead) and, when the generation has no image left at all, the owner gets the credits
+    back and the generation says why. The capture is final in the ledger (one settlement
+    per charge), so the credits come back as a grant, exactly once: only the caller that
+    marks the generation `result_lost` grants.
+    """
+    generation = media.generation
+    with transaction.atomic():
+        Media.objects.filter(pk=media.pk).update(
+            persist_next_at=None, is_public=False, hidden=True, hidden_reason="Lost: fal deleted it before it was saved"
+        )
+        kept = Media.objects.filter(generation=generation).exclude(hidden=True, persisted=False).exists()
+        if kept:
+            return
+        message = (
+            "fal deleted the images before we could save a copy, so there is nothing to show; "
+            f"your {generation.cost} credits were given back."
+        )
+        lost = Generation.objects.filter(pk=generation.pk, status=Generation.Status.SUCCEEDED, error_code="").update(
+            error_code="result_lost", error_message=message
+        )
+        if lost:
+            ledger.grant(user=generation.user, amount=generation.cost, note=f"images of {generation.pk} lost at fal")
+    if lost:
+        generation_log(generation, message, level="error")
+        logger.error(
+            "generation %s: every image was lost at fal before it was saved; credits given back", generation.pk
+        )
 
 
 def media_persist_due(*, limit: int, now: dt.datetime | None = None) -> list[uuid.UUID]:

@@ -19,6 +19,7 @@ from credits import ledger
 from credits.exceptions import AlreadySettled
 from stefna.errors import NotFound
 
+from .. import notify, persistence
 from ..exceptions import InvalidTransition, ProviderError
 from ..models import Attempt, Generation, Media
 from ..providers import get_provider
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("generation")
 
 IN_FLIGHT = (Attempt.Status.SUBMITTING, Attempt.Status.QUEUED, Attempt.Status.RUNNING)
+# An attempt whose images fal had deleted before we could copy any (see finish.result_gone).
+RESULT_GONE = "The result images were already gone when we fetched them"
 
 
 @dataclass
@@ -61,13 +64,18 @@ def generation_stop(
     In one transaction: the conditional UPDATE out of queued/running (only one caller
     wins it, so a cancel racing the worker's failure refunds once), its attempts in
     flight ended, any images of a result that raced it deleted (nobody pays for them),
-    and the refund through the ledger. With `refund_if_final`, a generation that is
+    and the refund through the ledger. After the commit, copies of those images are
+    removed from storage (a copier still at work discards its own when it loses). With `refund_if_final`, a generation that is
     already final but was never settled is refunded too (staff's refund action); the
     ledger refuses a second settlement, and then AlreadySettled rolls everything back.
     After the commit, the jobs at fal are canceled (best effort) and the line logged.
     """
     now = timezone.now()
     with transaction.atomic():
+        # Lock order: the attempts first, then the generation, as every other writer of
+        # both (the worker recording a success holds its attempt while it waits for the
+        # generation); the other order deadlocked a cancel racing the worker.
+        attempts = list(Attempt.objects.select_for_update().filter(generation=generation).order_by("pk"))
         stopped = bool(
             Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
                 status=status,
@@ -80,8 +88,14 @@ def generation_stop(
         )
         in_flight: list[Attempt] = []
         refund = None
+        reached_fal = False
         if stopped:
-            in_flight = list(Attempt.objects.filter(generation=generation, status__in=IN_FLIGHT))
+            in_flight = [attempt for attempt in attempts if attempt.status in IN_FLIGHT]
+            # A job fal may have finished may have copies already (a worker copying it
+            # right now, or one that died after copying): they go too, after the commit.
+            reached_fal = any(a.fal_job_id for a in in_flight) or any(
+                a.status == Attempt.Status.SUCCEEDED for a in attempts
+            )
             ended = {"status": attempts_end_as, "finished_at": now}
             if attempts_end_as == Attempt.Status.FAILED:
                 ended["error"] = message[:2000]
@@ -99,6 +113,8 @@ def generation_stop(
         generation_log(generation, log_message, level=level)
     for attempt in in_flight:
         cancel_at_provider(attempt.model, attempt.fal_job_id)
+    if reached_fal:
+        persistence.discard_named(generation.kind, generation.pk, count=max(1, generation.num_images))
     return Stopped(stopped=stopped, refund=refund, attempts=in_flight)
 
 
@@ -116,6 +132,7 @@ def generation_fail(*, generation: Generation, code: str, message: str) -> bool:
     )
     if result.stopped:
         logger.warning("generation %s failed (%s): %s", generation.pk, code, message)
+        notify.generation_notify_ended(generation_ids=[generation.pk])  # issue 19
     return result.stopped
 
 
@@ -184,6 +201,19 @@ def fail_attempt(generation: Generation, attempt: Attempt, message: str) -> bool
     generation_log(generation, f"{label(attempt.model)} failed: {message}{then}", level="warning")
     logger.warning("generation %s: %s failed: %s", generation.pk, attempt.model, message)
     return True
+
+
+def results_lost(generation: Generation) -> bool:
+    """True when the last model to finish had its images deleted at fal before we saved one."""
+    last = Attempt.objects.filter(generation=generation).order_by("-started_at", "-position").first()
+    return last is not None and last.error == RESULT_GONE
+
+
+def result_lost_message(generation: Generation) -> str:
+    return (
+        "The images were made, but fal deleted them before we could save a copy, so nothing was kept "
+        f"and your {generation.cost} credits were refunded. Please try again."
+    )
 
 
 def all_failed_message(generation: Generation) -> str:

@@ -27,7 +27,14 @@ from ..providers import get_provider
 from ..registry import ModelConfigError, get_model
 from .claim import generation_release, look_again_later, next_poll
 from .log import generation_log, label, log_transition
-from .stop import all_failed_message, cancel_at_provider, fail_attempt, generation_fail
+from .stop import (
+    all_failed_message,
+    cancel_at_provider,
+    fail_attempt,
+    generation_fail,
+    result_lost_message,
+    results_lost,
+)
 
 logger = logging.getLogger("generation")
 
@@ -139,7 +146,10 @@ def submit_model(generation: Generation, *, position: int) -> None:
     chain = list(generation.model_chain or [])
     while True:
         if position >= len(chain):
-            generation_fail(generation=generation, code="all_models_failed", message=all_failed_message(generation))
+            if results_lost(generation):  # said plainly: the images existed, then fal deleted them
+                generation_fail(generation=generation, code="result_lost", message=result_lost_message(generation))
+            else:
+                generation_fail(generation=generation, code="all_models_failed", message=all_failed_message(generation))
             return
         endpoint = chain[position]
         try:

@@ -8,6 +8,7 @@ import socket
 
 from django.conf import settings
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from stefna import ratelimit
 
@@ -66,3 +67,18 @@ def worker_heartbeat(*, worker_id: str, started_at: dt.datetime) -> None:
             "pid": os.getpid(),
         },
     )
+
+
+def upkeep_prune(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Delete what only grows: finished background-task results older than
+    TASK_RESULT_RETENTION_DAYS, and heartbeat rows of workers silent for longer than
+    WORKER_HEARTBEAT_RETENTION_HOURS (a worker that comes back writes a new one).
+
+    Tasks still waiting or running are never touched. The worker runs this hourly.
+    """
+    now = now or timezone.now()
+    tasks_before = now - dt.timedelta(days=settings.TASK_RESULT_RETENTION_DAYS)
+    heartbeats_before = now - dt.timedelta(hours=settings.WORKER_HEARTBEAT_RETENTION_HOURS)
+    tasks, _ = DBTaskResult.objects.finished().filter(finished_at__lt=tasks_before).delete()
+    heartbeats, _ = WorkerHeartbeat.objects.filter(last_seen_at__lt=heartbeats_before).delete()
+    return {"task_results": tasks, "heartbeats": heartbeats}

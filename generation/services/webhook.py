@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import Attempt, Generation, Media
-from ..registry import ModelSpec
+from ..registry import MalformedResult, ModelSpec
 from .claim import generation_release
 from .finish import finished_line, usable_outputs
 from .log import generation_log
@@ -41,6 +41,11 @@ def generation_webhook(*, request_id: str, status: str, payload: Any = None, err
     if attempt.status not in IN_FLIGHT or generation.status != Generation.Status.RUNNING:
         return "duplicate"
     if status == "OK":
+        if _needs_a_closer_look(payload):
+            # Safety flags (or flags that can't be read): the worker fetches the result and
+            # decides through the same path as a result it polled; nothing is stored here.
+            generation_release(generation_id=generation.pk, seconds=0)
+            return "completed"
         if not usable_outputs(ModelSpec.read_output(payload)):
             if fail_attempt(generation, attempt, "The model answered without a usable image"):
                 generation_release(generation_id=generation.pk, seconds=0)
@@ -57,6 +62,13 @@ def generation_webhook(*, request_id: str, status: str, payload: Any = None, err
     # The worker submits the next model on its next round.
     generation_release(generation_id=generation.pk, seconds=0)
     return "failed"
+
+
+def _needs_a_closer_look(payload: Any) -> bool:
+    try:
+        return ModelSpec.read_result(payload).blocked > 0
+    except MalformedResult:
+        return True
 
 
 def _store_result(generation: Generation, attempt: Attempt, data: Any) -> bool:

@@ -76,6 +76,8 @@ def test_each_generation_status_is_written_by_one_function():
 def test_money_moves_only_with_its_transition():
     assert _functions_calling(_calls_ledger("refund")) == {"services.stop.generation_stop"}
     assert _functions_calling(_calls_ledger("capture", "capture_many")) == {"services.finish._record"}
+    # Images lost at fal after the capture (which is final) come back as a grant, once.
+    assert _functions_calling(_calls_ledger("grant")) == {"services.media._image_lost"}
     assert _functions_calling(_calls_ledger("reserve")) == {
         "services.request.generation_request",
         "services.request.generation_retry",

@@ -74,6 +74,7 @@ def test_the_studio_sends_flux_exactly_the_locked_values_and_gets_two_images(use
         "strength": 0.5,
         "num_inference_steps": 7,
         "guidance_scale": 3.5,
+        "enable_safety_checker": True,  # CONTRACT: sent wherever the schema has it
     }
     media = list(generation.media.order_by("index"))
     assert [m.index for m in media] == [0, 1]

@@ -28,6 +28,8 @@ Knobs (methods on `FakeFal`; `reset()` clears them all):
     error_on_completion(endpoint, message=…)                  COMPLETED with `error` (an ERROR webhook)
     stick_in_queue(endpoint)      the job stays IN_QUEUE forever (timeouts, sweeper)
     set_result(endpoint, payload) the result body, e.g. {"images": []} for "no image"
+    flag_images(endpoint, flags)  the safety checker's verdict: `has_nsfw_concepts` is `flags` (any
+                                  value, so malformed ones can be sent too), flagged slots hold a black image
     expire_files()                result image URLs answer 404 (fal deletes results after about an hour)
     refuse_connections() / accept_connections()   close the listening socket: connection refused
     deliver_webhooks = False      POST signed webhooks to the submission's `fal_webhook` URL on completion
@@ -197,6 +199,7 @@ class FakeFal:
             self._completion_errors: dict[str, str] = {}
             self._stuck: set[str] = set()
             self._results: dict[str, dict[str, Any]] = {}
+            self._flags: dict[str, Any] = {}
 
     def set_latency(self, seconds: float, *, endpoint: str | None = None) -> None:
         with self._lock:
@@ -223,6 +226,9 @@ class FakeFal:
     def set_result(self, endpoint: str, payload: dict[str, Any]) -> None:
         self._results[endpoint] = payload
 
+    def flag_images(self, endpoint: str, flags: Any) -> None:
+        self._flags[endpoint] = flags
+
     def expire_files(self) -> None:
         self.files_expired = True
 
@@ -237,6 +243,8 @@ class FakeFal:
                 self.error_on_completion(**value)
             elif name == "stick_in_queue":
                 self.stick_in_queue(value)
+            elif name == "flag_images":
+                self.flag_images(**value)
             elif name == "expire_files":
                 self.expire_files()
             elif name == "reset":
@@ -330,9 +338,18 @@ class FakeFal:
             }
             for n in range(count)
         ]
+        flags = self._flags.get(job.endpoint)
+        if isinstance(flags, list):
+            for image, flagged in zip(images, flags, strict=False):
+                if flagged is True:  # fal puts a black square where it withheld an image
+                    image["url"] = image["url"].replace(".png", "-black.png")
         if job.endpoint in SINGLE_IMAGE_ENDPOINTS:
-            return {"image": images[0]}
-        return {"images": images, "seed": 42, "has_nsfw_concepts": [False] * count, "prompt": job.payload.get("prompt")}
+            result: dict[str, Any] = {"image": images[0]}
+            if job.endpoint in self._flags:
+                result["has_nsfw_concepts"] = flags
+            return result
+        verdict = flags if job.endpoint in self._flags else [False] * count
+        return {"images": images, "seed": 42, "has_nsfw_concepts": verdict, "prompt": job.payload.get("prompt")}
 
     # --- webhooks ----------------------------------------------------------------------------------
 

@@ -1,0 +1,57 @@
+"""fal's copy gone before ours exists: the generation says so plainly and the owner gets
+the credits back, once; staff see it in the admin."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from credits.reconcile import find_ledger_problems
+from generation import services
+from generation.models import Generation
+from generation.registry import FAST_SDXL_I2I
+from generation.tests.pipeline_helpers import balance, run_worker, start_generation
+from presets.tests.factories import PresetFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_images_gone_at_fal_before_any_copy_fail_plainly_and_refund(user, fake_fal):
+    fake_fal.set_result(FAST_SDXL_I2I, {"images": [{"url": f"{fake_fal.base_url}/gone/0.png"}]})
+    fake_fal.expire_files()
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+
+    run_worker(generation)
+
+    assert generation.status == Generation.Status.FAILED
+    assert generation.error_code == "result_lost"
+    assert "deleted them before we could save a copy" in generation.error_message
+    assert "refunded" in generation.error_message
+    assert balance(user) == 30
+    assert not generation.media.exists()
+
+
+def test_an_image_lost_before_its_retried_copy_gives_the_credits_back_once(
+    user, fake_fal, fake_cloudinary, staff_client, client
+):
+    fake_cloudinary.fail_uploads(status=500)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), is_public=True)
+    run_worker(generation)
+    media = generation.media.get()
+    assert generation.status == Generation.Status.SUCCEEDED and not media.persisted
+    assert balance(user) == 28
+    fake_fal.expire_files()  # fal deleted its copy before Cloudinary came back
+
+    services.media_persist(media_id=media.pk, reschedule=True)
+    services.media_persist(media_id=media.pk, reschedule=True)  # a second try changes nothing
+
+    generation.refresh_from_db()
+    media.refresh_from_db()
+    assert generation.error_code == "result_lost"
+    assert "deleted the images before we could save a copy" in generation.error_message
+    assert balance(user) == 30  # given back, once
+    assert media.hidden and not media.is_public and media.persist_next_at is None
+    assert client.get("/api/feed").json()["items"] == []
+    assert find_ledger_problems(users=[user]) == []
+    page = staff_client.get(reverse("admin:generation_generation_change", args=[generation.pk]))
+    assert "result_lost" in page.content.decode()
