@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 
 from stefna.api import api
+from stefna.i18n import set_language
 from stefna.media import serve_media
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -10,6 +11,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("stefna.accounts.urls")),
+    path("accounts/", include("stefna.social")),  # Google sign-in (allauth)
+    path("language/", set_language, name="set_language"),
     path("", include("generation.urls")),
 ]
 
