@@ -16,6 +16,7 @@ changes nothing the second time.
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -145,6 +146,11 @@ class Attempt(models.Model):
         return f"{self.model} {self.status}"
 
 
+def new_share_id() -> str:
+    """128 random bits, URL-safe (22 characters): the image's public address, /i/<share_id>."""
+    return secrets.token_urlsafe(16)
+
+
 class Media(models.Model):
     """One output image. `url` is durable once `persisted` is true; until then it is fal's."""
 
@@ -164,6 +170,9 @@ class Media(models.Model):
     persist_attempts = models.PositiveSmallIntegerField(default=0)
     persist_error = models.TextField(blank=True)
     is_public = models.BooleanField(default=False)
+    # The share page's id: distinct from the API id (which owners' clients, logs and
+    # owner-only routes carry), so only a link the owner shares leads to the page.
+    share_id = models.CharField(max_length=32, unique=True, default=new_share_id, editable=False)
     hidden = models.BooleanField(default=False, help_text="Taken down by staff: never shown in the feed.")
     hidden_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

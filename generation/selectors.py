@@ -90,7 +90,7 @@ def generation_history(
 # What a history card shows. The page reads nothing else, and loading the rest (logs,
 # payloads, prompts sent, the attempts) was a third of its CPU (bench/api.py).
 _CARD_FIELDS = ("id", "preset_slug", "preset_name", "kind", "prompt", "status", "created_at")
-_TILE_FIELDS = ("id", "generation_id", "index", "url", "width", "height", "is_public")
+_TILE_FIELDS = ("id", "generation_id", "index", "url", "width", "height", "is_public", "share_id")
 
 
 def generation_history_cards(
@@ -208,3 +208,13 @@ def media_get_owned(*, user: User, media_id: uuid.UUID | str) -> Media:
         return Media.objects.select_related("generation").get(pk=media_id, user=user)
     except (Media.DoesNotExist, ValueError, TypeError) as exc:
         raise NotFound("Image not found.") from exc
+
+
+def media_get_by_share_id(*, share_id: str, viewer: User | None = None) -> Media:
+    """An image for its share page (/i/<share_id>): public ones for anyone, private ones
+    for their owner only (a preview before they make it public); otherwise NotFound."""
+    media = Media.objects.select_related("generation", "user").filter(share_id=share_id, hidden=False).first()
+    is_owner = media is not None and viewer is not None and viewer.is_authenticated and media.user_id == viewer.pk
+    if media is None or not (media.is_public or is_owner):
+        raise NotFound("Image not found.")
+    return media

@@ -10,3 +10,8 @@ from .models import Preset
 def active_presets() -> QuerySet[Preset]:
     """The styles users can pick, in the picker's order (one query; uses preset_active_order)."""
     return Preset.objects.filter(is_active=True).order_by("sort_order", "name", "pk")
+
+
+def preset_by_slug(*, slug: str) -> Preset | None:
+    """The preset a generation was made with (active or not), for its name in the visitor's language."""
+    return Preset.objects.filter(slug=slug).first()
