@@ -1,21 +1,23 @@
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
+
 from stefna.errors import DomainError
 
 
 class InsufficientCredits(DomainError):
     code = "insufficient_credits"
     status = 402
-    default_message = "You don't have enough credits for this."
+    default_message = _("You don't have enough credits for this.")
 
 
 class AlreadySettled(DomainError):
     code = "already_settled"
     status = 409
-    default_message = "This generation's credits were already captured or refunded."
+    default_message = _("This generation's credits were already captured or refunded.")
 
 
 class AlreadyReserved(DomainError):
     code = "already_reserved"
     status = 409
-    default_message = "This generation's credits are already reserved and not yet settled."
+    default_message = _("This generation's credits are already reserved and not yet settled.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class Wallet(models.Model):
@@ -41,12 +42,12 @@ class CreditEntry(models.Model):
     """
 
     class Reason(models.TextChoices):
-        DAILY_ALLOWANCE = "daily_allowance", "Daily allowance"
-        RESERVE = "reserve", "Reserved for a generation"
-        CAPTURE = "capture", "Generation delivered"
-        REFUND = "refund", "Refund"
-        GRANT = "grant", "Grant"
-        ADJUST = "adjust", "Adjustment"
+        DAILY_ALLOWANCE = "daily_allowance", _("Daily allowance")
+        RESERVE = "reserve", _("Reserved for a generation")
+        CAPTURE = "capture", _("Generation delivered")
+        REFUND = "refund", _("Refund")
+        GRANT = "grant", _("Grant")
+        ADJUST = "adjust", _("Adjustment")
 
     GENERATION_REASONS = (Reason.RESERVE, Reason.CAPTURE, Reason.REFUND)
     SETTLEMENT_REASONS = (Reason.CAPTURE, Reason.REFUND)

@@ -1,34 +1,36 @@
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
+
 from stefna.errors import DomainError, InvalidInput
 
 
 class UnsupportedImage(DomainError):
     code = "unsupported_image"
     status = 415
-    default_message = "That file isn't an image we can read. Upload a JPEG, PNG or WebP photo."
+    default_message = _("That file isn't an image we can read. Upload a JPEG, PNG or WebP photo.")
 
 
 class ImageTooLarge(DomainError):
     code = "image_too_large"
     status = 413
-    default_message = "That image is too large."
+    default_message = _("That image is too large.")
 
 
 class ImageTooManyPixels(InvalidInput):
-    default_message = "That image has too many pixels."
+    default_message = _("That image has too many pixels.")
 
 
 class IdempotencyConflict(DomainError):
     code = "idempotency_conflict"
     status = 409
-    default_message = "This Idempotency-Key was already used for a different request."
+    default_message = _("This Idempotency-Key was already used for a different request.")
 
 
 class InvalidTransition(DomainError):
     code = "invalid_state"
     status = 409
-    default_message = "That can't be done to this generation in its current state."
+    default_message = _("That can't be done to this generation in its current state.")
 
 
 class ProviderError(Exception):

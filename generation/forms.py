@@ -6,6 +6,7 @@ import base64
 
 from django import forms
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from generation.models import Generation
 from presets.models import Preset
@@ -22,16 +23,16 @@ class StudioForm(forms.Form):
     browsers always empty a file input on reload.
     """
 
-    image = forms.FileField(required=False, label="Photo")
+    image = forms.FileField(required=False, label=_("Photo"))
     kept_image = forms.CharField(required=False, widget=forms.HiddenInput)
-    preset = forms.CharField(max_length=64, error_messages={"required": "Pick a style."})
+    preset = forms.CharField(max_length=64, error_messages={"required": _("Pick a style.")})
     prompt = forms.CharField(required=False, max_length=settings.MAX_PROMPT_CHARS, widget=forms.Textarea)
-    is_public = forms.BooleanField(required=False, label="Make my images public")
+    is_public = forms.BooleanField(required=False, label=_("Make my images public"))
 
     def clean(self) -> dict:  # type: ignore[type-arg]
         cleaned = super().clean() or {}
         if not cleaned.get("image") and not cleaned.get("kept_image"):
-            self.add_error("image", "Choose a photo to transform.")
+            self.add_error("image", _("Choose a photo to transform."))
         return cleaned
 
     def validated_image(self) -> ValidatedImage:
@@ -44,7 +45,7 @@ class StudioForm(forms.Form):
         try:
             return validate_image(decode_base64_image(self.cleaned_data["kept_image"]))
         except InvalidInput as exc:
-            raise InvalidInput("Choose the photo again, please.", detail={"field": "image"}) from exc
+            raise InvalidInput(_("Choose the photo again, please."), detail={"field": "image"}) from exc
 
     def revalidated_kept_image(self) -> str:
         """The kept photo for the page again, only if it still decodes and validates.
@@ -66,5 +67,5 @@ def kept_image_value(image: ValidatedImage) -> str:
 
 
 class HistoryFilterForm(forms.Form):
-    kind = forms.ChoiceField(required=False, choices=[("", "All kinds"), *Preset.Kind.choices])
-    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Generation.Status.choices])
+    kind = forms.ChoiceField(required=False, choices=[("", _("All kinds")), *Preset.Kind.choices])
+    status = forms.ChoiceField(required=False, choices=[("", _("Any status")), *Generation.Status.choices])

@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from stefna.errors import InvalidInput
@@ -49,20 +50,20 @@ class ValidatedImage:
 def decode_base64_image(value: str) -> bytes:
     """Bytes from a data URI or bare base64; InvalidInput when it is neither."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput("image_base64 is empty.", detail={"field": "image_base64"})
+        raise InvalidInput(_("image_base64 is empty."), detail={"field": "image_base64"})
     value = value.strip()
     match = DATA_URI.match(value)
     if match:
         value = value[match.end() :]
     elif value.startswith("data:"):
-        raise InvalidInput("image_base64 is a data URI without ';base64,'.", detail={"field": "image_base64"})
+        raise InvalidInput(_("image_base64 is a data URI without ';base64,'."), detail={"field": "image_base64"})
     # Rough size check before decoding, so a huge string is refused without allocating its bytes.
     if len(value) * 3 // 4 > settings.MAX_UPLOAD_BYTES + 3:
         raise _too_large()
     try:
         return base64.b64decode(re.sub(r"\s+", "", value), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput("image_base64 is not valid base64.", detail={"field": "image_base64"}) from exc
+        raise InvalidInput(_("image_base64 is not valid base64."), detail={"field": "image_base64"}) from exc
 
 
 def _too_large() -> ImageTooLarge:
@@ -78,7 +79,7 @@ def validate_image(data: bytes) -> ValidatedImage:
     if len(data) > settings.MAX_UPLOAD_BYTES:
         raise _too_large()
     if not data:
-        raise UnsupportedImage("The file is empty.")
+        raise UnsupportedImage(_("The file is empty."))
     max_pixels = settings.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
@@ -94,7 +95,7 @@ def validate_image(data: bytes) -> ValidatedImage:
             if width * height > max_pixels:
                 raise _too_many_pixels(width, height)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
-                raise UnsupportedImage("Animated images aren't supported. Upload a still photo.")
+                raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixels(
@@ -105,7 +106,7 @@ def validate_image(data: bytes) -> ValidatedImage:
         raise UnsupportedImage() from exc
     except (OSError, SyntaxError, ValueError) as exc:
         # Truncated or corrupt files fail here, while decoding.
-        raise UnsupportedImage("That image is damaged or incomplete and can't be read.") from exc
+        raise UnsupportedImage(_("That image is damaged or incomplete and can't be read.")) from exc
 
     output_format = ACCEPTED_FORMATS[image.format]
     upright: Image.Image = ImageOps.exif_transpose(image) or image

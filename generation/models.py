@@ -24,15 +24,16 @@ from typing import Any
 from django.conf import settings
 from django.db import NotSupportedError, models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class Generation(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELED = "canceled", "Canceled"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
 
     FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
@@ -117,12 +118,12 @@ class Attempt(models.Model):
     """One submission of a generation to one model endpoint."""
 
     class Status(models.TextChoices):
-        SUBMITTING = "submitting", "Submitting"
-        QUEUED = "queued", "In fal's queue"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELED = "canceled", "Canceled"
+        SUBMITTING = "submitting", _("Submitting")
+        QUEUED = "queued", _("In fal's queue")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="attempts")

@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.utils.translation import gettext_lazy as _
 
 from credits.models import Wallet
 from stefna.errors import InvalidInput, NotFound
@@ -123,7 +124,7 @@ def generation_get(*, user: User, generation_id: uuid.UUID | str) -> Generation:
     try:
         return _with_details(Generation.objects.filter(user=user)).get(pk=generation_id)
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound("Generation not found.") from exc
+        raise NotFound(_("Generation not found.")) from exc
 
 
 def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -> tuple[Generation, int]:
@@ -134,7 +135,7 @@ def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -
     try:
         generation = queryset.get(pk=generation_id)
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound("Generation not found.") from exc
+        raise NotFound(_("Generation not found.")) from exc
     return generation, generation.owner_balance or 0  # type: ignore[attr-defined]
 
 
@@ -196,10 +197,10 @@ def media_get_shared(*, media_id: uuid.UUID | str, viewer: User | None = None) -
     try:
         media = queryset.get(pk=media_id)
     except (Media.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound("Image not found.") from exc
+        raise NotFound(_("Image not found.")) from exc
     is_owner = viewer is not None and viewer.is_authenticated and media.user_id == viewer.pk
     if not (media.is_public or is_owner):
-        raise NotFound("Image not found.")
+        raise NotFound(_("Image not found."))
     return media
 
 
@@ -207,7 +208,7 @@ def media_get_owned(*, user: User, media_id: uuid.UUID | str) -> Media:
     try:
         return Media.objects.select_related("generation").get(pk=media_id, user=user)
     except (Media.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound("Image not found.") from exc
+        raise NotFound(_("Image not found.")) from exc
 
 
 def media_get_by_share_id(*, share_id: str, viewer: User | None = None) -> Media:
@@ -216,5 +217,5 @@ def media_get_by_share_id(*, share_id: str, viewer: User | None = None) -> Media
     media = Media.objects.select_related("generation", "user").filter(share_id=share_id, hidden=False).first()
     is_owner = media is not None and viewer is not None and viewer.is_authenticated and media.user_id == viewer.pk
     if media is None or not (media.is_public or is_owner):
-        raise NotFound("Image not found.")
+        raise NotFound(_("Image not found."))
     return media
