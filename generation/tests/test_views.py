@@ -141,7 +141,7 @@ def test_insufficient_credits_is_explained_before_upload(signed_in, user, preset
     body = response.content.decode()
     assert 'data-testid="insufficient-credits"' in body
     assert "You're out of credits for today" in body
-    assert f'comes back at\n      <strong><time datetime="{ledger.next_reset():%Y-%m-%dT%H:%M:%S}' in body
+    assert f'comes back at <strong><time datetime="{ledger.next_reset():%Y-%m-%dT%H:%M:%S}' in body
     assert 'type="file"' not in body
 
 
