@@ -81,6 +81,7 @@ messages: install gettext ## Compile the translation catalogues (locale/*/LC_MES
 
 makemessages: install gettext ## Collect new strings into locale/id/LC_MESSAGES/django.po
 	SECRET_KEY=messages $(PY) manage.py makemessages -l id --no-obsolete --ignore=.venv --ignore=node_modules --ignore=staticfiles --ignore=media --ignore=bench --ignore=tests --ignore="*/tests/*" --add-location=file
+	SECRET_KEY=messages $(PY) manage.py makemessages -l id -d djangojs --no-obsolete --ignore=.venv --ignore=node_modules --ignore=staticfiles --ignore=static/js/htmx.min.js --ignore=tests --add-location=file
 
 lint: install ##  ruff check, ruff format --check, missing-migrations check
 	$(VENV)/bin/ruff check .

@@ -86,7 +86,7 @@ def set_language(request: HttpRequest) -> HttpResponse:
     from stefna.accounts.services import user_set_language
 
     language = supported_language(request.POST.get("language")) or settings.LANGUAGE_CODE
-    next_url = request.POST.get("next") or "/"
+    next_url = request.POST.get("next") or request.headers.get("Referer") or "/"
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = "/"
     if request.user.is_authenticated:

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.views.i18n import JavaScriptCatalog
 
 from stefna.api import api
 from stefna.i18n import set_language
@@ -13,6 +14,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("accounts/", include("stefna.accounts.urls")),
     path("accounts/", include("stefna.social")),  # Google sign-in (allauth)
     path("language/", set_language, name="set_language"),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("", include("generation.urls")),
 ]
 

@@ -2,6 +2,11 @@
 // behaviour is wired here from data-* attributes. Each page works without this file.
 (function () {
   "use strict";
+  // Strings go through Django's JavaScript catalogue (/jsi18n/, loaded before this file).
+  var gettext = window.gettext || function (text) { return text; };
+  var format = window.interpolate || function (text, values) {
+    return text.replace(/%\((\w+)\)s/g, function (_, name) { return values[name]; });
+  };
 
   function studio(form) {
     var input = form.querySelector("#id_image");
@@ -17,7 +22,7 @@
     function showFile(file) {
       if (!file) return;
       if (!/^image\//.test(file.type)) {
-        status.textContent = "That file isn't an image. Choose a JPEG, PNG or WebP photo.";
+        status.textContent = gettext("That file isn't an image. Choose a JPEG, PNG or WebP photo.");
         return;
       }
       if (objectUrl) URL.revokeObjectURL(objectUrl);
@@ -64,7 +69,7 @@
       if (!prompt || !counter) return;
       var max = parseInt(prompt.getAttribute("data-counter-max"), 10);
       var used = prompt.value.length;
-      counter.textContent = used + " / " + max + " characters";
+      counter.textContent = format(gettext("%(used)s / %(max)s characters"), { used: used, max: max }, true);
       counter.classList.toggle("is-near", used > max * 0.9);
     }
     if (prompt) prompt.addEventListener("input", count);
@@ -76,7 +81,7 @@
       if (button) {
         window.setTimeout(function () {
           button.disabled = true;
-          button.textContent = "Uploading…";
+          button.textContent = gettext("Uploading…");
         }, 0);
       }
     });
@@ -95,7 +100,7 @@
       button.addEventListener("click", function () {
         var label = button.textContent;
         navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
-          button.textContent = "Copied!";
+          button.textContent = gettext("Copied!");
           window.setTimeout(function () { button.textContent = label; }, 1600);
         });
       });
@@ -118,7 +123,7 @@
     var status = card.getAttribute("data-status");
     if (status !== lastStatus) {
       var pill = card.querySelector("[data-testid=status]");
-      announcer.textContent = "Status: " + (pill ? pill.textContent : status);
+      announcer.textContent = format(gettext("Status: %(status)s"), { status: pill ? pill.textContent : status }, true);
       lastStatus = status;
     }
   });

@@ -47,6 +47,12 @@ def test_the_switcher_remembers_the_choice_for_visitors(client):
     assert 'lang="id"' in page.content.decode()
 
 
+def test_the_switcher_returns_to_the_page_it_was_used_on(client):
+    response = client.post("/language/", {"language": "id"}, HTTP_REFERER="http://testserver/history/?kind=preset")
+    assert response["Location"] == "http://testserver/history/?kind=preset"
+    assert client.post("/language/", {"language": "id"}, HTTP_REFERER="https://evil.example/")["Location"] == "/"
+
+
 def test_the_switcher_falls_back_to_english_for_an_unknown_code_and_refuses_foreign_next(client):
     response = client.post("/language/", {"language": "klingon", "next": "https://evil.example/"})
     assert response["Location"] == "/"
