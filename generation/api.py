@@ -120,7 +120,7 @@ def _read_upload[FieldsT: BaseModel](
             raise InvalidInput(detail=_pydantic_errors(exc, "body")) from exc
         return fields, decode_base64_image(fields.image_base64)  # type: ignore[attr-defined]
     raise InvalidInput(
-        "Send multipart/form-data (with an `image` file) or application/json (with `image_base64`).",
+        _("Send multipart/form-data (with an `image` file) or application/json (with `image_base64`)."),
         detail={"field": "Content-Type", "received": content_type[:100]},
     )
 
@@ -128,7 +128,8 @@ def _read_upload[FieldsT: BaseModel](
 def _too_large() -> ImageTooLarge:
     limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
     return ImageTooLarge(
-        f"That image is larger than {limit_mb:g} MB. Please upload a smaller photo.",
+        _("That image is larger than %(megabytes)s MB. Please upload a smaller photo.")
+        % {"megabytes": f"{limit_mb:g}"},
         detail={"max_bytes": settings.MAX_UPLOAD_BYTES},
     )
 

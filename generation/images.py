@@ -69,7 +69,8 @@ def decode_base64_image(value: str) -> bytes:
 def _too_large() -> ImageTooLarge:
     limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
     return ImageTooLarge(
-        f"That image is larger than {limit_mb:g} MB. Please upload a smaller photo.",
+        _("That image is larger than %(megabytes)s MB. Please upload a smaller photo.")
+        % {"megabytes": f"{limit_mb:g}"},
         detail={"max_bytes": settings.MAX_UPLOAD_BYTES},
     )
 
@@ -88,7 +89,8 @@ def validate_image(data: bytes) -> ValidatedImage:
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
                 raise UnsupportedImage(
-                    f"{image.format or 'That'} images aren't supported. Upload a JPEG, PNG or WebP photo.",
+                    _("%(format)s images aren't supported. Upload a JPEG, PNG or WebP photo.")
+                    % {"format": image.format or "That"},
                     detail={"format": image.format},
                 )
             width, height = image.size
@@ -99,7 +101,8 @@ def validate_image(data: bytes) -> ValidatedImage:
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixels(
-            f"That image has too many pixels (the limit is {max_pixels // 1_000_000} megapixels).",
+            _("That image has too many pixels (the limit is %(megapixels)s megapixels).")
+            % {"megapixels": max_pixels // 1_000_000},
             detail={"max_pixels": max_pixels},
         ) from exc
     except UnidentifiedImageError as exc:
@@ -136,7 +139,8 @@ def validate_image(data: bytes) -> ValidatedImage:
 def _too_many_pixels(width: int, height: int) -> ImageTooManyPixels:
     limit = settings.MAX_IMAGE_PIXELS
     return ImageTooManyPixels(
-        f"That image is {width}×{height} pixels; the limit is {limit // 1_000_000} megapixels.",
+        _("That image is %(width)s×%(height)s pixels; the limit is %(megapixels)s megapixels.")
+        % {"width": width, "height": height, "megapixels": limit // 1_000_000},
         detail={"max_pixels": limit, "width": width, "height": height},
     )
 

@@ -50,7 +50,7 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         return dt.datetime.fromisoformat(created), uuid.UUID(pk)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidInput(
-            "The cursor is not valid. Use the next_cursor of a previous page.", detail={"field": "cursor"}
+            _("The cursor is not valid. Use the next_cursor of a previous page."), detail={"field": "cursor"}
         ) from exc
 
 

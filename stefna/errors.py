@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+
+from stefna.i18n_errors import error_message
 
 
 class DomainError(Exception):
@@ -22,8 +23,8 @@ class DomainError(Exception):
     default_message: Any = _("Something went wrong.")
 
     def __init__(self, message: str | None = None, *, detail: Any = None) -> None:
-        # gettext() of an already translated or unknown message returns it unchanged.
-        self.message = gettext(str(message or self.default_message))
+        # In the active language even when raised in English (see stefna.i18n_errors).
+        self.message = error_message(message=message, default=self.default_message)
         self.detail = detail
         super().__init__(self.message)
 

@@ -213,3 +213,71 @@ def test_a_generation_s_stored_preset_name_is_shown_in_the_language():
         assert preset_label("gone_preset", "Old name") == "Old name"
     with translation.override("en"):
         assert preset_label("oil_painting", "Oil painting") == "Oil painting"
+
+
+# --- errors raised in English with figures ------------------------------------------------
+
+
+def post_generation(api_client, **data):
+    from tests.images import make_jpeg
+
+    payload = {"image": _upload(make_jpeg()), "preset": "oil_painting", **data}
+    return api_client.post("/api/generations", payload, HTTP_ACCEPT_LANGUAGE="id")
+
+
+def _upload(content: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("photo.jpg", content, content_type="image/jpeg")
+
+
+def test_insufficient_credits_reads_in_indonesian_with_its_figures(api_client, user):
+    from credits import ledger
+    from credits.models import CreditEntry
+    from credits.selectors import balance_of
+
+    ledger.ensure_daily_allowance(user=user)
+    ledger.grant(user=user, amount=-balance_of(user=user), reason=CreditEntry.Reason.ADJUST, note="test")
+    answer = post_generation(api_client)
+    assert answer.status_code == 402
+    body = answer.json()
+    assert body["code"] == "insufficient_credits"
+    assert body["message"].startswith("Ini butuh 2 kredit, sedangkan kreditmu 0. Kredit harianmu terisi lagi pukul ")
+
+
+def test_an_unknown_style_and_a_long_prompt_read_in_indonesian(api_client, settings):
+    unknown = post_generation(api_client, preset="no-such-style").json()
+    assert unknown["code"] == "invalid_input"
+    assert unknown["message"] == "Gaya itu tidak tersedia. Pilih salah satu gaya yang ada."
+    long = post_generation(api_client, preset="custom_prompt", prompt="x" * (settings.MAX_PROMPT_CHARS + 1)).json()
+    assert long["code"] == "invalid_input"
+    assert "Prompt-nya terlalu panjang" in long["message"] or "tidak valid" in long["message"]
+
+
+def test_an_unsupported_image_reads_in_indonesian(api_client):
+    from tests.images import make_image_bytes
+
+    gif = make_image_bytes(format="GIF")
+    answer = api_client.post(
+        "/api/generations",
+        {"image": _upload(gif), "preset": "oil_painting"},
+        HTTP_ACCEPT_LANGUAGE="id",
+    )
+    assert answer.status_code == 415
+    assert answer.json() == {
+        "code": "unsupported_image",
+        "message": "Gambar GIF belum didukung. Unggah foto JPEG, PNG, atau WebP.",
+        "detail": {"format": "GIF"},
+    }
+
+
+def test_english_messages_are_never_rewritten_and_unknown_ones_pass_through():
+    from stefna.errors import InvalidInput
+
+    english = "There is no active style called 'x'."
+    with translation.override("en"):
+        assert InvalidInput(english).message == english
+    with translation.override("id"):
+        assert InvalidInput(english).message == "Gaya itu tidak tersedia. Pilih salah satu gaya yang ada."
+        assert InvalidInput("Something specific, 42.").message == "Something specific, 42."
+        assert InvalidInput("Kodenya salah. Sisa 3 kali percobaan.").message == "Kodenya salah. Sisa 3 kali percobaan."
