@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.http import HttpRequest
 from ninja import Router, Schema
 from pydantic import Field
 
 from stefna.api_support import errors
+from stefna.requests import AuthenticatedRequest
 
 from .selectors import quota_for
 
@@ -27,8 +27,8 @@ class QuotaOut(Schema):
 
 
 @router.get("/quota", response={200: QuotaOut, **errors(401)}, summary="Your credits")
-def quota(request: HttpRequest) -> dict:
-    current = quota_for(user=request.auth)  # type: ignore[attr-defined]
+def quota(request: AuthenticatedRequest) -> dict:
+    current = quota_for(user=request.auth)
     return {
         "daily_limit": current.daily_limit,
         "daily_used": current.daily_used,

@@ -35,7 +35,7 @@ from presets.models import Preset
 from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 from stefna.errors import DomainError
 
-from . import dashboard, moderation
+from . import dashboard, moderation, selectors, services
 from .models import Attempt, Generation, Media, WorkerHeartbeat
 from .registry import MODELS
 
@@ -399,36 +399,30 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         permissions=["change"],
     )
     def retry_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        from .services import generation_retry
-
         apply_to_each(
             request,
             queryset,
-            lambda generation: generation_retry(generation_id=generation.pk, by=_operator(request)),
+            lambda generation: services.generation_retry(generation_id=generation.pk, by=_operator(request)),
             done="Restarted {count} generation{s}.",
             label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
     @admin.action(description="Cancel (and refund)", location=BOTH_LOCATIONS, permissions=["change"])
     def cancel_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        from .services import generation_cancel
-
         apply_to_each(
             request,
             queryset,
-            lambda generation: generation_cancel(generation_id=generation.pk, user=None),
+            lambda generation: services.generation_cancel(generation_id=generation.pk, user=None),
             done="Canceled {count} generation{s}.",
             label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
     @admin.action(description="Refund the credits", location=BOTH_LOCATIONS, permissions=["change"])
     def refund_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        from .services import generation_refund
-
         apply_to_each(
             request,
             queryset,
-            lambda generation: generation_refund(generation_id=generation.pk, by=_operator(request)),
+            lambda generation: services.generation_refund(generation_id=generation.pk, by=_operator(request)),
             done="Refunded {count} generation{s}.",
             label=lambda generation: f"Generation {_short(generation.pk)}",
         )
@@ -442,20 +436,18 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 def _persist(request: HttpRequest, media: QuerySet[Media]) -> None:
-    from .services import media_persist
-
     pending = list(media.values_list("pk", flat=True))
     if not pending:
         messages.info(request, "Every selected image is already persisted.")
         return
     for pk in pending:
         try:
-            media_persist(media_id=pk)
+            services.media_persist(media_id=pk)
         except DomainError as error:
             messages.error(request, f"Image {_short(pk)}: {error.message}")
     # media_persist records a storage failure on the row (persist_error) instead of
     # raising, so the outcome is read back rather than assumed.
-    still_pending = Media.objects.filter(pk__in=pending, persisted=False).count()
+    still_pending = selectors.media_unpersisted_count(media_ids=pending)
     if len(pending) - still_pending:
         count = len(pending) - still_pending
         messages.success(request, f"Persisted {count} image{'' if count == 1 else 's'}.")
@@ -605,12 +597,10 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         description="Make private (remove from the feed for good)", location=BOTH_LOCATIONS, permissions=["change"]
     )
     def make_private(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
-        from .services import media_set_public
-
         apply_to_each(
             request,
             queryset.select_related("user"),
-            lambda media: media_set_public(user=media.user, media_id=media.pk, is_public=False),
+            lambda media: services.media_set_public(user=media.user, media_id=media.pk, is_public=False),
             done="Made {count} image{s} private.",
             label=lambda media: f"Image {_short(media.pk)}",
         )

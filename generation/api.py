@@ -27,6 +27,7 @@ from pydantic import ValidationError as PydanticValidationError
 from credits.selectors import balance_of
 from stefna.api_support import errors, limit_public
 from stefna.errors import DomainError, InvalidInput, NotFound
+from stefna.requests import AuthenticatedRequest
 
 from . import selectors, services, status_reads
 from .exceptions import ImageTooLarge
@@ -45,6 +46,7 @@ from .schemas import (
     StudioJsonIn,
     StudioOut,
     StudioPendingOut,
+    UrlMaker,
     absolute_url_maker,
     feed_item_out,
     generation_out,
@@ -118,7 +120,8 @@ def _read_upload[FieldsT: BaseModel](
             fields = json_schema.model_validate(body)
         except PydanticValidationError as exc:
             raise InvalidInput(detail=_pydantic_errors(exc, "body")) from exc
-        return fields, decode_base64_image(fields.image_base64)  # type: ignore[attr-defined]
+        # Both JSON schemas carry `image_base64` (a str), which FieldsT's bound cannot say.
+        return fields, decode_base64_image(str(getattr(fields, "image_base64", "")))
     raise InvalidInput(
         _("Send multipart/form-data (with an `image` file) or application/json (with `image_base64`)."),
         detail={"field": "Content-Type", "received": content_type[:100]},
@@ -144,7 +147,7 @@ def _read_studio_input(request: HttpRequest) -> tuple[StudioFormIn, ValidatedIma
     return fields, validate_image(data)
 
 
-def _urls(request: HttpRequest):  # type: ignore[no-untyped-def]
+def _urls(request: HttpRequest) -> UrlMaker:
     return absolute_url_maker(request.build_absolute_uri)
 
 
@@ -181,8 +184,8 @@ def _upload_body(form_schema: type[Schema], json_schema: type[Schema], descripti
         GenerationFormIn, GenerationJsonIn, "The photo (JPEG, PNG or WebP, checked by decoding it) and the style."
     ),
 )
-def generation_create(request: HttpRequest, idempotency_key: str | None = IdempotencyKey) -> Status[dict]:
-    user = request.auth  # type: ignore[attr-defined]
+def generation_create(request: AuthenticatedRequest, idempotency_key: str | None = IdempotencyKey) -> Status[dict]:
+    user = request.auth
     fields, image = _read_generation_input(request)
     generation, created = services.generation_request(
         user=user,
@@ -202,13 +205,13 @@ def generation_create(request: HttpRequest, idempotency_key: str | None = Idempo
     summary="Your generations, newest first",
 )
 def generation_list(
-    request: HttpRequest,
+    request: AuthenticatedRequest,
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` from the previous page."),
     limit: int = Query(selectors.DEFAULT_PAGE_SIZE, ge=1, le=selectors.MAX_PAGE_SIZE),
     kind: str | None = Query(None, max_length=32),
     status: GenerationStatus | None = None,
 ) -> dict:
-    user = request.auth  # type: ignore[attr-defined]
+    user = request.auth
     page = selectors.generation_history(user=user, cursor=cursor, limit=limit, kind=kind, status=status)
     balance = balance_of(user=user)
     return {
@@ -222,10 +225,10 @@ def generation_list(
     response={200: GenerationOut, **errors(401, 404, 422)},
     summary="One of your generations",
 )
-def generation_detail(request: HttpRequest, generation_id: uuid.UUID) -> dict:
+def generation_detail(request: AuthenticatedRequest, generation_id: uuid.UUID) -> dict:
     # Polled by clients while a job runs: static SQL (see status_reads), same answer and
     # query count as selectors.generation_get_with_balance + generation_out.
-    row = status_reads.generation_status(user=request.auth, generation_id=generation_id)  # type: ignore[attr-defined]
+    row = status_reads.generation_status_row(user=request.auth, generation_id=generation_id)
     return generation_row_out(row, url=_urls(request))
 
 
@@ -235,8 +238,8 @@ def generation_detail(request: HttpRequest, generation_id: uuid.UUID) -> dict:
     summary="Cancel a queued or running generation (refunds it)",
     description="409 `invalid_state` when the generation has already finished.",
 )
-def generation_cancel(request: HttpRequest, generation_id: uuid.UUID) -> dict:
-    user = request.auth  # type: ignore[attr-defined]
+def generation_cancel(request: AuthenticatedRequest, generation_id: uuid.UUID) -> dict:
+    user = request.auth
     services.generation_cancel(generation_id=generation_id, user=user)
     generation, balance = selectors.generation_get_with_balance(user=user, generation_id=generation_id)
     return generation_out(generation, remaining_coins=balance, url=_urls(request))
@@ -271,8 +274,8 @@ def feed(
     tags=["media"],
     summary="Show or hide one of your images in the public feed",
 )
-def media_update(request: HttpRequest, media_id: uuid.UUID, payload: MediaPatchIn) -> dict:
-    media = services.media_set_public(user=request.auth, media_id=media_id, is_public=payload.is_public)  # type: ignore[attr-defined]
+def media_update(request: AuthenticatedRequest, media_id: uuid.UUID, payload: MediaPatchIn) -> dict:
+    media = services.media_set_public(user=request.auth, media_id=media_id, is_public=payload.is_public)
     return image_out(media, url=_urls(request))
 
 
@@ -282,8 +285,8 @@ def media_update(request: HttpRequest, media_id: uuid.UUID, payload: MediaPatchI
     tags=["media"],
     summary="Delete one of your images for good",
 )
-def media_remove(request: HttpRequest, media_id: uuid.UUID) -> Status[None]:
-    services.media_delete(user=request.auth, media_id=media_id)  # type: ignore[attr-defined]
+def media_remove(request: AuthenticatedRequest, media_id: uuid.UUID) -> Status[None]:
+    services.media_delete(user=request.auth, media_id=media_id)
     return Status(204, None)
 
 
@@ -303,8 +306,8 @@ def media_remove(request: HttpRequest, media_id: uuid.UUID) -> Status[None]:
     ),
     openapi_extra=_upload_body(StudioFormIn, StudioJsonIn, "The photo and what to make of it."),
 )
-async def generate_image(request: HttpRequest, idempotency_key: str | None = IdempotencyKey) -> Status[dict]:
-    user = request.auth  # type: ignore[attr-defined]
+async def generate_image(request: AuthenticatedRequest, idempotency_key: str | None = IdempotencyKey) -> Status[dict]:
+    user = request.auth
     # Decoding a photo is CPU work: do it on a thread so the event loop keeps serving.
     fields, image = await sync_to_async(_read_studio_input, thread_sensitive=False)(request)
     generation, _created = await sync_to_async(services.generation_request)(
@@ -355,7 +358,7 @@ async def _wait_until_final(generation_id: uuid.UUID, *, status: str) -> str:
     """Poll the row's status until it is final or the bound passes.
 
     asyncio.sleep between polls holds no thread: a waiting client costs a coroutine,
-    and each poll is one primary-key read on a shared connection (see generation_status).
+    and each poll is one primary-key read on a shared connection (see selectors.generation_status_value).
     """
     deadline = time.monotonic() + float(settings.GENERATE_IMAGE_WAIT_SECONDS)
     interval = float(settings.GENERATE_IMAGE_POLL_SECONDS)
@@ -364,7 +367,7 @@ async def _wait_until_final(generation_id: uuid.UUID, *, status: str) -> str:
         if remaining <= 0:
             break
         await asyncio.sleep(min(interval, remaining))
-        polled = await selectors.generation_status(generation_id=generation_id)
+        polled = await selectors.generation_status_value(generation_id=generation_id)
         if polled is None:
             raise NotFound(_("Generation not found."))
         status = polled

@@ -170,6 +170,9 @@ class Media(models.Model):
     persisted = models.BooleanField(default=False)
     persist_attempts = models.PositiveSmallIntegerField(default=0)
     persist_error = models.TextField(blank=True)
+    # When the worker next tries to copy an image not persisted yet; null when nothing
+    # is to be tried (copied, or its source is gone).
+    persist_next_at = models.DateTimeField(null=True, blank=True)
     is_public = models.BooleanField(default=False)
     # The share page's id: distinct from the API id (which owners' clients, logs and
     # owner-only routes carry), so only a link the owner shares leads to the page.
@@ -189,6 +192,7 @@ class Media(models.Model):
             ),
             models.Index(fields=["-created_at", "-id"], name="media_recent"),
             models.Index(fields=["persisted"], name="media_unpersisted", condition=Q(persisted=False)),
+            models.Index(fields=["persist_next_at"], name="media_persist_due", condition=Q(persisted=False)),
         ]
         constraints = [models.UniqueConstraint(fields=["generation", "index"], name="media_unique_index")]
 

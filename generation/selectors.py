@@ -19,7 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils.translation import gettext_lazy as _
 
-from credits.models import Wallet
+from credits.models import CreditEntry, Wallet
 from stefna.errors import InvalidInput, NotFound
 
 from .models import Attempt, Generation, Media
@@ -157,7 +157,34 @@ _STATUS_POLLER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generatio
 _poller_connections: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
 
 
-async def generation_status(*, generation_id: uuid.UUID | str) -> str | None:
+def generation_for_card(*, user: User, generation_id: uuid.UUID | str) -> Generation:
+    """The owner's generation, and nothing the status card doesn't show.
+
+    htmx polls this every second while a job runs, so it is the hottest HTML read: one
+    query for the row (the card reads the images only once there are any to show),
+    unlike generation_get, which also loads images and attempts.
+    """
+    try:
+        return Generation.objects.get(user=user, pk=generation_id)
+    except (Generation.DoesNotExist, ValueError, TypeError) as exc:  # a malformed id too
+        raise NotFound(_("Generation not found.")) from exc
+
+
+def generation_card_media(*, generation: Generation) -> list[Media]:
+    """A finished generation's images in order, each pointing at `generation` (the tiles
+    read its preset name and prompt: no query per tile)."""
+    media = list(Media.objects.filter(generation=generation).order_by("index"))
+    for item in media:
+        item.generation = generation
+    return media
+
+
+def generation_refund_entry(*, generation: Generation) -> CreditEntry | None:
+    """The ledger's refund of a generation, if it was refunded."""
+    return CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.REFUND).first()
+
+
+async def generation_status_value(*, generation_id: uuid.UUID | str) -> str | None:
     """Just the status (one primary-key read), or None when the row does not exist.
 
     For clients waiting on a generation from async code (see _STATUS_POLLER).
@@ -219,3 +246,8 @@ def media_get_by_share_id(*, share_id: str, viewer: User | None = None) -> Media
     if media is None or not (media.is_public or is_owner):
         raise NotFound(_("Image not found."))
     return media
+
+
+def media_unpersisted_count(*, media_ids: list[uuid.UUID]) -> int:
+    """How many of these images are still not copied to durable storage."""
+    return Media.objects.filter(pk__in=media_ids, persisted=False).count()

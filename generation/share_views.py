@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 
 from presets.selectors import preset_by_slug
 from stefna.errors import NotFound
+from stefna.requests import signed_in_user
 
 from . import selectors
 
@@ -31,7 +32,7 @@ def _absolute(request: HttpRequest, url: str) -> str:
 @require_GET
 def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
     try:
-        media = selectors.media_get_by_share_id(share_id=share_id, viewer=request.user)  # type: ignore[arg-type]
+        media = selectors.media_get_by_share_id(share_id=share_id, viewer=signed_in_user(request))
     except NotFound as exc:
         raise Http404(exc.message) from exc
     generation = media.generation
@@ -63,7 +64,7 @@ def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
 def legacy_share_page(request: HttpRequest, media_id: str) -> HttpResponse:
     """/i/<media uuid>/, the first share address: links already out there keep working."""
     try:
-        media = selectors.media_get_shared(media_id=media_id, viewer=request.user)  # type: ignore[arg-type]
+        media = selectors.media_get_shared(media_id=media_id, viewer=signed_in_user(request))
     except NotFound as exc:
         raise Http404(exc.message) from exc
     return HttpResponsePermanentRedirect(reverse("share_page", args=[media.share_id]))

@@ -2,8 +2,8 @@
 
 API clients poll the status while a job runs, so it is one of the hottest reads, and
 building its queries through the ORM (the generation with its balance subquery, then two
-prefetches) was ~45 % of the request's CPU in bench/api.py, for statements PostgreSQL
-runs in 0.1 ms each. Here the SQL text is built once per database backend from the
+prefetches) was most of the request's CPU in bench/api.py, for statements PostgreSQL
+runs in a fraction of that (figures in bench/README.md). Here the SQL text is built once per database backend from the
 models' own table and column names, parameters go through the fields' own conversion,
 and every value read comes back through the same converters the ORM applies (UUIDs,
 datetimes and booleans on SQLite, JSON everywhere), so the answer is exactly what
@@ -187,7 +187,7 @@ def _rows(statement: _Prepared, params: list[Any]) -> list[list[Any]]:
     return converted
 
 
-def generation_status(*, user: User, generation_id: uuid.UUID) -> GenerationRow:
+def generation_status_row(*, user: User, generation_id: uuid.UUID) -> GenerationRow:
     """One of the user's generations with its images, attempts and the owner's balance
     (a GenerationRow). Someone else's is NotFound, never Forbidden."""
     prepared = _prepare()

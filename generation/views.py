@@ -23,10 +23,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
-from credits.models import CreditEntry
 from credits.selectors import quota_for
 from presets.models import Preset
+from presets.selectors import active_presets
 from stefna.errors import DomainError, NotFound, RateLimited
+from stefna.requests import AuthenticatedRequest, signed_in_user
 
 from . import selectors, services
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
@@ -80,15 +81,16 @@ def _next_url(request: HttpRequest, fallback: str) -> str:
 def preset_groups() -> list[tuple[str, list[Preset]]]:
     """Active presets grouped by kind, groups in the order their first preset sorts."""
     groups: dict[str, list[Preset]] = {}
-    for preset in Preset.objects.filter(is_active=True).order_by("sort_order", "name"):
+    for preset in active_presets():
         groups.setdefault(preset.get_kind_display(), []).append(preset)
     return list(groups.items())
 
 
 def _studio_page(request: HttpRequest, form: StudioForm, *, kept_image: str = "", status: int = 200) -> HttpResponse:
     context: dict[str, Any] = {"form": form, "groups": preset_groups(), "kept_image": kept_image}
-    if request.user.is_authenticated:
-        quota = quota_for(user=request.user)  # type: ignore[arg-type]
+    user = signed_in_user(request)
+    if user is not None:
+        quota = quota_for(user=user)
         context["quota"] = quota
         context["can_afford"] = quota.current_balance >= settings.GENERATION_COST
     return render(request, "generation/studio.html", context, status=status)
@@ -97,7 +99,8 @@ def _studio_page(request: HttpRequest, form: StudioForm, *, kept_image: str = ""
 def studio(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _studio_page(request, StudioForm(initial={"preset": request.GET.get("preset", "")}))
-    if not request.user.is_authenticated:
+    user = signed_in_user(request)
+    if user is None:
         return redirect(f"/accounts/sign-in/?next={request.path}")
     form = StudioForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -107,7 +110,7 @@ def studio(request: HttpRequest) -> HttpResponse:
         image = form.validated_image()
         kept = kept_image_value(image)
         generation, _created = services.generation_request(
-            user=request.user,  # type: ignore[arg-type]
+            user=user,
             preset_slug=form.cleaned_data["preset"],
             image=image,
             prompt=form.cleaned_data["prompt"],
@@ -138,7 +141,7 @@ def card_context(generation: Generation) -> dict[str, Any]:
     elapsed = max(0, int((end - generation.created_at).total_seconds()))
     refund = None
     if generation.status in (Generation.Status.FAILED, Generation.Status.CANCELED):
-        refund = generation.credit_entries.filter(reason=CreditEntry.Reason.REFUND).first()
+        refund = selectors.generation_refund_entry(generation=generation)
     spec = MODELS.get(generation.current_model)
     return {
         "generation": generation,
@@ -155,45 +158,28 @@ def _card_media(generation: Generation) -> list[Media]:
     every second while a job runs reads none: one query fewer on the hottest HTML route."""
     if generation.status != Generation.Status.SUCCEEDED:
         return []
-    media = list(Media.objects.filter(generation=generation).order_by("index"))
-    for item in media:
-        # The tiles read the preset name and prompt through it: no query per tile.
-        item.generation = generation
-    return media
+    return selectors.generation_card_media(generation=generation)
 
 
 @login_required
 @not_found_as_404
-def generation_detail(request: HttpRequest, generation_id: str) -> HttpResponse:
-    generation = generation_for_card(user=request.user, generation_id=generation_id)
+def generation_detail(request: AuthenticatedRequest, generation_id: str) -> HttpResponse:
+    generation = selectors.generation_for_card(user=request.user, generation_id=generation_id)
     return render(request, "generation/detail.html", card_context(generation))
 
 
 @login_required
 @not_found_as_404
 @require_GET
-def generation_card(request: HttpRequest, generation_id: str) -> HttpResponse:
+def generation_card(request: AuthenticatedRequest, generation_id: str) -> HttpResponse:
     """The card alone, polled by htmx while the job is active. Once final it carries no
     polling trigger (so polling stops) and swaps the header balance out of band, because
     a refund changed it."""
     return _card_response(request, generation_id)
 
 
-def generation_for_card(*, user: Any, generation_id: object) -> Generation:
-    """The owner's generation, and nothing the card doesn't show.
-
-    htmx polls this every second while a job runs, so it is the hottest HTML read: one
-    query for the row (card_context reads the images only once there are any to show),
-    unlike generation_get, which also loads images and attempts.
-    """
-    try:
-        return Generation.objects.get(user=user, pk=generation_id)  # type: ignore[misc]  # a malformed id: NotFound below
-    except (Generation.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound(_("Generation not found.")) from exc
-
-
-def _card_response(request: HttpRequest, generation_id: str) -> HttpResponse:
-    generation = generation_for_card(user=request.user, generation_id=generation_id)
+def _card_response(request: AuthenticatedRequest, generation_id: str) -> HttpResponse:
+    generation = selectors.generation_for_card(user=request.user, generation_id=generation_id)
     # Once final, the response also swaps the header balance (a refund changed it); only
     # htmx applies out-of-band swaps, so only htmx requests pay for that read.
     context = card_context(generation) | {"update_balance": generation.is_final and is_htmx(request)}
@@ -203,9 +189,9 @@ def _card_response(request: HttpRequest, generation_id: str) -> HttpResponse:
 @login_required
 @not_found_as_404
 @require_POST
-def generation_cancel(request: HttpRequest, generation_id: str) -> HttpResponse:
+def generation_cancel(request: AuthenticatedRequest, generation_id: str) -> HttpResponse:
     try:
-        services.generation_cancel(generation_id=generation_id, user=request.user)  # type: ignore[arg-type]  # login_required
+        services.generation_cancel(generation_id=generation_id, user=request.user)
     except NotFound:
         raise
     except DomainError as exc:
@@ -220,8 +206,8 @@ def generation_cancel(request: HttpRequest, generation_id: str) -> HttpResponse:
 @login_required
 @not_found_as_404
 @require_POST
-def generation_delete(request: HttpRequest, generation_id: str) -> HttpResponse:
-    services.generation_hide(user=request.user, generation_id=generation_id)  # type: ignore[arg-type]
+def generation_delete(request: AuthenticatedRequest, generation_id: str) -> HttpResponse:
+    services.generation_hide(user=request.user, generation_id=generation_id)
     if is_htmx(request):
         return HttpResponse("")
     messages.success(request, _("Removed from your history."))
@@ -234,9 +220,9 @@ def generation_delete(request: HttpRequest, generation_id: str) -> HttpResponse:
 @login_required
 @not_found_as_404
 @require_POST
-def media_visibility(request: HttpRequest, media_id: str) -> HttpResponse:
+def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpResponse:
     media = services.media_set_public(
-        user=request.user,  # type: ignore[arg-type]
+        user=request.user,
         media_id=media_id,
         is_public=request.POST.get("is_public") == "1",
     )
@@ -249,25 +235,12 @@ def media_visibility(request: HttpRequest, media_id: str) -> HttpResponse:
 @login_required
 @not_found_as_404
 @require_POST
-def media_delete(request: HttpRequest, media_id: str) -> HttpResponse:
-    services.media_delete(user=request.user, media_id=media_id)  # type: ignore[arg-type]
+def media_delete(request: AuthenticatedRequest, media_id: str) -> HttpResponse:
+    services.media_delete(user=request.user, media_id=media_id)
     if is_htmx(request):
         return HttpResponse("")
     messages.success(request, _("Image deleted."))
     return redirect(_next_url(request, "/history/"))
-
-
-@not_found_as_404
-@require_GET
-def media_share(request: HttpRequest, media_id: str) -> HttpResponse:
-    media = selectors.media_get_shared(media_id=media_id, viewer=request.user)  # type: ignore[arg-type]
-    context = {
-        "media": media,
-        "absolute_image_url": request.build_absolute_uri(media.url),
-        "absolute_page_url": request.build_absolute_uri(request.path),
-        "is_owner": media.user_id == getattr(request.user, "pk", None),
-    }
-    return render(request, "generation/share.html", context)
 
 
 # --- Feed and history -------------------------------------------------------------------
@@ -286,12 +259,12 @@ def feed(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def history(request: HttpRequest) -> HttpResponse:
+def history(request: AuthenticatedRequest) -> HttpResponse:
     filters = HistoryFilterForm(request.GET)
     chosen = filters.cleaned_data if filters.is_valid() else {}
     try:
         page = selectors.generation_history_cards(
-            user=request.user,  # type: ignore[arg-type]
+            user=request.user,
             cursor=request.GET.get("cursor") or None,
             limit=HISTORY_PAGE_SIZE,
             kind=chosen.get("kind") or None,

@@ -25,6 +25,7 @@ from pydantic import Field
 from stefna.api_support import ErrorOut, errors
 from stefna.auth import api_auth
 from stefna.errors import DomainError, Forbidden, NotFound, RateLimited
+from stefna.requests import AuthenticatedRequest
 
 logger = logging.getLogger("stefna.api")
 
@@ -204,8 +205,8 @@ class MeOut(Schema):
 
 
 @api.get("/me", response={200: MeOut, **errors(401)}, tags=["account"], summary="Who am I")
-def me(request: HttpRequest) -> dict[str, str]:
-    user = request.auth  # type: ignore[attr-defined]
+def me(request: AuthenticatedRequest) -> dict[str, str]:
+    user = request.auth
     return {"id": str(user.pk), "email": user.email, "display_name": user.public_name}
 
 

@@ -18,6 +18,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.http import require_POST
 
+from stefna.accounts.services import user_set_language
+from stefna.requests import signed_in_user
+
 
 def supported_language(code: str | None) -> str | None:
     """The shipped language `code` names (`id-ID` → `id`), or None."""
@@ -83,14 +86,13 @@ def set_language(request: HttpRequest) -> HttpResponse:
     An unknown code falls back to English rather than failing: the visitor asked for a
     language change, and English is the one every page is written in first.
     """
-    from stefna.accounts.services import user_set_language
-
     language = supported_language(request.POST.get("language")) or settings.LANGUAGE_CODE
     next_url = request.POST.get("next") or request.headers.get("Referer") or "/"
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = "/"
-    if request.user.is_authenticated:
-        user_set_language(user=request.user, language=language)  # type: ignore[arg-type]
+    user = signed_in_user(request)
+    if user is not None:
+        user_set_language(user=user, language=language)
     response = HttpResponseRedirect(next_url)
     response.set_cookie(
         settings.LANGUAGE_COOKIE_NAME,

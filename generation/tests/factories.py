@@ -10,7 +10,7 @@ from presets.tests.factories import PresetFactory
 from stefna.accounts.tests.factories import UserFactory
 
 
-class GenerationFactory(factory.django.DjangoModelFactory):
+class GenerationFactory(factory.django.DjangoModelFactory[Generation]):
     class Meta:
         model = Generation
 
@@ -28,7 +28,7 @@ class GenerationFactory(factory.django.DjangoModelFactory):
     completed_at = factory.LazyFunction(timezone.now)
 
 
-class AttemptFactory(factory.django.DjangoModelFactory):
+class AttemptFactory(factory.django.DjangoModelFactory[Attempt]):
     class Meta:
         model = Attempt
 
@@ -39,7 +39,7 @@ class AttemptFactory(factory.django.DjangoModelFactory):
     status = Attempt.Status.SUCCEEDED
 
 
-class MediaFactory(factory.django.DjangoModelFactory):
+class MediaFactory(factory.django.DjangoModelFactory[Media]):
     class Meta:
         model = Media
 

@@ -25,7 +25,7 @@ def change_url(generation: Generation) -> str:
 def make_job(email: str = "ada@example.com", *, status=Generation.Status.SUCCEEDED, attempts=2, media=1):
     """A generation with attempts (the last one won unless it failed), images and its money."""
     preset = PresetFactory(slug="admin-style", model_chain=[GHIBLIFY, REALISTIC_VISION, FAST_SDXL_I2I])
-    generation = GenerationFactory(
+    generation = GenerationFactory.create(
         user=UserFactory(email=email),
         preset=preset,
         status=status,

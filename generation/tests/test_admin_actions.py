@@ -22,7 +22,7 @@ S = Generation.Status
 def job(status: str, *, email: str = "ada@example.com", settle: str | None = None) -> Generation:
     """A generation in `status` whose credits were reserved, then settled as `settle` ("capture"/"refund")."""
     preset = PresetFactory(slug="action-style", model_chain=[GHIBLIFY, REALISTIC_VISION, FAST_SDXL_I2I])
-    generation = GenerationFactory(
+    generation = GenerationFactory.create(
         user=UserFactory(email=email),
         preset=preset,
         status=status,
@@ -168,7 +168,7 @@ def test_actions_work_from_the_change_page(staff_client):
 
 def unpersisted(generation: Generation, fake_fal, index: int = 0) -> Media:
     source = f"{fake_fal.base_url}/files/{generation.pk}/{index}.png"
-    return MediaFactory(generation=generation, index=index, persisted=False, url=source, original_url=source)
+    return MediaFactory.create(generation=generation, index=index, persisted=False, url=source, original_url=source)
 
 
 def test_persist_copies_unpersisted_images_to_cloudinary(staff_client, fake_fal, fake_cloudinary):

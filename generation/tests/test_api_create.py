@@ -409,8 +409,10 @@ def test_a_session_write_needs_the_csrf_token(user, style):
 
 def _set_csrf_cookie(client: Client) -> str:
     """What a browser holds after any page: the CSRF cookie, and the masked token to send."""
-    from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
+    from django.middleware.csrf import get_token
+    from django.test import RequestFactory
 
-    secret = _get_new_csrf_string()
-    client.cookies["csrftoken"] = secret
-    return _mask_cipher_secret(secret)
+    request = RequestFactory().get("/")
+    token = get_token(request)  # the masked token a page embeds; the secret goes in the cookie
+    client.cookies["csrftoken"] = request.META["CSRF_COOKIE"]
+    return token

@@ -27,7 +27,7 @@ def make_generations(user, count: int, *, start_minutes_ago: int = 100) -> list[
     """`count` generations for `user`, oldest first, one minute apart."""
     made = []
     for n in range(count):
-        generation = GenerationFactory(user=user)
+        generation = GenerationFactory.create(user=user)
         Generation.objects.filter(pk=generation.pk).update(created_at=at(start_minutes_ago - n))
         made.append(generation)
     return made

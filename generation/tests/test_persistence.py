@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
 
 from credits.models import CreditEntry
 from generation import services
@@ -20,8 +19,9 @@ from presets.tests.factories import PresetFactory
 pytestmark = pytest.mark.django_db
 
 
-def _retry_tasks():
-    return DBTaskResult.objects.filter(task_path="generation.tasks.media_persist_task")
+def _retries():
+    """Images whose copy the worker's poller will try again (durable state on the row)."""
+    return Media.objects.filter(persisted=False, persist_next_at__isnull=False)
 
 
 def test_cloudinary_failing_then_recovering(user, fake_fal, fake_cloudinary, django_capture_on_commit_callbacks):
@@ -38,17 +38,18 @@ def test_cloudinary_failing_then_recovering(user, fake_fal, fake_cloudinary, dja
     assert not media.persisted
     assert media.url == media.original_url and media.url.startswith(fake_fal.base_url)
     assert "General Error" in media.persist_error
-    [task] = _retry_tasks()
-    assert task.args_kwargs["kwargs"] == {"media_id": str(media.pk)}
-    assert task.run_after > timezone.now() + dt.timedelta(seconds=5)
+    [retry] = _retries()
+    assert retry.pk == media.pk
+    assert retry.persist_next_at > timezone.now() + dt.timedelta(seconds=5)
 
-    services.media_persist(media_id=media.pk, reschedule=True)  # what the task runs
+    services.media_persist(media_id=media.pk, reschedule=True)  # what the poller runs when it is due
 
     media.refresh_from_db()
     assert media.persisted and media.url.startswith("https://res.cloudinary.com/")
     assert media.storage_key == f"stefna/generated/emotion_mask_{generation.pk}_0"
     assert [u["public_id"] for u in fake_cloudinary.uploads] == [f"emotion_mask_{generation.pk}_0"] * 2
-    assert _retry_tasks().count() == 1  # no further retry scheduled
+    assert not _retries().exists()  # no further retry scheduled
+    assert media.persist_next_at is None
 
 
 def test_a_cloudinary_timeout_is_retried_later(user, fake_fal, fake_cloudinary, settings):
@@ -78,7 +79,7 @@ def test_retries_stop_when_fals_url_is_gone(user, fake_fal, fake_cloudinary, cap
     media.refresh_from_db()
     assert not media.persisted
     assert media.persist_error.startswith("Source gone")
-    assert not _retry_tasks().exists()
+    assert not _retries().exists()
     assert any(r.levelname == "ERROR" and "gone" in r.message for r in caplog.records)
 
 
@@ -158,7 +159,7 @@ def test_a_generation_canceled_while_its_images_were_copied_keeps_no_copy(user, 
     # The poller holds fal's "completed" for this attempt when the owner cancels.
     services.generation_cancel(generation_id=generation.pk, user=user)
 
-    services._apply_status(attempt.generation, attempt, ProviderStatus(ProviderState.COMPLETED))
+    services.apply_status(attempt.generation, attempt, ProviderStatus(ProviderState.COMPLETED))
 
     generation.refresh_from_db()
     assert generation.status == Generation.Status.CANCELED
@@ -176,7 +177,7 @@ def test_a_late_poller_never_removes_images_a_webhook_already_delivered(user, fa
     media = generation.media.get()
     assert generation.status == Generation.Status.SUCCEEDED and media.persisted
 
-    services._apply_status(attempt.generation, attempt, ProviderStatus(ProviderState.COMPLETED))
+    services.apply_status(attempt.generation, attempt, ProviderStatus(ProviderState.COMPLETED))
 
     assert (Path(settings.MEDIA_ROOT) / media.storage_key).is_file()
     assert generation.media.count() == 1
@@ -197,7 +198,7 @@ def test_jobs_finished_in_one_round_are_recorded_together(user, fake_fal, settin
     services.generation_cancel(generation_id=generations[3].pk, user=user)
 
     with django_assert_max_num_queries(16):  # one transaction for the round, not one per job
-        services.generation_record_finished(finished=finished)
+        services.generations_finish(finished=finished)
 
     for generation in generations:
         generation.refresh_from_db()

@@ -133,7 +133,7 @@ def test_two_claimers_never_get_the_same_generation(user, fake_fal):
 @pytest.mark.django_db(transaction=True)
 def test_the_workers_poller_submits_and_completes_a_new_generation(user, fake_fal):
     # (tests/reliability runs the whole `manage.py db_worker` process the same way.)
-    from generation.management.commands.db_worker import Poller
+    from generation.worker import Poller
 
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
     generation = start_generation(user, preset)  # commits: due for the poller at once

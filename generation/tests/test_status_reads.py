@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 def both(user, generation_id):
     generation, balance = selectors.generation_get_with_balance(user=user, generation_id=generation_id)
     expected = generation_out(generation, remaining_coins=balance)
-    actual = generation_row_out(status_reads.generation_status(user=user, generation_id=generation_id))
+    actual = generation_row_out(status_reads.generation_status_row(user=user, generation_id=generation_id))
     return expected, actual
 
 
@@ -88,9 +88,9 @@ def test_someone_else_s_or_a_missing_generation_is_not_found(user, other_user):
     theirs = GenerationFactory(user=other_user)
 
     with pytest.raises(NotFound):
-        status_reads.generation_status(user=user, generation_id=theirs.pk)
+        status_reads.generation_status_row(user=user, generation_id=theirs.pk)
     with pytest.raises(NotFound):
-        status_reads.generation_status(user=user, generation_id=uuid.uuid4())
+        status_reads.generation_status_row(user=user, generation_id=uuid.uuid4())
 
 
 def test_the_route_answers_site_relative_images_as_absolute_addresses(api_client, user):

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from stefna import ratelimit
 from stefna.errors import DomainError, RateLimited
+from stefna.requests import AuthenticatedRequest
 
 from . import services
 
@@ -81,8 +82,8 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_create(request: HttpRequest) -> HttpResponse:
-    _, plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))  # type: ignore[arg-type]
+def token_create(request: AuthenticatedRequest) -> HttpResponse:
+    _, plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))
     # Shown once, on the next page view, then gone.
     request.session["new_api_token"] = plain
     return redirect("accounts:account")
@@ -90,21 +91,21 @@ def token_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
-    if services.api_token_revoke(user=request.user, token_id=token_id):  # type: ignore[arg-type]
+def token_revoke(request: AuthenticatedRequest, token_id: str) -> HttpResponse:
+    if services.api_token_revoke(user=request.user, token_id=token_id):
         messages.success(request, _("Token revoked. Clients using it will get 401 from now on."))
     return redirect("accounts:account")
 
 
 @login_required
-def account(request: HttpRequest) -> HttpResponse:
+def account(request: AuthenticatedRequest) -> HttpResponse:
     from credits.selectors import entries_for, quota_for
 
     from .selectors import api_tokens_for
 
     if request.method == "POST":
         try:
-            services.user_update_profile(user=request.user, display_name=request.POST.get("display_name", ""))  # type: ignore[arg-type]
+            services.user_update_profile(user=request.user, display_name=request.POST.get("display_name", ""))
             messages.success(request, _("Profile saved."))
         except DomainError as exc:
             messages.error(request, exc.message)
@@ -113,9 +114,9 @@ def account(request: HttpRequest) -> HttpResponse:
         request,
         "accounts/account.html",
         {
-            "tokens": api_tokens_for(user=request.user),  # type: ignore[arg-type]
+            "tokens": api_tokens_for(user=request.user),
             "new_token": request.session.pop("new_api_token", None),
-            "entries": entries_for(user=request.user),  # type: ignore[arg-type]
-            "quota": quota_for(user=request.user),  # type: ignore[arg-type]
+            "entries": entries_for(user=request.user),
+            "quota": quota_for(user=request.user),
         },
     )

@@ -227,8 +227,6 @@ def _finish_with_cloudinary_trouble(user, style, fake_cloudinary, django_capture
 def test_cloudinary_trouble_keeps_fals_url_and_retries_later(
     user, funded, fake_fal, fake_cloudinary, one_model_style, settings, django_capture_on_commit_callbacks, trouble
 ):
-    from django_tasks_db.models import DBTaskResult
-
     if trouble == "http-500":
         fake_cloudinary.fail_uploads(status=500)
     elif trouble == "timeout":
@@ -247,7 +245,7 @@ def test_cloudinary_trouble_keeps_fals_url_and_retries_later(
     assert media.url == media.original_url and media.url.startswith(fake_fal.base_url)
     assert media.persist_error
     assert fake_cloudinary.api_secret not in media.persist_error
-    retry = DBTaskResult.objects.filter(task_path__endswith="media_persist_task")
+    retry = Media.objects.filter(persisted=False, persist_next_at__isnull=False)
     assert retry.count() == 1, "a retry is scheduled"
 
     # Cloudinary recovers; the retry task runs.

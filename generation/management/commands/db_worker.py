@@ -2,18 +2,8 @@
 
 This command replaces django_tasks_db's (the generation app is listed before
 django_tasks_db in INSTALLED_APPS) and keeps every one of its options. The main
-thread runs tasks exactly as django-tasks-db does. A second thread, the poller,
-runs the pipeline's periodic work:
-
-- every FAL_POLL_INTERVAL_SECONDS (or sooner while work is due) it claims due
-  generations, new and in flight (`generation_claim_due`: a conditional UPDATE, so several
-  workers never take the same job) and advances each on a pool of PIPELINE_THREADS
-  threads: submit queued ones, check fal's status, store results, fall over. A
-  thread spends one short HTTP call per job, never a wait for a job to finish;
-  jobs are released with their next check time, so each is looked at about once a
-  poll interval while it is in flight;
-- every few seconds it writes the WorkerHeartbeat row /healthz reads;
-- every half minute it runs the sweeper (`generation_sweep`).
+thread runs tasks exactly as django-tasks-db does; a second thread runs the poller
+(generation/worker.py), which drives the pipeline.
 
 `--no-poller` runs tasks only (e.g. a second worker dedicated to a queue); at least
 one worker must run the poller, or no generation is ever submitted.
@@ -23,160 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
-from django.conf import settings
-from django.db import close_old_connections, connections
-from django.utils import timezone
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV
 from django_tasks_db.management.commands.db_worker import Command as TasksDbWorkerCommand
 
+from generation.worker import Poller
+
 logger = logging.getLogger("generation.worker")
-
-HEARTBEAT_SECONDS = 5.0
-BATCH = 200
-SWEEP_SECONDS = 30.0
-
-
-class Poller:
-    def __init__(self, *, worker_id: str, threads: int | None = None) -> None:
-        self.worker_id = worker_id
-        self.threads = max(1, threads or settings.PIPELINE_THREADS)
-        self.started_at = timezone.now()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._in_flight: set[Future[Any]] = set()
-        self._finished: list[Any] = []  # jobs fal finished, images copied, to record together
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="stefna-poller", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _done(self, future: Future[Any]) -> None:
-        from generation.services import Finished
-
-        result = None if future.cancelled() or future.exception() else future.result()
-        with self._lock:
-            self._in_flight.discard(future)
-            if isinstance(result, Finished):
-                self._finished.append(result)
-        self._wake.set()
-
-    def _record_finished(self) -> None:
-        """Record the jobs finished since the last round, all in one transaction."""
-        from generation import services
-
-        with self._lock:
-            finished, self._finished = self._finished, []
-        services.generation_record_finished(finished=finished)
-
-    def run(self) -> None:
-        from generation import services
-
-        tick = max(0.05, min(0.25, settings.FAL_POLL_INTERVAL_SECONDS / 2))
-        capacity = self.threads * 2  # a little queued work per thread keeps them all busy
-        next_heartbeat = 0.0
-        next_sweep = time.monotonic() + 5
-        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="stefna-pipeline") as executor:
-            pool = _ConnectionCaringExecutor(executor)
-            while not self._stop.is_set():
-                claimed = 0
-                try:
-                    now = time.monotonic()
-                    if now >= next_heartbeat:
-                        services.worker_heartbeat(worker_id=self.worker_id, started_at=self.started_at)
-                        next_heartbeat = now + HEARTBEAT_SECONDS
-                    if now >= next_sweep:
-                        services.generation_sweep()
-                        next_sweep = now + SWEEP_SECONDS
-                    self._record_finished()
-                    with self._lock:
-                        free = capacity - len(self._in_flight)
-                    if free > 0:
-                        # Up to BATCH due jobs per round; waiting ones only cost a status
-                        # call each, and follow-up work is bounded by `capacity`.
-                        ids = services.generation_claim_due(limit=min(BATCH, free * 4))
-                        claimed = len(ids)
-                        for future in services.generation_poll_batch(generation_ids=ids, executor=pool):
-                            with self._lock:
-                                self._in_flight.add(future)
-                            future.add_done_callback(self._done)
-                        _maybe_close_connections()
-                except Exception:
-                    logger.exception("poller round failed")
-                    close_old_connections()
-                # More may be due right away when the round filled up; otherwise rest a tick.
-                self._wake.clear()
-                if not claimed or claimed < min(BATCH, free * 4):
-                    self._wake.wait(tick)
-                else:
-                    self._wake.wait(0.01)
-            self._close_thread_connections(executor)
-        # The pool has ended the work in hand: keep what it finished.
-        try:
-            self._record_finished()
-        except Exception:
-            logger.exception("recording finished jobs at shutdown failed")
-        connections.close_all()
-
-    def _close_thread_connections(self, executor: ThreadPoolExecutor) -> None:
-        """Close every pool thread's database connection before the threads go away.
-
-        A job per thread, held at a barrier so that each thread runs exactly one.
-        """
-        barrier = threading.Barrier(self.threads, timeout=5)
-
-        def close() -> None:
-            connections.close_all()
-            try:
-                barrier.wait()
-            except threading.BrokenBarrierError:
-                pass
-
-        for _ in range(self.threads):
-            executor.submit(close)
-
-
-_thread_state = threading.local()
-CONNECTION_CHECK_SECONDS = 30.0
-
-
-class _ConnectionCaringExecutor(Executor):
-    """Runs each job on the pool, then lets the thread check its database connection."""
-
-    def __init__(self, inner: ThreadPoolExecutor) -> None:
-        self.inner = inner
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        def run() -> Any:
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _maybe_close_connections()
-
-        return self.inner.submit(run)
-
-
-def _maybe_close_connections() -> None:
-    # Each pool thread keeps its own database connection between jobs. Django's usual
-    # per-request clean-up would reopen it for every job (SQLite's CONN_MAX_AGE is 0),
-    # which costs more than the job's own queries; instead each thread drops obsolete
-    # connections every half minute (a job that fails drops a broken one at once).
-    now = time.monotonic()
-    if now >= getattr(_thread_state, "next_check", 0.0):
-        close_old_connections()
-        _thread_state.next_check = now + CONNECTION_CHECK_SECONDS
 
 
 class Command(TasksDbWorkerCommand):

@@ -1,0 +1,83 @@
+"""Claims: who may work on a generation right now.
+
+Whoever works on a generation first claims it with a conditional UPDATE that moves
+`next_check_at` from "due" (<= now) to "leased" (now + PIPELINE_LEASE_SECONDS). Only one
+claimer matches the row; a task delivered twice, the poller and a webhook racing, or two
+worker processes all end with one winner. When the holder is done it sets `next_check_at`
+to when the job should be looked at next (the poll interval, a backoff, or NULL when
+final). A crashed holder's lease simply runs out and the job becomes due again: that is
+how work resumes after a crash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from ..models import Generation
+
+logger = logging.getLogger("generation")
+
+GenerationId = uuid.UUID | str
+
+
+def lease_until(now: dt.datetime | None = None) -> dt.datetime:
+    return (now or timezone.now()) + dt.timedelta(seconds=settings.PIPELINE_LEASE_SECONDS)
+
+
+def next_poll(now: dt.datetime | None = None, *, seconds: float | None = None) -> dt.datetime:
+    interval = settings.FAL_POLL_INTERVAL_SECONDS if seconds is None else seconds
+    return (now or timezone.now()) + dt.timedelta(seconds=interval)
+
+
+def generation_claim_due(*, limit: int, now: dt.datetime | None = None) -> list[uuid.UUID]:
+    """Claim up to `limit` active generations whose next check is due, oldest due first.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED while the lease is written, so
+    two workers claiming at once take disjoint sets. SQLite ignores FOR UPDATE but
+    runs every writing transaction under one lock (BEGIN IMMEDIATE), which gives the
+    same result.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Generation.objects.filter(status__in=Generation.ACTIVE_STATUSES, next_check_at__lte=now)
+            .order_by("next_check_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            Generation.objects.filter(pk__in=ids).update(next_check_at=lease_until(now))
+    return ids
+
+
+def generation_claim(*, generation_id: GenerationId, statuses: tuple[str, ...] = Generation.ACTIVE_STATUSES) -> bool:
+    """Claim one generation if it is due and in one of `statuses`. True when we hold it."""
+    now = timezone.now()
+    claimed = Generation.objects.filter(pk=generation_id, status__in=statuses, next_check_at__lte=now).update(
+        next_check_at=lease_until(now)
+    )
+    return bool(claimed)
+
+
+def generation_release(*, generation_id: GenerationId, seconds: float | None = None) -> None:
+    """Hand a claimed generation back, due again in `seconds` (default: the poll interval)."""
+    Generation.objects.filter(pk=generation_id, status__in=Generation.ACTIVE_STATUSES).update(
+        next_check_at=next_poll(seconds=seconds)
+    )
+
+
+def look_again_later(generation_id: GenerationId) -> None:
+    """After an unexpected error: the job is due again in a few seconds (a bug or a
+    database hiccup only delays this one job)."""
+    if not connection.in_atomic_block:  # (tests run inside one transaction)
+        close_old_connections()  # drops the connection if the error broke it
+    try:
+        generation_release(generation_id=generation_id, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
+    except Exception:
+        logger.exception("generation %s: could not release", generation_id)

@@ -1,0 +1,269 @@
+"""Finishing: copying a finished job's images, then running → succeeded (one writer).
+
+Whoever noticed that fal finished (the poller asking, or fal's webhook, which stores the
+answer and makes the job due), the worker ends up here: `copy_result` (fal's answer) or
+`copy_stored` (what the webhook stored) copies the images somewhere durable, writing no
+row, and `generations_finish` records a whole round of finished jobs in one transaction:
+attempts succeeded, Media rows, generations succeeded, credits captured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from credits import ledger
+
+from .. import persistence
+from ..models import AppendLogLines, Attempt, Generation, Media
+from ..registry import ModelSpec, OutputImage
+from .claim import look_again_later
+from .log import MAX_LOG_LINES, generation_log, label, log_line, log_transition
+from .media import persist_retry_at
+from .stop import IN_FLIGHT
+from .submit import fail_attempt_then_next, submit_model
+
+logger = logging.getLogger("generation")
+
+URL_MAX_LENGTH = Media._meta.get_field("url").max_length or 1000
+
+
+@dataclass
+class Finished:
+    """A job fal finished whose images are copied, waiting to be recorded."""
+
+    generation: Generation
+    attempt: Attempt
+    lines: list[dict[str, str]]
+    kept: list[tuple[int, OutputImage, persistence.Copy]]
+    # Images the webhook stored whose source was already gone: their rows go.
+    gone: list[int] = field(default_factory=list)
+
+
+def usable_outputs(outputs: list[OutputImage]) -> list[OutputImage]:
+    """Outputs we can store and show: http(s) URLs (or our own storage's, for the offline
+    provider) that fit the column. Anything else (javascript:, data:, file:, a URL longer
+    than 1000 characters) counts as no image at all."""
+    media_url = settings.MEDIA_URL
+    return [
+        output
+        for output in outputs
+        if len(output.url) <= URL_MAX_LENGTH
+        and (
+            output.url.startswith(("https://", "http://"))
+            or (media_url.startswith("/") and output.url.startswith(media_url))
+        )
+    ]
+
+
+def finished_line(attempt: Attempt, count: int) -> dict[str, str]:
+    return log_line(f"{label(attempt.model)} finished: {count} image{'s' if count != 1 else ''}; saving")
+
+
+def copy_result(generation: Generation, attempt: Attempt, data: Any) -> Finished | None:
+    """Copy a finished attempt's images (fal's answer) somewhere durable, writing no row yet.
+
+    The images are copied before anything is written, so that the attempt's success,
+    the Media rows, the generation's success and the capture of its credits can be one
+    transaction (`generations_finish`). A crash before it leaves the attempt in flight and
+    nothing charged: the next check copies again onto the same names (both stores
+    overwrite). None when there is nothing to record: no usable image (the next model
+    is tried), or every image already gone at fal.
+    """
+    outputs = usable_outputs(ModelSpec.read_output(data))
+    if not outputs:
+        fail_attempt_then_next(generation, attempt, "The model answered without a usable image")
+        return None
+    return _copy(generation, attempt, list(enumerate(outputs)), total=len(outputs))
+
+
+def copy_stored(generation: Generation, attempt: Attempt) -> Finished | None:
+    """Copy the images a webhook stored (Media rows still at fal's URLs), writing no row yet."""
+    stored = [
+        (row.index, OutputImage(row.original_url or row.url, row.width, row.height, row.content_type))
+        for row in Media.objects.filter(generation=generation, persisted=False).order_by("index")
+    ]
+    return _copy(generation, attempt, stored, total=len(stored), lines=False)
+
+
+def _copy(
+    generation: Generation, attempt: Attempt, outputs: list[tuple[int, OutputImage]], *, total: int, lines: bool = True
+) -> Finished | None:
+    copies = [
+        persistence.save_copy(
+            output.url,
+            public_id=persistence.public_id(generation.kind, generation.pk, index),
+            content_type=output.content_type,
+        )
+        for index, output in outputs
+    ]
+    kept = [(index, output, copy) for (index, output), copy in zip(outputs, copies, strict=True)
+            if copy.outcome != persistence.Outcome.GONE]  # fmt: skip
+    gone = [index for (index, _), copy in zip(outputs, copies, strict=True) if copy.outcome == persistence.Outcome.GONE]
+    if not kept:
+        # Every image vanished before we could keep a copy: nothing to show, so nothing
+        # to charge for. The next model tries.
+        result_gone(generation, attempt)
+        return None
+    return Finished(generation, attempt, [finished_line(attempt, total)] if lines else [], kept, gone)
+
+
+def generations_finish(*, finished: Sequence[Finished]) -> None:
+    """running → succeeded, for the jobs of a round: the only writer of it.
+
+    Records finished jobs (their images already copied) together: each attempt
+    succeeded, its Media rows, the generation succeeded and its credits captured, in one
+    transaction for the whole batch. If the batch fails (a bug, a database hiccup), each
+    job is recorded on its own, so one bad job delays only itself.
+    """
+    if not finished:
+        return
+    try:
+        _record(list(finished))
+        return
+    except Exception:
+        if len(finished) == 1:
+            logger.exception(
+                "generation %s: recording its result failed; will look again shortly", finished[0].generation.pk
+            )
+            look_again_later(finished[0].generation.pk)
+            return
+        logger.exception("recording %d finished generations together failed; recording them one by one", len(finished))
+        if not connection.in_atomic_block:
+            close_old_connections()
+    for item in finished:
+        generations_finish(finished=[item])
+
+
+def _record(items: list[Finished]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        # Attempts first, then generations, like every other writer of both, so none of
+        # them waits on another in a circle. An attempt the webhook already marked
+        # succeeded (its answer stored) is still this job's to finish.
+        open_attempts = set(
+            Attempt.objects.select_for_update()
+            .filter(pk__in=[item.attempt.pk for item in items], status__in=(*IN_FLIGHT, Attempt.Status.SUCCEEDED))
+            .values_list("pk", flat=True)
+        )
+        running = set(
+            Generation.objects.select_for_update()
+            .filter(pk__in=[item.generation.pk for item in items if item.attempt.pk in open_attempts])
+            .filter(status=Generation.Status.RUNNING)
+            .values_list("pk", flat=True)
+        ) if open_attempts else set()  # fmt: skip
+        winners = [item for item in items if item.attempt.pk in open_attempts and item.generation.pk in running]
+        won = {item.attempt.pk for item in winners}
+        if winners:
+            Attempt.objects.filter(pk__in=won, status__in=IN_FLIGHT).update(
+                status=Attempt.Status.SUCCEEDED, finished_at=now, error=""
+            )
+            # The log lines differ only by model and image count: one UPDATE per kind.
+            by_lines: dict[tuple[str, ...], tuple[list[dict[str, str]], list[uuid.UUID]]] = {}
+            for item in winners:
+                key = tuple(line["message"] for line in item.lines)
+                by_lines.setdefault(key, (item.lines, []))[1].append(item.generation.pk)
+            for lines, ids in by_lines.values():
+                Generation.objects.filter(pk__in=ids).update(
+                    logs=AppendLogLines("logs", [*lines, log_line("Done")], keep=MAX_LOG_LINES),
+                    status=Generation.Status.SUCCEEDED,
+                    completed_at=now,
+                    next_check_at=None,
+                    queue_position=None,
+                    error_code="",
+                    error_message="",
+                )
+            for item in winners:
+                if item.gone:  # dead links help nobody; the others stay
+                    Media.objects.filter(generation=item.generation, index__in=item.gone).delete()
+            media = [
+                _media_for(item.generation, item.attempt, index, output, copy, now=now)
+                for item in winners
+                for index, output, copy in item.kept
+            ]
+            # Rows a webhook stored (at fal's URLs) become the copies'.
+            Media.objects.bulk_create(
+                media,
+                update_conflicts=True,
+                unique_fields=["generation", "index"],
+                update_fields=[
+                    "url",
+                    "storage_key",
+                    "width",
+                    "height",
+                    "persisted",
+                    "persist_attempts",
+                    "persist_error",
+                    "persist_next_at",
+                ],
+            )
+            ledger.capture_many(generations=[item.generation for item in winners])
+    for item in winners:
+        item.generation.status = Generation.Status.SUCCEEDED
+        log_transition(item.generation.pk, to=Generation.Status.SUCCEEDED, writer="generations_finish")
+        logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
+    for item in items:
+        if item.attempt.pk in won:
+            continue
+        # Canceled meanwhile: nobody will point to these copies. But when another writer
+        # recorded this attempt's result, they are its images too, under the same names:
+        # they stay.
+        succeeded = Generation.objects.filter(pk=item.generation.pk, status=Generation.Status.SUCCEEDED).exists()
+        if not succeeded:
+            for _, _, copy in item.kept:
+                persistence.discard_copy(copy)
+
+
+def _media_for(
+    generation: Generation,
+    attempt: Attempt,
+    index: int,
+    output: OutputImage,
+    copy: persistence.Copy,
+    *,
+    now: dt.datetime,
+) -> Media:
+    persisted = copy.outcome == persistence.Outcome.PERSISTED
+    return Media(
+        generation=generation,
+        index=index,
+        user_id=generation.user_id,
+        fal_job_id=attempt.fal_job_id,
+        model=attempt.model,
+        # Until a retry saves it, an image that could not be copied yet is shown from fal.
+        url=copy.url if persisted else output.url,
+        original_url=output.url,
+        storage_key=copy.key,
+        width=output.width or copy.width,
+        height=output.height or copy.height,
+        content_type=output.content_type,
+        is_public=generation.is_public,
+        persisted=persisted,
+        persist_attempts=1,
+        persist_error=copy.error,
+        # Not copied yet: durable state the worker's poller retries from, with backoff.
+        persist_next_at=None if persisted else persist_retry_at(attempts=1, now=now),
+    )
+
+
+def result_gone(generation: Generation, attempt: Attempt) -> None:
+    """Fail an attempt whose images were all gone before we kept a copy; the next model tries."""
+    with transaction.atomic():
+        Media.objects.filter(generation=generation, persisted=False).delete()
+        reopened = Attempt.objects.filter(pk=attempt.pk, status__in=(Attempt.Status.SUCCEEDED, *IN_FLIGHT)).update(
+            status=Attempt.Status.FAILED,
+            error="The result images were already gone when we fetched them",
+            finished_at=timezone.now(),
+        )
+    if reopened and Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).exists():
+        message = "its images were already gone when we fetched them"
+        generation_log(generation, f"{label(attempt.model)} finished, but {message}", level="warning")
+        submit_model(generation, position=attempt.position + 1)

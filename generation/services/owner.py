@@ -1,0 +1,63 @@
+"""What an owner does with their finished generations and images."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import partial
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+
+from stefna.errors import NotFound
+
+from .. import persistence
+from ..models import Generation, Media
+from .request import discard
+
+if TYPE_CHECKING:
+    from stefna.accounts.models import User
+
+logger = logging.getLogger("generation")
+
+
+def generation_hide(*, user: User, generation_id: uuid.UUID | str) -> None:
+    """Remove a finished generation from its owner's history. The row stays (money record)."""
+    generation = Generation.objects.filter(pk=generation_id, user=user, deleted_at__isnull=True).first()
+    if generation is None:
+        raise NotFound("Generation not found.")
+    with transaction.atomic():
+        Generation.objects.filter(pk=generation.pk).update(deleted_at=timezone.now())
+        Media.objects.filter(generation=generation).update(is_public=False)
+
+
+def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool) -> Media:
+    media = Media.objects.filter(pk=media_id, user=user).first()
+    if media is None:
+        raise NotFound("Image not found.")
+    media.is_public = bool(is_public)
+    media.save(update_fields=["is_public"])
+    return media
+
+
+def media_delete(*, user: User, media_id: uuid.UUID | str) -> None:
+    """Delete an image for good: the row, and the stored file when we hold it locally."""
+    media = Media.objects.filter(pk=media_id, user=user).first()
+    if media is None:
+        raise NotFound("Image not found.")
+    storage_key = media.storage_key
+    in_cloudinary = media.persisted and bool(storage_key) and persistence.is_cloudinary_key(storage_key)
+    persisted_locally = media.persisted and bool(storage_key) and not in_cloudinary
+    media.delete()
+    if persisted_locally:
+        transaction.on_commit(partial(discard, storage_key))
+    if in_cloudinary:
+        transaction.on_commit(partial(_destroy_cloudinary_asset, storage_key))
+
+
+def _destroy_cloudinary_asset(public_id: str) -> None:
+    try:
+        persistence.destroy_cloudinary_asset(public_id)
+    except Exception:  # the row is gone either way; a leftover asset is only storage
+        logger.exception("could not delete Cloudinary asset %s", public_id)

@@ -1,0 +1,209 @@
+"""Stopping: the one writer of a generation's end without success, and of its refund.
+
+`generation_stop` moves an active generation to `failed` or `canceled`, ends its attempts
+in flight and refunds its credits, in one transaction. Every path that ends a generation
+early calls it: every model failing (`generation_fail`), the sweeper's time bound, the
+owner's cancel from the API or the page, and staff's cancel and refund actions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+
+from credits import ledger
+from credits.exceptions import AlreadySettled
+from stefna.errors import NotFound
+
+from ..exceptions import InvalidTransition, ProviderError
+from ..models import Attempt, Generation, Media
+from ..providers import get_provider
+from .claim import GenerationId
+from .log import generation_log, label, log_transition
+
+if TYPE_CHECKING:
+    from credits.models import CreditEntry
+    from stefna.accounts.models import User
+
+logger = logging.getLogger("generation")
+
+IN_FLIGHT = (Attempt.Status.SUBMITTING, Attempt.Status.QUEUED, Attempt.Status.RUNNING)
+
+
+@dataclass
+class Stopped:
+    """What `generation_stop` did: whether it ended the generation, and the refund."""
+
+    stopped: bool
+    refund: CreditEntry | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def generation_stop(
+    *,
+    generation: Generation,
+    status: str,
+    code: str,
+    message: str,
+    log_message: str,
+    refund_note: str,
+    level: str = "info",
+    attempts_end_as: str = Attempt.Status.CANCELED,
+    refund_if_final: bool = False,
+    by: User | None = None,
+) -> Stopped:
+    """End an active generation as `status` (failed or canceled) and refund it, once.
+
+    In one transaction: the conditional UPDATE out of queued/running (only one caller
+    wins it, so a cancel racing the worker's failure refunds once), its attempts in
+    flight ended, any images of a result that raced it deleted (nobody pays for them),
+    and the refund through the ledger. With `refund_if_final`, a generation that is
+    already final but was never settled is refunded too (staff's refund action); the
+    ledger refuses a second settlement, and then AlreadySettled rolls everything back.
+    After the commit, the jobs at fal are canceled (best effort) and the line logged.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        stopped = bool(
+            Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
+                status=status,
+                error_code=code,
+                error_message=message[:2000],
+                completed_at=now,
+                next_check_at=None,
+                queue_position=None,
+            )
+        )
+        in_flight: list[Attempt] = []
+        refund = None
+        if stopped:
+            in_flight = list(Attempt.objects.filter(generation=generation, status__in=IN_FLIGHT))
+            ended = {"status": attempts_end_as, "finished_at": now}
+            if attempts_end_as == Attempt.Status.FAILED:
+                ended["error"] = message[:2000]
+            Attempt.objects.filter(pk__in=[a.pk for a in in_flight]).update(**ended)
+            # Images of a result that raced the stop are not kept: the user is refunded.
+            Media.objects.filter(generation=generation).delete()
+        if stopped or refund_if_final:
+            refund = ledger.refund(generation=generation, note=refund_note, by=by)
+            if refund is None and refund_if_final:
+                raise AlreadySettled()
+    if stopped:
+        generation.status = status
+        log_transition(generation.pk, to=status, writer="generation_stop", code=code)
+    if stopped or refund is not None:
+        generation_log(generation, log_message, level=level)
+    for attempt in in_flight:
+        cancel_at_provider(attempt.model, attempt.fal_job_id)
+    return Stopped(stopped=stopped, refund=refund, attempts=in_flight)
+
+
+def generation_fail(*, generation: Generation, code: str, message: str) -> bool:
+    """Fail an active generation and refund it (every model failed, or it ran too long)."""
+    result = generation_stop(
+        generation=generation,
+        status=Generation.Status.FAILED,
+        code=code,
+        message=message,
+        log_message=message,
+        refund_note=code,
+        level="error",
+        attempts_end_as=Attempt.Status.FAILED,
+    )
+    if result.stopped:
+        logger.warning("generation %s failed (%s): %s", generation.pk, code, message)
+    return result.stopped
+
+
+def generation_cancel(*, generation_id: GenerationId, user: User | None = None) -> Generation:
+    """Cancel a queued or running generation and refund it.
+
+    `user=None` is staff; otherwise only the owner may cancel (others get NotFound, as
+    if it did not exist). A finished generation raises InvalidTransition. fal's cancel
+    endpoint is called for the attempt in flight (best effort: a job that already
+    finished at fal stays finished, but we neither keep nor charge for it).
+    """
+    queryset = Generation.objects.filter(pk=generation_id)
+    if user is not None:
+        queryset = queryset.filter(user=user)
+    generation = queryset.first()
+    if generation is None:
+        raise NotFound("Generation not found.")
+    if generation.is_final:
+        raise InvalidTransition(f"This generation has already {generation.status}; it can't be canceled.")
+    result = generation_stop(
+        generation=generation,
+        status=Generation.Status.CANCELED,
+        code="canceled",
+        message="Canceled" + (" by staff" if user is None else ""),
+        log_message="Canceled; your credits were refunded",
+        refund_note="canceled",
+    )
+    if not result.stopped:
+        raise InvalidTransition("This generation has just finished; it can't be canceled.")
+    generation.refresh_from_db()
+    return generation
+
+
+def generation_refund(*, generation_id: GenerationId, by: User | None = None) -> CreditEntry:
+    """Staff: refund an unsettled generation through the ledger, failing it first if active.
+
+    Raises AlreadySettled when its credits were already refunded or captured.
+    """
+    generation = Generation.objects.filter(pk=generation_id).first()
+    if generation is None:
+        raise NotFound("Generation not found.")
+    result = generation_stop(
+        generation=generation,
+        status=Generation.Status.FAILED,
+        code="refunded_by_staff",
+        message="Stopped and refunded by staff.",
+        log_message="Refunded by staff",
+        refund_note="refunded by staff",
+        refund_if_final=True,
+        by=by,
+    )
+    assert result.refund is not None  # noqa: S101  (generation_stop raised AlreadySettled otherwise)
+    return result.refund
+
+
+def fail_attempt(generation: Generation, attempt: Attempt, message: str) -> bool:
+    """Fail one in-flight attempt. True for the caller that actually failed it."""
+    failed = Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(
+        status=Attempt.Status.FAILED, error=message[:2000], finished_at=timezone.now()
+    )
+    if not failed:
+        return False
+    chain = list(generation.model_chain or [])
+    following = chain[attempt.position + 1] if attempt.position + 1 < len(chain) else None
+    then = f"; trying {label(following)}" if following else ""
+    generation_log(generation, f"{label(attempt.model)} failed: {message}{then}", level="warning")
+    logger.warning("generation %s: %s failed: %s", generation.pk, attempt.model, message)
+    return True
+
+
+def all_failed_message(generation: Generation) -> str:
+    failures = [
+        f"{label(a.model)}: {a.error or a.status}"
+        for a in Attempt.objects.filter(generation=generation).order_by("started_at")
+        if a.status == Attempt.Status.FAILED
+    ]
+    detail = "; ".join(failures[-len(generation.model_chain or []) or None :])
+    return (
+        "Every model for this style failed, so nothing was made and your "
+        f"{generation.cost} credits were refunded." + (f" ({detail})" if detail else "")
+    )
+
+
+def cancel_at_provider(endpoint: str, request_id: str) -> None:
+    """Ask the provider to stop a job (best effort: a finished job stays finished)."""
+    if not request_id:
+        return
+    try:
+        get_provider(request_id).cancel(endpoint, request_id)
+    except ProviderError as exc:
+        logger.warning("could not cancel %s at the provider: %s", request_id, exc.message)

@@ -1,0 +1,304 @@
+"""Submitting: queued → running (one writer), and sending each attempt to its model.
+
+An `Attempt` row is written *before* fal is called and fal's request id right after, so
+a worker killed mid-submission leaves a `submitting` attempt that the next claimer sends
+again (or, when the id was stored, simply follows).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import mimetypes
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from ..exceptions import ProviderError
+from ..models import Attempt, Generation
+from ..providers import get_provider
+from ..registry import ModelConfigError, get_model
+from .claim import generation_release, look_again_later, next_poll
+from .log import generation_log, label, log_transition
+from .stop import all_failed_message, cancel_at_provider, fail_attempt, generation_fail
+
+logger = logging.getLogger("generation")
+
+BUILD_ERRORS = (IndexError, ModelConfigError, OSError, ValueError)
+
+
+@dataclass
+class Start:
+    """A queued generation about to run: the model it starts with and what it is sent."""
+
+    generation: Generation
+    position: int
+    endpoint: str
+    payload: dict[str, Any]
+
+
+def generations_start(starts: list[Start]) -> list[tuple[Start, Attempt]]:
+    """queued → running, for one generation or a whole batch: the only writer of it.
+
+    In one transaction: the generations still queued are locked, moved to running with
+    their first model, and given their first attempt (`submitting`). Returns those that
+    started, each with its attempt; a generation canceled meanwhile is left out. The
+    submission to fal follows, outside the transaction (`submit_attempt`).
+    """
+    if not starts:
+        return []
+    now = timezone.now()
+    with transaction.atomic():
+        # Locked until the commit: a cancel either comes first (and the generation is
+        # not started) or waits, and then finds the attempt to cancel with it.
+        still_queued = set(
+            Generation.objects.select_for_update()
+            .filter(pk__in=[start.generation.pk for start in starts], status=Generation.Status.QUEUED)
+            .values_list("pk", flat=True)
+        )
+        started = [start for start in starts if start.generation.pk in still_queued]
+        by_model: dict[str, list[uuid.UUID]] = {}
+        for start in started:
+            start.generation.status = Generation.Status.RUNNING
+            start.generation.started_at = now
+            start.generation.current_model = start.endpoint
+            start.generation.queue_position = None
+            by_model.setdefault(start.endpoint, []).append(start.generation.pk)
+        # One UPDATE per first model (usually one): bulk_update's CASE per row and field
+        # cost more than the rest of the batch.
+        for endpoint, ids in by_model.items():
+            Generation.objects.filter(pk__in=ids).update(
+                status=Generation.Status.RUNNING, started_at=now, current_model=endpoint, queue_position=None
+            )
+        attempts = Attempt.objects.bulk_create(
+            Attempt(
+                generation=start.generation,
+                position=start.position,
+                model=start.endpoint,
+                status=Attempt.Status.SUBMITTING,
+                payload=shorten_payload(start.payload),
+            )
+            for start in started
+        )
+    for start in started:
+        log_transition(start.generation.pk, to=Generation.Status.RUNNING, writer="generations_start")
+    return list(zip(started, attempts, strict=True))
+
+
+def start_queued(generations: list[Generation]) -> tuple[list[Any], list[Generation]]:
+    """Start new generations together (`generations_start`, one transaction for all).
+
+    Returns the submissions to fal still to make (one per started generation, for the
+    executor), and the generations left for the one-by-one path (`submit_model`): those
+    whose request could not be built (it records why and tries the next model) and any
+    no longer queued.
+    """
+    prepared: list[Start] = []
+    not_started: list[Generation] = []
+    for generation in generations:
+        chain = list(generation.model_chain or [])
+        try:
+            prepared.append(Start(generation, 0, chain[0], build_payload(generation, chain[0])))
+        except BUILD_ERRORS:
+            not_started.append(generation)
+    try:
+        started = generations_start(prepared)
+    except Exception:
+        logger.exception("starting %d generations together failed; starting them one by one", len(prepared))
+        if not connection.in_atomic_block:
+            close_old_connections()
+        return [], generations
+    started_ids = {start.generation.pk for start, _ in started}
+    not_started += [start.generation for start in prepared if start.generation.pk not in started_ids]
+    submissions = [
+        partial(submit_attempt_safely, start.generation, attempt, start.payload) for start, attempt in started
+    ]
+    return submissions, not_started
+
+
+def submit_attempt_safely(generation: Generation, attempt: Attempt, payload: dict[str, Any]) -> None:
+    try:
+        submit_attempt(generation, attempt, payload=payload)
+    except Exception:
+        logger.exception("generation %s: submitting failed; will look again shortly", generation.pk)
+        look_again_later(generation.pk)
+
+
+def submit_model(generation: Generation, *, position: int) -> None:
+    """Submit model number `position` of the chain, falling over to the next on refusal.
+
+    When the chain is exhausted the generation fails (and is refunded).
+    """
+    chain = list(generation.model_chain or [])
+    while True:
+        if position >= len(chain):
+            generation_fail(generation=generation, code="all_models_failed", message=all_failed_message(generation))
+            return
+        endpoint = chain[position]
+        try:
+            payload = build_payload(generation, endpoint)
+        except BUILD_ERRORS as exc:
+            Attempt.objects.create(
+                generation=generation,
+                position=position,
+                model=endpoint,
+                status=Attempt.Status.FAILED,
+                error=f"Could not build the request: {exc}",
+                finished_at=timezone.now(),
+            )
+            generation_log(generation, f"{label(endpoint)} could not be asked: {exc}", level="error")
+            position += 1
+            continue
+        attempt = _next_attempt(generation, position=position, endpoint=endpoint, payload=payload)
+        if attempt is None:
+            return  # canceled meanwhile
+        if submit_attempt(generation, attempt, payload=payload, fall_over=False):
+            return
+        latest = Attempt.objects.get(pk=attempt.pk)
+        if latest.status != Attempt.Status.FAILED:
+            return  # transient trouble: the attempt waits for its retry
+        position += 1
+
+
+def _next_attempt(generation: Generation, *, position: int, endpoint: str, payload: dict[str, Any]) -> Attempt | None:
+    """The attempt for model `position`: a queued generation starts with it
+    (`generations_start`); a running one falls over to it."""
+    if generation.status == Generation.Status.QUEUED:
+        started = generations_start([Start(generation, position, endpoint, payload)])
+        return started[0][1] if started else None
+    logged = shorten_payload(payload)
+    with transaction.atomic():
+        attempt = Attempt.objects.create(
+            generation=generation, position=position, model=endpoint, status=Attempt.Status.SUBMITTING, payload=logged
+        )
+        still_running = Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
+            current_model=endpoint, request_payload=logged, queue_position=None
+        )
+        if not still_running:  # canceled meanwhile
+            transaction.set_rollback(True)
+            return None
+    return attempt
+
+
+def submit_attempt(
+    generation: Generation,
+    attempt: Attempt,
+    *,
+    payload: dict[str, Any] | None = None,
+    fall_over: bool = True,
+) -> bool:
+    """Send one attempt to its model. True when fal accepted it (or it was already sent).
+
+    On a permanent refusal the attempt is failed and, with `fall_over`, the next model
+    is submitted; on transient trouble (rate limited, unreachable) the attempt stays
+    `submitting` and the generation is due again after a backoff, until the attempt's
+    time bound runs out.
+    """
+    if attempt.fal_job_id:
+        Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUBMITTING).update(status=Attempt.Status.QUEUED)
+        generation_release(generation_id=generation.pk)
+        return True
+    if payload is None:
+        try:
+            payload = build_payload(generation, attempt.model)
+        except BUILD_ERRORS as exc:
+            fail_attempt_then_next(generation, attempt, f"Could not build the request: {exc}")
+            return False
+    webhook_url = f"{settings.FAL_WEBHOOK_BASE_URL}/api/fal/webhook" if settings.FAL_WEBHOOK_BASE_URL else None
+    prompt = payload.get("prompt")
+    logger.info(
+        "generation %s: submitting to %s; prompt sent (%d chars): %s",
+        generation.pk,
+        attempt.model,
+        len(prompt or ""),
+        prompt if prompt is not None else "(this model takes no prompt)",
+    )
+    if logger.isEnabledFor(logging.INFO):
+        logger.info("generation %s: payload %s", generation.pk, json.dumps(shorten_payload(payload)))
+    try:
+        request_id = get_provider().submit(attempt.model, payload, webhook_url, kind=generation.kind)
+    except ProviderError as exc:
+        if exc.permanent or attempt_expired(attempt):
+            if fall_over:
+                fail_attempt_then_next(generation, attempt, exc.message)
+            else:
+                fail_attempt(generation, attempt, exc.message)
+            return False
+        waited = (timezone.now() - attempt.started_at).total_seconds()
+        Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUBMITTING).update(error=exc.message[:2000])
+        generation_log(
+            generation, f"{label(attempt.model)} is busy ({exc.message}); trying again shortly", level="warning"
+        )
+        generation_release(generation_id=generation.pk, seconds=min(30.0, max(2.0, waited)))
+        return False
+    # Stored right away: from here on a crash resumes from this id instead of paying twice.
+    stored = Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUBMITTING).update(
+        fal_job_id=request_id, status=Attempt.Status.QUEUED, error=""
+    )
+    if not stored:
+        # The attempt was canceled while we were submitting: stop the job at fal too.
+        cancel_at_provider(attempt.model, request_id)
+        return True
+    logger.info("generation %s: %s accepted it as %s", generation.pk, attempt.model, request_id)
+    # (Canceled meanwhile: the cancel has logged the end; nothing to add.)
+    generation_log(
+        generation,
+        f"Sent to {label(attempt.model)}",
+        next_check_at=next_poll(),
+        only_if=Generation.ACTIVE_STATUSES,
+        request_payload=attempt.payload,  # the last request, for staff
+    )
+    return True
+
+
+def fail_attempt_then_next(generation: Generation, attempt: Attempt, message: str) -> None:
+    """Fail the attempt and submit the next model of the chain (the caller holds the claim)."""
+    if fail_attempt(generation, attempt, message):
+        submit_model(generation, position=attempt.position + 1)
+
+
+def attempt_expired(attempt: Attempt) -> bool:
+    return (timezone.now() - attempt.started_at).total_seconds() > settings.FAL_ATTEMPT_TIMEOUT_SECONDS
+
+
+def build_payload(generation: Generation, endpoint: str) -> dict[str, Any]:
+    spec = get_model(endpoint)
+    image_url = source_image_url(generation) if spec.takes_image else ""
+    return spec.build_input(
+        prompt=generation.prompt_sent,
+        image_url=image_url,
+        num_images=generation.num_images,
+        parameters=dict(generation.parameters or {}),
+        loras=list(generation.loras or []),
+    )
+
+
+def source_image_url(generation: Generation) -> str:
+    """What fal fetches the photo from: its public storage URL, or a data URI of it."""
+    name = generation.source_image.name
+    if not name:
+        raise ValueError("the generation has no stored photo")
+    if settings.STORAGE_PUBLIC_URLS:
+        return default_storage.url(name)
+    with default_storage.open(name, "rb") as file:
+        data = file.read()
+    content_type = mimetypes.guess_type(name)[0] or "image/jpeg"
+    return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+
+
+def shorten_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload for logs and the database: data URIs cut to a recognisable stub."""
+    shortened: dict[str, Any] = {}
+    for key, value in payload.items():
+        if isinstance(value, str) and value.startswith("data:") and len(value) > 80:
+            head, _, body = value.partition(",")
+            value = f"{head},{body[:24]}…({len(value)} chars)"
+        shortened[key] = value
+    return shortened

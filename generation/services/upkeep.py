@@ -1,0 +1,65 @@
+"""Upkeep: the periodic clean-up that keeps every job moving, and the worker's heartbeat."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+
+from django.conf import settings
+from django.utils import timezone
+
+from ..models import Generation, WorkerHeartbeat
+from ..providers.local import LocalProvider
+from .stop import generation_fail
+
+
+def generation_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Periodic clean-up of jobs that would otherwise never move again.
+
+    - an active generation with no next check (should not happen) is made due;
+    - a generation active for longer than its whole chain could take (every attempt
+      timing out, plus slack for retries) is failed and refunded, and its job at fal
+      is canceled (`generation_fail`).
+    Lost webhooks and jobs stuck in fal's queue need nothing here: every in-flight job
+    is polled anyway, and an attempt past FAL_ATTEMPT_TIMEOUT_SECONDS is canceled and
+    falls over to the next model when it is next checked. A crashed worker's claims
+    expire on their own (PIPELINE_LEASE_SECONDS). The offline provider's day-old job
+    files are removed.
+    """
+    now = now or timezone.now()
+    made_due = Generation.objects.filter(status__in=Generation.ACTIVE_STATUSES, next_check_at__isnull=True).update(
+        next_check_at=now
+    )
+    expired = 0
+    slack = settings.PIPELINE_LEASE_SECONDS + 120
+    for generation in Generation.objects.filter(
+        status__in=Generation.ACTIVE_STATUSES,
+        created_at__lt=now - dt.timedelta(seconds=settings.FAL_ATTEMPT_TIMEOUT_SECONDS + slack),
+    ).iterator():
+        bound = len(generation.model_chain or [1]) * (settings.FAL_ATTEMPT_TIMEOUT_SECONDS + slack)
+        if (now - generation.created_at).total_seconds() <= bound:
+            continue
+        message = (
+            f"This generation took longer than {bound // 60} minutes and was stopped; "
+            f"your {generation.cost} credits were refunded."
+        )
+        if generation_fail(generation=generation, code="timeout", message=message):
+            expired += 1
+    LocalProvider.prune()
+    return {"made_due": made_due, "expired": expired}
+
+
+def worker_heartbeat(*, worker_id: str, started_at: dt.datetime) -> None:
+    """Record that a worker is alive (health checks read the newest)."""
+    now = timezone.now()
+    WorkerHeartbeat.objects.update_or_create(
+        worker_id=worker_id,
+        defaults={"last_seen_at": now, "hostname": socket.gethostname()[:200], "pid": os.getpid()},
+        create_defaults={
+            "last_seen_at": now,
+            "started_at": started_at,
+            "hostname": socket.gethostname()[:200],
+            "pid": os.getpid(),
+        },
+    )

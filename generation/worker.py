@@ -1,0 +1,184 @@
+"""The worker's poller: the loop and the thread pools that drive the pipeline.
+
+`manage.py db_worker` runs django-tasks-db's worker in its main thread and this
+poller in a second one. Each round it:
+
+- claims due generations, new and in flight (`services.generation_claim_due`: a
+  conditional UPDATE, so several workers never take the same job) and moves each on
+  (`services.generation_poll_batch`) on a pool of PIPELINE_THREADS threads: start
+  queued ones, check fal's status, copy results, fall over. A thread spends one short
+  HTTP call per job, never a wait for a job to finish;
+- records the jobs finished since the last round together (`services.generations_finish`);
+- claims images whose copy is due again (`services.media_persist_due`) and retries them;
+- every few seconds writes the WorkerHeartbeat row /healthz reads, and every half
+  minute runs the sweeper (`services.generation_sweep`).
+
+Everything it does is a service call; only the threads, the pacing and the database
+connections of the pool threads are this module's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connections
+from django.utils import timezone
+
+from . import services
+
+logger = logging.getLogger("generation.worker")
+
+HEARTBEAT_SECONDS = 5.0
+BATCH = 200
+SWEEP_SECONDS = 30.0
+PERSIST_BATCH = 20
+CONNECTION_CHECK_SECONDS = 30.0
+
+
+class Poller:
+    def __init__(self, *, worker_id: str, threads: int | None = None) -> None:
+        self.worker_id = worker_id
+        self.threads = max(1, threads or settings.PIPELINE_THREADS)
+        self.started_at = timezone.now()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._in_flight: set[Future[Any]] = set()
+        self._finished: list[services.Finished] = []  # jobs fal finished, images copied, to record together
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="stefna-poller", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _done(self, future: Future[Any]) -> None:
+        result = None if future.cancelled() or future.exception() else future.result()
+        with self._lock:
+            self._in_flight.discard(future)
+            if isinstance(result, services.Finished):
+                self._finished.append(result)
+        self._wake.set()
+
+    def _record_finished(self) -> None:
+        """Record the jobs finished since the last round, all in one transaction."""
+        with self._lock:
+            finished, self._finished = self._finished, []
+        services.generations_finish(finished=finished)
+
+    def _track(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._in_flight.add(future)
+        future.add_done_callback(self._done)
+
+    def run(self) -> None:
+        tick = max(0.05, min(0.25, settings.FAL_POLL_INTERVAL_SECONDS / 2))
+        capacity = self.threads * 2  # a little queued work per thread keeps them all busy
+        next_heartbeat = 0.0
+        next_sweep = time.monotonic() + 5
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="stefna-pipeline") as executor:
+            pool = ConnectionCaringExecutor(executor)
+            while not self._stop.is_set():
+                claimed = 0
+                free = 0
+                try:
+                    now = time.monotonic()
+                    if now >= next_heartbeat:
+                        services.worker_heartbeat(worker_id=self.worker_id, started_at=self.started_at)
+                        next_heartbeat = now + HEARTBEAT_SECONDS
+                    if now >= next_sweep:
+                        services.generation_sweep()
+                        next_sweep = now + SWEEP_SECONDS
+                    self._record_finished()
+                    with self._lock:
+                        free = capacity - len(self._in_flight)
+                    if free > 0:
+                        # Up to BATCH due jobs per round; waiting ones only cost a status
+                        # call each, and follow-up work is bounded by `capacity`.
+                        ids = services.generation_claim_due(limit=min(BATCH, free * 4))
+                        claimed = len(ids)
+                        for future in services.generation_poll_batch(generation_ids=ids, executor=pool):
+                            self._track(future)
+                        for media_id in services.media_persist_due(limit=min(PERSIST_BATCH, free)):
+                            self._track(pool.submit(_persist_safely, media_id))
+                        maybe_close_connections()
+                except Exception:
+                    logger.exception("poller round failed")
+                    close_old_connections()
+                # More may be due right away when the round filled up; otherwise rest a tick.
+                self._wake.clear()
+                if not claimed or claimed < min(BATCH, free * 4):
+                    self._wake.wait(tick)
+                else:
+                    self._wake.wait(0.01)
+            self._close_thread_connections(executor)
+        # The pool has ended the work in hand: keep what it finished.
+        try:
+            self._record_finished()
+        except Exception:
+            logger.exception("recording finished jobs at shutdown failed")
+        connections.close_all()
+
+    def _close_thread_connections(self, executor: ThreadPoolExecutor) -> None:
+        """Close every pool thread's database connection before the threads go away.
+
+        A job per thread, held at a barrier so that each thread runs exactly one.
+        """
+        barrier = threading.Barrier(self.threads, timeout=5)
+
+        def close() -> None:
+            connections.close_all()
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                pass
+
+        for _ in range(self.threads):
+            executor.submit(close)
+
+
+def _persist_safely(media_id: Any) -> None:
+    try:
+        services.media_persist(media_id=media_id, reschedule=True)
+    except Exception:  # its claim runs out and it is tried again
+        logger.exception("image %s: saving failed", media_id)
+
+
+_thread_state = threading.local()
+
+
+class ConnectionCaringExecutor(Executor):
+    """Runs each job on the pool, then lets the thread check its database connection."""
+
+    def __init__(self, inner: ThreadPoolExecutor) -> None:
+        self.inner = inner
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        def run() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                maybe_close_connections()
+
+        return self.inner.submit(run)
+
+
+def maybe_close_connections() -> None:
+    # Each pool thread keeps its own database connection between jobs. Django's usual
+    # per-request clean-up would reopen it for every job (SQLite's CONN_MAX_AGE is 0),
+    # which costs more than the job's own queries; instead each thread drops obsolete
+    # connections every half minute (a job that fails drops a broken one at once).
+    now = time.monotonic()
+    if now >= getattr(_thread_state, "next_check", 0.0):
+        close_old_connections()
+        _thread_state.next_check = now + CONNECTION_CHECK_SECONDS
