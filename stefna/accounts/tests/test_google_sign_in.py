@@ -178,3 +178,24 @@ def test_refusals_speak_the_visitors_language(client, fake_google):
     page = response.content.decode()
     assert 'lang="id"' in page
     assert "could not be verified" not in page
+
+
+def test_the_sign_in_page_may_send_its_form_on_to_google_only_when_configured():
+    """settings.py: the CSP's form-action admits Google's origin (the login POST redirects there)."""
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    code = "from django.conf import settings; print(' '.join(settings.SECURE_CSP['form-action']))"
+    base = {**os.environ, "DJANGO_SETTINGS_MODULE": "stefna.settings", "SECRET_KEY": "x", "DEBUG": "0"}
+
+    def form_action(**env: str) -> str:
+        command = [sys.executable, "-c", f"import django; django.setup(); {code}"]
+        return subprocess.run(
+            command, env={**base, **env}, capture_output=True, text=True, check=True, cwd=settings.BASE_DIR
+        ).stdout.strip()
+
+    assert form_action(GOOGLE_CLIENT_ID="", GOOGLE_CLIENT_SECRET="") == "'self'"
+    assert form_action(GOOGLE_CLIENT_ID="id", GOOGLE_CLIENT_SECRET="secret") == "'self' https://accounts.google.com"
