@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from stefna.i18n_errors import error_message
@@ -22,7 +23,7 @@ class DomainError(Exception):
     status = 400
     default_message: Any = _("Something went wrong.")
 
-    def __init__(self, message: str | None = None, *, detail: Any = None) -> None:
+    def __init__(self, message: str | Promise | None = None, *, detail: Any = None) -> None:
         # In the active language even when raised in English (see stefna.i18n_errors).
         self.message = error_message(message=message, default=self.default_message)
         self.detail = detail

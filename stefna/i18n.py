@@ -98,7 +98,7 @@ def set_language(request: HttpRequest) -> HttpResponse:
         settings.LANGUAGE_COOKIE_NAME,
         language,
         max_age=settings.LANGUAGE_COOKIE_AGE,
-        samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+        samesite="Lax",
         secure=settings.SESSION_COOKIE_SECURE,
         httponly=True,
     )

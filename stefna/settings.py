@@ -389,7 +389,7 @@ if GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET:
     # "Continue with Google" is a form POST that our server answers with a redirect to
     # Google's authorize page; browsers hold that redirect to the page's form-action.
     _google = urlparse(GOOGLE_OIDC_SERVER_URL)
-    SECURE_CSP["form-action"] = [*SECURE_CSP["form-action"], f"{_google.scheme}://{_google.netloc}"]
+    SECURE_CSP["form-action"] = [CSP.SELF, f"{_google.scheme}://{_google.netloc}"]
 SOCIALACCOUNT_ADAPTER = "stefna.social.SocialAccountAdapter"
 ACCOUNT_ADAPTER = "stefna.social.AccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True

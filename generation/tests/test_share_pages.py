@@ -42,7 +42,9 @@ def meta_of(html: str) -> dict[str, str]:
 
 def public_media(user, **extra) -> Media:
     generation = GenerationFactory(user=user, preset_slug="oil_painting", preset_name="Oil painting", prompt="")
-    return MediaFactory(generation=generation, is_public=True, **extra)
+    media = MediaFactory(generation=generation, is_public=True, **extra)
+    assert isinstance(media, Media)
+    return media
 
 
 def test_share_ids_are_128_random_bits_and_not_the_api_id(user):

@@ -20,7 +20,9 @@ INDONESIAN = "id-ID,id;q=0.9,en;q=0.4"
 
 
 def heading(response) -> str:
-    return re.search(r"<h1>(.*?)</h1>", response.content.decode(), flags=re.S).group(1).strip()
+    match = re.search(r"<h1>(.*?)</h1>", response.content.decode(), flags=re.S)
+    assert match, "the page has no <h1>"
+    return match.group(1).strip()
 
 
 def test_pages_follow_accept_language(client):
