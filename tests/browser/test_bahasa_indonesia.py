@@ -15,7 +15,7 @@ from django.core import mail
 from playwright.sync_api import expect
 
 from stefna.tests.test_i18n_catalogue import parse_po
-from tests.browser.conftest import DESKTOP
+from tests.browser.conftest import DESKTOP, screenshot
 from tests.browser.test_studio_flows import ghibli_tears, photo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -104,6 +104,7 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, serv
     expect(page.get_by_test_id(f"preset-{preset.slug}")).to_contain_text("Ghibli haru")
     page.get_by_label("Tampilkan gambarku ke publik").check()
     assert_indonesian(page)
+    screenshot(page, "studio-id", full_page=False)
     page.get_by_test_id("start").click()
 
     page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
@@ -128,6 +129,7 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, serv
     expect(page.get_by_test_id("share-button")).to_have_text("Bagikan")
     assert page.locator('meta[property="og:locale"]').get_attribute("content") == "id_ID"
     assert_indonesian(page)
+    screenshot(page, "share-id", full_page=False)
 
     page.goto("/accounts/")
     assert_indonesian(page)

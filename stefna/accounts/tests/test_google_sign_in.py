@@ -199,3 +199,11 @@ def test_the_sign_in_page_may_send_its_form_on_to_google_only_when_configured():
 
     assert form_action(GOOGLE_CLIENT_ID="", GOOGLE_CLIENT_SECRET="") == "'self'"
     assert form_action(GOOGLE_CLIENT_ID="id", GOOGLE_CLIENT_SECRET="secret") == "'self' https://accounts.google.com"
+
+
+@pytest.mark.django_db
+def test_opening_the_login_url_by_link_asks_for_one_more_click_in_our_layout(client, fake_google):
+    page = client.get("/accounts/oidc/google/login/", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+    assert "Masuk dengan Google" in page
+    assert 'class="site-header"' in page  # our layout, not allauth's
+    assert fake_google.token_requests == []
