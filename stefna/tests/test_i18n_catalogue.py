@@ -50,9 +50,9 @@ ALLOWLIST = {
     "EN",
     "ID",
 }
-# The operators' pages stay English for now: they are read by the operations team
-# alongside logs, metrics and runbooks that are English (README design notes).
-NOT_CHECKED = {BASE / "templates" / "admin"}
+# The operators' dashboard stays English for now: its figures are read alongside logs,
+# metrics and runbooks that are English (README design notes).
+NOT_CHECKED = {BASE / "templates" / "admin" / "dashboard.html"}
 VISIBLE_ATTRIBUTES = {
     "alt",
     "title",
@@ -67,12 +67,7 @@ META_WITH_TEXT = {"description", "og:title", "og:description", "og:image:alt", "
 
 
 def _templates() -> list[Path]:
-    return sorted(
-        path
-        for folder in TEMPLATE_DIRS
-        for path in folder.rglob("*.html")
-        if not any(path.is_relative_to(skipped) for skipped in NOT_CHECKED)
-    )
+    return sorted(path for folder in TEMPLATE_DIRS for path in folder.rglob("*.html") if path not in NOT_CHECKED)
 
 
 def _without_marked_text(source: str) -> str:
@@ -227,11 +222,15 @@ def test_every_message_is_translated_and_none_is_fuzzy(po):
     assert fuzzy == [], "fuzzy translations (check them, then remove the flag)"
     assert untranslated == [], "messages without an Indonesian translation"
     assert plural_gaps == []
-    # Placeholders survive translation (a missing %(name)s raises at run time).
+    # Placeholders survive translation: an unknown one raises at run time, a lost one loses
+    # a figure. (With plurals, a translation may use either form's own placeholders.)
     for entry in entries:
-        wanted = sorted(re.findall(r"%\(\w+\)[sd]", entry["msgid"] + entry.get("msgid_plural", "")))
+        singular = set(re.findall(r"%\(\w+\)[sd]", entry["msgid"]))
+        plural = set(re.findall(r"%\(\w+\)[sd]", entry.get("msgid_plural", ""))) if "msgid_plural" in entry else None
+        required, allowed = (singular & plural, singular | plural) if plural is not None else (singular, singular)
         for text in entry["msgstr"].values():
-            assert set(re.findall(r"%\(\w+\)[sd]", text)) == set(wanted), entry["msgid"]
+            found = set(re.findall(r"%\(\w+\)[sd]", text))
+            assert required <= found <= allowed, (entry["msgid"], found)
 
 
 @pytest.mark.parametrize("po", _catalogues(), ids=lambda path: path.name)
