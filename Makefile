@@ -16,7 +16,7 @@ FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
 
 # i18n: the .mo catalogues are committed and rebuilt from the .po by `make messages`.
 .PHONY: messages gettext makemessages
-.PHONY: help install chromium run worker migrate test screenshots lint fmt typecheck bench clean
+.PHONY: help install chromium run worker migrate test screenshots lint fmt typecheck bench clean lock upgrade smoke
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,9 +27,13 @@ $(PY):
 	echo "Creating $(VENV) with $$PYTHON ($$($$PYTHON --version))"; \
 	$$PYTHON -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | $(PY)
+# Installs from the hashed lock, never from the human lists: a package whose files differ
+# from the recorded hashes is refused. The check fails loudly if a list was edited without
+# `make lock`.
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock requirements-dev.lock | $(PY)
+	@$(PY) .ci/check_lock.py
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --require-hashes -r requirements-dev.lock
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements
@@ -83,10 +87,12 @@ makemessages: install gettext ## Collect new strings into locale/id/LC_MESSAGES/
 	SECRET_KEY=messages $(PY) manage.py makemessages -l id --no-obsolete --ignore=.venv --ignore=node_modules --ignore=staticfiles --ignore=media --ignore=bench --ignore=tests --ignore="*/tests/*" --add-location=file
 	SECRET_KEY=messages $(PY) manage.py makemessages -l id -d djangojs --no-obsolete --ignore=.venv --ignore=node_modules --ignore=staticfiles --ignore=static/js/htmx.min.js --ignore=tests --add-location=file
 
-lint: install ##  ruff check, ruff format --check, missing-migrations check
+lint: install ## ruff check, ruff format --check, missing-migrations check, hadolint, lock check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	SECRET_KEY=lint $(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/hadolint Dockerfile
+	$(PY) .ci/check_lock.py
 
 fmt: install ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format .
@@ -100,3 +106,28 @@ bench: install ## Run the benchmarks under bench/ (needs the local PostgreSQL)
 
 clean: ## Remove the virtualenv, local database and media
 	rm -rf $(VENV) db.sqlite3 .test-db.sqlite3* media staticfiles
+
+# --- Dependencies: requirements*.txt are the human lists, *.lock what gets installed ------
+# Resolved for every platform (a Mac, the linux/arm64 image) and Python 3.12+, with hashes.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.12 --generate-hashes \
+	--custom-compile-command "make lock"
+$(VENV)/bin/uv: | $(PY)
+	$(PIP) install --quiet "$$(grep -E '^uv==' requirements-dev.txt)"
+
+lock: $(VENV)/bin/uv ## Regenerate the hashed locks from requirements*.txt (keeps current pins)
+	$(UV_COMPILE) requirements.txt -o requirements.lock
+	$(UV_COMPILE) requirements-dev.txt -o requirements-dev.lock
+	@$(PY) .ci/check_lock.py && echo "requirements.lock and requirements-dev.lock are up to date with the lists"
+
+upgrade: $(VENV)/bin/uv ## Move unpinned and indirect dependencies to their newest releases, then re-lock
+	$(UV_COMPILE) --upgrade requirements.txt -o requirements.lock
+	$(UV_COMPILE) --upgrade requirements-dev.txt -o requirements-dev.lock
+	@echo "Locks upgraded. Newer direct pins: bump them in requirements*.txt, then 'make lock'."
+	@$(VENV)/bin/uv pip list --outdated 2>/dev/null || true
+
+# --- The production topology, end to end (tests/smoke/run.py) -----------------------------
+# Scratch services: the database is dropped and made again, the Redis database flushed.
+SMOKE_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/stefna_smoke
+SMOKE_REDIS_URL ?= redis://127.0.0.1:6379/15
+smoke: install ## gunicorn x2 + db_worker x2 on PostgreSQL and Redis, fakes of fal and Cloudinary, SIGTERM at the end
+	DATABASE_URL="$(SMOKE_DATABASE_URL)" REDIS_URL="$(SMOKE_REDIS_URL)" $(PY) tests/smoke/run.py

@@ -47,6 +47,8 @@ def plan(quick: bool) -> list[tuple[str, list[str], str | None]]:
             load_db,
         ),
         ("ledger.py", ["--seconds", "1" if quick else "3"], None),
+        # issue 16 point 4: /healthz while generate-image calls wait (ASGI under gunicorn.conf.py)
+        ("asgi_wait.py", ["--fal-seconds", "5" if quick else "10"], None),
     ]
     known = {script for script, _, _ in benches}
     # A bench added later runs too, with its defaults, so `make bench` never skips one.

@@ -358,6 +358,35 @@ MEDIA_PERSIST_RETRY_SECONDS = env_int("MEDIA_PERSIST_RETRY_SECONDS", 15)
 MEDIA_PERSIST_RETRY_MAX_SECONDS = env_int("MEDIA_PERSIST_RETRY_MAX_SECONDS", 600)
 MAX_RESULT_BYTES = env_int("MAX_RESULT_BYTES", 50 * 1024 * 1024)
 
+# --- Operations: request ids, logs, errors, metrics (see docs/deploy.md) --------------
+# How many reverse proxies in front append to X-Forwarded-For; also whether their
+# X-Request-ID is trusted (0: we make every id ourselves).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Outermost, so every response (errors included) carries X-Request-ID and is counted.
+MIDDLEWARE[:0] = ["stefna.middleware.MetricsMiddleware", "stefna.middleware.RequestIdMiddleware"]
+LOG_FORMAT = (os.environ.get("LOG_FORMAT", "") or "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
+LOGGING["filters"] = {"request_context": {"()": "stefna.logging_json.RequestContextFilter"}}
+LOGGING["formatters"]["plain"] = {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
+LOGGING["formatters"]["json"] = {"()": "stefna.logging_json.JsonFormatter"}
+LOGGING["handlers"]["console"] = {
+    "class": "logging.StreamHandler",
+    "formatter": "json" if LOG_FORMAT == "json" else "plain",
+    "filters": ["request_context"],
+}
+# Django's own default handler for "django" prints plain text in DEBUG; one format only.
+LOGGING["loggers"]["django"] = {"handlers": ["console"], "level": "INFO", "propagate": False}
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+# Set by `make smoke`, compose and the systemd units: the media folder is one every web
+# process and worker reads (one disk, or a shared mount), which silences stefna.W005.
+MEDIA_ROOT_SHARED = env_bool("MEDIA_ROOT_SHARED", False)
+
+from stefna.logging_sentry import sentry_init  # noqa: E402
+
+sentry_init(dsn=SENTRY_DSN, debug=DEBUG)
+
 # --- Google sign-in (django-allauth's social account part, OpenID Connect) ------------
 # Shown only when both are set. GOOGLE_OIDC_SERVER_URL is Google's issuer; tests and
 # staging point it at another OpenID Connect server speaking the same protocol.

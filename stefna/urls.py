@@ -6,9 +6,11 @@ from django.views.i18n import JavaScriptCatalog
 from stefna.api import api
 from stefna.i18n import set_language
 from stefna.media import serve_media
+from stefna.metrics import metrics_view
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("stefna.ops_urls")),  # /healthz and /admin/dashboard/ (before admin's catch-all)
+    path("metrics", metrics_view, name="metrics"),  # Prometheus: staff or METRICS_TOKEN
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("stefna.accounts.urls")),

@@ -118,6 +118,8 @@ def production_env(**overrides: str) -> dict[str, str]:
         CLOUDINARY_URL="cloudinary://123:abc@demo",
         # Django 6.1's deploy checks refuse the console mailer; production sends real mail.
         EMAIL_HOST="smtp.example.com",
+        # A cache every process shares (stefna.W004); nothing connects to it during checks.
+        REDIS_URL="redis://127.0.0.1:6379/5",
     )
     env.update(overrides)
     return env

@@ -149,6 +149,8 @@ PRODUCTION_ENV = {
     "FAL_KEY": "prod-key-id:prod-key-secret",
     "EMAIL_HOST": "smtp.stefna.example",
     "DATABASE_URL": "sqlite:////tmp/stefna-deploy-check.sqlite3",
+    # A cache every process shares (stefna.W004 flags a per-process one); checks don't connect.
+    "REDIS_URL": "redis://127.0.0.1:6379/5",
 }
 
 

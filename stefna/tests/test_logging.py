@@ -1,0 +1,131 @@
+"""Structured logs (LOG_FORMAT=json) and the request id every response carries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from stefna.logging_json import JsonFormatter, RequestContextFilter
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def json_lines():
+    """Records from every logger, formatted as production formats them with LOG_FORMAT=json."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestContextFilter())
+    # The root logger and "django", which does not propagate (settings.LOGGING).
+    loggers = [logging.getLogger(), logging.getLogger("django")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    previous = logging.getLogger("stefna").level
+    logging.getLogger("stefna").setLevel(logging.INFO)
+
+    def lines() -> list[dict]:
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    yield lines
+    for logger in loggers:
+        logger.removeHandler(handler)
+    logging.getLogger("stefna").setLevel(previous)
+
+
+def test_every_response_carries_a_request_id(client, db):
+    first = client.get("/healthz")["X-Request-ID"]
+    second = client.get("/api/presets")["X-Request-ID"]
+    assert len(first) == 32 and first != second
+
+
+def test_a_client_cannot_choose_its_request_id_without_a_trusted_proxy(client, db, settings):
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="forged-id")["X-Request-ID"] != "forged-id"
+
+
+def test_a_trusted_proxy_passes_its_request_id_through(client, db, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client.get("/healthz", HTTP_X_REQUEST_ID="nginx-4f2a9c")["X-Request-ID"] == "nginx-4f2a9c"
+    # A value that could break a log line or a header is replaced.
+    replaced = client.get("/healthz", HTTP_X_REQUEST_ID="a b\tc" + "x" * 200)["X-Request-ID"]
+    assert replaced != "a b\tc" + "x" * 200 and len(replaced) == 32
+
+
+def test_json_log_lines_carry_request_id_user_id_and_extra_fields(client, user, json_lines):
+    client.force_login(user)
+    response = client.get("/api/quota")
+    request_id = response["X-Request-ID"]
+    line = next(entry for entry in json_lines() if entry["logger"] == "stefna.request")
+    assert line["request_id"] == request_id
+    assert line["user_id"] == str(user.pk)
+    assert line["level"] == "INFO" and line["message"] == "GET /api/quota 200"
+    assert dt.datetime.fromisoformat(line["time"]).tzinfo is not None
+    # The extra fields the middleware attached, each a key of its own.
+    assert line["status"] == 200 and line["path"] == "/api/quota" and line["route"] == "api/quota"
+    assert isinstance(line["duration_ms"], float)
+
+
+def test_django_error_lines_for_a_request_carry_its_id(client, db, json_lines):
+    response = client.get("/healthz")  # 503 without a worker: django.request logs it
+    errors = [entry for entry in json_lines() if entry["logger"] == "django.request"]
+    assert errors and errors[0]["request_id"] == response["X-Request-ID"]
+
+
+def test_extra_fields_of_any_log_call_are_kept_and_encoded(json_lines):
+    generation_id = uuid.uuid4()
+    logging.getLogger("generation.worker").warning(
+        "persisting failed", extra={"generation_id": generation_id, "attempt": 3, "model": "fal-ai/flux/dev"}
+    )
+    line = json_lines()[-1]
+    assert line["generation_id"] == str(generation_id) and line["attempt"] == 3
+    assert line["model"] == "fal-ai/flux/dev" and line["request_id"] is None and line["user_id"] is None
+
+
+def test_exceptions_stay_inside_one_json_line(json_lines):
+    try:
+        raise ValueError("broken\nacross lines")
+    except ValueError:
+        logging.getLogger("stefna").exception("it failed")
+    line = json_lines()[-1]
+    assert "ValueError" in line["exc_info"] and line["message"] == "it failed"
+
+
+def test_log_format_json_configures_every_logger_in_a_real_process():
+    env = {**os.environ, "LOG_FORMAT": "json", "DEBUG": "1", "LOG_LEVEL": "INFO"}
+    code = (
+        "import logging; logging.getLogger('generation.worker').info('claimed', extra={'claimed': 7}); "
+        "logging.getLogger('django').warning('plain warning')"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", code],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    claimed = next(line for line in lines if line["message"] == "claimed")
+    assert claimed["claimed"] == 7 and claimed["logger"] == "generation.worker" and claimed["level"] == "INFO"
+    assert any(line["message"] == "plain warning" for line in lines)
+    # Nothing else on stderr: every line is one JSON object.
+    assert all(line.startswith("{") for line in result.stderr.splitlines() if line.strip())
+
+
+def test_an_unknown_log_format_refuses_to_start():
+    env = {**os.environ, "LOG_FORMAT": "xml", "DEBUG": "1"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0 and "LOG_FORMAT must be text or json" in result.stderr

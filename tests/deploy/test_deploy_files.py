@@ -1,0 +1,196 @@
+"""The deployment files are exact: each is checked by the tool that reads it where the
+machine has one (hadolint, nginx -t, systemd-analyze), and against the app's own limits.
+
+No container engine runs here, so the image and compose.yaml are linted and read, and the
+same topology (2 web processes on one port, 2 workers, PostgreSQL, Redis) runs for real
+in `make smoke`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from django.conf import settings
+from django.utils import timezone
+
+from generation.models import WorkerHeartbeat
+from tests.fakes.certs import make_certificates
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_the_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint") or str(VENV_BIN / "hadolint")
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_is_slim_trixie_non_root_healthchecked_and_holds_no_secret():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.13-slim-trixie" in dockerfile
+    assert dockerfile.count("FROM ${PYTHON_IMAGE}") == 2, "multi-stage: build and runtime"
+    assert re.search(r"^USER 10001:10001$", dockerfile, re.M)
+    assert "HEALTHCHECK" in dockerfile and "deploy/healthcheck.py" in dockerfile
+    assert "--require-hashes" in dockerfile and "collectstatic" in dockerfile
+    env_block = " ".join(re.findall(r"^ENV (.*?)(?:\n(?!\s)|\Z)", dockerfile, re.M | re.S))
+    assert not re.search(r"(SECRET|PASSWORD|TOKEN|_KEY)\w*=", env_block), "no secret is baked into a layer"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for never in (".env", ".git", ".venv", "media", "db.sqlite3*"):
+        assert never in ignored
+
+
+def test_the_healthcheck_probe_asks_for_healthz_with_an_allowed_host(live_server, transactional_db, settings):
+    settings.ALLOWED_HOSTS = ["stefna.example.com"]
+    WorkerHeartbeat.objects.create(worker_id="probe", started_at=timezone.now(), last_seen_at=timezone.now())
+    port = live_server.url.rsplit(":", 1)[1]
+    env = {**os.environ, "PORT": port, "ALLOWED_HOSTS": ".stefna.example.com,other.example"}
+    probe = subprocess.run([sys.executable, str(ROOT / "deploy/healthcheck.py")], env=env, timeout=30)
+    assert probe.returncode == 0
+    WorkerHeartbeat.objects.all().delete()  # no worker: /healthz answers 503, the probe fails
+    probe = subprocess.run([sys.executable, str(ROOT / "deploy/healthcheck.py")], env=env, timeout=30)
+    assert probe.returncode == 1
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def test_compose_has_the_services_and_the_worker_scales():
+    services = compose()["services"]
+    assert set(services) == {"db", "redis", "migrate", "web", "worker"}
+    worker = services["worker"]
+    # `--scale worker=3` needs no fixed name and no published port.
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["command"] == ["python", "manage.py", "db_worker"]
+    assert services["web"]["ports"] == ["${STEFNA_PORT:-8000}:8000"]
+    for name in ("web", "worker"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+        assert "data:/data" in services[name]["volumes"], "web and workers share photos and offline jobs"
+
+
+def test_compose_runs_the_preview_mode_with_no_keys():
+    environment = compose()["services"]["web"]["environment"]
+    assert environment["DEBUG"] == "0"
+    assert environment["FAL_KEY"] == "${FAL_KEY:-}" and environment["CLOUDINARY_URL"] == "${CLOUDINARY_URL:-}"
+    assert environment["SECRET_KEY"].startswith("${SECRET_KEY:-"), "works with no .env, overridable"
+    assert environment["MEDIA_ROOT_SHARED"] == "1"
+
+
+def test_compose_gives_gunicorn_its_graceful_stop():
+    gunicorn = load_gunicorn_config({})
+    grace = int(compose()["services"]["web"]["stop_grace_period"].rstrip("s"))
+    assert grace > gunicorn["graceful_timeout"]
+
+
+def load_gunicorn_config(env: dict[str, str]) -> dict:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_gunicorn_serves_asgi_with_uvicorn_worker_and_bounded_timeouts():
+    config = load_gunicorn_config({"WEB_CONCURRENCY": "", "GENERATE_IMAGE_WAIT_SECONDS": "60"})
+    assert config["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert config["wsgi_app"] == "stefna.asgi:application"
+    assert config["workers"] >= 2
+    assert config["graceful_timeout"] == 70, "a waiting studio call gets its answer during a deploy"
+    assert 0 < config["timeout"] <= 60
+    assert load_gunicorn_config({"WEB_CONCURRENCY": "5"})["workers"] == 5
+
+
+def test_the_readme_and_procfile_run_the_tested_production_command():
+    readme = (ROOT / "README.md").read_text()
+    assert "gunicorn -c gunicorn.conf.py" in readme
+    assert "uvicorn.workers" not in readme, "the deprecated worker class"
+    procfile = dict(
+        line.split(": ", 1)
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if ": " in line and not line.startswith("#")
+    )
+    assert set(procfile) == {"web", "worker", "release"}
+    assert procfile["web"].endswith("gunicorn -c gunicorn.conf.py")
+    assert procfile["worker"] == "python manage.py db_worker"
+    assert "migrate --no-input" in procfile["release"]
+
+
+def test_nginx_allows_exactly_the_body_size_django_allows():
+    nginx = (ROOT / "deploy/nginx.conf").read_text()
+    megabytes = int(re.search(r"client_max_body_size (\d+)m;", nginx).group(1))
+    assert megabytes * 1024 * 1024 == settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    params = (ROOT / "deploy/stefna_proxy_params").read_text()
+    assert "X-Forwarded-For $proxy_add_x_forwarded_for" in params
+    assert "X-Request-ID $request_id" in params
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed (.ci/run installs it)")
+def test_nginx_accepts_the_config(tmp_path):
+    certs = make_certificates(tmp_path / "certs")
+    site = (ROOT / "deploy/nginx.conf").read_text()
+    site = site.replace("/etc/letsencrypt/live/stefna.example.com/fullchain.pem", str(certs.cert_path))
+    site = site.replace("/etc/letsencrypt/live/stefna.example.com/privkey.pem", str(certs.key_path))
+    site = site.replace("/etc/nginx/stefna_proxy_params", str(ROOT / "deploy/stefna_proxy_params"))
+    site = site.replace("/var/log/nginx/", f"{tmp_path}/")
+    (tmp_path / "stefna.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n access_log off;\n client_body_temp_path {tmp_path};\n include {tmp_path}/stefna.conf;\n}}\n"
+    )
+    result = subprocess.run(
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_the_systemd_units_verify(tmp_path):
+    units = sorted((ROOT / "deploy/systemd").iterdir())
+    assert {unit.name for unit in units} >= {"stefna-web.service", "stefna-web.socket", "stefna-worker@.service"}
+    for unit in units:
+        # Point the paths at this checkout so verify finds the executables it names.
+        text = unit.read_text().replace("/srv/stefna/.venv/bin", str(VENV_BIN)).replace("/srv/stefna", str(ROOT))
+        text = text.replace("EnvironmentFile=/etc/stefna/stefna.env", f"EnvironmentFile=-{tmp_path}/stefna.env")
+        (tmp_path / unit.name).write_text(text)
+    worker = tmp_path / "stefna-worker@2.service"
+    worker.symlink_to(tmp_path / "stefna-worker@.service")
+    names = [str(tmp_path / name) for name in ("stefna-web.service", "stefna-web.socket", "stefna-migrate.service")]
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *names, str(worker)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        # Outside a booted systemd (CI containers) these are about the host, not the units.
+        if line.strip() and not re.search(r"User|Group|stefna-workers.target|Failed to (connect|open)|bus|PartOf", line)
+    ]
+    assert not problems, "\n".join(problems)
+    assert "--worker-id %H-%i" in (ROOT / "deploy/systemd/stefna-worker@.service").read_text()
+
+
+def test_the_grafana_dashboard_charts_series_that_metrics_exposes():
+    import json
+
+    dashboard = json.loads((ROOT / "deploy/grafana-dashboard.json").read_text())
+    expressions = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel["targets"])
+    for series in re.findall(r"stefna_[a-z_]+", expressions):
+        base = re.sub(r"_(bucket|total|sum|count)$", "", series)
+        assert base in (ROOT / "stefna/metrics.py").read_text(), f"the dashboard charts {series}, which nothing exposes"

@@ -1,0 +1,100 @@
+"""`manage.py db_worker` stopped the way supervisors stop it (SIGTERM from systemd,
+`docker compose stop`, a deploy): it exits 0 within its grace period and hands back
+every job it held, so the next worker resumes them at once with no second submission
+to fal and no second charge.
+
+A worker killed with SIGKILL is covered in test_crash_safety.py (its claims expire with
+the lease); this is the polite stop, where nothing may wait for a lease to run out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.utils import timezone
+
+from credits.models import CreditEntry
+from credits.reconcile import find_ledger_problems
+from generation import services
+from generation.images import validate_image
+from generation.models import Attempt, Generation
+from tests.images import make_jpeg
+
+from .conftest import ROOT, child_env, entries, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+JOBS = 6
+# Long enough that a claim still held after the stop is unmistakable (the test waits far less).
+LEASE_SECONDS = 120
+
+
+def start_worker(log) -> subprocess.Popen[bytes]:
+    env = {**child_env(), "PIPELINE_LEASE_SECONDS": str(LEASE_SECONDS)}
+    return subprocess.Popen(  # noqa: S603
+        [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay", "--no-reload"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_sigterm_exits_zero_and_hands_back_every_claimed_job(user, funded, fake_fal, one_model_style, tmp_path):
+    fake_fal.manual = True  # jobs wait in fal's queue until the test moves them
+    generations = [
+        services.generation_request(
+            user=user, preset_slug=one_model_style.slug, image=validate_image(make_jpeg(160, 120)), prompt=f"n{n}"
+        )[0]
+        for n in range(JOBS)
+    ]
+    log = tmp_path / "worker.log"
+    first = start_worker(log)
+    try:
+        wait_for(
+            lambda: Attempt.objects.exclude(fal_job_id="").count() == JOBS,
+            timeout=60,
+            what="fal to accept every job",
+        )
+        time.sleep(0.5)  # a few polling rounds: the worker is holding claims as it checks
+        first.send_signal(signal.SIGTERM)
+        returncode = first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    output = log.read_text(errors="replace")[-3000:]
+    assert returncode == 0, output
+    assert "Traceback" not in output, output
+
+    # Nothing half done: each job is at fal with its request id stored, none left
+    # mid-submission, and none still claimed (due again within the normal poll interval).
+    stopped_at = timezone.now()
+    assert not Attempt.objects.filter(status=Attempt.Status.SUBMITTING).exists()
+    for generation in Generation.objects.filter(pk__in=[g.pk for g in generations]):
+        assert generation.status == Generation.Status.RUNNING
+        assert generation.next_check_at <= stopped_at + dt.timedelta(seconds=10), "still claimed after the stop"
+    assert len(fake_fal.submissions()) == JOBS
+
+    # The next worker takes over at once, without re-submitting anything.
+    for attempt in Attempt.objects.all():
+        fake_fal.advance(attempt.fal_job_id, steps=3)
+    second = start_worker(log)
+    try:
+        wait_for(
+            lambda: Generation.objects.filter(status=Generation.Status.SUCCEEDED).count() == JOBS,
+            timeout=60,
+            what="the next worker to finish the handed-back jobs",
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0, log.read_text(errors="replace")[-3000:]
+    assert len(fake_fal.submissions()) == JOBS, "no job was submitted twice"
+    assert find_ledger_problems(users=[user]) == []
+    for generation in generations:
+        assert entries(generation, CreditEntry.Reason.CAPTURE) == 1
