@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -23,7 +23,10 @@ from stefna.admin_actions import action_with_form, apply_to_each
 from stefna.errors import DomainError
 
 from . import ledger
-from .models import CreditEntry, Wallet
+from .models import CreditEntry, CreditPack, Purchase, StripeEvent, Wallet
+from .payments.purchases import purchase_mark_reviewed
+from .payments.refunds import purchase_refund
+from .selectors import purchases_needing_attention_count
 
 if TYPE_CHECKING:
     from stefna.accounts.models import User
@@ -159,3 +162,109 @@ class WalletAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return grant_credits_to(
             self, request, queryset, lambda: [wallet.user for wallet in queryset.select_related("user")]
         )
+
+
+@admin.register(CreditPack)
+class CreditPackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "slug", "credits", "price_label", "currency", "active", "sort_order"]
+    list_editable = ["active", "sort_order"]
+    list_filter = ["active", "currency"]
+    search_fields = ["slug", "name"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def has_delete_permission(self, request: HttpRequest, obj: CreditPack | None = None) -> bool:
+        return False  # packs with purchases are money records: switch them off (active) instead
+
+    @admin.display(description="price")
+    def price_label(self, pack: CreditPack) -> str:
+        return pack.price_label
+
+
+@admin.register(Purchase)
+class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Purchases are written only by credits.payments; staff read them, refund through
+    Stripe (the credits follow from Stripe's refund event) and clear alerts."""
+
+    list_display = [
+        "created_at",
+        "email",
+        "pack",
+        "credits",
+        "price_label",
+        "status",
+        "provider",
+        "needs_attention",
+        "credits_taken_back",
+        "credits_already_spent",
+    ]
+    list_filter = ["needs_attention", "status", "provider", "currency", "pack", "created_at"]
+    search_fields = ["email", "user__email", "=stripe_session_id", "=stripe_payment_intent_id", "=id"]
+    search_help_text = "An email, a Stripe checkout session or payment intent id, or a purchase id."
+    list_select_related = ["pack"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    actions = ["refund", "mark_reviewed"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Purchase | None = None) -> list[str]:
+        return [field.name for field in Purchase._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Purchase | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Purchase | None = None) -> bool:
+        return False
+
+    def has_refund_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("credits.add_creditentry")
+
+    @admin.display(description="price")
+    def price_label(self, purchase: Purchase) -> str:
+        return purchase.price_label
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        flagged = purchases_needing_attention_count()
+        if flagged:
+            # The staff alert for amount mismatches, refunds of spent credits and disputes.
+            messages.warning(
+                request,
+                f"{flagged} purchase(s) need attention: filter by “needs attention” and read each one's note.",
+            )
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(
+        description="Refund through Stripe (credits are taken back when Stripe confirms)", permissions=["refund"]
+    )
+    def refund(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> None:
+        apply_to_each(
+            request,
+            list(queryset),
+            lambda purchase: purchase_refund(purchase=purchase),
+            done="Refund requested for {count} purchase{s}.",
+            label=lambda purchase: f"{purchase.email} {purchase.pk}",
+        )
+
+    @admin.action(description="Mark as reviewed (clear the alert)", permissions=["refund"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> None:
+        for purchase in queryset:
+            purchase_mark_reviewed(purchase=purchase)
+        messages.success(request, "Alerts cleared.")
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["received_at", "id", "type", "outcome", "purchase"]
+    list_filter = ["type", "outcome"]
+    search_fields = ["=id", "=purchase__id"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: StripeEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: StripeEvent | None = None) -> bool:
+        return False

@@ -21,3 +21,21 @@ class AlreadyReserved(DomainError):
     code = "already_reserved"
     status = 409
     default_message = _("This generation's credits are already reserved and not yet settled.")
+
+
+class PaymentsUnavailable(DomainError):
+    code = "payments_unavailable"
+    status = 503
+    default_message = _("Buying credits is not available on this site right now.")
+
+
+class PaymentProviderError(DomainError):
+    code = "payment_provider_error"
+    status = 502
+    default_message = _("The payment provider did not answer. Nothing was charged; please try again.")
+
+
+class InvalidWebhook(DomainError):
+    code = "invalid_webhook"
+    status = 400
+    default_message = _("This webhook could not be verified.")

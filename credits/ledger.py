@@ -5,8 +5,15 @@ Money rules (from the design documents):
 - each reservation ("charge") is settled exactly once: captured when the generation
   succeeds, refunded when it fails or is canceled. Unique constraints make a second
   settlement impossible, not just unlikely. A staff retry reserves a new charge;
-- once per UTC day, at the first spend or quota read, a balance below the allowance is
-  topped up to `DAILY_CREDITS`; credits above it (grants) are kept.
+- two buckets: today's free allowance and purchased credits (bought, or granted by
+  staff and `grant_credits`), which never expire. Once per UTC day, at the first spend
+  or quota read, the free bucket is topped up to `DAILY_CREDITS`; the purchased bucket
+  is never touched by the top-up;
+- a spend takes free credits first, then purchased ones; each entry records the part
+  that moved the purchased bucket (`purchased_amount`), so a refund returns every credit
+  to the bucket it came from;
+- a paid purchase adds its credits to the purchased bucket once (`purchase_credit`); a
+  refund or dispute takes back what is still unspent, never below zero (`claw_back`).
 
 Every write follows one pattern, in one transaction: lock the user's wallet row
 (`SELECT … FOR UPDATE`), decide from the locked balance, update the wallet, insert the
@@ -26,7 +33,9 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from .exceptions import AlreadyReserved, AlreadySettled, InsufficientCredits
 from .models import CreditEntry, Wallet
@@ -34,6 +43,8 @@ from .models import CreditEntry, Wallet
 if TYPE_CHECKING:
     from generation.models import Generation
     from stefna.accounts.models import User
+
+    from .models import Purchase
 
 logger = logging.getLogger("credits")
 
@@ -66,24 +77,39 @@ def _lock_wallet(user_id: uuid.UUID) -> Wallet:
     return wallet
 
 
-def _write(wallet: Wallet, **entry: object) -> CreditEntry:
-    """Apply `entry["amount"]` to the locked wallet and record it. Caller holds the lock."""
+def _write(wallet: Wallet, *, purchased_amount: int = 0, **entry: object) -> CreditEntry:
+    """Apply `entry["amount"]` (of which `purchased_amount` moves the purchased bucket,
+    the rest the free one) to the locked wallet and record it. Caller holds the lock."""
     amount = int(entry["amount"])  # type: ignore[call-overload]
-    if amount:
+    if amount or purchased_amount:
         wallet.balance += amount
-        Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance)
-    return CreditEntry.objects.create(user_id=wallet.pk, balance_after=wallet.balance, **entry)
+        wallet.purchased_balance += purchased_amount
+        Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance, purchased_balance=wallet.purchased_balance)
+    return CreditEntry.objects.create(
+        user_id=wallet.pk,
+        balance_after=wallet.balance,
+        purchased_amount=purchased_amount,
+        purchased_after=wallet.purchased_balance,
+        **entry,
+    )
+
+
+def _spend_split(wallet: Wallet, amount: int) -> int:
+    """The purchased bucket's (negative) part of spending `amount`: free credits go first."""
+    from_free = min(max(wallet.free_balance, 0), amount)
+    return -(amount - from_free)
 
 
 def _apply_allowance(wallet: Wallet, today: dt.date) -> CreditEntry | None:
-    """Top the locked wallet up to the allowance if `today` was not applied yet."""
+    """Top the locked wallet's free bucket up to the allowance if `today` was not applied yet."""
     if wallet.allowance_day is not None and wallet.allowance_day >= today:
         return None
     wallet.allowance_day = today
     Wallet.objects.filter(pk=wallet.pk).update(allowance_day=today)
-    top_up = settings.DAILY_CREDITS - wallet.balance
+    top_up = settings.DAILY_CREDITS - wallet.free_balance
     if top_up <= 0:
-        # Balances at or above the allowance (granted credits) are kept as they are.
+        # A free bucket at or above the allowance (a late refund of yesterday's
+        # reservation) is kept as it is; purchased credits are never part of this.
         return None
     return _write(wallet, amount=top_up, reason=Reason.DAILY_ALLOWANCE, allowance_day=today)
 
@@ -141,43 +167,65 @@ def reserve(*, user: User, generation: Generation, amount: int, new_generation: 
         _apply_allowance(wallet, utc_today())
         charge_number = 1 if new_generation else _next_charge_number(generation)
         if wallet.balance < amount:
-            reset_at = next_reset()
-            raise InsufficientCredits(
-                f"This costs {amount} credits and you have {wallet.balance}. "
-                f"Your daily credits refill at {reset_at:%H:%M} UTC.",
-                detail={"balance": wallet.balance, "cost": amount, "daily_reset": reset_at.isoformat()},
-            )
+            raise insufficient_credits(balance=wallet.balance, cost=amount)
         return _write(
             wallet,
             amount=-amount,
+            purchased_amount=_spend_split(wallet, amount),
             reason=Reason.RESERVE,
             generation=generation,
             charge_number=charge_number,
         )
 
 
-def _latest_charge(generation: Generation) -> tuple[tuple[int, int] | None, str | None]:
-    """The generation's latest reservation as (amount, charge number), and how that
-    charge was settled (None: still open).
+def insufficient_credits(*, balance: int, cost: int) -> InsufficientCredits:
+    """The out-of-credits error, offering to buy credits (the detail carries the link)."""
+    reset_at = next_reset()
+    return InsufficientCredits(
+        gettext(
+            "This costs %(cost)s credits and you have %(balance)s. "
+            "Your daily credits refill at %(time)s UTC, or you can buy credits now."
+        )
+        % {"cost": cost, "balance": balance, "time": f"{reset_at:%H:%M}"},
+        detail={
+            "balance": balance,
+            "cost": cost,
+            "daily_reset": reset_at.isoformat(),
+            "buy_credits_url": reverse("credits:buy"),
+        },
+    )
+
+
+Charge = tuple[int, int, int]  # a reservation: (amount, charge number, purchased part)
+
+
+def _latest_charge(generation: Generation) -> tuple[Charge | None, str | None]:
+    """The generation's latest reservation as (amount, charge number, purchased part),
+    and how that charge was settled (None: still open).
 
     One small query: a generation has a handful of entries (one reservation and one
     settlement per charge). Caller holds the wallet lock, so no settlement is in flight.
     """
-    entries = CreditEntry.objects.filter(generation_id=generation.pk).values_list("amount", "reason", "charge_number")
+    entries = CreditEntry.objects.filter(generation_id=generation.pk).values_list(
+        "amount", "reason", "charge_number", "purchased_amount"
+    )
     return _charge_state(list(entries))
 
 
-def _charge_state(entries: list[tuple[int, str, int | None]]) -> tuple[tuple[int, int] | None, str | None]:
-    """(latest reservation as (amount, charge number), its settlement reason or None)
-    from one generation's entries as (amount, reason, charge number)."""
-    reservations = [(amount, number or 0) for amount, reason, number in entries if reason == Reason.RESERVE]
+def _charge_state(entries: list[tuple[int, str, int | None, int]]) -> tuple[Charge | None, str | None]:
+    """(latest reservation as (amount, charge number, purchased part), its settlement
+    reason or None) from one generation's entries as (amount, reason, charge number,
+    purchased part)."""
+    reservations = [
+        (amount, number or 0, purchased) for amount, reason, number, purchased in entries if reason == Reason.RESERVE
+    ]
     if not reservations:
         return None, None
     latest = max(reservations, key=lambda reservation: reservation[1])
     settled = next(
         (
             reason
-            for _, reason, number in entries
+            for _, reason, number, _ in entries
             if (number or 0) == latest[1] and reason in CreditEntry.SETTLEMENT_REASONS
         ),
         None,
@@ -207,10 +255,13 @@ def _settle(*, generation: Generation, reason: str, note: str = "", by: User | N
             reserved, settled = _latest_charge(generation)
             if reserved is None or settled is not None:
                 return None
-            amount, charge_number = reserved
+            amount, charge_number, purchased = reserved
+            refunding = reason == Reason.REFUND
             return _write(
                 wallet,
-                amount=-amount if reason == Reason.REFUND else 0,
+                # A refund returns each credit to the bucket it was reserved from.
+                amount=-amount if refunding else 0,
+                purchased_amount=-purchased if refunding else 0,
                 reason=reason,
                 generation=generation,
                 charge_number=charge_number,
@@ -249,12 +300,12 @@ def capture_many(*, generations: list[Generation]) -> list[CreditEntry]:
             .filter(pk__in={generation.user_id for generation in generations})
             .order_by("pk")
         }
-        entries: dict[uuid.UUID, list[tuple[int, str, int | None]]] = {}
+        entries: dict[uuid.UUID, list[tuple[int, str, int | None, int]]] = {}
         rows = CreditEntry.objects.filter(generation_id__in=[generation.pk for generation in generations])
-        for generation_id, amount, reason, number in rows.values_list(
-            "generation_id", "amount", "reason", "charge_number"
+        for generation_id, amount, reason, number, purchased in rows.values_list(
+            "generation_id", "amount", "reason", "charge_number", "purchased_amount"
         ):
-            entries.setdefault(generation_id, []).append((amount, reason, number))
+            entries.setdefault(generation_id, []).append((amount, reason, number, purchased))
         captures = []
         for generation in generations:
             reserved, settled = _charge_state(entries.get(generation.pk, []))
@@ -264,6 +315,7 @@ def capture_many(*, generations: list[Generation]) -> list[CreditEntry]:
                 CreditEntry(
                     user_id=generation.user_id,
                     balance_after=wallets[generation.user_id].balance,
+                    purchased_after=wallets[generation.user_id].purchased_balance,
                     amount=0,
                     reason=Reason.CAPTURE,
                     generation=generation,
@@ -292,9 +344,9 @@ def grant(
 ) -> CreditEntry:
     """Add credits outside any generation (a grant), or, as an adjustment, add or remove some.
 
-    Today's allowance is applied first, so a grant always lands on top of it: granting
-    10 to a user who has not been topped up yet gives allowance + 10, not a balance the
-    next top-up would swallow.
+    Granted credits (and positive adjustments) go to the purchased bucket, which never
+    expires; a negative adjustment removes credits the way a spend does, free ones first.
+    Today's allowance is applied first, so a grant always lands on top of it.
     """
     if reason not in (Reason.GRANT, Reason.ADJUST):
         raise ValueError(f"grant() cannot write {reason!r} entries")
@@ -312,4 +364,50 @@ def grant(
                 f"The balance is {wallet.balance}; removing {-amount} would make it negative.",
                 detail={"balance": wallet.balance, "amount": amount},
             )
-        return _write(wallet, amount=amount, reason=reason, note=note[:200], created_by=by)
+        purchased = amount if amount > 0 else _spend_split(wallet, -amount)
+        return _write(wallet, amount=amount, purchased_amount=purchased, reason=reason, note=note[:200], created_by=by)
+
+
+def purchase_credit(*, purchase: Purchase) -> CreditEntry:
+    """Add a paid purchase's credits to the purchased bucket.
+
+    Only the payments grant function calls this, inside the transaction that marks the
+    purchase paid while holding its row lock; the unique constraint (one `purchase`
+    entry per purchase) refuses a second credit even if a caller forgot that lock.
+    """
+    if purchase.user_id is None:
+        raise ValueError("a purchase without an account cannot be credited")
+    with transaction.atomic():
+        wallet = _lock_wallet(purchase.user_id)
+        _apply_allowance(wallet, utc_today())
+        return _write(
+            wallet,
+            amount=purchase.credits,
+            purchased_amount=purchase.credits,
+            reason=Reason.PURCHASE,
+            purchase=purchase,
+            note=purchase.pack.name[:200] if purchase.pack_id else "",
+        )
+
+
+def claw_back(*, purchase: Purchase, credits: int, note: str = "") -> int:
+    """Take up to `credits` of a refunded or disputed purchase back from the purchased
+    bucket, never below zero. Returns how many were taken (the rest were already spent).
+
+    The caller holds the purchase's row lock (refund events for one purchase queue).
+    """
+    if credits <= 0 or purchase.user_id is None:
+        return 0
+    with transaction.atomic():
+        wallet = _lock_wallet(purchase.user_id)
+        taken = min(credits, wallet.purchased_balance)
+        if taken:
+            _write(
+                wallet,
+                amount=-taken,
+                purchased_amount=-taken,
+                reason=Reason.CLAWBACK,
+                purchase=purchase,
+                note=note[:200],
+            )
+        return taken

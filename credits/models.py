@@ -1,14 +1,20 @@
-"""Credits: an append-only ledger plus a cached balance.
+"""Credits: an append-only ledger plus a cached balance, in two buckets; credit packs,
+purchases and the Stripe events that move them.
 
-`credits/ledger.py` is the only code that writes either table.
+`credits/ledger.py` is the only code that writes `Wallet` or `CreditEntry` rows;
+`credits/payments/` is the only code that writes `Purchase` or `StripeEvent` rows.
 """
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
+
+from stefna.i18n_formats import format_money
 
 
 class Wallet(models.Model):
@@ -17,19 +23,34 @@ class Wallet(models.Model):
     `balance` always equals the sum of the user's entries: it changes only in the
     same transaction as the entry that explains it, while the ledger holds this row's
     lock (SELECT … FOR UPDATE). `check_ledger` proves the two agree.
+
+    Two buckets share the balance: `purchased_balance` (bought and granted credits,
+    which never expire) and the rest, today's free allowance (`free_balance`), which
+    the daily top-up resets. Spending takes free credits first.
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True)
     balance = models.IntegerField(default=0)
+    purchased_balance = models.IntegerField(default=0)
     # The UTC day whose allowance was last applied; the allowance check is a cheap
     # comparison on this field, not a ledger query.
     allowance_day = models.DateField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_not_negative")]
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_not_negative"),
+            models.CheckConstraint(
+                condition=Q(purchased_balance__gte=0, purchased_balance__lte=F("balance")),
+                name="wallet_purchased_within_balance",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user}: {self.balance}"
+
+    @property
+    def free_balance(self) -> int:
+        return self.balance - self.purchased_balance
 
 
 class CreditEntry(models.Model):
@@ -48,6 +69,9 @@ class CreditEntry(models.Model):
         REFUND = "refund", _("Refund")
         GRANT = "grant", _("Grant")
         ADJUST = "adjust", _("Adjustment")
+        PURCHASE = "purchase", _("Credits bought")
+        CLAWBACK = "clawback", _("Taken back (refund or dispute)")
+        BUCKET_MOVE = "bucket_move", _("Moved to purchased credits")
 
     GENERATION_REASONS = (Reason.RESERVE, Reason.CAPTURE, Reason.REFUND)
     SETTLEMENT_REASONS = (Reason.CAPTURE, Reason.REFUND)
@@ -62,7 +86,15 @@ class CreditEntry(models.Model):
     charge_number = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Which reservation of the generation this entry belongs to (1 = first)."
     )
+    # PROTECT: a purchase with credits attached is a money record, never deleted.
+    purchase = models.ForeignKey(
+        "credits.Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="credit_entries"
+    )
     balance_after = models.IntegerField()
+    # The part of `amount` that moved the purchased bucket (the rest moved the free
+    # one), and that bucket's running total: `check_ledger` checks both buckets.
+    purchased_amount = models.IntegerField(default=0)
+    purchased_after = models.IntegerField(default=0)
     allowance_day = models.DateField(null=True, blank=True)
     note = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(
@@ -92,22 +124,39 @@ class CreditEntry(models.Model):
                 condition=Q(reason="daily_allowance"),
                 name="credit_one_allowance_per_day",
             ),
+            # A purchase is credited once: the database backs the grant's own check.
+            models.UniqueConstraint(
+                fields=["purchase"], condition=Q(reason="purchase"), name="credit_one_grant_per_purchase"
+            ),
             models.CheckConstraint(condition=Q(balance_after__gte=0), name="credit_balance_after_not_negative"),
-            # Generation entries name their generation and charge; the others name neither.
+            models.CheckConstraint(
+                condition=Q(purchased_after__gte=0, purchased_after__lte=F("balance_after")),
+                name="credit_purchased_after_within_balance",
+            ),
+            # Generation entries name their generation and charge, purchase entries their
+            # purchase; the others name neither.
             models.CheckConstraint(
                 condition=(
                     Q(
                         reason__in=["reserve", "capture", "refund"],
                         generation__isnull=False,
                         charge_number__gte=1,
+                        purchase__isnull=True,
                     )
                     | Q(
-                        reason__in=["daily_allowance", "grant", "adjust"],
+                        reason__in=["purchase", "clawback"],
                         generation__isnull=True,
                         charge_number__isnull=True,
+                        purchase__isnull=False,
+                    )
+                    | Q(
+                        reason__in=["daily_allowance", "grant", "adjust", "bucket_move"],
+                        generation__isnull=True,
+                        charge_number__isnull=True,
+                        purchase__isnull=True,
                     )
                 ),
-                name="credit_generation_link_matches_reason",
+                name="credit_links_match_reason",
             ),
             # The sign of every amount follows from its reason, so a bug cannot, say,
             # "refund" a negative amount.
@@ -119,6 +168,9 @@ class CreditEntry(models.Model):
                     | Q(reason="daily_allowance", amount__gt=0, allowance_day__isnull=False)
                     | Q(reason="grant", amount__gt=0)
                     | (Q(reason="adjust") & ~Q(amount=0))
+                    | Q(reason="purchase", amount__gt=0, purchased_amount=F("amount"))
+                    | Q(reason="clawback", amount__lt=0, purchased_amount=F("amount"))
+                    | Q(reason="bucket_move", amount=0, purchased_amount__gt=0)
                 ),
                 name="credit_amount_sign_matches_reason",
             ),
@@ -126,3 +178,127 @@ class CreditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.amount:+d} {self.reason}"
+
+
+# Stripe's zero-decimal currencies: their prices have no minor unit.
+ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+
+
+def format_price(price: int, currency: str) -> str:
+    """1199, "usd" → "$11.99" in English, "US$11,99" in Bahasa Indonesia (issue 21)."""
+    return format_money(price, currency)
+
+
+class CreditPack(models.Model):
+    """Credits for sale. The price is charged from this row, never from the client."""
+
+    slug = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(_("name"), max_length=80)
+    credits = models.PositiveIntegerField(_("credits"))
+    price = models.PositiveIntegerField(_("price"), help_text=_("In the currency's minor unit (cents for USD)."))
+    currency = models.CharField(_("currency"), max_length=3, default="usd", help_text=_("ISO 4217, lower case."))
+    active = models.BooleanField(_("active"), default=True)
+    sort_order = models.PositiveSmallIntegerField(_("sort order"), default=0)
+
+    class Meta:
+        ordering = ["sort_order", "price", "slug"]
+        constraints = [
+            models.CheckConstraint(condition=Q(credits__gte=1, price__gte=1), name="credit_pack_sells_something"),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[a-z]{3}$"), name="credit_pack_currency_code"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.credits} credits)"
+
+    @property
+    def price_label(self) -> str:
+        return format_price(self.price, self.currency)
+
+
+class Purchase(models.Model):
+    """One attempt to buy a pack: pending until Stripe (or the offline checkout) says paid.
+
+    States: pending → paid (credits granted, once) → refunded / disputed (unspent credits
+    taken back); pending → expired (the checkout session ran out). A partial refund
+    keeps `paid` and records `amount_refunded`. Credits, price and currency are copied
+    from the pack when the purchase starts, so editing a pack never changes a purchase.
+    Only `credits/payments/` changes these rows.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        PAID = "paid", _("Paid")
+        REFUNDED = "refunded", _("Refunded")
+        DISPUTED = "disputed", _("Disputed")
+        EXPIRED = "expired", _("Expired")
+
+    class Provider(models.TextChoices):
+        STRIPE = "stripe", "Stripe"
+        OFFLINE = "offline", _("Test checkout (no money)")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # SET_NULL: a deleted account's money records stay, without the person.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="purchases"
+    )
+    email = models.EmailField(blank=True, help_text="The buyer's email when they bought (for search and receipts).")
+    pack = models.ForeignKey(CreditPack, on_delete=models.PROTECT, related_name="purchases")
+    credits = models.PositiveIntegerField()
+    price = models.PositiveIntegerField(help_text="In the currency's minor unit.")
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    provider = models.CharField(max_length=10, choices=Provider.choices, default=Provider.STRIPE)
+    stripe_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    checkout_url = models.URLField(max_length=2000, blank=True)
+    receipt_url = models.URLField(max_length=2000, blank=True)
+    amount_refunded = models.PositiveIntegerField(default=0, help_text="Refunded so far, in the minor unit.")
+    credits_taken_back = models.PositiveIntegerField(default=0, help_text="Unspent credits removed after a refund.")
+    credits_already_spent = models.PositiveIntegerField(
+        default=0, help_text="Credits a refund or dispute should have removed but the buyer had already spent."
+    )
+    needs_attention = models.BooleanField(default=False, db_index=True)
+    attention_note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="purchase_user_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(credits_taken_back__lte=F("credits")), name="purchase_takes_back_at_most_its_credits"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "expired"]) | Q(paid_at__isnull=False),
+                name="purchase_paid_states_have_paid_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email or self.user_id}: {self.credits} credits ({self.status})"
+
+    @property
+    def price_label(self) -> str:
+        return format_price(self.price, self.currency)
+
+
+class StripeEvent(models.Model):
+    """Each Stripe event id, recorded once in the transaction that acts on it.
+
+    The primary key is the event id: a second delivery (a retry, a duplicate, a
+    concurrent one) fails to insert and does nothing.
+    """
+
+    id = models.CharField(max_length=255, primary_key=True)
+    type = models.CharField(max_length=100)
+    purchase = models.ForeignKey(Purchase, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    outcome = models.CharField(max_length=200, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.type}"

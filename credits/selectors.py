@@ -1,4 +1,4 @@
-"""Reads for credits: balances, the quota and ledger history."""
+"""Reads for credits: balances, the quota, ledger history, packs and purchases."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.db.models.options import Options
 from django.utils import timezone
 
+from generation.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
+
 from . import ledger
-from .models import CreditEntry, Wallet
+from .models import CreditEntry, CreditPack, Purchase, Wallet
 
 if TYPE_CHECKING:
     from stefna.accounts.models import User
@@ -25,11 +27,12 @@ if TYPE_CHECKING:
 class Quota:
     daily_limit: int
     daily_used: int
-    remaining: int
+    remaining: int  # what is left of today's free allowance
     weekly_used: int
     daily_reset: dt.datetime
-    current_balance: int
+    current_balance: int  # free + purchased
     timestamp: dt.datetime
+    purchased_balance: int = 0
 
 
 def quota_for(*, user: User, now: dt.datetime | None = None) -> Quota:
@@ -45,22 +48,24 @@ def quota_for(*, user: User, now: dt.datetime | None = None) -> Quota:
     midnight = dt.datetime.combine(today, dt.time.min, tzinfo=dt.UTC)
     week_start = midnight - dt.timedelta(days=6)
     # One query in the steady state: the spending figures and the balance together.
-    today_spent, week_spent, balance = _spending_and_balance(
+    today_spent, week_spent, balance, purchased = _spending_and_balance(
         user_id=user.pk, today=today, midnight=midnight, week_start=week_start
     )
-    if balance is None:
+    if balance is None or purchased is None:
         # No wallet yet, or today's allowance not applied yet (the first read after UTC
         # midnight): the ledger applies it under the wallet's lock. Allowances are not
         # reservations, so the spending figures above stay right.
-        balance = ledger.wallet_for(user=user, now=now).balance
+        wallet = ledger.wallet_for(user=user, now=now)
+        balance, purchased = wallet.balance, wallet.purchased_balance
     return Quota(
         daily_limit=settings.DAILY_CREDITS,
         daily_used=-(today_spent or 0),
-        remaining=balance,
+        remaining=balance - purchased,
         weekly_used=-(week_spent or 0),
         daily_reset=ledger.next_reset(now),
         current_balance=balance,
         timestamp=now,
+        purchased_balance=purchased,
     )
 
 
@@ -79,8 +84,8 @@ def _spending_sql(vendor: str) -> str:
                         charge_number=OuterRef("charge_number"), reason=REFUND)))
         .aggregate(today=Sum("amount", filter=Q(created_at__gte=midnight)), week=Sum("amount"))
 
-    plus the wallet's balance when its `allowance_day` is today (NULL otherwise, or when
-    there is no wallet, which sends the caller through the ledger).
+    plus the wallet's balance and purchased balance when its `allowance_day` is today
+    (NULL otherwise, or when there is no wallet, which sends the caller through the ledger).
     """
     quote = connection.ops.quote_name  # the backend's quoting: hence the cache key `vendor`
     entry, wallet = CreditEntry._meta, Wallet._meta
@@ -91,11 +96,17 @@ def _spending_sql(vendor: str) -> str:
     entries, wallets = quote(entry.db_table), quote(wallet.db_table)
     amount, created_at, reason = column(entry, "amount"), column(entry, "created_at"), column(entry, "reason")
     generation, charge = column(entry, "generation"), column(entry, "charge_number")
+
+    def wallet_value(name: str) -> str:
+        return (
+            f"(SELECT CASE WHEN w.{column(wallet, 'allowance_day')} >= %s THEN w.{column(wallet, name)} END "  # noqa: S608
+            f"FROM {wallets} w WHERE w.{column(wallet, 'user')} = %s)"
+        )
+
     # Only identifiers from the models are formatted in; every value is a parameter.
     return (
         f"SELECT SUM(CASE WHEN e.{created_at} >= %s THEN e.{amount} END), SUM(e.{amount}), "  # noqa: S608
-        f"(SELECT CASE WHEN w.{column(wallet, 'allowance_day')} >= %s THEN w.{column(wallet, 'balance')} END "
-        f"FROM {wallets} w WHERE w.{column(wallet, 'user')} = %s) "
+        f"{wallet_value('balance')}, {wallet_value('purchased_balance')} "
         f"FROM {entries} e "
         f"WHERE e.{column(entry, 'user')} = %s AND e.{reason} = %s AND e.{created_at} >= %s "
         f"AND NOT EXISTS (SELECT 1 FROM {entries} r WHERE r.{generation} = e.{generation} "
@@ -105,16 +116,19 @@ def _spending_sql(vendor: str) -> str:
 
 def _spending_and_balance(
     *, user_id: uuid.UUID, today: dt.date, midnight: dt.datetime, week_start: dt.datetime
-) -> tuple[int | None, int | None, int | None]:
+) -> tuple[int | None, int | None, int | None, int | None]:
     # Parameters go through the fields' own conversion, as the ORM would send them
     # (SQLite stores UUIDs as hex and datetimes as naive UTC text).
     user = CreditEntry._meta.get_field("user").target_field  # type: ignore[union-attr]
     created_at = CreditEntry._meta.get_field("created_at")
     day = Wallet._meta.get_field("allowance_day")
     user_param = user.get_db_prep_value(user_id, connection)
+    day_param = day.get_db_prep_value(today, connection)
     params = [
         created_at.get_db_prep_value(midnight, connection),
-        day.get_db_prep_value(today, connection),
+        day_param,
+        user_param,
+        day_param,
         user_param,
         user_param,
         CreditEntry.Reason.RESERVE.value,
@@ -123,8 +137,8 @@ def _spending_and_balance(
     ]
     with connection.cursor() as cursor:
         cursor.execute(_spending_sql(connection.vendor), params)
-        today_spent, week_spent, balance = cursor.fetchone()
-    return today_spent, week_spent, balance
+        today_spent, week_spent, balance, purchased = cursor.fetchone()
+    return today_spent, week_spent, balance, purchased
 
 
 def balance_of(*, user: User) -> int:
@@ -133,3 +147,54 @@ def balance_of(*, user: User) -> int:
 
 def entries_for(*, user: User, limit: int = 50) -> QuerySet[CreditEntry]:
     return CreditEntry.objects.filter(user=user).select_related("generation").order_by("-created_at", "-id")[:limit]
+
+
+def credit_packs_for_sale() -> list[CreditPack]:
+    return list(CreditPack.objects.filter(active=True).order_by("sort_order", "price", "slug"))
+
+
+def purchase_history(*, user: User, cursor: str | None = None, limit: int | None = None) -> Page[Purchase]:
+    """The user's purchases, newest first, a page at a time (the generation feed's cursors)."""
+    limit = max(1, min(limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
+    queryset = Purchase.objects.filter(user=user).select_related("pack")
+    if cursor:
+        created_at, pk = decode_cursor(cursor)
+        queryset = queryset.filter(created_at__lte=created_at).filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
+        )
+    rows = list(queryset.order_by("-created_at", "-id")[: limit + 1])
+    items, more = rows[:limit], len(rows) > limit
+    return Page(items=items, next_cursor=encode_cursor(items[-1].created_at, items[-1].pk) if more else None)
+
+
+def purchase_get_owned(*, user: User, purchase_id: uuid.UUID | str) -> Purchase | None:
+    try:
+        purchase_uuid = uuid.UUID(str(purchase_id))
+    except ValueError:
+        return None
+    return Purchase.objects.filter(pk=purchase_uuid, user=user).select_related("pack").first()
+
+
+def purchase_for_payment(*, payment_intent_id: str, purchase_id: object = None) -> Purchase | None:
+    """The purchase a Stripe payment intent paid (found by id, else by the metadata's purchase id)."""
+    if payment_intent_id:
+        purchase = Purchase.objects.filter(stripe_payment_intent_id=payment_intent_id).first()
+        if purchase is not None:
+            return purchase
+    try:
+        return Purchase.objects.filter(pk=uuid.UUID(str(purchase_id))).first() if purchase_id else None
+    except ValueError:
+        return None
+
+
+def purchases_to_reconcile(*, older_than_seconds: int, limit: int) -> list[Purchase]:
+    cutoff = timezone.now() - dt.timedelta(seconds=older_than_seconds)
+    return list(
+        Purchase.objects.filter(
+            status=Purchase.Status.PENDING, provider=Purchase.Provider.STRIPE, created_at__lt=cutoff
+        ).order_by("updated_at")[:limit]
+    )
+
+
+def purchases_needing_attention_count() -> int:
+    return Purchase.objects.filter(needs_attention=True).count()

@@ -29,6 +29,8 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
+from credits.tasks import purchase_upkeep_due as credits_upkeep
+
 from . import services
 
 logger = logging.getLogger("generation.worker")
@@ -98,6 +100,7 @@ class Poller:
                         next_heartbeat = now + HEARTBEAT_SECONDS
                     if now >= next_sweep:
                         services.generation_sweep()
+                        credits_upkeep()  # issue 18: reconcile pending purchases with Stripe
                         next_sweep = now + SWEEP_SECONDS
                     self._record_finished()
                     with self._lock:

@@ -13,6 +13,11 @@ class HeaderQuota:
 
     current_balance: int
     daily_limit: int
+    purchased_balance: int = 0
+
+    @property
+    def free_balance(self) -> int:
+        return self.current_balance - self.purchased_balance
 
 
 def header_quota_for(user: Any) -> HeaderQuota:
@@ -27,11 +32,15 @@ def header_quota_for(user: Any) -> HeaderQuota:
     from credits.models import Wallet
     from credits.selectors import quota_for
 
-    row = Wallet.objects.filter(pk=user.pk).values_list("balance", "allowance_day").first()
+    row = Wallet.objects.filter(pk=user.pk).values_list("balance", "allowance_day", "purchased_balance").first()
     if row is None or row[1] != ledger.utc_today():
         quota = quota_for(user=user)
-        return HeaderQuota(current_balance=quota.current_balance, daily_limit=quota.daily_limit)
-    return HeaderQuota(current_balance=row[0], daily_limit=settings.DAILY_CREDITS)
+        return HeaderQuota(
+            current_balance=quota.current_balance,
+            daily_limit=quota.daily_limit,
+            purchased_balance=quota.purchased_balance,
+        )
+    return HeaderQuota(current_balance=row[0], daily_limit=settings.DAILY_CREDITS, purchased_balance=row[2])
 
 
 def site(request: HttpRequest) -> dict[str, Any]:

@@ -386,6 +386,23 @@ MEDIA_ROOT_SHARED = env_bool("MEDIA_ROOT_SHARED", False)
 from stefna.logging_sentry import sentry_init  # noqa: E402
 
 sentry_init(dsn=SENTRY_DSN, debug=DEBUG)
+# --- Payments (credits/payments) --------------------------------------------------------
+# Stripe Checkout sells credit packs; the webhook at /api/stripe/webhook grants them.
+STRIPE_SECRET_KEY = os.environ.get("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+# Where the Stripe SDK sends API calls: tests and mock servers only.
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "").rstrip("/")
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 15)
+# A local checkout page that completes purchases without payment, clearly labelled.
+OFFLINE_CHECKOUT = env_bool("OFFLINE_CHECKOUT", DEBUG and not STRIPE_SECRET_KEY)
+# Checkouts one user may start per hour (each is a Stripe session).
+RATE_LIMIT_CHECKOUTS = (env_int("RATE_LIMIT_CHECKOUTS_PER_HOUR", 30), 3600)
+# Pending Stripe purchases older than this are reconciled by asking Stripe (the upkeep).
+PURCHASE_RECONCILE_AFTER_SECONDS = env_int("PURCHASE_RECONCILE_AFTER_SECONDS", 120)
+if STRIPE_SECRET_KEY:
+    # The "Buy" form's POST is answered with a redirect to Stripe Checkout, and browsers
+    # apply form-action to every redirect of a form's navigation.
+    SECURE_CSP["form-action"] = [CSP.SELF, "https://checkout.stripe.com"]
 
 # --- Google sign-in (django-allauth's social account part, OpenID Connect) ------------
 # Shown only when both are set. GOOGLE_OIDC_SERVER_URL is Google's issuer; tests and
@@ -417,8 +434,11 @@ SOCIALACCOUNT_PROVIDERS = {
 if GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET:
     # "Continue with Google" is a form POST that our server answers with a redirect to
     # Google's authorize page; browsers hold that redirect to the page's form-action.
+    # Added to what is there (Stripe Checkout's origin, when payments are on).
     _google = urlparse(GOOGLE_OIDC_SERVER_URL)
-    SECURE_CSP["form-action"] = [CSP.SELF, f"{_google.scheme}://{_google.netloc}"]
+    _form_action = SECURE_CSP["form-action"]
+    assert isinstance(_form_action, list)
+    SECURE_CSP["form-action"] = [*_form_action, f"{_google.scheme}://{_google.netloc}"]
 SOCIALACCOUNT_ADAPTER = "stefna.social.SocialAccountAdapter"
 ACCOUNT_ADAPTER = "stefna.social.AccountAdapter"
 SOCIALACCOUNT_AUTO_SIGNUP = True

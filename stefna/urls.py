@@ -17,6 +17,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("accounts/", include("stefna.social")),  # Google sign-in (allauth)
     path("language/", set_language, name="set_language"),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("credits/", include("credits.urls")),  # buying credits (issue 18)
     path("", include("generation.urls")),
 ]
 

@@ -12,7 +12,16 @@ from credits import ledger
 from credits.selectors import quota_for
 from generation.tests.factories import GenerationFactory
 
-QUOTA_KEYS = {"daily_limit", "daily_used", "remaining", "weekly_used", "dailyReset", "currentBalance", "timestamp"}
+QUOTA_KEYS = {
+    "daily_limit",
+    "daily_used",
+    "remaining",
+    "weekly_used",
+    "dailyReset",
+    "currentBalance",
+    "purchased_balance",
+    "timestamp",
+}
 
 
 def test_it_answers_the_contract_fields(api_client, user, settings):

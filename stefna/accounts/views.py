@@ -99,7 +99,7 @@ def token_revoke(request: AuthenticatedRequest, token_id: str) -> HttpResponse:
 
 @login_required
 def account(request: AuthenticatedRequest) -> HttpResponse:
-    from credits.selectors import entries_for, quota_for
+    from credits.selectors import entries_for, purchase_history, quota_for
 
     from .selectors import api_tokens_for
 
@@ -118,5 +118,6 @@ def account(request: AuthenticatedRequest) -> HttpResponse:
             "new_token": request.session.pop("new_api_token", None),
             "entries": entries_for(user=request.user),
             "quota": quota_for(user=request.user),
+            "purchases": purchase_history(user=request.user).items,
         },
     )

@@ -11,6 +11,8 @@ Fixtures:
   URL, a fast poll interval). Usage: `fake_fal.fail_submit("fal-ai/ghiblify", status=500)`.
 - `fake_cloudinary`: a running fake Cloudinary with settings pointing at it
   (CLOUDINARY_* incl. upload_prefix, CLOUDINARY_ENABLED on).
+- `fake_stripe`: a running fake Stripe API (tests/fakes/stripe.py), the SDK pointed at it
+  (STRIPE_API_BASE) with test keys and the offline checkout off.
 - `offline_provider_dir` (autouse): the offline provider's state files go to the
   test's tmp dir, with zero simulated queue/run time, and a zero poll interval (a
   job is due again as soon as it was looked at, so tests run rounds without sleeping).
@@ -102,3 +104,27 @@ def offline_provider_dir(settings, tmp_path):
     settings.FAL_POLL_INTERVAL_SECONDS = 0
     settings.FAL_POLL_MAX_INTERVAL_SECONDS = 0
     return settings.OFFLINE_PROVIDER_DIR
+
+
+@pytest.fixture(scope="session")
+def fake_stripe_server():
+    from tests.fakes.stripe import FakeStripe
+
+    server = FakeStripe()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_stripe(fake_stripe_server, settings):
+    """A running fake Stripe API with settings pointing the SDK at it (keys are test values)."""
+    from tests.fakes.stripe import SECRET_KEY, WEBHOOK_SECRET
+
+    fake_stripe_server.reset()
+    settings.STRIPE_SECRET_KEY = SECRET_KEY
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.STRIPE_API_BASE = fake_stripe_server.url
+    settings.OFFLINE_CHECKOUT = False
+    yield fake_stripe_server
+    fake_stripe_server.reset()

@@ -27,8 +27,9 @@ from .routes import UNSAFE_METHODS, api_operations, html_routes
 
 pytestmark = pytest.mark.django_db
 
-# Writes that take no session: fal's callback proves itself with fal's signature instead.
-UNAUTHENTICATED_API_WRITES = {"POST /api/fal/webhook"}
+# Writes that take no session: fal's callback proves itself with fal's signature instead,
+# Stripe's with its Stripe-Signature (STRIPE_WEBHOOK_SECRET).
+UNAUTHENTICATED_API_WRITES = {"POST /api/fal/webhook", "POST /api/stripe/webhook"}
 
 
 @pytest.fixture
@@ -143,6 +144,9 @@ HTML_OWNER_ROUTES = {
     "media_visibility": "POST",
     "media_delete": "POST",
     "accounts:token_revoke": "POST",
+    "credits:purchase_done": "GET",
+    "credits:purchase_status": "GET",
+    "credits:test_checkout": "POST",
 }
 
 

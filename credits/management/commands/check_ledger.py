@@ -12,7 +12,8 @@ from credits.reconcile import find_ledger_problems, ledger_summary
 class Command(BaseCommand):
     help = (
         "Check that every balance equals the sum of its entries, every running balance is right, "
-        "and every finished generation was captured or refunded exactly once. Exits 1 on any problem."
+        "every finished generation was captured or refunded exactly once (both buckets), and every "
+        "purchase was credited exactly once. Exits 1 on any problem."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -26,6 +27,6 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Ledger is clean: {summary['users']} wallets, {summary['entries']} entries, "
-                f"{summary['generations']} charged generations checked."
+                f"{summary['generations']} charged generations and {summary['purchases']} purchases checked."
             )
         )

@@ -1,0 +1,324 @@
+"""Purchases: the services that write `Purchase` rows.
+
+Money has one writer: `purchase_grant` is the only function that marks a purchase paid
+and credits it, whether the news came from Stripe's webhook, from reconciliation
+(the success page or the upkeep asking Stripe), or from the offline test checkout. It
+locks the purchase row and acts only on a pending (or expired) one, so any number of
+calls, in any order or at once, grant once; the ledger's unique constraint (one
+`purchase` entry per purchase) backs that up in the database.
+
+Lock order everywhere: the purchase row, then (inside the ledger) the wallet row.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from credits import ledger
+from credits.exceptions import PaymentsUnavailable
+from credits.models import CreditPack, Purchase, format_price
+from credits.selectors import purchases_to_reconcile
+from stefna import ratelimit
+from stefna.errors import DomainError, NotFound
+
+from . import stripe_api
+
+if TYPE_CHECKING:
+    from stefna.accounts.models import User
+
+logger = logging.getLogger("credits.payments")
+
+Status = Purchase.Status
+
+
+class Outcome(enum.StrEnum):
+    GRANTED = "granted"
+    ALREADY_DONE = "already_done"
+    MISMATCH = "amount_mismatch"
+    UNKNOWN = "unknown_purchase"
+    NOT_PAID = "not_paid"
+    EXPIRED = "expired"
+    TAKEN_BACK = "taken_back"
+    IGNORED = "ignored"
+
+
+def checkout_available() -> bool:
+    return stripe_api.stripe_configured() or settings.OFFLINE_CHECKOUT
+
+
+def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
+    """Start buying a pack: a pending Purchase plus a Stripe Checkout Session (or, with
+    OFFLINE_CHECKOUT and no Stripe key, the local test checkout). Returns the purchase
+    with its `checkout_url`.
+
+    The price comes from the pack row, never from the client. The purchase is committed
+    before Stripe is called, so the session can name it (client_reference_id, metadata)
+    and a crash in between leaves a pending purchase the upkeep expires, not a session
+    nobody knows. The idempotency key is the purchase id: the SDK's retries reuse it.
+    """
+    pack = CreditPack.objects.filter(slug=pack_slug, active=True).first()
+    if pack is None:
+        raise NotFound(_("No credit pack called “%(slug)s” is for sale.") % {"slug": pack_slug[:40]})
+    if not checkout_available():
+        raise PaymentsUnavailable()
+    # Each checkout is a Stripe session and a purchase row: a loop must not make thousands.
+    limit, window = settings.RATE_LIMIT_CHECKOUTS
+    ratelimit.hit(f"checkout:{user.pk}", limit=limit, window=window)
+    offline = not stripe_api.stripe_configured()
+    purchase = Purchase.objects.create(
+        user=user,
+        email=user.email,
+        pack=pack,
+        credits=pack.credits,
+        price=pack.price,
+        currency=pack.currency,
+        provider=Purchase.Provider.OFFLINE if offline else Purchase.Provider.STRIPE,
+    )
+    site_url = site_url.rstrip("/")
+    if offline:
+        checkout_url = site_url + reverse("credits:test_checkout", args=[purchase.pk])
+        Purchase.objects.filter(pk=purchase.pk).update(checkout_url=checkout_url)
+        purchase.checkout_url = checkout_url
+        return purchase
+    done_url = site_url + reverse("credits:purchase_done", args=[purchase.pk])
+    try:
+        session = stripe_api.checkout_session_create(
+            params=_session_params(
+                purchase=purchase, pack=pack, done_url=done_url, cancel_url=site_url + reverse("credits:buy")
+            ),
+            idempotency_key=f"stefna-checkout-{purchase.pk}",
+        )
+    except DomainError:
+        # Nothing was charged: no session exists. The purchase ends expired, not pending forever.
+        Purchase.objects.filter(pk=purchase.pk, status=Status.PENDING).update(status=Status.EXPIRED)
+        raise
+    Purchase.objects.filter(pk=purchase.pk).update(stripe_session_id=session["id"], checkout_url=session["url"])
+    purchase.stripe_session_id, purchase.checkout_url = session["id"], session["url"]
+    return purchase
+
+
+def _session_params(*, purchase: Purchase, pack: CreditPack, done_url: str, cancel_url: str) -> dict[str, Any]:
+    names = {"purchase_id": str(purchase.pk), "pack": pack.slug}
+    return {
+        "mode": "payment",
+        "line_items": [
+            {
+                "quantity": 1,
+                "price_data": {
+                    "currency": pack.currency,
+                    "unit_amount": pack.price,
+                    "product_data": {"name": f"{settings.SITE_NAME}: {pack.credits} credits ({pack.name})"},
+                },
+            }
+        ],
+        "client_reference_id": str(purchase.pk),
+        "metadata": names,
+        # The payment intent (and so its charges, refunds and disputes) names the purchase too.
+        "payment_intent_data": {"metadata": names},
+        "customer_email": purchase.email or None,
+        "success_url": done_url + "?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": cancel_url,
+    }
+
+
+def purchase_grant(
+    *,
+    purchase_id: uuid.UUID | str,
+    amount: int,
+    currency: str,
+    payment_intent_id: str = "",
+    session_id: str = "",
+) -> Outcome:
+    """Mark a purchase paid and credit it, once. THE grant function (see the module docstring).
+
+    `amount` and `currency` are what was actually paid; when they differ from the
+    purchase (or the session is not the purchase's), nothing is granted and the purchase
+    is flagged for staff. A purchase already paid, refunded or disputed is left alone.
+    """
+    with transaction.atomic():
+        purchase = Purchase.objects.select_for_update().filter(pk=purchase_id).select_related("pack").first()
+        if purchase is None:
+            return Outcome.UNKNOWN
+        if purchase.status not in (Status.PENDING, Status.EXPIRED):
+            return Outcome.ALREADY_DONE
+        problem = None
+        if session_id and purchase.stripe_session_id and session_id != purchase.stripe_session_id:
+            problem = f"paid session {session_id} is not this purchase's session {purchase.stripe_session_id}"
+        elif amount != purchase.price or (currency or "").lower() != purchase.currency:
+            problem = (
+                f"paid {amount} {(currency or '?').upper()} but the purchase costs "
+                f"{purchase.price} {purchase.currency.upper()}"
+            )
+        if problem:
+            flag_for_staff(purchase, f"Not granted: {problem}.")
+            logger.error("purchase %s: %s; nothing granted", purchase.pk, problem)
+            return Outcome.MISMATCH
+        now = timezone.now()
+        Purchase.objects.filter(pk=purchase.pk).update(
+            status=Status.PAID,
+            paid_at=now,
+            stripe_payment_intent_id=payment_intent_id or purchase.stripe_payment_intent_id,
+            # Known now if the process died between creating the session and saving its id.
+            stripe_session_id=purchase.stripe_session_id or session_id or None,
+            updated_at=now,
+        )
+        purchase.status, purchase.paid_at = Status.PAID, now
+        ledger.purchase_credit(purchase=purchase)
+        transaction.on_commit(partial(purchase_send_receipt, purchase_id=purchase.pk))
+    logger.info("purchase %s: %s credits granted", purchase.pk, purchase.credits)
+    return Outcome.GRANTED
+
+
+def flag_for_staff(purchase: Purchase, note: str) -> None:
+    """Alert staff (the admin's "needs attention" filter and banner). Caller holds the row lock."""
+    stamp = timezone.now().strftime("%Y-%m-%d %H:%M UTC")
+    line = f"{stamp}: {note}"
+    notes = f"{purchase.attention_note}\n{line}".strip() if purchase.attention_note else line
+    Purchase.objects.filter(pk=purchase.pk).update(needs_attention=True, attention_note=notes[-5000:])
+    purchase.needs_attention, purchase.attention_note = True, notes
+
+
+def purchase_send_receipt(*, purchase_id: uuid.UUID | str) -> None:
+    """After a payment commits: fetch Stripe's receipt link (best effort) and email the buyer."""
+    purchase = Purchase.objects.filter(pk=purchase_id).select_related("pack").first()
+    if purchase is None or not purchase.email:
+        return
+    if purchase.provider == Purchase.Provider.STRIPE and purchase.stripe_payment_intent_id and not purchase.receipt_url:
+        try:
+            intent = stripe_api.payment_intent_retrieve(payment_intent_id=purchase.stripe_payment_intent_id)
+            charge = intent.get("latest_charge")
+            receipt_url = charge.get("receipt_url") if isinstance(charge, dict) else None
+            if receipt_url:
+                Purchase.objects.filter(pk=purchase.pk).update(receipt_url=receipt_url[:2000])
+                purchase.receipt_url = receipt_url
+        except DomainError:
+            logger.warning("purchase %s: could not fetch the receipt link", purchase.pk, exc_info=True)
+    lines = [
+        _("Thank you for your purchase."),
+        "",
+        _("%(credits)s credits (%(pack)s) were added to your %(site)s account. Bought credits never expire.")
+        % {"credits": purchase.credits, "pack": purchase.pack.name, "site": settings.SITE_NAME},
+        _("Amount: %(price)s") % {"price": format_price(purchase.price, purchase.currency)},
+        _("Purchase: %(id)s") % {"id": purchase.pk},
+    ]
+    if purchase.provider == Purchase.Provider.OFFLINE:
+        lines.append(_("This was a test checkout: no money moved."))
+    if purchase.receipt_url:
+        lines.append(_("Stripe's receipt: %(url)s") % {"url": purchase.receipt_url})
+    try:
+        send_mail(
+            _("Your %(site)s receipt: %(credits)s credits") % {"site": settings.SITE_NAME, "credits": purchase.credits},
+            "\n".join(lines),
+            None,
+            [purchase.email],
+        )
+    except Exception:
+        # The credits are granted; a lost email must not undo or retry that.
+        logger.exception("purchase %s: the receipt email failed", purchase.pk)
+
+
+def purchase_expire(*, purchase_id: uuid.UUID | str, note: str = "") -> Outcome:
+    """A checkout that ended unpaid (session expired, async payment failed): pending → expired."""
+    updated = Purchase.objects.filter(pk=purchase_id, status=Status.PENDING).update(
+        status=Status.EXPIRED, updated_at=timezone.now()
+    )
+    if updated and note:
+        logger.info("purchase %s expired: %s", purchase_id, note)
+    return Outcome.EXPIRED if updated else Outcome.ALREADY_DONE
+
+
+def purchase_apply_session(*, session: dict[str, Any]) -> Outcome:
+    """Act on a Checkout Session as Stripe describes it (from a webhook or a retrieve):
+    paid → `purchase_grant`; expired → `purchase_expire`; anything else waits."""
+    purchase_id = purchase_id_of(session)
+    if purchase_id is None:
+        return Outcome.UNKNOWN
+    if session.get("payment_status") in ("paid", "no_payment_required") and session.get("status") == "complete":
+        payment_intent = session.get("payment_intent")
+        if isinstance(payment_intent, dict):
+            payment_intent = payment_intent.get("id")
+        return purchase_grant(
+            purchase_id=purchase_id,
+            amount=int(session.get("amount_total") or 0),
+            currency=str(session.get("currency") or ""),
+            payment_intent_id=str(payment_intent or ""),
+            session_id=str(session.get("id") or ""),
+        )
+    if session.get("status") == "expired":
+        return purchase_expire(purchase_id=purchase_id, note="checkout session expired")
+    return Outcome.NOT_PAID
+
+
+def purchase_id_of(session: dict[str, Any]) -> uuid.UUID | None:
+    metadata = session.get("metadata") or {}
+    for candidate in (metadata.get("purchase_id"), session.get("client_reference_id")):
+        try:
+            return uuid.UUID(str(candidate))
+        except ValueError:
+            continue
+    return None
+
+
+def purchase_reconcile(*, purchase: Purchase) -> Outcome:
+    """Ask Stripe how a pending purchase's checkout ended, and act on it through the same
+    functions the webhook uses (never "paid but no credits" when a webhook is lost)."""
+    if purchase.status != Status.PENDING or purchase.provider != Purchase.Provider.STRIPE:
+        return Outcome.ALREADY_DONE
+    if not purchase.stripe_session_id:
+        return Outcome.NOT_PAID
+    session = stripe_api.checkout_session_retrieve(session_id=purchase.stripe_session_id)
+    return purchase_apply_session(session=session)
+
+
+def purchase_reconcile_pending(*, limit: int = 50) -> dict[str, int]:
+    """The upkeep: reconcile pending Stripe purchases older than PURCHASE_RECONCILE_AFTER_SECONDS,
+    least recently checked first.
+
+    Also expires pending purchases that never got a checkout session (a crash between
+    creating the purchase and calling Stripe) once a day has passed. One failing call is
+    logged and the rest go on. Returns counts by outcome.
+    """
+    counts: dict[str, int] = {}
+    if not stripe_api.stripe_configured():
+        return counts
+    for purchase in purchases_to_reconcile(older_than_seconds=settings.PURCHASE_RECONCILE_AFTER_SECONDS, limit=limit):
+        try:
+            outcome = purchase_reconcile(purchase=purchase)
+            if outcome == Outcome.NOT_PAID and not purchase.stripe_session_id:
+                if (timezone.now() - purchase.created_at).total_seconds() > 24 * 3600:
+                    outcome = purchase_expire(purchase_id=purchase.pk, note="no checkout session after a day")
+        except DomainError:
+            logger.warning("purchase %s: reconciliation failed; will try again", purchase.pk, exc_info=True)
+            outcome = Outcome.IGNORED
+        if outcome in (Outcome.NOT_PAID, Outcome.IGNORED):
+            # Checked: to the back of the line, so abandoned checkouts (open for up to a
+            # day) never crowd out a paid one whose webhook was lost.
+            Purchase.objects.filter(pk=purchase.pk, status=Status.PENDING).update(updated_at=timezone.now())
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def purchase_complete_offline(*, user: User, purchase_id: uuid.UUID | str) -> Outcome:
+    """The offline test checkout's "Pay" button: completes the purchase through `purchase_grant`."""
+    purchase = Purchase.objects.filter(pk=purchase_id, user=user).first()
+    if purchase is None:
+        raise NotFound(_("No such purchase."))
+    if not settings.OFFLINE_CHECKOUT or purchase.provider != Purchase.Provider.OFFLINE:
+        raise PaymentsUnavailable(_("The test checkout is switched off on this site."))
+    return purchase_grant(purchase_id=purchase.pk, amount=purchase.price, currency=purchase.currency)
+
+
+def purchase_mark_reviewed(*, purchase: Purchase) -> None:
+    """Staff looked at a flagged purchase: clear the alert (the notes stay)."""
+    Purchase.objects.filter(pk=purchase.pk).update(needs_attention=False, updated_at=timezone.now())

@@ -1,0 +1,70 @@
+"""The Stripe SDK, configured from settings. The only module that talks to Stripe.
+
+Calls return plain dicts (`to_dict()`), so the rest of the code reads a session the
+same way whether it came from the API or inside a webhook event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+from credits.exceptions import PaymentProviderError, PaymentsUnavailable
+
+
+def stripe_configured() -> bool:
+    return bool(settings.STRIPE_SECRET_KEY)
+
+
+def _client() -> stripe.StripeClient:
+    if not stripe_configured():
+        raise PaymentsUnavailable()
+    base_addresses: dict[str, str] = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else {}
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        base_addresses=base_addresses,  # type: ignore[arg-type]
+        # The SDK retries network errors and 409/5xx with the same idempotency key,
+        # so a retry never creates a second session or refund.
+        max_network_retries=2,
+        http_client=stripe.RequestsClient(timeout=settings.STRIPE_TIMEOUT_SECONDS),
+    )
+
+
+def _call(function: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    try:
+        return function(*args, **kwargs).to_dict()
+    except stripe.StripeError as error:
+        raise PaymentProviderError(detail={"stripe_error": type(error).__name__}) from error
+
+
+def checkout_session_create(*, params: dict[str, Any], idempotency_key: str) -> dict[str, Any]:
+    return _call(_client().v1.checkout.sessions.create, params=params, options={"idempotency_key": idempotency_key})
+
+
+def checkout_session_retrieve(*, session_id: str) -> dict[str, Any]:
+    return _call(_client().v1.checkout.sessions.retrieve, session_id)
+
+
+def payment_intent_retrieve(*, payment_intent_id: str) -> dict[str, Any]:
+    """The payment intent with its latest charge expanded (the receipt URL lives there)."""
+    return _call(_client().v1.payment_intents.retrieve, payment_intent_id, params={"expand": ["latest_charge"]})
+
+
+def refund_create(*, payment_intent_id: str, idempotency_key: str) -> dict[str, Any]:
+    return _call(
+        _client().v1.refunds.create,
+        params={"payment_intent": payment_intent_id},
+        options={"idempotency_key": idempotency_key},
+    )
+
+
+def construct_event(*, payload: bytes, signature: str) -> dict[str, Any]:
+    """Verify a webhook's `Stripe-Signature` (the SDK's scheme and tolerance) and parse it.
+
+    Raises ValueError for a body that is not JSON and stripe.SignatureVerificationError
+    for a bad, missing or too old signature.
+    """
+    event = stripe.Webhook.construct_event(payload, signature, settings.STRIPE_WEBHOOK_SECRET)
+    return event.to_dict()

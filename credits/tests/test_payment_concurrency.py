@@ -1,0 +1,70 @@
+"""Twenty simultaneous deliveries of one Stripe event, and of different events about one
+paid session: exactly one grant, and the ledger proves it (both databases; on PostgreSQL
+the event's primary key and the purchase row lock make the deliveries queue, SQLite
+serialises writing transactions)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from credits.models import CreditEntry, Purchase, StripeEvent
+from credits.reconcile import find_ledger_problems
+from credits.selectors import quota_for
+from stefna.accounts.models import User
+from tests.fakes.stripe import FakeStripe, sign
+
+from .test_concurrency import _race
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def paid_session(fake_stripe, seeded_packs):  # type: ignore[no-untyped-def]
+    user = User.objects.create_user(email="buyer@example.com")
+    client = Client()
+    client.force_login(user)
+    response = client.post("/api/checkout", {"pack": "starter"}, content_type="application/json")
+    purchase = Purchase.objects.get(pk=response.json()["purchase_id"])
+    return user, purchase, fake_stripe.pay(purchase.stripe_session_id)
+
+
+@pytest.fixture
+def seeded_packs(transactional_db):  # type: ignore[no-untyped-def]
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("credits.migrations.0004_seed_packs_and_move_grants").seed_packs(apps, None)
+
+
+def _deliver(payload: bytes) -> int:
+    response = Client().post(
+        "/api/stripe/webhook", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(payload)
+    )
+    return response.status_code
+
+
+def test_twenty_concurrent_deliveries_of_one_event_grant_once(paid_session):
+    user, purchase, session = paid_session
+    payload = FakeStripe.event("checkout.session.completed", session, event_id="evt_raced")
+
+    outcomes = _race(lambda: _deliver(payload))
+
+    assert outcomes == [200] * 20
+    assert CreditEntry.objects.filter(purchase=purchase, reason="purchase").count() == 1
+    assert StripeEvent.objects.count() == 1
+    assert quota_for(user=user).purchased_balance == 50
+    assert find_ledger_problems() == []
+
+
+def test_twenty_concurrent_different_events_for_one_session_grant_once(paid_session):
+    user, purchase, session = paid_session
+
+    outcomes = _race(lambda: _deliver(FakeStripe.event("checkout.session.completed", session)))
+
+    assert outcomes == [200] * 20
+    assert StripeEvent.objects.count() == 20
+    assert list(StripeEvent.objects.filter(outcome="granted").values_list("purchase_id", flat=True)) == [purchase.pk]
+    assert quota_for(user=user).purchased_balance == 50
+    assert find_ledger_problems() == []

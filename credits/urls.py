@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+app_name = "credits"
+urlpatterns = [
+    path("", views.buy, name="buy"),
+    path("checkout/", views.checkout, name="checkout"),
+    path("purchases/<uuid:purchase_id>/", views.purchase_done, name="purchase_done"),
+    path("purchases/<uuid:purchase_id>/status/", views.purchase_status, name="purchase_status"),
+    path("test-checkout/<uuid:purchase_id>/", views.test_checkout, name="test_checkout"),
+]

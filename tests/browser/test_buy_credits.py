@@ -1,0 +1,63 @@
+"""Buying credits in real Chromium with the offline test checkout: the header shows both
+buckets, the success page turns into the new balance by itself."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from django.apps import apps
+from playwright.sync_api import expect
+
+from credits.models import Purchase
+from credits.reconcile import find_ledger_problems
+from tests.browser.conftest import screenshot, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_buy_a_pack_through_the_offline_checkout_and_see_both_buckets(page, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    settings.OFFLINE_CHECKOUT = True
+    importlib.import_module("credits.migrations.0004_seed_packs_and_move_grants").seed_packs(apps, None)
+    sign_in(page, "buyer@example.com")
+    expect(page.get_by_test_id("balance-buckets")).to_have_text(f"· {settings.DAILY_CREDITS} free today · 0 bought")
+
+    page.goto("/accounts/")
+    page.get_by_test_id("buy-credits").click()
+    page.get_by_test_id("buy-starter").click()
+    expect(page.get_by_role("heading", name="Test checkout: no money moves")).to_be_visible()
+    screenshot(page, "test-checkout", full_page=False)
+    page.get_by_test_id("test-pay").click()
+
+    expect(page.get_by_test_id("purchase-status")).to_have_attribute("data-status", "paid")
+    expect(page.get_by_test_id("new-balance")).to_contain_text(f"{settings.DAILY_CREDITS + 50} credits")
+    expect(page.get_by_test_id("balance-buckets")).to_have_text(f"· {settings.DAILY_CREDITS} free today · 50 bought")
+    page.goto("/accounts/")
+    expect(page.get_by_test_id("purchases")).to_contain_text("Paid")
+    assert Purchase.objects.get().status == "paid"
+    assert find_ledger_problems() == []
+
+
+def test_the_success_page_turns_into_the_balance_without_a_reload(page, settings):
+    """A purchase still pending when the page opens (the webhook not in yet) is shown as
+    "adding your credits…" and the page updates itself once it is paid."""
+    from credits.payments.purchases import purchase_grant
+    from stefna.accounts.models import User
+
+    settings.STRIPE_SECRET_KEY = ""
+    settings.OFFLINE_CHECKOUT = True
+    importlib.import_module("credits.migrations.0004_seed_packs_and_move_grants").seed_packs(apps, None)
+    sign_in(page, "waiter@example.com")
+    page.goto("/credits/")
+    page.get_by_test_id("buy-starter").click()
+    purchase = Purchase.objects.get(user=User.objects.get(email="waiter@example.com"))
+
+    page.goto(f"/credits/purchases/{purchase.pk}/")
+    expect(page.get_by_text("Payment received, adding your credits…")).to_be_visible()
+    page.evaluate("window.__same_page = true")
+    purchase_grant(purchase_id=purchase.pk, amount=purchase.price, currency=purchase.currency)
+
+    expect(page.get_by_test_id("new-balance")).to_be_visible(timeout=10_000)
+    assert page.evaluate("window.__same_page") is True, "the page reloaded"
+    expect(page.get_by_test_id("balance-buckets")).to_have_text(f"· {settings.DAILY_CREDITS} free today · 50 bought")
