@@ -283,3 +283,13 @@ def test_english_messages_are_never_rewritten_and_unknown_ones_pass_through():
         assert InvalidInput(english).message == "Gaya itu tidak tersedia. Pilih salah satu gaya yang ada."
         assert InvalidInput("Something specific, 42.").message == "Something specific, 42."
         assert InvalidInput("Kodenya salah. Sisa 3 kali percobaan.").message == "Kodenya salah. Sisa 3 kali percobaan."
+
+
+def test_credit_pack_prices_follow_the_language():
+    from credits.models import format_price
+
+    with translation.override("en"):
+        assert format_price(499, "usd") == "$4.99"
+    with translation.override("id"):
+        assert format_price(499, "usd") == "US$4,99"
+        assert format_price(7500000, "idr") == "Rp75.000"
