@@ -29,6 +29,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
 from credits.models import CreditEntry
 from presets.models import Preset
@@ -69,7 +70,10 @@ def _pretty_json(value: Any) -> SafeString | str:
 def _thumbnail(url: str, *, width: int = 96) -> SafeString | str:
     if not url:
         return EMPTY
-    return format_html('<a href="{0}"><img src="{0}" alt="" width="{1}" loading="lazy"></a>', url, width)
+    # The image is the link's only content, so its alt text names the link.
+    return format_html(
+        '<a href="{0}"><img src="{0}" alt="{2}" width="{1}" loading="lazy"></a>', url, width, _("Open full size")
+    )
 
 
 def _short(pk: object) -> str:
@@ -640,5 +644,8 @@ def dashboard_view(request: HttpRequest) -> TemplateResponse:
         # <meter> needs a max; 1 keeps an all-zero chart valid.
         "hour_max": max([bucket.total for bucket in board.per_hour] + [1]),
         "day_max": max([bucket.total for bucket in board.per_day] + [1]),
+        # Empty hours and days are hidden; these say whether anything is left to show.
+        "hour_any": any(bucket.total for bucket in board.per_hour),
+        "day_any": any(bucket.total for bucket in board.per_day),
     }
     return TemplateResponse(request, "admin/dashboard.html", context)

@@ -33,6 +33,7 @@ from . import selectors, services, status_reads
 from .exceptions import ImageTooLarge
 from .images import ValidatedImage, decode_base64_image, validate_image
 from .models import Generation
+from .photos import source_photo
 from .schemas import (
     FeedPageOut,
     GenerationFormIn,
@@ -91,8 +92,8 @@ def _pydantic_errors(exc: PydanticValidationError, source: str) -> list[dict[str
 
 def _read_upload[FieldsT: BaseModel](
     request: HttpRequest, *, form_schema: type[FieldsT], json_schema: type[FieldsT]
-) -> tuple[FieldsT, bytes]:
-    """The request's fields and raw image bytes, from multipart (`image` file) or JSON
+) -> tuple[FieldsT, bytes | None]:
+    """The request's fields and raw image bytes (None when `source_generation` stands in for them), from multipart (`image` file) or JSON
     (`image_base64`). Raises the contract's errors; reads nothing it then refuses."""
     content_type = request.content_type or ""
     if content_type == "multipart/form-data":
@@ -104,6 +105,8 @@ def _read_upload[FieldsT: BaseModel](
         except PydanticValidationError as exc:
             raise InvalidInput(detail=_pydantic_errors(exc, "form")) from exc
         upload = request.FILES.get("image")
+        if upload is None and getattr(fields, "source_generation", None):
+            return fields, None  # the stored photo of an earlier generation (issue 19)
         if upload is None:
             raise InvalidInput(_("Attach the photo as the `image` file field."), detail={"field": "image"})
         if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
@@ -120,6 +123,8 @@ def _read_upload[FieldsT: BaseModel](
             fields = json_schema.model_validate(body)
         except PydanticValidationError as exc:
             raise InvalidInput(detail=_pydantic_errors(exc, "body")) from exc
+        if not getattr(fields, "image_base64", "") and getattr(fields, "source_generation", None):
+            return fields, None  # the stored photo of an earlier generation (issue 19)
         # Both JSON schemas carry `image_base64` (a str), which FieldsT's bound cannot say.
         return fields, decode_base64_image(str(getattr(fields, "image_base64", "")))
     raise InvalidInput(
@@ -139,11 +144,15 @@ def _too_large() -> ImageTooLarge:
 
 def _read_generation_input(request: HttpRequest) -> tuple[GenerationFormIn, ValidatedImage]:
     fields, data = _read_upload(request, form_schema=GenerationFormIn, json_schema=GenerationJsonIn)
+    if data is None:
+        return fields, source_photo(user=request.auth, generation_id=fields.source_generation)  # type: ignore[attr-defined]
     return fields, validate_image(data)
 
 
 def _read_studio_input(request: HttpRequest) -> tuple[StudioFormIn, ValidatedImage]:
     fields, data = _read_upload(request, form_schema=StudioFormIn, json_schema=StudioJsonIn)
+    if data is None:  # the studio's schema has no source_generation; kept for the type checker
+        raise InvalidInput("Attach the photo as the `image` file field.", detail={"field": "image"})
     return fields, validate_image(data)
 
 
@@ -155,7 +164,9 @@ def _upload_body(form_schema: type[Schema], json_schema: type[Schema], descripti
     """The OpenAPI request body for a route taking multipart (file `image`) or JSON."""
     form = form_schema.model_json_schema()
     form["properties"] = {"image": {"type": "string", "format": "binary"}, **form["properties"]}
-    form["required"] = ["image", *form.get("required", [])]
+    # With `source_generation` the file is optional (either one is needed).
+    image_required = [] if "source_generation" in form["properties"] else ["image"]
+    form["required"] = [*image_required, *form.get("required", [])]
     return {
         "requestBody": {
             "required": True,
@@ -181,7 +192,9 @@ def _upload_body(form_schema: type[Schema], json_schema: type[Schema], descripti
         "generation and charges nothing; for a different request, 409 `idempotency_conflict`."
     ),
     openapi_extra=_upload_body(
-        GenerationFormIn, GenerationJsonIn, "The photo (JPEG, PNG or WebP, checked by decoding it) and the style."
+        GenerationFormIn,
+        GenerationJsonIn,
+        "The photo (JPEG, PNG, WebP, HEIC or AVIF, checked by decoding it), or `source_generation`, and the style.",
     ),
 )
 def generation_create(request: AuthenticatedRequest, idempotency_key: str | None = IdempotencyKey) -> Status[dict]:
@@ -194,6 +207,7 @@ def generation_create(request: AuthenticatedRequest, idempotency_key: str | None
         prompt=fields.prompt,
         is_public=fields.is_public,
         idempotency_key=idempotency_key,
+        notify=fields.notify,
     )
     generation, balance = selectors.generation_get_with_balance(user=user, generation_id=generation.pk)
     return Status(202 if created else 200, generation_out(generation, remaining_coins=balance, url=_urls(request)))

@@ -8,7 +8,7 @@ from stefna.errors import DomainError, InvalidInput
 class UnsupportedImage(DomainError):
     code = "unsupported_image"
     status = 415
-    default_message = _("That file isn't an image we can read. Upload a JPEG, PNG or WebP photo.")
+    default_message = "That file isn't an image we can read. Upload a JPEG, PNG, WebP, HEIC or AVIF photo."
 
 
 class ImageTooLarge(DomainError):

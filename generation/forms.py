@@ -13,6 +13,7 @@ from presets.models import Preset
 from stefna.errors import DomainError, InvalidInput
 
 from .images import ValidatedImage, decode_base64_image, validate_image
+from .photos import source_photo
 
 
 class StudioForm(forms.Form):
@@ -25,19 +26,42 @@ class StudioForm(forms.Form):
 
     image = forms.FileField(required=False, label=_("Photo"))
     kept_image = forms.CharField(required=False, widget=forms.HiddenInput)
+    # "Try another style" and the recent-photo picker: one of the person's generations
+    # whose stored photo this one starts from, instead of an upload.
+    source_generation = forms.UUIDField(required=False, widget=forms.HiddenInput)
     preset = forms.CharField(max_length=64, error_messages={"required": _("Pick a style.")})
-    prompt = forms.CharField(required=False, max_length=settings.MAX_PROMPT_CHARS, widget=forms.Textarea)
+    # Over the limit is refused with a message, never cut: the page has no maxlength, so a
+    # long paste arrives whole and the person sees how much to shorten it.
+    prompt = forms.CharField(
+        required=False,
+        max_length=settings.MAX_PROMPT_CHARS,
+        widget=forms.Textarea,
+        error_messages={
+            "max_length": _("The prompt is %(show_value)d characters; the limit is %(limit_value)d. Please shorten it.")
+        },
+    )
     is_public = forms.BooleanField(required=False, label=_("Make my images public"))
+    notify = forms.BooleanField(required=False, label=_("Email me when it's done"))
+
+    def __init__(self, *args, user=None, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.user = user
 
     def clean(self) -> dict:  # type: ignore[type-arg]
         cleaned = super().clean() or {}
-        if not cleaned.get("image") and not cleaned.get("kept_image"):
+        if not cleaned.get("image") and not cleaned.get("kept_image") and not cleaned.get("source_generation"):
             self.add_error("image", _("Choose a photo to transform."))
         return cleaned
 
     def validated_image(self) -> ValidatedImage:
         """The photo, decoded and normalised; raises the image's DomainError if it is unusable."""
         upload = self.cleaned_data.get("image")
+        source = self.cleaned_data.get("source_generation")
+        if upload is None and not self.cleaned_data.get("kept_image") and source and self.user is not None:
+            try:
+                return source_photo(user=self.user, generation_id=source)
+            except InvalidInput as exc:
+                raise InvalidInput(exc.message, detail={"field": "image"}) from exc
         if upload is not None:
             # One byte over the limit is enough for validate_image to refuse it, without
             # reading a huge upload into memory.
@@ -45,18 +69,22 @@ class StudioForm(forms.Form):
         try:
             return validate_image(decode_base64_image(self.cleaned_data["kept_image"]))
         except InvalidInput as exc:
-            raise InvalidInput(_("Choose the photo again, please."), detail={"field": "image"}) from exc
+            raise InvalidInput(str(_("Choose the photo again, please.")), detail={"field": "image"}) from exc
 
     def revalidated_kept_image(self) -> str:
         """The kept photo for the page again, only if it still decodes and validates.
 
         Never echo the submitted string itself: it is user input headed for an <img src>.
         """
-        raw = self.data.get("kept_image") or ""
-        if not raw:
-            return ""
+        upload = self.files.get("image")
         try:
-            return kept_image_value(validate_image(decode_base64_image(raw)))
+            if upload is not None:
+                # A fresh upload beside another field's error (say, no style picked) is
+                # kept too: the person chose it, and the file input empties on reload.
+                upload.seek(0)
+                return kept_image_value(validate_image(upload.read(settings.MAX_UPLOAD_BYTES + 1)))
+            raw = self.data.get("kept_image") or ""
+            return kept_image_value(validate_image(decode_base64_image(raw))) if raw else ""
         except DomainError:
             return ""
 

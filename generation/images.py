@@ -18,13 +18,18 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from stefna.errors import InvalidInput
 
 from .exceptions import ImageTooLarge, ImageTooManyPixels, UnsupportedImage
 
-# Formats we accept, and what we re-encode each as. MPO is what many phones call a JPEG.
-ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
+# iPhones save HEIC; pillow-heif teaches Pillow to open it (AVIF Pillow reads itself).
+register_heif_opener()
+
+# Formats we accept, and what we re-encode each as. MPO is what many phones call a JPEG;
+# HEIF and AVIF become JPEG, which every browser and model endpoint reads.
+ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "HEIF": "JPEG", "AVIF": "JPEG"}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 DATA_URI = re.compile(r"^data:(?P<type>[\w/+.-]+)?(?:;[\w=-]+)*;base64,", re.IGNORECASE)
@@ -89,8 +94,7 @@ def validate_image(data: bytes) -> ValidatedImage:
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
                 raise UnsupportedImage(
-                    _("%(format)s images aren't supported. Upload a JPEG, PNG or WebP photo.")
-                    % {"format": image.format or "That"},
+                    f"{image.format or 'That'} images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.",
                     detail={"format": image.format},
                 )
             width, height = image.size

@@ -68,6 +68,9 @@ class Generation(models.Model):
     source_width = models.PositiveIntegerField(null=True, blank=True)
     source_height = models.PositiveIntegerField(null=True, blank=True)
     is_public = models.BooleanField(default=False, help_text="Default visibility of this generation's images.")
+    # "Email me when it's done": set by the owner; notified_at makes the email go once.
+    notify = models.BooleanField(default=False)
+    notified_at = models.DateTimeField(null=True, blank=True)
 
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)

@@ -29,12 +29,17 @@ class GenerationFormIn(Schema):
     preset: str = Field(min_length=1, max_length=64, description="A preset slug from GET /api/presets.")
     prompt: str = Field(default="", description="Your text; required by presets with requires_prompt.")
     is_public: bool = Field(default=False, description="Show the results in the public feed.")
+    notify: bool = Field(default=False, description="Email me when it's done: one email to you when it ends.")
+    source_generation: uuid.UUID | None = Field(
+        default=None,
+        description="Instead of an image: the id of one of your generations, whose stored photo is used again.",
+    )
 
 
 class GenerationJsonIn(GenerationFormIn):
-    """A JSON `POST /api/generations`: the photo as a data URI or bare base64."""
+    """A JSON `POST /api/generations`: the photo as a data URI or bare base64 (or `source_generation`)."""
 
-    image_base64: str = Field(min_length=1, description="data:image/jpeg;base64,… or bare base64.")
+    image_base64: str = Field(default="", description="data:image/jpeg;base64,… or bare base64.")
 
 
 class StudioFormIn(Schema):

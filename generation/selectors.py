@@ -90,7 +90,7 @@ def generation_history(
 
 # What a history card shows. The page reads nothing else, and loading the rest (logs,
 # payloads, prompts sent, the attempts) was a third of its CPU (bench/api.py).
-_CARD_FIELDS = ("id", "preset_slug", "preset_name", "kind", "prompt", "status", "created_at")
+_CARD_FIELDS = ("id", "preset_slug", "preset_name", "kind", "prompt", "status", "created_at", "source_image")
 _TILE_FIELDS = ("id", "generation_id", "index", "url", "width", "height", "is_public", "share_id")
 
 
@@ -182,6 +182,11 @@ def generation_card_media(*, generation: Generation) -> list[Media]:
 def generation_refund_entry(*, generation: Generation) -> CreditEntry | None:
     """The ledger's refund of a generation, if it was refunded."""
     return CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.REFUND).first()
+
+
+def generation_attempts(*, generation: Generation) -> list[Attempt]:
+    """A generation's attempts in the order they ran (the result page's "Details")."""
+    return list(Attempt.objects.filter(generation=generation).order_by("started_at"))
 
 
 async def generation_status_value(*, generation_id: uuid.UUID | str) -> str | None:

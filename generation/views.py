@@ -29,10 +29,10 @@ from presets.selectors import active_presets
 from stefna.errors import DomainError, NotFound, RateLimited
 from stefna.requests import AuthenticatedRequest, signed_in_user
 
-from . import selectors, services
+from . import photos, selectors, services
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
+from .labels import model_label
 from .models import Generation, Media
-from .registry import MODELS
 
 FEED_PAGE_SIZE = 24
 HISTORY_PAGE_SIZE = 12
@@ -86,40 +86,55 @@ def preset_groups() -> list[tuple[str, list[Preset]]]:
     return list(groups.items())
 
 
-def _studio_page(request: HttpRequest, form: StudioForm, *, kept_image: str = "", status: int = 200) -> HttpResponse:
+def _studio_page(
+    request: HttpRequest, form: StudioForm, *, kept_image: str = "", status: int = 200, source: object = None
+) -> HttpResponse:
     context: dict[str, Any] = {"form": form, "groups": preset_groups(), "kept_image": kept_image}
     user = signed_in_user(request)
     if user is not None:
         quota = quota_for(user=user)
         context["quota"] = quota
         context["can_afford"] = quota.current_balance >= settings.GENERATION_COST
+        # A kept upload wins over a stored photo; otherwise the chosen one stays chosen.
+        chosen = "" if kept_image else str(source or "")
+        context["photos"] = photos.photo_choices(user=user, chosen=chosen or None)
+        picked = [photo for photo in context["photos"] if str(photo.generation_id) == chosen]
+        context["chosen_source"] = chosen if picked else ""
+        context["chosen_photo"] = picked[0] if picked else None
+        context["max_upload_bytes"] = settings.MAX_UPLOAD_BYTES
+        context["max_image_pixels"] = settings.MAX_IMAGE_PIXELS
+        context["error_fields"] = [name for name in ("image", "preset", "prompt") if form.errors.get(name)]
     return render(request, "generation/studio.html", context, status=status)
 
 
 def studio(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        return _studio_page(request, StudioForm(initial={"preset": request.GET.get("preset", "")}))
+        initial = {"preset": request.GET.get("preset", "")}
+        return _studio_page(request, StudioForm(initial=initial), source=request.GET.get("source"))
     user = signed_in_user(request)
     if user is None:
         return redirect(f"/accounts/sign-in/?next={request.path}")
-    form = StudioForm(request.POST, request.FILES)
+    form = StudioForm(request.POST, request.FILES, user=user)
+    source = request.POST.get("source_generation") or None
     if not form.is_valid():
-        return _studio_page(request, form, kept_image=form.revalidated_kept_image(), status=422)
+        return _studio_page(request, form, kept_image=form.revalidated_kept_image(), status=422, source=source)
     kept = ""
     try:
         image = form.validated_image()
-        kept = kept_image_value(image)
+        if form.cleaned_data.get("image") or form.cleaned_data.get("kept_image"):
+            kept = kept_image_value(image)
         generation, _created = services.generation_request(
             user=user,
             preset_slug=form.cleaned_data["preset"],
             image=image,
             prompt=form.cleaned_data["prompt"],
             is_public=form.cleaned_data["is_public"],
+            notify=form.cleaned_data["notify"],
         )
     except DomainError as exc:
         field = (exc.detail or {}).get("field") if isinstance(exc.detail, dict) else None
         form.add_error(field if field in form.fields else None, exc.message)
-        response = _studio_page(request, form, kept_image=kept, status=exc.status)
+        response = _studio_page(request, form, kept_image=kept, status=exc.status, source=source)
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after)
         return response
@@ -140,15 +155,21 @@ def card_context(generation: Generation) -> dict[str, Any]:
     end = generation.completed_at or timezone.now()
     elapsed = max(0, int((end - generation.created_at).total_seconds()))
     refund = None
+    attempts: list[Any] = []
     if generation.status in (Generation.Status.FAILED, Generation.Status.CANCELED):
         refund = selectors.generation_refund_entry(generation=generation)
-    spec = MODELS.get(generation.current_model)
+    if generation.is_final:
+        # Shown in the folded "Details"; read only once the job is over, not on every poll.
+        attempts = selectors.generation_attempts(generation=generation)
+        for attempt in attempts:
+            attempt.label = model_label(attempt.model)  # type: ignore[attr-defined]
     return {
         "generation": generation,
         "elapsed_display": elapsed_display(elapsed),
         "failure_message": FAILURE_MESSAGES.get(generation.error_code, DEFAULT_FAILURE_MESSAGE),
-        "model_label": spec.label if spec else generation.current_model,
+        "model_label": model_label(generation.current_model) if generation.current_model else "",
         "refund": refund,
+        "attempts": attempts,
         "media": _card_media(generation),
     }
 
@@ -227,7 +248,11 @@ def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpRespon
         is_public=request.POST.get("is_public") == "1",
     )
     if is_htmx(request):
-        return render(request, "generation/_media_tile.html", {"media": media, "owner_controls": True})
+        # The result page and history show an image differently; answer in the asker's layout.
+        template = (
+            "generation/_result_media.html" if request.POST.get("layout") == "result" else "generation/_media_tile.html"
+        )
+        return render(request, template, {"media": media, "owner_controls": True})
     messages.success(request, _("Your image is public now.") if media.is_public else _("Your image is private now."))
     return redirect(_next_url(request, f"/i/{media.pk}/"))
 
@@ -274,7 +299,15 @@ def history(request: AuthenticatedRequest) -> HttpResponse:
         raise Http404(_("That page of your history does not exist.")) from None
     query = {key: value for key, value in chosen.items() if value}
     template = "generation/_history_page.html" if is_htmx(request) else "generation/history.html"
-    context = {"page": page, "filters": filters, "query": query, "next_url": _page_url(page, query)}
+    # The empty state names the filters, so "nothing here" never reads as "nothing at all".
+    labels = [str(dict(getattr(filters.fields[key], "choices", [])).get(value, value)) for key, value in query.items()]
+    context = {
+        "page": page,
+        "filters": filters,
+        "query": query,
+        "filter_summary": " · ".join(labels),
+        "next_url": _page_url(page, query),
+    }
     return render(request, template, context)
 
 

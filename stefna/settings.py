@@ -229,6 +229,8 @@ if _email_backend.endswith("smtp.EmailBackend"):
     }
 MAILERS = {"default": _mailer}
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Stefna <no-reply@stefna.local>")
+# This site's public address, for links in emails ("your image is ready"); issue 19.
+SITE_URL = os.environ.get("SITE_URL") or ("http://127.0.0.1:8000" if DEBUG else "")
 
 # --- Security -------------------------------------------------------------------------
 # Off in development; a production deployment behind TLS switches these on by env.

@@ -4,7 +4,7 @@ Used when FAL_KEY is unset. It behaves like fal's queue so the very same pipelin
 tasks and persistence run: `submit` returns a request id at once; `status` goes
 IN_QUEUE (with a queue position) → IN_PROGRESS (with log lines) → COMPLETED over
 `OFFLINE_QUEUE_SECONDS` + `OFFLINE_RUN_SECONDS`; `result` renders the user's photo in
-a look that is recognisable per kind and stores it through Django's default storage,
+the preset's own look (`local_looks`: the prompt picks effect, palette and motifs) and stores it through Django's default storage,
 answering fal's output shape with the file's URL.
 
 Job state lives in small JSON files under `OFFLINE_PROVIDER_DIR`, not in memory: the
@@ -29,10 +29,11 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from generation.exceptions import ProviderError
 
+from . import local_looks
 from .base import ProviderState, ProviderStatus
 
 LOCAL_PREFIX = "local-"
@@ -92,11 +93,13 @@ class LocalProvider:
         if elapsed < queue_seconds:
             position = math.ceil((queue_seconds - elapsed) / queue_seconds * 3) - 1
             return ProviderStatus(ProviderState.IN_QUEUE, queue_position=max(0, position))
-        look = LOOKS.get(state.get("kind") or "", LOOKS["preset"])
+        look_name = local_looks.describe(
+            kind=state.get("kind") or "", prompt=str((state.get("payload") or {}).get("prompt") or "")
+        )
         lines = [
             "Offline preview: no FAL_KEY, rendering locally",
             "Loading your photo",
-            f"Applying the {look.name} look",
+            f"Applying the {look_name} look",
         ]
         progress = (elapsed - queue_seconds) / run_seconds if run_seconds else 1.0
         if progress < 1:
@@ -112,11 +115,11 @@ class LocalProvider:
             return state["result"]
         payload = state.get("payload") or {}
         source = _load_source(payload.get("image_url"), prompt=str(payload.get("prompt") or ""))
-        look = LOOKS.get(state.get("kind") or "", LOOKS["preset"])
+        prompt = str(payload.get("prompt") or "")
         count = 1 if endpoint in SINGLE_IMAGE_ENDPOINTS else max(1, min(4, int(payload.get("num_images") or 1)))
         images = []
         for index in range(count):
-            rendered = look.render(source, variant=index)
+            rendered = _badge(local_looks.render(source, kind=state.get("kind") or "", prompt=prompt, variant=index))
             buffer = io.BytesIO()
             rendered.save(buffer, "PNG", optimize=False)
             name = default_storage.save(f"offline/{request_id}_{index}.png", ContentFile(buffer.getvalue()))
@@ -196,112 +199,6 @@ def _prompt_canvas(prompt: str) -> Image.Image:
     top, bottom = (digest[0], digest[1], digest[2]), (digest[3], digest[4], digest[5])
     gradient = Image.linear_gradient("L").resize((WORKING_SIDE, WORKING_SIDE))
     return Image.composite(Image.new("RGB", gradient.size, bottom), Image.new("RGB", gradient.size, top), gradient)
-
-
-class Look:
-    name = "preview"
-
-    def render(self, image: Image.Image, *, variant: int = 0) -> Image.Image:
-        rendered = self.apply(image.copy())
-        if variant:
-            # Further images of one job differ a little, like seeds would.
-            rendered = ImageEnhance.Color(rendered).enhance(1 + 0.15 * variant)
-        return _badge(rendered)
-
-    def apply(self, image: Image.Image) -> Image.Image:
-        return image
-
-
-class Painterly(Look):
-    """Ghibli reaction: soft, warm, flattened colour like a painted cel."""
-
-    name = "soft painterly"
-
-    def apply(self, image: Image.Image) -> Image.Image:
-        small = image.resize((max(1, image.width // 3), max(1, image.height // 3)), Image.Resampling.BILINEAR)
-        small = small.filter(ImageFilter.ModeFilter(3))
-        image = small.resize(image.size, Image.Resampling.BICUBIC).filter(ImageFilter.SMOOTH_MORE)
-        image = ImageOps.posterize(image, 5)
-        image = ImageEnhance.Color(image).enhance(1.35)
-        warm = Image.new("RGB", image.size, (255, 214, 170))
-        return Image.blend(image, warm, 0.12).filter(ImageFilter.GaussianBlur(0.8))
-
-
-class NeoGlitch(Look):
-    """Neo glitch: split colour channels, shifted slices and scanlines."""
-
-    name = "neo glitch"
-
-    def apply(self, image: Image.Image) -> Image.Image:
-        red, green, blue = image.split()
-        offset = max(4, image.width // 60)
-        red = red.transform(red.size, Image.Transform.AFFINE, (1, 0, offset, 0, 1, 0))
-        blue = blue.transform(blue.size, Image.Transform.AFFINE, (1, 0, -offset, 0, 1, 0))
-        image = Image.merge("RGB", (red, green, blue))
-        image = ImageEnhance.Contrast(image).enhance(1.3)
-        band = max(6, image.height // 24)
-        for top in range(band, image.height, band * 5):
-            strip = image.crop((0, top, image.width, min(image.height, top + band)))
-            image.paste(strip, (offset * 3 if (top // band) % 2 else -offset * 3, top))
-        overlay = Image.new("RGB", image.size, (255, 0, 170))
-        image = Image.blend(image, overlay, 0.08)
-        draw = ImageDraw.Draw(image)
-        for y in range(0, image.height, 3):
-            draw.line([(0, y), (image.width, y)], fill=(0, 0, 0), width=1)
-        return image
-
-
-class Mask(Look):
-    """Emotion mask: a duotone face under a dark vignette and a mask band across the eyes."""
-
-    name = "emotion mask"
-
-    def apply(self, image: Image.Image) -> Image.Image:
-        grey = ImageOps.grayscale(image)
-        image = ImageOps.colorize(grey, black=(40, 10, 60), white=(255, 200, 150))
-        vignette = Image.radial_gradient("L").resize(image.size)
-        image = Image.composite(Image.new("RGB", image.size, (0, 0, 0)), image, vignette.point(lambda v: v * 0.9))
-        draw = ImageDraw.Draw(image, "RGBA")
-        top = image.height * 3 // 10
-        draw.ellipse(
-            (image.width // 8, top, image.width * 7 // 8, top + image.height // 6),
-            fill=(180, 20, 60, 120),
-            outline=(255, 230, 240, 200),
-            width=max(2, image.width // 150),
-        )
-        return image
-
-
-class Studio(Look):
-    """Image-to-image studio: a crisp, cool-toned reinterpretation."""
-
-    name = "studio"
-
-    def apply(self, image: Image.Image) -> Image.Image:
-        image = image.filter(ImageFilter.DETAIL).filter(ImageFilter.EDGE_ENHANCE)
-        image = ImageEnhance.Contrast(image).enhance(1.15)
-        return Image.blend(image, Image.new("RGB", image.size, (90, 140, 255)), 0.12)
-
-
-class OilPaint(Look):
-    """Presets and custom prompts: a thick, posterised oil-paint look."""
-
-    name = "oil paint"
-
-    def apply(self, image: Image.Image) -> Image.Image:
-        image = image.filter(ImageFilter.ModeFilter(5)) if image.width * image.height <= 800_000 else image
-        image = ImageOps.posterize(image.filter(ImageFilter.SMOOTH_MORE), 4)
-        return ImageEnhance.Color(image.filter(ImageFilter.EDGE_ENHANCE_MORE)).enhance(1.2)
-
-
-LOOKS: dict[str, Look] = {
-    "ghibli_reaction": Painterly(),
-    "neo_glitch": NeoGlitch(),
-    "emotion_mask": Mask(),
-    "image_to_image": Studio(),
-    "preset": OilPaint(),
-    "custom_prompt": OilPaint(),
-}
 
 
 def _badge(image: Image.Image) -> Image.Image:

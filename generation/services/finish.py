@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from credits import ledger
 
-from .. import persistence
+from .. import notify, persistence
 from ..models import AppendLogLines, Attempt, Generation, Media
 from ..registry import ModelSpec, OutputImage
 from .claim import look_again_later
@@ -210,6 +210,7 @@ def _record(items: list[Finished]) -> None:
         item.generation.status = Generation.Status.SUCCEEDED
         log_transition(item.generation.pk, to=Generation.Status.SUCCEEDED, writer="generations_finish")
         logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
+    notify.generation_notify_ended(generation_ids=[item.generation.pk for item in winners])  # issue 19
     for item in items:
         if item.attempt.pk in won:
             continue

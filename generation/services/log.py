@@ -12,8 +12,8 @@ from typing import Any
 from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
 
+from ..labels import model_label
 from ..models import AppendLogLines, Generation
-from ..registry import MODELS
 
 logger = logging.getLogger("generation")
 # One line per state transition, naming the function that performed it: operators
@@ -31,8 +31,7 @@ def label(endpoint: str | None) -> str:
     """A model's name as the owner reads it."""
     if not endpoint:
         return "the model"
-    spec = MODELS.get(endpoint)
-    return spec.label if spec else endpoint
+    return model_label(endpoint)  # offline preview mode names the offline renderer (issue 19)
 
 
 def log_transition(generation_id: object, *, to: str, writer: str, **extra: Any) -> None:

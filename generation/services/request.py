@@ -86,6 +86,7 @@ def generation_request(
     prompt: str | None = "",
     is_public: bool = False,
     idempotency_key: str | None = None,
+    notify: bool = False,
 ) -> tuple[Generation, bool]:
     """Start a generation: store the photo, reserve the credits, queue the submission.
 
@@ -126,6 +127,7 @@ def generation_request(
                 num_images=preset.num_images,
                 cost=settings.GENERATION_COST,
                 is_public=is_public,
+                notify=notify,  # "Email me when it's done" (issue 19)
                 idempotency_key=idempotency_key,
                 request_fingerprint=fingerprint,
                 source_width=image.width,

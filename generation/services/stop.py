@@ -19,6 +19,7 @@ from credits import ledger
 from credits.exceptions import AlreadySettled
 from stefna.errors import NotFound
 
+from .. import notify
 from ..exceptions import InvalidTransition, ProviderError
 from ..models import Attempt, Generation, Media
 from ..providers import get_provider
@@ -116,6 +117,7 @@ def generation_fail(*, generation: Generation, code: str, message: str) -> bool:
     )
     if result.stopped:
         logger.warning("generation %s failed (%s): %s", generation.pk, code, message)
+        notify.generation_notify_ended(generation_ids=[generation.pk])  # issue 19
     return result.stopped
 
 

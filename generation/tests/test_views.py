@@ -70,13 +70,15 @@ def test_studio_shows_the_form_with_radio_presets_cost_and_balance(signed_in, pr
     assert 'data-requires-prompt="true"' in body
     assert f"{settings.GENERATION_COST} credits" in body
     assert f'data-testid="studio-balance">{settings.DAILY_CREDITS}<' in body
-    assert f'maxlength="{settings.MAX_PROMPT_CHARS}"' in body
+    # No maxlength: a long paste must arrive whole and be refused with a message, not cut.
+    assert "maxlength" not in body.split('id="id_prompt"')[1].split(">")[0]
+    assert f'data-counter-max="{settings.MAX_PROMPT_CHARS}"' in body
     assert '<label for="id_prompt">' in body
 
 
 def test_studio_preselects_the_preset_from_the_query_string(signed_in, preset):
     body = signed_in.get("/?preset=view-test-style").content.decode()
-    assert re.search(r'value="view-test-style" data-requires-prompt="false" checked', body)
+    assert re.search(r'value="view-test-style" data-name="[^"]*" data-requires-prompt="false" checked', body)
 
 
 def test_submitting_the_studio_starts_a_generation_and_shows_its_card(signed_in, user, preset):
@@ -103,7 +105,7 @@ def test_a_missing_prompt_keeps_the_photo_style_and_choices(signed_in, user, pro
     body = response.content.decode()
     assert response.status_code == 422
     assert "This style needs a prompt" in body
-    assert re.search(r'value="view-test-prompted" data-requires-prompt="true" checked', body)
+    assert re.search(r'value="view-test-prompted" data-name="[^"]*" data-requires-prompt="true" checked', body)
     assert re.search(r'name="is_public" value="on" checked', body)
     # The validated photo comes back so the person does not have to choose it again...
     kept = re.search(r'name="kept_image" value="(data:image/jpeg;base64,[^"]+)"', body).group(1)
@@ -143,6 +145,9 @@ def test_insufficient_credits_is_explained_before_upload(signed_in, user, preset
     assert "You're out of credits for today" in body
     assert f'comes back at <strong><time datetime="{ledger.next_reset():%Y-%m-%dT%H:%M:%S}' in body
     assert 'type="file"' not in body
+    # One message, with its way out.
+    assert body.count("out of credits") == 1
+    assert 'data-testid="buy-credits"' in body
 
 
 def test_insufficient_credits_on_submit_is_explained_and_charges_nothing(signed_in, user, preset):

@@ -2,11 +2,12 @@
 // behaviour is wired here from data-* attributes. Each page works without this file.
 (function () {
   "use strict";
-  // Strings go through Django's JavaScript catalogue (/jsi18n/, loaded before this file).
+  // Strings not in a data-* attribute go through Django's JavaScript catalogue (/jsi18n/).
   var gettext = window.gettext || function (text) { return text; };
-  var format = window.interpolate || function (text, values) {
-    return text.replace(/%\((\w+)\)s/g, function (_, name) { return values[name]; });
-  };
+
+  function fill(template, values) {
+    return Object.keys(values).reduce(function (text, key) { return text.split(key).join(values[key]); }, template || "");
+  }
 
   function studio(form) {
     var input = form.querySelector("#id_image");
@@ -14,28 +15,71 @@
     var preview = form.querySelector("[data-preview]");
     var kept = form.querySelector("[data-kept-image]");
     var status = form.querySelector("[data-dropzone-status]");
+    var imageError = form.querySelector("[data-image-error]");
     var promptField = form.querySelector("[data-prompt-field]");
     var prompt = form.querySelector("#id_prompt");
+    var promptError = form.querySelector("[data-prompt-error]");
     var counter = form.querySelector("[data-counter]");
+    var chosenStyle = form.querySelector("[data-chosen-style]");
+    var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10) || 0;
+    var maxPixels = parseInt(form.getAttribute("data-max-pixels"), 10) || 0;
     var objectUrl = null;
+    var lastGood = preview && !preview.hidden ? preview.getAttribute("src") : null;
 
-    function showFile(file) {
+    function showImageError(message) {
+      if (!imageError) return;
+      imageError.textContent = message || "";
+      imageError.hidden = !message;
+      if (message) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+    }
+
+    function refuse(message) {
+      // The server would say the same; saying it now saves the upload. The photo chosen
+      // before (if any) stays.
+      showImageError(message);
+      input.value = "";
+      if (lastGood) { preview.src = lastGood; } else { preview.hidden = true; zone.classList.remove("has-image"); }
+      status.textContent = "";
+    }
+
+    function accept(file, url) {
+      preview.src = url;
+      preview.hidden = false;
+      lastGood = url;
+      zone.classList.add("has-image");
+      if (kept) kept.value = ""; // the new file replaces a photo kept from an earlier try
+      form.querySelectorAll('input[name="source_generation"]').forEach(function (radio) { radio.checked = false; });
+      showImageError("");
+      status.textContent = file.name + " · " + Math.max(1, Math.round(file.size / 1024)) + " KB";
+    }
+
+    function checkFile(file) {
       if (!file) return;
-      if (!/^image\//.test(file.type)) {
-        status.textContent = gettext("That file isn't an image. Choose a JPEG, PNG or WebP photo.");
+      if (maxBytes && file.size > maxBytes) { refuse(form.getAttribute("data-msg-too-large")); return; }
+      var heif = /\.(heic|heif)$/i.test(file.name) || /image\/hei[cf]/.test(file.type);
+      if (heif) {
+        // Browsers can't draw HEIC: the server converts it; show its name meanwhile.
+        accept(file, lastGood || "");
+        if (!lastGood) { preview.hidden = true; }
         return;
       }
       if (objectUrl) URL.revokeObjectURL(objectUrl);
       objectUrl = URL.createObjectURL(file);
-      preview.src = objectUrl;
-      preview.hidden = false;
-      zone.classList.add("has-image");
-      if (kept) kept.value = ""; // the new file replaces a photo kept from an earlier try
-      status.textContent = file.name + " · " + Math.max(1, Math.round(file.size / 1024)) + " KB";
+      var probe = new Image();
+      probe.onload = function () {
+        var pixels = probe.naturalWidth * probe.naturalHeight;
+        if (maxPixels && pixels > maxPixels) {
+          refuse(fill(form.getAttribute("data-msg-too-many-pixels"), {WIDTH: probe.naturalWidth, HEIGHT: probe.naturalHeight}));
+          return;
+        }
+        accept(file, objectUrl);
+      };
+      probe.onerror = function () { refuse(form.getAttribute("data-msg-not-image")); };
+      probe.src = objectUrl;
     }
 
     if (input && zone) {
-      input.addEventListener("change", function () { showFile(input.files && input.files[0]); });
+      input.addEventListener("change", function () { checkFile(input.files && input.files[0]); });
       ["dragenter", "dragover"].forEach(function (name) {
         zone.addEventListener(name, function (event) { event.preventDefault(); zone.classList.add("is-dragging"); });
       });
@@ -47,44 +91,138 @@
         var files = event.dataTransfer && event.dataTransfer.files;
         if (!files || !files.length) return;
         input.files = files; // a DataTransfer's FileList can be assigned to a file input
-        showFile(files[0]);
+        checkFile(files[0]);
       });
     }
 
+    // A recent photo picked again replaces any file chosen before.
+    form.querySelectorAll('input[name="source_generation"]').forEach(function (radio) {
+      radio.addEventListener("change", function () {
+        if (!radio.checked) return;
+        var thumb = radio.parentNode.querySelector("img");
+        if (input) input.value = "";
+        if (kept) kept.value = "";
+        showImageError("");
+        preview.src = thumb.src;
+        preview.hidden = false;
+        lastGood = thumb.src;
+        zone.classList.add("has-image");
+        status.textContent = thumb.alt;
+      });
+    });
+
     // The prompt is shown (and sent) only for styles that need one.
-    function syncPrompt() {
-      if (!promptField || !prompt) return;
+    function syncPreset() {
       var chosen = form.querySelector('input[name="preset"]:checked');
+      if (chosenStyle && chosen) chosenStyle.textContent = chosen.getAttribute("data-name");
+      if (!promptField || !prompt) return;
       var needed = chosen && chosen.getAttribute("data-requires-prompt") === "true";
       promptField.hidden = !needed;
       prompt.disabled = !needed;
       prompt.required = !!needed;
     }
     form.addEventListener("change", function (event) {
-      if (event.target && event.target.name === "preset") syncPrompt();
+      if (event.target && event.target.name === "preset") syncPreset();
     });
-    syncPrompt();
+    syncPreset();
 
+    function overBy() {
+      if (!prompt) return 0;
+      var max = parseInt(prompt.getAttribute("data-counter-max"), 10);
+      return prompt.disabled ? 0 : Math.max(0, prompt.value.length - max);
+    }
     function count() {
       if (!prompt || !counter) return;
       var max = parseInt(prompt.getAttribute("data-counter-max"), 10);
       var used = prompt.value.length;
-      counter.textContent = format(gettext("%(used)s / %(max)s characters"), { used: used, max: max }, true);
-      counter.classList.toggle("is-near", used > max * 0.9);
+      counter.textContent = fill(form.getAttribute("data-msg-counter"), {COUNT: used, LIMIT: max});
+      counter.classList.toggle("is-near", used > max * 0.9 && used <= max);
+      counter.classList.toggle("is-over", used > max);
+      if (!promptError) return;
+      if (used > max) {
+        promptError.textContent = fill(form.getAttribute("data-msg-prompt-over"), {COUNT: used, LIMIT: max});
+        promptError.hidden = false;
+        promptError.setAttribute("data-client", "");
+        prompt.setAttribute("aria-invalid", "true");
+      } else if (promptError.hasAttribute("data-client")) {
+        // Only a message this script showed goes away by itself; the server's stays.
+        promptError.hidden = true;
+        promptError.removeAttribute("data-client");
+        prompt.removeAttribute("aria-invalid");
+      }
     }
     if (prompt) prompt.addEventListener("input", count);
     count();
 
     // One click, one generation: stop a double submit from charging twice.
-    form.addEventListener("submit", function () {
+    form.addEventListener("submit", function (event) {
+      if (overBy() > 0) {
+        event.preventDefault();
+        prompt.focus();
+        return;
+      }
       var button = form.querySelector('button[type="submit"]');
       if (button) {
         window.setTimeout(function () {
           button.disabled = true;
-          button.textContent = gettext("Uploading…");
+          button.textContent = form.getAttribute("data-msg-uploading");
         }, 0);
       }
     });
+
+    // After a refused submit, focus goes to the summary of what to fix.
+    var summary = form.querySelector("[data-error-summary]");
+    if (summary) summary.focus();
+  }
+
+  // Before/after: a range input (keyboard and pointer for free) moves the split.
+  function compare(root) {
+    var range = root.querySelector("[data-compare-range]");
+    if (!range) return;
+    root.classList.add("is-enhanced");
+    function update() { root.style.setProperty("--split", range.value + "%"); }
+    range.addEventListener("input", update);
+    // A pointer anywhere on the picture sets the split exactly there, and drags it.
+    var dragging = false;
+    function follow(event) {
+      var box = root.getBoundingClientRect();
+      var value = Math.round(((event.clientX - box.left) / box.width) * 100);
+      range.value = String(Math.max(0, Math.min(100, value)));
+      update();
+    }
+    root.addEventListener("pointerdown", function (event) {
+      dragging = true;
+      if (root.setPointerCapture) root.setPointerCapture(event.pointerId);
+      range.focus({preventScroll: true});
+      follow(event);
+    });
+    root.addEventListener("pointermove", function (event) { if (dragging) follow(event); });
+    ["pointerup", "pointercancel"].forEach(function (name) {
+      root.addEventListener(name, function () { dragging = false; });
+    });
+    update();
+  }
+
+  // The tab title tells how things stand while you look elsewhere.
+  var baseTitle = document.title;
+  function syncTitle() {
+    var cards = document.querySelectorAll("[data-testid=status-card], [data-testid=history-item]");
+    if (!cards.length) return;
+    var running = 0, done = 0;
+    cards.forEach(function (card) {
+      var state = card.getAttribute("data-status");
+      if (state === "queued" || state === "running") running += 1;
+      if (state === "succeeded") done += 1;
+    });
+    var body = document.body;
+    var site = body.getAttribute("data-site-name") || "Stefna";
+    if (running) {
+      document.title = fill(body.getAttribute("data-title-running"), {COUNT: running}) + " · " + site;
+    } else if (document.querySelector("[data-testid=status-card][data-status=succeeded]")) {
+      document.title = body.getAttribute("data-title-done") + " · " + baseTitle;
+    } else {
+      document.title = baseTitle;
+    }
   }
 
   function autosubmit(form) {
@@ -117,13 +255,15 @@
   // Announce status changes of the polled card (see detail.html).
   var lastStatus = null;
   document.addEventListener("htmx:afterSettle", function () {
+    syncTitle();
+    document.querySelectorAll("[data-compare]").forEach(compare);
     var card = document.querySelector("[data-testid=status-card]");
     var announcer = document.querySelector("[data-status-announcer]");
     if (!card || !announcer) return;
     var status = card.getAttribute("data-status");
     if (status !== lastStatus) {
       var pill = card.querySelector("[data-testid=status]");
-      announcer.textContent = format(gettext("Status: %(status)s"), { status: pill ? pill.textContent : status }, true);
+      announcer.textContent = (announcer.getAttribute("data-prefix") || "Status:") + " " + (pill ? pill.textContent : status);
       lastStatus = status;
     }
   });
@@ -136,6 +276,8 @@
     });
     document.querySelectorAll("[data-studio-form]").forEach(studio);
     document.querySelectorAll("[data-autosubmit]").forEach(autosubmit);
+    document.querySelectorAll("[data-compare]").forEach(compare);
+    syncTitle();
     copyButtons(document);
   });
 })();

@@ -56,8 +56,17 @@ class User(AbstractUser):
 
     @property
     def public_name(self) -> str:
-        """What other people see: the display name, else the part before the @."""
-        return self.display_name or self.email.split("@", 1)[0]
+        """What other people see: the display name the person chose, else a neutral handle.
+
+        Never any part of the email: a local part is often a full name, and with a
+        well-known domain it is the whole address.
+        """
+        return self.display_name or self.default_handle
+
+    @property
+    def default_handle(self) -> str:
+        """A stable, neutral handle made from the account's random id ("artist-4f1c9a")."""
+        return f"artist-{self.pk.hex[:6]}" if self.pk else "artist"
 
 
 class LoginCode(models.Model):

@@ -99,7 +99,8 @@ def token_revoke(request: AuthenticatedRequest, token_id: str) -> HttpResponse:
 
 @login_required
 def account(request: AuthenticatedRequest) -> HttpResponse:
-    from credits.selectors import entries_for, purchase_history, quota_for
+    from credits.selectors import purchase_history, quota_for
+    from credits.statement import statement_page
 
     from .selectors import api_tokens_for
 
@@ -116,7 +117,7 @@ def account(request: AuthenticatedRequest) -> HttpResponse:
         {
             "tokens": api_tokens_for(user=request.user),
             "new_token": request.session.pop("new_api_token", None),
-            "entries": entries_for(user=request.user),
+            "statement": statement_page(user=request.user, page_number=request.GET.get("page")),
             "quota": quota_for(user=request.user),
             "purchases": purchase_history(user=request.user).items,
         },

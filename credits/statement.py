@@ -1,0 +1,97 @@
+"""The account page's credit statement: one row per generation, paginated.
+
+A generation writes two ledger entries (the reservation, then its capture or refund);
+people think of it as one event, so the statement folds them: a delivered generation
+reads "-2", a refunded one "0 (refunded)". Other entries (allowance, grants) stay one
+row each. Reads only; the ledger itself is untouched.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.core.paginator import Page, Paginator
+from django.db.models import CharField, Count, Max, Q, Sum
+from django.db.models.functions import Cast, Coalesce
+from django.utils.translation import gettext as _
+
+from .models import CreditEntry
+
+if TYPE_CHECKING:
+    from stefna.accounts.models import User
+
+STATEMENT_PAGE_SIZE = 20
+
+
+@dataclass
+class StatementRow:
+    at: datetime
+    amount: int
+    label: str
+    note: str
+    generation_id: Any
+    balance_after: int | None
+
+
+def _label(reason: str, *, refunds: int, captures: int, is_generation: bool) -> str:
+    if not is_generation:
+        return str(CreditEntry.Reason(reason).label)
+    if refunds:
+        return _("Generation refunded")
+    if captures:
+        return _("Generation delivered")
+    return _("Generation in progress (reserved)")
+
+
+def statement_page(*, user: User, page_number: str | int | None = 1, per_page: int = STATEMENT_PAGE_SIZE) -> Page:  # type: ignore[type-arg]
+    """One page of folded rows, newest first: a count, a page of groups, their balances."""
+    groups = (
+        CreditEntry.objects.filter(user=user)
+        .annotate(group=Coalesce(Cast("generation_id", CharField()), Cast("id", CharField())))
+        .values("group")
+        .annotate(
+            last_at=Max("created_at"),
+            total=Sum("amount"),
+            any_reason=Max("reason"),
+            any_note=Max("note"),
+            generation_key=Max(Cast("generation_id", CharField())),
+            refunds=Count("id", filter=Q(reason=CreditEntry.Reason.REFUND)),
+            captures=Count("id", filter=Q(reason=CreditEntry.Reason.CAPTURE)),
+            last_id=Max("id"),
+        )
+        .order_by("-last_at", "-last_id")
+    )
+    page = Paginator(groups, per_page).get_page(page_number)
+    # The balance after each row is the one written by its latest entry.
+    latest: dict[str, CreditEntry] = {}
+    for entry in CreditEntry.objects.filter(
+        user=user, created_at__in=[row["last_at"] for row in page.object_list]
+    ).only("id", "generation_id", "balance_after", "created_at"):
+        key = entry.generation_id.hex if entry.generation_id else str(entry.pk)
+        if key not in latest or entry.pk > latest[key].pk:
+            latest[key] = entry
+    rows = []
+    for row in page.object_list:
+        # A UUID cast to text differs by database (SQLite: bare hex); parse it back.
+        generation_id = uuid.UUID(row["generation_key"]) if row["generation_key"] else None
+        key = generation_id.hex if generation_id else row["group"]
+        rows.append(
+            StatementRow(
+                at=row["last_at"],
+                amount=row["total"],
+                label=_label(
+                    row["any_reason"],
+                    refunds=row["refunds"],
+                    captures=row["captures"],
+                    is_generation=bool(generation_id),
+                ),
+                note=row["any_note"] or "",
+                generation_id=generation_id,
+                balance_after=latest[key].balance_after if key in latest else None,
+            )
+        )
+    page.object_list = rows  # type: ignore[assignment]  # the page now holds the folded rows
+    return page

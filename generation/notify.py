@@ -1,0 +1,70 @@
+""" "Email me when it's done": one email to the owner when a generation they asked about ends.
+
+Called by the pipeline where a generation succeeds or fails (not on a cancel: the owner
+did that). The send happens in a task after commit, so a slow mail server never holds
+up the worker's poll loop; a conditional update on `notified_at` makes it go once,
+however often a webhook, the poller and a retry report the same end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from functools import partial
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.tasks import task
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from stefna.i18n import language_for_user
+from stefna.i18n_tags import preset_label
+
+from .models import Generation
+
+logger = logging.getLogger("generation")
+
+
+def generation_notify_ended(*, generation_ids: Iterable[object]) -> None:
+    """Queue the email for each of these generations whose owner asked for one."""
+    ids = [str(pk) for pk in generation_ids]
+    if not ids:
+        return
+    wanted = Generation.objects.filter(pk__in=ids, notify=True, notified_at__isnull=True).values_list("pk", flat=True)
+    for generation_id in wanted:
+        transaction.on_commit(partial(generation_notify_task.enqueue, generation_id=str(generation_id)))
+
+
+def generation_notify_send(*, generation_id: str) -> bool:
+    """Send the email once; True when this call sent it."""
+    claimed = Generation.objects.filter(pk=generation_id, notify=True, notified_at__isnull=True).update(
+        notified_at=timezone.now()
+    )
+    if not claimed:
+        return False
+    generation = Generation.objects.select_related("user").get(pk=generation_id)
+    path = reverse("generation_detail", kwargs={"generation_id": generation.pk})
+    link = f"{settings.SITE_URL.rstrip('/')}{path}" if settings.SITE_URL else path
+    # Sent by the worker, outside any request: written in the owner's language (issue 21).
+    with translation.override(language_for_user(generation.user)):
+        name = preset_label(generation.preset_slug, generation.preset_name)
+        if generation.status == Generation.Status.SUCCEEDED:
+            subject = _("Your %(style)s image is ready") % {"style": name}
+            body = _("Your %(style)s image is ready. See it here:\n\n%(link)s\n") % {"style": name, "link": link}
+        else:
+            subject = _("We couldn't make your %(style)s image") % {"style": name}
+            body = _(
+                "We couldn't make your %(style)s image, and your credits were refunded. "
+                "You can try again from the same photo here:\n\n%(link)s\n"
+            ) % {"style": name, "link": link}
+    send_mail(subject, body, None, [generation.user.email])
+    logger.info("generation %s: owner notified", generation.pk)
+    return True
+
+
+@task()
+def generation_notify_task(*, generation_id: str) -> None:
+    generation_notify_send(generation_id=generation_id)
