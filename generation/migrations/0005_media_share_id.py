@@ -17,7 +17,7 @@ def fill_share_ids(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("generation", "0003_media_persist_next_at")]
+    dependencies = [("generation", "0004_notify_when_done")]
 
     operations = [
         migrations.AddField(
