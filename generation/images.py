@@ -94,7 +94,8 @@ def validate_image(data: bytes) -> ValidatedImage:
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
                 raise UnsupportedImage(
-                    f"{image.format or 'That'} images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.",
+                    _("%(format)s images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.")
+                    % {"format": image.format or "That"},
                     detail={"format": image.format},
                 )
             width, height = image.size

@@ -268,7 +268,7 @@ def test_an_unsupported_image_reads_in_indonesian(api_client):
     assert answer.status_code == 415
     assert answer.json() == {
         "code": "unsupported_image",
-        "message": "Gambar GIF belum didukung. Unggah foto JPEG, PNG, atau WebP.",
+        "message": "Gambar GIF belum didukung. Unggah foto JPEG, PNG, WebP, HEIC, atau AVIF.",
         "detail": {"format": "GIF"},
     }
 

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core import mail
 from playwright.sync_api import expect
 
+from stefna.accounts.models import User
 from stefna.tests.test_i18n_catalogue import parse_po
 from tests.browser.conftest import DESKTOP, screenshot
 from tests.browser.test_studio_flows import ghibli_tears, photo
@@ -96,7 +97,8 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, serv
     page.get_by_label("Kode masuk").fill(code)
     page.get_by_role("button", name="Masuk", exact=True).click()
     page.wait_for_url(lambda url: "/accounts/" not in url)
-    expect(page.get_by_text("Selamat datang, sari!")).to_be_visible()
+    handle = User.objects.get(email="sari@example.com").public_name
+    expect(page.get_by_text(f"Selamat datang, {handle}!")).to_be_visible()
 
     page.set_input_files("#id_image", photo(tmp_path))
     expect(page.locator("[data-preview]")).to_be_visible()
@@ -121,7 +123,7 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, serv
     assert_indonesian(page)
 
     page.goto("/feed/")
-    expect(page.get_by_test_id("feed-item").first).to_contain_text("oleh sari")
+    expect(page.get_by_test_id("feed-item").first).to_contain_text(f"oleh {handle}")
     assert_indonesian(page)
     page.get_by_test_id("feed-item").first.click()
     page.wait_for_url(re.compile(r"/i/[A-Za-z0-9_-]{22}$"))

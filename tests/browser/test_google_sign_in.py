@@ -46,7 +46,7 @@ def test_continue_with_google_signs_in_through_the_provider(page, fake_google):
     expect(page.get_by_role("button", name="Email me a code")).to_be_visible()
     page.get_by_test_id("google-sign-in").click()
     page.wait_for_url(lambda url: "/accounts/" not in url)
-    expect(page.get_by_text("Welcome, lin!")).to_be_visible()
+    expect(page.get_by_text(f"Welcome, {User.objects.get(email='lin@example.com').public_name}!")).to_be_visible()
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     assert User.objects.filter(email="lin@example.com").exists()
 

@@ -96,7 +96,7 @@ def test_a_new_google_account_makes_a_stefna_account(client, fake_google):
     assert user.email == "new.person@example.com"
     assert user.display_name == ""  # Google's profile name is not made public unasked
     assert response.request["PATH_INFO"] == "/"
-    assert "Welcome, new.person!" in response.content.decode()
+    assert f"Welcome, {user.public_name}!" in response.content.decode()
     # allauth checked the authorisation code with PKCE and our client credentials.
     (token_request,) = fake_google.token_requests
     assert token_request["grant_type"] == "authorization_code"
