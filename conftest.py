@@ -85,6 +85,7 @@ def seeded_presets(transactional_db):
     from django.apps import apps
 
     importlib.import_module("presets.migrations.0002_seed_presets").seed(apps, None)
+    importlib.import_module("presets.migrations.0004_seed_indonesian_text").fill(apps, None)
 
 
 # Fakes of fal and Cloudinary (fixtures `fake_fal`, `fake_cloudinary`; see tests/fakes/pytest_plugin.py).

@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
@@ -69,26 +70,27 @@ class ValidatedImage:
 def decode_base64_image(value: str) -> bytes:
     """Bytes from a data URI or bare base64; InvalidInput when it is neither."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput("image_base64 is empty.", detail={"field": "image_base64"})
+        raise InvalidInput(_("image_base64 is empty."), detail={"field": "image_base64"})
     value = value.strip()
     match = DATA_URI.match(value)
     if match:
         value = value[match.end() :]
     elif value.startswith("data:"):
-        raise InvalidInput("image_base64 is a data URI without ';base64,'.", detail={"field": "image_base64"})
+        raise InvalidInput(_("image_base64 is a data URI without ';base64,'."), detail={"field": "image_base64"})
     # Rough size check before decoding, so a huge string is refused without allocating its bytes.
     if len(value) * 3 // 4 > settings.MAX_UPLOAD_BYTES + 3:
         raise _too_large()
     try:
         return base64.b64decode(re.sub(r"\s+", "", value), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput("image_base64 is not valid base64.", detail={"field": "image_base64"}) from exc
+        raise InvalidInput(_("image_base64 is not valid base64."), detail={"field": "image_base64"}) from exc
 
 
 def _too_large() -> ImageTooLarge:
     limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
     return ImageTooLarge(
-        f"That image is larger than {limit_mb:g} MB. Please upload a smaller photo.",
+        _("That image is larger than %(megabytes)s MB. Please upload a smaller photo.")
+        % {"megabytes": f"{limit_mb:g}"},
         detail={"max_bytes": settings.MAX_UPLOAD_BYTES},
     )
 
@@ -105,7 +107,7 @@ def validate_image(data: bytes) -> ValidatedImage:
     if len(data) > settings.MAX_UPLOAD_BYTES:
         raise _too_large()
     if not data:
-        raise UnsupportedImage("The file is empty.")
+        raise UnsupportedImage(_("The file is empty."))
     max_pixels = settings.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
@@ -114,27 +116,29 @@ def validate_image(data: bytes) -> ValidatedImage:
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
                 raise UnsupportedImage(
-                    f"{image.format or 'That'} images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.",
+                    _("%(format)s images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.")
+                    % {"format": image.format or "That"},
                     detail={"format": image.format},
                 )
             width, height = image.size
             if width * height > max_pixels:
                 raise _too_many_pixels(width, height)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
-                raise UnsupportedImage("Animated images aren't supported. Upload a still photo.")
+                raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
             output_format = ACCEPTED_FORMATS[image.format]
             with _decode_slot():
                 picture = _decode_scaled(image, output_format)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixels(
-            f"That image has too many pixels (the limit is {max_pixels // 1_000_000} megapixels).",
+            _("That image has too many pixels (the limit is %(megapixels)s megapixels).")
+            % {"megapixels": max_pixels // 1_000_000},
             detail={"max_pixels": max_pixels},
         ) from exc
     except UnidentifiedImageError as exc:
         raise UnsupportedImage() from exc
     except (OSError, SyntaxError, ValueError) as exc:
         # Truncated or corrupt files fail here, while decoding.
-        raise UnsupportedImage("That image is damaged or incomplete and can't be read.") from exc
+        raise UnsupportedImage(_("That image is damaged or incomplete and can't be read.")) from exc
 
     buffer = io.BytesIO()
     # A fresh save without exif=/icc=/pnginfo= drops every piece of metadata, GPS included;
@@ -195,7 +199,8 @@ def _decode_scaled(image: Image.Image, output_format: str) -> Image.Image:
 def _too_many_pixels(width: int, height: int) -> ImageTooManyPixels:
     limit = settings.MAX_IMAGE_PIXELS
     return ImageTooManyPixels(
-        f"That image is {width}×{height} pixels; the limit is {limit // 1_000_000} megapixels.",
+        _("That image is %(width)s×%(height)s pixels; the limit is %(megapixels)s megapixels.")
+        % {"width": width, "height": height, "megapixels": limit // 1_000_000},
         detail={"max_pixels": limit, "width": width, "height": height},
     )
 

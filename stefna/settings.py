@@ -69,6 +69,11 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "ninja",
     "storages",
+    # Google sign-in only (allauth's social part); email-code sign-in is our own.
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
 ]
 
 MIDDLEWARE = [
@@ -76,9 +81,14 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # i18n: the visitor's language (cookie, else Accept-Language); UserLanguageMiddleware
+    # below then applies the account's choice, and Accept-Language alone for the API.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "stefna.i18n.UserLanguageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "stefna.body_limits.BodyLimitMiddleware",  # bounded bodies, refused with a drained 413
     "stefna.input_guard.RefuseNulMiddleware",  # NUL is a 500 on PostgreSQL: refused at the edge
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -101,7 +111,10 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "stefna.context_processors.site",
+                "stefna.i18n.context",
+                "stefna.social.context",
             ],
+            "libraries": {"stefna_i18n": "stefna.i18n_tags"},
         },
     },
 ]
@@ -163,7 +176,14 @@ else:
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # --- i18n -----------------------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# English and Bahasa Indonesia. Any other code (cookie, Accept-Language, the switcher)
+# falls back to English. Catalogues: locale/<code>/LC_MESSAGES/django.po, compiled by make.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("id", "Bahasa Indonesia")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_NAME = "stefna_language"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 60 * 60
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -420,3 +440,51 @@ if STRIPE_SECRET_KEY:
     # The "Buy" form's POST is answered with a redirect to Stripe Checkout, and browsers
     # apply form-action to every redirect of a form's navigation.
     SECURE_CSP["form-action"] = [CSP.SELF, "https://checkout.stripe.com"]
+
+# --- Google sign-in (django-allauth's social account part, OpenID Connect) ------------
+# Shown only when both are set. GOOGLE_OIDC_SERVER_URL is Google's issuer; tests and
+# staging point it at another OpenID Connect server speaking the same protocol.
+GOOGLE_CLIENT_ID = os.environ.get("GOOGLE_CLIENT_ID", "")
+GOOGLE_CLIENT_SECRET = os.environ.get("GOOGLE_CLIENT_SECRET", "")
+GOOGLE_OIDC_SERVER_URL = os.environ.get("GOOGLE_OIDC_SERVER_URL", "") or "https://accounts.google.com"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                "provider_id": "google",
+                "name": "Google",
+                "client_id": GOOGLE_CLIENT_ID,
+                "secret": GOOGLE_CLIENT_SECRET,
+                # Identity comes from the signed ID token alone (checked by stefna.social).
+                "settings": {"server_url": GOOGLE_OIDC_SERVER_URL, "fetch_userinfo": False},
+            }
+        ]
+        if GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET
+        else [],
+    }
+}
+if GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET:
+    # "Continue with Google" is a form POST that our server answers with a redirect to
+    # Google's authorize page; browsers hold that redirect to the page's form-action.
+    # Added to what is there (Stripe Checkout's origin, when payments are on).
+    _google = urlparse(GOOGLE_OIDC_SERVER_URL)
+    _form_action = SECURE_CSP["form-action"]
+    assert isinstance(_form_action, list)
+    SECURE_CSP["form-action"] = [*_form_action, f"{_google.scheme}://{_google.netloc}"]
+SOCIALACCOUNT_ADAPTER = "stefna.social.SocialAccountAdapter"
+ACCOUNT_ADAPTER = "stefna.social.AccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*"]
+ACCOUNT_UNIQUE_EMAIL = True
+# Google vouches for the address (email_verified); unverified ones are refused outright.
+ACCOUNT_EMAIL_VERIFICATION = "none"

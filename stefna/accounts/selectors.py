@@ -123,3 +123,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+def user_by_email(*, email: str) -> User | None:
+    """The active account for `email` (stored lower-case), or None."""
+    return User.objects.filter(email=email.strip().lower(), is_active=True).first()

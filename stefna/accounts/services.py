@@ -16,6 +16,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from stefna import ratelimit
 from stefna.errors import InvalidInput
@@ -32,7 +34,7 @@ TOKEN_PREFIX = "stf_"  # noqa: S105 (a public prefix, not a secret)
 
 class CodeInvalid(InvalidInput):
     code = "invalid_code"
-    default_message = "That code is not right. Check the email and try again."
+    default_message = gettext_lazy("That code is not right. Check the email and try again.")
 
 
 def normalize_email(email: str) -> str:
@@ -46,7 +48,7 @@ def normalize_email(email: str) -> str:
     try:
         validate_email(email)
     except ValidationError as exc:
-        raise InvalidInput("Enter a valid email address.", detail={"field": "email"}) from exc
+        raise InvalidInput(_("Enter a valid email address."), detail={"field": "email"}) from exc
     return email
 
 
@@ -65,7 +67,7 @@ def login_code_send(*, email: str, ip_address: str | None) -> None:
     email = normalize_email(email)
     per_email, email_window = settings.RATE_LIMIT_CODES_PER_EMAIL
     per_ip, ip_window = settings.RATE_LIMIT_CODES_PER_IP
-    too_many = "Too many codes were requested. Please wait a few minutes and try again."
+    too_many = _("Too many codes were requested. Please wait a few minutes and try again.")
     ratelimit.hit(f"code-email:{email}", limit=per_email, window=email_window, message=too_many)
     if ip_address:
         ratelimit.hit(f"code-ip:{ratelimit.ip_key(ip_address)}", limit=per_ip, window=ip_window, message=too_many)
@@ -75,12 +77,14 @@ def login_code_send(*, email: str, ip_address: str | None) -> None:
     with transaction.atomic():
         LoginCode.objects.filter(email=email, used_at__isnull=True).update(used_at=now)
         LoginCode.objects.create(email=email, code_hash=_code_hash(email, code), expires_at=now + CODE_LIFETIME)
+    # Written in the language of the request that asked for it (the sign-in page's).
     send_mail(
-        subject=f"Your {settings.SITE_NAME} sign-in code: {code}",
-        message=(
-            f"Your sign-in code is {code}\n\n"
+        subject=_("Your %(site)s sign-in code: %(code)s") % {"site": settings.SITE_NAME, "code": code},
+        message=_(
+            "Your sign-in code is %(code)s\n\n"
             "It works once and expires in 10 minutes. If you did not ask for it, ignore this email."
-        ),
+        )
+        % {"code": code},
         from_email=None,
         recipient_list=[email],
     )
@@ -108,24 +112,31 @@ def login_code_verify(*, email: str, code: str, ip_address: str | None = None) -
     live = LoginCode.objects.filter(email=email, used_at__isnull=True, expires_at__gt=now)
     login_code = live.order_by("-created_at").first()
     if login_code is None:
-        raise CodeInvalid("That code has expired or was already used. Ask for a new one.")
+        raise CodeInvalid(_("That code has expired or was already used. Ask for a new one."))
     # `failed_attempts` counts every try (the one that succeeds included); the UPDATE
     # is the reservation, so it happens before the comparison, never after.
     reserved = live.filter(pk=login_code.pk, failed_attempts__lt=MAX_CODE_ATTEMPTS).update(
         failed_attempts=F("failed_attempts") + 1
     )
     if not reserved:
-        raise CodeInvalid("Too many wrong tries for this code. Ask for a new one.")
+        raise CodeInvalid(_("Too many wrong tries for this code. Ask for a new one."))
     if not hmac.compare_digest(login_code.code_hash, _code_hash(email, code)):
         remaining = MAX_CODE_ATTEMPTS - login_code.failed_attempts - 1
         if remaining <= 0:
-            raise CodeInvalid("Too many wrong tries for this code. Ask for a new one.")
-        raise CodeInvalid(f"That code is not right. {remaining} tries left.")
+            raise CodeInvalid(_("Too many wrong tries for this code. Ask for a new one."))
+        raise CodeInvalid(
+            ngettext(
+                "That code is not right. %(count)d try left.",
+                "That code is not right. %(count)d tries left.",
+                remaining,
+            )
+            % {"count": remaining}
+        )
     # The conditional update makes a code single-use even if two requests race.
     claimed = LoginCode.objects.filter(pk=login_code.pk, used_at__isnull=True).update(used_at=now)
     if not claimed:
-        raise CodeInvalid("That code was already used. Ask for a new one.")
-    user, _ = User.objects.get_or_create(email=email)
+        raise CodeInvalid(_("That code was already used. Ask for a new one."))
+    user, _created = User.objects.get_or_create(email=email)
     return user
 
 
@@ -147,10 +158,25 @@ def user_update_profile(*, user: User, display_name: str) -> User:
     display_name = (display_name or "").strip()
     _refuse_nul(display_name, "display_name")
     if len(display_name) > 60:
-        raise InvalidInput("Display name can be at most 60 characters.", detail={"field": "display_name"})
+        raise InvalidInput(_("Display name can be at most 60 characters."), detail={"field": "display_name"})
     user.display_name = display_name
     user.save(update_fields=["display_name"])
     return user
+
+
+def user_set_language(*, user: User, language: str) -> None:
+    """Remember the language `user` picked; it wins over Accept-Language from now on."""
+    if language not in dict(settings.LANGUAGES):
+        raise InvalidInput(_("That language is not available."), detail={"field": "language"})
+    if user.language != language:
+        user.language = language
+        user.save(update_fields=["language"])
+
+
+def user_remember_language(*, user: User, language: str) -> None:
+    """On sign-in: keep the language the visitor browsed in, unless the account chose one."""
+    if not user.language and language in dict(settings.LANGUAGES):
+        user_set_language(user=user, language=language)
 
 
 def hash_token(token: str) -> str:

@@ -8,7 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -71,7 +71,8 @@ def enter_code(request: HttpRequest) -> HttpResponse:
             )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session.pop("sign_in_email", None)
-        messages.success(request, f"Welcome, {user.public_name}!")
+        services.user_remember_language(user=user, language=translation.get_language() or "")
+        messages.success(request, _("Welcome, %(name)s!") % {"name": user.public_name})
         return redirect(_next_url(request))
     return render(request, "accounts/enter_code.html", {"email": email, "next": _next_url(request)})
 
@@ -99,7 +100,7 @@ def token_create(request: AuthenticatedRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: AuthenticatedRequest, token_id: str) -> HttpResponse:
     if services.api_token_revoke(user=request.user, token_id=token_id):
-        messages.success(request, "Token revoked. Clients using it will get 401 from now on.")
+        messages.success(request, _("Token revoked. Clients using it will get 401 from now on."))
     return redirect("accounts:account")
 
 
@@ -113,7 +114,7 @@ def account(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             services.user_update_profile(user=request.user, display_name=request.POST.get("display_name", ""))
-            messages.success(request, "Profile saved.")
+            messages.success(request, _("Profile saved."))
         except DomainError as exc:
             messages.error(request, exc.message)
         return redirect("accounts:account")
