@@ -54,7 +54,8 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         ) from exc
 
 
-def _page(queryset: QuerySet, *, cursor: str | None, limit: int | None) -> Page:  # type: ignore[type-arg]
+def keyset_page(queryset: QuerySet, *, cursor: str | None, limit: int | None) -> Page:  # type: ignore[type-arg]
+    """One page of `queryset`, newest first, from a keyset cursor (generations, images, purchases)."""
     limit = max(1, min(limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
     if cursor:
         created_at, pk = decode_cursor(cursor)
@@ -85,7 +86,7 @@ def generation_history(
 ) -> Page[Generation]:
     """The user's own generations, newest first, with everything the API returns (3 queries a page)."""
     queryset = _history(user=user, kind=kind, status=status)
-    return _page(_with_details(queryset), cursor=cursor, limit=limit)
+    return keyset_page(_with_details(queryset), cursor=cursor, limit=limit)
 
 
 # What a history card shows. The page reads nothing else, and loading the rest (logs,
@@ -107,7 +108,7 @@ def generation_history_cards(
     query per card."""
     images = Prefetch("media", queryset=Media.objects.order_by("index").only(*_TILE_FIELDS))
     queryset = _history(user=user, kind=kind, status=status).only(*_CARD_FIELDS).prefetch_related(images)
-    return _page(queryset, cursor=cursor, limit=limit)
+    return keyset_page(queryset, cursor=cursor, limit=limit)
 
 
 def _history(*, user: User, kind: str | None, status: str | None) -> QuerySet[Generation]:
@@ -220,7 +221,7 @@ def feed_queryset() -> QuerySet[Media]:
 
 def generation_feed(*, cursor: str | None = None, limit: int | None = None) -> Page[Media]:
     """Public images, newest first (1 query a page)."""
-    return _page(feed_queryset(), cursor=cursor, limit=limit)
+    return keyset_page(feed_queryset(), cursor=cursor, limit=limit)
 
 
 def media_get_shared(*, media_id: uuid.UUID | str, viewer: User | None = None) -> Media:
