@@ -14,6 +14,8 @@ FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
 	  if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then command -v $$c; exit 0; fi; \
 	done; exit 1
 
+# i18n: the .mo catalogues are committed and rebuilt from the .po by `make messages`.
+.PHONY: messages gettext makemessages
 .PHONY: help install chromium run worker migrate test screenshots lint fmt typecheck bench clean lock upgrade smoke
 
 help: ## List the targets
@@ -36,7 +38,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock requ
 
 install: $(VENV)/.installed ## Create .venv and install the pinned requirements
 
-migrate: install ## Apply migrations (the presets are seeded by a data migration)
+migrate: install messages ## Apply migrations (the presets are seeded by a data migration)
 	$(DEV) $(PY) manage.py migrate --no-input
 
 run: migrate ## Serve the app at http://127.0.0.1:8000 with a task worker (Ctrl-C stops both)
@@ -61,11 +63,32 @@ chromium:
 	  fi; \
 	fi
 
-test: install chromium ## Run the whole test suite (SQLite, or DATABASE_URL when set)
+# Two processes (pytest-xdist), one per core: the suite, browser tests included, runs in
+# about half the time; PYTEST_ARGS= (empty) runs it in one process.
+PYTEST_ARGS ?= -n 2
+test: install chromium messages ## Run the whole test suite (SQLite, or DATABASE_URL when set)
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 screenshots: install chromium ## Refresh docs/screenshots/ from the browser tests
 	STEFNA_SCREENSHOTS=docs $(PY) -m pytest -p no:cacheprovider tests/browser
+
+# compilemessages needs GNU gettext's msgfmt; install Debian's when missing, as for Chromium.
+gettext:
+	@if ! command -v msgfmt >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing GNU gettext for the translation catalogues"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; \
+	  else \
+	    echo "Translations need GNU gettext: run 'sudo apt-get install gettext' (the committed .mo files are used meanwhile)."; \
+	  fi; \
+	fi
+
+messages: install gettext ## Compile the translation catalogues (locale/*/LC_MESSAGES/django.mo)
+	@if command -v msgfmt >/dev/null 2>&1; then SECRET_KEY=messages $(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules -v0; fi
+
+makemessages: install gettext ## Collect new strings into locale/id/LC_MESSAGES/django.po
+	SECRET_KEY=messages $(PY) manage.py makemessages -l id --no-obsolete --ignore=.venv --ignore=node_modules --ignore=staticfiles --ignore=media --ignore=bench --ignore=tests --ignore="*/tests/*" --add-location=file
+	SECRET_KEY=messages $(PY) manage.py makemessages -l id -d djangojs --no-obsolete --ignore=.venv --ignore=node_modules --ignore=staticfiles --ignore=static/js/htmx.min.js --ignore=tests --add-location=file
 
 lint: install ## ruff check, ruff format --check, missing-migrations check, hadolint, lock check
 	$(VENV)/bin/ruff check .

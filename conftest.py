@@ -7,17 +7,24 @@ from django.core.cache import cache
 
 
 @pytest.fixture(autouse=True)
-def _isolated_media_and_cache(settings, tmp_path):
-    """Every test writes files to its own folder and starts with empty rate-limit counters."""
+def _isolated_media_and_cache(request, settings, tmp_path):
+    """Every test writes files to its own folder and starts with an empty cache."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    cache.clear()
+    # The cache is the database's (as in production without Redis): only tests that
+    # may touch the database can clear it. Rate-limit counts are rows, rolled back per test.
+    uses_db = request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames)
+    if uses_db:
+        # Set up the test's database access first (as its marker or fixtures ask).
+        request.getfixturevalue("_django_db_helper")
+        cache.clear()
     yield
-    cache.clear()
+    if uses_db:
+        cache.clear()
 
 
 @pytest.fixture
@@ -78,6 +85,7 @@ def seeded_presets(transactional_db):
     from django.apps import apps
 
     importlib.import_module("presets.migrations.0002_seed_presets").seed(apps, None)
+    importlib.import_module("presets.migrations.0004_seed_indonesian_text").fill(apps, None)
 
 
 # Fakes of fal and Cloudinary (fixtures `fake_fal`, `fake_cloudinary`; see tests/fakes/pytest_plugin.py).

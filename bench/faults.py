@@ -138,6 +138,8 @@ def main() -> int:
         "DEBUG": "0",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "FAL_KEY": "bench-key-id:bench-key-secret",
+        # The fakes answer on loopback over a test CA: local fakes only (issue 17's result-URL rule).
+        "ALLOW_PRIVATE_RESULT_URLS": "1",
         "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{fal_port}",
         "FAL_RUN_HOST": f"127.0.0.1:{fal_port}",
         "CLOUDINARY_URL": cloudinary.cloudinary_url,

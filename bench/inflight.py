@@ -98,6 +98,8 @@ def main() -> None:
         "SECRET_KEY": "bench-only-secret-key",
         "DEBUG": "0",
         "FAL_KEY": "bench-key-id:bench-key-secret",
+        # Results come from the fake on loopback: local fakes only (the result-URL rule).
+        "ALLOW_PRIVATE_RESULT_URLS": "1",
         "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{port}",
         "FAL_RUN_HOST": f"127.0.0.1:{port}",
         "SSL_CERT_FILE": str(certs.ca_path),

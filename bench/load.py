@@ -148,6 +148,8 @@ def start_fake_fal(stack: Stack, *, latency: float, webhooks: bool) -> None:
     stack.env.update(
         {
             "FAL_KEY": FAL_KEY,
+            # Results come from the fake on loopback: local fakes only (the result-URL rule).
+            "ALLOW_PRIVATE_RESULT_URLS": "1",
             "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{port}",
             "FAL_RUN_HOST": f"127.0.0.1:{port}",
             "SSL_CERT_FILE": stack.ca_path,

@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
+from generation.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from stefna.api_support import errors, limit_public
 from stefna.requests import AuthenticatedRequest
 
@@ -128,7 +129,7 @@ def purchase_out(purchase: Purchase) -> dict:
 def purchase_list(
     request: AuthenticatedRequest,
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` from the previous page."),
-    limit: int = Query(selectors.DEFAULT_PAGE_SIZE, ge=1, le=selectors.MAX_PAGE_SIZE),
+    limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
 ) -> dict:
     page = selectors.purchase_history(user=request.auth, cursor=cursor, limit=limit)
     return {"items": [purchase_out(purchase) for purchase in page.items], "next_cursor": page.next_cursor}

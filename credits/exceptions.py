@@ -1,39 +1,41 @@
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
+
 from stefna.errors import DomainError
 
 
 class InsufficientCredits(DomainError):
     code = "insufficient_credits"
     status = 402
-    default_message = "You don't have enough credits for this."
+    default_message = _("You don't have enough credits for this.")
 
 
 class AlreadySettled(DomainError):
     code = "already_settled"
     status = 409
-    default_message = "This generation's credits were already captured or refunded."
+    default_message = _("This generation's credits were already captured or refunded.")
 
 
 class AlreadyReserved(DomainError):
     code = "already_reserved"
     status = 409
-    default_message = "This generation's credits are already reserved and not yet settled."
+    default_message = _("This generation's credits are already reserved and not yet settled.")
 
 
 class PaymentsUnavailable(DomainError):
     code = "payments_unavailable"
     status = 503
-    default_message = "Buying credits is not available on this site right now."
+    default_message = _("Buying credits is not available on this site right now.")
 
 
 class PaymentProviderError(DomainError):
     code = "payment_provider_error"
     status = 502
-    default_message = "The payment provider did not answer. Nothing was charged; please try again."
+    default_message = _("The payment provider did not answer. Nothing was charged; please try again.")
 
 
 class InvalidWebhook(DomainError):
     code = "invalid_webhook"
     status = 400
-    default_message = "This webhook could not be verified."
+    default_message = _("This webhook could not be verified.")

@@ -14,6 +14,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
+from stefna.i18n_formats import format_money
+
 
 class Wallet(models.Model):
     """A user's spendable balance, cached from the ledger.
@@ -61,15 +63,15 @@ class CreditEntry(models.Model):
     """
 
     class Reason(models.TextChoices):
-        DAILY_ALLOWANCE = "daily_allowance", "Daily allowance"
-        RESERVE = "reserve", "Reserved for a generation"
-        CAPTURE = "capture", "Generation delivered"
-        REFUND = "refund", "Refund"
-        GRANT = "grant", "Grant"
-        ADJUST = "adjust", "Adjustment"
-        PURCHASE = "purchase", "Credits bought"
-        CLAWBACK = "clawback", "Taken back (refund or dispute)"
-        BUCKET_MOVE = "bucket_move", "Moved to purchased credits"
+        DAILY_ALLOWANCE = "daily_allowance", _("Daily allowance")
+        RESERVE = "reserve", _("Reserved for a generation")
+        CAPTURE = "capture", _("Generation delivered")
+        REFUND = "refund", _("Refund")
+        GRANT = "grant", _("Grant")
+        ADJUST = "adjust", _("Adjustment")
+        PURCHASE = "purchase", _("Credits bought")
+        CLAWBACK = "clawback", _("Taken back (refund or dispute)")
+        BUCKET_MOVE = "bucket_move", _("Moved to purchased credits")
 
     GENERATION_REASONS = (Reason.RESERVE, Reason.CAPTURE, Reason.REFUND)
     SETTLEMENT_REASONS = (Reason.CAPTURE, Reason.REFUND)
@@ -183,10 +185,8 @@ ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx
 
 
 def format_price(price: int, currency: str) -> str:
-    """1199, "usd" → "11.99 USD"."""
-    if currency.lower() in ZERO_DECIMAL_CURRENCIES:
-        return f"{price} {currency.upper()}"
-    return f"{price / 100:.2f} {currency.upper()}"
+    """1199, "usd" → "$11.99" in English, "US$11,99" in Bahasa Indonesia (issue 21)."""
+    return format_money(price, currency)
 
 
 class CreditPack(models.Model):

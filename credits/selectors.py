@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.db.models.options import Options
 from django.utils import timezone
 
-from generation.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, decode_cursor, encode_cursor
+from generation.selectors import Page, keyset_page
 
 from . import ledger
 from .models import CreditEntry, CreditPack, Purchase, Wallet
@@ -155,16 +155,7 @@ def credit_packs_for_sale() -> list[CreditPack]:
 
 def purchase_history(*, user: User, cursor: str | None = None, limit: int | None = None) -> Page[Purchase]:
     """The user's purchases, newest first, a page at a time (the generation feed's cursors)."""
-    limit = max(1, min(limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
-    queryset = Purchase.objects.filter(user=user).select_related("pack")
-    if cursor:
-        created_at, pk = decode_cursor(cursor)
-        queryset = queryset.filter(created_at__lte=created_at).filter(
-            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk)
-        )
-    rows = list(queryset.order_by("-created_at", "-id")[: limit + 1])
-    items, more = rows[:limit], len(rows) > limit
-    return Page(items=items, next_cursor=encode_cursor(items[-1].created_at, items[-1].pk) if more else None)
+    return keyset_page(Purchase.objects.filter(user=user).select_related("pack"), cursor=cursor, limit=limit)
 
 
 def purchase_get_owned(*, user: User, purchase_id: uuid.UUID | str) -> Purchase | None:

@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 from ninja import Header, Query, Router, Schema, Status
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -73,13 +74,13 @@ IdempotencyKey = Header(
 class GenerationFailed(DomainError):
     code = "generation_failed"
     status = 502
-    default_message = "Every model failed on this photo. Your credits were refunded."
+    default_message = _("Every model failed on this photo. Your credits were refunded.")
 
 
 class GenerationCanceled(DomainError):
     code = "generation_canceled"
     status = 409
-    default_message = "The generation was canceled. Your credits were refunded."
+    default_message = _("The generation was canceled. Your credits were refunded.")
 
 
 # --- Reading an upload (multipart or JSON) -----------------------------------------------
@@ -107,7 +108,7 @@ def _read_upload[FieldsT: BaseModel](
         if upload is None and getattr(fields, "source_generation", None):
             return fields, None  # the stored photo of an earlier generation (issue 19)
         if upload is None:
-            raise InvalidInput("Attach the photo as the `image` file field.", detail={"field": "image"})
+            raise InvalidInput(_("Attach the photo as the `image` file field."), detail={"field": "image"})
         if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
             raise _too_large()
         return fields, upload.read()
@@ -115,9 +116,9 @@ def _read_upload[FieldsT: BaseModel](
         try:
             body = json.loads(request.body or b"null")
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[… nested too deep
-            raise InvalidInput("The request body is not valid JSON.") from exc
+            raise InvalidInput(_("The request body is not valid JSON.")) from exc
         if not isinstance(body, dict):
-            raise InvalidInput("The request body must be a JSON object.")
+            raise InvalidInput(_("The request body must be a JSON object."))
         try:
             fields = json_schema.model_validate(body)
         except PydanticValidationError as exc:
@@ -127,7 +128,7 @@ def _read_upload[FieldsT: BaseModel](
         # Both JSON schemas carry `image_base64` (a str), which FieldsT's bound cannot say.
         return fields, decode_base64_image(str(getattr(fields, "image_base64", "")))
     raise InvalidInput(
-        "Send multipart/form-data (with an `image` file) or application/json (with `image_base64`).",
+        _("Send multipart/form-data (with an `image` file) or application/json (with `image_base64`)."),
         detail={"field": "Content-Type", "received": content_type[:100]},
     )
 
@@ -135,7 +136,8 @@ def _read_upload[FieldsT: BaseModel](
 def _too_large() -> ImageTooLarge:
     limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
     return ImageTooLarge(
-        f"That image is larger than {limit_mb:g} MB. Please upload a smaller photo.",
+        _("That image is larger than %(megabytes)s MB. Please upload a smaller photo.")
+        % {"megabytes": f"{limit_mb:g}"},
         detail={"max_bytes": settings.MAX_UPLOAD_BYTES},
     )
 
@@ -322,7 +324,7 @@ async def generate_image(request: AuthenticatedRequest, idempotency_key: str | N
     user = request.auth
     # Decoding a photo is CPU work: do it on a thread so the event loop keeps serving.
     fields, image = await sync_to_async(_read_studio_input, thread_sensitive=False)(request)
-    generation, _ = await sync_to_async(services.generation_request)(
+    generation, _created = await sync_to_async(services.generation_request)(
         user=user,
         preset_slug=STUDIO_PRESET_SLUG,
         image=image,
@@ -381,6 +383,6 @@ async def _wait_until_final(generation_id: uuid.UUID, *, status: str) -> str:
         await asyncio.sleep(min(interval, remaining))
         polled = await selectors.generation_status_value(generation_id=generation_id)
         if polled is None:
-            raise NotFound("Generation not found.")
+            raise NotFound(_("Generation not found."))
         status = polled
     return status

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from stefna.errors import DomainError, InvalidInput
+from django.utils.translation import gettext_lazy as _
+
+from stefna.errors import DomainError
 
 
 class UnsupportedImage(DomainError):
@@ -12,23 +14,24 @@ class UnsupportedImage(DomainError):
 class ImageTooLarge(DomainError):
     code = "image_too_large"
     status = 413
-    default_message = "That image is too large."
+    default_message = _("That image is too large.")
 
 
-class ImageTooManyPixels(InvalidInput):
-    default_message = "That image has too many pixels."
+class ImageTooManyPixels(ImageTooLarge):
+    # CONTRACT: too many pixels is `image_too_large` (413), like too many bytes.
+    default_message = _("That image has too many pixels.")
 
 
 class IdempotencyConflict(DomainError):
     code = "idempotency_conflict"
     status = 409
-    default_message = "This Idempotency-Key was already used for a different request."
+    default_message = _("This Idempotency-Key was already used for a different request.")
 
 
 class InvalidTransition(DomainError):
     code = "invalid_state"
     status = 409
-    default_message = "That can't be done to this generation in its current state."
+    default_message = _("That can't be done to this generation in its current state.")
 
 
 class ProviderError(Exception):

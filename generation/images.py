@@ -12,10 +12,12 @@ import binascii
 import hashlib
 import io
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
@@ -31,6 +33,20 @@ register_heif_opener()
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WEBP", "HEIF": "JPEG", "AVIF": "JPEG"}
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+_decode_slots: threading.BoundedSemaphore | None = None
+_decode_slots_lock = threading.Lock()
+
+
+def _decode_slot() -> threading.BoundedSemaphore:
+    """The per-process limit on photos being decoded at once (IMAGE_DECODE_CONCURRENCY)."""
+    global _decode_slots
+    if _decode_slots is None:
+        with _decode_slots_lock:
+            if _decode_slots is None:
+                _decode_slots = threading.BoundedSemaphore(max(1, settings.IMAGE_DECODE_CONCURRENCY))
+    return _decode_slots
+
+
 DATA_URI = re.compile(r"^data:(?P<type>[\w/+.-]+)?(?:;[\w=-]+)*;base64,", re.IGNORECASE)
 
 
@@ -54,36 +70,44 @@ class ValidatedImage:
 def decode_base64_image(value: str) -> bytes:
     """Bytes from a data URI or bare base64; InvalidInput when it is neither."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidInput("image_base64 is empty.", detail={"field": "image_base64"})
+        raise InvalidInput(_("image_base64 is empty."), detail={"field": "image_base64"})
     value = value.strip()
     match = DATA_URI.match(value)
     if match:
         value = value[match.end() :]
     elif value.startswith("data:"):
-        raise InvalidInput("image_base64 is a data URI without ';base64,'.", detail={"field": "image_base64"})
+        raise InvalidInput(_("image_base64 is a data URI without ';base64,'."), detail={"field": "image_base64"})
     # Rough size check before decoding, so a huge string is refused without allocating its bytes.
     if len(value) * 3 // 4 > settings.MAX_UPLOAD_BYTES + 3:
         raise _too_large()
     try:
         return base64.b64decode(re.sub(r"\s+", "", value), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidInput("image_base64 is not valid base64.", detail={"field": "image_base64"}) from exc
+        raise InvalidInput(_("image_base64 is not valid base64."), detail={"field": "image_base64"}) from exc
 
 
 def _too_large() -> ImageTooLarge:
     limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
     return ImageTooLarge(
-        f"That image is larger than {limit_mb:g} MB. Please upload a smaller photo.",
+        _("That image is larger than %(megabytes)s MB. Please upload a smaller photo.")
+        % {"megabytes": f"{limit_mb:g}"},
         detail={"max_bytes": settings.MAX_UPLOAD_BYTES},
     )
 
 
 def validate_image(data: bytes) -> ValidatedImage:
-    """Decode, check and normalise an uploaded photo, or raise the documented error."""
+    """Decode, check and normalise an uploaded photo, or raise the documented error.
+
+    The header is read first (Pillow's open() decodes no pixels): format and pixel
+    count are judged before any decoding, so a 100-megapixel file costs nothing. An
+    accepted photo is decoded at the smallest scale that still covers MAX_SOURCE_SIDE
+    (JPEG's DCT scaling), one of IMAGE_DECODE_CONCURRENCY at a time per process, and
+    scaled down before it is rotated upright, so no full-size copy is ever made.
+    """
     if len(data) > settings.MAX_UPLOAD_BYTES:
         raise _too_large()
     if not data:
-        raise UnsupportedImage("The file is empty.")
+        raise UnsupportedImage(_("The file is empty."))
     max_pixels = settings.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
@@ -92,30 +116,29 @@ def validate_image(data: bytes) -> ValidatedImage:
             image = Image.open(io.BytesIO(data))
             if image.format not in ACCEPTED_FORMATS:
                 raise UnsupportedImage(
-                    f"{image.format or 'That'} images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.",
+                    _("%(format)s images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.")
+                    % {"format": image.format or "That"},
                     detail={"format": image.format},
                 )
             width, height = image.size
             if width * height > max_pixels:
                 raise _too_many_pixels(width, height)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
-                raise UnsupportedImage("Animated images aren't supported. Upload a still photo.")
-            image.load()
+                raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
+            output_format = ACCEPTED_FORMATS[image.format]
+            with _decode_slot():
+                picture = _decode_scaled(image, output_format)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixels(
-            f"That image has too many pixels (the limit is {max_pixels // 1_000_000} megapixels).",
+            _("That image has too many pixels (the limit is %(megapixels)s megapixels).")
+            % {"megapixels": max_pixels // 1_000_000},
             detail={"max_pixels": max_pixels},
         ) from exc
     except UnidentifiedImageError as exc:
         raise UnsupportedImage() from exc
     except (OSError, SyntaxError, ValueError) as exc:
         # Truncated or corrupt files fail here, while decoding.
-        raise UnsupportedImage("That image is damaged or incomplete and can't be read.") from exc
-
-    output_format = ACCEPTED_FORMATS[image.format]
-    upright: Image.Image = ImageOps.exif_transpose(image) or image
-    picture = _to_web_mode(upright, output_format)
-    picture.thumbnail((settings.MAX_SOURCE_SIDE, settings.MAX_SOURCE_SIDE), Image.Resampling.LANCZOS)
+        raise UnsupportedImage(_("That image is damaged or incomplete and can't be read.")) from exc
 
     buffer = io.BytesIO()
     # A fresh save without exif=/icc=/pnginfo= drops every piece of metadata, GPS included;
@@ -137,10 +160,47 @@ def validate_image(data: bytes) -> ValidatedImage:
     )
 
 
+def _decode_scaled(image: Image.Image, output_format: str) -> Image.Image:
+    """The photo decoded, at most MAX_SOURCE_SIDE on its long side, upright, in a web mode."""
+    side = settings.MAX_SOURCE_SIDE
+    exif = image.getexif()
+    orientation = exif.get(0x0112, 1)
+    if image.format in ("JPEG", "MPO"):
+        # Ask the JPEG decoder for a 1/2, 1/4 or 1/8 scale that still covers `side`:
+        # a quarter or less of the memory and time of a full decode.
+        image.draft("RGB" if image.mode not in ("L", "CMYK") else image.mode, (side, side))
+    image.load()
+    factor = max(image.size) // side
+    if factor >= 2:
+        # Box-reduce by a whole factor first (cheap, and no premultiplied full-size copy
+        # for RGBA as resize() makes), then free the full-size pixels at once.
+        if "A" in image.mode:
+            # Pillow premultiplies alpha into a full-size copy to reduce; band by band
+            # needs only one band's worth (a quarter) at a time.
+            mode = image.mode
+            bands = [image.getchannel(index).reduce(factor) for index in range(len(mode))]
+            image.close()
+            reduced = Image.merge(mode, bands)
+        else:
+            reduced = image.reduce(factor)
+            image.close()
+        image = reduced
+    picture = _to_web_mode(image, output_format)
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    # Rotate the small picture, not the full-size one; the orientation tag is read
+    # from the original because thumbnail() and convert() drop it.
+    if orientation != 1:
+        picture.getexif()[0x0112] = orientation
+        picture.info["exif"] = picture.getexif().tobytes()
+        picture = ImageOps.exif_transpose(picture) or picture
+    return picture
+
+
 def _too_many_pixels(width: int, height: int) -> ImageTooManyPixels:
     limit = settings.MAX_IMAGE_PIXELS
     return ImageTooManyPixels(
-        f"That image is {width}×{height} pixels; the limit is {limit // 1_000_000} megapixels.",
+        _("That image is %(width)s×%(height)s pixels; the limit is %(megapixels)s megapixels.")
+        % {"width": width, "height": height, "megapixels": limit // 1_000_000},
         detail={"max_pixels": limit, "width": width, "height": height},
     )
 

@@ -16,6 +16,7 @@ changes nothing the second time.
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -23,15 +24,16 @@ from typing import Any
 from django.conf import settings
 from django.db import NotSupportedError, models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class Generation(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELED = "canceled", "Canceled"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
 
     FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
@@ -119,12 +121,12 @@ class Attempt(models.Model):
     """One submission of a generation to one model endpoint."""
 
     class Status(models.TextChoices):
-        SUBMITTING = "submitting", "Submitting"
-        QUEUED = "queued", "In fal's queue"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELED = "canceled", "Canceled"
+        SUBMITTING = "submitting", _("Submitting")
+        QUEUED = "queued", _("In fal's queue")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="attempts")
@@ -151,6 +153,11 @@ class Attempt(models.Model):
         return f"{self.model} {self.status}"
 
 
+def new_share_id() -> str:
+    """128 random bits, URL-safe (22 characters): the image's public address, /i/<share_id>."""
+    return secrets.token_urlsafe(16)
+
+
 class Media(models.Model):
     """One output image. `url` is durable once `persisted` is true; until then it is fal's."""
 
@@ -173,6 +180,9 @@ class Media(models.Model):
     # is to be tried (copied, or its source is gone).
     persist_next_at = models.DateTimeField(null=True, blank=True)
     is_public = models.BooleanField(default=False)
+    # The share page's id: distinct from the API id (which owners' clients, logs and
+    # owner-only routes carry), so only a link the owner shares leads to the page.
+    share_id = models.CharField(max_length=32, unique=True, default=new_share_id, editable=False)
     hidden = models.BooleanField(default=False, help_text="Taken down by staff: never shown in the feed.")
     hidden_reason = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -17,8 +17,11 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.tasks import task
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+
+from stefna.i18n import language_for_user
+from stefna.i18n_tags import preset_label
 
 from .models import Generation
 
@@ -45,16 +48,18 @@ def generation_notify_send(*, generation_id: str) -> bool:
     generation = Generation.objects.select_related("user").get(pk=generation_id)
     path = reverse("generation_detail", kwargs={"generation_id": generation.pk})
     link = f"{settings.SITE_URL.rstrip('/')}{path}" if settings.SITE_URL else path
-    name = generation.preset_name or generation.preset_slug
-    if generation.status == Generation.Status.SUCCEEDED:
-        subject = _("Your %(style)s image is ready") % {"style": name}
-        body = _("Your %(style)s image is ready. See it here:\n\n%(link)s\n") % {"style": name, "link": link}
-    else:
-        subject = _("We couldn't make your %(style)s image") % {"style": name}
-        body = _(
-            "We couldn't make your %(style)s image, and your credits were refunded. "
-            "You can try again from the same photo here:\n\n%(link)s\n"
-        ) % {"style": name, "link": link}
+    # Sent by the worker, outside any request: written in the owner's language (issue 21).
+    with translation.override(language_for_user(generation.user)):
+        name = preset_label(generation.preset_slug, generation.preset_name)
+        if generation.status == Generation.Status.SUCCEEDED:
+            subject = _("Your %(style)s image is ready") % {"style": name}
+            body = _("Your %(style)s image is ready. See it here:\n\n%(link)s\n") % {"style": name, "link": link}
+        else:
+            subject = _("We couldn't make your %(style)s image") % {"style": name}
+            body = _(
+                "We couldn't make your %(style)s image, and your credits were refunded. "
+                "You can try again from the same photo here:\n\n%(link)s\n"
+            ) % {"style": name, "link": link}
     send_mail(subject, body, None, [generation.user.email])
     logger.info("generation %s: owner notified", generation.pk)
     return True

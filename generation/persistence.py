@@ -33,6 +33,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db.models import F
 
+from . import result_urls, storage
 from .models import Media
 
 logger = logging.getLogger("generation.persistence")
@@ -81,7 +82,7 @@ def public_id_for(media: Media) -> str:
 
 
 def public_id(kind: str, generation_id: object, index: int) -> str:
-    return f"{kind}_{generation_id}_{index}"
+    return storage.result_name(generation_id, index)  # 160 unguessable bits, same on a retry
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def save_copy(source: str, *, public_id: str, content_type: str = "") -> Copy:
             url, key, width, height = _store_locally(source, public_id, content_type)
     except Exception as exc:
         message = _describe(exc)
-        if isinstance(exc, SourceGone) or source_gone(source):
+        if isinstance(exc, (SourceGone, result_urls.ResultURLRefused)) or source_gone(source):
             # The result once existed and is now lost for good: loud, so staff see it.
             logger.error("%s: fal's URL is gone, the image cannot be saved (%s)", public_id, message)
             return Copy(Outcome.GONE, error=("Source gone: " + message)[:1000])
@@ -209,23 +210,30 @@ def _upload_to_cloudinary(source: str, public_id: str) -> tuple[str, str, int | 
         "public_id": public_id,
         "overwrite": True,
         "resource_type": "image",
+        "type": storage.CLOUDINARY_TYPE,  # private delivery only; see generation/storage.py
         "timeout": settings.CLOUDINARY_TIMEOUT_SECONDS,
     }
     if source.startswith(("http://", "https://")):
-        # Remote upload: Cloudinary fetches fal's URL itself.
+        # Remote upload: Cloudinary fetches fal's URL itself, once we have checked it.
+        result_urls.check(source)
         answer = cloudinary.uploader.upload(source, **options)
     else:
         # Our own storage (the offline provider's output): Cloudinary can't reach it.
         with _open_local(source) as file:
             answer = cloudinary.uploader.upload(file, filename=public_id, **options)
-    return answer["secure_url"], answer["public_id"], answer.get("width"), answer.get("height")
+    address = storage.cloudinary_address(answer["public_id"])  # our checking view, not Cloudinary's URL
+    return address, answer["public_id"], answer.get("width"), answer.get("height")
 
 
 def destroy_cloudinary_asset(public_id: str) -> None:
     configure_cloudinary()
     import cloudinary.uploader
 
-    cloudinary.uploader.destroy(public_id, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS)
+    answer = cloudinary.uploader.destroy(
+        public_id, type=storage.CLOUDINARY_TYPE, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS
+    )
+    if answer.get("result") == "not found":  # stored before uploads were private
+        cloudinary.uploader.destroy(public_id, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS)
 
 
 def is_cloudinary_key(key: str) -> bool:
@@ -259,13 +267,11 @@ def _copy_source(source: str, buffer: IO[bytes]) -> str:
                 _check_size(total)
                 buffer.write(chunk)
         return ""
-    with _http().stream("GET", source, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS) as response:
+    with result_urls.stream(_http(), source) as response:  # checked address, checked redirects
         if response.status_code in (404, 410):
             raise SourceGone(f"HTTP {response.status_code} from the result URL")
         response.raise_for_status()
-        for chunk in response.iter_bytes(CHUNK):
-            total += len(chunk)
-            _check_size(total)
+        for chunk in result_urls.read_chunks(response, chunk_size=CHUNK):
             buffer.write(chunk)
         return response.headers.get("content-type", "").split(";")[0].strip()
 
@@ -278,9 +284,9 @@ def _check_size(total: int) -> None:
 @contextmanager
 def _open_local(source: str) -> Iterator[IO[bytes]]:
     """A file in our default storage, addressed by its storage URL."""
-    if not source.startswith(settings.MEDIA_URL):
-        raise SourceGone(f"not a URL this site serves: {source[:100]}")
-    name = source[len(settings.MEDIA_URL) :]
+    name = result_urls.local_name(source)  # only the offline renderer's own output
+    if name is None:
+        raise SourceGone(f"not a result this site may copy: {source[:100]}")
     if not default_storage.exists(name):
         raise SourceGone(f"{name} is no longer in storage")
     with default_storage.open(name, "rb") as file:
@@ -303,14 +309,15 @@ def source_gone(source: str) -> bool:
     if not source:
         return True
     if not source.startswith(("http://", "https://")):
-        if not source.startswith(settings.MEDIA_URL):
-            return True
-        return not default_storage.exists(source[len(settings.MEDIA_URL) :])
+        name = result_urls.local_name(source)
+        return name is None or not default_storage.exists(name)
     import httpx
 
     try:
-        with _http().stream("GET", source, timeout=10) as response:
+        with result_urls.stream(_http(), source) as response:
             return response.status_code in (404, 410)
+    except result_urls.ResultURLRefused:
+        return True  # never fetchable: retrying would loop forever
     except httpx.HTTPError:
         return False
 

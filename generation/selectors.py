@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.utils.translation import gettext_lazy as _
 
 from credits.models import CreditEntry, Wallet
 from stefna.errors import InvalidInput, NotFound
@@ -49,11 +50,12 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
         return dt.datetime.fromisoformat(created), uuid.UUID(pk)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidInput(
-            "The cursor is not valid. Use the next_cursor of a previous page.", detail={"field": "cursor"}
+            _("The cursor is not valid. Use the next_cursor of a previous page."), detail={"field": "cursor"}
         ) from exc
 
 
-def _page(queryset: QuerySet, *, cursor: str | None, limit: int | None) -> Page:  # type: ignore[type-arg]
+def keyset_page(queryset: QuerySet, *, cursor: str | None, limit: int | None) -> Page:  # type: ignore[type-arg]
+    """One page of `queryset`, newest first, from a keyset cursor (generations, images, purchases)."""
     limit = max(1, min(limit or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE))
     if cursor:
         created_at, pk = decode_cursor(cursor)
@@ -84,13 +86,13 @@ def generation_history(
 ) -> Page[Generation]:
     """The user's own generations, newest first, with everything the API returns (3 queries a page)."""
     queryset = _history(user=user, kind=kind, status=status)
-    return _page(_with_details(queryset), cursor=cursor, limit=limit)
+    return keyset_page(_with_details(queryset), cursor=cursor, limit=limit)
 
 
 # What a history card shows. The page reads nothing else, and loading the rest (logs,
 # payloads, prompts sent, the attempts) was a third of its CPU (bench/api.py).
 _CARD_FIELDS = ("id", "preset_slug", "preset_name", "kind", "prompt", "status", "created_at", "source_image")
-_TILE_FIELDS = ("id", "generation_id", "index", "url", "width", "height", "is_public")
+_TILE_FIELDS = ("id", "generation_id", "index", "url", "width", "height", "is_public", "share_id")
 
 
 def generation_history_cards(
@@ -106,7 +108,7 @@ def generation_history_cards(
     query per card."""
     images = Prefetch("media", queryset=Media.objects.order_by("index").only(*_TILE_FIELDS))
     queryset = _history(user=user, kind=kind, status=status).only(*_CARD_FIELDS).prefetch_related(images)
-    return _page(queryset, cursor=cursor, limit=limit)
+    return keyset_page(queryset, cursor=cursor, limit=limit)
 
 
 def _history(*, user: User, kind: str | None, status: str | None) -> QuerySet[Generation]:
@@ -123,7 +125,7 @@ def generation_get(*, user: User, generation_id: uuid.UUID | str) -> Generation:
     try:
         return _with_details(Generation.objects.filter(user=user)).get(pk=generation_id)
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound("Generation not found.") from exc
+        raise NotFound(_("Generation not found.")) from exc
 
 
 def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -> tuple[Generation, int]:
@@ -134,7 +136,7 @@ def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -
     try:
         generation = queryset.get(pk=generation_id)
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound("Generation not found.") from exc
+        raise NotFound(_("Generation not found.")) from exc
     return generation, generation.owner_balance or 0  # type: ignore[attr-defined]
 
 
@@ -166,7 +168,7 @@ def generation_for_card(*, user: User, generation_id: uuid.UUID | str) -> Genera
     try:
         return Generation.objects.get(user=user, pk=generation_id)
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:  # a malformed id too
-        raise NotFound("Generation not found.") from exc
+        raise NotFound(_("Generation not found.")) from exc
 
 
 def generation_card_media(*, generation: Generation) -> list[Media]:
@@ -219,7 +221,7 @@ def feed_queryset() -> QuerySet[Media]:
 
 def generation_feed(*, cursor: str | None = None, limit: int | None = None) -> Page[Media]:
     """Public images, newest first (1 query a page)."""
-    return _page(feed_queryset(), cursor=cursor, limit=limit)
+    return keyset_page(feed_queryset(), cursor=cursor, limit=limit)
 
 
 def media_get_shared(*, media_id: uuid.UUID | str, viewer: User | None = None) -> Media:
@@ -228,10 +230,10 @@ def media_get_shared(*, media_id: uuid.UUID | str, viewer: User | None = None) -
     try:
         media = queryset.get(pk=media_id)
     except (Media.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound("Image not found.") from exc
+        raise NotFound(_("Image not found.")) from exc
     is_owner = viewer is not None and viewer.is_authenticated and media.user_id == viewer.pk
     if not (media.is_public or is_owner):
-        raise NotFound("Image not found.")
+        raise NotFound(_("Image not found."))
     return media
 
 
@@ -239,7 +241,17 @@ def media_get_owned(*, user: User, media_id: uuid.UUID | str) -> Media:
     try:
         return Media.objects.select_related("generation").get(pk=media_id, user=user)
     except (Media.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound("Image not found.") from exc
+        raise NotFound(_("Image not found.")) from exc
+
+
+def media_get_by_share_id(*, share_id: str, viewer: User | None = None) -> Media:
+    """An image for its share page (/i/<share_id>): public ones for anyone, private ones
+    for their owner only (a preview before they make it public); otherwise NotFound."""
+    media = Media.objects.select_related("generation", "user").filter(share_id=share_id, hidden=False).first()
+    is_owner = media is not None and viewer is not None and viewer.is_authenticated and media.user_id == viewer.pk
+    if media is None or not (media.is_public or is_owner):
+        raise NotFound(_("Image not found."))
+    return media
 
 
 def media_unpersisted_count(*, media_ids: list[uuid.UUID]) -> int:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Model
+from django.utils.translation import gettext_lazy as _
 
 from credits.models import Wallet
 from stefna.errors import NotFound
@@ -194,7 +195,7 @@ def generation_status_row(*, user: User, generation_id: uuid.UUID) -> Generation
     owner = Generation._meta.get_field("user").target_field.get_db_prep_value(user.pk, connection)  # type: ignore[union-attr]
     found = _rows(prepared["generation"], [pk, owner])
     if not found:
-        raise NotFound("Generation not found.")
+        raise NotFound(_("Generation not found."))
     [row] = found
     media = [MediaRow._make(values) for values in _rows(prepared["media"], [pk])]
     attempts = [AttemptRow._make(values) for values in _rows(prepared["attempts"], [pk])]

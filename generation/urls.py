@@ -1,6 +1,19 @@
-from django.urls import path
+from django.urls import path, register_converter
 
-from . import views
+from . import share_views, views
+
+
+class ShareIdConverter:
+    regex = "[A-Za-z0-9_-]{22}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(ShareIdConverter, "share_id")
 
 urlpatterns = [
     path("", views.studio, name="studio"),
@@ -10,7 +23,9 @@ urlpatterns = [
     path("g/<uuid:generation_id>/card/", views.generation_card, name="generation_card"),
     path("g/<uuid:generation_id>/cancel/", views.generation_cancel, name="generation_cancel"),
     path("g/<uuid:generation_id>/delete/", views.generation_delete, name="generation_delete"),
-    path("i/<uuid:media_id>/", views.media_share, name="media_share"),
+    # The share page (CONTRACT): /i/<share id>, 22 URL-safe characters.
+    path("i/<share_id:share_id>", share_views.share_page, name="share_page"),
+    path("i/<uuid:media_id>/", share_views.legacy_share_page, name="media_share"),
     path("i/<uuid:media_id>/visibility/", views.media_visibility, name="media_visibility"),
     path("i/<uuid:media_id>/delete/", views.media_delete, name="media_delete"),
 ]

@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from credits.selectors import quota_for
@@ -36,16 +37,17 @@ from .models import Generation, Media
 FEED_PAGE_SIZE = 24
 HISTORY_PAGE_SIZE = 12
 # What a failure means, for people. Anything else gets the default.
-DEFAULT_FAILURE_MESSAGE = (
+DEFAULT_FAILURE_MESSAGE = _(
     "Every model we tried failed or took too long. That is usually temporary: please try again in a minute."
 )
 FAILURE_MESSAGES = {
-    "all_models_failed": "None of the image models could finish this one. That is usually temporary: "
-    "please try again in a minute.",
-    "refunded_by_staff": "Our team stopped this generation and gave your credits back.",
-    "timeout": "The image models took too long to answer. Please try again in a minute.",
-    "invalid_input": "The model could not use this photo. A clear, well-lit photo of a face works best.",
-    "unsupported_image": "The model could not read this photo. Try a JPEG or PNG taken with a camera or phone.",
+    "all_models_failed": _(
+        "None of the image models could finish this one. That is usually temporary: please try again in a minute."
+    ),
+    "refunded_by_staff": _("Our team stopped this generation and gave your credits back."),
+    "timeout": _("The image models took too long to answer. Please try again in a minute."),
+    "invalid_input": _("The model could not use this photo. A clear, well-lit photo of a face works best."),
+    "unsupported_image": _("The model could not read this photo. Try a JPEG or PNG taken with a camera or phone."),
 }
 
 
@@ -121,7 +123,7 @@ def studio(request: HttpRequest) -> HttpResponse:
         image = form.validated_image()
         if form.cleaned_data.get("image") or form.cleaned_data.get("kept_image"):
             kept = kept_image_value(image)
-        generation, _ = services.generation_request(
+        generation, _created = services.generation_request(
             user=user,
             preset_slug=form.cleaned_data["preset"],
             image=image,
@@ -144,7 +146,9 @@ def studio(request: HttpRequest) -> HttpResponse:
 
 def elapsed_display(seconds: int) -> str:
     minutes, seconds = divmod(seconds, 60)
-    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    if minutes:
+        return _("%(minutes)d min %(seconds)d s") % {"minutes": minutes, "seconds": seconds}
+    return _("%(seconds)d s") % {"seconds": seconds}
 
 
 def card_context(generation: Generation) -> dict[str, Any]:
@@ -227,7 +231,7 @@ def generation_delete(request: AuthenticatedRequest, generation_id: str) -> Http
     services.generation_hide(user=request.user, generation_id=generation_id)
     if is_htmx(request):
         return HttpResponse("")
-    messages.success(request, "Removed from your history.")
+    messages.success(request, _("Removed from your history."))
     return redirect(_next_url(request, "/history/"))
 
 
@@ -249,7 +253,7 @@ def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpRespon
             "generation/_result_media.html" if request.POST.get("layout") == "result" else "generation/_media_tile.html"
         )
         return render(request, template, {"media": media, "owner_controls": True})
-    messages.success(request, "Your image is public now." if media.is_public else "Your image is private now.")
+    messages.success(request, _("Your image is public now.") if media.is_public else _("Your image is private now."))
     return redirect(_next_url(request, f"/i/{media.pk}/"))
 
 
@@ -260,21 +264,8 @@ def media_delete(request: AuthenticatedRequest, media_id: str) -> HttpResponse:
     services.media_delete(user=request.user, media_id=media_id)
     if is_htmx(request):
         return HttpResponse("")
-    messages.success(request, "Image deleted.")
+    messages.success(request, _("Image deleted."))
     return redirect(_next_url(request, "/history/"))
-
-
-@not_found_as_404
-@require_GET
-def media_share(request: HttpRequest, media_id: str) -> HttpResponse:
-    media = selectors.media_get_shared(media_id=media_id, viewer=signed_in_user(request))
-    context = {
-        "media": media,
-        "absolute_image_url": request.build_absolute_uri(media.url),
-        "absolute_page_url": request.build_absolute_uri(request.path),
-        "is_owner": media.user_id == getattr(request.user, "pk", None),
-    }
-    return render(request, "generation/share.html", context)
 
 
 # --- Feed and history -------------------------------------------------------------------
@@ -305,7 +296,7 @@ def history(request: AuthenticatedRequest) -> HttpResponse:
             status=chosen.get("status") or None,
         )
     except DomainError:
-        raise Http404("That page of your history does not exist.") from None
+        raise Http404(_("That page of your history does not exist.")) from None
     query = {key: value for key, value in chosen.items() if value}
     template = "generation/_history_page.html" if is_htmx(request) else "generation/history.html"
     # The empty state names the filters, so "nothing here" never reads as "nothing at all".

@@ -63,6 +63,8 @@ class PresetForm(forms.ModelForm):
             "slug",
             "kind",
             "description",
+            "name_id",
+            "description_id",
             "is_active",
             "sort_order",
             "prompt",
@@ -76,6 +78,7 @@ class PresetForm(forms.ModelForm):
         widgets = {
             "prompt": forms.Textarea(attrs={"rows": 5, "cols": 80}),
             "description": forms.Textarea(attrs={"rows": 2, "cols": 80}),
+            "description_id": forms.Textarea(attrs={"rows": 2, "cols": 80}),
         }
 
     def clean_parameters(self) -> Any:
@@ -93,13 +96,14 @@ class PresetAdmin(admin.ModelAdmin):
     list_display_links = ("preview", "name")
     list_editable = ("sort_order",)
     list_filter = ("kind", "is_active", "requires_prompt")
-    search_fields = ("slug", "name", "description", "prompt")
+    search_fields = ("slug", "name", "description", "name_id", "description_id", "prompt")
     ordering = ("sort_order", "name")
     actions = ("activate", "deactivate")
     readonly_fields = ("cost", "thumbnail_preview")
     list_per_page = 100
     fieldsets = (
         (None, {"fields": ("name", "slug", "kind", "description", "is_active", "sort_order", "cost")}),
+        ("Bahasa Indonesia", {"fields": ("name_id", "description_id")}),
         ("Prompt", {"fields": ("prompt", "requires_prompt")}),
         ("Models", {"fields": ("model_chain", "parameters", "loras", "num_images")}),
         ("Thumbnail", {"fields": ("thumbnail", "thumbnail_preview")}),

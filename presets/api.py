@@ -41,9 +41,10 @@ def preset_list(request: HttpRequest) -> list[dict]:
     return [
         {
             "slug": preset.slug,
-            "name": preset.name,
+            # In the request's Accept-Language; the slug is the stable id.
+            "name": preset.display_name,
             "kind": preset.kind,
-            "description": preset.description,
+            "description": preset.display_description,
             "requires_prompt": preset.requires_prompt,
             "num_images": preset.num_images,
             "cost": preset.cost,

@@ -14,6 +14,8 @@ from django.contrib.staticfiles import finders
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.templatetags.static import static
+from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from generation.registry import MODELS, ModelConfigError, validate_model_config
 
@@ -24,17 +26,20 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class Preset(models.Model):
     class Kind(models.TextChoices):
-        GHIBLI_REACTION = "ghibli_reaction", "Ghibli reaction"
-        EMOTION_MASK = "emotion_mask", "Emotion mask"
-        NEO_GLITCH = "neo_glitch", "Neo glitch"
-        PRESET = "preset", "Preset"
-        CUSTOM_PROMPT = "custom_prompt", "Custom prompt"
-        IMAGE_TO_IMAGE = "image_to_image", "Image-to-image studio"
+        GHIBLI_REACTION = "ghibli_reaction", _("Ghibli reaction")
+        EMOTION_MASK = "emotion_mask", _("Emotion mask")
+        NEO_GLITCH = "neo_glitch", _("Neo glitch")
+        PRESET = "preset", _("Preset")
+        CUSTOM_PROMPT = "custom_prompt", _("Custom prompt")
+        IMAGE_TO_IMAGE = "image_to_image", _("Image-to-image studio")
 
     slug = models.SlugField(max_length=64, unique=True, help_text="Stable id used by the API; do not change.")
     name = models.CharField(max_length=80)
     kind = models.CharField(max_length=32, choices=Kind.choices)
     description = models.CharField(max_length=280, blank=True)
+    # Bahasa Indonesia, edited in the admin; empty means "show the English one".
+    name_id = models.CharField("name (Bahasa Indonesia)", max_length=80, blank=True)
+    description_id = models.CharField("description (Bahasa Indonesia)", max_length=280, blank=True)
     prompt = models.TextField(
         blank=True,
         help_text="Prompt sent to the model. `{prompt}` is replaced by the user's text.",
@@ -102,6 +107,25 @@ class Preset(models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+    def _in_language(self, field: str) -> str:
+        # One column per shipped language besides English (`name_id`); a new language
+        # adds its own pair. English is both the default and the fallback for empty text.
+        language = (translation.get_language() or "en").split("-")[0]
+        if language != "en":
+            localized = getattr(self, f"{field}_{language}", "")
+            if localized:
+                return localized
+        return getattr(self, field)
+
+    @property
+    def display_name(self) -> str:
+        """The name in the active language (English when it has no translation)."""
+        return self._in_language("name")
+
+    @property
+    def display_description(self) -> str:
+        return self._in_language("description")
 
     @property
     def cost(self) -> int:

@@ -12,6 +12,11 @@ def active_presets() -> QuerySet[Preset]:
     return Preset.objects.filter(is_active=True).order_by("sort_order", "name", "pk")
 
 
+def preset_by_slug(*, slug: str) -> Preset | None:
+    """The preset a generation was made with (active or not), for its name in the visitor's language."""
+    return Preset.objects.filter(slug=slug).first()
+
+
 def active_preset_by_slug(slug: str) -> Preset | None:
     """One style users can pick, by its slug; None when there is none (or it is retired)."""
     return active_presets().filter(slug=(slug or "").strip()).first()

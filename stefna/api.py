@@ -16,6 +16,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Suspicio
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, URLResolver, re_path
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -44,7 +45,11 @@ def _json_405(response: HttpResponseBase) -> HttpResponseBase:
         return response
     allowed = response.get("Allow", "")
     json_response = JsonResponse(
-        _error_body("method_not_allowed", f"This route answers {allowed}.", {"allowed": allowed.split(", ")}),
+        _error_body(
+            "method_not_allowed",
+            _("This route answers %(methods)s.") % {"methods": allowed},
+            {"allowed": allowed.split(", ")},
+        ),
         status=405,
     )
     json_response["Allow"] = allowed
@@ -99,14 +104,21 @@ def error_response(request: HttpRequest, *, status: int, code: str, message: str
 @csrf_exempt
 def unknown_route(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     return JsonResponse(
-        _error_body("not_found", f"There is no API route {request.method} {request.path}. See /api/docs."),
+        _error_body(
+            "not_found",
+            _("There is no API route %(method)s %(path)s. See /api/docs.")
+            % {"method": request.method, "path": request.path},
+        ),
         status=404,
     )
 
 
 @api.exception_handler(DomainError)
 def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    response = error_response(request, status=exc.status, code=exc.code, message=exc.message, detail=exc.detail)
+    # Raised with a plain English message (a service outside a request's language)?
+    # Look it up again in the request's language; codes never change.
+    message = _(exc.message)
+    response = error_response(request, status=exc.status, code=exc.code, message=message, detail=exc.detail)
     if isinstance(exc, RateLimited):
         response["Retry-After"] = str(exc.retry_after)
     return response
@@ -115,14 +127,17 @@ def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
 @api.exception_handler(AuthenticationError)
 def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
     return error_response(
-        request, status=401, code="unauthorized", message="Sign in or send a valid API token (Authorization: Bearer …)."
+        request,
+        status=401,
+        code="unauthorized",
+        message=_("Sign in or send a valid API token (Authorization: Bearer …)."),
     )
 
 
 @api.exception_handler(ValidationError)
 def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     return error_response(
-        request, status=422, code="invalid_input", message="The request is not valid.", detail=exc.errors
+        request, status=422, code="invalid_input", message=_("The request is not valid."), detail=exc.errors
     )
 
 
@@ -131,14 +146,18 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     # Ninja raises 400 only for a body it cannot parse (malformed JSON); the contract
     # gives every bad input one answer: 422 invalid_input.
     if exc.status_code == 400:
-        return error_response(request, status=422, code="invalid_input", message="The request body is not valid JSON.")
+        return error_response(
+            request, status=422, code="invalid_input", message=_("The request body is not valid JSON.")
+        )
     if exc.status_code == 403:
         # The only 403 Ninja raises itself is the session CSRF check.
         return error_response(
-            request, status=403, code="forbidden", message="CSRF check failed: send the X-CSRFToken header."
+            request, status=403, code="forbidden", message=_("CSRF check failed: send the X-CSRFToken header.")
         )
     codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 429: "rate_limited"}
-    return error_response(request, status=exc.status_code, code=codes.get(exc.status_code, "error"), message=str(exc))
+    return error_response(
+        request, status=exc.status_code, code=codes.get(exc.status_code, "error"), message=_(str(exc))
+    )
 
 
 @api.exception_handler(Http404)
@@ -156,26 +175,26 @@ def on_request_too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResp
     # Django refuses to buffer a body over DATA_UPLOAD_MAX_MEMORY_SIZE; for our routes
     # that body is an image, so the caller sees the same answer as for a big file.
     return error_response(
-        request, status=413, code="image_too_large", message="The request is too large. Please send a smaller photo."
+        request, status=413, code="image_too_large", message=_("The request is too large. Please send a smaller photo.")
     )
 
 
 @api.exception_handler(MultiPartParserError)
 def on_bad_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpResponse:
-    return error_response(request, status=422, code="invalid_input", message="The multipart body could not be read.")
+    return error_response(request, status=422, code="invalid_input", message=_("The multipart body could not be read."))
 
 
 @api.exception_handler(SuspiciousOperation)
 def on_suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
     # Too many fields or files, a malformed header: the client's fault, never a 500.
-    return error_response(request, status=422, code="invalid_input", message="The request could not be read.")
+    return error_response(request, status=422, code="invalid_input", message=_("The request could not be read."))
 
 
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.error("unhandled error in %s %s", request.method, request.path, exc_info=exc)
     return error_response(
-        request, status=500, code="server_error", message="Something went wrong on our side. Please try again."
+        request, status=500, code="server_error", message=_("Something went wrong on our side. Please try again.")
     )
 
 
@@ -200,6 +219,12 @@ from presets.api import router as presets_router  # noqa: E402
 api.add_router("", presets_router)
 api.add_router("", generation_router)
 api.add_router("", credits_router)
+from stefna.accounts.api import DELETE_ME  # noqa: E402  # export and delete (issue 17)
+from stefna.accounts.api import delete as delete_me  # noqa: E402
+from stefna.accounts.api import router as accounts_router  # noqa: E402
+
+api.add_router("", accounts_router)
+api.delete("/me", **DELETE_ME)(delete_me)
 # The fal webhook router (pipeline) is registered below this line.
 from generation.webhooks import router as webhook_router  # noqa: E402
 

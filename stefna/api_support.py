@@ -33,4 +33,4 @@ def errors(*statuses: int) -> dict[int, type[ErrorOut]]:
 def limit_public(request: HttpRequest) -> None:
     """Count one request on a route that needs no sign-in; RateLimited past the per-IP limit."""
     limit, window = settings.RATE_LIMIT_ANON_PER_MINUTE
-    ratelimit.hit(f"api-ip:{ratelimit.client_ip(request) or 'unknown'}", limit=limit, window=window)
+    ratelimit.hit(f"api-ip:{ratelimit.ip_key(ratelimit.client_ip(request))}", limit=limit, window=window)

@@ -3,20 +3,29 @@
 Each carries a stable `code` (part of the API contract), an HTTP status and a message
 a person can read. `stefna.api` maps them to JSON once; HTML views turn them into
 messages. Apps subclass these next to the code that raises them.
+
+Messages are translated into the language active where the error is raised (the
+request's); a message passed in untranslated is looked up again when it is shown.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+from stefna.i18n_errors import error_message
+
 
 class DomainError(Exception):
     code = "error"
     status = 400
-    default_message = "Something went wrong."
+    default_message: Any = _("Something went wrong.")
 
-    def __init__(self, message: str | None = None, *, detail: Any = None) -> None:
-        self.message = message or self.default_message
+    def __init__(self, message: str | Promise | None = None, *, detail: Any = None) -> None:
+        # In the active language even when raised in English (see stefna.i18n_errors).
+        self.message = error_message(message=message, default=self.default_message)
         self.detail = detail
         super().__init__(self.message)
 
@@ -24,31 +33,31 @@ class DomainError(Exception):
 class InvalidInput(DomainError):
     code = "invalid_input"
     status = 422
-    default_message = "The request is not valid."
+    default_message = _("The request is not valid.")
 
 
 class NotFound(DomainError):
     code = "not_found"
     status = 404
-    default_message = "Not found."
+    default_message = _("Not found.")
 
 
 class Forbidden(DomainError):
     code = "forbidden"
     status = 403
-    default_message = "You are not allowed to do that."
+    default_message = _("You are not allowed to do that.")
 
 
 class Unauthorized(DomainError):
     code = "unauthorized"
     status = 401
-    default_message = "Sign in or send a valid API token."
+    default_message = _("Sign in or send a valid API token.")
 
 
 class RateLimited(DomainError):
     code = "rate_limited"
     status = 429
-    default_message = "Too many requests. Please wait a moment and try again."
+    default_message = _("Too many requests. Please wait a moment and try again.")
 
     def __init__(self, message: str | None = None, *, retry_after: int = 60, detail: Any = None) -> None:
         self.retry_after = max(1, int(retry_after))

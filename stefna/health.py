@@ -1,18 +1,25 @@
-"""GET /healthz: is this deployment able to serve and finish generations?
+"""GET /healthz: which of this deployment's dependencies answer.
 
-Answers 200 when the database answers a trivial query and a task worker has written
-its heartbeat within the last minute, 503 otherwise, so a load balancer or uptime
-monitor needs nothing but the status code. The body says which part is down and
-whether fal and Cloudinary are configured: booleans only, never a key or a URL.
-No authentication: nothing here is secret, and monitors can't sign in.
+`{status, checks: {database, cache, storage, worker}}`, each check "up" or "down".
+Only the database makes it 503 (CONTRACT): without it nothing works, while a dead
+cache or worker leaves the site serving pages (limits count in the database, jobs
+wait for the worker), so a load balancer must not pull the node. `status` says
+"degraded" then, for monitors that alert on more than the code. `?deep=1` also
+writes, reads and deletes a probe file in storage and a value in the cache.
+No authentication: nothing here is secret (configuration appears as booleans only),
+and monitors can't sign in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.db import connection
 from django.db.models import Max
 from django.http import HttpRequest, JsonResponse
@@ -24,6 +31,7 @@ logger = logging.getLogger("stefna")
 
 # db_worker beats every few seconds; a minute of silence means it is stopped or stuck.
 WORKER_STALE_AFTER = dt.timedelta(seconds=60)
+PROBE_NAME = "healthz/probe.txt"
 
 
 def _database_up() -> bool:
@@ -37,27 +45,70 @@ def _database_up() -> bool:
         return False
 
 
+def _cache_up(*, deep: bool) -> bool:
+    try:
+        ping = getattr(cache, "ping", None)
+        if ping is not None and not ping():
+            return False
+        if deep or ping is None:
+            token = secrets.token_hex(8)
+            cache.set("healthz:probe", token, timeout=30)
+            return cache.get("healthz:probe") == token
+        return True
+    except Exception:
+        logger.warning("healthz: cache check failed", exc_info=True)
+        return False
+
+
+def _storage_up(*, deep: bool) -> bool:
+    try:
+        if not deep:
+            default_storage.exists(PROBE_NAME)  # one cheap round trip (a HEAD on S3)
+            return True
+        name = default_storage.save(f"healthz/{secrets.token_hex(8)}.txt", ContentFile(b"ok"))
+        try:
+            with default_storage.open(name, "rb") as probe:
+                return probe.read() == b"ok"
+        finally:
+            default_storage.delete(name)
+    except Exception:
+        logger.warning("healthz: storage check failed", exc_info=True)
+        return False
+
+
 def _worker_last_seen() -> dt.datetime | None:
     from generation.models import WorkerHeartbeat
 
     return WorkerHeartbeat.objects.aggregate(newest=Max("last_seen_at"))["newest"]
 
 
+def _state(up: bool) -> str:
+    return "up" if up else "down"
+
+
 @never_cache
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
+    deep = request.GET.get("deep") == "1"
     database_up = _database_up()
     last_seen = _worker_last_seen() if database_up else None
     now = timezone.now()
-    worker_up = last_seen is not None and now - last_seen < WORKER_STALE_AFTER
-    healthy = database_up and worker_up
+    checks = {
+        "database": database_up,
+        "cache": _cache_up(deep=deep),
+        "storage": _storage_up(deep=deep),
+        "worker": last_seen is not None and now - last_seen < WORKER_STALE_AFTER,
+    }
+    if not database_up:
+        status = "unavailable"
+    else:
+        status = "ok" if all(checks.values()) else "degraded"
     body = {
-        "status": "ok" if healthy else "unavailable",
-        "database": "up" if database_up else "down",
-        "worker": "up" if worker_up else "down",
+        "status": status,
+        "checks": {name: _state(up) for name, up in checks.items()},
         "worker_last_seen_at": last_seen.isoformat() if last_seen else None,
         "worker_last_seen_seconds_ago": round((now - last_seen).total_seconds(), 1) if last_seen else None,
         "fal_configured": bool(settings.FAL_KEY),
         "cloudinary_configured": bool(settings.CLOUDINARY_ENABLED),
     }
-    return JsonResponse(body, status=200 if healthy else 503)
+    return JsonResponse(body, status=200 if database_up else 503)

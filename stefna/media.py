@@ -1,17 +1,76 @@
-"""Serving locally stored media (development, offline mode, single-machine installs)."""
+"""Serving stored images, with ownership checked on every request.
+
+`/media/<name>` (local files: development, offline mode, single-machine installs) and
+`/images/<Cloudinary public id>` answer only what the asker may see (see
+generation/storage.py): a public result to anyone, a private result or any source
+photo only to its owner and staff. Everything else is a 404, the same answer as for
+a name that does not exist, so probing tells nothing.
+
+Public answers may be cached for an hour by browsers and CDNs (not "immutable": a
+result made private again moves to a new name, and the old one must age out).
+Private answers are `private, no-store`.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.views.static import serve
+
+from generation import storage
+
+
+def _cache_headers(response: HttpResponseBase, *, public: bool) -> HttpResponseBase:
+    if public:
+        response["Cache-Control"] = f"public, max-age={storage.PUBLIC_CACHE_SECONDS}"
+    else:
+        response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Vary"] = "Cookie, Authorization"
+    return response
+
+
+def _viewer(request: HttpRequest) -> Any:
+    """The signed-in user, or the owner of a valid API token (API clients fetch their images)."""
+    if request.user.is_authenticated:
+        return request.user
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.lower().startswith("bearer "):
+        from stefna.accounts.services import api_token_authenticate
+
+        return api_token_authenticate(header[7:].strip())
+    return None
 
 
 def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
+    viewer = _viewer(request)
+    folder = path.split("/", 1)[0]
+    if folder == storage.SOURCES_FOLDER or folder == "IMAGES_UPLOAD":  # IMAGES_UPLOAD: before the rename
+        generation = storage.generation_for_source(path)
+        if generation is None or not storage.may_view_generation_source(viewer, generation):
+            raise Http404
+        public = False
+    elif folder in (storage.RESULTS_FOLDER, "offline"):
+        media = storage.media_for_name(path)
+        if media is None or not storage.may_view_media(viewer, media):
+            raise Http404
+        public = media.is_public and not media.hidden
+    else:
+        raise Http404  # nothing else under MEDIA_ROOT is for the web (health probes, provider state)
     # MEDIA_ROOT is read per request, not when the URLconf loads, so a changed
     # setting (tests give each test its own folder) is always honoured.
     response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
-    # Source photos and results live under unguessable UUID names and never change.
-    response["Cache-Control"] = "public, max-age=31536000, immutable"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return _cache_headers(response, public=public)
+
+
+def serve_cloudinary_image(request: HttpRequest, public_id: str) -> HttpResponseBase:
+    """A Cloudinary result: redirect to its signed delivery URL (public) or to a
+    download URL that expires within minutes (owner and staff)."""
+    media = storage.media_for_cloudinary(public_id)
+    if media is None or not storage.may_view_media(_viewer(request), media):
+        raise Http404
+    public = media.is_public and not media.hidden and media.generation.deleted_at is None
+    response = HttpResponseRedirect(storage.cloudinary_redirect(media, public=public))
+    return _cache_headers(response, public=public)

@@ -69,6 +69,11 @@ INSTALLED_APPS = [
     "django_tasks_db",
     "ninja",
     "storages",
+    # Google sign-in only (allauth's social part); email-code sign-in is our own.
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
 ]
 
 MIDDLEWARE = [
@@ -76,9 +81,16 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # i18n: the visitor's language (cookie, else Accept-Language); UserLanguageMiddleware
+    # below then applies the account's choice, and Accept-Language alone for the API.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "stefna.i18n.UserLanguageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "stefna.body_limits.BodyLimitMiddleware",  # bounded bodies, refused with a drained 413
+    "stefna.input_guard.RefuseNulMiddleware",  # NUL is a 500 on PostgreSQL: refused at the edge
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -99,7 +111,10 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "stefna.context_processors.site",
+                "stefna.i18n.context",
+                "stefna.social.context",
             ],
+            "libraries": {"stefna_i18n": "stefna.i18n_tags"},
         },
     },
 ]
@@ -144,15 +159,31 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Cache: rate limits and cached keys must be shared between processes in production.
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            # Degrades to "no cache" while Redis is down (stefna/cache.py); limits then count in the database.
+            "BACKEND": "stefna.cache.ResilientRedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Every process shares the database; per-process memory would give each worker its
+    # own rate-limit counts. The table is created by `migrate` (accounts 0002).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "stefna_cache"}}
 
 # --- Background tasks -----------------------------------------------------------------
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # --- i18n -----------------------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# English and Bahasa Indonesia. Any other code (cookie, Accept-Language, the switcher)
+# falls back to English. Catalogues: locale/<code>/LC_MESSAGES/django.po, compiled by make.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("id", "Bahasa Indonesia")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_NAME = "stefna_language"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 60 * 60
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -268,13 +299,24 @@ SITE_NAME = "Stefna"
 GENERATION_COST = 2  # fixed by the design documents: every generation costs 2 credits
 DAILY_CREDITS = env_int("DAILY_CREDITS", 30)
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 15 * 1024 * 1024)
-MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000)
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 25_000_000)
 # Sources are scaled down to this long side before storage: models work at ~1 MP and
 # a smaller source keeps data URIs and fal uploads small.
 MAX_SOURCE_SIDE = env_int("MAX_SOURCE_SIDE", 2048)
 MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 2000)
+# Photos decoded at once per process: a 25 MP decode holds up to ~100 MB, so parallel
+# uploads wait their turn here instead of multiplying that (generation/images.py).
+IMAGE_DECODE_CONCURRENCY = env_int("IMAGE_DECODE_CONCURRENCY", 1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Bodies are refused from their declared length (stefna/body_limits.py): anonymous
+# callers may send this much (sign-in forms, webhooks), signed-in ones a photo's worth.
+ANONYMOUS_MAX_BODY_BYTES = env_int("ANONYMOUS_MAX_BODY_BYTES", 1024 * 1024)
+MAX_REQUEST_BODY_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
+# After a 413 the rest of the body is read and dropped up to these bounds, so clients
+# that send everything before reading (urllib) see the answer, not a broken pipe.
+DRAIN_MAX_BYTES = env_int("DRAIN_MAX_BYTES", 64 * 1024 * 1024)
+DRAIN_MAX_SECONDS = env_int("DRAIN_MAX_SECONDS", 10)
 
 FAL_KEY = os.environ.get("FAL_KEY", "")
 OFFLINE_MODE = not FAL_KEY
@@ -307,6 +349,8 @@ RATE_LIMIT_GENERATIONS = (env_int("RATE_LIMIT_GENERATIONS_PER_MINUTE", 20), 60)
 RATE_LIMIT_ANON_PER_MINUTE = (env_int("RATE_LIMIT_ANON_PER_MINUTE", 120), 60)
 RATE_LIMIT_CODES_PER_EMAIL = (5, 15 * 60)
 RATE_LIMIT_CODES_PER_IP = (20, 60 * 60)
+# Code entries per IP (IPv6: per /64) across every email: guessing many inboxes' codes at once.
+RATE_LIMIT_CODE_ENTRIES_PER_IP = (env_int("RATE_LIMIT_CODE_ENTRIES_PER_IP", 30), 15 * 60)
 # Serve MEDIA_URL from this process: on by default whenever files live on local disk.
 SERVE_MEDIA = env_bool("SERVE_MEDIA", not AWS_STORAGE_BUCKET_NAME and MEDIA_URL.startswith("/"))
 
@@ -346,6 +390,10 @@ OFFLINE_RUN_SECONDS = float(os.environ.get("OFFLINE_RUN_SECONDS", "2.5"))
 MEDIA_PERSIST_RETRY_SECONDS = env_int("MEDIA_PERSIST_RETRY_SECONDS", 15)
 MEDIA_PERSIST_RETRY_MAX_SECONDS = env_int("MEDIA_PERSIST_RETRY_MAX_SECONDS", 600)
 MAX_RESULT_BYTES = env_int("MAX_RESULT_BYTES", 50 * 1024 * 1024)
+# Result images are fetched only over https from public addresses (generation/result_urls.py);
+# 1 lifts that for local fakes and tests. check --deploy warns when it is on with DEBUG off.
+ALLOW_PRIVATE_RESULT_URLS = env_bool("ALLOW_PRIVATE_RESULT_URLS", False)
+RESULT_FETCH_SECONDS = env_int("RESULT_FETCH_SECONDS", 60)
 
 # --- Operations: request ids, logs, errors, metrics (see docs/deploy.md) --------------
 # How many reverse proxies in front append to X-Forwarded-For; also whether their
@@ -392,3 +440,51 @@ if STRIPE_SECRET_KEY:
     # The "Buy" form's POST is answered with a redirect to Stripe Checkout, and browsers
     # apply form-action to every redirect of a form's navigation.
     SECURE_CSP["form-action"] = [CSP.SELF, "https://checkout.stripe.com"]
+
+# --- Google sign-in (django-allauth's social account part, OpenID Connect) ------------
+# Shown only when both are set. GOOGLE_OIDC_SERVER_URL is Google's issuer; tests and
+# staging point it at another OpenID Connect server speaking the same protocol.
+GOOGLE_CLIENT_ID = os.environ.get("GOOGLE_CLIENT_ID", "")
+GOOGLE_CLIENT_SECRET = os.environ.get("GOOGLE_CLIENT_SECRET", "")
+GOOGLE_OIDC_SERVER_URL = os.environ.get("GOOGLE_OIDC_SERVER_URL", "") or "https://accounts.google.com"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                "provider_id": "google",
+                "name": "Google",
+                "client_id": GOOGLE_CLIENT_ID,
+                "secret": GOOGLE_CLIENT_SECRET,
+                # Identity comes from the signed ID token alone (checked by stefna.social).
+                "settings": {"server_url": GOOGLE_OIDC_SERVER_URL, "fetch_userinfo": False},
+            }
+        ]
+        if GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET
+        else [],
+    }
+}
+if GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET:
+    # "Continue with Google" is a form POST that our server answers with a redirect to
+    # Google's authorize page; browsers hold that redirect to the page's form-action.
+    # Added to what is there (Stripe Checkout's origin, when payments are on).
+    _google = urlparse(GOOGLE_OIDC_SERVER_URL)
+    _form_action = SECURE_CSP["form-action"]
+    assert isinstance(_form_action, list)
+    SECURE_CSP["form-action"] = [*_form_action, f"{_google.scheme}://{_google.netloc}"]
+SOCIALACCOUNT_ADAPTER = "stefna.social.SocialAccountAdapter"
+ACCOUNT_ADAPTER = "stefna.social.AccountAdapter"
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_LOGIN_ON_GET = False
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*"]
+ACCOUNT_UNIQUE_EMAIL = True
+# Google vouches for the address (email_verified); unverified ones are refused outright.
+ACCOUNT_EMAIL_VERIFICATION = "none"

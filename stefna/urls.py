@@ -1,9 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
+from django.views.i18n import JavaScriptCatalog
 
 from stefna.api import api
-from stefna.media import serve_media
+from stefna.i18n import set_language
+from stefna.media import serve_cloudinary_image, serve_media
 from stefna.metrics import metrics_view
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -12,8 +14,13 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
     path("api/", api.urls),
     path("accounts/", include("stefna.accounts.urls")),
+    path("accounts/", include("stefna.social")),  # Google sign-in (allauth)
+    path("language/", set_language, name="set_language"),
+    path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
     path("credits/", include("credits.urls")),  # buying credits (issue 18)
     path("", include("generation.urls")),
+    # Cloudinary results, through the ownership check (stefna/media.py).
+    path("images/<path:public_id>", serve_cloudinary_image, name="cloudinary_image"),
 ]
 
 if settings.SERVE_MEDIA:

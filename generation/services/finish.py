@@ -16,13 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from credits import ledger
 
-from .. import notify, persistence
+from .. import notify, persistence, result_urls
 from ..models import AppendLogLines, Attempt, Generation, Media
 from ..registry import MalformedResult, ModelSpec, OutputImage
 from .claim import look_again_later
@@ -54,16 +53,7 @@ def usable_outputs(outputs: list[OutputImage]) -> list[OutputImage]:
     """Outputs we can store and show: http(s) URLs (or our own storage's, for the offline
     provider) that fit the column. Anything else (javascript:, data:, file:, a URL longer
     than 1000 characters) counts as no image at all."""
-    media_url = settings.MEDIA_URL
-    return [
-        output
-        for output in outputs
-        if len(output.url) <= URL_MAX_LENGTH
-        and (
-            output.url.startswith(("https://", "http://"))
-            or (media_url.startswith("/") and output.url.startswith(media_url))
-        )
-    ]
+    return [output for output in outputs if len(output.url) <= URL_MAX_LENGTH and not result_urls.refusal(output.url)]
 
 
 def finished_line(attempt: Attempt, count: int) -> dict[str, str]:

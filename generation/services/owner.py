@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from stefna.errors import NotFound
 
-from .. import persistence
+from .. import persistence, storage
 from ..models import Generation, Media
 from .request import discard
 
@@ -27,17 +27,22 @@ def generation_hide(*, user: User, generation_id: uuid.UUID | str) -> None:
     generation = Generation.objects.filter(pk=generation_id, user=user, deleted_at__isnull=True).first()
     if generation is None:
         raise NotFound("Generation not found.")
+    was_public = list(Media.objects.filter(generation=generation, is_public=True))
     with transaction.atomic():
         Generation.objects.filter(pk=generation.pk).update(deleted_at=timezone.now())
         Media.objects.filter(generation=generation).update(is_public=False)
+    for media in was_public:
+        storage.media_unpublish(media)  # leaked or cached public addresses stop working
 
 
 def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool) -> Media:
     media = Media.objects.filter(pk=media_id, user=user).first()
     if media is None:
         raise NotFound("Image not found.")
-    media.is_public = bool(is_public)
+    was_public, media.is_public = media.is_public, bool(is_public)
     media.save(update_fields=["is_public"])
+    if was_public and not media.is_public:
+        storage.media_unpublish(media)  # leaked or cached public addresses stop working
     return media
 
 

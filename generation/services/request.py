@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import uuid
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -25,6 +24,7 @@ from presets.selectors import active_preset_by_slug
 from stefna import ratelimit
 from stefna.errors import InvalidInput, NotFound
 
+from .. import storage
 from ..exceptions import IdempotencyConflict, InvalidTransition
 from ..images import ValidatedImage
 from ..models import Generation
@@ -70,7 +70,7 @@ def active_preset(slug: str) -> Preset:
 
 
 def source_image_path(*, user_id: object, kind: str, extension: str) -> str:
-    return f"IMAGES_UPLOAD/{user_id}/{kind}/{uuid.uuid4()}.{extension}"
+    return storage.source_name(extension=extension)  # unguessable, no user id in it
 
 
 def _fingerprint(*, preset_slug: str, prompt: str, is_public: bool, image_sha256: str) -> str:

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from stefna import ratelimit
+
 from ..models import Generation, WorkerHeartbeat
 from ..providers.local import LocalProvider
 from .stop import generation_fail
@@ -48,6 +50,7 @@ def generation_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
         if generation_fail(generation=generation, code="timeout", message=message):
             expired += 1
     LocalProvider.prune()
+    ratelimit.prune_expired()  # ended rate-limit windows (stefna/ratelimit.py)
     return {"made_due": made_due, "expired": expired}
 
 

@@ -157,7 +157,7 @@ def test_it_refuses_an_image_with_too_many_pixels(api_client, user, style, funde
 
     response = api_client.post(URL, {"image": photo(make_jpeg(200, 200)), "preset": "oil"})
 
-    body = assert_error(response, 422, "invalid_input")
+    body = assert_error(response, 413, "image_too_large")
     assert body["detail"]["max_pixels"] == 10_000
     assert_nothing_charged_or_stored(user, balance_before=funded)
 

@@ -19,6 +19,7 @@ from credits.selectors import balance_of
 from generation import selectors, services
 from generation.models import Generation
 from generation.registry import FLUX_GENERAL_I2I
+from generation.storage import result_name
 from presets.models import Preset
 from presets.tests.factories import PresetFactory
 from tests.images import make_jpeg
@@ -93,7 +94,7 @@ def test_it_waits_for_the_result_and_answers_with_the_image_urls(api_client, use
     assert body["generation_id"] == str(generation.pk)
     # Stored locally (no Cloudinary here), so the API makes the addresses absolute.
     assert body["images"] == [
-        f"http://testserver{settings.MEDIA_URL}generated/image_to_image_{generation.pk}_{index}.png" for index in (0, 1)
+        f"http://testserver{settings.MEDIA_URL}generated/{result_name(generation.pk, index)}.png" for index in (0, 1)
     ]
     assert body["remaining_coins"] == 28 == balance_of(user=user)
     assert body["debug_info"] == {"prompt_sent": "a {curly} fox", "original_prompt": "a {curly} fox"}

@@ -24,6 +24,7 @@ from generation import services
 from generation.exceptions import InvalidTransition
 from generation.models import Generation, Media
 from generation.registry import FAST_SDXL_I2I
+from generation.storage import result_name
 from generation.tests.pipeline_helpers import start_generation
 from presets.tests.factories import PresetFactory
 
@@ -64,8 +65,11 @@ def _together(*works: Any) -> list[Any]:
 
 
 def _leftovers(generation: Generation, fake_cloudinary: Any, settings: Any) -> list[str]:
-    assets = [key for key in fake_cloudinary.assets if str(generation.pk) in key]
-    files = [path.name for path in (Path(settings.MEDIA_ROOT) / "generated").glob(f"*{generation.pk}*")]
+    # Results are named by generation/storage.py's derived (unguessable) names.
+    names = [result_name(generation.pk, index) for index in range(8)]
+    assets = [key for key in fake_cloudinary.assets if key.rsplit("/", 1)[-1] in names]
+    folder = Path(settings.MEDIA_ROOT) / "generated"
+    files = [path.name for path in folder.glob("*") if path.stem in names] if folder.exists() else []
     return assets + files
 
 

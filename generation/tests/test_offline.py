@@ -12,6 +12,7 @@ from generation.providers.base import ProviderState
 from generation.providers.local import LocalProvider
 from generation.registry import FAST_SDXL_I2I, FLUX_GENERAL_I2I, GHIBLIFY
 from generation.services import source_image_url
+from generation.storage import result_name
 from generation.tests.pipeline_helpers import balance, run_worker, start_generation
 from presets.tests.factories import PresetFactory
 
@@ -30,7 +31,7 @@ def test_offline_mode_generates_a_real_image_through_the_same_pipeline(user, set
     assert attempt.fal_job_id.startswith("local-")
     media = generation.media.get()
     assert media.persisted and media.fal_job_id == attempt.fal_job_id
-    assert media.storage_key == f"generated/ghibli_reaction_{generation.pk}_0.png"
+    assert media.storage_key == f"generated/{result_name(generation.pk, 0)}.png"
     with Image.open(settings.MEDIA_ROOT / media.storage_key) as image:
         image.load()
         assert image.size == (320, 240)

@@ -13,6 +13,7 @@ from generation import services
 from generation.models import Attempt, Generation, Media
 from generation.providers import ProviderState, ProviderStatus
 from generation.registry import FAST_SDXL_I2I
+from generation.storage import result_name
 from generation.tests.pipeline_helpers import balance, run_worker, start_generation
 from presets.tests.factories import PresetFactory
 
@@ -45,9 +46,9 @@ def test_cloudinary_failing_then_recovering(user, fake_fal, fake_cloudinary, dja
     services.media_persist(media_id=media.pk, reschedule=True)  # what the poller runs when it is due
 
     media.refresh_from_db()
-    assert media.persisted and media.url.startswith("https://res.cloudinary.com/")
-    assert media.storage_key == f"stefna/generated/emotion_mask_{generation.pk}_0"
-    assert [u["public_id"] for u in fake_cloudinary.uploads] == [f"emotion_mask_{generation.pk}_0"] * 2
+    assert media.persisted and media.url == f"/images/{media.storage_key}"
+    assert media.storage_key == f"stefna/generated/{result_name(generation.pk, 0)}"
+    assert [u["public_id"] for u in fake_cloudinary.uploads] == [result_name(generation.pk, 0)] * 2
     assert not _retries().exists()  # no further retry scheduled
     assert media.persist_next_at is None
 
@@ -142,7 +143,9 @@ def test_an_image_already_gone_is_dropped_and_the_others_are_kept(user, fake_fal
 
     assert generation.status == Generation.Status.SUCCEEDED
     [media] = generation.media.all()
-    assert media.persisted and media.index == 1 and media.storage_key.startswith("generated/image_to_image_")
+    assert (
+        media.persisted and media.index == 1 and media.storage_key == f"generated/{result_name(generation.pk, 1)}.png"
+    )
     assert balance(user) == 28  # charged once: the user has an image
 
 

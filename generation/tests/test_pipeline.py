@@ -9,6 +9,7 @@ from PIL import Image
 from credits.models import CreditEntry
 from generation.models import Attempt, Generation, Media
 from generation.registry import FAST_SDXL_I2I, FLUX_GENERAL_I2I, GHIBLIFY, REALISTIC_VISION
+from generation.storage import result_name
 from generation.tests.pipeline_helpers import balance, run_worker, start_generation
 from presets.tests.factories import PresetFactory
 
@@ -33,11 +34,11 @@ def test_it_generates_a_ghibli_reaction_end_to_end(user, fake_fal, fake_cloudina
     [attempt] = generation.attempts.all()
     assert attempt.status == Attempt.Status.SUCCEEDED and attempt.fal_job_id
     assert media.fal_job_id == attempt.fal_job_id and media.model == GHIBLIFY
-    assert media.persisted and media.url.startswith("https://res.cloudinary.com/")
+    assert media.persisted and media.url == f"/images/{media.storage_key}"
     assert media.original_url.startswith(fake_fal.base_url + "/files/")
     [upload] = fake_cloudinary.uploads
     assert upload["folder"] == "stefna/generated"
-    assert upload["public_id"] == f"ghibli_reaction_{generation.pk}_0"
+    assert upload["public_id"] == result_name(generation.pk, 0)
     assert upload["overwrite"] == "1"
     assert upload["file_url"] == media.original_url
     assert balance(user) == settings.DAILY_CREDITS - 2
@@ -52,7 +53,7 @@ def test_it_stores_results_locally_without_cloudinary(user, fake_fal):
 
     [media] = Media.objects.filter(generation=generation)
     assert media.persisted
-    assert media.storage_key == f"generated/neo_glitch_{generation.pk}_0.png"
+    assert media.storage_key == f"generated/{result_name(generation.pk, 0)}.png"
     with Image.open(settings.MEDIA_ROOT / media.storage_key) as image:
         assert image.size == (64, 48)
 
@@ -78,10 +79,9 @@ def test_the_studio_sends_flux_exactly_the_locked_values_and_gets_two_images(use
     media = list(generation.media.order_by("index"))
     assert [m.index for m in media] == [0, 1]
     assert all(m.persisted for m in media)
-    assert sorted(u["public_id"] for u in fake_cloudinary.uploads) == [
-        f"image_to_image_{generation.pk}_0",
-        f"image_to_image_{generation.pk}_1",
-    ]
+    assert sorted(u["public_id"] for u in fake_cloudinary.uploads) == sorted(
+        [result_name(generation.pk, 0), result_name(generation.pk, 1)]
+    )
 
 
 @pytest.mark.parametrize(

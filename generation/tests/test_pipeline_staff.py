@@ -129,6 +129,6 @@ def test_media_persist_saves_now(user, fake_fal, fake_cloudinary):
 
     saved = services.media_persist(media_id=media.pk)
 
-    assert saved.persisted and saved.url.startswith("https://res.cloudinary.com/")
+    assert saved.persisted and saved.url == f"/images/{saved.storage_key}"
     with pytest.raises(NotFound):
         services.media_persist(media_id="00000000-0000-0000-0000-000000000000")

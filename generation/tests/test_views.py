@@ -341,9 +341,9 @@ def test_the_share_page_has_open_graph_tags_with_absolute_urls(client, user):
     user.save()
     generation = GenerationFactory(user=user, preset_name="Ghibli Tears", prompt="<script>alert(1)</script>")
     media = MediaFactory(generation=generation, is_public=True, url="/media/generated/x.png")
-    body = client.get(f"/i/{media.pk}/").content.decode()
+    body = client.get(f"/i/{media.share_id}").content.decode()
     assert '<meta property="og:image" content="http://testserver/media/generated/x.png">' in body
-    assert f'<meta property="og:url" content="http://testserver/i/{media.pk}/">' in body
+    assert f'<meta property="og:url" content="http://testserver/i/{media.share_id}">' in body
     assert '<meta name="twitter:card" content="summary_large_image">' in body
     assert "Ada &lt;b&gt;L&lt;/b&gt;" in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
@@ -352,7 +352,7 @@ def test_the_share_page_has_open_graph_tags_with_absolute_urls(client, user):
 
 def test_the_owner_can_see_their_private_share_page(signed_in, user):
     media = MediaFactory(generation=GenerationFactory(user=user), is_public=False)
-    body = signed_in.get(f"/i/{media.pk}/").content.decode()
+    body = signed_in.get(f"/i/{media.share_id}").content.decode()
     assert "Only you can see this page" in body
 
 
@@ -360,11 +360,11 @@ def test_the_feed_pages_newest_first_with_infinite_scroll(client, user):
     items = [MediaFactory(generation=GenerationFactory(user=user), is_public=True) for _ in range(26)]
     body = client.get("/feed/").content.decode()
     assert body.count('data-testid="feed-item"') == 24
-    assert body.index(f"/i/{items[-1].pk}/") < body.index(f"/i/{items[-2].pk}/")
+    assert body.index(f"/i/{items[-1].share_id}") < body.index(f"/i/{items[-2].share_id}")
     next_url = re.search(r'hx-get="(\?cursor=[^"]+)" hx-trigger="revealed"', body).group(1)
     more = client.get("/feed/" + next_url, HTTP_HX_REQUEST="true").content.decode()
     assert more.count('data-testid="feed-item"') == 2
-    assert f"/i/{items[0].pk}/" in more
+    assert f"/i/{items[0].share_id}" in more
 
 
 def test_a_broken_feed_cursor_starts_at_the_top(client, db):

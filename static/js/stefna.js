@@ -2,6 +2,8 @@
 // behaviour is wired here from data-* attributes. Each page works without this file.
 (function () {
   "use strict";
+  // Strings not in a data-* attribute go through Django's JavaScript catalogue (/jsi18n/).
+  var gettext = window.gettext || function (text) { return text; };
 
   function fill(template, values) {
     return Object.keys(values).reduce(function (text, key) { return text.split(key).join(values[key]); }, template || "");
@@ -236,7 +238,7 @@
       button.addEventListener("click", function () {
         var label = button.textContent;
         navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
-          button.textContent = "Copied!";
+          button.textContent = gettext("Copied!");
           window.setTimeout(function () { button.textContent = label; }, 1600);
         });
       });

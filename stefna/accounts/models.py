@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
@@ -41,6 +42,9 @@ class User(AbstractUser):
     last_name = None  # type: ignore[assignment]
     email = models.EmailField("email address", unique=True)
     display_name = models.CharField(max_length=60, blank=True)
+    # The header switcher's choice; empty until the person picks one (then the browser's
+    # Accept-Language decides). Emails the worker sends outside a request use it too.
+    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: ClassVar[list[str]] = []
@@ -109,3 +113,21 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class RateCounter(models.Model):
+    """One rate-limit window's count (stefna/ratelimit.py writes it with one upsert).
+
+    Here rather than in Django's database cache because the count must be raised
+    atomically by the database: the cache's incr reads, then writes.
+    """
+
+    key = models.CharField(max_length=250, primary_key=True)
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "stefna_rate_counters"
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.count}"

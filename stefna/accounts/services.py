@@ -16,6 +16,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from stefna import ratelimit
 from stefna.errors import InvalidInput
@@ -26,20 +28,27 @@ logger = logging.getLogger("stefna.accounts")
 
 CODE_LIFETIME = timedelta(minutes=10)
 MAX_CODE_ATTEMPTS = 5
+MAX_EMAIL_LENGTH = 254
 TOKEN_PREFIX = "stf_"  # noqa: S105 (a public prefix, not a secret)
 
 
 class CodeInvalid(InvalidInput):
     code = "invalid_code"
-    default_message = "That code is not right. Check the email and try again."
+    default_message = gettext_lazy("That code is not right. Check the email and try again.")
 
 
 def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()
+    if len(email) > MAX_EMAIL_LENGTH:
+        # The column holds 254 characters (RFC 5321's limit); longer would be a 500 on PostgreSQL.
+        raise InvalidInput(
+            f"An email address can be at most {MAX_EMAIL_LENGTH} characters.",
+            detail={"field": "email", "max_length": MAX_EMAIL_LENGTH},
+        )
     try:
         validate_email(email)
     except ValidationError as exc:
-        raise InvalidInput("Enter a valid email address.", detail={"field": "email"}) from exc
+        raise InvalidInput(_("Enter a valid email address."), detail={"field": "email"}) from exc
     return email
 
 
@@ -58,51 +67,76 @@ def login_code_send(*, email: str, ip_address: str | None) -> None:
     email = normalize_email(email)
     per_email, email_window = settings.RATE_LIMIT_CODES_PER_EMAIL
     per_ip, ip_window = settings.RATE_LIMIT_CODES_PER_IP
-    too_many = "Too many codes were requested. Please wait a few minutes and try again."
+    too_many = _("Too many codes were requested. Please wait a few minutes and try again.")
     ratelimit.hit(f"code-email:{email}", limit=per_email, window=email_window, message=too_many)
     if ip_address:
-        ratelimit.hit(f"code-ip:{ip_address}", limit=per_ip, window=ip_window, message=too_many)
+        ratelimit.hit(f"code-ip:{ratelimit.ip_key(ip_address)}", limit=per_ip, window=ip_window, message=too_many)
 
     code = f"{secrets.randbelow(1_000_000):06d}"
     now = timezone.now()
     with transaction.atomic():
         LoginCode.objects.filter(email=email, used_at__isnull=True).update(used_at=now)
         LoginCode.objects.create(email=email, code_hash=_code_hash(email, code), expires_at=now + CODE_LIFETIME)
+    # Written in the language of the request that asked for it (the sign-in page's).
     send_mail(
-        subject=f"Your {settings.SITE_NAME} sign-in code: {code}",
-        message=(
-            f"Your sign-in code is {code}\n\n"
+        subject=_("Your %(site)s sign-in code: %(code)s") % {"site": settings.SITE_NAME, "code": code},
+        message=_(
+            "Your sign-in code is %(code)s\n\n"
             "It works once and expires in 10 minutes. If you did not ask for it, ignore this email."
-        ),
+        )
+        % {"code": code},
         from_email=None,
         recipient_list=[email],
     )
     logger.info("sign-in code sent", extra={"email_domain": email.rsplit("@", 1)[-1]})
 
 
-def login_code_verify(*, email: str, code: str) -> User:
-    """Check `code` for `email`; on success mark it used and return the (new or existing) user."""
+def login_code_verify(*, email: str, code: str, ip_address: str | None = None) -> User:
+    """Check `code` for `email`; on success mark it used and return the (new or existing) user.
+
+    Each try is reserved in the database *before* the code is compared: one
+    conditional UPDATE that succeeds only while the code has tries left. However many
+    guesses arrive at once, at most MAX_CODE_ATTEMPTS of them are ever compared.
+    """
     email = normalize_email(email)
-    code = (code or "").strip().replace(" ", "")
+    if ip_address:
+        per_ip, ip_window = settings.RATE_LIMIT_CODE_ENTRIES_PER_IP
+        ratelimit.hit(
+            f"code-entry-ip:{ratelimit.ip_key(ip_address)}",
+            limit=per_ip,
+            window=ip_window,
+            message="Too many sign-in attempts from your network. Please wait a few minutes and try again.",
+        )
+    code = (code or "").strip().replace(" ", "")[:32]
     now = timezone.now()
-    login_code = (
-        LoginCode.objects.filter(email=email, used_at__isnull=True, expires_at__gt=now).order_by("-created_at").first()
-    )
+    live = LoginCode.objects.filter(email=email, used_at__isnull=True, expires_at__gt=now)
+    login_code = live.order_by("-created_at").first()
     if login_code is None:
-        raise CodeInvalid("That code has expired or was already used. Ask for a new one.")
-    if login_code.failed_attempts >= MAX_CODE_ATTEMPTS:
-        raise CodeInvalid("Too many wrong tries for this code. Ask for a new one.")
+        raise CodeInvalid(_("That code has expired or was already used. Ask for a new one."))
+    # `failed_attempts` counts every try (the one that succeeds included); the UPDATE
+    # is the reservation, so it happens before the comparison, never after.
+    reserved = live.filter(pk=login_code.pk, failed_attempts__lt=MAX_CODE_ATTEMPTS).update(
+        failed_attempts=F("failed_attempts") + 1
+    )
+    if not reserved:
+        raise CodeInvalid(_("Too many wrong tries for this code. Ask for a new one."))
     if not hmac.compare_digest(login_code.code_hash, _code_hash(email, code)):
-        LoginCode.objects.filter(pk=login_code.pk).update(failed_attempts=F("failed_attempts") + 1)
         remaining = MAX_CODE_ATTEMPTS - login_code.failed_attempts - 1
         if remaining <= 0:
-            raise CodeInvalid("Too many wrong tries for this code. Ask for a new one.")
-        raise CodeInvalid(f"That code is not right. {remaining} tries left.")
+            raise CodeInvalid(_("Too many wrong tries for this code. Ask for a new one."))
+        raise CodeInvalid(
+            ngettext(
+                "That code is not right. %(count)d try left.",
+                "That code is not right. %(count)d tries left.",
+                remaining,
+            )
+            % {"count": remaining}
+        )
     # The conditional update makes a code single-use even if two requests race.
     claimed = LoginCode.objects.filter(pk=login_code.pk, used_at__isnull=True).update(used_at=now)
     if not claimed:
-        raise CodeInvalid("That code was already used. Ask for a new one.")
-    user, _ = User.objects.get_or_create(email=email)
+        raise CodeInvalid(_("That code was already used. Ask for a new one."))
+    user, _created = User.objects.get_or_create(email=email)
     return user
 
 
@@ -114,13 +148,35 @@ def user_get_or_create(*, email: str) -> tuple[User, bool]:
     return User.objects.create_user(email=email), True
 
 
+def _refuse_nul(value: str, field: str) -> None:
+    # PostgreSQL text cannot hold U+0000: a form error here, not a 500 at the database.
+    if "\x00" in value:
+        raise InvalidInput("That contains a NUL character, which isn't allowed.", detail={"field": field})
+
+
 def user_update_profile(*, user: User, display_name: str) -> User:
     display_name = (display_name or "").strip()
+    _refuse_nul(display_name, "display_name")
     if len(display_name) > 60:
-        raise InvalidInput("Display name can be at most 60 characters.", detail={"field": "display_name"})
+        raise InvalidInput(_("Display name can be at most 60 characters."), detail={"field": "display_name"})
     user.display_name = display_name
     user.save(update_fields=["display_name"])
     return user
+
+
+def user_set_language(*, user: User, language: str) -> None:
+    """Remember the language `user` picked; it wins over Accept-Language from now on."""
+    if language not in dict(settings.LANGUAGES):
+        raise InvalidInput(_("That language is not available."), detail={"field": "language"})
+    if user.language != language:
+        user.language = language
+        user.save(update_fields=["language"])
+
+
+def user_remember_language(*, user: User, language: str) -> None:
+    """On sign-in: keep the language the visitor browsed in, unless the account chose one."""
+    if not user.language and language in dict(settings.LANGUAGES):
+        user_set_language(user=user, language=language)
 
 
 def hash_token(token: str) -> str:
@@ -131,6 +187,7 @@ def hash_token(token: str) -> str:
 
 def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
     """Create a token; returns the row and the plain token, which is never stored."""
+    _refuse_nul(name or "", "name")
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user, name=(name or "").strip()[:80], prefix=plain[:10], token_hash=hash_token(plain)
@@ -160,3 +217,108 @@ def api_token_authenticate(plain: str) -> User | None:
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
+
+
+class ConfirmationMismatch(InvalidInput):
+    code = "invalid_input"
+    default_message = "Type your account's email address exactly to confirm."
+
+
+def account_delete(*, user: User, confirm: str) -> None:
+    """Delete `user`'s account for good. `confirm` must be the account's email.
+
+    Photos and images go from storage and Cloudinary; tokens, sign-in codes and every
+    session die; the account can't sign in and its email is free to sign up again as
+    a new account. Money records stay (the ledger is append-only and generations are
+    its job records), attached to the anonymised row with prompts, logs and every
+    other personal field blanked. Generations still running are canceled (refunded)
+    first, so no result arrives after the account is gone.
+    """
+    from django.contrib.sessions.models import Session
+
+    from generation import services as generation_services
+    from generation.exceptions import InvalidTransition
+    from generation.models import Generation, Media
+
+    if (confirm or "").strip().lower() != user.email.lower():
+        raise ConfirmationMismatch(detail={"field": "confirm"})
+    for generation_id in Generation.objects.filter(user=user, status__in=Generation.ACTIVE_STATUSES).values_list(
+        "pk", flat=True
+    ):
+        try:
+            generation_services.generation_cancel(generation_id=generation_id, user=user)
+        except InvalidTransition:
+            pass  # it finished meanwhile; its images are removed below like the others
+    email = user.email
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        stored = _stored_objects_of(locked)
+        Media.objects.filter(user=locked).delete()
+        Generation.objects.filter(user=locked).update(
+            prompt="",
+            prompt_sent="",
+            logs=[],
+            error_message="",
+            request_payload=None,
+            source_image="",
+            idempotency_key=None,
+            request_fingerprint="",
+            is_public=False,
+            deleted_at=timezone.now(),
+        )
+        from generation.models import Attempt
+
+        Attempt.objects.filter(generation__user=locked).update(payload=None, error="")
+        from credits.models import Purchase
+
+        # Purchases are money records: they stay, without the buyer's email.
+        Purchase.objects.filter(user=locked).update(email="", checkout_url="")
+        ApiToken.objects.filter(user=locked).delete()
+        LoginCode.objects.filter(email=email).delete()
+        locked.email = f"deleted-{locked.pk.hex}@deleted.invalid"
+        locked.display_name = ""
+        locked.is_active = False
+        locked.is_staff = locked.is_superuser = False
+        # A new unusable password changes the session auth hash: every session of the
+        # account stops authenticating, wherever it is stored.
+        locked.set_unusable_password()
+        locked.save()
+        transaction.on_commit(lambda: _remove_stored(stored))
+    # Database sessions are also removed outright (the hash change alone would leave rows).
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if session.get_decoded().get("_auth_user_id") == str(user.pk):
+            session.delete()
+    logger.info("account deleted", extra={"user_id": str(user.pk)})
+
+
+def _stored_objects_of(user: User) -> list[tuple[str, str]]:
+    """("storage" | "cloudinary", name) for every photo and image the user has stored."""
+    from generation import persistence, result_urls
+    from generation.models import Generation, Media
+
+    found: list[tuple[str, str]] = []
+    for name in Generation.objects.filter(user=user).exclude(source_image="").values_list("source_image", flat=True):
+        found.append(("storage", name))
+    for key, original in Media.objects.filter(user=user).values_list("storage_key", "original_url"):
+        if key:
+            found.append(("cloudinary" if persistence.is_cloudinary_key(key) else "storage", key))
+        offline = result_urls.local_name(original) if original else None
+        if offline:
+            found.append(("storage", offline))
+    return found
+
+
+def _remove_stored(stored: list[tuple[str, str]]) -> None:
+    from django.core.files.storage import default_storage
+
+    from generation import persistence
+
+    for where, name in stored:
+        try:
+            if where == "cloudinary":
+                persistence.destroy_cloudinary_asset(name)
+            else:
+                default_storage.delete(name)
+        except Exception:
+            # Logged for staff to finish by hand; the account itself is already gone.
+            logger.exception("account deletion: could not remove %s %s", where, name)

@@ -10,4 +10,6 @@ urlpatterns = [
     path("", views.account, name="account"),
     path("tokens/", views.token_create, name="token_create"),
     path("tokens/<uuid:token_id>/revoke/", views.token_revoke, name="token_revoke"),
+    path("export/", views.account_export, name="export"),
+    path("delete/", views.account_delete, name="delete"),
 ]

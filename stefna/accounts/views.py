@@ -6,10 +6,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_http_methods, require_POST
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from stefna import ratelimit
 from stefna.errors import DomainError, RateLimited
@@ -64,7 +67,9 @@ def enter_code(request: HttpRequest) -> HttpResponse:
         return redirect("accounts:sign_in")
     if request.method == "POST":
         try:
-            user = services.login_code_verify(email=email, code=request.POST.get("code", ""))
+            user = services.login_code_verify(
+                email=email, code=request.POST.get("code", ""), ip_address=ratelimit.client_ip(request)
+            )
         except DomainError as exc:
             return render(
                 request,
@@ -75,7 +80,8 @@ def enter_code(request: HttpRequest) -> HttpResponse:
             )  # fmt: skip
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session.pop("sign_in_email", None)
-        messages.success(request, f"Welcome, {user.public_name}!")
+        services.user_remember_language(user=user, language=translation.get_language() or "")
+        messages.success(request, _("Welcome, %(name)s!") % {"name": user.public_name})
         return redirect(_next_url(request))
     context = {"email": email, "next": _next_url(request), "code_in_terminal": _code_in_terminal()}
     return render(request, "accounts/enter_code.html", context)
@@ -90,7 +96,11 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_create(request: AuthenticatedRequest) -> HttpResponse:
-    _, plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))
+    try:
+        plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))[1]
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("accounts:account")
     # Shown once, on the next page view, then gone.
     request.session["new_api_token"] = plain
     return redirect("accounts:account")
@@ -100,7 +110,7 @@ def token_create(request: AuthenticatedRequest) -> HttpResponse:
 @require_POST
 def token_revoke(request: AuthenticatedRequest, token_id: str) -> HttpResponse:
     if services.api_token_revoke(user=request.user, token_id=token_id):
-        messages.success(request, "Token revoked. Clients using it will get 401 from now on.")
+        messages.success(request, _("Token revoked. Clients using it will get 401 from now on."))
     return redirect("accounts:account")
 
 
@@ -114,7 +124,7 @@ def account(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         try:
             services.user_update_profile(user=request.user, display_name=request.POST.get("display_name", ""))
-            messages.success(request, "Profile saved.")
+            messages.success(request, _("Profile saved."))
         except DomainError as exc:
             messages.error(request, exc.message)
         return redirect("accounts:account")
@@ -129,3 +139,30 @@ def account(request: AuthenticatedRequest) -> HttpResponse:
             "purchases": purchase_history(user=request.user).items,
         },
     )
+
+
+@login_required
+@require_safe
+def account_export(request: AuthenticatedRequest) -> HttpResponse:
+    """ "Download my data": the same JSON as GET /api/me/export, as a file."""
+    from .selectors import account_export as export_for
+
+    data = export_for(user=request.user, absolute=request.build_absolute_uri)
+    response = JsonResponse(data, json_dumps_params={"indent": 2, "ensure_ascii": False})
+    response["Content-Disposition"] = f'attachment; filename="stefna-data-{timezone.now():%Y-%m-%d}.json"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_POST
+def account_delete(request: AuthenticatedRequest) -> HttpResponse:
+    """ "Delete my account": typed email to confirm, then gone and signed out."""
+    try:
+        services.account_delete(user=request.user, confirm=request.POST.get("confirm", ""))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect(reverse("accounts:account") + "#your-data")
+    logout(request)
+    messages.success(request, _("Your account was deleted. Thank you for trying Stefna."))
+    return redirect("/")

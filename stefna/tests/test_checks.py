@@ -16,6 +16,12 @@ from stefna.checks import W001, W002, W003, check_production_configuration
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _result_url_rule_on(settings):
+    # The suite relaxes the result-URL rule for its local fakes; production does not.
+    settings.ALLOW_PRIVATE_RESULT_URLS = False
+
+
 @pytest.fixture
 def production(settings):
     """Settings as a correct production deployment has them; each test breaks one thing."""
@@ -34,6 +40,22 @@ def ids(settings_in_use=None) -> list[str]:
 
 def test_a_correct_production_configuration_has_no_warnings(production):
     assert ids() == []
+
+
+def test_it_warns_when_private_result_urls_are_allowed_with_debug_off(production):
+    from stefna.checks import W006, check_operations_configuration
+
+    production.ALLOW_PRIVATE_RESULT_URLS = True
+    assert W006 in [message.id for message in check_operations_configuration()]
+    production.DEBUG = True
+    assert W006 not in [message.id for message in check_operations_configuration()]
+
+
+def test_the_default_cache_without_redis_is_shared_so_it_is_not_flagged(production):
+    from stefna.checks import W004, check_operations_configuration
+
+    assert production.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    assert W004 not in [message.id for message in check_operations_configuration()]
 
 
 def test_it_warns_when_fal_key_is_missing_with_debug_off(production):
@@ -98,6 +120,7 @@ def production_env(**overrides: str) -> dict[str, str]:
                 "FAL_",
                 "CLOUDINARY_",
                 "DJANGO_ALLOW_ASYNC_UNSAFE",
+                "ALLOW_PRIVATE_RESULT_URLS",
                 "EMAIL_",
             )
         )

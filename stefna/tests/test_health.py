@@ -28,31 +28,31 @@ def test_it_answers_200_when_the_database_and_a_worker_are_up(client, db):
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["database"] == "up"
-    assert body["worker"] == "up"
+    assert body["checks"] == {"database": "up", "cache": "up", "storage": "up", "worker": "up"}
     assert 4 <= body["worker_last_seen_seconds_ago"] < 30
     assert response["Cache-Control"].startswith("max-age=0")
 
 
-def test_it_answers_503_when_no_worker_ever_ran(client, db):
+def test_it_reports_a_worker_that_never_ran_as_degraded_not_503(client, db):
+    # CONTRACT: only the database makes /healthz 503; jobs simply wait for a worker.
     response = client.get("/healthz")
-    assert response.status_code == 503
+    assert response.status_code == 200
     body = response.json()
-    assert (body["status"], body["database"], body["worker"]) == ("unavailable", "up", "down")
+    assert (body["status"], body["checks"]["database"], body["checks"]["worker"]) == ("degraded", "up", "down")
     assert body["worker_last_seen_at"] is None
 
 
-def test_it_answers_503_when_the_worker_stopped_beating(client, db):
+def test_it_reports_a_worker_that_stopped_beating(client, db):
     beat(90)
     response = client.get("/healthz")
-    assert response.status_code == 503
-    assert response.json()["worker"] == "down"
+    assert response.status_code == 200
+    assert response.json()["checks"]["worker"] == "down"
 
 
 def test_the_newest_heartbeat_counts_when_several_workers_ran(client, db):
     beat(3600, worker_id="old:1")
     beat(10, worker_id="new:2")
-    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz").json()["checks"]["worker"] == "up"
 
 
 def test_it_reports_configuration_as_booleans_without_leaking_values(client, db, settings):
@@ -94,4 +94,23 @@ def test_it_answers_503_when_the_database_is_unreachable(client):
         connection.settings_dict["NAME"] = original
     assert response.status_code == 503
     body = response.json()
-    assert (body["status"], body["database"], body["worker"]) == ("unavailable", "down", "down")
+    assert (body["status"], body["checks"]["database"], body["checks"]["worker"]) == ("unavailable", "down", "down")
+
+
+def test_deep_checks_write_and_read_storage_and_cache_and_leave_nothing(client, db, settings):
+    beat(1)
+    body = client.get("/healthz?deep=1").json()
+    assert body["checks"] == {"database": "up", "cache": "up", "storage": "up", "worker": "up"}
+    leftovers = list((settings.MEDIA_ROOT / "healthz").glob("*")) if (settings.MEDIA_ROOT / "healthz").exists() else []
+    assert leftovers == []
+
+
+def test_unwritable_storage_is_reported_down_without_a_503(client, db, settings, tmp_path):
+    beat(1)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the media folder should be")
+    settings.MEDIA_ROOT = blocker
+    response = client.get("/healthz?deep=1")
+    assert response.status_code == 200
+    assert response.json()["checks"]["storage"] == "down"
+    assert response.json()["status"] == "degraded"

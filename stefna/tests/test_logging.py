@@ -76,7 +76,7 @@ def test_json_log_lines_carry_request_id_user_id_and_extra_fields(client, user, 
 
 
 def test_django_error_lines_for_a_request_carry_its_id(client, db, json_lines):
-    response = client.get("/healthz")  # 503 without a worker: django.request logs it
+    response = client.get("/no-such-page/")  # a 404: django.request logs it
     errors = [entry for entry in json_lines() if entry["logger"] == "django.request"]
     assert errors and errors[0]["request_id"] == response["X-Request-ID"]
 

@@ -2,16 +2,20 @@ import pytest
 
 
 @pytest.mark.django_db
-def test_media_is_served_from_the_current_media_root(client, settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
-    (tmp_path / "IMAGES_UPLOAD").mkdir()
-    (tmp_path / "IMAGES_UPLOAD" / "photo.txt").write_text("hello")
+def test_media_is_served_from_the_current_media_root(client, settings, tmp_path, user):
+    from generation.tests.factories import GenerationFactory
 
-    response = client.get("/media/IMAGES_UPLOAD/photo.txt")
+    settings.MEDIA_ROOT = tmp_path
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "photo.txt").write_text("hello")
+    GenerationFactory(user=user, source_image="sources/photo.txt")
+    client.force_login(user)
+
+    response = client.get("/media/sources/photo.txt")
 
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"hello"
-    assert "immutable" in response["Cache-Control"]
+    assert response["Cache-Control"] == "private, no-store"
 
 
 @pytest.mark.django_db

@@ -148,7 +148,7 @@ def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, ser
     screenshot(page, "feed")
 
     feed_items.last.click()
-    page.wait_for_url(re.compile(r"/i/[0-9a-f-]{36}/$"))
+    page.wait_for_url(re.compile(r"/i/[A-Za-z0-9_-]{22}$"))
     og_image = page.locator('meta[property="og:image"]').get_attribute("content")
     assert og_image.startswith("http://") and "/media/" in og_image
     screenshot(page, "share", full_page=False)

@@ -164,7 +164,7 @@ def pdf_named_png() -> bytes:
 
 
 UNSUPPORTED = (415, "unsupported_image")
-TOO_MANY_PIXELS = (422, "invalid_input")
+TOO_MANY_PIXELS = (413, "image_too_large")  # CONTRACT: too many pixels is image_too_large
 
 IMAGES: list[Sample] = [
     Sample("empty.jpg", "image/jpeg", zero_bytes, UNSUPPORTED, (422, "invalid_input"), "zero-byte file"),

@@ -6,7 +6,15 @@ Stefna makes, the way Cloudinary does:
 
     POST /v1_1/<cloud>/image/upload   multipart form: file (remote URL, data URI or bytes), public_id,
                                       folder, overwrite, timestamp, api_key, signature …
-    POST /v1_1/<cloud>/image/destroy  public_id, timestamp, api_key, signature
+    POST /v1_1/<cloud>/image/destroy  public_id, type, timestamp, api_key, signature
+    POST /v1_1/<cloud>/image/rename   from_public_id, to_public_id, type, to_type, invalidate, …
+    GET  /v1_1/<cloud>/image/download public_id, format, type, expires_at, timestamp, api_key, signature
+                                      (a private download URL: refused once expires_at has passed)
+
+Assets keep their delivery `type` (`upload` = public, `authenticated` = signed URLs
+only); destroy and rename find an asset only under its own type, as Cloudinary does.
+`delivered(url)` answers whether a res.cloudinary.com delivery URL would serve an image
+now (public type, or authenticated with a valid `s--…--` signature).
 
 Each call is checked like Cloudinary checks it: the `api_key` must match, and the
 `signature` must be the SHA-1 hex of the sorted `key=value` pairs (every param except
@@ -92,6 +100,9 @@ class FakeCloudinary:
             self._epoch = getattr(self, "_epoch", 0) + 1
             self.uploads: list[dict[str, Any]] = []
             self.destroys: list[dict[str, Any]] = []
+            self.renames: list[dict[str, Any]] = []
+            self.downloads: list[dict[str, str]] = []
+            self.asset_bytes: dict[str, bytes] = {}
             self.assets: dict[str, dict[str, Any]] = {}
             self.delay = 0.0
             self.reject_signatures = False
@@ -122,6 +133,17 @@ class FakeCloudinary:
                 try:
                     self.wfile.write(data)
                 except OSError:  # the client timed out and left
+                    pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                status, content = fake.download(self.path)
+                self.send_response(status)
+                self.send_header("Content-Type", "image/png" if status == 200 else "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                try:
+                    self.wfile.write(content)
+                except OSError:
                     pass
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -167,6 +189,8 @@ class FakeCloudinary:
             return self._upload(fields, file_bytes)
         if parts[3] == "destroy":
             return self._destroy(fields)
+        if parts[3] == "rename":
+            return self._rename(fields)
         return 404, {"error": {"message": "Not found"}}
 
     def _upload(self, fields: dict[str, str], file_bytes: bytes | None) -> tuple[int, dict[str, Any]]:
@@ -190,6 +214,7 @@ class FakeCloudinary:
             if file_bytes is None:
                 return 400, {"error": {"message": f"Resource not found - {source}", "http_code": status}}
         width, height, image_format = _image_info(file_bytes)
+        asset_type = fields.get("type") or "upload"
         public_id = fields.get("public_id") or uuid.uuid4().hex
         if fields.get("folder"):
             public_id = f"{fields['folder'].strip('/')}/{public_id}"
@@ -210,24 +235,92 @@ class FakeCloudinary:
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "tags": [],
                 "bytes": len(file_bytes),
-                "type": "upload",
+                "type": asset_type,
                 "etag": hashlib.md5(file_bytes).hexdigest(),  # noqa: S324
                 "placeholder": False,
-                "url": f"http://res.cloudinary.com/{self.cloud_name}/image/upload/v{version}/{public_id}.{image_format}",
-                "secure_url": f"https://res.cloudinary.com/{self.cloud_name}/image/upload/v{version}/{public_id}.{image_format}",
+                "url": f"http://res.cloudinary.com/{self.cloud_name}/image/{asset_type}/v{version}/{public_id}.{image_format}",
+                "secure_url": f"https://res.cloudinary.com/{self.cloud_name}/image/{asset_type}/v{version}/{public_id}.{image_format}",
                 "folder": fields.get("folder", ""),
                 "original_filename": public_id.rsplit("/", 1)[-1],
                 "api_key": self.api_key,
             }
             self.assets[public_id] = answer
+            self.asset_bytes[public_id] = file_bytes
         return 200, answer
 
     def _destroy(self, fields: dict[str, str]) -> tuple[int, dict[str, Any]]:
         public_id = fields.get("public_id", "")
         with self._lock:
             self.destroys.append(dict(fields))
-            found = self.assets.pop(public_id, None)
+            asset = self.assets.get(public_id)
+            found = asset is not None and asset["type"] == (fields.get("type") or "upload")
+            if found:
+                del self.assets[public_id]
+                self.asset_bytes.pop(public_id, None)
         return 200, {"result": "ok" if found else "not found"}
+
+    def _rename(self, fields: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        old, new = fields.get("from_public_id", ""), fields.get("to_public_id", "")
+        with self._lock:
+            self.renames.append(dict(fields))
+            asset = self.assets.get(old)
+            if asset is None or asset["type"] != (fields.get("type") or "upload"):
+                return 404, {"error": {"message": f"Resource not found - {old}"}}
+            if new in self.assets and fields.get("overwrite") not in ("1", "true"):
+                return 400, {"error": {"message": f"to_public_id {new} already exists"}}
+            to_type = fields.get("to_type") or asset["type"]
+            answer = {**self.assets.pop(old), "public_id": new, "type": to_type}
+            for key in ("url", "secure_url"):
+                answer[key] = answer[key].replace(f"/image/{asset['type']}/", f"/image/{to_type}/").replace(old, new)
+            self.assets[new] = answer
+            self.asset_bytes[new] = self.asset_bytes.pop(old)
+        return 200, answer
+
+    def download(self, raw_path: str) -> tuple[int, bytes]:
+        """A private download URL (`cloudinary.utils.private_download_url`)."""
+        from urllib.parse import parse_qsl, urlsplit
+
+        parts = urlsplit(raw_path)
+        if parts.path.rstrip("/") != f"/v1_1/{self.cloud_name}/image/download":
+            return 404, b'{"error": {"message": "Not found"}}'
+        fields = dict(parse_qsl(parts.query))
+        signed = {key: value for key, value in fields.items() if key not in UNSIGNED_PARAMS}
+        if fields.get("api_key") != self.api_key or fields.get("signature") != expected_signature(
+            signed, self.api_secret
+        ):
+            return 401, b'{"error": {"message": "Invalid Signature"}}'
+        if int(fields.get("expires_at") or 0) < time.time():
+            return 401, b'{"error": {"message": "Expired"}}'
+        with self._lock:
+            self.downloads.append(fields)
+            asset = self.assets.get(fields.get("public_id", ""))
+            if asset is None or asset["type"] != (fields.get("type") or "upload"):
+                return 404, b'{"error": {"message": "Resource not found"}}'
+            return 200, self.asset_bytes[asset["public_id"]]
+
+    def delivered(self, url: str) -> bool:
+        """Would res.cloudinary.com serve `url` now? `upload` assets by their URL;
+        `authenticated` ones only with the URL signature Cloudinary's SDK computes."""
+        import base64
+        from urllib.parse import urlsplit
+
+        path = urlsplit(url).path.strip("/").split("/")
+        if len(path) < 4 or path[0] != self.cloud_name or path[1] != "image":
+            return False
+        asset_type, rest = path[2], path[3:]
+        signature = rest.pop(0) if rest and rest[0].startswith("s--") else None
+        if rest and rest[0].startswith("v") and rest[0][1:].isdigit():
+            rest = rest[1:]  # the version is not signed
+        to_sign = "/".join(rest)
+        public_id = "/".join(rest).rsplit(".", 1)[0]
+        with self._lock:
+            asset = self.assets.get(public_id)
+        if asset is None or asset["type"] != asset_type:
+            return False
+        if asset_type == "upload":
+            return True
+        digest = hashlib.sha1((to_sign + self.api_secret).encode()).digest()  # noqa: S324 - Cloudinary's scheme
+        return signature == "s--" + base64.urlsafe_b64encode(digest)[:8].decode() + "--"
 
     def _fetch(self, url: str) -> tuple[int, bytes | None]:
         import httpx

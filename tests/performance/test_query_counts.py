@@ -10,7 +10,7 @@ call of a token touches `last_used_at` (one UPDATE, at most once a minute per to
 the first quota read of a UTC day writes the daily allowance.
 
 The PostgreSQL plan tests pin the two index rules: a deep keyset cursor seeks in its
-index (the redundant `created_at <= c` in selectors._page), and newest-first lists over
+index (the redundant `created_at <= c` in selectors.keyset_page), and newest-first lists over
 every row read an index instead of sorting the table.
 """
 

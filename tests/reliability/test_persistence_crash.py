@@ -44,7 +44,7 @@ def _assert_saved_once_and_charged_once(generation: Generation, cloudinary) -> N
     generation.refresh_from_db()
     assert generation.status == Generation.Status.SUCCEEDED
     media = generation.media.get()
-    assert media.persisted and media.url.startswith("https://res.cloudinary.com/")
+    assert media.persisted and media.url == f"/images/{media.storage_key}"  # private delivery (storage.py)
     assert media.storage_key in cloudinary.assets
     assert entries(generation, "capture") == 1 and entries(generation, "refund") == 0
 

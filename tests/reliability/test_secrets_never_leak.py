@@ -164,7 +164,7 @@ def test_no_secret_reaches_logs_pages_answers_or_readable_rows(
         f"/g/{good.pk}/",
         f"/g/{failed.pk}/",
         f"/g/{unsaved.pk}/",
-        f"/i/{media.pk}/",
+        f"/i/{media.share_id}",
         "/accounts/",
         "/feed/",
     ]:

@@ -75,7 +75,7 @@ def test_history_detail_and_card_escape_the_prompt(user, hostile_generation):
 def test_the_share_page_and_feed_escape_the_prompt_and_the_author_name(client, hostile_generation):
     _, media = hostile_generation
 
-    share = _assert_escaped(client.get(f"/i/{media.pk}/"), shows_prompt=True)
+    share = _assert_escaped(client.get(f"/i/{media.share_id}"), shows_prompt=True)
     assert "&lt;script&gt;alert(&#x27;name&#x27;)" in share, "the author's name is shown, escaped"
     _assert_escaped(client.get("/feed/"), shows_prompt=False)
     _assert_escaped(client.get("/feed/", HTTP_HX_REQUEST="true"), shows_prompt=False)
@@ -156,7 +156,7 @@ def test_every_page_has_a_csp_that_forbids_inline_script_and_uses_none(user, hos
     pages = [
         (visitor, "/"),
         (visitor, "/feed/"),
-        (visitor, f"/i/{media.pk}/"),
+        (visitor, f"/i/{media.share_id}"),
         (visitor, "/accounts/sign-in/"),
         (visitor, "/no-such-page/"),
         (owner, "/"),

@@ -361,7 +361,7 @@ def main() -> int:  # noqa: C901 - one scenario, read top to bottom
             check(body["status"] == "succeeded", f"generation {body['id']} ended {body['status']}: {body['error']}")
             check(body["images"], f"generation {body['id']} has no images")
             for image in body["images"]:
-                check(image["url"].startswith("https://res.cloudinary.com/"), f"not on Cloudinary: {image['url']}")
+                check("/images/stefna/generated/" in image["url"], f"not on Cloudinary: {image['url']}")
         stored = {asset["secure_url"] for asset in cloudinary.assets.values()}
         for body in finished:
             for image in body["images"]:

@@ -1,0 +1,70 @@
+"""Share pages: /i/<share_id>, a public image shown large, with the tags chat apps and
+social networks read to unfurl a link (Open Graph, Twitter cards).
+
+Images that are private, hidden by staff, deleted or never existed answer the 404 page,
+in the visitor's language. The owner also sees their private image's page, marked as
+visible to them only, so they can check it before making it public.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import translation
+from django.utils.http import urlencode
+from django.views.decorators.http import require_GET
+
+from presets.selectors import preset_by_slug
+from stefna.errors import NotFound
+from stefna.requests import signed_in_user
+
+from . import selectors
+
+# Open Graph wants a territory: og:locale="id_ID".
+OG_LOCALES = {"en": "en_US", "id": "id_ID"}
+
+
+def _absolute(request: HttpRequest, url: str) -> str:
+    return request.build_absolute_uri(url)
+
+
+@require_GET
+def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
+    try:
+        media = selectors.media_get_by_share_id(share_id=share_id, viewer=signed_in_user(request))
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    generation = media.generation
+    preset = preset_by_slug(slug=generation.preset_slug)
+    preset_name = preset.display_name if preset else (generation.preset_name or generation.preset_slug)
+    studio = f"{reverse('studio')}?{urlencode({'preset': generation.preset_slug})}"
+    if request.user.is_authenticated:
+        make_your_own = studio
+    else:
+        make_your_own = f"{reverse('accounts:sign_in')}?{urlencode({'next': studio})}"
+    page_url = _absolute(request, reverse("share_page", args=[media.share_id]))
+    language = (translation.get_language() or "en").split("-")[0]
+    context = {
+        "media": media,
+        "generation": generation,
+        "preset_name": preset_name,
+        "author": media.user.public_name,
+        "absolute_image_url": _absolute(request, media.url),
+        "absolute_page_url": page_url,
+        "make_your_own_url": make_your_own,
+        "is_owner": media.user_id == getattr(request.user, "pk", None),
+        "og_locale": OG_LOCALES.get(language, "en_US"),
+        "og_locale_alternates": [code for lang, code in OG_LOCALES.items() if lang != language],
+    }
+    return render(request, "generation/share.html", context)
+
+
+@require_GET
+def legacy_share_page(request: HttpRequest, media_id: str) -> HttpResponse:
+    """/i/<media uuid>/, the first share address: links already out there keep working."""
+    try:
+        media = selectors.media_get_shared(media_id=media_id, viewer=signed_in_user(request))
+    except NotFound as exc:
+        raise Http404(exc.message) from exc
+    return HttpResponsePermanentRedirect(reverse("share_page", args=[media.share_id]))

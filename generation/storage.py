@@ -1,0 +1,219 @@
+"""Names and delivery of stored images: unguessable, and private unless made public.
+
+Names. Every stored object gets at least 128 bits of randomness in its name:
+- a source photo: `sources/<160 random bits>.<ext>`;
+- a result: `generated/<name>.<ext>` locally, `stefna/generated/<name>` at Cloudinary,
+  where `<name>` is an HMAC of the generation id and image index under a key derived
+  from SECRET_KEY (160 bits). It must be derivable, not drawn: the pipeline copies a
+  result before its row exists, and a retry after a crash must land on the same name
+  (both stores overwrite) rather than leave an orphan. Without the secret a name
+  cannot be derived from the generation id the way `{kind}_{id}_{n}` could.
+- a result renamed when it is made private again: a fresh random name, so that any
+  address that leaked (or that a CDN cached) while it was public stops working.
+
+Delivery. Source photos and private results reach only their owner and staff:
+- local files through `stefna.media.serve_media`, which checks ownership per request;
+- Cloudinary assets are uploaded as `type=authenticated` (never public `upload`), and
+  addressed as `/images/<public id>`: that view redirects the owner (or staff) to a
+  signed download URL that expires in PRIVATE_URL_SECONDS, and anyone to the signed
+  delivery URL when the image is public (stable and cacheable by a CDN).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db.models import Q
+
+from .models import Generation, Media
+
+logger = logging.getLogger("generation.storage")
+
+RESULTS_FOLDER = "generated"
+SOURCES_FOLDER = "sources"
+CLOUDINARY_TYPE = "authenticated"
+PRIVATE_URL_SECONDS = 300
+PUBLIC_CACHE_SECONDS = 3600
+
+
+def random_name() -> str:
+    return secrets.token_hex(20)  # 160 bits
+
+
+def source_name(*, extension: str) -> str:
+    return f"{SOURCES_FOLDER}/{random_name()}.{extension}"
+
+
+def result_name(generation_id: object, index: int) -> str:
+    key = hmac.new(settings.SECRET_KEY.encode(), b"stefna result names", hashlib.sha256).digest()
+    return hmac.new(key, f"{generation_id}:{index}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+# --- Who may see what ----------------------------------------------------------------------
+
+
+def may_view_media(user: Any, media: Media) -> bool:
+    if media.is_public and not media.hidden and media.generation.deleted_at is None:
+        return True
+    return bool(user and user.is_authenticated and (user.is_staff or media.user_id == user.pk))
+
+
+def may_view_generation_source(user: Any, generation: Generation) -> bool:
+    return bool(user and user.is_authenticated and (user.is_staff or generation.user_id == user.pk))
+
+
+def media_for_name(name: str) -> Media | None:
+    """The result stored locally as `name` (its storage key, or fal's offline output path)."""
+    return (
+        Media.objects.select_related("generation")
+        .filter(Q(storage_key=name) | Q(original_url=settings.MEDIA_URL + name))
+        .first()
+    )
+
+
+def media_for_cloudinary(public_id: str) -> Media | None:
+    return Media.objects.select_related("generation").filter(storage_key=public_id, persisted=True).first()
+
+
+def generation_for_source(name: str) -> Generation | None:
+    return Generation.objects.filter(source_image=name).first()
+
+
+# --- Cloudinary ----------------------------------------------------------------------------
+
+
+def cloudinary_address(public_id: str) -> str:
+    """What a Cloudinary result's `url` is: our checking view, never Cloudinary's own URL."""
+    return f"/images/{public_id}"
+
+
+def cloudinary_redirect(media: Media, *, public: bool) -> str:
+    """Where the view sends the browser for a Cloudinary asset."""
+    from .persistence import configure_cloudinary
+
+    configure_cloudinary()
+    import cloudinary.utils
+
+    if public:
+        # Signed delivery URL of the authenticated asset: stable (the CDN caches it),
+        # and dead once the asset is renamed (made private again).
+        url, _ = cloudinary.utils.cloudinary_url(
+            media.storage_key, type=CLOUDINARY_TYPE, sign_url=True, secure=True, format=_format(media)
+        )
+        return str(url)
+    return str(
+        cloudinary.utils.private_download_url(
+            media.storage_key,
+            _format(media),
+            type=CLOUDINARY_TYPE,
+            expires_at=int(time.time()) + PRIVATE_URL_SECONDS,
+        )
+    )
+
+
+def _format(media: Media) -> str:
+    return {"image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}.get(media.content_type, "png")
+
+
+# --- Visibility -----------------------------------------------------------------------------
+
+
+def media_unpublish(media: Media) -> None:
+    """Take a stored result out of every public address after it was made private.
+
+    It moves to a fresh random name: any address that leaked while it was public, or a
+    copy a CDN cached, stops working. Best effort: a failure is logged, and the
+    ownership check still refuses everyone else at our own addresses.
+    """
+    if not (media.persisted and media.storage_key):
+        return
+    from . import persistence
+
+    old_key = media.storage_key
+    try:
+        if persistence.is_cloudinary_key(old_key):
+            new_key = _cloudinary_rename(old_key)
+            url = cloudinary_address(new_key)
+        else:
+            new_key, url = _local_rename(old_key)
+    except Exception:
+        logger.exception("could not move %s to a new name after it was made private", old_key)
+        return
+    Media.objects.filter(pk=media.pk, storage_key=old_key).update(storage_key=new_key, url=url)
+    media.storage_key, media.url = new_key, url
+
+
+def _cloudinary_rename(old_key: str, *, from_type: str = CLOUDINARY_TYPE) -> str:
+    from .persistence import configure_cloudinary
+
+    configure_cloudinary()
+    import cloudinary.uploader
+
+    new_key = f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{random_name()}"
+    answer = cloudinary.uploader.rename(
+        old_key,
+        new_key,
+        type=from_type,
+        to_type=CLOUDINARY_TYPE,
+        invalidate=True,
+        timeout=settings.CLOUDINARY_TIMEOUT_SECONDS,
+    )
+    return str(answer["public_id"])
+
+
+def _local_rename(old_key: str) -> tuple[str, str]:
+    extension = old_key.rsplit(".", 1)[-1] if "." in old_key.rsplit("/", 1)[-1] else "png"
+    folder = old_key.rsplit("/", 1)[0] if "/" in old_key else RESULTS_FOLDER
+    with default_storage.open(old_key, "rb") as file:
+        new_key = default_storage.save(f"{folder}/{random_name()}.{extension}", file)
+    default_storage.delete(old_key)
+    return new_key, default_storage.url(new_key)
+
+
+# --- Renaming what was stored under guessable names -------------------------------------
+
+UNGUESSABLE = re.compile(r"(?:^|/)[0-9a-f]{40}(?:\.[a-z0-9]+)?$")
+
+
+def is_unguessable(key: str) -> bool:
+    return bool(UNGUESSABLE.search(key))
+
+
+def source_rename(generation: Generation) -> bool:
+    """Move a source photo stored under an old, guessable name; False if nothing to do."""
+    old = generation.source_image.name
+    if not old or is_unguessable(old) or not default_storage.exists(old):
+        return False
+    extension = old.rsplit(".", 1)[-1].lower() if "." in old else "jpg"
+    with default_storage.open(old, "rb") as file:
+        new = default_storage.save(source_name(extension=extension), file)
+    Generation.objects.filter(pk=generation.pk, source_image=old).update(source_image=new)
+    default_storage.delete(old)
+    return True
+
+
+def media_rename(media: Media) -> bool:
+    """Move a stored result from an old name (`{kind}_{generation id}_{n}`, and at
+    Cloudinary the public `upload` type) to a random name and private delivery."""
+    from . import persistence
+
+    old = media.storage_key
+    if not (media.persisted and old) or is_unguessable(old):
+        return False
+    if persistence.is_cloudinary_key(old):
+        new = _cloudinary_rename(old, from_type="upload")
+        url = cloudinary_address(new)
+    else:
+        if not default_storage.exists(old):
+            return False
+        new, url = _local_rename(old)
+    Media.objects.filter(pk=media.pk, storage_key=old).update(storage_key=new, url=url)
+    return True

@@ -1,0 +1,181 @@
+"""Request bodies are bounded before anything reads them, and refused politely.
+
+A body declared larger than the caller may send is answered 413 at once, with the
+API's JSON error under /api/ and a readable page elsewhere. Anonymous callers (no
+session cookie, no bearer token that checks out) may send ANONYMOUS_MAX_BODY_BYTES:
+sign-in forms and webhooks are small, so a stranger cannot make us read 200 MB.
+Signed-in callers may send MAX_REQUEST_BODY_BYTES (a photo at the upload limit, as
+base64 JSON or multipart).
+
+After the answer is written the rest of the body is read and thrown away, up to
+DRAIN_MAX_BYTES and DRAIN_MAX_SECONDS, before the server closes the connection (what
+nginx's lingering close does). Clients that send the whole body before reading the
+answer (Python's urllib, many SDKs) otherwise get a broken pipe instead of the 413.
+The drain runs from the response's close(), which WSGI servers call after sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.translation import gettext as _
+
+logger = logging.getLogger("stefna.body_limits")
+
+CHUNK = 256 * 1024
+
+
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return max(0, int(request.META.get("CONTENT_LENGTH") or 0))
+    except ValueError:
+        return 0  # Django then reads no body at all
+
+
+def _may_send_large_bodies(request: HttpRequest) -> bool:
+    """A signed-in session or a valid API token. Only asked for bodies over the anonymous bound."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return True
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.lower().startswith("bearer "):
+        from stefna.accounts.services import api_token_authenticate
+
+        return api_token_authenticate(header[7:].strip()) is not None
+    return False
+
+
+def _drain(request: HttpRequest, declared: int, *, anonymous: bool) -> None:
+    stream: Any = getattr(request, "_stream", None)
+    if stream is None:
+        return
+    # Strangers get no more reading than their bound: their client may see a broken pipe.
+    budget = min(declared, settings.ANONYMOUS_MAX_BODY_BYTES if anonymous else settings.DRAIN_MAX_BYTES)
+    deadline = time.monotonic() + settings.DRAIN_MAX_SECONDS
+    # gunicorn hands us its socket: a client that declares a body and sends nothing must
+    # not hold the worker until gunicorn's own timeout kills it.
+    sock = request.META.get("gunicorn.socket")
+    read = 0
+    try:
+        while read < budget:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if sock is not None:
+                sock.settimeout(remaining)
+            chunk = stream.read(min(CHUNK, budget - read))
+            if not chunk:
+                break
+            read += len(chunk)
+    except OSError:
+        pass  # timed out, or the client went away: nothing left to be polite to
+    logger.info("refused body drained: %s of %s bytes", read, declared)
+
+
+def _too_large(request: HttpRequest, *, limit: int, anonymous: bool) -> HttpResponse:
+    limit_mb = f"{limit / (1024 * 1024):g}"
+    if anonymous:
+        message = _("The request is too large: without signing in a request may carry at most %(mb)s MB.") % {
+            "mb": limit_mb
+        }
+    else:
+        message = _("The request is too large: the limit is %(mb)s MB. Please send a smaller photo.") % {"mb": limit_mb}
+    if request.path.startswith("/api/"):
+        body = {"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}}
+        return JsonResponse(body, status=413)
+    return render(request, "413.html", {"message": message}, status=413)
+
+
+class BodyLimitMiddleware:
+    """Must come after AuthenticationMiddleware (it asks who is sending)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        declared = _declared_length(request)
+        if declared > settings.ANONYMOUS_MAX_BODY_BYTES:
+            anonymous = not _may_send_large_bodies(request)
+            limit = settings.ANONYMOUS_MAX_BODY_BYTES if anonymous else settings.MAX_REQUEST_BODY_BYTES
+            if declared > limit:
+                response = _too_large(request, limit=limit, anonymous=anonymous)
+                response._resource_closers.append(lambda: _drain(request, declared, anonymous=anonymous))  # type: ignore[attr-defined]
+                return response
+        return self.get_response(request)
+
+
+class BoundedBodyASGI:
+    """The same bound in front of Django's ASGI handler, which reads a whole body (to a
+    temporary file) before any middleware runs.
+
+    Who is signed in can't be known here, so a request carrying an Authorization
+    header or a session cookie gets the signed-in bound (and the middleware above then
+    checks that the token or session is real). Over the bound the body is drained
+    first, within the same byte and time bounds, and then answered 413: an ASGI server
+    stops reading once the answer is sent, so the order is the other way round from WSGI.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.lower(): value for name, value in scope.get("headers", [])}
+        try:
+            declared = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            declared = 0
+        cookie = headers.get(b"cookie", b"").decode("latin-1")
+        looks_signed_in = b"authorization" in headers or f"{settings.SESSION_COOKIE_NAME}=" in cookie
+        limit = settings.MAX_REQUEST_BODY_BYTES if looks_signed_in else settings.ANONYMOUS_MAX_BODY_BYTES
+        if declared <= limit:
+            await self.app(scope, receive, send)
+            return
+        await _drain_asgi(receive, budget=min(declared, settings.DRAIN_MAX_BYTES if looks_signed_in else limit))
+        limit_mb = f"{limit / (1024 * 1024):g}"
+        if looks_signed_in:
+            message = f"The request is too large: the limit is {limit_mb} MB. Please send a smaller photo."
+        else:
+            message = f"The request is too large: without signing in a request may carry at most {limit_mb} MB."
+        if scope.get("path", "").startswith("/api/"):
+            body = json.dumps({"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}})
+            content_type = b"application/json"
+        else:
+            body, content_type = message, b"text/plain; charset=utf-8"
+        data = body.encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(data)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+
+async def _drain_asgi(receive: Any, *, budget: int) -> None:
+    deadline = time.monotonic() + settings.DRAIN_MAX_SECONDS
+    read = 0
+    while read < budget:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            message = await asyncio.wait_for(receive(), timeout=remaining)
+        except TimeoutError:
+            break
+        if message.get("type") != "http.request":
+            break
+        read += len(message.get("body", b""))
+        if not message.get("more_body"):
+            break

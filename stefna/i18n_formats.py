@@ -1,0 +1,33 @@
+"""Prices in the active language (Django formats dates and numbers, but not money).
+
+Kept free of app imports: models (credits' `format_price`) and template filters use it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.utils import translation
+from django.utils.formats import number_format
+
+# Symbols as each language's readers expect them; an unknown currency shows its code.
+CURRENCY_SYMBOLS = {
+    "en": {"usd": "$", "eur": "€", "gbp": "£", "idr": "Rp"},
+    "id": {"usd": "US$", "eur": "€", "gbp": "£", "idr": "Rp"},
+}
+# Stripe's zero-decimal currencies: their prices have no minor unit.
+ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+
+
+def format_money(minor_units: int, currency: str) -> str:
+    """A price in the active language: 499 "usd" → "$4.99" (English), "US$4,99" (Indonesian)."""
+    currency = (currency or "usd").lower()
+    decimals = 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
+    amount = Decimal(int(minor_units)).scaleb(-decimals)
+    # Whole rupiah prices read without ",00"; cents always show for dollars and euros.
+    if currency == "idr" and amount == amount.to_integral_value():
+        decimals = 0
+    language = (translation.get_language() or "en").split("-")[0]
+    symbol = CURRENCY_SYMBOLS.get(language, CURRENCY_SYMBOLS["en"]).get(currency, currency.upper() + " ")
+    number = number_format(amount, decimal_pos=decimals, use_l10n=True, force_grouping=True)
+    return f"{symbol}{number}"

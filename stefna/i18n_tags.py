@@ -1,0 +1,113 @@
+"""Template filters that format for the active language: `{% load stefna_i18n %}`.
+
+Dates and plain numbers use Django's own localisation (`date:"DATE_FORMAT"`,
+`intcomma`, `localize`); prices need a currency, which Django does not format.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from django import template
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from stefna.i18n_formats import format_money
+
+register = template.Library()
+
+
+@register.filter
+def money(minor_units: int | None, currency: str = "usd") -> str:
+    """`499|money:"usd"` → "$4.99" in English, "US$4,99" in Bahasa Indonesia."""
+    return "" if minor_units is None else format_money(minor_units, currency)
+
+
+# --- Text stored in English, shown in the visitor's language ------------------------------
+# A generation keeps its preset's English name (history must not change when staff rename
+# a preset) and the pipeline writes its progress lines in English (they are also the API's
+# `logs`, read by scripts). Pages translate them when they show them.
+
+_PRESET_NAMES: dict[str, tuple[float, dict[str, Any]]] = {}
+_PRESET_NAMES_SECONDS = 60.0
+
+
+def _preset_names() -> dict[str, Any]:
+    """slug → preset, cached per process for a minute: one query however many cards a page has."""
+    from presets.models import Preset
+
+    cached = _PRESET_NAMES.get("all")
+    now = time.monotonic()
+    if cached is None or now - cached[0] > _PRESET_NAMES_SECONDS:
+        presets = {preset.slug: preset for preset in Preset.objects.only("slug", "name", "name_id")}
+        _PRESET_NAMES["all"] = cached = (now, presets)
+    return cached[1]
+
+
+@register.filter
+def preset_label(slug: str, stored_name: str = "") -> str:
+    """`g.preset_slug|preset_label:g.preset_name`: the preset's name in the active language.
+
+    In English the generation's own copy is shown (no lookup at all); in another language,
+    the preset's translation, else that copy.
+    """
+    language = (translation.get_language() or "en").split("-")[0]
+    if language == "en" or not slug:
+        return stored_name or slug
+    preset = _preset_names().get(slug)
+    localized = getattr(preset, f"name_{language}", "") if preset is not None else ""
+    return localized or stored_name or slug
+
+
+def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
+    return [
+        (re.compile(r"^Queued$"), lambda m: _("Queued")),
+        (re.compile(r"^Done$"), lambda m: _("Done")),
+        (re.compile(r"^(?P<model>.+) is working on it$"), lambda m: _("%(model)s is working on it") % m.groupdict()),
+        (
+            re.compile(r"^(?P<model>.+) finished: (?P<count>\d+) images?; saving$"),
+            lambda m: (
+                ngettext(
+                    "%(model)s finished: %(count)d image; saving",
+                    "%(model)s finished: %(count)d images; saving",
+                    int(m["count"]),
+                )
+                % {"model": m["model"], "count": int(m["count"])}
+            ),
+        ),
+        (re.compile(r"^Canceled; your credits were refunded$"), lambda m: _("Canceled; your credits were refunded")),
+        (re.compile(r"^Refunded by staff$"), lambda m: _("Refunded by staff")),
+        (
+            re.compile(r"^Retried by staff; starting again with the first model$"),
+            lambda m: _("Retried by staff; starting again with the first model"),
+        ),
+        (
+            re.compile(r"^Offline preview: no FAL_KEY, rendering locally$"),
+            lambda m: _("Offline preview: no FAL_KEY, rendering locally"),
+        ),
+        (re.compile(r"^Loading your photo$"), lambda m: _("Loading your photo")),
+        (re.compile(r"^Applying the (?P<look>.+) look$"), lambda m: _("Applying the %(look)s look") % m.groupdict()),
+        (
+            re.compile(r"^(?P<model>.+) is busy \((?P<reason>.*)\); trying again shortly$"),
+            lambda m: _("%(model)s is busy (%(reason)s); trying again shortly") % m.groupdict(),
+        ),
+        (
+            re.compile(r"^(?P<model>.+?) failed: (?P<reason>.*)$"),
+            lambda m: _("%(model)s failed: %(reason)s") % m.groupdict(),
+        ),
+    ]
+
+
+@register.filter
+def log_message(message: str) -> str:
+    """A pipeline progress line in the active language; lines from fal itself pass as they are."""
+    if (translation.get_language() or "en").startswith("en"):
+        return message
+    for pattern, render in _log_patterns():
+        match = pattern.match(message or "")
+        if match:
+            return str(render(match))
+    return message

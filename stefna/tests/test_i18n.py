@@ -1,0 +1,295 @@
+"""Which language Stefna speaks: the account's choice, else the switcher's cookie, else
+Accept-Language, else English; the API follows Accept-Language alone and keeps its codes."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from django.core import mail
+from django.template import Context, Template
+from django.utils import translation
+
+from stefna.accounts.models import User
+from stefna.i18n_tags import money, preset_label
+
+pytestmark = pytest.mark.django_db
+
+INDONESIAN = "id-ID,id;q=0.9,en;q=0.4"
+
+
+def heading(response) -> str:
+    match = re.search(r"<h1>(.*?)</h1>", response.content.decode(), flags=re.S)
+    assert match, "the page has no <h1>"
+    return match.group(1).strip()
+
+
+def test_pages_follow_accept_language(client):
+    assert heading(client.get("/accounts/sign-in/", HTTP_ACCEPT_LANGUAGE=INDONESIAN)) == "Masuk ke Stefna"
+    response = client.get("/accounts/sign-in/", HTTP_ACCEPT_LANGUAGE="en-GB,en;q=0.8")
+    assert heading(response) == "Sign in to Stefna"
+    assert response["Content-Language"] == "en"
+    assert "Accept-Language" in response["Vary"]
+
+
+@pytest.mark.parametrize("header", ["xx-YY", "fr-FR,de;q=0.5", "", "*", "id-;;q=x", "en-XX"])
+def test_unknown_languages_fall_back_to_english(client, header):
+    response = client.get("/accounts/sign-in/", HTTP_ACCEPT_LANGUAGE=header)
+    assert response.status_code == 200
+    assert heading(response) == "Sign in to Stefna"
+
+
+def test_the_switcher_remembers_the_choice_for_visitors(client):
+    response = client.post("/language/", {"language": "id", "next": "/feed/"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert response.status_code == 302 and response["Location"] == "/feed/"
+    assert response.cookies["stefna_language"].value == "id"
+    page = client.get("/accounts/sign-in/", HTTP_ACCEPT_LANGUAGE="en")
+    assert heading(page) == "Masuk ke Stefna"
+    assert 'lang="id"' in page.content.decode()
+
+
+def test_the_switcher_returns_to_the_page_it_was_used_on(client):
+    response = client.post("/language/", {"language": "id"}, HTTP_REFERER="http://testserver/history/?kind=preset")
+    assert response["Location"] == "http://testserver/history/?kind=preset"
+    assert client.post("/language/", {"language": "id"}, HTTP_REFERER="https://evil.example/")["Location"] == "/"
+
+
+def test_the_switcher_falls_back_to_english_for_an_unknown_code_and_refuses_foreign_next(client):
+    response = client.post("/language/", {"language": "klingon", "next": "https://evil.example/"})
+    assert response["Location"] == "/"
+    assert response.cookies["stefna_language"].value == "en"
+
+
+def test_the_switcher_is_in_the_header_and_marks_the_current_language(client):
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE=INDONESIAN).content.decode()
+    assert 'action="/language/"' in page
+    assert re.search(r'value="id"[^>]*aria-pressed="true"', page)
+    assert re.search(r'value="en"[^>]*aria-pressed="false"', page)
+
+
+def test_a_signed_in_choice_is_saved_on_the_account_and_wins_everywhere(client, user):
+    client.force_login(user)
+    client.post("/language/", {"language": "id", "next": "/"})
+    user.refresh_from_db()
+    assert user.language == "id"
+    # Another browser, asking for English: the account's choice wins.
+    other = client.__class__()
+    other.force_login(user)
+    assert heading(other.get("/accounts/", HTTP_ACCEPT_LANGUAGE="en")) == "Akun"
+
+
+def test_signing_in_keeps_the_language_the_visitor_browsed_in(client):
+    client.post("/language/", {"language": "id"})
+    client.post("/accounts/sign-in/", {"email": "budi@example.com"})
+    code = re.search(r"\b(\d{6})\b", mail.outbox[-1].body).group(1)
+    client.post("/accounts/code/", {"code": code})
+    assert User.objects.get(email="budi@example.com").language == "id"
+
+
+def test_the_sign_in_email_is_written_in_the_visitors_language(client):
+    client.post("/accounts/sign-in/", {"email": "sari@example.com"}, HTTP_ACCEPT_LANGUAGE=INDONESIAN)
+    message = mail.outbox[-1]
+    assert message.subject.startswith("Kode masuk Stefna kamu: ")
+    assert "Kode masukmu adalah" in message.body
+    assert "berlaku 10 menit" in message.body
+    client.post("/accounts/sign-in/", {"email": "sam@example.com"}, HTTP_ACCEPT_LANGUAGE="en")
+    assert mail.outbox[-1].subject.startswith("Your Stefna sign-in code: ")
+
+
+def test_form_errors_are_translated(client, user):
+    client.force_login(user)
+    client.post("/language/", {"language": "id"})
+    page = client.post("/", {"preset": "oil_painting"}).content.decode()
+    assert "Pilih foto yang ingin diubah." in page
+
+
+def test_the_offline_banner_is_translated(client, settings):
+    settings.OFFLINE_MODE = True
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE=INDONESIAN).content.decode()
+    assert "Mode pratinjau offline:" in page
+    assert "Offline preview mode" not in page
+
+
+# --- the API -----------------------------------------------------------------------------
+
+
+def test_api_messages_follow_accept_language_and_codes_never_change(api_client):
+    from django.test import Client
+
+    anonymous = Client()
+    english = anonymous.get("/api/quota", HTTP_ACCEPT_LANGUAGE="en").json()
+    bahasa = anonymous.get("/api/quota", HTTP_ACCEPT_LANGUAGE=INDONESIAN).json()
+    assert english["code"] == bahasa["code"] == "unauthorized"
+    assert bahasa["message"] == "Masuk dulu atau kirim token API yang valid (Authorization: Bearer …)."
+    missing = api_client.get("/api/generations/00000000-0000-4000-8000-000000000000", HTTP_ACCEPT_LANGUAGE="id")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "not_found"
+    assert missing.json()["message"] == "Kreasi tidak ditemukan."
+    unknown = anonymous.get("/api/nope", HTTP_ACCEPT_LANGUAGE="id").json()
+    assert unknown["code"] == "not_found" and unknown["message"].startswith("Tidak ada rute API GET /api/nope")
+
+
+def test_the_api_ignores_the_page_language_choice(client, user, api_token):
+    client.force_login(user)
+    client.post("/language/", {"language": "id"})
+    # The browser's choice (account and cookie) says Indonesian; a script asking for English gets English.
+    answer = client.get("/api/nope", HTTP_ACCEPT_LANGUAGE="en").json()
+    assert answer["message"].startswith("There is no API route")
+
+
+def test_every_api_error_message_has_an_indonesian_translation():
+    """Each error class's default message, per stable code, reads in Bahasa Indonesia."""
+    from credits.exceptions import AlreadyReserved, AlreadySettled, InsufficientCredits
+    from generation.api import GenerationCanceled, GenerationFailed
+    from generation.exceptions import (
+        IdempotencyConflict,
+        ImageTooLarge,
+        ImageTooManyPixels,
+        InvalidTransition,
+        UnsupportedImage,
+    )
+    from stefna.accounts.services import CodeInvalid
+    from stefna.errors import DomainError, Forbidden, InvalidInput, NotFound, RateLimited, Unauthorized
+
+    classes = [
+        DomainError,
+        InvalidInput,
+        NotFound,
+        Forbidden,
+        Unauthorized,
+        RateLimited,
+        InsufficientCredits,
+        AlreadySettled,
+        AlreadyReserved,
+        GenerationFailed,
+        GenerationCanceled,
+        IdempotencyConflict,
+        ImageTooLarge,
+        ImageTooManyPixels,
+        InvalidTransition,
+        UnsupportedImage,
+        CodeInvalid,
+    ]
+    for error_class in classes:
+        english = error_class().message
+        with translation.override("id"):
+            error = error_class()
+        assert error.code == error_class.code
+        assert error.message != english, f"{error_class.__name__} ({error_class.code}) has no Indonesian message"
+
+
+# --- formats -----------------------------------------------------------------------------
+
+
+def render(source: str, **context) -> str:
+    return Template("{% load stefna_i18n %}" + source).render(Context(context))
+
+
+def test_dates_and_numbers_follow_the_language():
+    moment = datetime(2026, 3, 9, 14, 5, tzinfo=UTC)
+    with translation.override("en"):
+        assert render('{{ d|date:"DATE_FORMAT" }}', d=moment) == "March 9, 2026"
+        assert render("{{ n|floatformat:'g' }}", n=1234567) == "1,234,567"
+    with translation.override("id"):
+        assert render('{{ d|date:"DATE_FORMAT" }}', d=moment) == "9 Maret 2026"
+        assert render("{{ n|floatformat:'g' }}", n=1234567) == "1.234.567"
+
+
+def test_prices_are_formatted_for_the_language():
+    with translation.override("en"):
+        assert money(499, "usd") == "$4.99"
+        assert money(150000, "usd") == "$1,500.00"
+        assert money(4900000, "idr") == "Rp49,000"
+    with translation.override("id"):
+        assert money(499, "usd") == "US$4,99"
+        assert money(4900000, "idr") == "Rp49.000"
+        assert money(499, "eur") == "€4,99"
+        assert money(1000, "jpy") == "JPY 1.000"
+    assert money(None) == ""
+
+
+def test_a_generation_s_stored_preset_name_is_shown_in_the_language():
+    with translation.override("id"):
+        assert preset_label("oil_painting", "Oil painting") == "Lukisan cat minyak"
+        assert preset_label("gone_preset", "Old name") == "Old name"
+    with translation.override("en"):
+        assert preset_label("oil_painting", "Oil painting") == "Oil painting"
+
+
+# --- errors raised in English with figures ------------------------------------------------
+
+
+def post_generation(api_client, **data):
+    from tests.images import make_jpeg
+
+    payload = {"image": _upload(make_jpeg()), "preset": "oil_painting", **data}
+    return api_client.post("/api/generations", payload, HTTP_ACCEPT_LANGUAGE="id")
+
+
+def _upload(content: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("photo.jpg", content, content_type="image/jpeg")
+
+
+def test_insufficient_credits_reads_in_indonesian_with_its_figures(api_client, user):
+    from credits import ledger
+    from credits.models import CreditEntry
+    from credits.selectors import balance_of
+
+    ledger.ensure_daily_allowance(user=user)
+    ledger.grant(user=user, amount=-balance_of(user=user), reason=CreditEntry.Reason.ADJUST, note="test")
+    answer = post_generation(api_client)
+    assert answer.status_code == 402
+    body = answer.json()
+    assert body["code"] == "insufficient_credits"
+    assert body["message"].startswith("Ini butuh 2 kredit, sedangkan kreditmu 0. Kredit harianmu terisi lagi pukul ")
+
+
+def test_an_unknown_style_and_a_long_prompt_read_in_indonesian(api_client, settings):
+    unknown = post_generation(api_client, preset="no-such-style").json()
+    assert unknown["code"] == "invalid_input"
+    assert unknown["message"] == "Gaya itu tidak tersedia. Pilih salah satu gaya yang ada."
+    long = post_generation(api_client, preset="custom_prompt", prompt="x" * (settings.MAX_PROMPT_CHARS + 1)).json()
+    assert long["code"] == "invalid_input"
+    assert "Prompt-nya terlalu panjang" in long["message"] or "tidak valid" in long["message"]
+
+
+def test_an_unsupported_image_reads_in_indonesian(api_client):
+    from tests.images import make_image_bytes
+
+    gif = make_image_bytes(format="GIF")
+    answer = api_client.post(
+        "/api/generations",
+        {"image": _upload(gif), "preset": "oil_painting"},
+        HTTP_ACCEPT_LANGUAGE="id",
+    )
+    assert answer.status_code == 415
+    assert answer.json() == {
+        "code": "unsupported_image",
+        "message": "Gambar GIF belum didukung. Unggah foto JPEG, PNG, WebP, HEIC, atau AVIF.",
+        "detail": {"format": "GIF"},
+    }
+
+
+def test_english_messages_are_never_rewritten_and_unknown_ones_pass_through():
+    from stefna.errors import InvalidInput
+
+    english = "There is no active style called 'x'."
+    with translation.override("en"):
+        assert InvalidInput(english).message == english
+    with translation.override("id"):
+        assert InvalidInput(english).message == "Gaya itu tidak tersedia. Pilih salah satu gaya yang ada."
+        assert InvalidInput("Something specific, 42.").message == "Something specific, 42."
+        assert InvalidInput("Kodenya salah. Sisa 3 kali percobaan.").message == "Kodenya salah. Sisa 3 kali percobaan."
+
+
+def test_credit_pack_prices_follow_the_language():
+    from credits.models import format_price
+
+    with translation.override("en"):
+        assert format_price(499, "usd") == "$4.99"
+    with translation.override("id"):
+        assert format_price(499, "usd") == "US$4,99"
+        assert format_price(7500000, "idr") == "Rp75.000"

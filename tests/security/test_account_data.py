@@ -1,0 +1,217 @@
+"""Your data, your account: the export holds every row of the user and nothing of
+anyone else; deletion leaves no file, no Cloudinary asset, no token or session, keeps
+the money records without personal data, and frees the email for a new account."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core import mail
+from django.test import Client
+
+from credits import ledger
+from credits.models import CreditEntry
+from generation.models import Generation, Media
+from generation.tests.pipeline_helpers import run_worker, start_generation
+from presets.tests.factories import PresetFactory
+from stefna.accounts.models import ApiToken, User
+from stefna.accounts.services import api_token_create
+
+pytestmark = pytest.mark.django_db
+
+
+def _files() -> list[Path]:
+    root = Path(settings.MEDIA_ROOT)
+    return [path for path in root.rglob("*") if path.is_file()] if root.exists() else []
+
+
+@pytest.fixture
+def two_users_with_images(user, other_user, fake_fal):
+    preset = PresetFactory(kind="neo_glitch")
+    mine = [start_generation(user, preset, prompt=f"my secret prompt {n}") for n in range(2)]
+    theirs = start_generation(other_user, preset, prompt="grace's own prompt")
+    for generation in [*mine, theirs]:
+        run_worker(generation)
+    ledger.grant(user=user, amount=5, note="welcome")
+    return mine, theirs
+
+
+def _bearer(user) -> Client:
+    _, token = api_token_create(user=user, name="export")
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def test_the_export_has_every_row_of_the_user_and_nothing_of_anyone_else(user, other_user, two_users_with_images):
+    mine, theirs = two_users_with_images
+    response = _bearer(user).get("/api/me/export")
+    assert response.status_code == 200
+    data = response.json()
+    assert data["profile"]["email"] == user.email
+    assert {g["id"] for g in data["generations"]} == {str(g.pk) for g in Generation.objects.filter(user=user)}
+    assert {i["id"] for i in data["images"]} == {str(m.pk) for m in Media.objects.filter(user=user)}
+    assert {e["id"] for e in data["ledger"]} == set(CreditEntry.objects.filter(user=user).values_list("pk", flat=True))
+    assert len(data["images"]) == 2 and data["purchases"] == []
+    assert {g["prompt"] for g in data["generations"]} == {"my secret prompt 0", "my secret prompt 1"}
+    # The addresses work for their owner.
+    owner = Client()
+    owner.force_login(user)
+    for image in data["images"]:
+        assert owner.get(image["url"].removeprefix("http://testserver")).status_code == 200
+    text = response.content.decode()
+    for foreign in (other_user.email, str(other_user.pk), str(theirs.pk), "grace's own prompt"):
+        assert foreign not in text
+    for entry in CreditEntry.objects.filter(user=other_user):
+        assert entry.pk not in {e["id"] for e in data["ledger"]}
+
+
+def test_the_account_page_offers_both_and_the_download_is_a_json_file(user, two_users_with_images):
+    client = Client()
+    client.force_login(user)
+    page = client.get("/accounts/").content.decode()
+    assert "Download my data" in page and "Delete my account" in page
+    download = client.get("/accounts/export/")
+    assert download.status_code == 200
+    assert download["Content-Disposition"].startswith('attachment; filename="stefna-data-')
+    assert json.loads(download.content)["profile"]["email"] == user.email
+
+
+def test_a_wrong_confirmation_deletes_nothing(user, two_users_with_images):
+    client = _bearer(user)
+    before = (Generation.objects.count(), Media.objects.count(), len(_files()))
+    answer = client.delete("/api/me", data=json.dumps({"confirm": "someone@else.com"}), content_type="application/json")
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_input"
+    missing = client.delete("/api/me", data=json.dumps({}), content_type="application/json")
+    assert missing.status_code == 422
+    assert (Generation.objects.count(), Media.objects.count(), len(_files())) == before
+    assert User.objects.get(pk=user.pk).is_active
+
+
+def test_deleting_removes_files_tokens_sessions_and_keeps_money_records_anonymous(
+    user, other_user, two_users_with_images, django_capture_on_commit_callbacks
+):
+    mine, theirs = two_users_with_images
+    my_files = {settings.MEDIA_ROOT / g.source_image.name for g in mine} | {
+        settings.MEDIA_ROOT / m.storage_key for m in Media.objects.filter(user=user)
+    }
+    their_files = set(_files()) - my_files
+    assert my_files <= set(_files()) and their_files
+    entries = CreditEntry.objects.filter(user=user).count()
+    browser = Client()
+    browser.force_login(user)
+    api = _bearer(user)
+
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the deletion is committed
+        answer = api.delete(
+            "/api/me", data=json.dumps({"confirm": "  ADA@example.com "}), content_type="application/json"
+        )
+
+    assert answer.status_code == 204
+    assert set(_files()) == their_files, "none of the user's files remain; everyone else's do"
+    assert not Media.objects.filter(user=user).exists()
+    assert api.get("/api/me/export").status_code == 401, "tokens revoked"
+    assert not ApiToken.objects.filter(user_id=user.pk).exists()
+    assert browser.get("/accounts/").status_code == 302, "the session no longer signs in"
+    assert CreditEntry.objects.filter(user_id=user.pk).count() == entries, "money records stay"
+    tombstone = User.objects.get(pk=user.pk)
+    assert not tombstone.is_active and "ada" not in tombstone.email and tombstone.display_name == ""
+    for generation in Generation.objects.filter(user_id=user.pk):
+        assert generation.prompt == generation.prompt_sent == "" and not generation.source_image
+        assert "secret prompt" not in json.dumps(generation.logs)
+    assert Media.objects.filter(user=other_user).exists()
+
+
+def test_the_same_email_can_sign_up_again_as_a_new_account(user, two_users_with_images):
+    old_pk = user.pk
+    client = Client()
+    client.force_login(user)
+    response = client.post("/accounts/delete/", {"confirm": user.email})
+    assert response.status_code == 302
+    assert "_auth_user_id" not in client.session
+
+    client.post("/accounts/sign-in/", {"email": "ada@example.com"})
+    code = re.search(r"\b(\d{6})\b", mail.outbox[-1].body).group(1)
+    client.post("/accounts/code/", {"code": code})
+    fresh = User.objects.get(email="ada@example.com")
+    assert fresh.pk != old_pk and client.session["_auth_user_id"] == str(fresh.pk)
+    assert not Generation.objects.filter(user=fresh).exists()
+
+
+def test_the_page_refuses_a_mistyped_email(user, two_users_with_images):
+    client = Client()
+    client.force_login(user)
+    response = client.post("/accounts/delete/", {"confirm": "ada@example.co"}, follow=True)
+    assert "Type your account" in response.content.decode()
+    assert User.objects.get(pk=user.pk).is_active
+
+
+def test_deletion_leaves_no_cloudinary_asset_of_the_user(
+    user, other_user, fake_fal, fake_cloudinary, django_capture_on_commit_callbacks
+):
+    preset = PresetFactory(kind="neo_glitch")
+    mine = start_generation(user, preset)
+    theirs = start_generation(other_user, preset)
+    run_worker(mine), run_worker(theirs)
+    my_assets = set(Media.objects.filter(user=user).values_list("storage_key", flat=True))
+    assert my_assets and my_assets <= set(fake_cloudinary.assets)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = _bearer(user).delete(
+            "/api/me", data=json.dumps({"confirm": user.email}), content_type="application/json"
+        )
+
+    assert answer.status_code == 204
+    assert not my_assets & set(fake_cloudinary.assets)
+    assert set(Media.objects.filter(user=other_user).values_list("storage_key", flat=True)) <= set(
+        fake_cloudinary.assets
+    )
+
+
+def test_a_generation_in_flight_is_canceled_and_refunded_before_deletion(
+    user, fake_fal, django_capture_on_commit_callbacks
+):
+    generation = start_generation(user, PresetFactory(kind="neo_glitch"))
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = _bearer(user).delete(
+            "/api/me", data=json.dumps({"confirm": user.email}), content_type="application/json"
+        )
+    assert answer.status_code == 204
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.CANCELED
+    assert CreditEntry.objects.filter(generation=generation, reason="refund").exists()
+    run_worker(generation)
+    assert not Media.objects.filter(generation=generation).exists()
+    assert _files() == []
+
+
+def _purchase(user, pack):
+    from credits.models import Purchase
+
+    return Purchase.objects.create(
+        user=user, email=user.email, pack=pack, credits=pack.credits, price=pack.price, currency="usd"
+    )
+
+
+def test_purchases_are_exported_and_kept_without_the_email_after_deletion(
+    user, other_user, django_capture_on_commit_callbacks
+):
+    from credits.models import CreditPack, Purchase
+
+    pack = CreditPack.objects.create(slug="export-pack", name="Export pack", credits=10, price=199)
+    mine, theirs = _purchase(user, pack), _purchase(other_user, pack)
+    data = _bearer(user).get("/api/me/export").json()
+    assert [p["id"] for p in data["purchases"]] == [str(mine.pk)]
+    assert str(theirs.pk) not in json.dumps(data)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = _bearer(user).delete(
+            "/api/me", data=json.dumps({"confirm": user.email}), content_type="application/json"
+        )
+
+    assert answer.status_code == 204
+    kept = Purchase.objects.get(pk=mine.pk)
+    assert kept.email == "" and kept.price == 199 and kept.user_id == user.pk
+    assert Purchase.objects.get(pk=theirs.pk).email == other_user.email

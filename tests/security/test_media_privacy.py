@@ -1,0 +1,223 @@
+"""Private by default: unguessable names, and private results and every source photo
+reachable only by their owner and staff, by every address; public images stay
+cacheable; making one private again takes it out of public delivery."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import httpx
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from generation import storage
+from generation.models import Generation, Media
+from generation.tests.pipeline_helpers import run_worker, start_generation
+from presets.tests.factories import PresetFactory
+from stefna.accounts.services import api_token_create
+
+HEX40 = re.compile(r"[0-9a-f]{40}")
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def finished(user, fake_fal):
+    """One of the user's generations, finished, its result stored locally (private)."""
+    generation = start_generation(user, PresetFactory(kind="neo_glitch"))
+    run_worker(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    return generation, generation.media.get()
+
+
+def _client(user=None, *, staff=False) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def _media_urls(media: Media, generation: Generation) -> list[str]:
+    """Every way the result and the photo can be asked for."""
+    result = f"/media/{media.storage_key}"
+    source = f"/media/{generation.source_image.name}"
+    return [
+        result,
+        result + "?download=1",
+        result.replace("/media/", "/media//"),
+        f"/images/{media.storage_key}",
+        source,
+        source + "?x=1",
+        f"/i/{media.pk}/",  # the share page
+    ]
+
+
+def test_every_stored_name_has_at_least_128_random_bits_and_no_ids(finished, user):
+    generation, media = finished
+    source = generation.source_image.name
+    assert re.fullmatch(r"sources/[0-9a-f]{40}\.jpg", source), source
+    assert re.fullmatch(r"generated/[0-9a-f]{40}\.png", media.storage_key), media.storage_key
+    for name in (source, media.storage_key, media.url):
+        assert str(generation.pk) not in name and str(user.pk) not in name and generation.kind not in name
+    assert len({storage.random_name() for _ in range(100)}) == 100
+
+
+def test_another_user_and_strangers_get_404_from_every_address(finished, other_user):
+    generation, media = finished
+    for client in (_client(), _client(other_user)):
+        for url in _media_urls(media, generation):
+            response = client.get(url)
+            assert response.status_code == 404, (url, response.status_code)
+
+
+def test_the_owner_and_staff_see_the_private_result_and_photo_uncached(finished, user, staff):
+    generation, media = finished
+    _, token = api_token_create(user=user, name="api")
+    for client in (_client(user), _client(staff), Client(HTTP_AUTHORIZATION=f"Bearer {token}")):
+        for url in (f"/media/{media.storage_key}", f"/media/{generation.source_image.name}"):
+            response = client.get(url)
+            assert response.status_code == 200, url
+            assert response["Cache-Control"] == "private, no-store"
+            assert b"".join(response.streaming_content)[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1")
+
+
+def test_a_public_image_is_served_to_anyone_cacheably_and_made_private_again_is_gone(finished, user, other_user):
+    generation, media = finished
+    owner = _client(user)
+    assert owner.post(f"/i/{media.pk}/visibility/", {"is_public": "1"}).status_code in (200, 302)
+    public_url = f"/media/{media.storage_key}"
+    response = _client().get(public_url)
+    assert response.status_code == 200
+    assert response["Cache-Control"] == f"public, max-age={storage.PUBLIC_CACHE_SECONDS}"
+    assert "immutable" not in response["Cache-Control"]
+
+    _, token = api_token_create(user=user, name="api")
+    answer = Client(HTTP_AUTHORIZATION=f"Bearer {token}").patch(
+        f"/api/media/{media.pk}", data=json.dumps({"is_public": False}), content_type="application/json"
+    )
+    assert answer.status_code == 200
+
+    media.refresh_from_db()
+    assert media.storage_key != public_url.removeprefix("/media/"), "moved to a fresh name"
+    assert HEX40.search(media.storage_key)
+    for client in (_client(), _client(other_user), owner):
+        assert client.get(public_url).status_code == 404, "the address that was public is dead for everyone"
+    for client in (_client(), _client(other_user)):
+        for url in _media_urls(media, generation):
+            assert client.get(url).status_code == 404, url
+    assert owner.get(media.url).status_code == 200
+
+
+def test_nothing_else_under_media_root_is_served(finished, settings):
+    (settings.MEDIA_ROOT / "healthz").mkdir(parents=True, exist_ok=True)
+    (settings.MEDIA_ROOT / "healthz" / "probe.txt").write_text("ok")
+    assert _client().get("/media/healthz/probe.txt").status_code == 404
+    assert _client().get("/media/offline/").status_code == 404
+
+
+@pytest.fixture
+def cloudinary_result(user, fake_fal, fake_cloudinary):
+    generation = start_generation(user, PresetFactory(kind="neo_glitch"))
+    run_worker(generation)
+    return generation, generation.media.get()
+
+
+def test_cloudinary_results_are_uploaded_private_and_owners_get_a_short_lived_download(
+    cloudinary_result, fake_cloudinary, user, other_user
+):
+    generation, media = cloudinary_result
+    [upload] = fake_cloudinary.uploads
+    assert upload["type"] == "authenticated"
+    assert HEX40.fullmatch(upload["public_id"])
+    assert media.url == f"/images/{media.storage_key}"
+    assert fake_cloudinary.assets[media.storage_key]["type"] == "authenticated"
+    assert not fake_cloudinary.delivered(
+        fake_cloudinary.assets[media.storage_key]["secure_url"].replace("authenticated", "upload")
+    )
+
+    for client in (_client(), _client(other_user)):
+        assert client.get(media.url).status_code == 404
+    response = _client(user).get(media.url)
+    assert response.status_code == 302
+    assert response["Cache-Control"] == "private, no-store"
+    download = response["Location"]
+    assert download.startswith(fake_cloudinary.url + "/v1_1/") and "expires_at=" in download
+    fetched = httpx.get(download)
+    assert fetched.status_code == 200 and fetched.content[:4] == b"\x89PNG"
+    forged = re.sub(r"public_id=[^&]+", f"public_id={media.storage_key.replace('generated', 'other')}", download)
+    assert httpx.get(forged).status_code == 401
+
+
+def test_a_public_cloudinary_image_has_a_stable_signed_url_that_dies_when_made_private(
+    cloudinary_result, fake_cloudinary, user
+):
+    generation, media = cloudinary_result
+    owner = _client(user)
+    owner.post(f"/i/{media.pk}/visibility/", {"is_public": "1"})
+    first = _client().get(media.url)
+    second = _client().get(media.url)
+    assert first.status_code == 302 and first["Location"] == second["Location"], "stable"
+    assert first["Cache-Control"].startswith("public")
+    public_address = first["Location"]
+    assert fake_cloudinary.delivered(public_address)
+
+    owner.post(f"/i/{media.pk}/visibility/", {})  # private again
+    media.refresh_from_db()
+    [rename] = fake_cloudinary.renames
+    assert rename["invalidate"] in ("1", "true") and rename["to_type"] == "authenticated"
+    assert not fake_cloudinary.delivered(public_address), "the leaked public address is dead"
+    assert _client().get(media.url).status_code == 404
+    assert _client().get(f"/images/{rename['from_public_id']}").status_code == 404
+    assert owner.get(media.url).status_code == 302
+
+
+def test_the_rename_command_moves_guessable_names_and_is_idempotent(user, fake_fal, fake_cloudinary, settings):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from generation.tests.factories import GenerationFactory, MediaFactory
+
+    old_photo = default_storage.save(f"IMAGES_UPLOAD/{user.pk}/neo_glitch/photo.jpg", ContentFile(b"\xff\xd8\xffphoto"))
+    generation = GenerationFactory(user=user, source_image=old_photo)
+    old_result = default_storage.save(f"generated/neo_glitch_{generation.pk}_0.png", ContentFile(b"\x89PNGresult"))
+    local = MediaFactory(generation=generation, user=user, index=0, persisted=True, storage_key=old_result,
+                         url=default_storage.url(old_result))  # fmt: skip
+    # A Cloudinary asset uploaded the old way: public `upload` type, guessable id.
+    legacy_id = f"stefna/generated/neo_glitch_{generation.pk}_1"
+    fake_cloudinary.assets[legacy_id] = {"public_id": legacy_id, "type": "upload", "secure_url": "x", "url": "x"}
+    fake_cloudinary.asset_bytes[legacy_id] = b"\x89PNG"
+    remote = MediaFactory(generation=generation, user=user, index=1, persisted=True, storage_key=legacy_id)
+
+    call_command("rename_stored_media")
+
+    generation.refresh_from_db(), local.refresh_from_db(), remote.refresh_from_db()
+    assert storage.is_unguessable(generation.source_image.name) and not default_storage.exists(old_photo)
+    assert storage.is_unguessable(local.storage_key) and not default_storage.exists(old_result)
+    assert default_storage.open(local.storage_key).read() == b"\x89PNGresult"
+    assert local.url == default_storage.url(local.storage_key)
+    assert storage.is_unguessable(remote.storage_key) and remote.url == f"/images/{remote.storage_key}"
+    assert legacy_id not in fake_cloudinary.assets
+    assert fake_cloudinary.assets[remote.storage_key]["type"] == "authenticated"
+    names = (generation.source_image.name, local.storage_key, remote.storage_key)
+
+    call_command("rename_stored_media")  # again: nothing moves
+
+    generation.refresh_from_db(), local.refresh_from_db(), remote.refresh_from_db()
+    assert (generation.source_image.name, local.storage_key, remote.storage_key) == names
+    assert len(fake_cloudinary.renames) == 1
+
+
+def test_a_public_image_of_a_generation_removed_from_history_leaves_public_delivery(finished, user):
+    generation, media = finished
+    owner = _client(user)
+    owner.post(f"/i/{media.pk}/visibility/", {"is_public": "1"})
+    public_url = f"/media/{media.storage_key}"
+    assert _client().get(public_url).status_code == 200
+
+    owner.post(f"/g/{generation.pk}/delete/")
+
+    media.refresh_from_db()
+    assert not media.is_public and media.storage_key not in public_url
+    assert _client().get(public_url).status_code == 404
+    assert _client().get(f"/media/{media.storage_key}").status_code == 404
