@@ -9,31 +9,14 @@ import pytest
 from playwright.sync_api import expect
 
 from stefna.accounts.models import User
-from stefna.accounts.tests.test_google_sign_in import CLIENT_ID, CLIENT_SECRET
-from tests.fakes.oidc import FakeOIDCProvider
+from stefna.accounts.tests.test_google_sign_in import start_fake_google
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def fake_google(settings):
-    provider = FakeOIDCProvider(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-    settings.GOOGLE_CLIENT_ID = CLIENT_ID
-    settings.GOOGLE_CLIENT_SECRET = CLIENT_SECRET
-    settings.SOCIALACCOUNT_PROVIDERS = {
-        "openid_connect": {
-            "OAUTH_PKCE_ENABLED": True,
-            "APPS": [
-                {
-                    "provider_id": "google",
-                    "name": "Google",
-                    "client_id": CLIENT_ID,
-                    "secret": CLIENT_SECRET,
-                    "settings": {"server_url": provider.url, "fetch_userinfo": False},
-                }
-            ],
-        }
-    }
+    provider = start_fake_google(settings)
     # As settings.py does for GOOGLE_OIDC_SERVER_URL: the sign-in form may lead to the provider.
     settings.SECURE_CSP = {**settings.SECURE_CSP, "form-action": [*settings.SECURE_CSP["form-action"], provider.url]}
     yield provider

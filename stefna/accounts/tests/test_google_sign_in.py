@@ -20,8 +20,8 @@ CLIENT_ID = "stefna-test-client.apps.example"
 CLIENT_SECRET = "fake-google-secret"  # noqa: S105 - a test value
 
 
-@pytest.fixture
-def fake_google(settings):
+def start_fake_google(settings) -> FakeOIDCProvider:
+    """A fake OpenID Connect provider, with the settings pointing Google sign-in at it."""
     provider = FakeOIDCProvider(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
     settings.GOOGLE_CLIENT_ID = CLIENT_ID
     settings.GOOGLE_CLIENT_SECRET = CLIENT_SECRET
@@ -39,6 +39,12 @@ def fake_google(settings):
             ],
         }
     }
+    return provider
+
+
+@pytest.fixture
+def fake_google(settings):
+    provider = start_fake_google(settings)
     yield provider
     provider.stop()
 
