@@ -260,6 +260,9 @@ def main() -> int:  # noqa: C901 - one scenario, read top to bottom
                 "DJANGO_SETTINGS_MODULE": "stefna.settings",
                 "PYTHONPATH": str(ROOT),
                 "DEBUG": "0",
+                # As in the Dockerfile: each log line is one write, so the lines of two gunicorn
+                # workers sharing one log file never interleave mid-line.
+                "PYTHONUNBUFFERED": "1",
                 "SECRET_KEY": secrets.token_urlsafe(50),
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_url,
@@ -317,7 +320,7 @@ def main() -> int:  # noqa: C901 - one scenario, read top to bottom
             what="/healthz to answer 200 (web up, a worker's heartbeat written)",
         )
         body = health.json()
-        check(body["status"] == "ok" and body["database"] == "up", f"/healthz said {body}")
+        check(body["status"] == "ok" and body["checks"]["database"] == "up", f"/healthz said {body}")
         check(health.headers.get("X-Request-ID"), "/healthz has no X-Request-ID header")
 
         client = httpx.Client(base_url=base, timeout=60, follow_redirects=False)
@@ -362,10 +365,19 @@ def main() -> int:  # noqa: C901 - one scenario, read top to bottom
             check(body["images"], f"generation {body['id']} has no images")
             for image in body["images"]:
                 check("/images/stefna/generated/" in image["url"], f"not on Cloudinary: {image['url']}")
-        stored = {asset["secure_url"] for asset in cloudinary.assets.values()}
+        # Results are private by default: the API names our own /images/<public id> route, which
+        # sends the owner on to a short-lived Cloudinary download URL (signed by the SDK).
         for body in finished:
             for image in body["images"]:
-                check(image["url"] in stored, f"{image['url']} is not in (fake) Cloudinary")
+                public_id = image["url"].split("/images/", 1)[1]
+                check(public_id in cloudinary.assets, f"{public_id} is not in (fake) Cloudinary")
+                hop = client.get(image["url"])
+                check(hop.status_code == 302, f"{image['url']} answered {hop.status_code}, not a redirect")
+                delivered = httpx.get(hop.headers["Location"], timeout=10)
+                check(
+                    delivered.status_code == 200 and delivered.content == cloudinary.asset_bytes[public_id],
+                    f"{hop.headers['Location']} did not deliver the image ({delivered.status_code})",
+                )
 
         step("the studio in one call (/api/generate-image, token auth)")
         # A client of its own: the token alone, no session cookie (which would ask for CSRF).
