@@ -371,12 +371,10 @@ def main() -> int:  # noqa: C901 - one scenario, read top to bottom
         for body in finished:
             check(body["status"] == "succeeded", f"generation {body['id']} ended {body['status']}: {body['error']}")
             check(body["images"], f"generation {body['id']} has no images")
+            # Results are private by default: the API names our own /images/<public id> route,
+            # which sends the owner on to a short-lived Cloudinary download URL (signed by the SDK).
             for image in body["images"]:
-                check("/images/stefna/generated/" in image["url"], f"not on Cloudinary: {image['url']}")
-        # Results are private by default: the API names our own /images/<public id> route, which
-        # sends the owner on to a short-lived Cloudinary download URL (signed by the SDK).
-        for body in finished:
-            for image in body["images"]:
+                check("/images/stefna/generated/" in image["url"], f"not a Cloudinary result: {image['url']}")
                 public_id = image["url"].split("/images/", 1)[1]
                 check(public_id in cloudinary.assets, f"{public_id} is not in (fake) Cloudinary")
                 hop = client.get(image["url"])
