@@ -93,8 +93,9 @@ def _pydantic_errors(exc: PydanticValidationError, source: str) -> list[dict[str
 def _read_upload[FieldsT: BaseModel](
     request: HttpRequest, *, form_schema: type[FieldsT], json_schema: type[FieldsT]
 ) -> tuple[FieldsT, bytes | None]:
-    """The request's fields and raw image bytes (None when `source_generation` stands in for them), from multipart (`image` file) or JSON
-    (`image_base64`). Raises the contract's errors; reads nothing it then refuses."""
+    """The request's fields and raw image bytes, from multipart (`image` file) or JSON
+    (`image_base64`); None when no image came (`source_generation` may stand in for it).
+    Raises the contract's errors; reads nothing it then refuses."""
     content_type = request.content_type or ""
     if content_type == "multipart/form-data":
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -105,10 +106,10 @@ def _read_upload[FieldsT: BaseModel](
         except PydanticValidationError as exc:
             raise InvalidInput(detail=_pydantic_errors(exc, "form")) from exc
         upload = request.FILES.get("image")
-        if upload is None and getattr(fields, "source_generation", None):
-            return fields, None  # the stored photo of an earlier generation (issue 19)
         if upload is None:
-            raise InvalidInput(_("Attach the photo as the `image` file field."), detail={"field": "image"})
+            # A stored photo (`source_generation`), or none: a text-to-image style needs
+            # none, and the request service refuses a missing one for the other styles.
+            return fields, None
         if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
             raise _too_large()
         return fields, upload.read()
@@ -123,8 +124,8 @@ def _read_upload[FieldsT: BaseModel](
             fields = json_schema.model_validate(body)
         except PydanticValidationError as exc:
             raise InvalidInput(detail=_pydantic_errors(exc, "body")) from exc
-        if not getattr(fields, "image_base64", "") and getattr(fields, "source_generation", None):
-            return fields, None  # the stored photo of an earlier generation (issue 19)
+        if not getattr(fields, "image_base64", ""):
+            return fields, None  # a stored photo (`source_generation`) or none, as above
         # Both JSON schemas carry `image_base64` (a str), which FieldsT's bound cannot say.
         return fields, decode_base64_image(str(getattr(fields, "image_base64", "")))
     raise InvalidInput(
@@ -142,17 +143,20 @@ def _too_large() -> ImageTooLarge:
     )
 
 
-def _read_generation_input(request: HttpRequest) -> tuple[GenerationFormIn, ValidatedImage]:
+def _read_generation_input(request: HttpRequest) -> tuple[GenerationFormIn, ValidatedImage | None]:
+    """The fields and the photo: uploaded, stored (`source_generation`), or None (no photo)."""
     fields, data = _read_upload(request, form_schema=GenerationFormIn, json_schema=GenerationJsonIn)
-    if data is None:
+    if data is not None:
+        return fields, validate_image(data)
+    if fields.source_generation:
         return fields, source_photo(user=request.auth, generation_id=fields.source_generation)  # type: ignore[attr-defined]
-    return fields, validate_image(data)
+    return fields, None
 
 
 def _read_studio_input(request: HttpRequest) -> tuple[StudioFormIn, ValidatedImage]:
     fields, data = _read_upload(request, form_schema=StudioFormIn, json_schema=StudioJsonIn)
-    if data is None:  # the studio's schema has no source_generation; kept for the type checker
-        raise InvalidInput("Attach the photo as the `image` file field.", detail={"field": "image"})
+    if data is None:  # the studio always transforms a photo
+        raise InvalidInput(_("Attach the photo as the `image` file field."), detail={"field": "image"})
     return fields, validate_image(data)
 
 
@@ -164,7 +168,8 @@ def _upload_body(form_schema: type[Schema], json_schema: type[Schema], descripti
     """The OpenAPI request body for a route taking multipart (file `image`) or JSON."""
     form = form_schema.model_json_schema()
     form["properties"] = {"image": {"type": "string", "format": "binary"}, **form["properties"]}
-    # With `source_generation` the file is optional (either one is needed).
+    # With `source_generation` the file is optional (either one is needed, except for a
+    # style whose `needs_photo` is false, which takes neither).
     image_required = [] if "source_generation" in form["properties"] else ["image"]
     form["required"] = [*image_required, *form.get("required", [])]
     return {
@@ -194,7 +199,8 @@ def _upload_body(form_schema: type[Schema], json_schema: type[Schema], descripti
     openapi_extra=_upload_body(
         GenerationFormIn,
         GenerationJsonIn,
-        "The photo (JPEG, PNG, WebP, HEIC or AVIF, checked by decoding it), or `source_generation`, and the style.",
+        "The photo (JPEG, PNG, WebP, HEIC or AVIF, checked by decoding it), or `source_generation`, and the "
+        "style. A style whose `needs_photo` is false (text-to-image, see `GET /api/presets`) takes neither.",
     ),
 )
 def generation_create(request: AuthenticatedRequest, idempotency_key: str | None = IdempotencyKey) -> Status[dict]:

@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from generation.models import Generation
 from presets.models import Preset
+from presets.selectors import active_preset_by_slug
 from stefna.errors import DomainError, InvalidInput
 
 from .images import ValidatedImage, decode_base64_image, validate_image
@@ -49,12 +50,23 @@ class StudioForm(forms.Form):
 
     def clean(self) -> dict:  # type: ignore[type-arg]
         cleaned = super().clean() or {}
-        if not cleaned.get("image") and not cleaned.get("kept_image") and not cleaned.get("source_generation"):
+        no_photo = not cleaned.get("image") and not cleaned.get("kept_image") and not cleaned.get("source_generation")
+        if no_photo and self._needs_photo(cleaned.get("preset") or ""):
             self.add_error("image", _("Choose a photo to transform."))
         return cleaned
 
-    def validated_image(self) -> ValidatedImage:
-        """The photo, decoded and normalised; raises the image's DomainError if it is unusable."""
+    @staticmethod
+    def _needs_photo(slug: str) -> bool:
+        # Said here beside the other fields' errors (the request service refuses it too);
+        # with no style picked yet the photo is asked for, as most styles need one.
+        preset = active_preset_by_slug(slug) if slug else None
+        return preset is None or preset.needs_photo
+
+    def validated_image(self) -> ValidatedImage | None:
+        """The photo, decoded and normalised; raises the image's DomainError if it is unusable.
+
+        None when no photo was given (a text-to-image style; `clean` asked for one otherwise).
+        """
         upload = self.cleaned_data.get("image")
         source = self.cleaned_data.get("source_generation")
         if upload is None and not self.cleaned_data.get("kept_image") and source and self.user is not None:
@@ -66,6 +78,8 @@ class StudioForm(forms.Form):
             # One byte over the limit is enough for validate_image to refuse it, without
             # reading a huge upload into memory.
             return validate_image(upload.read(settings.MAX_UPLOAD_BYTES + 1))
+        if not self.cleaned_data.get("kept_image"):
+            return None
         try:
             return validate_image(decode_base64_image(self.cleaned_data["kept_image"]))
         except InvalidInput as exc:

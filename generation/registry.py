@@ -261,6 +261,29 @@ def get_model(endpoint: str) -> ModelSpec:
         ) from None
 
 
+def chain_needs_image(chain: list[str]) -> bool:
+    """Whether a model chain transforms a photo: its first model decides what the style is.
+
+    A chain led by a text-to-image model (say, Realistic Vision) makes its picture from the
+    prompt; a photo is optional, used only by image models further down. An unknown
+    endpoint counts as needing one, the safe side: asking for a photo never sends a
+    request fal cannot run.
+    """
+    if not chain:
+        return True
+    spec = MODELS.get(chain[0])
+    return spec is None or spec.takes_image
+
+
+def chain_without_image(chain: list[str]) -> list[str]:
+    """The models of a chain that can run with no photo at all, in the chain's order.
+
+    A generation started without a photo copies this chain instead of the preset's, so a
+    fallback never reaches a model that would be sent an empty image.
+    """
+    return [endpoint for endpoint in chain if endpoint in MODELS and not MODELS[endpoint].takes_image]
+
+
 def validate_model_config(
     *,
     model_chain: Any,

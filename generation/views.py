@@ -121,7 +121,7 @@ def studio(request: HttpRequest) -> HttpResponse:
     kept = ""
     try:
         image = form.validated_image()
-        if form.cleaned_data.get("image") or form.cleaned_data.get("kept_image"):
+        if image is not None and (form.cleaned_data.get("image") or form.cleaned_data.get("kept_image")):
             kept = kept_image_value(image)
         generation, _created = services.generation_request(
             user=user,

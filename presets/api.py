@@ -18,6 +18,8 @@ class PresetOut(Schema):
     kind: str
     description: str
     requires_prompt: bool
+    # Additive to CONTRACT's fields: false for text-to-image styles, which need no `image`.
+    needs_photo: bool
     num_images: int
     cost: int
     thumbnail_url: str
@@ -46,6 +48,7 @@ def preset_list(request: HttpRequest) -> list[dict]:
             "kind": preset.kind,
             "description": preset.display_description,
             "requires_prompt": preset.requires_prompt,
+            "needs_photo": preset.needs_photo,
             "num_images": preset.num_images,
             "cost": preset.cost,
             "thumbnail_url": _absolute(request, preset.thumbnail_url),

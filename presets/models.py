@@ -17,7 +17,7 @@ from django.templatetags.static import static
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from generation.registry import MODELS, ModelConfigError, validate_model_config
+from generation.registry import MODELS, ModelConfigError, chain_needs_image, validate_model_config
 
 # Only `{prompt}` is replaced (with str.replace, so other braces pass through untouched);
 # anything else that looks like a placeholder is almost certainly a typo.
@@ -126,6 +126,12 @@ class Preset(models.Model):
     @property
     def display_description(self) -> str:
         return self._in_language("description")
+
+    @property
+    def needs_photo(self) -> bool:
+        """Whether this style transforms a photo (derived from its model chain, so it can
+        never disagree with what the models take: see registry.chain_needs_image)."""
+        return chain_needs_image(list(self.model_chain or []))
 
     @property
     def cost(self) -> int:

@@ -4,7 +4,8 @@ Used when FAL_KEY is unset. It behaves like fal's queue so the very same pipelin
 tasks and persistence run: `submit` returns a request id at once; `status` goes
 IN_QUEUE (with a queue position) → IN_PROGRESS (with log lines) → COMPLETED over
 `OFFLINE_QUEUE_SECONDS` + `OFFLINE_RUN_SECONDS`; `result` renders the user's photo in
-the preset's own look (`local_looks`: the prompt picks effect, palette and motifs) and stores it through Django's default storage,
+the preset's own look (`local_looks`: the prompt picks effect, palette and motifs; with no
+photo, `local_scenes` lays out a scene from the prompt first) and stores it through Django's default storage,
 answering fal's output shape with the file's URL.
 
 Job state lives in small JSON files under `OFFLINE_PROVIDER_DIR`, not in memory: the
@@ -14,7 +15,6 @@ web process (cancel) and the worker (status, result) are different processes.
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import math
@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from generation.exceptions import ProviderError
 
-from . import local_looks
+from . import local_looks, local_scenes
 from .base import ProviderState, ProviderStatus
 
 LOCAL_PREFIX = "local-"
@@ -79,7 +79,15 @@ class LocalProvider:
 
     def submit(self, endpoint: str, payload: dict[str, Any], webhook_url: str | None = None, *, kind: str = "") -> str:
         request_id = f"{LOCAL_PREFIX}{uuid.uuid4()}"
-        state = {"endpoint": endpoint, "payload": payload, "kind": kind, "submitted_at": time.time(), "canceled": False}
+        state = {
+            "endpoint": endpoint,
+            "payload": payload,
+            "kind": kind,
+            # Kept apart from the payload, which is emptied once the result is rendered.
+            "has_photo": bool(payload.get("image_url")),
+            "submitted_at": time.time(),
+            "canceled": False,
+        }
         self._write(request_id, state)
         return request_id
 
@@ -96,9 +104,10 @@ class LocalProvider:
         look_name = local_looks.describe(
             kind=state.get("kind") or "", prompt=str((state.get("payload") or {}).get("prompt") or "")
         )
+        has_photo = state.get("has_photo", bool((state.get("payload") or {}).get("image_url")))
         lines = [
             "Offline preview: no FAL_KEY, rendering locally",
-            "Loading your photo",
+            "Loading your photo" if has_photo else "Laying out a scene from your prompt (no photo needed)",
             f"Applying the {look_name} look",
         ]
         progress = (elapsed - queue_seconds) / run_seconds if run_seconds else 1.0
@@ -194,11 +203,8 @@ def _load_source(image_url: Any, *, prompt: str) -> Image.Image:
 
 
 def _prompt_canvas(prompt: str) -> Image.Image:
-    """Text-to-image models get no photo: a gradient coloured by the prompt stands in."""
-    digest = hashlib.sha256(prompt.encode()).digest()
-    top, bottom = (digest[0], digest[1], digest[2]), (digest[3], digest[4], digest[5])
-    gradient = Image.linear_gradient("L").resize((WORKING_SIDE, WORKING_SIDE))
-    return Image.composite(Image.new("RGB", gradient.size, bottom), Image.new("RGB", gradient.size, top), gradient)
+    """Text-to-image models get no photo: a scene laid out from the prompt's words stands in."""
+    return local_scenes.compose(prompt, side=WORKING_SIDE)
 
 
 def _badge(image: Image.Image) -> Image.Image:

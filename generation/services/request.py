@@ -17,6 +17,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from credits import ledger
 from presets.models import Preset
@@ -28,6 +29,7 @@ from .. import storage
 from ..exceptions import IdempotencyConflict, InvalidTransition
 from ..images import ValidatedImage
 from ..models import Generation
+from ..registry import chain_without_image
 from .claim import GenerationId
 from .log import generation_log, log_line, log_transition
 
@@ -82,7 +84,7 @@ def generation_request(
     *,
     user: User,
     preset_slug: str,
-    image: ValidatedImage,
+    image: ValidatedImage | None,
     prompt: str | None = "",
     is_public: bool = False,
     idempotency_key: str | None = None,
@@ -95,11 +97,21 @@ def generation_request(
     charging nothing; for a different request it raises IdempotencyConflict.
     Every refusal (bad preset or prompt, too few credits) leaves nothing stored
     and nothing charged.
+
+    `image` is None for a text-to-image style (`Preset.needs_photo` false): then nothing
+    is stored and the generation's chain keeps only the models that need no photo.
+    A style that transforms a photo refuses None with `invalid_input` on `image`.
     """
     preset = active_preset(preset_slug)
+    if image is None and preset.needs_photo:
+        raise InvalidInput(
+            _("This style transforms a photo: send one as `image` (or reuse one with `source_generation`)."),
+            detail={"field": "image"},
+        )
     prompt = clean_prompt(prompt, required=preset.requires_prompt)
     idempotency_key = (idempotency_key or "").strip()[:200] or None
-    fingerprint = _fingerprint(preset_slug=preset.slug, prompt=prompt, is_public=is_public, image_sha256=image.sha256)
+    image_sha256 = image.sha256 if image is not None else ""
+    fingerprint = _fingerprint(preset_slug=preset.slug, prompt=prompt, is_public=is_public, image_sha256=image_sha256)
     if idempotency_key:
         existing = _idempotent_replay(user=user, key=idempotency_key, fingerprint=fingerprint)
         if existing:
@@ -107,7 +119,10 @@ def generation_request(
     limit, window = settings.RATE_LIMIT_GENERATIONS
     ratelimit.hit(f"generation-start:{user.pk}", limit=limit, window=window)
 
-    path = source_image_path(user_id=user.pk, kind=preset.kind, extension=image.extension)
+    path = source_image_path(user_id=user.pk, kind=preset.kind, extension=image.extension) if image else ""
+    # Without a photo the chain's image models are dropped now, not skipped later: the
+    # generation's copy of the chain is what every attempt and fallback reads.
+    model_chain = list(preset.model_chain) if image else chain_without_image(list(preset.model_chain))
     saved_path: str | None = None
     try:
         with transaction.atomic():
@@ -121,7 +136,7 @@ def generation_request(
                 prompt=prompt,
                 prompt_template=preset.prompt,
                 prompt_sent=render_prompt(preset.prompt, prompt),
-                model_chain=list(preset.model_chain),
+                model_chain=model_chain,
                 parameters=dict(preset.parameters or {}),
                 loras=list(preset.loras or []),
                 num_images=preset.num_images,
@@ -130,18 +145,19 @@ def generation_request(
                 notify=notify,  # "Email me when it's done" (issue 19)
                 idempotency_key=idempotency_key,
                 request_fingerprint=fingerprint,
-                source_width=image.width,
-                source_height=image.height,
+                source_width=image.width if image else None,
+                source_height=image.height if image else None,
                 next_check_at=timezone.now(),
                 logs=[log_line("Queued")],
             )
             ledger.reserve(user=user, generation=generation, amount=generation.cost, new_generation=True)
             # The file is written last, after the credits are secured; if anything
             # below fails it is removed again, so a refusal stores nothing.
-            saved_path = default_storage.save(path, ContentFile(image.content))
-            if saved_path != path:  # the storage chose another name after all
-                generation.source_image.name = saved_path
-                generation.save(update_fields=["source_image"])
+            if image is not None:
+                saved_path = default_storage.save(path, ContentFile(image.content))
+                if saved_path != path:  # the storage chose another name after all
+                    generation.source_image.name = saved_path
+                    generation.save(update_fields=["source_image"])
             # Due at once (next_check_at=now): the worker's poller submits it within a tick.
     except IntegrityError:
         discard(saved_path)

@@ -7,7 +7,17 @@ from django.test import Client
 from presets.models import Preset
 from presets.tests.factories import PresetFactory
 
-PRESET_KEYS = {"slug", "name", "kind", "description", "requires_prompt", "num_images", "cost", "thumbnail_url"}
+PRESET_KEYS = {
+    "slug",
+    "name",
+    "kind",
+    "description",
+    "requires_prompt",
+    "needs_photo",
+    "num_images",
+    "cost",
+    "thumbnail_url",
+}  # CONTRACT's fields plus needs_photo (issue 19)
 
 
 def test_it_lists_active_presets_in_display_order_without_sign_in(client, db):

@@ -111,10 +111,25 @@
       });
     });
 
+    // The photo is asked for (and sent) only for styles that transform one. Its inputs are
+    // disabled, not emptied, so the photo is still there when a photo style is picked again.
+    var photoInput = form.querySelector("[data-photo-input]");
+    var noPhotoNote = form.querySelector("[data-no-photo-note]");
+    function syncPhoto(chosen) {
+      if (!photoInput || !noPhotoNote) return;
+      var needed = !chosen || chosen.getAttribute("data-needs-photo") !== "false";
+      photoInput.hidden = !needed;
+      noPhotoNote.hidden = needed;
+      photoInput.querySelectorAll("input").forEach(function (field) { field.disabled = !needed; });
+      if (kept) kept.disabled = !needed;
+      if (!needed) showImageError("");
+    }
+
     // The prompt is shown (and sent) only for styles that need one.
     function syncPreset() {
       var chosen = form.querySelector('input[name="preset"]:checked');
       if (chosenStyle && chosen) chosenStyle.textContent = chosen.getAttribute("data-name");
+      syncPhoto(chosen);
       if (!promptField || !prompt) return;
       var needed = chosen && chosen.getAttribute("data-requires-prompt") === "true";
       promptField.hidden = !needed;
