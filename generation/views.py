@@ -103,6 +103,8 @@ def _studio_page(
         context["chosen_photo"] = picked[0] if picked else None
         context["max_upload_bytes"] = settings.MAX_UPLOAD_BYTES
         context["max_image_pixels"] = settings.MAX_IMAGE_PIXELS
+        # The server's own message says megapixels (generation/images.py): the page says the same.
+        context["max_megapixels"] = settings.MAX_IMAGE_PIXELS // 1_000_000
         context["error_fields"] = [name for name in ("image", "preset", "prompt") if form.errors.get(name)]
     return render(request, "generation/studio.html", context, status=status)
 
