@@ -87,7 +87,7 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, serv
     mail.outbox.clear()
     page.goto("/accounts/sign-in/")
     assert_indonesian(page)
-    page.get_by_label("Alamat email").fill("sari@example.com")
+    page.get_by_label("Alamat email").fill("demo@example.com")
     page.get_by_role("button", name="Kirim kode ke email saya").click()
     page.wait_for_url(re.compile(r"/accounts/code/"))
     assert_indonesian(page)
@@ -97,7 +97,7 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, serv
     page.get_by_label("Kode masuk").fill(code)
     page.get_by_role("button", name="Masuk", exact=True).click()
     page.wait_for_url(lambda url: "/accounts/" not in url)
-    handle = User.objects.get(email="sari@example.com").public_name
+    handle = User.objects.get(email="demo@example.com").public_name
     expect(page.get_by_text(f"Selamat datang, {handle}!")).to_be_visible()
 
     page.set_input_files("#id_image", photo(tmp_path))

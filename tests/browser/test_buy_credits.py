@@ -20,11 +20,13 @@ def test_buy_a_pack_through_the_offline_checkout_and_see_both_buckets(page, sett
     settings.STRIPE_SECRET_KEY = ""
     settings.OFFLINE_CHECKOUT = True
     importlib.import_module("credits.migrations.0004_seed_packs_and_move_grants").seed_packs(apps, None)
-    sign_in(page, "buyer@example.com")
+    sign_in(page, "demo@example.com")
     expect(page.get_by_test_id("balance-buckets")).to_have_text(f"· {settings.DAILY_CREDITS} free today · 0 bought")
 
     page.goto("/accounts/")
     page.get_by_test_id("buy-credits").click()
+    expect(page.get_by_test_id("buy-starter")).to_be_visible()
+    screenshot(page, "buy-credits", full_page=False)
     page.get_by_test_id("buy-starter").click()
     expect(page.get_by_role("heading", name="Test checkout: no money moves")).to_be_visible()
     screenshot(page, "test-checkout", full_page=False)

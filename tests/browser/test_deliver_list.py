@@ -22,6 +22,7 @@ from tests.browser.conftest import DESKTOP, PHONE, screenshot
 from tests.browser.test_accessibility import violations
 from tests.browser.test_result_and_forms import _png, finished_generation, signed_in_user
 from tests.browser.test_studio_flows import ghibli_tears, photo
+from tests.images import make_image_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -32,7 +33,7 @@ REALISTIC = "realistic"  # seeded: Realistic Vision, text-to-image, then an imag
 def test_a_style_that_needs_no_photo_does_not_ask_for_one(page, tmp_path, viewport):
     page.set_viewport_size(viewport)
     ghibli_tears()
-    user = signed_in_user(page, f"words-{viewport['width']}@example.com")
+    user = signed_in_user(page, "demo@example.com")
     page.goto("/")
     photo_input = page.locator("[data-photo-input]")
     note = page.get_by_test_id("no-photo-note")
@@ -54,6 +55,7 @@ def test_a_style_that_needs_no_photo_does_not_ask_for_one(page, tmp_path, viewpo
     page.get_by_test_id(f"preset-{REALISTIC}").click()
     page.get_by_label("Describe what you want to see").fill("a lighthouse on a cliff at sunset")
     if viewport is DESKTOP:
+        page.evaluate("window.scrollTo(0, 0)")  # the photo step, now a note, at the top
         screenshot(page, "studio-no-photo", full_page=False)
     page.get_by_test_id("start").click()
 
@@ -214,6 +216,7 @@ def test_result_and_payment_pages_fit_a_phone_with_44px_targets_and_pass_axe(
             page.url.removeprefix(live_server.url),  # the offline test checkout
             f"/credits/purchases/{purchase.pk}/",
             f"/?preset={REALISTIC}",
+            "/accounts/",  # the ledger's table scrolls inside its card
         ]
         for path in pages:
             for viewport in (PHONE, DESKTOP):
@@ -249,3 +252,24 @@ def test_notify_opt_in_is_sent_with_the_generation(page, tmp_path):
     page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
     assert Generation.objects.get(user=user).notify is True
     expect(page.get_by_test_id("status-card")).to_be_visible()
+
+
+def test_an_iphone_photo_is_accepted_and_converted(page, tmp_path):
+    """Browsers cannot draw HEIC, so the page shows the file's name and lets the server
+    convert it; the stored photo is an ordinary, upright JPEG."""
+    ghibli_tears()
+    user = signed_in_user(page, "iphone@example.com")
+    heic = tmp_path / "IMG_0042.HEIC"
+    heic.write_bytes(make_image_bytes(640, 480, format="HEIF"))
+    page.goto("/")
+
+    page.set_input_files("#id_image", heic)
+
+    expect(page.locator("[data-dropzone-status]")).to_contain_text("IMG_0042.HEIC")
+    expect(page.locator("[data-image-error]")).to_be_hidden()
+    page.get_by_test_id("preset-ghibli_tears").click()
+    page.get_by_test_id("start").click()
+    page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+    generation = Generation.objects.get(user=user)
+    assert generation.source_image.name.endswith(".jpg")
+    assert (generation.source_width, generation.source_height) == (640, 480)

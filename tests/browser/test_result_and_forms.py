@@ -148,7 +148,7 @@ def test_try_another_style_starts_a_generation_without_a_new_upload(page, served
 
 def test_the_photo_survives_a_missing_style_error_and_focus_goes_to_the_summary(page, tmp_path):
     ghibli_tears()
-    signed_in_user(page, "kept@example.com")
+    signed_in_user(page, "demo@example.com")
     page.goto("/")
     page.set_input_files("#id_image", photo(tmp_path))
     expect(page.locator("[data-preview]")).to_be_visible()
@@ -167,7 +167,7 @@ def test_the_photo_survives_a_missing_style_error_and_focus_goes_to_the_summary(
     page.get_by_test_id("preset-ghibli_tears").click()
     page.get_by_test_id("start").click()
     page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
-    assert Generation.objects.filter(user__email="kept@example.com").count() == 1
+    assert Generation.objects.filter(user__email="demo@example.com").count() == 1
 
 
 def test_files_are_checked_before_upload_with_the_servers_messages(page, tmp_path, settings):

@@ -78,7 +78,7 @@ def header_balance(page):
 def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, served_media, tmp_path):
     preset = ghibli_tears()
     start_worker()
-    sign_in(page, "ada@example.com")
+    sign_in(page, "demo@example.com")
     expect(page.get_by_test_id("studio-balance")).to_have_text(str(settings.DAILY_CREDITS))
 
     start_generation(page, tmp_path)
@@ -101,7 +101,7 @@ def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, ser
     assert result.evaluate("img => img.naturalWidth") > 0, "the result image did not load"
     screenshot(page, "status-done")
 
-    generation = Generation.objects.get(user__email="ada@example.com", preset_slug=preset.slug)
+    generation = Generation.objects.get(user__email="demo@example.com", preset_slug=preset.slug)
     assert generation.status == Generation.Status.SUCCEEDED
     assert generation.preset_slug == preset.slug
     assert CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.CAPTURE).exists()
@@ -141,10 +141,10 @@ def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, ser
     expect(feed_items).to_have_count(public_before + 1)
     expect(feed_items.last).to_contain_text(preset.name)
     # The author is a neutral handle, never a part of the email.
-    author = User.objects.get(email="ada@example.com").public_name
+    author = User.objects.get(email="demo@example.com").public_name
     assert author.startswith("artist-")
     expect(feed_items.last).to_contain_text(f"by {author}")
-    expect(page.get_by_test_id("feed-grid")).not_to_contain_text("ada")
+    expect(page.get_by_test_id("feed-grid")).not_to_contain_text("demo")
     screenshot(page, "feed")
 
     feed_items.last.click()
@@ -156,8 +156,8 @@ def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, ser
 
 def test_running_out_of_credits_is_explained_with_the_next_reset(page, live_server):
     ghibli_tears()
-    sign_in(page, "broke@example.com")
-    user = User.objects.get(email="broke@example.com")
+    sign_in(page, "demo@example.com")
+    user = User.objects.get(email="demo@example.com")
     ledger.grant(
         user=user, amount=-balance_of(user=user), reason=CreditEntry.Reason.ADJUST, note="test: spend everything"
     )
@@ -193,7 +193,7 @@ def test_cancel_a_running_job_and_see_the_refund(page, start_worker, served_medi
     ghibli_tears()
     # Slow offline timings keep the job running long enough to cancel it.
     start_worker(OFFLINE_QUEUE_SECONDS="1", OFFLINE_RUN_SECONDS="120")
-    sign_in(page, "grace@example.com")
+    sign_in(page, "demo@example.com")
     start_generation(page, tmp_path)
     page.get_by_test_id("start").click()
     page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
@@ -210,7 +210,7 @@ def test_cancel_a_running_job_and_see_the_refund(page, start_worker, served_medi
     # The header balance was swapped out of band with the card: no reload needed.
     expect(header_balance(page)).to_have_text(str(settings.DAILY_CREDITS))
 
-    generation = Generation.objects.get(user__email="grace@example.com")
+    generation = Generation.objects.get(user__email="demo@example.com")
     assert generation.status == Generation.Status.CANCELED
     assert CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.REFUND).count() == 1
 
