@@ -36,12 +36,15 @@ from ..providers import ProviderState
 
 SAMPLE_SIZE = 50
 CACHE_SECONDS = 30.0
+# With fewer successes than this, what was learned is read again after SHORT_CACHE_SECONDS.
+MIN_SAMPLE = 10
+SHORT_CACHE_SECONDS = 3.0
 # Before any attempt of a model has succeeded.
 DEFAULT_EXPECTED_SECONDS = 8.0
 # How often a job is checked while it is likely to finish.
 NEAR_SECONDS = 0.25
 # The close watch begins this long before a fast job's finish.
-LEAD_SECONDS = 0.25
+LEAD_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,8 +81,10 @@ def expected_latency(model: str) -> Expected:
         expected = Expected(early=_quantile(durations, 0.1), late=_quantile(durations, 0.9))
     else:
         expected = Expected(early=DEFAULT_EXPECTED_SECONDS, late=DEFAULT_EXPECTED_SECONDS)
+    # Until a model has a real sample, look again soon: the first results teach it.
+    fetched_at = now if len(durations) >= MIN_SAMPLE else now - CACHE_SECONDS + SHORT_CACHE_SECONDS
     with _learned_lock:
-        _learned[model] = (now, expected)
+        _learned[model] = (fetched_at, expected)
     return expected
 
 
