@@ -153,6 +153,8 @@ def main() -> int:
         "REDIS_URL": f"redis://127.0.0.1:{relay.port}/1",
         "MEDIA_ROOT": str(work / "media"),
         "RATE_LIMIT_GENERATIONS_PER_MINUTE": "1000000",
+        # Not a fal account's limit: the faults decide what happens (a 429 still halves it).
+        "FAL_MAX_CONCURRENT": "100000",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         "PYTHONPATH": str(ROOT),
     }

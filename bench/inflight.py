@@ -107,6 +107,9 @@ def main() -> None:
         "FAL_WEBHOOK_BASE_URL": "",
         "MEDIA_ROOT": str(work / "media"),
         "RATE_LIMIT_GENERATIONS_PER_MINUTE": "1000000",
+        # Every one of them in flight at once: what is measured is one worker carrying them,
+        # not a fal account's limit of jobs at once (FAL_MAX_CONCURRENT).
+        "FAL_MAX_CONCURRENT": "100000",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         "PYTHONPATH": str(ROOT),
     }

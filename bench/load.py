@@ -424,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             # pipeline, not the limits (their own tests cover those).
             "DAILY_CREDITS": "1000000",
             "RATE_LIMIT_GENERATIONS_PER_MINUTE": "1000000",
+            "FAL_MAX_CONCURRENT": "100000",
             "OFFLINE_PROVIDER_DIR": str(workdir / "offline"),
             "LOG_LEVEL": "WARNING",
         }

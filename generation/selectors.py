@@ -257,3 +257,14 @@ def media_get_by_share_id(*, share_id: str, viewer: User | None = None) -> Media
 def media_unpersisted_count(*, media_ids: list[uuid.UUID]) -> int:
     """How many of these images are still not copied to durable storage."""
     return Media.objects.filter(pk__in=media_ids, persisted=False).count()
+
+
+def generation_next_check_at() -> dt.datetime | None:
+    """When the next running generation is due for a check (the worker's poller sleeps
+    until then). Waiting ones are left out: they start when a slot frees, not on a clock."""
+    return (
+        Generation.objects.filter(status=Generation.Status.RUNNING, next_check_at__isnull=False)
+        .order_by("next_check_at")
+        .values_list("next_check_at", flat=True)
+        .first()
+    )

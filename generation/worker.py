@@ -3,8 +3,10 @@
 `manage.py db_worker` runs django-tasks-db's worker in its main thread and this
 poller in a second one. Each round it:
 
-- claims due generations, new and in flight (`services.generation_claim_due`: a
-  conditional UPDATE, so several workers never take the same job) and moves each on
+- claims due generations (`services.generation_claim_due`): waiting ones whose turn
+  has come, in fair order within FAL_MAX_CONCURRENT (services/schedule.py), and running
+  ones whose next check is due (a conditional UPDATE, so several workers never take the
+  same job), and moves each on
   (`services.generation_poll_batch`) on a pool of PIPELINE_THREADS threads: start
   queued ones, check fal's status, copy results, fall over. A thread spends one short
   HTTP call per job, never a wait for a job to finish;
@@ -32,7 +34,7 @@ from django.utils import timezone
 
 from credits.tasks import purchase_upkeep_due as credits_upkeep
 
-from . import services
+from . import selectors, services
 
 logger = logging.getLogger("generation.worker")
 
@@ -42,6 +44,9 @@ SWEEP_SECONDS = 30.0
 PRUNE_SECONDS = 3600.0
 PERSIST_BATCH = 20
 CONNECTION_CHECK_SECONDS = 30.0
+# The longest the poller rests between rounds: how late it may notice a new job, a
+# free slot or a job a webhook made due (a check due sooner wakes it sooner).
+IDLE_TICK_SECONDS = 0.1
 
 
 class Poller:
@@ -86,7 +91,7 @@ class Poller:
         future.add_done_callback(self._done)
 
     def run(self) -> None:
-        tick = max(0.05, min(0.25, settings.FAL_POLL_INTERVAL_SECONDS / 2))
+        tick = max(0.02, min(IDLE_TICK_SECONDS, settings.FAL_POLL_INTERVAL_SECONDS / 2))
         capacity = self.threads * 2  # a little queued work per thread keeps them all busy
         next_heartbeat = 0.0
         next_sweep = time.monotonic() + 5
@@ -124,10 +129,12 @@ class Poller:
                 except Exception:
                     logger.exception("poller round failed")
                     close_old_connections()
-                # More may be due right away when the round filled up; otherwise rest a tick.
+                # More may be due right away when the round filled up; otherwise rest
+                # until the next check is due, at most a tick (new and waiting jobs, and
+                # jobs a webhook made due, are found by the next round).
                 self._wake.clear()
                 if not claimed or claimed < min(BATCH, free * 4):
-                    self._wake.wait(tick)
+                    self._wake.wait(self._rest(tick))
                 else:
                     self._wake.wait(0.01)
             self._close_thread_connections(executor)
@@ -137,6 +144,17 @@ class Poller:
         except Exception:
             logger.exception("recording finished jobs at shutdown failed")
         connections.close_all()
+
+    def _rest(self, tick: float) -> float:
+        try:
+            due = selectors.generation_next_check_at()
+        except Exception:
+            logger.exception("reading the next due check failed")
+            close_old_connections()
+            return tick
+        if due is None:
+            return tick
+        return max(0.005, min(tick, (due - timezone.now()).total_seconds()))
 
     def _close_thread_connections(self, executor: ThreadPoolExecutor) -> None:
         """Close every pool thread's database connection before the threads go away.

@@ -327,6 +327,10 @@ FAL_WEBHOOK_JWKS_URL = os.environ.get("FAL_WEBHOOK_JWKS_URL", "https://rest.alph
 FAL_ATTEMPT_TIMEOUT_SECONDS = env_int("FAL_ATTEMPT_TIMEOUT_SECONDS", 300)
 # How often the worker's poller checks in-flight jobs (seconds).
 FAL_POLL_INTERVAL_SECONDS = float(os.environ.get("FAL_POLL_INTERVAL_SECONDS", "1"))
+# Most jobs in flight at fal at once, across every worker process (CONTRACT); beyond it
+# jobs wait their turn, fairly across users (generation/services/schedule.py). fal
+# accounts have a concurrency limit: a 429 lowers the effective limit for a while.
+FAL_MAX_CONCURRENT = max(1, env_int("FAL_MAX_CONCURRENT", 10))
 
 CLOUDINARY_URL = os.environ.get("CLOUDINARY_URL", "")
 CLOUDINARY_CLOUD_NAME = os.environ.get("CLOUDINARY_CLOUD_NAME", "")

@@ -82,6 +82,9 @@ def translate_error(exc: Exception, *, action: str) -> ProviderError:
     if isinstance(exc, module.FalClientHTTPError):
         status = exc.status_code
         message = f"fal answered HTTP {status} to {action}: {_short(exc.message)}"
+        if status == 429:
+            # The account's limit of jobs at once: the pipeline starts fewer for a while.
+            return ProviderError(message, permanent=False, code="provider_rate_limited")
         if status in TRANSIENT_STATUSES:
             return ProviderError(message, permanent=False, code="provider_busy")
         if status == 422:

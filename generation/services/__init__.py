@@ -11,6 +11,7 @@
     upkeep    the sweeper, pruning what only grows, the worker's heartbeat
     advance   one round of the worker over the due jobs (calls the stages above)
     claim     leases: who may work on a job now
+    schedule  who starts next: FAL_MAX_CONCURRENT, the fair order, queue positions, fal's 429
     log       the generation's log lines (and the transition log)
 
 Each transition has one writer, named above, and every path (poller, webhook, cancel
@@ -22,11 +23,12 @@ from __future__ import annotations
 
 from .advance import generation_advance, generation_poll_batch, generation_poll_due, generation_submit
 from .check import apply_status
-from .claim import generation_claim, generation_claim_due, generation_release
+from .claim import generation_claim, generation_claim_running, generation_release
 from .finish import Finished, generations_finish
 from .media import media_persist, media_persist_due
 from .owner import generation_hide, media_delete, media_set_public
 from .request import clean_prompt, generation_request, generation_retry, render_prompt
+from .schedule import effective_limit, generation_claim_due, generation_requeue, generations_schedule
 from .stop import IN_FLIGHT, generation_cancel, generation_fail, generation_refund, generation_stop
 from .submit import generations_start, shorten_payload, source_image_url
 from .upkeep import generation_sweep, upkeep_prune, worker_heartbeat
@@ -37,16 +39,19 @@ __all__ = [
     "Finished",
     "apply_status",
     "clean_prompt",
+    "effective_limit",
     "generation_advance",
     "generation_cancel",
     "generation_claim",
     "generation_claim_due",
+    "generation_claim_running",
     "generation_fail",
     "generation_hide",
     "generation_poll_batch",
     "generation_poll_due",
     "generation_refund",
     "generation_release",
+    "generation_requeue",
     "generation_request",
     "generation_retry",
     "generation_stop",
@@ -54,6 +59,7 @@ __all__ = [
     "generation_sweep",
     "generation_webhook",
     "generations_finish",
+    "generations_schedule",
     "generations_start",
     "media_delete",
     "media_persist",

@@ -14,6 +14,7 @@ only used to run these steps side by side.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
@@ -22,13 +23,15 @@ from functools import partial
 from typing import Any
 
 from django.db.models import Case, IntegerField, Value, When
+from django.utils import timezone
 
 from ..models import Attempt, Generation
 from ..providers import ProviderState, ProviderStatus
-from .check import apply_status_safely, check_attempt, check_interval, fetch_status, progress_change
-from .claim import GenerationId, generation_claim, generation_claim_due, look_again_later, next_poll
+from .check import apply_status_safely, check_attempt, check_delay, fetch_status, progress_change
+from .claim import GenerationId, look_again_later
 from .finish import Finished, copy_stored, generations_finish
-from .submit import attempt_expired, start_queued, submit_attempt, submit_model
+from .schedule import generation_claim_due, generations_schedule
+from .submit import attempt_expired, start_one, start_queued, submit_attempt, submit_model
 
 logger = logging.getLogger("generation")
 
@@ -36,11 +39,12 @@ logger = logging.getLogger("generation")
 def generation_submit(*, generation_id: GenerationId) -> None:
     """Submit one queued generation to the first model of its chain, now.
 
-    The poller does this for every due queued generation; this is the same for one
-    (tests, a shell). Does nothing if the generation is no longer queued or someone
-    already holds it, so calling it twice, or racing the poller, submits once.
+    The poller does this for every queued generation whose turn has come; this is the
+    same for one (tests, a shell), out of the fair order but within FAL_MAX_CONCURRENT.
+    Does nothing if the generation is no longer queued, someone already holds it or no
+    slot is free, so calling it twice, or racing the poller, submits once.
     """
-    if generation_claim(generation_id=generation_id, statuses=(Generation.Status.QUEUED,)):
+    if generations_schedule(limit=1, only=generation_id):
         generation = Generation.objects.filter(pk=generation_id).first()
         if generation is not None:
             generation_advance(generation_id=generation_id, generation=generation)
@@ -103,6 +107,7 @@ def generation_poll_batch(
         ),
     ]
     moved: dict[uuid.UUID, int | None] = {}  # only their place in fal's queue changed
+    status_of: dict[uuid.UUID, ProviderStatus] = {}
     for attempt, status in zip(attempts, statuses, strict=True):
         generation = attempt.generation
         if (
@@ -111,6 +116,7 @@ def generation_poll_batch(
             and not attempt_expired(attempt)
         ):
             change = progress_change(generation, attempt, status)
+            status_of[generation.pk] = status
             if change is None:
                 unchanged.append(generation.pk)
                 continue
@@ -118,17 +124,28 @@ def generation_poll_batch(
                 moved[generation.pk] = status.queue_position
                 continue
         follow_ups.append(partial(apply_status_safely, generation, attempt, status))
-    if unchanged:
-        Generation.objects.filter(pk__in=unchanged, status=Generation.Status.RUNNING).update(
-            next_check_at=next_poll(seconds=check_interval())
-        )
-    if moved:
-        Generation.objects.filter(pk__in=moved, status=Generation.Status.RUNNING).update(
-            queue_position=Case(
-                *(When(pk=pk, then=Value(position)) for pk, position in moved.items()), output_field=IntegerField()
-            ),
-            next_check_at=next_poll(seconds=check_interval()),
-        )
+    # Each job's next check is due when its model's job is likely done (`pace`): the
+    # times are rounded to CHECK_GRAIN seconds so that one UPDATE serves many jobs.
+    now = timezone.now()
+    by_time: dict[dt.datetime, list[uuid.UUID]] = {}
+    for pk in [*unchanged, *moved]:
+        attempt, status = pollable[pk], status_of[pk]
+        by_time.setdefault(_grain(now, check_delay(attempt, status)), []).append(pk)
+    for next_check_at, ids in by_time.items():
+        moved_here = {pk: moved[pk] for pk in ids if pk in moved}
+        if moved_here:
+            Generation.objects.filter(pk__in=moved_here, status=Generation.Status.RUNNING).update(
+                queue_position=Case(
+                    *(When(pk=pk, then=Value(position)) for pk, position in moved_here.items()),
+                    output_field=IntegerField(),
+                ),
+                next_check_at=next_check_at,
+            )
+        still = [pk for pk in ids if pk not in moved_here]
+        if still:
+            Generation.objects.filter(pk__in=still, status=Generation.Status.RUNNING).update(
+                next_check_at=next_check_at
+            )
     if executor is None:
         done: list[Future[Finished | None]] = []
         for work in follow_ups:
@@ -137,6 +154,14 @@ def generation_poll_batch(
             done.append(future)
         return done
     return [executor.submit(work) for work in follow_ups]
+
+
+CHECK_GRAIN = 0.05
+
+
+def _grain(now: dt.datetime, seconds: float) -> dt.datetime:
+    rounded = round(seconds / CHECK_GRAIN) * CHECK_GRAIN
+    return now + dt.timedelta(seconds=rounded)
 
 
 def generation_advance_safely(*, generation_id: GenerationId, generation: Generation | None = None) -> Finished | None:
@@ -170,8 +195,10 @@ def generation_advance(*, generation_id: GenerationId, generation: Generation | 
         generation = attempt.generation if attempt else Generation.objects.filter(pk=generation_id).first()
     if generation is None or generation.is_final:
         return None
-    if generation.status == Generation.Status.QUEUED or attempt is None:
-        submit_model(generation, position=0)  # moves it to running with the first attempt
+    if generation.status == Generation.Status.QUEUED:
+        start_one(generation)  # moves it to running with its attempt
+    elif attempt is None:
+        submit_model(generation, position=0)
     elif attempt.status == Attempt.Status.SUBMITTING:
         submit_attempt(generation, attempt)
     elif attempt.status in (Attempt.Status.QUEUED, Attempt.Status.RUNNING):

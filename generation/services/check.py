@@ -19,6 +19,7 @@ from ..providers import ProviderState, ProviderStatus, get_provider
 from .claim import generation_release, look_again_later, next_poll
 from .finish import Finished, copy_result, generations_finish
 from .log import generation_log, label, log_line
+from .pace import next_check_delay
 from .stop import IN_FLIGHT, cancel_at_provider
 from .submit import attempt_expired, fail_attempt_then_next
 
@@ -65,6 +66,7 @@ def apply_status(
             generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
         return None
     if status.state == ProviderState.COMPLETED:
+        seen_at = timezone.now()  # when we learned it (pace.py learns models' times from it)
         if status.error:
             fail_attempt_then_next(generation, attempt, f"fal reported an error: {status.error}")
             return None
@@ -77,6 +79,8 @@ def apply_status(
                 generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
             return None
         finished = copy_result(generation, attempt, data)
+        if finished is not None:
+            finished.seen_at = seen_at
         if finished is not None and not finish_later:
             generations_finish(finished=[finished])
             return None
@@ -103,11 +107,11 @@ def progress_change(generation: Generation, attempt: Attempt, status: ProviderSt
     return "position" if position != generation.queue_position else None
 
 
-def check_interval() -> float:
-    # The first check follows the submission after FAL_POLL_INTERVAL_SECONDS (quick
-    # first feedback); later ones every FAL_POLL_MAX_INTERVAL_SECONDS: within the
-    # rhythm the UI promises, at a fraction of the calls a crowded queue would cost.
-    return max(settings.FAL_POLL_INTERVAL_SECONDS, settings.FAL_POLL_MAX_INTERVAL_SECONDS)
+def check_delay(attempt: Attempt, status: ProviderStatus) -> float:
+    """Seconds until the attempt's next status check, by how long its model usually takes
+    (`pace.next_check_delay`)."""
+    elapsed = (timezone.now() - attempt.started_at).total_seconds()
+    return next_check_delay(model=attempt.model, state=status.state, elapsed=elapsed)
 
 
 def record_progress(generation: Generation, attempt: Attempt, status: ProviderStatus) -> None:
@@ -120,7 +124,7 @@ def record_progress(generation: Generation, attempt: Attempt, status: ProviderSt
     changes: dict[str, Any] = {}
     if position != generation.queue_position:
         changes["queue_position"] = position
-    next_check = next_poll(seconds=check_interval())
+    next_check = next_poll(seconds=check_delay(attempt, status))
     if new_lines or (attempt.status != attempt_status and attempt_status == Attempt.Status.RUNNING):
         if attempt.status != attempt_status and attempt_status == Attempt.Status.RUNNING:
             new_lines.insert(0, log_line(f"{label(attempt.model)} is working on it"))

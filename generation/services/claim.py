@@ -35,18 +35,21 @@ def next_poll(now: dt.datetime | None = None, *, seconds: float | None = None) -
     return (now or timezone.now()) + dt.timedelta(seconds=interval)
 
 
-def generation_claim_due(*, limit: int, now: dt.datetime | None = None) -> list[uuid.UUID]:
-    """Claim up to `limit` active generations whose next check is due, oldest due first.
+def generation_claim_running(*, limit: int, now: dt.datetime | None = None) -> list[uuid.UUID]:
+    """Claim up to `limit` running generations whose next check is due, oldest due first.
 
     On PostgreSQL the rows are locked with SKIP LOCKED while the lease is written, so
     two workers claiming at once take disjoint sets. SQLite ignores FOR UPDATE but
     runs every writing transaction under one lock (BEGIN IMMEDIATE), which gives the
-    same result.
+    same result. Queued generations are started in fair order instead
+    (`schedule.generation_claim_due`).
     """
     now = now or timezone.now()
+    if limit <= 0:
+        return []
     with transaction.atomic():
         ids = list(
-            Generation.objects.filter(status__in=Generation.ACTIVE_STATUSES, next_check_at__lte=now)
+            Generation.objects.filter(status=Generation.Status.RUNNING, next_check_at__lte=now)
             .order_by("next_check_at")
             .select_for_update(skip_locked=True)
             .values_list("pk", flat=True)[:limit]

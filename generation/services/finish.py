@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import close_old_connections, connection, transaction
+from django.db.models import Case, DateTimeField, Value, When
 from django.utils import timezone
 
 from credits import ledger
@@ -47,6 +48,9 @@ class Finished:
     gone: list[int] = field(default_factory=list)
     # Images fal's safety checker withheld (never copied, never stored).
     blocked: int = 0
+    # When the poller saw fal's COMPLETED: the attempt's finished_at (not the end of the
+    # copy), so that models' learned times (services/pace.py) are fal's own.
+    seen_at: dt.datetime | None = None
 
 
 def usable_outputs(outputs: list[OutputImage]) -> list[OutputImage]:
@@ -201,8 +205,16 @@ def _record(items: list[Finished]) -> None:
         winners = [item for item in items if item.attempt.pk in open_attempts and item.generation.pk in running]
         won = {item.attempt.pk for item in winners}
         if winners:
+            seen = {item.attempt.pk: item.seen_at for item in winners if item.seen_at is not None}
+            finished_at: Any = now
+            if seen:
+                finished_at = Case(
+                    *(When(pk=pk, then=Value(at)) for pk, at in seen.items()),
+                    default=Value(now),
+                    output_field=DateTimeField(),
+                )
             Attempt.objects.filter(pk__in=won, status__in=IN_FLIGHT).update(
-                status=Attempt.Status.SUCCEEDED, finished_at=now, error=""
+                status=Attempt.Status.SUCCEEDED, finished_at=finished_at, error=""
             )
             # The log lines differ only by model and image count: one UPDATE per kind.
             by_lines: dict[tuple[str, ...], tuple[list[dict[str, str]], list[uuid.UUID]]] = {}

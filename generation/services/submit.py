@@ -27,6 +27,8 @@ from ..providers import get_provider
 from ..registry import ModelConfigError, get_model
 from .claim import generation_release, look_again_later, next_poll
 from .log import generation_log, label, log_transition
+from .pace import first_check_delay
+from .schedule import fal_rate_limited, generation_requeue
 from .stop import (
     all_failed_message,
     cancel_at_provider,
@@ -49,6 +51,8 @@ class Start:
     position: int
     endpoint: str
     payload: dict[str, Any]
+    # An attempt fal refused at its limit (429), sent again instead of a new one.
+    resume: Attempt | None = None
 
 
 def generations_start(starts: list[Start]) -> list[tuple[Start, Attempt]]:
@@ -84,16 +88,20 @@ def generations_start(starts: list[Start]) -> list[tuple[Start, Attempt]]:
             Generation.objects.filter(pk__in=ids).update(
                 status=Generation.Status.RUNNING, started_at=now, current_model=endpoint, queue_position=None
             )
-        attempts = Attempt.objects.bulk_create(
-            Attempt(
-                generation=start.generation,
-                position=start.position,
-                model=start.endpoint,
-                status=Attempt.Status.SUBMITTING,
-                payload=shorten_payload(start.payload),
+        created = iter(
+            Attempt.objects.bulk_create(
+                Attempt(
+                    generation=start.generation,
+                    position=start.position,
+                    model=start.endpoint,
+                    status=Attempt.Status.SUBMITTING,
+                    payload=shorten_payload(start.payload),
+                )
+                for start in started
+                if start.resume is None
             )
-            for start in started
         )
+        attempts = [start.resume if start.resume is not None else next(created) for start in started]
     for start in started:
         log_transition(start.generation.pk, to=Generation.Status.RUNNING, writer="generations_start")
     return list(zip(started, attempts, strict=True))
@@ -109,10 +117,16 @@ def start_queued(generations: list[Generation]) -> tuple[list[Any], list[Generat
     """
     prepared: list[Start] = []
     not_started: list[Generation] = []
+    parked = parked_attempts([generation.pk for generation in generations])
     for generation in generations:
         chain = list(generation.model_chain or [])
+        resume = parked.get(generation.pk)
         try:
-            prepared.append(Start(generation, 0, chain[0], build_payload(generation, chain[0])))
+            if resume is not None:
+                payload = build_payload(generation, resume.model)
+                prepared.append(Start(generation, resume.position, resume.model, payload, resume=resume))
+            else:
+                prepared.append(Start(generation, 0, chain[0], build_payload(generation, chain[0])))
         except BUILD_ERRORS:
             not_started.append(generation)
     try:
@@ -128,6 +142,28 @@ def start_queued(generations: list[Generation]) -> tuple[list[Any], list[Generat
         partial(submit_attempt_safely, start.generation, attempt, start.payload) for start, attempt in started
     ]
     return submissions, not_started
+
+
+def parked_attempts(generation_ids: list[uuid.UUID]) -> dict[uuid.UUID, Attempt]:
+    """The attempts waiting to be sent again after fal's 429 (`schedule.generation_requeue`),
+    by generation: still `submitting`, never given a request id."""
+    if not generation_ids:
+        return {}
+    waiting = Attempt.objects.filter(
+        generation_id__in=generation_ids, status=Attempt.Status.SUBMITTING, fal_job_id=""
+    ).order_by("started_at")
+    return {attempt.generation_id: attempt for attempt in waiting}
+
+
+def start_one(generation: Generation) -> None:
+    """Start one queued generation now (the one-by-one path; the caller holds the claim):
+    an attempt fal refused at its limit is sent again, otherwise the chain starts with its
+    first model (`submit_model`)."""
+    submissions, not_started = start_queued([generation])
+    for submission in submissions:
+        submission()
+    for left in not_started:
+        submit_model(left, position=0)
 
 
 def submit_attempt_safely(generation: Generation, attempt: Attempt, payload: dict[str, Any]) -> None:
@@ -235,6 +271,14 @@ def submit_attempt(
     try:
         request_id = get_provider().submit(attempt.model, payload, webhook_url, kind=generation.kind)
     except ProviderError as exc:
+        # (An attempt keeps its clock while it waits: a 429 that never ends runs into
+        # FAL_ATTEMPT_TIMEOUT_SECONDS like any other trouble, and the next model tries.)
+        if exc.code == "provider_rate_limited" and not attempt_expired(attempt):
+            # fal's limit of jobs at once, not this model refusing: fewer jobs at a time
+            # for a while, and this one waits for its turn again (nothing used up).
+            fal_rate_limited()
+            generation_requeue(generation=generation, attempt=attempt, reason=exc.message)
+            return False
         if exc.permanent or attempt_expired(attempt):
             if fall_over:
                 fail_attempt_then_next(generation, attempt, exc.message)
@@ -261,7 +305,7 @@ def submit_attempt(
     generation_log(
         generation,
         f"Sent to {label(attempt.model)}",
-        next_check_at=next_poll(),
+        next_check_at=next_poll(seconds=first_check_delay(attempt.model)),
         only_if=Generation.ACTIVE_STATUSES,
         request_payload=attempt.payload,  # the last request, for staff
     )

@@ -70,6 +70,7 @@ def test_each_generation_status_is_written_by_one_function():
         "services.finish._record",  # running → succeeded (generations_finish)
         "services.stop.generation_stop",  # → failed / → canceled
         "services.request.generation_retry",  # failed / canceled → queued (staff)
+        "services.schedule.generation_requeue",  # running → queued (fal's 429: waits for a slot again)
     }
 
 

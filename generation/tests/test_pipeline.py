@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+import time_machine
 from django.conf import settings
+from django.utils import timezone
 from PIL import Image
 
 from credits.models import CreditEntry
@@ -244,10 +248,12 @@ def test_a_rate_limited_submission_is_retried_on_the_same_model(user, fake_fal):
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
     generation = start_generation(user, preset)
 
-    for _ in range(5):
-        run_worker(rounds=1)
-        Generation.objects.filter(pk=generation.pk, status="running").update(next_check_at=generation.created_at)
-    run_worker(generation)
+    # After a 429 nothing starts for a moment (services/schedule.py): the clock moves on.
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        for _ in range(5):
+            run_worker(rounds=1)
+            clock.shift(dt.timedelta(seconds=3))
+        run_worker(generation)
 
     assert generation.status == Generation.Status.SUCCEEDED
     [attempt] = generation.attempts.all()

@@ -9,6 +9,8 @@ never arrived.
 from __future__ import annotations
 
 import pytest
+import time_machine
+from django.utils import timezone
 
 from credits.reconcile import find_ledger_problems
 from generation.models import Attempt, Media
@@ -56,7 +58,9 @@ def test_a_5xx_on_every_model_fails_and_refunds_once_with_a_clear_message(
 def test_a_429_on_submit_is_retried_on_the_same_model_and_charged_once(user, funded, fake_fal, one_model_style):
     fake_fal.fail_submit(FAST_SDXL_I2I, status=429, times=2)
 
-    generation = run_worker(start(user, one_model_style))
+    # After a 429 nothing new starts for a moment: the clock moves on between rounds.
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        generation = run_worker(start(user, one_model_style), between=lambda _: clock.shift(3))
 
     assert_succeeded(user, generation, funded=funded)
     assert len(fake_fal.jobs) == 1, "exactly one job at fal"
@@ -68,7 +72,12 @@ def test_a_429_that_never_ends_times_out_and_refunds(user, funded, fake_fal, one
     settings.FAL_ATTEMPT_TIMEOUT_SECONDS = 60
     fake_fal.fail_submit(FAST_SDXL_I2I, status=429)
 
-    generation = run_worker(start(user, one_model_style), between=lambda _: age_attempts(30))
+    def later(_: int) -> None:
+        age_attempts(30)
+        clock.shift(3)
+
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        generation = run_worker(start(user, one_model_style), between=later)
 
     assert_failed_and_refunded(user, generation, funded=funded)
     assert not fake_fal.jobs
@@ -109,7 +118,12 @@ def test_connection_refused_past_the_bound_fails_and_refunds(user, funded, fake_
     settings.FAL_ATTEMPT_TIMEOUT_SECONDS = 60
     fake_fal.refuse_connections()
 
-    generation = run_worker(start(user, one_model_style), between=lambda _: age_attempts(30))
+    def later(_: int) -> None:
+        age_attempts(30)
+        clock.shift(3)
+
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        generation = run_worker(start(user, one_model_style), between=later)
 
     assert_failed_and_refunded(user, generation, funded=funded)
 

@@ -1,0 +1,123 @@
+"""Pacing: when to ask fal about a job again, from how long its model usually takes.
+
+Asking on a fixed beat either wastes calls (often) or shows results late (seldom). Each
+model's time from submission to completion is learned from its recent attempts
+(`expected_latency`: the 10th and 90th percentile of the last SAMPLE_SIZE that
+succeeded, cached per process for CACHE_SECONDS), and the next check is placed by it
+(`next_check_delay`):
+
+- before the early mark (a fast job's finish, less LEAD_SECONDS): one check at the mark;
+- from there to a slow job's finish (plus some slack): every NEAR_SECONDS, so a result
+  is seen soon after it exists;
+- far past it, or while fal still has the job in its queue past the early mark: backing
+  off, since nothing is imminent.
+
+Every delay is at most max(FAL_POLL_INTERVAL_SECONDS, FAL_POLL_MAX_INTERVAL_SECONDS),
+the rhythm within which the UI promises news (queue position, fal's log lines).
+
+An attempt's duration is measured from `started_at` (written just before the
+submission) to `finished_at`, which is when we learned fal had finished: the webhook's
+arrival, or the status check that saw COMPLETED (`finish.Finished.seen_at`), not when
+the images had been copied. Measured that way a late check can only make the next
+estimate later by the lateness of that check, and the close watch starts before the
+early mark, so the estimate settles near fal's real time instead of drifting up.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from ..models import Attempt
+from ..providers import ProviderState
+
+SAMPLE_SIZE = 50
+CACHE_SECONDS = 30.0
+# With fewer successes than this, what was learned is read again after SHORT_CACHE_SECONDS.
+MIN_SAMPLE = 10
+SHORT_CACHE_SECONDS = 3.0
+# Before any attempt of a model has succeeded.
+DEFAULT_EXPECTED_SECONDS = 8.0
+# How often a job is checked while it is likely to finish.
+NEAR_SECONDS = 0.25
+# The close watch begins this long before a fast job's finish.
+LEAD_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Expected:
+    """Seconds from submission to completion for one model: a fast job and a slow one."""
+
+    early: float
+    late: float
+
+
+_learned: dict[str, tuple[float, Expected]] = {}
+_learned_lock = threading.Lock()
+
+
+def _quantile(ordered: list[float], share: float) -> float:
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def expected_latency(model: str) -> Expected:
+    """How long `model` takes, from its last SAMPLE_SIZE succeeded attempts (cached per
+    process for CACHE_SECONDS: every pool thread reads it for every check)."""
+    now = timezone.now().timestamp()
+    with _learned_lock:
+        cached = _learned.get(model)
+    if cached is not None and now - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    rows = (
+        Attempt.objects.filter(model=model, status=Attempt.Status.SUCCEEDED, finished_at__isnull=False)
+        .order_by("-started_at")
+        .values_list("started_at", "finished_at")[:SAMPLE_SIZE]
+    )
+    durations = sorted(max(0.0, (finished - started).total_seconds()) for started, finished in rows)
+    if durations:
+        expected = Expected(early=_quantile(durations, 0.1), late=_quantile(durations, 0.9))
+    else:
+        expected = Expected(early=DEFAULT_EXPECTED_SECONDS, late=DEFAULT_EXPECTED_SECONDS)
+    # Until a model has a real sample, look again soon: the first results teach it.
+    fetched_at = now if len(durations) >= MIN_SAMPLE else now - CACHE_SECONDS + SHORT_CACHE_SECONDS
+    with _learned_lock:
+        _learned[model] = (fetched_at, expected)
+    return expected
+
+
+def forget_latencies() -> None:
+    """Drop what this process learned (the next check reads the attempts again)."""
+    with _learned_lock:
+        _learned.clear()
+
+
+def _ceiling() -> float:
+    return max(0.0, settings.FAL_POLL_INTERVAL_SECONDS, settings.FAL_POLL_MAX_INTERVAL_SECONDS)
+
+
+def next_check_delay(*, model: str, state: ProviderState, elapsed: float) -> float:
+    """Seconds until the next status check of an attempt of `model`, `elapsed` seconds
+    after it was submitted, which fal last reported in `state`."""
+    ceiling = _ceiling()
+    near = min(NEAR_SECONDS, ceiling)
+    expected = expected_latency(model)
+    until_early = expected.early - LEAD_SECONDS - elapsed
+    if until_early > near:
+        delay = until_early
+    elif state == ProviderState.IN_QUEUE:
+        # Not started yet although a fast job would be done by now: its run is still to
+        # come, so nothing is imminent.
+        delay = max(near, expected.early / 4)
+    elif elapsed <= expected.late + max(1.0, expected.late / 2):
+        delay = near
+    else:  # far past a slow job's time: back off
+        delay = max(near, (elapsed - expected.late) / 2)
+    return min(ceiling, delay)
+
+
+def first_check_delay(model: str) -> float:
+    """Seconds from a submission to its first status check."""
+    return next_check_delay(model=model, state=ProviderState.IN_QUEUE, elapsed=0.0)
