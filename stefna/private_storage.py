@@ -1,6 +1,8 @@
 """S3-compatible storage that never hands out a permanent address.
 
-Every object is written `private` (whatever AWS_DEFAULT_ACL says), and `url()` answers
+Objects are written with no ACL, which leaves them private to the bucket's owner (S3's
+default; a bucket with ACLs disabled, AWS's default since 2023, refuses any ACL but
+bucket-owner-full-control, so not even `private` is sent), and `url()` answers
 our own ownership-checking address (`MEDIA_URL` + name, served by
 `stefna.media.serve_media`) rather than the bucket's, so no page, API answer or export
 ever carries an address that works for anyone forever. That view redirects whoever
@@ -26,7 +28,7 @@ class PrivateS3Storage(S3Storage):
     def __init__(self, **options: Any) -> None:
         # Forced, not defaults: a public ACL or an unsigned custom domain would be a
         # permanent public address for every photo.
-        options.update(default_acl="private", querystring_auth=True, custom_domain=None, signature_version="s3v4")
+        options.update(default_acl=None, querystring_auth=True, custom_domain=None, signature_version="s3v4")
         super().__init__(**options)
 
     def url(self, name: str, parameters: Any = None, expire: Any = None, http_method: Any = None) -> str:

@@ -42,6 +42,7 @@ class StoredObject:
     body: bytes
     content_type: str
     acl: str = "private"
+    acl_header: str | None = None  # the `x-amz-acl` the upload sent, if any
     modified: float = field(default_factory=lambda: dt.datetime.now(dt.UTC).timestamp())
 
 
@@ -212,6 +213,7 @@ class FakeS3:
                     body=body,
                     content_type=self.headers.get("Content-Type", "binary/octet-stream"),
                     acl=self.headers.get("x-amz-acl", "private"),
+                    acl_header=self.headers.get("x-amz-acl"),
                 )
                 with fake._lock:
                     fake.objects[key] = stored

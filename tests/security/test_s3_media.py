@@ -52,6 +52,9 @@ def test_photos_and_results_are_private_objects_never_addressed_at_the_bucket(fi
     source = generation.source_image.name
     assert set(fake_s3.objects) == {source, media.storage_key}
     assert all(stored.acl == "private" for stored in fake_s3.objects.values())
+    # No ACL is sent at all: buckets with ACLs disabled (AWS's default) refuse any other
+    # than bucket-owner-full-control, and without one an object is private to its owner.
+    assert all(stored.acl_header is None for stored in fake_s3.objects.values())
     assert media.url == f"/media/{media.storage_key}" and generation.source_image.url == f"/media/{source}"
     for key in (source, media.storage_key):
         assert httpx.get(f"{fake_s3.url}/{fake_s3.bucket}/{key}").status_code == 403, "the bucket itself is closed"
