@@ -23,6 +23,7 @@ from pillow_heif import register_heif_opener
 
 from stefna.errors import InvalidInput
 
+from . import png_strips
 from .exceptions import ImageTooLarge, ImageTooManyPixels, UnsupportedImage
 
 # iPhones save HEIC; pillow-heif teaches Pillow to open it (AVIF Pillow reads itself).
@@ -127,7 +128,7 @@ def validate_image(data: bytes) -> ValidatedImage:
                 raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
             output_format = ACCEPTED_FORMATS[image.format]
             with _decode_slot():
-                picture = _decode_scaled(image, output_format)
+                picture = _decode_scaled(image, output_format, data)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooManyPixels(
             _("That image has too many pixels (the limit is %(megapixels)s megapixels).")
@@ -160,17 +161,26 @@ def validate_image(data: bytes) -> ValidatedImage:
     )
 
 
-def _decode_scaled(image: Image.Image, output_format: str) -> Image.Image:
+def _decode_scaled(image: Image.Image, output_format: str, data: bytes) -> Image.Image:
     """The photo decoded, at most MAX_SOURCE_SIDE on its long side, upright, in a web mode."""
     side = settings.MAX_SOURCE_SIDE
-    exif = image.getexif()
-    orientation = exif.get(0x0112, 1)
-    if image.format in ("JPEG", "MPO"):
-        # Ask the JPEG decoder for a 1/2, 1/4 or 1/8 scale that still covers `side`:
-        # a quarter or less of the memory and time of a full decode.
-        image.draft("RGB" if image.mode not in ("L", "CMYK") else image.mode, (side, side))
-    image.load()
     factor = max(image.size) // side
+    strips = png_strips.reduced_png(data, factor=factor) if image.format == "PNG" and factor >= 2 else None
+    if strips is not None:
+        # A big PNG is decoded and reduced a strip at a time (a full-size RGBA decode
+        # is 100 MB at the pixel limit); the full-size image is never made. Its EXIF is
+        # read from the file: Pillow's PNG getexif() decodes the whole image first.
+        orientation = png_strips.exif(data).get(0x0112, 1)
+        image.close()
+        image, factor = strips, 1
+    else:
+        orientation = image.getexif().get(0x0112, 1)
+        if image.format in ("JPEG", "MPO"):
+            # Ask the JPEG decoder for a 1/2, 1/4 or 1/8 scale that still covers `side`:
+            # a quarter or less of the memory and time of a full decode.
+            image.draft("RGB" if image.mode not in ("L", "CMYK") else image.mode, (side, side))
+        image.load()
+        factor = max(image.size) // side
     if factor >= 2:
         # Box-reduce by a whole factor first (cheap, and no premultiplied full-size copy
         # for RGBA as resize() makes), then free the full-size pixels at once.

@@ -13,6 +13,10 @@ Names. Every stored object gets at least 128 bits of randomness in its name:
 
 Delivery. Source photos and private results reach only their owner and staff:
 - local files through `stefna.media.serve_media`, which checks ownership per request;
+- files in an S3-compatible bucket through the same view, which redirects to a
+  presigned URL (stefna/private_storage.py: every object private, no bucket address
+  ever rendered): PRIVATE_URL_SECONDS for a private file, a little over the redirect's
+  cache lifetime for a public one;
 - Cloudinary assets are uploaded as `type=authenticated` (never public `upload`), and
   addressed as `/images/<public id>`: that view redirects the owner (or staff) to a
   signed download URL that expires in PRIVATE_URL_SECONDS, and anyone to the signed
@@ -85,6 +89,22 @@ def media_for_cloudinary(public_id: str) -> Media | None:
 
 def generation_for_source(name: str) -> Generation | None:
     return Generation.objects.filter(source_image=name).first()
+
+
+# --- Presigned URLs (S3-compatible storage) -------------------------------------------------
+
+
+def presigned_address(name: str, *, seconds: int) -> str | None:
+    """A signed, expiring GET URL of a stored file where the storage makes them (a
+    bucket); None for local files, which our view streams itself."""
+    presign = getattr(default_storage, "presigned_url", None)
+    return None if presign is None else str(presign(name, seconds=seconds))
+
+
+def delivery_seconds(*, public: bool) -> int:
+    # A public redirect may be cached for PUBLIC_CACHE_SECONDS, so the URL it points at
+    # must outlive that; a private one is fresh on every request.
+    return 2 * PUBLIC_CACHE_SECONDS if public else PRIVATE_URL_SECONDS
 
 
 # --- Cloudinary ----------------------------------------------------------------------------

@@ -121,6 +121,7 @@ class BoundedBodyASGI:
     checks that the token or session is real). Over the bound the body is drained
     first, within the same byte and time bounds, and then answered 413: an ASGI server
     stops reading once the answer is sent, so the order is the other way round from WSGI.
+    The 413 says `Connection: close`, so nothing past the drain bound is ever read.
     """
 
     def __init__(self, app: Any) -> None:
@@ -157,7 +158,15 @@ class BoundedBodyASGI:
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", content_type), (b"content-length", str(len(data)).encode())],
+                # Connection: close makes the server hang up once the answer is written
+                # (uvicorn closes when h11 says MUST_CLOSE); without it uvicorn keeps
+                # reading and discarding the rest of the body to reuse the connection, so
+                # a stranger could still make us read 200 MB after our bounded drain.
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(data)).encode()),
+                    (b"connection", b"close"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": data})

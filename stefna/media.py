@@ -1,7 +1,7 @@
 """Serving stored images, with ownership checked on every request.
 
-`/media/<name>` (local files: development, offline mode, single-machine installs) and
-`/images/<Cloudinary public id>` answer only what the asker may see (see
+`/media/<name>` (local files, streamed; or an S3-compatible bucket's, redirected to a
+presigned URL that expires) and `/images/<Cloudinary public id>` answer only what the asker may see (see
 generation/storage.py): a public result to anyone, a private result or any source
 photo only to its owner and staff. Everything else is a 404, the same answer as for
 a name that does not exist, so probing tells nothing.
@@ -59,6 +59,10 @@ def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
         public = media.is_public and not media.hidden
     else:
         raise Http404  # nothing else under MEDIA_ROOT is for the web (health probes, provider state)
+    presigned = storage.presigned_address(path, seconds=storage.delivery_seconds(public=public))
+    if presigned is not None:
+        # A bucket: the file is fetched from there, by a URL that expires.
+        return _cache_headers(HttpResponseRedirect(presigned), public=public)
     # MEDIA_ROOT is read per request, not when the URLconf loads, so a changed
     # setting (tests give each test its own folder) is always honoured.
     response = serve(request, path, document_root=str(settings.MEDIA_ROOT))

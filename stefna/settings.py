@@ -200,15 +200,15 @@ WHITENOISE_MANIFEST_STRICT = False
 
 AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
 if AWS_STORAGE_BUCKET_NAME:
+    # Private objects, addressed through our ownership check and presigned URLs
+    # (stefna/private_storage.py); never a public ACL or an unsigned bucket address.
     _default_storage = {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        "BACKEND": "stefna.private_storage.PrivateS3Storage",
         "OPTIONS": {
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
             "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
             "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
-            "custom_domain": os.environ.get("AWS_S3_CUSTOM_DOMAIN") or None,
-            "querystring_auth": env_bool("AWS_QUERYSTRING_AUTH", False),
-            "default_acl": os.environ.get("AWS_DEFAULT_ACL") or None,
+            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,
             "file_overwrite": False,
         },
     }
@@ -218,8 +218,9 @@ STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
-# True when stored source photos are reachable by fal at their storage URL (a public
-# bucket). Otherwise fal gets a data URI of the photo. Defaults to "a bucket is set".
+# True when fal can fetch stored source photos from the bucket (a presigned URL valid
+# for one attempt). Otherwise fal gets a data URI of the photo. Defaults to "a bucket is
+# set"; turn it off for a bucket fal cannot reach (MinIO on a private network).
 STORAGE_PUBLIC_URLS = env_bool("STORAGE_PUBLIC_URLS", bool(AWS_STORAGE_BUCKET_NAME))
 
 # --- Email ----------------------------------------------------------------------------
@@ -355,8 +356,9 @@ RATE_LIMIT_CODES_PER_EMAIL = (5, 15 * 60)
 RATE_LIMIT_CODES_PER_IP = (20, 60 * 60)
 # Code entries per IP (IPv6: per /64) across every email: guessing many inboxes' codes at once.
 RATE_LIMIT_CODE_ENTRIES_PER_IP = (env_int("RATE_LIMIT_CODE_ENTRIES_PER_IP", 30), 15 * 60)
-# Serve MEDIA_URL from this process: on by default whenever files live on local disk.
-SERVE_MEDIA = env_bool("SERVE_MEDIA", not AWS_STORAGE_BUCKET_NAME and MEDIA_URL.startswith("/"))
+# Serve MEDIA_URL through the ownership check (stefna/media.py): local files are
+# streamed, a bucket's are redirected to presigned URLs. On whenever MEDIA_URL is a path.
+SERVE_MEDIA = env_bool("SERVE_MEDIA", MEDIA_URL.startswith("/"))
 
 # --- API ------------------------------------------------------------------------------
 # POST /api/generate-image waits this long for a result before answering 202 with the

@@ -21,6 +21,7 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from .. import storage
 from ..exceptions import ProviderError
 from ..models import Attempt, Generation
 from ..providers import get_provider
@@ -335,12 +336,15 @@ def build_payload(generation: Generation, endpoint: str) -> dict[str, Any]:
 
 
 def source_image_url(generation: Generation) -> str:
-    """What fal fetches the photo from: its public storage URL, or a data URI of it."""
+    """What fal fetches the photo from: a presigned bucket URL, or a data URI of it."""
     name = generation.source_image.name
     if not name:
         raise ValueError("the generation has no stored photo")
     if settings.STORAGE_PUBLIC_URLS:
-        return default_storage.url(name)
+        # Signed for one attempt's lifetime (and a margin for fal's queue): each attempt
+        # asks again, and a URL that leaked from fal's logs dies with the attempt.
+        presigned = storage.presigned_address(name, seconds=settings.FAL_ATTEMPT_TIMEOUT_SECONDS + 60)
+        return presigned or default_storage.url(name)
     with default_storage.open(name, "rb") as file:
         data = file.read()
     content_type = mimetypes.guess_type(name)[0] or "image/jpeg"

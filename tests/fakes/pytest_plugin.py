@@ -13,6 +13,7 @@ Fixtures:
   (CLOUDINARY_* incl. upload_prefix, CLOUDINARY_ENABLED on).
 - `fake_stripe`: a running fake Stripe API (tests/fakes/stripe.py), the SDK pointed at it
   (STRIPE_API_BASE) with test keys and the offline checkout off.
+- `fake_s3`: a running fake S3 bucket (tests/fakes/s3.py) as Django's default storage.
 - `offline_provider_dir` (autouse): the offline provider's state files go to the
   test's tmp dir, with zero simulated queue/run time, and a zero poll interval (a
   job is due again as soon as it was looked at, so tests run rounds without sleeping).
@@ -128,3 +129,40 @@ def fake_stripe(fake_stripe_server, settings):
     settings.OFFLINE_CHECKOUT = False
     yield fake_stripe_server
     fake_stripe_server.reset()
+
+
+@pytest.fixture(scope="session")
+def fake_s3_server():
+    from tests.fakes.s3 import FakeS3
+
+    server = FakeS3()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_s3(fake_s3_server, settings):
+    """A running fake S3 bucket (tests/fakes/s3.py) as Django's default storage, the way
+    settings.py configures a bucket (PrivateS3Storage, path-style addresses)."""
+    from tests.fakes.s3 import ACCESS_KEY, REGION, SECRET_KEY
+
+    fake_s3_server.reset()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "stefna.private_storage.PrivateS3Storage",
+            "OPTIONS": {
+                "bucket_name": fake_s3_server.bucket,
+                "endpoint_url": fake_s3_server.url,
+                "region_name": REGION,
+                "addressing_style": "path",
+                "access_key": ACCESS_KEY,
+                "secret_key": SECRET_KEY,
+                "file_overwrite": False,
+            },
+        },
+    }
+    settings.STORAGE_PUBLIC_URLS = False
+    yield fake_s3_server
+    fake_s3_server.reset()

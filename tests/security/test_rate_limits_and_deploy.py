@@ -4,11 +4,13 @@ the production security settings: secure cookies, HSTS, `check --deploy` clean."
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import secrets
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -165,6 +167,23 @@ def test_check_deploy_is_clean_in_a_production_environment():
     result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV)
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_security_rules_are_on_and_every_exception_is_justified():
+    text = (ROOT / "pyproject.toml").read_text()
+    lint = tomllib.loads(text)["tool"]["ruff"]["lint"]
+    assert "S" in lint["select"]
+    lines = text.splitlines()
+    for code in lint["ignore"]:
+        line = next(line for line in lines if line.strip().startswith(f'"{code}"'))
+        assert "#" in line and len(line.split("#", 1)[1].strip()) > 10, f"{code} is ignored without a reason"
+    for pattern, codes in lint["per-file-ignores"].items():
+        if any(code.startswith("S") for code in codes):
+            at = next(n for n, line in enumerate(lines) if line.startswith(f'"{pattern}"'))
+            # A comment on the line, or one heading its block of patterns.
+            block = itertools.takewhile(lambda line: line.strip() and not line.startswith("["), reversed(lines[:at]))
+            justified = "#" in lines[at] or any(line.lstrip().startswith("#") for line in block)
+            assert justified, f"{pattern} skips the S rules without a reason"
 
 
 def test_production_settings_are_secure_by_default():

@@ -122,6 +122,16 @@ def test_a_result_over_the_byte_bound_is_refused(strict):
             pass
 
 
+def test_a_result_past_its_time_bound_is_refused(strict):
+    # A bound that has already passed when the first chunk arrives: what a host that
+    # drips its bytes slower than RESULT_FETCH_SECONDS meets, without a test that waits.
+    strict.RESULT_FETCH_SECONDS = -1
+    client = _client({f"https://{PUBLIC}/slow.png": httpx.Response(200, content=b"x" * 500)})
+    with result_urls.stream(client, f"https://{PUBLIC}/slow.png") as response, pytest.raises(TimeoutError):
+        for _ in result_urls.read_chunks(response, chunk_size=100):
+            pass
+
+
 @pytest.fixture
 def ghibli(db):
     return PresetFactory(kind="ghibli_reaction", model_chain=CHAIN, prompt="ghibli style, {prompt}")
