@@ -62,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,7 @@ def sample_postgres(database: str, postmaster: int, out: Path) -> None:
     latest: dict[tuple[int, str], float] = {}
     first = True
     written = 0.0
+    niceness = os.getpriority(os.PRIO_PROCESS, 0)
     with out.open("w") as lines:
         while True:
             try:
@@ -161,6 +163,13 @@ def sample_postgres(database: str, postmaster: int, out: Path) -> None:
                     tries[key] += 1
                     if match:
                         verdicts[key] = (match.group(1) or match.group(2)) == database
+                        if verdicts[key] and niceness < 0:
+                            # As bench/api.py does: this database's backends run at the bench's
+                            # priority, ahead of other work on a shared machine (BENCH_NICE).
+                            try:
+                                os.setpriority(os.PRIO_PROCESS, int(pid), niceness)
+                            except OSError:
+                                pass
                     elif tries[key] > 20:  # a background process, not a client backend
                         verdicts[key] = False
                     else:
@@ -239,7 +248,10 @@ class Stack:
         return result.stdout
 
     def start_app(self, *, max_concurrent: int) -> None:
-        """The web (production ASGI command) and the worker(s), with FAL_MAX_CONCURRENT set."""
+        """The web (production ASGI command) and the worker(s), with FAL_MAX_CONCURRENT set
+        (restarted if they run with another value)."""
+        if "web" in self.processes and self.env.get("FAL_MAX_CONCURRENT") == str(max_concurrent):
+            return
         self.stop_app()
         self.env["FAL_MAX_CONCURRENT"] = str(max_concurrent)
         self.spawn("web", [support.PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py"])
@@ -380,6 +392,7 @@ class Seen:
     user: int
     generation_id: str
     requested_at: float
+    accepted_at: float  # the 202 arrived
     seen_at: float
     status: str
     fal_job_id: str | None
@@ -408,33 +421,49 @@ class User:
             headers={"X-Forwarded-For": address, "Accept-Language": "en"},
         )
 
+    async def send(self, method: str, url: str, tally: Tally | None = None, **options: Any) -> httpx.Response:
+        """One request, sent again once when a kept-alive connection turned out to be closed
+        (the server drops idle ones after a few seconds, or restarted between runs), as a
+        browser does. A generation's POST carries an Idempotency-Key, so a resend is safe."""
+        try:
+            return await self.client.request(method, url, **options)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.ConnectError):
+            if tally is not None:
+                tally.requests["resent on a closed connection"] += 1
+            return await self.client.request(method, url, **options)
+
     def csrf(self) -> dict[str, str]:
         return {"X-CSRFToken": self.client.cookies.get("csrftoken") or ""}
 
     async def sign_in(self, mailbox: Mailbox) -> None:
-        """The browser's flow: the sign-in page, the email, the emailed code, the studio."""
+        """The browser's flow: the sign-in page, the email, the emailed code (the page it
+        redirects to is not loaded: setup, not the load under test)."""
         client = self.client
-        await client.get("/accounts/sign-in/")
+        await self.send("GET", "/accounts/sign-in/")
         token = client.cookies.get("csrftoken") or ""
-        answer = await client.post(
-            "/accounts/sign-in/", data={"email": self.email, "csrfmiddlewaretoken": token, "next": "/"}
+        answer = await self.send(
+            "POST", "/accounts/sign-in/", data={"email": self.email, "csrfmiddlewaretoken": token, "next": "/"}
         )
         if answer.status_code != 302:
             raise Problem(f"sign-in: email step answered HTTP {answer.status_code}")
         code = await mailbox.code_for(self.email)
-        answer = await client.post("/accounts/code/", data={"code": code, "csrfmiddlewaretoken": token, "next": "/"})
+        answer = await self.send(
+            "POST", "/accounts/code/", data={"code": code, "csrfmiddlewaretoken": token, "next": "/"}
+        )
         if answer.status_code != 302:
             raise Problem(f"sign-in: code step answered HTTP {answer.status_code}")
-        if (await client.get("/")).status_code != 200 or (await client.get("/api/quota")).status_code != 200:
-            raise Problem("sign-in: not signed in after the code")
+        if "sessionid" not in client.cookies:
+            raise Problem("sign-in: no session after the code")
 
     async def start(self, preset: str, tally: Tally) -> dict[str, Any]:
         tally.requests["POST /api/generations"] += 1
-        answer = await self.client.post(
+        answer = await self.send(
+            "POST",
             "/api/generations",
+            tally,
             data={"preset": preset, "is_public": "true"},
             files={"image": ("photo.jpg", self.photo, "image/jpeg")},
-            headers=self.csrf(),
+            headers={**self.csrf(), "Idempotency-Key": uuid.uuid4().hex},
         )
         if answer.status_code != 202:
             raise Problem(f"POST /api/generations: HTTP {answer.status_code} {error_code(answer)}")
@@ -442,7 +471,7 @@ class User:
 
     async def get(self, generation_id: str, tally: Tally, etag: str | None = None) -> httpx.Response:
         headers = {"If-None-Match": etag} if etag else None
-        answer = await self.client.get(f"/api/generations/{generation_id}", headers=headers)
+        answer = await self.send("GET", f"/api/generations/{generation_id}", tally, headers=headers)
         tally.requests["GET /api/generations/{id}" + (" 304" if answer.status_code == 304 else "")] += 1
         if answer.status_code not in (200, 304):
             raise Problem(f"GET /api/generations/{{id}}: HTTP {answer.status_code} {error_code(answer)}")
@@ -475,6 +504,10 @@ class User:
                     "GET", f"/api/generations/{generation_id}/events", headers=headers,
                     timeout=httpx.Timeout(30, read=15),
                 ) as answer:  # fmt: skip
+                    if answer.status_code == 204:  # "nothing more to say": the final state was sent
+                        generation = (await self.get(generation_id, tally)).json()
+                        if generation["status"] in FINAL:
+                            return generation, time.monotonic()
                     if answer.status_code != 200:
                         raise Problem(f"GET /api/generations/{{id}}/events: HTTP {answer.status_code}")
                     data: list[str] = []
@@ -525,23 +558,24 @@ class User:
     async def cycle(self, preset: str, channel: str, tally: Tally) -> None:
         requested_at = time.monotonic()
         generation = await self.start(preset, tally)
+        accepted_at = time.monotonic()
         if channel == "sse":
             generation, seen_at = await self.watch_by_events(generation, tally)
         else:
             generation, seen_at = await self.watch_by_polling(generation, tally)
         images = generation.get("images") or []
         tally.seen.append(
-            Seen(self.number, generation["id"], requested_at, seen_at, generation["status"],
+            Seen(self.number, generation["id"], requested_at, accepted_at, seen_at, generation["status"],
                  images[0].get("fal_job_id") if images else None)
         )  # fmt: skip
         if generation["status"] != "succeeded":
             raise Problem(f"generation {generation['status']}: {(generation.get('error') or {}).get('code')}")
         tally.requests["GET result image"] += 1
-        image = await self.client.get(images[0]["url"], follow_redirects=True)
+        image = await self.send("GET", images[0]["url"], tally, follow_redirects=True)
         if image.status_code != 200 or not image.content:
             raise Problem(f"result image: HTTP {image.status_code}")
         tally.requests["GET /api/feed"] += 1
-        feed = await self.client.get("/api/feed")
+        feed = await self.send("GET", "/api/feed", tally)
         if feed.status_code != 200:
             raise Problem(f"GET /api/feed: HTTP {feed.status_code}")
 
@@ -660,6 +694,9 @@ async def crowd_run(
     per_minute = len(succeeded) * 60 / args.seconds
     ideal = count * 60 / args.latency
     lags = [seen.seen_at - jobs[seen.fal_job_id][1] for seen in succeeded if seen.fal_job_id in jobs]
+    whole = [seen.seen_at - seen.requested_at for seen in succeeded]
+    upload = [seen.accepted_at - seen.requested_at for seen in succeeded]
+    to_fal = [jobs[seen.fal_job_id][0] - seen.requested_at for seen in succeeded if seen.fal_job_id in jobs]
     series = read_series(samples)
     database_cpu = value_at(series, stop_at, 1) - value_at(series, measure_from, 1)
     reaped_cpu = value_at(series, stop_at, 2) - value_at(series, measure_from, 2)
@@ -682,8 +719,9 @@ async def crowd_run(
              f"{100 * per_minute / ideal:.1f} % of the ideal {ideal:.0f}"],
             ["fal done → user sees", f"p50 {fmt_s(lags, 0.5)} p95 {fmt_s(lags, 0.95)}",
              f"max {fmt_s(lags, 1.0)}, {len(lags)} generations"],
-            ["request → user sees", f"p50 {fmt_s([s.seen_at - s.requested_at for s in succeeded], 0.5)}",
-             f"p95 {fmt_s([s.seen_at - s.requested_at for s in succeeded], 0.95)}"],
+            ["request → user sees", f"p50 {fmt_s(whole, 0.5)} p95 {fmt_s(whole, 0.95)}",
+             f"of which upload answered p50 {fmt_s(upload, 0.5)} p95 {fmt_s(upload, 0.95)}, "
+             f"job reached fal p50 {fmt_s(to_fal, 0.5)} p95 {fmt_s(to_fal, 0.95)}"],
             ["CPU per generation: web", f"{web_ms:.1f} ms", f"{spent(web_before, web_after):.1f} s in all"],
             ["CPU per generation: worker", f"{per_generation(spent(worker_before, worker_after)):.1f} ms",
              f"{spent(worker_before, worker_after):.1f} s in all"],
@@ -796,7 +834,7 @@ async def crowd(args: argparse.Namespace, stack: Stack, fal_base: str, ca: str, 
     verdicts = Verdicts()
     counts = [int(part) for part in args.users.split(",") if part.strip()]
     needed = max([*counts, 2 if args.fairness else 0])
-    stack.start_app(max_concurrent=max(counts or [4]))
+    stack.start_app(max_concurrent=counts[0] if counts else 4)
     presets = httpx.get(f"{stack.base}/api/presets", timeout=10).json()
     preset = next(p["slug"] for p in presets if not p["requires_prompt"] and p["num_images"] == 1)
     users = [User(number, stack.base, small_jpeg(number)) for number in range(needed)]
