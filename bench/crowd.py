@@ -2,7 +2,7 @@
 """A crowd of users (issue 22): how many generations a minute, how soon each user sees
 their result, what watching costs, and whether a light user waits behind a heavy one.
 
-    .venv/bin/python bench/crowd.py                      # N = 20, 100, 300; L = 4 s; then fairness
+    .venv/bin/python bench/crowd.py                      # N = 20, 100, 300; L = 4 s; fairness
     .venv/bin/python bench/crowd.py --users 100 --seconds 30 --no-fairness
     .venv/bin/python bench/crowd.py --quick              # what `run_all.py --quick` runs
 
@@ -30,10 +30,12 @@ channel is detected once at the start and printed.
 Per run, over the steady window after a warm-up: generations a minute against the ideal
 N × 60 / L, fal-done-to-user-sees p50/p95 (the fake's completion time → the moment the
 user holds `succeeded` with its images), CPU seconds per generation of the web processes
-(gunicorn master and workers), the worker(s) and PostgreSQL (this database's backends,
-sampled from /proc every 20 ms: a lower bound, since a backend that lives less than a
-sample is missed; the server-wide total of closed backends, other databases' included,
-is printed as an upper bound, with the connections opened per generation), and /healthz p50/p95 from a probe in its own process hitting it every 50 ms.
+(gunicorn master and workers, less the /healthz probe's share, measured once with no user
+active), the worker(s) and PostgreSQL (this database's backends, sampled from /proc every
+20 ms: a lower bound, since a backend that lives less than a sample is missed; the
+server-wide CPU of closed backends, other databases' included, is printed as an upper
+bound, with the connections opened per generation), and /healthz p50/p95 from a probe in
+its own process, a request every 50 ms after the last answer.
 
 Fairness: with FAL_MAX_CONCURRENT=4, user A queues 40 jobs at once, then user B queues 1;
 prints how long after B's request the fake fal received B's job (first in, first out
@@ -57,8 +59,6 @@ import random
 import re
 import resource
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,270 +73,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from bench import support
+from bench.crowd_stack import (
+    DB_NAME,
+    Stack,
+    active_generations,
+    cpu_of,
+    database_sessions,
+    postmaster_pid,
+    read_series,
+    spent,
+    value_at,
+)
 
-DB_NAME = "stefna_bench_crowd"
 FINAL = {"succeeded", "failed", "canceled"}
 FAL_KEY = "bench-crowd-key-id:bench-crowd-key-secret"  # noqa: S105 - the fake's key
 # Web CPU per generation at 300 users on main at b0ec54b (bench/README.md, "crowd.py");
 # the issue's target is a third of it or less.
 WEB_CPU_BASELINE_MS = 0.0
-PROBE_INTERVAL = 0.05
-SAMPLE_INTERVAL = 0.02
-
-
-# --- Helper processes (this file run with --serve-fake-fal, --probe-healthz, --sample-postgres) ---
-
-
-def serve_fake_fal(latency: float, cert_dir: Path) -> None:
-    """The fake fal, in its own process so it never competes with the crowd for a GIL.
-    Adds GET /_fake/jobs: request id → [submitted, completed] (time.monotonic, which is
-    CLOCK_MONOTONIC and so comparable across processes)."""
-    from tests.fakes.fal import FakeFal
-
-    class CrowdFal(FakeFal):
-        def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, str]:
-            if raw_path.startswith("/_fake/jobs"):
-                with self._lock:
-                    jobs = {key: [job.submitted_at, job.submitted_at + job.latency] for key, job in self.jobs.items()}
-                return 200, jobs, "application/json"
-            return super().handle(method, raw_path, headers, body)
-
-    fake = CrowdFal(cert_dir=cert_dir, record_limit=500)
-    fake.latency = latency
-    fake.start()
-    print(f"port={fake.port} ca={fake.certs.ca_path}", flush=True)
-    while True:  # until SIGTERM
-        time.sleep(3600)
-
-
-def probe_healthz(url: str, out: Path) -> None:
-    """GET `url` back to back (a pause of PROBE_INTERVAL between), one line per probe:
-    monotonic start, milliseconds, 1 if 200. In its own process: the crowd's event loop
-    would otherwise add its own lag to every figure."""
-    with httpx.Client(timeout=10) as client, out.open("w") as lines:
-        while True:
-            began = time.monotonic()
-            try:
-                ok = client.get(url).status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            lines.write(f"{began:.4f} {(time.monotonic() - began) * 1000:.2f} {int(ok)}\n")
-            lines.flush()
-            time.sleep(PROBE_INTERVAL)
-
-
-_BACKEND_TITLE = re.compile(r"^postgres: (?:\S+: )?\S+ (\S+) \S+\(\d+\)|^postgres: (?:\S+: )?\S+ (\S+) \[local\]")
-
-
-def sample_postgres(database: str, postmaster: int, out: Path) -> None:
-    """Every SAMPLE_INTERVAL, the CPU seconds used so far by `database`'s backends (found
-    among the postmaster's children by their process title), and the postmaster's
-    reaped-children CPU (every database's closed backends). A line every quarter second."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    verdicts: dict[tuple[int, str], bool] = {}
-    tries: Counter[tuple[int, str]] = Counter()
-    baseline: dict[tuple[int, str], float] = {}
-    latest: dict[tuple[int, str], float] = {}
-    first = True
-    written = 0.0
-    niceness = os.getpriority(os.PRIO_PROCESS, 0)
-    with out.open("w") as lines:
-        while True:
-            try:
-                children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
-                fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
-                reaped = (int(fields[13]) + int(fields[14])) / ticks
-            except OSError:
-                return
-            for pid in children:
-                try:
-                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                key = (int(pid), stat[19])  # pid and start time: pids are reused
-                if key not in verdicts:
-                    try:
-                        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-                    except OSError:
-                        continue
-                    match = _BACKEND_TITLE.match(title)
-                    tries[key] += 1
-                    if match:
-                        verdicts[key] = (match.group(1) or match.group(2)) == database
-                        if verdicts[key] and niceness < 0:
-                            # As bench/api.py does: this database's backends run at the bench's
-                            # priority, ahead of other work on a shared machine (BENCH_NICE).
-                            try:
-                                os.setpriority(os.PRIO_PROCESS, int(pid), niceness)
-                            except OSError:
-                                pass
-                    elif tries[key] > 20:  # a background process, not a client backend
-                        verdicts[key] = False
-                    else:
-                        continue  # still starting up: its title names no database yet
-                if verdicts[key]:
-                    cpu = (int(stat[11]) + int(stat[12])) / ticks
-                    if key not in baseline:
-                        baseline[key] = cpu if first else 0.0
-                    latest[key] = cpu
-            first = False
-            now = time.monotonic()
-            if now - written >= 0.25:
-                ours = sum(latest[key] - baseline[key] for key in latest)
-                lines.write(f"{now:.4f} {ours:.3f} {reaped:.3f}\n")
-                lines.flush()
-                written = now
-            time.sleep(SAMPLE_INTERVAL)
-
-
-# --- The stack ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Stack:
-    workdir: Path
-    env: dict[str, str]
-    base: str
-    web_processes: int
-    workers: int
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        output = (self.workdir / f"{name}.log").open("ab")
-        process = subprocess.Popen(  # noqa: S603 - our own commands
-            command,
-            cwd=support.ROOT,
-            env=env or self.env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        output.close()
-        self.processes[name] = process
-        return process
-
-    def stop(self, name: str) -> None:
-        process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        # Its own process group (start_new_session): gunicorn's workers go with it.
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-
-    def stop_app(self) -> None:
-        for name in [name for name in self.processes if name == "web" or name.startswith("worker")]:
-            self.stop(name)
-
-    def stop_all(self) -> None:
-        for name in list(self.processes):
-            self.stop(name)
-
-    def tail(self, name: str, lines: int = 40) -> str:
-        path = self.workdir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def manage(self, *args: str) -> str:
-        result = subprocess.run(  # noqa: S603
-            [support.PYTHON, "manage.py", *args], cwd=support.ROOT, env=self.env, capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result.stdout
-
-    def start_app(self, *, max_concurrent: int) -> None:
-        """The web (production ASGI command) and the worker(s), with FAL_MAX_CONCURRENT set
-        (restarted if they run with another value)."""
-        if "web" in self.processes and self.env.get("FAL_MAX_CONCURRENT") == str(max_concurrent):
-            return
-        self.stop_app()
-        self.env["FAL_MAX_CONCURRENT"] = str(max_concurrent)
-        self.spawn("web", [support.PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py"])
-        for number in range(self.workers):
-            self.spawn(f"worker{number}", [support.PYTHON, "manage.py", "db_worker", "--no-startup-delay"])
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=2).json().get("checks", {}).get("worker") == "up":
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            for name, process in self.processes.items():
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited ({process.returncode}):\n{self.tail(name)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"no healthy web and worker within 60 s:\n{self.tail('web')}\n{self.tail('worker0')}"
-                )
-            time.sleep(0.2)
-
-    def web_pids(self) -> set[int]:
-        master = self.processes["web"].pid
-        return {master, *support.child_pids(master)}
-
-    def worker_pids(self) -> set[int]:
-        pids: set[int] = set()
-        for name, process in self.processes.items():
-            if name.startswith("worker"):
-                pids |= {process.pid, *support.child_pids(process.pid)}
-        return pids
-
-
-def cpu_of(pids: set[int]) -> dict[int, float]:
-    return {pid: support.process_cpu_seconds(pid) for pid in pids}
-
-
-def spent(before: dict[int, float], after: dict[int, float]) -> float:
-    return support.cpu_spent(before, after, set(after))
-
-
-def postmaster_pid() -> int:
-    with support._admin_connection() as connection:
-        backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
-    return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def active_generations() -> int:
-    import psycopg
-
-    with psycopg.connect(support.database_url(DB_NAME), autocommit=True) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM generation_generation WHERE status IN ('queued', 'running')"
-        ).fetchone()
-    return int(row[0])
-
-
-def database_sessions() -> int:
-    """Connections ever opened to the bench database (pg_stat_database.sessions, PostgreSQL 14+)."""
-    with support._admin_connection() as connection:
-        row = connection.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", [DB_NAME]).fetchone()
-    return int(row[0] or 0) if row else 0
-
-
-def read_series(path: Path) -> list[list[float]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            rows.append([float(part) for part in parts])
-    return rows
-
-
-def value_at(series: list[list[float]], moment: float, column: int) -> float:
-    """The sampled value of `column` nearest before `moment` (0 before the first sample)."""
-    chosen = 0.0
-    for row in series:
-        if row[0] > moment:
-            break
-        chosen = row[column]
-    return chosen
-
-
 # --- Simulated users ---------------------------------------------------------------------------
 
 
@@ -658,13 +411,26 @@ def share_target(users: int) -> float | None:
     return None
 
 
+async def healthz_probe_cost(stack: Stack, probes: Path, *, seconds: float = 4.0) -> float:
+    """Web CPU seconds one /healthz probe costs, measured while no user is active. Runs
+    subtract the probe's share: back to back, the probe comes more often the faster
+    /healthz answers, and would otherwise charge a faster server more per generation."""
+    await asyncio.sleep(1)
+    before, began = cpu_of(stack.web_pids()), time.monotonic()
+    await asyncio.sleep(seconds)
+    after, ended = cpu_of(stack.web_pids()), time.monotonic()
+    count = sum(1 for row in read_series(probes) if began <= row[0] < ended)
+    return spent(before, after) / count if count else 0.0
+
+
 async def crowd_run(
     stack: Stack, users: list[User], *, preset: str, channel: str, args: argparse.Namespace,
-    fal_base: str, ca: str, samples: Path, probes: Path, verdicts: Verdicts,
+    fal_base: str, ca: str, samples: Path, probes: Path, probe_cost: float, verdicts: Verdicts,
 ) -> None:  # fmt: skip
     count = len(users)
     stack.start_app(max_concurrent=count)
     tally = Tally()
+    log_sizes = stack.log_sizes()
     began = time.monotonic()
     measure_from = began + args.warmup
     stop_at = measure_from + args.seconds
@@ -688,6 +454,7 @@ async def crowd_run(
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.sleep(0.3)  # the sampler's next line covers stop_at
     jobs = await fal_jobs(fal_base, ca)
+    logged = stack.exceptions_since(log_sizes)
 
     window = [seen for seen in tally.seen if measure_from <= seen.seen_at < stop_at]
     succeeded = [seen for seen in window if seen.status == "succeeded"]
@@ -708,7 +475,8 @@ async def crowd_run(
     def per_generation(seconds: float) -> float:
         return 1000 * seconds / len(succeeded) if succeeded else float("nan")
 
-    web_ms = per_generation(spent(web_before, web_after))
+    web_seconds = spent(web_before, web_after)
+    web_ms = per_generation(max(0.0, web_seconds - len(health) * probe_cost))
     print(
         f"\nN = {count} users, L = {args.latency:g} s, {args.seconds:g} s steady after {args.warmup:g} s warm-up, "
         f"channel {channel}, FAL_MAX_CONCURRENT={count}, load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
@@ -722,7 +490,9 @@ async def crowd_run(
             ["request → user sees", f"p50 {fmt_s(whole, 0.5)} p95 {fmt_s(whole, 0.95)}",
              f"of which upload answered p50 {fmt_s(upload, 0.5)} p95 {fmt_s(upload, 0.95)}, "
              f"job reached fal p50 {fmt_s(to_fal, 0.5)} p95 {fmt_s(to_fal, 0.95)}"],
-            ["CPU per generation: web", f"{web_ms:.1f} ms", f"{spent(web_before, web_after):.1f} s in all"],
+            ["CPU per generation: web", f"{web_ms:.1f} ms",
+             f"{web_seconds:.1f} s in all, less {len(health)} /healthz probes at {1000 * probe_cost:.1f} ms; "
+             f"{per_generation(web_seconds):.1f} ms with them"],
             ["CPU per generation: worker", f"{per_generation(spent(worker_before, worker_after)):.1f} ms",
              f"{spent(worker_before, worker_after):.1f} s in all"],
             ["CPU per generation: PostgreSQL", f"≥ {per_generation(database_cpu):.1f} ms",
@@ -734,6 +504,8 @@ async def crowd_run(
             ["requests in the run", ", ".join(f"{name} {n}" for name, n in sorted(tally.requests.items())), ""],
             ["errors in the run", ", ".join(f"{name} ×{n}" for name, n in tally.errors.most_common()) or "none",
              f"SSE reconnects {tally.sse_reconnects}" if channel == "sse" else ""],
+            ["exceptions logged (whole run)",
+             ", ".join(f"{line} ×{n}" for line, n in logged.most_common(5)) or "none", ""],
         ],
         ["figure", "value", "detail"],
     )  # fmt: skip
@@ -854,10 +626,12 @@ async def crowd(args: argparse.Namespace, stack: Stack, fal_base: str, ca: str, 
         + f"; preset {preset}",
         flush=True,
     )  # fmt: skip
+    probe_cost = await healthz_probe_cost(stack, probes)
+    print(f"One /healthz probe costs the web {1000 * probe_cost:.1f} ms of CPU (measured with no user active)")
     try:
         for count in counts:
             await crowd_run(stack, users[:count], preset=preset, channel=channel, args=args, fal_base=fal_base, ca=ca,
-                            samples=samples, probes=probes, verdicts=verdicts)  # fmt: skip
+                            samples=samples, probes=probes, probe_cost=probe_cost, verdicts=verdicts)  # fmt: skip
         if args.fairness:
             await fairness(stack, users[0], users[1], preset=preset, args=args, fal_base=fal_base, ca=ca,
                            verdicts=verdicts)  # fmt: skip
@@ -875,8 +649,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", default="20,100,300", help="comma-separated crowd sizes, one run each")
     parser.add_argument("--latency", type=float, default=4.0, help="seconds the fake fal takes per job (L)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="steady-state window of each run")
-    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before the window (not counted)")
+    parser.add_argument("--seconds", type=float, default=45.0, help="steady-state window of each run")
+    parser.add_argument("--warmup", type=float, default=8.0, help="seconds before the window (not counted)")
     parser.add_argument("--workers", type=int, default=1, help="db_worker processes")
     parser.add_argument("--web-processes", type=int, default=2, help="WEB_CONCURRENCY")
     parser.add_argument("--heavy-jobs", type=int, default=40, help="fairness: jobs user A queues at once")
@@ -885,19 +659,7 @@ def main() -> int:
                         help="today's web CPU per generation at 300 users (the target is a third of it)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="10 and 30 users, 15 s windows, 12 heavy jobs")
     parser.add_argument("--keep-db", action="store_true")
-    parser.add_argument("--serve-fake-fal", type=Path, metavar="CERT_DIR", help=argparse.SUPPRESS)
-    parser.add_argument("--probe-healthz", nargs=2, metavar=("URL", "OUT"), help=argparse.SUPPRESS)
-    parser.add_argument("--sample-postgres", nargs=3, metavar=("DB", "POSTMASTER", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_fake_fal:
-        serve_fake_fal(args.latency, args.serve_fake_fal)
-        return 0
-    if args.probe_healthz:
-        probe_healthz(args.probe_healthz[0], Path(args.probe_healthz[1]))
-        return 0
-    if args.sample_postgres:
-        sample_postgres(args.sample_postgres[0], int(args.sample_postgres[1]), Path(args.sample_postgres[2]))
-        return 0
     if args.quick:
         args.users, args.seconds, args.warmup, args.heavy_jobs = "10,30", 15.0, 6.0, 12
 
@@ -906,7 +668,7 @@ def main() -> int:
     port = support.free_port()
     stack = Stack(workdir=work, env={}, base=f"http://127.0.0.1:{port}", web_processes=args.web_processes,
                   workers=args.workers)  # fmt: skip
-    helper = [support.PYTHON, str(Path(__file__).resolve())]
+    helper = [support.PYTHON, str(Path(__file__).resolve().parent / "crowd_stack.py")]
     print(f"Crowd bench: niceness {niceness}, load average {os.getloadavg()[0]:.1f}, work in {work}", flush=True)
     try:
         fal = stack.spawn("fake-fal", [*helper, "--latency", str(args.latency), "--serve-fake-fal", str(work / "certs")],
@@ -940,6 +702,8 @@ def main() -> int:
             RATE_LIMIT_GENERATIONS_PER_MINUTE="1000",
             EMAIL_BACKEND="django.core.mail.backends.console.EmailBackend",
             PYTHONUNBUFFERED="1",
+            # A restart between runs need not wait for the crowd's idle keep-alive connections.
+            GUNICORN_GRACEFUL_TIMEOUT="5",
         )
         began = time.monotonic()
         stack.manage("migrate", "--no-input")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import support
 
 BENCH_DIR = Path(__file__).resolve().parent
-NOT_BENCHES = {"__init__.py", "support.py", "run_all.py"}
+NOT_BENCHES = {"__init__.py", "support.py", "run_all.py", "crowd_stack.py"}
 
 
 def plan(quick: bool) -> list[tuple[str, list[str], str | None]]:
