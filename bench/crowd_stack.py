@@ -268,9 +268,9 @@ def spent(before: dict[int, float], after: dict[int, float]) -> float:
 
 
 def postmaster_pid() -> int:
-    with support._admin_connection() as connection:
+    with support._admin_connection() as connection:  # read while the backend is alive
         backend = connection.execute("SELECT pg_backend_pid()").fetchone()[0]
-    return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def active_generations() -> int:
