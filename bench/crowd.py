@@ -617,7 +617,11 @@ async def crowd(args: argparse.Namespace, stack: Stack, fal_base: str, ca: str, 
         + (f"; failures: {dict(failures)}" if failures else ""),
         flush=True,
     )
-    channel, has_etag = await detect_channel(users[0], preset)
+    # A user whose sign-in failed still runs (its 401s are counted); these two must work.
+    signed_in = [user for user in users if "sessionid" in user.client.cookies]
+    if len(signed_in) < 2:
+        raise RuntimeError(f"only {len(signed_in)} of {needed} users could sign in: {dict(failures)}")
+    channel, has_etag = await detect_channel(signed_in[0], preset)
     print(
         "Watching channel: "
         + ("Server-Sent Events (GET /api/generations/{id}/events)" if channel == "sse" else
@@ -633,7 +637,7 @@ async def crowd(args: argparse.Namespace, stack: Stack, fal_base: str, ca: str, 
             await crowd_run(stack, users[:count], preset=preset, channel=channel, args=args, fal_base=fal_base, ca=ca,
                             samples=samples, probes=probes, probe_cost=probe_cost, verdicts=verdicts)  # fmt: skip
         if args.fairness:
-            await fairness(stack, users[0], users[1], preset=preset, args=args, fal_base=fal_base, ca=ca,
+            await fairness(stack, signed_in[0], signed_in[1], preset=preset, args=args, fal_base=fal_base, ca=ca,
                            verdicts=verdicts)  # fmt: skip
     finally:
         await asyncio.gather(*(user.client.aclose() for user in users), return_exceptions=True)
