@@ -2,8 +2,8 @@
 """Run every bench, one after another, and print all their figures (`make bench`).
 
 Needs the local PostgreSQL (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432);
-each bench creates and drops its own `stefna_bench*` database. About 5 to 8 minutes on
-the 2-core machine.
+each bench creates and drops its own `stefna_bench*` database. About 10 to 14 minutes on
+the 2-core machine (the crowd bench alone about 6).
 
 A bench exits 0 when its targets are met and 1 when it completed but missed one (it
 prints MISSED/FAIL next to the figure); a traceback means it crashed. The run exits 1
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import support
 
 BENCH_DIR = Path(__file__).resolve().parent
-NOT_BENCHES = {"__init__.py", "support.py", "run_all.py"}
+NOT_BENCHES = {"__init__.py", "support.py", "run_all.py", "crowd_stack.py"}
 
 
 def plan(quick: bool) -> list[tuple[str, list[str], str | None]]:
@@ -52,6 +52,8 @@ def plan(quick: bool) -> list[tuple[str, list[str], str | None]]:
         # Faults on both databases: SQLite (a temporary file) and PostgreSQL.
         ("faults.py", ["--count", "60" if quick else "200"], None),
         ("faults.py", ["--count", "60" if quick else "200"], "stefna_bench_faults"),
+        # issue 22: a crowd of signed-in users (N = 20, 100, 300) and the fairness scenario
+        ("crowd.py", ["--quick"] if quick else [], None),
     ]
     known = {script for script, _, _ in benches}
     # A bench added later runs too, with its defaults, so `make bench` never skips one.
