@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils.translation import gettext_lazy as _
 
 from credits.models import CreditEntry, Wallet
@@ -163,10 +163,17 @@ def generation_for_card(*, user: User, generation_id: uuid.UUID | str) -> Genera
 
     htmx polls this every second while a job runs, so it is the hottest HTML read: one
     query for the row (the card reads the images only once there are any to show),
-    unlike generation_get, which also loads images and attempts.
+    unlike generation_get, which also loads images and attempts. The owner's wallet
+    figures come along in the same query (`owner_balance`, `owner_purchased_balance`,
+    `owner_allowance_day`): the card's ETag is built from them (generation/etags.py).
     """
+    queryset = Generation.objects.annotate(
+        owner_balance=F("user__wallet__balance"),
+        owner_purchased_balance=F("user__wallet__purchased_balance"),
+        owner_allowance_day=F("user__wallet__allowance_day"),
+    )
     try:
-        return Generation.objects.get(user=user, pk=generation_id)
+        return queryset.get(user=user, pk=generation_id)
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:  # a malformed id too
         raise NotFound(_("Generation not found.")) from exc
 
