@@ -9,9 +9,10 @@ import binascii
 import datetime as dt
 import uuid
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
@@ -140,17 +141,6 @@ def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -
     return generation, generation.owner_balance or 0  # type: ignore[attr-defined]
 
 
-def _status_on_a_shared_connection(generation_id: uuid.UUID | str) -> str | None:
-    _poller_connections.add(connections[DEFAULT_DB_ALIAS])
-    try:
-        return Generation.objects.filter(pk=generation_id).values_list("status", flat=True).first()
-    except DatabaseError:
-        # A dropped connection (say, a database restart): discard it so the next poll
-        # reconnects instead of failing the same way forever.
-        connection.close()
-        raise
-
-
 # Every waiting client's status polls in this process run on this one thread, so on one
 # database connection that stays open between polls: a hundred waiting clients cost one
 # connection, not a hundred (and no reconnect per poll).
@@ -202,8 +192,32 @@ async def generation_status_value(*, generation_id: uuid.UUID | str) -> str | No
 
     For clients waiting on a generation from async code (see _STATUS_POLLER).
     """
-    poll = sync_to_async(_status_on_a_shared_connection, thread_sensitive=False, executor=_STATUS_POLLER)
-    return await poll(generation_id)
+    return await run_on_status_connection(_status_value, generation_id=generation_id)
+
+
+def _status_value(*, generation_id: uuid.UUID | str) -> str | None:
+    return Generation.objects.filter(pk=generation_id).values_list("status", flat=True).first()
+
+
+async def run_on_status_connection[ResultT](function: Callable[..., ResultT], /, **kwargs: Any) -> ResultT:
+    """`function(**kwargs)` (a read) on the status poller's thread and its one connection.
+
+    For async code that waits on generations (the studio's wait, the live status stream):
+    however many clients wait, their reads share one connection instead of each holding one.
+    """
+    run = sync_to_async(_on_a_shared_connection, thread_sensitive=False, executor=_STATUS_POLLER)
+    return await run(function, kwargs)
+
+
+def _on_a_shared_connection[ResultT](function: Callable[..., ResultT], kwargs: dict[str, Any]) -> ResultT:
+    _poller_connections.add(connections[DEFAULT_DB_ALIAS])
+    try:
+        return function(**kwargs)
+    except DatabaseError:
+        # A dropped connection (say, a database restart): discard it so the next read
+        # reconnects instead of failing the same way forever.
+        connection.close()
+        raise
 
 
 def generation_status_close_connection() -> None:

@@ -214,6 +214,7 @@ class WatchState(NamedTuple):
     balance: int | None
     purchased_balance: int | None
     allowance_day: dt.date | None
+    status: str
 
 
 def generation_watch_state(*, user_id: int, generation_id: uuid.UUID | str) -> WatchState | None:
@@ -223,7 +224,11 @@ def generation_watch_state(*, user_id: int, generation_id: uuid.UUID | str) -> W
     found = (
         Generation.objects.filter(pk=generation_id, user_id=user_id)
         .values_list(
-            "version", "user__wallet__balance", "user__wallet__purchased_balance", "user__wallet__allowance_day"
+            "version",
+            "user__wallet__balance",
+            "user__wallet__purchased_balance",
+            "user__wallet__allowance_day",
+            "status",
         )
         .first()
     )

@@ -225,6 +225,7 @@ def _card_response(
             generation.owner_balance,  # type: ignore[attr-defined]
             generation.owner_purchased_balance,  # type: ignore[attr-defined]
             generation.owner_allowance_day,  # type: ignore[attr-defined]
+            generation.status,
         )
         language, htmx = etag_for
         etags.with_etag(response, etags.card_etag(state, language=language, htmx=htmx))
