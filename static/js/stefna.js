@@ -290,6 +290,8 @@
     });
     source.addEventListener("message", function (event) {
       failures = 0;
+      // How many changes arrived (the browser tests compare it with the card fetches).
+      document.body.setAttribute("data-live-events", String((parseInt(document.body.getAttribute("data-live-events"), 10) || 0) + 1));
       var current = document.querySelector("[data-testid=status-card][data-card-url]");
       var data = {};
       try { data = JSON.parse(event.data); } catch (error) { data = {}; }
