@@ -199,6 +199,8 @@ def _listen_params() -> dict[str, Any]:
         if key not in _NOT_LIBPQ and isinstance(value, str | int)
     }
     params.update(
+        # Named, so an operator can tell it in pg_stat_activity (one per web process).
+        application_name="stefna-live",
         dbname=settings_dict["NAME"],
         user=settings_dict.get("USER") or None,
         password=settings_dict.get("PASSWORD") or None,

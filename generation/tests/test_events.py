@@ -349,3 +349,75 @@ def test_under_wsgi_the_answer_is_short_and_the_browser_reconnects(running, api_
     assert '"status": "succeeded"' in final.content.decode()
     done = api_client.get(events_url(running), headers={"Last-Event-ID": str(version + 1)})
     assert done.status_code == 204
+
+
+# --- PostgreSQL: NOTIFY and the listener ---------------------------------------------------
+
+
+def _require_postgres() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: NOTIFY/LISTEN (SQLite polls the versions instead)")
+
+
+@pytest.mark.postgres_only
+def test_a_committed_change_notifies_its_id_and_new_version(running):
+    _require_postgres()
+    import psycopg
+
+    from generation.live import CHANNEL, _listen_params
+
+    with psycopg.connect(**_listen_params(), autocommit=True) as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        update(running, queue_position=4)
+        Generation.objects.filter(pk=running.pk).update(next_check_at=running.created_at)  # no notify
+        payloads = [notify.payload for notify in listener.notifies(timeout=2.0)]
+
+    version = Generation.objects.get(pk=running.pk).version
+    assert payloads == [f"{running.pk}:{version}"]
+
+
+@pytest.mark.postgres_only
+def test_a_dropped_listener_misses_nothing_and_reconnects(running, bearer):
+    _require_postgres()
+
+    def listeners() -> list[int]:
+        from django.db import connection
+
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'stefna-live'")
+                return [pid for (pid,) in cursor.fetchall()]
+        finally:
+            connections.close_all()
+
+    def terminate(pids: list[int]) -> None:
+        from django.db import connection
+
+        try:
+            with connection.cursor() as cursor:
+                for pid in pids:
+                    cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        finally:
+            connections.close_all()
+
+    async def scenario() -> tuple[dict[str, Any], list[int], list[int]]:
+        async with Stream(events_url(running), bearer) as stream:
+            await stream.next_event()
+            before = await sync_to_async(listeners, thread_sensitive=False)()
+            assert before, "no LISTEN connection while a stream is open"
+            await sync_to_async(terminate, thread_sensitive=False)(before)  # as a database restart does
+            await change(update, running, queue_position=9)
+            event = await stream.next_event()
+            for _ in range(100):  # the listener comes back (with a growing delay, first 0.5 s)
+                after = await sync_to_async(listeners, thread_sensitive=False)()
+                if after and set(after).isdisjoint(before):
+                    break
+                await asyncio.sleep(0.1)
+            return event, before, after
+
+    event, before, after = run(scenario)
+
+    assert event["data"]["queue_position"] == 9
+    assert after and set(after).isdisjoint(before)
