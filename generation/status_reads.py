@@ -217,7 +217,7 @@ class WatchState(NamedTuple):
     status: str
 
 
-def generation_watch_state(*, user_id: int, generation_id: uuid.UUID | str) -> WatchState | None:
+def generation_watch_state(*, user_id: uuid.UUID, generation_id: uuid.UUID | str) -> WatchState | None:
     """The version of one of the user's generations and the owner's wallet, in one query
     that loads neither the generation's columns, its attempts nor its images; None when
     it is not the user's (or does not exist). What a conditional GET answers 304 from."""
