@@ -271,6 +271,8 @@
   // card's own timed poll (hx-trigger) is the fallback: skipped while the stream is
   // connected, back when EventSource is missing or keeps failing.
   var live = {source: null, connected: false, refreshing: 0};
+  // The card's timed poll is skipped while the stream is connected, and while the card is
+  // being fetched after an event (our own fetch is made from the body, not the card).
   function stopLive() {
     if (live.source) live.source.close();
     live.source = null;
@@ -298,7 +300,7 @@
       if (data.status && data.status !== "queued" && data.status !== "running") stopLive();
       if (!current) return;
       live.refreshing += 1;
-      var done = function () { live.refreshing -= 1; };
+      var done = function () { live.refreshing = Math.max(0, live.refreshing - 1); };
       window.htmx.ajax("GET", current.getAttribute("data-card-url"), {target: current, swap: "outerHTML"}).then(done, done);
     });
     source.addEventListener("error", function () {
@@ -312,7 +314,7 @@
   }
   document.addEventListener("htmx:beforeRequest", function (event) {
     var element = event.detail && event.detail.elt;
-    if (live.connected && !live.refreshing && element && element.matches && element.matches("[data-testid=status-card]")) {
+    if ((live.connected || live.refreshing) && element && element.matches && element.matches("[data-testid=status-card]")) {
       event.preventDefault();
     }
   });
