@@ -17,8 +17,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from ninja import Header, Query, Router, Schema, Status
 from pydantic import BaseModel
@@ -29,7 +32,7 @@ from stefna.api_support import errors, limit_public
 from stefna.errors import DomainError, InvalidInput, NotFound
 from stefna.requests import AuthenticatedRequest
 
-from . import selectors, services, status_reads
+from . import etags, event_stream, selectors, services, status_reads
 from .exceptions import ImageTooLarge
 from .images import ValidatedImage, decode_base64_image, validate_image
 from .models import Generation
@@ -242,14 +245,86 @@ def generation_list(
 
 @router.get(
     "/generations/{generation_id}",
-    response={200: GenerationOut, **errors(401, 404, 422)},
+    response={200: GenerationOut, 304: None, **errors(401, 404, 422)},
     summary="One of your generations",
+    description=(
+        "Answers with an `ETag`; send it back as `If-None-Match` and an unchanged generation "
+        "is answered 304 with no body, at a fraction of the cost."
+    ),
 )
-def generation_detail(request: AuthenticatedRequest, generation_id: uuid.UUID) -> dict:
-    # Polled by clients while a job runs: static SQL (see status_reads), same answer and
-    # query count as selectors.generation_get_with_balance + generation_out.
+def generation_detail(
+    request: AuthenticatedRequest, generation_id: uuid.UUID, response: HttpResponse
+) -> dict | HttpResponse:
+    # Polled by clients while a job runs. A poll that sends the ETag of the current state
+    # is answered 304 from one small query (generation/etags.py); otherwise static SQL (see
+    # status_reads), the same answer as selectors.generation_get_with_balance + generation_out.
+    language = translation.get_language()
+    if request.headers.get("If-None-Match"):
+        state = status_reads.generation_watch_state(user_id=request.auth.pk, generation_id=generation_id)
+        if state is None:
+            raise NotFound(_("Generation not found."))
+        etag = etags.api_etag(version=state.version, balance=state.balance, language=language)
+        if etags.etag_matches(request, etag):
+            return etags.not_modified(etag)
     row = status_reads.generation_status_row(user=request.auth, generation_id=generation_id)
+    etags.with_etag(response, etags.api_etag(version=row.version, balance=row.balance, language=language))
     return generation_row_out(row, url=_urls(request))
+
+
+@router.get(
+    "/generations/{generation_id}/events",
+    response={200: None, 204: None, **errors(401, 404, 422)},
+    summary="Follow one of your generations live (Server-Sent Events)",
+    description=(
+        "`text/event-stream`: an event at once with the current state, then one each time the "
+        "generation changes; each event's `id` is the generation's version and its `data` the "
+        "Generation exactly as `GET /api/generations/{id}` answers it. Comment lines keep the "
+        "connection open. The stream ends after a final state (and after a bound; reconnect "
+        "with `Last-Event-ID` and nothing is missed or repeated). A reconnect once the final "
+        "state was delivered is answered 204."
+    ),
+    openapi_extra={"responses": {"200": {"description": "The event stream", "content": {"text/event-stream": {}}}}},
+)
+async def generation_events(
+    request: AuthenticatedRequest,
+    generation_id: uuid.UUID,
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=20),
+) -> HttpResponseBase:
+    user = request.auth
+    resume = _event_id(last_event_id)
+    state = await sync_to_async(status_reads.generation_watch_state)(user_id=user.pk, generation_id=generation_id)
+    if state is None:
+        raise NotFound(_("Generation not found."))
+    if resume == state.version and state.status in Generation.FINAL_STATUSES:
+        await sync_to_async(_release_request_connection)()
+        return HttpResponse(status=204)
+    if not isinstance(request, ASGIRequest):
+        # WSGI: a short answer, the browser reconnects (see generation/event_stream.py).
+        row = await sync_to_async(status_reads.generation_status_row)(user=user, generation_id=generation_id)
+        body = event_stream.short_answer(row=row, last_event_id=resume, url=_urls(request))
+        return _event_response(HttpResponse(body or b"", status=200 if body else 204))
+    # The stream must not keep the request's database connection while it waits.
+    await sync_to_async(_release_request_connection)()
+    stream = event_stream.events(
+        user=user, generation_id=generation_id, version=state.version, last_event_id=resume, url=_urls(request)
+    )
+    return _event_response(StreamingHttpResponse(stream))
+
+
+def _event_id(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    if not value.strip().isdigit():
+        raise InvalidInput(_("Last-Event-ID must be an event id this stream sent."), detail={"field": "Last-Event-ID"})
+    return int(value)
+
+
+def _event_response[ResponseT: HttpResponseBase](response: ResponseT) -> ResponseT:
+    response["Content-Type"] = event_stream.CONTENT_TYPE
+    response["Cache-Control"] = "no-cache"
+    # nginx buffers proxied answers by default; an event stream must pass at once.
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 @router.post(

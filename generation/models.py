@@ -83,6 +83,11 @@ class Generation(models.Model):
     next_check_at = models.DateTimeField(null=True, blank=True)
     # Hidden from the owner's history (the row stays: it is the job and money record).
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # Moves up by one whenever anything a viewer sees changes (this row's visible columns,
+    # its attempts, its images). Only database triggers write it (migration 0007,
+    # generation/live.py explains why); a stale save() of an older value is undone by them.
+    # ETags and the live status stream are built from it.
+    version = models.PositiveBigIntegerField(default=1, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

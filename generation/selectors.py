@@ -9,14 +9,15 @@ import binascii
 import datetime as dt
 import uuid
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils.translation import gettext_lazy as _
 
 from credits.models import CreditEntry, Wallet
@@ -140,17 +141,6 @@ def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -
     return generation, generation.owner_balance or 0  # type: ignore[attr-defined]
 
 
-def _status_on_a_shared_connection(generation_id: uuid.UUID | str) -> str | None:
-    _poller_connections.add(connections[DEFAULT_DB_ALIAS])
-    try:
-        return Generation.objects.filter(pk=generation_id).values_list("status", flat=True).first()
-    except DatabaseError:
-        # A dropped connection (say, a database restart): discard it so the next poll
-        # reconnects instead of failing the same way forever.
-        connection.close()
-        raise
-
-
 # Every waiting client's status polls in this process run on this one thread, so on one
 # database connection that stays open between polls: a hundred waiting clients cost one
 # connection, not a hundred (and no reconnect per poll).
@@ -163,10 +153,17 @@ def generation_for_card(*, user: User, generation_id: uuid.UUID | str) -> Genera
 
     htmx polls this every second while a job runs, so it is the hottest HTML read: one
     query for the row (the card reads the images only once there are any to show),
-    unlike generation_get, which also loads images and attempts.
+    unlike generation_get, which also loads images and attempts. The owner's wallet
+    figures come along in the same query (`owner_balance`, `owner_purchased_balance`,
+    `owner_allowance_day`): the card's ETag is built from them (generation/etags.py).
     """
+    queryset = Generation.objects.annotate(
+        owner_balance=F("user__wallet__balance"),
+        owner_purchased_balance=F("user__wallet__purchased_balance"),
+        owner_allowance_day=F("user__wallet__allowance_day"),
+    )
     try:
-        return Generation.objects.get(user=user, pk=generation_id)
+        return queryset.get(user=user, pk=generation_id)
     except (Generation.DoesNotExist, ValueError, TypeError) as exc:  # a malformed id too
         raise NotFound(_("Generation not found.")) from exc
 
@@ -195,8 +192,32 @@ async def generation_status_value(*, generation_id: uuid.UUID | str) -> str | No
 
     For clients waiting on a generation from async code (see _STATUS_POLLER).
     """
-    poll = sync_to_async(_status_on_a_shared_connection, thread_sensitive=False, executor=_STATUS_POLLER)
-    return await poll(generation_id)
+    return await run_on_status_connection(_status_value, generation_id=generation_id)
+
+
+def _status_value(*, generation_id: uuid.UUID | str) -> str | None:
+    return Generation.objects.filter(pk=generation_id).values_list("status", flat=True).first()
+
+
+async def run_on_status_connection[ResultT](function: Callable[..., ResultT], /, **kwargs: Any) -> ResultT:
+    """`function(**kwargs)` (a read) on the status poller's thread and its one connection.
+
+    For async code that waits on generations (the studio's wait, the live status stream):
+    however many clients wait, their reads share one connection instead of each holding one.
+    """
+    run = sync_to_async(_on_a_shared_connection, thread_sensitive=False, executor=_STATUS_POLLER)
+    return await run(function, kwargs)
+
+
+def _on_a_shared_connection[ResultT](function: Callable[..., ResultT], kwargs: dict[str, Any]) -> ResultT:
+    _poller_connections.add(connections[DEFAULT_DB_ALIAS])
+    try:
+        return function(**kwargs)
+    except DatabaseError:
+        # A dropped connection (say, a database restart): discard it so the next read
+        # reconnects instead of failing the same way forever.
+        connection.close()
+        raise
 
 
 def generation_status_close_connection() -> None:

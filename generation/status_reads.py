@@ -79,6 +79,7 @@ class GenerationRow(NamedTuple):
     error_message: str
     created_at: dt.datetime
     completed_at: dt.datetime | None
+    version: int  # not in the answer: its ETag
     # Not columns of the generation:
     balance: int | None
     media: list[MediaRow]
@@ -200,3 +201,42 @@ def generation_status_row(*, user: User, generation_id: uuid.UUID) -> Generation
     media = [MediaRow._make(values) for values in _rows(prepared["media"], [pk])]
     attempts = [AttemptRow._make(values) for values in _rows(prepared["attempts"], [pk])]
     return GenerationRow._make([*row, media, attempts])
+
+
+# --- What a watcher needs to know whether anything changed ----------------------------------
+
+
+class WatchState(NamedTuple):
+    """A generation's version and the owner's wallet figures: everything a status answer
+    depends on besides the generation itself (its balance, and the card's header)."""
+
+    version: int
+    balance: int | None
+    purchased_balance: int | None
+    allowance_day: dt.date | None
+    status: str
+
+
+def generation_watch_state(*, user_id: uuid.UUID, generation_id: uuid.UUID | str) -> WatchState | None:
+    """The version of one of the user's generations and the owner's wallet, in one query
+    that loads neither the generation's columns, its attempts nor its images; None when
+    it is not the user's (or does not exist). What a conditional GET answers 304 from."""
+    found = (
+        Generation.objects.filter(pk=generation_id, user_id=user_id)
+        .values_list(
+            "version",
+            "user__wallet__balance",
+            "user__wallet__purchased_balance",
+            "user__wallet__allowance_day",
+            "status",
+        )
+        .first()
+    )
+    return WatchState._make(found) if found else None
+
+
+def generation_versions(*, generation_ids: Sequence[uuid.UUID | str]) -> dict[str, int]:
+    """Each generation's version by its id (as text): one query for every generation a
+    process watches (the live status's polling fallback, generation/live.py)."""
+    rows = Generation.objects.filter(pk__in=list(generation_ids)).values_list("pk", "version")
+    return {str(pk): version for pk, version in rows}

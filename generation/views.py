@@ -20,6 +20,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -29,7 +30,7 @@ from presets.selectors import active_presets
 from stefna.errors import DomainError, NotFound, RateLimited
 from stefna.requests import AuthenticatedRequest, signed_in_user
 
-from . import photos, selectors, services
+from . import etags, photos, selectors, services, status_reads
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
 from .labels import model_label
 from .models import Generation, Media
@@ -198,15 +199,39 @@ def generation_card(request: AuthenticatedRequest, generation_id: str) -> HttpRe
     """The card alone, polled by htmx while the job is active. Once final it carries no
     polling trigger (so polling stops) and swaps the header balance out of band, because
     a refund changed it."""
-    return _card_response(request, generation_id)
+    # A poll that sends the ETag of the current state is answered 304 from one small
+    # query (generation/etags.py); the live status stream makes the page fetch the card
+    # only after a change, and the browser's fallback polling costs next to nothing.
+    language, htmx = get_language(), is_htmx(request)
+    if request.headers.get("If-None-Match"):
+        state = status_reads.generation_watch_state(user_id=request.user.pk, generation_id=generation_id)
+        if state is None:
+            raise NotFound(_("Generation not found."))
+        etag = etags.card_etag(state, language=language, htmx=htmx)
+        if etags.etag_matches(request, etag):
+            return etags.not_modified(etag)
+    return _card_response(request, generation_id, etag_for=(language, htmx))
 
 
-def _card_response(request: AuthenticatedRequest, generation_id: str) -> HttpResponse:
+def _card_response(
+    request: AuthenticatedRequest, generation_id: str, *, etag_for: tuple[str, bool] | None = None
+) -> HttpResponse:
     generation = selectors.generation_for_card(user=request.user, generation_id=generation_id)
     # Once final, the response also swaps the header balance (a refund changed it); only
     # htmx applies out-of-band swaps, so only htmx requests pay for that read.
     context = card_context(generation) | {"update_balance": generation.is_final and is_htmx(request)}
-    return render(request, "generation/_card.html", context)
+    response = render(request, "generation/_card.html", context)
+    if etag_for is not None:
+        state = status_reads.WatchState(
+            generation.version,
+            generation.owner_balance,  # type: ignore[attr-defined]
+            generation.owner_purchased_balance,  # type: ignore[attr-defined]
+            generation.owner_allowance_day,  # type: ignore[attr-defined]
+            generation.status,
+        )
+        language, htmx = etag_for
+        etags.with_etag(response, etags.card_etag(state, language=language, htmx=htmx))
+    return response
 
 
 @login_required

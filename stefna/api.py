@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, URLResolver, re_path
@@ -26,6 +27,7 @@ from stefna.api_support import ErrorOut, errors
 from stefna.auth import api_auth
 from stefna.errors import DomainError, Forbidden, NotFound, RateLimited
 from stefna.requests import AuthenticatedRequest
+from stefna.unavailable import RETRY_AFTER_SECONDS, unavailable_body
 
 logger = logging.getLogger("stefna.api")
 
@@ -188,6 +190,17 @@ def on_bad_multipart(request: HttpRequest, exc: MultiPartParserError) -> HttpRes
 def on_suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
     # Too many fields or files, a malformed header: the client's fault, never a 500.
     return error_response(request, status=422, code="invalid_input", message=_("The request could not be read."))
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def on_database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # The database is down or the connection pool is exhausted (stefna/unavailable.py).
+    logger.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
+    body = unavailable_body()
+    response = error_response(request, status=503, code=str(body["code"]), message=str(body["message"]))
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 @api.exception_handler(Exception)

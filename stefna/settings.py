@@ -127,6 +127,21 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
+    # Django's built-in psycopg pool. Under ASGI every request runs on a thread of its own,
+    # and with persistent connections each thread kept a PostgreSQL backend open: at a few
+    # hundred users PostgreSQL ran out of connections and requests failed. A pool per
+    # process caps that (DB_POOL_MAX_SIZE per web process and per worker, to be kept under
+    # PostgreSQL's max_connections in total); a request holds a connection only while it
+    # runs. Django requires CONN_MAX_AGE 0 with a pool (the pool keeps the connections).
+    # DB_POOL=0 turns it off, e.g. behind an external pooler such as PgBouncer.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env_int("DB_POOL_MIN_SIZE", 2),
+        "max_size": env_int("DB_POOL_MAX_SIZE", 20),
+        # A request that cannot get a connection this soon is answered 503 (stefna/errors_db.py).
+        "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "") or 10),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
@@ -365,6 +380,21 @@ SERVE_MEDIA = env_bool("SERVE_MEDIA", MEDIA_URL.startswith("/"))
 # generation id; it polls the row every GENERATE_IMAGE_POLL_SECONDS while it waits.
 GENERATE_IMAGE_WAIT_SECONDS = float(os.environ.get("GENERATE_IMAGE_WAIT_SECONDS", "") or 60)
 GENERATE_IMAGE_POLL_SECONDS = float(os.environ.get("GENERATE_IMAGE_POLL_SECONDS", "") or 0.5)
+
+# --- Live status (generation/live.py, GET /api/generations/{id}/events) ----------------
+# One event stream stays open at most this long; the browser then reconnects with
+# Last-Event-ID (a bound on how long one connection is held, and on a lost client's cost).
+LIVE_STREAM_SECONDS = float(os.environ.get("LIVE_STREAM_SECONDS", "") or 300)
+# A comment line this often keeps proxies from closing a quiet stream.
+LIVE_HEARTBEAT_SECONDS = 15.0
+# Where NOTIFY is missing (SQLite) or its connection is down: how often a process reads
+# the versions of every generation it watches (one query for all of them).
+LIVE_POLL_SECONDS = float(os.environ.get("LIVE_POLL_SECONDS", "") or 0.5)
+# How long a browser waits before reconnecting (the SSE `retry` field); under WSGI, where a
+# stream cannot stay open, this is the polling interval.
+LIVE_RETRY_MILLISECONDS = 1000
+# A process's LISTEN connection (and poller) stops after this long with no stream open.
+LIVE_LISTENER_IDLE_SECONDS = 60.0
 
 # --- Pipeline -------------------------------------------------------------------------
 # A job is first checked FAL_POLL_INTERVAL_SECONDS after it was submitted, then this

@@ -28,3 +28,6 @@ if settings.SERVE_MEDIA:
     # bucket or Cloudinary configured, files are served from there instead.
     media_prefix = settings.MEDIA_URL.lstrip("/")
     urlpatterns += [re_path(rf"^{media_prefix}(?P<path>.*)$", serve_media, name="media")]
+
+# The database down or the pool exhausted is a 503 (JSON under /api/), anything else a 500.
+handler500 = "stefna.unavailable.server_error"

@@ -267,10 +267,78 @@
     if (target && target.tagName === "IMG" && target.closest(".preset-thumb")) markBroken(target);
   }, true);
 
+  // Elapsed time on a running card ticks here, so a card answered from the browser's cache
+  // (a 304) or refreshed only when something changed still counts up.
+  function tickElapsed() {
+    document.querySelectorAll("[data-elapsed-since]").forEach(function (element) {
+      var since = parseInt(element.getAttribute("data-elapsed-since"), 10);
+      if (isNaN(since)) return;
+      var seconds = Math.max(0, Math.floor(Date.now() / 1000 - since));
+      var minutes = Math.floor(seconds / 60);
+      element.textContent = minutes
+        ? fill(element.getAttribute("data-format-minutes"), {MINUTES: minutes, SECONDS: seconds % 60})
+        : fill(element.getAttribute("data-format-seconds"), {SECONDS: seconds});
+    });
+  }
+
+  // Live status: a running card listens to its generation's event stream
+  // (/api/generations/<id>/events) and fetches itself when an event says it changed. The
+  // card's own timed poll (hx-trigger) is the fallback: skipped while the stream is
+  // connected, back when EventSource is missing or keeps failing.
+  var live = {source: null, connected: false, refreshing: 0};
+  // The card's timed poll is skipped while the stream is connected, and while the card is
+  // being fetched after an event (our own fetch is made from the body, not the card).
+  function stopLive() {
+    if (live.source) live.source.close();
+    live.source = null;
+    live.connected = false;
+    document.body.removeAttribute("data-live");
+  }
+  function startLive() {
+    var card = document.querySelector("[data-testid=status-card][data-events-url]");
+    if (!card || live.source || !window.EventSource || !window.htmx) return;
+    var failures = 0;
+    var source = new EventSource(card.getAttribute("data-events-url"));
+    live.source = source;
+    source.addEventListener("open", function () {
+      failures = 0;
+      live.connected = true;
+      document.body.setAttribute("data-live", "connected");
+    });
+    source.addEventListener("message", function (event) {
+      failures = 0;
+      // How many changes arrived (the browser tests compare it with the card fetches).
+      document.body.setAttribute("data-live-events", String((parseInt(document.body.getAttribute("data-live-events"), 10) || 0) + 1));
+      var current = document.querySelector("[data-testid=status-card][data-card-url]");
+      var data = {};
+      try { data = JSON.parse(event.data); } catch (error) { data = {}; }
+      if (data.status && data.status !== "queued" && data.status !== "running") stopLive();
+      if (!current) return;
+      live.refreshing += 1;
+      var done = function () { live.refreshing = Math.max(0, live.refreshing - 1); };
+      window.htmx.ajax("GET", current.getAttribute("data-card-url"), {target: current, swap: "outerHTML"}).then(done, done);
+    });
+    source.addEventListener("error", function () {
+      live.connected = false;
+      document.body.removeAttribute("data-live");
+      failures += 1;
+      // The browser retries by itself; a closed stream (a 4xx, a 204 once it ended) or
+      // repeated failures hand the card back to polling.
+      if (source.readyState === window.EventSource.CLOSED || failures >= 3) stopLive();
+    });
+  }
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var element = event.detail && event.detail.elt;
+    if ((live.connected || live.refreshing) && element && element.matches && element.matches("[data-testid=status-card]")) {
+      event.preventDefault();
+    }
+  });
+
   // Announce status changes of the polled card (see detail.html).
   var lastStatus = null;
   document.addEventListener("htmx:afterSettle", function () {
     syncTitle();
+    tickElapsed();
     document.querySelectorAll("[data-compare]").forEach(compare);
     var card = document.querySelector("[data-testid=status-card]");
     var announcer = document.querySelector("[data-status-announcer]");
@@ -294,5 +362,7 @@
     document.querySelectorAll("[data-compare]").forEach(compare);
     syncTitle();
     copyButtons(document);
+    startLive();
+    if (document.querySelector("[data-elapsed-since]")) window.setInterval(tickElapsed, 1000);
   });
 })();

@@ -1,0 +1,222 @@
+"""Live status: one listener per web process (per event loop) fanning out to its streams.
+
+Every change a viewer sees moves `Generation.version` in a database trigger (migration
+0007). Why a trigger: generations are written by a dozen functions, several of them with
+`QuerySet.update()`, which runs no model code; a trigger covers every writer, present and
+future, in the same transaction as the change, so there is exactly one mechanism and a
+version can never lag behind what a reader sees.
+
+How a web process learns about a change:
+- **PostgreSQL**: the trigger sends `NOTIFY stefna_generation, '<id>:<version>'`, which
+  PostgreSQL delivers at commit (never for a rolled-back change) to every listening
+  process. The first stream in an event loop starts one task holding one autocommit
+  psycopg `AsyncConnection` with `LISTEN stefna_generation`; each notification wakes the
+  streams watching that generation. This is used with or without `REDIS_URL`: the trigger
+  cannot publish to Redis, and publishing from Python would need a hook in every writer
+  (a second mechanism, and one a `QuerySet.update()` would bypass), while NOTIFY already
+  reaches every web process through the database they all share.
+- **SQLite** (no NOTIFY; a single-machine development database) and **whenever the
+  listener is down** (a database restart; it reconnects with a growing delay): one task per
+  event loop reads the versions of every watched generation in one indexed query every
+  `LIVE_POLL_SECONDS` and wakes the streams whose version moved.
+
+Streams wait on an `asyncio.Event`: a waiting stream holds no thread and no database
+connection. The database reads (the poll, a stream's snapshot) run on the one shared
+status thread of `selectors.run_on_status_connection`, which keeps one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from . import selectors, status_reads
+
+logger = logging.getLogger("generation.live")
+
+CHANNEL = "stefna_generation"
+# Options of Django's PostgreSQL settings that are not libpq connection parameters.
+_NOT_LIBPQ = {"pool", "server_side_binding", "isolation_level", "assume_role", "cursor_factory", "context"}
+
+
+class Watch:
+    """One stream's interest in one generation: `wait()` returns when its version moved
+    (or when the hub cannot tell, after a reconnect), `version` is the newest known."""
+
+    def __init__(self, generation_id: str) -> None:
+        self.generation_id = generation_id
+        self.version: int | None = None
+        self._event = asyncio.Event()
+
+    def notify(self, version: int | None) -> None:
+        # None: the hub cannot tell (a reconnect, a row gone): the stream must look again.
+        self.version = None if version is None else max(version, self.version or 0)
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """True when woken, False when the timeout passed first."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+
+class Hub:
+    """The watchers of one event loop, and the task that feeds them."""
+
+    def __init__(self) -> None:
+        self.watches: dict[str, set[Watch]] = {}
+        self.listening = False  # a LISTEN connection is up: no polling needed
+        self._known: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def watch(self, generation_id: uuid.UUID | str, *, version: int) -> Iterator[Watch]:
+        key = str(generation_id)
+        watch = Watch(key)
+        self.watches.setdefault(key, set()).add(watch)
+        self._known.setdefault(key, version)
+        self._ensure_running()
+        try:
+            yield watch
+        finally:
+            watchers = self.watches.get(key, set())
+            watchers.discard(watch)
+            if not watchers:
+                self.watches.pop(key, None)
+                self._known.pop(key, None)
+
+    def dispatch(self, generation_id: str, version: int | None) -> None:
+        if version is not None:
+            if version <= self._known.get(generation_id, 0):
+                return  # already told (a poll and a notification can both report one change)
+            self._known[generation_id] = version
+        for watch in list(self.watches.get(generation_id, ())):
+            watch.notify(version)
+
+    def wake_all(self) -> None:
+        """After the listener (re)connects, changes made while it was down are unknown."""
+        for key in list(self.watches):
+            for watch in list(self.watches.get(key, ())):
+                watch.notify(None)
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="generation-live")
+
+    async def _run(self) -> None:
+        if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+            poller = asyncio.create_task(self._poll_while_not_listening())
+            try:
+                await self._listen()
+            finally:
+                poller.cancel()
+        else:
+            await self._poll_while_not_listening()
+
+    async def _listen(self) -> None:
+        """LISTEN until no stream has watched for LIVE_LISTENER_IDLE_SECONDS; reconnect after
+        an error with a growing delay (the poller covers the gap)."""
+        import psycopg  # PostgreSQL only
+
+        delay = 0.5
+        idle_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(**_listen_params(), autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self.listening, delay = True, 0.5
+                    self.wake_all()
+                    while True:
+                        async for notify in conn.notifies(timeout=settings.LIVE_HEARTBEAT_SECONDS):
+                            generation_id, _, version = notify.payload.partition(":")
+                            self.dispatch(generation_id, int(version) if version.isdigit() else None)
+                        if self.watches:
+                            idle_since = None
+                        elif idle_since is None:
+                            idle_since = loop.time()
+                        elif loop.time() - idle_since >= settings.LIVE_LISTENER_IDLE_SECONDS:
+                            return
+                        # A cheap round trip, so a dead connection is noticed while idle too.
+                        await conn.execute("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database restart, a dropped connection, a refused connect
+                logger.warning("live status: LISTEN connection lost; polling until it is back", exc_info=True)
+            finally:
+                self.listening = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _poll_while_not_listening(self) -> None:
+        """One query for every watched generation per tick, while the listener is down
+        (always, on SQLite). Ends when nothing has been watched for a while."""
+        loop = asyncio.get_running_loop()
+        idle_since: float | None = None
+        while True:
+            await asyncio.sleep(settings.LIVE_POLL_SECONDS)
+            if not self.watches:
+                idle_since = idle_since or loop.time()
+                if loop.time() - idle_since >= settings.LIVE_LISTENER_IDLE_SECONDS and not self.listening:
+                    return
+                continue
+            idle_since = None
+            if self.listening:
+                continue
+            ids = list(self.watches)
+            try:
+                versions = await selectors.run_on_status_connection(
+                    status_reads.generation_versions, generation_ids=ids
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is down: streams keep waiting, heartbeats go on
+                logger.warning("live status: polling versions failed", exc_info=True)
+                continue
+            for key in ids:
+                if key not in versions:
+                    self.dispatch(key, None)  # gone (deleted): its streams notice and end
+                else:
+                    self.dispatch(key, versions[key])
+
+
+def _listen_params() -> dict[str, Any]:
+    settings_dict = connections[DEFAULT_DB_ALIAS].settings_dict
+    params: dict[str, Any] = {
+        key: value
+        for key, value in (settings_dict.get("OPTIONS") or {}).items()
+        if key not in _NOT_LIBPQ and isinstance(value, str | int)
+    }
+    params.update(
+        # Named, so an operator can tell it in pg_stat_activity (one per web process).
+        application_name="stefna-live",
+        dbname=settings_dict["NAME"],
+        user=settings_dict.get("USER") or None,
+        password=settings_dict.get("PASSWORD") or None,
+        host=settings_dict.get("HOST") or None,
+        port=settings_dict.get("PORT") or None,
+    )
+    return {key: value for key, value in params.items() if value is not None}
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def hub() -> Hub:
+    """This event loop's hub (one per web process under uvicorn), made on first use."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = Hub()
+    return found
