@@ -405,7 +405,12 @@ def test_a_dropped_listener_misses_nothing_and_reconnects(running, bearer):
     async def scenario() -> tuple[dict[str, Any], list[int], list[int]]:
         async with Stream(events_url(running), bearer) as stream:
             await stream.next_event()
-            before = await sync_to_async(listeners, thread_sensitive=False)()
+            # The listener connects in the background: the first event may come first.
+            for _ in range(100):
+                before = await sync_to_async(listeners, thread_sensitive=False)()
+                if before:
+                    break
+                await asyncio.sleep(0.1)
             assert before, "no LISTEN connection while a stream is open"
             await sync_to_async(terminate, thread_sensitive=False)(before)  # as a database restart does
             await change(update, running, queue_position=9)
