@@ -23,7 +23,7 @@ from pillow_heif import register_heif_opener
 
 from stefna.errors import InvalidInput
 
-from . import png_strips
+from . import png_strips, webp_scaled
 from .exceptions import ImageTooLarge, ImageTooManyPixels, UnsupportedImage
 
 # iPhones save HEIC; pillow-heif teaches Pillow to open it (AVIF Pillow reads itself).
@@ -166,7 +166,14 @@ def _decode_scaled(image: Image.Image, output_format: str, data: bytes) -> Image
     side = settings.MAX_SOURCE_SIDE
     factor = max(image.size) // side
     strips = png_strips.reduced_png(data, factor=factor) if image.format == "PNG" and factor >= 2 else None
-    if strips is not None:
+    scaled = webp_scaled.reduced_webp(data, factor=factor) if image.format == "WEBP" and factor >= 2 else None
+    if scaled is not None:
+        # A big WebP is decoded by libwebp at the reduced size (Pillow's whole decode
+        # keeps several full-size copies at once; see generation/webp_scaled.py).
+        orientation = image.getexif().get(0x0112, 1)
+        image.close()
+        image, factor = scaled, 1
+    elif strips is not None:
         # A big PNG is decoded and reduced a strip at a time (a full-size RGBA decode
         # is 100 MB at the pixel limit); the full-size image is never made. Its EXIF is
         # read from the file: Pillow's PNG getexif() decodes the whole image first.
