@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import AvifImagePlugin, Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from stefna.errors import InvalidInput
@@ -28,6 +28,9 @@ from .exceptions import ImageTooLarge, ImageTooManyPixels, UnsupportedImage
 
 # iPhones save HEIC; pillow-heif teaches Pillow to open it (AVIF Pillow reads itself).
 register_heif_opener()
+# libavif decodes with one thread: its decoding threads each hold frame buffers of the
+# full size, and uploads are decoded one at a time anyway (IMAGE_DECODE_CONCURRENCY).
+AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 
 # Formats we accept, and what we re-encode each as. MPO is what many phones call a JPEG;
 # HEIF and AVIF become JPEG, which every browser and model endpoint reads.
@@ -124,6 +127,8 @@ def validate_image(data: bytes) -> ValidatedImage:
             width, height = image.size
             if width * height > max_pixels:
                 raise _too_many_pixels(width, height)
+            if image.format == "AVIF" and width * height > settings.MAX_AVIF_PIXELS:
+                raise _too_many_avif_pixels(width, height)
             if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
                 raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
             output_format = ACCEPTED_FORMATS[image.format]
@@ -187,6 +192,11 @@ def _decode_scaled(image: Image.Image, output_format: str, data: bytes) -> Image
             # a quarter or less of the memory and time of a full decode.
             image.draft("RGB" if image.mode not in ("L", "CMYK") else image.mode, (side, side))
         image.load()
+        if image.format == "AVIF":
+            # libavif's decoder keeps the decoded full-size YUV planes until it is freed,
+            # and Pillow frees it only with the image: after the upload's re-encode, outside
+            # the decode slot, so the next decode would overlap it.
+            image._decoder = None  # type: ignore[attr-defined]
         factor = max(image.size) // side
     if factor >= 2:
         # Box-reduce by a whole factor first (cheap, and no premultiplied full-size copy
@@ -219,6 +229,18 @@ def _too_many_pixels(width: int, height: int) -> ImageTooManyPixels:
         _("That image is %(width)s×%(height)s pixels; the limit is %(megapixels)s megapixels.")
         % {"width": width, "height": height, "megapixels": limit // 1_000_000},
         detail={"max_pixels": limit, "width": width, "height": height},
+    )
+
+
+def _too_many_avif_pixels(width: int, height: int) -> ImageTooManyPixels:
+    limit = settings.MAX_AVIF_PIXELS
+    return ImageTooManyPixels(
+        _(
+            "That AVIF image is %(width)s×%(height)s pixels; AVIF photos can be at most %(megapixels)s "
+            "megapixels. Save it as a JPEG, or as a smaller AVIF."
+        )
+        % {"width": width, "height": height, "megapixels": f"{limit / 1_000_000:g}"},
+        detail={"max_pixels": limit, "width": width, "height": height, "format": "AVIF"},
     )
 
 
