@@ -162,16 +162,18 @@ def reduced_webp(data: bytes, *, factor: int) -> Image.Image | None:
     mode = "RGBA" if config.input.has_alpha else "RGB"
     config.output.colorspace = MODE_RGBA if mode == "RGBA" else MODE_RGB
     config.options.use_scaling = 1
-    config.options.scaled_width = max(1, -(-width // factor))  # rounded up, as Image.reduce does
-    config.options.scaled_height = max(1, -(-height // factor))
+    scaled_width = config.options.scaled_width = max(1, -(-width // factor))  # rounded up, as Image.reduce does
+    scaled_height = config.options.scaled_height = max(1, -(-height // factor))
+    # libwebp writes into our buffer, which the image then reads (RGBA) or copies once
+    # (RGB): no further copies of the decoded pixels.
+    stride = scaled_width * len(mode)
+    pixels = bytearray(stride * scaled_height)
+    config.output.is_external_memory = 1
+    config.output.u.RGBA.rgba = (ctypes.c_uint8 * len(pixels)).from_buffer(pixels)
+    config.output.u.RGBA.stride = stride
+    config.output.u.RGBA.size = len(pixels)
     status = library.WebPDecode(data, len(data), ctypes.byref(config))
-    try:
-        if status != STATUS_OK:
-            raise OSError(f"WebP decoding failed (libwebp status {status})")
-        rgba = config.output.u.RGBA
-        pixels = ctypes.string_at(rgba.rgba, rgba.size)
-        return Image.frombuffer(
-            mode, (config.output.width, config.output.height), pixels, "raw", mode, rgba.stride, 1
-        ).copy()
-    finally:
-        library.WebPFreeDecBuffer(ctypes.byref(config.output))
+    library.WebPFreeDecBuffer(ctypes.byref(config.output))  # frees libwebp's own, never ours
+    if status != STATUS_OK:
+        raise OSError(f"WebP decoding failed (libwebp status {status})")
+    return Image.frombuffer(mode, (scaled_width, scaled_height), pixels, "raw", mode, stride, 1)
