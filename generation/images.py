@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import io
 import re
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -42,7 +47,7 @@ _decode_slots_lock = threading.Lock()
 
 
 def _decode_slot() -> threading.BoundedSemaphore:
-    """The per-process limit on photos being decoded at once (IMAGE_DECODE_CONCURRENCY)."""
+    """The per-process limit on photos being decoded and re-encoded at once (IMAGE_DECODE_CONCURRENCY)."""
     global _decode_slots
     if _decode_slots is None:
         with _decode_slots_lock:
@@ -105,65 +110,95 @@ def validate_image(data: bytes) -> ValidatedImage:
     The header is read first (Pillow's open() decodes no pixels): format and pixel
     count are judged before any decoding, so a 100-megapixel file costs nothing. An
     accepted photo is decoded at the smallest scale that still covers MAX_SOURCE_SIDE
-    (JPEG's DCT scaling), one of IMAGE_DECODE_CONCURRENCY at a time per process, and
-    scaled down before it is rotated upright, so no full-size copy is ever made.
+    (JPEG's DCT scaling, PNG strips, libwebp's scaling; AVIF only whole, under its own
+    lower limit), decoded and re-encoded one of IMAGE_DECODE_CONCURRENCY at a time per
+    process, and scaled down before it is rotated upright.
     """
     if len(data) > settings.MAX_UPLOAD_BYTES:
         raise _too_large()
     if not data:
         raise UnsupportedImage(_("The file is empty."))
     max_pixels = settings.MAX_IMAGE_PIXELS
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its limit; we refuse anything over ours.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in ACCEPTED_FORMATS:
-                raise UnsupportedImage(
-                    _("%(format)s images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.")
-                    % {"format": image.format or "That"},
-                    detail={"format": image.format},
-                )
-            width, height = image.size
-            if width * height > max_pixels:
-                raise _too_many_pixels(width, height)
-            if image.format == "AVIF" and width * height > settings.MAX_AVIF_PIXELS:
-                raise _too_many_avif_pixels(width, height)
-            if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
-                raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
-            output_format = ACCEPTED_FORMATS[image.format]
-            with _decode_slot():
+    # The slot is held from the decode through the re-encode: a WebP encode of the reduced
+    # picture costs about as much memory as a scaled decode, and eight at once would add up.
+    with contextlib.ExitStack() as held:
+        try:
+            with warnings.catch_warnings():
+                # Pillow only warns between 1x and 2x its limit; we refuse anything over ours.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+                if image.format not in ACCEPTED_FORMATS:
+                    raise UnsupportedImage(
+                        _("%(format)s images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.")
+                        % {"format": image.format or "That"},
+                        detail={"format": image.format},
+                    )
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise _too_many_pixels(width, height)
+                if image.format == "AVIF" and width * height > settings.MAX_AVIF_PIXELS:
+                    raise _too_many_avif_pixels(width, height)
+                if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
+                    raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
+                output_format = ACCEPTED_FORMATS[image.format]
+                held.enter_context(_decode_slot())
                 picture = _decode_scaled(image, output_format, data)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooManyPixels(
-            _("That image has too many pixels (the limit is %(megapixels)s megapixels).")
-            % {"megapixels": max_pixels // 1_000_000},
-            detail={"max_pixels": max_pixels},
-        ) from exc
-    except UnidentifiedImageError as exc:
-        raise UnsupportedImage() from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        # Truncated or corrupt files fail here, while decoding.
-        raise UnsupportedImage(_("That image is damaged or incomplete and can't be read.")) from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageTooManyPixels(
+                _("That image has too many pixels (the limit is %(megapixels)s megapixels).")
+                % {"megapixels": max_pixels // 1_000_000},
+                detail={"max_pixels": max_pixels},
+            ) from exc
+        except UnidentifiedImageError as exc:
+            raise UnsupportedImage() from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            # Truncated or corrupt files fail here, while decoding.
+            raise UnsupportedImage(_("That image is damaged or incomplete and can't be read.")) from exc
 
-    buffer = io.BytesIO()
-    # A fresh save without exif=/icc=/pnginfo= drops every piece of metadata, GPS included;
-    # but Pillow copies a JPEG's COM comment from `image.info` unless told `comment=b""`.
-    if output_format == "JPEG":
-        # No optimize=True: its CPU per upload buys only a few percent of size (bench/README.md).
-        picture.save(buffer, "JPEG", quality=92, comment=b"")
-    elif output_format == "PNG":
-        picture.save(buffer, "PNG", optimize=False)
-    else:
-        picture.save(buffer, "WEBP", quality=92)
-    content = buffer.getvalue()
+        buffer = io.BytesIO()
+        # A fresh save without exif=/icc=/pnginfo= drops every piece of metadata, GPS included;
+        # but Pillow copies a JPEG's COM comment from `image.info` unless told `comment=b""`.
+        if output_format == "JPEG":
+            # No optimize=True: its CPU per upload buys only a few percent of size (bench/README.md).
+            picture.save(buffer, "JPEG", quality=92, comment=b"")
+        elif output_format == "PNG":
+            picture.save(buffer, "PNG", optimize=False)
+        else:
+            picture.save(buffer, "WEBP", quality=92)
+        content = buffer.getvalue()
+        width, height = picture.size
+        del image, picture
+        release_freed_memory()
     return ValidatedImage(
         content=content,
         format=output_format,
-        width=picture.width,
-        height=picture.height,
+        width=width,
+        height=height,
         sha256=hashlib.sha256(content).hexdigest(),
     )
+
+
+@functools.cache
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    library = ctypes.CDLL(name) if name else None
+    return getattr(library, "malloc_trim", None)
+
+
+def release_freed_memory() -> bool:
+    """Hand the pages the decode and encode freed back to the OS (glibc's malloc_trim).
+
+    glibc gives each thread its own heap, keeps what a thread freed there for its next
+    allocation, and raises its mmap threshold after large frees, so buffers of a few tens
+    of MB (libwebp's, libavif's, the encoders') stay resident in every request thread
+    that once decoded a photo: eight threads decoding one at a time still grew by eight
+    decodes' worth. Called while the decode slot is held. False where there is no glibc.
+    """
+    trim = _libc_malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def _decode_scaled(image: Image.Image, output_format: str, data: bytes) -> Image.Image:

@@ -110,3 +110,11 @@ def test_the_api_answers_413_image_too_large_for_an_avif_over_its_limit(api_clie
     body = assert_error(response, 413, "image_too_large")
     assert "paling banyak 1 megapiksel" in body["message"]
     assert snapshot(user) == before
+
+
+def test_freed_decode_memory_is_handed_back_to_the_os_where_glibc_runs_the_process():
+    import platform
+
+    from generation.images import release_freed_memory
+
+    assert release_freed_memory() is (platform.libc_ver()[0] == "glibc")
