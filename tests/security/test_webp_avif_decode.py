@@ -5,6 +5,7 @@ exists); AVIF, which only decodes whole, has its own lower pixel limit, refused 
 from __future__ import annotations
 
 import io
+import platform
 
 import pytest
 from django.conf import settings
@@ -14,7 +15,7 @@ from PIL import AvifImagePlugin, Image, ImageChops, ImageStat
 
 from generation import webp_scaled
 from generation.exceptions import ImageTooLarge
-from generation.images import validate_image
+from generation.images import release_freed_memory, validate_image
 
 from .conftest import STYLE_SLUG, assert_error, snapshot
 
@@ -113,8 +114,4 @@ def test_the_api_answers_413_image_too_large_for_an_avif_over_its_limit(api_clie
 
 
 def test_freed_decode_memory_is_handed_back_to_the_os_where_glibc_runs_the_process():
-    import platform
-
-    from generation.images import release_freed_memory
-
     assert release_freed_memory() is (platform.libc_ver()[0] == "glibc")
