@@ -9,25 +9,33 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import io
 import re
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import AvifImagePlugin, Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from stefna.errors import InvalidInput
 
-from . import png_strips
+from . import png_strips, webp_scaled
 from .exceptions import ImageTooLarge, ImageTooManyPixels, UnsupportedImage
 
 # iPhones save HEIC; pillow-heif teaches Pillow to open it (AVIF Pillow reads itself).
 register_heif_opener()
+# libavif decodes with one thread: its decoding threads each hold frame buffers of the
+# full size, and uploads are decoded one at a time anyway (IMAGE_DECODE_CONCURRENCY).
+AvifImagePlugin.DEFAULT_MAX_THREADS = 1
 
 # Formats we accept, and what we re-encode each as. MPO is what many phones call a JPEG;
 # HEIF and AVIF become JPEG, which every browser and model endpoint reads.
@@ -39,7 +47,7 @@ _decode_slots_lock = threading.Lock()
 
 
 def _decode_slot() -> threading.BoundedSemaphore:
-    """The per-process limit on photos being decoded at once (IMAGE_DECODE_CONCURRENCY)."""
+    """The per-process limit on photos being decoded and re-encoded at once (IMAGE_DECODE_CONCURRENCY)."""
     global _decode_slots
     if _decode_slots is None:
         with _decode_slots_lock:
@@ -102,63 +110,95 @@ def validate_image(data: bytes) -> ValidatedImage:
     The header is read first (Pillow's open() decodes no pixels): format and pixel
     count are judged before any decoding, so a 100-megapixel file costs nothing. An
     accepted photo is decoded at the smallest scale that still covers MAX_SOURCE_SIDE
-    (JPEG's DCT scaling), one of IMAGE_DECODE_CONCURRENCY at a time per process, and
-    scaled down before it is rotated upright, so no full-size copy is ever made.
+    (JPEG's DCT scaling, PNG strips, libwebp's scaling; AVIF only whole, under its own
+    lower limit), decoded and re-encoded one of IMAGE_DECODE_CONCURRENCY at a time per
+    process, and scaled down before it is rotated upright.
     """
     if len(data) > settings.MAX_UPLOAD_BYTES:
         raise _too_large()
     if not data:
         raise UnsupportedImage(_("The file is empty."))
     max_pixels = settings.MAX_IMAGE_PIXELS
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its limit; we refuse anything over ours.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in ACCEPTED_FORMATS:
-                raise UnsupportedImage(
-                    _("%(format)s images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.")
-                    % {"format": image.format or "That"},
-                    detail={"format": image.format},
-                )
-            width, height = image.size
-            if width * height > max_pixels:
-                raise _too_many_pixels(width, height)
-            if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
-                raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
-            output_format = ACCEPTED_FORMATS[image.format]
-            with _decode_slot():
+    # The slot is held from the decode through the re-encode: a WebP encode of the reduced
+    # picture costs about as much memory as a scaled decode, and eight at once would add up.
+    with contextlib.ExitStack() as held:
+        try:
+            with warnings.catch_warnings():
+                # Pillow only warns between 1x and 2x its limit; we refuse anything over ours.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                image = Image.open(io.BytesIO(data))
+                if image.format not in ACCEPTED_FORMATS:
+                    raise UnsupportedImage(
+                        _("%(format)s images aren't supported. Upload a JPEG, PNG, WebP, HEIC or AVIF photo.")
+                        % {"format": image.format or "That"},
+                        detail={"format": image.format},
+                    )
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise _too_many_pixels(width, height)
+                if image.format == "AVIF" and width * height > settings.MAX_AVIF_PIXELS:
+                    raise _too_many_avif_pixels(width, height)
+                if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
+                    raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
+                output_format = ACCEPTED_FORMATS[image.format]
+                held.enter_context(_decode_slot())
                 picture = _decode_scaled(image, output_format, data)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooManyPixels(
-            _("That image has too many pixels (the limit is %(megapixels)s megapixels).")
-            % {"megapixels": max_pixels // 1_000_000},
-            detail={"max_pixels": max_pixels},
-        ) from exc
-    except UnidentifiedImageError as exc:
-        raise UnsupportedImage() from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        # Truncated or corrupt files fail here, while decoding.
-        raise UnsupportedImage(_("That image is damaged or incomplete and can't be read.")) from exc
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageTooManyPixels(
+                _("That image has too many pixels (the limit is %(megapixels)s megapixels).")
+                % {"megapixels": max_pixels // 1_000_000},
+                detail={"max_pixels": max_pixels},
+            ) from exc
+        except UnidentifiedImageError as exc:
+            raise UnsupportedImage() from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            # Truncated or corrupt files fail here, while decoding.
+            raise UnsupportedImage(_("That image is damaged or incomplete and can't be read.")) from exc
 
-    buffer = io.BytesIO()
-    # A fresh save without exif=/icc=/pnginfo= drops every piece of metadata, GPS included;
-    # but Pillow copies a JPEG's COM comment from `image.info` unless told `comment=b""`.
-    if output_format == "JPEG":
-        # No optimize=True: its CPU per upload buys only a few percent of size (bench/README.md).
-        picture.save(buffer, "JPEG", quality=92, comment=b"")
-    elif output_format == "PNG":
-        picture.save(buffer, "PNG", optimize=False)
-    else:
-        picture.save(buffer, "WEBP", quality=92)
-    content = buffer.getvalue()
+        buffer = io.BytesIO()
+        # A fresh save without exif=/icc=/pnginfo= drops every piece of metadata, GPS included;
+        # but Pillow copies a JPEG's COM comment from `image.info` unless told `comment=b""`.
+        if output_format == "JPEG":
+            # No optimize=True: its CPU per upload buys only a few percent of size (bench/README.md).
+            picture.save(buffer, "JPEG", quality=92, comment=b"")
+        elif output_format == "PNG":
+            picture.save(buffer, "PNG", optimize=False)
+        else:
+            picture.save(buffer, "WEBP", quality=92)
+        content = buffer.getvalue()
+        width, height = picture.size
+        del image, picture
+        release_freed_memory()
     return ValidatedImage(
         content=content,
         format=output_format,
-        width=picture.width,
-        height=picture.height,
+        width=width,
+        height=height,
         sha256=hashlib.sha256(content).hexdigest(),
     )
+
+
+@functools.cache
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    library = ctypes.CDLL(name) if name else None
+    return getattr(library, "malloc_trim", None)
+
+
+def release_freed_memory() -> bool:
+    """Hand the pages the decode and encode freed back to the OS (glibc's malloc_trim).
+
+    glibc gives each thread its own heap, keeps what a thread freed there for its next
+    allocation, and raises its mmap threshold after large frees, so buffers of a few tens
+    of MB (libwebp's, libavif's, the encoders') stay resident in every request thread
+    that once decoded a photo: eight threads decoding one at a time still grew by eight
+    decodes' worth. Called while the decode slot is held. False where there is no glibc.
+    """
+    trim = _libc_malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 def _decode_scaled(image: Image.Image, output_format: str, data: bytes) -> Image.Image:
@@ -166,7 +206,14 @@ def _decode_scaled(image: Image.Image, output_format: str, data: bytes) -> Image
     side = settings.MAX_SOURCE_SIDE
     factor = max(image.size) // side
     strips = png_strips.reduced_png(data, factor=factor) if image.format == "PNG" and factor >= 2 else None
-    if strips is not None:
+    scaled = webp_scaled.reduced_webp(data, factor=factor) if image.format == "WEBP" and factor >= 2 else None
+    if scaled is not None:
+        # A big WebP is decoded by libwebp at the reduced size (Pillow's whole decode
+        # keeps several full-size copies at once; see generation/webp_scaled.py).
+        orientation = image.getexif().get(0x0112, 1)
+        image.close()
+        image, factor = scaled, 1
+    elif strips is not None:
         # A big PNG is decoded and reduced a strip at a time (a full-size RGBA decode
         # is 100 MB at the pixel limit); the full-size image is never made. Its EXIF is
         # read from the file: Pillow's PNG getexif() decodes the whole image first.
@@ -180,6 +227,11 @@ def _decode_scaled(image: Image.Image, output_format: str, data: bytes) -> Image
             # a quarter or less of the memory and time of a full decode.
             image.draft("RGB" if image.mode not in ("L", "CMYK") else image.mode, (side, side))
         image.load()
+        if image.format == "AVIF":
+            # libavif's decoder keeps the decoded full-size YUV planes until it is freed,
+            # and Pillow frees it only with the image: after the upload's re-encode, outside
+            # the decode slot, so the next decode would overlap it.
+            image._decoder = None  # type: ignore[attr-defined]
         factor = max(image.size) // side
     if factor >= 2:
         # Box-reduce by a whole factor first (cheap, and no premultiplied full-size copy
@@ -212,6 +264,18 @@ def _too_many_pixels(width: int, height: int) -> ImageTooManyPixels:
         _("That image is %(width)s×%(height)s pixels; the limit is %(megapixels)s megapixels.")
         % {"width": width, "height": height, "megapixels": limit // 1_000_000},
         detail={"max_pixels": limit, "width": width, "height": height},
+    )
+
+
+def _too_many_avif_pixels(width: int, height: int) -> ImageTooManyPixels:
+    limit = settings.MAX_AVIF_PIXELS
+    return ImageTooManyPixels(
+        _(
+            "That AVIF image is %(width)s×%(height)s pixels; AVIF photos can be at most %(megapixels)s "
+            "megapixels. Save it as a JPEG, or as a smaller AVIF."
+        )
+        % {"width": width, "height": height, "megapixels": f"{limit / 1_000_000:g}"},
+        detail={"max_pixels": limit, "width": width, "height": height, "format": "AVIF"},
     )
 
 

@@ -323,6 +323,9 @@ MAX_PROMPT_CHARS = env_int("MAX_PROMPT_CHARS", 2000)
 # Photos decoded at once per process: a 25 MP decode holds up to ~100 MB, so parallel
 # uploads wait their turn here instead of multiplying that (generation/images.py).
 IMAGE_DECODE_CONCURRENCY = env_int("IMAGE_DECODE_CONCURRENCY", 1)
+# AVIF has no reduced decode (libavif makes the full-size picture, then Pillow copies it),
+# so a maximal one costs more than the memory bound allows: a lower limit (bench/README.md).
+MAX_AVIF_PIXELS = env_int("MAX_AVIF_PIXELS", 13_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # Bodies are refused from their declared length (stefna/body_limits.py): anonymous
