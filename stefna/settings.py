@@ -139,7 +139,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env_int("DB_POOL_MIN_SIZE", 2),
         "max_size": env_int("DB_POOL_MAX_SIZE", 20),
-        # A request that cannot get a connection this soon is answered 503 (stefna/errors_db.py).
+        # A request that cannot get a connection this soon is answered 503 (stefna/unavailable.py).
         "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "") or 10),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
