@@ -285,26 +285,27 @@ def generation_detail(
     ),
     openapi_extra={"responses": {"200": {"description": "The event stream", "content": {"text/event-stream": {}}}}},
 )
-async def generation_events(
+def generation_events(
     request: AuthenticatedRequest,
     generation_id: uuid.UUID,
     last_event_id: str | None = Header(None, alias="Last-Event-ID", max_length=20),
 ) -> HttpResponseBase:
+    # A sync view that answers with an async stream: the checks run in one trip to a
+    # thread (stefna/asgi_handler.py) and the event loop then writes the events.
     user = request.auth
     resume = _event_id(last_event_id)
-    state = await sync_to_async(status_reads.generation_watch_state)(user_id=user.pk, generation_id=generation_id)
+    state = status_reads.generation_watch_state(user_id=user.pk, generation_id=generation_id)
     if state is None:
         raise NotFound(_("Generation not found."))
     if resume == state.version and state.status in Generation.FINAL_STATUSES:
-        await sync_to_async(_release_request_connection)()
         return HttpResponse(status=204)
     if not isinstance(request, ASGIRequest):
         # WSGI: a short answer, the browser reconnects (see generation/event_stream.py).
-        row = await sync_to_async(status_reads.generation_status_row)(user=user, generation_id=generation_id)
+        row = status_reads.generation_status_row(user=user, generation_id=generation_id)
         body = event_stream.short_answer(row=row, last_event_id=resume, url=_urls(request))
         return _event_response(HttpResponse(body or b"", status=200 if body else 204))
     # The stream must not keep the request's database connection while it waits.
-    await sync_to_async(_release_request_connection)()
+    _release_request_connection()
     stream = event_stream.events(
         user=user, generation_id=generation_id, version=state.version, last_event_id=resume, url=_urls(request)
     )

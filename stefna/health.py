@@ -27,6 +27,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from stefna.asgi_handler import own_thread
+
 logger = logging.getLogger("stefna")
 
 # db_worker beats every few seconds; a minute of silence means it is stopped or stuck.
@@ -86,6 +88,7 @@ def _state(up: bool) -> str:
     return "up" if up else "down"
 
 
+@own_thread
 @never_cache
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:

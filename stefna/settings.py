@@ -142,6 +142,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         # A request that cannot get a connection this soon is answered 503 (stefna/unavailable.py).
         "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "") or 10),
     }
+# Threads per web process that serve synchronous views under ASGI (stefna/asgi_handler.py).
+# Each holds at most one database connection while it serves a request, so keep it under
+# DB_POOL_MAX_SIZE: the status stream's reader and the live listener take one more each.
+WEB_THREADS = env_int("WEB_THREADS", 16)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {

@@ -1,0 +1,148 @@
+"""Django's ASGI handler, with a synchronous view served in one trip to a thread.
+
+Django's own handler runs the middleware chain in async mode. Every middleware written
+as `MiddlewareMixin` (all of Django's, whitenoise's) then sends each of its hooks to a
+thread and back, the first one that is sync-only adapts the rest of the chain back to
+the event loop, the view goes to a thread again, and `request_started` and
+`request_finished` send each receiver to a thread. For a plain sync view that is about
+ten crossings between the event loop and threads, and at the crowd bench's load
+(bench/crowd.py) they cost more CPU than the views themselves.
+
+So a request whose view is synchronous (all but two of ours) is served here by a
+second, fully synchronous copy of the same middleware chain, in one call on a thread:
+`request_started`, the chain, the view and, for an answer already in memory,
+`request_finished` (which hands the database connection back at once). The event loop
+then writes the answer. A streamed answer (an event stream, a file) is written by the
+loop as Django does, watching for a disconnect, and closed on a thread afterwards.
+
+Requests for async views (the event stream and the studio's wait, which hold no thread
+while they wait) go to Django's handler unchanged. Which chain a path takes is decided
+by resolving it once (cached); a path that doesn't resolve takes the sync chain, which
+answers its 404. Either chain gives the same answer; only the cost differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from typing import Any, Literal
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.conf import settings
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler
+from django.http import FileResponse, HttpResponseBase
+from django.urls import Resolver404, get_resolver, set_script_prefix
+
+type Lane = Literal["async", "own", "shared"]
+
+
+class _Processed(Exception):
+    """Ends the task group once the answer is written (as Django's handler does)."""
+
+
+class SyncFirstASGIHandler(ASGIHandler):
+    def __init__(self) -> None:
+        super().__init__()  # the async chain, for async views
+        self._sync = BaseHandler()
+        self._sync.load_middleware(is_async=False)
+        # Django would start a thread for each request (a ThreadSensitiveContext per
+        # request) and stop it afterwards; at the crowd bench's load starting and joining
+        # them cost about a sixth of the web's CPU. These threads are reused instead, and
+        # they bound how many requests run Python at once in this process (more only
+        # contend for the GIL). A database connection belongs to its thread (Django), so
+        # a request still gets its own connection for as long as it runs.
+        self._threads = ThreadPoolExecutor(max_workers=settings.WEB_THREADS, thread_name_prefix="web-request")
+        # Views marked @own_thread (the health check) skip that queue: a load balancer
+        # pulls a node whose probe is slow, and a busy node is not a broken one.
+        self._own_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="web-own-thread")
+
+    def _on_a_thread(self, function: Callable[..., Any], *, own: bool = False) -> Callable[..., Awaitable[Any]]:
+        executor = self._own_threads if own else self._threads
+        return sync_to_async(function, thread_sensitive=False, executor=executor)
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        lane = _lane(settings.ROOT_URLCONF, _path_info(scope))
+        if lane == "async":
+            await super().handle(scope, receive, send)
+            return
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with closing(body_file):
+            response, closed = await self._on_a_thread(self._respond, own=lane == "own")(scope, body_file)
+            if closed:
+                # request_finished was sent on the thread; only the bytes are left to write.
+                await self.send_response(response, send)
+                return
+            try:
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(self.listen_for_disconnect(receive))
+                        await self.send_response(response, send)
+                        raise _Processed
+                except* (_Processed, RequestAborted):
+                    pass
+            finally:
+                await self._on_a_thread(response.close)()
+
+    def _respond(self, scope: dict[str, Any], body_file: Any) -> tuple[HttpResponseBase, bool]:
+        """The answer, and whether it is closed already (all but a live stream are)."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self._sync.get_response(request)
+            response._handler_class = self.__class__  # type: ignore[attr-defined]
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        assert response is not None
+        if response.streaming and not response.is_async:
+            # A file: Django would read a sync iterator whole on a thread anyway (with a
+            # warning), so read it here in the same trip and hand the loop the bytes.
+            parts = list(response.streaming_content)
+            response.streaming_content = _replay(parts)
+        elif response.streaming:
+            return response, False
+        response.close()
+        return response, True
+
+
+async def _replay(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+def _path_info(scope: dict[str, Any]) -> str:
+    # As ASGIRequest computes it.
+    path = scope["path"]
+    script_name = get_script_prefix(scope).rstrip("/")
+    if script_name and (path.startswith(script_name + "/") or path == script_name):
+        return path[len(script_name) :]
+    return path
+
+
+@functools.lru_cache(maxsize=4096)
+def _lane(urlconf: str, path_info: str) -> Lane:
+    try:
+        match = get_resolver(urlconf).resolve(path_info)
+    except Resolver404:
+        return "shared"  # the sync chain answers the 404
+    except Exception:
+        return "async"  # let Django's own handler meet whatever this is
+    if iscoroutinefunction(match.func):
+        return "async"
+    return "own" if getattr(match.func, "serve_on_own_thread", False) else "shared"
+
+
+def own_thread[ViewT: Callable[..., Any]](view: ViewT) -> ViewT:
+    """Serve this (sync) view on threads of its own under ASGI, never queued behind other
+    requests. For cheap views that must answer while the site is busy: the health check."""
+    view.serve_on_own_thread = True  # type: ignore[attr-defined]
+    return view

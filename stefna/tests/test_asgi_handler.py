@@ -1,0 +1,190 @@
+"""stefna/asgi_handler.py: under ASGI a sync view is served in one trip to a reused thread
+(request_started, the whole middleware chain, the view and request_finished on it), a
+file is read in that same trip, an async view still goes through Django's own handler,
+and the health check has threads of its own.
+
+Driven through the production ASGI application (stefna.asgi) in-process, with a test
+URLconf beside the real one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from typing import Any
+
+import pytest
+from django.core.signals import request_finished, request_started
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.urls import include, path
+
+from stefna.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sync_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        {
+            "thread": threading.current_thread().name,
+            # Set by RequestIdMiddleware, which ran in sync mode on this same thread.
+            "request_id": bool(getattr(request, "request_id", "")),
+        }
+    )
+
+
+async def async_view(request: HttpRequest) -> JsonResponse:
+    asyncio.get_running_loop()  # raises unless awaited on the event loop
+    return JsonResponse({"thread": threading.current_thread().name})
+
+
+def file_view(request: HttpRequest) -> FileResponse:
+    import io
+
+    return FileResponse(io.BytesIO(b"x" * 200_000), content_type="application/octet-stream")
+
+
+def stream_view(request: HttpRequest) -> StreamingHttpResponse:
+    async def parts() -> Any:
+        for number in range(3):
+            yield f"part {number}\n".encode()
+
+    return StreamingHttpResponse(parts(), content_type="text/plain")
+
+
+def failing_view(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("boom")
+
+
+urlpatterns = [
+    path("t/sync", sync_view),
+    path("t/async", async_view),
+    path("t/file", file_view),
+    path("t/stream", stream_view),
+    path("t/fail", failing_view),
+    path("", include("stefna.urls")),
+]
+
+
+@pytest.fixture(autouse=True)
+def _test_urls(settings):
+    settings.ROOT_URLCONF = __name__
+
+
+@pytest.fixture
+def signals_seen():
+    seen: list[tuple[str, str]] = []
+
+    def started(**kwargs: Any) -> None:
+        seen.append(("started", threading.current_thread().name))
+
+    def finished(**kwargs: Any) -> None:
+        seen.append(("finished", threading.current_thread().name))
+
+    request_started.connect(started, dispatch_uid="test-asgi-started")
+    request_finished.connect(finished, dispatch_uid="test-asgi-finished")
+    yield seen
+    request_started.disconnect(dispatch_uid="test-asgi-started")
+    request_finished.disconnect(dispatch_uid="test-asgi-finished")
+
+
+def call(url: str, *, seen: list[tuple[str, str]] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One GET through the ASGI app; notes in `seen` when the answer's first bytes went out."""
+
+    async def scenario() -> tuple[int, dict[str, str], bytes]:
+        sent: list[dict[str, Any]] = []
+        body_given = False
+        done = asyncio.Event()
+
+        async def receive() -> dict[str, Any]:
+            nonlocal body_given
+            if not body_given:
+                body_given = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await done.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and seen is not None:
+                seen.append(("sent", threading.current_thread().name))
+            sent.append(message)
+
+        path_part, _, query = url.partition("?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path_part,
+            "raw_path": path_part.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 40000),
+            "server": ("testserver", 80),
+        }
+        await asyncio.wait_for(application(scope, receive, send), 10)
+        done.set()
+        start = sent[0]
+        headers = {key.decode().lower(): value.decode() for key, value in start["headers"]}
+        return start["status"], headers, b"".join(message.get("body", b"") for message in sent[1:])
+
+    return asyncio.run(scenario())
+
+
+def test_a_sync_view_runs_with_its_whole_chain_in_one_trip_to_a_reused_thread(signals_seen):
+    import json
+
+    status, headers, body = call("/t/sync", seen=signals_seen)
+    answer = json.loads(body)
+    assert status == 200
+    assert answer["thread"].startswith("web-request")
+    assert answer["request_id"] is True and headers["x-request-id"]
+    # request_started, the view and request_finished on that one thread; request_finished
+    # (which hands the database connection back) before the answer is written.
+    assert signals_seen == [("started", answer["thread"]), ("finished", answer["thread"]), ("sent", "MainThread")]
+    # The thread is kept for the next request, not started anew.
+    names = {json.loads(call("/t/sync")[2])["thread"] for _ in range(20)}
+    assert names <= {f"web-request_{number}" for number in range(16)}
+
+
+def test_an_async_view_is_awaited_by_djangos_own_handler():
+    import json
+
+    status, _, body = call("/t/async")
+    assert status == 200
+    assert json.loads(body)["thread"] == "MainThread"
+
+
+def test_a_file_is_read_in_the_same_trip_and_sent_whole_without_the_sync_iterator_warning(signals_seen):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Django's "must consume synchronous iterators" warning
+        status, headers, body = call("/t/file", seen=signals_seen)
+    assert status == 200
+    assert body == b"x" * 200_000
+    assert headers["content-length"] == "200000"
+    assert [event for event, _ in signals_seen] == ["started", "finished", "sent"]
+
+
+def test_a_live_stream_is_written_by_the_loop_and_closed_after_it(signals_seen):
+    status, headers, body = call("/t/stream", seen=signals_seen)
+    assert status == 200
+    assert body == b"part 0\npart 1\npart 2\n"
+    # Closed (request_finished) only once the stream was written.
+    assert [event for event, _ in signals_seen] == ["started", "sent", "finished"]
+
+
+def test_a_failing_view_and_an_unknown_path_are_answered_by_the_sync_chain():
+    status, _, _ = call("/t/fail")
+    assert status == 500
+    status, _, body = call("/api/no-such-route")
+    assert status == 404
+    assert b'"code"' in body
+
+
+def test_the_health_check_has_threads_of_its_own(signals_seen):
+    status, _, body = call("/healthz", seen=signals_seen)
+    assert status == 200, body
+    assert signals_seen[0][0] == "started" and signals_seen[0][1].startswith("web-own-thread")
