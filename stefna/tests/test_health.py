@@ -105,3 +105,23 @@ def test_unwritable_storage_is_reported_down_without_a_503(client, db, settings,
     assert response.status_code == 200
     assert response.json()["checks"]["storage"] == "down"
     assert response.json()["status"] == "degraded"
+
+
+def test_a_plain_probe_writes_nothing_and_still_finds_a_missing_cache_table(client, transactional_db):
+    # transactional: on PostgreSQL the missing table would abort a test-wide transaction.
+    # Monitors probe often; only ?deep=1 writes. The database cache is read once instead.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    def database_cache(table: str) -> dict:
+        return {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": table}}
+
+    beat(5)
+    with override_settings(CACHES=database_cache("stefna_cache")), CaptureQueriesContext(connection) as queries:
+        body = client.get("/healthz").json()
+    assert body["checks"]["cache"] == "up"
+    writes = [q["sql"] for q in queries if q["sql"].split()[0].upper() in {"INSERT", "UPDATE", "DELETE"}]
+    assert writes == []
+    with override_settings(CACHES=database_cache("no_such_table")):
+        body = client.get("/healthz").json()
+    assert (body["status"], body["checks"]["cache"]) == ("degraded", "down")
