@@ -218,8 +218,10 @@ def generation_create(request: AuthenticatedRequest, idempotency_key: str | None
         idempotency_key=idempotency_key,
         notify=fields.notify,
     )
-    generation, balance = selectors.generation_get_with_balance(user=user, generation_id=generation.pk)
-    return Status(202 if created else 200, generation_out(generation, remaining_coins=balance, url=_urls(request)))
+    # The status endpoint's static statements (status_reads): the same answer as
+    # generation_get_with_balance + generation_out, at under half the cost per upload.
+    row = status_reads.generation_status_row(user=user, generation_id=generation.pk)
+    return Status(202 if created else 200, generation_row_out(row, url=_urls(request)))
 
 
 @router.get(
