@@ -101,6 +101,8 @@ class Generation(models.Model):
             models.Index(fields=["status", "-created_at"], name="gen_status_recent"),
             # Newest first over everything: the admin list and the dashboard's time windows.
             models.Index(fields=["-created_at", "-id"], name="gen_recent"),
+            # /media/sources/<name> finds its generation by this on every request.
+            models.Index(fields=["source_image"], name="gen_source_image"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -204,6 +206,8 @@ class Media(models.Model):
             models.Index(fields=["-created_at", "-id"], name="media_recent"),
             models.Index(fields=["persisted"], name="media_unpersisted", condition=Q(persisted=False)),
             models.Index(fields=["persist_next_at"], name="media_persist_due", condition=Q(persisted=False)),
+            # /media/results/<name> finds its image by this on every request.
+            models.Index(fields=["storage_key"], name="media_storage_key"),
         ]
         constraints = [models.UniqueConstraint(fields=["generation", "index"], name="media_unique_index")]
 

@@ -35,9 +35,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db.models import Q
+from django.db.models import Model, QuerySet
 
 from .models import Generation, Media
+from .providers.local import OFFLINE_FOLDER
 
 logger = logging.getLogger("generation.storage")
 
@@ -75,20 +76,29 @@ def may_view_generation_source(user: Any, generation: Generation) -> bool:
 
 
 def media_for_name(name: str) -> Media | None:
-    """The result stored locally as `name` (its storage key, or fal's offline output path)."""
-    return (
-        Media.objects.select_related("generation")
-        .filter(Q(storage_key=name) | Q(original_url=settings.MEDIA_URL + name))
-        .first()
-    )
+    """The result stored locally as `name`: its storage key (indexed), or for the offline
+    preview's own output files (offline/...), the address it was made at."""
+    if name.startswith(f"{OFFLINE_FOLDER}/"):
+        # Offline preview only (no FAL_KEY). original_url is not indexed: in production it
+        # holds fal's addresses, which may be too long for a B-tree entry.
+        found = Media.objects.filter(original_url=settings.MEDIA_URL + name)
+    else:
+        found = Media.objects.filter(storage_key=name)
+    return _any(found.select_related("generation"))
 
 
 def media_for_cloudinary(public_id: str) -> Media | None:
-    return Media.objects.select_related("generation").filter(storage_key=public_id, persisted=True).first()
+    return _any(Media.objects.select_related("generation").filter(storage_key=public_id, persisted=True))
 
 
 def generation_for_source(name: str) -> Generation | None:
-    return Generation.objects.filter(source_image=name).first()
+    return _any(Generation.objects.filter(source_image=name))
+
+
+def _any[ModelT: Model](queryset: QuerySet[ModelT]) -> ModelT | None:
+    """The row a file name belongs to. Unordered: with `.first()`'s ORDER BY a planner may
+    walk the ordering index and test every row instead of seeking the name's index."""
+    return next(iter(queryset.order_by()[:1]), None)
 
 
 # --- Presigned URLs (S3-compatible storage) -------------------------------------------------

@@ -52,7 +52,7 @@ def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
         if generation is None or not storage.may_view_generation_source(viewer, generation):
             raise Http404
         public = False
-    elif folder in (storage.RESULTS_FOLDER, "offline"):
+    elif folder in (storage.RESULTS_FOLDER, storage.OFFLINE_FOLDER):
         media = storage.media_for_name(path)
         if media is None or not storage.may_view_media(viewer, media):
             raise Http404

@@ -36,6 +36,9 @@ from generation.exceptions import ProviderError
 from . import local_looks, local_scenes
 from .base import ProviderState, ProviderStatus
 
+# Where the offline preview writes its outputs; /media/offline/<name> serves them.
+OFFLINE_FOLDER = "offline"
+
 LOCAL_PREFIX = "local-"
 SINGLE_IMAGE_ENDPOINTS = {"fal-ai/ghiblify"}
 WORKING_SIDE = 768  # previews are rendered at this long side: fast, and plenty for a preview
@@ -131,7 +134,7 @@ class LocalProvider:
             rendered = _badge(local_looks.render(source, kind=state.get("kind") or "", prompt=prompt, variant=index))
             buffer = io.BytesIO()
             rendered.save(buffer, "PNG", optimize=False)
-            name = default_storage.save(f"offline/{request_id}_{index}.png", ContentFile(buffer.getvalue()))
+            name = default_storage.save(f"{OFFLINE_FOLDER}/{request_id}_{index}.png", ContentFile(buffer.getvalue()))
             images.append(
                 {
                     "url": default_storage.url(name),

@@ -27,7 +27,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from credits import ledger
-from generation import selectors
+from generation import selectors, storage
 from generation.models import Generation, Media
 from generation.tests.factories import AttemptFactory, GenerationFactory, MediaFactory
 from presets.tests.factories import PresetFactory
@@ -380,3 +380,26 @@ def test_newest_first_over_every_row_reads_an_index_not_a_sort(model):
 
     assert not [node for node in nodes if node["Node Type"] in ("Sort", "Incremental Sort")]
     assert any(node["Node Type"] == "Index Scan" and node["Relation Name"] == model._meta.db_table for node in nodes)
+
+
+# --- Media served by name ------------------------------------------------------------------
+
+
+def test_an_image_and_a_source_photo_are_found_by_name_through_an_index():
+    # Every /media/generated/<name> and /media/sources/<name> request looks its row up by
+    # file name; without an index that read the whole table each time.
+    _bulk_feed(2000)
+    media = list(Media.objects.order_by("id")[:1500])
+    for n, row in enumerate(media):
+        row.storage_key = f"{storage.RESULTS_FOLDER}/{n:040x}.png"
+    Media.objects.bulk_update(media, ["storage_key"])
+    Generation.objects.filter(pk=media[7].generation_id).update(source_image=f"{storage.SOURCES_FOLDER}/photo.jpg")
+
+    with CaptureQueriesContext(connection) as queries:
+        found = storage.media_for_name(media[700].storage_key)
+        source = storage.generation_for_source(f"{storage.SOURCES_FOLDER}/photo.jpg")
+
+    assert found is not None and found.pk == media[700].pk
+    assert source is not None and source.pk == media[7].generation_id
+    assert "media_storage_key" in _plan(queries.captured_queries[0]["sql"])
+    assert "gen_source_image" in _plan(queries.captured_queries[1]["sql"])
