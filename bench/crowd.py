@@ -77,6 +77,7 @@ from bench.crowd_stack import (
     DB_NAME,
     Stack,
     active_generations,
+    analyze,
     cpu_of,
     database_sessions,
     postmaster_pid,
@@ -440,7 +441,9 @@ async def crowd_run(
         )
         for user in users
     ]
-    await asyncio.sleep(measure_from - time.monotonic())
+    await asyncio.sleep(measure_from - time.monotonic() - 1)
+    await asyncio.to_thread(analyze)  # the end of the warm-up: statistics, as in production
+    await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
     web_before, worker_before = cpu_of(stack.web_pids()), cpu_of(stack.worker_pids())
     client_before = resource.getrusage(resource.RUSAGE_SELF)
     sessions_before = database_sessions()

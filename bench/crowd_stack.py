@@ -283,6 +283,17 @@ def active_generations() -> int:
     return int(row[0])
 
 
+def analyze() -> None:
+    """Statistics for the planner, as autovacuum would gather them on a server that has
+    been up for a while. It looks at most once a minute (autovacuum_naptime), and a bench
+    database grows from empty in less: without statistics the planner read every public
+    image for each feed page (5.8 ms against 0.16 ms at 1,300 images, and growing)."""
+    import psycopg
+
+    with psycopg.connect(support.database_url(DB_NAME), autocommit=True) as connection:
+        connection.execute("ANALYZE")
+
+
 def database_sessions() -> int:
     """Connections ever opened to the bench database (pg_stat_database.sessions, PostgreSQL 14+)."""
     with support._admin_connection() as connection:
