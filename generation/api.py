@@ -444,10 +444,11 @@ async def generate_image(request: AuthenticatedRequest, idempotency_key: str | N
 
 
 def _release_request_connection() -> None:
-    # Under ASGI each request gets its own thread and database connection. A client that
-    # waits up to a minute must not keep a connection open meanwhile (a hundred waiting
-    # clients would be a hundred PostgreSQL backends): close it; the polls use a shared
-    # pool. Never inside a transaction (there is none here in production).
+    # A request's thread holds its database connection until the request ends. A client
+    # that waits up to a minute must not keep one open meanwhile (a hundred waiting
+    # clients would be a hundred PostgreSQL backends): close it (with the pool, hand it
+    # back); the waits read on the shared status thread. Never inside a transaction
+    # (there is none here in production).
     if not connection.in_atomic_block:
         connection.close()
 

@@ -128,9 +128,10 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
-    # Django's built-in psycopg pool. Under ASGI every request runs on a thread of its own,
-    # and with persistent connections each thread kept a PostgreSQL backend open: at a few
-    # hundred users PostgreSQL ran out of connections and requests failed. A pool per
+    # Django's built-in psycopg pool. Django's ASGI handler ran every request on a thread
+    # of its own, and with persistent connections each thread kept a PostgreSQL backend
+    # open: at a few hundred users PostgreSQL ran out of connections and requests failed
+    # (requests now run on WEB_THREADS reused threads, stefna/asgi_handler.py). A pool per
     # process caps that (DB_POOL_MAX_SIZE per web process and per worker, to be kept under
     # PostgreSQL's max_connections in total); a request holds a connection only while it
     # runs. Django requires CONN_MAX_AGE 0 with a pool (the pool keeps the connections).
