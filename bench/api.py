@@ -87,23 +87,33 @@ def _copy(cursor, model, columns: list[str], rows: Iterable[tuple]) -> int:  # t
         raise RuntimeError(f"bench seed: {model.__name__} has no field(s) {sorted(unknown)}")
     missing = [name for name in fields if name not in columns]
     defaults = []
+    # A callable default (a share id, say) is drawn for each row, as Django would.
+    per_row = [name for name in missing if callable(fields[name].default)]
     for name in missing:
+        if name in per_row:
+            continue
         value = fields[name].get_default()
         if value is None and not fields[name].null:
             raise RuntimeError(
                 f"bench seed: {model.__name__}.{name} is NOT NULL without a default: add it to bench/api.py"
             )
         defaults.append(json.dumps(value) if isinstance(value, dict | list) else value)
-    names = ", ".join(f'"{fields[name].column}"' for name in [*columns, *missing])
+    constant = [name for name in missing if name not in per_row]
+    names = ", ".join(f'"{fields[name].column}"' for name in [*columns, *constant, *per_row])
     count = 0
     began = time.perf_counter()
     with cursor.copy(f'COPY "{model._meta.db_table}" ({names}) FROM STDIN') as copy:
         for row in rows:
-            copy.write_row((*row, *defaults))
+            drawn = [_db_value(fields[name].get_default()) for name in per_row]
+            copy.write_row((*row, *defaults, *drawn))
             count += 1
     if os.environ.get("BENCH_VERBOSE"):
         print(f"  COPY {model._meta.db_table}: {count:,} rows in {time.perf_counter() - began:.1f} s")
     return count
+
+
+def _db_value(value: object) -> object:
+    return json.dumps(value) if isinstance(value, dict | list) else value
 
 
 def seed(now: dt.datetime) -> DataSet:

@@ -178,6 +178,8 @@ def main() -> int:
             MEDIA_ROOT=str(work / "media"),
             CLOUDINARY_URL=info["cloudinary_url"],
             SSL_CERT_FILE=info["ca"],
+            # The fakes answer on 127.0.0.1, which the result-URL rules refuse otherwise.
+            ALLOW_PRIVATE_RESULT_URLS="1",
         )
         os.environ.update({key: value for key, value in env.items() if key != "PYTHONPATH"})
         os.environ["DJANGO_SETTINGS_MODULE"] = "stefna.settings"
