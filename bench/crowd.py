@@ -5,6 +5,7 @@ their result, what watching costs, and whether a light user waits behind a heavy
     .venv/bin/python bench/crowd.py                      # N = 20, 100, 300; L = 4 s; fairness
     .venv/bin/python bench/crowd.py --users 100 --seconds 30 --no-fairness
     .venv/bin/python bench/crowd.py --quick              # what `run_all.py --quick` runs
+    .venv/bin/python bench/crowd.py --redis              # with REDIS_URL, as compose runs it
 
 Topology as production, on one machine:
 - a fresh PostgreSQL database (`stefna_bench_crowd`), migrated;
@@ -15,6 +16,8 @@ Topology as production, on one machine:
 - the fake fal (tests/fakes/fal.py) over HTTPS in its own process, every job in queue or
   in progress until L seconds after its submission; it reports each job's submission and
   completion time. Results are stored locally (no Cloudinary, ALLOW_PRIVATE_RESULT_URLS=1).
+  Without --redis the cache (sessions' home, rate limits) is the database's; with it,
+  Redis (flushed first), whose server CPU is then counted too.
 
 Each simulated user (asyncio + httpx, all in this process) signs in once through the
 browser's email-code flow (the code is read from the console mail the web processes
@@ -445,11 +448,14 @@ async def crowd_run(
     await asyncio.to_thread(analyze)  # the end of the warm-up: statistics, as in production
     await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
     web_before, worker_before = cpu_of(stack.web_pids()), cpu_of(stack.worker_pids())
+    redis_pids = {args.redis_pid} if args.redis_pid else set()
+    redis_before = cpu_of(redis_pids)
     client_before = resource.getrusage(resource.RUSAGE_SELF)
     sessions_before = database_sessions()
     load_before = os.getloadavg()[0]
     await asyncio.sleep(stop_at - time.monotonic())
     web_after, worker_after = cpu_of(stack.web_pids()), cpu_of(stack.worker_pids())
+    redis_after = cpu_of(redis_pids)
     client_after = resource.getrusage(resource.RUSAGE_SELF)
     sessions = database_sessions() - sessions_before
     for task in tasks:
@@ -482,7 +488,8 @@ async def crowd_run(
     web_ms = per_generation(max(0.0, web_seconds - len(health) * probe_cost))
     print(
         f"\nN = {count} users, L = {args.latency:g} s, {args.seconds:g} s steady after {args.warmup:g} s warm-up, "
-        f"channel {channel}, FAL_MAX_CONCURRENT={count}, load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
+        f"channel {channel}, FAL_MAX_CONCURRENT={count}, cache {'Redis' if args.redis else 'the database'}, "
+        f"load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
     )
     support.print_table(
         [
@@ -501,6 +508,11 @@ async def crowd_run(
             ["CPU per generation: PostgreSQL", f"≥ {per_generation(database_cpu):.1f} ms",
              f"≤ {per_generation(database_cpu + reaped_cpu):.1f} ms with every database's closed backends; "
              f"{sessions / max(1, len(succeeded)):.1f} connections opened per generation"],
+            *(
+                [["CPU per generation: Redis", f"{per_generation(spent(redis_before, redis_after)):.1f} ms",
+                  f"{spent(redis_before, redis_after):.1f} s in all (the whole server)"]]
+                if redis_pids else []
+            ),
             ["CPU per generation: this client", f"{per_generation(client_cpu):.1f} ms", f"{client_cpu:.1f} s in all"],
             ["/healthz", f"p50 {fmt_ms(health_ms, 0.5)} p95 {fmt_ms(health_ms, 0.95)}",
              f"{len(health_ms)} probes, {health_failed} failed"],
@@ -666,6 +678,10 @@ def main() -> int:
                         help="today's web CPU per generation at 300 users (the target is a third of it)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="10 and 30 users, 15 s windows, 12 heavy jobs")
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument(
+        "--redis", nargs="?", const="redis://127.0.0.1:6379/14", default="", metavar="URL",
+        help="REDIS_URL for the web and worker, as compose runs them (flushed first; default db 14)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.quick:
         args.users, args.seconds, args.warmup, args.heavy_jobs = "10,30", 15.0, 6.0, 12
@@ -690,6 +706,8 @@ def main() -> int:
         stack.env = support.bench_env(
             DATABASE_URL=url,
             DB_CONN_MAX_AGE="0",  # as compose runs the ASGI server (README: Django's advice for ASGI)
+            # Without --redis the cache is the database's (sessions, rate limits and all).
+            REDIS_URL=args.redis,
             FAL_KEY=FAL_KEY,
             FAL_QUEUE_RUN_HOST=f"127.0.0.1:{fal_port}",
             FAL_RUN_HOST=f"127.0.0.1:{fal_port}",
@@ -712,6 +730,13 @@ def main() -> int:
             # A restart between runs need not wait for the crowd's idle keep-alive connections.
             GUNICORN_GRACEFUL_TIMEOUT="5",
         )
+        args.redis_pid = None
+        if args.redis:
+            import redis
+
+            server = redis.Redis.from_url(args.redis)
+            server.flushdb()  # sessions and limits of an earlier run
+            args.redis_pid = int(server.info("server")["process_id"])  # its CPU is counted like PostgreSQL's
         began = time.monotonic()
         stack.manage("migrate", "--no-input")
         # DEBUG=0 serves hashed static names from the manifest, as a deployment does (pages need it).

@@ -187,6 +187,10 @@ if REDIS_URL:
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
         }
     }
+    # Sessions are read from Redis and written to both: one database query less on every
+    # signed-in request. The database stays the record (a Redis that restarts or evicts
+    # costs a read, and while it is down the cache answers "missing": stefna/cache.py).
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     # Every process shares the database; per-process memory would give each worker its
     # own rate-limit counts. The table is created by `migrate` (accounts 0002).

@@ -8,6 +8,7 @@ import logging
 import secrets
 import uuid
 from datetime import timedelta
+from importlib import import_module
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -284,10 +285,12 @@ def account_delete(*, user: User, confirm: str) -> None:
         locked.set_unusable_password()
         locked.save()
         transaction.on_commit(lambda: _remove_stored(stored))
-    # Database sessions are also removed outright (the hash change alone would leave rows).
+    # Sessions are also removed outright (the hash change alone would leave rows), through
+    # the session engine so a cached copy (cached_db with Redis) goes too.
+    store = import_module(settings.SESSION_ENGINE).SessionStore
     for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
         if session.get_decoded().get("_auth_user_id") == str(user.pk):
-            session.delete()
+            store(session_key=session.session_key).delete()
     logger.info("account deleted", extra={"user_id": str(user.pk)})
 
 

@@ -1,0 +1,67 @@
+"""With REDIS_URL, sessions are cached_db: a signed-in request reads its session from
+Redis, not the database, and deleting the account removes the session from both."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.sessions.backends.cached_db import KEY_PREFIX
+from django.contrib.sessions.models import Session
+from django.core.cache import cache
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from stefna.accounts.services import account_delete
+
+pytestmark = pytest.mark.django_db
+
+REDIS = "redis://127.0.0.1:6379/13"
+
+
+def test_redis_url_makes_sessions_cached_db_and_without_it_they_stay_in_the_database():
+    code = "from django.conf import settings; print(settings.SESSION_ENGINE)"
+    engines = []
+    for redis_url in (REDIS, ""):
+        result = subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            cwd=django_settings.BASE_DIR,
+            env={"DJANGO_SETTINGS_MODULE": "stefna.settings", "DEBUG": "1", "REDIS_URL": redis_url, "PATH": ""},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        engines.append(result.stdout.strip())
+    assert engines == ["django.contrib.sessions.backends.cached_db", "django.contrib.sessions.backends.db"]
+
+
+@pytest.fixture
+def redis_sessions(settings):
+    settings.CACHES = {"default": {"BACKEND": "stefna.cache.ResilientRedisCache", "LOCATION": REDIS}}
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def test_a_signed_in_request_reads_its_session_from_redis_and_deleting_the_account_removes_it(
+    user, redis_sessions
+):
+    browser = Client()
+    browser.force_login(user)
+    key = browser.session.session_key
+    assert cache.get(KEY_PREFIX + key) is not None
+
+    with CaptureQueriesContext(connection) as queries:
+        assert browser.get("/api/quota").status_code == 200
+    assert not [query for query in queries if "django_session" in query["sql"]]
+
+    account_delete(user=user, confirm=user.email)
+
+    assert cache.get(KEY_PREFIX + key) is None
+    assert not Session.objects.filter(session_key=key).exists()
+    assert browser.get("/accounts/").status_code == 302  # signed out
