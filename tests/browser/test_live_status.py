@@ -44,6 +44,11 @@ def asgi_server(transactional_db, settings):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+    # The event streams read on the shared status thread, which keeps its connection;
+    # PostgreSQL cannot drop the test database while it is open.
+    from generation import selectors
+
+    selectors.generation_status_close_connection()
 
 
 def test_a_running_card_updates_to_the_result_through_the_event_stream(
