@@ -21,6 +21,7 @@ from generation import selectors
 from generation.models import Generation
 from generation.tests.factories import AttemptFactory, GenerationFactory, MediaFactory
 from stefna.asgi import application
+from tests.asgi import http_scope
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,21 +55,7 @@ class Stream:
         self.ended = False
 
     async def __aenter__(self) -> Stream:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": self.path,
-            "raw_path": self.path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"testserver")]
-            + [(key.lower().encode(), value.encode()) for key, value in self.headers.items()],
-            "client": ("127.0.0.1", 40000),
-            "server": ("testserver", 80),
-        }
+        scope = http_scope(self.path, headers=self.headers)
         body_sent = False
 
         async def receive() -> dict[str, Any]:

@@ -20,6 +20,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, S
 from django.urls import include, path
 
 from stefna.asgi import application
+from tests.asgi import http_scope
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -111,20 +112,7 @@ def call(url: str, *, seen: list[tuple[str, str]] | None = None) -> tuple[int, d
             sent.append(message)
 
         path_part, _, query = url.partition("?")
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path_part,
-            "raw_path": path_part.encode(),
-            "query_string": query.encode(),
-            "root_path": "",
-            "headers": [(b"host", b"testserver")],
-            "client": ("127.0.0.1", 40000),
-            "server": ("testserver", 80),
-        }
+        scope = http_scope(path_part, query=query)
         await asyncio.wait_for(application(scope, receive, send), 10)
         done.set()
         start = sent[0]
