@@ -8,17 +8,20 @@ the event loop, the view goes to a thread again, and `request_started` and
 ten crossings between the event loop and threads, and at the crowd bench's load
 (bench/crowd.py) they cost more CPU than the views themselves.
 
-So a request whose view is synchronous (all but two of ours) is served here by a
-second, fully synchronous copy of the same middleware chain, in one call on a thread:
-`request_started`, the chain, the view and, for an answer already in memory,
-`request_finished` (which hands the database connection back at once). The event loop
-then writes the answer. A streamed answer (an event stream, a file) is written by the
-loop as Django does, watching for a disconnect, and closed on a thread afterwards.
+So a request whose view is synchronous (all but `/api/generate-image`) is served here by
+a second, fully synchronous copy of the same middleware chain, in one call on one of
+WEB_THREADS reused threads: `request_started`, the chain, the view and, for an answer in
+memory or a file (read whole in that same call, as Django would read it anyway),
+`request_finished`, which hands the database connection back at once. The event loop
+then writes the bytes. A live stream (the event stream: a sync view answering with an
+async iterator) is written by the loop as Django does, watching for a disconnect, and
+closed on a thread afterwards. Views marked `@own_thread` (the health check) run on
+threads of their own, never queued behind other requests.
 
-Requests for async views (the event stream and the studio's wait, which hold no thread
-while they wait) go to Django's handler unchanged. Which chain a path takes is decided
-by resolving it once (cached); a path that doesn't resolve takes the sync chain, which
-answers its 404. Either chain gives the same answer; only the cost differs.
+Requests for async views (the studio's wait, which holds no thread while it waits) go to
+Django's handler unchanged. Which way a path goes is decided by resolving it once
+(cached); a path that doesn't resolve takes the sync chain, which answers its 404.
+Either way gives the same answer; only the cost differs.
 """
 
 from __future__ import annotations
