@@ -72,7 +72,14 @@ def credit_pack_list(request: HttpRequest) -> list[dict]:
 
 
 class CheckoutIn(Schema):
-    pack: str = Field(min_length=1, max_length=40, description="A pack's slug from GET /api/credit-packs.")
+    # A slug's characters only: anything else names no pack, and a NUL would reach the
+    # query (a 500 on PostgreSQL) if it got that far.
+    pack: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=r"^\s*[-a-zA-Z0-9_]+\s*$",
+        description="A pack's slug from GET /api/credit-packs.",
+    )
 
 
 class CheckoutOut(Schema):

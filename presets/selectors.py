@@ -19,4 +19,7 @@ def preset_by_slug(*, slug: str) -> Preset | None:
 
 def active_preset_by_slug(slug: str) -> Preset | None:
     """One style users can pick, by its slug; None when there is none (or it is retired)."""
-    return active_presets().filter(slug=(slug or "").strip()).first()
+    slug = (slug or "").strip()
+    if "\x00" in slug:
+        return None  # no slug holds a NUL, and PostgreSQL refuses one in a query (a 500)
+    return active_presets().filter(slug=slug).first()

@@ -67,9 +67,12 @@ def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
     and a crash in between leaves a pending purchase the upkeep expires, not a session
     nobody knows. The idempotency key is the purchase id: the SDK's retries reuse it.
     """
-    pack = CreditPack.objects.filter(slug=pack_slug, active=True).first()
+    # A NUL can't be in a slug, and PostgreSQL refuses it in a query (a 500): no such pack.
+    pack = None if "\x00" in pack_slug else CreditPack.objects.filter(slug=pack_slug, active=True).first()
     if pack is None:
-        raise NotFound(_("No credit pack called “%(slug)s” is for sale.") % {"slug": pack_slug[:40]})
+        raise NotFound(
+            _("No credit pack called “%(slug)s” is for sale.") % {"slug": pack_slug[:40].replace("\x00", "")}
+        )
     if not checkout_available():
         raise PaymentsUnavailable()
     # Each checkout is a Stripe session and a purchase row: a loop must not make thousands.

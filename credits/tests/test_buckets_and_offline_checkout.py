@@ -178,3 +178,13 @@ def test_an_unknown_pack_on_the_buy_page_is_a_readable_message(client, user, off
 
     assert "No credit pack called “nope” is for sale." in response.content.decode()
     assert not Purchase.objects.exists()
+
+
+def test_a_nul_in_the_pack_form_field_is_an_unknown_pack_not_a_server_error(client, user, offline):
+    # PostgreSQL refuses NUL in a query; the form answers as for any unknown pack.
+    client.force_login(user)
+    response = client.post("/credits/checkout/", {"pack": "star\x00ter"}, follow=True)
+
+    assert response.status_code == 200
+    assert "is for sale" in response.content.decode()
+    assert not Purchase.objects.exists()

@@ -97,6 +97,15 @@ def test_an_unknown_or_inactive_pack_is_404_and_creates_nothing(api_client, fake
     assert not Purchase.objects.exists() and not fake_stripe.requests
 
 
+@pytest.mark.parametrize("pack", ["0\x00pack", "pack with spaces", "paquete-ñ"])
+def test_a_pack_that_is_no_slug_is_422_and_creates_nothing(api_client, fake_stripe, pack):
+    # schemathesis found a NUL here reaching the query: a 500 on PostgreSQL.
+    response = api_client.post("/api/checkout", {"pack": pack}, content_type="application/json")
+
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_input")
+    assert not Purchase.objects.exists() and not fake_stripe.requests
+
+
 def test_a_missing_pack_is_422(api_client, fake_stripe):
     response = api_client.post("/api/checkout", {}, content_type="application/json")
 
