@@ -48,9 +48,7 @@ def redis_sessions(settings):
     cache.clear()
 
 
-def test_a_signed_in_request_reads_its_session_from_redis_and_deleting_the_account_removes_it(
-    user, redis_sessions
-):
+def test_a_signed_in_request_reads_its_session_from_redis_and_deleting_the_account_removes_it(user, redis_sessions):
     browser = Client()
     browser.force_login(user)
     key = browser.session.session_key
