@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.inflight import free_port, wait_for_port  # noqa: E402
+from bench.support import free_port, wait_for_port  # noqa: E402
 
 
 class Relay:

@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,22 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on port {port}")
+from bench import support  # noqa: E402
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -65,15 +47,6 @@ def peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 def main() -> None:
@@ -87,84 +60,44 @@ def main() -> None:
     budget = args.budget if args.budget is not None else (10.0 if args.count <= 300 else 15.0)
 
     work = Path(tempfile.mkdtemp(prefix="stefna-bench-"))
-    port = free_port()
+    port = support.free_port()
     cert_dir = work / "certs"
     from tests.fakes.certs import make_certificates
 
     certs = make_certificates(cert_dir)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "stefna.settings",
-        "SECRET_KEY": "bench-only-secret-key",
-        "DEBUG": "0",
-        "FAL_KEY": "bench-key-id:bench-key-secret",
-        # Results come from the fake on loopback: local fakes only (the result-URL rule).
-        "ALLOW_PRIVATE_RESULT_URLS": "1",
-        "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{port}",
-        "FAL_RUN_HOST": f"127.0.0.1:{port}",
-        "SSL_CERT_FILE": str(certs.ca_path),
-        "CLOUDINARY_URL": "",
-        "FAL_WEBHOOK_BASE_URL": "",
-        "MEDIA_ROOT": str(work / "media"),
-        "RATE_LIMIT_GENERATIONS_PER_MINUTE": "1000000",
-        # Every one of them in flight at once: what is measured is one worker carrying them,
-        # not a fal account's limit of jobs at once (FAL_MAX_CONCURRENT).
-        "FAL_MAX_CONCURRENT": "100000",
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "PYTHONPATH": str(ROOT),
-    }
+    env = support.pipeline_env(
+        app_root=ROOT, work=work, fal_port=port, ca_path=certs.ca_path, database_file="bench.sqlite3"
+    )
     if args.threads:
         env["PIPELINE_THREADS"] = str(args.threads)
-    if not os.environ.get("DATABASE_URL"):
-        env["DATABASE_URL"] = f"sqlite:///{work / 'bench.sqlite3'}"
     os.environ.update(env)
 
-    fake = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "tests.fakes.fal", "--port", str(port), "--latency", str(args.latency),
-         "--cert-dir", str(cert_dir), "--record-limit", "100"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    fake = support.start_fake_fal(port=port, latency=args.latency, cert_dir=cert_dir, record_limit=100, env=env)
     worker = None
     try:
-        wait_for_port(port)
+        support.wait_for_port(port)
         import django
 
         django.setup()
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        from credits import ledger
         from generation.images import validate_image
         from generation.models import Generation
         from generation.registry import FAST_SDXL_I2I, GHIBLIFY, REALISTIC_VISION
         from generation.services import generation_request
-        from presets.models import Preset
-        from stefna.accounts.models import User
         from tests.images import make_jpeg
 
         Generation.objects.filter(user__email__endswith="@bench.invalid").update(status="canceled")
-        preset, _ = Preset.objects.update_or_create(
-            slug="bench-ghibli",
-            defaults={
-                "name": "Bench",
-                "kind": "ghibli_reaction",
-                "prompt": "{prompt}",
-                "model_chain": [GHIBLIFY, REALISTIC_VISION, FAST_SDXL_I2I],
-            },
+        preset = support.bench_preset(
+            slug="bench-ghibli", name="Bench", chain=[GHIBLIFY, REALISTIC_VISION, FAST_SDXL_I2I]
         )
-        users = []
-        for n in range(max(1, args.count // 50)):
-            user, _ = User.objects.get_or_create(email=f"bench{n}@bench.invalid", defaults={"display_name": "Bench"})
-            ledger.ensure_daily_allowance(user=user)
-            ledger.grant(user=user, amount=2 * 60, note="bench")
-            users.append(user)
+        users = support.bench_users(
+            prefix="bench", domain="bench.invalid", count=max(1, args.count // 50), credits=2 * 60
+        )
         image = validate_image(make_jpeg(256, 192))
 
-        worker = subprocess.Popen(  # noqa: S603
-            [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--no-reload",
-             "--verbosity", "0"],
-            cwd=ROOT, env=env,
-        )  # fmt: skip
+        worker = support.start_worker(app_root=ROOT, env=env)
         time.sleep(1.0)  # let the worker import Django and connect
 
         def request(n: int) -> str:
@@ -196,8 +129,8 @@ def main() -> None:
         after_last = finished - (started + requested)
         succeeded = Generation.objects.filter(pk__in=ids, status="succeeded").count()
         rss = peak_rss_mb(worker.pid)
-        worker_cpu = cpu_seconds(worker.pid)
-        fake_cpu = cpu_seconds(fake.pid)
+        worker_cpu = support.process_cpu_seconds(worker.pid)
+        fake_cpu = support.process_cpu_seconds(fake.pid)
         target = args.latency + budget
         print(
             f"{done}/{len(ids)} final ({succeeded} succeeded) in {elapsed:.1f} s from the first request "
@@ -215,13 +148,7 @@ def main() -> None:
         print("PASS" if ok else "FAIL", flush=True)
         sys.exit(0 if ok else 1)
     finally:
-        for process in (worker, fake):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        support.stop_processes(worker, fake)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,10 +34,12 @@ from pathlib import Path
 
 ROOT = Path(os.environ.get("STEFNA_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
 HERE = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(1, str(HERE))
+# The bench tools are this checkout's, whichever code is measured: `bench` is imported
+# from here first, then the measured checkout goes in front for stefna, generation, tests.
+sys.path.insert(0, str(HERE))
+from bench import support  # noqa: E402
 
-from bench.inflight import cpu_seconds, free_port, wait_for_port  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 # Issue 22: a result is seen within half a second of fal finishing (p95), without webhooks.
 TARGET_P95_SECONDS = 0.5
@@ -61,82 +61,41 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stefna-pacing-"))
-    port = free_port()
+    port = support.free_port()
     cert_dir = work / "certs"
     from tests.fakes.certs import make_certificates
 
     certs = make_certificates(cert_dir)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "stefna.settings",
-        "SECRET_KEY": "bench-only-secret-key",
-        "DEBUG": "0",
-        "FAL_KEY": "bench-key-id:bench-key-secret",
-        "ALLOW_PRIVATE_RESULT_URLS": "1",  # results come from the fake on loopback
-        "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{port}",
-        "FAL_RUN_HOST": f"127.0.0.1:{port}",
-        "SSL_CERT_FILE": str(certs.ca_path),
-        "CLOUDINARY_URL": "",
-        "FAL_WEBHOOK_BASE_URL": "",
-        "REDIS_URL": "",
-        "MEDIA_ROOT": str(work / "media"),
-        "RATE_LIMIT_GENERATIONS_PER_MINUTE": "1000000",
-        "FAL_MAX_CONCURRENT": "100000",  # what is measured is the checks, not the fair queue
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "PYTHONPATH": str(ROOT),
-    }
-    if not os.environ.get("DATABASE_URL"):
-        env["DATABASE_URL"] = f"sqlite:///{work / 'pacing.sqlite3'}"
+    env = support.pipeline_env(
+        app_root=ROOT, work=work, fal_port=port, ca_path=certs.ca_path, database_file="pacing.sqlite3", REDIS_URL=""
+    )
     os.environ.update(env)
 
-    fake = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "tests.fakes.fal", "--port", str(port), "--latency", str(args.latency),
-         "--cert-dir", str(cert_dir), "--record-limit", "200000"],
-        cwd=HERE, env={**env, "PYTHONPATH": str(HERE)}, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
+    fake = support.start_fake_fal(port=port, latency=args.latency, cert_dir=cert_dir, record_limit=200000, env=env)
     worker = None
     try:
-        wait_for_port(port)
+        support.wait_for_port(port)
         import django
 
         django.setup()
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        from credits import ledger
         from generation.images import validate_image
         from generation.models import Attempt, Generation
         from generation.registry import FAST_SDXL_I2I
         from generation.services import generation_request
-        from presets.models import Preset
-        from stefna.accounts.models import User
         from tests.images import make_jpeg
 
         Generation.objects.filter(user__email__endswith="@pacing.invalid").update(status="canceled")
         Attempt.objects.filter(model=FAST_SDXL_I2I).delete()  # nothing learned from another run
-        preset, _ = Preset.objects.update_or_create(
-            slug="bench-pacing",
-            defaults={
-                "name": "Pacing",
-                "kind": "ghibli_reaction",
-                "prompt": "{prompt}",
-                "model_chain": [FAST_SDXL_I2I],
-            },
-        )
-        users = []
-        for n in range(args.users):
-            user, _ = User.objects.get_or_create(email=f"pace{n}@pacing.invalid", defaults={"display_name": "Pace"})
-            ledger.ensure_daily_allowance(user=user)
-            ledger.grant(user=user, amount=2 * args.count, note="bench")
-            users.append(user)
+        preset = support.bench_preset(slug="bench-pacing", name="Pacing", chain=[FAST_SDXL_I2I])
+        users = support.bench_users(prefix="pace", domain="pacing.invalid", count=args.users, credits=2 * args.count)
         image = validate_image(make_jpeg(256, 192))
 
-        worker = subprocess.Popen(  # noqa: S603
-            [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--no-reload", "--verbosity", "0"],
-            cwd=ROOT, env=env,
-        )  # fmt: skip
+        worker = support.start_worker(app_root=ROOT, env=env)
         time.sleep(1.5)
-        cpu_before = cpu_seconds(worker.pid)
+        cpu_before = support.process_cpu_seconds(worker.pid)
 
         started = time.monotonic()
         ids: list[tuple[str, float]] = []
@@ -152,7 +111,7 @@ def main() -> None:
             if Generation.objects.filter(pk__in=[pk for pk, _ in ids], status__in=final).count() == len(ids):
                 break
             time.sleep(0.5)
-        worker_cpu = cpu_seconds(worker.pid) - cpu_before
+        worker_cpu = support.process_cpu_seconds(worker.pid) - cpu_before
 
         measured = {pk for pk, at in ids if at >= args.warmup}
         attempts = list(
@@ -189,13 +148,7 @@ def main() -> None:
         if verdict != "MET" or succeeded != len(ids):
             raise SystemExit(1)
     finally:
-        for process in (worker, fake):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        support.stop_processes(worker, fake)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,107 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+# --- One worker against the fake fal (inflight.py, pacing.py) -------------------------------
+
+
+def pipeline_env(
+    *, app_root: Path, work: Path, fal_port: int, ca_path: Path, database_file: str, **overrides: str
+) -> dict[str, str]:
+    """The environment of a worker and of the bench's own Django, against the fake fal on
+    `fal_port`: DEBUG off, the fake's key and CA, no Cloudinary or webhooks, limits out of
+    the way. `app_root` is the code measured; a temporary SQLite file (`database_file` in
+    `work`) unless DATABASE_URL is set."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "stefna.settings",
+        "SECRET_KEY": "bench-only-secret-key",
+        "DEBUG": "0",
+        "FAL_KEY": "bench-key-id:bench-key-secret",
+        # Results come from the fake on loopback: local fakes only (the result-URL rule).
+        "ALLOW_PRIVATE_RESULT_URLS": "1",
+        "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{fal_port}",
+        "FAL_RUN_HOST": f"127.0.0.1:{fal_port}",
+        "SSL_CERT_FILE": str(ca_path),
+        "CLOUDINARY_URL": "",
+        "FAL_WEBHOOK_BASE_URL": "",
+        "MEDIA_ROOT": str(work / "media"),
+        "RATE_LIMIT_GENERATIONS_PER_MINUTE": "1000000",
+        # What is measured is the worker, not a fal account's limit of jobs at once.
+        "FAL_MAX_CONCURRENT": "100000",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "PYTHONPATH": str(app_root),
+    }
+    if not os.environ.get("DATABASE_URL"):
+        env["DATABASE_URL"] = f"sqlite:///{work / database_file}"
+    env.update(overrides)
+    return env
+
+
+def start_fake_fal(
+    *, port: int, latency: float, cert_dir: Path, record_limit: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """tests/fakes/fal.py in its own process (this checkout's), HTTPS on `port`."""
+    return subprocess.Popen(  # noqa: S603
+        [PYTHON, "-m", "tests.fakes.fal", "--port", str(port), "--latency", str(latency),
+         "--cert-dir", str(cert_dir), "--record-limit", str(record_limit)],
+        cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def start_worker(*, app_root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """One `manage.py db_worker` (tasks + poller) of the code measured, as `make worker` runs it."""
+    return subprocess.Popen(  # noqa: S603
+        [PYTHON, "manage.py", "db_worker", "--no-startup-delay", "--no-reload", "--verbosity", "0"],
+        cwd=app_root, env=env,
+    )  # fmt: skip
+
+
+def stop_processes(*processes: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM each one still running, then kill what has not stopped within 10 s."""
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def bench_preset(*, slug: str, name: str, chain: list[str]):  # type: ignore[no-untyped-def]
+    """A Ghibli-reaction style with this model chain (after django.setup())."""
+    from presets.models import Preset
+
+    preset, _ = Preset.objects.update_or_create(
+        slug=slug, defaults={"name": name, "kind": "ghibli_reaction", "prompt": "{prompt}", "model_chain": chain}
+    )
+    return preset
+
+
+def bench_users(*, prefix: str, domain: str, count: int, credits: int) -> list:  # type: ignore[type-arg]
+    """`count` users `<prefix><n>@<domain>`, each granted `credits` (after django.setup())."""
+    from credits import ledger
+    from stefna.accounts.models import User
+
+    users = []
+    for n in range(count):
+        user, _ = User.objects.get_or_create(email=f"{prefix}{n}@{domain}", defaults={"display_name": prefix.title()})
+        ledger.ensure_daily_allowance(user=user)
+        ledger.grant(user=user, amount=credits, note="bench")
+        users.append(user)
+    return users
+
+
 def bench_env(**overrides: str) -> dict[str, str]:
     """The environment of a production-like process: DEBUG off, a secret, no real keys."""
     env = {
