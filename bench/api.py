@@ -97,7 +97,7 @@ def _copy(cursor, model, columns: list[str], rows: Iterable[tuple]) -> int:  # t
             raise RuntimeError(
                 f"bench seed: {model.__name__}.{name} is NOT NULL without a default: add it to bench/api.py"
             )
-        defaults.append(json.dumps(value) if isinstance(value, dict | list) else value)
+        defaults.append(_db_value(value))
     constant = [name for name in missing if name not in per_row]
     names = ", ".join(f'"{fields[name].column}"' for name in [*columns, *constant, *per_row])
     count = 0
