@@ -206,7 +206,7 @@ class Media(models.Model):
             models.Index(fields=["-created_at", "-id"], name="media_recent"),
             models.Index(fields=["persisted"], name="media_unpersisted", condition=Q(persisted=False)),
             models.Index(fields=["persist_next_at"], name="media_persist_due", condition=Q(persisted=False)),
-            # /media/results/<name> finds its image by this on every request.
+            # /media/generated/<name> finds its image by this on every request.
             models.Index(fields=["storage_key"], name="media_storage_key"),
         ]
         constraints = [models.UniqueConstraint(fields=["generation", "index"], name="media_unique_index")]
