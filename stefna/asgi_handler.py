@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import Any, Literal
@@ -64,10 +64,11 @@ class SyncFirstASGIHandler(ASGIHandler):
         # Views marked @own_thread (the health check) skip that queue: a load balancer
         # pulls a node whose probe is slow, and a busy node is not a broken one.
         self._own_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="web-own-thread")
-
-    def _on_a_thread(self, function: Callable[..., Any], *, own: bool = False) -> Callable[..., Awaitable[Any]]:
-        executor = self._own_threads if own else self._threads
-        return sync_to_async(function, thread_sensitive=False, executor=executor)
+        # Made once: a request only calls them.
+        self._respond_on = {
+            "shared": sync_to_async(self._respond, thread_sensitive=False, executor=self._threads),
+            "own": sync_to_async(self._respond, thread_sensitive=False, executor=self._own_threads),
+        }
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         lane = _lane(settings.ROOT_URLCONF, _path_info(scope))
@@ -79,7 +80,7 @@ class SyncFirstASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         with closing(body_file):
-            response, closed = await self._on_a_thread(self._respond, own=lane == "own")(scope, body_file)
+            response, closed = await self._respond_on[lane](scope, body_file)
             if closed:
                 # request_finished was sent on the thread; only the bytes are left to write.
                 await self.send_response(response, send)
@@ -93,7 +94,7 @@ class SyncFirstASGIHandler(ASGIHandler):
                 except* (_Processed, RequestAborted):
                     pass
             finally:
-                await self._on_a_thread(response.close)()
+                await sync_to_async(response.close, thread_sensitive=False, executor=self._threads)()
 
     def _respond(self, scope: dict[str, Any], body_file: Any) -> tuple[HttpResponseBase, bool]:
         """The answer, and whether it is closed already (all but a live stream are)."""
