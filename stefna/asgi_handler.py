@@ -27,13 +27,14 @@ Either way gives the same answer; only the cost differs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import Any, Literal
 
-from asgiref.sync import iscoroutinefunction, sync_to_async
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
@@ -64,11 +65,7 @@ class SyncFirstASGIHandler(ASGIHandler):
         # Views marked @own_thread (the health check) skip that queue: a load balancer
         # pulls a node whose probe is slow, and a busy node is not a broken one.
         self._own_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="web-own-thread")
-        # Made once: a request only calls them.
-        self._respond_on = {
-            "shared": sync_to_async(self._respond, thread_sensitive=False, executor=self._threads),
-            "own": sync_to_async(self._respond, thread_sensitive=False, executor=self._own_threads),
-        }
+        self._executors = {"shared": self._threads, "own": self._own_threads}
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         lane = _lane(settings.ROOT_URLCONF, _path_info(scope))
@@ -79,8 +76,16 @@ class SyncFirstASGIHandler(ASGIHandler):
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
+        # The request runs in a copy of this task's context, as sync_to_async would run
+        # it, but called directly: asgiref's wrapper (thread-sensitivity bookkeeping, a
+        # closure whose annotations are evaluated on every call, the context copied back
+        # and forth) cost about a twentieth of the web's CPU at the crowd bench's load.
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
         with closing(body_file):
-            response, closed = await self._respond_on[lane](scope, body_file)
+            response, closed = await loop.run_in_executor(
+                self._executors[lane], context.run, self._respond, scope, body_file
+            )
             if closed:
                 # request_finished was sent on the thread; only the bytes are left to write.
                 await self.send_response(response, send)
@@ -89,12 +94,17 @@ class SyncFirstASGIHandler(ASGIHandler):
                 try:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self.listen_for_disconnect(receive))
-                        await self.send_response(response, send)
-                        raise _Processed
+                        # The stream runs in the request's context (its request id for
+                        # the logs, its error-reporting scope).
+                        group.create_task(self._send_then_stop(response, send), context=context)
                 except* (_Processed, RequestAborted):
                     pass
             finally:
-                await sync_to_async(response.close, thread_sensitive=False, executor=self._threads)()
+                await loop.run_in_executor(self._threads, context.run, response.close)
+
+    async def _send_then_stop(self, response: HttpResponseBase, send: Any) -> None:
+        await self.send_response(response, send)
+        raise _Processed
 
     def _respond(self, scope: dict[str, Any], body_file: Any) -> tuple[HttpResponseBase, bool]:
         """The answer, and whether it is closed already (all but a live stream are)."""

@@ -15,6 +15,7 @@ import warnings
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.signals import request_finished, request_started
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import include, path
@@ -58,8 +59,19 @@ def failing_view(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom")
 
 
+def stream_context_view(request: HttpRequest) -> StreamingHttpResponse:
+    from stefna.logging_json import current_request_id
+
+    async def parts() -> Any:
+        # Written by the loop after the view returned: its log lines still carry the id.
+        yield f"{current_request_id.get()}|{request.request_id}".encode()
+
+    return StreamingHttpResponse(parts(), content_type="text/plain")
+
+
 urlpatterns = [
     path("t/sync", sync_view),
+    path("t/stream-context", stream_context_view),
     path("t/async", async_view),
     path("t/file", file_view),
     path("t/stream", stream_view),
@@ -135,7 +147,7 @@ def test_a_sync_view_runs_with_its_whole_chain_in_one_trip_to_a_reused_thread(si
     assert signals_seen == [("started", answer["thread"]), ("finished", answer["thread"]), ("sent", "MainThread")]
     # The thread is kept for the next request, not started anew.
     names = {json.loads(call("/t/sync")[2])["thread"] for _ in range(20)}
-    assert names <= {f"web-request_{number}" for number in range(16)}
+    assert names <= {f"web-request_{number}" for number in range(settings.WEB_THREADS)}
 
 
 def test_an_async_view_is_awaited_by_djangos_own_handler():
@@ -162,6 +174,13 @@ def test_a_live_stream_is_written_by_the_loop_and_closed_after_it(signals_seen):
     assert body == b"part 0\npart 1\npart 2\n"
     # Closed (request_finished) only once the stream was written.
     assert [event for event, _ in signals_seen] == ["started", "sent", "finished"]
+
+
+def test_a_live_stream_runs_in_its_requests_context():
+    status, _, body = call("/t/stream-context")
+    seen, request_id = body.decode().split("|")
+    assert status == 200 and request_id
+    assert seen == request_id
 
 
 def test_a_failing_view_and_an_unknown_path_are_answered_by_the_sync_chain():
