@@ -146,7 +146,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # Threads per web process that serve synchronous views under ASGI (stefna/asgi_handler.py).
 # Each holds at most one database connection while it serves a request, so keep it under
 # DB_POOL_MAX_SIZE: the status stream's reader and the live listener take one more each.
-WEB_THREADS = env_int("WEB_THREADS", 16)
+# Few, because on CPython they share one GIL with the event loop: at the crowd bench's
+# load 16 threads spent more CPU contending than 4, and the loop (which writes every answer
+# and every live event) waited behind them, e.g. result on screen p95 1.2-1.5 s after fal
+# finished against 0.6-0.9 s with 4 at 100 users (bench/README.md). A view that waits on a
+# slow outside service (SMTP for a sign-in code, Stripe, S3) holds its thread while it
+# waits: raise it where such waits dominate.
+WEB_THREADS = env_int("WEB_THREADS", 4)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
