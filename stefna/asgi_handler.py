@@ -16,7 +16,9 @@ memory or a file (read whole in that same call, as Django would read it anyway),
 then writes the bytes. A live stream (the event stream: a sync view answering with an
 async iterator) is written by the loop as Django does, watching for a disconnect, and
 closed on a thread afterwards. Views marked `@own_thread` (the health check) run on
-threads of their own, never queued behind other requests.
+threads of their own, never queued behind other requests, and a bare GET of a view marked
+`@reuse_answer(seconds)` (the health check again) is answered from the event loop with
+that view's answer of less than `seconds` ago, when there is one.
 
 Requests for async views (the studio's wait, which holds no thread while it waits) go to
 Django's handler unchanged. Which way a path goes is decided by resolving it once
@@ -29,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from asgiref.sync import iscoroutinefunction
@@ -43,7 +47,21 @@ from django.core.handlers.base import BaseHandler
 from django.http import FileResponse, HttpResponseBase
 from django.urls import Resolver404, get_resolver, set_script_prefix
 
+from stefna.middleware import REQUEST_ID_HEADER, request_id_from
+
 type Lane = Literal["async", "own", "shared"]
+
+_clock = time.monotonic
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """A view's last answer, kept to be sent again (see `reuse_answer`)."""
+
+    at: float
+    status: int
+    headers: list[tuple[bytes, bytes]]  # without X-Request-ID: each answer gets its own
+    body: bytes
 
 
 class _Processed(Exception):
@@ -66,11 +84,19 @@ class SyncFirstASGIHandler(ASGIHandler):
         # pulls a node whose probe is slow, and a busy node is not a broken one.
         self._own_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="web-own-thread")
         self._executors = {"shared": self._threads, "own": self._own_threads}
+        self._recent: dict[str, _Answer] = {}  # path -> last answer, for @reuse_answer views
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        lane = _lane(settings.ROOT_URLCONF, _path_info(scope))
+        path_info = _path_info(scope)
+        lane, reuse_for = _route(settings.ROOT_URLCONF, path_info)
         if lane == "async":
             await super().handle(scope, receive, send)
+            return
+        # A bare GET of a @reuse_answer view (the health check) answered a moment ago gets
+        # that answer again from the loop: no thread, no middleware, no query.
+        reusable = reuse_for > 0 and scope["method"] == "GET" and not scope.get("query_string")
+        if reusable and (recent := self._recent.get(path_info)) and _clock() - recent.at < reuse_for:
+            await _send_again(recent, scope, send)
             return
         try:
             body_file = await self.read_body(receive)
@@ -88,6 +114,8 @@ class SyncFirstASGIHandler(ASGIHandler):
             )
             if closed:
                 # request_finished was sent on the thread; only the bytes are left to write.
+                if reusable and not response.cookies and not response.streaming:
+                    self._recent[path_info] = _keep(response)
                 await self.send_response(response, send)
                 return
             try:
@@ -142,17 +170,36 @@ def _path_info(scope: dict[str, Any]) -> str:
     return path
 
 
+def _keep(response: HttpResponseBase) -> _Answer:
+    headers = [
+        (name.encode("ascii"), value.encode("latin1"))
+        for name, value in response.items()
+        if name.lower() != REQUEST_ID_HEADER.lower()
+    ]
+    return _Answer(at=_clock(), status=response.status_code, headers=headers, body=response.content)  # type: ignore[attr-defined]
+
+
+async def _send_again(answer: _Answer, scope: dict[str, Any], send: Any) -> None:
+    offered = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
+    request_id = request_id_from(offered.decode("latin1"))
+    headers = [*answer.headers, (REQUEST_ID_HEADER.encode("ascii"), request_id.encode("ascii"))]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
 @functools.lru_cache(maxsize=4096)
-def _lane(urlconf: str, path_info: str) -> Lane:
+def _route(urlconf: str, path_info: str) -> tuple[Lane, float]:
+    """Which handler serves a path, and for how long a @reuse_answer view's answer holds."""
     try:
         match = get_resolver(urlconf).resolve(path_info)
     except Resolver404:
-        return "shared"  # the sync chain answers the 404
+        return "shared", 0.0  # the sync chain answers the 404
     except Exception:
-        return "async"  # let Django's own handler meet whatever this is
+        return "async", 0.0  # let Django's own handler meet whatever this is
     if iscoroutinefunction(match.func):
-        return "async"
-    return "own" if getattr(match.func, "serve_on_own_thread", False) else "shared"
+        return "async", 0.0
+    reuse_for = float(getattr(match.func, "reuse_answer_for", 0.0))
+    return ("own" if getattr(match.func, "serve_on_own_thread", False) else "shared"), reuse_for
 
 
 def own_thread[ViewT: Callable[..., Any]](view: ViewT) -> ViewT:
@@ -160,3 +207,19 @@ def own_thread[ViewT: Callable[..., Any]](view: ViewT) -> ViewT:
     requests. For cheap views that must answer while the site is busy: the health check."""
     view.serve_on_own_thread = True  # type: ignore[attr-defined]
     return view
+
+
+def reuse_answer[ViewT: Callable[..., Any]](seconds: float) -> Callable[[ViewT], ViewT]:
+    """Under ASGI, answer a bare GET of this view (no query string) with its answer of less
+    than `seconds` ago, sent from the event loop by each web process: no thread, no
+    middleware, no database. For a probe that monitors call many times a second (the
+    health check), so a busy node answers at once and a probe storm costs one check a
+    second. Such answers are not logged or counted per request; each gets its own
+    X-Request-ID. Answers that set cookies or stream are never reused. Only for a view
+    whose answer does not depend on who asks (it is kept per path)."""
+
+    def mark(view: ViewT) -> ViewT:
+        view.reuse_answer_for = seconds  # type: ignore[attr-defined]
+        return view
+
+    return mark

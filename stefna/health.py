@@ -8,6 +8,11 @@ wait for the worker), so a load balancer must not pull the node. `status` says
 writes, reads and deletes a probe file in storage and a value in the cache.
 No authentication: nothing here is secret (configuration appears as booleans only),
 and monitors can't sign in.
+
+Under ASGI each web process checks at most once a second for a bare `GET /healthz` and
+sends that answer again meanwhile, from its event loop (stefna/asgi_handler.py,
+`reuse_answer`): a monitor probing many times a second, or a busy node, then costs one
+check a second and gets its answer at once. `?deep=1` always checks.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from stefna.asgi_handler import own_thread
+from stefna.asgi_handler import own_thread, reuse_answer
 
 logger = logging.getLogger("stefna")
 
@@ -92,6 +97,9 @@ def _state(up: bool) -> str:
     return "up" if up else "down"
 
 
+# A monitor may probe many times a second; each web process checks at most once a second
+# and sends that answer again meanwhile, from its event loop (`?deep=1` always checks).
+@reuse_answer(seconds=1.0)
 @own_thread
 @never_cache
 @require_safe

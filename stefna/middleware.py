@@ -72,10 +72,14 @@ def incoming_request_id(request: HttpRequest) -> str:
 
     Without a trusted proxy the header is whatever the client typed, so it is ignored.
     """
-    if getattr(settings, "TRUSTED_PROXY_COUNT", 0) > 0:
-        offered = request.headers.get(REQUEST_ID_HEADER, "").strip()
-        if _VALID_REQUEST_ID.match(offered):
-            return offered
+    return request_id_from(request.headers.get(REQUEST_ID_HEADER, ""))
+
+
+def request_id_from(offered: str) -> str:
+    """`offered` (an X-Request-ID header) when a trusted proxy sent it, else a new id."""
+    offered = offered.strip()
+    if getattr(settings, "TRUSTED_PROXY_COUNT", 0) > 0 and _VALID_REQUEST_ID.match(offered):
+        return offered
     return uuid.uuid4().hex
 
 

@@ -1,7 +1,8 @@
 """stefna/asgi_handler.py: under ASGI a sync view is served in one trip to a reused thread
 (request_started, the whole middleware chain, the view and request_finished on it), a
 file is read in that same trip, an async view still goes through Django's own handler,
-and the health check has threads of its own.
+the health check has threads of its own, and its answer is sent again from the loop for
+a second.
 
 Driven through the production ASGI application (stefna.asgi) in-process, with a test
 URLconf beside the real one.
@@ -83,6 +84,14 @@ urlpatterns = [
 @pytest.fixture(autouse=True)
 def _test_urls(settings):
     settings.ROOT_URLCONF = __name__
+
+
+@pytest.fixture(autouse=True)
+def _no_kept_answers():
+    # The application is one per process, as in production: forget other tests' answers.
+    application.app._recent.clear()
+    yield
+    application.app._recent.clear()
 
 
 @pytest.fixture
@@ -195,3 +204,43 @@ def test_the_health_check_has_threads_of_its_own(signals_seen):
     status, _, body = call("/healthz", seen=signals_seen)
     assert status == 200, body
     assert signals_seen[0][0] == "started" and signals_seen[0][1].startswith("web-own-thread")
+
+
+def test_a_health_answer_is_sent_again_from_the_loop_for_a_second(signals_seen, monkeypatch):
+    import json
+
+    from stefna import asgi_handler
+
+    now = [1000.0]
+    monkeypatch.setattr(asgi_handler, "_clock", lambda: now[0])
+    status, headers, body = call("/healthz", seen=signals_seen)
+    assert status == 200 and json.loads(body)["checks"]["database"] == "up"
+    assert [event for event, _ in signals_seen] == ["started", "finished", "sent"]
+
+    # Within the second: the same answer, with no request (no thread, no middleware, no
+    # query), and an id of its own.
+    signals_seen.clear()
+    now[0] += 0.9
+    again_status, again_headers, again_body = call("/healthz", seen=signals_seen)
+    assert (again_status, again_body) == (status, body)
+    assert signals_seen == [("sent", "MainThread")]
+    assert again_headers["x-request-id"] and again_headers["x-request-id"] != headers["x-request-id"]
+    assert {k: v for k, v in again_headers.items() if k != "x-request-id"} == {
+        k: v for k, v in headers.items() if k != "x-request-id"
+    }
+
+    # A query string (`?deep=1`) always checks; so does the first probe after the second.
+    signals_seen.clear()
+    call("/healthz?deep=1", seen=signals_seen)
+    assert signals_seen[0][0] == "started"
+    signals_seen.clear()
+    now[0] += 0.2
+    call("/healthz", seen=signals_seen)
+    assert signals_seen[0][0] == "started"
+
+
+def test_other_views_answers_are_never_sent_again(signals_seen):
+    call("/t/sync")
+    signals_seen.clear()
+    call("/t/sync", seen=signals_seen)
+    assert signals_seen[0][0] == "started"
