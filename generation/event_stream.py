@@ -22,7 +22,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from ninja.responses import NinjaJSONEncoder
@@ -49,11 +49,21 @@ def event_bytes(row: status_reads.GenerationRow, *, url: UrlMaker) -> bytes:
     return f"id: {row.version}\ndata: {body}\n\n".encode()
 
 
-def _snapshot(*, user: User, generation_id: uuid.UUID) -> status_reads.GenerationRow | None:
+class _Snapshot(NamedTuple):
+    version: int
+    status: str
+    event: bytes | None  # None when `version` is the one already sent
+
+
+def _snapshot(*, user: User, generation_id: uuid.UUID, sent: int | None, url: UrlMaker) -> _Snapshot | None:
+    """The generation's state, with its event already encoded: on the status thread, so
+    the event loop, which writes every answer and every event of this process, only
+    writes the bytes."""
     try:
-        return status_reads.generation_status_row(user=user, generation_id=generation_id)
+        row = status_reads.generation_status_row(user=user, generation_id=generation_id)
     except NotFound:
         return None
+    return _Snapshot(row.version, row.status, None if row.version == sent else event_bytes(row, url=url))
 
 
 async def events(
@@ -67,13 +77,15 @@ async def events(
     with live.hub().watch(generation_id, version=version) as watch:
         while True:
             if watch.version is None or sent is None or watch.version != sent:
-                row = await selectors.run_on_status_connection(_snapshot, user=user, generation_id=generation_id)
-                if row is None:
+                snapshot = await selectors.run_on_status_connection(
+                    _snapshot, user=user, generation_id=generation_id, sent=sent, url=url
+                )
+                if snapshot is None:
                     return  # deleted meanwhile
-                if row.version != sent:
-                    yield event_bytes(row, url=url)
-                    sent = row.version
-                if row.status in Generation.FINAL_STATUSES:
+                if snapshot.event is not None:
+                    yield snapshot.event
+                    sent = snapshot.version
+                if snapshot.status in Generation.FINAL_STATUSES:
                     return
             while True:
                 remaining = deadline - time.monotonic()
