@@ -24,9 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, parse_cookie
 from django.shortcuts import render
+from django.utils import translation
 from django.utils.translation import gettext as _
+
+from stefna.i18n import language_from_accept_header, supported_language
 
 logger = logging.getLogger("stefna.body_limits")
 
@@ -80,14 +83,18 @@ def _drain(request: HttpRequest, declared: int, *, anonymous: bool) -> None:
     logger.info("refused body drained: %s of %s bytes", read, declared)
 
 
-def _too_large(request: HttpRequest, *, limit: int, anonymous: bool) -> HttpResponse:
+def _too_large_message(*, limit: int, anonymous: bool) -> str:
+    """In the active language."""
     limit_mb = f"{limit / (1024 * 1024):g}"
     if anonymous:
-        message = _("The request is too large: without signing in a request may carry at most %(mb)s MB.") % {
+        return _("The request is too large: without signing in a request may carry at most %(mb)s MB.") % {
             "mb": limit_mb
         }
-    else:
-        message = _("The request is too large: the limit is %(mb)s MB. Please send a smaller photo.") % {"mb": limit_mb}
+    return _("The request is too large: the limit is %(mb)s MB. Please send a smaller photo.") % {"mb": limit_mb}
+
+
+def _too_large(request: HttpRequest, *, limit: int, anonymous: bool) -> HttpResponse:
+    message = _too_large_message(limit=limit, anonymous=anonymous)
     if request.path.startswith("/api/"):
         body = {"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}}
         return JsonResponse(body, status=413)
@@ -143,12 +150,10 @@ class BoundedBodyASGI:
             await self.app(scope, receive, send)
             return
         await _drain_asgi(receive, budget=min(declared, settings.DRAIN_MAX_BYTES if looks_signed_in else limit))
-        limit_mb = f"{limit / (1024 * 1024):g}"
-        if looks_signed_in:
-            message = f"The request is too large: the limit is {limit_mb} MB. Please send a smaller photo."
-        else:
-            message = f"The request is too large: without signing in a request may carry at most {limit_mb} MB."
-        if scope.get("path", "").startswith("/api/"):
+        is_api = scope.get("path", "").startswith("/api/")
+        with translation.override(_language_before_django(headers, is_api=is_api)):
+            message = _too_large_message(limit=limit, anonymous=not looks_signed_in)
+        if is_api:
             body = json.dumps({"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}})
             content_type = b"application/json"
         else:
@@ -170,6 +175,19 @@ class BoundedBodyASGI:
             }
         )
         await send({"type": "http.response.body", "body": data})
+
+
+def _language_before_django(headers: dict[bytes, bytes], *, is_api: bool) -> str:
+    """The language stefna/i18n.py would choose, as far as it can be told without the
+    session (not read for a refused body, so an account's saved choice is not known): the
+    API follows Accept-Language; pages the language cookie, else Accept-Language."""
+    accept = headers.get(b"accept-language", b"").decode("latin-1")
+    if not is_api:
+        cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
+        chosen = supported_language(cookies.get(settings.LANGUAGE_COOKIE_NAME))
+        if chosen:
+            return chosen
+    return language_from_accept_header(accept)
 
 
 async def _drain_asgi(receive: Any, *, budget: int) -> None:

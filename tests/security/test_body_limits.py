@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -179,3 +180,45 @@ def test_signed_in_callers_may_send_a_photos_worth_but_strangers_only_a_small_bo
     page = Client().post("/accounts/sign-in/", {"email": "x" * 2000 + "@example.com"})
     assert page.status_code == 413
     assert b"at most" in page.content
+
+
+def _refused_before_django(path: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """A body over the anonymous bound through the ASGI front (stefna.body_limits.BoundedBodyASGI),
+    which answers before Django: the app behind it must never be called."""
+    import asyncio
+
+    from stefna.body_limits import BoundedBodyASGI
+    from tests.asgi import http_scope
+
+    async def never(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the app was called")
+
+    async def scenario() -> tuple[int, bytes]:
+        sent: list[dict[str, Any]] = []
+        scope = {**http_scope(path, headers={**headers, "Content-Length": str(50 * 1024 * 1024)}), "method": "POST"}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"x" * 1024, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await BoundedBodyASGI(never)(scope, receive, send)
+        return sent[0]["status"], b"".join(message.get("body", b"") for message in sent[1:])
+
+    return asyncio.run(scenario())
+
+
+def test_the_413_sent_before_django_speaks_the_visitors_language():
+    status, body = _refused_before_django("/api/generations", {"Accept-Language": "id-ID,id;q=0.9"})
+    answer = json.loads(body)
+    assert status == 413 and answer["code"] == "image_too_large"
+    assert answer["message"].startswith("Permintaannya terlalu besar: tanpa masuk")
+    # Pages: the language cookie (the switcher's choice) wins over Accept-Language.
+    status, body = _refused_before_django(
+        "/accounts/sign-in/", {"Accept-Language": "en", "Cookie": "stefna_language=id"}
+    )
+    assert status == 413 and body.decode().startswith("Permintaannya terlalu besar")
+    # The API follows Accept-Language alone; English when it names nothing we ship.
+    _, body = _refused_before_django("/api/generations", {"Accept-Language": "fr", "Cookie": "stefna_language=id"})
+    assert json.loads(body)["message"].startswith("The request is too large: without signing in")
