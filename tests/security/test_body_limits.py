@@ -182,20 +182,21 @@ def test_signed_in_callers_may_send_a_photos_worth_but_strangers_only_a_small_bo
     assert b"at most" in page.content
 
 
-def _refused_before_django(path: str, headers: dict[str, str]) -> tuple[int, bytes]:
-    """A body over the anonymous bound through the ASGI front (stefna.body_limits.BoundedBodyASGI),
-    which answers before Django: the app behind it must never be called."""
+def _refused_before_django(path: str, headers: dict[str, str], *, size: int = 50 * 1024 * 1024) -> tuple[int, bytes]:
+    """A POST declaring `size` bytes through the ASGI front (stefna.body_limits.BoundedBodyASGI),
+    which answers 413 before Django; (200, b"passed") when it let the request through."""
     import asyncio
 
     from stefna.body_limits import BoundedBodyASGI
     from tests.asgi import http_scope
 
-    async def never(scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("the app was called")
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"passed"})
 
     async def scenario() -> tuple[int, bytes]:
         sent: list[dict[str, Any]] = []
-        scope = {**http_scope(path, headers={**headers, "Content-Length": str(50 * 1024 * 1024)}), "method": "POST"}
+        scope = {**http_scope(path, headers={**headers, "Content-Length": str(size)}), "method": "POST"}
 
         async def receive() -> dict[str, Any]:
             return {"type": "http.request", "body": b"x" * 1024, "more_body": False}
@@ -203,7 +204,7 @@ def _refused_before_django(path: str, headers: dict[str, str]) -> tuple[int, byt
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        await BoundedBodyASGI(never)(scope, receive, send)
+        await BoundedBodyASGI(app)(scope, receive, send)
         return sent[0]["status"], b"".join(message.get("body", b"") for message in sent[1:])
 
     return asyncio.run(scenario())
@@ -222,3 +223,30 @@ def test_the_413_sent_before_django_speaks_the_visitors_language():
     # The API follows Accept-Language alone; English when it names nothing we ship.
     _, body = _refused_before_django("/api/generations", {"Accept-Language": "fr", "Cookie": "stefna_language=id"})
     assert json.loads(body)["message"].startswith("The request is too large: without signing in")
+
+
+@pytest.mark.django_db(transaction=True)  # the check runs on a thread with its own connection
+def test_only_a_real_token_or_session_buys_the_signed_in_bound_before_django(settings, user, api_token):
+    from django.contrib.auth import SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.db"
+    photo = 5 * 1024 * 1024  # over the anonymous bound, under the signed-in one
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session.create()
+    anonymous_session = SessionStore()
+    anonymous_session["seen"] = True
+    anonymous_session.create()
+
+    assert _refused_before_django("/api/generations", {"Authorization": f"Bearer {api_token}"}, size=photo)[0] == 200
+    assert _refused_before_django("/", {"Cookie": f"sessionid={session.session_key}"}, size=photo)[0] == 200
+    for made_up in (
+        {"Authorization": "Bearer stf_made-up-token"},
+        {"Authorization": "Basic YWRhOnNlY3JldA=="},
+        {"Cookie": "sessionid=made-up"},
+        {"Cookie": f"sessionid={anonymous_session.session_key}"},  # a session, but no one signed in
+    ):
+        status, body = _refused_before_django("/api/generations", made_up, size=photo)
+        assert status == 413, made_up
+        assert "without signing in" in json.loads(body)["message"]
