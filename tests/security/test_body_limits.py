@@ -186,6 +186,7 @@ def _refused_before_django(path: str, headers: dict[str, str], *, size: int = 50
     """A POST declaring `size` bytes through the ASGI front (stefna.body_limits.BoundedBodyASGI),
     which answers 413 before Django; (200, b"passed") when it let the request through."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from stefna.body_limits import BoundedBodyASGI
     from tests.asgi import http_scope
@@ -207,7 +208,10 @@ def _refused_before_django(path: str, headers: dict[str, str], *, size: int = 50
         await BoundedBodyASGI(app)(scope, receive, send)
         return sent[0]["status"], b"".join(message.get("body", b"") for message in sent[1:])
 
-    return asyncio.run(scenario())
+    # On a thread of its own: a browser test's Playwright may hold an event loop running on
+    # this one (same xdist worker), and asyncio.run refuses to start a second.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, scenario()).result()
 
 
 def test_the_413_sent_before_django_speaks_the_visitors_language():
