@@ -7,6 +7,18 @@ from django.core.cache import cache
 
 
 @pytest.fixture(autouse=True)
+def _outside_any_request():
+    """Every test starts outside a request. The request id lives in a context variable that
+    RequestIdMiddleware clears at request_finished, and Django's test client sends that for
+    a streamed answer (a FileResponse, an image) only once its content is read: a test that
+    checks only the status of one left the id set for whatever ran next on that worker."""
+    from stefna.logging_json import current_request, current_request_id
+
+    current_request_id.set(None)
+    current_request.set(None)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_media_and_cache(request, settings, tmp_path):
     """Every test writes files to its own folder and starts with an empty cache."""
     settings.MEDIA_ROOT = tmp_path / "media"
