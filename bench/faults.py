@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port, wait_for_port  # noqa: E402
+from bench.support import free_port, pipeline_env, wait_for_port  # noqa: E402
 
 
 class Relay:
@@ -131,35 +131,21 @@ def main() -> int:
     cloudinary = FakeCloudinary(ca_path=certs.ca_path).start()
     relay = Relay(("127.0.0.1", 6379))
     relay.up()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "stefna.settings",
-        "SECRET_KEY": "bench-only-secret-key",
-        "DEBUG": "0",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "FAL_KEY": "bench-key-id:bench-key-secret",
-        # The fakes answer on loopback over a test CA: local fakes only (issue 17's result-URL rule).
-        "ALLOW_PRIVATE_RESULT_URLS": "1",
-        "FAL_QUEUE_RUN_HOST": f"127.0.0.1:{fal_port}",
-        "FAL_RUN_HOST": f"127.0.0.1:{fal_port}",
-        "CLOUDINARY_URL": cloudinary.cloudinary_url,
-        "CLOUDINARY_TIMEOUT_SECONDS": "2",
-        "FAL_WEBHOOK_BASE_URL": "",
-        "FAL_ATTEMPT_TIMEOUT_SECONDS": "10",
-        "FAL_POLL_INTERVAL_SECONDS": "0.5",
-        "PIPELINE_LEASE_SECONDS": "6",
-        "MEDIA_PERSIST_RETRY_SECONDS": "1",
-        "MEDIA_PERSIST_RETRY_MAX_SECONDS": "4",
-        "REDIS_URL": f"redis://127.0.0.1:{relay.port}/1",
-        "MEDIA_ROOT": str(work / "media"),
-        "RATE_LIMIT_GENERATIONS_PER_MINUTE": "1000000",
-        # Not a fal account's limit: the faults decide what happens (a 429 still halves it).
-        "FAL_MAX_CONCURRENT": "100000",
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "PYTHONPATH": str(ROOT),
-    }
-    if not os.environ.get("DATABASE_URL"):
-        env["DATABASE_URL"] = f"sqlite:///{work / 'faults.sqlite3'}"
+    # The pipeline's environment (support.pipeline_env: FAL_MAX_CONCURRENT out of the way,
+    # so the faults decide what happens; a 429 still halves it), with the faults' fakes and
+    # short timeouts so that each fault plays out within the run.
+    env = pipeline_env(
+        app_root=ROOT, work=work, fal_port=fal_port, ca_path=certs.ca_path, database_file="faults.sqlite3",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        CLOUDINARY_URL=cloudinary.cloudinary_url,
+        CLOUDINARY_TIMEOUT_SECONDS="2",
+        FAL_ATTEMPT_TIMEOUT_SECONDS="10",
+        FAL_POLL_INTERVAL_SECONDS="0.5",
+        PIPELINE_LEASE_SECONDS="6",
+        MEDIA_PERSIST_RETRY_SECONDS="1",
+        MEDIA_PERSIST_RETRY_MAX_SECONDS="4",
+        REDIS_URL=f"redis://127.0.0.1:{relay.port}/1",
+    )  # fmt: skip
     os.environ.update(env)
     processes: list[subprocess.Popen[bytes]] = []
 
