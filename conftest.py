@@ -12,10 +12,9 @@ def _outside_any_request():
     RequestIdMiddleware clears at request_finished, and Django's test client sends that for
     a streamed answer (a FileResponse, an image) only once its content is read: a test that
     checks only the status of one left the id set for whatever ran next on that worker."""
-    from stefna.logging_json import current_request, current_request_id
+    from stefna.middleware import forget_request
 
-    current_request_id.set(None)
-    current_request.set(None)
+    forget_request()
 
 
 @pytest.fixture(autouse=True)

@@ -116,7 +116,8 @@ class RequestIdMiddleware(_SyncAndAsync):
 
 
 @receiver(request_finished, dispatch_uid="stefna.middleware.forget_request")
-def _forget_request(**kwargs: Any) -> None:
+def forget_request(**kwargs: Any) -> None:
+    """Leave the request: log lines from here on carry no request id or user."""
     # A sync server reuses its threads: the next log line outside a request must not
     # carry the last request's id. (Under ASGI each request has its own context anyway.)
     current_request_id.set(None)
