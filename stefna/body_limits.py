@@ -51,12 +51,16 @@ def _may_send_large_bodies(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         return True
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    if header.lower().startswith("bearer "):
-        from stefna.accounts.services import api_token_authenticate
+    return _bearer_checks_out(request.META.get("HTTP_AUTHORIZATION", ""))
 
-        return api_token_authenticate(header[7:].strip()) is not None
-    return False
+
+def _bearer_checks_out(authorization: str) -> bool:
+    """Whether an Authorization header carries a valid API token (a database lookup)."""
+    if not authorization.lower().startswith("bearer "):
+        return False
+    from stefna.accounts.services import api_token_authenticate
+
+    return api_token_authenticate(authorization[7:].strip()) is not None
 
 
 def _drain(request: HttpRequest, declared: int, *, anonymous: bool) -> None:
@@ -129,9 +133,9 @@ class BoundedBodyASGI:
     A body over the anonymous bound gets the signed-in bound only when its bearer token
     or session cookie checks out (one lookup on a thread, asked only of such bodies):
     a made-up header must not buy a stranger 20 MB of our reading. Over the bound the
-    body is drained
-    first, within the same byte and time bounds, and then answered 413: an ASGI server
-    stops reading once the answer is sent, so the order is the other way round from WSGI.
+    body is drained first, within the same byte and time bounds, and then answered 413:
+    an ASGI server stops reading once the answer is sent, so the order is the other way
+    round from WSGI.
     The 413 says `Connection: close`, so nothing past the drain bound is ever read.
     """
 
@@ -150,14 +154,15 @@ class BoundedBodyASGI:
         if declared <= settings.ANONYMOUS_MAX_BODY_BYTES:
             await self.app(scope, receive, send)
             return
-        looks_signed_in = await _vouched_for(headers)
+        cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
+        looks_signed_in = await _vouched_for(headers, cookies)
         limit = settings.MAX_REQUEST_BODY_BYTES if looks_signed_in else settings.ANONYMOUS_MAX_BODY_BYTES
         if declared <= limit:
             await self.app(scope, receive, send)
             return
         await _drain_asgi(receive, budget=min(declared, settings.DRAIN_MAX_BYTES if looks_signed_in else limit))
         is_api = scope.get("path", "").startswith("/api/")
-        with translation.override(_language_before_django(headers, is_api=is_api)):
+        with translation.override(_language_before_django(headers, cookies, is_api=is_api)):
             message = _too_large_message(limit=limit, anonymous=not looks_signed_in)
         if is_api:
             body = json.dumps({"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}})
@@ -183,24 +188,20 @@ class BoundedBodyASGI:
         await send({"type": "http.response.body", "body": data})
 
 
-async def _vouched_for(headers: dict[bytes, bytes]) -> bool:
+async def _vouched_for(headers: dict[bytes, bytes], cookies: dict[str, str]) -> bool:
     """Whether the request carries a real API token or a signed-in session."""
     authorization = headers.get(b"authorization", b"").decode("latin-1")
-    cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
     session_key = cookies.get(settings.SESSION_COOKIE_NAME, "")
-    bearer = authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
-    if not bearer and not session_key:
+    if not authorization and not session_key:
         return False
-    return await sync_to_async(_vouched_for_on_a_thread, thread_sensitive=False)(bearer, session_key)
+    return await sync_to_async(_vouched_for_on_a_thread, thread_sensitive=False)(authorization, session_key)
 
 
-def _vouched_for_on_a_thread(bearer: str, session_key: str) -> bool:
+def _vouched_for_on_a_thread(authorization: str, session_key: str) -> bool:
     from django.contrib.auth import SESSION_KEY
 
-    from stefna.accounts.services import api_token_authenticate
-
     try:
-        if bearer and api_token_authenticate(bearer) is not None:
+        if _bearer_checks_out(authorization):
             return True
         if session_key:
             store = import_module(settings.SESSION_ENGINE).SessionStore(session_key=session_key)
@@ -215,13 +216,12 @@ def _vouched_for_on_a_thread(bearer: str, session_key: str) -> bool:
         connections.close_all()  # this thread is the executor's, not a request's
 
 
-def _language_before_django(headers: dict[bytes, bytes], *, is_api: bool) -> str:
+def _language_before_django(headers: dict[bytes, bytes], cookies: dict[str, str], *, is_api: bool) -> str:
     """The language stefna/i18n.py would choose, as far as it can be told without the
     session (not read for a refused body, so an account's saved choice is not known): the
     API follows Accept-Language; pages the language cookie, else Accept-Language."""
     accept = headers.get(b"accept-language", b"").decode("latin-1")
     if not is_api:
-        cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
         chosen = supported_language(cookies.get(settings.LANGUAGE_COOKIE_NAME))
         if chosen:
             return chosen
