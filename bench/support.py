@@ -65,7 +65,7 @@ def wait_for_port(port: int, timeout: float = 15) -> None:
     raise SystemExit(f"nothing listens on port {port}")
 
 
-# --- One worker against the fake fal (inflight.py, pacing.py) -------------------------------
+# --- A worker against the fake fal (inflight.py, pacing.py; faults.py its environment) ------
 
 
 def pipeline_env(
