@@ -62,11 +62,25 @@ def preset_label(slug: str, stored_name: str = "") -> str:
     return localized or stored_name or slug
 
 
+# The worker writes a model's name as generation/labels.py gives it in English; in offline
+# preview mode that is a phrase of its own, which the line's page translates too.
+_OFFLINE_LABEL = re.compile(r"^the offline preview renderer \(standing in for (?P<model>.+)\)$")
+
+
+def _parts(match: re.Match[str]) -> dict[str, str]:
+    """A log line's captured parts, its model's name in the active language."""
+    parts = match.groupdict()
+    offline = _OFFLINE_LABEL.match(parts.get("model") or "")
+    if offline:
+        parts["model"] = _("the offline preview renderer (standing in for %(model)s)") % offline.groupdict()
+    return parts
+
+
 def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
     return [
         (re.compile(r"^Queued$"), lambda m: _("Queued")),
         (re.compile(r"^Done$"), lambda m: _("Done")),
-        (re.compile(r"^(?P<model>.+) is working on it$"), lambda m: _("%(model)s is working on it") % m.groupdict()),
+        (re.compile(r"^(?P<model>.+) is working on it$"), lambda m: _("%(model)s is working on it") % _parts(m)),
         (
             re.compile(r"^(?P<model>.+) finished: (?P<count>\d+) images?; saving$"),
             lambda m: (
@@ -75,7 +89,7 @@ def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
                     "%(model)s finished: %(count)d images; saving",
                     int(m["count"]),
                 )
-                % {"model": m["model"], "count": int(m["count"])}
+                % {"model": _parts(m)["model"], "count": int(m["count"])}
             ),
         ),
         (re.compile(r"^Canceled; your credits were refunded$"), lambda m: _("Canceled; your credits were refunded")),
@@ -89,14 +103,14 @@ def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
             lambda m: _("Offline preview: no FAL_KEY, rendering locally"),
         ),
         (re.compile(r"^Loading your photo$"), lambda m: _("Loading your photo")),
-        (re.compile(r"^Applying the (?P<look>.+) look$"), lambda m: _("Applying the %(look)s look") % m.groupdict()),
+        (re.compile(r"^Applying the (?P<look>.+) look$"), lambda m: _("Applying the %(look)s look") % _parts(m)),
         (
             re.compile(r"^(?P<model>.+) is busy \((?P<reason>.*)\); trying again shortly$"),
-            lambda m: _("%(model)s is busy (%(reason)s); trying again shortly") % m.groupdict(),
+            lambda m: _("%(model)s is busy (%(reason)s); trying again shortly") % _parts(m),
         ),
         (
             re.compile(r"^(?P<model>.+?) failed: (?P<reason>.*)$"),
-            lambda m: _("%(model)s failed: %(reason)s") % m.groupdict(),
+            lambda m: _("%(model)s failed: %(reason)s") % _parts(m),
         ),
     ]
 

@@ -293,3 +293,19 @@ def test_credit_pack_prices_follow_the_language():
     with translation.override("id"):
         assert format_price(499, "usd") == "US$4,99"
         assert format_price(7500000, "idr") == "Rp75.000"
+
+
+def test_log_lines_naming_the_offline_renderer_read_wholly_in_indonesian():
+    from stefna.i18n_tags import log_message
+
+    # The worker writes the offline renderer's name in English (generation/labels.py).
+    working = "the offline preview renderer (standing in for Ghiblify) is working on it"
+    finished = "the offline preview renderer (standing in for Ghiblify) finished: 1 image; saving"
+    with translation.override("en"):
+        assert log_message(working) == working
+    with translation.override("id"):
+        assert log_message(working) == "perender pratinjau offline (menggantikan Ghiblify) sedang mengerjakannya"
+        assert log_message(finished).startswith("perender pratinjau offline (menggantikan Ghiblify) ")
+        assert "the offline preview renderer" not in log_message(finished)
+        # A fal model's own name stays as it is.
+        assert log_message("Ghiblify is working on it") == "Ghiblify sedang mengerjakannya"
