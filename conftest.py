@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.core.cache import cache
 
@@ -15,6 +17,20 @@ def _outside_any_request():
     from stefna.middleware import forget_request
 
     forget_request()
+
+
+@pytest.fixture
+def clear_of_rate_window_end():
+    """For a test that counts up to a rate limit: it starts at least 5 s before a window ends.
+
+    Limits count in fixed windows that start on whole multiples of their length
+    (stefna/ratelimit.py), and every window in settings is a whole number of minutes, so
+    each one ends on a minute. A burst that straddled that end would rightly get a fresh
+    allowance in the next window (a CI run's second start landed at 10:50:00.015 and was
+    let through). Waiting out a minute's last 5 s keeps the test's hits in one window."""
+    left = 60 - time.time() % 60
+    if left < 5:
+        time.sleep(left + 0.05)
 
 
 @pytest.fixture(autouse=True)

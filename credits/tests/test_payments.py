@@ -533,6 +533,7 @@ def test_abandoned_checkouts_do_not_crowd_out_a_paid_one(api_client, user, fake_
     assert Purchase.objects.filter(pk__in=[p.pk for p in abandoned], status="pending").count() == 3
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_starting_checkouts_is_rate_limited_per_user(api_client, user, fake_stripe, settings):
     settings.RATE_LIMIT_CHECKOUTS = (2, 3600)
     start_checkout(api_client)

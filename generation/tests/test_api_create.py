@@ -337,6 +337,7 @@ def test_an_idempotency_key_longer_than_200_characters_is_invalid(api_client, st
 # --- Rate limit ----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_generation_starts_are_rate_limited_per_user(api_client, other_user, style, settings):
     settings.RATE_LIMIT_GENERATIONS = (2, 60)
     for _ in range(2):

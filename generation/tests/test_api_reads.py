@@ -259,6 +259,7 @@ def test_a_feed_page_costs_at_most_5_queries(client, user, other_user, django_as
     assert len(response.json()["items"]) == 30
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_the_feed_is_rate_limited_per_ip(db, settings):
     settings.RATE_LIMIT_ANON_PER_MINUTE = (3, 60)
     here, elsewhere = Client(REMOTE_ADDR="10.0.0.1"), Client(REMOTE_ADDR="10.0.0.2")

@@ -387,6 +387,7 @@ def _validated():
     return validate_image(make_jpeg(64, 64))
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_too_many_starts_are_a_readable_429_with_retry_after(signed_in, user, preset, settings):
     settings.RATE_LIMIT_GENERATIONS = (1, 60)
     assert signed_in.post("/", {"image": upload(), "preset": preset.slug}).status_code == 302

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.test import Client
 
 from presets.models import Preset
@@ -53,6 +54,7 @@ def test_the_list_costs_one_query(client, db, django_assert_num_queries):
         assert client.get("/api/presets").status_code == 200
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_it_is_rate_limited_per_ip(db, settings):
     settings.RATE_LIMIT_ANON_PER_MINUTE = (2, 60)
     client = Client(REMOTE_ADDR="192.0.2.7")

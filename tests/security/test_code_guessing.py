@@ -75,6 +75,7 @@ def test_reservations_are_counted_before_the_comparison(mailoutbox):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_code_entry_is_limited_per_ip_across_emails(settings, mailoutbox):
     settings.RATE_LIMIT_CODE_ENTRIES_PER_IP = (3, 900)
     for n in range(4):
@@ -88,6 +89,7 @@ def test_code_entry_is_limited_per_ip_across_emails(settings, mailoutbox):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_the_code_page_answers_429_past_the_per_ip_limit(settings, mailoutbox):
     settings.RATE_LIMIT_CODE_ENTRIES_PER_IP = (2, 900)
     client = Client(REMOTE_ADDR="203.0.113.78")

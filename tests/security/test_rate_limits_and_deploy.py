@@ -43,6 +43,7 @@ def _start_json(client):
 # --- Generation starts ---------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_generation_starts_over_the_limit_are_429_with_retry_after_and_cost_nothing(
     api_client, user, style, funded, settings
 ):
@@ -59,6 +60,7 @@ def test_generation_starts_over_the_limit_are_429_with_retry_after_and_cost_noth
     assert snapshot(user) == before
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_the_one_call_studio_shares_the_generation_limit(api_client, user, style, funded, settings):
     settings.RATE_LIMIT_GENERATIONS = (1, 60)
     assert _start_json(api_client).status_code == 202
@@ -72,6 +74,7 @@ def test_the_one_call_studio_shares_the_generation_limit(api_client, user, style
     assert snapshot(user) == before
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_the_studio_form_over_the_limit_is_429_with_retry_after(signed_in, user, style, funded, settings):
     settings.RATE_LIMIT_GENERATIONS = (1, 60)
 
@@ -90,6 +93,7 @@ def test_the_studio_form_over_the_limit_is_429_with_retry_after(signed_in, user,
     _retry_after(refused)
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_one_users_limit_does_not_touch_another_user(api_client, other_user, style, funded, settings):
     settings.RATE_LIMIT_GENERATIONS = (1, 60)
     assert _start_json(api_client).status_code == 202
@@ -104,6 +108,7 @@ def test_one_users_limit_does_not_touch_another_user(api_client, other_user, sty
 # --- Sign-in codes -------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_sign_in_codes_per_email_are_limited_with_retry_after(db, mailoutbox):
     client = Client()
     answers = [client.post("/accounts/sign-in/", {"email": "target@example.com"}) for _ in range(6)]
@@ -114,6 +119,7 @@ def test_sign_in_codes_per_email_are_limited_with_retry_after(db, mailoutbox):
     _retry_after(answers[5])
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_sign_in_codes_per_ip_are_limited_across_emails(db, mailoutbox):
     client = Client(REMOTE_ADDR="203.0.113.9")
     answers = [client.post("/accounts/sign-in/", {"email": f"person{n}@example.com"}) for n in range(21)]

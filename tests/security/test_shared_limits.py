@@ -52,6 +52,7 @@ def test_the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxi
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_per_ip_limits_behind_a_proxy_count_each_client_separately(settings, mailoutbox):
     settings.TRUSTED_PROXY_COUNT = 1
     settings.RATE_LIMIT_CODES_PER_IP = (2, 3600)
@@ -68,6 +69,7 @@ def test_per_ip_limits_behind_a_proxy_count_each_client_separately(settings, mai
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_ipv6_addresses_in_one_slash_64_share_a_limit(settings, mailoutbox):
     settings.RATE_LIMIT_CODES_PER_IP = (2, 3600)
     addresses = ["2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2:abcd:1:2:3"]
@@ -156,6 +158,7 @@ def test_four_processes_share_the_per_email_code_limit_exactly(tmp_path):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_with_redis_unreachable_nothing_answers_500_and_limits_still_hold(settings, mailoutbox, caplog):
     """REDIS_URL set, Redis down: limits count in the database (exact, not fail-open),
     cached reads are misses, /healthz says the cache is down with a 200."""
@@ -183,6 +186,7 @@ def test_with_redis_unreachable_nothing_answers_500_and_limits_still_hold(settin
     assert "counting in the database instead" in caplog.text
 
 
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_a_limit_over_its_count_raises_with_the_seconds_left(db):
     for _ in range(3):
         ratelimit.hit("unit:one", limit=3, window=60)
@@ -205,6 +209,7 @@ def _redis_answers() -> bool:
 
 
 @pytest.mark.skipif(not _redis_answers(), reason=f"no Redis answering at {LIVE_REDIS}")
+@pytest.mark.usefixtures("clear_of_rate_window_end")
 def test_with_redis_up_limits_count_in_redis_atomically(db):
     live_cache = {"default": {"BACKEND": "stefna.cache.ResilientRedisCache", "LOCATION": LIVE_REDIS}}
     with override_settings(CACHES=live_cache, REDIS_URL=LIVE_REDIS):
