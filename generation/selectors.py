@@ -4,8 +4,10 @@ number of queries whatever its size, and pages by keyset (created_at, id) so pag
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextvars
 import datetime as dt
 import uuid
 import weakref
@@ -14,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery
@@ -205,8 +206,13 @@ async def run_on_status_connection[ResultT](function: Callable[..., ResultT], /,
     For async code that waits on generations (the studio's wait, the live status stream):
     however many clients wait, their reads share one connection instead of each holding one.
     """
-    run = sync_to_async(_on_a_shared_connection, thread_sensitive=False, executor=_STATUS_POLLER)
-    return await run(function, kwargs)
+    # The executor directly, in a copy of the caller's context (its request id for log
+    # lines): building an asgiref SyncToAsync for each read was a few percent of a web
+    # process's CPU at the crowd bench's load, where streams read several times a job.
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        _STATUS_POLLER, context.run, _on_a_shared_connection, function, kwargs
+    )
 
 
 def _on_a_shared_connection[ResultT](function: Callable[..., ResultT], kwargs: dict[str, Any]) -> ResultT:
