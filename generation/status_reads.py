@@ -1,14 +1,16 @@
-"""`GET /api/generations/{id}` as three static SQL statements.
+"""`GET /api/generations/{id}` (and each live status event) as one static SQL statement.
 
-API clients poll the status while a job runs, so it is one of the hottest reads, and
-building its queries through the ORM (the generation with its balance subquery, then two
-prefetches) was most of the request's CPU in bench/api.py, for statements PostgreSQL
-runs in a fraction of that (figures in bench/README.md). Here the SQL text is built once per database backend from the
-models' own table and column names, parameters go through the fields' own conversion,
-and every value read comes back through the same converters the ORM applies (UUIDs,
-datetimes and booleans on SQLite, JSON everywhere), so the answer is exactly what
-`selectors.generation_get_with_balance` + `schemas.generation_out` give. Same query count
-(3 after authentication), a fraction of the CPU. Equivalent ORM:
+API clients poll the status while a job runs, and a live stream reads it for every change
+of the job it watches, so it is one of the hottest reads. Building its queries through
+the ORM (the generation with its balance subquery, then two prefetches) was most of the
+request's CPU in bench/api.py, for statements PostgreSQL runs in a fraction of that
+(figures in bench/README.md). Here the SQL text is built once per database backend from
+the models' own table and column names, parameters go through the fields' own
+conversion, and every value read comes back through the same converters the ORM applies
+(UUIDs, datetimes and booleans on SQLite, JSON everywhere), so the answer is exactly what
+`selectors.generation_get_with_balance` + `schemas.generation_out` give. The generation,
+its images and its attempts come back in one round trip (a UNION ALL whose first column
+tells the kind of row), where the ORM takes three. Equivalent ORM:
 
     Generation.objects.filter(user=user, pk=generation_id)
         .annotate(owner_balance=Subquery(Wallet…balance))
@@ -91,9 +93,20 @@ MEDIA_FIELDS = MediaRow._fields
 ATTEMPT_FIELDS = AttemptRow._fields
 
 
+# One statement, three kinds of row (UNION ALL), told apart by the first column:
+KIND_GENERATION, KIND_MEDIA, KIND_ATTEMPT = 0, 1, 2
+# Each row: kind, two sort keys (an image's index, an attempt's start), the generation's
+# columns and its owner's balance, an image's columns, an attempt's columns; the columns
+# of the other kinds are NULL.
+_SORT = 3
+_GENERATION = slice(_SORT, _SORT + len(GENERATION_FIELDS) + 1)  # + the balance
+_MEDIA = slice(_GENERATION.stop, _GENERATION.stop + len(MEDIA_FIELDS))
+_ATTEMPT = slice(_MEDIA.stop, _MEDIA.stop + len(ATTEMPT_FIELDS))
+
+
 class _Statement(NamedTuple):
     sql: str
-    fields: tuple[Any, ...]  # the model fields read, in column order
+    fields: tuple[Any, ...]  # per column: the model field read, or None (kind, sort keys, balance)
 
 
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
@@ -101,20 +114,23 @@ Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
 
 class _Prepared(NamedTuple):
     sql: str
-    converters: list[tuple[int, list[Converter], Any]]  # (column position, converters, its Col)
+    # Per kind of row: (column position, converters, its Col) for that kind's columns.
+    converters: dict[int, list[tuple[int, list[Converter], Any]]]
 
 
 def _field(model: type[Model], name: str) -> Any:
     return model._meta.pk if name == "pk" else model._meta.get_field(name)
 
 
-def _columns(model: type[Model], names: Sequence[str], alias: str) -> tuple[str, tuple[Any, ...]]:
+def _columns(model: type[Model], names: Sequence[str], alias: str) -> tuple[list[str], tuple[Any, ...]]:
     quote = connection.ops.quote_name
     fields = tuple(_field(model, name) for name in names)
-    return ", ".join(f"{alias}.{quote(field.column)}" for field in fields), fields
+    return [f"{alias}.{quote(field.column)}" for field in fields], fields
 
 
-def _statements() -> dict[str, _Statement]:
+def _statement() -> _Statement:
+    """The generation with its owner's balance, its images by index and its attempts by
+    start, in one round trip (the stream reads it for every change of every job watched)."""
     quote = connection.ops.quote_name
 
     def table(model: type[Model]) -> str:
@@ -126,49 +142,76 @@ def _statements() -> dict[str, _Statement]:
     generation_columns, generation_fields = _columns(Generation, GENERATION_FIELDS, "g")
     media_columns, media_fields = _columns(Media, MEDIA_FIELDS, "m")
     attempt_columns, attempt_fields = _columns(Attempt, ATTEMPT_FIELDS, "a")
-    # Only identifiers from the models are formatted in; every value is a parameter.
-    return {
-        "generation": _Statement(
-            f"SELECT {generation_columns}, "  # noqa: S608
-            f"(SELECT w.{column(Wallet, 'balance')} FROM {table(Wallet)} w "
-            f"WHERE w.{column(Wallet, 'user')} = g.{column(Generation, 'user')}) "
-            f"FROM {table(Generation)} g "
-            f"WHERE g.{column(Generation, 'pk')} = %s AND g.{column(Generation, 'user')} = %s",
-            generation_fields,
-        ),
-        "media": _Statement(
-            f"SELECT {media_columns} FROM {table(Media)} m "  # noqa: S608
-            f"WHERE m.{column(Media, 'generation')} = %s ORDER BY m.{column(Media, 'index')} ASC",
-            media_fields,
-        ),
-        "attempts": _Statement(
-            f"SELECT {attempt_columns} FROM {table(Attempt)} a "  # noqa: S608
-            f"WHERE a.{column(Attempt, 'generation')} = %s ORDER BY a.{column(Attempt, 'started_at')} ASC",
-            attempt_fields,
-        ),
-    }
+    balance = (
+        f"(SELECT w.{column(Wallet, 'balance')} FROM {table(Wallet)} w "  # noqa: S608
+        f"WHERE w.{column(Wallet, 'user')} = g.{column(Generation, 'user')})"
+    )
+
+    def nulls(count: int) -> list[str]:
+        return ["NULL"] * count
+
+    def typed_nulls(fields: Sequence[Any]) -> list[str]:
+        # PostgreSQL types a UNION's columns pair by pair from the left: a bare NULL in the
+        # first branch would make a column text, which a later uuid or timestamp cannot join.
+        return [f"CAST(NULL AS {field.cast_db_type(connection)})" for field in fields]
+
+    index_field, started_field = _field(Media, "index"), _field(Attempt, "started_at")
+    generation_row = [
+        str(KIND_GENERATION), *typed_nulls([index_field, started_field]), *generation_columns, balance,
+        *typed_nulls(media_fields), *typed_nulls(attempt_fields),
+    ]  # fmt: skip
+    media_row = [
+        str(KIND_MEDIA), f"m.{column(Media, 'index')}", "NULL", *nulls(len(generation_columns) + 1),
+        *media_columns, *nulls(len(attempt_columns)),
+    ]  # fmt: skip
+    attempt_row = [
+        str(KIND_ATTEMPT), "NULL", f"a.{column(Attempt, 'started_at')}", *nulls(len(generation_columns) + 1),
+        *nulls(len(media_columns)), *attempt_columns,
+    ]  # fmt: skip
+    # Only identifiers from the models are formatted in; every value is a parameter. The
+    # images and attempts are read by the generation's id alone: when it is not the
+    # user's, the answer is NotFound and they are never used.
+    sql = (
+        f"SELECT {', '.join(generation_row)} FROM {table(Generation)} g "  # noqa: S608
+        f"WHERE g.{column(Generation, 'pk')} = %s AND g.{column(Generation, 'user')} = %s "
+        f"UNION ALL SELECT {', '.join(media_row)} FROM {table(Media)} m "
+        f"WHERE m.{column(Media, 'generation')} = %s "
+        f"UNION ALL SELECT {', '.join(attempt_row)} FROM {table(Attempt)} a "
+        f"WHERE a.{column(Attempt, 'generation')} = %s "
+        "ORDER BY 1 ASC, 2 ASC, 3 ASC"
+    )
+    fields = (
+        None, None, None, *generation_fields, None, *media_fields, *attempt_fields,
+    )  # fmt: skip
+    return _Statement(sql, fields)
 
 
 # Per connection object: the SQL is the backend's (its quoting), the converters are its
 # operations' (a thread has its own connection; a closed one is collected with its entry).
-_prepared: weakref.WeakKeyDictionary[BaseDatabaseWrapper, dict[str, _Prepared]] = weakref.WeakKeyDictionary()
+_prepared: weakref.WeakKeyDictionary[BaseDatabaseWrapper, _Prepared] = weakref.WeakKeyDictionary()
 
 
-def _prepare() -> dict[str, _Prepared]:
+def _prepare() -> _Prepared:
     wrapper = connections[DEFAULT_DB_ALIAS]
     prepared = _prepared.get(wrapper)
     if prepared is None:
-        prepared = {}
-        for name, statement in _statements().items():
-            converters = []
-            for position, field in enumerate(statement.fields):
-                col = field.get_col(field.model._meta.db_table)
-                # What the ORM's compiler applies to a column: the backend's, then the field's.
-                column_converters = wrapper.ops.get_db_converters(col) + col.get_db_converters(wrapper)
-                if column_converters:
-                    converters.append((position, column_converters, col))
-            prepared[name] = _Prepared(statement.sql, converters)
-        _prepared[wrapper] = prepared
+        statement = _statement()
+        converters: dict[int, list[tuple[int, list[Converter], Any]]] = {
+            KIND_GENERATION: [],
+            KIND_MEDIA: [],
+            KIND_ATTEMPT: [],
+        }
+        kinds = ((KIND_GENERATION, _GENERATION), (KIND_MEDIA, _MEDIA), (KIND_ATTEMPT, _ATTEMPT))
+        for position, field in enumerate(statement.fields):
+            if field is None:
+                continue
+            col = field.get_col(field.model._meta.db_table)
+            # What the ORM's compiler applies to a column: the backend's, then the field's.
+            column_converters = wrapper.ops.get_db_converters(col) + col.get_db_converters(wrapper)
+            if column_converters:
+                kind = next(kind for kind, span in kinds if span.start <= position < span.stop)
+                converters[kind].append((position, column_converters, col))
+        prepared = _prepared[wrapper] = _Prepared(statement.sql, converters)
     return prepared
 
 
@@ -179,7 +222,7 @@ def _rows(statement: _Prepared, params: list[Any]) -> list[list[Any]]:
     converted = []
     for row in rows:
         values = list(row)
-        for position, column_converters, col in statement.converters:
+        for position, column_converters, col in statement.converters[values[0]]:
             value = values[position]
             for converter in column_converters:
                 value = converter(value, col, connection)
@@ -194,13 +237,12 @@ def generation_status_row(*, user: User, generation_id: uuid.UUID) -> Generation
     prepared = _prepare()
     pk = Generation._meta.pk.get_db_prep_value(generation_id, connection)  # type: ignore[union-attr]
     owner = Generation._meta.get_field("user").target_field.get_db_prep_value(user.pk, connection)  # type: ignore[union-attr]
-    found = _rows(prepared["generation"], [pk, owner])
-    if not found:
+    rows = _rows(prepared, [pk, owner, pk, pk])
+    if not rows or rows[0][0] != KIND_GENERATION:
         raise NotFound(_("Generation not found."))
-    [row] = found
-    media = [MediaRow._make(values) for values in _rows(prepared["media"], [pk])]
-    attempts = [AttemptRow._make(values) for values in _rows(prepared["attempts"], [pk])]
-    return GenerationRow._make([*row, media, attempts])
+    media = [MediaRow._make(values[_MEDIA]) for values in rows if values[0] == KIND_MEDIA]
+    attempts = [AttemptRow._make(values[_ATTEMPT]) for values in rows if values[0] == KIND_ATTEMPT]
+    return GenerationRow._make([*rows[0][_GENERATION], media, attempts])
 
 
 # --- What a watcher needs to know whether anything changed ----------------------------------
