@@ -7,7 +7,9 @@ import datetime as dt
 import uuid
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from credits import ledger
@@ -257,6 +259,19 @@ def test_a_feed_page_costs_at_most_5_queries(client, user, other_user, django_as
     with django_assert_max_num_queries(5):
         response = client.get("/api/feed", {"limit": 30})
     assert len(response.json()["items"]) == 30
+
+
+def test_a_feed_page_leaves_the_generations_prompts_logs_and_payload_unread(client, user):
+    generation = GenerationFactory(user=user, logs=[{"message": "x" * 500}], prompt_sent="a long prompt")
+    MediaFactory(generation=generation, is_public=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/api/feed")
+
+    assert response.json()["items"][0]["generation_id"] == str(generation.pk)
+    [page] = [query["sql"] for query in queries if "generation_media" in query["sql"]]
+    for column in ("logs", "request_payload", "prompt_sent", "model_chain", "parameters"):
+        assert f'"{column}"' not in page, column
 
 
 @pytest.mark.usefixtures("clear_of_rate_window_end")
