@@ -37,6 +37,20 @@ class Generation(models.Model):
 
     FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    # What only a generation's own status, history and admin pages show: its prompts, logs,
+    # model chain and payload, most of them JSON decoded on every load. Reads that show or
+    # guard one of its images (the feed, serving a file) defer them.
+    DETAIL_FIELDS = (
+        "prompt",
+        "prompt_template",
+        "prompt_sent",
+        "model_chain",
+        "parameters",
+        "loras",
+        "logs",
+        "error_message",
+        "request_payload",
+    )
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations")
@@ -167,6 +181,9 @@ def new_share_id() -> str:
 
 class Media(models.Model):
     """One output image. `url` is durable once `persisted` is true; until then it is fal's."""
+
+    # The generation's columns a read of its images leaves unread (Generation.DETAIL_FIELDS).
+    GENERATION_DETAILS = tuple(f"generation__{name}" for name in Generation.DETAIL_FIELDS)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     generation = models.ForeignKey(Generation, on_delete=models.CASCADE, related_name="media")

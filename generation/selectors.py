@@ -237,25 +237,6 @@ def generation_status_close_connection() -> None:
     _STATUS_POLLER.submit(close).result()
 
 
-# A feed item shows the image, its style and its author: the generation's prompts, logs,
-# model chain and payload are never read there, and decoding their JSON for every row was
-# most of a feed request's CPU at the crowd bench's load (bench/README.md).
-_FEED_UNREAD = tuple(
-    f"generation__{name}"
-    for name in (
-        "prompt",
-        "prompt_template",
-        "prompt_sent",
-        "model_chain",
-        "parameters",
-        "loras",
-        "logs",
-        "error_message",
-        "request_payload",
-    )
-)
-
-
 def feed_queryset() -> QuerySet[Media]:
     return (
         Media.objects.filter(
@@ -265,7 +246,10 @@ def feed_queryset() -> QuerySet[Media]:
             generation__deleted_at__isnull=True,
         )
         .select_related("generation", "user")
-        .defer(*_FEED_UNREAD)
+        # A feed item shows the image, its style and its author. Decoding the generation's
+        # JSON columns for every row was most of a feed request's CPU at the crowd bench's
+        # load (bench/README.md).
+        .defer(*Media.GENERATION_DETAILS)
     )
 
 

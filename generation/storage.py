@@ -84,11 +84,17 @@ def media_for_name(name: str) -> Media | None:
         found = Media.objects.filter(original_url=settings.MEDIA_URL + name)
     else:
         found = Media.objects.filter(storage_key=name)
-    return _any(found.select_related("generation"))
+    return _any(_with_generation(found))
 
 
 def media_for_cloudinary(public_id: str) -> Media | None:
-    return _any(Media.objects.select_related("generation").filter(storage_key=public_id, persisted=True))
+    return _any(_with_generation(Media.objects.filter(storage_key=public_id, persisted=True)))
+
+
+def _with_generation(media: QuerySet[Media]) -> QuerySet[Media]:
+    # Serving a file reads only whether its generation was deleted: its prompts, logs and
+    # payload stay in the database (one of these per image request).
+    return media.select_related("generation").defer(*Media.GENERATION_DETAILS)
 
 
 def generation_for_source(name: str) -> Generation | None:
