@@ -102,11 +102,12 @@ _SORT = 3
 _GENERATION = slice(_SORT, _SORT + len(GENERATION_FIELDS) + 1)  # + the balance
 _MEDIA = slice(_GENERATION.stop, _GENERATION.stop + len(MEDIA_FIELDS))
 _ATTEMPT = slice(_MEDIA.stop, _MEDIA.stop + len(ATTEMPT_FIELDS))
+_SPANS = {KIND_GENERATION: _GENERATION, KIND_MEDIA: _MEDIA, KIND_ATTEMPT: _ATTEMPT}
 
 
 class _Statement(NamedTuple):
     sql: str
-    fields: tuple[Any, ...]  # per column: the model field read, or None (kind, sort keys, balance)
+    fields: dict[int, tuple[Any, ...]]  # per kind of row: the model fields its span reads, in order
 
 
 Converter = Callable[[Any, Any, BaseDatabaseWrapper], Any]
@@ -180,9 +181,7 @@ def _statement() -> _Statement:
         f"WHERE a.{column(Attempt, 'generation')} = %s "
         "ORDER BY 1 ASC, 2 ASC, 3 ASC"
     )
-    fields = (
-        None, None, None, *generation_fields, None, *media_fields, *attempt_fields,
-    )  # fmt: skip
+    fields = {KIND_GENERATION: generation_fields, KIND_MEDIA: media_fields, KIND_ATTEMPT: attempt_fields}
     return _Statement(sql, fields)
 
 
@@ -196,21 +195,15 @@ def _prepare() -> _Prepared:
     prepared = _prepared.get(wrapper)
     if prepared is None:
         statement = _statement()
-        converters: dict[int, list[tuple[int, list[Converter], Any]]] = {
-            KIND_GENERATION: [],
-            KIND_MEDIA: [],
-            KIND_ATTEMPT: [],
-        }
-        kinds = ((KIND_GENERATION, _GENERATION), (KIND_MEDIA, _MEDIA), (KIND_ATTEMPT, _ATTEMPT))
-        for position, field in enumerate(statement.fields):
-            if field is None:
-                continue
-            col = field.get_col(field.model._meta.db_table)
-            # What the ORM's compiler applies to a column: the backend's, then the field's.
-            column_converters = wrapper.ops.get_db_converters(col) + col.get_db_converters(wrapper)
-            if column_converters:
-                kind = next(kind for kind, span in kinds if span.start <= position < span.stop)
-                converters[kind].append((position, column_converters, col))
+        converters: dict[int, list[tuple[int, list[Converter], Any]]] = {}
+        for kind, fields in statement.fields.items():
+            converters[kind] = []
+            for position, field in enumerate(fields, start=_SPANS[kind].start):
+                col = field.get_col(field.model._meta.db_table)
+                # What the ORM's compiler applies to a column: the backend's, then the field's.
+                column_converters = wrapper.ops.get_db_converters(col) + col.get_db_converters(wrapper)
+                if column_converters:
+                    converters[kind].append((position, column_converters, col))
         prepared = _prepared[wrapper] = _Prepared(statement.sql, converters)
     return prepared
 
