@@ -202,7 +202,15 @@ def _record(items: list[Finished]) -> None:
             .filter(status=Generation.Status.RUNNING)
             .values_list("pk", flat=True)
         ) if open_attempts else set()  # fmt: skip
-        winners = [item for item in items if item.attempt.pk in open_attempts and item.generation.pk in running]
+        # One winner per generation: a job can be finished twice in one round, when fal's
+        # webhook made it due while a status check of the same job was copying its result
+        # (both copies went to the same names). Two Media rows for one image would make
+        # the upsert below fail ("cannot affect row a second time").
+        winners = []
+        for item in items:
+            if item.attempt.pk in open_attempts and item.generation.pk in running:
+                winners.append(item)
+                running.discard(item.generation.pk)
         won = {item.attempt.pk for item in winners}
         if winners:
             seen = {item.attempt.pk: item.seen_at for item in winners if item.seen_at is not None}

@@ -9,8 +9,10 @@ import pytest
 from django.conf import settings
 
 from credits.models import CreditEntry
+from generation import services
 from generation.models import Attempt, Generation
 from generation.registry import FAST_SDXL_I2I, GHIBLIFY
+from generation.services.check import fetch_status
 from generation.tests.pipeline_helpers import balance, run_worker, start_generation
 from presets.tests.factories import PresetFactory
 
@@ -161,3 +163,28 @@ def test_fal_needs_no_csrf_token_or_session(fake_fal):
     response = post(strict_client, body, fake_fal.sign(body, request_id="req-1"))
 
     assert response.status_code == 200
+
+
+def test_a_webhook_racing_a_status_check_finishes_the_job_once_in_one_round(client, fake_fal, in_flight, caplog):
+    """The poller's check saw COMPLETED and copied the result; before that was recorded,
+    the webhook stored the same answer and made the job due, and the next round copied
+    it again. Both reach the same round's record: one success, one image, one capture,
+    and the round's single transaction holds (no fall-back to one by one)."""
+    generation, attempt = in_flight
+    status = fetch_status(attempt)
+    polled = services.apply_status(generation, attempt, status, finish_later=True)
+    assert isinstance(polled, services.Finished)
+    body, headers = fake_fal.webhook_request(attempt.fal_job_id)
+    assert post(client, body, headers).json() == {"status": "completed"}
+    assert services.generation_claim_due(limit=10) == [generation.pk]
+    stored = services.generation_advance(generation_id=generation.pk)
+    assert isinstance(stored, services.Finished)
+
+    services.generations_finish(finished=[polled, stored])
+
+    assert "together failed" not in caplog.text
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.SUCCEEDED
+    media = generation.media.get()
+    assert media.persisted and media.index == 0
+    assert CreditEntry.objects.filter(generation=generation, reason="capture").count() == 1
