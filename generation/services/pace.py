@@ -15,6 +15,13 @@ succeeded, cached per process for CACHE_SECONDS), and the next check is placed b
 Every delay is at most max(FAL_POLL_INTERVAL_SECONDS, FAL_POLL_MAX_INTERVAL_SECONDS),
 the rhythm within which the UI promises news (queue position, fal's log lines).
 
+With fal's webhooks (FAL_WEBHOOK_BASE_URL set) the callback says when a job is done, and
+a check that saw COMPLETED first would fetch and copy the result a second time (the crowd
+bench saw every job finished twice, each check racing its callback). Checks then keep the
+UI's rhythm and stay out of the stretch where a job is likely finishing, from the close
+watch's start to CALLBACK_GRACE_SECONDS after a slow job's finish, whenever the rhythm
+allows (`_delay_with_callbacks`); a check after it catches a callback that never came.
+
 An attempt's duration is measured from `started_at` (written just before the
 submission) to `finished_at`, which is when we learned fal had finished: the webhook's
 arrival, or the status check that saw COMPLETED (`finish.Finished.seen_at`), not when
@@ -45,6 +52,9 @@ DEFAULT_EXPECTED_SECONDS = 8.0
 NEAR_SECONDS = 0.25
 # The close watch begins this long before a fast job's finish.
 LEAD_SECONDS = 0.5
+# With webhooks: how long after a slow job's finish a callback may take before a status
+# check looks for itself.
+CALLBACK_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,8 @@ def next_check_delay(*, model: str, state: ProviderState, elapsed: float) -> flo
     ceiling = _ceiling()
     near = min(NEAR_SECONDS, ceiling)
     expected = expected_latency(model)
+    if settings.FAL_WEBHOOK_BASE_URL:
+        return _delay_with_callbacks(expected, elapsed=elapsed, ceiling=ceiling, near=near)
     until_early = expected.early - LEAD_SECONDS - elapsed
     if until_early > near:
         delay = until_early
@@ -116,6 +128,22 @@ def next_check_delay(*, model: str, state: ProviderState, elapsed: float) -> flo
     else:  # far past a slow job's time: back off
         delay = max(near, (elapsed - expected.late) / 2)
     return min(ceiling, delay)
+
+
+def _delay_with_callbacks(expected: Expected, *, elapsed: float, ceiling: float, near: float) -> float:
+    """The next check's delay when fal calls back: on the UI's rhythm, out of the stretch
+    where the callback is due (see the module's docstring)."""
+    quiet_from = expected.early - LEAD_SECONDS
+    quiet_until = expected.late + CALLBACK_GRACE_SECONDS
+    if elapsed + ceiling <= quiet_from or elapsed >= quiet_until:
+        delay = ceiling
+    elif elapsed < quiet_from:  # the next beat would fall in the stretch: look just before it
+        delay = quiet_from - elapsed
+    elif quiet_until - elapsed <= ceiling:  # in it: look again once the callback is overdue
+        delay = quiet_until - elapsed
+    else:  # a stretch longer than the rhythm (a model whose times vary widely): keep the rhythm
+        delay = ceiling
+    return max(near, delay)
 
 
 def first_check_delay(model: str) -> float:

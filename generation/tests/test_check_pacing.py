@@ -136,3 +136,41 @@ def test_jobs_still_in_falls_queue_are_rescheduled_together(user, fake_fal, djan
             services.generation_poll_due(limit=50)
     due = {g.next_check_at for g in Generation.objects.filter(pk__in=[g.pk for g in generations])}
     assert len(due) == 1
+
+
+def _checks(model: str, *, until: float) -> list[float]:
+    """When a job of `model` still in progress is checked, from its submission up to `until`."""
+    checks, elapsed = [], 0.0
+    while elapsed < until:
+        elapsed += next_check_delay(model=model, state=IN_PROGRESS, elapsed=elapsed)
+        checks.append(elapsed)
+    return checks
+
+
+def test_with_webhooks_checks_keep_the_rhythm_and_stay_clear_of_the_callback(settings):
+    """fal calls back when a job is done: a check that saw COMPLETED first would copy the
+    result a second time. Checks keep the UI's 2-s rhythm, look just before the close
+    watch would start, then not again until the callback is a second overdue."""
+    _history(FAST_SDXL_I2I, [4.0] * 10)
+    closely_watched = _checks(FAST_SDXL_I2I, until=4.0)
+    settings.FAL_WEBHOOK_BASE_URL = "https://stefna.example"
+
+    checks = _checks(FAST_SDXL_I2I, until=9.0)
+
+    quiet_from, quiet_until = 4.0 - LEAD_SECONDS, 4.0 + pace.CALLBACK_GRACE_SECONDS
+    assert checks[:3] == pytest.approx([2.0, quiet_from, quiet_until])
+    assert not [at for at in checks if quiet_from < at < quiet_until]
+    assert all(later - earlier <= 2.0 + 1e-9 for earlier, later in zip([0.0, *checks], checks, strict=False))
+    # Fewer calls before the finish than the close watch without webhooks makes.
+    assert len([at for at in checks if at <= 4.0]) < len(closely_watched)
+
+
+def test_with_webhooks_a_model_whose_times_vary_widely_is_still_checked_on_the_rhythm(settings):
+    _history(GHIBLIFY, [3.0] * 3 + [20.0] * 7)  # the quiet stretch would be far longer than 2 s
+    settings.FAL_WEBHOOK_BASE_URL = "https://stefna.example"
+
+    checks = _checks(GHIBLIFY, until=30.0)
+
+    gaps = [later - earlier for earlier, later in zip([0.0, *checks], checks, strict=False)]
+    assert max(gaps) <= 2.0 + 1e-9
+    assert min(gaps) >= NEAR_SECONDS - 1e-9
