@@ -83,6 +83,7 @@ from bench.crowd_stack import (
     analyze,
     cpu_of,
     database_sessions,
+    pipeline_times,
     postmaster_pid,
     read_series,
     spent,
@@ -385,7 +386,8 @@ async def detect_channel(user: User, preset: str) -> tuple[str, bool]:
     return ("sse" if sse else "poll"), has_etag
 
 
-async def fal_jobs(fal_base: str, ca: str) -> dict[str, list[float]]:
+async def fal_jobs(fal_base: str, ca: str) -> dict[str, list[Any]]:
+    """Request id → [submitted, completed, webhook sent (None without webhooks)]."""
     async with httpx.AsyncClient(verify=ca, timeout=30) as client:
         return (await client.get(f"{fal_base}/_fake/jobs")).json()
 
@@ -470,8 +472,22 @@ async def crowd_run(
     per_minute = len(succeeded) * 60 / args.seconds
     ideal = count * 60 / args.latency
     lags = [seen.seen_at - jobs[seen.fal_job_id][1] for seen in succeeded if seen.fal_job_id in jobs]
+    callbacks = [
+        seen.seen_at - posted for seen in succeeded
+        if seen.fal_job_id in jobs and (posted := jobs[seen.fal_job_id][2]) is not None
+    ]  # fmt: skip
     whole = [seen.seen_at - seen.requested_at for seen in succeeded]
     upload = [seen.accepted_at - seen.requested_at for seen in succeeded]
+    # Where the time from fal's completion to the user goes: the worker's clock and ours
+    # are the same machine's, and CLOCK_MONOTONIC is system-wide.
+    to_unix = time.time() - time.monotonic()
+    times = await asyncio.to_thread(pipeline_times, [seen.generation_id for seen in succeeded])
+    legs = [
+        (times[seen.generation_id][0] - (jobs[seen.fal_job_id][1] + to_unix),
+         times[seen.generation_id][1] - times[seen.generation_id][0],
+         seen.seen_at + to_unix - times[seen.generation_id][1])
+        for seen in succeeded if seen.fal_job_id in jobs and seen.generation_id in times
+    ]  # fmt: skip
     to_fal = [jobs[seen.fal_job_id][0] - seen.requested_at for seen in succeeded if seen.fal_job_id in jobs]
     series = read_series(samples)
     database_cpu = value_at(series, stop_at, 1) - value_at(series, measure_from, 1)
@@ -488,7 +504,7 @@ async def crowd_run(
     web_ms = per_generation(max(0.0, web_seconds - len(health) * probe_cost))
     print(
         f"\nN = {count} users, L = {args.latency:g} s, {args.seconds:g} s steady after {args.warmup:g} s warm-up, "
-        f"channel {channel}, FAL_MAX_CONCURRENT={count}, cache {'Redis' if args.redis else 'the database'}, "
+        f"channel {channel}, {'webhooks' if args.webhooks else 'no webhooks'}, FAL_MAX_CONCURRENT={count}, cache {'Redis' if args.redis else 'the database'}, "
         f"load average {load_before:.1f} → {os.getloadavg()[0]:.1f}"
     )
     support.print_table(
@@ -497,6 +513,16 @@ async def crowd_run(
              f"{100 * per_minute / ideal:.1f} % of the ideal {ideal:.0f}"],
             ["fal done → user sees", f"p50 {fmt_s(lags, 0.5)} p95 {fmt_s(lags, 0.95)}",
              f"max {fmt_s(lags, 1.0)}, {len(lags)} generations"],
+            *(
+                [["fal's callback → user sees", f"p50 {fmt_s(callbacks, 0.5)} p95 {fmt_s(callbacks, 0.95)}",
+                  f"max {fmt_s(callbacks, 1.0)}, {len(callbacks)} webhooks"]]
+                if args.webhooks else []
+            ),
+            ["of which", f"fal done → worker saw p50 {fmt_s([leg[0] for leg in legs], 0.5)} "
+             f"p95 {fmt_s([leg[0] for leg in legs], 0.95)}",
+             f"saw → recorded p50 {fmt_s([leg[1] for leg in legs], 0.5)} p95 {fmt_s([leg[1] for leg in legs], 0.95)}, "
+             f"recorded → user sees p50 {fmt_s([leg[2] for leg in legs], 0.5)} "
+             f"p95 {fmt_s([leg[2] for leg in legs], 0.95)}"],
             ["request → user sees", f"p50 {fmt_s(whole, 0.5)} p95 {fmt_s(whole, 0.95)}",
              f"of which upload answered p50 {fmt_s(upload, 0.5)} p95 {fmt_s(upload, 0.95)}, "
              f"job reached fal p50 {fmt_s(to_fal, 0.5)} p95 {fmt_s(to_fal, 0.95)}"],
@@ -532,7 +558,13 @@ async def crowd_run(
         f"≥ {100 * target:.0f} %" if target else "(no target)", share >= target if target else None,
     )  # fmt: skip
     p95 = support.percentile(lags, 0.95) if lags else math.inf
-    verdicts.add(f"N={count} fal done → user sees p95", fmt_s(lags, 0.95), "≤ 1 s", p95 <= 1.0)
+    if args.webhooks:
+        callback_p95 = support.percentile(callbacks, 0.95) if callbacks else math.inf
+        verdicts.add(
+            f"N={count} fal's callback → user sees p95", fmt_s(callbacks, 0.95), "≤ 0.5 s", callback_p95 <= 0.5
+        )
+    else:
+        verdicts.add(f"N={count} fal done → user sees p95", fmt_s(lags, 0.95), "≤ 1 s", p95 <= 1.0)
     if count >= 300:
         health_p95 = support.percentile(health_ms, 0.95) if health_ms else math.inf
         verdicts.add(
@@ -679,6 +711,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="10 and 30 users, 15 s windows, 12 heavy jobs")
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument(
+        "--webhooks", action="store_true",
+        help="fal calls back (FAL_WEBHOOK_BASE_URL set): adds fal's callback → user sees (target p95 ≤ 0.5 s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--redis", nargs="?", const="redis://127.0.0.1:6379/14", default="", metavar="URL",
         help="REDIS_URL for the web and worker, as compose runs them (flushed first; default db 14)",
     )  # fmt: skip
@@ -694,8 +730,8 @@ def main() -> int:
     helper = [support.PYTHON, str(Path(__file__).resolve().parent / "crowd_stack.py")]
     print(f"Crowd bench: niceness {niceness}, load average {os.getloadavg()[0]:.1f}, work in {work}", flush=True)
     try:
-        fal = stack.spawn("fake-fal", [*helper, "--latency", str(args.latency), "--serve-fake-fal", str(work / "certs")],
-                          env=support.bench_env())  # fmt: skip
+        fal = stack.spawn("fake-fal", [*helper, "--latency", str(args.latency), "--serve-fake-fal", str(work / "certs"),
+                                       *(["--webhooks"] if args.webhooks else [])], env=support.bench_env())  # fmt: skip
         deadline = time.monotonic() + 30
         while not (found := re.search(r"port=(\d+) ca=(\S+)", (work / "fake-fal.log").read_text(errors="replace"))):
             if fal.poll() is not None or time.monotonic() > deadline:
@@ -712,6 +748,8 @@ def main() -> int:
             FAL_QUEUE_RUN_HOST=f"127.0.0.1:{fal_port}",
             FAL_RUN_HOST=f"127.0.0.1:{fal_port}",
             FAL_WEBHOOK_JWKS_URL=f"https://127.0.0.1:{fal_port}/.well-known/jwks.json",
+            # With --webhooks fal calls back (every submission carries the URL); else the worker asks.
+            FAL_WEBHOOK_BASE_URL=f"http://127.0.0.1:{port}" if args.webhooks else "",
             SSL_CERT_FILE=ca,
             ALLOW_PRIVATE_RESULT_URLS="1",
             MEDIA_ROOT=str(work / "media"),

@@ -39,22 +39,36 @@ SAMPLE_INTERVAL = 0.02
 # --- Helper processes (this file run with --serve-fake-fal, --probe-healthz or --sample-postgres) ---
 
 
-def serve_fake_fal(latency: float, cert_dir: Path) -> None:
+def serve_fake_fal(latency: float, cert_dir: Path, *, webhooks: bool = False) -> None:
     """The fake fal, in its own process so it never competes with the crowd for a GIL.
-    Adds GET /_fake/jobs: request id → [submitted, completed] (time.monotonic, which is
-    CLOCK_MONOTONIC and so comparable across processes)."""
-    from tests.fakes.fal import FakeFal
+    Adds GET /_fake/jobs: request id → [submitted, completed, webhook sent or null]
+    (time.monotonic, which is CLOCK_MONOTONIC and so comparable across processes). With
+    `webhooks` it POSTs each finished job's signed webhook to the URL the submission gave."""
+    from tests.fakes.fal import FakeFal, Job
 
     class CrowdFal(FakeFal):
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options)
+            self.posted: dict[str, float] = {}
+
         def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, str]:
             if raw_path.startswith("/_fake/jobs"):
                 with self._lock:
-                    jobs = {key: [job.submitted_at, job.submitted_at + job.latency] for key, job in self.jobs.items()}
+                    jobs = {
+                        key: [job.submitted_at, job.submitted_at + job.latency, self.posted.get(key)]
+                        for key, job in self.jobs.items()
+                    }
                 return 200, jobs, "application/json"
             return super().handle(method, raw_path, headers, body)
 
+        def _post_webhooks(self, job: Job) -> None:
+            with self._lock:
+                self.posted[job.request_id] = time.monotonic()  # the callback leaves fal now
+            super()._post_webhooks(job)
+
     fake = CrowdFal(cert_dir=cert_dir, record_limit=500)
     fake.latency = latency
+    fake.deliver_webhooks = webhooks
     fake.start()
     print(f"port={fake.port} ca={fake.certs.ca_path}", flush=True)
     while True:  # until SIGTERM
@@ -283,6 +297,24 @@ def active_generations() -> int:
     return int(row[0])
 
 
+def pipeline_times(generation_ids: list[str]) -> dict[str, tuple[float, float]]:
+    """Generation id → (when the worker saw fal's COMPLETED, when it recorded the success),
+    as Unix times: the succeeded attempt's finished_at and the generation's completed_at."""
+    import psycopg
+
+    if not generation_ids:
+        return {}
+    with psycopg.connect(support.database_url(DB_NAME), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT g.id::text, extract(epoch FROM a.finished_at), extract(epoch FROM g.completed_at) "
+            "FROM generation_generation g JOIN generation_attempt a "
+            "ON a.generation_id = g.id AND a.status = 'succeeded' "
+            "WHERE g.id = ANY(%s::uuid[]) AND g.status = 'succeeded'",
+            [generation_ids],
+        ).fetchall()
+    return {row[0]: (float(row[1]), float(row[2])) for row in rows if row[1] is not None and row[2] is not None}
+
+
 def analyze() -> None:
     """Statistics for the planner, as autovacuum would gather them on a server that has
     been up for a while. It looks at most once a minute (autovacuum_naptime), and a bench
@@ -326,11 +358,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="A helper process of bench/crowd.py.")
     parser.add_argument("--latency", type=float, default=4.0)
     parser.add_argument("--serve-fake-fal", type=Path, metavar="CERT_DIR")
+    parser.add_argument("--webhooks", action="store_true", help="the fake fal delivers signed webhooks")
     parser.add_argument("--probe-healthz", nargs=2, metavar=("URL", "OUT"))
     parser.add_argument("--sample-postgres", nargs=3, metavar=("DB", "POSTMASTER", "OUT"))
     args = parser.parse_args()
     if args.serve_fake_fal:
-        serve_fake_fal(args.latency, args.serve_fake_fal)
+        serve_fake_fal(args.latency, args.serve_fake_fal, webhooks=args.webhooks)
     elif args.probe_healthz:
         probe_healthz(args.probe_healthz[0], Path(args.probe_healthz[1]))
     elif args.sample_postgres:
