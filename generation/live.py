@@ -38,13 +38,13 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from stefna.db import listen_params
+
 from . import selectors, status_reads
 
 logger = logging.getLogger("generation.live")
 
 CHANNEL = "stefna_generation"
-# Options of Django's PostgreSQL settings that are not libpq connection parameters.
-_NOT_LIBPQ = {"pool", "server_side_binding", "isolation_level", "assume_role", "cursor_factory", "context"}
 
 
 class Watch:
@@ -134,7 +134,11 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(**_listen_params(), autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    # Named, so an operator can tell it in pg_stat_activity (one per web process).
+                    **listen_params(application_name="stefna-live"),
+                    autocommit=True,
+                ) as conn:
                     # Notifications psycopg itself reads (during the keep-alive query).
                     conn.add_notify_handler(lambda notify: self._dispatch_payload(notify.payload))
                     await conn.execute(f"LISTEN {CHANNEL}")
@@ -220,25 +224,6 @@ class Hub:
                     self.dispatch(key, None)  # gone (deleted): its streams notice and end
                 else:
                     self.dispatch(key, versions[key])
-
-
-def _listen_params() -> dict[str, Any]:
-    settings_dict = connections[DEFAULT_DB_ALIAS].settings_dict
-    params: dict[str, Any] = {
-        key: value
-        for key, value in (settings_dict.get("OPTIONS") or {}).items()
-        if key not in _NOT_LIBPQ and isinstance(value, str | int)
-    }
-    params.update(
-        # Named, so an operator can tell it in pg_stat_activity (one per web process).
-        application_name="stefna-live",
-        dbname=settings_dict["NAME"],
-        user=settings_dict.get("USER") or None,
-        password=settings_dict.get("PASSWORD") or None,
-        host=settings_dict.get("HOST") or None,
-        port=settings_dict.get("PORT") or None,
-    )
-    return {key: value for key, value in params.items() if value is not None}
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

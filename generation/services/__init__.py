@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .advance import generation_advance, generation_poll_batch, generation_poll_due, generation_submit
 from .check import apply_status
-from .claim import generation_claim, generation_claim_running, generation_release
+from .claim import WAKE_CHANNEL, generation_claim, generation_claim_running, generation_release, workers_wake
 from .finish import Finished, generations_finish
 from .media import media_persist, media_persist_due
 from .owner import generation_hide, media_delete, media_set_public
@@ -51,6 +51,8 @@ __all__ = [
     "generation_poll_due",
     "generation_refund",
     "generation_release",
+    "workers_wake",
+    "WAKE_CHANNEL",
     "generation_requeue",
     "generation_request",
     "generation_retry",

@@ -69,10 +69,31 @@ def generation_claim(*, generation_id: GenerationId, statuses: tuple[str, ...] =
 
 
 def generation_release(*, generation_id: GenerationId, seconds: float | None = None) -> None:
-    """Hand a claimed generation back, due again in `seconds` (default: the poll interval)."""
-    Generation.objects.filter(pk=generation_id, status__in=Generation.ACTIVE_STATUSES).update(
+    """Hand a claimed generation back, due again in `seconds` (default: the poll interval).
+    Due at once (fal's webhook stored an answer), the workers are woken for it."""
+    released = Generation.objects.filter(pk=generation_id, status__in=Generation.ACTIVE_STATUSES).update(
         next_check_at=next_poll(seconds=seconds)
     )
+    if released and seconds == 0:
+        workers_wake()
+
+
+# The channel a worker's poller LISTENs on (worker.WakeListener), PostgreSQL only.
+WAKE_CHANNEL = "stefna_due"
+
+
+def workers_wake() -> None:
+    """Wake the workers' pollers: a job is due now that none of them made due (a new
+    generation, fal's webhook, a retry).
+
+    A NOTIFY, which PostgreSQL delivers when the surrounding transaction commits (and
+    never if it rolls back), and once however many were sent in it. Without it (SQLite,
+    or a worker whose listener is reconnecting) the poller finds the job at its next
+    idle tick (worker.IDLE_TICK_SECONDS).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [WAKE_CHANNEL])
 
 
 def look_again_later(generation_id: GenerationId) -> None:

@@ -30,7 +30,7 @@ from ..exceptions import IdempotencyConflict, InvalidTransition
 from ..images import ValidatedImage
 from ..models import Generation
 from ..registry import chain_without_image
-from .claim import GenerationId
+from .claim import GenerationId, workers_wake
 from .log import generation_log, log_line, log_transition
 
 if TYPE_CHECKING:
@@ -158,7 +158,8 @@ def generation_request(
                 if saved_path != path:  # the storage chose another name after all
                     generation.source_image.name = saved_path
                     generation.save(update_fields=["source_image"])
-            # Due at once (next_check_at=now): the worker's poller submits it within a tick.
+            # Due at once (next_check_at=now): the workers are woken for it when this commits.
+            workers_wake()
     except IntegrityError:
         discard(saved_path)
         if idempotency_key:
@@ -216,6 +217,7 @@ def generation_retry(*, generation_id: GenerationId, by: User | None = None) -> 
             raise InvalidTransition("This generation changed meanwhile; reload and try again.")
         # Raises InsufficientCredits (rolling the restart back) when the owner is broke.
         ledger.reserve(user=generation.user, generation=generation, amount=generation.cost)
+        workers_wake()
     log_transition(generation.pk, to=Generation.Status.QUEUED, writer="generation_retry")
     # The generation's log is shown to its owner: name no staff member there, only in the server log.
     generation_log(generation, "Retried by staff; starting again with the first model")

@@ -23,7 +23,7 @@ from .. import notify, persistence
 from ..exceptions import InvalidTransition, ProviderError
 from ..models import Attempt, Generation, Media
 from ..providers import get_provider
-from .claim import GenerationId
+from .claim import GenerationId, workers_wake
 from .log import generation_log, label, log_transition
 
 if TYPE_CHECKING:
@@ -162,6 +162,7 @@ def generation_cancel(*, generation_id: GenerationId, user: User | None = None) 
     )
     if not result.stopped:
         raise InvalidTransition("This generation has just finished; it can't be canceled.")
+    workers_wake()  # its place at fal is free: a waiting job may start now
     generation.refresh_from_db()
     return generation
 

@@ -353,9 +353,10 @@ def test_a_committed_change_notifies_its_id_and_new_version(running):
     _require_postgres()
     import psycopg
 
-    from generation.live import CHANNEL, _listen_params
+    from generation.live import CHANNEL
+    from stefna.db import listen_params
 
-    with psycopg.connect(**_listen_params(), autocommit=True) as listener:
+    with psycopg.connect(**listen_params(application_name="stefna-test"), autocommit=True) as listener:
         listener.execute(f"LISTEN {CHANNEL}")
         update(running, queue_position=4)
         Generation.objects.filter(pk=running.pk).update(next_check_at=running.created_at)  # no notify
