@@ -54,6 +54,8 @@ def plan(quick: bool) -> list[tuple[str, list[str], str | None]]:
         ("faults.py", ["--count", "60" if quick else "200"], "stefna_bench_faults"),
         # issue 22: a crowd of signed-in users (N = 20, 100, 300) and the fairness scenario
         ("crowd.py", ["--quick"] if quick else [], None),
+        # ... and with fal's webhooks: fal's callback → user sees (target p95 ≤ 0.5 s)
+        ("crowd.py", ["--webhooks", "--no-fairness", *(["--quick"] if quick else ["--users", "20,100"])], None),
     ]
     known = {script for script, _, _ in benches}
     # A bench added later runs too, with its defaults, so `make bench` never skips one.
