@@ -616,8 +616,8 @@ async def fairness(
     jobs = await fal_jobs(fal_base, ca)
     # The most jobs in flight at fal at once since the scenario began (submission → completion).
     edges = sorted(
-        [(start, 1) for start, _ in jobs.values() if start >= began]
-        + [(end, -1) for start, end in jobs.values() if start >= began]
+        [(start, 1) for start, *_ in jobs.values() if start >= began]
+        + [(end, -1) for start, end, *_ in jobs.values() if start >= began]
     )
     in_flight = peak = 0
     for _, step in edges:
