@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from ..models import Attempt, Generation, Media
 from ..registry import MalformedResult, ModelSpec
-from .claim import generation_release
+from .claim import generation_release, workers_wake
 from .finish import finished_line, usable_outputs
 from .log import generation_log
 from .stop import IN_FLIGHT, fail_attempt
@@ -50,10 +50,7 @@ def generation_webhook(*, request_id: str, status: str, payload: Any = None, err
             if fail_attempt(generation, attempt, "The model answered without a usable image"):
                 generation_release(generation_id=generation.pk, seconds=0)
             return "failed"
-        if _store_result(generation, attempt, payload):
-            generation_release(generation_id=generation.pk, seconds=0)
-            return "completed"
-        return "duplicate"
+        return "completed" if _store_result(generation, attempt, payload) else "duplicate"
     reason = error or "fal reported an error"
     if isinstance(payload, dict) and payload.get("detail"):
         reason = f"{reason}: {str(payload['detail'])[:300]}"
@@ -73,7 +70,8 @@ def _needs_a_closer_look(payload: Any) -> bool:
 
 def _store_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
     """Store a finished attempt's answer: the attempt succeeded, its images as Media rows
-    still at fal's URLs. False if another delivery (or the poller) got there first.
+    still at fal's URLs, and the job due at once, the workers woken for it. False if
+    another delivery (or the poller) got there first.
 
     Only one caller wins the attempt's in-flight → succeeded move; a duplicate changes
     nothing. The generation stays running until the worker has copied the images.
@@ -90,10 +88,12 @@ def _store_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
             lines=[finished_line(attempt, len(outputs))],
             only_if=(Generation.Status.RUNNING,),
             queue_position=None,
+            next_check_at=timezone.now(),  # due: the worker copies the images
         )
         if not still_running:
             transaction.set_rollback(True)  # canceled or finished meanwhile: keep nothing
             return False
+        workers_wake()  # (delivered when this commits)
         # ignore_conflicts: rows left by an earlier, interrupted delivery stay as they are.
         Media.objects.bulk_create(
             [

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from generation import services
 from generation.registry import FAST_SDXL_I2I
@@ -86,3 +87,25 @@ def test_a_cancel_wakes_the_worker_for_the_place_it_frees(wake, user, fake_fal):
     services.generation_cancel(generation_id=generation.pk, user=user)
 
     assert wake.wait(5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_webhook_storing_a_result_wakes_the_worker(wake, client, user, fake_fal):
+    from generation.models import Attempt
+    from generation.tests.pipeline_helpers import run_worker
+
+    fake_fal.manual = True
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    run_worker(rounds=1)  # submitted
+    attempt = Attempt.objects.get(generation=generation)
+    fake_fal.advance(attempt.fal_job_id, steps=3)  # done at fal
+    body, headers = fake_fal.webhook_request(attempt.fal_job_id)
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "Content-Type"}
+    wake.clear()
+
+    answer = client.post("/api/fal/webhook", data=body, content_type="application/json", **extra)
+
+    assert answer.json() == {"status": "completed"}
+    assert wake.wait(5)
+    generation.refresh_from_db()
+    assert generation.next_check_at <= timezone.now()  # due: the worker copies the images
