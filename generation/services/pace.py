@@ -6,9 +6,13 @@ model's time from submission to completion is learned from its recent attempts
 succeeded, cached per process for CACHE_SECONDS), and the next check is placed by it
 (`next_check_delay`):
 
-- before the early mark (a fast job's finish, less LEAD_SECONDS): one check at the mark;
-- from there to a slow job's finish (plus some slack): every NEAR_SECONDS, so a result
-  is seen soon after it exists;
+- before the early mark (a fast job's finish, less two beats): one check at the mark;
+- from there to a slow job's finish (plus some slack): every beat, so a result is seen
+  soon after it exists. The beat is NEAR_SECONDS, or shorter (down to TIGHT_NEAR_SECONDS)
+  for a model whose fast and slow jobs finish close together: half that spread. Such a
+  model's finish is predictable, so the close watch can be shorter and closer for about
+  the same number of calls (two before the finish either way), and its result is seen
+  sooner (`Expected.beat`);
 - far past it, or while fal still has the job in its queue past the early mark: backing
   off, since nothing is imminent.
 
@@ -48,10 +52,13 @@ MIN_SAMPLE = 10
 SHORT_CACHE_SECONDS = 3.0
 # Before any attempt of a model has succeeded.
 DEFAULT_EXPECTED_SECONDS = 8.0
-# How often a job is checked while it is likely to finish.
+# How often a job is checked while it is likely to finish (the beat): this often for a
+# model whose times spread, down to TIGHT_NEAR_SECONDS for one whose times hardly do.
 NEAR_SECONDS = 0.25
-# The close watch begins this long before a fast job's finish.
-LEAD_SECONDS = 0.5
+TIGHT_NEAR_SECONDS = 0.1
+# The close watch begins this many beats before a fast job's finish.
+LEAD_BEATS = 2
+LEAD_SECONDS = LEAD_BEATS * NEAR_SECONDS  # (for a model whose times spread)
 # With webhooks: how long after a slow job's finish a callback may take before a status
 # check looks for itself.
 CALLBACK_GRACE_SECONDS = 1.0
@@ -63,6 +70,17 @@ class Expected:
 
     early: float
     late: float
+
+    @property
+    def beat(self) -> float:
+        """Seconds between checks in the close watch: half the spread between a fast and a
+        slow job, within [TIGHT_NEAR_SECONDS, NEAR_SECONDS]."""
+        return min(NEAR_SECONDS, max(TIGHT_NEAR_SECONDS, (self.late - self.early) / 2))
+
+    @property
+    def lead(self) -> float:
+        """How long before a fast job's finish the close watch begins."""
+        return LEAD_BEATS * self.beat
 
 
 _learned: dict[str, tuple[float, Expected]] = {}
@@ -112,11 +130,11 @@ def next_check_delay(*, model: str, state: ProviderState, elapsed: float) -> flo
     """Seconds until the next status check of an attempt of `model`, `elapsed` seconds
     after it was submitted, which fal last reported in `state`."""
     ceiling = _ceiling()
-    near = min(NEAR_SECONDS, ceiling)
     expected = expected_latency(model)
+    near = min(expected.beat, ceiling)
     if settings.FAL_WEBHOOK_BASE_URL:
         return _delay_with_callbacks(expected, elapsed=elapsed, ceiling=ceiling, near=near)
-    until_early = expected.early - LEAD_SECONDS - elapsed
+    until_early = expected.early - expected.lead - elapsed
     if until_early > near:
         delay = until_early
     elif state == ProviderState.IN_QUEUE:
@@ -133,7 +151,7 @@ def next_check_delay(*, model: str, state: ProviderState, elapsed: float) -> flo
 def _delay_with_callbacks(expected: Expected, *, elapsed: float, ceiling: float, near: float) -> float:
     """The next check's delay when fal calls back: on the UI's rhythm, out of the stretch
     where the callback is due (see the module's docstring)."""
-    quiet_from = expected.early - LEAD_SECONDS
+    quiet_from = expected.early - expected.lead
     quiet_until = expected.late + CALLBACK_GRACE_SECONDS
     if elapsed + ceiling <= quiet_from or elapsed >= quiet_until:
         delay = ceiling

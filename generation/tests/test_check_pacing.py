@@ -57,12 +57,13 @@ def test_a_models_time_is_learned_from_its_recent_successes():
 
 
 def test_the_next_check_lands_just_before_the_expected_finish_then_often_then_backs_off():
-    _history(FAST_SDXL_I2I, [4.0] * 10)
+    _history(FAST_SDXL_I2I, [3.75] * 5 + [4.25] * 5)  # times that spread: the full beat
+    assert expected_latency(FAST_SDXL_I2I).lead == LEAD_SECONDS
 
     # Long before: one check, shortly before the finish (within the 2-s rhythm).
     assert next_check_delay(model=FAST_SDXL_I2I, state=IN_PROGRESS, elapsed=0.5) == 2.0
-    assert next_check_delay(model=FAST_SDXL_I2I, state=IN_PROGRESS, elapsed=3.0) == pytest.approx(
-        4.0 - LEAD_SECONDS - 3.0
+    assert next_check_delay(model=FAST_SDXL_I2I, state=IN_PROGRESS, elapsed=2.5) == pytest.approx(
+        3.75 - LEAD_SECONDS - 2.5
     )
     # Near it: often.
     assert next_check_delay(model=FAST_SDXL_I2I, state=IN_PROGRESS, elapsed=3.9) == NEAR_SECONDS
@@ -71,7 +72,22 @@ def test_the_next_check_lands_just_before_the_expected_finish_then_often_then_ba
     assert NEAR_SECONDS < next_check_delay(model=FAST_SDXL_I2I, state=IN_PROGRESS, elapsed=7.0) < 2.0
     assert next_check_delay(model=FAST_SDXL_I2I, state=IN_PROGRESS, elapsed=60.0) == 2.0
     # Still in fal's queue when it would be done: its run is still to come.
-    assert next_check_delay(model=FAST_SDXL_I2I, state=IN_QUEUE, elapsed=3.9) == pytest.approx(1.0)
+    assert next_check_delay(model=FAST_SDXL_I2I, state=IN_QUEUE, elapsed=3.9) == pytest.approx(3.75 / 4)
+
+
+def test_a_model_whose_times_hardly_spread_is_watched_closer_and_later():
+    """Every job takes 4 s: the close watch starts 0.2 s before and looks every 0.1 s, so
+    the result is seen within a tenth of a second, for two calls before the finish as
+    with a model whose times spread."""
+    _history(FAST_SDXL_I2I, [4.0] * 10)
+    expected = expected_latency(FAST_SDXL_I2I)
+    assert expected.beat == pace.TIGHT_NEAR_SECONDS and expected.lead == pytest.approx(0.2)
+
+    checks = _checks(FAST_SDXL_I2I, until=4.0)
+
+    assert checks[-1] - 4.0 <= pace.TIGHT_NEAR_SECONDS + 1e-9
+    assert len([at for at in checks if 4.0 - expected.lead - 1e-9 <= at < 4.0 - 1e-9]) == 2
+    assert len(checks) <= 5
 
 
 def test_a_slow_model_is_checked_rarely_until_it_is_likely_done():
@@ -106,7 +122,7 @@ def test_the_worker_schedules_the_next_check_near_the_expected_finish(user, fake
         attempt = generation.attempts.get()
         assert attempt.status == Attempt.Status.RUNNING
         elapsed = (timezone.now() - attempt.started_at).total_seconds()
-        expected = 4.0 - LEAD_SECONDS - elapsed
+        expected = 4.0 - expected_latency(FAST_SDXL_I2I).lead - elapsed
         assert (generation.next_check_at - timezone.now()).total_seconds() == pytest.approx(expected, abs=0.06)
 
         # Fal finishes; the close check sees it and records when it saw it, not when the copy ended.
@@ -157,7 +173,7 @@ def test_with_webhooks_checks_keep_the_rhythm_and_stay_clear_of_the_callback(set
 
     checks = _checks(FAST_SDXL_I2I, until=9.0)
 
-    quiet_from, quiet_until = 4.0 - LEAD_SECONDS, 4.0 + pace.CALLBACK_GRACE_SECONDS
+    quiet_from, quiet_until = 4.0 - expected_latency(FAST_SDXL_I2I).lead, 4.0 + pace.CALLBACK_GRACE_SECONDS
     assert checks[:3] == pytest.approx([2.0, quiet_from, quiet_until])
     assert not [at for at in checks if quiet_from < at < quiet_until]
     assert all(later - earlier <= 2.0 + 1e-9 for earlier, later in zip([0.0, *checks], checks, strict=False))
