@@ -85,6 +85,6 @@ def generation_log(
     if not changes:
         return rows.exists()
     updated = rows.update(**changes)
-    if updated:
+    if updated and "logs" not in generation.get_deferred_fields():  # (unread stays unread)
         generation.logs = (list(generation.logs or []) + new)[-MAX_LOG_LINES:]
     return bool(updated)

@@ -33,7 +33,14 @@ def generation_webhook(*, request_id: str, status: str, payload: Any = None, err
     submits the next model. A repeated or late delivery finds the attempt already
     settled and changes nothing.
     """
-    attempt = Attempt.objects.select_related("generation").filter(fal_job_id=request_id).first()
+    attempt = (
+        Attempt.objects.select_related("generation")
+        # Its prompts, logs and payload are never read here (the model chain is: an error
+        # names the next model).
+        .defer(*(f"generation__{name}" for name in Generation.DETAIL_FIELDS if name != "model_chain"))
+        .filter(fal_job_id=request_id)
+        .first()
+    )
     if attempt is None:
         logger.warning("fal webhook for unknown request %s", request_id)
         return "unknown"

@@ -188,3 +188,24 @@ def test_a_webhook_racing_a_status_check_finishes_the_job_once_in_one_round(clie
     media = generation.media.get()
     assert media.persisted and media.index == 0
     assert CreditEntry.objects.filter(generation=generation, reason="capture").count() == 1
+
+
+@pytest.mark.parametrize("status", ["OK", "ERROR"])
+def test_a_webhook_reads_none_of_the_generations_prompts_logs_or_payload(client, fake_fal, in_flight, status):
+    """The callback loads its attempt with its generation, less what only the generation's
+    own pages show; nothing it does later loads one of those columns on its own."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _generation, attempt = in_flight
+    body, headers = fake_fal.webhook_request(attempt.fal_job_id, status=None if status == "OK" else "ERROR")
+
+    with CaptureQueriesContext(connection) as queries:
+        answer = post(client, body, headers)
+
+    assert answer.json()["status"] in {"completed", "failed"}
+    reads = [query["sql"] for query in queries.captured_queries if query["sql"].lstrip().startswith("SELECT")]
+    generation_reads = [sql for sql in reads if '"generation_generation"' in sql]
+    assert len(generation_reads) == 1, generation_reads  # the attempt with its generation, nothing lazy after
+    for column in ("logs", "request_payload", "prompt_sent", "parameters"):
+        assert f'"generation_generation"."{column}"' not in generation_reads[0]
