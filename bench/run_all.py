@@ -2,8 +2,9 @@
 """Run every bench, one after another, and print all their figures (`make bench`).
 
 Needs the local PostgreSQL (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432);
-each bench creates and drops its own `stefna_bench*` database. About 10 to 14 minutes on
-the 2-core machine (the crowd bench alone about 6).
+each bench creates and drops its own `stefna_bench*` database. About 20 to 25 minutes on
+the 2-core machine (the crowd bench about 6, with webhooks 2 to 3 more, faults.py about 4
+a database).
 
 A bench exits 0 when its targets are met and 1 when it completed but missed one (it
 prints MISSED/FAIL next to the figure); a traceback means it crashed. The run exits 1
