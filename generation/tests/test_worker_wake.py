@@ -56,35 +56,32 @@ def test_a_change_rolled_back_wakes_nobody(wake):
     assert not wake.wait(0.5)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_job_a_webhook_made_due_wakes_the_worker(wake, user, fake_fal):
+@pytest.fixture
+def waiting(wake, user, fake_fal):
+    """A generation just requested, its wake-up already received."""
     generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
     assert wake.wait(5)
     wake.clear()
+    return generation
 
-    services.generation_release(generation_id=generation.pk, seconds=0)
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_a_webhook_made_due_wakes_the_worker(wake, waiting):
+    services.generation_release(generation_id=waiting.pk, seconds=0)
 
     assert wake.wait(5)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_worker_handing_a_job_back_for_later_wakes_nobody(wake, user, fake_fal):
-    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
-    assert wake.wait(5)
-    wake.clear()
-
-    services.generation_release(generation_id=generation.pk, seconds=2)
+def test_the_worker_handing_a_job_back_for_later_wakes_nobody(wake, waiting):
+    services.generation_release(generation_id=waiting.pk, seconds=2)
 
     assert not wake.wait(0.5)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_cancel_wakes_the_worker_for_the_place_it_frees(wake, user, fake_fal):
-    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
-    assert wake.wait(5)
-    wake.clear()
-
-    services.generation_cancel(generation_id=generation.pk, user=user)
+def test_a_cancel_wakes_the_worker_for_the_place_it_frees(wake, waiting, user):
+    services.generation_cancel(generation_id=waiting.pk, user=user)
 
     assert wake.wait(5)
 
