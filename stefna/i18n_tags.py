@@ -80,6 +80,7 @@ def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
     return [
         (re.compile(r"^Queued$"), lambda m: _("Queued")),
         (re.compile(r"^Done$"), lambda m: _("Done")),
+        (re.compile(r"^Sent to (?P<model>.+)$"), lambda m: _("Sent to %(model)s") % _parts(m)),
         (re.compile(r"^(?P<model>.+) is working on it$"), lambda m: _("%(model)s is working on it") % _parts(m)),
         (
             re.compile(r"^(?P<model>.+) finished: (?P<count>\d+) images?; saving$"),
@@ -107,6 +108,14 @@ def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
         (
             re.compile(r"^(?P<model>.+) is busy \((?P<reason>.*)\); trying again shortly$"),
             lambda m: _("%(model)s is busy (%(reason)s); trying again shortly") % _parts(m),
+        ),
+        (
+            re.compile(r"^(?P<model>.+?) could not be asked: (?P<reason>.*)$"),
+            lambda m: _("%(model)s could not be asked: %(reason)s") % _parts(m),
+        ),
+        (
+            re.compile(r"^(?P<model>.+?) finished, but (?P<reason>.*)$"),
+            lambda m: _("%(model)s finished, but %(reason)s") % _parts(m),
         ),
         (
             re.compile(r"^(?P<model>.+?) failed: (?P<reason>.*)$"),

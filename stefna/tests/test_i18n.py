@@ -309,3 +309,9 @@ def test_log_lines_naming_the_offline_renderer_read_wholly_in_indonesian():
         assert "the offline preview renderer" not in log_message(finished)
         # A fal model's own name stays as it is.
         assert log_message("Ghiblify is working on it") == "Ghiblify sedang mengerjakannya"
+        # The submission's line, which a worker woken at once shows before the page first loads.
+        sent = "Sent to the offline preview renderer (standing in for Ghiblify)"
+        assert log_message(sent) == "Dikirim ke perender pratinjau offline (menggantikan Ghiblify)"
+        assert log_message("Sent to Ghiblify") == "Dikirim ke Ghiblify"
+        assert log_message("Ghiblify could not be asked: timeout") == "Ghiblify tidak dapat dihubungi: timeout"
+        assert log_message("Ghiblify finished, but its images were gone").startswith("Ghiblify selesai, tetapi ")
