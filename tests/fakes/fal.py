@@ -126,7 +126,6 @@ class Job:
     result: dict[str, Any] | None = None
     canceled: bool = False
     manual_step: int = 0  # manual mode: 0,1 queued (positions 2,1), 2 in progress, 3 completed
-    webhook_sent: bool = False
     submitted_at_wall: float = field(default_factory=time.time)
 
 
@@ -185,7 +184,7 @@ class FakeFal:
         with self._lock:
             self.requests.clear()
             self.jobs.clear()
-            self._owed_webhook: dict[str, Job] = {}
+            self._owed_webhook: dict[str, Job] = {}  # jobs with a webhook URL whose webhook is not sent yet
             self.webhook_deliveries.clear()
             self.latency = 0.0
             self.queue_fraction = 0.4
@@ -416,7 +415,6 @@ class FakeFal:
             # second under the lock, slowed the fake itself down in the crowd bench.
             for job in list(self._owed_webhook.values()):
                 if self._phase(job, now)[0] == "COMPLETED":
-                    job.webhook_sent = True
                     del self._owed_webhook[job.request_id]
                     due.append(job)
         for job in due:
