@@ -488,6 +488,7 @@ async def crowd_run(
          seen.seen_at + to_unix - times[seen.generation_id][1])
         for seen in succeeded if seen.fal_job_id in jobs and seen.generation_id in times
     ]  # fmt: skip
+    worker_saw, recorded, user_sees = ([leg[part] for leg in legs] for part in range(3))
     to_fal = [jobs[seen.fal_job_id][0] - seen.requested_at for seen in succeeded if seen.fal_job_id in jobs]
     series = read_series(samples)
     database_cpu = value_at(series, stop_at, 1) - value_at(series, measure_from, 1)
@@ -518,11 +519,9 @@ async def crowd_run(
                   f"max {fmt_s(callbacks, 1.0)}, {len(callbacks)} webhooks"]]
                 if args.webhooks else []
             ),
-            ["of which", f"fal done → worker saw p50 {fmt_s([leg[0] for leg in legs], 0.5)} "
-             f"p95 {fmt_s([leg[0] for leg in legs], 0.95)}",
-             f"saw → recorded p50 {fmt_s([leg[1] for leg in legs], 0.5)} p95 {fmt_s([leg[1] for leg in legs], 0.95)}, "
-             f"recorded → user sees p50 {fmt_s([leg[2] for leg in legs], 0.5)} "
-             f"p95 {fmt_s([leg[2] for leg in legs], 0.95)}"],
+            ["of which", f"fal done → worker saw p50 {fmt_s(worker_saw, 0.5)} p95 {fmt_s(worker_saw, 0.95)}",
+             f"saw → recorded p50 {fmt_s(recorded, 0.5)} p95 {fmt_s(recorded, 0.95)}, "
+             f"recorded → user sees p50 {fmt_s(user_sees, 0.5)} p95 {fmt_s(user_sees, 0.95)}"],
             ["request → user sees", f"p50 {fmt_s(whole, 0.5)} p95 {fmt_s(whole, 0.95)}",
              f"of which upload answered p50 {fmt_s(upload, 0.5)} p95 {fmt_s(upload, 0.95)}, "
              f"job reached fal p50 {fmt_s(to_fal, 0.5)} p95 {fmt_s(to_fal, 0.95)}"],
