@@ -65,8 +65,13 @@ def result_name(generation_id: object, index: int) -> str:
 # --- Who may see what ----------------------------------------------------------------------
 
 
+def media_is_public(media: Media) -> bool:
+    """Anyone may see it: shared, not taken down, and its generation not deleted."""
+    return media.is_public and not media.hidden and media.generation.deleted_at is None
+
+
 def may_view_media(user: Any, media: Media) -> bool:
-    if media.is_public and not media.hidden and media.generation.deleted_at is None:
+    if media_is_public(media):
         return True
     return bool(user and user.is_authenticated and (user.is_staff or media.user_id == user.pk))
 

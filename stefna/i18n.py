@@ -57,11 +57,15 @@ class UserLanguageMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        # Image routes answer with bytes in no language. Reading the account's language
+        # there would load the session and the user for every image, and a public one
+        # needs neither (stefna/media.py): a feed page shows twenty.
+        self.image_prefixes = tuple(prefix for prefix in (settings.MEDIA_URL, "/images/") if prefix.startswith("/"))
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path_info.startswith("/api/"):
             _activate(request, language_from_accept_header(request.headers.get("Accept-Language", "")))
-        else:
+        elif not request.path_info.startswith(self.image_prefixes):
             user = getattr(request, "user", None)
             saved = supported_language(getattr(user, "language", "")) if user and user.is_authenticated else None
             if saved:

@@ -13,13 +13,16 @@ Private answers are `private, no-store`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.views.static import serve
 
 from generation import storage
+
+if TYPE_CHECKING:
+    from generation.models import Media
 
 
 def _cache_headers(response: HttpResponseBase, *, public: bool) -> HttpResponseBase:
@@ -44,19 +47,24 @@ def _viewer(request: HttpRequest) -> Any:
     return None
 
 
+def _may_view(request: HttpRequest, media: Media) -> bool:
+    # A public image is answered without reading the session or the user: a feed page
+    # shows twenty of them, and only a private one needs to know who is asking.
+    return storage.media_is_public(media) or storage.may_view_media(_viewer(request), media)
+
+
 def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
-    viewer = _viewer(request)
     folder = path.split("/", 1)[0]
     if folder == storage.SOURCES_FOLDER or folder == "IMAGES_UPLOAD":  # IMAGES_UPLOAD: before the rename
         generation = storage.generation_for_source(path)
-        if generation is None or not storage.may_view_generation_source(viewer, generation):
+        if generation is None or not storage.may_view_generation_source(_viewer(request), generation):
             raise Http404
         public = False
     elif folder in (storage.RESULTS_FOLDER, storage.OFFLINE_FOLDER):
         media = storage.media_for_name(path)
-        if media is None or not storage.may_view_media(viewer, media):
+        if media is None or not _may_view(request, media):
             raise Http404
-        public = media.is_public and not media.hidden
+        public = storage.media_is_public(media)
     else:
         raise Http404  # nothing else under MEDIA_ROOT is for the web (health probes, provider state)
     presigned = storage.presigned_address(path, seconds=storage.delivery_seconds(public=public))
@@ -73,8 +81,8 @@ def serve_cloudinary_image(request: HttpRequest, public_id: str) -> HttpResponse
     """A Cloudinary result: redirect to its signed delivery URL (public) or to a
     download URL that expires within minutes (owner and staff)."""
     media = storage.media_for_cloudinary(public_id)
-    if media is None or not storage.may_view_media(_viewer(request), media):
+    if media is None or not _may_view(request, media):
         raise Http404
-    public = media.is_public and not media.hidden and media.generation.deleted_at is None
+    public = storage.media_is_public(media)
     response = HttpResponseRedirect(storage.cloudinary_redirect(media, public=public))
     return _cache_headers(response, public=public)

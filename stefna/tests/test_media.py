@@ -56,3 +56,48 @@ def test_serving_a_result_leaves_its_generations_prompts_logs_and_payload_unread
     # Someone else still gets nothing: the guard reads what it needs.
     client.logout()
     assert client.get(f"/media/{name}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_public_result_is_served_without_reading_the_session_or_the_user(client, settings, tmp_path, user):
+    """A feed page shows twenty images: each is one lookup, whoever asks. A private one
+    still reads who is asking, and still reaches only its owner."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from generation import storage
+    from generation.tests.factories import GenerationFactory, MediaFactory
+
+    settings.MEDIA_ROOT = tmp_path
+    (tmp_path / storage.RESULTS_FOLDER).mkdir()
+    public, private = (f"{storage.RESULTS_FOLDER}/{name}.png" for name in ("public", "private"))
+    for name in (public, private):
+        (tmp_path / name).write_bytes(b"png")
+    generation = GenerationFactory(user=user)
+    MediaFactory(generation=generation, user=user, storage_key=public, url=f"/media/{public}", is_public=True, index=0)
+    MediaFactory(generation=generation, user=user, storage_key=private, url=f"/media/{private}", index=1)
+    client.force_login(user)
+    user_table = get_user_model()._meta.db_table
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/media/{public}")
+
+    assert response.status_code == 200 and b"".join(response.streaming_content) == b"png"
+    assert response["Cache-Control"].startswith("public")
+    assert len(queries) == 1, [query["sql"] for query in queries]
+    assert "generation_media" in queries[0]["sql"]
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/media/{private}")
+
+    assert response.status_code == 200 and response["Cache-Control"] == "private, no-store"
+    tables = " ".join(query["sql"] for query in queries)
+    assert "django_session" in tables and user_table in tables
+
+    other = get_user_model().objects.create_user(email="other@example.com")
+    client.force_login(other)
+    assert client.get(f"/media/{private}").status_code == 404
+    assert client.get(f"/media/{public}").status_code == 200
+    client.logout()
+    assert client.get(f"/media/{private}").status_code == 404
