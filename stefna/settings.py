@@ -196,11 +196,13 @@ if REDIS_URL:
     # Sessions are read from Redis and written to both: one database query less on every
     # signed-in request. The database stays the record (a Redis that restarts or evicts
     # costs a read, and while it is down the cache answers "missing": stefna/cache.py).
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    SESSION_ENGINE = "stefna.sessions.cached_db"
 else:
     # Every process shares the database; per-process memory would give each worker its
     # own rate-limit counts. The table is created by `migrate` (accounts 0002).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "stefna_cache"}}
+    # Django's database sessions, read with one fixed statement (stefna/sessions).
+    SESSION_ENGINE = "stefna.sessions.db"
 
 # --- Background tasks -----------------------------------------------------------------
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}

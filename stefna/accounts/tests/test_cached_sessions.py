@@ -36,13 +36,13 @@ def test_redis_url_makes_sessions_cached_db_and_without_it_they_stay_in_the_data
         )
         assert result.returncode == 0, result.stderr
         engines.append(result.stdout.strip())
-    assert engines == ["django.contrib.sessions.backends.cached_db", "django.contrib.sessions.backends.db"]
+    assert engines == ["stefna.sessions.cached_db", "stefna.sessions.db"]
 
 
 @pytest.fixture
 def redis_sessions(settings):
     settings.CACHES = {"default": {"BACKEND": "stefna.cache.ResilientRedisCache", "LOCATION": REDIS}}
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    settings.SESSION_ENGINE = "stefna.sessions.cached_db"
     cache.clear()
     yield
     cache.clear()
