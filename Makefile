@@ -90,12 +90,13 @@ makemessages: install gettext ## Collect new strings into locale/id/LC_MESSAGES/
 	SECRET_KEY=messages $(PY) manage.py makemessages -l id --no-obsolete --ignore=.venv --ignore=node_modules --ignore=staticfiles --ignore=media --ignore=bench --ignore=tests --ignore="*/tests/*" --add-location=file
 	SECRET_KEY=messages $(PY) manage.py makemessages -l id -d djangojs --no-obsolete --ignore=.venv --ignore=node_modules --ignore=staticfiles --ignore=static/js/htmx.min.js --ignore=tests --add-location=file
 
-lint: install ## ruff check, ruff format --check, missing-migrations check, hadolint, lock check
+lint: install ## ruff check, ruff format --check, missing-migrations check, hadolint, lock check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	SECRET_KEY=lint $(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/hadolint Dockerfile
 	$(PY) .ci/check_lock.py
+	SECRET_KEY=typecheck $(VENV)/bin/mypy .
 
 fmt: install ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format .

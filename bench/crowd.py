@@ -305,7 +305,8 @@ class User:
             event = None
         body = event.get("generation", event) if isinstance(event, dict) else None
         status = body.get("status") if isinstance(body, dict) else None
-        if status in FINAL and (status != "succeeded" or body.get("images")):
+        # A status comes only from a dict body; the isinstance test says so again for mypy.
+        if isinstance(body, dict) and status in FINAL and (status != "succeeded" or body.get("images")):
             return body
         if status is None or status == "succeeded":
             generation = (await self.get(generation_id, tally)).json()

@@ -294,6 +294,7 @@ def active_generations() -> int:
         row = connection.execute(
             "SELECT count(*) FROM generation_generation WHERE status IN ('queued', 'running')"
         ).fetchone()
+    assert row is not None  # count(*) always answers one row
     return int(row[0])
 
 

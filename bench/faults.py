@@ -207,11 +207,10 @@ def main() -> int:
             try:
                 response = web.post("/api/generations", files={"image": ("photo.jpg", photo, "image/jpeg")},
                                     data={"preset": preset.slug, "prompt": f"faults {n}"})  # fmt: skip
+                status = response.status_code
             except httpx.HTTPError:
                 status = 0
                 response = None
-            else:
-                status = response.status_code
             with answers_lock:
                 answers[status] = answers.get(status, 0) + 1
             return response.json()["id"] if response is not None and status in (200, 202) else None

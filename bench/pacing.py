@@ -23,6 +23,7 @@ Exits 1 when the p95 misses TARGET_P95_SECONDS or a generation did not succeed.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import ssl
@@ -31,6 +32,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(os.environ.get("STEFNA_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
 HERE = Path(__file__).resolve().parent.parent
@@ -119,7 +121,11 @@ def main() -> None:
                 "fal_job_id", "started_at", "finished_at"
             )
         )
-        lags = [(finished - started_at).total_seconds() - args.latency for _, started_at, finished in attempts]
+        # A succeeded attempt always has its finish time (every path to SUCCEEDED sets it).
+        lags = [
+            (cast(dt.datetime, finished) - started_at).total_seconds() - args.latency
+            for _, started_at, finished in attempts
+        ]
         context = ssl.create_default_context(cafile=str(certs.ca_path))
         with urllib.request.urlopen(f"https://127.0.0.1:{port}/_fake/requests", context=context) as answer:  # noqa: S310
             recorded = json.load(answer)

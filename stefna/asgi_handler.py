@@ -32,11 +32,11 @@ import asyncio
 import contextvars
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
@@ -44,7 +44,7 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
-from django.http import FileResponse, HttpResponseBase
+from django.http import FileResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import Resolver404, get_resolver, set_script_prefix
 
 from stefna.middleware import REQUEST_ID_HEADER, request_id_from
@@ -145,10 +145,13 @@ class SyncFirstASGIHandler(ASGIHandler):
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
         assert response is not None
-        if response.streaming and not response.is_async:
+        # The same test as `response.streaming` (only StreamingHttpResponse and its
+        # subclasses set it), in a form mypy can narrow.
+        if isinstance(response, StreamingHttpResponse) and not response.is_async:
             # A file: Django would read a sync iterator whole on a thread anyway (with a
             # warning), so read it here in the same trip and hand the loop the bytes.
-            parts = list(response.streaming_content)
+            # Not async, so a plain iterator of bytes (the stubs can't tie the two).
+            parts = list(cast(Iterator[bytes], response.streaming_content))
             response.streaming_content = _replay(parts)
         elif response.streaming:
             return response, False

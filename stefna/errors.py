@@ -33,7 +33,8 @@ class DomainError(Exception):
 class InvalidInput(DomainError):
     code = "invalid_input"
     status = 422
-    default_message = _("The request is not valid.")
+    # Declared, not inferred: a subclass may give a plain English string (see the module docstring).
+    default_message: str | Promise = _("The request is not valid.")
 
 
 class NotFound(DomainError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -71,7 +71,7 @@ def observe_request(request: HttpRequest, *, status: int, seconds: float) -> Non
 # --- Read at scrape time ----------------------------------------------------------------
 
 
-def _generation_counts() -> list[dict[str, Any]]:
+def _generation_counts() -> list[Mapping[str, Any]]:
     from generation.models import Generation
 
     return list(
@@ -96,7 +96,7 @@ def _task_queue_state(now: dt.datetime) -> dict[str, Any]:
     return {"ready": ready.count(), "oldest_due": due.aggregate(oldest=Min("run_after"))["oldest"]}
 
 
-def _fal_latency() -> list[dict[str, Any]]:
+def _fal_latency() -> list[Mapping[str, Any]]:
     """Per model: the count of finished fal attempts at or under each bucket, the total
     count and the summed seconds, in one grouped query."""
     from generation.models import Attempt
@@ -116,7 +116,7 @@ def _fal_latency() -> list[dict[str, Any]]:
     return list(rows)
 
 
-def _attempt_outcomes() -> list[dict[str, Any]]:
+def _attempt_outcomes() -> list[Mapping[str, Any]]:
     from generation.models import Attempt
 
     return list(Attempt.objects.values("model", "status").annotate(count=Count("pk")).order_by())
@@ -134,7 +134,7 @@ def _persistence() -> dict[str, int]:
     return {"retries": int(totals["retries"] or 0), "waiting": int(totals["waiting"] or 0)}
 
 
-def _credits_by_reason() -> list[dict[str, Any]]:
+def _credits_by_reason() -> list[Mapping[str, Any]]:
     from credits.models import CreditEntry
 
     return list(CreditEntry.objects.values("reason").annotate(total=Sum("amount"), count=Count("pk")).order_by())

@@ -19,7 +19,7 @@ USERS = reverse("admin:accounts_user_changelist")
 
 
 def funded(email: str, amount: int = 5):
-    user = UserFactory(email=email)
+    user = UserFactory.create(email=email)
     ledger.grant(user=user, amount=amount, note="welcome")
     return user
 

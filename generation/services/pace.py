@@ -36,8 +36,10 @@ early mark, so the estimate settles near fal's real time instead of drifting up.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -104,7 +106,8 @@ def expected_latency(model: str) -> Expected:
         .order_by("-started_at")
         .values_list("started_at", "finished_at")[:SAMPLE_SIZE]
     )
-    durations = sorted(max(0.0, (finished - started).total_seconds()) for started, finished in rows)
+    # finished_at__isnull=False above: every row has its finish time.
+    durations = sorted(max(0.0, (cast(dt.datetime, finished) - started).total_seconds()) for started, finished in rows)
     if durations:
         expected = Expected(early=_quantile(durations, 0.1), late=_quantile(durations, 0.9))
     else:

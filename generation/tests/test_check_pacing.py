@@ -39,7 +39,7 @@ def _history(model: str, seconds: list[float]) -> None:
     start = timezone.now() - dt.timedelta(minutes=10)
     for n, duration in enumerate(seconds):
         started = start + dt.timedelta(seconds=10 * n)
-        attempt = AttemptFactory(
+        attempt = AttemptFactory.create(
             generation=generation, model=model, finished_at=started + dt.timedelta(seconds=duration)
         )
         Attempt.objects.filter(pk=attempt.pk).update(started_at=started)  # (auto_now_add)

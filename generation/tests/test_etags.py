@@ -25,7 +25,7 @@ def warm_up(api_client) -> None:
 @pytest.fixture
 def running(user) -> Generation:
     ledger.ensure_daily_allowance(user=user)
-    generation = GenerationFactory(user=user, status=Generation.Status.RUNNING, completed_at=None)
+    generation = GenerationFactory.create(user=user, status=Generation.Status.RUNNING, completed_at=None)
     AttemptFactory(generation=generation, status="running")
     return generation
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -115,7 +115,7 @@ class Stream:
         return self.buffer.decode()
 
 
-def run[T](scenario: Callable[[], Any]) -> T:
+def run[T](scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(scenario())
 
 
@@ -125,7 +125,7 @@ def events_url(generation: Generation) -> str:
 
 @pytest.fixture
 def running(user) -> Generation:
-    generation = GenerationFactory(user=user, status=Generation.Status.RUNNING, completed_at=None)
+    generation = GenerationFactory.create(user=user, status=Generation.Status.RUNNING, completed_at=None)
     AttemptFactory(generation=generation, status="running")
     return generation
 
@@ -155,7 +155,7 @@ async def change(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Non
 def test_the_first_event_is_the_current_state_exactly_as_the_api_answers_it(api_client, running, bearer):
     expected = api_client.get(f"/api/generations/{running.pk}").json()
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> dict[str, Any] | None:
         async with Stream(events_url(running), bearer) as stream:
             assert stream.status == 200
             assert stream.response_headers["content-type"].startswith("text/event-stream")
@@ -170,7 +170,7 @@ def test_the_first_event_is_the_current_state_exactly_as_the_api_answers_it(api_
 
 
 def test_each_change_is_an_event_and_the_final_state_ends_the_stream(running, bearer):
-    async def scenario() -> list[dict[str, Any]]:
+    async def scenario() -> list[dict[str, Any] | None]:
         async with Stream(events_url(running), bearer) as stream:
             seen = [await stream.next_event()]
             await change(update, running, queue_position=3)
@@ -196,7 +196,7 @@ def test_each_change_is_an_event_and_the_final_state_ends_the_stream(running, be
 def test_internal_updates_send_no_event_only_heartbeats(running, bearer, settings):
     settings.LIVE_STREAM_SECONDS = 1.5
 
-    async def scenario() -> tuple[list[dict[str, Any]], int]:
+    async def scenario() -> tuple[list[dict[str, Any] | None], int]:
         async with Stream(events_url(running), bearer) as stream:
             seen = [await stream.next_event()]
             await change(update, running, next_check_at=running.created_at)
@@ -213,7 +213,7 @@ def test_internal_updates_send_no_event_only_heartbeats(running, bearer, setting
 def test_resuming_with_the_current_version_sends_nothing_until_it_moves(running, bearer):
     version = Generation.objects.get(pk=running.pk).version
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> dict[str, Any] | None:
         async with Stream(events_url(running), {**bearer, "Last-Event-ID": str(version)}) as stream:
             await asyncio.sleep(0.5)
             await change(update, running, current_model="fal-ai/fast-sdxl")
@@ -229,7 +229,7 @@ def test_resuming_after_a_missed_change_sends_it_at_once(running, bearer):
     version = Generation.objects.get(pk=running.pk).version
     update(running, queue_position=1)
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> dict[str, Any] | None:
         async with Stream(events_url(running), {**bearer, "Last-Event-ID": str(version)}) as stream:
             return await stream.next_event()
 
@@ -245,6 +245,7 @@ def test_a_finished_generation_sends_its_state_once_then_204(running, bearer):
         async with Stream(events_url(running), bearer) as stream:
             event = await stream.next_event()
             rest = await stream.rest()
+        assert event is not None, "a finished generation sends its state"
         async with Stream(events_url(running), {**bearer, "Last-Event-ID": str(event["id"])}) as again:
             await again.rest()
             return event, rest, again.status
@@ -395,7 +396,7 @@ def test_a_dropped_listener_misses_nothing_and_reconnects(running, bearer):
         finally:
             connections.close_all()
 
-    async def scenario() -> tuple[dict[str, Any], list[int], list[int]]:
+    async def scenario() -> tuple[dict[str, Any] | None, list[int], list[int]]:
         async with Stream(events_url(running), bearer) as stream:
             await stream.next_event()
             # The listener connects in the background: the first event may come first.

@@ -32,7 +32,7 @@ def one_model(db):
 
 
 def _funded_user(email: str) -> Any:
-    user = UserFactory(email=email)
+    user = UserFactory.create(email=email)
     ledger.grant(user=user, amount=200, note="tests")
     return user
 

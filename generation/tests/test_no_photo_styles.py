@@ -181,6 +181,7 @@ def test_a_scene_is_laid_out_from_the_prompts_words():
 def _offline_result(api_client, prompt: str) -> tuple[Generation, Image.Image]:
     created = post_json(api_client, {"preset": "realistic", "prompt": prompt}).json()
     generation = run_worker(Generation.objects.get(pk=created["id"]))
+    assert generation is not None  # given a generation, run_worker hands it back
     assert generation.status == Generation.Status.SUCCEEDED, generation.error_message
     media = generation.media.get()
     with Image.open(settings.MEDIA_ROOT / media.storage_key) as image:

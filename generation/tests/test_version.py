@@ -23,7 +23,7 @@ def version_of(generation: Generation) -> int:
 
 @pytest.fixture
 def running() -> Generation:
-    return GenerationFactory(status=Generation.Status.RUNNING, completed_at=None)
+    return GenerationFactory.create(status=Generation.Status.RUNNING, completed_at=None)
 
 
 def test_a_new_generation_starts_at_version_one(running):

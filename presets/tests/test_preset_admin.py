@@ -19,7 +19,7 @@ def staff_client(client, admin_user):
 
 
 def form_data(preset: Preset, **changes: object) -> dict[str, object]:
-    data = {
+    data: dict[str, object] = {
         "name": preset.name,
         "kind": preset.kind,
         "description": preset.description,

@@ -27,7 +27,7 @@ def export(request: HttpRequest) -> dict[str, Any]:
 
 # Registered on the API's own router in stefna/api.py, beside `GET /api/me`: ninja
 # answers 405 for a second router's method on a path another router already has.
-DELETE_ME = {
+DELETE_ME: dict[str, Any] = {
     "response": {204: None, **errors(401, 422)},
     "tags": ["account"],
     "summary": "Delete your account for good",

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import pytest
 from django.db import connection
+
+if TYPE_CHECKING:
+    from django.db.backends.postgresql.base import DatabaseWrapper as PostgresWrapper
 
 
 @pytest.fixture
@@ -16,7 +20,7 @@ def database_down(tmp_path: Path) -> Iterator[None]:
     saved_options = dict(saved.get("OPTIONS") or {})
     connection.close()
     if connection.vendor == "postgresql":
-        connection.close_pool()
+        cast("PostgresWrapper", connection).close_pool()
         connection.settings_dict["PORT"] = "1"  # nothing listens there: connection refused
         if "pool" in saved_options:
             # A fresh pool for the unreachable address, which gives up fast.
@@ -28,7 +32,7 @@ def database_down(tmp_path: Path) -> Iterator[None]:
     finally:
         connection.close()
         if connection.vendor == "postgresql":
-            connection.close_pool()
+            cast("PostgresWrapper", connection).close_pool()
         connection.settings_dict.clear()
         connection.settings_dict.update(saved)
         connection.settings_dict["OPTIONS"] = saved_options

@@ -65,7 +65,8 @@ def stream_context_view(request: HttpRequest) -> StreamingHttpResponse:
 
     async def parts() -> Any:
         # Written by the loop after the view returned: its log lines still carry the id.
-        yield f"{current_request_id.get()}|{request.request_id}".encode()
+        # (request_id is set by RequestIdMiddleware, an attribute HttpRequest doesn't declare.)
+        yield f"{current_request_id.get()}|{request.request_id}".encode()  # type: ignore[attr-defined]
 
     return StreamingHttpResponse(parts(), content_type="text/plain")
 

@@ -34,7 +34,7 @@ def production(settings):
     return settings
 
 
-def ids(settings_in_use=None) -> list[str]:
+def ids(settings_in_use=None) -> list[str | None]:
     return [message.id for message in check_production_configuration()]
 
 

@@ -31,7 +31,7 @@ def production(settings, monkeypatch):
     return settings
 
 
-def ids() -> list[str]:
+def ids() -> list[str | None]:
     return [message.id for message in check_operations_configuration()]
 
 

@@ -81,7 +81,9 @@ def sign_in(page, email: str) -> None:
     page.get_by_role("button", name="Email me a code").click()
     page.wait_for_url(re.compile(r"/accounts/code/"))
     assert mail.outbox, "no sign-in email was sent"
-    code = re.search(r"\b(\d{6})\b", mail.outbox[-1].subject).group(1)
+    match = re.search(r"\b(\d{6})\b", str(mail.outbox[-1].subject))
+    assert match, mail.outbox[-1].subject
+    code = match.group(1)
     page.get_by_label("Sign-in code").fill(code)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: "/accounts/" not in url)

@@ -36,7 +36,7 @@ def finished_generation(user: User, *, status: str = Generation.Status.SUCCEEDED
     """A generation with its source photo and one result in storage (served by `served_media`)."""
     preset = ghibli_tears()
     source = default_storage.save(f"IMAGES_UPLOAD/{user.pk}/s.png", ContentFile(_png(width, height, (60, 110, 200))))
-    generation = GenerationFactory(
+    generation = GenerationFactory.create(
         user=user,
         preset=preset,
         status=status,

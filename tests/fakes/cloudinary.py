@@ -46,7 +46,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 API_KEY = "fake-cloudinary-key"
 API_SECRET = "fake-cloudinary-secret"  # noqa: S105 - a test value
@@ -348,7 +348,8 @@ def _parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], bytes |
     file_bytes = None
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True) or b""
+        # A form's parts are leaves, not messages: decoded, each is bytes (or None).
+        payload = cast(bytes, part.get_payload(decode=True) or b"")
         if name == "file" and part.get_filename():
             file_bytes = payload
             fields["file"] = part.get_filename() or "file"

@@ -330,7 +330,7 @@ class FakeFal:
         if job.endpoint in self._results:
             return self._results[job.endpoint]
         count = 1 if job.endpoint in SINGLE_IMAGE_ENDPOINTS else int(job.payload.get("num_images") or 1)
-        images = [
+        images: list[dict[str, Any]] = [
             {
                 "url": f"{self.base_url}/files/{job.request_id}/{n}.png",
                 "width": IMAGE_SIZE[0],
@@ -434,7 +434,7 @@ class FakeFal:
         import httpx
 
         client = self._webhook_http()
-        deliveries = [None] * max(1, self.webhook_copies)
+        deliveries: list[str | None] = [None] * max(1, self.webhook_copies)
         if self.webhook_out_of_order:
             deliveries.append("ERROR")
         for status in deliveries:
@@ -614,7 +614,7 @@ class FakeFal:
                 endpoint=endpoint,
                 app=app,
                 payload=payload,
-                webhook_url=(query.get("fal_webhook") or [None])[0],
+                webhook_url=query["fal_webhook"][0] if query.get("fal_webhook") else None,
                 submitted_at=time.monotonic(),
                 latency=self._endpoint_latency.get(endpoint, self.latency),
                 stuck=endpoint in self._stuck,

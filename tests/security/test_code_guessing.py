@@ -18,7 +18,9 @@ from stefna.errors import RateLimited
 
 
 def _sent_code() -> str:
-    return re.search(r"\b(\d{6})\b", mail.outbox[-1].body).group(1)
+    match = re.search(r"\b(\d{6})\b", str(mail.outbox[-1].body))
+    assert match, mail.outbox[-1].body
+    return match.group(1)
 
 
 @pytest.mark.django_db(transaction=True)

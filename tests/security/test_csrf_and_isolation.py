@@ -11,8 +11,8 @@ import base64
 import json
 
 import pytest
-from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
-from django.test import Client
+from django.middleware.csrf import get_token
+from django.test import Client, RequestFactory
 
 from credits.models import CreditEntry
 from credits.selectors import balance_of
@@ -96,14 +96,15 @@ def test_with_the_csrf_token_the_same_session_write_goes_through(user, owned):
     generation, media, _ = owned
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
-    secret = _get_new_csrf_string()
-    client.cookies["csrftoken"] = secret
+    page = RequestFactory().get("/")
+    token = get_token(page)  # the masked token a page embeds; its secret goes in the cookie
+    client.cookies["csrftoken"] = page.META["CSRF_COOKIE"]
 
     response = client.patch(
         f"/api/media/{media.pk}",
         data=json.dumps({"is_public": True}),
         content_type="application/json",
-        HTTP_X_CSRFTOKEN=_mask_cipher_secret(secret),
+        HTTP_X_CSRFTOKEN=token,
     )
 
     assert response.status_code == 200, response.content

@@ -60,11 +60,13 @@ def _check_stored_photo(sample: Sample, generation: Generation) -> None:
     if sample.name == "phone.jpg":
         assert image.size == EXIF_DISPLAY_SIZE, "orientation applied"
         top, bottom = image.getpixel((15, 5)), image.getpixel((15, 55))
+        assert isinstance(top, tuple) and isinstance(bottom, tuple)  # RGB(A): a pixel is a tuple
         assert top[0] > 200 and top[2] < 60, f"red on top once upright, got {top}"
         assert bottom[2] > 200 and bottom[0] < 60, f"blue at the bottom, got {bottom}"
         assert b"StefnaTestCam" not in data and b"GPS" not in data
     if sample.name == "scan.png":
         grey = image.getpixel((10, 10))
+        assert isinstance(grey, tuple)  # RGB(A): a pixel is a tuple
         assert all(110 <= channel <= 145 for channel in grey[:3]), f"16-bit mid-grey stays mid-grey, got {grey}"
     if sample.name == "polyglot.jpg":
         assert POLYGLOT_MARKER not in data and b"<html>" not in data

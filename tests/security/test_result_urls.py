@@ -162,6 +162,7 @@ def test_another_users_photo_as_a_result_is_never_copied(user, other_user, fake_
 def stored_files_root(generation: Generation):
     from django.conf import settings
 
+    assert generation.source_image.name is not None  # started with a photo
     return settings.MEDIA_ROOT / generation.source_image.name
 
 

@@ -27,6 +27,7 @@ It stops by itself: every wait is bounded and the whole run has SMOKE_TIMEOUT se
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -310,10 +311,10 @@ def main() -> int:  # noqa: C901 - one scenario, read top to bottom
             [PYTHON, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
         )
         check(checked.returncode == 0, f"manage.py check failed:\n{checked.stdout}{checked.stderr}")
-        checked = checked.stdout + checked.stderr
+        output = checked.stdout + checked.stderr
         # ALLOW_PRIVATE_RESULT_URLS is on for the fakes (stefna.W006); nothing else may be flagged.
-        flagged = set(re.findall(r"\bstefna\.W\d+", checked)) - {"stefna.W006"}
-        check(not flagged, f"start-up checks flagged {sorted(flagged)}:\n{checked}")
+        flagged = set(re.findall(r"\bstefna\.W\d+", output)) - {"stefna.W006"}
+        check(not flagged, f"start-up checks flagged {sorted(flagged)}:\n{output}")
 
         step(f"gunicorn ({WEB_PROCESSES} ASGI processes) and {WORKERS} db_workers")
         web = Process("web", [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py"], env, work)
@@ -363,7 +364,7 @@ def main() -> int:  # noqa: C901 - one scenario, read top to bottom
         finished: list[dict[str, Any]] = []
         for wave in range(1, 5):
             ids = start_generations(6)
-            finished += [wait_for(lambda i=i: final(i), timeout=60, what=f"generation {i}") for i in ids]
+            finished += [wait_for(functools.partial(final, i), timeout=60, what=f"generation {i}") for i in ids]
             by_worker = generations_by_worker(workers)
             if all(by_worker.values()):
                 break

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 
 
 def _sent_code() -> str:
-    match = re.search(r"\b(\d{6})\b", mail.outbox[-1].body)
+    match = re.search(r"\b(\d{6})\b", str(mail.outbox[-1].body))
     assert match, mail.outbox[-1].body
     return match.group(1)
 
