@@ -47,10 +47,16 @@ def _viewer(request: HttpRequest) -> Any:
     return None
 
 
-def _may_view(request: HttpRequest, media: Media) -> bool:
-    # A public image is answered without reading the session or the user: a feed page
-    # shows twenty of them, and only a private one needs to know who is asking.
-    return storage.media_is_public(media) or storage.may_view_media(_viewer(request), media)
+def _public_or_404(request: HttpRequest, media: Media) -> bool:
+    """Whether `media` is public; Http404 unless the asker may see it.
+
+    A public image is answered without reading the session or the user: a feed page
+    shows twenty of them, and only a private one needs to know who is asking.
+    """
+    public = storage.media_is_public(media)
+    if not public and not storage.may_view_media(_viewer(request), media):
+        raise Http404
+    return public
 
 
 def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
@@ -62,9 +68,9 @@ def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
         public = False
     elif folder in (storage.RESULTS_FOLDER, storage.OFFLINE_FOLDER):
         media = storage.media_for_name(path)
-        if media is None or not _may_view(request, media):
+        if media is None:
             raise Http404
-        public = storage.media_is_public(media)
+        public = _public_or_404(request, media)
     else:
         raise Http404  # nothing else under MEDIA_ROOT is for the web (health probes, provider state)
     presigned = storage.presigned_address(path, seconds=storage.delivery_seconds(public=public))
@@ -81,8 +87,8 @@ def serve_cloudinary_image(request: HttpRequest, public_id: str) -> HttpResponse
     """A Cloudinary result: redirect to its signed delivery URL (public) or to a
     download URL that expires within minutes (owner and staff)."""
     media = storage.media_for_cloudinary(public_id)
-    if media is None or not _may_view(request, media):
+    if media is None:
         raise Http404
-    public = storage.media_is_public(media)
+    public = _public_or_404(request, media)
     response = HttpResponseRedirect(storage.cloudinary_redirect(media, public=public))
     return _cache_headers(response, public=public)
