@@ -36,6 +36,7 @@ from .webhook import generation_webhook
 
 __all__ = [
     "IN_FLIGHT",
+    "WAKE_CHANNEL",
     "Finished",
     "apply_status",
     "clean_prompt",
@@ -51,8 +52,6 @@ __all__ = [
     "generation_poll_due",
     "generation_refund",
     "generation_release",
-    "workers_wake",
-    "WAKE_CHANNEL",
     "generation_requeue",
     "generation_request",
     "generation_retry",
@@ -72,4 +71,5 @@ __all__ = [
     "source_image_url",
     "upkeep_prune",
     "worker_heartbeat",
+    "workers_wake",
 ]
