@@ -1,5 +1,6 @@
 """Sessions are Django's, read with one fixed statement (stefna/sessions): the same
-answers as Django's own read, for a live, an expired and an unknown session."""
+answers as Django's own read, for a live, an expired and an unknown session (with
+Redis in front: stefna/accounts/tests/test_cached_sessions.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import datetime as dt
 
 import pytest
 from django.contrib.sessions.models import Session
-from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -51,29 +51,3 @@ def test_an_unknown_session_key_signs_nobody_in():
     browser.cookies["sessionid"] = "x" * 32
 
     assert browser.get("/api/me").status_code == 401
-
-
-def test_with_redis_a_cache_miss_reads_the_database_once_and_fills_the_cache(user, settings):
-    from django.contrib.sessions.backends.cached_db import KEY_PREFIX
-
-    settings.CACHES = {
-        "default": {"BACKEND": "stefna.cache.ResilientRedisCache", "LOCATION": "redis://127.0.0.1:6379/13"}
-    }
-    settings.SESSION_ENGINE = "stefna.sessions.cached_db"
-    cache.clear()
-    try:
-        browser = Client()
-        browser.force_login(user)
-        key = browser.session.session_key
-        cache.delete(KEY_PREFIX + key)
-
-        with CaptureQueriesContext(connection) as queries:
-            assert browser.get("/api/me").status_code == 200
-        assert len(_session_reads(queries)) == 1
-        assert cache.get(KEY_PREFIX + key) is not None
-
-        with CaptureQueriesContext(connection) as queries:
-            assert browser.get("/api/me").status_code == 200
-        assert _session_reads(queries) == []
-    finally:
-        cache.clear()

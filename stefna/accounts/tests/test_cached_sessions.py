@@ -63,3 +63,19 @@ def test_a_signed_in_request_reads_its_session_from_redis_and_deleting_the_accou
     assert cache.get(KEY_PREFIX + key) is None
     assert not Session.objects.filter(session_key=key).exists()
     assert browser.get("/accounts/").status_code == 302  # signed out
+
+
+def test_a_cache_miss_reads_the_database_once_and_fills_the_cache(user, redis_sessions):
+    browser = Client()
+    browser.force_login(user)
+    key = browser.session.session_key
+    cache.delete(KEY_PREFIX + key)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert browser.get("/api/me").status_code == 200
+    assert len([query for query in queries if "django_session" in query["sql"]]) == 1
+    assert cache.get(KEY_PREFIX + key) is not None
+
+    with CaptureQueriesContext(connection) as queries:
+        assert browser.get("/api/me").status_code == 200
+    assert not [query for query in queries if "django_session" in query["sql"]]
