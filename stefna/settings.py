@@ -154,6 +154,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # slow outside service (SMTP for a sign-in code, Stripe, S3) holds its thread while it
 # waits: raise it where such waits dominate.
 WEB_THREADS = env_int("WEB_THREADS", 4)
+# How much lower the CPU priority (nice value) of those threads is than the event loop's,
+# on Linux: under load the loop (health checks, every answer's and live event's bytes)
+# goes first (stefna/asgi_handler.py). 0 = the same priority.
+WEB_THREAD_NICENESS = env_int("WEB_THREAD_NICENESS", 10)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {

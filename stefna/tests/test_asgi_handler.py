@@ -11,6 +11,8 @@ URLconf beside the real one.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 import warnings
 from typing import Any
@@ -22,6 +24,7 @@ from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse, S
 from django.urls import include, path
 
 from stefna.asgi import application
+from stefna.asgi_handler import own_thread
 from tests.asgi import http_scope
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,6 +63,16 @@ def failing_view(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("boom")
 
 
+def niceness_view(request: HttpRequest) -> JsonResponse:
+    # On Linux who=0 is the calling thread: the nice value of the thread serving this.
+    return JsonResponse({"niceness": os.getpriority(os.PRIO_PROCESS, 0)})
+
+
+@own_thread
+def own_thread_niceness_view(request: HttpRequest) -> JsonResponse:
+    return niceness_view(request)
+
+
 def stream_context_view(request: HttpRequest) -> StreamingHttpResponse:
     from stefna.logging_json import current_request_id
 
@@ -74,6 +87,8 @@ def stream_context_view(request: HttpRequest) -> StreamingHttpResponse:
 urlpatterns = [
     path("t/sync", sync_view),
     path("t/stream-context", stream_context_view),
+    path("t/niceness", niceness_view),
+    path("t/niceness-own", own_thread_niceness_view),
     path("t/async", async_view),
     path("t/file", file_view),
     path("t/stream", stream_view),
@@ -245,3 +260,34 @@ def test_other_views_answers_are_never_sent_again(signals_seen):
     signals_seen.clear()
     call("/t/sync", seen=signals_seen)
     assert signals_seen[0][0] == "started"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value belongs to a thread only on Linux")
+def test_request_threads_run_at_a_lower_cpu_priority_than_the_loop():
+    import json
+
+    loop_niceness = os.getpriority(os.PRIO_PROCESS, 0)  # asyncio.run's loop runs on this thread
+    assert settings.WEB_THREAD_NICENESS == 10  # the default
+    expected = min(19, loop_niceness + settings.WEB_THREAD_NICENESS)
+    seen = {json.loads(call("/t/niceness")[2])["niceness"] for _ in range(2 * settings.WEB_THREADS)}
+    assert seen == {expected}
+    assert os.getpriority(os.PRIO_PROCESS, 0) == loop_niceness  # the loop's own is untouched
+    # The health check's own threads keep the loop's priority: a busy node answers its probe.
+    assert json.loads(call("/t/niceness-own")[2])["niceness"] == loop_niceness
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value belongs to a thread only on Linux")
+def test_web_thread_niceness_0_leaves_a_request_thread_at_the_loops_priority(settings):
+    from stefna.asgi_handler import _yield_to_the_loop
+
+    settings.WEB_THREAD_NICENESS = 0
+    seen: list[int] = []
+
+    def start() -> None:  # as a fresh request thread starts
+        _yield_to_the_loop()
+        seen.append(os.getpriority(os.PRIO_PROCESS, 0))
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    thread.join()
+    assert seen == [os.getpriority(os.PRIO_PROCESS, 0)]
