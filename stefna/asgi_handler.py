@@ -71,11 +71,11 @@ def _yield_to_the_loop() -> None:
 
     The event loop accepts every connection, answers the health check, and writes every
     answer and every live event; the request threads run views. When the CPUs are busy,
-    the loop thread used to wait its turn behind them, so a saturated node answered its
-    health probe late (p95 60-71 ms at the crowd bench's 300 users) and finished fewer
-    generations. With the request threads niced by 10 the loop goes first: /healthz p95
-    42-46 ms and about a tenth more generations a minute (bench/README.md). It only
-    matters when the CPUs are contended: an idle CPU runs a niced thread at once.
+    the loop thread waited its turn behind them, so a saturated node answered its health
+    probe late (p95 58-71 ms at the crowd bench's 300 users). With the request threads
+    niced by 10 the loop goes first: p95 42-55 ms, with as many generations a minute or
+    more (bench/README.md). A niced thread runs at once on an idle CPU: this only decides
+    who goes first on busy ones.
     On Linux a nice value belongs to a thread (who=0 is the calling thread); elsewhere it
     is the whole process's, loop included, so it is left alone there. Raising niceness
     needs no privilege, so it works in any container.
