@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 from credits.selectors import quota_for
 from presets.models import Preset
 from presets.selectors import active_presets
+from stefna.context_processors import header_quota_from_wallet
 from stefna.errors import DomainError, NotFound, RateLimited
 from stefna.requests import AuthenticatedRequest, signed_in_user
 
@@ -220,6 +221,16 @@ def _card_response(
     # Once final, the response also swaps the header balance (a refund changed it); only
     # htmx applies out-of-band swaps, so only htmx requests pay for that read.
     context = card_context(generation) | {"update_balance": generation.is_final and is_htmx(request)}
+    if context["update_balance"]:
+        # The wallet came with the generation: the balance shown is the one the ETag
+        # names, and the header needs no read of its own.
+        known = header_quota_from_wallet(
+            generation.owner_balance,  # type: ignore[attr-defined]
+            generation.owner_allowance_day,  # type: ignore[attr-defined]
+            generation.owner_purchased_balance,  # type: ignore[attr-defined]
+        )
+        if known is not None:
+            context["header_quota"] = known
     response = render(request, "generation/_card.html", context)
     if etag_for is not None:
         state = status_reads.WatchState(

@@ -28,19 +28,29 @@ def header_quota_for(user: Any) -> HeaderQuota:
     through the quota service, which applies the daily allowance (the contract's
     "first read after midnight").
     """
-    from credits import ledger
     from credits.models import Wallet
     from credits.selectors import quota_for
 
     row = Wallet.objects.filter(pk=user.pk).values_list("balance", "allowance_day", "purchased_balance").first()
-    if row is None or row[1] != ledger.utc_today():
-        quota = quota_for(user=user)
-        return HeaderQuota(
-            current_balance=quota.current_balance,
-            daily_limit=quota.daily_limit,
-            purchased_balance=quota.purchased_balance,
-        )
-    return HeaderQuota(current_balance=row[0], daily_limit=settings.DAILY_CREDITS, purchased_balance=row[2])
+    if row is not None and (known := header_quota_from_wallet(*row)) is not None:
+        return known
+    quota = quota_for(user=user)
+    return HeaderQuota(
+        current_balance=quota.current_balance,
+        daily_limit=quota.daily_limit,
+        purchased_balance=quota.purchased_balance,
+    )
+
+
+def header_quota_from_wallet(balance: int, allowance_day: Any, purchased_balance: int) -> HeaderQuota | None:
+    """The header's numbers from a wallet row already read (the status card reads it with
+    its generation), or None when today's allowance is still to be applied: then only
+    `header_quota_for` will do."""
+    from credits import ledger
+
+    if allowance_day != ledger.utc_today():
+        return None
+    return HeaderQuota(current_balance=balance, daily_limit=settings.DAILY_CREDITS, purchased_balance=purchased_balance)
 
 
 def site(request: HttpRequest) -> dict[str, Any]:

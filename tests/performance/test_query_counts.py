@@ -214,6 +214,42 @@ def test_status_card_of_a_finished_generation_costs_at_most_5_queries(user, chil
     assert response.status_code == 200
 
 
+def test_a_finished_card_for_htmx_shows_the_balance_its_generation_was_read_with(user, django_assert_num_queries):
+    """Once final, the htmx card swaps the header balance in: the wallet comes with the
+    generation (the same figures its ETag names), so that costs no read of its own."""
+    from credits.models import Wallet
+
+    [generation] = make_history(user, 1, media_each=2, attempts_each=1)
+    ledger.grant(user=user, amount=7, note="test")
+    balance = Wallet.objects.get(pk=user.pk).balance
+    client = session_client(user)
+    warm_up(client, f"/g/{generation.pk}/card/")
+
+    with django_assert_num_queries(STATUS_BUDGET + 1):  # as many as without htmx
+        response = client.get(f"/g/{generation.pk}/card/", HTTP_HX_REQUEST="true")
+
+    body = response.content.decode()
+    assert 'id="header-balance" ' in body and 'hx-swap-oob="true"' in body
+    assert f'<strong data-testid="balance">{balance}</strong>' in body
+
+
+def test_a_finished_card_on_a_new_day_applies_the_allowance_before_showing_the_balance(user, settings):
+    """The wallet read with the generation is from before today's allowance: the header
+    then goes through the quota service, which applies it (the first read after midnight)."""
+    from credits.models import Wallet
+
+    [generation] = make_history(user, 1, media_each=1, attempts_each=1)
+    Wallet.objects.filter(pk=user.pk).update(
+        allowance_day=ledger.utc_today() - dt.timedelta(days=1), balance=0, purchased_balance=0
+    )
+    client = session_client(user)
+
+    body = client.get(f"/g/{generation.pk}/card/", HTTP_HX_REQUEST="true").content.decode()
+
+    assert f'<strong data-testid="balance">{settings.DAILY_CREDITS}</strong>' in body
+    assert Wallet.objects.get(pk=user.pk).allowance_day == ledger.utc_today()
+
+
 def test_html_page_costs_do_not_grow_with_the_data(user):
     """Whatever the budgets end up being, 50 rows must cost exactly what 5 do."""
     client = session_client(user)
