@@ -155,9 +155,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # waits: raise it where such waits dominate.
 WEB_THREADS = env_int("WEB_THREADS", 4)
 # How much lower the CPU priority (nice value) of those threads is than the event loop's,
-# on Linux: under load the loop (health checks, every answer's and live event's bytes)
-# goes first (stefna/asgi_handler.py). 0 = the same priority.
-WEB_THREAD_NICENESS = env_int("WEB_THREAD_NICENESS", 10)
+# on Linux (stefna/asgi_handler.py). On saturated CPUs 10 made the loop (health checks,
+# every answer's and live event's bytes) go first: /healthz p95 at the crowd bench's 300
+# users 42-55 ms against 58-71. But fal's webhook is a request too, and with webhooks on
+# its result reached the screen later (callback -> user sees p95 0.76-0.93 s against
+# 0.56-0.62 at 100 users), as did finished jobs at 300 users without them (bench/README.md).
+# So off by default: for a node whose probes matter more than its results' latency.
+WEB_THREAD_NICENESS = env_int("WEB_THREAD_NICENESS", 0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {

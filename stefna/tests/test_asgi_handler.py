@@ -127,7 +127,9 @@ def signals_seen():
     request_finished.disconnect(dispatch_uid="test-asgi-finished")
 
 
-def call(url: str, *, seen: list[tuple[str, str]] | None = None) -> tuple[int, dict[str, str], bytes]:
+def call(
+    url: str, *, seen: list[tuple[str, str]] | None = None, app: Any = application
+) -> tuple[int, dict[str, str], bytes]:
     """One GET through the ASGI app; notes in `seen` when the answer's first bytes went out."""
 
     async def scenario() -> tuple[int, dict[str, str], bytes]:
@@ -150,7 +152,7 @@ def call(url: str, *, seen: list[tuple[str, str]] | None = None) -> tuple[int, d
 
         path_part, _, query = url.partition("?")
         scope = http_scope(path_part, query=query)
-        await asyncio.wait_for(application(scope, receive, send), 10)
+        await asyncio.wait_for(app(scope, receive, send), 10)
         done.set()
         start = sent[0]
         headers = {key.decode().lower(): value.decode() for key, value in start["headers"]}
@@ -263,24 +265,31 @@ def test_other_views_answers_are_never_sent_again(signals_seen):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a nice value belongs to a thread only on Linux")
-def test_request_threads_run_at_a_lower_cpu_priority_than_the_loop():
+def test_with_web_thread_niceness_request_threads_run_at_a_lower_cpu_priority_than_the_loop(settings):
     import json
 
+    from stefna.asgi_handler import SyncFirstASGIHandler
+
+    settings.WEB_THREAD_NICENESS = 10
+    app = SyncFirstASGIHandler()  # its request threads start with this setting
     loop_niceness = os.getpriority(os.PRIO_PROCESS, 0)  # asyncio.run's loop runs on this thread
-    assert settings.WEB_THREAD_NICENESS == 10  # the default
-    expected = min(19, loop_niceness + settings.WEB_THREAD_NICENESS)
-    seen = {json.loads(call("/t/niceness")[2])["niceness"] for _ in range(2 * settings.WEB_THREADS)}
-    assert seen == {expected}
-    assert os.getpriority(os.PRIO_PROCESS, 0) == loop_niceness  # the loop's own is untouched
-    # The health check's own threads keep the loop's priority: a busy node answers its probe.
-    assert json.loads(call("/t/niceness-own")[2])["niceness"] == loop_niceness
+    expected = min(19, loop_niceness + 10)
+    try:
+        seen = {json.loads(call("/t/niceness", app=app)[2])["niceness"] for _ in range(2 * settings.WEB_THREADS)}
+        assert seen == {expected}
+        assert os.getpriority(os.PRIO_PROCESS, 0) == loop_niceness  # the loop's own is untouched
+        # The health check's own threads keep the loop's priority: a busy node answers its probe.
+        assert json.loads(call("/t/niceness-own", app=app)[2])["niceness"] == loop_niceness
+    finally:
+        app._threads.shutdown()
+        app._own_threads.shutdown()
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a nice value belongs to a thread only on Linux")
-def test_web_thread_niceness_0_leaves_a_request_thread_at_the_loops_priority(settings):
+def test_by_default_a_request_thread_runs_at_the_loops_priority(settings):
     from stefna.asgi_handler import _yield_to_the_loop
 
-    settings.WEB_THREAD_NICENESS = 0
+    assert settings.WEB_THREAD_NICENESS == 0  # the default: see the setting for why
     seen: list[int] = []
 
     def start() -> None:  # as a fresh request thread starts
