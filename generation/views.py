@@ -219,7 +219,7 @@ def _card_response(
 ) -> HttpResponse:
     generation = selectors.generation_for_card(user=request.user, generation_id=generation_id)
     # Once final, the response also swaps the header balance (a refund changed it); only
-    # htmx applies out-of-band swaps, so only htmx requests pay for that read.
+    # htmx applies out-of-band swaps, so only htmx requests get it.
     context = card_context(generation) | {"update_balance": generation.is_final and is_htmx(request)}
     if context["update_balance"]:
         # The wallet came with the generation: the balance shown is the one the ETag

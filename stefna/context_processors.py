@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +43,7 @@ def header_quota_for(user: Any) -> HeaderQuota:
     )
 
 
-def header_quota_from_wallet(balance: int, allowance_day: Any, purchased_balance: int) -> HeaderQuota | None:
+def header_quota_from_wallet(balance: int, allowance_day: dt.date | None, purchased_balance: int) -> HeaderQuota | None:
     """The header's numbers from a wallet row already read (the status card reads it with
     its generation), or None when today's allowance is still to be applied: then only
     `header_quota_for` will do."""
