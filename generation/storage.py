@@ -131,9 +131,14 @@ def delivery_seconds(*, public: bool) -> int:
 # --- Cloudinary ----------------------------------------------------------------------------
 
 
+# Where the checking view for Cloudinary results is routed (stefna/urls.py). Stored in
+# every such result's `url`, so it is fixed: change it only with a data migration.
+CLOUDINARY_PATH = "images/"
+
+
 def cloudinary_address(public_id: str) -> str:
     """What a Cloudinary result's `url` is: our checking view, never Cloudinary's own URL."""
-    return f"/images/{public_id}"
+    return f"/{CLOUDINARY_PATH}{public_id}"
 
 
 def cloudinary_redirect(media: Media, *, public: bool) -> str:

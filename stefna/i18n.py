@@ -18,6 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation.trans_real import parse_accept_lang_header
 from django.views.decorators.http import require_POST
 
+from generation.storage import CLOUDINARY_PATH
 from stefna.accounts.services import user_set_language
 from stefna.requests import signed_in_user
 
@@ -60,7 +61,8 @@ class UserLanguageMiddleware:
         # Image routes answer with bytes in no language. Reading the account's language
         # there would load the session and the user for every image, and a public one
         # needs neither (stefna/media.py): a feed page shows twenty.
-        self.image_prefixes = tuple(prefix for prefix in (settings.MEDIA_URL, "/images/") if prefix.startswith("/"))
+        prefixes = (settings.MEDIA_URL, f"/{CLOUDINARY_PATH}")
+        self.image_prefixes = tuple(prefix for prefix in prefixes if prefix.startswith("/"))
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path_info.startswith("/api/"):

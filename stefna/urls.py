@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.i18n import JavaScriptCatalog
 
+from generation.storage import CLOUDINARY_PATH
 from stefna.api import api
 from stefna.i18n import set_language
 from stefna.media import serve_cloudinary_image, serve_media
@@ -20,7 +21,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("credits/", include("credits.urls")),  # buying credits (issue 18)
     path("", include("generation.urls")),
     # Cloudinary results, through the ownership check (stefna/media.py).
-    path("images/<path:public_id>", serve_cloudinary_image, name="cloudinary_image"),
+    path(f"{CLOUDINARY_PATH}<path:public_id>", serve_cloudinary_image, name="cloudinary_image"),
 ]
 
 if settings.SERVE_MEDIA:

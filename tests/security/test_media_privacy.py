@@ -10,7 +10,9 @@ import re
 import httpx
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from generation import storage
 from generation.models import Generation, Media
@@ -158,6 +160,10 @@ def test_a_public_cloudinary_image_has_a_stable_signed_url_that_dies_when_made_p
     first = _client().get(media.url)
     second = _client().get(media.url)
     assert first.status_code == 302 and first["Location"] == second["Location"], "stable"
+    # Anyone signed in gets it as a stranger would: no session, user or language read.
+    with CaptureQueriesContext(connection) as queries:
+        assert owner.get(media.url)["Location"] == first["Location"]
+    assert len(queries) == 1, [query["sql"] for query in queries]
     assert first["Cache-Control"].startswith("public")
     public_address = first["Location"]
     assert fake_cloudinary.delivered(public_address)
