@@ -76,10 +76,14 @@ def _recovery_step() -> int:
     return max(1, settings.FAL_MAX_CONCURRENT // 10)
 
 
-def effective_limit(*, now: dt.datetime | None = None) -> int:
-    """How many jobs may be in flight at fal now: FAL_MAX_CONCURRENT, or less after a 429."""
+def _lowered() -> tuple[int, float] | None:
+    """What the last 429 left: the lowered limit and when (epoch seconds), or None.
+    Read once per decision: with the database cache each read is a query."""
+    return cache.get(LIMIT_CACHE_KEY) or None
+
+
+def _effective(state: tuple[int, float] | None, now: dt.datetime | None) -> int:
     configured = settings.FAL_MAX_CONCURRENT
-    state = cache.get(LIMIT_CACHE_KEY)
     if not state:
         return configured
     lowered_to, lowered_at = state
@@ -87,9 +91,13 @@ def effective_limit(*, now: dt.datetime | None = None) -> int:
     return max(1, min(configured, lowered_to + _recovery_step() * quiet_periods))
 
 
-def starts_paused(*, now: dt.datetime | None = None) -> bool:
-    state = cache.get(LIMIT_CACHE_KEY)
+def _paused(state: tuple[int, float] | None, now: dt.datetime | None) -> bool:
     return bool(state) and _now_seconds(now) - state[1] < PAUSE_SECONDS
+
+
+def effective_limit(*, now: dt.datetime | None = None) -> int:
+    """How many jobs may be in flight at fal now: FAL_MAX_CONCURRENT, or less after a 429."""
+    return _effective(_lowered(), now)
 
 
 def fal_rate_limited(*, now: dt.datetime | None = None) -> int:
@@ -100,8 +108,8 @@ def fal_rate_limited(*, now: dt.datetime | None = None) -> int:
     write; either value is a halving, so nothing worse than one step too low follows.
     """
     seconds = _now_seconds(now)
-    state = cache.get(LIMIT_CACHE_KEY)
-    current = effective_limit(now=now)
+    state = _lowered()
+    current = _effective(state, now)
     if state and seconds - state[1] < LOWER_AGAIN_AFTER_SECONDS:
         return current
     lowered = max(1, current // 2)
@@ -192,7 +200,8 @@ def generations_schedule(
     with transaction.atomic():
         _lock()
         in_flight = slots_taken(now=now)
-        free = 0 if starts_paused(now=now) else max(0, effective_limit(now=now) - sum(in_flight.values()))
+        state = _lowered()
+        free = 0 if _paused(state, now) else max(0, _effective(state, now) - sum(in_flight.values()))
         rows = [
             Waiting(*row) for row in waiting.order_by().values_list("pk", "user_id", "created_at", "queue_position")
         ]

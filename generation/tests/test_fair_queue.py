@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import time_machine
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from credits import ledger
@@ -275,3 +276,13 @@ def test_a_lowered_limit_holds_new_jobs_back(one_model, fake_fal, settings):
         clock.shift(dt.timedelta(seconds=schedule.QUIET_SECONDS))  # one step back: 3
         _round()
         assert _statuses(generations) == [S.RUNNING, S.RUNNING, S.RUNNING, S.QUEUED]
+
+
+def test_a_round_with_waiting_jobs_reads_the_limit_state_once(one_model, fake_fal, settings):
+    # With the database cache (no REDIS_URL) each read is a query, on every round that
+    # finds a job waiting.
+    settings.FAL_MAX_CONCURRENT = 4
+    _queue(_funded_user("ann@example.com"), one_model, 2)
+    with CaptureQueriesContext(connection) as queries:
+        assert len(schedule.generations_schedule(limit=10)) == 2
+    assert sum("stefna_cache" in query["sql"] for query in queries.captured_queries) == 1
