@@ -49,6 +49,11 @@ BATCH = 200
 SWEEP_SECONDS = 30.0
 PRUNE_SECONDS = 3600.0
 PERSIST_BATCH = 20
+# How often the poller looks for images whose copy is due again. Retries are at least
+# MEDIA_PERSIST_RETRY_SECONDS (15 s) apart, so looking every round (10-20 rounds a second
+# at the crowd bench's 100 users, each look a query in a transaction of its own) bought
+# nothing.
+PERSIST_CHECK_SECONDS = 1.0
 CONNECTION_CHECK_SECONDS = 30.0
 # The longest the poller rests between rounds: how late it may notice a new job, a
 # free slot or a job a webhook made due (a check due sooner wakes it sooner), unless
@@ -73,6 +78,11 @@ class Poller:
         self._finished: list[services.Finished] = []  # jobs fal finished, images copied, to record together
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self.capacity = self.threads * 2  # a little queued work per thread keeps them all busy
+        self._next_heartbeat = 0.0
+        self._next_sweep = time.monotonic() + 5
+        self._next_prune = time.monotonic() + 60
+        self._next_persist = 0.0
         self._listener: WakeListener | None = None
 
     def start(self) -> None:
@@ -111,40 +121,12 @@ class Poller:
 
     def run(self) -> None:
         tick = max(0.02, min(IDLE_TICK_SECONDS, settings.FAL_POLL_INTERVAL_SECONDS / 2))
-        capacity = self.threads * 2  # a little queued work per thread keeps them all busy
-        next_heartbeat = 0.0
-        next_sweep = time.monotonic() + 5
-        next_prune = time.monotonic() + 60
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="stefna-pipeline") as executor:
             pool = ConnectionCaringExecutor(executor)
             while not self._stop.is_set():
-                claimed = 0
-                free = 0
+                claimed, asked = 0, 0
                 try:
-                    now = time.monotonic()
-                    if now >= next_heartbeat:
-                        services.worker_heartbeat(worker_id=self.worker_id, started_at=self.started_at)
-                        next_heartbeat = now + HEARTBEAT_SECONDS
-                    if now >= next_sweep:
-                        services.generation_sweep()
-                        credits_upkeep()  # issue 18: reconcile pending purchases with Stripe
-                        next_sweep = now + SWEEP_SECONDS
-                    if now >= next_prune:
-                        services.upkeep_prune()
-                        next_prune = now + PRUNE_SECONDS
-                    self._record_finished()
-                    with self._lock:
-                        free = capacity - len(self._in_flight)
-                    if free > 0:
-                        # Up to BATCH due jobs per round; waiting ones only cost a status
-                        # call each, and follow-up work is bounded by `capacity`.
-                        ids = services.generation_claim_due(limit=min(BATCH, free * 4))
-                        claimed = len(ids)
-                        for future in services.generation_poll_batch(generation_ids=ids, executor=pool):
-                            self._track(future)
-                        for media_id in services.media_persist_due(limit=min(PERSIST_BATCH, free)):
-                            self._track(pool.submit(_persist_safely, media_id))
-                        maybe_close_connections()
+                    claimed, asked = self._round(pool)
                 except Exception:
                     logger.exception("poller round failed")
                     close_old_connections()
@@ -152,7 +134,7 @@ class Poller:
                 # until the next check is due, at most a tick (new and waiting jobs, and
                 # jobs a webhook made due, are found by the next round).
                 self._wake.clear()
-                if not claimed or claimed < min(BATCH, free * 4):
+                if not claimed or claimed < asked:
                     listening = self._listener is not None and self._listener.listening.is_set()
                     self._wake.wait(self._rest(max(tick, LISTENING_TICK_SECONDS) if listening else tick))
                 else:
@@ -164,6 +146,37 @@ class Poller:
         except Exception:
             logger.exception("recording finished jobs at shutdown failed")
         connections.close_all()
+
+    def _round(self, pool: Executor) -> tuple[int, int]:
+        """One round; returns how many jobs it claimed and how many it asked for."""
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            services.worker_heartbeat(worker_id=self.worker_id, started_at=self.started_at)
+            self._next_heartbeat = now + HEARTBEAT_SECONDS
+        if now >= self._next_sweep:
+            services.generation_sweep()
+            credits_upkeep()  # issue 18: reconcile pending purchases with Stripe
+            self._next_sweep = now + SWEEP_SECONDS
+        if now >= self._next_prune:
+            services.upkeep_prune()
+            self._next_prune = now + PRUNE_SECONDS
+        self._record_finished()
+        with self._lock:
+            free = self.capacity - len(self._in_flight)
+        if free <= 0:
+            return 0, 0  # the pool is full: a job finishing wakes the poller
+        # Up to BATCH due jobs per round; waiting ones only cost a status call each, and
+        # follow-up work is bounded by `capacity`.
+        asked = min(BATCH, free * 4)
+        ids = services.generation_claim_due(limit=asked)
+        for future in services.generation_poll_batch(generation_ids=ids, executor=pool):
+            self._track(future)
+        if now >= self._next_persist:
+            for media_id in services.media_persist_due(limit=min(PERSIST_BATCH, free)):
+                self._track(pool.submit(_persist_safely, media_id))
+            self._next_persist = now + PERSIST_CHECK_SECONDS
+        maybe_close_connections()
+        return len(ids), asked
 
     def _rest(self, tick: float) -> float:
         try:
@@ -273,6 +286,7 @@ def maybe_close_connections() -> None:
     # which costs more than the job's own queries; instead each thread drops obsolete
     # connections every half minute (a job that fails drops a broken one at once).
     now = time.monotonic()
-    if now >= getattr(_thread_state, "next_check", 0.0):
+    if now >= getattr(_thread_state, "next_check", 0.0) and not connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        # (never in a transaction, except a test's: rounds run in the test's thread there)
         close_old_connections()
         _thread_state.next_check = now + CONNECTION_CHECK_SECONDS
