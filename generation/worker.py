@@ -11,7 +11,8 @@ poller in a second one. Each round it:
   queued ones, check fal's status, copy results, fall over. A thread spends one short
   HTTP call per job, never a wait for a job to finish;
 - records the jobs finished since the last round together (`services.generations_finish`);
-- claims images whose copy is due again (`services.media_persist_due`) and retries them;
+- once a second, claims images whose copy is due again (`services.media_persist_due`)
+  and retries them;
 - every few seconds writes the WorkerHeartbeat row /healthz reads, every half minute
   runs the sweeper (`services.generation_sweep`), and hourly prunes finished task
   results and stale heartbeats (`services.upkeep_prune`).
