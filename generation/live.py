@@ -97,11 +97,16 @@ class Hub:
                 self._known.pop(key, None)
 
     def dispatch(self, generation_id: str, version: int | None) -> None:
+        watchers = self.watches.get(generation_id)
+        if not watchers:
+            # Every process hears of every change; remembering the versions of generations
+            # none of its streams watches would grow for as long as the process lives.
+            return
         if version is not None:
             if version <= self._known.get(generation_id, 0):
                 return  # already told (a poll and a notification can both report one change)
             self._known[generation_id] = version
-        for watch in list(self.watches.get(generation_id, ())):
+        for watch in list(watchers):
             watch.notify(version)
 
     def wake_all(self) -> None:
