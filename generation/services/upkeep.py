@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from stefna import ratelimit
+from stefna.accounts.services import sign_ins_prune
 
 from ..models import Generation, WorkerHeartbeat
 from ..providers.local import LocalProvider
@@ -71,8 +72,9 @@ def worker_heartbeat(*, worker_id: str, started_at: dt.datetime) -> None:
 
 def upkeep_prune(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Delete what only grows: finished background-task results older than
-    TASK_RESULT_RETENTION_DAYS, and heartbeat rows of workers silent for longer than
-    WORKER_HEARTBEAT_RETENTION_HOURS (a worker that comes back writes a new one).
+    TASK_RESULT_RETENTION_DAYS, heartbeat rows of workers silent for longer than
+    WORKER_HEARTBEAT_RETENTION_HOURS (a worker that comes back writes a new one), and
+    expired sessions and sign-in codes (`stefna.accounts.services.sign_ins_prune`).
 
     Tasks still waiting or running are never touched. The worker runs this hourly.
     """
@@ -81,4 +83,4 @@ def upkeep_prune(*, now: dt.datetime | None = None) -> dict[str, int]:
     heartbeats_before = now - dt.timedelta(hours=settings.WORKER_HEARTBEAT_RETENTION_HOURS)
     tasks, _ = DBTaskResult.objects.finished().filter(finished_at__lt=tasks_before).delete()
     heartbeats, _ = WorkerHeartbeat.objects.filter(last_seen_at__lt=heartbeats_before).delete()
-    return {"task_results": tasks, "heartbeats": heartbeats}
+    return {"task_results": tasks, "heartbeats": heartbeats, **sign_ins_prune(now=now)}

@@ -62,7 +62,34 @@ def test_the_ages_come_from_settings(settings):
     _task("SUCCESSFUL", finished_days_ago=2)
     _heartbeat("two-hours-silent", hours_ago=2)
 
-    assert services.upkeep_prune() == {"task_results": 1, "heartbeats": 1}
+    assert services.upkeep_prune() == {"task_results": 1, "heartbeats": 1, "sessions": 0, "login_codes": 0}
+
+
+def test_upkeep_prunes_expired_sessions_and_sign_in_codes_and_keeps_live_ones(client, user):
+    from django.contrib.sessions.models import Session
+
+    from stefna.accounts.models import LoginCode
+    from stefna.accounts.services import CODE_RETENTION
+
+    client.force_login(user)  # a live session
+    live_session = client.session.session_key
+    now = timezone.now()
+    Session.objects.create(session_key="x" * 32, session_data="", expire_date=now - dt.timedelta(minutes=1))
+
+    def code(expired_ago: dt.timedelta) -> LoginCode:
+        return LoginCode.objects.create(email=user.email, code_hash="0" * 64, expires_at=now - expired_ago)
+
+    live = code(-dt.timedelta(minutes=5))  # still usable
+    recent = code(dt.timedelta(hours=1))  # kept a while for staff
+    old = code(CODE_RETENTION + dt.timedelta(minutes=1))
+
+    pruned = services.upkeep_prune()
+
+    assert (pruned["sessions"], pruned["login_codes"]) == (1, 1)
+    assert list(Session.objects.values_list("session_key", flat=True)) == [live_session]
+    assert set(LoginCode.objects.values_list("pk", flat=True)) == {live.pk, recent.pk}
+    assert not LoginCode.objects.filter(pk=old.pk).exists()
+    assert client.get("/api/me").status_code == 200  # still signed in
 
 
 def test_the_dashboard_counts_withheld_images_per_preset_and_model(user, fake_fal):

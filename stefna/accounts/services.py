@@ -7,10 +7,11 @@ import hmac
 import logging
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import import_module
 
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
@@ -28,6 +29,9 @@ from .models import ApiToken, LoginCode, User
 logger = logging.getLogger("stefna.accounts")
 
 CODE_LIFETIME = timedelta(minutes=10)
+# Expired codes are never read again. They are kept a day, for staff looking into "my
+# code did not work" in the admin, then deleted: each names an email address.
+CODE_RETENTION = timedelta(days=1)
 MAX_CODE_ATTEMPTS = 5
 MAX_EMAIL_LENGTH = 254
 TOKEN_PREFIX = "stf_"  # noqa: S105 (a public prefix, not a secret)
@@ -325,3 +329,16 @@ def _remove_stored(stored: list[tuple[str, str]]) -> None:
         except Exception:
             # Logged for staff to finish by hand; the account itself is already gone.
             logger.exception("account deletion: could not remove %s %s", where, name)
+
+
+def sign_ins_prune(*, now: datetime | None = None) -> dict[str, int]:
+    """Delete what sign-ins leave behind for good: sessions past their expiry (Django
+    keeps the rows until `clearsessions`, which nothing else runs) and sign-in codes
+    that expired more than CODE_RETENTION ago. The worker runs this hourly
+    (`generation.services.upkeep_prune`)."""
+    now = now or timezone.now()
+    # The rows themselves: with the cached engine a cached copy outlives its row only
+    # until its own expiry, which is the session's.
+    sessions, _ = Session.objects.filter(expire_date__lt=now).delete()
+    codes, _ = LoginCode.objects.filter(expires_at__lt=now - CODE_RETENTION).delete()
+    return {"sessions": sessions, "login_codes": codes}
