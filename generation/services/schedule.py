@@ -92,7 +92,7 @@ def _effective(state: tuple[int, float] | None, now: dt.datetime | None) -> int:
 
 
 def _paused(state: tuple[int, float] | None, now: dt.datetime | None) -> bool:
-    return bool(state) and _now_seconds(now) - state[1] < PAUSE_SECONDS
+    return state is not None and _now_seconds(now) - state[1] < PAUSE_SECONDS
 
 
 def effective_limit(*, now: dt.datetime | None = None) -> int:

@@ -71,7 +71,9 @@ def test_a_round_starts_waiting_jobs_and_checks_due_ones(due_check, other_user, 
 
 def unsaved_image_due(fake_fal) -> Media:
     """A result whose first copy failed, due for another (fal still has the file)."""
-    media = MediaFactory(persisted=False, persist_attempts=1, persist_next_at=timezone.now() - dt.timedelta(seconds=1))
+    media = MediaFactory.create(
+        persisted=False, persist_attempts=1, persist_next_at=timezone.now() - dt.timedelta(seconds=1)
+    )
     Media.objects.filter(pk=media.pk).update(original_url=f"{fake_fal.base_url}/files/{media.pk}/0.png")
     return media
 
