@@ -39,7 +39,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from django.utils import timezone
 
 from credits.tasks import purchase_upkeep_due as credits_upkeep
-from stefna.db import listen_params
+from stefna.db import close_old_connections_unless_in_transaction, listen_params
 
 from . import selectors, services
 
@@ -287,7 +287,6 @@ def maybe_close_connections() -> None:
     # which costs more than the job's own queries; instead each thread drops obsolete
     # connections every half minute (a job that fails drops a broken one at once).
     now = time.monotonic()
-    if now >= getattr(_thread_state, "next_check", 0.0) and not connections[DEFAULT_DB_ALIAS].in_atomic_block:
-        # (never in a transaction, except a test's: rounds run in the test's thread there)
-        close_old_connections()
+    if now >= getattr(_thread_state, "next_check", 0.0):
+        close_old_connections_unless_in_transaction()
         _thread_state.next_check = now + CONNECTION_CHECK_SECONDS

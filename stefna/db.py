@@ -1,16 +1,18 @@
-"""The default database's connection parameters for a dedicated psycopg connection.
+"""Connection helpers for the default database.
 
-Two processes hold one connection of their own outside Django's, for PostgreSQL's
+`listen_params`: the parameters for a dedicated psycopg connection. Two processes hold one connection of their own outside Django's, for PostgreSQL's
 LISTEN: each web process's live-status hub (`generation/live.py`) and each worker's wake
 listener (`generation/worker.py`). Both are built from Django's own settings, so
 `DATABASE_URL` is the only place the server is named.
+
+`close_old_connections_unless_in_transaction`: the pipeline's clean-up after an error.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 # Options of Django's PostgreSQL settings that are not libpq connection parameters.
 _NOT_LIBPQ = {"pool", "server_side_binding", "isolation_level", "assume_role", "cursor_factory", "context"}
@@ -34,3 +36,12 @@ def listen_params(*, application_name: str) -> dict[str, Any]:
         port=settings_dict.get("PORT") or None,
     )
     return {key: value for key, value in params.items() if value is not None}
+
+
+def close_old_connections_unless_in_transaction() -> None:
+    """Django's `close_old_connections` (drop a connection an error broke, or one past its
+    age), except inside a transaction. The pipeline's threads are never in one when they
+    call this; its tests run the same code in the test's thread and transaction, which
+    Django would otherwise close under them."""
+    if not connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        close_old_connections()

@@ -16,8 +16,10 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
+
+from stefna.db import close_old_connections_unless_in_transaction
 
 from ..models import Generation
 
@@ -99,8 +101,7 @@ def workers_wake() -> None:
 def look_again_later(generation_id: GenerationId) -> None:
     """After an unexpected error: the job is due again in a few seconds (a bug or a
     database hiccup only delays this one job)."""
-    if not connection.in_atomic_block:  # (tests run inside one transaction)
-        close_old_connections()  # drops the connection if the error broke it
+    close_old_connections_unless_in_transaction()  # drops the connection if the error broke it
     try:
         generation_release(generation_id=generation_id, seconds=max(5.0, settings.FAL_POLL_INTERVAL_SECONDS))
     except Exception:

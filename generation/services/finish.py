@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.db.models import Case, DateTimeField, Value, When
 from django.utils import timezone
 
 from credits import ledger
+from stefna.db import close_old_connections_unless_in_transaction
 
 from .. import notify, persistence, result_urls
 from ..models import AppendLogLines, Attempt, Generation, Media
@@ -179,8 +180,7 @@ def generations_finish(*, finished: Sequence[Finished]) -> None:
             look_again_later(finished[0].generation.pk)
             return
         logger.exception("recording %d finished generations together failed; recording them one by one", len(finished))
-        if not connection.in_atomic_block:
-            close_old_connections()
+        close_old_connections_unless_in_transaction()
     for item in finished:
         generations_finish(finished=[item])
 

@@ -18,8 +18,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import close_old_connections, connection, transaction
+from django.db import transaction
 from django.utils import timezone
+
+from stefna.db import close_old_connections_unless_in_transaction
 
 from .. import storage
 from ..exceptions import ProviderError
@@ -134,8 +136,7 @@ def start_queued(generations: list[Generation]) -> tuple[list[Any], list[Generat
         started = generations_start(prepared)
     except Exception:
         logger.exception("starting %d generations together failed; starting them one by one", len(prepared))
-        if not connection.in_atomic_block:
-            close_old_connections()
+        close_old_connections_unless_in_transaction()
         return [], generations
     started_ids = {start.generation.pk for start, _ in started}
     not_started += [start.generation for start in prepared if start.generation.pk not in started_ids]
