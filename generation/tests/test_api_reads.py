@@ -272,6 +272,9 @@ def test_a_feed_page_leaves_the_generations_prompts_logs_and_payload_unread(clie
     [page] = [query["sql"] for query in queries if "generation_media" in query["sql"]]
     for column in ("logs", "request_payload", "prompt_sent", "model_chain", "parameters"):
         assert f'"{column}"' not in page, column
+    # Nor its author's private details: the feed is public.
+    for column in ("email", "password", "last_login"):
+        assert f'"{column}"' not in page, column
 
 
 @pytest.mark.usefixtures("clear_of_rate_window_end")

@@ -7,7 +7,9 @@ import re
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from credits import ledger
 from credits.models import CreditEntry
@@ -365,6 +367,26 @@ def test_the_feed_pages_newest_first_with_infinite_scroll(client, user):
     more = client.get("/feed/" + next_url, HTTP_HX_REQUEST="true").content.decode()
     assert more.count('data-testid="feed-item"') == 2
     assert f"/i/{items[0].share_id}" in more
+
+
+def test_the_feed_page_reads_each_image_once_and_no_author_s_private_details(client, user, other_user):
+    other_user.display_name = "Sari"
+    other_user.save(update_fields=["display_name"])
+    for owner in (user, other_user):
+        for _ in range(6):
+            MediaFactory(generation=GenerationFactory(user=owner, preset_name="Oil paint"), is_public=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        body = client.get("/feed/").content.decode()
+
+    assert body.count('data-testid="feed-item"') == 12
+    assert "by Sari" in body and f"by {user.public_name}" in body and "Oil paint" in body
+    # One query for the page, whatever its size: a field the template reads but the
+    # selector leaves out would cost one more query per image.
+    [page] = [query["sql"] for query in queries if "generation_media" in query["sql"]]
+    assert len(queries) <= 3, [query["sql"][:80] for query in queries]
+    for column in ("email", "password", "logs", "prompt_sent", "request_payload"):
+        assert f'"{column}"' not in page, column
 
 
 def test_a_broken_feed_cursor_starts_at_the_top(client, db):
