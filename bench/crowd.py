@@ -83,6 +83,7 @@ from bench.crowd_stack import (
     analyze,
     cpu_of,
     database_sessions,
+    fal_job_ids,
     pipeline_times,
     postmaster_pid,
     read_series,
@@ -315,6 +316,9 @@ class User:
         return None
 
     async def cycle(self, preset: str, channel: str, tally: Tally) -> None:
+        if channel == "page":
+            await self.cycle_as_browser(preset, tally)
+            return
         requested_at = time.monotonic()
         generation = await self.start(preset, tally)
         accepted_at = time.monotonic()
@@ -338,6 +342,75 @@ class User:
         if feed.status_code != 200:
             raise Problem(f"GET /api/feed: HTTP {feed.status_code}")
 
+    async def cycle_as_browser(self, preset: str, tally: Tally) -> None:
+        """What a person in the browser makes the server do (--browser): the studio form's
+        POST and its redirect to the status page (and the photo it shows), then static/js's
+        live status: the event stream, and a fetch of the card (htmx, with the ETag the
+        browser kept) after each event that names a version the card does not show yet,
+        until an event says the job is over. Then the
+        result image and the feed page. The feed's thumbnails are left out, as they come
+        from Cloudinary in production."""
+        requested_at = time.monotonic()
+        tally.requests["POST / (studio form)"] += 1
+        answer = await self.send(
+            "POST", "/", tally, data={"preset": preset, "is_public": "on", "prompt": ""},
+            files={"image": ("photo.jpg", self.photo, "image/jpeg")}, headers=self.csrf(),
+        )  # fmt: skip
+        found = re.search(r"/g/([0-9a-f-]{36})/$", answer.headers.get("location", ""))
+        if answer.status_code != 302 or not found:
+            raise Problem(f"POST / (studio form): HTTP {answer.status_code}")
+        generation_id = found.group(1)
+        tally.requests["GET /g/{id}/"] += 1
+        page = await self.send("GET", f"/g/{generation_id}/", tally)
+        if page.status_code != 200:
+            raise Problem(f"GET /g/{{id}}/: HTTP {page.status_code}")
+        accepted_at = time.monotonic()
+        html = page.text
+        if source := re.search(r'class="status-source" src="([^"]+)"', html):
+            tally.requests["GET source photo"] += 1
+            await self.send("GET", source.group(1), tally)
+        status = card_status(html)
+        etag: str | None = None
+        if status not in FINAL:
+            async with self.client.stream(
+                "GET", f"/api/generations/{generation_id}/events", headers={"Accept": "text/event-stream"},
+                timeout=httpx.Timeout(30, read=15),
+            ) as stream:  # fmt: skip
+                tally.requests["GET /api/generations/{id}/events"] += 1
+                event_id = ""
+                async for line in stream.aiter_lines():
+                    if line.startswith("id:"):
+                        event_id = line[3:].strip()
+                    if not line.startswith("data:"):
+                        continue
+                    tally.requests["SSE events"] += 1
+                    event_status = json.loads(line[5:]).get("status")
+                    if event_status in ("queued", "running") and event_id == card_version(html):
+                        continue  # the card already shows this version: stefna.js fetches nothing
+                    headers = {"HX-Request": "true", **({"If-None-Match": etag} if etag else {})}
+                    tally.requests["GET /g/{id}/card/"] += 1
+                    card = await self.send("GET", f"/g/{generation_id}/card/", tally, headers=headers)
+                    if card.status_code == 200:
+                        html, etag = card.text, card.headers.get("etag")
+                        status = card_status(html)
+                    if event_status not in ("queued", "running") or status in FINAL:
+                        break  # stefna.js closes the stream on any other status
+        seen_at = time.monotonic()
+        tally.seen.append(Seen(self.number, generation_id, requested_at, accepted_at, seen_at, status, None))
+        if status != "succeeded":
+            raise Problem(f"generation {status} (the card after the stream)")
+        image = re.search(r'class="(?:compare-after|result-image)" src="([^"]+)"', html)
+        if not image:
+            raise Problem("the succeeded card shows no image")
+        tally.requests["GET result image"] += 1
+        answer = await self.send("GET", image.group(1).replace("&amp;", "&"), tally, follow_redirects=True)
+        if answer.status_code != 200 or not answer.content:
+            raise Problem(f"result image: HTTP {answer.status_code}")
+        tally.requests["GET /feed/"] += 1
+        feed = await self.send("GET", "/feed/", tally)
+        if feed.status_code != 200:
+            raise Problem(f"GET /feed/: HTTP {feed.status_code}")
+
     async def loop(self, preset: str, channel: str, tally: Tally, *, stagger: float, stop_at: float) -> None:
         await asyncio.sleep(stagger)
         while time.monotonic() < stop_at:
@@ -353,6 +426,16 @@ def error_code(answer: httpx.Response) -> str:
         return str(answer.json().get("code", ""))
     except ValueError:
         return answer.text[:80].replace("\n", " ")
+
+
+def card_version(html: str) -> str:
+    found = re.search(r'data-version="(\d+)"', html)
+    return found.group(1) if found else ""
+
+
+def card_status(html: str) -> str:
+    found = re.search(r'data-testid="status-card" data-status="(\w+)"', html)
+    return found.group(1) if found else ""
 
 
 async def sign_in_all(users: list[User], mailbox: Mailbox) -> Counter[str]:
@@ -472,6 +555,11 @@ async def crowd_run(
     succeeded = [seen for seen in window if seen.status == "succeeded"]
     per_minute = len(succeeded) * 60 / args.seconds
     ideal = count * 60 / args.latency
+    # A browser's card does not name fal's request id: read it from the database.
+    unknown = [seen.generation_id for seen in succeeded if seen.fal_job_id is None]
+    known = await asyncio.to_thread(fal_job_ids, unknown)
+    for seen in succeeded:
+        seen.fal_job_id = seen.fal_job_id or known.get(seen.generation_id)
     lags = [seen.seen_at - jobs[seen.fal_job_id][1] for seen in succeeded if seen.fal_job_id in jobs]
     callbacks = [
         seen.seen_at - posted for seen in succeeded
@@ -669,9 +757,12 @@ async def crowd(args: argparse.Namespace, stack: Stack, fal_base: str, ca: str, 
     if len(signed_in) < 2:
         raise RuntimeError(f"only {len(signed_in)} of {needed} users could sign in: {dict(failures)}")
     channel, has_etag = await detect_channel(signed_in[0], preset)
+    if args.browser:
+        channel = "page"
     print(
         "Watching channel: "
-        + ("Server-Sent Events (GET /api/generations/{id}/events)" if channel == "sse" else
+        + ("the browser's: the status page, its event stream and a card fetch after each event" if channel == "page" else
+           "Server-Sent Events (GET /api/generations/{id}/events)" if channel == "sse" else
            "polling GET /api/generations/{id} every 1 s" + (" with If-None-Match (ETag given)" if has_etag else
                                                                " (no ETag given)"))
         + f"; preset {preset}",
@@ -710,6 +801,10 @@ def main() -> int:
                         help="today's web CPU per generation at 300 users (the target is a third of it)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="10 and 30 users, 15 s windows, 12 heavy jobs")
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument(
+        "--browser", action="store_true",
+        help="users act as the browser does: the studio form, the status page, a card fetch after each event",
+    )  # fmt: skip
     parser.add_argument(
         "--webhooks", action="store_true",
         help="fal calls back (FAL_WEBHOOK_BASE_URL set): adds fal's callback → user sees (target p95 ≤ 0.5 s)",

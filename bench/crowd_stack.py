@@ -316,6 +316,21 @@ def pipeline_times(generation_ids: list[str]) -> dict[str, tuple[float, float]]:
     return {row[0]: (float(row[1]), float(row[2])) for row in rows if row[1] is not None and row[2] is not None}
 
 
+def fal_job_ids(generation_ids: list[str]) -> dict[str, str]:
+    """Generation id → fal's request id of its first image."""
+    import psycopg
+
+    if not generation_ids:
+        return {}
+    with psycopg.connect(support.database_url(DB_NAME), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT generation_id::text, fal_job_id FROM generation_media WHERE generation_id = ANY(%s::uuid[]) "
+            "AND index = 0",
+            [generation_ids],
+        ).fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
 def analyze() -> None:
     """Statistics for the planner, as autovacuum would gather them on a server that has
     been up for a while. It looks at most once a minute (autovacuum_naptime), and a bench

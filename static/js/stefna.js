@@ -314,6 +314,10 @@
       try { data = JSON.parse(event.data); } catch (error) { data = {}; }
       if (data.status && data.status !== "queued" && data.status !== "running") stopLive();
       if (!current) return;
+      // An event's id is the generation's version. The stream opens with the state as it
+      // is, usually the one the page was just rendered with: a card already showing this
+      // version needs no fetch (that first fetch was a third of a browser's card fetches).
+      if (event.lastEventId && event.lastEventId === current.getAttribute("data-version")) return;
       live.refreshing += 1;
       var done = function () { live.refreshing = Math.max(0, live.refreshing - 1); };
       window.htmx.ajax("GET", current.getAttribute("data-card-url"), {target: current, swap: "outerHTML"}).then(done, done);

@@ -15,6 +15,8 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.test import Client
 from playwright.sync_api import expect
 
+from generation import services
+from generation.models import Generation
 from stefna.accounts.models import User
 from tests.browser.conftest import DESKTOP
 from tests.browser.test_studio_flows import ghibli_tears, start_generation
@@ -51,12 +53,8 @@ def asgi_server(transactional_db, settings):
     selectors.generation_status_close_connection()
 
 
-def test_a_running_card_updates_to_the_result_through_the_event_stream(
-    browser, asgi_server, start_worker, served_media, tmp_path
-):
-    ghibli_tears()
-    start_worker(OFFLINE_QUEUE_SECONDS="1.5", OFFLINE_RUN_SECONDS="2.5")
-    user = User.objects.create_user(email="ada@example.com")
+def signed_in_context(browser, asgi_server: str, user: User):
+    """A browser context on the uvicorn server with `user`'s session."""
     signed_in = Client()
     signed_in.force_login(user)
     context = browser.new_context(viewport=DESKTOP, base_url=asgi_server)
@@ -70,6 +68,16 @@ def test_a_running_card_updates_to_the_result_through_the_event_stream(
         ]
     )
     context.set_default_timeout(15_000)
+    return context
+
+
+def test_a_running_card_updates_to_the_result_through_the_event_stream(
+    browser, asgi_server, start_worker, served_media, tmp_path
+):
+    ghibli_tears()
+    start_worker(OFFLINE_QUEUE_SECONDS="1.5", OFFLINE_RUN_SECONDS="2.5")
+    user = User.objects.create_user(email="ada@example.com")
+    context = signed_in_context(browser, asgi_server, user)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -110,5 +118,51 @@ def test_a_running_card_updates_to_the_result_through_the_event_stream(
     # One card fetch per change the stream announced (one more may have been on its way
     # when counting began): the timed poll stayed quiet.
     assert 1 <= len(card_fetches) <= changes - changes_before + 1, (card_fetches, changes, changes_before)
+    context.close()
+    assert not errors, errors
+
+
+def test_the_stream_s_opening_event_costs_no_card_fetch_and_a_change_costs_one(
+    browser, asgi_server, served_media, tmp_path
+):
+    """The stream opens with the generation as it is: the state the page was just rendered
+    with, so the card fetches nothing for it. A change then costs exactly one fetch.
+    (No worker: the job stays queued until the test cancels it.)"""
+    ghibli_tears()
+    user = User.objects.create_user(email="ada@example.com")
+    context = signed_in_context(browser, asgi_server, user)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Fetches made because an event arrived (htmx.ajax, from the body), not the card's own
+    # timed poll (which names the card in HX-Trigger, and runs only until the stream opens).
+    event_fetches: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            event_fetches.append(request.url)
+            if "/card/" in request.url and not (request.headers.get("hx-trigger") or "").startswith("generation-")
+            else None
+        ),
+    )
+
+    start_generation(page, tmp_path)
+    page.get_by_test_id("start").click()
+    page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+    card = page.get_by_test_id("status-card")
+    expect(card).to_have_attribute("data-status", "queued")
+    expect(page.locator("body")).to_have_attribute("data-live", "connected")
+    expect(page.locator("body")).to_have_attribute("data-live-events", "1")  # the opening event
+    page.wait_for_timeout(1500)  # time enough for a fetch to have been made
+
+    assert event_fetches == []
+    generation = Generation.objects.get(user=user)
+    assert card.get_attribute("data-version") == str(generation.version)
+
+    services.generation_cancel(generation_id=generation.pk, user=user)
+
+    expect(card).to_have_attribute("data-status", "canceled")
+    expect(page.get_by_test_id("refund")).to_be_visible()
+    assert len(event_fetches) == 1, event_fetches
     context.close()
     assert not errors, errors
