@@ -49,6 +49,11 @@ def _isolated_media_and_cache(request, settings, tmp_path):
         # Set up the test's database access first (as its marker or fixtures ask).
         request.getfixturevalue("_django_db_helper")
         cache.clear()
+    # The per-process memo of presets' translated names (stefna/i18n_tags.py) holds the rows
+    # of the test that filled it: a later test on this worker has presets of its own.
+    from stefna import i18n_tags
+
+    i18n_tags._PRESET_NAMES.clear()
     yield
     if uses_db:
         cache.clear()

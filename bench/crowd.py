@@ -6,6 +6,7 @@ their result, what watching costs, and whether a light user waits behind a heavy
     .venv/bin/python bench/crowd.py --users 100 --seconds 30 --no-fairness
     .venv/bin/python bench/crowd.py --quick              # what `run_all.py --quick` runs
     .venv/bin/python bench/crowd.py --redis              # with REDIS_URL, as compose runs it
+    .venv/bin/python bench/crowd.py --browser --users 100 --no-fairness   # users as browsers
 
 Topology as production, on one machine:
 - a fresh PostgreSQL database (`stefna_bench_crowd`), migrated;
@@ -29,6 +30,12 @@ Server-Sent Events when GET /api/generations/{id}/events answers 200 text/event-
 (reconnecting with Last-Event-ID), else it polls GET /api/generations/{id} every second
 as the browser's status card does (with If-None-Match once an ETag is given): the
 channel is detected once at the start and printed.
+
+With --browser each user does what a person in the browser makes the server do instead:
+the studio form's POST and its redirect to the status page (and the photo it shows), the
+page's live card (its event stream; with a page older than the stream that carries the
+card, a fetch of the card after each event), the result image and the feed page (without
+its thumbnails, which come from Cloudinary in production).
 
 Per run, over the steady window after a warm-up: generations a minute against the ideal
 N × 60 / L, fal-done-to-user-sees p50/p95 (the fake's completion time → the moment the
@@ -345,11 +352,10 @@ class User:
     async def cycle_as_browser(self, preset: str, tally: Tally) -> None:
         """What a person in the browser makes the server do (--browser): the studio form's
         POST and its redirect to the status page (and the photo it shows), then static/js's
-        live status: the event stream, and a fetch of the card (htmx, with the ETag the
-        browser kept) after each event that names a version the card does not show yet,
-        until an event says the job is over. Then the
-        result image and the feed page. The feed's thumbnails are left out, as they come
-        from Cloudinary in production."""
+        live status: the page's event stream, whose events carry the card (a page whose
+        stream sends the API's JSON instead fetches the card after each event, with the ETag
+        the browser kept), until the card is final. Then the result image and the feed page.
+        The feed's thumbnails are left out, as they come from Cloudinary in production."""
         requested_at = time.monotonic()
         tally.requests["POST / (studio form)"] += 1
         answer = await self.send(
@@ -371,30 +377,36 @@ class User:
             await self.send("GET", source.group(1), tally)
         status = card_status(html)
         etag: str | None = None
-        if status not in FINAL:
+        events_url = re.search(r'data-events-url="([^"]+)"', html)
+        if status not in FINAL and events_url:
             async with self.client.stream(
-                "GET", f"/api/generations/{generation_id}/events", headers={"Accept": "text/event-stream"},
+                "GET", events_url.group(1).replace("&amp;", "&"), headers={"Accept": "text/event-stream"},
                 timeout=httpx.Timeout(30, read=15),
             ) as stream:  # fmt: skip
-                tally.requests["GET /api/generations/{id}/events"] += 1
-                event_id = ""
+                tally.requests["GET events (the page's stream)"] += 1
+                event_id, data = "", []
                 async for line in stream.aiter_lines():
                     if line.startswith("id:"):
                         event_id = line[3:].strip()
-                    if not line.startswith("data:"):
+                    elif line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+                    if line or not data:
                         continue
+                    payload, data = "\n".join(data), []
                     tally.requests["SSE events"] += 1
-                    event_status = json.loads(line[5:]).get("status")
-                    if event_status in ("queued", "running") and event_id == card_version(html):
-                        continue  # the card already shows this version: stefna.js fetches nothing
-                    headers = {"HX-Request": "true", **({"If-None-Match": etag} if etag else {})}
-                    tally.requests["GET /g/{id}/card/"] += 1
-                    card = await self.send("GET", f"/g/{generation_id}/card/", tally, headers=headers)
-                    if card.status_code == 200:
-                        html, etag = card.text, card.headers.get("etag")
-                        status = card_status(html)
-                    if event_status not in ("queued", "running") or status in FINAL:
-                        break  # stefna.js closes the stream on any other status
+                    if event_id == card_version(html):
+                        continue  # the card already shows this version
+                    if payload.lstrip().startswith("<"):
+                        html = payload  # the card itself: stefna.js swaps it in
+                    else:  # the API's JSON (an older page): stefna.js fetches the card
+                        headers = {"HX-Request": "true", **({"If-None-Match": etag} if etag else {})}
+                        tally.requests["GET /g/{id}/card/"] += 1
+                        card = await self.send("GET", f"/g/{generation_id}/card/", tally, headers=headers)
+                        if card.status_code == 200:
+                            html, etag = card.text, card.headers.get("etag")
+                    status = card_status(html)
+                    if status in FINAL:
+                        break
         seen_at = time.monotonic()
         tally.seen.append(Seen(self.number, generation_id, requested_at, accepted_at, seen_at, status, None))
         if status != "succeeded":
@@ -761,7 +773,7 @@ async def crowd(args: argparse.Namespace, stack: Stack, fal_base: str, ca: str, 
         channel = "page"
     print(
         "Watching channel: "
-        + ("the browser's: the status page, its event stream and a card fetch after each event" if channel == "page" else
+        + ("the browser's: the studio form, the status page and its event stream" if channel == "page" else
            "Server-Sent Events (GET /api/generations/{id}/events)" if channel == "sse" else
            "polling GET /api/generations/{id} every 1 s" + (" with If-None-Match (ETag given)" if has_etag else
                                                                " (no ETag given)"))
@@ -803,7 +815,7 @@ def main() -> int:
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument(
         "--browser", action="store_true",
-        help="users act as the browser does: the studio form, the status page, a card fetch after each event",
+        help="users act as the browser does: the studio form, the status page and its live card",
     )  # fmt: skip
     parser.add_argument(
         "--webhooks", action="store_true",

@@ -18,7 +18,6 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import translation
@@ -29,6 +28,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from credits.selectors import balance_of
 from stefna.api_support import errors, limit_public
+from stefna.db import release_request_connection
 from stefna.errors import DomainError, InvalidInput, NotFound
 from stefna.requests import AuthenticatedRequest
 
@@ -305,29 +305,25 @@ def generation_events(
         # WSGI: a short answer, the browser reconnects (see generation/event_stream.py).
         row = status_reads.generation_status_row(user=user, generation_id=generation_id)
         body = event_stream.short_answer(row=row, last_event_id=resume, url=_urls(request))
-        return _event_response(HttpResponse(body or b"", status=200 if body else 204))
+        return event_stream.event_response(HttpResponse(body or b"", status=200 if body else 204))
     # The stream must not keep the request's database connection while it waits.
-    _release_request_connection()
+    release_request_connection()
     stream = event_stream.events(
-        user=user, generation_id=generation_id, version=state.version, last_event_id=resume, url=_urls(request)
+        generation_id=generation_id,
+        version=state.version,
+        last_event_id=resume,
+        snapshot=event_stream.api_snapshot(user=user, generation_id=generation_id, url=_urls(request)),
     )
-    return _event_response(StreamingHttpResponse(stream))
+    return event_stream.event_response(StreamingHttpResponse(stream))
 
 
 def _event_id(value: str | None) -> int | None:
-    if value is None or not value.strip():
-        return None
-    if not value.strip().isdigit():
-        raise InvalidInput(_("Last-Event-ID must be an event id this stream sent."), detail={"field": "Last-Event-ID"})
-    return int(value)
-
-
-def _event_response[ResponseT: HttpResponseBase](response: ResponseT) -> ResponseT:
-    response["Content-Type"] = event_stream.CONTENT_TYPE
-    response["Cache-Control"] = "no-cache"
-    # nginx buffers proxied answers by default; an event stream must pass at once.
-    response["X-Accel-Buffering"] = "no"
-    return response
+    try:
+        return event_stream.last_event_id(value)
+    except ValueError:
+        raise InvalidInput(
+            _("Last-Event-ID must be an event id this stream sent."), detail={"field": "Last-Event-ID"}
+        ) from None
 
 
 @router.post(
@@ -416,7 +412,7 @@ async def generate_image(request: AuthenticatedRequest, idempotency_key: str | N
         is_public=False,
         idempotency_key=idempotency_key,
     )
-    await sync_to_async(_release_request_connection)()
+    await sync_to_async(release_request_connection)()
     status = await _wait_until_final(generation.pk, status=generation.status)
     if status == Generation.Status.FAILED:
         raise GenerationFailed(detail={"generation_id": str(generation.pk)})
@@ -441,16 +437,6 @@ async def generate_image(request: AuthenticatedRequest, idempotency_key: str | N
             "debug_info": {"prompt_sent": done.prompt_sent, "original_prompt": done.prompt},
         },
     )
-
-
-def _release_request_connection() -> None:
-    # A request's thread holds its database connection until the request ends. A client
-    # that waits up to a minute must not keep one open meanwhile (a hundred waiting
-    # clients would be a hundred PostgreSQL backends): close it (with the pool, hand it
-    # back); the waits read on the shared status thread. Never inside a transaction
-    # (there is none here in production).
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 async def _wait_until_final(generation_id: uuid.UUID, *, status: str) -> str:

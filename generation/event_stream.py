@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
 from django.conf import settings
+from django.http import HttpResponseBase
 from ninja.responses import NinjaJSONEncoder
 
 from stefna.accounts.models import User
@@ -49,43 +50,58 @@ def event_bytes(row: status_reads.GenerationRow, *, url: UrlMaker) -> bytes:
     return f"id: {row.version}\ndata: {body}\n\n".encode()
 
 
-class _Snapshot(NamedTuple):
+def sse_event(version: int, data: str) -> bytes:
+    """One event with `id` the version; `data` may span lines (one `data:` field each,
+    which the browser's EventSource joins with newlines again)."""
+    fields = "".join(f"data: {line}\n" for line in data.split("\n"))
+    return f"id: {version}\n{fields}\n".encode()
+
+
+class Snapshot(NamedTuple):
     version: int
     status: str
     event: bytes | None  # None when `version` is the one already sent
 
 
-def _snapshot(*, user: User, generation_id: uuid.UUID, sent: int | None, url: UrlMaker) -> _Snapshot | None:
-    """The generation's state, with its event already encoded: on the status thread, so
-    the event loop, which writes every answer and every event of this process, only
-    writes the bytes."""
-    try:
-        row = status_reads.generation_status_row(user=user, generation_id=generation_id)
-    except NotFound:
-        return None
-    return _Snapshot(row.version, row.status, None if row.version == sent else event_bytes(row, url=url))
+# A stream's read: `sent` (the version the client holds, or None) → the generation's
+# state, with its event encoded unless `sent` is that version; None if it is gone. It runs
+# on the status thread, so the event loop, which writes every answer and every event of
+# this process, only writes the bytes.
+SnapshotRead = Callable[[int | None], Snapshot | None]
+
+
+def api_snapshot(*, user: User, generation_id: uuid.UUID, url: UrlMaker) -> SnapshotRead:
+    """The API's events: the Generation as `GET /api/generations/{id}` answers it."""
+
+    def read(sent: int | None) -> Snapshot | None:
+        try:
+            row = status_reads.generation_status_row(user=user, generation_id=generation_id)
+        except NotFound:
+            return None
+        return Snapshot(row.version, row.status, None if row.version == sent else event_bytes(row, url=url))
+
+    return read
 
 
 async def events(
-    *, user: User, generation_id: uuid.UUID, version: int, last_event_id: int | None, url: UrlMaker
+    *, generation_id: uuid.UUID, version: int, last_event_id: int | None, snapshot: SnapshotRead
 ) -> AsyncIterator[bytes]:
-    """The event stream of one of `user`'s generations, whose version was `version` when
-    its ownership was checked. Holds no thread and no database connection while it waits."""
+    """The event stream of a generation whose version was `version` when its ownership was
+    checked, each event made by `snapshot` (the API's JSON, or the status page's card).
+    Holds no thread and no database connection while it waits."""
     yield retry_field()
     deadline = time.monotonic() + settings.LIVE_STREAM_SECONDS
     sent = last_event_id
     with live.hub().watch(generation_id, version=version) as watch:
         while True:
             if watch.version is None or sent is None or watch.version != sent:
-                snapshot = await selectors.run_on_status_connection(
-                    _snapshot, user=user, generation_id=generation_id, sent=sent, url=url
-                )
-                if snapshot is None:
+                state = await selectors.run_on_status_connection(snapshot, sent=sent)
+                if state is None:
                     return  # deleted meanwhile
-                if snapshot.event is not None:
-                    yield snapshot.event
-                    sent = snapshot.version
-                if snapshot.status in Generation.FINAL_STATUSES:
+                if state.event is not None:
+                    yield state.event
+                    sent = state.version
+                if state.status in Generation.FINAL_STATUSES:
                     return
             while True:
                 remaining = deadline - time.monotonic()
@@ -94,6 +110,25 @@ async def events(
                 if await watch.wait(min(settings.LIVE_HEARTBEAT_SECONDS, remaining)):
                     break
                 yield b": keep-alive\n\n"
+
+
+def last_event_id(value: str | None) -> int | None:
+    """A client's `Last-Event-ID` (or the status page's `?v=`): a version, or None.
+    Raises ValueError for anything else."""
+    if value is None or not value.strip():
+        return None
+    if not value.strip().isdigit():
+        raise ValueError(value)
+    return int(value)
+
+
+def event_response[ResponseT: HttpResponseBase](response: ResponseT) -> ResponseT:
+    """The headers of every event stream answer (and of its 204)."""
+    response["Content-Type"] = CONTENT_TYPE
+    response["Cache-Control"] = "no-cache"
+    # nginx buffers proxied answers by default; an event stream must pass at once.
+    response["X-Accel-Buffering"] = "no"
+    return response
 
 
 def short_answer(

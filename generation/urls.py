@@ -21,6 +21,7 @@ urlpatterns = [
     path("history/", views.history, name="history"),
     path("g/<uuid:generation_id>/", views.generation_detail, name="generation_detail"),
     path("g/<uuid:generation_id>/card/", views.generation_card, name="generation_card"),
+    path("g/<uuid:generation_id>/events/", views.generation_events, name="generation_events"),
     path("g/<uuid:generation_id>/cancel/", views.generation_cancel, name="generation_cancel"),
     path("g/<uuid:generation_id>/delete/", views.generation_delete, name="generation_delete"),
     # The share page (CONTRACT): /i/<share id>, 22 URL-safe characters.

@@ -8,6 +8,7 @@ through plain form posts and redirects.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -16,9 +17,12 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
-from django.utils import timezone
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
@@ -28,10 +32,11 @@ from credits.selectors import quota_for
 from presets.models import Preset
 from presets.selectors import active_presets
 from stefna.context_processors import header_quota_from_wallet
+from stefna.db import release_request_connection
 from stefna.errors import DomainError, NotFound, RateLimited
 from stefna.requests import AuthenticatedRequest, signed_in_user
 
-from . import etags, photos, selectors, services, status_reads
+from . import etags, event_stream, photos, selectors, services, status_reads
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
 from .labels import model_label
 from .models import Generation, Media
@@ -214,13 +219,11 @@ def generation_card(request: AuthenticatedRequest, generation_id: str) -> HttpRe
     return _card_response(request, generation_id, etag_for=(language, htmx))
 
 
-def _card_response(
-    request: AuthenticatedRequest, generation_id: str, *, etag_for: tuple[str, bool] | None = None
-) -> HttpResponse:
-    generation = selectors.generation_for_card(user=request.user, generation_id=generation_id)
-    # Once final, the response also swaps the header balance (a refund changed it); only
-    # htmx applies out-of-band swaps, so only htmx requests get it.
-    context = card_context(generation) | {"update_balance": generation.is_final and is_htmx(request)}
+def card_html(request: AuthenticatedRequest, generation: Generation, *, htmx: bool) -> str:
+    """The status card of `generation` (read by `selectors.generation_for_card`)."""
+    # Once final, the card also swaps the header balance (a refund changed it); only htmx
+    # applies out-of-band swaps, so only htmx gets it.
+    context = card_context(generation) | {"update_balance": generation.is_final and htmx}
     if context["update_balance"]:
         # The wallet came with the generation: the balance shown is the one the ETag
         # names, and the header needs no read of its own.
@@ -231,7 +234,14 @@ def _card_response(
         )
         if known is not None:
             context["header_quota"] = known
-    response = render(request, "generation/_card.html", context)
+    return render_to_string("generation/_card.html", context, request=request)
+
+
+def _card_response(
+    request: AuthenticatedRequest, generation_id: str, *, etag_for: tuple[str, bool] | None = None
+) -> HttpResponse:
+    generation = selectors.generation_for_card(user=request.user, generation_id=generation_id)
+    response = HttpResponse(card_html(request, generation, htmx=is_htmx(request)))
     if etag_for is not None:
         state = status_reads.WatchState(
             generation.version,
@@ -243,6 +253,57 @@ def _card_response(
         language, htmx = etag_for
         etags.with_etag(response, etags.card_etag(state, language=language, htmx=htmx))
     return response
+
+
+@login_required
+@require_GET
+def generation_events(request: AuthenticatedRequest, generation_id: uuid.UUID) -> HttpResponseBase:
+    """The status page's live card: Server-Sent Events whose data is the card itself, so
+    a change reaches the page in the event, with no fetch after it.
+
+    The same stream as `GET /api/generations/{id}/events` (generation/event_stream.py),
+    each event's `id` the generation's version, but its `data` the card's HTML in the
+    viewer's language. `?v=` names the version the page was rendered with (a browser's
+    first connection cannot send `Last-Event-ID`): nothing is sent until it moves. Under
+    WSGI, and once a final state was delivered, the answer is 204 and the card polls."""
+    try:
+        resume = event_stream.last_event_id(request.headers.get("Last-Event-ID") or request.GET.get("v"))
+    except ValueError:
+        resume = None  # a hand-edited address: send the state as it is
+    state = status_reads.generation_watch_state(user_id=request.user.pk, generation_id=generation_id)
+    if state is None:
+        raise Http404(_("Generation not found."))
+    if (resume == state.version and state.status in Generation.FINAL_STATUSES) or not isinstance(request, ASGIRequest):
+        return event_stream.event_response(HttpResponse(status=204))
+    # The stream must not keep the request's database connection while it waits.
+    release_request_connection()
+    stream = event_stream.events(
+        generation_id=generation_id,
+        version=state.version,
+        last_event_id=resume,
+        snapshot=_card_snapshot(request, generation_id, language=get_language()),
+    )
+    return event_stream.event_response(StreamingHttpResponse(stream))
+
+
+def _card_snapshot(
+    request: AuthenticatedRequest, generation_id: uuid.UUID, *, language: str
+) -> event_stream.SnapshotRead:
+    def read(sent: int | None) -> event_stream.Snapshot | None:
+        try:
+            generation = selectors.generation_for_card(user=request.user, generation_id=generation_id)
+        except NotFound:
+            return None
+        if generation.version == sent:
+            return event_stream.Snapshot(generation.version, generation.status, None)
+        # The status thread has no language of its own: the request's, as the page's.
+        with translation.override(language):
+            html = card_html(request, generation, htmx=True).strip()
+        return event_stream.Snapshot(
+            generation.version, generation.status, event_stream.sse_event(generation.version, html)
+        )
+
+    return read
 
 
 @login_required

@@ -6,6 +6,9 @@ listener (`generation/worker.py`). Both are built from Django's own settings, so
 `DATABASE_URL` is the only place the server is named.
 
 `close_old_connections_unless_in_transaction`: the pipeline's clean-up after an error.
+
+`release_request_connection`: a request that goes on to wait (an event stream, the
+studio's wait for its image) hands its connection back first.
 """
 
 from __future__ import annotations
@@ -45,3 +48,15 @@ def close_old_connections_unless_in_transaction() -> None:
     Django would otherwise close under them."""
     if not connections[DEFAULT_DB_ALIAS].in_atomic_block:
         close_old_connections()
+
+
+def release_request_connection() -> None:
+    """Close the request thread's connection (with the pool, hand it back).
+
+    A request's thread holds its database connection until the request ends. A client
+    that waits up to a minute must not keep one open meanwhile (a hundred waiting clients
+    would be a hundred PostgreSQL backends); the waits read on the shared status thread.
+    Never inside a transaction (there is none here in production)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if not connection.in_atomic_block:
+        connection.close()

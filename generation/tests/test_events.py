@@ -44,8 +44,8 @@ def _fast_live(settings, monkeypatch):
 class Stream:
     """One request to the ASGI app; `next_event()` reads up to the next SSE event."""
 
-    def __init__(self, path: str, headers: dict[str, str]) -> None:
-        self.path, self.headers = path, headers
+    def __init__(self, path: str, headers: dict[str, str], *, query: str = "") -> None:
+        self.path, self.headers, self.query = path, headers, query
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.disconnect = asyncio.Event()
         self.status = 0
@@ -55,7 +55,7 @@ class Stream:
         self.ended = False
 
     async def __aenter__(self) -> Stream:
-        scope = http_scope(self.path, headers=self.headers)
+        scope = http_scope(self.path, query=self.query, headers=self.headers)
         body_sent = False
 
         async def receive() -> dict[str, Any]:

@@ -281,13 +281,14 @@
     });
   }
 
-  // Live status: a running card listens to its generation's event stream
-  // (/api/generations/<id>/events) and fetches itself when an event says it changed. The
-  // card's own timed poll (hx-trigger) is the fallback: skipped while the stream is
-  // connected, back when EventSource is missing or keeps failing.
+  // Live status: a running card listens to its own event stream (/g/<id>/events/), whose
+  // events carry the card itself, and swaps each one in: a change reaches the page with no
+  // fetch after it. The card's own timed poll (hx-trigger) is the fallback: skipped while
+  // the stream is connected, back when EventSource is missing or keeps failing, or under
+  // a server that cannot stream (it answers 204).
   var live = {source: null, connected: false, refreshing: 0};
   // The card's timed poll is skipped while the stream is connected, and while the card is
-  // being fetched after an event (our own fetch is made from the body, not the card).
+  // being fetched after an event that did not carry it (see below).
   function stopLive() {
     if (live.source) live.source.close();
     live.source = null;
@@ -307,17 +308,20 @@
     });
     source.addEventListener("message", function (event) {
       failures = 0;
-      // How many changes arrived (the browser tests compare it with the card fetches).
+      // How many changes arrived (the browser tests count them).
       document.body.setAttribute("data-live-events", String((parseInt(document.body.getAttribute("data-live-events"), 10) || 0) + 1));
       var current = document.querySelector("[data-testid=status-card][data-card-url]");
-      var data = {};
-      try { data = JSON.parse(event.data); } catch (error) { data = {}; }
-      if (data.status && data.status !== "queued" && data.status !== "running") stopLive();
-      if (!current) return;
-      // An event's id is the generation's version. The stream opens with the state as it
-      // is, usually the one the page was just rendered with: a card already showing this
-      // version needs no fetch (that first fetch was a third of a browser's card fetches).
+      if (!current) { stopLive(); return; }
+      // An event's id is the generation's version: a card already showing it is current.
       if (event.lastEventId && event.lastEventId === current.getAttribute("data-version")) return;
+      if (event.data.trim().charAt(0) === "<") {
+        // The card itself (with the header's balance, out of band, once it is final).
+        window.htmx.swap(current, event.data, {swapStyle: "outerHTML", swapDelay: 0, settleDelay: 20});
+        var swapped = document.querySelector("[data-testid=status-card]");
+        if (!swapped || !swapped.hasAttribute("data-card-url")) stopLive();  // final: no more changes
+        return;
+      }
+      // Anything else (a stream that sends the API's JSON): fetch the card.
       live.refreshing += 1;
       var done = function () { live.refreshing = Math.max(0, live.refreshing - 1); };
       window.htmx.ajax("GET", current.getAttribute("data-card-url"), {target: current, swap: "outerHTML"}).then(done, done);

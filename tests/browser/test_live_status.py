@@ -19,7 +19,7 @@ from generation import services
 from generation.models import Generation
 from stefna.accounts.models import User
 from tests.browser.conftest import DESKTOP
-from tests.browser.test_studio_flows import ghibli_tears, start_generation
+from tests.browser.test_studio_flows import COST, ghibli_tears, header_balance, start_generation
 
 pytestmark = pytest.mark.browser
 
@@ -88,7 +88,7 @@ def test_a_running_card_updates_to_the_result_through_the_event_stream(
         "response",
         lambda response: (
             streams.append((response.status, response.headers.get("content-type", "")))
-            if response.url.endswith("/events")
+            if "/events" in response.url
             else None
         ),
     )
@@ -114,37 +114,28 @@ def test_a_running_card_updates_to_the_result_through_the_event_stream(
 
     assert streams and streams[0][0] == 200 and streams[0][1].startswith("text/event-stream")
     changes = int(page.locator("body").get_attribute("data-live-events") or 0)
-    assert changes >= 2  # the state at once, then at least the result
-    # One card fetch per change the stream announced (one more may have been on its way
-    # when counting began): the timed poll stayed quiet.
-    assert 1 <= len(card_fetches) <= changes - changes_before + 1, (card_fetches, changes, changes_before)
+    assert changes > changes_before  # at least the result
+    # Each change came as the card itself: no fetch after it, and the timed poll stayed quiet.
+    assert card_fetches == [], (card_fetches, changes, changes_before)
     context.close()
     assert not errors, errors
 
 
-def test_the_stream_s_opening_event_costs_no_card_fetch_and_a_change_costs_one(
+def test_the_card_comes_in_the_event_itself_and_nothing_is_sent_before_a_change(
     browser, asgi_server, served_media, tmp_path
 ):
-    """The stream opens with the generation as it is: the state the page was just rendered
-    with, so the card fetches nothing for it. A change then costs exactly one fetch.
-    (No worker: the job stays queued until the test cancels it.)"""
+    """The page's stream starts from the version the page was rendered with (`?v=`), so it
+    sends nothing until the job changes; the change then arrives as the card itself, with
+    the header's balance, and the page fetches nothing. (No worker: the job stays queued
+    until the test cancels it.)"""
     ghibli_tears()
     user = User.objects.create_user(email="ada@example.com")
     context = signed_in_context(browser, asgi_server, user)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    # Fetches made because an event arrived (htmx.ajax, from the body), not the card's own
-    # timed poll (which names the card in HX-Trigger, and runs only until the stream opens).
-    event_fetches: list[str] = []
-    page.on(
-        "request",
-        lambda request: (
-            event_fetches.append(request.url)
-            if "/card/" in request.url and not (request.headers.get("hx-trigger") or "").startswith("generation-")
-            else None
-        ),
-    )
+    card_fetches: list[str] = []
+    page.on("request", lambda request: card_fetches.append(request.url) if "/card/" in request.url else None)
 
     start_generation(page, tmp_path)
     page.get_by_test_id("start").click()
@@ -152,10 +143,12 @@ def test_the_stream_s_opening_event_costs_no_card_fetch_and_a_change_costs_one(
     card = page.get_by_test_id("status-card")
     expect(card).to_have_attribute("data-status", "queued")
     expect(page.locator("body")).to_have_attribute("data-live", "connected")
-    expect(page.locator("body")).to_have_attribute("data-live-events", "1")  # the opening event
-    page.wait_for_timeout(1500)  # time enough for a fetch to have been made
+    expect(header_balance(page)).to_have_text(str(settings.DAILY_CREDITS - COST))
+    del card_fetches[:]  # the card's timed poll may have run before the stream opened
+    page.wait_for_timeout(1500)  # time enough for an event, or a poll, to have come
 
-    assert event_fetches == []
+    assert page.locator("body").get_attribute("data-live-events") is None
+    assert card_fetches == []
     generation = Generation.objects.get(user=user)
     assert card.get_attribute("data-version") == str(generation.version)
 
@@ -163,6 +156,10 @@ def test_the_stream_s_opening_event_costs_no_card_fetch_and_a_change_costs_one(
 
     expect(card).to_have_attribute("data-status", "canceled")
     expect(page.get_by_test_id("refund")).to_be_visible()
-    assert len(event_fetches) == 1, event_fetches
+    expect(header_balance(page)).to_have_text(str(settings.DAILY_CREDITS))  # swapped out of band
+    # Announced to screen readers, as a polled card's change is (stefna.js, afterSettle).
+    expect(page.locator("[data-status-announcer]")).to_contain_text("Canceled")
+    assert card_fetches == []
+    assert page.locator("body").get_attribute("data-live") is None  # a final card ends the stream
     context.close()
     assert not errors, errors

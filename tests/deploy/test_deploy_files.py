@@ -141,6 +141,23 @@ def test_nginx_allows_exactly_the_body_size_django_allows():
     assert "X-Request-ID $request_id" in params
 
 
+def test_nginx_streams_both_event_routes_unbuffered_and_nothing_else():
+    """The API's event stream and the status page's: no buffering, reads of an hour."""
+    from django.urls import reverse
+
+    site = (ROOT / "deploy/nginx.conf").read_text()
+    [(pattern, block)] = [
+        (found.group(1), found.group(2))
+        for found in re.finditer(r"location ~ (\S+) \{(.*?)\n    \}", site, re.S)
+        if "proxy_buffering off" in found.group(2)
+    ]
+    some_id = "6fd9ee47-fc3c-40e3-b837-647cf1aad35f"
+    assert re.match(pattern, f"/api/generations/{some_id}/events")
+    assert re.match(pattern, reverse("generation_events", args=[some_id]))
+    assert not re.match(pattern, reverse("generation_card", args=[some_id]))
+    assert "proxy_read_timeout 1h" in block
+
+
 @pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed (.ci/run installs it)")
 def test_nginx_accepts_the_config(tmp_path):
     certs = make_certificates(tmp_path / "certs")

@@ -135,6 +135,7 @@ def test_every_html_form_post_without_a_csrf_token_is_403(user, owned, signed_in
 HTML_OWNER_ROUTES = {
     "generation_detail": "GET",
     "generation_card": "GET",
+    "generation_events": "GET",  # the status page's live card
     "generation_cancel": "POST",
     "generation_delete": "POST",
     "media_share": "GET",  # a *private* image; public ones are shareable by design
