@@ -3,8 +3,8 @@
 
 Needs the local PostgreSQL (BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432);
 each bench creates and drops its own `stefna_bench*` database. About 20 to 25 minutes on
-the 2-core machine (the crowd bench about 6, with webhooks 2 to 3 more, faults.py about 4
-a database).
+the 2-core machine (the crowd bench about 6, with webhooks 2 to 3 more, as browsers 1 to 2
+more, faults.py about 4 a database).
 
 A bench exits 0 when its targets are met and 1 when it completed but missed one (it
 prints MISSED/FAIL next to the figure); a traceback means it crashed. The run exits 1
@@ -57,6 +57,8 @@ def plan(quick: bool) -> list[tuple[str, list[str], str | None]]:
         ("crowd.py", ["--quick"] if quick else [], None),
         # ... and with fal's webhooks: fal's callback → user sees (target p95 ≤ 0.5 s)
         ("crowd.py", ["--webhooks", "--no-fairness", *(["--quick"] if quick else ["--users", "20,100"])], None),
+        # ... and as browsers: the status page and its live card
+        ("crowd.py", ["--browser", "--no-fairness", *(["--quick"] if quick else ["--users", "100"])], None),
     ]
     known = {script for script, _, _ in benches}
     # A bench added later runs too, with its defaults, so `make bench` never skips one.
