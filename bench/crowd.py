@@ -340,14 +340,18 @@ class User:
         )  # fmt: skip
         if generation["status"] != "succeeded":
             raise Problem(f"generation {generation['status']}: {(generation.get('error') or {}).get('code')}")
+        await self.look(images[0]["url"], "/api/feed", tally)
+
+    async def look(self, image_url: str, feed: str, tally: Tally) -> None:
+        """The result image once, then a glance at the feed."""
         tally.requests["GET result image"] += 1
-        image = await self.send("GET", images[0]["url"], tally, follow_redirects=True)
+        image = await self.send("GET", image_url, tally, follow_redirects=True)
         if image.status_code != 200 or not image.content:
             raise Problem(f"result image: HTTP {image.status_code}")
-        tally.requests["GET /api/feed"] += 1
-        feed = await self.send("GET", "/api/feed", tally)
-        if feed.status_code != 200:
-            raise Problem(f"GET /api/feed: HTTP {feed.status_code}")
+        tally.requests[f"GET {feed}"] += 1
+        answer = await self.send("GET", feed, tally)
+        if answer.status_code != 200:
+            raise Problem(f"GET {feed}: HTTP {answer.status_code}")
 
     async def cycle_as_browser(self, preset: str, tally: Tally) -> None:
         """What a person in the browser makes the server do (--browser): the studio form's
@@ -414,14 +418,7 @@ class User:
         image = re.search(r'class="(?:compare-after|result-image)" src="([^"]+)"', html)
         if not image:
             raise Problem("the succeeded card shows no image")
-        tally.requests["GET result image"] += 1
-        answer = await self.send("GET", image.group(1).replace("&amp;", "&"), tally, follow_redirects=True)
-        if answer.status_code != 200 or not answer.content:
-            raise Problem(f"result image: HTTP {answer.status_code}")
-        tally.requests["GET /feed/"] += 1
-        feed = await self.send("GET", "/feed/", tally)
-        if feed.status_code != 200:
-            raise Problem(f"GET /feed/: HTTP {feed.status_code}")
+        await self.look(image.group(1).replace("&amp;", "&"), "/feed/", tally)
 
     async def loop(self, preset: str, channel: str, tally: Tally, *, stagger: float, stop_at: float) -> None:
         await asyncio.sleep(stagger)

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from credits import ledger
 from generation.models import Generation, Media
-from generation.tests.factories import AttemptFactory, GenerationFactory, MediaFactory
+from generation.tests.factories import MediaFactory
 
 from .api_support import assert_error
 
@@ -20,14 +20,6 @@ pytestmark = pytest.mark.django_db
 def warm_up(api_client) -> None:
     # The first call with a fresh token stamps its last_used_at (one extra UPDATE, once a minute).
     api_client.get("/api/me")
-
-
-@pytest.fixture
-def running(user) -> Generation:
-    ledger.ensure_daily_allowance(user=user)
-    generation = GenerationFactory.create(user=user, status=Generation.Status.RUNNING, completed_at=None)
-    AttemptFactory(generation=generation, status="running")
-    return generation
 
 
 def url(generation: Generation) -> str:

@@ -17,28 +17,15 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from generation import selectors
 from generation.models import Generation
-from generation.tests.factories import AttemptFactory, GenerationFactory, MediaFactory
+from generation.tests.factories import MediaFactory
 from stefna.asgi import application
 from tests.asgi import http_scope
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_live")]
 
 # Every wait below is bounded, so a broken stream fails the test instead of hanging it.
 WAIT = 10.0
-
-
-@pytest.fixture(autouse=True)
-def _fast_live(settings, monkeypatch):
-    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)
-    settings.LIVE_POLL_SECONDS = 0.05
-    settings.LIVE_HEARTBEAT_SECONDS = 0.3
-    settings.LIVE_STREAM_SECONDS = 20
-    yield
-    # The status thread keeps its connection; PostgreSQL cannot drop the test database
-    # while it is open.
-    selectors.generation_status_close_connection()
 
 
 class Stream:
@@ -121,13 +108,6 @@ def run[T](scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def events_url(generation: Generation) -> str:
     return f"/api/generations/{generation.pk}/events"
-
-
-@pytest.fixture
-def running(user) -> Generation:
-    generation = GenerationFactory.create(user=user, status=Generation.Status.RUNNING, completed_at=None)
-    AttemptFactory(generation=generation, status="running")
-    return generation
 
 
 @pytest.fixture

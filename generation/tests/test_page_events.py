@@ -10,13 +10,11 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from credits import ledger
 from generation.models import Generation
-from generation.tests.factories import AttemptFactory, GenerationFactory
-from generation.tests.test_events import Stream, _fast_live, change, run, update  # noqa: F401 (an autouse fixture)
+from generation.tests.test_events import Stream, change, run, update
 from stefna.accounts.models import User
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_live")]
 
 
 def session_cookie(user: User) -> dict[str, str]:
@@ -27,14 +25,6 @@ def session_cookie(user: User) -> dict[str, str]:
 
 def events_url(generation: Generation) -> str:
     return f"/g/{generation.pk}/events/"
-
-
-@pytest.fixture
-def running(user) -> Generation:
-    ledger.wallet_for(user=user)
-    generation = GenerationFactory.create(user=user, status=Generation.Status.RUNNING, completed_at=None)
-    AttemptFactory(generation=generation, status="running")
-    return generation
 
 
 async def next_card(stream: Stream) -> tuple[int, str] | None:

@@ -71,19 +71,25 @@ def signed_in_context(browser, asgi_server: str, user: User):
     return context
 
 
+def watched_page(browser, asgi_server: str, user: User):
+    """A page of `user`'s, with the script errors it raises and the card fetches it makes."""
+    context = signed_in_context(browser, asgi_server, user)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    card_fetches: list[str] = []
+    page.on("request", lambda request: card_fetches.append(request.url) if "/card/" in request.url else None)
+    return context, page, errors, card_fetches
+
+
 def test_a_running_card_updates_to_the_result_through_the_event_stream(
     browser, asgi_server, start_worker, served_media, tmp_path
 ):
     ghibli_tears()
     start_worker(OFFLINE_QUEUE_SECONDS="1.5", OFFLINE_RUN_SECONDS="2.5")
     user = User.objects.create_user(email="ada@example.com")
-    context = signed_in_context(browser, asgi_server, user)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    card_fetches: list[str] = []
+    context, page, errors, card_fetches = watched_page(browser, asgi_server, user)
     streams: list[tuple[int, str]] = []
-    page.on("request", lambda request: card_fetches.append(request.url) if "/card/" in request.url else None)
     page.on(
         "response",
         lambda response: (
@@ -130,12 +136,7 @@ def test_the_card_comes_in_the_event_itself_and_nothing_is_sent_before_a_change(
     until the test cancels it.)"""
     ghibli_tears()
     user = User.objects.create_user(email="ada@example.com")
-    context = signed_in_context(browser, asgi_server, user)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    card_fetches: list[str] = []
-    page.on("request", lambda request: card_fetches.append(request.url) if "/card/" in request.url else None)
+    context, page, errors, card_fetches = watched_page(browser, asgi_server, user)
 
     start_generation(page, tmp_path)
     page.get_by_test_id("start").click()
