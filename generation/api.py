@@ -18,7 +18,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
@@ -306,15 +306,12 @@ def generation_events(
         row = status_reads.generation_status_row(user=user, generation_id=generation_id)
         body = event_stream.short_answer(row=row, last_event_id=resume, url=_urls(request))
         return event_stream.event_response(HttpResponse(body or b"", status=200 if body else 204))
-    # The stream must not keep the request's database connection while it waits.
-    release_request_connection()
-    stream = event_stream.events(
+    return event_stream.stream_response(
         generation_id=generation_id,
         version=state.version,
         last_event_id=resume,
         snapshot=event_stream.api_snapshot(user=user, generation_id=generation_id, url=_urls(request)),
     )
-    return event_stream.event_response(StreamingHttpResponse(stream))
 
 
 def _event_id(value: str | None) -> int | None:

@@ -25,10 +25,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.http import HttpResponseBase
+from django.http import HttpResponseBase, StreamingHttpResponse
 from ninja.responses import NinjaJSONEncoder
 
 from stefna.accounts.models import User
+from stefna.db import release_request_connection
 from stefna.errors import NotFound
 
 from . import live, selectors, status_reads
@@ -110,6 +111,16 @@ async def events(
                 if await watch.wait(min(settings.LIVE_HEARTBEAT_SECONDS, remaining)):
                     break
                 yield b": keep-alive\n\n"
+
+
+def stream_response(
+    *, generation_id: uuid.UUID, version: int, last_event_id: int | None, snapshot: SnapshotRead
+) -> StreamingHttpResponse:
+    """The answer that streams `events` (under ASGI). The stream must not keep the request's
+    database connection while it waits: it is handed back first."""
+    release_request_connection()
+    stream = events(generation_id=generation_id, version=version, last_event_id=last_event_id, snapshot=snapshot)
+    return event_response(StreamingHttpResponse(stream))
 
 
 def last_event_id(value: str | None) -> int | None:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -32,7 +32,6 @@ from credits.selectors import quota_for
 from presets.models import Preset
 from presets.selectors import active_presets
 from stefna.context_processors import header_quota_from_wallet
-from stefna.db import release_request_connection
 from stefna.errors import DomainError, NotFound, RateLimited
 from stefna.requests import AuthenticatedRequest, signed_in_user
 
@@ -275,15 +274,12 @@ def generation_events(request: AuthenticatedRequest, generation_id: uuid.UUID) -
         raise Http404(_("Generation not found."))
     if (resume == state.version and state.status in Generation.FINAL_STATUSES) or not isinstance(request, ASGIRequest):
         return event_stream.event_response(HttpResponse(status=204))
-    # The stream must not keep the request's database connection while it waits.
-    release_request_connection()
-    stream = event_stream.events(
+    return event_stream.stream_response(
         generation_id=generation_id,
         version=state.version,
         last_event_id=resume,
         snapshot=_card_snapshot(request, generation_id, language=get_language()),
     )
-    return event_stream.event_response(StreamingHttpResponse(stream))
 
 
 def _card_snapshot(

@@ -1,8 +1,9 @@
 """Connection helpers for the default database.
 
-`listen_params`: the parameters for a dedicated psycopg connection. Two processes hold one connection of their own outside Django's, for PostgreSQL's
-LISTEN: each web process's live-status hub (`generation/live.py`) and each worker's wake
-listener (`generation/worker.py`). Both are built from Django's own settings, so
+`listen_params`: the parameters for a dedicated psycopg connection. Two processes hold one
+connection of their own outside Django's, for PostgreSQL's LISTEN: each web process's
+live-status hub (`generation/live.py`) and each worker's wake listener
+(`generation/worker.py`). Both are built from Django's own settings, so
 `DATABASE_URL` is the only place the server is named.
 
 `close_old_connections_unless_in_transaction`: the pipeline's clean-up after an error.
