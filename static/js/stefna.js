@@ -286,9 +286,7 @@
   // fetch after it. The card's own timed poll (hx-trigger) is the fallback: skipped while
   // the stream is connected, back when EventSource is missing or keeps failing, or under
   // a server that cannot stream (it answers 204).
-  var live = {source: null, connected: false, refreshing: 0};
-  // The card's timed poll is skipped while the stream is connected, and while the card is
-  // being fetched after an event that did not carry it (see below).
+  var live = {source: null, connected: false};
   function stopLive() {
     if (live.source) live.source.close();
     live.source = null;
@@ -314,17 +312,10 @@
       if (!current) { stopLive(); return; }
       // An event's id is the generation's version: a card already showing it is current.
       if (event.lastEventId && event.lastEventId === current.getAttribute("data-version")) return;
-      if (event.data.trim().charAt(0) === "<") {
-        // The card itself (with the header's balance, out of band, once it is final).
-        window.htmx.swap(current, event.data, {swapStyle: "outerHTML", swapDelay: 0, settleDelay: 20});
-        var swapped = document.querySelector("[data-testid=status-card]");
-        if (!swapped || !swapped.hasAttribute("data-card-url")) stopLive();  // final: no more changes
-        return;
-      }
-      // Anything else (a stream that sends the API's JSON): fetch the card.
-      live.refreshing += 1;
-      var done = function () { live.refreshing = Math.max(0, live.refreshing - 1); };
-      window.htmx.ajax("GET", current.getAttribute("data-card-url"), {target: current, swap: "outerHTML"}).then(done, done);
+      // The card itself (with the header's balance, out of band, once it is final).
+      window.htmx.swap(current, event.data, {swapStyle: "outerHTML", swapDelay: 0, settleDelay: 20});
+      var swapped = document.querySelector("[data-testid=status-card]");
+      if (!swapped || !swapped.hasAttribute("data-card-url")) stopLive();  // final: no more changes
     });
     source.addEventListener("error", function () {
       live.connected = false;
@@ -337,7 +328,8 @@
   }
   document.addEventListener("htmx:beforeRequest", function (event) {
     var element = event.detail && event.detail.elt;
-    if ((live.connected || live.refreshing) && element && element.matches && element.matches("[data-testid=status-card]")) {
+    // The card's timed poll is skipped while the stream is connected.
+    if (live.connected && element && element.matches && element.matches("[data-testid=status-card]")) {
       event.preventDefault();
     }
   });
