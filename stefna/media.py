@@ -1,7 +1,8 @@
 """Serving stored images, with ownership checked on every request.
 
-`/media/<name>` (local files, streamed; or an S3-compatible bucket's, redirected to a
-presigned URL that expires) and `/images/<Cloudinary public id>` answer only what the asker may see (see
+`/media/<name>` (local files, sent by Stefna or, behind nginx with MEDIA_ACCEL_REDIRECT, by
+nginx once Stefna has said yes; or an S3-compatible bucket's, redirected to a presigned URL
+that expires) and `/images/<Cloudinary public id>` answer only what the asker may see (see
 generation/storage.py): a public result to anyone, a private result or any source
 photo only to its owner and staff. Everything else is a 404, the same answer as for
 a name that does not exist, so probing tells nothing.
@@ -13,10 +14,15 @@ Private answers are `private, no-store`.
 
 from __future__ import annotations
 
+import mimetypes
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.core.exceptions import SuspiciousFileOperation
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
+from django.utils._os import safe_join
 from django.views.static import serve
 
 from generation import storage
@@ -77,10 +83,32 @@ def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
     if presigned is not None:
         # A bucket: the file is fetched from there, by a URL that expires.
         return _cache_headers(HttpResponseRedirect(presigned), public=public)
+    if settings.MEDIA_ACCEL_REDIRECT:
+        return _cache_headers(_handed_to_nginx(path), public=public)
     # MEDIA_ROOT is read per request, not when the URLconf loads, so a changed
     # setting (tests give each test its own folder) is always honoured.
     response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
     return _cache_headers(response, public=public)
+
+
+def _handed_to_nginx(path: str) -> HttpResponse:
+    """An empty answer telling nginx to send MEDIA_ROOT/`path` from its internal location.
+
+    nginx keeps this answer's Content-Type and Cache-Control and adds the file's length,
+    Last-Modified and ETag; the location adds what it does not keep (deploy/nginx.conf).
+    A missing file is our 404, as without nginx, not nginx's own page.
+    """
+    try:
+        found = Path(safe_join(str(settings.MEDIA_ROOT), path)).is_file()
+    except SuspiciousFileOperation:
+        found = False
+    if not found:
+        raise Http404
+    content_type, _ = mimetypes.guess_type(path)
+    response = HttpResponse(content_type=content_type or "application/octet-stream")
+    # nginx decodes the URI it is given, so a name is sent percent-encoded.
+    response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT + quote(path)
+    return response
 
 
 def serve_cloudinary_image(request: HttpRequest, public_id: str) -> HttpResponseBase:

@@ -403,6 +403,16 @@ RATE_LIMIT_CODE_ENTRIES_PER_IP = (env_int("RATE_LIMIT_CODE_ENTRIES_PER_IP", 30),
 # Serve MEDIA_URL through the ownership check (stefna/media.py): local files are
 # streamed, a bucket's are redirected to presigned URLs. On whenever MEDIA_URL is a path.
 SERVE_MEDIA = env_bool("SERVE_MEDIA", MEDIA_URL.startswith("/"))
+# Behind nginx (deploy/nginx.conf), the internal location that serves MEDIA_ROOT's files,
+# e.g. /protected-media/: once the ownership check says yes, Stefna answers with an
+# X-Accel-Redirect to it and nginx sends the bytes (sendfile, ranges, conditional GETs),
+# so no web process reads a photo into memory or writes it out. Unset: Stefna sends them.
+MEDIA_ACCEL_REDIRECT = os.environ.get("MEDIA_ACCEL_REDIRECT", "").strip()
+if MEDIA_ACCEL_REDIRECT and not (MEDIA_ACCEL_REDIRECT.startswith("/") and MEDIA_ACCEL_REDIRECT.endswith("/")):
+    raise ImproperlyConfigured(
+        f"MEDIA_ACCEL_REDIRECT must be a path that starts and ends with /, such as /protected-media/, "
+        f"not {MEDIA_ACCEL_REDIRECT!r}."
+    )
 
 # --- API ------------------------------------------------------------------------------
 # POST /api/generate-image waits this long for a result before answering 202 with the

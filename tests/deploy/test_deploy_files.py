@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from generation.models import WorkerHeartbeat
-from tests.fakes.certs import make_certificates
+from tests.deploy.nginx_site import site_config
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -160,19 +160,9 @@ def test_nginx_streams_both_event_routes_unbuffered_and_nothing_else():
 
 @pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed (.ci/run installs it)")
 def test_nginx_accepts_the_config(tmp_path):
-    certs = make_certificates(tmp_path / "certs")
-    site = (ROOT / "deploy/nginx.conf").read_text()
-    site = site.replace("/etc/letsencrypt/live/stefna.example.com/fullchain.pem", str(certs.cert_path))
-    site = site.replace("/etc/letsencrypt/live/stefna.example.com/privkey.pem", str(certs.key_path))
-    site = site.replace("/etc/nginx/stefna_proxy_params", str(ROOT / "deploy/stefna_proxy_params"))
-    site = site.replace("/var/log/nginx/", f"{tmp_path}/")
-    (tmp_path / "stefna.conf").write_text(site)
-    (tmp_path / "nginx.conf").write_text(
-        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
-        f"http {{\n access_log off;\n client_body_temp_path {tmp_path};\n include {tmp_path}/stefna.conf;\n}}\n"
-    )
+    config, _ = site_config(tmp_path)
     result = subprocess.run(
-        ["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        ["nginx", "-t", "-p", str(tmp_path), "-c", str(config)],
         capture_output=True,
         text=True,
         timeout=30,

@@ -5,7 +5,10 @@ cacheable; making one private again takes it out of public delivery."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -227,3 +230,45 @@ def test_a_public_image_of_a_generation_removed_from_history_leaves_public_deliv
     assert not media.is_public and media.storage_key not in public_url
     assert _client().get(public_url).status_code == 404
     assert _client().get(f"/media/{media.storage_key}").status_code == 404
+
+
+def test_behind_nginx_the_check_is_ours_and_the_bytes_are_nginx_s(finished, user, other_user, settings):
+    """MEDIA_ACCEL_REDIRECT: the same answers as above, but every yes is an empty answer
+    naming the file for nginx's internal location (tests/deploy/test_nginx_media.py runs
+    it through the real nginx with deploy/nginx.conf)."""
+    settings.MEDIA_ACCEL_REDIRECT = "/protected-media/"
+    generation, media = finished
+    owner = _client(user)
+    for name, content_type in ((media.storage_key, "image/png"), (generation.source_image.name, "image/jpeg")):
+        response = owner.get(f"/media/{name}")
+        assert response.status_code == 200
+        assert response["X-Accel-Redirect"] == f"/protected-media/{name}"
+        assert response.content == b"", "nginx sends the bytes"
+        assert response["Content-Type"] == content_type
+        assert response["Cache-Control"] == "private, no-store"
+    for client in (_client(), _client(other_user)):
+        for url in _media_urls(media, generation):
+            response = client.get(url)
+            assert response.status_code == 404 and not response.has_header("X-Accel-Redirect"), url
+
+    owner.post(f"/i/{media.pk}/visibility/", {"is_public": "1"})
+    response = _client().get(f"/media/{media.storage_key}")
+    assert response["X-Accel-Redirect"] == f"/protected-media/{media.storage_key}"
+    assert response["Cache-Control"] == f"public, max-age={storage.PUBLIC_CACHE_SECONDS}"
+
+    # A file gone from disk is our 404, as without nginx, not a redirect to nothing.
+    (settings.MEDIA_ROOT / generation.source_image.name).unlink()
+    response = owner.get(f"/media/{generation.source_image.name}")
+    assert response.status_code == 404 and not response.has_header("X-Accel-Redirect")
+
+
+def test_a_media_accel_redirect_that_is_not_a_path_is_refused_at_start():
+    for value, ok in (("/protected-media/", True), ("protected-media/", False), ("/protected-media", False)):
+        result = subprocess.run(
+            [sys.executable, "-c", "import django; django.setup()"],
+            env={**os.environ, "MEDIA_ACCEL_REDIRECT": value, "DJANGO_SETTINGS_MODULE": "stefna.settings"},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert (result.returncode == 0) is ok, (value, result.stderr[-500:])
+        if not ok:
+            assert "MEDIA_ACCEL_REDIRECT must be a path that starts and ends with /" in result.stderr

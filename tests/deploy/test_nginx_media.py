@@ -1,0 +1,102 @@
+"""Photos and results behind the real nginx with deploy/nginx.conf and MEDIA_ACCEL_REDIRECT:
+Stefna decides who may see a file, nginx sends it (with ranges and conditional GETs), and
+the headers the browser gets are Stefna's policy, whichever of the two sent them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import ssl
+
+import httpx
+import pytest
+from django.conf import settings as django_settings
+from django.db import connections
+from django.test import Client
+from django.test.testcases import LiveServerThread
+
+from generation.models import Generation
+from generation.tests.pipeline_helpers import run_worker, start_generation
+from presets.tests.factories import PresetFactory
+from tests.deploy.nginx_site import running_nginx
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not shutil.which("nginx"), reason="nginx is not installed (.ci/run installs it)"),
+]
+
+
+@pytest.fixture
+def stefna_port(transactional_db):
+    """Stefna's WSGI app on a port of its own. Not pytest-django's live_server: that one
+    answers /media/ from MEDIA_ROOT itself (Django's test media handler), never asking
+    Stefna's view who may see a file."""
+    shared = {conn.alias: conn for conn in connections.all() if conn.vendor == "sqlite" and conn.is_in_memory_db()}
+    for conn in shared.values():
+        conn.inc_thread_sharing()
+    server = LiveServerThread("127.0.0.1", lambda media_handler: media_handler.application, shared)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    assert server.error is None, server.error
+    yield server.port
+    server.terminate()
+    for conn in shared.values():
+        conn.dec_thread_sharing()
+
+
+def _session_of(user) -> dict[str, str]:
+    """The Cookie header of a browser signed in as `user`."""
+    client = Client()
+    client.force_login(user)
+    name = django_settings.SESSION_COOKIE_NAME
+    return {"Cookie": f"{name}={client.cookies[name].value}"}
+
+
+def test_nginx_sends_what_stefna_allows_and_nothing_else(stefna_port, settings, tmp_path, user, other_user, fake_fal):
+    settings.MEDIA_ACCEL_REDIRECT = "/protected-media/"
+    generation = start_generation(user, PresetFactory(kind="neo_glitch"))
+    run_worker(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    result, photo = generation.media.get().storage_key, generation.source_image.name
+
+    settings.ALLOWED_HOSTS = ["localhost", "testserver"]
+    nginx = tmp_path / "nginx"
+    nginx.mkdir()
+    with running_nginx(nginx, upstream_port=stefna_port, media_root=settings.MEDIA_ROOT) as (base, certs):
+        trust = ssl.create_default_context(cafile=str(certs.ca_path))
+        with httpx.Client(base_url=base, verify=trust, timeout=10) as web:
+            owner = _session_of(user)
+            for name, content_type in ((result, "image/png"), (photo, "image/jpeg")):
+                stored = (settings.MEDIA_ROOT / name).read_bytes()
+                answer = web.get(f"/media/{name}", headers=owner)
+                assert answer.status_code == 200
+                assert answer.content == stored, "the file itself, sent by nginx"
+                assert answer.headers["content-type"] == content_type
+                assert answer.headers.get_list("cache-control") == ["private, no-store"]
+                assert answer.headers["x-content-type-options"] == "nosniff"
+                assert answer.headers["vary"] == "Cookie, Authorization"
+                assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"])
+                assert "x-accel-redirect" not in answer.headers, "the internal address never reaches the browser"
+
+                part = web.get(f"/media/{name}", headers={**owner, "Range": "bytes=0-99"})
+                assert part.status_code == 206 and part.content == stored[:100]
+                again = web.get(f"/media/{name}", headers={**owner, "If-None-Match": answer.headers["etag"]})
+                assert again.status_code == 304
+
+                for stranger in ({}, _session_of(other_user)):
+                    refused = web.get(f"/media/{name}", headers=stranger)
+                    assert refused.status_code == 404 and refused.content != stored
+
+            # The internal location answers only Stefna's redirect, never a browser.
+            assert web.get(f"/protected-media/{result}", headers=owner).status_code == 404
+
+            # Made public: anyone gets it, cacheable for an hour, still through Stefna's check.
+            owner_client = Client()
+            owner_client.force_login(user)
+            made = owner_client.post(f"/i/{generation.media.get().pk}/visibility/", {"is_public": "1"})
+            assert made.status_code == 302, made
+            public = generation.media.get().storage_key
+            answer = web.get(f"/media/{public}")
+            assert answer.status_code == 200 and answer.content == (settings.MEDIA_ROOT / public).read_bytes()
+            assert answer.headers.get_list("cache-control") == ["public, max-age=3600"]
