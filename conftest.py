@@ -19,6 +19,26 @@ def _outside_any_request():
     forget_request()
 
 
+@pytest.fixture(scope="session")
+def live_server():
+    """pytest-django's live server, but /media/ is answered by Stefna's own view.
+
+    Django's live server answers MEDIA_URL from MEDIA_ROOT itself (its test media handler),
+    in front of the app: every photo and result a browser test showed was served without
+    asking who may see it. Only that wrapper is dropped; static files are still served."""
+    import os
+
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from pytest_django.live_server_helper import LiveServer
+
+    server = LiveServer(os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost", start=False)
+    # LiveServerThread wraps the app as static_handler(_MediaFilesHandler(WSGIHandler())).
+    server.thread.static_handler = lambda media_handler: StaticFilesHandler(media_handler.application)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def clear_of_rate_window_end():
     """For a test that counts up to a rate limit: it starts at least 5 s before a window ends.

@@ -14,6 +14,7 @@ from django.core.files.storage import default_storage
 from PIL import Image, ImageDraw
 from playwright.sync_api import expect
 
+from generation import storage
 from generation.models import Generation, Media
 from generation.tests.factories import AttemptFactory, GenerationFactory
 from presets.models import Preset
@@ -35,7 +36,10 @@ def _png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
 def finished_generation(user: User, *, status: str = Generation.Status.SUCCEEDED, width: int = 600, height: int = 800):
     """A generation with its source photo and one result in storage (served by `served_media`)."""
     preset = ghibli_tears()
-    source = default_storage.save(f"IMAGES_UPLOAD/{user.pk}/s.png", ContentFile(_png(width, height, (60, 110, 200))))
+    # Stored as the pipeline names files: /media/ answers only those, and only to the owner.
+    source = default_storage.save(
+        storage.source_name(extension="png"), ContentFile(_png(width, height, (60, 110, 200)))
+    )
     generation = GenerationFactory.create(
         user=user,
         preset=preset,
@@ -48,12 +52,16 @@ def finished_generation(user: User, *, status: str = Generation.Status.SUCCEEDED
         completed_at=None if status in Generation.ACTIVE_STATUSES else None,
     )
     if status == Generation.Status.SUCCEEDED:
-        name = default_storage.save(f"results/{generation.pk}.png", ContentFile(_png(width, height, (200, 90, 120))))
+        name = default_storage.save(
+            f"{storage.RESULTS_FOLDER}/{storage.result_name(generation.pk, 0)}.png",
+            ContentFile(_png(width, height, (200, 90, 120))),
+        )
         Media.objects.create(
             generation=generation,
             user=user,
             index=0,
             url=default_storage.url(name),
+            storage_key=name,
             width=width,
             height=height,
             persisted=True,

@@ -7,13 +7,12 @@ from __future__ import annotations
 import re
 import shutil
 import ssl
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from django.conf import settings as django_settings
-from django.db import connections
 from django.test import Client
-from django.test.testcases import LiveServerThread
 
 from generation.models import Generation
 from generation.tests.pipeline_helpers import run_worker, start_generation
@@ -26,25 +25,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def stefna_port(transactional_db):
-    """Stefna's WSGI app on a port of its own. Not pytest-django's live_server: that one
-    answers /media/ from MEDIA_ROOT itself (Django's test media handler), never asking
-    Stefna's view who may see a file."""
-    shared = {conn.alias: conn for conn in connections.all() if conn.vendor == "sqlite" and conn.is_in_memory_db()}
-    for conn in shared.values():
-        conn.inc_thread_sharing()
-    server = LiveServerThread("127.0.0.1", lambda media_handler: media_handler.application, shared)
-    server.daemon = True
-    server.start()
-    server.is_ready.wait()
-    assert server.error is None, server.error
-    yield server.port
-    server.terminate()
-    for conn in shared.values():
-        conn.dec_thread_sharing()
-
-
 def _session_of(user) -> dict[str, str]:
     """The Cookie header of a browser signed in as `user`."""
     client = Client()
@@ -53,17 +33,19 @@ def _session_of(user) -> dict[str, str]:
     return {"Cookie": f"{name}={client.cookies[name].value}"}
 
 
-def test_nginx_sends_what_stefna_allows_and_nothing_else(stefna_port, settings, tmp_path, user, other_user, fake_fal):
+def test_nginx_sends_what_stefna_allows_and_nothing_else(live_server, settings, tmp_path, user, other_user, fake_fal):
     settings.MEDIA_ACCEL_REDIRECT = "/protected-media/"
     generation = start_generation(user, PresetFactory(kind="neo_glitch"))
     run_worker(generation)
     assert generation.status == Generation.Status.SUCCEEDED
     result, photo = generation.media.get().storage_key, generation.source_image.name
 
-    settings.ALLOWED_HOSTS = ["localhost", "testserver"]
     nginx = tmp_path / "nginx"
     nginx.mkdir()
-    with running_nginx(nginx, upstream_port=stefna_port, media_root=settings.MEDIA_ROOT) as (base, certs):
+    with running_nginx(nginx, upstream_port=urlsplit(live_server.url).port, media_root=settings.MEDIA_ROOT) as (
+        base,
+        certs,
+    ):
         trust = ssl.create_default_context(cafile=str(certs.ca_path))
         with httpx.Client(base_url=base, verify=trust, timeout=10) as web:
             owner = _session_of(user)
