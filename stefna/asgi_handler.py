@@ -11,7 +11,9 @@ ten crossings between the event loop and threads, and at the crowd bench's load
 So a request whose view is synchronous (all but `/api/generate-image`) is served here by
 a second, fully synchronous copy of the same middleware chain, in one call on one of
 WEB_THREADS reused threads: `request_started`, the chain, the view and, for an answer in
-memory or a file (read whole in that same call, as Django would read it anyway),
+memory or a file (read whole in that same call, as Django would read it anyway, up to
+FILE_BLOCK_BYTES; a larger one is read a block at a time on those threads as the loop
+sends them, so a process holds one block per download, not whole photos),
 `request_finished`, which hands the database connection back at once. The event loop
 then writes the bytes. A live stream (the event stream: a sync view answering with an
 async iterator) is written by the loop as Django does, watching for a disconnect, and
@@ -52,6 +54,7 @@ from django.urls import Resolver404, get_resolver, set_script_prefix
 from stefna.middleware import REQUEST_ID_HEADER, request_id_from
 
 type Lane = Literal["async", "own", "shared"]
+type Ending = Literal["closed", "blocks", "stream"]
 
 _clock = time.monotonic
 
@@ -137,10 +140,10 @@ class SyncFirstASGIHandler(ASGIHandler):
         context = contextvars.copy_context()
         loop = asyncio.get_running_loop()
         with closing(body_file):
-            response, closed = await loop.run_in_executor(
+            response, ending = await loop.run_in_executor(
                 self._executors[lane], context.run, self._respond, scope, body_file
             )
-            if closed:
+            if ending == "closed":
                 # request_finished was sent on the thread; only the bytes are left to write.
                 if reusable and not response.cookies and not response.streaming:
                     self._recent[path_info] = _keep(response)
@@ -149,6 +152,7 @@ class SyncFirstASGIHandler(ASGIHandler):
             try:
                 try:
                     async with asyncio.TaskGroup() as group:
+                        # A client gone stops a live stream, and a large file's reads.
                         group.create_task(self.listen_for_disconnect(receive))
                         # The stream runs in the request's context (its request id for
                         # the logs, its error-reporting scope).
@@ -156,14 +160,17 @@ class SyncFirstASGIHandler(ASGIHandler):
                 except* (_Processed, RequestAborted):
                     pass
             finally:
-                await loop.run_in_executor(self._threads, context.run, response.close)
+                if ending == "stream":
+                    await loop.run_in_executor(self._threads, context.run, response.close)
 
     async def _send_then_stop(self, response: HttpResponseBase, send: Any) -> None:
         await self.send_response(response, send)
         raise _Processed
 
-    def _respond(self, scope: dict[str, Any], body_file: Any) -> tuple[HttpResponseBase, bool]:
-        """The answer, and whether it is closed already (all but a live stream are)."""
+    def _respond(self, scope: dict[str, Any], body_file: Any) -> tuple[HttpResponseBase, Ending]:
+        """The answer, and how it ends: "closed" (in memory, request_finished sent), "blocks"
+        (a large file read as it is sent; closed too) or "stream" (a live stream, closed
+        by the caller once written)."""
         set_script_prefix(get_script_prefix(scope))
         signals.request_started.send(sender=self.__class__, scope=scope)
         request, response = self.create_request(scope, body_file)
@@ -173,23 +180,65 @@ class SyncFirstASGIHandler(ASGIHandler):
             if isinstance(response, FileResponse):
                 response.block_size = self.chunk_size
         assert response is not None
+        if isinstance(response, FileResponse) and (block_reads := _large_file(response)) is not None:
+            # A large file (a photo of up to 15 MB): its blocks are read on this pool's
+            # threads as the loop writes them, so a process holds one block per download
+            # rather than every file in full. The request itself ends here (its database
+            # connection goes back); the blocks come from a duplicate of the file's
+            # descriptor, which outlives the response's own.
+            response.streaming_content = block_reads(self._threads)
+            response.close()
+            return response, "blocks"
         # The same test as `response.streaming` (only StreamingHttpResponse and its
         # subclasses set it), in a form mypy can narrow.
-        if isinstance(response, StreamingHttpResponse) and not response.is_async:
-            # A file: Django would read a sync iterator whole on a thread anyway (with a
-            # warning), so read it here in the same trip and hand the loop the bytes.
+        elif isinstance(response, StreamingHttpResponse) and not response.is_async:
+            # A small file: Django would read a sync iterator whole on a thread anyway (with
+            # a warning), so read it here in the same trip and hand the loop the bytes.
             # Not async, so a plain iterator of bytes (the stubs can't tie the two).
             parts = list(cast(Iterator[bytes], response.streaming_content))
             response.streaming_content = _replay(parts)
         elif response.streaming:
-            return response, False
+            return response, "stream"
         response.close()
-        return response, True
+        return response, "closed"
 
 
 async def _replay(parts: list[bytes]) -> AsyncIterator[bytes]:
     for part in parts:
         yield part
+
+
+# A file this size or smaller is read whole in the request's trip to a thread (one hop);
+# a larger one in blocks of this size, each read on a thread as the loop sends the last.
+FILE_BLOCK_BYTES = 1024 * 1024
+
+
+def _large_file(response: FileResponse) -> Callable[[Any], AsyncIterator[bytes]] | None:
+    """For a FileResponse of a regular file over FILE_BLOCK_BYTES (Django's static `serve`,
+    our media view), a function that reads it in blocks on the given executor."""
+    if response.is_async or response.file_to_stream is None:
+        return None
+    try:
+        descriptor = response.file_to_stream.fileno()
+        start = response.file_to_stream.tell()
+        size = os.fstat(descriptor).st_size
+    except (AttributeError, OSError, ValueError):  # not a real file (a BytesIO, a closed file)
+        return None
+    if size - start <= FILE_BLOCK_BYTES:
+        return None
+    duplicate = os.dup(descriptor)
+
+    async def blocks(executor: Any) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        offset = start
+        try:
+            while block := await loop.run_in_executor(executor, os.pread, duplicate, FILE_BLOCK_BYTES, offset):
+                offset += len(block)
+                yield block
+        finally:
+            os.close(duplicate)
+
+    return blocks
 
 
 def _path_info(scope: dict[str, Any]) -> str:

@@ -2,7 +2,7 @@
 (request_started, the whole middleware chain, the view and request_finished on it), a
 file is read in that same trip, an async view still goes through Django's own handler,
 the health check has threads of its own, and its answer is sent again from the loop for
-a second.
+a second. A large file is read in blocks on those threads as the loop sends them.
 
 Driven through the production ASGI application (stefna.asgi) in-process, with a test
 URLconf beside the real one.
@@ -51,6 +51,21 @@ def file_view(request: HttpRequest) -> FileResponse:
     return FileResponse(io.BytesIO(b"x" * 200_000), content_type="application/octet-stream")
 
 
+LARGE = bytes(range(256)) * (14 * 1024)  # 3.5 MB, no two neighbouring blocks alike
+
+
+def large_file_view(request: HttpRequest) -> FileResponse:
+    """A file on disk over FILE_BLOCK_BYTES, whose name is gone before it is sent (as a
+    result made private moves to a new name while someone downloads it)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(delete=False) as spool:
+        spool.write(LARGE)
+    stream = open(spool.name, "rb")  # noqa: SIM115 - the response closes it
+    os.unlink(spool.name)
+    return FileResponse(stream, content_type="application/octet-stream")
+
+
 def stream_view(request: HttpRequest) -> StreamingHttpResponse:
     async def parts() -> Any:
         for number in range(3):
@@ -91,6 +106,7 @@ urlpatterns = [
     path("t/niceness-own", own_thread_niceness_view),
     path("t/async", async_view),
     path("t/file", file_view),
+    path("t/large-file", large_file_view),
     path("t/stream", stream_view),
     path("t/fail", failing_view),
     path("", include("stefna.urls")),
@@ -193,6 +209,102 @@ def test_a_file_is_read_in_the_same_trip_and_sent_whole_without_the_sync_iterato
     assert body == b"x" * 200_000
     assert headers["content-length"] == "200000"
     assert [event for event, _ in signals_seen] == ["started", "finished", "sent"]
+
+
+def test_a_large_file_is_read_in_blocks_on_request_threads_as_the_loop_sends_them(signals_seen, monkeypatch):
+    from stefna.asgi_handler import FILE_BLOCK_BYTES
+
+    reads: list[tuple[int, int, str]] = []
+    real_pread = os.pread
+
+    def pread(descriptor: int, length: int, offset: int) -> bytes:
+        reads.append((descriptor, length, threading.current_thread().name))
+        signals_seen.append(("read", threading.current_thread().name))
+        return real_pread(descriptor, length, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+    status, headers, body = call("/t/large-file", seen=signals_seen)
+    assert status == 200
+    assert body == LARGE, "whole and in order, though its name was unlinked before it was sent"
+    assert headers["content-length"] == str(len(LARGE))
+    # The request ended (request_finished: its database connection back) before the
+    # first byte went out; the blocks were read after, each on a request thread.
+    events = [event for event, _ in signals_seen]
+    assert events[:3] == ["started", "finished", "sent"]
+    assert len(reads) == len(LARGE) // FILE_BLOCK_BYTES + 2  # the last one finds the end
+    assert all(length == FILE_BLOCK_BYTES and thread.startswith("web-request") for _, length, thread in reads)
+    # The duplicate descriptor the blocks came from is closed.
+    with pytest.raises(OSError):
+        os.fstat(reads[0][0])
+
+
+def test_a_large_file_is_sent_while_it_is_read_not_after(monkeypatch):
+    """One block in memory at a time: the loop writes each block before the next is read."""
+    order: list[str] = []
+    real_pread = os.pread
+
+    def pread(descriptor: int, length: int, offset: int) -> bytes:
+        order.append("read")
+        return real_pread(descriptor, length, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+
+    async def scenario() -> None:
+        asked = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.Event().wait()  # the client stays until the answer is whole
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            if message.get("body"):
+                order.append("sent")
+
+        await asyncio.wait_for(application(http_scope("/t/large-file"), receive, send), 10)
+
+    asyncio.run(scenario())
+    first_sent = order.index("sent")
+    assert order[:first_sent] == ["read"], "the first block is sent before the second is read"
+    assert order.count("read") == len(LARGE) // (1024 * 1024) + 2
+
+
+def test_a_client_gone_mid_file_stops_the_reads_and_closes_the_file(monkeypatch):
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def pread(descriptor: int, length: int, offset: int) -> bytes:
+        reads.append(descriptor)
+        return real_pread(descriptor, length, offset)
+
+    monkeypatch.setattr(os, "pread", pread)
+
+    async def scenario() -> None:
+        first_block = asyncio.Event()
+        asked = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await first_block.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message.get("body"):
+                first_block.set()
+                await asyncio.sleep(0.01)  # a slow client: the disconnect arrives meanwhile
+
+        await asyncio.wait_for(application(http_scope("/t/large-file"), receive, send), 10)
+
+    asyncio.run(scenario())
+    assert 1 <= len(reads) < len(LARGE) // (1024 * 1024), "no reading on for a client who left"
+    with pytest.raises(OSError):
+        os.fstat(reads[0])
 
 
 def test_a_live_stream_is_written_by_the_loop_and_closed_after_it(signals_seen):
