@@ -152,7 +152,9 @@ def test_an_unfurler_reads_og_image_and_fetches_it(live_server, settings, user):
     buffer = io.BytesIO()
     Image.new("RGB", (640, 480), (200, 120, 40)).save(buffer, "PNG")
     (settings.MEDIA_ROOT / "generated" / "result.png").write_bytes(buffer.getvalue())
-    media = public_media(user, url="/media/generated/result.png", width=640, height=480)
+    media = public_media(
+        user, url="/media/generated/result.png", storage_key="generated/result.png", width=640, height=480
+    )
 
     page = requests.get(f"{live_server.url}/i/{media.share_id}", timeout=10, headers={"User-Agent": "Slackbot 1.0"})
     assert page.status_code == 200
