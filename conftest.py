@@ -71,9 +71,12 @@ def _isolated_media_and_cache(request, settings, tmp_path):
         cache.clear()
     # The per-process memo of presets' translated names (stefna/i18n_tags.py) holds the rows
     # of the test that filled it: a later test on this worker has presets of its own.
+    from generation import first_page
     from stefna import i18n_tags
 
     i18n_tags._PRESET_NAMES.clear()
+    # Likewise the feed's first page (generation/first_page.py), kept a second per process.
+    first_page.kept.clear()
     yield
     if uses_db:
         cache.clear()

@@ -32,7 +32,7 @@ from stefna.db import release_request_connection
 from stefna.errors import DomainError, InvalidInput, NotFound
 from stefna.requests import AuthenticatedRequest
 
-from . import etags, event_stream, selectors, services, status_reads
+from . import etags, event_stream, first_page, selectors, services, status_reads
 from .exceptions import ImageTooLarge
 from .images import ValidatedImage, decode_base64_image, validate_image
 from .models import Generation
@@ -352,11 +352,18 @@ def feed(
     limit: int = Query(selectors.DEFAULT_PAGE_SIZE, ge=1, le=selectors.MAX_PAGE_SIZE),
 ) -> dict:
     limit_public(request)
-    page = selectors.generation_feed(cursor=cursor, limit=limit)
-    return {
-        "items": [feed_item_out(media, url=_urls(request)) for media in page.items],
-        "next_cursor": page.next_cursor,
-    }
+
+    def make() -> dict[str, Any]:
+        page = selectors.generation_feed(cursor=cursor, limit=limit)
+        return {
+            "items": [feed_item_out(media, url=_urls(request)) for media in page.items],
+            "next_cursor": page.next_cursor,
+        }
+
+    if cursor is not None:
+        return make()
+    # The first page is the same for every caller at this address (generation/first_page.py).
+    return first_page.kept.get(("api", request.build_absolute_uri("/"), limit), make)
 
 
 @router.patch(

@@ -24,6 +24,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
@@ -35,7 +36,7 @@ from stefna.context_processors import header_quota_from_wallet
 from stefna.errors import DomainError, NotFound, RateLimited
 from stefna.requests import AuthenticatedRequest, signed_in_user
 
-from . import etags, event_stream, photos, selectors, services, status_reads
+from . import etags, event_stream, first_page, photos, selectors, services, status_reads
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
 from .labels import model_label
 from .models import Generation, Media
@@ -368,13 +369,28 @@ def media_delete(request: AuthenticatedRequest, media_id: str) -> HttpResponse:
 
 @require_GET
 def feed(request: HttpRequest) -> HttpResponse:
+    cursor = request.GET.get("cursor") or None
     try:
-        page = selectors.generation_feed(cursor=request.GET.get("cursor") or None, limit=FEED_PAGE_SIZE)
+        items, any_items = _feed_items(cursor)
     except DomainError:
         # A broken cursor (hand-edited URL) starts again at the top.
-        page = selectors.generation_feed(limit=FEED_PAGE_SIZE)
-    template = "generation/_feed_page.html" if is_htmx(request) else "generation/feed.html"
-    return render(request, template, {"page": page, "next_url": _page_url(page, {})})
+        items, any_items = _feed_items(None)
+    if is_htmx(request):
+        return HttpResponse(items)
+    return render(request, "generation/feed.html", {"items": items, "any_items": any_items})
+
+
+def _feed_items(cursor: str | None) -> tuple[str, bool]:
+    """One page of the feed's images as HTML in the active language, and whether it has
+    any. The first page is the same for every visitor: each process keeps it for a moment
+    (generation/first_page.py)."""
+
+    def make() -> tuple[str, bool]:
+        page = selectors.generation_feed(cursor=cursor, limit=FEED_PAGE_SIZE)
+        html = render_to_string("generation/_feed_page.html", {"page": page, "next_url": _page_url(page, {})})
+        return mark_safe(html), bool(page.items)  # noqa: S308 - rendered by our own template
+
+    return first_page.kept.get(("html", get_language()), make) if cursor is None else make()
 
 
 @login_required

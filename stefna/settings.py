@@ -414,6 +414,10 @@ if MEDIA_ACCEL_REDIRECT and not (MEDIA_ACCEL_REDIRECT.startswith("/") and MEDIA_
         f"not {MEDIA_ACCEL_REDIRECT!r}."
     )
 
+# The public feed's first page is the same for every visitor: each process answers it
+# again for this long from what it made last (generation/first_page.py). 0 = never kept.
+FEED_CACHE_SECONDS = float(os.environ.get("FEED_CACHE_SECONDS", "") or 1)
+
 # --- API ------------------------------------------------------------------------------
 # POST /api/generate-image waits this long for a result before answering 202 with the
 # generation id; it polls the row every GENERATE_IMAGE_POLL_SECONDS while it waits.
