@@ -214,25 +214,31 @@ FILE_BLOCK_BYTES = 1024 * 1024
 
 
 def _large_file(response: FileResponse) -> Callable[[Any], AsyncIterator[bytes]] | None:
-    """For a FileResponse of a regular file over FILE_BLOCK_BYTES (Django's static `serve`,
-    our media view), a function that reads it in blocks on the given executor."""
-    if response.is_async or response.file_to_stream is None:
+    """For a FileResponse of a real file with a Content-Length over FILE_BLOCK_BYTES
+    (Django's static `serve`, our media view), a function that reads exactly that many
+    bytes from where the file stands, in blocks, on the given executor. Anything else (a
+    BytesIO, whitenoise's slice of a file for a range) keeps the one-trip read."""
+    if response.is_async or response.file_to_stream is None or not response.has_header("Content-Length"):
         return None
     try:
         descriptor = response.file_to_stream.fileno()
         start = response.file_to_stream.tell()
-        size = os.fstat(descriptor).st_size
+        length = int(response["Content-Length"])
     except (AttributeError, OSError, ValueError):  # not a real file (a BytesIO, a closed file)
         return None
-    if size - start <= FILE_BLOCK_BYTES:
+    if length <= FILE_BLOCK_BYTES:
         return None
     duplicate = os.dup(descriptor)
 
     async def blocks(executor: Any) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
-        offset = start
+        offset, end = start, start + length
         try:
-            while block := await loop.run_in_executor(executor, os.pread, duplicate, FILE_BLOCK_BYTES, offset):
+            while offset < end:
+                size = min(FILE_BLOCK_BYTES, end - offset)
+                block = await loop.run_in_executor(executor, os.pread, duplicate, size, offset)
+                if not block:  # the file was cut short meanwhile: what there is, no more
+                    return
                 offset += len(block)
                 yield block
         finally:

@@ -44,6 +44,7 @@ def _every_page_read_anew(settings):
     them on a second request."""
     settings.FEED_CACHE_SECONDS = 0
 
+
 SIZES = [5, 50]
 
 FEED_BUDGET = 5
