@@ -166,28 +166,6 @@ def wait_until(predicate, *, timeout: float = 30.0, interval: float = 0.2, messa
     raise AssertionError(f"timed out waiting for {message}")
 
 
-@pytest.fixture
-def served_media(settings):
-    """Make the live server serve this test's MEDIA_ROOT.
-
-    stefna/urls.py binds `document_root=settings.MEDIA_ROOT` when the URLconf is first
-    imported, which in a test session is whichever test resolved a URL first. Rebuilding
-    the URLconf after the autouse fixture has pointed MEDIA_ROOT at this test's folder
-    makes /media/ serve the files the worker writes.
-    """
-    import importlib
-
-    from django.urls import clear_url_caches
-
-    import stefna.urls
-
-    importlib.reload(stefna.urls)
-    clear_url_caches()
-    yield settings.MEDIA_ROOT
-    importlib.reload(stefna.urls)
-    clear_url_caches()
-
-
 @pytest.fixture(autouse=True)
 def _browser_presets(seeded_presets):
     """Every browser test picks from the real seeded styles (see the root conftest's `seeded_presets`)."""

@@ -59,7 +59,7 @@ def assert_accessible(page, path: str) -> None:
         assert not found, f"{path} at {label}: {json.dumps(found, indent=1)}"
 
 
-def test_every_public_page_passes_axe(axe_page, served_media):
+def test_every_public_page_passes_axe(axe_page):
     owner = User.objects.create_user("owner@example.com")
     generation = finished_generation(owner)
     media = Media.objects.get(generation=generation)
@@ -75,7 +75,7 @@ def test_every_public_page_passes_axe(axe_page, served_media):
     assert not violations(axe_page)
 
 
-def test_every_signed_in_page_passes_axe(axe_page, served_media):
+def test_every_signed_in_page_passes_axe(axe_page):
     sign_in(axe_page, "a11y@example.com")
     user = User.objects.get(email="a11y@example.com")
     generation = finished_generation(user)
@@ -91,7 +91,7 @@ def test_every_signed_in_page_passes_axe(axe_page, served_media):
     assert_accessible(axe_page, "/")
 
 
-def test_the_admin_passes_axe(axe_page, served_media):
+def test_the_admin_passes_axe(axe_page):
     sign_in(axe_page, "staff@example.com")
     staff = User.objects.get(email="staff@example.com")
     User.objects.filter(pk=staff.pk).update(is_staff=True, is_superuser=True)
@@ -105,7 +105,7 @@ def test_the_admin_passes_axe(axe_page, served_media):
         assert_accessible(axe_page, path)
 
 
-def test_the_admin_fits_and_names_itself(page, served_media):
+def test_the_admin_fits_and_names_itself(page):
     sign_in(page, "fit@example.com")
     staff = User.objects.get(email="fit@example.com")
     User.objects.filter(pk=staff.pk).update(is_staff=True, is_superuser=True)
@@ -141,7 +141,7 @@ def test_the_admin_fits_and_names_itself(page, served_media):
     assert json_box.evaluate("el => el.scrollHeight > el.clientHeight"), "long JSON scrolls inside its box"
 
 
-def test_keyboard_reach_visible_focus_and_reduced_motion(page, served_media):
+def test_keyboard_reach_visible_focus_and_reduced_motion(page):
     sign_in(page, "keyboard@example.com")
     user = User.objects.get(email="keyboard@example.com")
     generation = finished_generation(user)

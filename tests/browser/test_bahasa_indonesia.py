@@ -73,7 +73,7 @@ def indonesian_page(browser, live_server):
     assert not errors, f"browser errors: {errors}"
 
 
-def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, served_media, tmp_path):
+def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, tmp_path):
     page = indonesian_page
     assert len(PHRASES) > 150  # the check has teeth: the catalogue's English is all there
     preset = ghibli_tears()

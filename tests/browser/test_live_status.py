@@ -82,9 +82,7 @@ def watched_page(browser, asgi_server: str, user: User):
     return context, page, errors, card_fetches
 
 
-def test_a_running_card_updates_to_the_result_through_the_event_stream(
-    browser, asgi_server, start_worker, served_media, tmp_path
-):
+def test_a_running_card_updates_to_the_result_through_the_event_stream(browser, asgi_server, start_worker, tmp_path):
     ghibli_tears()
     start_worker(OFFLINE_QUEUE_SECONDS="1.5", OFFLINE_RUN_SECONDS="2.5")
     user = User.objects.create_user(email="ada@example.com")
@@ -127,9 +125,7 @@ def test_a_running_card_updates_to_the_result_through_the_event_stream(
     assert not errors, errors
 
 
-def test_the_card_comes_in_the_event_itself_and_nothing_is_sent_before_a_change(
-    browser, asgi_server, served_media, tmp_path
-):
+def test_the_card_comes_in_the_event_itself_and_nothing_is_sent_before_a_change(browser, asgi_server, tmp_path):
     """The page's stream starts from the version the page was rendered with (`?v=`), so it
     sends nothing until the job changes; the change then arrives as the card itself, with
     the header's balance, and the page fetches nothing. (No worker: the job stays queued

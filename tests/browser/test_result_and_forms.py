@@ -34,7 +34,7 @@ def _png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
 
 
 def finished_generation(user: User, *, status: str = Generation.Status.SUCCEEDED, width: int = 600, height: int = 800):
-    """A generation with its source photo and one result in storage (served by `served_media`)."""
+    """A generation with its source photo and one result in storage, as the pipeline names them."""
     preset = ghibli_tears()
     # Stored as the pipeline names files: /media/ answers only those, and only to the owner.
     source = default_storage.save(
@@ -77,7 +77,7 @@ def signed_in_user(page, email: str) -> User:
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_the_result_is_the_hero_with_a_before_after_by_mouse_and_keyboard(page, served_media, viewport):
+def test_the_result_is_the_hero_with_a_before_after_by_mouse_and_keyboard(page, viewport):
     page.set_viewport_size(viewport)
     user = signed_in_user(page, "hero@example.com")
     generation = finished_generation(user)
@@ -131,7 +131,7 @@ def test_the_result_is_the_hero_with_a_before_after_by_mouse_and_keyboard(page, 
     assert Media.objects.get(generation=generation).is_public
 
 
-def test_try_another_style_starts_a_generation_without_a_new_upload(page, served_media):
+def test_try_another_style_starts_a_generation_without_a_new_upload(page):
     user = signed_in_user(page, "again@example.com")
     generation = finished_generation(user)
     other = Preset.objects.filter(is_active=True, requires_prompt=False).exclude(slug=generation.preset_slug).first()
@@ -224,7 +224,7 @@ def test_an_overlong_prompt_is_counted_and_refused_not_cut(page, tmp_path):
     expect(page.locator("[data-prompt-error]")).to_be_hidden()
 
 
-def test_history_filters_live_in_the_url_and_empty_states_match(page, served_media):
+def test_history_filters_live_in_the_url_and_empty_states_match(page):
     user = signed_in_user(page, "filters@example.com")
     finished_generation(user)
     page.goto("/history/")
@@ -259,7 +259,7 @@ def test_the_tab_title_shows_progress(page):
     expect(page).not_to_have_title(re.compile("running"))
 
 
-def test_on_a_phone_the_create_bar_sticks_and_tap_targets_are_44px(page, served_media):
+def test_on_a_phone_the_create_bar_sticks_and_tap_targets_are_44px(page):
     page.set_viewport_size(PHONE)
     ghibli_tears()
     user = signed_in_user(page, "phone@example.com")
@@ -283,7 +283,7 @@ def test_on_a_phone_the_create_bar_sticks_and_tap_targets_are_44px(page, served_
         assert not small, f"{path}: tap targets under 44 px: {small}"
 
 
-def test_a_recent_photo_can_be_picked_again(page, served_media, tmp_path):
+def test_a_recent_photo_can_be_picked_again(page, tmp_path):
     user = signed_in_user(page, "recent@example.com")
     older = finished_generation(user, width=500, height=700)
     page.goto("/")

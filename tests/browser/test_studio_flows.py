@@ -75,7 +75,7 @@ def header_balance(page):
     return page.locator("#header-balance [data-testid=balance]")
 
 
-def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, served_media, tmp_path):
+def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, tmp_path):
     preset = ghibli_tears()
     start_worker()
     sign_in(page, "demo@example.com")
@@ -189,7 +189,7 @@ def test_running_out_between_opening_the_studio_and_submitting(page, live_server
     assert not Generation.objects.filter(user=user).exists()
 
 
-def test_cancel_a_running_job_and_see_the_refund(page, start_worker, served_media, tmp_path):
+def test_cancel_a_running_job_and_see_the_refund(page, start_worker, tmp_path):
     ghibli_tears()
     # Slow offline timings keep the job running long enough to cancel it.
     start_worker(OFFLINE_QUEUE_SECONDS="1", OFFLINE_RUN_SECONDS="120")
