@@ -1,8 +1,10 @@
-"""An ASGI HTTP scope for driving stefna.asgi in-process (tests of the handler and of
-the event stream)."""
+"""An ASGI HTTP scope, and a client's `receive`, for driving stefna.asgi in-process (tests
+of the handler and of the event stream)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 
@@ -23,3 +25,18 @@ def http_scope(path: str, *, query: str = "", headers: dict[str, str] | None = N
         "client": ("127.0.0.1", 40000),
         "server": ("testserver", 80),
     }
+
+
+def request_then_leave(leave: asyncio.Event) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """An ASGI `receive`: the request (no body), then a disconnect once `leave` is set."""
+    asked = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await leave.wait()
+        return {"type": "http.disconnect"}
+
+    return receive

@@ -20,7 +20,7 @@ from django.db import connections
 from generation.models import Generation
 from generation.tests.factories import MediaFactory
 from stefna.asgi import application
-from tests.asgi import http_scope
+from tests.asgi import http_scope, request_then_leave
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_live")]
 
@@ -43,16 +43,7 @@ class Stream:
 
     async def __aenter__(self) -> Stream:
         scope = http_scope(self.path, query=self.query, headers=self.headers)
-        body_sent = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal body_sent
-            if not body_sent:
-                body_sent = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            await self.disconnect.wait()
-            return {"type": "http.disconnect"}
-
+        receive = request_then_leave(self.disconnect)
         self.task = asyncio.create_task(application(scope, receive, self.messages.put))
         start = await asyncio.wait_for(self.messages.get(), WAIT)
         assert start["type"] == "http.response.start"
