@@ -2,13 +2,14 @@
 
 With Cloudinary configured (`CLOUDINARY_URL`), each image is uploaded *from fal's URL*:
 Cloudinary fetches it, so no image bytes pass through our process. The asset goes to
-folder `stefna/generated` with public id `{kind}_{generation id}_{n}` and
+folder `stefna/generated` with a public id derived from the generation and the image's
+index (`storage.result_name`: 160 bits no one can guess, the same on every try) and
 `overwrite=True`, so doing it twice (a retry, a duplicate delivery) lands on the
 same asset.
 
 Without Cloudinary the image is streamed into Django's default storage at
-`generated/{kind}_{generation id}_{n}.{ext}`, in chunks through a spooled temporary
-file (bounded memory, however large the image).
+`generated/<that name>.{ext}`, in chunks through a spooled temporary file (bounded
+memory, however large the image).
 
 `save_copy(...)` makes the copy without touching the database (the pipeline copies a
 finished job's images first, then records everything in one transaction);
