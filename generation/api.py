@@ -360,10 +360,8 @@ def feed(
             "next_cursor": page.next_cursor,
         }
 
-    if cursor is not None:
-        return make()
     # The first page is the same for every caller at this address (generation/first_page.py).
-    return first_page.kept.get(("api", request.build_absolute_uri("/"), limit), make)
+    return first_page.kept.page(("api", request.build_absolute_uri("/"), limit), cursor, make)
 
 
 @router.patch(

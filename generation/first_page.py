@@ -50,6 +50,10 @@ class _Kept:
             self._values[key] = (now, value)
         return value
 
+    def page[T](self, key: Hashable, cursor: str | None, make: Callable[[], T]) -> T:
+        """A page of the feed: the first (no cursor) as `get` keeps it, a later one made."""
+        return self.get(key, make) if cursor is None else make()
+
     def clear(self) -> None:
         with self._lock:
             self._values.clear()

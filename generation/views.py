@@ -390,7 +390,7 @@ def _feed_items(cursor: str | None) -> tuple[str, bool]:
         html = render_to_string("generation/_feed_page.html", {"page": page, "next_url": _page_url(page, {})})
         return mark_safe(html), bool(page.items)  # noqa: S308 - rendered by our own template
 
-    return first_page.kept.get(("html", get_language()), make) if cursor is None else make()
+    return first_page.kept.page(("html", get_language()), cursor, make)
 
 
 @login_required
