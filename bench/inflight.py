@@ -39,16 +39,6 @@ sys.path.insert(0, str(ROOT))
 from bench import support  # noqa: E402
 
 
-def peak_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300)
@@ -128,7 +118,7 @@ def main() -> None:
         elapsed = finished - started
         after_last = finished - (started + requested)
         succeeded = Generation.objects.filter(pk__in=ids, status="succeeded").count()
-        rss = peak_rss_mb(worker.pid)
+        rss = support.peak_rss_mb(worker.pid)
         worker_cpu = support.process_cpu_seconds(worker.pid)
         fake_cpu = support.process_cpu_seconds(fake.pid)
         target = args.latency + budget

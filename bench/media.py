@@ -42,19 +42,6 @@ DB_NAME = "stefna_bench_media"
 ACCEL = "/protected-media/"
 
 
-def peak_rss_mb(pids: set[int]) -> float:
-    """Sum of the processes' peak resident memory (VmHWM), in MB."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total / 1024
-
-
 def make_owner_and_photo(media_root: Path, megabytes: float) -> tuple[str, str]:
     """A user with one generation whose source photo is `megabytes` of noise; returns the
     photo's address and the owner's Cookie header."""
@@ -78,9 +65,9 @@ def make_owner_and_photo(media_root: Path, megabytes: float) -> tuple[str, str]:
 def measure(
     mode: str, *, env: dict[str, str], work: Path, path: str, cookie: str, args: argparse.Namespace
 ) -> list[object]:
-    from tests.deploy.nginx_site import free_port, site_config
+    from tests.deploy.nginx_site import running_nginx
 
-    web_port = free_port()
+    web_port = support.free_port()
     web_env = {**env, "GUNICORN_BIND": f"127.0.0.1:{web_port}", "WEB_CONCURRENCY": "2"}
     if mode == "nginx sends":
         web_env["MEDIA_ACCEL_REDIRECT"] = ACCEL
@@ -91,68 +78,59 @@ def measure(
     )  # fmt: skip
     nginx_dir = work / f"nginx-{mode.replace(' ', '-')}"
     nginx_dir.mkdir()
-    https_port = free_port()
-    config, certs = site_config(
-        nginx_dir, https_port=https_port, upstream_port=web_port, media_root=Path(env["MEDIA_ROOT"])
-    )
-    nginx = subprocess.Popen(  # noqa: S603
-        ["nginx", "-p", str(nginx_dir), "-c", str(config), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    os.environ["SSL_CERT_FILE"] = str(certs.ca_path)  # httpx reads it as each client is made
-    base = f"https://localhost:{https_port}"
     try:
-        support.wait_for_port(web_port, timeout=30)
-        support.wait_for_port(https_port)
-        deadline = time.monotonic() + 30
-        while True:  # the app answers through nginx (gunicorn binds before it serves)
-            try:
-                if httpx.get(base + path, headers={"Cookie": cookie}, timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{mode}: no 200 through nginx within 30 s; see {log.name}")
-            time.sleep(0.2)
+        with running_nginx(nginx_dir, upstream_port=web_port, media_root=Path(env["MEDIA_ROOT"])) as nginx:
+            os.environ["SSL_CERT_FILE"] = str(nginx.certs.ca_path)  # httpx reads it as each client is made
+            url = nginx.base + path
+            support.wait_for_port(web_port, timeout=30)
+            deadline = time.monotonic() + 30
+            while True:  # the app answers through nginx (gunicorn binds before it serves)
+                try:
+                    if httpx.get(url, headers={"Cookie": cookie}, timeout=5).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{mode}: no 200 through nginx within 30 s; see {log.name}")
+                time.sleep(0.2)
 
-        web_pids = {web.pid, *support.child_pids(web.pid)}
-        nginx_pids = {nginx.pid, *support.child_pids(nginx.pid)}
-        probe = support.cpu_probe(web.pid, DB_NAME)
-        size = (Path(env["MEDIA_ROOT"]) / path.removeprefix("/media/")).stat().st_size
-        before_nginx = {pid: support.process_cpu_seconds(pid) for pid in nginx_pids}
+            web_pids = {web.pid, *support.child_pids(web.pid)}
+            nginx_pids = {nginx.pid, *support.child_pids(nginx.pid)}
+            size = (Path(env["MEDIA_ROOT"]) / path.removeprefix("/media/")).stat().st_size
+            before_nginx = {pid: support.process_cpu_seconds(pid) for pid in nginx_pids}
 
-        def fetch(client: httpx.Client, _: int) -> httpx.Response:
-            answer = client.get(base + path, headers={"Cookie": cookie})
-            if answer.status_code == 200 and len(answer.content) != size:
-                raise httpx.DecodingError(f"{len(answer.content)} bytes, not {size}")
-            return answer
+            def fetch(client: httpx.Client, _: int) -> httpx.Response:
+                answer = client.get(url, headers={"Cookie": cookie})
+                if answer.status_code == 200 and len(answer.content) != size:
+                    raise httpx.DecodingError(f"{len(answer.content)} bytes, not {size}")
+                return answer
 
-        result = support.run_load(
-            mode, fetch, concurrency=args.concurrency, seconds=args.seconds, probe=probe,
-            app_pids=lambda: {web.pid, *support.child_pids(web.pid)},
-        )  # fmt: skip
-        nginx_cpu = support.cpu_spent(before_nginx, {pid: support.process_cpu_seconds(pid) for pid in nginx_pids},
-                                      nginx_pids)  # fmt: skip
-        errors = ", ".join(f"{key} × {value}" for key, value in result.errors.items()) or "none"
-        return [
-            mode,
-            f"{result.rps:.1f}",
-            f"{result.p(0.50):.1f} / {result.p(0.95):.1f} ms",
-            f"{result.per_request_ms(result.app_cpu_seconds):.2f} ms",
-            f"{result.per_request_ms(nginx_cpu):.2f} ms",
-            f"{result.per_request_ms(result.db_cpu_seconds):.2f} ms",
-            f"{result.per_request_ms(result.client_cpu_seconds):.2f} ms",
-            f"{peak_rss_mb(web_pids):.0f} MB",
-            errors,
-        ]
+            result = support.run_load(
+                mode, fetch, concurrency=args.concurrency, seconds=args.seconds,
+                probe=support.cpu_probe(web.pid, DB_NAME), app_pids=lambda: web_pids,
+            )  # fmt: skip
+            after_nginx = {pid: support.process_cpu_seconds(pid) for pid in nginx_pids}
+            nginx_cpu = support.cpu_spent(before_nginx, after_nginx, nginx_pids)
+            web_peak_mb = sum(support.peak_rss_mb(pid) for pid in web_pids)  # before they stop
     finally:
-        for process in (nginx, web):
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(web.pid, signal.SIGTERM)
+        try:
+            web.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(web.pid, signal.SIGKILL)
         log.close()
+    errors = ", ".join(f"{key} × {value}" for key, value in result.errors.items()) or "none"
+    return [
+        mode,
+        f"{result.rps:.1f}",
+        f"{result.p(0.50):.1f} / {result.p(0.95):.1f} ms",
+        f"{result.per_request_ms(result.app_cpu_seconds):.2f} ms",
+        f"{result.per_request_ms(nginx_cpu):.2f} ms",
+        f"{result.per_request_ms(result.db_cpu_seconds):.2f} ms",
+        f"{result.per_request_ms(result.client_cpu_seconds):.2f} ms",
+        f"{web_peak_mb:.0f} MB",
+        errors,
+    ]
 
 
 def main() -> int:

@@ -10,17 +10,13 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.fakes.certs import CertFiles, make_certificates
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def site_config(
@@ -59,10 +55,17 @@ def site_config(
     return directory / "nginx.conf", certs
 
 
+@dataclass(frozen=True)
+class Nginx:
+    base: str  # https, as localhost (the name the certificate holds)
+    certs: CertFiles  # the CA to trust
+    pid: int  # the master (its workers are its children)
+
+
 @contextlib.contextmanager
-def running_nginx(directory: Path, *, upstream_port: int, media_root: Path) -> Iterator[tuple[str, CertFiles]]:
-    """nginx with deploy/nginx.conf in front of 127.0.0.1:`upstream_port`: its https base
-    URL (as localhost, which the certificate names) and the certificates to trust."""
+def running_nginx(directory: Path, *, upstream_port: int, media_root: Path) -> Iterator[Nginx]:
+    """nginx with deploy/nginx.conf in front of 127.0.0.1:`upstream_port`, serving
+    `media_root` behind /protected-media/, until the block ends."""
     https_port = free_port()
     config, certs = site_config(directory, https_port=https_port, upstream_port=upstream_port, media_root=media_root)
     server = subprocess.Popen(
@@ -77,7 +80,7 @@ def running_nginx(directory: Path, *, upstream_port: int, media_root: Path) -> I
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not start: {server.stderr.read().decode() if server.stderr else ''}")
             time.sleep(0.05)
-        yield f"https://localhost:{https_port}", certs
+        yield Nginx(f"https://localhost:{https_port}", certs, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=10)

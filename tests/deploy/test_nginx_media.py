@@ -40,14 +40,11 @@ def test_nginx_sends_what_stefna_allows_and_nothing_else(live_server, settings, 
     assert generation.status == Generation.Status.SUCCEEDED
     result, photo = generation.media.get().storage_key, generation.source_image.name
 
-    nginx = tmp_path / "nginx"
-    nginx.mkdir()
-    with running_nginx(nginx, upstream_port=urlsplit(live_server.url).port, media_root=settings.MEDIA_ROOT) as (
-        base,
-        certs,
-    ):
-        trust = ssl.create_default_context(cafile=str(certs.ca_path))
-        with httpx.Client(base_url=base, verify=trust, timeout=10) as web:
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    with running_nginx(folder, upstream_port=urlsplit(live_server.url).port, media_root=settings.MEDIA_ROOT) as nginx:
+        trust = ssl.create_default_context(cafile=str(nginx.certs.ca_path))
+        with httpx.Client(base_url=nginx.base, verify=trust, timeout=10) as web:
             owner = _session_of(user)
             for name, content_type in ((result, "image/png"), (photo, "image/jpeg")):
                 stored = (settings.MEDIA_ROOT / name).read_bytes()

@@ -22,27 +22,21 @@ Fixtures:
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.certs import make_certificates
+from tests.ports import free_port
 
 FAKE_FAL_KEY = "fake-key-id:fake-key-secret"  # noqa: S105 - a test value
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     cert_dir = Path(tempfile.mkdtemp(prefix="stefna-fake-certs-"))
     certs = make_certificates(cert_dir)
-    port = _free_port()
+    port = free_port()
     os.environ["STEFNA_FAKE_FAL_PORT"] = str(port)
     os.environ["STEFNA_FAKE_CERT_DIR"] = str(cert_dir)
     os.environ["FAL_QUEUE_RUN_HOST"] = f"127.0.0.1:{port}"

@@ -19,13 +19,9 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(params=["asgi", "wsgi"])
@@ -37,7 +33,7 @@ def gunicorn_server(request, transactional_db, tmp_path):
         database_url = f"sqlite:///{database['NAME']}"
     else:
         database_url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
