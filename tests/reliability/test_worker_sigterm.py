@@ -150,3 +150,22 @@ def test_a_sigterm_while_the_task_loops_claim_query_waits_still_exits_zero(tmp_p
     assert returncode == 0, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
     assert "shutting down gracefully" in output
+
+
+def test_the_command_runs_the_worker_with_every_option_django_tasks_db_takes():
+    """`_run_tasks_worker` is django-tasks-db's `handle` with Stefna's Worker; an upgrade
+    that adds an option there must be carried over here, not swallowed."""
+    import inspect
+
+    from django_tasks_db.management.commands.db_worker import Command as TasksDbWorkerCommand
+
+    from generation.management.commands.db_worker import Command
+
+    def options(function) -> set[str]:  # type: ignore[no-untyped-def]
+        return {
+            name
+            for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
+    assert options(Command._run_tasks_worker) == options(TasksDbWorkerCommand.handle)

@@ -43,7 +43,8 @@ class Worker(TasksDbWorker):
         if not self.running:
             super().shutdown(signum, frame)
             return
-        logger.warning("Received %s - shutting down gracefully (again to force)", signal.strsignal(signum))
+        # A stop asked for is routine (a deploy, a scale-down): INFO, not a warning.
+        logger.info("Received %s - shutting down gracefully (again to force)", signal.strsignal(signum))
         self.running = False
 
 
