@@ -34,10 +34,10 @@ JOBS = 6
 LEASE_SECONDS = 120
 
 
-def start_worker(log) -> subprocess.Popen[bytes]:
+def start_worker(log, *extra: str) -> subprocess.Popen[bytes]:
     env = {**child_env(), "PIPELINE_LEASE_SECONDS": str(LEASE_SECONDS)}
     return subprocess.Popen(  # noqa: S603
-        [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay", "--no-reload"],
+        [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay", "--no-reload", *extra],
         cwd=ROOT,
         env=env,
         stdout=log.open("ab"),
@@ -129,13 +129,7 @@ def test_a_sigterm_while_the_task_loops_claim_query_waits_still_exits_zero(tmp_p
         with transaction.atomic():
             with connection.cursor() as cursor:
                 cursor.execute(f"LOCK TABLE {DBTaskResult._meta.db_table} IN ACCESS EXCLUSIVE MODE")
-            worker = subprocess.Popen(  # noqa: S603
-                [sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--no-poller"],
-                cwd=ROOT,
-                env=child_env(),
-                stdout=log.open("ab"),
-                stderr=subprocess.STDOUT,
-            )
+            worker = start_worker(log, "--no-poller")
             wait_for(claim_is_waiting, timeout=60, what="the worker's claim query to wait on the lock")
             worker.send_signal(signal.SIGTERM)
             time.sleep(0.5)
