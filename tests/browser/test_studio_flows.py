@@ -4,7 +4,6 @@ credits; cancel and get the refund. They also take the README's screenshots."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from django.conf import settings
@@ -77,7 +76,7 @@ def header_balance(page):
     return page.locator("#header-balance [data-testid=balance]")
 
 
-def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, tmp_path, monkeypatch):
+def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, tmp_path):
     preset = ghibli_tears()
     start_worker()
     sign_in(page, "demo@example.com")
@@ -139,8 +138,8 @@ def test_sign_in_generate_watch_it_finish_and_publish_it(page, start_worker, tmp
     screenshot(page, "history")
 
     # The feed's first page is kept a second per process (generation/first_page.py), so an
-    # image made public shows up to a second later; this test gets there sooner than that.
-    monkeypatch.setattr(first_page, "_clock", lambda: time.monotonic() + settings.FEED_CACHE_SECONDS)
+    # image made public shows up to a second later; this test gets there sooner: it passes.
+    first_page.kept.clear()
     page.goto("/feed/")
     feed_items = page.get_by_test_id("feed-item")
     expect(feed_items).to_have_count(public_before + 1)
