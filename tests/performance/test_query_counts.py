@@ -314,12 +314,13 @@ def test_page_1000_of_the_feed_costs_what_page_1_costs(client):
     # Walk the cursor chain past the 1,998 images of pages 1 to 999, as a client scrolling
     # fast would: in the largest pages the API allows. A cursor names the last image seen,
     # not a page number, so this is the cursor page 999 hands out (and 20 queries, not 999).
+    before_page_1000 = 999 * page_size
     cursor, seen = None, 0
-    while seen < 999 * page_size:
-        page = selectors.generation_feed(cursor=cursor, limit=min(selectors.MAX_PAGE_SIZE, 999 * page_size - seen))
+    while seen < before_page_1000:
+        page = selectors.generation_feed(cursor=cursor, limit=min(selectors.MAX_PAGE_SIZE, before_page_1000 - seen))
         cursor, seen = page.next_cursor, seen + len(page.items)
     assert cursor is not None
-    assert seen == 999 * page_size
+    assert seen == before_page_1000
 
     first_count, first = query_count(lambda: client.get("/api/feed", {"limit": page_size}))
     with CaptureQueriesContext(connection) as deep_queries:
