@@ -30,7 +30,9 @@ def _env_float(name: str, default: float) -> float:
 
 wsgi_app = "stefna.asgi:application"
 worker_class = "uvicorn_worker.UvicornWorker"
-bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104
+# A blank value is unset, as in .env.example (an env file for compose and systemd too).
+_host = os.environ.get("HOST", "").strip() or "0.0.0.0"  # noqa: S104
+bind = os.environ.get("GUNICORN_BIND", "").strip() or f"{_host}:{_env_int('PORT', 8000)}"
 
 # One event loop per process serves many waiting clients, so processes are for CPU, not
 # for concurrency: one per core, at least two so a crash or a restart leaves one serving.
@@ -52,7 +54,7 @@ graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", int(_env_float("GENERAT
 keepalive = _env_int("GUNICORN_KEEPALIVE", 5)
 
 # Load the app before forking: a broken settings file fails the start, not each worker.
-preload_app = os.environ.get("GUNICORN_PRELOAD", "1") == "1"
+preload_app = (os.environ.get("GUNICORN_PRELOAD", "").strip() or "1") == "1"
 # No control socket unless asked for: several gunicorns on one host (smoke, benches, other
 # sites) would fight over the default path in $HOME.
 control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
@@ -62,7 +64,7 @@ if not control_socket_disable:
 # gunicorn's access log is off unless asked for; errors go to stderr.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "").strip() or "info"
 # The client address reaches Django as REMOTE_ADDR only from the proxy itself; Stefna reads
 # X-Forwarded-For according to TRUSTED_PROXY_COUNT, so uvicorn must not rewrite it first.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")

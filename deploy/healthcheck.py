@@ -15,7 +15,7 @@ import sys
 def main() -> int:
     hosts = [host.strip() for host in os.environ.get("ALLOWED_HOSTS", "").split(",") if host.strip()]
     host = next((h.lstrip(".") for h in hosts if h != "*"), "localhost")
-    connection = http.client.HTTPConnection("127.0.0.1", int(os.environ.get("PORT", "8000")), timeout=4)
+    connection = http.client.HTTPConnection("127.0.0.1", int(os.environ.get("PORT", "").strip() or 8000), timeout=4)
     try:
         connection.request("GET", "/healthz", headers={"Host": host, "X-Forwarded-Proto": "https"})
         status = connection.getresponse().status

@@ -32,6 +32,16 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def env_str(name: str, default: str) -> str:
+    """A blank value is unset, as in .env.example: the default applies."""
+    return os.environ.get(name, "").strip() or default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name, "").strip()
     return [item.strip() for item in value.split(",") if item.strip()] if value else default
@@ -142,7 +152,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         "min_size": env_int("DB_POOL_MIN_SIZE", 2),
         "max_size": env_int("DB_POOL_MAX_SIZE", 20),
         # A request that cannot get a connection this soon is answered 503 (stefna/unavailable.py).
-        "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "") or 10),
+        "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
     }
 # Threads per web process that serve synchronous views under ASGI (stefna/asgi_handler.py).
 # Each holds at most one database connection while it serves a request, so keep it under
@@ -233,7 +243,7 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
+MEDIA_URL = env_str("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", "") or BASE_DIR / "media")
 # Without a manifest (tests, runserver) whitenoise falls back to unhashed names instead
 # of raising, so collectstatic is only needed where gunicorn serves the files.
@@ -281,7 +291,7 @@ if _email_backend.endswith("smtp.EmailBackend"):
         "timeout": 20,
     }
 MAILERS = {"default": _mailer}
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Stefna <no-reply@stefna.local>")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Stefna <no-reply@stefna.local>")
 # This site's public address, for links in emails ("your image is ready"); issue 19.
 SITE_URL = os.environ.get("SITE_URL") or ("http://127.0.0.1:8000" if DEBUG else "")
 
@@ -318,7 +328,7 @@ SECURE_CSP = {
 }
 
 # --- Logging --------------------------------------------------------------------------
-LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -366,12 +376,12 @@ DRAIN_MAX_SECONDS = env_int("DRAIN_MAX_SECONDS", 10)
 FAL_KEY = os.environ.get("FAL_KEY", "")
 OFFLINE_MODE = not FAL_KEY
 FAL_WEBHOOK_BASE_URL = os.environ.get("FAL_WEBHOOK_BASE_URL", "").rstrip("/")
-FAL_WEBHOOK_JWKS_URL = os.environ.get("FAL_WEBHOOK_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json")
+FAL_WEBHOOK_JWKS_URL = env_str("FAL_WEBHOOK_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json")
 # How long one fal attempt may take (queue + run) before it is cancelled and the next
 # model in the chain is tried.
 FAL_ATTEMPT_TIMEOUT_SECONDS = env_int("FAL_ATTEMPT_TIMEOUT_SECONDS", 300)
 # How often the worker's poller checks in-flight jobs (seconds).
-FAL_POLL_INTERVAL_SECONDS = float(os.environ.get("FAL_POLL_INTERVAL_SECONDS", "1"))
+FAL_POLL_INTERVAL_SECONDS = env_float("FAL_POLL_INTERVAL_SECONDS", 1.0)
 # Most jobs in flight at fal at once, across every worker process (CONTRACT); beyond it
 # jobs wait their turn, fairly across users (generation/services/schedule.py). fal
 # accounts have a concurrency limit: a 429 lowers the effective limit for a while.
@@ -416,23 +426,23 @@ if MEDIA_ACCEL_REDIRECT and not (MEDIA_ACCEL_REDIRECT.startswith("/") and MEDIA_
 
 # The public feed's first page is the same for every visitor: each process answers it
 # again for this long from what it made last (generation/first_page.py). 0 = never kept.
-FEED_CACHE_SECONDS = float(os.environ.get("FEED_CACHE_SECONDS", "") or 1)
+FEED_CACHE_SECONDS = env_float("FEED_CACHE_SECONDS", 1.0)
 
 # --- API ------------------------------------------------------------------------------
 # POST /api/generate-image waits this long for a result before answering 202 with the
 # generation id; it polls the row every GENERATE_IMAGE_POLL_SECONDS while it waits.
-GENERATE_IMAGE_WAIT_SECONDS = float(os.environ.get("GENERATE_IMAGE_WAIT_SECONDS", "") or 60)
-GENERATE_IMAGE_POLL_SECONDS = float(os.environ.get("GENERATE_IMAGE_POLL_SECONDS", "") or 0.5)
+GENERATE_IMAGE_WAIT_SECONDS = env_float("GENERATE_IMAGE_WAIT_SECONDS", 60.0)
+GENERATE_IMAGE_POLL_SECONDS = env_float("GENERATE_IMAGE_POLL_SECONDS", 0.5)
 
 # --- Live status (generation/live.py, GET /api/generations/{id}/events) ----------------
 # One event stream stays open at most this long; the browser then reconnects with
 # Last-Event-ID (a bound on how long one connection is held, and on a lost client's cost).
-LIVE_STREAM_SECONDS = float(os.environ.get("LIVE_STREAM_SECONDS", "") or 300)
+LIVE_STREAM_SECONDS = env_float("LIVE_STREAM_SECONDS", 300.0)
 # A comment line this often keeps proxies from closing a quiet stream.
 LIVE_HEARTBEAT_SECONDS = 15.0
 # Where NOTIFY is missing (SQLite) or its connection is down: how often a process reads
 # the versions of every generation it watches (one query for all of them).
-LIVE_POLL_SECONDS = float(os.environ.get("LIVE_POLL_SECONDS", "") or 0.5)
+LIVE_POLL_SECONDS = env_float("LIVE_POLL_SECONDS", 0.5)
 # How long a browser waits before reconnecting (the SSE `retry` field); under WSGI, where a
 # stream cannot stay open, this is the polling interval.
 LIVE_RETRY_MILLISECONDS = 1000
@@ -442,12 +452,12 @@ LIVE_LISTENER_IDLE_SECONDS = 60.0
 # --- Pipeline -------------------------------------------------------------------------
 # A job is first checked FAL_POLL_INTERVAL_SECONDS after it was submitted, then this
 # often; keep it at or under 2 s, the delay within which the UI promises updates.
-FAL_POLL_MAX_INTERVAL_SECONDS = float(os.environ.get("FAL_POLL_MAX_INTERVAL_SECONDS", "2"))
+FAL_POLL_MAX_INTERVAL_SECONDS = env_float("FAL_POLL_MAX_INTERVAL_SECONDS", 2.0)
 # fal-client retries each call up to 10 times, up to 30 s apart; a worker checking many
 # jobs must fail fast instead (a job is simply looked at again on a later round).
 FAL_CLIENT_MAX_ATTEMPTS = env_int("FAL_CLIENT_MAX_ATTEMPTS", 2)
-FAL_CLIENT_MAX_RETRY_DELAY_SECONDS = float(os.environ.get("FAL_CLIENT_MAX_RETRY_DELAY_SECONDS", "0.5"))
-FAL_HTTP_TIMEOUT_SECONDS = float(os.environ.get("FAL_HTTP_TIMEOUT_SECONDS", "20"))
+FAL_CLIENT_MAX_RETRY_DELAY_SECONDS = env_float("FAL_CLIENT_MAX_RETRY_DELAY_SECONDS", 0.5)
+FAL_HTTP_TIMEOUT_SECONDS = env_float("FAL_HTTP_TIMEOUT_SECONDS", 20.0)
 # How long fal may keep its own copy of a job's inputs and results (its object-lifecycle
 # header): long enough for our copy and its retries, short enough that users' photos
 # do not linger at fal.
@@ -463,8 +473,8 @@ PIPELINE_LEASE_SECONDS = env_int("PIPELINE_LEASE_SECONDS", 90)
 OFFLINE_PROVIDER_DIR = Path(
     os.environ.get("OFFLINE_PROVIDER_DIR", "") or Path(tempfile.gettempdir()) / "stefna-offline-provider"
 )
-OFFLINE_QUEUE_SECONDS = float(os.environ.get("OFFLINE_QUEUE_SECONDS", "1.5"))
-OFFLINE_RUN_SECONDS = float(os.environ.get("OFFLINE_RUN_SECONDS", "2.5"))
+OFFLINE_QUEUE_SECONDS = env_float("OFFLINE_QUEUE_SECONDS", 1.5)
+OFFLINE_RUN_SECONDS = env_float("OFFLINE_RUN_SECONDS", 2.5)
 # Saving results durably: first retry after this many seconds, doubling up to the max.
 MEDIA_PERSIST_RETRY_SECONDS = env_int("MEDIA_PERSIST_RETRY_SECONDS", 15)
 MEDIA_PERSIST_RETRY_MAX_SECONDS = env_int("MEDIA_PERSIST_RETRY_MAX_SECONDS", 600)

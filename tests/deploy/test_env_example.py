@@ -16,7 +16,7 @@ LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*)=(?P<value>.*)$")
 SOURCES = [*ROOT.glob("stefna/**/*.py"), *ROOT.glob("generation/**/*.py"), *ROOT.glob("credits/**/*.py"),
            *ROOT.glob("presets/**/*.py"), ROOT / "gunicorn.conf.py"]  # fmt: skip
 READS = re.compile(
-    r"""(?:os\.environ\.get|os\.environ\[|os\.getenv|env_bool|env_int|env_list|_env_int|_env_float)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:os\.environ\.get|os\.environ\[|os\.getenv|env_bool|env_int|env_str|env_float|env_list|_env_int|_env_float)\(?\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
 # Read by the code but not Stefna's to configure: Django's own, and set by the tools.
 NOT_SETTINGS = {"DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE", "STEFNA_FAKE_FAL_PORT", "STEFNA_FAKE_CERT_DIR"}
@@ -53,12 +53,65 @@ def test_every_variable_the_code_reads_is_listed():
     assert not missing, f"add these to .env.example: {missing}"
 
 
-def test_the_example_as_an_environment_starts_the_app():
+def example_environment() -> dict[str, str]:
     values = parse_env_file(ROOT / ".env.example")
     env = {key: value for key, value in os.environ.items() if key not in values}
     env.update(values)
     env.update(SECRET_KEY="env-example-test-secret-key", ALLOWED_HOSTS="stefna.example.com")
+    return env
+
+
+def test_the_example_as_an_environment_starts_the_app():
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT, env=example_environment(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_blank_value_in_the_example_means_the_default():
+    """The example's header says blank means unset: a blank JWKS address once meant
+    every fal callback was refused, and a blank HOST/PORT a server that would not start."""
+    show = (
+        "from django.conf import settings as s; "
+        "print(s.FAL_WEBHOOK_JWKS_URL, s.DEFAULT_FROM_EMAIL, s.MEDIA_URL, s.LOG_LEVEL, sep='|')"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", show],
+        cwd=ROOT, env=example_environment(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    jwks, sender, media_url, log_level = result.stdout.strip().splitlines()[-1].split("|")
+    assert jwks == "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    assert sender == "Stefna <no-reply@stefna.local>"
+    assert (media_url, log_level) == ("/media/", "INFO")
+
+    config = "import runpy; c = runpy.run_path('gunicorn.conf.py'); print(c['bind'], c['loglevel'], c['preload_app'])"
+    result = subprocess.run(
+        [sys.executable, "-c", config], cwd=ROOT, env=example_environment(), capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == ["0.0.0.0:8000", "info", "True"]
+
+
+def test_the_container_probe_reads_a_blank_port_as_the_default():
+    env = example_environment() | {"PORT": ""}
+    probe = "import sys; sys.path.insert(0, 'deploy'); import healthcheck, http.client; " + (
+        "http.client.HTTPConnection.request = lambda self, *a, **k: print(self.port) or sys.exit(0); healthcheck.main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "8000"
+
+
+def test_the_example_can_be_sourced_by_a_shell():
+    """The header promises `set -a; . ./.env.example`: an unquoted value with a space or a
+    `<` would stop the shell."""
+    result = subprocess.run(
+        ["sh", "-c", "set -a; . ./.env.example; echo \"$DEBUG|$DEFAULT_FROM_EMAIL|$HOST\""],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0||"
