@@ -192,12 +192,13 @@ def _upload_body(form_schema: type[Schema], json_schema: type[Schema], descripti
 
 @router.post(
     "/generations",
-    response={200: GenerationOut, 202: GenerationOut, **errors(401, 402, 403, 409, 413, 415, 422, 429)},
+    response={202: GenerationOut, **errors(401, 402, 403, 409, 413, 415, 422, 429)},
     summary="Start a generation",
     description=(
         "Answers 202 with the new Generation (poll `GET /api/generations/{id}`). With an "
-        "`Idempotency-Key` already used for the same request, answers 200 with the first "
-        "generation and charges nothing; for a different request, 409 `idempotency_conflict`."
+        "`Idempotency-Key` already used for the same request, answers 202 with the first "
+        "generation as it stands now, header `Idempotent-Replayed: true`, and charges nothing; "
+        "for a different request, 409 `idempotency_conflict`."
     ),
     openapi_extra=_upload_body(
         GenerationFormIn,
@@ -206,7 +207,9 @@ def _upload_body(form_schema: type[Schema], json_schema: type[Schema], descripti
         "style. A style whose `needs_photo` is false (text-to-image, see `GET /api/presets`) takes neither.",
     ),
 )
-def generation_create(request: AuthenticatedRequest, idempotency_key: str | None = IdempotencyKey) -> Status[dict]:
+def generation_create(
+    request: AuthenticatedRequest, response: HttpResponse, idempotency_key: str | None = IdempotencyKey
+) -> Status[dict]:
     user = request.auth
     fields, image = _read_generation_input(request)
     generation, created = services.generation_request(
@@ -221,7 +224,11 @@ def generation_create(request: AuthenticatedRequest, idempotency_key: str | None
     # The status endpoint's static statements (status_reads): the same answer as
     # generation_get_with_balance + generation_out, at under half the cost per upload.
     row = status_reads.generation_status_row(user=user, generation_id=generation.pk)
-    return Status(202 if created else 200, generation_row_out(row, url=_urls(request)))
+    if not created:
+        # A retry gets the answer the first request got (the contract's 202), so a client
+        # that checks the status needs no second case; the header tells the two apart.
+        response.headers["Idempotent-Replayed"] = "true"
+    return Status(202, generation_row_out(row, url=_urls(request)))
 
 
 @router.get(
@@ -426,7 +433,7 @@ async def generate_image(request: AuthenticatedRequest, idempotency_key: str | N
             {
                 "generation_id": generation.pk,
                 "status": status,
-                "message": "Still working on it. Follow it with GET /api/generations/{id}.",
+                "message": str(_("Still working on it. Follow it with GET /api/generations/{id}.")),
             },
         )
     done, balance = await sync_to_async(selectors.generation_get_with_balance)(user=user, generation_id=generation.pk)

@@ -254,7 +254,8 @@ def test_the_same_idempotency_key_and_request_returns_the_first_generation_witho
     with django_capture_on_commit_callbacks(execute=True):
         again = api_client.post(URL, {"image": photo(image), "preset": "oil"}, HTTP_IDEMPOTENCY_KEY="k-1")
 
-    assert (first.status_code, again.status_code) == (202, 200)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["id"] == first.json()["id"]
     assert Generation.objects.count() == 1
     assert CreditEntry.objects.filter(user=user, reason=CreditEntry.Reason.RESERVE).count() == 1
@@ -274,7 +275,7 @@ def test_a_replayed_request_reaches_fal_once_and_is_charged_once(api_client, use
     again = api_client.post(URL, {"image": photo(image), "preset": "oil"}, HTTP_IDEMPOTENCY_KEY="k-fal")
     run_worker()
 
-    assert again.status_code == 200
+    assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
     body = again.json()
     assert (body["id"], body["status"]) == (str(generation.pk), "succeeded")
     assert len(fake_fal.submissions()) == 1
@@ -290,7 +291,8 @@ def test_the_same_key_with_the_same_request_in_json_is_also_a_replay(api_client,
     first = post_json(api_client, body, HTTP_IDEMPOTENCY_KEY="json-key")
     again = post_json(api_client, body, HTTP_IDEMPOTENCY_KEY="json-key")
 
-    assert (first.status_code, again.status_code) == (202, 200)
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["id"] == first.json()["id"]
 
 

@@ -143,6 +143,16 @@ def test_when_the_bound_passes_it_answers_202_with_the_generation_id(api_client,
     assert api_client.get(f"/api/generations/{generation.pk}").json()["status"] == "queued"
 
 
+def test_the_202_message_is_in_the_request_language(api_client, user, studio, settings):
+    settings.GENERATE_IMAGE_WAIT_SECONDS = 0
+    english = api_client.post(URL, {"image": photo(), "prompt": "p"})
+    indonesian = api_client.post(URL, {"image": photo(), "prompt": "p"}, HTTP_ACCEPT_LANGUAGE="id")
+
+    assert (english.status_code, indonesian.status_code) == (202, 202)
+    assert english.json()["message"] == "Still working on it. Follow it with GET /api/generations/{id}."
+    assert indonesian.json()["message"] == "Masih dikerjakan. Ikuti dengan GET /api/generations/{id}."
+
+
 def test_an_idempotent_replay_returns_the_same_generation(api_client, user, studio, settings):
     settings.GENERATE_IMAGE_WAIT_SECONDS = 0
     image = make_jpeg()

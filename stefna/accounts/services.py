@@ -226,7 +226,7 @@ def api_token_authenticate(plain: str) -> User | None:
 
 class ConfirmationMismatch(InvalidInput):
     code = "invalid_input"
-    default_message = "Type your account's email address exactly to confirm."
+    default_message = gettext_lazy("Type your account's email address exactly to confirm.")
 
 
 def account_delete(*, user: User, confirm: str) -> None:

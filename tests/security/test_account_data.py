@@ -84,6 +84,11 @@ def test_a_wrong_confirmation_deletes_nothing(user, two_users_with_images):
     before = (Generation.objects.count(), Media.objects.count(), len(_files()))
     answer = client.delete("/api/me", data=json.dumps({"confirm": "someone@else.com"}), content_type="application/json")
     assert answer.status_code == 422 and answer.json()["code"] == "invalid_input"
+    assert answer.json()["message"] == "Type your account's email address exactly to confirm."
+    in_indonesian = client.delete(
+        "/api/me", data=json.dumps({"confirm": "x"}), content_type="application/json", HTTP_ACCEPT_LANGUAGE="id"
+    )
+    assert in_indonesian.json()["message"] == "Ketik alamat email akunmu persis sama untuk mengonfirmasi."
     missing = client.delete("/api/me", data=json.dumps({}), content_type="application/json")
     assert missing.status_code == 422
     assert (Generation.objects.count(), Media.objects.count(), len(_files())) == before
