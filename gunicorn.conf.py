@@ -4,8 +4,8 @@ gunicorn also reads this file from the working directory when no -c is given, so
 `gunicorn --worker-class sync stefna.wsgi` (the benches' sync mode) gets the same
 timeouts with the worker class and app it names on the command line.
 
-ASGI through the uvicorn-worker package (`uvicorn_worker.UvicornWorker`; the old
-`uvicorn.workers` module is deprecated), so `/api/generate-image` waits for its result
+ASGI through the uvicorn-worker package (`uvicorn_worker.UvicornWorker`, which
+stefna/asgi_worker.py extends; the old `uvicorn.workers` module is deprecated), so `/api/generate-image` waits for its result
 on the event loop instead of holding a worker. Every value can be overridden from the
 environment without editing this file; the names are gunicorn's own where it has one.
 """
@@ -29,7 +29,9 @@ def _env_float(name: str, default: float) -> float:
 
 
 wsgi_app = "stefna.asgi:application"
-worker_class = "uvicorn_worker.UvicornWorker"
+# The uvicorn-worker package's worker, ending live-status streams when the process stops
+# (stefna/asgi_worker.py) so that they do not hold a deploy for the whole graceful timeout.
+worker_class = "stefna.asgi_worker.UvicornWorker"
 # A blank value is unset, as in .env.example (an env file for compose and systemd too).
 _host = os.environ.get("HOST", "").strip() or "0.0.0.0"  # noqa: S104
 bind = os.environ.get("GUNICORN_BIND", "").strip() or f"{_host}:{_env_int('PORT', 8000)}"

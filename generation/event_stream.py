@@ -106,7 +106,9 @@ async def events(
                     return
             while True:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or watch.ending:
+                    # At the stream's age limit, or the process is stopping: end cleanly;
+                    # the client reconnects with Last-Event-ID and misses nothing.
                     return
                 if await watch.wait(min(settings.LIVE_HEARTBEAT_SECONDS, remaining)):
                     break

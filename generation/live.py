@@ -51,14 +51,20 @@ class Watch:
     """One stream's interest in one generation: `wait()` returns when its version moved
     (or when the hub cannot tell, after a reconnect), `version` is the newest known."""
 
-    def __init__(self, generation_id: str) -> None:
+    def __init__(self, generation_id: str, *, ending: bool = False) -> None:
         self.generation_id = generation_id
         self.version: int | None = None
+        # The process is stopping: the stream ends instead of waiting (see `end_streams`).
+        self.ending = ending
         self._event = asyncio.Event()
 
     def notify(self, version: int | None) -> None:
         # None: the hub cannot tell (a reconnect, a row gone): the stream must look again.
         self.version = None if version is None else max(version, self.version or 0)
+        self._event.set()
+
+    def end(self) -> None:
+        self.ending = True
         self._event.set()
 
     async def wait(self, timeout: float) -> bool:
@@ -77,13 +83,14 @@ class Hub:
     def __init__(self) -> None:
         self.watches: dict[str, set[Watch]] = {}
         self.listening = False  # a LISTEN connection is up: no polling needed
+        self.ending = False  # the process is stopping: streams end, new ones too
         self._known: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
     def watch(self, generation_id: uuid.UUID | str, *, version: int) -> Iterator[Watch]:
         key = str(generation_id)
-        watch = Watch(key)
+        watch = Watch(key, ending=self.ending)
         self.watches.setdefault(key, set()).add(watch)
         self._known.setdefault(key, version)
         self._ensure_running()
@@ -114,6 +121,13 @@ class Hub:
         for key in list(self.watches):
             for watch in list(self.watches.get(key, ())):
                 watch.notify(None)
+
+    def end_streams(self) -> None:
+        """The process is stopping: wake every stream to end (see stefna/asgi_worker.py)."""
+        self.ending = True
+        for key in list(self.watches):
+            for watch in list(self.watches.get(key, ())):
+                watch.end()
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
@@ -232,6 +246,12 @@ class Hub:
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def end_streams() -> None:
+    """End every live stream of this event loop, now and from now on: the web process is
+    shutting down. Each client reconnects with `Last-Event-ID` to a serving process."""
+    hub().end_streams()
 
 
 def hub() -> Hub:

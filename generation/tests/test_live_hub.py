@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from generation.live import Hub
 
 
@@ -15,3 +17,24 @@ def test_changes_to_generations_no_stream_here_watches_leave_nothing_behind():
         hub.dispatch(f"00000000-0000-0000-0000-{n:012d}", None)  # (the polling fallback's "look again")
     assert hub._known == {}
     assert hub.watches == {}
+
+
+def test_ending_wakes_every_watch_at_once_and_marks_later_ones():
+    # The web process is stopping (stefna/asgi_worker.py): every stream must stop waiting
+    # now, and one that starts meanwhile must not begin to wait.
+    async def scenario() -> tuple[list[bool], list[bool], bool]:
+        hub = Hub()
+        hub._ensure_running = lambda: None  # type: ignore[method-assign]  # bookkeeping only: no listener task
+        with hub.watch("a", version=1) as first, hub.watch("b", version=1) as second:
+            waits = [asyncio.create_task(watch.wait(60)) for watch in (first, second)]
+            await asyncio.sleep(0)
+            hub.end_streams()
+            woken = list(await asyncio.wait_for(asyncio.gather(*waits), 5))
+            ending = [first.ending, second.ending]
+        with hub.watch("c", version=1) as late:
+            return woken, ending, late.ending
+
+    woken, ending, late = asyncio.run(scenario())
+    assert woken == [True, True]
+    assert ending == [True, True]
+    assert late is True

@@ -109,7 +109,12 @@ def load_gunicorn_config(env: dict[str, str]) -> dict:
 
 def test_gunicorn_serves_asgi_with_uvicorn_worker_and_bounded_timeouts():
     config = load_gunicorn_config({"WEB_CONCURRENCY": "", "GENERATE_IMAGE_WAIT_SECONDS": "60"})
-    assert config["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert config["worker_class"] == "stefna.asgi_worker.UvicornWorker"
+    # The uvicorn-worker package's worker (not the deprecated uvicorn.workers), extended.
+    from gunicorn.util import load_class
+    from uvicorn_worker import UvicornWorker
+
+    assert issubclass(load_class(config["worker_class"]), UvicornWorker)
     assert config["wsgi_app"] == "stefna.asgi:application"
     assert config["workers"] >= 2
     assert config["graceful_timeout"] == 70, "a waiting studio call gets its answer during a deploy"
