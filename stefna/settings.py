@@ -55,6 +55,8 @@ if not SECRET_KEY:
         # Refusing to start beats signing sessions with a key anyone can read in the repo.
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example).")
     SECRET_KEY = "django-insecure-dev-only-key-never-use-in-production"  # noqa: S105
+# Earlier keys, still accepted for signatures (sessions) while a new SECRET_KEY rolls out.
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 
 _local_hosts = ["localhost", "127.0.0.1", "[::1]"]
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", _local_hosts if DEBUG else [])

@@ -77,7 +77,8 @@ def test_compose_has_the_services_and_the_worker_scales():
     # `--scale worker=3` needs no fixed name and no published port.
     assert "container_name" not in worker and "ports" not in worker
     assert worker["command"] == ["python", "manage.py", "db_worker"]
-    assert services["web"]["ports"] == ["${STEFNA_PORT:-8000}:8000"]
+    # Published on this host only unless asked: the preview's SECRET_KEY is in this file.
+    assert services["web"]["ports"] == ["${STEFNA_BIND:-127.0.0.1}:${STEFNA_PORT:-8000}:8000"]
     for name in ("web", "worker"):
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
         assert "data:/data" in services[name]["volumes"], "web and workers share photos and offline jobs"
@@ -89,6 +90,14 @@ def test_compose_runs_the_preview_mode_with_no_keys():
     assert environment["FAL_KEY"] == "${FAL_KEY:-}" and environment["CLOUDINARY_URL"] == "${CLOUDINARY_URL:-}"
     assert environment["SECRET_KEY"].startswith("${SECRET_KEY:-"), "works with no .env, overridable"
     assert environment["MEDIA_ROOT_SHARED"] == "1"
+
+
+def test_compose_passes_every_variable_of_a_dot_env_to_the_app():
+    # The listed ones are interpolated; anything else an operator sets in .env (HSTS,
+    # Stripe, Google, SITE_URL...) reaches web, workers and migrate through env_file.
+    services = compose()["services"]
+    for name in ("migrate", "web", "worker"):
+        assert services[name]["env_file"] == [{"path": ".env", "required": False}]
 
 
 def test_compose_gives_gunicorn_its_graceful_stop():
