@@ -292,7 +292,9 @@ def generation_detail(
         "with `Last-Event-ID` and nothing is missed or repeated). A reconnect once the final "
         "state was delivered is answered 204."
     ),
-    openapi_extra={"responses": {"200": {"description": "The event stream", "content": {"text/event-stream": {}}}}},
+    # An int key, as ninja keys the responses above: a "200" beside 200 is a duplicate key
+    # in the JSON, which Swagger UI refuses to render.
+    openapi_extra={"responses": {200: {"description": "The event stream", "content": {"text/event-stream": {}}}}},
 )
 def generation_events(
     request: AuthenticatedRequest,
