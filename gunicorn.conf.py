@@ -67,6 +67,32 @@ if not control_socket_disable:
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "").strip() or "info"
+# With LOG_FORMAT=json every line is JSON, gunicorn's and uvicorn's own included (a log
+# shipper reading one JSON object a line would otherwise choke on "Booting worker…").
+# The formatter is the app's (stefna/logging_json.py, which needs no Django). Without it,
+# gunicorn's own text lines as before.
+if (os.environ.get("LOG_FORMAT", "").strip().lower() or "text") == "json":
+    _access_handlers = []
+    if accesslog:
+        _access_handlers = ["console"] if accesslog == "-" else ["access_file"]
+    logconfig_dict = {
+        # Django's LOGGING configures the app's loggers; gunicorn adds none to the root.
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {
+            "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": _access_handlers, "propagate": False},
+        },
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+            "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+            **(
+                {"access_file": {"class": "logging.FileHandler", "filename": accesslog, "formatter": "json"}}
+                if accesslog and accesslog != "-"
+                else {}
+            ),
+        },
+        "formatters": {"json": {"()": "stefna.logging_json.JsonFormatter"}},
+    }
 # The client address reaches Django as REMOTE_ADDR only from the proxy itself; Stefna reads
 # X-Forwarded-For according to TRUSTED_PROXY_COUNT, so uvicorn must not rewrite it first.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "")

@@ -7,14 +7,19 @@ import io
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
 from stefna.logging_json import JsonFormatter, RequestContextFilter
+from tests.ports import free_port
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -129,3 +134,53 @@ def test_an_unknown_log_format_refuses_to_start():
         [sys.executable, "manage.py", "check"], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0 and "LOG_FORMAT must be text or json" in result.stderr
+
+
+@pytest.mark.slow
+def test_log_format_json_makes_gunicorns_and_uvicorns_own_lines_json_too(tmp_path):
+    """The production command with LOG_FORMAT=json: from boot to stop, every line it
+    writes (gunicorn's "Booting worker", uvicorn's "Started server process", the access
+    log when asked for, the app's request lines) is one JSON object."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "LOG_FORMAT": "json",
+        "DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'logs.sqlite3'}",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_ACCESS_LOG": "-",
+    }
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        web = subprocess.Popen(  # noqa: S603 - our own command
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page/", timeout=2)  # noqa: S310
+            except urllib.error.HTTPError as answer:
+                assert answer.code == 404
+                break
+            except OSError:
+                assert time.monotonic() < deadline and web.poll() is None, err.read_text()
+                time.sleep(0.1)
+        web.send_signal(signal.SIGTERM)
+        assert web.wait(timeout=30) == 0
+    finally:
+        if web.poll() is None:
+            web.kill()
+            web.wait(10)
+
+    lines = [line for line in (out.read_text() + err.read_text()).splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # fails on the first line that is not JSON
+    messages = " ".join(record["message"] for record in records)
+    assert "Booting worker" in messages and "Started server process" in messages
+    assert "GET /no-such-page/" in messages  # the access log, asked for, in JSON as well
+    assert "Shutting down" in messages
