@@ -100,6 +100,37 @@ def test_compose_passes_every_variable_of_a_dot_env_to_the_app():
         assert services[name]["env_file"] == [{"path": ".env", "required": False}]
 
 
+def test_the_compose_worker_healthcheck_vouches_only_for_its_own_container(transactional_db):
+    import socket
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from generation.models import WorkerHeartbeat
+
+    command = compose()["services"]["worker"]["healthcheck"]["test"]
+    assert command[:6] == ["CMD", "python", "manage.py", "shell", "--verbosity=0", "-c"]
+    database = connection.settings_dict
+    if connection.vendor == "sqlite":
+        url = f"sqlite:///{database['NAME']}"
+    else:
+        url = f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
+    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
+
+    def healthy() -> bool:
+        run = subprocess.run([sys.executable, *command[2:]], cwd=ROOT, env=env, capture_output=True, timeout=60)
+        assert run.returncode in (0, 1), run.stderr
+        return run.returncode == 0
+
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(worker_id="other", hostname="another-container", started_at=now, last_seen_at=now)
+    assert not healthy(), "another container's fresh heartbeat vouches for this one"
+    WorkerHeartbeat.objects.create(
+        worker_id="mine", hostname=socket.gethostname()[:200], started_at=now, last_seen_at=now
+    )
+    assert healthy()
+
+
 def test_compose_gives_gunicorn_its_graceful_stop():
     gunicorn = load_gunicorn_config({})
     grace = int(compose()["services"]["web"]["stop_grace_period"].rstrip("s"))
