@@ -471,9 +471,17 @@ WORKER_HEARTBEAT_RETENTION_HOURS = env_int("WORKER_HEARTBEAT_RETENTION_HOURS", 2
 PIPELINE_THREADS = env_int("PIPELINE_THREADS", 16)
 # How long a worker's claim on a job lasts before another worker may take the job over.
 PIPELINE_LEASE_SECONDS = env_int("PIPELINE_LEASE_SECONDS", 90)
-# Offline preview provider (no FAL_KEY): job state files, shared by web and worker.
+# Offline preview provider (no FAL_KEY): job state files, shared by web and workers. Where
+# the media folder is declared shared by every process (MEDIA_ROOT_SHARED), beside it: the
+# systemd units give each process a private /tmp, where a job one worker submitted was
+# missing for the next worker that checked it. Otherwise the system's temporary folder.
 OFFLINE_PROVIDER_DIR = Path(
-    os.environ.get("OFFLINE_PROVIDER_DIR", "") or Path(tempfile.gettempdir()) / "stefna-offline-provider"
+    os.environ.get("OFFLINE_PROVIDER_DIR", "").strip()
+    or (
+        MEDIA_ROOT / ".offline-provider"
+        if env_bool("MEDIA_ROOT_SHARED", False)
+        else Path(tempfile.gettempdir()) / "stefna-offline-provider"
+    )
 )
 OFFLINE_QUEUE_SECONDS = env_float("OFFLINE_QUEUE_SECONDS", 1.5)
 OFFLINE_RUN_SECONDS = env_float("OFFLINE_RUN_SECONDS", 2.5)
@@ -507,8 +515,9 @@ LOGGING["handlers"]["console"] = {
 LOGGING["loggers"]["django"] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
-# Set by `make smoke`, compose and the systemd units: the media folder is one every web
-# process and worker reads (one disk, or a shared mount), which silences stefna.W005.
+# Set by `make smoke`, compose and the systemd path's env file (docs/deploy.md): the media
+# folder is one every web process and worker reads (one disk, or a shared mount), which
+# silences stefna.W005.
 MEDIA_ROOT_SHARED = env_bool("MEDIA_ROOT_SHARED", False)
 
 from stefna.logging_sentry import sentry_init  # noqa: E402

@@ -101,3 +101,33 @@ def test_a_public_result_is_served_without_reading_the_session_or_the_user(clien
     assert client.get(f"/media/{public}").status_code == 200
     client.logout()
     assert client.get(f"/media/{private}").status_code == 404
+
+
+def test_offline_provider_state_sits_beside_shared_media_and_is_never_served(client, db, settings, tmp_path):
+    # With MEDIA_ROOT_SHARED (every process sees that folder) the offline provider keeps
+    # its job files there: systemd gives each process a private /tmp.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {
+        **os.environ,
+        "DEBUG": "1",
+        "MEDIA_ROOT": str(tmp_path),
+        "MEDIA_ROOT_SHARED": "1",
+        "OFFLINE_PROVIDER_DIR": "",
+    }
+    show = "from django.conf import settings; print(settings.OFFLINE_PROVIDER_DIR)"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", show],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == str(tmp_path / ".offline-provider")
+
+    settings.MEDIA_ROOT = tmp_path
+    state = tmp_path / ".offline-provider" / "local-0123.json"
+    state.parent.mkdir()
+    state.write_text('{"status": "IN_QUEUE"}')
+    assert client.get("/media/.offline-provider/local-0123.json").status_code == 404
