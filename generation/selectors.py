@@ -49,8 +49,13 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, pk = base64.urlsafe_b64decode(padded.encode()).decode().split("|", 1)
-        return dt.datetime.fromisoformat(created), uuid.UUID(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        moment = dt.datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time carries its offset")
+        # In UTC now, as the database compares it: a forged time at the edge of the calendar
+        # with an offset (year 1 at +01:00) cannot be, and was a 500 in the query.
+        return moment.astimezone(dt.UTC), uuid.UUID(pk)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidInput(
             _("The cursor is not valid. Use the next_cursor of a previous page."), detail={"field": "cursor"}
         ) from exc

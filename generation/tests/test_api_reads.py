@@ -3,6 +3,7 @@ isolation (404, never 403), keyset pagination under inserts, and query counts.""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import uuid
 
@@ -198,6 +199,21 @@ def test_history_pages_are_stable_when_timestamps_tie(api_client, user):
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "many"}, {"cursor": "garbage!"}])
 def test_history_refuses_a_bad_limit_or_cursor(api_client, params):
     assert_error(api_client.get(LIST_URL, params), 422, "invalid_input")
+
+
+def forged_cursor(moment: str) -> str:
+    return base64.urlsafe_b64encode(f"{moment}|{uuid.UUID(int=0)}".encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-12-07T08:00:00"],
+    ids=["year-1-ahead-of-utc", "year-9999-behind-utc", "no-offset"],
+)
+@pytest.mark.parametrize("url", [LIST_URL, "/api/feed", "/api/purchases"])
+def test_a_forged_cursor_at_the_calendars_edge_is_refused_not_a_500(api_client, url, moment):
+    # Converting year 1 at +01:00 to UTC overflows; the query used to, with a 500.
+    assert_error(api_client.get(url, {"cursor": forged_cursor(moment)}), 422, "invalid_input")
 
 
 def test_a_history_page_costs_at_most_6_queries_whatever_its_size(api_client, user, django_assert_max_num_queries):
