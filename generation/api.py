@@ -123,6 +123,10 @@ def _read_upload[FieldsT: BaseModel](
             raise InvalidInput(_("The request body is not valid JSON.")) from exc
         if not isinstance(body, dict):
             raise InvalidInput(_("The request body must be a JSON object."))
+        if not _all_text_encodes(body):
+            # JSON lets a string hold half a surrogate pair ("\ud800"); no database can store
+            # one, and the prompt's insert was a 500.
+            raise InvalidInput(_("The request body is not valid JSON."), detail={"reason": "lone surrogate"})
         try:
             fields = json_schema.model_validate(body)
         except PydanticValidationError as exc:
@@ -135,6 +139,24 @@ def _read_upload[FieldsT: BaseModel](
         _("Send multipart/form-data (with an `image` file) or application/json (with `image_base64`)."),
         detail={"field": "Content-Type", "received": content_type[:100]},
     )
+
+
+def _all_text_encodes(value: object) -> bool:
+    """Every string in a parsed JSON body is valid Unicode (UTF-8 can encode it). The photo's
+    base64 is left to its decoder, which refuses anything but ASCII without copying it."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(
+            _all_text_encodes(key) and (key == "image_base64" or _all_text_encodes(item)) for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return all(_all_text_encodes(item) for item in value)
+    return True
 
 
 def _too_large() -> ImageTooLarge:

@@ -420,3 +420,24 @@ def _set_csrf_cookie(client: Client) -> str:
     token = get_token(request)  # the masked token a page embeds; the secret goes in the cookie
     client.cookies["csrftoken"] = request.META["CSRF_COOKIE"]
     return token
+
+
+@pytest.mark.parametrize("field", ["prompt", "preset", "image_base64"])
+def test_half_a_surrogate_pair_in_json_is_refused_at_no_cost(api_client, user, style, funded, field):
+    # JSON may spell a lone surrogate ("\ud800"); no database can store one (the prompt's
+    # insert was a 500).
+    body = {"image_base64": data_uri(make_jpeg()), "preset": "oil", "prompt": "p"}
+    raw = json.dumps(body).replace(f'"{field}": "', f'"{field}": "\\ud800', 1)
+    response = api_client.post(URL, data=raw, content_type="application/json")
+
+    assert response.status_code in (415, 422), response.content
+    assert response.json()["code"] in ("invalid_input", "unsupported_image")
+    assert_nothing_charged_or_stored(user, balance_before=funded)
+
+
+def test_a_surrogate_pair_is_text_like_any_other(api_client, style):
+    raw = json.dumps({"image_base64": data_uri(make_jpeg()), "preset": "oil", "prompt": "a 🦊 at dusk"})
+    assert "\\ud83e\\udd8a" in raw  # the emoji as an escaped pair, which JSON readers join
+    response = api_client.post(URL, data=raw, content_type="application/json")
+    assert response.status_code == 202, response.content
+    assert response.json()["prompt"] == "a 🦊 at dusk"
