@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from importlib import import_module
@@ -137,6 +138,11 @@ class BoundedBodyASGI:
     an ASGI server stops reading once the answer is sent, so the order is the other way
     round from WSGI.
     The 413 says `Connection: close`, so nothing past the drain bound is ever read.
+
+    A body sent in chunks (`Transfer-Encoding: chunked`) declares no length: it is read
+    here, into a spooled file, up to the same bound (and refused the same way past it),
+    then handed on with the `Content-Length` it turned out to have. Without that, Django
+    read any amount of it, and its form parser, which needs the length, saw no fields.
     """
 
     def __init__(self, app: Any) -> None:
@@ -147,6 +153,9 @@ class BoundedBodyASGI:
             await self.app(scope, receive, send)
             return
         headers = {name.lower(): value for name, value in scope.get("headers", [])}
+        if b"content-length" not in headers and b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            await self._chunked(scope, receive, send, headers)
+            return
         try:
             declared = int(headers.get(b"content-length", b"0") or 0)
         except ValueError:
@@ -161,31 +170,89 @@ class BoundedBodyASGI:
             await self.app(scope, receive, send)
             return
         await _drain_asgi(receive, budget=min(declared, settings.DRAIN_MAX_BYTES if looks_signed_in else limit))
-        is_api = scope.get("path", "").startswith("/api/")
-        with translation.override(_language_before_django(headers, cookies, is_api=is_api)):
-            message = _too_large_message(limit=limit, anonymous=not looks_signed_in)
-        if is_api:
-            body = json.dumps({"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}})
-            content_type = b"application/json"
-        else:
-            body, content_type = message, b"text/plain; charset=utf-8"
-        data = body.encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                # Connection: close makes the server hang up once the answer is written
-                # (uvicorn closes when h11 says MUST_CLOSE); without it uvicorn keeps
-                # reading and discarding the rest of the body to reuse the connection, so
-                # a stranger could still make us read 200 MB after our bounded drain.
-                "headers": [
-                    (b"content-type", content_type),
-                    (b"content-length", str(len(data)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        await _refuse(scope, send, headers, cookies, limit=limit, looks_signed_in=looks_signed_in)
+
+    async def _chunked(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[bytes, bytes]) -> None:
+        cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
+        looks_signed_in = await _vouched_for(headers, cookies)
+        limit = settings.MAX_REQUEST_BODY_BYTES if looks_signed_in else settings.ANONYMOUS_MAX_BODY_BYTES
+        body = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE)  # noqa: SIM115
+        try:
+            size = 0
+            while True:
+                message = await receive()
+                if message.get("type") != "http.request":
+                    return  # the client went away: nothing to answer
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    budget = (settings.DRAIN_MAX_BYTES if looks_signed_in else limit) - size
+                    if message.get("more_body"):
+                        await _drain_asgi(receive, budget=max(0, budget))
+                    await _refuse(scope, send, headers, cookies, limit=limit, looks_signed_in=looks_signed_in)
+                    return
+                body.write(chunk)
+                if not message.get("more_body"):
+                    break
+            body.seek(0)
+            sized = [(name, value) for name, value in scope.get("headers", []) if name.lower() != b"transfer-encoding"]
+            scope = {**scope, "headers": [*sized, (b"content-length", str(size).encode())]}
+            await self.app(scope, _replay(body, size, receive), send)
+        finally:
+            body.close()
+
+
+def _replay(body: Any, size: int, receive: Any) -> Any:
+    """`receive` for the app: the spooled body (`size` bytes) in blocks, then the client's
+    own messages (a disconnect)."""
+    done = False
+
+    async def replayed() -> dict[str, Any]:
+        nonlocal done
+        if done:
+            return await receive()
+        block = body.read(CHUNK)
+        done = body.tell() >= size
+        return {"type": "http.request", "body": block, "more_body": not done}
+
+    return replayed
+
+
+async def _refuse(
+    scope: dict[str, Any],
+    send: Any,
+    headers: dict[bytes, bytes],
+    cookies: dict[str, str],
+    *,
+    limit: int,
+    looks_signed_in: bool,
+) -> None:
+    """The 413, once what the client sent was drained."""
+    is_api = scope.get("path", "").startswith("/api/")
+    with translation.override(_language_before_django(headers, cookies, is_api=is_api)):
+        message = _too_large_message(limit=limit, anonymous=not looks_signed_in)
+    if is_api:
+        body = json.dumps({"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}})
+        content_type = b"application/json"
+    else:
+        body, content_type = message, b"text/plain; charset=utf-8"
+    data = body.encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            # Connection: close makes the server hang up once the answer is written
+            # (uvicorn closes when h11 says MUST_CLOSE); without it uvicorn keeps
+            # reading and discarding the rest of the body to reuse the connection, so
+            # a stranger could still make us read 200 MB after our bounded drain.
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(data)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
 
 
 async def _vouched_for(headers: dict[bytes, bytes], cookies: dict[str, str]) -> bool:

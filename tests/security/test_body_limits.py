@@ -4,6 +4,7 @@ anonymous callers are never read past a small bound. Against a real gunicorn."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -19,6 +20,10 @@ import pytest
 from django.db import connection
 from django.test import Client
 
+from credits import ledger
+from generation.models import Generation
+from presets.tests.factories import PresetFactory
+from tests.images import make_jpeg
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,3 +255,62 @@ def test_only_a_real_token_or_session_buys_the_signed_in_bound_before_django(set
         status, body = _refused_before_django("/api/generations", made_up, size=photo)
         assert status == 413, made_up
         assert "without signing in" in json.loads(body)["message"]
+
+
+def _post_chunked(base: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """POST with `Transfer-Encoding: chunked` (no Content-Length), as streaming clients do."""
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    blocks = (body[start : start + 64 * 1024] for start in range(0, len(body), 64 * 1024))
+    try:
+        connection.request("POST", path, body=blocks, headers=headers, encode_chunked=True)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    except (BrokenPipeError, ConnectionResetError):
+        return 0, b""  # hung up before reading all of it: also a refusal
+    finally:
+        connection.close()
+
+
+def test_a_chunked_upload_is_read_with_its_fields(gunicorn_server, user, api_token):
+    # Django's form parser needs a length, which a chunked body does not declare: it saw
+    # no fields at all ("preset: Field required") before the bound learnt the length.
+    if gunicorn_server[1] != "asgi":
+        pytest.skip("the production server (ASGI) only: sync gunicorn is the README's fallback")
+    PresetFactory(slug="oil", name="Oil", prompt="{prompt}")
+    ledger.ensure_daily_allowance(user=user)
+    boundary = "stefna-chunked"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="preset"\r\n\r\noil\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + make_jpeg(640, 480)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Bearer {api_token}"}
+
+    status, answer = _post_chunked(gunicorn_server[0], "/api/generations", body, headers)
+
+    assert status == 202, answer
+    assert json.loads(answer)["preset"] == "oil"
+    assert Generation.objects.filter(user=user).count() == 1
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["stranger", "signed-in"])
+def test_a_chunked_body_over_the_bound_is_refused_413(gunicorn_server, user, api_token, signed_in):
+    # No declared length to refuse at once: the body is counted as it comes, and refused
+    # past the same bound (a stranger's 1 MB, a signed-in caller's 20 MB).
+    if gunicorn_server[1] != "asgi":
+        pytest.skip("the production server (ASGI) only: sync gunicorn is the README's fallback")
+    size = 30 * 1024 * 1024 if signed_in else 2 * 1024 * 1024
+    body, content_type = _multipart(size)
+    headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {api_token}"} if signed_in else {})}
+
+    status, answer = _post_chunked(gunicorn_server[0], "/api/generations", body, headers)
+
+    assert status in (413, 0), (status, answer[:200])
+    if status == 413:
+        assert json.loads(answer)["code"] == "image_too_large"
+    assert Generation.objects.count() == 0
