@@ -14,9 +14,15 @@ def _outside_any_request():
     RequestIdMiddleware clears at request_finished, and Django's test client sends that for
     a streamed answer (a FileResponse, an image) only once its content is read: a test that
     checks only the status of one left the id set for whatever ran next on that worker."""
+    from django.utils import translation
+
     from stefna.middleware import forget_request
 
     forget_request()
+    # The same for the language: a test-client request activates its language on this
+    # thread and leaves it active (a served request runs in a context of its own), so an
+    # Indonesian request made code called directly in the next test answer in Indonesian.
+    translation.deactivate()
 
 
 @pytest.fixture(scope="session")
