@@ -5,6 +5,8 @@ and deleting a generation's last image leaves the placeholder a reload shows."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -97,3 +99,21 @@ def test_the_signed_out_home_page_does_not_scroll_sideways_on_a_phone(page):
     # Each row of styles still scrolls inside itself.
     row = page.locator(".preset-showcase").first
     assert row.evaluate("row => row.scrollWidth > row.clientWidth")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_mistyped_deletion_email_keeps_focus_on_the_field_with_its_error(page, viewport):
+    page.set_viewport_size(viewport)
+    signed_in_user(page, f"leaving-{viewport['width']}@example.com")
+    page.goto("/accounts/")
+    field = page.get_by_label(re.compile("to confirm"))
+    field.fill("leaving@example.co")
+    page.get_by_role("button", name="Delete my account").click()
+
+    expect(page.locator("#delete-confirm-error")).to_be_visible()
+    field = page.get_by_label(re.compile("to confirm"))
+    expect(field).to_be_focused()
+    expect(field).to_have_accessible_description("Type your account's email address exactly to confirm.")
+    assert_usable(page, field)
+    assert_usable(page, page.locator("#delete-confirm-error"))
+    expect(page.locator(".messages")).to_have_count(0)
