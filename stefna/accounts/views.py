@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from stefna import ratelimit
 from stefna.errors import DomainError, RateLimited
+from stefna.i18n import keep_language_after_session
 from stefna.requests import AuthenticatedRequest
 
 from . import services
@@ -93,7 +94,7 @@ def enter_code(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sign_out(request: HttpRequest) -> HttpResponse:
     logout(request)
-    return redirect("/")
+    return keep_language_after_session(request, redirect("/"))
 
 
 @login_required
@@ -173,4 +174,4 @@ def account_delete(request: AuthenticatedRequest) -> HttpResponse:
         return redirect("accounts:account")
     logout(request)
     messages.success(request, _("Your account was deleted. Thank you for trying Stefna."))
-    return redirect("/")
+    return keep_language_after_session(request, redirect("/"))
