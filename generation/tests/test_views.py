@@ -134,6 +134,27 @@ def test_a_file_that_is_not_an_image_is_a_readable_error(signed_in, preset):
     assert not Generation.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("refused", "said"),
+    [
+        ("not_image", "That file isn&#x27;t an image we can read."),
+        ("too_large", "That image is larger than"),
+        ("too_many_pixels:9000x8000", "That image is 9000×8000 pixels; the limit is"),
+        ("something-else", "Choose a photo to transform."),
+        ("too_many_pixels:<b>x1", "Choose a photo to transform."),
+    ],
+)
+def test_a_photo_the_page_refused_before_upload_is_named_in_the_error(signed_in, preset, refused, said):
+    """stefna.js refuses a bad file before upload and says which refusal it was; the
+    server's summary then gives its own words for that reason, not "choose a photo"."""
+    response = signed_in.post("/", {"preset": preset.slug, "image_refused": refused})
+    assert response.status_code == 422
+    body = response.content.decode()
+    summary = body.split('data-testid="error-summary"', 1)[1].split("</div>", 1)[0]
+    assert said in summary
+    assert "<b>" not in body
+
+
 def test_an_unknown_style_is_a_readable_error(signed_in):
     response = signed_in.post("/", {"image": upload(), "preset": "no-such-style"})
     assert response.status_code == 422

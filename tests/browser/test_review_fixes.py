@@ -16,6 +16,7 @@ from generation import storage
 from generation.models import Media
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.test_result_and_forms import _png, finished_generation, signed_in_user
+from tests.browser.test_studio_flows import ghibli_tears
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -117,3 +118,30 @@ def test_a_mistyped_deletion_email_keeps_focus_on_the_field_with_its_error(page,
     assert_usable(page, field)
     assert_usable(page, page.locator("#delete-confirm-error"))
     expect(page.locator(".messages")).to_have_count(0)
+
+
+@pytest.mark.parametrize("refused", ["not-an-image", "too-large"])
+def test_the_studio_keeps_the_reason_it_refused_a_file_when_create_is_pressed(page, tmp_path, settings, refused):
+    settings.MAX_UPLOAD_BYTES = 40_000
+    ghibli_tears()
+    signed_in_user(page, f"refused-{refused}@example.com")
+    page.goto("/")
+    if refused == "not-an-image":
+        bad = tmp_path / "notes.jpg"
+        bad.write_text("this is not a photo")
+        reason = "That file isn't an image we can read. Upload a JPEG, PNG, WebP, HEIC or AVIF photo."
+    else:
+        bad = tmp_path / "big.png"
+        bad.write_bytes(_png(1600, 1600, (10, 20, 30)) + b"\0" * 50_000)
+        reason = "That image is larger than"
+    page.set_input_files("#id_image", bad)
+    expect(page.locator("[data-image-error]")).to_contain_text(reason)
+    page.get_by_test_id("preset-ghibli_tears").click()
+
+    page.get_by_test_id("start").click()
+
+    summary = page.get_by_test_id("error-summary")
+    expect(summary).to_be_focused()
+    expect(summary.get_by_role("link")).to_contain_text(reason)
+    expect(summary).not_to_contain_text("Choose a photo")
+    expect(page.locator("[data-image-error]")).to_contain_text(reason)
