@@ -220,6 +220,16 @@ def test_the_card_of_an_active_generation_polls_and_shows_progress(signed_in, us
     assert 'id="header-balance"' not in body  # no out-of-band swap while running
 
 
+def test_a_running_card_shows_the_elapsed_time_once(signed_in, user):
+    running = GenerationFactory(user=user, status=Generation.Status.RUNNING, completed_at=None)
+    body = signed_in.get(f"/g/{running.pk}/").content.decode()
+    assert body.count("<dt>Elapsed</dt>") == 1
+    # Once it is over, the folded details say how long it took.
+    done = GenerationFactory(user=user, status=Generation.Status.SUCCEEDED)
+    body = signed_in.get(f"/g/{done.pk}/").content.decode()
+    assert body.count("<dt>Elapsed</dt>") == 1
+
+
 def test_a_final_card_stops_polling_and_updates_the_header_balance(signed_in, user):
     generation = GenerationFactory(user=user, status=Generation.Status.SUCCEEDED)
     MediaFactory(generation=generation, is_public=False)
