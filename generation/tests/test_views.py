@@ -230,6 +230,21 @@ def test_a_running_card_shows_the_elapsed_time_once(signed_in, user):
     assert body.count("<dt>Elapsed</dt>") == 1
 
 
+@pytest.mark.parametrize("language", ["en", "id"])
+def test_the_eyebrow_is_dropped_when_it_would_repeat_the_title(signed_in, user, language):
+    """A custom prompt's kind and style share a name: "CUSTOM PROMPT / Custom prompt"."""
+    custom = PresetFactory(
+        slug="custom_prompt", name="Custom prompt", name_id="Prompt sendiri", kind="custom_prompt", requires_prompt=True
+    )
+    ghibli = PresetFactory(slug="view-test-ghibli", name="Ghibli tears", kind="ghibli_reaction")
+    for preset, eyebrow in ((custom, False), (ghibli, True)):
+        generation = GenerationFactory(user=user, preset=preset)
+        media = MediaFactory(generation=generation, is_public=True)
+        for path in (f"/g/{generation.pk}/", f"/i/{media.share_id}"):
+            body = signed_in.get(path, HTTP_ACCEPT_LANGUAGE=language).content.decode()
+            assert ('class="eyebrow"' in body) is eyebrow, (preset.slug, path, language)
+
+
 def test_a_final_card_stops_polling_and_updates_the_header_balance(signed_in, user):
     generation = GenerationFactory(user=user, status=Generation.Status.SUCCEEDED)
     MediaFactory(generation=generation, is_public=False)
