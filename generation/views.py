@@ -40,6 +40,7 @@ from . import etags, event_stream, first_page, photos, selectors, services, stat
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
 from .labels import model_label
 from .models import Generation, Media
+from .registry import chain_needs_image
 
 FEED_PAGE_SIZE = 24
 HISTORY_PAGE_SIZE = 12
@@ -180,6 +181,8 @@ def card_context(generation: Generation) -> dict[str, Any]:
         "refund": refund,
         "attempts": attempts,
         "media": _card_media(generation),
+        # A text-to-image style ("Realistic") is offered again without "new photo": it takes none.
+        "style_needs_photo": chain_needs_image(list(generation.model_chain or [])),
     }
 
 

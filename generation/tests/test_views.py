@@ -245,6 +245,23 @@ def test_the_eyebrow_is_dropped_when_it_would_repeat_the_title(signed_in, user, 
             assert ('class="eyebrow"' in body) is eyebrow, (preset.slug, path, language)
 
 
+def test_a_result_offers_the_same_style_with_a_new_photo_only_to_styles_that_take_one(signed_in, user):
+    from generation.registry import GHIBLIFY, REALISTIC_VISION
+
+    painted = PresetFactory(
+        slug="view-test-scene", model_chain=[REALISTIC_VISION], requires_prompt=True, prompt="{prompt}"
+    )
+    photo_style = PresetFactory(slug="view-test-photo", model_chain=[GHIBLIFY])
+    from_words = GenerationFactory(user=user, preset=painted)
+    from_photo = GenerationFactory(user=user, preset=photo_style)
+
+    body = signed_in.get(f"/g/{from_words.pk}/").content.decode()
+    assert "Same style, new photo" not in body
+    assert f'href="/?preset={painted.slug}" data-testid="same-style">Use this style again<' in body
+    body = signed_in.get(f"/g/{from_photo.pk}/").content.decode()
+    assert f'href="/?preset={photo_style.slug}" data-testid="same-style">Same style, new photo<' in body
+
+
 def test_a_final_card_stops_polling_and_updates_the_header_balance(signed_in, user):
     generation = GenerationFactory(user=user, status=Generation.Status.SUCCEEDED)
     MediaFactory(generation=generation, is_public=False)
