@@ -14,6 +14,7 @@ from playwright.sync_api import expect
 
 from generation import storage
 from generation.models import Media
+from stefna.accounts.models import User
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.test_result_and_forms import _png, finished_generation, signed_in_user
 from tests.browser.test_studio_flows import ghibli_tears
@@ -145,3 +146,39 @@ def test_the_studio_keeps_the_reason_it_refused_a_file_when_create_is_pressed(pa
     expect(summary.get_by_role("link")).to_contain_text(reason)
     expect(summary).not_to_contain_text("Choose a photo")
     expect(page.locator("[data-image-error]")).to_contain_text(reason)
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+@pytest.mark.parametrize("copied", [True, False], ids=["copied", "copy-refused"])
+def test_the_share_buttons_copy_message_leaves_the_button_row_alone(browser, live_server, viewport, copied):
+    # A browser with no share sheet, whose clipboard takes the link or refuses it.
+    context = browser.new_context(viewport=viewport, base_url=live_server.url)
+    context.add_init_script(
+        f"""Object.defineProperty(navigator, "share", {{value: undefined}});
+        Object.defineProperty(navigator, "clipboard", {{value: {{writeText: () =>
+            {"Promise.resolve()" if copied else "Promise.reject(new Error('denied'))"}}}}});"""
+    )
+    page = context.new_page()
+    try:
+        user = User.objects.create_user(email=f"sharer-{viewport['width']}@example.com")
+        generation = finished_generation(user)
+        media = Media.objects.get(generation=generation)
+        Media.objects.filter(pk=media.pk).update(is_public=True)
+        page.goto(f"/i/{media.share_id}")
+        # Where each button of the row sits on the page (not the viewport: the page may scroll).
+        layout = """row => [...row.querySelectorAll(".button")].map(button => {
+            const box = button.getBoundingClientRect();
+            return [box.left + scrollX, box.top + scrollY, box.width, box.height];
+        })"""
+        row = page.locator(".share-actions")
+        before = row.evaluate(layout)
+
+        page.get_by_test_id("share-button").click()
+
+        status = page.locator("[data-share-status]")
+        expect(status).to_have_text("Link copied" if copied else "Copy this link:")
+        assert row.evaluate(layout) == before
+        if not copied:
+            expect(page.locator("[data-share-link]")).to_be_focused()
+    finally:
+        context.close()
