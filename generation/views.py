@@ -414,12 +414,15 @@ def history(request: AuthenticatedRequest) -> HttpResponse:
     query = {key: value for key, value in chosen.items() if value}
     template = "generation/_history_page.html" if is_htmx(request) else "generation/history.html"
     # The empty state names the filters, so "nothing here" never reads as "nothing at all".
-    labels = [str(dict(getattr(filters.fields[key], "choices", [])).get(value, value)) for key, value in query.items()]
+    labels = {
+        key: str(dict(getattr(filters.fields[key], "choices", [])).get(value, value)) for key, value in query.items()
+    }
     context = {
         "page": page,
         "filters": filters,
         "query": query,
-        "filter_summary": " · ".join(labels),
+        "filter_kind": labels.get("kind", ""),
+        "filter_status": labels.get("status", ""),
         "next_url": _page_url(page, query),
     }
     return render(request, template, context)

@@ -335,6 +335,34 @@ def test_history_filters_by_kind_and_status(signed_in, user):
     assert "glitch ok" in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("query", "english", "indonesian"),
+    [
+        (
+            "kind=emotion_mask",
+            "You have no “Emotion mask” generations.",
+            "Kamu belum punya kreasi berjenis “Topeng emosi”.",
+        ),
+        (
+            "status=failed",
+            "You have no generations with the status “Failed”.",
+            "Kamu tidak punya kreasi berstatus “Gagal”.",
+        ),
+        (
+            "kind=emotion_mask&status=failed",
+            "You have no “Emotion mask” generations with the status “Failed”.",
+            "Kamu tidak punya kreasi berjenis “Topeng emosi” yang berstatus “Gagal”.",
+        ),
+    ],
+)
+def test_an_empty_filtered_history_says_so_in_a_natural_sentence(signed_in, user, query, english, indonesian):
+    GenerationFactory(user=user, preset=PresetFactory(slug="filter-ghibli", kind="ghibli_reaction"))
+    for language, sentence in (("en", english), ("id", indonesian)):
+        body = signed_in.get(f"/history/?{query}", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        empty = body.split('data-testid="empty-state"', 1)[1].split("</div>", 1)[0]
+        assert sentence in empty, empty
+
+
 def test_history_pages_with_a_revealed_sentinel(signed_in, user):
     for number in range(14):
         GenerationFactory(user=user, prompt=f"prompt number {number}")
