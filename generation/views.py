@@ -360,9 +360,15 @@ def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpRespon
 @not_found_as_404
 @require_POST
 def media_delete(request: AuthenticatedRequest, media_id: str) -> HttpResponse:
-    services.media_delete(user=request.user, media_id=media_id)
+    generation_id = services.media_delete(user=request.user, media_id=media_id)
     if is_htmx(request):
-        return HttpResponse("")
+        if selectors.generation_has_images(generation_id=generation_id):
+            return HttpResponse("")  # the tile goes; its siblings stay
+        # The last one: the tile becomes what a reload shows, not an empty card. Only a
+        # succeeded generation has images.
+        context = {"generation_id": generation_id, "status": Generation.Status.SUCCEEDED}
+        context["layout"] = "result" if request.POST.get("layout") == "result" else "history"
+        return render(request, "generation/_media_placeholder.html", context)
     messages.success(request, _("Image deleted."))
     return redirect(_next_url(request, "/history/"))
 

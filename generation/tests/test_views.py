@@ -421,6 +421,28 @@ def test_deleting_an_image(signed_in, user):
     assert not Media.objects.filter(pk=media.pk).exists()
 
 
+@pytest.mark.parametrize(
+    ("layout", "placeholder"),
+    [("", ">Images deleted<"), ("result", ">The images of this generation were deleted.<")],
+    ids=["history", "result-page"],
+)
+def test_deleting_the_last_image_in_place_leaves_the_placeholder_a_reload_shows(signed_in, user, layout, placeholder):
+    generation = GenerationFactory(user=user)
+    first, second = MediaFactory(generation=generation, index=0), MediaFactory(generation=generation, index=1)
+
+    # Another image is left: the tile just goes.
+    response = signed_in.post(f"/i/{first.pk}/delete/", {"layout": layout}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and response.content == b""
+
+    # The last one: the tile becomes what the page shows for a generation without images.
+    response = signed_in.post(f"/i/{second.pk}/delete/", {"layout": layout}, HTTP_HX_REQUEST="true")
+    assert placeholder in response.content.decode()
+    reloaded = signed_in.get("/history/" if not layout else f"/g/{generation.pk}/").content.decode()
+    assert placeholder in reloaded
+    if not layout:
+        assert f'href="/g/{generation.pk}/"' in response.content.decode()
+
+
 def test_image_writes_need_a_csrf_token(user):
     media = MediaFactory(generation=GenerationFactory(user=user), is_public=False)
     client = Client(enforce_csrf_checks=True)
