@@ -1,7 +1,8 @@
 """A UX review's findings, in real Chromium at 1280 px and 390 px: the history tiles' "⋯"
-menu is seen and usable, the signed-out home page does not scroll sideways, the studio
-keeps the reason it refused a file, the share page's copy fallback keeps its button row,
-and deleting a generation's last image leaves the placeholder a reload shows."""
+menu is seen and usable, and deleting a generation's last image leaves the placeholder a
+reload shows; the signed-out home page does not scroll sideways; a mistyped account
+deletion keeps focus on its field and error; the studio keeps the reason it refused a
+file; the share page's copy message leaves its button row alone."""
 
 from __future__ import annotations
 
