@@ -13,7 +13,7 @@ from presets.models import Preset
 from presets.selectors import active_preset_by_slug
 from stefna.errors import DomainError, InvalidInput
 
-from .images import ValidatedImage, decode_base64_image, validate_image
+from .images import ValidatedImage, decode_base64_image, refused_in_browser, validate_image
 from .photos import source_photo
 
 
@@ -30,6 +30,8 @@ class StudioForm(forms.Form):
     # "Try another style" and the recent-photo picker: one of the person's generations
     # whose stored photo this one starts from, instead of an upload.
     source_generation = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    # Set by stefna.js when it refused a file before upload (see images.refused_in_browser).
+    image_refused = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
     preset = forms.CharField(max_length=64, error_messages={"required": _("Pick a style.")})
     # Over the limit is refused with a message, never cut: the page has no maxlength, so a
     # long paste arrives whole and the person sees how much to shorten it.
@@ -52,7 +54,8 @@ class StudioForm(forms.Form):
         cleaned = super().clean() or {}
         no_photo = not cleaned.get("image") and not cleaned.get("kept_image") and not cleaned.get("source_generation")
         if no_photo and self._needs_photo(cleaned.get("preset") or ""):
-            self.add_error("image", _("Choose a photo to transform."))
+            refused = refused_in_browser(cleaned.get("image_refused") or "")
+            self.add_error("image", refused or _("Choose a photo to transform."))
         return cleaned
 
     @staticmethod

@@ -267,6 +267,27 @@ def _too_many_pixels(width: int, height: int) -> ImageTooManyPixels:
     )
 
 
+# What the studio page's script refused before upload (stefna.js `refuse`), as it names it.
+_REFUSED_PIXELS = re.compile(r"too_many_pixels:(?P<width>\d{1,6})x(?P<height>\d{1,6})")
+
+
+def refused_in_browser(reason: str) -> str | None:
+    """The words this module would have said about a photo the studio page refused before
+    uploading it, from the reason the page sends (`not_image`, `too_large`,
+    `too_many_pixels:<width>x<height>`), or None for anything else.
+
+    The page empties the file input when it refuses a file, so without this the form
+    only learns that no photo came and says "choose a photo", losing the reason.
+    """
+    if reason == "not_image":
+        return UnsupportedImage().message
+    if reason == "too_large":
+        return _too_large().message
+    if match := _REFUSED_PIXELS.fullmatch(reason):
+        return _too_many_pixels(int(match["width"]), int(match["height"])).message
+    return None
+
+
 def _too_many_avif_pixels(width: int, height: int) -> ImageTooManyPixels:
     limit = settings.MAX_AVIF_PIXELS
     return ImageTooManyPixels(

@@ -183,6 +183,11 @@ def generation_card_media(*, generation: Generation) -> list[Media]:
     return media
 
 
+def generation_has_images(*, generation_id: uuid.UUID) -> bool:
+    """Whether any image of the generation is left (one indexed read)."""
+    return Media.objects.filter(generation_id=generation_id).exists()
+
+
 def generation_refund_entry(*, generation: Generation) -> CreditEntry | None:
     """The ledger's refund of a generation, if it was refunded."""
     return CreditEntry.objects.filter(generation=generation, reason=CreditEntry.Reason.REFUND).first()

@@ -40,6 +40,7 @@ from . import etags, event_stream, first_page, photos, selectors, services, stat
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
 from .labels import model_label
 from .models import Generation, Media
+from .registry import chain_needs_image
 
 FEED_PAGE_SIZE = 24
 HISTORY_PAGE_SIZE = 12
@@ -180,6 +181,8 @@ def card_context(generation: Generation) -> dict[str, Any]:
         "refund": refund,
         "attempts": attempts,
         "media": _card_media(generation),
+        # A text-to-image style ("Realistic") is offered again without "new photo": it takes none.
+        "style_needs_photo": chain_needs_image(list(generation.model_chain or [])),
     }
 
 
@@ -357,9 +360,15 @@ def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpRespon
 @not_found_as_404
 @require_POST
 def media_delete(request: AuthenticatedRequest, media_id: str) -> HttpResponse:
-    services.media_delete(user=request.user, media_id=media_id)
+    generation_id = services.media_delete(user=request.user, media_id=media_id)
     if is_htmx(request):
-        return HttpResponse("")
+        if selectors.generation_has_images(generation_id=generation_id):
+            return HttpResponse("")  # the tile goes; its siblings stay
+        # The last one: the tile becomes what a reload shows, not an empty card. Only a
+        # succeeded generation has images.
+        context = {"generation_id": generation_id, "status": Generation.Status.SUCCEEDED}
+        context["layout"] = "result" if request.POST.get("layout") == "result" else "history"
+        return render(request, "generation/_media_placeholder.html", context)
     messages.success(request, _("Image deleted."))
     return redirect(_next_url(request, "/history/"))
 
@@ -411,12 +420,15 @@ def history(request: AuthenticatedRequest) -> HttpResponse:
     query = {key: value for key, value in chosen.items() if value}
     template = "generation/_history_page.html" if is_htmx(request) else "generation/history.html"
     # The empty state names the filters, so "nothing here" never reads as "nothing at all".
-    labels = [str(dict(getattr(filters.fields[key], "choices", [])).get(value, value)) for key, value in query.items()]
+    labels = {
+        key: str(dict(getattr(filters.fields[key], "choices", [])).get(value, value)) for key, value in query.items()
+    }
     context = {
         "page": page,
         "filters": filters,
         "query": query,
-        "filter_summary": " · ".join(labels),
+        "filter_kind": labels.get("kind", ""),
+        "filter_status": labels.get("status", ""),
         "next_url": _page_url(page, query),
     }
     return render(request, template, context)

@@ -99,7 +99,11 @@ def set_language(request: HttpRequest) -> HttpResponse:
     user = signed_in_user(request)
     if user is not None:
         user_set_language(user=user, language=language)
-    response = HttpResponseRedirect(next_url)
+    return remember_language(HttpResponseRedirect(next_url), language)
+
+
+def remember_language(response: HttpResponse, language: str) -> HttpResponse:
+    """The visitor's language in the switcher's cookie (LocaleMiddleware reads it)."""
     response.set_cookie(
         settings.LANGUAGE_COOKIE_NAME,
         language,
@@ -108,4 +112,19 @@ def set_language(request: HttpRequest) -> HttpResponse:
         secure=settings.SESSION_COOKIE_SECURE,
         httponly=True,
     )
+    return response
+
+
+def keep_language_after_session(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Call once the session has ended (sign-out, account deleted) with the page to go to.
+
+    Signed in, the account's saved language wins; signed out, only the cookie and
+    Accept-Language are left. Where those would pick another language than the one the
+    visitor was reading (a language saved on another device), the cookie keeps it, so the
+    next page does not switch under its own flash message. Nothing is pinned when the
+    browser already asks for it.
+    """
+    language = translation.get_language() or settings.LANGUAGE_CODE
+    if language != translation.get_language_from_request(request):
+        remember_language(response, language)
     return response

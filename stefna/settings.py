@@ -109,6 +109,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "stefna.urls"
+# A stale tab's form gets templates/403_csrf.html in the site's layout (see stefna/csrf.py).
+CSRF_FAILURE_VIEW = "stefna.csrf.csrf_failure"
 WSGI_APPLICATION = "stefna.wsgi.application"
 ASGI_APPLICATION = "stefna.asgi.application"
 

@@ -46,8 +46,11 @@ def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool) 
     return media
 
 
-def media_delete(*, user: User, media_id: uuid.UUID | str) -> None:
-    """Delete an image for good: the row, and the stored file when we hold it locally."""
+def media_delete(*, user: User, media_id: uuid.UUID | str) -> uuid.UUID:
+    """Delete an image for good: the row, and the stored file when we hold it locally.
+
+    Returns the id of the generation it belonged to.
+    """
     media = Media.objects.filter(pk=media_id, user=user).first()
     if media is None:
         raise NotFound("Image not found.")
@@ -59,6 +62,7 @@ def media_delete(*, user: User, media_id: uuid.UUID | str) -> None:
         transaction.on_commit(partial(discard, storage_key))
     if in_cloudinary:
         transaction.on_commit(partial(_destroy_cloudinary_asset, storage_key))
+    return media.generation_id
 
 
 def _destroy_cloudinary_asset(public_id: str) -> None:

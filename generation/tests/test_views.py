@@ -134,6 +134,27 @@ def test_a_file_that_is_not_an_image_is_a_readable_error(signed_in, preset):
     assert not Generation.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("refused", "said"),
+    [
+        ("not_image", "That file isn&#x27;t an image we can read."),
+        ("too_large", "That image is larger than"),
+        ("too_many_pixels:9000x8000", "That image is 9000×8000 pixels; the limit is"),
+        ("something-else", "Choose a photo to transform."),
+        ("too_many_pixels:<b>x1", "Choose a photo to transform."),
+    ],
+)
+def test_a_photo_the_page_refused_before_upload_is_named_in_the_error(signed_in, preset, refused, said):
+    """stefna.js refuses a bad file before upload and says which refusal it was; the
+    server's summary then gives its own words for that reason, not "choose a photo"."""
+    response = signed_in.post("/", {"preset": preset.slug, "image_refused": refused})
+    assert response.status_code == 422
+    body = response.content.decode()
+    summary = body.split('data-testid="error-summary"', 1)[1].split("</div>", 1)[0]
+    assert said in summary
+    assert "<b>" not in body
+
+
 def test_an_unknown_style_is_a_readable_error(signed_in):
     response = signed_in.post("/", {"image": upload(), "preset": "no-such-style"})
     assert response.status_code == 422
@@ -197,6 +218,48 @@ def test_the_card_of_an_active_generation_polls_and_shows_progress(signed_in, us
     assert "Ghiblify" in body
     assert "Submitted to Ghiblify" in body
     assert 'id="header-balance"' not in body  # no out-of-band swap while running
+
+
+def test_a_running_card_shows_the_elapsed_time_once(signed_in, user):
+    running = GenerationFactory(user=user, status=Generation.Status.RUNNING, completed_at=None)
+    body = signed_in.get(f"/g/{running.pk}/").content.decode()
+    assert body.count("<dt>Elapsed</dt>") == 1
+    # Once it is over, the folded details say how long it took.
+    done = GenerationFactory(user=user, status=Generation.Status.SUCCEEDED)
+    body = signed_in.get(f"/g/{done.pk}/").content.decode()
+    assert body.count("<dt>Elapsed</dt>") == 1
+
+
+@pytest.mark.parametrize("language", ["en", "id"])
+def test_the_eyebrow_is_dropped_when_it_would_repeat_the_title(signed_in, user, language):
+    """A custom prompt's kind and style share a name: "CUSTOM PROMPT / Custom prompt"."""
+    custom = PresetFactory(
+        slug="custom_prompt", name="Custom prompt", name_id="Prompt sendiri", kind="custom_prompt", requires_prompt=True
+    )
+    ghibli = PresetFactory(slug="view-test-ghibli", name="Ghibli tears", kind="ghibli_reaction")
+    for preset, eyebrow in ((custom, False), (ghibli, True)):
+        generation = GenerationFactory(user=user, preset=preset)
+        media = MediaFactory(generation=generation, is_public=True)
+        for path in (f"/g/{generation.pk}/", f"/i/{media.share_id}"):
+            body = signed_in.get(path, HTTP_ACCEPT_LANGUAGE=language).content.decode()
+            assert ('class="eyebrow"' in body) is eyebrow, (preset.slug, path, language)
+
+
+def test_a_result_offers_the_same_style_with_a_new_photo_only_to_styles_that_take_one(signed_in, user):
+    from generation.registry import GHIBLIFY, REALISTIC_VISION
+
+    painted = PresetFactory(
+        slug="view-test-scene", model_chain=[REALISTIC_VISION], requires_prompt=True, prompt="{prompt}"
+    )
+    photo_style = PresetFactory(slug="view-test-photo", model_chain=[GHIBLIFY])
+    from_words = GenerationFactory(user=user, preset=painted)
+    from_photo = GenerationFactory(user=user, preset=photo_style)
+
+    body = signed_in.get(f"/g/{from_words.pk}/").content.decode()
+    assert "Same style, new photo" not in body
+    assert f'href="/?preset={painted.slug}" data-testid="same-style">Use this style again<' in body
+    body = signed_in.get(f"/g/{from_photo.pk}/").content.decode()
+    assert f'href="/?preset={photo_style.slug}" data-testid="same-style">Same style, new photo<' in body
 
 
 def test_a_final_card_stops_polling_and_updates_the_header_balance(signed_in, user):
@@ -272,6 +335,34 @@ def test_history_filters_by_kind_and_status(signed_in, user):
     assert "glitch ok" in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    ("query", "english", "indonesian"),
+    [
+        (
+            "kind=emotion_mask",
+            "You have no “Emotion mask” generations.",
+            "Kamu belum punya kreasi berjenis “Topeng emosi”.",
+        ),
+        (
+            "status=failed",
+            "You have no generations with the status “Failed”.",
+            "Kamu tidak punya kreasi berstatus “Gagal”.",
+        ),
+        (
+            "kind=emotion_mask&status=failed",
+            "You have no “Emotion mask” generations with the status “Failed”.",
+            "Kamu tidak punya kreasi berjenis “Topeng emosi” yang berstatus “Gagal”.",
+        ),
+    ],
+)
+def test_an_empty_filtered_history_says_so_in_a_natural_sentence(signed_in, user, query, english, indonesian):
+    GenerationFactory(user=user, preset=PresetFactory(slug="filter-ghibli", kind="ghibli_reaction"))
+    for language, sentence in (("en", english), ("id", indonesian)):
+        body = signed_in.get(f"/history/?{query}", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        empty = body.split('data-testid="empty-state"', 1)[1].split("</div>", 1)[0]
+        assert sentence in empty, empty
+
+
 def test_history_pages_with_a_revealed_sentinel(signed_in, user):
     for number in range(14):
         GenerationFactory(user=user, prompt=f"prompt number {number}")
@@ -328,6 +419,28 @@ def test_deleting_an_image(signed_in, user):
     response = signed_in.post(f"/i/{media.pk}/delete/", HTTP_HX_REQUEST="true")
     assert response.status_code == 200
     assert not Media.objects.filter(pk=media.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("layout", "placeholder"),
+    [("", ">Images deleted<"), ("result", ">The images of this generation were deleted.<")],
+    ids=["history", "result-page"],
+)
+def test_deleting_the_last_image_in_place_leaves_the_placeholder_a_reload_shows(signed_in, user, layout, placeholder):
+    generation = GenerationFactory(user=user)
+    first, second = MediaFactory(generation=generation, index=0), MediaFactory(generation=generation, index=1)
+
+    # Another image is left: the tile just goes.
+    response = signed_in.post(f"/i/{first.pk}/delete/", {"layout": layout}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and response.content == b""
+
+    # The last one: the tile becomes what the page shows for a generation without images.
+    response = signed_in.post(f"/i/{second.pk}/delete/", {"layout": layout}, HTTP_HX_REQUEST="true")
+    assert placeholder in response.content.decode()
+    reloaded = signed_in.get("/history/" if not layout else f"/g/{generation.pk}/").content.decode()
+    assert placeholder in reloaded
+    if not layout:
+        assert f'href="/g/{generation.pk}/"' in response.content.decode()
 
 
 def test_image_writes_need_a_csrf_token(user):

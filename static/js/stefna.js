@@ -14,6 +14,9 @@
     var zone = form.querySelector("[data-dropzone]");
     var preview = form.querySelector("[data-preview]");
     var kept = form.querySelector("[data-kept-image]");
+    // Which refusal below emptied the file input, sent with the form so the server's
+    // summary names it instead of asking for a photo (generation/images.py).
+    var refused = form.querySelector("[data-image-refused]");
     var status = form.querySelector("[data-dropzone-status]");
     var imageError = form.querySelector("[data-image-error]");
     var promptField = form.querySelector("[data-prompt-field]");
@@ -33,10 +36,11 @@
       if (message) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
     }
 
-    function refuse(message) {
+    function refuse(message, reason) {
       // The server would say the same; saying it now saves the upload. The photo chosen
       // before (if any) stays.
       showImageError(message);
+      if (refused) refused.value = reason;
       input.value = "";
       if (lastGood) { preview.src = lastGood; } else { preview.hidden = true; zone.classList.remove("has-image"); }
       status.textContent = "";
@@ -48,6 +52,7 @@
       lastGood = url;
       zone.classList.add("has-image");
       if (kept) kept.value = ""; // the new file replaces a photo kept from an earlier try
+      if (refused) refused.value = "";
       form.querySelectorAll('input[name="source_generation"]').forEach(function (radio) { radio.checked = false; });
       showImageError("");
       status.textContent = file.name + " · " + Math.max(1, Math.round(file.size / 1024)) + " KB";
@@ -55,7 +60,7 @@
 
     function checkFile(file) {
       if (!file) return;
-      if (maxBytes && file.size > maxBytes) { refuse(form.getAttribute("data-msg-too-large")); return; }
+      if (maxBytes && file.size > maxBytes) { refuse(form.getAttribute("data-msg-too-large"), "too_large"); return; }
       var heif = /\.(heic|heif)$/i.test(file.name) || /image\/hei[cf]/.test(file.type);
       if (heif) {
         // Browsers can't draw HEIC: the server converts it; show its name meanwhile.
@@ -69,12 +74,15 @@
       probe.onload = function () {
         var pixels = probe.naturalWidth * probe.naturalHeight;
         if (maxPixels && pixels > maxPixels) {
-          refuse(fill(form.getAttribute("data-msg-too-many-pixels"), {WIDTH: probe.naturalWidth, HEIGHT: probe.naturalHeight}));
+          refuse(
+            fill(form.getAttribute("data-msg-too-many-pixels"), {WIDTH: probe.naturalWidth, HEIGHT: probe.naturalHeight}),
+            "too_many_pixels:" + probe.naturalWidth + "x" + probe.naturalHeight
+          );
           return;
         }
         accept(file, objectUrl);
       };
-      probe.onerror = function () { refuse(form.getAttribute("data-msg-not-image")); };
+      probe.onerror = function () { refuse(form.getAttribute("data-msg-not-image"), "not_image"); };
       probe.src = objectUrl;
     }
 
@@ -102,6 +110,7 @@
         var thumb = radio.parentNode.querySelector("img");
         if (input) input.value = "";
         if (kept) kept.value = "";
+        if (refused) refused.value = "";
         showImageError("");
         preview.src = thumb.src;
         preview.hidden = false;

@@ -8,7 +8,6 @@ from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -16,9 +15,14 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from stefna import ratelimit
 from stefna.errors import DomainError, RateLimited
+from stefna.i18n import keep_language_after_session
 from stefna.requests import AuthenticatedRequest
 
 from . import services
+
+# The session key holding a refused account deletion's error and what was typed, for the
+# account page's next view.
+DELETE_REFUSED = "account_delete_refused"
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -90,7 +94,7 @@ def enter_code(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sign_out(request: HttpRequest) -> HttpResponse:
     logout(request)
-    return redirect("/")
+    return keep_language_after_session(request, redirect("/"))
 
 
 @login_required
@@ -134,6 +138,8 @@ def account(request: AuthenticatedRequest) -> HttpResponse:
         {
             "tokens": api_tokens_for(user=request.user),
             "new_token": request.session.pop("new_api_token", None),
+            # A refused "Delete my account", said beside its field once (see account_delete).
+            "delete_refused": request.session.pop(DELETE_REFUSED, None),
             "statement": statement_page(user=request.user, page_number=request.GET.get("page")),
             "quota": quota_for(user=request.user),
             "purchases": purchase_history(user=request.user).items,
@@ -161,8 +167,11 @@ def account_delete(request: AuthenticatedRequest) -> HttpResponse:
     try:
         services.account_delete(user=request.user, confirm=request.POST.get("confirm", ""))
     except DomainError as exc:
-        messages.error(request, exc.message)
-        return redirect(reverse("accounts:account") + "#your-data")
+        # Said beside the field, which the page focuses (autofocus, which also scrolls it
+        # into view; browsers skip autofocus on an address with a #fragment): a message at
+        # the top of a page that jumped to its bottom went unseen.
+        request.session[DELETE_REFUSED] = {"error": exc.message, "typed": request.POST.get("confirm", "")[:254]}
+        return redirect("accounts:account")
     logout(request)
     messages.success(request, _("Your account was deleted. Thank you for trying Stefna."))
-    return redirect("/")
+    return keep_language_after_session(request, redirect("/"))

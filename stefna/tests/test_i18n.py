@@ -79,6 +79,39 @@ def test_a_signed_in_choice_is_saved_on_the_account_and_wins_everywhere(client, 
     assert heading(other.get("/accounts/", HTTP_ACCEPT_LANGUAGE="en")) == "Akun"
 
 
+@pytest.mark.parametrize(
+    ("path", "data", "said"),
+    [
+        ("/accounts/sign-out/", {}, None),
+        ("/accounts/delete/", {"confirm": "ada@example.com"}, "Akunmu sudah dihapus."),
+    ],
+    ids=["sign-out", "account-deleted"],
+)
+def test_the_language_outlives_the_session(client, user, path, data, said):
+    """The account said Indonesian; once the session ends (signed out, or the account
+    deleted), the browser alone would say English: the next page stays Indonesian."""
+    user.language = "id"
+    user.save(update_fields=["language"])
+    client.force_login(user)
+
+    response = client.post(path, data, HTTP_ACCEPT_LANGUAGE="en")
+
+    assert response.cookies["stefna_language"].value == "id"
+    page = client.get(response["Location"], HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert 'lang="id"' in page
+    assert "Masuk" in page  # the header's "Sign in"
+    if said:
+        assert said in page
+
+
+def test_signing_out_pins_no_language_the_browser_already_asks_for(client, user):
+    user.language = "id"
+    user.save(update_fields=["language"])
+    client.force_login(user)
+    response = client.post("/accounts/sign-out/", HTTP_ACCEPT_LANGUAGE=INDONESIAN)
+    assert "stefna_language" not in response.cookies
+
+
 def test_signing_in_keeps_the_language_the_visitor_browsed_in(client):
     client.post("/language/", {"language": "id"})
     client.post("/accounts/sign-in/", {"email": "budi@example.com"})

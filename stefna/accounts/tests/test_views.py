@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -105,3 +106,23 @@ def test_signing_out_is_a_post(signed_in):
     assert signed_in.get("/accounts/sign-out/").status_code == 405
     assert signed_in.post("/accounts/sign-out/").status_code == 302
     assert signed_in.get("/accounts/").status_code == 302
+
+
+def test_a_mistyped_deletion_email_is_said_beside_the_field_not_at_the_top(signed_in, user):
+    response = signed_in.post("/accounts/delete/", {"confirm": "ada@example.co"})
+    # Back to the form itself, where the error is.
+    assert response.status_code == 302 and response["Location"] == "/accounts/"
+
+    body = signed_in.get(response["Location"]).content.decode()
+    error = re.search(r'<p class="field-error" id="delete-confirm-error"[^>]*>(.*?)</p>', body, flags=re.S)
+    assert error and html.unescape(error.group(1)).strip() == "Type your account's email address exactly to confirm."
+    field = re.search(r'<input id="delete-confirm"[^>]*>', body).group(0)
+    assert 'aria-describedby="delete-confirm-error"' in field
+    assert 'aria-invalid="true"' in field and "autofocus" in field
+    assert 'value="ada@example.co"' in field  # what was typed, to spot the slip
+    assert 'class="messages"' not in body, "no flash message at the top of the page"
+    assert user.__class__.objects.get(pk=user.pk).is_active
+
+    # Said once: a later visit shows the form clean.
+    again = signed_in.get("/accounts/").content.decode()
+    assert "delete-confirm-error" not in again and "autofocus" not in again
