@@ -75,9 +75,13 @@ def source_image_path(*, user_id: object, kind: str, extension: str) -> str:
     return storage.source_name(extension=extension)  # unguessable, no user id in it
 
 
-def _fingerprint(*, preset_slug: str, prompt: str, is_public: bool, image_sha256: str) -> str:
-    body = json.dumps([preset_slug, prompt, is_public, image_sha256])
-    return hashlib.sha256(body.encode()).hexdigest()
+def _fingerprint(*, preset_slug: str, prompt: str, is_public: bool, image_sha256: str, notify: bool) -> str:
+    fields: list[object] = [preset_slug, prompt, is_public, image_sha256]
+    if notify:
+        # Only when asked: a request without it keeps the fingerprint it had before `notify`
+        # counted, so a retry of one made before this change is still a replay.
+        fields.append({"notify": True})
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
 
 def generation_request(
@@ -111,7 +115,9 @@ def generation_request(
     prompt = clean_prompt(prompt, required=preset.requires_prompt)
     idempotency_key = (idempotency_key or "").strip()[:200] or None
     image_sha256 = image.sha256 if image is not None else ""
-    fingerprint = _fingerprint(preset_slug=preset.slug, prompt=prompt, is_public=is_public, image_sha256=image_sha256)
+    fingerprint = _fingerprint(
+        preset_slug=preset.slug, prompt=prompt, is_public=is_public, image_sha256=image_sha256, notify=notify
+    )
     if idempotency_key:
         existing = _idempotent_replay(user=user, key=idempotency_key, fingerprint=fingerprint)
         if existing:

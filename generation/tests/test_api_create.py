@@ -297,7 +297,8 @@ def test_the_same_key_with_the_same_request_in_json_is_also_a_replay(api_client,
 
 
 @pytest.mark.parametrize(
-    "change", [{"prompt": "something else"}, {"is_public": "true"}, {"preset": "other"}, {"image": "other"}]
+    "change",
+    [{"prompt": "something else"}, {"is_public": "true"}, {"preset": "other"}, {"image": "other"}, {"notify": "true"}],
 )
 def test_the_same_key_with_a_different_request_is_a_conflict(api_client, user, style, change):
     PresetFactory(slug="other")
@@ -441,3 +442,18 @@ def test_a_surrogate_pair_is_text_like_any_other(api_client, style):
     response = api_client.post(URL, data=raw, content_type="application/json")
     assert response.status_code == 202, response.content
     assert response.json()["prompt"] == "a 🦊 at dusk"
+
+
+def test_a_request_without_notify_keeps_the_fingerprint_it_had_before_notify_counted():
+    # A client retrying across the deploy that made `notify` count must still be replayed.
+    import hashlib
+
+    from generation.services.request import _fingerprint
+
+    before = hashlib.sha256(json.dumps(["oil", "harbour", False, "ab12"]).encode()).hexdigest()
+    assert (
+        _fingerprint(preset_slug="oil", prompt="harbour", is_public=False, image_sha256="ab12", notify=False) == before
+    )
+    assert (
+        _fingerprint(preset_slug="oil", prompt="harbour", is_public=False, image_sha256="ab12", notify=True) != before
+    )
