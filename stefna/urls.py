@@ -31,4 +31,5 @@ if settings.SERVE_MEDIA:
     urlpatterns += [re_path(rf"^{media_prefix}(?P<path>.*)$", serve_media, name="media")]
 
 # The database down or the pool exhausted is a 503 (JSON under /api/), anything else a 500.
+handler400 = "stefna.bad_request.bad_request"
 handler500 = "stefna.unavailable.server_error"
