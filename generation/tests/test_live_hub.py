@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from generation.live import Hub
 
@@ -34,7 +35,10 @@ def test_ending_wakes_every_watch_at_once_and_marks_later_ones():
         with hub.watch("c", version=1) as late:
             return woken, ending, late.ending
 
-    woken, ending, late = asyncio.run(scenario())
+    # On a thread of its own: a browser test earlier on this xdist worker leaves
+    # Playwright's event loop running on the main thread, where asyncio.run refuses.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        woken, ending, late = thread.submit(asyncio.run, scenario()).result(timeout=30)
     assert woken == [True, True]
     assert ending == [True, True]
     assert late is True
