@@ -11,12 +11,29 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    if request.headers.get("HX-Request") == "true":
+        # An in-page action (Make public, Delete image...): htmx swaps nothing for a 403,
+        # so the click did nothing at all. Reload the page instead (a fresh token) and
+        # say why on it.
+        messages.warning(
+            request,
+            f"{_('This page was out of date')}. "
+            + _(
+                "It was open for a while, or you signed in or out in another tab, so we couldn't accept "
+                "what you sent. Nothing was changed: load the page again and send it once more."
+            ),
+        )
+        response = HttpResponse(status=403)
+        response["HX-Refresh"] = "true"
+        return response
     # The Referer is the form's page; anything off this site (a cross-site post, which is
     # what the check is for) is never offered as a link.
     referer = request.headers.get("Referer") or ""

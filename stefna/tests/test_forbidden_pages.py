@@ -88,3 +88,16 @@ def test_other_refusals_get_the_branded_403_page(client, language, expected):
     html = response.content.decode()
     assert heading(html) == expected
     assert 'class="site-header"' in html
+
+
+def test_a_stale_in_page_action_reloads_the_page_and_says_why_on_it(user):
+    # htmx swaps nothing for a 403, so a stale "Make public" used to do nothing at all.
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+
+    response = stale_post(client, "/accounts/", HTTP_HX_REQUEST="true", HTTP_ACCEPT_LANGUAGE=INDONESIAN)
+
+    assert response.status_code == 403
+    assert response["HX-Refresh"] == "true"
+    reloaded = client.get("/accounts/", HTTP_ACCEPT_LANGUAGE=INDONESIAN).content.decode()
+    assert "Halaman ini sudah usang." in reloaded
