@@ -272,11 +272,11 @@ def _post_chunked(base: str, path: str, body: bytes, headers: dict[str, str]) ->
         connection.close()
 
 
+# The production server (ASGI) only: sync gunicorn is the README's fallback.
+@pytest.mark.parametrize("gunicorn_server", ["asgi"], indirect=True)
 def test_a_chunked_upload_is_read_with_its_fields(gunicorn_server, user, api_token):
     # Django's form parser needs a length, which a chunked body does not declare: it saw
     # no fields at all ("preset: Field required") before the bound learnt the length.
-    if gunicorn_server[1] != "asgi":
-        pytest.skip("the production server (ASGI) only: sync gunicorn is the README's fallback")
     PresetFactory(slug="oil", name="Oil", prompt="{prompt}")
     ledger.ensure_daily_allowance(user=user)
     boundary = "stefna-chunked"
@@ -298,12 +298,11 @@ def test_a_chunked_upload_is_read_with_its_fields(gunicorn_server, user, api_tok
     assert Generation.objects.filter(user=user).count() == 1
 
 
+@pytest.mark.parametrize("gunicorn_server", ["asgi"], indirect=True)
 @pytest.mark.parametrize("signed_in", [False, True], ids=["stranger", "signed-in"])
 def test_a_chunked_body_over_the_bound_is_refused_413(gunicorn_server, user, api_token, signed_in):
     # No declared length to refuse at once: the body is counted as it comes, and refused
     # past the same bound (a stranger's 1 MB, a signed-in caller's 20 MB).
-    if gunicorn_server[1] != "asgi":
-        pytest.skip("the production server (ASGI) only: sync gunicorn is the README's fallback")
     size = 30 * 1024 * 1024 if signed_in else 2 * 1024 * 1024
     body, content_type = _multipart(size)
     headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {api_token}"} if signed_in else {})}
