@@ -195,19 +195,21 @@ def test_one_idempotency_key_sent_six_times_at_once_makes_one_generation_and_one
         {"image_base64": base64.b64encode(make_jpeg(64, 48)).decode(), "preset": one_model_style.slug, "prompt": "x"}
     )
 
-    def start(number: int) -> tuple[int, str]:
+    def start(number: int) -> tuple[int, str, bool]:
         client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
         response = client.post(
             "/api/generations", data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="same-key-1"
         )
-        return response.status_code, response.json().get("id", response.json().get("code"))
+        replayed = response.headers.get("Idempotent-Replayed") == "true"
+        return response.status_code, response.json().get("id", response.json().get("code")), replayed
 
     results = _run_together(6, start)
 
     assert not [result for result in results if isinstance(result, Exception)], results
-    statuses = sorted(status for status, _ in results)
-    assert statuses == [200] * 5 + [202], results
-    assert len({generation_id for _, generation_id in results}) == 1
+    # Every one answers 202 (CONTRACT); all but the one that made it say they were replays.
+    assert [status for status, _, _ in results] == [202] * 6, results
+    assert sorted(replayed for _, _, replayed in results) == [False] + [True] * 5, results
+    assert len({generation_id for _, generation_id, _ in results}) == 1
     assert Generation.objects.filter(user=user).count() == 1
     assert CreditEntry.objects.filter(user=user, reason=CreditEntry.Reason.RESERVE).count() == 1
     assert balance_of(user=user) == funded - 2

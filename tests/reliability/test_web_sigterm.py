@@ -13,15 +13,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 
 import httpx
 import pytest
 
 from stefna.accounts.services import api_token_create
-from tests.ports import free_port
+from tests.ports import free_port, wait_until_serving
 
 from .conftest import ROOT, child_env, start
 
@@ -77,7 +74,7 @@ def test_sigterm_ends_live_streams_cleanly_and_the_process_exits_without_waiting
             first_event.set()
 
     try:
-        _wait_until_serving(base, web, log)
+        wait_until_serving(base, web, log)
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         assert first_event.wait(30), log.read_text()
@@ -101,18 +98,3 @@ def test_sigterm_ends_live_streams_cleanly_and_the_process_exits_without_waiting
     assert "timeout graceful shutdown exceeded" not in log.read_text()
     generation.refresh_from_db()
     assert generation.status in ("queued", "running")  # only the stream ended, not the job
-
-
-def _wait_until_serving(base: str, web: subprocess.Popen[bytes], log) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if web.poll() is not None:
-            raise AssertionError(f"gunicorn exited:\n{log.read_text()}")
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=2)  # noqa: S310 - our own server
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"gunicorn did not serve:\n{log.read_text()}")

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,7 +23,7 @@ from credits import ledger
 from generation.models import Generation
 from presets.tests.factories import PresetFactory
 from tests.images import make_jpeg
-from tests.ports import free_port
+from tests.ports import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,16 +74,7 @@ def gunicorn_server(request, transactional_db, tmp_path):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=2)  # noqa: S310 - our own server
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(log.read_text())
+        wait_until_serving(base, process, log)
         yield base, request.param
     finally:
         process.terminate()
