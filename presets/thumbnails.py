@@ -4,8 +4,9 @@
 
 One 256×256 PNG per seeded slug, plus `kind-<kind>.png` for presets staff add later
 without uploading a thumbnail, so the picker never shows an empty box. Each kind has
-its own palette and motif; within a kind the hue shifts per slug and the name is
-printed on a band at the bottom. Images are palette PNGs of a few KB.
+its own palette and motif, and within a kind the hue shifts per slug. No text: the page
+prints the style's name beside it in the visitor's language (an English caption drawn
+into the picture sat above the Indonesian name). Images are palette PNGs of a few KB.
 
 Needs no database and no Django setup: the slugs, names and kinds come from the seed
 migration's own list.
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 SIZE = 256
 OUTPUT = Path(__file__).resolve().parent.parent / "static" / "img" / "presets"
@@ -33,14 +34,6 @@ PALETTES = {
     "preset": (0.08, 0.45),  # warm ochre
     "custom_prompt": (0.58, 0.35),  # slate blue
     "image_to_image": (0.50, 0.55),  # teal
-}
-KIND_LABELS = {
-    "ghibli_reaction": "Ghibli reaction",
-    "emotion_mask": "Emotion mask",
-    "neo_glitch": "Neo glitch",
-    "preset": "Preset",
-    "custom_prompt": "Custom prompt",
-    "image_to_image": "Image-to-image",
 }
 
 
@@ -191,14 +184,7 @@ MOTIFS: dict[str, Callable[[ImageDraw.ImageDraw, float], None]] = {
 }
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)  # Pillow's bundled font: same output on every machine
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def render(*, slug: str, name: str, kind: str) -> Image.Image:
+def render(*, slug: str, kind: str) -> Image.Image:
     """The thumbnail for one preset, as a palette image."""
     base_hue, saturation = PALETTES.get(kind, PALETTES["preset"])
     hue = base_hue + _shift(slug)
@@ -206,10 +192,6 @@ def render(*, slug: str, name: str, kind: str) -> Image.Image:
     draw = ImageDraw.Draw(image)
     MOTIFS.get(kind, _frame)(draw, hue)
     _accent(draw, slug, hue)
-    draw.rectangle((0, 204, SIZE, SIZE), fill=(20, 22, 30))
-    font = _font(22)
-    label = name if draw.textlength(name, font=font) <= SIZE - 20 else name[:18] + "…"
-    draw.text((SIZE // 2, 230), label, fill=(255, 255, 255), font=font, anchor="mm")
     return image.quantize(colors=96, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
 
 
@@ -221,12 +203,12 @@ def seeded_presets() -> list[dict[str, object]]:
 def write_all(output: Path = OUTPUT) -> list[Path]:
     """Write every seeded preset's thumbnail and one fallback per kind; return the paths."""
     output.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(p["slug"]), str(p["name"]), str(p["kind"])) for p in seeded_presets()]
-    jobs += [(f"kind-{kind}", label, kind) for kind, label in KIND_LABELS.items()]
+    jobs = [(str(p["slug"]), str(p["kind"])) for p in seeded_presets()]
+    jobs += [(f"kind-{kind}", kind) for kind in PALETTES]
     paths = []
-    for slug, name, kind in jobs:
+    for slug, kind in jobs:
         path = output / f"{slug}.png"
-        render(slug=slug, name=name, kind=kind).save(path, "PNG", optimize=True)
+        render(slug=slug, kind=kind).save(path, "PNG", optimize=True)
         paths.append(path)
     return paths
 

@@ -83,6 +83,17 @@ def test_every_default_ships_a_small_256px_thumbnail():
         assert Preset.objects.get(slug=slug).thumbnail_url == f"/static/img/presets/{slug}.png"
 
 
+def test_thumbnails_carry_no_caption_band():
+    # The page prints the style's name in the visitor's language; an English caption on a
+    # dark band drawn into the picture sat right above the Indonesian name.
+    band = (20, 22, 30)
+    for path in THUMBNAILS.glob("*.png"):
+        with Image.open(path) as image:
+            bottom = image.convert("RGB").crop((0, 204, 256, 256))
+        dark = sum(1 for pixel in bottom.get_flattened_data() if all(abs(a - b) <= 8 for a, b in zip(pixel, band, strict=True)))
+        assert dark < 0.05 * 256 * 52, f"{path.name} still has its caption band"
+
+
 def test_a_new_preset_without_a_thumbnail_shows_its_kind_s_picture():
     preset = PresetFactory(slug="brand-new-style", kind=Preset.Kind.NEO_GLITCH)
     assert preset.thumbnail_url == "/static/img/presets/kind-neo_glitch.png"
