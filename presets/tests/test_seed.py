@@ -90,7 +90,9 @@ def test_thumbnails_carry_no_caption_band():
     for path in THUMBNAILS.glob("*.png"):
         with Image.open(path) as image:
             bottom = image.convert("RGB").crop((0, 204, 256, 256))
-        dark = sum(1 for pixel in bottom.get_flattened_data() if all(abs(a - b) <= 8 for a, b in zip(pixel, band, strict=True)))
+        dark = sum(
+            1 for pixel in bottom.get_flattened_data() if all(abs(a - b) <= 8 for a, b in zip(pixel, band, strict=True))
+        )
         assert dark < 0.05 * 256 * 52, f"{path.name} still has its caption band"
 
 
