@@ -34,7 +34,32 @@ logger = logging.getLogger("stefna.api")
 __all__ = ["ErrorOut", "api"]
 
 
+# Answers the layers in front of every route can give, which no route declares itself.
+_EVERY_ROUTE = {
+    413: "The body is over the caller's bound (stefna/body_limits.py): `image_too_large`.",
+    422: "A NUL in the query string or a field (stefna/input_guard.py): `invalid_input`.",
+}
+_SESSION_WRITES = {403: "Signed in by the browser session without a valid CSRF token: `forbidden`."}
+
+
 class StefnaAPI(NinjaAPI):
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        """Ninja's document, plus the answers of the layers in front of the routes, so a
+        client generated from it knows every status it can get."""
+        schema = super().get_openapi_schema(*args, **kwargs)
+        error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+        for path_item in schema["paths"].values():
+            for method, operation in path_item.items():
+                # Ninja keys responses by int; a str key beside it would be a duplicate.
+                responses = operation.setdefault("responses", {})
+                extra = dict(_EVERY_ROUTE)
+                if method in {"post", "put", "patch", "delete"} and operation.get("security"):
+                    extra |= _SESSION_WRITES
+                for status, description in extra.items():
+                    if status not in responses and str(status) not in responses:
+                        responses[status] = {"description": description, "content": error}
+        return schema
+
     def _get_urls(self) -> list[URLResolver | URLPattern]:
         urls = [_with_json_405(url) if isinstance(url, URLPattern) else url for url in super()._get_urls()]
         # Last, after every router (including ones added later): any other path under

@@ -71,6 +71,19 @@ def test_the_openapi_document_has_no_duplicate_keys(client, db):
     assert duplicates == []
 
 
+def test_every_operation_declares_the_answers_of_the_layers_in_front_of_it(client, db):
+    # The body bound (413) and the NUL guard (422) answer on every route, and CSRF (403) on
+    # every write a browser session may make: a generated client must know them.
+    paths = client.get("/api/openapi.json").json()["paths"]
+    for path, item in paths.items():
+        for method, operation in item.items():
+            declared = set(operation["responses"])
+            assert {"413", "422"} <= declared, (method, path)
+            if method in {"post", "patch", "delete"} and operation.get("security"):
+                assert "403" in declared, (method, path)
+            assert operation["responses"]["413"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+
+
 def test_docs_and_openapi_are_served(client, db):
     assert client.get("/api/docs").status_code == 200
     schema = client.get("/api/openapi.json").json()
