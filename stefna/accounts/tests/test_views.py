@@ -37,6 +37,22 @@ def test_the_account_page_shows_email_name_credits_and_ledger(signed_in, user):
     assert f'data-testid="balance">{settings.DAILY_CREDITS + 5}<' in body  # the header, everywhere
 
 
+def test_the_ledger_writes_dates_as_history_does_in_either_language(signed_in, user):
+    # One way of writing a date across the pages (history: "Dec. 7, 2026 · 07:41"); the
+    # ledger used the short format, "12/07/2026 7:41 a.m." in English, month first.
+    from django.utils import formats, translation
+
+    from credits.models import CreditEntry
+
+    ledger.grant(user=user, amount=5, note="welcome gift")
+    at = CreditEntry.objects.filter(user=user).latest("created_at").created_at
+    for language in ("en", "id"):
+        body = signed_in.get("/accounts/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        with translation.override(language):
+            expected = f"{formats.date_format(at, 'DATE_FORMAT')} · {at:%H:%M}"
+        assert f">{expected}</time>" in body, (language, expected)
+
+
 def test_the_account_page_needs_sign_in(client, db):
     response = client.get("/accounts/")
     assert response.status_code == 302
