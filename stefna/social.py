@@ -36,6 +36,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from stefna.accounts.selectors import user_by_email
+from stefna.accounts.views import welcome
 
 logger = logging.getLogger("stefna.accounts")
 
@@ -72,8 +73,7 @@ class AccountAdapter(DefaultAccountAdapter):
     ) -> None:
         # allauth's own notices ("Successfully signed in as …") are replaced by ours.
         if message_template and message_template.endswith("logged_in.txt") and request.user.is_authenticated:
-            user = request.user
-            messages.success(request, _("Welcome, %(name)s!") % {"name": user.public_name})  # type: ignore[union-attr]
+            welcome(request, request.user)  # type: ignore[arg-type]
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):

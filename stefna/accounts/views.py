@@ -19,10 +19,24 @@ from stefna.i18n import keep_language_after_session
 from stefna.requests import AuthenticatedRequest
 
 from . import services
+from .models import User
 
 # The session key holding a refused account deletion's error and what was typed, for the
 # account page's next view.
 DELETE_REFUSED = "account_delete_refused"
+
+
+def welcome(request: HttpRequest, user: User) -> None:
+    """The greeting after any sign-in (email code or Google). Someone who has not chosen a
+    display name yet learns what their public images are signed with, and where to change
+    it: "Welcome, artist-4f1c9a!" alone read like a mistake."""
+    messages.success(request, _("Welcome, %(name)s!") % {"name": user.public_name})
+    if not user.display_name:
+        messages.info(
+            request,
+            _("Your public images are signed “%(name)s”. Choose your own name on your account page.")
+            % {"name": user.public_name},
+        )
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -85,7 +99,7 @@ def enter_code(request: HttpRequest) -> HttpResponse:
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         request.session.pop("sign_in_email", None)
         services.user_remember_language(user=user, language=translation.get_language() or "")
-        messages.success(request, _("Welcome, %(name)s!") % {"name": user.public_name})
+        welcome(request, user)
         return redirect(_next_url(request))
     context = {"email": email, "next": _next_url(request), "code_in_terminal": _code_in_terminal()}
     return render(request, "accounts/enter_code.html", context)

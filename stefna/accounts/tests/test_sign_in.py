@@ -30,6 +30,22 @@ def test_the_right_code_signs_in_and_creates_the_account(client):
     assert client.session["_auth_user_id"] == str(user.pk)
 
 
+def test_someone_without_a_display_name_is_told_what_their_images_are_signed_with(client):
+    # "Welcome, artist-4f1c9a!" alone read like a mistake; it now says what that is.
+    client.post("/accounts/sign-in/", {"email": "new@example.com"})
+    page = client.post("/accounts/code/", {"code": _sent_code()}, follow=True).content.decode()
+    user = User.objects.get(email="new@example.com")
+    assert f"Welcome, {user.public_name}!" in page
+    assert f"Your public images are signed “{user.public_name}”." in page
+
+    user.display_name = "Ada"
+    user.save()
+    client.logout()
+    client.post("/accounts/sign-in/", {"email": "new@example.com"})
+    again = client.post("/accounts/code/", {"code": _sent_code()}, follow=True).content.decode()
+    assert "Welcome, Ada!" in again and "Your public images are signed" not in again
+
+
 def test_codes_are_stored_hashed_not_in_plain_text():
     services.login_code_send(email="ada@example.com", ip_address="10.0.0.1")
     code = _sent_code()
