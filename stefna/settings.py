@@ -249,6 +249,10 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = env_str("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", "") or BASE_DIR / "media")
+# Set by `make smoke`, compose and the systemd path's env file (docs/deploy.md): the media
+# folder is one every web process and worker reads (one disk, or a shared mount), which
+# silences stefna.W005.
+MEDIA_ROOT_SHARED = env_bool("MEDIA_ROOT_SHARED", False)
 # Without a manifest (tests, runserver) whitenoise falls back to unhashed names instead
 # of raising, so collectstatic is only needed where gunicorn serves the files.
 WHITENOISE_MANIFEST_STRICT = False
@@ -481,7 +485,7 @@ OFFLINE_PROVIDER_DIR = Path(
     os.environ.get("OFFLINE_PROVIDER_DIR", "").strip()
     or (
         MEDIA_ROOT / ".offline-provider"
-        if env_bool("MEDIA_ROOT_SHARED", False)
+        if MEDIA_ROOT_SHARED
         else Path(tempfile.gettempdir()) / "stefna-offline-provider"
     )
 )
@@ -517,10 +521,6 @@ LOGGING["handlers"]["console"] = {
 LOGGING["loggers"]["django"] = {"handlers": ["console"], "level": "INFO", "propagate": False}
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
-# Set by `make smoke`, compose and the systemd path's env file (docs/deploy.md): the media
-# folder is one every web process and worker reads (one disk, or a shared mount), which
-# silences stefna.W005.
-MEDIA_ROOT_SHARED = env_bool("MEDIA_ROOT_SHARED", False)
 
 from stefna.logging_sentry import sentry_init  # noqa: E402
 
