@@ -163,19 +163,15 @@ class BoundedBodyASGI:
         if declared <= settings.ANONYMOUS_MAX_BODY_BYTES:
             await self.app(scope, receive, send)
             return
-        cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
-        looks_signed_in = await _vouched_for(headers, cookies)
-        limit = settings.MAX_REQUEST_BODY_BYTES if looks_signed_in else settings.ANONYMOUS_MAX_BODY_BYTES
+        cookies, looks_signed_in, limit, drain = await _bounds(headers)
         if declared <= limit:
             await self.app(scope, receive, send)
             return
-        await _drain_asgi(receive, budget=min(declared, settings.DRAIN_MAX_BYTES if looks_signed_in else limit))
+        await _drain_asgi(receive, budget=min(declared, drain))
         await _refuse(scope, send, headers, cookies, limit=limit, looks_signed_in=looks_signed_in)
 
     async def _chunked(self, scope: dict[str, Any], receive: Any, send: Any, headers: dict[bytes, bytes]) -> None:
-        cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
-        looks_signed_in = await _vouched_for(headers, cookies)
-        limit = settings.MAX_REQUEST_BODY_BYTES if looks_signed_in else settings.ANONYMOUS_MAX_BODY_BYTES
+        cookies, looks_signed_in, limit, drain = await _bounds(headers)
         body = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE)  # noqa: SIM115
         try:
             size = 0
@@ -186,9 +182,8 @@ class BoundedBodyASGI:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
-                    budget = (settings.DRAIN_MAX_BYTES if looks_signed_in else limit) - size
                     if message.get("more_body"):
-                        await _drain_asgi(receive, budget=max(0, budget))
+                        await _drain_asgi(receive, budget=max(0, drain - size))
                     await _refuse(scope, send, headers, cookies, limit=limit, looks_signed_in=looks_signed_in)
                     return
                 body.write(chunk)
@@ -200,6 +195,15 @@ class BoundedBodyASGI:
             await self.app(scope, _replay(body, size, receive), send)
         finally:
             body.close()
+
+
+async def _bounds(headers: dict[bytes, bytes]) -> tuple[dict[str, str], bool, int, int]:
+    """The request's cookies, whether its caller checks out as signed in, the body bound
+    that buys, and how much of an over-bound body is read away before the 413."""
+    cookies = parse_cookie(headers.get(b"cookie", b"").decode("latin-1"))
+    looks_signed_in = await _vouched_for(headers, cookies)
+    limit = settings.MAX_REQUEST_BODY_BYTES if looks_signed_in else settings.ANONYMOUS_MAX_BODY_BYTES
+    return cookies, looks_signed_in, limit, settings.DRAIN_MAX_BYTES if looks_signed_in else limit
 
 
 def _replay(body: Any, size: int, receive: Any) -> Any:
