@@ -25,7 +25,7 @@ from pydantic import Field
 
 from stefna.api_support import ErrorOut, errors
 from stefna.auth import api_auth
-from stefna.errors import DomainError, Forbidden, NotFound, RateLimited
+from stefna.errors import DomainError, Forbidden, NotFound, RateLimited, error_body
 from stefna.requests import AuthenticatedRequest
 from stefna.unavailable import RETRY_AFTER_SECONDS, unavailable_body
 
@@ -72,7 +72,7 @@ def _json_405(response: HttpResponseBase) -> HttpResponseBase:
         return response
     allowed = response.get("Allow", "")
     json_response = JsonResponse(
-        _error_body(
+        error_body(
             "method_not_allowed",
             _("This route answers %(methods)s.") % {"methods": allowed},
             {"allowed": allowed.split(", ")},
@@ -120,18 +120,14 @@ api = StefnaAPI(
 )
 
 
-def _error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
-    return {"code": code, "message": message, "detail": detail}
-
-
 def error_response(request: HttpRequest, *, status: int, code: str, message: str, detail: Any = None) -> HttpResponse:
-    return api.create_response(request, _error_body(code, message, detail), status=status)
+    return api.create_response(request, error_body(code, message, detail), status=status)
 
 
 @csrf_exempt
 def unknown_route(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     return JsonResponse(
-        _error_body(
+        error_body(
             "not_found",
             _("There is no API route %(method)s %(path)s. See /api/docs.")
             % {"method": request.method, "path": request.path},

@@ -10,11 +10,10 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-from stefna.errors import InvalidInput
+from stefna.errors import InvalidInput, error_body
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
-        body = {"code": "bad_request", "message": str(InvalidInput.default_message), "detail": None}
-        return JsonResponse(body, status=400)
+        return JsonResponse(error_body("bad_request", str(InvalidInput.default_message)), status=400)
     return defaults.bad_request(request, exception)

@@ -33,6 +33,7 @@ from django.shortcuts import render
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from stefna.errors import error_body
 from stefna.i18n import language_from_accept_header, supported_language
 
 logger = logging.getLogger("stefna.body_limits")
@@ -104,8 +105,7 @@ def _too_large_message(*, limit: int, anonymous: bool) -> str:
 def _too_large(request: HttpRequest, *, limit: int, anonymous: bool) -> HttpResponse:
     message = _too_large_message(limit=limit, anonymous=anonymous)
     if request.path.startswith("/api/"):
-        body = {"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}}
-        return JsonResponse(body, status=413)
+        return JsonResponse(error_body("image_too_large", message, {"max_bytes": limit}), status=413)
     return render(request, "413.html", {"message": message}, status=413)
 
 
@@ -236,7 +236,7 @@ async def _refuse(
     with translation.override(_language_before_django(headers, cookies, is_api=is_api)):
         message = _too_large_message(limit=limit, anonymous=not looks_signed_in)
     if is_api:
-        body = json.dumps({"code": "image_too_large", "message": message, "detail": {"max_bytes": limit}})
+        body = json.dumps(error_body("image_too_large", message, {"max_bytes": limit}))
         content_type = b"application/json"
     else:
         body, content_type = message, b"text/plain; charset=utf-8"

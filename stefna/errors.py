@@ -18,6 +18,12 @@ from django.utils.translation import gettext_lazy as _
 from stefna.i18n_errors import error_message
 
 
+def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    """The body of every JSON error answer (CONTRACT): `{code, message, detail}`, whichever
+    layer answers (a view, the API, a middleware before Django's handler)."""
+    return {"code": code, "message": message, "detail": detail}
+
+
 class DomainError(Exception):
     code = "error"
     status = 400

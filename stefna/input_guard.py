@@ -16,6 +16,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
+from stefna.errors import error_body
+
 
 def _has_nul(request: HttpRequest) -> bool:
     if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
@@ -31,6 +33,6 @@ class RefuseNulMiddleware:
         if _has_nul(request):
             message = _("The address contains a NUL character, which nothing here accepts.")
             if request.path.startswith("/api/"):
-                return JsonResponse({"code": "invalid_input", "message": message, "detail": None}, status=422)
+                return JsonResponse(error_body("invalid_input", message), status=422)
             return render(request, "400.html", {"message": message}, status=400)
         return self.get_response(request)

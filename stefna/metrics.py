@@ -34,6 +34,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from stefna.errors import error_body
+
 # Not in the global registry: a scrape builds its own (see metrics_view), so the same
 # objects serve the single-process and the multi-process case.
 HTTP_REQUESTS = Counter(
@@ -242,20 +244,11 @@ def _refusal(request: HttpRequest) -> JsonResponse | None:
     if scheme.lower() == "bearer" and offered:
         if token and hmac.compare_digest(offered.strip().encode(), token.encode()):
             return None
-        return JsonResponse(
-            {"code": "forbidden", "message": _("That metrics token is not valid."), "detail": None}, status=403
-        )
+        return JsonResponse(error_body("forbidden", _("That metrics token is not valid.")), status=403)
     if user is not None and user.is_authenticated:
-        return JsonResponse(
-            {"code": "forbidden", "message": _("Metrics are for staff only."), "detail": None}, status=403
-        )
+        return JsonResponse(error_body("forbidden", _("Metrics are for staff only.")), status=403)
     response = JsonResponse(
-        {
-            "code": "unauthorized",
-            "message": _("Sign in as staff or send Authorization: Bearer <METRICS_TOKEN>."),
-            "detail": None,
-        },
-        status=401,
+        error_body("unauthorized", _("Sign in as staff or send Authorization: Bearer <METRICS_TOKEN>.")), status=401
     )
     response["WWW-Authenticate"] = 'Bearer realm="metrics"'
     return response

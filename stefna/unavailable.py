@@ -18,16 +18,16 @@ from django.template import loader
 from django.utils.translation import gettext as _
 from django.views import defaults
 
+from stefna.errors import error_body
+
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 RETRY_AFTER_SECONDS = 5
 
 
 def unavailable_body() -> dict[str, object]:
-    return {
-        "code": "service_unavailable",
-        "message": _("The service is busy or briefly unavailable. Please try again in a few seconds."),
-        "detail": None,
-    }
+    return error_body(
+        "service_unavailable", _("The service is busy or briefly unavailable. Please try again in a few seconds.")
+    )
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
