@@ -22,6 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from generation.models import WorkerHeartbeat
+from tests.databases import database_url
 from tests.deploy.nginx_site import site_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,19 +104,13 @@ def test_compose_passes_every_variable_of_a_dot_env_to_the_app():
 def test_the_compose_worker_healthcheck_vouches_only_for_its_own_container(transactional_db):
     import socket
 
-    from django.db import connection
     from django.utils import timezone
 
     from generation.models import WorkerHeartbeat
 
     command = compose()["services"]["worker"]["healthcheck"]["test"]
     assert command[:6] == ["CMD", "python", "manage.py", "shell", "--verbosity=0", "-c"]
-    database = connection.settings_dict
-    if connection.vendor == "sqlite":
-        url = f"sqlite:///{database['NAME']}"
-    else:
-        url = f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:{database['PORT'] or 5432}/{database['NAME']}"
-    env = {**os.environ, "DATABASE_URL": url, "DEBUG": "1"}
+    env = {**os.environ, "DATABASE_URL": database_url(), "DEBUG": "1"}
 
     def healthy() -> bool:
         run = subprocess.run([sys.executable, *command[2:]], cwd=ROOT, env=env, capture_output=True, timeout=60)

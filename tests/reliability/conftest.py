@@ -10,11 +10,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -27,6 +25,7 @@ from generation.images import validate_image
 from generation.models import Attempt, Generation, Media
 from generation.registry import FAST_SDXL_I2I, GHIBLIFY, REALISTIC_VISION
 from presets.tests.factories import PresetFactory
+from tests.databases import database_url
 from tests.fakes.pytest_plugin import FAKE_FAL_KEY
 from tests.images import make_jpeg
 
@@ -140,18 +139,6 @@ def assert_failed_and_refunded(user, generation: Generation, *, funded: int, sta
     assert body["error"] is not None
     assert_human_message(body["error"]["message"])
     return body
-
-
-def database_url() -> str:
-    """The URL of the test database pytest-django made, for processes we start."""
-    settings = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{settings['NAME']}"
-    credentials = quote(settings["USER"] or "")
-    if settings.get("PASSWORD"):
-        credentials += ":" + quote(settings["PASSWORD"])
-    host = settings["HOST"] or "127.0.0.1"
-    return f"postgres://{credentials}@{host}:{settings['PORT'] or 5432}/{settings['NAME']}"
 
 
 # --- Real worker processes ---------------------------------------------------------------

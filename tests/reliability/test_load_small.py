@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import database_url
+from tests.databases import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 

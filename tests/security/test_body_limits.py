@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from credits import ledger
 from generation.models import Generation
 from presets.tests.factories import PresetFactory
+from tests.databases import database_url
 from tests.images import make_jpeg
 from tests.ports import free_port, wait_until_serving
 
@@ -32,15 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def gunicorn_server(request, transactional_db, tmp_path):
     """The production command (gunicorn.conf.py: ASGI under uvicorn workers), and plain
     sync gunicorn on stefna.wsgi, which the README says still works."""
-    database = connection.settings_dict
-    if connection.vendor == "sqlite":
-        database_url = f"sqlite:///{database['NAME']}"
-    else:
-        database_url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": database_url(),
         "ALLOWED_HOSTS": "127.0.0.1",
         "MEDIA_ROOT": str(tmp_path / "media"),
         "DRAIN_MAX_SECONDS": "5",

@@ -19,6 +19,7 @@ from django.test import Client, RequestFactory, override_settings
 
 from stefna import ratelimit
 from stefna.errors import RateLimited
+from tests.databases import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 # Port 1 on loopback: nothing listens there, so every connection is refused at once.
@@ -110,15 +111,10 @@ WORKER_SCRIPT = textwrap.dedent(
 def test_four_processes_share_the_per_email_code_limit_exactly(tmp_path):
     """Four separate processes (as four gunicorn workers would be) ask 32 codes for one
     inbox at the same moment: exactly the limit's 5 are sent."""
-    database = connection.settings_dict
-    if connection.vendor == "sqlite":
-        database_url = f"sqlite:///{database['NAME']}"
-    else:
-        database_url = f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "stefna.settings",
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": database_url(),
         "REDIS_URL": "",
         "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         "PYTHONPATH": str(ROOT),
