@@ -5,9 +5,10 @@ gunicorn also reads this file from the working directory when no -c is given, so
 timeouts with the worker class and app it names on the command line.
 
 ASGI through the uvicorn-worker package (`uvicorn_worker.UvicornWorker`, which
-stefna/asgi_worker.py extends; the old `uvicorn.workers` module is deprecated), so `/api/generate-image` waits for its result
-on the event loop instead of holding a worker. Every value can be overridden from the
-environment without editing this file; the names are gunicorn's own where it has one.
+stefna/asgi_worker.py extends; the old `uvicorn.workers` module is deprecated), so
+`/api/generate-image` waits for its result on the event loop instead of holding a worker.
+Every value can be overridden from the environment without editing this file; the names
+are gunicorn's own where it has one.
 """
 
 from __future__ import annotations
@@ -72,9 +73,16 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "").strip() or "info"
 # The formatter is the app's (stefna/logging_json.py, which needs no Django). Without it,
 # gunicorn's own text lines as before.
 if (os.environ.get("LOG_FORMAT", "").strip().lower() or "text") == "json":
+    _handlers: dict[str, dict[str, str]] = {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
+        "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+    }
     _access_handlers = []
-    if accesslog:
-        _access_handlers = ["console"] if accesslog == "-" else ["access_file"]
+    if accesslog == "-":
+        _access_handlers = ["console"]
+    elif accesslog:
+        _handlers["access_file"] = {"class": "logging.FileHandler", "filename": accesslog, "formatter": "json"}
+        _access_handlers = ["access_file"]
     logconfig_dict = {
         # Django's LOGGING configures the app's loggers; gunicorn adds none to the root.
         "root": {"level": "INFO", "handlers": []},
@@ -82,15 +90,7 @@ if (os.environ.get("LOG_FORMAT", "").strip().lower() or "text") == "json":
             "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"], "propagate": False},
             "gunicorn.access": {"level": "INFO", "handlers": _access_handlers, "propagate": False},
         },
-        "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"},
-            "error_console": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
-            **(
-                {"access_file": {"class": "logging.FileHandler", "filename": accesslog, "formatter": "json"}}
-                if accesslog and accesslog != "-"
-                else {}
-            ),
-        },
+        "handlers": _handlers,
         "formatters": {"json": {"()": "stefna.logging_json.JsonFormatter"}},
     }
 # The client address reaches Django as REMOTE_ADDR only from the proxy itself; Stefna reads
