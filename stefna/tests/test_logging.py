@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from stefna.logging_json import JsonFormatter, RequestContextFilter
-from tests.ports import free_port
+from tests.ports import free_port, wait_until_serving
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -161,16 +160,10 @@ def test_log_format_json_makes_gunicorns_and_uvicorns_own_lines_json_too(tmp_pat
             stderr=stderr,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page/", timeout=2)  # noqa: S310
-            except urllib.error.HTTPError as answer:
-                assert answer.code == 404
-                break
-            except OSError:
-                assert time.monotonic() < deadline and web.poll() is None, err.read_text()
-                time.sleep(0.1)
+        wait_until_serving(f"http://127.0.0.1:{port}", web, err)
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page/", timeout=10)  # noqa: S310
+        assert answer.value.code == 404
         web.send_signal(signal.SIGTERM)
         assert web.wait(timeout=30) == 0
     finally:
