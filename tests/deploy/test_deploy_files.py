@@ -132,6 +132,17 @@ def test_compose_gives_gunicorn_its_graceful_stop():
     assert grace > gunicorn["graceful_timeout"]
 
 
+def test_a_stopping_worker_may_finish_the_longest_work_in_hand():
+    """A status call to fal then a result's download, the longest a pipeline task runs by
+    default; cut short, the job waits out its lease before another worker resumes it."""
+    longest = settings.FAL_HTTP_TIMEOUT_SECONDS + settings.RESULT_FETCH_SECONDS
+    grace = int(compose()["services"]["worker"]["stop_grace_period"].rstrip("s"))
+    unit = (ROOT / "deploy/systemd/stefna-worker@.service").read_text()
+    stop = int(re.search(r"^TimeoutStopSec=(\d+)$", unit, re.MULTILINE).group(1))
+    assert grace >= longest
+    assert stop >= longest
+
+
 def load_gunicorn_config(env: dict[str, str]) -> dict:
     saved = dict(os.environ)
     os.environ.update(env)
