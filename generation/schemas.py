@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from ninja import Schema
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .models import Attempt, Generation, Media
 
@@ -32,8 +32,20 @@ class GenerationFormIn(Schema):
     notify: bool = Field(default=False, description="Email me when it's done: one email to you when it ends.")
     source_generation: uuid.UUID | None = Field(
         default=None,
-        description="Instead of an image: the id of one of your generations, whose stored photo is used again.",
+        description=(
+            "Instead of an image: the id of one of your generations, whose stored photo is used again. "
+            "Empty means none."
+        ),
     )
+
+    @field_validator("source_generation", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        # A form cannot send null: a field left blank (a form's empty input, a client that
+        # always sends every field) arrives as "", which means "no stored photo", not a bad id.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
 
 class GenerationJsonIn(GenerationFormIn):

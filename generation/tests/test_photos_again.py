@@ -61,6 +61,17 @@ def test_source_generation_works_in_multipart_too(api_client, user, style, other
     assert response.status_code == 202, response.content
 
 
+def test_a_blank_source_generation_means_none_in_multipart(api_client, user, style):
+    """A form cannot send null; a blank field is no stored photo, and the upload is used."""
+    response = api_client.post(URL, {"image": photo(), "preset": "oil", "source_generation": ""})
+    assert response.status_code == 202, response.content
+    assert Generation.objects.get(pk=response.json()["id"]).source_image
+
+    response = api_client.post(URL, {"preset": "oil", "source_generation": " "})
+    body = assert_error(response, 422, "invalid_input")
+    assert body["detail"] == {"field": "image"}
+
+
 def test_someone_elses_generation_is_not_a_photo_source(api_client, user, style, client):
     stranger = User.objects.create_user("stranger@example.com")
     theirs = Generation.objects.create(
