@@ -49,7 +49,7 @@ HEADERS = ("X-Fal-Webhook-Request-Id", "X-Fal-Webhook-User-Id", "X-Fal-Webhook-T
 
 
 class KeysUnavailable(DomainError):
-    code = "unavailable"
+    code = "service_unavailable"  # as every other 503 of the API (stefna/unavailable.py)
     status = 503
     default_message = "fal's webhook keys could not be fetched; please deliver again later."
 

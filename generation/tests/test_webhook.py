@@ -133,6 +133,25 @@ def test_webhook_keys_are_fetched_once_and_cached(client, fake_fal, in_flight):
     assert len(fake_fal.calls("GET", "/.well-known/jwks.json")) == 1
 
 
+def test_a_delivery_is_answered_503_while_fals_keys_cannot_be_fetched(client, fake_fal, in_flight, settings):
+    """fal delivers again after a 5xx: the callback is neither trusted nor lost."""
+    from tests.ports import free_port
+
+    generation, attempt = in_flight
+    working_url = settings.FAL_WEBHOOK_JWKS_URL
+    settings.FAL_WEBHOOK_JWKS_URL = f"http://127.0.0.1:{free_port()}/.well-known/jwks.json"  # nothing listens
+    body, headers = fake_fal.webhook_request(attempt.fal_job_id)
+
+    response = post(client, body, headers)
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"  # the API's one code for a 503
+    attempt.refresh_from_db()
+    assert attempt.status == Attempt.Status.QUEUED
+    settings.FAL_WEBHOOK_JWKS_URL = working_url
+    assert post(client, body, headers).json() == {"status": "completed"}  # fal's next delivery
+
+
 def test_a_webhook_for_an_unknown_request_is_acknowledged_and_ignored(client, fake_fal):
     body = json.dumps({"request_id": "nope", "status": "OK", "payload": {}}).encode()
     headers = fake_fal.sign(body, request_id="nope")
