@@ -68,6 +68,12 @@ class AccountAdapter(DefaultAccountAdapter):
         # No allauth email/password sign-up: new accounts come from the email code or Google.
         return False
 
+    def respond_user_inactive(self, request: HttpRequest, user: Any) -> HttpResponse:
+        # allauth's own answer is a page this site does not have (`account_inactive`): a 500.
+        # A closed account (deleted, or closed by staff) is told so on the sign-in page.
+        messages.error(request, _("This account is closed. You can start a new one with an email code."))
+        return redirect("accounts:sign_in")
+
     def add_message(
         self, request: HttpRequest, level: int, message_template: str | None = None, *args: Any, **kwargs: Any
     ) -> None:

@@ -99,22 +99,56 @@ def account_export(*, user: User, absolute: Callable[[str], str] = str) -> dict[
             for token in api_tokens_for(user=user)
         ],
         "purchases": _purchases(user),
+        "sign_in_accounts": _sign_ins(user),
     }
     return export
 
 
-def _purchases(user: User) -> list[dict[str, Any]]:
-    """Purchases, once the credits app has them (a separate branch adds the model)."""
-    from django.apps import apps
+# What a purchase says to its buyer: the contract's Purchase and the refund figures. Not the
+# staff's attention flag and note, nor Stripe's session and checkout addresses.
+_PURCHASE_FIELDS = (
+    "id",
+    "pack_id",
+    "email",
+    "credits",
+    "price",
+    "currency",
+    "status",
+    "provider",
+    "receipt_url",
+    "amount_refunded",
+    "credits_taken_back",
+    "credits_already_spent",
+    "created_at",
+    "paid_at",
+)
 
-    try:
-        # By name: the model exists only once the payments branch is merged.
-        purchase_model: Any = apps.get_model("credits", "Purchase")  # type: ignore[misc]
-    except LookupError:
-        return []
-    rows = purchase_model.objects.filter(user=user).order_by("created_at")
-    fields = [field.attname for field in purchase_model._meta.concrete_fields if field.attname != "user_id"]
-    return [{name: _plain(getattr(row, name)) for name in fields} for row in rows]
+
+def _purchases(user: User) -> list[dict[str, Any]]:
+    from credits.models import Purchase
+
+    rows = Purchase.objects.filter(user=user).select_related("pack").order_by("created_at")
+    return [
+        {("pack" if name == "pack_id" else name): _plain(row.pack.slug if name == "pack_id" else getattr(row, name))
+         for name in _PURCHASE_FIELDS}
+        for row in rows
+    ]  # fmt: skip
+
+
+def _sign_ins(user: User) -> list[dict[str, Any]]:
+    """Accounts elsewhere that sign in here (Google), with what the provider told us."""
+    from allauth.socialaccount.models import SocialAccount
+
+    return [
+        {
+            "provider": account.provider,
+            "uid": account.uid,
+            "date_joined": _plain(account.date_joined),
+            "last_login": _plain(account.last_login),
+            "extra_data": account.extra_data,
+        }
+        for account in SocialAccount.objects.filter(user=user).order_by("date_joined")
+    ]
 
 
 def _plain(value: Any) -> Any:

@@ -276,8 +276,16 @@ def account_delete(*, user: User, confirm: str) -> None:
         Attempt.objects.filter(generation__user=locked).update(payload=None, error="")
         from credits.models import Purchase
 
-        # Purchases are money records: they stay, without the buyer's email.
-        Purchase.objects.filter(user=locked).update(email="", checkout_url="")
+        # Purchases are money records: they stay, without the buyer's email or the receipt's
+        # address (Stripe's receipt page opens for anyone holding it and shows the buyer).
+        Purchase.objects.filter(user=locked).update(email="", checkout_url="", receipt_url="")
+        # Google sign-in's records: the provider's id, email and name (allauth's tables). Left
+        # behind, they would sign the next Google sign-in into this closed account.
+        from allauth.account.models import EmailAddress
+        from allauth.socialaccount.models import SocialAccount
+
+        SocialAccount.objects.filter(user=locked).delete()
+        EmailAddress.objects.filter(user=locked).delete()
         ApiToken.objects.filter(user=locked).delete()
         LoginCode.objects.filter(email=email).delete()
         locked.email = f"deleted-{locked.pk.hex}@deleted.invalid"

@@ -209,8 +209,18 @@ def test_purchases_are_exported_and_kept_without_the_email_after_deletion(
 
     pack = CreditPack.objects.create(slug="export-pack", name="Export pack", credits=10, price=199)
     mine, theirs = _purchase(user, pack), _purchase(other_user, pack)
+    Purchase.objects.filter(pk=mine.pk).update(
+        receipt_url="https://pay.stripe.example/receipts/r1", needs_attention=True, attention_note="staff: check this"
+    )
     data = _bearer(user).get("/api/me/export").json()
     assert [p["id"] for p in data["purchases"]] == [str(mine.pk)]
+    (exported,) = data["purchases"]
+    assert (exported["pack"], exported["price"], exported["receipt_url"]) == (
+        "export-pack",
+        199,
+        "https://pay.stripe.example/receipts/r1",
+    )
+    assert not {"attention_note", "needs_attention", "stripe_session_id", "checkout_url"} & exported.keys()
     assert str(theirs.pk) not in json.dumps(data)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -221,4 +231,5 @@ def test_purchases_are_exported_and_kept_without_the_email_after_deletion(
     assert answer.status_code == 204
     kept = Purchase.objects.get(pk=mine.pk)
     assert kept.email == "" and kept.price == 199 and kept.user_id == user.pk
+    assert kept.receipt_url == ""  # Stripe's receipt page opens for anyone with its address
     assert Purchase.objects.get(pk=theirs.pk).email == other_user.email

@@ -122,6 +122,46 @@ def test_a_verified_email_signs_into_the_existing_account(client, fake_google, u
 
 
 @pytest.mark.django_db
+def test_a_deleted_account_leaves_no_google_record_and_google_signs_up_afresh(client, fake_google):
+    from allauth.account.models import EmailAddress
+    from allauth.socialaccount.models import SocialAccount
+
+    from stefna.accounts.selectors import account_export
+    from stefna.accounts.services import account_delete
+
+    fake_google.identity = {"sub": "g-77", "email": "Pat@Example.com", "email_verified": True, "name": "Pat Private"}
+    finish(client, consent(start_sign_in(client)))
+    first = signed_in_user(client)
+    (linked,) = account_export(user=first)["sign_in_accounts"]  # "everything Stefna holds"
+    assert (linked["provider"], linked["uid"]) == ("google", "g-77")
+
+    account_delete(user=first, confirm=first.email)
+
+    assert not SocialAccount.objects.exists()  # Google's id, email and name are gone
+    assert not EmailAddress.objects.exists()
+    client.logout()
+    response = finish(client, consent(start_sign_in(client)))
+    again = signed_in_user(client)
+    assert response.status_code == 200
+    assert again is not None and again.pk != first.pk and again.email == "pat@example.com"
+
+
+@pytest.mark.django_db
+def test_a_closed_account_is_told_so_on_the_sign_in_page(client, fake_google, user):
+    fake_google.identity = {"sub": "g-ada", "email": "ada@example.com", "email_verified": True}
+    finish(client, consent(start_sign_in(client)))
+    client.logout()
+    User.objects.filter(pk=user.pk).update(is_active=False)  # closed by staff
+
+    response = finish(client, consent(start_sign_in(client)))
+
+    assert response.status_code == 200
+    assert signed_in_user(client) is None
+    assert response.request["PATH_INFO"] == "/accounts/sign-in/"
+    assert "This account is closed." in response.content.decode()
+
+
+@pytest.mark.django_db
 def test_it_returns_to_next_after_sign_in(client, fake_google):
     response = finish(client, consent(start_sign_in(client, next_url="/history/")))
     assert signed_in_user(client) is not None
