@@ -211,3 +211,27 @@ def test_the_buy_page_says_how_many_generations_each_pack_buys(client, user, off
         "Cukup untuk 50 kreasi",
         "Cukup untuk 133 kreasi",
     ]
+
+
+def test_the_biggest_seeded_pack_is_no_longer_named_like_the_studio_tab(client, user, offline):
+    client.force_login(user)
+    buy = client.get("/credits/").content.decode()
+
+    assert CreditPack.objects.get(slug="studio").name == "Pro"
+    assert "Buy Pro" in buy and "Buy Studio" not in buy
+
+
+def test_the_pack_rename_leaves_a_name_an_admin_chose(db):
+    rename = importlib.import_module("credits.migrations.0005_rename_studio_pack")
+    CreditPack.objects.filter(slug="studio").update(name="Studio Max")
+    CreditPack.objects.create(slug="studio-classic", name="Studio", credits=10, price=199)
+
+    rename.rename_pack(apps, None)
+
+    assert CreditPack.objects.get(slug="studio").name == "Studio Max"
+    assert CreditPack.objects.get(slug="studio-classic").name == "Studio", "only the seeded row is renamed"
+    CreditPack.objects.filter(slug="studio").update(name="Studio")
+    rename.rename_pack(apps, None)
+    assert CreditPack.objects.get(slug="studio").name == "Pro"
+    rename.restore_name(apps, None)
+    assert CreditPack.objects.get(slug="studio").name == "Studio"
