@@ -214,6 +214,12 @@ class CreditPack(models.Model):
     def price_label(self) -> str:
         return format_price(self.price, self.currency)
 
+    @property
+    def generations(self) -> int:
+        """How many generations the pack pays for at today's cost (any odd credit left over
+        buys none), so a buyer need not do the sum; follows settings.GENERATION_COST."""
+        return self.credits // settings.GENERATION_COST
+
 
 class Purchase(models.Model):
     """One attempt to buy a pack: pending until Stripe (or the offline checkout) says paid.

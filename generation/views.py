@@ -97,7 +97,22 @@ def preset_groups() -> list[tuple[str, list[Preset]]]:
 def _studio_page(
     request: HttpRequest, form: StudioForm, *, kept_image: str = "", status: int = 200, source: object = None
 ) -> HttpResponse:
-    context: dict[str, Any] = {"form": form, "groups": preset_groups(), "kept_image": kept_image}
+    groups = preset_groups()
+    chosen_slug = form["preset"].value() or ""
+    chosen_preset = next(
+        (preset for _kind, presets in groups for preset in presets if preset.slug == chosen_slug), None
+    )
+    context: dict[str, Any] = {
+        "form": form,
+        "groups": groups,
+        "kept_image": kept_image,
+        "chosen_preset": chosen_preset,
+        # A link that arrives with a style chosen (a share page's "Make your own", "Same
+        # style, new photo") says so at the top of the form: the chosen card can sit far
+        # below the fold, or off to the side in a phone's row. Only for such a link, so the
+        # page without one keeps its layout.
+        "style_from_link": chosen_preset if not form.is_bound else None,
+    }
     user = signed_in_user(request)
     if user is not None:
         quota = quota_for(user=user)

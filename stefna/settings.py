@@ -84,7 +84,8 @@ INSTALLED_APPS = [
     "storages",
     # Google sign-in only (allauth's social part); email-code sign-in is our own.
     "allauth",
-    "allauth.account",
+    # allauth.account, titled apart from our own accounts app in the admin.
+    "stefna.allauth_apps.AllauthAccountConfig",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.openid_connect",
 ]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 
 import pytest
 from django.apps import apps
 from django.core import mail
 
 from credits import ledger
-from credits.models import CreditEntry, Purchase, Wallet
+from credits.models import CreditEntry, CreditPack, Purchase, Wallet
 from credits.reconcile import find_ledger_problems
 from credits.selectors import quota_for
 from generation.tests.factories import GenerationFactory
@@ -188,3 +189,49 @@ def test_a_nul_in_the_pack_form_field_is_an_unknown_pack_not_a_server_error(clie
     assert response.status_code == 200
     assert "is for sale" in response.content.decode()
     assert not Purchase.objects.exists()
+
+
+def test_the_buy_page_says_how_many_generations_each_pack_buys(client, user, offline, settings):
+    settings.GENERATION_COST = 3  # followed, not assumed: 50 credits → 16, 150 → 50, 400 → 133
+    CreditPack.objects.create(slug="taster", name="Taster", credits=5, price=99, sort_order=1)
+    client.force_login(user)
+
+    english = client.get("/credits/").content.decode()
+    indonesian = client.get("/credits/", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+
+    assert re.findall(r'data-testid="pack-generations">([^<]*)<', english) == [
+        "Enough for 1 generation",
+        "Enough for 16 generations",
+        "Enough for 50 generations",
+        "Enough for 133 generations",
+    ]
+    assert re.findall(r'data-testid="pack-generations">([^<]*)<', indonesian) == [
+        "Cukup untuk 1 kreasi",
+        "Cukup untuk 16 kreasi",
+        "Cukup untuk 50 kreasi",
+        "Cukup untuk 133 kreasi",
+    ]
+
+
+def test_the_biggest_seeded_pack_is_no_longer_named_like_the_studio_tab(client, user, offline):
+    client.force_login(user)
+    buy = client.get("/credits/").content.decode()
+
+    assert CreditPack.objects.get(slug="studio").name == "Pro"
+    assert "Buy Pro" in buy and "Buy Studio" not in buy
+
+
+def test_the_pack_rename_leaves_a_name_an_admin_chose(db):
+    rename = importlib.import_module("credits.migrations.0005_rename_studio_pack")
+    CreditPack.objects.filter(slug="studio").update(name="Studio Max")
+    CreditPack.objects.create(slug="studio-classic", name="Studio", credits=10, price=199)
+
+    rename.rename_pack(apps, None)
+
+    assert CreditPack.objects.get(slug="studio").name == "Studio Max"
+    assert CreditPack.objects.get(slug="studio-classic").name == "Studio", "only the seeded row is renamed"
+    CreditPack.objects.filter(slug="studio").update(name="Studio")
+    rename.rename_pack(apps, None)
+    assert CreditPack.objects.get(slug="studio").name == "Pro"
+    rename.restore_name(apps, None)
+    assert CreditPack.objects.get(slug="studio").name == "Studio"

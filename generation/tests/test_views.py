@@ -84,6 +84,45 @@ def test_studio_preselects_the_preset_from_the_query_string(signed_in, preset):
     assert re.search(r'value="view-test-style" data-name="[^"]*" data-requires-prompt="false" checked', body)
 
 
+def test_a_link_with_a_style_names_it_at_the_top_of_the_form_with_a_way_to_pick_another(signed_in, preset):
+    # A share page's "Make your own" lands here; the chosen card itself can be far below.
+    body = signed_in.get("/?preset=view-test-style").content.decode()
+    notice = body.split('data-testid="style-from-link"')[1].split("</div>")[0]
+    assert "Style chosen: <strong>Test Watercolour</strong>" in notice
+    assert re.search(r'<a class="button small" href="#styles"[^>]*>Pick another style</a>', notice)
+    # Above the first step, in the form, and the link's target is the style fieldset.
+    assert body.index('data-testid="style-from-link"') < body.index('id="photo-heading"')
+    assert '<fieldset class="studio-styles card" id="styles"' in body
+    # The sticky bar names the style too (in words, not its slug), without JavaScript.
+    assert re.search(r"data-chosen-style[^>]*>Test Watercolour</p>", body)
+
+
+def test_the_chosen_style_notice_speaks_the_visitors_language(signed_in, preset):
+    preset.name_id = "Cat Air Uji"
+    preset.save(update_fields=["name_id"])
+    body = signed_in.get("/?preset=view-test-style", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+    notice = body.split('data-testid="style-from-link"')[1].split("</div>")[0]
+    assert "Gaya pilihanmu: <strong>Cat Air Uji</strong>" in notice
+    assert ">Pilih gaya lain</a>" in notice
+
+
+@pytest.mark.parametrize("query", ["", "?preset=no-such-style", "?preset="])
+def test_the_studio_without_a_style_link_has_no_chosen_style_notice(signed_in, preset, query):
+    body = signed_in.get(f"/{query}").content.decode()
+    assert 'data-testid="style-from-link"' not in body
+    assert "No style picked yet" in body
+
+
+def test_a_refused_submit_shows_the_summary_not_the_chosen_style_notice(signed_in, preset):
+    # The notice and the error summary share the top of the form: never both at once.
+    response = signed_in.post("/?preset=view-test-style", {"preset": preset.slug, "prompt": ""})
+    body = response.content.decode()
+    assert response.status_code == 422
+    assert 'data-testid="error-summary"' in body
+    assert 'data-testid="style-from-link"' not in body
+    assert re.search(r"data-chosen-style[^>]*>Test Watercolour</p>", body)
+
+
 def test_submitting_the_studio_starts_a_generation_and_shows_its_card(signed_in, user, preset):
     response = signed_in.post("/", {"image": upload(), "preset": preset.slug, "prompt": "", "is_public": "on"})
     generation = Generation.objects.get(user=user)

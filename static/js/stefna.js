@@ -150,6 +150,17 @@
     });
     syncPreset();
 
+    // A style chosen before the page opened (a link's, or one kept after a refused submit)
+    // can sit off to the side in a phone's sideways row of styles. Scroll that row, never
+    // the page, so the chosen card is in sight when the person gets down to it.
+    var preselected = form.querySelector('input[name="preset"]:checked');
+    var row = preselected && preselected.closest(".preset-grid");
+    if (row && row.scrollWidth > row.clientWidth) {
+      var card = preselected.closest(".preset-option");
+      var padding = parseFloat(window.getComputedStyle(row).scrollPaddingLeft) || 0;
+      row.scrollLeft += card.getBoundingClientRect().left - row.getBoundingClientRect().left - padding;
+    }
+
     function overBy() {
       if (!prompt) return 0;
       var max = parseInt(prompt.getAttribute("data-counter-max"), 10);

@@ -17,7 +17,7 @@ from generation.models import Generation
 from presets.models import Preset
 from presets.tests.factories import PresetFactory
 from stefna.accounts.models import User
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import PHONE, screenshot, sign_in
 
 # Transactional: the live server thread and the worker process must see committed rows.
 # `seeded_presets` (autouse, conftest) puts the data migration's presets back after an
@@ -278,3 +278,34 @@ def test_studio_by_keyboard_and_drag_and_drop(page, live_server):
     page.locator(f'input[name="preset"][value="{GHIBLI_TEARS}"]').focus()
     page.keyboard.press("Space")
     expect(prompt).to_be_hidden()  # a style without a prompt hides (and won't send) it
+
+
+def test_a_link_with_a_style_names_it_on_top_and_its_card_is_in_sight_in_a_phones_row(page, live_server):
+    # The last style of the longest kind: on a phone its row scrolls sideways, and the
+    # card starts out of sight to the right.
+    from generation.views import preset_groups
+
+    _kind, presets = max(preset_groups(), key=lambda group: len(group[1]))
+    assert len(presets) >= 3, "the seeded styles have a kind long enough to scroll"
+    chosen = presets[-1]
+    sign_in(page, "deep-link@example.com")
+    page.set_viewport_size(PHONE)
+    page.goto(f"/?preset={chosen.slug}")
+
+    notice = page.get_by_test_id("style-from-link")
+    expect(notice).to_be_in_viewport()
+    expect(notice).to_contain_text(chosen.name)
+    assert page.evaluate("window.scrollY") == 0, "the page itself is not scrolled"
+    card = page.get_by_test_id(f"preset-{chosen.slug}")
+    expect(card.locator("input")).to_be_checked()
+    inside = card.evaluate(
+        """card => {
+            const row = card.closest(".preset-grid").getBoundingClientRect();
+            const box = card.getBoundingClientRect();
+            return box.left >= row.left - 1 && box.right <= row.right + 1;
+        }"""
+    )
+    assert inside, "the chosen card is scrolled into its row's view"
+
+    page.get_by_test_id("pick-another-style").click()
+    expect(page.locator("#styles legend")).to_be_in_viewport()
