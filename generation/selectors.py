@@ -282,7 +282,11 @@ def generation_feed(*, cursor: str | None = None, limit: int | None = None) -> P
 
 def media_get_shared(*, media_id: uuid.UUID | str, viewer: User | None = None) -> Media:
     """An image for its share page: public ones for anyone, private ones for their owner."""
-    queryset = Media.objects.select_related("generation", "user").filter(hidden=False)
+    # One rule for what is shown, as storage.media_is_public: not taken down, and its
+    # generation not removed from history.
+    queryset = Media.objects.select_related("generation", "user").filter(
+        hidden=False, generation__deleted_at__isnull=True
+    )
     try:
         media = queryset.get(pk=media_id)
     except (Media.DoesNotExist, ValueError, TypeError) as exc:
@@ -303,7 +307,11 @@ def media_get_owned(*, user: User, media_id: uuid.UUID | str) -> Media:
 def media_get_by_share_id(*, share_id: str, viewer: User | None = None) -> Media:
     """An image for its share page (/i/<share_id>): public ones for anyone, private ones
     for their owner only (a preview before they make it public); otherwise NotFound."""
-    media = Media.objects.select_related("generation", "user").filter(share_id=share_id, hidden=False).first()
+    media = (
+        Media.objects.select_related("generation", "user")
+        .filter(share_id=share_id, hidden=False, generation__deleted_at__isnull=True)
+        .first()
+    )
     is_owner = media is not None and viewer is not None and viewer.is_authenticated and media.user_id == viewer.pk
     if media is None or not (media.is_public or is_owner):
         raise NotFound(_("Image not found."))

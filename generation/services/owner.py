@@ -36,7 +36,9 @@ def generation_hide(*, user: User, generation_id: uuid.UUID | str) -> None:
 
 
 def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool) -> Media:
-    media = Media.objects.filter(pk=media_id, user=user).first()
+    # An image of a generation removed from history is gone for its owner too: it cannot be
+    # made public again (storage.media_is_public would refuse it; its share page agreed).
+    media = Media.objects.filter(pk=media_id, user=user, generation__deleted_at__isnull=True).first()
     if media is None:
         raise NotFound("Image not found.")
     was_public, media.is_public = media.is_public, bool(is_public)

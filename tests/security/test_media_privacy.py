@@ -232,6 +232,29 @@ def test_a_public_image_of_a_generation_removed_from_history_leaves_public_deliv
     assert _client().get(f"/media/{media.storage_key}").status_code == 404
 
 
+def test_an_image_of_a_generation_removed_from_history_cannot_be_made_public_again(finished, user, api_token):
+    """Its share page once showed it (and its prompt) to anyone while its file answered 404."""
+    generation, media = finished
+    owner = _client(user)
+    owner.post(f"/g/{generation.pk}/delete/")
+
+    answer = _client().patch(
+        f"/api/media/{media.pk}",
+        data=json.dumps({"is_public": True}),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {api_token}"},
+    )
+    owner.post(f"/i/{media.pk}/visibility/", {"is_public": "1"})
+
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    media.refresh_from_db()
+    assert not media.is_public
+    Media.objects.filter(pk=media.pk).update(is_public=True)  # even were it marked public
+    for share_page in (f"/i/{media.share_id}", f"/i/{media.pk}/"):
+        assert _client().get(share_page).status_code == 404
+        assert owner.get(share_page).status_code == 404
+
+
 def test_behind_nginx_the_check_is_ours_and_the_bytes_are_nginx_s(finished, user, other_user, settings):
     """MEDIA_ACCEL_REDIRECT: the same answers as above, but every yes is an empty answer
     naming the file for nginx's internal location (tests/deploy/test_nginx_media.py runs
