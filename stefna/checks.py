@@ -22,6 +22,7 @@ W004 = "stefna.W004"
 W005 = "stefna.W005"
 W006 = "stefna.W006"
 W007 = "stefna.W007"
+W008 = "stefna.W008"
 
 # Caches that live inside one process: each web process and worker would count rate
 # limits and hold cached keys on its own.
@@ -145,6 +146,15 @@ def check_operations_configuration(app_configs: Any = None, **kwargs: Any) -> li
                 "completion callback arrives and every job waits for the poller's timeouts.",
                 hint="Use this site's public https base URL, or unset it to let the worker poll fal.",
                 id=W007,
+            )
+        )
+    if not settings.DEBUG and settings.OFFLINE_CHECKOUT and not settings.STRIPE_SECRET_KEY:
+        warnings.append(
+            Warning(
+                'OFFLINE_CHECKOUT is on while DEBUG is off and no Stripe key is set: "Buy credits" '
+                "opens the local test checkout, and anyone signed in gets credit packs for free.",
+                hint="Unset OFFLINE_CHECKOUT in production and set STRIPE_SECRET_KEY to sell credits.",
+                id=W008,
             )
         )
     return warnings

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from stefna.checks import W004, W005, W006, W007, check_operations_configuration
+from stefna.checks import W004, W005, W006, W007, W008, check_operations_configuration
 from stefna.tests.test_checks import production_env, run_check_deploy
 
 SHARED_CACHE = {
@@ -27,6 +27,7 @@ def production(settings, monkeypatch):
     settings.FAL_WEBHOOK_BASE_URL = "https://stefna.example.com"
     settings.ALLOW_PRIVATE_RESULT_URLS = False
     settings.MEDIA_ROOT_SHARED = False
+    settings.OFFLINE_CHECKOUT = False
     monkeypatch.setenv("WEB_CONCURRENCY", "4")
     return settings
 
@@ -91,6 +92,17 @@ def test_it_flags_webhooks_without_a_public_base_url(production, url):
     assert ids() == [W007]
 
 
+def test_it_flags_the_free_test_checkout_in_production(production):
+    production.OFFLINE_CHECKOUT = True
+    production.STRIPE_SECRET_KEY = ""
+    assert ids() == [W008]
+    production.STRIPE_SECRET_KEY = "sk_test_placeholder"  # noqa: S105 - Stripe takes over the checkout
+    assert ids() == []
+    production.STRIPE_SECRET_KEY = ""
+    production.DEBUG = True  # `make run`'s test checkout
+    assert ids() == []
+
+
 @pytest.mark.slow
 def test_check_deploy_flags_each_misconfiguration_in_a_real_process():
     result = run_check_deploy(
@@ -101,13 +113,15 @@ def test_check_deploy_flags_each_misconfiguration_in_a_real_process():
             MEDIA_ROOT_SHARED="",
             ALLOW_PRIVATE_RESULT_URLS="1",
             FAL_WEBHOOK_BASE_URL="https://127.0.0.1:8443",
+            OFFLINE_CHECKOUT="1",
+            STRIPE_SECRET_KEY="",
         )
     )
     output = result.stdout + result.stderr
     # No REDIS_URL no longer means a per-process cache (the database cache is the
     # default), so W004 has no environment that triggers it; its unit test sets CACHES.
     assert W004 not in output, output
-    for check_id in (W005, W006, W007):
+    for check_id in (W005, W006, W007, W008):
         assert check_id in output, output
 
 
