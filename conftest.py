@@ -149,5 +149,17 @@ def seeded_presets(transactional_db):
     importlib.import_module("presets.migrations.0004_seed_indonesian_text").fill(apps, None)
 
 
+@pytest.fixture
+def seeded_packs(transactional_db):
+    """The credit packs the data migrations seed (and rename), written again by their own
+    code, for transactional tests (see `seeded_presets`)."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("credits.migrations.0004_seed_packs_and_move_grants").seed_packs(apps, None)
+    importlib.import_module("credits.migrations.0005_rename_studio_pack").rename_pack(apps, None)
+
+
 # Fakes of fal and Cloudinary (fixtures `fake_fal`, `fake_cloudinary`; see tests/fakes/pytest_plugin.py).
 pytest_plugins = ["tests.fakes.pytest_plugin"]

@@ -29,15 +29,6 @@ def paid_session(fake_stripe, seeded_packs):  # type: ignore[no-untyped-def]
     return user, purchase, fake_stripe.pay(purchase.stripe_session_id)
 
 
-@pytest.fixture
-def seeded_packs(transactional_db):  # type: ignore[no-untyped-def]
-    import importlib
-
-    from django.apps import apps
-
-    importlib.import_module("credits.migrations.0004_seed_packs_and_move_grants").seed_packs(apps, None)
-
-
 def _deliver(payload: bytes) -> int:
     response = Client().post(
         "/api/stripe/webhook", data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=sign(payload)

@@ -3,10 +3,7 @@ buckets, the success page turns into the new balance by itself."""
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
-from django.apps import apps
 from playwright.sync_api import expect
 
 from credits.models import Purchase
@@ -16,10 +13,9 @@ from tests.browser.conftest import screenshot, sign_in
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_buy_a_pack_through_the_offline_checkout_and_see_both_buckets(page, settings):
+def test_buy_a_pack_through_the_offline_checkout_and_see_both_buckets(page, settings, seeded_packs):
     settings.STRIPE_SECRET_KEY = ""
     settings.OFFLINE_CHECKOUT = True
-    importlib.import_module("credits.migrations.0004_seed_packs_and_move_grants").seed_packs(apps, None)
     sign_in(page, "demo@example.com")
     expect(page.get_by_test_id("balance-buckets")).to_have_text(f"· {settings.DAILY_CREDITS} free today · 0 bought")
 
@@ -41,7 +37,7 @@ def test_buy_a_pack_through_the_offline_checkout_and_see_both_buckets(page, sett
     assert find_ledger_problems() == []
 
 
-def test_the_success_page_turns_into_the_balance_without_a_reload(page, settings):
+def test_the_success_page_turns_into_the_balance_without_a_reload(page, settings, seeded_packs):
     """A purchase still pending when the page opens (the webhook not in yet) is shown as
     "adding your credits…" and the page updates itself once it is paid."""
     from credits.payments.purchases import purchase_grant
@@ -49,7 +45,6 @@ def test_the_success_page_turns_into_the_balance_without_a_reload(page, settings
 
     settings.STRIPE_SECRET_KEY = ""
     settings.OFFLINE_CHECKOUT = True
-    importlib.import_module("credits.migrations.0004_seed_packs_and_move_grants").seed_packs(apps, None)
     sign_in(page, "waiter@example.com")
     page.goto("/credits/")
     page.get_by_test_id("buy-starter").click()

@@ -6,11 +6,9 @@ the payment pages have phone-sized tap targets and pass axe."""
 
 from __future__ import annotations
 
-import importlib
 import re
 
 import pytest
-from django.apps import apps
 from playwright.sync_api import expect
 
 from credits import ledger
@@ -197,10 +195,11 @@ def test_the_ledger_shows_one_row_per_generation_and_paginates(page):
     expect(page.get_by_test_id("ledger-row").last).to_contain_text("Daily allowance")
 
 
-def test_result_and_payment_pages_fit_a_phone_with_44px_targets_and_pass_axe(browser, live_server, settings):
+def test_result_and_payment_pages_fit_a_phone_with_44px_targets_and_pass_axe(
+    browser, live_server, settings, seeded_packs
+):
     settings.STRIPE_SECRET_KEY = ""
     settings.OFFLINE_CHECKOUT = True
-    importlib.import_module("credits.migrations.0004_seed_packs_and_move_grants").seed_packs(apps, None)
     # axe needs its script on the page: this context lets it in past the CSP.
     context = browser.new_context(viewport=PHONE, base_url=live_server.url, bypass_csp=True)
     context.set_default_timeout(15_000)
