@@ -37,7 +37,7 @@ from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 from stefna.errors import DomainError
 
 from . import dashboard, moderation, selectors, services
-from .models import Attempt, Generation, Media, WorkerHeartbeat
+from .models import Attempt, Generation, Media, StoredRemoval, WorkerHeartbeat
 from .registry import MODELS
 
 if TYPE_CHECKING:
@@ -470,6 +470,23 @@ class TakedownForm(forms.Form):
     )
 
 
+class MoveOwedFilter(admin.SimpleListFilter):
+    """Images made private or taken down whose file has not left its old name yet: an
+    address that leaked while they were public may still serve them. The worker retries
+    the move (generation/services/revoke.py); the error says what storage answered."""
+
+    title = "move owed"
+    parameter_name = "move_owed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Media]) -> QuerySet[Media]:
+        if self.value() == "yes":
+            return queryset.filter(move_next_at__isnull=False)
+        return queryset
+
+
 @admin.register(Media)
 class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
@@ -484,7 +501,7 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "created_at",
     ]
     list_display_links = ["short_id"]
-    list_filter = ["persisted", "is_public", "hidden", "created_at"]
+    list_filter = ["persisted", "is_public", "hidden", MoveOwedFilter, "created_at"]
     search_fields = ["user__email"]
     search_help_text = "A user's email (or part of it), fal's request id, an image id or a generation id."
     list_select_related = ["user"]
@@ -511,6 +528,10 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "is_public",
         "hidden",
         "hidden_reason",
+        "move_to",
+        "move_next_at",
+        "move_attempts",
+        "move_error",
         "created_at",
     )
 
@@ -614,6 +635,35 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     def persist_media(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
         _persist(request, queryset.filter(persisted=False))
+
+
+# --- Storage removals owed -------------------------------------------------------------------
+
+
+@admin.register(StoredRemoval)
+class StoredRemovalAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Stored objects no row points to any more (a deleted image or account, a copy that
+    landed after its image was deleted) that storage has not confirmed removing. The
+    worker retries each with a doubling delay, up to an hour apart, and deletes the row
+    once storage confirms; until then an address that leaked while it was public may
+    still serve it. Read-only: a row that stays means storage keeps refusing (see its
+    last error)."""
+
+    list_display = readonly_fields = ("key", "where", "reason", "attempts", "next_at", "last_error", "created_at")
+    list_filter = ["where", "reason"]
+    search_fields = ["key"]
+    ordering = ["created_at"]
+    list_per_page = 50
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: StoredRemoval | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: StoredRemoval | None = None) -> bool:
+        return False  # deleting the record would forget the debt, not pay it
 
 
 # --- Workers --------------------------------------------------------------------------------

@@ -209,6 +209,16 @@ class Media(models.Model):
     share_id = models.CharField(max_length=32, unique=True, default=new_share_id, editable=False)
     hidden = models.BooleanField(default=False, help_text="Taken down by staff: never shown in the feed.")
     hidden_reason = models.CharField(max_length=200, blank=True)
+    # A move of the stored file to a fresh name is owed (made private, taken down): until
+    # it is done, an address that leaked while the image was public (Cloudinary's signed
+    # URL never expires) may still serve it. `move_to` is the name it goes to, chosen
+    # once so that a retry after an answer that got lost lands on the same name;
+    # `move_next_at` is when the worker tries again (null: nothing owed).
+    # See generation/services/revoke.py.
+    move_to = models.CharField(max_length=300, blank=True)
+    move_next_at = models.DateTimeField(null=True, blank=True)
+    move_attempts = models.PositiveSmallIntegerField(default=0)
+    move_error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -225,11 +235,53 @@ class Media(models.Model):
             models.Index(fields=["persist_next_at"], name="media_persist_due", condition=Q(persisted=False)),
             # /media/generated/<name> finds its image by this on every request.
             models.Index(fields=["storage_key"], name="media_storage_key"),
+            models.Index(fields=["move_next_at"], name="media_move_due", condition=Q(move_next_at__isnull=False)),
         ]
         constraints = [models.UniqueConstraint(fields=["generation", "index"], name="media_unique_index")]
 
     def __str__(self) -> str:
         return f"image {self.index} of {self.generation_id}"
+
+    @property
+    def move_owed(self) -> bool:
+        """Its stored file still waits to leave the name it had while it was public."""
+        return self.move_next_at is not None
+
+
+class StoredRemoval(models.Model):
+    """A stored object no row points to any more, still to be removed from storage.
+
+    Written before the removal is tried (in the transaction that deletes the row, where
+    there is one), and deleted once storage confirms it; a failure keeps it, and the
+    worker tries again with a doubling delay (generation/services/revoke.py). Until then
+    an address that leaked while the image was public may still serve it.
+    """
+
+    class Where(models.TextChoices):
+        CLOUDINARY = "cloudinary", "Cloudinary"
+        STORAGE = "storage", "Django storage"
+
+    class Reason(models.TextChoices):
+        IMAGE_DELETED = "image_deleted", "image deleted"
+        ACCOUNT_DELETED = "account_deleted", "account deleted"
+        SURPLUS_COPY = "surplus_copy", "copy saved after its image was deleted"
+
+    where = models.CharField(max_length=20, choices=Where.choices)
+    key = models.CharField(max_length=300, help_text="Cloudinary public id or storage path.")
+    reason = models.CharField(max_length=30, choices=Reason.choices)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    next_at = models.DateTimeField(help_text="When the worker tries (again).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["next_at"], name="stored_removal_due")]
+        # One owed removal per object, however many paths found it orphaned.
+        constraints = [models.UniqueConstraint(fields=["where", "key"], name="stored_removal_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.where}:{self.key}"
 
 
 class WorkerHeartbeat(models.Model):

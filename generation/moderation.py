@@ -1,9 +1,11 @@
 """Staff moderation of images: take one down from the feed with a reason, or restore it.
 
-A takedown sets `hidden`, which the feed and share pages already exclude; the row,
-the file and the owner's `is_public` choice stay, so a restore puts back exactly
-what was there. Kept apart from services.py (the pipeline's) because only staff
-call these.
+A takedown sets `hidden`, which the feed and share pages already exclude, and moves
+the stored file to a fresh name as making an image private does: the public delivery
+address every visitor was sent to (Cloudinary's signed URL, which never expires; a
+bucket's presigned URL; a CDN's copy) dies with the old name. The row, the file and the
+owner's `is_public` choice stay, so a restore puts back what was there, under the new
+name. Kept apart from services.py (the pipeline's) because only staff call these.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
+from django.db import transaction
+
 from stefna.errors import InvalidInput, NotFound
 
 from .models import Media
+from .services import revoke
 
 if TYPE_CHECKING:
     from stefna.accounts.models import User
@@ -25,16 +30,21 @@ REASON_MAX_LENGTH = Media._meta.get_field("hidden_reason").max_length or 200
 
 
 def media_takedown(*, media_id: uuid.UUID | str, reason: str, by: User) -> Media:
-    """Hide an image from the feed and its share page. The reason is required and kept."""
+    """Hide an image from the feed and its share page, and move its stored file off
+    every public address. The reason is required and kept."""
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("Give a reason for the takedown.", detail={"field": "reason"})
     if len(reason) > REASON_MAX_LENGTH:
         raise InvalidInput(f"Keep the reason under {REASON_MAX_LENGTH} characters.", detail={"field": "reason"})
-    # One conditional UPDATE: no read-modify-write race with an owner toggling is_public.
-    if not Media.objects.filter(pk=media_id).update(hidden=True, hidden_reason=reason):
-        raise NotFound("Image not found.")
+    with transaction.atomic():
+        # One conditional UPDATE: no read-modify-write race with an owner toggling is_public.
+        if not Media.objects.filter(pk=media_id).update(hidden=True, hidden_reason=reason):
+            raise NotFound("Image not found.")
+        owed = revoke.media_move_owe(media_id=media_id)
     logger.info("media %s taken down by %s: %s", media_id, by.pk, reason)
+    if owed:
+        revoke.media_move(media_id=media_id)  # when storage refuses, the worker finishes it
     return Media.objects.get(pk=media_id)
 
 

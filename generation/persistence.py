@@ -13,7 +13,8 @@ memory, however large the image).
 
 `save_copy(...)` makes the copy without touching the database (the pipeline copies a
 finished job's images first, then records everything in one transaction);
-`persist(media)` does the same for an existing row and records the outcome on it.
+`persist(media)` does the same for an existing row and records the outcome on it (a
+copy that landed after its row was deleted is named for the caller to remove).
 Neither raises for a provider or network failure: they answer an Outcome. The caller
 (services) schedules retries.
 """
@@ -152,14 +153,23 @@ def discard_named(kind: str, generation_id: object, *, count: int) -> None:
                 logger.exception("could not remove %s", path)
 
 
-def persist(media: Media) -> Outcome:
+@dataclass(frozen=True)
+class Persisted:
+    """What `persist` did. `surplus` names a copy it made that no row points to (the row
+    was deleted meanwhile, or saved elsewhere first): the caller owes its removal."""
+
+    outcome: Outcome
+    surplus: str = ""
+
+
+def persist(media: Media) -> Persisted:
     """Copy one stored image somewhere durable and mark the row persisted."""
     if media.persisted:
-        return Outcome.PERSISTED
+        return Persisted(Outcome.PERSISTED)
     copy = save_copy(media.original_url or media.url, public_id=public_id_for(media), content_type=media.content_type)
     if copy.outcome != Outcome.PERSISTED:
         Media.objects.filter(pk=media.pk).update(persist_attempts=F("persist_attempts") + 1, persist_error=copy.error)
-        return copy.outcome
+        return Persisted(copy.outcome)
     updated = Media.objects.filter(pk=media.pk, persisted=False).update(
         url=copy.url,
         storage_key=copy.key,
@@ -169,12 +179,14 @@ def persist(media: Media) -> Outcome:
         width=media.width or copy.width,
         height=media.height or copy.height,
     )
-    if not updated and not settings.CLOUDINARY_ENABLED and copy.key:
-        # Someone else persisted it first; our copy is surplus.
+    if not updated and copy.key:
+        # Someone else persisted it first, or the row was deleted meanwhile (its image or
+        # its account, after this copy began): a copy no row points to is surplus,
+        # wherever it was stored. Under the same derived name it is the row's own.
         current = Media.objects.filter(pk=media.pk).values_list("storage_key", flat=True).first()
         if current != copy.key:
-            _discard(copy.key)
-    return Outcome.PERSISTED
+            return Persisted(Outcome.PERSISTED, surplus=copy.key)
+    return Persisted(Outcome.PERSISTED)
 
 
 def _describe(exc: Exception) -> str:

@@ -8,7 +8,7 @@ Names. Every stored object gets at least 128 bits of randomness in its name:
   result before its row exists, and a retry after a crash must land on the same name
   (both stores overwrite) rather than leave an orphan. Without the secret a name
   cannot be derived from the generation id the way `{kind}_{id}_{n}` could.
-- a result renamed when it is made private again: a fresh random name, so that any
+- a result renamed when it is made private again or taken down: a fresh random name, so that any
   address that leaked (or that a CDN cached) while it was public stops working.
 
 Delivery. Source photos and private results reach only their owner and staff:
@@ -169,41 +169,84 @@ def _format(media: Media) -> str:
     return {"image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}.get(media.content_type, "png")
 
 
-# --- Visibility -----------------------------------------------------------------------------
+# --- Moving and removing stored results ------------------------------------------------------
+#
+# Storage calls only: which rows say what, and what is still owed when a call fails, is
+# generation/services/revoke.py's.
 
 
-def media_unpublish(media: Media) -> None:
-    """Take a stored result out of every public address after it was made private.
-
-    It moves to a fresh random name: any address that leaked while it was public, or a
-    copy a CDN cached, stops working. Best effort: a failure is logged, and the
-    ownership check still refuses everyone else at our own addresses.
-    """
-    if not (media.persisted and media.storage_key):
-        return
+def fresh_key(old_key: str) -> str:
+    """A fresh random name for a stored result whose old name must stop answering (made
+    private, taken down): any address that leaked while it was public, or a copy a CDN
+    cached, dies with the old name."""
     from . import persistence
 
-    old_key = media.storage_key
+    if persistence.is_cloudinary_key(old_key):
+        return f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{random_name()}"
+    extension = old_key.rsplit(".", 1)[-1] if "." in old_key.rsplit("/", 1)[-1] else "png"
+    folder = old_key.rsplit("/", 1)[0] if "/" in old_key else RESULTS_FOLDER
+    return f"{folder}/{random_name()}.{extension}"
+
+
+def move_stored(old_key: str, new_key: str) -> tuple[str, str]:
+    """Move a stored result from `old_key` to `new_key`; its (key, url) afterwards.
+
+    Raises when storage fails. Safe to repeat with the same names: when nothing is left
+    under `old_key`, an earlier call got through (its answer may have been lost), so the
+    result is taken to be at `new_key`; either way nothing answers at the old name.
+    """
+    from . import persistence
+
+    if persistence.is_cloudinary_key(old_key):
+        return _cloudinary_move(old_key, new_key), cloudinary_address(new_key)
+    return _local_move(old_key, new_key)
+
+
+def _cloudinary_move(old_key: str, new_key: str) -> str:
+    import cloudinary.exceptions
+
     try:
-        if persistence.is_cloudinary_key(old_key):
-            new_key = _cloudinary_rename(old_key)
-            url = cloudinary_address(new_key)
-        else:
-            new_key, url = _local_rename(old_key)
-    except Exception:
-        logger.exception("could not move %s to a new name after it was made private", old_key)
-        return
-    Media.objects.filter(pk=media.pk, storage_key=old_key).update(storage_key=new_key, url=url)
-    media.storage_key, media.url = new_key, url
+        return _cloudinary_rename(old_key, new_key=new_key)
+    except cloudinary.exceptions.NotFound:
+        pass
+    try:
+        # Stored before uploads were private: the public `upload` type (see media_rename).
+        return _cloudinary_rename(old_key, new_key=new_key, from_type="upload")
+    except cloudinary.exceptions.NotFound:
+        logger.warning("%s is no longer at Cloudinary under its old name; taking it to be at %s", old_key, new_key)
+        return new_key
 
 
-def _cloudinary_rename(old_key: str, *, from_type: str = CLOUDINARY_TYPE) -> str:
+def _local_move(old_key: str, new_key: str) -> tuple[str, str]:
+    if not default_storage.exists(old_key):
+        logger.warning("%s is no longer in storage; taking it to be at %s", old_key, new_key)
+        return new_key, default_storage.url(new_key)
+    if default_storage.exists(new_key):
+        default_storage.delete(new_key)  # a copy an interrupted earlier try left half made
+    with default_storage.open(old_key, "rb") as file:
+        saved = default_storage.save(new_key, file)
+    default_storage.delete(old_key)
+    return saved, default_storage.url(saved)
+
+
+def remove_stored(where: str, key: str) -> None:
+    """Remove a stored object for good; raises when storage fails. Removing what is
+    already gone succeeds (Cloudinary answers "not found", storages delete quietly)."""
+    from . import persistence
+
+    if where == "cloudinary":
+        persistence.destroy_cloudinary_asset(key)
+    else:
+        default_storage.delete(key)
+
+
+def _cloudinary_rename(old_key: str, *, new_key: str | None = None, from_type: str = CLOUDINARY_TYPE) -> str:
     from .persistence import configure_cloudinary
 
     configure_cloudinary()
     import cloudinary.uploader
 
-    new_key = f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{random_name()}"
+    new_key = new_key or f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{random_name()}"
     answer = cloudinary.uploader.rename(
         old_key,
         new_key,
@@ -216,12 +259,7 @@ def _cloudinary_rename(old_key: str, *, from_type: str = CLOUDINARY_TYPE) -> str
 
 
 def _local_rename(old_key: str) -> tuple[str, str]:
-    extension = old_key.rsplit(".", 1)[-1] if "." in old_key.rsplit("/", 1)[-1] else "png"
-    folder = old_key.rsplit("/", 1)[0] if "/" in old_key else RESULTS_FOLDER
-    with default_storage.open(old_key, "rb") as file:
-        new_key = default_storage.save(f"{folder}/{random_name()}.{extension}", file)
-    default_storage.delete(old_key)
-    return new_key, default_storage.url(new_key)
+    return _local_move(old_key, fresh_key(old_key))
 
 
 # --- Renaming what was stored under guessable names -------------------------------------

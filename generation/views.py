@@ -367,7 +367,13 @@ def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpRespon
             "generation/_result_media.html" if request.POST.get("layout") == "result" else "generation/_media_tile.html"
         )
         return render(request, template, {"media": media, "owner_controls": True})
-    messages.success(request, _("Your image is public now.") if media.is_public else _("Your image is private now."))
+    if media.is_public:
+        message = _("Your image is public now.")
+    elif media.move_owed:  # storage refused to move its file for now; the worker retries
+        message = _("Your image is private on Stefna now. Its old public link will stop working shortly.")
+    else:
+        message = _("Your image is private now.")
+    messages.success(request, message)
     return redirect(_next_url(request, f"/i/{media.pk}/"))
 
 

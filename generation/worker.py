@@ -13,6 +13,9 @@ poller in a second one. Each round it:
 - records the jobs finished since the last round together (`services.generations_finish`);
 - once a second, claims images whose copy is due again (`services.media_persist_due`)
   and retries them;
+- every few seconds, claims storage work owed and due again: moves of images off a
+  name that was public, removals of objects no row points to (`services.media_moves_due`,
+  `services.stored_removals_due`), and retries them on the pool;
 - every few seconds writes the WorkerHeartbeat row /healthz reads, every half minute
   runs the sweeper (`services.generation_sweep`), and hourly prunes finished task
   results and stale heartbeats (`services.upkeep_prune`).
@@ -55,6 +58,11 @@ PERSIST_BATCH = 20
 # at the crowd bench's 100 users, each look a query in a transaction of its own) bought
 # nothing.
 PERSIST_CHECK_SECONDS = 1.0
+# Owed storage work (services/revoke.py) is retried a minute apart at the least, so a
+# look every few seconds is prompt enough; its calls run on the pool, never on the
+# poller's thread, since they wait for Cloudinary exactly when it is slow.
+STORAGE_BATCH = 20
+STORAGE_CHECK_SECONDS = 5.0
 CONNECTION_CHECK_SECONDS = 30.0
 # The longest the poller rests between rounds: how late it may notice a new job, a
 # free slot or a job a webhook made due (a check due sooner wakes it sooner), unless
@@ -84,6 +92,7 @@ class Poller:
         self._next_sweep = time.monotonic() + 5
         self._next_prune = time.monotonic() + 60
         self._next_persist = 0.0
+        self._next_storage = 0.0
         self._listener: WakeListener | None = None
 
     def start(self) -> None:
@@ -176,8 +185,19 @@ class Poller:
             for media_id in services.media_persist_due(limit=min(PERSIST_BATCH, free)):
                 self._track(pool.submit(_persist_safely, media_id))
             self._next_persist = now + PERSIST_CHECK_SECONDS
+        if now >= self._next_storage:
+            self._storage_upkeep(pool, limit=min(STORAGE_BATCH, free))
+            self._next_storage = now + STORAGE_CHECK_SECONDS
         maybe_close_connections()
         return len(ids), asked
+
+    def _storage_upkeep(self, pool: Executor, *, limit: int) -> None:
+        """Retry owed storage work that is due; each claim is a lease, so work a crashed
+        worker held is retried when it runs out."""
+        for media_id in services.media_moves_due(limit=limit):
+            self._track(pool.submit(_safely, services.media_move, media_id=media_id))
+        for removal_id in services.stored_removals_due(limit=limit):
+            self._track(pool.submit(_safely, services.stored_removal_attempt, removal_id=removal_id))
 
     def _rest(self, tick: float) -> float:
         try:
@@ -260,6 +280,13 @@ def _persist_safely(media_id: Any) -> None:
         services.media_persist(media_id=media_id, reschedule=True)
     except Exception:  # its claim runs out and it is tried again
         logger.exception("image %s: saving failed", media_id)
+
+
+def _safely(service: Any, **ids: Any) -> None:
+    try:
+        service(**ids)
+    except Exception:  # its claim runs out and it is tried again
+        logger.exception("%s %s failed", service.__name__, ids)
 
 
 _thread_state = threading.local()

@@ -8,7 +8,7 @@ Two kinds of series:
   it) each process writes its samples to that folder and a scrape adds them up;
   otherwise the process answering the scrape reports its own.
 - Everything about the work itself (generations, the queue, fal latency, persistence
-  retries, credits), read from the database at scrape time by `DatabaseCollector`. The
+  retries, storage moves and removals owed, credits), read from the database at scrape time by `DatabaseCollector`. The
   database is the one place every web process and worker agrees on, so any process
   answers the same, nothing is lost when a worker restarts, and the generation
   pipeline needs no hooks. Each scrape costs a handful of aggregate queries.
@@ -136,6 +136,17 @@ def _persistence() -> dict[str, int]:
     return {"retries": int(totals["retries"] or 0), "waiting": int(totals["waiting"] or 0)}
 
 
+def _storage_owed() -> dict[str, int]:
+    """Storage work not yet confirmed (generation/services/revoke.py): moves of images
+    off a name that was public, and removals of objects no row points to."""
+    from generation.models import Media, StoredRemoval
+
+    return {
+        "moves": Media.objects.filter(move_next_at__isnull=False).count(),
+        "removals": StoredRemoval.objects.count(),
+    }
+
+
 def _credits_by_reason() -> list[Mapping[str, Any]]:
     from credits.models import CreditEntry
 
@@ -211,6 +222,18 @@ class DatabaseCollector(Collector):
         )
         yield GaugeMetricFamily(
             "stefna_media_unpersisted", "Result images not yet in durable storage.", value=persistence["waiting"]
+        )
+
+        owed = _storage_owed()
+        yield GaugeMetricFamily(
+            "stefna_media_moves_owed",
+            "Images made private or taken down whose stored file has not left its old, once public name yet.",
+            value=owed["moves"],
+        )
+        yield GaugeMetricFamily(
+            "stefna_storage_removals_owed",
+            "Stored objects of deleted images and accounts that storage has not confirmed removing yet.",
+            value=owed["removals"],
         )
 
         by_reason = _credits_by_reason()

@@ -8,6 +8,7 @@
     webhook   store fal's answer and make the job due (the worker finishes it)
     media     images not copied yet: durable retries with backoff
     owner     an owner's actions on finished generations and images
+    revoke    moves and removals owed to storage, retried until storage confirms
     upkeep    the sweeper, pruning what only grows, the worker's heartbeat
     advance   one round of the worker over the due jobs (calls the stages above)
     claim     leases: who may work on a job now
@@ -28,6 +29,14 @@ from .finish import Finished, generations_finish
 from .media import media_persist, media_persist_due
 from .owner import generation_hide, media_delete, media_set_public
 from .request import clean_prompt, generation_request, generation_retry, render_prompt
+from .revoke import (
+    media_move,
+    media_move_owe,
+    media_moves_due,
+    stored_removal_attempt,
+    stored_removal_owe,
+    stored_removals_due,
+)
 from .schedule import effective_limit, generation_claim_due, generation_requeue, generations_schedule
 from .stop import IN_FLIGHT, generation_cancel, generation_fail, generation_refund, generation_stop
 from .submit import generations_start, shorten_payload, source_image_url
@@ -63,12 +72,18 @@ __all__ = [
     "generations_schedule",
     "generations_start",
     "media_delete",
+    "media_move",
+    "media_move_owe",
+    "media_moves_due",
     "media_persist",
     "media_persist_due",
     "media_set_public",
     "render_prompt",
     "shorten_payload",
     "source_image_url",
+    "stored_removal_attempt",
+    "stored_removal_owe",
+    "stored_removals_due",
     "upkeep_prune",
     "worker_heartbeat",
     "workers_wake",

@@ -21,7 +21,8 @@ from credits import ledger
 from stefna.errors import NotFound
 
 from .. import persistence
-from ..models import Generation, Media
+from ..models import Generation, Media, StoredRemoval
+from . import revoke
 from .log import generation_log
 
 logger = logging.getLogger("generation")
@@ -46,7 +47,12 @@ def media_persist(*, media_id: MediaId, reschedule: bool = False) -> Media:
     media = Media.objects.select_related("generation").filter(pk=media_id).first()
     if media is None:
         raise NotFound("Image not found.")
-    outcome = persistence.persist(media)
+    persisted = persistence.persist(media)
+    outcome = persisted.outcome
+    if persisted.surplus:
+        revoke.stored_removal_owe(
+            objects=revoke.where_stored([persisted.surplus]), reason=StoredRemoval.Reason.SURPLUS_COPY
+        )
     if outcome == persistence.Outcome.GONE:
         _image_lost(media)
     if outcome == persistence.Outcome.RETRY:
@@ -57,7 +63,10 @@ def media_persist(*, media_id: MediaId, reschedule: bool = False) -> Media:
             )
     else:
         Media.objects.filter(pk=media.pk).update(persist_next_at=None)
-    media.refresh_from_db()
+    try:
+        media.refresh_from_db()
+    except Media.DoesNotExist:
+        pass  # deleted while it was copied; its copy was handed over for removal above
     return media
 
 

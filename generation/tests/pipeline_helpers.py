@@ -3,13 +3,19 @@ run the worker's rounds (in the test's thread and transaction) until it settles.
 
 from __future__ import annotations
 
+import datetime as dt
+from concurrent.futures import Executor, Future
 from typing import Any
+
+import time_machine
+from django.utils import timezone
 
 from credits import ledger
 from credits.selectors import balance_of
 from generation import services
 from generation.images import validate_image
 from generation.models import Generation
+from generation.worker import Poller
 from tests.images import make_jpeg
 
 
@@ -34,6 +40,25 @@ def run_worker(generation: Generation | None = None, *, rounds: int = 40) -> Gen
         elif not claimed:
             return None
     return generation
+
+
+class Inline(Executor):
+    """Runs each job at once, in the test's thread and transaction."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def run_upkeep(*, later: dt.timedelta = dt.timedelta(hours=2)) -> None:
+    """One round of a fresh worker's poller, `later` from now: long enough for any retry
+    of owed storage work to be due again, however often it failed before."""
+    with time_machine.travel(timezone.now() + later, tick=False):
+        Poller(worker_id="upkeep", threads=2)._round(Inline())
 
 
 def balance(user: Any) -> int:

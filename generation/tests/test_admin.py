@@ -170,6 +170,28 @@ def test_the_media_change_page_renders(staff_client):
     assert f'src="{media.url}"' in response.content.decode()
 
 
+def test_staff_see_images_owing_a_move_and_removals_still_owed(staff_client):
+    from django.utils import timezone
+
+    from generation.models import StoredRemoval
+
+    settled, owing = make_job("a@example.com", media=2).media.all()
+    Media.objects.filter(pk=owing.pk).update(
+        move_to="generated/new.png", move_next_at=timezone.now(), move_error="AuthorizationRequired: refused"
+    )
+    StoredRemoval.objects.create(
+        where="cloudinary", key="stefna/generated/gone", reason="account_deleted", next_at=timezone.now(), attempts=3
+    )
+
+    listed = staff_client.get(MEDIA_CHANGELIST + "?move_owed=yes").content.decode()
+    assert str(owing.pk)[:8] in listed and str(settled.pk)[:8] not in listed
+    page = staff_client.get(reverse("admin:generation_media_change", args=[owing.pk])).content.decode()
+    assert "AuthorizationRequired: refused" in page
+    removals = staff_client.get(reverse("admin:generation_storedremoval_changelist"))
+    assert removals.status_code == 200 and "stefna/generated/gone" in removals.content.decode()
+    assert 'href="/admin/generation/storedremoval/add/' not in removals.content.decode()
+
+
 def test_takedown_asks_for_a_reason_then_hides_the_image(staff_client, staff):
     media = make_job().media.first()
     media.is_public = True

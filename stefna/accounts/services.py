@@ -314,9 +314,12 @@ def _stored_objects_of(user: User) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for name in Generation.objects.filter(user=user).exclude(source_image="").values_list("source_image", flat=True):
         found.append(("storage", name))
-    for key, original in Media.objects.filter(user=user).values_list("storage_key", "original_url"):
-        if key:
-            found.append(("cloudinary" if persistence.is_cloudinary_key(key) else "storage", key))
+    for key, moving_to, original in Media.objects.filter(user=user).values_list(
+        "storage_key", "move_to", "original_url"
+    ):
+        for stored in (key, moving_to):  # an owed move's target may already hold the image
+            if stored:
+                found.append(("cloudinary" if persistence.is_cloudinary_key(stored) else "storage", stored))
         offline = result_urls.local_name(original) if original else None
         if offline:
             found.append(("storage", offline))
@@ -324,19 +327,12 @@ def _stored_objects_of(user: User) -> list[tuple[str, str]]:
 
 
 def _remove_stored(stored: list[tuple[str, str]]) -> None:
-    from django.core.files.storage import default_storage
+    """Owe the removal of everything the deleted account had stored, and try it now: what
+    storage refuses stays recorded, and the worker retries it until it is gone."""
+    from generation.models import StoredRemoval
+    from generation.services import revoke
 
-    from generation import persistence
-
-    for where, name in stored:
-        try:
-            if where == "cloudinary":
-                persistence.destroy_cloudinary_asset(name)
-            else:
-                default_storage.delete(name)
-        except Exception:
-            # Logged for staff to finish by hand; the account itself is already gone.
-            logger.exception("account deletion: could not remove %s %s", where, name)
+    revoke.stored_removal_owe(objects=stored, reason=StoredRemoval.Reason.ACCOUNT_DELETED)
 
 
 def sign_ins_prune(*, now: datetime | None = None) -> dict[str, int]:

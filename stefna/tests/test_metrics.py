@@ -116,3 +116,18 @@ def test_unknown_paths_share_one_route_label(staff_client):
     routes = {dict(labels).get("route") for name, labels in found if name == "stefna_http_requests_total"}
     assert "unmatched" in routes
     assert not any(route and "12345" in route for route in routes)
+
+
+def test_it_counts_storage_work_still_owed(staff_client):
+    from generation.models import Media, StoredRemoval
+
+    MediaFactory()  # nothing owed
+    owing = MediaFactory(storage_key="generated/old.png")
+    Media.objects.filter(pk=owing.pk).update(move_to="generated/new.png", move_next_at=timezone.now())
+    for key in ("stefna/generated/a", "stefna/generated/b"):
+        StoredRemoval.objects.create(where="cloudinary", key=key, reason="image_deleted", next_at=timezone.now())
+
+    found = samples(staff_client.get("/metrics"))
+
+    assert found[("stefna_media_moves_owed", ())] == 1
+    assert found[("stefna_storage_removals_owed", ())] == 2

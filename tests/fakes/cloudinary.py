@@ -30,6 +30,9 @@ Knobs (`reset()` clears them):
     fail_uploads(status=500, times=None, message=…)   answer an error (`times` then succeed; None = always)
     delay = 0.0              seconds to wait before answering (longer than the client timeout = a timeout)
     reject_signatures = False  answer 401 "Invalid Signature" whatever was sent
+    on_upload = None         called with the new asset's answer before an upload is answered:
+                             what happens elsewhere while a copy is under way (it runs on
+                             the fake's thread)
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import ssl
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -106,6 +110,7 @@ class FakeCloudinary:
             self.assets: dict[str, dict[str, Any]] = {}
             self.delay = 0.0
             self.reject_signatures = False
+            self.on_upload: Callable[[dict[str, Any]], None] | None = None
             self._failure: UploadFailure | None = None
 
     def fail_uploads(self, *, status: int = 500, times: int | None = None, message: str = "General Error") -> None:
@@ -246,6 +251,8 @@ class FakeCloudinary:
             }
             self.assets[public_id] = answer
             self.asset_bytes[public_id] = file_bytes
+        if self.on_upload is not None:
+            self.on_upload(answer)
         return 200, answer
 
     def _destroy(self, fields: dict[str, str]) -> tuple[int, dict[str, Any]]:

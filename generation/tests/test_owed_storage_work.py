@@ -1,0 +1,289 @@
+"""Storage work that must not be forgotten: when Cloudinary refuses to move an image off
+a name that was public, or to remove one no row points to, the debt is recorded, and
+one pass of the worker after Cloudinary recovers pays it, killing the old address.
+
+The fake Cloudinary (tests/fakes/cloudinary.py) refuses every call while
+`reject_signatures` is set, as it would with a bad key or during an outage of its API;
+`delivered(url)` says whether its CDN would still serve an address.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from generation import moderation, services
+from generation.models import Generation, Media, StoredRemoval
+from generation.services import revoke
+from generation.tests.pipeline_helpers import run_upkeep, run_worker, start_generation
+from presets.tests.factories import PresetFactory
+from stefna.accounts.services import account_delete
+
+pytestmark = pytest.mark.django_db
+
+
+def _owner(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def public_on_cloudinary(user, fake_fal, fake_cloudinary):
+    """A finished image on Cloudinary, made public by its owner; the signed delivery
+    address every visitor was sent to."""
+    generation = start_generation(user, PresetFactory(kind="neo_glitch"))
+    run_worker(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    media = generation.media.get()
+    owner = _owner(user)
+    owner.post(f"/i/{media.pk}/visibility/", {"is_public": "1"})
+    answer = Client().get(media.url)
+    assert answer.status_code == 302
+    public_address = answer["Location"]
+    assert fake_cloudinary.delivered(public_address)
+    return media, public_address, owner
+
+
+# --- F1: making an image private --------------------------------------------------------
+
+
+def test_making_private_moves_the_asset_and_says_so(public_on_cloudinary, fake_cloudinary):
+    media, public_address, owner = public_on_cloudinary
+
+    page = owner.post(f"/i/{media.pk}/visibility/", {}, follow=True)
+
+    assert "Your image is private now." in page.content.decode()
+    media.refresh_from_db()
+    assert not media.move_owed and media.move_to == ""
+    assert not fake_cloudinary.delivered(public_address)
+
+
+def test_a_refused_rename_on_make_private_is_owed_and_one_worker_pass_finishes_it(
+    public_on_cloudinary, fake_cloudinary
+):
+    media, public_address, owner = public_on_cloudinary
+    old_key = media.storage_key
+    fake_cloudinary.reject_signatures = True
+
+    page = owner.post(f"/i/{media.pk}/visibility/", {}, follow=True)
+
+    # The owner is told no more than is true: private here, the old link dies soon.
+    text = page.content.decode()
+    assert "Your image is private on Stefna now. Its old public link will stop working shortly." in text
+    assert "Your image is private now." not in text
+    media.refresh_from_db()
+    assert not media.is_public and media.storage_key == old_key
+    assert media.move_owed and media.move_to and media.move_to != old_key
+    assert media.move_attempts == 1 and "Invalid Signature" in media.move_error
+    assert fake_cloudinary.delivered(public_address), "the debt is real until it is paid"
+    assert Client().get(media.url).status_code == 404, "our own address refuses at once"
+
+    fake_cloudinary.reject_signatures = False
+    run_upkeep()
+
+    media.refresh_from_db()
+    assert not media.move_owed and media.move_error == "" and media.move_to == ""
+    assert media.storage_key != old_key and media.url == f"/images/{media.storage_key}"
+    assert not fake_cloudinary.delivered(public_address)
+    assert owner.get(media.url).status_code == 302, "the owner still has the image"
+    assert media.storage_key in fake_cloudinary.assets
+
+
+def test_a_rename_whose_answer_was_lost_is_not_redone_under_another_name(public_on_cloudinary, fake_cloudinary):
+    """Cloudinary moved the asset but the answer never came: the retry finds nothing
+    under the old name and takes the asset to be at the name chosen for the move."""
+    media, public_address, owner = public_on_cloudinary
+    fake_cloudinary.reject_signatures = True
+    owner.post(f"/i/{media.pk}/visibility/", {})
+    fake_cloudinary.reject_signatures = False
+    media.refresh_from_db()
+    target = media.move_to
+    # What the lost call did at Cloudinary.
+    fake_cloudinary.assets[target] = {**fake_cloudinary.assets.pop(media.storage_key), "public_id": target}
+    fake_cloudinary.asset_bytes[target] = fake_cloudinary.asset_bytes.pop(media.storage_key)
+
+    run_upkeep()
+
+    media.refresh_from_db()
+    assert not media.move_owed and media.storage_key == target
+    assert owner.get(media.url).status_code == 302
+    assert not fake_cloudinary.delivered(public_address)
+
+
+def test_a_move_keeps_being_retried_with_a_doubling_delay_of_at_most_an_hour(public_on_cloudinary, fake_cloudinary):
+    media, _, owner = public_on_cloudinary
+    fake_cloudinary.reject_signatures = True
+    owner.post(f"/i/{media.pk}/visibility/", {})
+
+    run_upkeep(later=dt.timedelta(minutes=2))  # the first retry is due a minute after the failure
+
+    media.refresh_from_db()
+    assert media.move_attempts == 2 and media.move_owed
+    waited = media.move_next_at - timezone.now()
+    assert dt.timedelta(minutes=3) < waited <= dt.timedelta(minutes=5), "two minutes after the try, 2 min later"
+    for attempts in (1, 2, 10, 60):
+        assert revoke.retry_at(attempts=attempts) <= timezone.now() + dt.timedelta(hours=1, seconds=1)
+
+
+# --- F1: deleting an image and an account ------------------------------------------------
+
+
+def test_a_refused_destroy_on_image_delete_is_owed_and_one_worker_pass_finishes_it(
+    public_on_cloudinary, fake_cloudinary, django_capture_on_commit_callbacks
+):
+    media, public_address, owner = public_on_cloudinary
+    fake_cloudinary.reject_signatures = True
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert owner.post(f"/i/{media.pk}/delete/").status_code == 302
+
+    assert not Media.objects.filter(pk=media.pk).exists()
+    [removal] = StoredRemoval.objects.all()
+    assert (removal.where, removal.key, removal.reason) == ("cloudinary", media.storage_key, "image_deleted")
+    assert removal.attempts == 1 and "Invalid Signature" in removal.last_error
+    assert fake_cloudinary.delivered(public_address)
+
+    fake_cloudinary.reject_signatures = False
+    run_upkeep()
+
+    assert not StoredRemoval.objects.exists()
+    assert media.storage_key not in fake_cloudinary.assets
+    assert not fake_cloudinary.delivered(public_address)
+
+
+def test_a_refused_destroy_on_account_deletion_is_owed_and_one_worker_pass_finishes_it(
+    public_on_cloudinary, user, fake_cloudinary, django_capture_on_commit_callbacks
+):
+    media, public_address, _ = public_on_cloudinary
+    fake_cloudinary.reject_signatures = True
+
+    with django_capture_on_commit_callbacks(execute=True):
+        account_delete(user=user, confirm=user.email)
+
+    assert not Media.objects.filter(pk=media.pk).exists()
+    owed = StoredRemoval.objects.filter(where="cloudinary")
+    assert [(removal.key, removal.reason, removal.attempts) for removal in owed] == [
+        (media.storage_key, "account_deleted", 1)
+    ]
+    assert fake_cloudinary.delivered(public_address)
+
+    fake_cloudinary.reject_signatures = False
+    run_upkeep()
+
+    assert not StoredRemoval.objects.exists(), "the photo in Django storage went too"
+    assert not fake_cloudinary.assets
+    assert not fake_cloudinary.delivered(public_address)
+
+
+def test_an_object_in_use_again_is_never_removed(public_on_cloudinary, fake_cloudinary):
+    """A staff retry of a stopped generation copies its images under the same derived
+    names: an older debt for that name must not take the new image."""
+    media, public_address, _ = public_on_cloudinary
+    StoredRemoval.objects.create(
+        where="cloudinary", key=media.storage_key, reason="surplus_copy", next_at=timezone.now()
+    )
+
+    run_upkeep()
+
+    assert not StoredRemoval.objects.exists()
+    assert media.storage_key in fake_cloudinary.assets and fake_cloudinary.delivered(public_address)
+
+
+# --- F2: a staff takedown ----------------------------------------------------------------
+
+
+def test_a_takedown_moves_the_asset_so_its_public_address_dies(public_on_cloudinary, fake_cloudinary, staff):
+    media, public_address, owner = public_on_cloudinary
+
+    moderation.media_takedown(media_id=media.pk, reason="abuse report", by=staff)
+
+    media.refresh_from_db()
+    assert media.hidden and not media.move_owed
+    [rename] = fake_cloudinary.renames
+    assert rename["from_public_id"] != media.storage_key and rename["invalidate"] in ("1", "true")
+    assert not fake_cloudinary.delivered(public_address)
+    assert Client().get(media.url).status_code == 404
+    assert owner.get(media.url).status_code == 302, "the owner still sees it"
+
+    moderation.media_restore(media_id=media.pk, by=staff)  # under its new name
+
+    again = Client().get(media.url)
+    assert again.status_code == 302 and again["Location"] != public_address
+    assert fake_cloudinary.delivered(again["Location"])
+
+
+def test_a_refused_rename_on_takedown_is_owed_and_one_worker_pass_finishes_it(
+    public_on_cloudinary, fake_cloudinary, staff
+):
+    media, public_address, _ = public_on_cloudinary
+    fake_cloudinary.reject_signatures = True
+
+    moderation.media_takedown(media_id=media.pk, reason="posted without consent", by=staff)
+
+    media.refresh_from_db()
+    assert media.hidden and media.move_owed and "Invalid Signature" in media.move_error
+    assert fake_cloudinary.delivered(public_address)
+
+    fake_cloudinary.reject_signatures = False
+    run_upkeep()
+
+    media.refresh_from_db()
+    assert not media.move_owed
+    assert not fake_cloudinary.delivered(public_address)
+
+
+def test_a_takedown_moves_a_local_file_off_its_public_name(user, fake_fal, staff):
+    generation = start_generation(user, PresetFactory(kind="neo_glitch"))
+    run_worker(generation)
+    media = generation.media.get()
+    _owner(user).post(f"/i/{media.pk}/visibility/", {"is_public": "1"})
+    public_url = f"/media/{media.storage_key}"
+    assert Client().get(public_url).status_code == 200
+
+    moderation.media_takedown(media_id=media.pk, reason="abuse report", by=staff)
+
+    media.refresh_from_db()
+    assert not media.move_owed and f"/media/{media.storage_key}" != public_url
+    assert _owner(user).get(public_url).status_code == 404, "nothing is left under the old name"
+    assert _owner(user).get(f"/media/{media.storage_key}").status_code == 200
+
+
+# --- F9: a copy that lands after its image was deleted ------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_that_lands_after_its_image_was_deleted_is_removed(user, fake_fal, fake_cloudinary):
+    fake_cloudinary.fail_uploads(status=500, times=None)
+    generation = start_generation(user, PresetFactory(kind="neo_glitch"))
+    run_worker(generation)
+    media = generation.media.get()
+    assert not media.persisted
+    fake_cloudinary.reset()
+
+    def owner_deletes_it_meanwhile(answer: dict) -> None:
+        # On the fake's thread, while the worker waits for the upload's answer.
+        try:
+            services.media_delete(user=user, media_id=media.pk)
+        finally:
+            connection.close()
+        fake_cloudinary.reject_signatures = True  # and Cloudinary refuses the next call
+
+    fake_cloudinary.on_upload = owner_deletes_it_meanwhile
+    services.media_persist(media_id=media.pk, reschedule=True)  # what the worker runs when it is due
+
+    [copied] = fake_cloudinary.assets
+    assert not Media.objects.filter(pk=media.pk).exists()
+    [removal] = StoredRemoval.objects.all()
+    assert (removal.key, removal.reason, removal.attempts) == (copied, "surplus_copy", 1)
+
+    fake_cloudinary.reject_signatures = False
+    fake_cloudinary.on_upload = None
+    run_upkeep()
+
+    assert not StoredRemoval.objects.exists()
+    assert not fake_cloudinary.assets
