@@ -296,7 +296,8 @@ def account_delete(*, user: User, confirm: str) -> None:
         # account stops authenticating, wherever it is stored.
         locked.set_unusable_password()
         locked.save()
-        transaction.on_commit(lambda: _remove_stored(stored))
+        # Owed in this transaction, tried once it commits: no crash can lose the debt.
+        _remove_stored(stored)
     # Sessions are also removed outright (the hash change alone would leave rows), through
     # the session engine so a cached copy (cached_db with Redis) goes too.
     store = import_module(settings.SESSION_ENGINE).SessionStore
