@@ -625,7 +625,7 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         apply_to_each(
             request,
             queryset.select_related("user"),
-            lambda media: services.media_set_public(user=media.user, media_id=media.pk, is_public=False),
+            lambda media: services.media_set_public(user=media.user, media_id=media.pk, is_public=False, limited=False),
             done="Made {count} image{s} private.",
             label=lambda media: f"Image {_short(media.pk)}",
         )

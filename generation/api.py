@@ -397,7 +397,7 @@ def feed(
 
 @router.patch(
     "/media/{media_id}",
-    response={200: ImageOut, **errors(401, 403, 404, 422)},
+    response={200: ImageOut, **errors(401, 403, 404, 422, 429)},
     tags=["media"],
     summary="Show or hide one of your images in the public feed",
 )

@@ -356,11 +356,20 @@ def generation_delete(request: AuthenticatedRequest, generation_id: str) -> Http
 @not_found_as_404
 @require_POST
 def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpResponse:
-    media = services.media_set_public(
-        user=request.user,
-        media_id=media_id,
-        is_public=request.POST.get("is_public") == "1",
-    )
+    try:
+        media = services.media_set_public(
+            user=request.user,
+            media_id=media_id,
+            is_public=request.POST.get("is_public") == "1",
+        )
+    except RateLimited as exc:
+        messages.error(request, exc.message)
+        # htmx swaps only a 2xx into the page: reload it instead, so the message shows.
+        response = HttpResponse(status=204) if is_htmx(request) else redirect(_next_url(request, f"/i/{media_id}/"))
+        if is_htmx(request):
+            response["HX-Refresh"] = "true"
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     if is_htmx(request):
         # The result page and history show an image differently; answer in the asker's layout.
         template = (

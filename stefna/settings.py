@@ -415,6 +415,9 @@ CLOUDINARY_TIMEOUT_SECONDS = env_int("CLOUDINARY_TIMEOUT_SECONDS", 30)
 # Rate limits: (count, window seconds).
 RATE_LIMIT_GENERATIONS = (env_int("RATE_LIMIT_GENERATIONS_PER_MINUTE", 20), 60)
 RATE_LIMIT_ANON_PER_MINUTE = (env_int("RATE_LIMIT_ANON_PER_MINUTE", 120), 60)
+# Making an image public or private, per account: making one private moves its file at
+# Cloudinary (or copies it), so unbounded toggling spends everyone's storage calls.
+RATE_LIMIT_VISIBILITY_CHANGES = (60, 60)
 RATE_LIMIT_CODES_PER_EMAIL = (5, 15 * 60)
 RATE_LIMIT_CODES_PER_IP = (20, 60 * 60)
 # Code entries per IP (IPv6: per /64) across every email: guessing many inboxes' codes at once.

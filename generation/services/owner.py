@@ -6,9 +6,11 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from stefna import ratelimit
 from stefna.errors import NotFound
 
 from ..models import Generation, Media, StoredRemoval
@@ -34,16 +36,23 @@ def generation_hide(*, user: User, generation_id: uuid.UUID | str) -> None:
         revoke.media_move(media_id=media_id)  # leaked or cached public addresses stop working
 
 
-def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool) -> Media:
+def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool, limited: bool = True) -> Media:
     """Show or hide an image in the feed. Making a public one private also moves its file
     to a fresh name, so an address that leaked meanwhile dies; when storage refuses, the
-    move stays owed (`media.move_owed`) and the worker finishes it."""
+    move stays owed (`media.move_owed`) and the worker finishes it.
+
+    Changes count against the owner's RATE_LIMIT_VISIBILITY_CHANGES unless `limited` is
+    False (staff acting on many images at once); asking for the state it is already in
+    costs nothing."""
     with transaction.atomic():
         # An image of a generation removed from history is gone for its owner too: it cannot
         # be made public again (storage.media_is_public would refuse it; its share page agreed).
         media = Media.objects.filter(pk=media_id, user=user, generation__deleted_at__isnull=True).first()
         if media is None:
             raise NotFound("Image not found.")
+        if limited and media.is_public != bool(is_public):
+            limit, window = settings.RATE_LIMIT_VISIBILITY_CHANGES
+            ratelimit.hit(f"visibility:{user.pk}", limit=limit, window=window)
         was_public, media.is_public = media.is_public, bool(is_public)
         media.save(update_fields=["is_public"])
         owed = was_public and not media.is_public and revoke.media_move_owe(media_id=media.pk)

@@ -295,3 +295,37 @@ def test_a_media_accel_redirect_that_is_not_a_path_is_refused_at_start():
         assert (result.returncode == 0) is ok, (value, result.stderr[-500:])
         if not ok:
             assert "MEDIA_ACCEL_REDIRECT must be a path that starts and ends with /" in result.stderr
+
+
+def test_visibility_changes_are_rate_limited_per_account_but_not_for_staff(finished, user, api_token, settings):
+    """Making an image private moves its file at storage; unbounded toggling would spend
+    everyone's storage calls. Asking for the state it is in already costs nothing."""
+    from generation import services
+
+    settings.RATE_LIMIT_VISIBILITY_CHANGES = (3, 60)
+    _generation, media = finished
+    api = Client(headers={"Authorization": f"Bearer {api_token}"})
+
+    def patch(is_public: bool):
+        return api.patch(
+            f"/api/media/{media.pk}", data=json.dumps({"is_public": is_public}), content_type="application/json"
+        )
+
+    assert [patch(value).status_code for value in (True, False, True)] == [200, 200, 200]
+    assert patch(True).status_code == 200  # already public: not a change
+    refused = patch(False)
+    assert refused.status_code == 429 and refused.json()["code"] == "rate_limited"
+    assert refused["Retry-After"]
+    media.refresh_from_db()
+    assert media.is_public  # refused, nothing changed
+
+    owner = _client(user)
+    page = owner.post(f"/i/{media.pk}/visibility/", {}, headers={"HX-Request": "true"})
+    assert (page.status_code, page["HX-Refresh"]) == (204, "true")
+    assert "Too many requests" in owner.get(f"/i/{media.share_id}").content.decode()  # the reloaded page says why
+    media.refresh_from_db()
+    assert media.is_public
+
+    services.media_set_public(user=user, media_id=media.pk, is_public=False, limited=False)  # staff's bulk action
+    media.refresh_from_db()
+    assert not media.is_public
