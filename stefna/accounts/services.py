@@ -190,9 +190,20 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# Live (unrevoked) tokens an account may hold: far more than any person's scripts need,
+# and a bound on what a stolen session can mint.
+MAX_LIVE_TOKENS = 20
+
+
 def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
     """Create a token; returns the row and the plain token, which is never stored."""
     _refuse_nul(name or "", "name")
+    if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_LIVE_TOKENS:
+        raise InvalidInput(
+            _("You have %(count)d API tokens already. Revoke one you no longer use, then create a new one.")
+            % {"count": MAX_LIVE_TOKENS},
+            detail={"field": "name", "max_live_tokens": MAX_LIVE_TOKENS},
+        )
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user, name=(name or "").strip()[:80], prefix=plain[:10], token_hash=hash_token(plain)

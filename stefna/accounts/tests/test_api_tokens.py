@@ -68,3 +68,18 @@ def test_create_api_token_command_reuses_an_existing_account(user, capsys):
     token = capsys.readouterr().out.strip().splitlines()[-1]
     assert services.api_token_authenticate(token) == user
     assert User.objects.count() == 1
+
+
+def test_an_account_holds_at_most_max_live_tokens_and_the_page_says_what_to_do(client, user):
+    for number in range(services.MAX_LIVE_TOKENS):
+        services.api_token_create(user=user, name=f"script {number}")
+    client.force_login(user)
+
+    page = client.post("/accounts/tokens/", {"name": "one more"}, follow=True)
+
+    assert ApiToken.objects.filter(user=user).count() == services.MAX_LIVE_TOKENS
+    assert "Revoke one you no longer use" in page.content.decode()
+    first = ApiToken.objects.filter(user=user).first()
+    assert services.api_token_revoke(user=user, token_id=first.pk)
+    client.post("/accounts/tokens/", {"name": "one more"})
+    assert ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() == services.MAX_LIVE_TOKENS
