@@ -5,9 +5,9 @@ Only the database makes it 503 (CONTRACT): without it nothing works, while a dea
 cache or worker leaves the site serving pages (limits count in the database, jobs
 wait for the worker), so a load balancer must not pull the node. `status` says
 "degraded" then, for monitors that alert on more than the code. `?deep=1` also
-writes, reads and deletes a probe file in storage and a value in the cache.
-No authentication: nothing here is secret (configuration appears as booleans only),
-and monitors can't sign in.
+writes, reads and deletes a probe file in storage and a value in the cache, at most
+DEEP_PER_MINUTE times a minute for one address (then 429). No authentication: nothing
+here is secret (configuration appears as booleans only), and monitors can't sign in.
 
 Under ASGI each web process checks at most once a second for a bare `GET /healthz` and
 sends that answer again meanwhile, from its event loop (stefna/asgi_handler.py,
@@ -32,13 +32,17 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from stefna import ratelimit
 from stefna.asgi_handler import own_thread, reuse_answer
+from stefna.errors import RateLimited, error_body
 
 logger = logging.getLogger("stefna")
 
 # db_worker beats every few seconds; a minute of silence means it is stopped or stuck.
 WORKER_STALE_AFTER = dt.timedelta(seconds=60)
 PROBE_NAME = "healthz/probe.txt"
+# Deep checks an address may ask for a minute (`_deep_refused`).
+DEEP_PER_MINUTE = 30
 
 
 def _database_up() -> bool:
@@ -93,6 +97,24 @@ def _worker_last_seen() -> dt.datetime | None:
     return WorkerHeartbeat.objects.aggregate(newest=Max("last_seen_at"))["newest"]
 
 
+def _deep_refused(request: HttpRequest) -> JsonResponse | None:
+    """A 429 once an address asks for more than DEEP_PER_MINUTE deep checks a minute: each
+    writes to storage and the cache, and anyone may ask. A monitor probing every few
+    seconds stays well inside it. Counting never stands in the way of the answer: if
+    it fails (the database is down), the check runs and says so."""
+    try:
+        ratelimit.hit(
+            f"healthz-deep:{ratelimit.ip_key(ratelimit.client_ip(request))}", limit=DEEP_PER_MINUTE, window=60
+        )
+    except RateLimited as exc:
+        response = JsonResponse(error_body(exc.code, exc.message, exc.detail), status=exc.status)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except Exception:
+        logger.warning("healthz: counting a deep check failed", exc_info=True)
+    return None
+
+
 def _state(up: bool) -> str:
     return "up" if up else "down"
 
@@ -105,6 +127,8 @@ def _state(up: bool) -> str:
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     deep = request.GET.get("deep") == "1"
+    if deep and (refused := _deep_refused(request)) is not None:
+        return refused
     database_up = _database_up()
     last_seen = _worker_last_seen() if database_up else None
     now = timezone.now()

@@ -125,3 +125,17 @@ def test_a_plain_probe_writes_nothing_and_still_finds_a_missing_cache_table(clie
     with override_settings(CACHES=database_cache("no_such_table")):
         body = client.get("/healthz").json()
     assert (body["status"], body["checks"]["cache"]) == ("degraded", "down")
+
+
+def test_deep_checks_are_limited_per_address_and_plain_probes_are_not(client, db, monkeypatch):
+    """Each deep check writes to storage and the cache, and anyone may ask for one."""
+    from stefna import health
+
+    monkeypatch.setattr(health, "DEEP_PER_MINUTE", 3)
+    beat(1)
+    answers = [client.get("/healthz?deep=1") for _ in range(4)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    assert answers[-1].json()["code"] == "rate_limited" and answers[-1]["Retry-After"]
+    assert client.get("/healthz?deep=1", REMOTE_ADDR="198.51.100.7").status_code == 200  # another address
+    assert all(client.get("/healthz").status_code == 200 for _ in range(5))
