@@ -26,6 +26,28 @@ def running() -> Generation:
     return GenerationFactory.create(status=Generation.Status.RUNNING, completed_at=None)
 
 
+def test_every_version_trigger_exists_after_all_migrations():
+    """On SQLite a migration that rebuilds one of these tables drops its triggers (see
+    migration 0010); this fails the day one does so without creating them again."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+            expected = {
+                "generation_version_bump",
+                *(
+                    f"generation_{table}_version_{event}"
+                    for table in ("attempt", "media")
+                    for event in ("insert", "delete", "update")
+                ),
+            }
+        else:
+            cursor.execute("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
+            expected = {"generation_version_bump", "attempt_version_bump", "media_version_bump"}
+        assert expected <= {name for (name,) in cursor.fetchall()}
+
+
 def test_a_new_generation_starts_at_version_one(running):
     assert version_of(running) == 1
 
