@@ -14,9 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from stefna.db import close_old_connections_unless_in_transaction
@@ -30,6 +32,23 @@ GenerationId = uuid.UUID | str
 
 def lease_until(now: dt.datetime | None = None) -> dt.datetime:
     return (now or timezone.now()) + dt.timedelta(seconds=settings.PIPELINE_LEASE_SECONDS)
+
+
+def claim_due[ModelT: Model](
+    queryset: QuerySet[ModelT], *, field: str, limit: int, now: dt.datetime, of: tuple[str, ...] = ()
+) -> list[Any]:
+    """Claim up to `limit` rows of `queryset` (already filtered to the due ones), oldest
+    `field` first: each row's `field` moves to a lease in the same transaction, skipping
+    rows another worker holds, so two never take the same row and a crashed holder's
+    claim runs out. Returns the claimed ids. For retries kept on other rows than a
+    generation's (images to copy, owed storage work)."""
+    with transaction.atomic():
+        ids = list(
+            queryset.order_by(field).select_for_update(skip_locked=True, of=of).values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            queryset.model._default_manager.filter(pk__in=ids).update(**{field: lease_until(now)})
+    return ids
 
 
 def next_poll(now: dt.datetime | None = None, *, seconds: float | None = None) -> dt.datetime:

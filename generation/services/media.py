@@ -23,6 +23,7 @@ from stefna.errors import NotFound
 from .. import persistence
 from ..models import Generation, Media, StoredRemoval
 from . import revoke
+from .claim import claim_due
 from .log import generation_log
 
 logger = logging.getLogger("generation")
@@ -105,16 +106,7 @@ def media_persist_due(*, limit: int, now: dt.datetime | None = None) -> list[uui
     """Claim up to `limit` images whose next copy is due (a conditional UPDATE to a
     lease, like generations), for the caller to `media_persist` each."""
     now = now or timezone.now()
-    lease = now + dt.timedelta(seconds=settings.PIPELINE_LEASE_SECONDS)
-    with transaction.atomic():
-        ids = list(
-            Media.objects.filter(
-                persisted=False, persist_next_at__lte=now, generation__status=Generation.Status.SUCCEEDED
-            )
-            .order_by("persist_next_at")
-            .select_for_update(skip_locked=True, of=("self",))
-            .values_list("pk", flat=True)[:limit]
-        )
-        if ids:
-            Media.objects.filter(pk__in=ids).update(persist_next_at=lease)
-    return ids
+    due = Media.objects.filter(
+        persisted=False, persist_next_at__lte=now, generation__status=Generation.Status.SUCCEEDED
+    )
+    return claim_due(due, field="persist_next_at", limit=limit, now=now, of=("self",))

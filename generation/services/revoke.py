@@ -28,13 +28,13 @@ import uuid
 from collections.abc import Iterable
 from functools import partial
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from .. import persistence, storage
 from ..models import Generation, Media, StoredRemoval
+from .claim import claim_due
 
 logger = logging.getLogger("generation")
 
@@ -120,17 +120,7 @@ def media_moves_due(*, limit: int, now: dt.datetime | None = None) -> list[uuid.
     """Claim up to `limit` images whose owed move is due (a lease, as for copies), for
     the caller to `media_move` each."""
     now = now or timezone.now()
-    lease = now + dt.timedelta(seconds=settings.PIPELINE_LEASE_SECONDS)
-    with transaction.atomic():
-        ids = list(
-            Media.objects.filter(move_next_at__lte=now)
-            .order_by("move_next_at")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:limit]
-        )
-        if ids:
-            Media.objects.filter(pk__in=ids).update(move_next_at=lease)
-    return ids
+    return claim_due(Media.objects.filter(move_next_at__lte=now), field="move_next_at", limit=limit, now=now)
 
 
 # --- Removals ----------------------------------------------------------------------------
@@ -221,14 +211,4 @@ def stored_removals_due(*, limit: int, now: dt.datetime | None = None) -> list[i
     """Claim up to `limit` owed removals that are due (a lease), for the caller to
     `stored_removal_attempt` each."""
     now = now or timezone.now()
-    lease = now + dt.timedelta(seconds=settings.PIPELINE_LEASE_SECONDS)
-    with transaction.atomic():
-        ids = list(
-            StoredRemoval.objects.filter(next_at__lte=now)
-            .order_by("next_at")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:limit]
-        )
-        if ids:
-            StoredRemoval.objects.filter(pk__in=ids).update(next_at=lease)
-    return ids
+    return claim_due(StoredRemoval.objects.filter(next_at__lte=now), field="next_at", limit=limit, now=now)

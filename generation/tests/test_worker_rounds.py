@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from concurrent.futures import Executor, Future
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -19,21 +17,11 @@ from django.utils import timezone
 from generation.models import Generation, Media
 from generation.registry import FAST_SDXL_I2I
 from generation.tests.factories import MediaFactory
-from generation.tests.pipeline_helpers import run_worker, start_generation
+from generation.tests.pipeline_helpers import Inline, run_worker, start_generation
 from generation.worker import Poller
 from presets.tests.factories import PresetFactory
 
 pytestmark = pytest.mark.django_db
-
-
-class Inline(Executor):
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:
-            future.set_exception(exc)
-        return future
 
 
 @pytest.fixture
