@@ -7,6 +7,7 @@ import os
 import socket
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -22,9 +23,9 @@ def generation_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Periodic clean-up of jobs that would otherwise never move again.
 
     - an active generation with no next check (should not happen) is made due;
-    - a generation active for longer than its whole chain could take (every attempt
-      timing out, plus slack for retries) is failed and refunded, and its job at fal
-      is canceled (`generation_fail`).
+    - a generation running for longer than its whole chain could take (every attempt
+      timing out, plus slack for retries), counted from its start at fal, is failed and
+      refunded, and its job at fal is canceled (`generation_fail`).
     Lost webhooks and jobs stuck in fal's queue need nothing here: every in-flight job
     is polled anyway, and an attempt past FAL_ATTEMPT_TIMEOUT_SECONDS is canceled and
     falls over to the next model when it is next checked. A crashed worker's claims
@@ -37,12 +38,17 @@ def generation_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     )
     expired = 0
     slack = settings.PIPELINE_LEASE_SECONDS + 120
+    # Counted from when its chain started at fal (`started_at`, set at the first submission
+    # and cleared by a staff retry), not from the request: a job that waited its turn for a
+    # free slot (FAL_MAX_CONCURRENT) or a retried old one has not used any of its time yet.
+    # A queued job is not bounded: it starts as slots free, and its owner can cancel it.
+    oldest_start = now - dt.timedelta(seconds=settings.FAL_ATTEMPT_TIMEOUT_SECONDS + slack)
     for generation in Generation.objects.filter(
-        status__in=Generation.ACTIVE_STATUSES,
-        created_at__lt=now - dt.timedelta(seconds=settings.FAL_ATTEMPT_TIMEOUT_SECONDS + slack),
+        Q(started_at__lt=oldest_start) | Q(started_at__isnull=True, created_at__lt=oldest_start),
+        status=Generation.Status.RUNNING,
     ).iterator():
         bound = len(generation.model_chain or [1]) * (settings.FAL_ATTEMPT_TIMEOUT_SECONDS + slack)
-        if (now - generation.created_at).total_seconds() <= bound:
+        if (now - (generation.started_at or generation.created_at)).total_seconds() <= bound:
             continue
         message = (
             f"This generation took longer than {bound // 60} minutes and was stopped; "

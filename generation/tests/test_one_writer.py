@@ -206,7 +206,7 @@ def test_the_sweeper_stops_a_stuck_job_through_the_writer(user, fake_fal, settin
     generation = start_generation(user, PresetFactory(model_chain=[GHIBLIFY]))
     run_worker(rounds=1)
     long_ago = timezone.now() - dt.timedelta(hours=3)
-    Generation.objects.filter(pk=generation.pk).update(created_at=long_ago)
+    Generation.objects.filter(pk=generation.pk).update(created_at=long_ago, started_at=long_ago)
 
     assert services.generation_sweep()["expired"] == 1
 

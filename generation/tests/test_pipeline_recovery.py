@@ -104,7 +104,7 @@ def test_the_sweeper_fails_and_refunds_a_generation_stuck_for_too_long(user, fak
     lost = start_generation(user, preset, prompt="never scheduled")
     Generation.objects.filter(pk=lost.pk).update(next_check_at=None)
     long_ago = timezone.now() - dt.timedelta(hours=2)
-    Generation.objects.filter(pk=generation.pk).update(created_at=long_ago)
+    Generation.objects.filter(pk=generation.pk).update(created_at=long_ago, started_at=long_ago)
 
     outcome = services.generation_sweep()
 
@@ -116,6 +116,32 @@ def test_the_sweeper_fails_and_refunds_a_generation_stuck_for_too_long(user, fak
     assert fake_fal.calls("PUT", f"/requests/{attempt.fal_job_id}/cancel")
     assert CreditEntry.objects.filter(generation=generation, reason="refund").count() == 1
     assert Generation.objects.get(pk=lost.pk).next_check_at is not None
+
+
+def test_the_sweepers_clock_starts_at_fal_not_at_the_request(user, fake_fal, settings):
+    """A job that waited its turn for a slot, or a staff retry of an old one, has used none
+    of its time: it was failed and refunded without any model being asked."""
+    settings.FAL_ATTEMPT_TIMEOUT_SECONDS = 60
+    settings.FAL_MAX_CONCURRENT = 1
+    fake_fal.stick_in_queue(FAST_SDXL_I2I)
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I])
+    running = start_generation(user, preset)
+    run_worker(rounds=1)
+    waiting = start_generation(user, preset, prompt="waiting for a slot")
+    run_worker(rounds=1)
+    retried = start_generation(user, preset, prompt="retried by staff")
+    services.generation_cancel(generation_id=retried.pk, user=user)
+    services.generation_retry(generation_id=retried.pk)
+    long_ago = timezone.now() - dt.timedelta(hours=2)
+    Generation.objects.filter(pk__in=[waiting.pk, retried.pk]).update(created_at=long_ago)
+    Generation.objects.filter(pk=running.pk).update(created_at=long_ago)  # started just now
+
+    outcome = services.generation_sweep()
+
+    assert outcome["expired"] == 0
+    statuses = dict(Generation.objects.filter(user=user).values_list("pk", "status"))
+    assert statuses == {running.pk: "running", waiting.pk: "queued", retried.pk: "queued"}
+    assert not waiting.attempts.exists()
 
 
 def test_two_claimers_never_get_the_same_generation(user, fake_fal):
