@@ -5,7 +5,8 @@ the stored file to a fresh name as making an image private does: the public deli
 address every visitor was sent to (Cloudinary's signed URL, which never expires; a
 bucket's presigned URL; a CDN's copy) dies with the old name. The row, the file and the
 owner's `is_public` choice stay, so a restore puts back what was there, under the new
-name. Kept apart from services.py (the pipeline's) because only staff call these.
+name. Kept apart from the pipeline's services (`generation/services/`) because only
+staff call these.
 """
 
 from __future__ import annotations

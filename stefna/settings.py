@@ -1,7 +1,8 @@
 """Stefna's one settings module.
 
-Every knob comes from the environment, as ../shared/CONTRACT.md lists; `.env.example`
-documents each variable. Defaults are safe for production (DEBUG off, secrets
+Every knob comes from the environment, as the outside contract lists (kept with the
+project's shared documents, outside this repository); `.env.example` documents each
+variable. Defaults are safe for production (DEBUG off, secrets
 required) and `make run` switches on the development conveniences.
 """
 

@@ -1,6 +1,6 @@
 """Generation.version: the database triggers of migration 0007 move it on every change a
 viewer sees, and only then. Runs on SQLite and PostgreSQL alike (each has its own
-triggers); the NOTIFY half is PostgreSQL's and is tested in test_live.py."""
+triggers); the NOTIFY half is PostgreSQL's and is tested in test_events.py."""
 
 from __future__ import annotations
 
