@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
 from django.db.models.options import Options
 from django.utils import timezone
 
@@ -143,10 +142,6 @@ def _spending_and_balance(
 
 def balance_of(*, user: User) -> int:
     return Wallet.objects.filter(pk=user.pk).values_list("balance", flat=True).first() or 0
-
-
-def entries_for(*, user: User, limit: int = 50) -> QuerySet[CreditEntry]:
-    return CreditEntry.objects.filter(user=user).select_related("generation").order_by("-created_at", "-id")[:limit]
 
 
 def credit_packs_for_sale() -> list[CreditPack]:

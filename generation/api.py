@@ -33,8 +33,7 @@ from stefna.errors import DomainError, InvalidInput, NotFound
 from stefna.requests import AuthenticatedRequest
 
 from . import etags, event_stream, first_page, selectors, services, status_reads
-from .exceptions import ImageTooLarge
-from .images import ValidatedImage, decode_base64_image, validate_image
+from .images import ValidatedImage, decode_base64_image, image_too_large, validate_image
 from .models import Generation
 from .photos import source_photo
 from .schemas import (
@@ -103,7 +102,7 @@ def _read_upload[FieldsT: BaseModel](
     if content_type == "multipart/form-data":
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared > settings.MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD_BYTES:
-            raise _too_large()
+            raise image_too_large()
         try:
             fields = form_schema.model_validate(request.POST.dict())
         except PydanticValidationError as exc:
@@ -114,7 +113,7 @@ def _read_upload[FieldsT: BaseModel](
             # none, and the request service refuses a missing one for the other styles.
             return fields, None
         if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
-            raise _too_large()
+            raise image_too_large()
         return fields, upload.read()
     if content_type in ("application/json", ""):
         try:
@@ -157,15 +156,6 @@ def _all_text_encodes(value: object) -> bool:
     if isinstance(value, list):
         return all(_all_text_encodes(item) for item in value)
     return True
-
-
-def _too_large() -> ImageTooLarge:
-    limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
-    return ImageTooLarge(
-        _("That image is larger than %(megabytes)s MB. Please upload a smaller photo.")
-        % {"megabytes": f"{limit_mb:g}"},
-        detail={"max_bytes": settings.MAX_UPLOAD_BYTES},
-    )
 
 
 def _read_generation_input(request: HttpRequest) -> tuple[GenerationFormIn, ValidatedImage | None]:

@@ -88,14 +88,15 @@ def decode_base64_image(value: str) -> bytes:
         raise InvalidInput(_("image_base64 is a data URI without ';base64,'."), detail={"field": "image_base64"})
     # Rough size check before decoding, so a huge string is refused without allocating its bytes.
     if len(value) * 3 // 4 > settings.MAX_UPLOAD_BYTES + 3:
-        raise _too_large()
+        raise image_too_large()
     try:
         return base64.b64decode(re.sub(r"\s+", "", value), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidInput(_("image_base64 is not valid base64."), detail={"field": "image_base64"}) from exc
 
 
-def _too_large() -> ImageTooLarge:
+def image_too_large() -> ImageTooLarge:
+    """The 413 for a photo over MAX_UPLOAD_BYTES, in the asker's language."""
     limit_mb = settings.MAX_UPLOAD_BYTES / (1024 * 1024)
     return ImageTooLarge(
         _("That image is larger than %(megabytes)s MB. Please upload a smaller photo.")
@@ -115,7 +116,7 @@ def validate_image(data: bytes) -> ValidatedImage:
     process, and scaled down before it is rotated upright.
     """
     if len(data) > settings.MAX_UPLOAD_BYTES:
-        raise _too_large()
+        raise image_too_large()
     if not data:
         raise UnsupportedImage(_("The file is empty."))
     max_pixels = settings.MAX_IMAGE_PIXELS
@@ -282,7 +283,7 @@ def refused_in_browser(reason: str) -> str | None:
     if reason == "not_image":
         return UnsupportedImage().message
     if reason == "too_large":
-        return _too_large().message
+        return image_too_large().message
     if match := _REFUSED_PIXELS.fullmatch(reason):
         return _too_many_pixels(int(match["width"]), int(match["height"])).message
     return None

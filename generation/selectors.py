@@ -127,17 +127,10 @@ def _history(*, user: User, kind: str | None, status: str | None) -> QuerySet[Ge
     return queryset
 
 
-def generation_get(*, user: User, generation_id: uuid.UUID | str) -> Generation:
-    """One of the user's generations. Someone else's is NotFound, never Forbidden."""
-    try:
-        return _with_details(Generation.objects.filter(user=user)).get(pk=generation_id)
-    except (Generation.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound(_("Generation not found.")) from exc
-
-
 def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -> tuple[Generation, int]:
-    """`generation_get` plus the owner's credit balance, read in the same query (a
-    subquery), so a status answer costs 3 queries after authentication."""
+    """One of the user's generations with its images and attempts, and the owner's credit
+    balance read in the same query (a subquery), so a status answer costs 3 queries after
+    authentication. Someone else's is NotFound, never Forbidden."""
     balance = Wallet.objects.filter(pk=OuterRef("user_id")).values("balance")[:1]
     queryset = _with_details(Generation.objects.filter(user=user)).annotate(owner_balance=Subquery(balance))
     try:
@@ -159,7 +152,7 @@ def generation_for_card(*, user: User, generation_id: uuid.UUID | str) -> Genera
 
     htmx polls this every second while a job runs, so it is the hottest HTML read: one
     query for the row (the card reads the images only once there are any to show),
-    unlike generation_get, which also loads images and attempts. The owner's wallet
+    unlike generation_get_with_balance, which also loads images and attempts. The owner's wallet
     figures come along in the same query (`owner_balance`, `owner_purchased_balance`,
     `owner_allowance_day`): the card's ETag is built from them (generation/etags.py).
     """
@@ -295,13 +288,6 @@ def media_get_shared(*, media_id: uuid.UUID | str, viewer: User | None = None) -
     if not (media.is_public or is_owner):
         raise NotFound(_("Image not found."))
     return media
-
-
-def media_get_owned(*, user: User, media_id: uuid.UUID | str) -> Media:
-    try:
-        return Media.objects.select_related("generation").get(pk=media_id, user=user)
-    except (Media.DoesNotExist, ValueError, TypeError) as exc:
-        raise NotFound(_("Image not found.")) from exc
 
 
 def media_get_by_share_id(*, share_id: str, viewer: User | None = None) -> Media:

@@ -22,6 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
@@ -365,7 +366,7 @@ def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpRespon
     except RateLimited as exc:
         messages.error(request, exc.message)
         # htmx swaps only a 2xx into the page: reload it instead, so the message shows.
-        response = HttpResponse(status=204) if is_htmx(request) else redirect(_next_url(request, f"/i/{media_id}/"))
+        response = HttpResponse(status=204) if is_htmx(request) else redirect(_next_url(request, reverse("history")))
         if is_htmx(request):
             response["HX-Refresh"] = "true"
         response["Retry-After"] = str(exc.retry_after)
@@ -383,7 +384,7 @@ def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpRespon
     else:
         message = _("Your image is private now.")
     messages.success(request, message)
-    return redirect(_next_url(request, f"/i/{media.pk}/"))
+    return redirect(_next_url(request, reverse("share_page", args=[media.share_id])))
 
 
 @login_required

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from .advance import generation_advance, generation_poll_batch, generation_poll_due, generation_submit
 from .check import apply_status
-from .claim import WAKE_CHANNEL, generation_claim, generation_claim_running, generation_release, workers_wake
+from .claim import WAKE_CHANNEL, generation_claim_running, generation_release, workers_wake
 from .finish import Finished, generations_finish
 from .media import media_persist, media_persist_due
 from .owner import generation_hide, media_delete, media_set_public
@@ -52,7 +52,6 @@ __all__ = [
     "effective_limit",
     "generation_advance",
     "generation_cancel",
-    "generation_claim",
     "generation_claim_due",
     "generation_claim_running",
     "generation_fail",

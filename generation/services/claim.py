@@ -68,25 +68,8 @@ def generation_claim_running(*, limit: int, now: dt.datetime | None = None) -> l
     now = now or timezone.now()
     if limit <= 0:
         return []
-    with transaction.atomic():
-        ids = list(
-            Generation.objects.filter(status=Generation.Status.RUNNING, next_check_at__lte=now)
-            .order_by("next_check_at")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:limit]
-        )
-        if ids:
-            Generation.objects.filter(pk__in=ids).update(next_check_at=lease_until(now))
-    return ids
-
-
-def generation_claim(*, generation_id: GenerationId, statuses: tuple[str, ...] = Generation.ACTIVE_STATUSES) -> bool:
-    """Claim one generation if it is due and in one of `statuses`. True when we hold it."""
-    now = timezone.now()
-    claimed = Generation.objects.filter(pk=generation_id, status__in=statuses, next_check_at__lte=now).update(
-        next_check_at=lease_until(now)
-    )
-    return bool(claimed)
+    due = Generation.objects.filter(status=Generation.Status.RUNNING, next_check_at__lte=now)
+    return claim_due(due, field="next_check_at", limit=limit, now=now)
 
 
 def generation_release(*, generation_id: GenerationId, seconds: float | None = None) -> None:
