@@ -472,15 +472,16 @@ def explain_all(data: DataSet) -> list[tuple[str, str, int, int, float, str]]:
     from credits.selectors import quota_for
     from generation import dashboard, selectors, services
     from generation.models import Attempt, Generation, Media
+    from stefna import pagination
     from stefna.accounts.models import User
 
     user = User.objects.get(pk=data.user_ids[0])
     generation_id = data.generations_of[user.pk][0]
     feed = selectors.feed_queryset().order_by("-created_at", "-id")
     deep_created, deep_id = feed.values_list("created_at", "id")[60_000]
-    deep_feed = selectors.encode_cursor(deep_created, deep_id)
+    deep_feed = pagination.encode_cursor(deep_created, deep_id)
     history = Generation.objects.filter(user=user, deleted_at__isnull=True).order_by("-created_at", "-id")
-    deep_history = selectors.encode_cursor(*history.values_list("created_at", "id")[79])
+    deep_history = pagination.encode_cursor(*history.values_list("created_at", "id")[79])
     job_id = Attempt.objects.filter(generation_id=generation_id).values_list("fal_job_id", flat=True).first()
 
     failures: list[tuple[str, str, int, int, float, str]] = []
@@ -608,7 +609,7 @@ def routes(data: DataSet, jpeg: bytes) -> list[tuple[str, str, support.Request, 
     """(name, target label, request, target ms, expected statuses) for every measured route."""
     from generation import selectors
     from generation.models import Generation
-    from generation.selectors import encode_cursor
+    from stefna.pagination import encode_cursor
 
     feed = selectors.feed_queryset().order_by("-created_at", "-id")
     public_count = feed.count()

@@ -9,8 +9,8 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
-from generation.selectors import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from stefna.api_support import errors, limit_public
+from stefna.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from stefna.requests import AuthenticatedRequest
 
 from . import selectors

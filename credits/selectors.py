@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models.options import Options
 from django.utils import timezone
 
-from generation.selectors import Page, keyset_page
+from stefna.pagination import Page, keyset_page
 
 from . import ledger
 from .models import CreditEntry, CreditPack, Purchase, Wallet

@@ -30,6 +30,7 @@ from credits.selectors import balance_of
 from stefna.api_support import errors, limit_public
 from stefna.db import release_request_connection
 from stefna.errors import DomainError, InvalidInput, NotFound
+from stefna.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from stefna.requests import AuthenticatedRequest
 
 from . import etags, event_stream, first_page, selectors, services, status_reads
@@ -251,7 +252,7 @@ def generation_create(
 def generation_list(
     request: AuthenticatedRequest,
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` from the previous page."),
-    limit: int = Query(selectors.DEFAULT_PAGE_SIZE, ge=1, le=selectors.MAX_PAGE_SIZE),
+    limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
     kind: str | None = Query(None, max_length=32),
     status: GenerationStatus | None = None,
 ) -> dict:
@@ -370,7 +371,7 @@ def generation_cancel(request: AuthenticatedRequest, generation_id: uuid.UUID) -
 def feed(
     request: HttpRequest,
     cursor: str | None = Query(None, max_length=200, description="`next_cursor` from the previous page."),
-    limit: int = Query(selectors.DEFAULT_PAGE_SIZE, ge=1, le=selectors.MAX_PAGE_SIZE),
+    limit: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
 ) -> dict:
     limit_public(request)
 

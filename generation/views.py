@@ -35,6 +35,7 @@ from presets.models import Preset
 from presets.selectors import active_presets
 from stefna.context_processors import header_quota_from_wallet
 from stefna.errors import DomainError, NotFound, RateLimited
+from stefna.pagination import Page
 from stefna.requests import AuthenticatedRequest, signed_in_user
 
 from . import etags, event_stream, first_page, photos, selectors, services, status_reads
@@ -465,6 +466,6 @@ def history(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def _page_url(page: selectors.Page, query: dict[str, str]) -> str | None:  # type: ignore[type-arg]
+def _page_url(page: Page, query: dict[str, str]) -> str | None:  # type: ignore[type-arg]
     """The address of the next page (same filters), or None on the last page."""
     return f"?{urlencode({**query, 'cursor': page.next_cursor})}" if page.next_cursor else None

@@ -10,7 +10,7 @@ call of a token touches `last_used_at` (one UPDATE, at most once a minute per to
 the first quota read of a UTC day writes the daily allowance.
 
 The PostgreSQL plan tests pin the two index rules: a deep keyset cursor seeks in its
-index (the redundant `created_at <= c` in selectors.keyset_page), and newest-first lists over
+index (the redundant `created_at <= c` in stefna.pagination.keyset_page), and newest-first lists over
 every row read an index instead of sorting the table.
 """
 
@@ -31,6 +31,7 @@ from generation import selectors, storage
 from generation.models import Generation, Media
 from generation.tests.factories import AttemptFactory, GenerationFactory, MediaFactory
 from presets.tests.factories import PresetFactory
+from stefna import pagination
 from stefna.accounts.models import User
 from stefna.accounts.tests.factories import UserFactory
 
@@ -317,7 +318,7 @@ def test_page_1000_of_the_feed_costs_what_page_1_costs(client):
     before_page_1000 = 999 * page_size
     cursor, seen = None, 0
     while seen < before_page_1000:
-        page = selectors.generation_feed(cursor=cursor, limit=min(selectors.MAX_PAGE_SIZE, before_page_1000 - seen))
+        page = selectors.generation_feed(cursor=cursor, limit=min(pagination.MAX_PAGE_SIZE, before_page_1000 - seen))
         cursor, seen = page.next_cursor, seen + len(page.items)
     assert cursor is not None
     assert seen == before_page_1000
@@ -382,7 +383,7 @@ def test_a_deep_feed_cursor_seeks_in_the_index_instead_of_scanning_down_to_it():
     cursor_row = selectors.feed_queryset().order_by("-created_at", "-id").values_list("created_at", "id")[1500]
 
     with CaptureQueriesContext(connection) as queries:
-        page = selectors.generation_feed(cursor=selectors.encode_cursor(*cursor_row), limit=2)
+        page = selectors.generation_feed(cursor=pagination.encode_cursor(*cursor_row), limit=2)
 
     assert len(page.items) == 2
     assert _seeks_on_created_at(_plan(queries.captured_queries[0]["sql"]), "media_feed", "media_recent")
@@ -406,7 +407,7 @@ def test_a_deep_history_cursor_seeks_in_the_index_instead_of_scanning_down_to_it
     )
 
     with CaptureQueriesContext(connection) as queries:
-        page = selectors.generation_history(user=user, cursor=selectors.encode_cursor(*cursor_row), limit=2)
+        page = selectors.generation_history(user=user, cursor=pagination.encode_cursor(*cursor_row), limit=2)
 
     assert len(page.items) == 2
     assert _seeks_on_created_at(_plan(queries.captured_queries[0]["sql"]), "gen_history")
