@@ -32,7 +32,7 @@ from stefna.accounts.models import User
 from stefna.db import release_request_connection
 from stefna.errors import NotFound
 
-from . import live, selectors, status_reads
+from . import live, status_reads, status_thread
 from .models import Generation
 from .schemas import GenerationOut, UrlMaker, generation_row_out
 
@@ -96,7 +96,7 @@ async def events(
     with live.hub().watch(generation_id, version=version) as watch:
         while True:
             if watch.version is None or sent is None or watch.version != sent:
-                state = await selectors.run_on_status_connection(snapshot, sent=sent)
+                state = await status_thread.run_on_status_connection(snapshot, sent=sent)
                 if state is None:
                     return  # deleted meanwhile
                 if state.event is not None:

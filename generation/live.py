@@ -22,7 +22,7 @@ How a web process learns about a change:
 
 Streams wait on an `asyncio.Event`: a waiting stream holds no thread and no database
 connection. The database reads (the poll, a stream's snapshot) run on the one shared
-status thread of `selectors.run_on_status_connection`, which keeps one connection.
+status thread of `status_thread.run_on_status_connection`, which keeps one connection.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from stefna.db import listen_params
 
-from . import selectors, status_reads
+from . import status_reads, status_thread
 
 logger = logging.getLogger("generation.live")
 
@@ -230,7 +230,7 @@ class Hub:
                 continue
             ids = list(self.watches)
             try:
-                versions = await selectors.run_on_status_connection(
+                versions = await status_thread.run_on_status_connection(
                     status_reads.generation_versions, generation_ids=ids
                 )
             except asyncio.CancelledError:

@@ -4,17 +4,10 @@ number of queries whatever its size, and pages by keyset (created_at, id) so pag
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import datetime as dt
 import uuid
-import weakref
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F, OuterRef, Prefetch, QuerySet, Subquery
 from django.utils.translation import gettext_lazy as _
 
@@ -22,6 +15,7 @@ from credits.models import CreditEntry, Wallet
 from stefna.errors import NotFound
 from stefna.pagination import Page, keyset_page
 
+from . import status_thread
 from .models import Attempt, Generation, Media
 
 if TYPE_CHECKING:
@@ -92,13 +86,6 @@ def generation_get_with_balance(*, user: User, generation_id: uuid.UUID | str) -
     return generation, generation.owner_balance or 0  # type: ignore[attr-defined]
 
 
-# Every waiting client's status polls in this process run on this one thread, so on one
-# database connection that stays open between polls: a hundred waiting clients cost one
-# connection, not a hundred (and no reconnect per poll).
-_STATUS_POLLER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generation-status")
-_poller_connections: weakref.WeakSet[BaseDatabaseWrapper] = weakref.WeakSet()
-
-
 def generation_for_card(*, user: User, generation_id: uuid.UUID | str) -> Generation:
     """The owner's generation, and nothing the status card doesn't show.
 
@@ -146,50 +133,13 @@ def generation_attempts(*, generation: Generation) -> list[Attempt]:
 async def generation_status_value(*, generation_id: uuid.UUID | str) -> str | None:
     """Just the status (one primary-key read), or None when the row does not exist.
 
-    For clients waiting on a generation from async code (see _STATUS_POLLER).
+    For clients waiting on a generation from async code (see generation/status_thread.py).
     """
-    return await run_on_status_connection(_status_value, generation_id=generation_id)
+    return await status_thread.run_on_status_connection(_status_value, generation_id=generation_id)
 
 
 def _status_value(*, generation_id: uuid.UUID | str) -> str | None:
     return Generation.objects.filter(pk=generation_id).values_list("status", flat=True).first()
-
-
-async def run_on_status_connection[ResultT](function: Callable[..., ResultT], /, **kwargs: Any) -> ResultT:
-    """`function(**kwargs)` (a read) on the status poller's thread and its one connection.
-
-    For async code that waits on generations (the studio's wait, the live status stream):
-    however many clients wait, their reads share one connection instead of each holding one.
-    """
-    # The executor directly, in a copy of the caller's context (its request id for log
-    # lines): building an asgiref SyncToAsync for each read was a few percent of a web
-    # process's CPU at the crowd bench's load, where streams read several times a job.
-    context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(
-        _STATUS_POLLER, context.run, _on_a_shared_connection, function, kwargs
-    )
-
-
-def _on_a_shared_connection[ResultT](function: Callable[..., ResultT], kwargs: dict[str, Any]) -> ResultT:
-    _poller_connections.add(connections[DEFAULT_DB_ALIAS])
-    try:
-        return function(**kwargs)
-    except DatabaseError:
-        # A dropped connection (say, a database restart): discard it so the next read
-        # reconnects instead of failing the same way forever.
-        connection.close()
-        raise
-
-
-def generation_status_close_connection() -> None:
-    """Close the status poller's database connection (tests; before dropping a database)."""
-
-    def close() -> None:
-        # On the poller's thread: a connection may only be closed by the thread using it.
-        for poller_connection in list(_poller_connections):
-            poller_connection.close()
-
-    _STATUS_POLLER.submit(close).result()
 
 
 # What the feed (API and page) shows of each image: `feed_item_out` and `_feed_page.html`.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from credits import ledger
-from generation import selectors
+from generation import status_thread
 from generation.models import Generation
 from generation.tests.factories import AttemptFactory, GenerationFactory
 
@@ -29,4 +29,4 @@ def fast_live(settings, monkeypatch):
     yield
     # The status thread keeps its connection; PostgreSQL cannot drop the test database
     # while it is open.
-    selectors.generation_status_close_connection()
+    status_thread.generation_status_close_connection()

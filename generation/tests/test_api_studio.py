@@ -16,7 +16,7 @@ from django.test import Client
 
 from credits.models import CreditEntry
 from credits.selectors import balance_of
-from generation import selectors, services
+from generation import services, status_thread
 from generation.models import Generation
 from generation.registry import FLUX_GENERAL_I2I
 from generation.storage import result_name
@@ -37,7 +37,7 @@ def _strict_async(monkeypatch, settings):
     yield
     # The status poller keeps its connection between polls; PostgreSQL cannot drop the
     # test database while it is open.
-    selectors.generation_status_close_connection()
+    status_thread.generation_status_close_connection()
 
 
 @pytest.fixture

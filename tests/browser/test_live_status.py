@@ -48,9 +48,9 @@ def asgi_server(transactional_db, settings):
     thread.join(timeout=10)
     # The event streams read on the shared status thread, which keeps its connection;
     # PostgreSQL cannot drop the test database while it is open.
-    from generation import selectors
+    from generation import status_thread
 
-    selectors.generation_status_close_connection()
+    status_thread.generation_status_close_connection()
 
 
 def signed_in_context(browser, asgi_server: str, user: User):
