@@ -75,12 +75,12 @@ def _isolated_media_and_cache(request, settings, tmp_path):
         # Set up the test's database access first (as its marker or fixtures ask).
         request.getfixturevalue("_django_db_helper")
         cache.clear()
-    # The per-process memo of presets' translated names (stefna/i18n_tags.py) holds the rows
-    # of the test that filled it: a later test on this worker has presets of its own.
+    # The per-process memo of presets' translated names (presets/selectors.py) holds the
+    # rows of the test that filled it: a later test on this worker has presets of its own.
     from generation import first_page
-    from stefna import i18n_tags
+    from presets.selectors import forget_preset_names
 
-    i18n_tags._PRESET_NAMES.clear()
+    forget_preset_names()
     # Likewise the feed's first page (generation/first_page.py), kept a second per process.
     first_page.kept.clear()
     yield

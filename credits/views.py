@@ -13,7 +13,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from stefna.context_processors import header_quota_for
 from stefna.errors import DomainError
 
 from . import selectors
@@ -70,7 +69,7 @@ def _status_context(request: HttpRequest, purchase: Purchase) -> dict[str, objec
         except DomainError:
             pass  # Stripe unreachable: the next poll, or the upkeep, tries again
         purchase = _owned(request, purchase.pk)
-    quota = header_quota_for(request.user)
+    quota = selectors.header_quota_for(user=request.user)  # type: ignore[arg-type]
     # An htmx poll also swaps the page header's balance in (out of band).
     return {"purchase": purchase, "quota": quota, "header_quota": quota, "oob_header": "HX-Request" in request.headers}
 

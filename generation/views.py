@@ -30,10 +30,9 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
-from credits.selectors import quota_for
+from credits.selectors import header_quota_from_wallet, quota_for
 from presets.models import Preset
 from presets.selectors import active_presets
-from stefna.context_processors import header_quota_from_wallet
 from stefna.errors import DomainError, NotFound, RateLimited
 from stefna.pagination import Page
 from stefna.requests import AuthenticatedRequest, signed_in_user

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from django.db.models import QuerySet
 
 from .models import Preset
@@ -23,3 +25,25 @@ def active_preset_by_slug(slug: str) -> Preset | None:
     if "\x00" in slug:
         return None  # no slug holds a NUL, and PostgreSQL refuses one in a query (a 500)
     return active_presets().filter(slug=slug).first()
+
+
+# slug → preset with its names, kept a minute per process (`preset_names_by_slug`).
+_NAMES: dict[str, tuple[float, dict[str, Preset]]] = {}
+_NAMES_SECONDS = 60.0
+
+
+def preset_names_by_slug() -> dict[str, Preset]:
+    """Every preset's names (`name`, `name_id`) by slug, kept a minute per process: the
+    pages that translate a generation's stored style name ask once per card, and this is
+    one query however many cards a page has. A rename shows within the minute."""
+    cached = _NAMES.get("all")
+    now = time.monotonic()
+    if cached is None or now - cached[0] > _NAMES_SECONDS:
+        presets = {preset.slug: preset for preset in Preset.objects.only("slug", "name", "name_id")}
+        _NAMES["all"] = cached = (now, presets)
+    return cached[1]
+
+
+def forget_preset_names() -> None:
+    """Drop the kept names (tests: each brings presets of its own)."""
+    _NAMES.clear()

@@ -7,7 +7,6 @@ Dates and plain numbers use Django's own localisation (`date:"DATE_FORMAT"`,
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from django import template
@@ -15,6 +14,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from presets.selectors import preset_names_by_slug
 from stefna.i18n_formats import format_money
 
 register = template.Library()
@@ -31,21 +31,6 @@ def money(minor_units: int | None, currency: str = "usd") -> str:
 # a preset) and the pipeline writes its progress lines in English (they are also the API's
 # `logs`, read by scripts). Pages translate them when they show them.
 
-_PRESET_NAMES: dict[str, tuple[float, dict[str, Any]]] = {}
-_PRESET_NAMES_SECONDS = 60.0
-
-
-def _preset_names() -> dict[str, Any]:
-    """slug → preset, cached per process for a minute: one query however many cards a page has."""
-    from presets.models import Preset
-
-    cached = _PRESET_NAMES.get("all")
-    now = time.monotonic()
-    if cached is None or now - cached[0] > _PRESET_NAMES_SECONDS:
-        presets = {preset.slug: preset for preset in Preset.objects.only("slug", "name", "name_id")}
-        _PRESET_NAMES["all"] = cached = (now, presets)
-    return cached[1]
-
 
 @register.filter
 def preset_label(slug: str, stored_name: str = "") -> str:
@@ -57,7 +42,7 @@ def preset_label(slug: str, stored_name: str = "") -> str:
     language = (translation.get_language() or "en").split("-")[0]
     if language == "en" or not slug:
         return stored_name or slug
-    preset = _preset_names().get(slug)
+    preset = preset_names_by_slug().get(slug)
     localized = getattr(preset, f"name_{language}", "") if preset is not None else ""
     return localized or stored_name or slug
 
