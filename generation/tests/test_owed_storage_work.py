@@ -10,13 +10,15 @@ The fake Cloudinary (tests/fakes/cloudinary.py) refuses every call while
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from generation import moderation, services
+from generation import moderation, persistence, services
 from generation.models import Generation, Media, StoredRemoval
 from generation.registry import FAST_SDXL_I2I
 from generation.services import revoke
@@ -379,3 +381,64 @@ def test_a_generation_retried_after_its_stop_keeps_the_copies_it_makes(user, fak
     media = generation.media.get()
     assert media.persisted and media.storage_key in fake_cloudinary.assets
     assert not StoredRemoval.objects.exists()
+
+
+# --- Deleting while a copy retry lands (PostgreSQL: real row locks) ---------------------------
+
+
+def _waiting_for_a_lock() -> bool:
+    """Whether another connection waits for a lock this one holds (pg_locks is read live,
+    where pg_stat_activity would be a snapshot taken once per transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+@pytest.mark.parametrize("deleter", ["media_delete", "account_delete"])
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_deleting_an_image_while_its_copy_retry_commits_owes_the_copy(user, fake_fal, fake_cloudinary, deleter):
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: SQLite runs one writing transaction at a time, so the deletion could never "
+            "read the image while the copy retry's write is still to commit"
+        )
+    fake_cloudinary.fail_uploads(status=500, times=1)  # the first copy fails: a retry is owed
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    run_worker(generation)
+    media = generation.media.get()
+    assert generation.status == Generation.Status.SUCCEEDED and not media.persisted
+
+    failures: list[Exception] = []
+
+    def delete() -> None:
+        try:
+            if deleter == "media_delete":
+                services.media_delete(user=user, media_id=media.pk)
+            else:
+                account_delete(user=user, confirm=user.email)
+        except Exception as exc:  # reported below, not lost in the thread
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    deleting = threading.Thread(target=delete)
+    with transaction.atomic():
+        # The worker's copy retry has copied the image and written the row (the one
+        # UPDATE of persistence.persist, which media_persist runs), not committed yet.
+        assert persistence.persist(Media.objects.select_related("generation").get(pk=media.pk)).surplus == ""
+        deleting.start()
+        # The deletion reads the image, then waits for the retry's row lock: to delete it
+        # (it read the row as it was, not copied) or, locking it first, to read it.
+        deadline = time.monotonic() + 10
+        while not _waiting_for_a_lock():
+            assert time.monotonic() < deadline, "the deletion never waited for the copy retry"
+            time.sleep(0.02)
+    deleting.join(20)
+    assert not failures, [str(failure) for failure in failures]
+
+    assert not Media.objects.filter(pk=media.pk).exists()
+    run_upkeep()
+    assert not fake_cloudinary.assets, "the retry's copy stays at Cloudinary, owed by nobody"
