@@ -128,13 +128,28 @@ def _block(generation: Generation, attempt: Attempt, *, blocked: int) -> None:
 
 
 def copy_stored(generation: Generation, attempt: Attempt) -> Finished | None:
-    """Copy the images a webhook stored (Media rows still at fal's URLs), writing no row yet."""
+    """Copy the images a webhook stored (Media rows still at fal's URLs), writing no row yet.
+
+    With no row left, the job is finished with nothing to keep: its owner deleted every
+    image the webhook stored before the worker came to copy them. (A stop deletes them
+    too, but then the generation is no longer running and recording changes nothing.)
+    """
     stored = [
         (row.index, OutputImage(row.original_url or row.url, row.width, row.height, row.content_type))
         for row in Media.objects.filter(generation=generation, persisted=False).order_by("index")
     ]
-    if not stored:  # stopped meanwhile: its rows went with it
-        return None
+    if not stored:
+        # Recorded like any other result: the generation succeeds and its credits are
+        # captured. The model ran and its images were delivered (the API lists a stored
+        # image, at fal's URL, as soon as the webhook stores it, and that is where the
+        # owner found it to delete); the owner deleted them, as they may any image of a
+        # finished generation, which gives nothing back either. A refund
+        # is for images lost on our side (media._image_lost: fal deleted them before we
+        # saved a copy); refunding here would make deleting an image before its copy
+        # exists a way to keep it for free (it can be saved from fal's URL meanwhile),
+        # and failing the job would read as the model's failure. Left running, it held
+        # a place at fal until the sweeper failed it as a timeout.
+        return Finished(generation, attempt, [], kept=[])
     return _copy(generation, attempt, stored, total=len(stored), lines=False)
 
 
