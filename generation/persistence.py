@@ -119,38 +119,16 @@ def save_copy(source: str, *, public_id: str, content_type: str = "") -> Copy:
     return Copy(Outcome.PERSISTED, url=url, key=key, width=width, height=height)
 
 
-def discard_copy(copy: Copy) -> None:
-    """Remove a copy nobody will point to (its generation was canceled meanwhile)."""
-    if copy.outcome != Outcome.PERSISTED or not copy.key:
-        return
-    if is_cloudinary_key(copy.key):
-        try:
-            destroy_cloudinary_asset(copy.key)
-        except Exception:
-            logger.exception("could not remove %s from Cloudinary", copy.key)
-    else:
-        _discard(copy.key)
-
-
-def discard_named(kind: str, generation_id: object, *, count: int) -> None:
-    """Remove whatever copies a job's images may have under their names (`public_id`),
-    whoever made them: a stopped job keeps nothing, even when the worker copying it
-    died before it could clean up. Best effort: a failure is logged."""
-    for index in range(count):
-        name = public_id(kind, generation_id, index)
-        if settings.CLOUDINARY_ENABLED:
-            try:
-                destroy_cloudinary_asset(f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{name}")
-            except Exception:
-                logger.exception("could not remove %s from Cloudinary", name)
-            continue
-        for extension in sorted(set(EXTENSIONS.values()) | {"png"}):
-            path = f"generated/{name}.{extension}"
-            try:
-                if default_storage.exists(path):
-                    default_storage.delete(path)
-            except Exception:
-                logger.exception("could not remove %s", path)
+def derived_keys(generation_id: object, *, count: int) -> list[str]:
+    """Every key a copy of a job's first `count` images may be stored under, whoever made
+    it (`save_copy` names them by `public_id`): the Cloudinary public id, or in default
+    storage the name under each extension `_store_locally` may have chosen, since which
+    one it chose depends on the image and is written nowhere until a row is."""
+    names = [public_id("", generation_id, index) for index in range(count)]
+    if settings.CLOUDINARY_ENABLED:
+        return [f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{name}" for name in names]
+    extensions = sorted(set(EXTENSIONS.values()) | {"png"})
+    return [f"generated/{name}.{extension}" for name in names for extension in extensions]
 
 
 @dataclass(frozen=True)
@@ -333,10 +311,3 @@ def source_gone(source: str) -> bool:
         return True  # never fetchable: retrying would loop forever
     except httpx.HTTPError:
         return False
-
-
-def _discard(name: str) -> None:
-    try:
-        default_storage.delete(name)
-    except Exception:
-        logger.exception("could not remove %s", name)

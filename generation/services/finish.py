@@ -24,8 +24,9 @@ from credits import ledger
 from stefna.db import close_old_connections_unless_in_transaction
 
 from .. import notify, persistence, result_urls
-from ..models import AppendLogLines, Attempt, Generation, Media
+from ..models import AppendLogLines, Attempt, Generation, Media, StoredRemoval
 from ..registry import MalformedResult, ModelSpec, OutputImage
+from . import revoke
 from .claim import look_again_later
 from .log import MAX_LOG_LINES, generation_log, label, log_line, log_transition
 from .media import persist_retry_at
@@ -127,13 +128,28 @@ def _block(generation: Generation, attempt: Attempt, *, blocked: int) -> None:
 
 
 def copy_stored(generation: Generation, attempt: Attempt) -> Finished | None:
-    """Copy the images a webhook stored (Media rows still at fal's URLs), writing no row yet."""
+    """Copy the images a webhook stored (Media rows still at fal's URLs), writing no row yet.
+
+    With no row left, the job is finished with nothing to keep: its owner deleted every
+    image the webhook stored before the worker came to copy them. (A stop deletes them
+    too, but then the generation is no longer running and recording changes nothing.)
+    """
     stored = [
         (row.index, OutputImage(row.original_url or row.url, row.width, row.height, row.content_type))
         for row in Media.objects.filter(generation=generation, persisted=False).order_by("index")
     ]
-    if not stored:  # stopped meanwhile: its rows went with it
-        return None
+    if not stored:
+        # Recorded like any other result: the generation succeeds and its credits are
+        # captured. The model ran and its images were delivered (the API lists a stored
+        # image, at fal's URL, as soon as the webhook stores it, and that is where the
+        # owner found it to delete); the owner deleted them, as they may any image of a
+        # finished generation, which gives nothing back either. A refund
+        # is for images lost on our side (media._image_lost: fal deleted them before we
+        # saved a copy); refunding here would make deleting an image before its copy
+        # exists a way to keep it for free (it can be saved from fal's URL meanwhile),
+        # and failing the job would read as the model's failure. Left running, it held
+        # a place at fal until the sweeper failed it as a timeout.
+        return Finished(generation, attempt, [], kept=[])
     return _copy(generation, attempt, stored, total=len(stored), lines=False)
 
 
@@ -266,21 +282,44 @@ def _record(items: list[Finished]) -> None:
                 ],
             )
             ledger.capture_many(generations=[item.generation for item in winners])
+        _owe_losers_copies([item for item in items if item.attempt.pk not in won])
     for item in winners:
         item.generation.status = Generation.Status.SUCCEEDED
         log_transition(item.generation.pk, to=Generation.Status.SUCCEEDED, writer="generations_finish")
         logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
     notify.generation_notify_ended(generation_ids=[item.generation.pk for item in winners])  # issue 19
-    for item in items:
-        if item.attempt.pk in won:
-            continue
-        # Canceled meanwhile: nobody will point to these copies. But when another writer
-        # recorded this attempt's result, they are its images too, under the same names:
-        # they stay.
-        succeeded = Generation.objects.filter(pk=item.generation.pk, status=Generation.Status.SUCCEEDED).exists()
-        if not succeeded:
-            for _, _, copy in item.kept:
-                persistence.discard_copy(copy)
+
+
+def _owe_losers_copies(losers: list[Finished]) -> None:
+    """Owe the removal of copies made by a worker that lost its generation to a stop
+    (canceled, failed, swept) meanwhile: nobody will point to them. Called in the
+    transaction that decided they lost, so the debt is recorded with the decision.
+
+    The stop owed its generation's image names too, but its removal may have run
+    before these copies landed (a cancel while Cloudinary was still fetching).
+    Copies of a generation that succeeded (another writer recorded the same result,
+    under the same names) are its images: they stay. So do copies of a generation
+    still active (an attempt that timed out while its worker copied, or a staff retry):
+    its next copies go to the same names, and if it ends without success its stop
+    owes them."""
+    copies = [
+        (item.generation.pk, copy.key)
+        for item in losers
+        for _, _, copy in item.kept
+        if copy.outcome == persistence.Outcome.PERSISTED and copy.key
+    ]
+    if not copies:
+        return
+    ended = set(
+        Generation.objects.filter(
+            pk__in={generation_id for generation_id, _ in copies},
+            status__in=(Generation.Status.FAILED, Generation.Status.CANCELED),
+        ).values_list("pk", flat=True)
+    )
+    revoke.stored_removal_owe(
+        objects=revoke.where_stored([key for generation_id, key in copies if generation_id in ended]),
+        reason=StoredRemoval.Reason.GENERATION_STOPPED,
+    )
 
 
 def _media_for(

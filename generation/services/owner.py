@@ -70,7 +70,11 @@ def media_delete(*, user: User, media_id: uuid.UUID | str) -> uuid.UUID:
     the generation it belonged to.
     """
     with transaction.atomic():
-        media = Media.objects.filter(pk=media_id, user=user).first()
+        # Locked before its stored keys are read: a copy retry (persistence.persist)
+        # committing between the read and the delete would leave its copy owed by
+        # nobody. With the lock, the retry waits, finds no row and owes its copy itself;
+        # or it committed first and its key is read here.
+        media = Media.objects.select_for_update().filter(pk=media_id, user=user).first()
         if media is None:
             raise NotFound("Image not found.")
         stored = revoke.stored_objects_of_media(media)

@@ -21,8 +21,9 @@ from stefna.errors import NotFound
 
 from .. import notify, persistence
 from ..exceptions import InvalidTransition, ProviderError
-from ..models import Attempt, Generation, Media
+from ..models import Attempt, Generation, Media, StoredRemoval
 from ..providers import get_provider
+from . import revoke
 from .claim import GenerationId, workers_wake
 from .log import generation_log, label, log_transition
 
@@ -64,11 +65,13 @@ def generation_stop(
     In one transaction: the conditional UPDATE out of queued/running (only one caller
     wins it, so a cancel racing the worker's failure refunds once), its attempts in
     flight ended, any images of a result that raced it deleted (nobody pays for them),
-    and the refund through the ledger. After the commit, copies of those images are
-    removed from storage (a copier still at work discards its own when it loses). With `refund_if_final`, a generation that is
-    already final but was never settled is refunded too (staff's refund action); the
-    ledger refuses a second settlement, and then AlreadySettled rolls everything back.
-    After the commit, the jobs at fal are canceled (best effort) and the line logged.
+    the removal of any copies of them owed (services/revoke.py: tried once this
+    commits, retried by the worker until storage confirms; a copier still at work owes
+    its own copies when it loses), and the refund through the ledger. With
+    `refund_if_final`, a generation that is already final but was never settled is
+    refunded too (staff's refund action); the ledger refuses a second settlement, and
+    then AlreadySettled rolls everything back. After the commit, the jobs at fal are
+    canceled (best effort) and the line logged.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -88,20 +91,29 @@ def generation_stop(
         )
         in_flight: list[Attempt] = []
         refund = None
-        reached_fal = False
         if stopped:
             in_flight = [attempt for attempt in attempts if attempt.status in IN_FLIGHT]
-            # A job fal may have finished may have copies already (a worker copying it
-            # right now, or one that died after copying): they go too, after the commit.
-            reached_fal = any(a.fal_job_id for a in in_flight) or any(
-                a.status == Attempt.Status.SUCCEEDED for a in attempts
-            )
             ended = {"status": attempts_end_as, "finished_at": now}
             if attempts_end_as == Attempt.Status.FAILED:
                 ended["error"] = message[:2000]
             Attempt.objects.filter(pk__in=[a.pk for a in in_flight]).update(**ended)
             # Images of a result that raced the stop are not kept: the user is refunded.
             Media.objects.filter(generation=generation).delete()
+            # Any job fal may have finished may have copies under the generation's image
+            # names: a worker copying it right now, one that died after copying, or one
+            # whose attempt timed out while it copied (a later model that failed too
+            # never overwrote them; hence every attempt, not only those in flight). Owed
+            # here rather than tried after the commit, so that Cloudinary refusing, or a
+            # crash, leaves a debt the worker pays instead of an image nobody points to.
+            # Nothing points to these names any more (the rows went just above); should a
+            # staff retry point to them again, the removal is dropped, not done.
+            if any(a.fal_job_id or a.status == Attempt.Status.SUCCEEDED for a in attempts):
+                revoke.stored_removal_owe(
+                    objects=revoke.where_stored(
+                        persistence.derived_keys(generation.pk, count=max(1, generation.num_images))
+                    ),
+                    reason=StoredRemoval.Reason.GENERATION_STOPPED,
+                )
         if stopped or refund_if_final:
             refund = ledger.refund(generation=generation, note=refund_note, by=by)
             if refund is None and refund_if_final:
@@ -113,8 +125,6 @@ def generation_stop(
         generation_log(generation, log_message, level=level)
     for attempt in in_flight:
         cancel_at_provider(attempt.model, attempt.fal_job_id)
-    if reached_fal:
-        persistence.discard_named(generation.kind, generation.pk, count=max(1, generation.num_images))
     return Stopped(stopped=stopped, refund=refund, attempts=in_flight)
 
 

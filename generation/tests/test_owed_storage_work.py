@@ -10,15 +10,19 @@ The fake Cloudinary (tests/fakes/cloudinary.py) refuses every call while
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from generation import moderation, services
+from generation import moderation, persistence, services
 from generation.models import Generation, Media, StoredRemoval
+from generation.registry import FAST_SDXL_I2I
 from generation.services import revoke
+from generation.services.finish import Finished
 from generation.tests.pipeline_helpers import run_upkeep, run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from stefna.accounts.services import account_delete
@@ -287,3 +291,154 @@ def test_a_copy_that_lands_after_its_image_was_deleted_is_removed(user, fake_fal
 
     assert not StoredRemoval.objects.exists()
     assert not fake_cloudinary.assets
+
+
+# --- A copy left behind by a generation that stopped ---------------------------------------
+
+
+def _copied_not_recorded(generation: Generation) -> Finished:
+    """Worker rounds up to the one that copied fal's result and has not recorded it yet:
+    what the poller holds until its next round, and what a worker killed at that moment
+    leaves behind."""
+    for _ in range(20):
+        for future in services.generation_poll_batch(generation_ids=services.generation_claim_due(limit=50)):
+            result = future.result()
+            if isinstance(result, Finished):
+                return result
+    raise AssertionError("the job never finished at fal")
+
+
+@pytest.mark.parametrize("stopper", ["cancel", "account_delete"])
+def test_a_copy_a_dead_worker_left_is_owed_by_the_stop_and_one_worker_pass_removes_it(
+    user, fake_fal, fake_cloudinary, stopper, django_capture_on_commit_callbacks
+):
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    [(_, _, copy)] = _copied_not_recorded(generation).kept  # and the worker dies: never recorded
+    assert copy.key in fake_cloudinary.assets
+    fake_cloudinary.reject_signatures = True
+
+    with django_capture_on_commit_callbacks(execute=True):
+        if stopper == "cancel":
+            services.generation_cancel(generation_id=generation.pk, user=user)
+        else:
+            account_delete(user=user, confirm=user.email)
+
+    [removal] = StoredRemoval.objects.filter(key=copy.key)
+    assert (removal.where, removal.reason, removal.attempts) == ("cloudinary", "generation_stopped", 1)
+    assert copy.key in fake_cloudinary.assets
+
+    fake_cloudinary.reject_signatures = False
+    run_upkeep()
+
+    assert not StoredRemoval.objects.exists()
+    assert copy.key not in fake_cloudinary.assets
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_that_lands_after_the_cancel_is_owed_by_the_worker_that_lost(user, fake_fal, fake_cloudinary):
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+
+    def owner_cancels_meanwhile(upload: dict) -> None:
+        # On the fake's thread, while Cloudinary fetches fal's file: the cancel's own
+        # removal finds nothing there yet, and is done.
+        try:
+            services.generation_cancel(generation_id=generation.pk, user=user)
+        finally:
+            connection.close()
+        fake_cloudinary.reject_signatures = True  # then Cloudinary refuses for a while
+
+    fake_cloudinary.before_upload = owner_cancels_meanwhile
+    run_worker(generation)  # copies the result, then loses the recording to the cancel
+    fake_cloudinary.before_upload = None
+
+    assert generation.status == Generation.Status.CANCELED
+    [copied] = fake_cloudinary.assets
+    [removal] = StoredRemoval.objects.all()
+    assert (removal.key, removal.reason, removal.attempts) == (copied, "generation_stopped", 1)
+
+    fake_cloudinary.reject_signatures = False
+    run_upkeep()
+
+    assert not StoredRemoval.objects.exists()
+    assert not fake_cloudinary.assets
+
+
+def test_a_generation_retried_after_its_stop_keeps_the_copies_it_makes(user, fake_fal, fake_cloudinary, staff):
+    """A staff retry copies its images under the names the stop owed: they are in use
+    again, and the owed removal is dropped rather than done."""
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    _copied_not_recorded(generation)
+    fake_cloudinary.reject_signatures = True
+    services.generation_cancel(generation_id=generation.pk, user=user)
+    assert StoredRemoval.objects.filter(reason="generation_stopped").exists()
+    fake_cloudinary.reject_signatures = False
+
+    services.generation_retry(generation_id=generation.pk, by=staff)
+    run_worker(generation)
+    run_upkeep()
+
+    assert generation.status == Generation.Status.SUCCEEDED
+    media = generation.media.get()
+    assert media.persisted and media.storage_key in fake_cloudinary.assets
+    assert not StoredRemoval.objects.exists()
+
+
+# --- Deleting while a copy retry lands (PostgreSQL: real row locks) ---------------------------
+
+
+def _waiting_for_a_lock() -> bool:
+    """Whether another connection waits for a lock this one holds (pg_locks is read live,
+    where pg_stat_activity would be a snapshot taken once per transaction)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+@pytest.mark.parametrize("deleter", ["media_delete", "account_delete"])
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_deleting_an_image_while_its_copy_retry_commits_owes_the_copy(user, fake_fal, fake_cloudinary, deleter):
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: SQLite runs one writing transaction at a time, so the deletion could never "
+            "read the image while the copy retry's write is still to commit"
+        )
+    fake_cloudinary.fail_uploads(status=500, times=1)  # the first copy fails: a retry is owed
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    run_worker(generation)
+    media = generation.media.get()
+    assert generation.status == Generation.Status.SUCCEEDED and not media.persisted
+
+    failures: list[Exception] = []
+
+    def delete() -> None:
+        try:
+            if deleter == "media_delete":
+                services.media_delete(user=user, media_id=media.pk)
+            else:
+                account_delete(user=user, confirm=user.email)
+        except Exception as exc:  # reported below, not lost in the thread
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    deleting = threading.Thread(target=delete)
+    with transaction.atomic():
+        # The worker's copy retry has copied the image and written the row (the one
+        # UPDATE of persistence.persist, which media_persist runs), not committed yet.
+        assert persistence.persist(Media.objects.select_related("generation").get(pk=media.pk)).surplus == ""
+        deleting.start()
+        # The deletion reads the image, then waits for the retry's row lock: to delete it
+        # (it read the row as it was, not copied) or, locking it first, to read it.
+        deadline = time.monotonic() + 10
+        while not _waiting_for_a_lock():
+            assert time.monotonic() < deadline, "the deletion never waited for the copy retry"
+            time.sleep(0.02)
+    deleting.join(20)
+    assert not failures, [str(failure) for failure in failures]
+
+    assert not Media.objects.filter(pk=media.pk).exists()
+    run_upkeep()
+    assert not fake_cloudinary.assets, "the retry's copy stays at Cloudinary, owed by nobody"

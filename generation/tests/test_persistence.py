@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from credits.models import CreditEntry
 from generation import services
-from generation.models import Attempt, Generation, Media
+from generation.models import Attempt, Generation, Media, StoredRemoval
 from generation.providers import ProviderState, ProviderStatus
 from generation.registry import FAST_SDXL_I2I
 from generation.storage import result_name
@@ -157,17 +157,23 @@ def _completed_at_fal(user, fake_fal):  # type: ignore[no-untyped-def]
     return generation, Attempt.objects.select_related("generation").get(generation=generation)
 
 
-def test_a_generation_canceled_while_its_images_were_copied_keeps_no_copy(user, fake_fal, settings):
+def test_a_generation_canceled_while_its_images_were_copied_keeps_no_copy(
+    user, fake_fal, settings, django_capture_on_commit_callbacks
+):
     generation, attempt = _completed_at_fal(user, fake_fal)
-    # The poller holds fal's "completed" for this attempt when the owner cancels.
-    services.generation_cancel(generation_id=generation.pk, user=user)
+    # Removals are owed with the cancel and with the recording that lost to it, and
+    # tried once each commits.
+    with django_capture_on_commit_callbacks(execute=True):
+        # The poller holds fal's "completed" for this attempt when the owner cancels.
+        services.generation_cancel(generation_id=generation.pk, user=user)
 
-    services.apply_status(attempt.generation, attempt, ProviderStatus(ProviderState.COMPLETED))
+        services.apply_status(attempt.generation, attempt, ProviderStatus(ProviderState.COMPLETED))
 
     generation.refresh_from_db()
     assert generation.status == Generation.Status.CANCELED
     assert not generation.media.exists()
     assert not list((Path(settings.MEDIA_ROOT) / "generated").glob("*"))
+    assert not StoredRemoval.objects.exists()
     assert balance(user) == 30  # refunded, never captured
 
 

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 from credits.models import CreditEntry
+from credits.reconcile import find_ledger_problems
 from generation import services
 from generation.models import Attempt, Generation
 from generation.registry import FAST_SDXL_I2I, GHIBLIFY
@@ -228,3 +229,25 @@ def test_a_webhook_reads_none_of_the_generations_prompts_logs_or_payload(client,
     assert len(generation_reads) == 1, generation_reads  # the attempt with its generation, nothing lazy after
     for column in ("logs", "request_payload", "prompt_sent", "parameters"):
         assert f'"generation_generation"."{column}"' not in generation_reads[0]
+
+
+def test_a_job_whose_stored_images_its_owner_deleted_before_the_copy_succeeds_and_is_charged(
+    client, fake_fal, in_flight, user
+):
+    """The webhook stored the result (shown from fal's URLs) and the owner deleted it
+    before the worker came to copy it: the job is done, not running until the sweeper
+    fails it as a timeout. The images were delivered, so the credits are captured."""
+    generation, attempt = in_flight
+    body, headers = fake_fal.webhook_request(attempt.fal_job_id)
+    assert post(client, body, headers).json() == {"status": "completed"}
+    services.media_delete(user=user, media_id=generation.media.get().pk)
+
+    services.generation_poll_due(limit=10)  # the worker's next round
+
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.SUCCEEDED and generation.next_check_at is None
+    assert not generation.media.exists()
+    assert CreditEntry.objects.filter(generation=generation, reason="capture").count() == 1
+    assert not CreditEntry.objects.filter(generation=generation, reason="refund").exists()
+    assert balance(user) == settings.DAILY_CREDITS - 2
+    assert find_ledger_problems(users=[user]) == []

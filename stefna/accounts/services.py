@@ -268,6 +268,9 @@ def account_delete(*, user: User, confirm: str) -> None:
     email = user.email
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
+        # The images are locked before their stored keys are read, as in media_delete: a
+        # copy retry committing in between would leave its copy owed by nobody.
+        list(Media.objects.select_for_update().filter(user=locked).values_list("pk", flat=True))
         stored = _stored_objects_of(locked)
         Media.objects.filter(user=locked).delete()
         Generation.objects.filter(user=locked).update(

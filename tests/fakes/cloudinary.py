@@ -33,6 +33,10 @@ Knobs (`reset()` clears them):
     on_upload = None         called with the new asset's answer before an upload is answered:
                              what happens elsewhere while a copy is under way (it runs on
                              the fake's thread)
+    before_upload = None     called with the upload's form params (file excluded) once its
+                             signature is accepted and before the asset exists: what happens
+                             elsewhere while Cloudinary is still fetching the file (the
+                             fake's thread)
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ class FakeCloudinary:
             self.delay = 0.0
             self.reject_signatures = False
             self.on_upload: Callable[[dict[str, Any]], None] | None = None
+            self.before_upload: Callable[[dict[str, Any]], None] | None = None
             self._failure: UploadFailure | None = None
 
     def fail_uploads(self, *, status: int = 500, times: int | None = None, message: str = "General Error") -> None:
@@ -211,6 +216,8 @@ class FakeCloudinary:
                         self._failure = failure = None
         if failure is not None:
             return failure.status, {"error": {"message": failure.message}}
+        if self.before_upload is not None:
+            self.before_upload(record)
         source = fields.get("file", "")
         if file_bytes is None:
             if not source.startswith(("http://", "https://")):
