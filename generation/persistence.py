@@ -176,24 +176,8 @@ def _describe(exc: Exception) -> str:
 # --- Cloudinary --------------------------------------------------------------------------
 
 
-def configure_cloudinary() -> Any:
-    """The cloudinary SDK, configured from settings (which parsed CLOUDINARY_URL)."""
-    import cloudinary
-
-    options: dict[str, Any] = {
-        "cloud_name": settings.CLOUDINARY_CLOUD_NAME,
-        "api_key": settings.CLOUDINARY_API_KEY,
-        "api_secret": settings.CLOUDINARY_API_SECRET,
-        "secure": True,
-    }
-    if settings.CLOUDINARY_UPLOAD_PREFIX:
-        options["upload_prefix"] = settings.CLOUDINARY_UPLOAD_PREFIX
-    cloudinary.config(**options)
-    return cloudinary
-
-
 def _upload_to_cloudinary(source: str, public_id: str) -> tuple[str, str, int | None, int | None]:
-    configure_cloudinary()
+    storage.configure_cloudinary()
     import cloudinary.uploader
 
     options = {
@@ -214,21 +198,6 @@ def _upload_to_cloudinary(source: str, public_id: str) -> tuple[str, str, int | 
             answer = cloudinary.uploader.upload(file, filename=public_id, **options)
     address = storage.cloudinary_address(answer["public_id"])  # our checking view, not Cloudinary's URL
     return address, answer["public_id"], answer.get("width"), answer.get("height")
-
-
-def destroy_cloudinary_asset(public_id: str) -> None:
-    configure_cloudinary()
-    import cloudinary.uploader
-
-    answer = cloudinary.uploader.destroy(
-        public_id, type=storage.CLOUDINARY_TYPE, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS
-    )
-    if answer.get("result") == "not found":  # stored before uploads were private
-        cloudinary.uploader.destroy(public_id, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS)
-
-
-def is_cloudinary_key(key: str) -> bool:
-    return key.startswith(settings.CLOUDINARY_FOLDER.rstrip("/") + "/")
 
 
 # --- Default storage ---------------------------------------------------------------------

@@ -143,8 +143,6 @@ def cloudinary_address(public_id: str) -> str:
 
 def cloudinary_redirect(media: Media, *, public: bool) -> str:
     """Where the view sends the browser for a Cloudinary asset."""
-    from .persistence import configure_cloudinary
-
     configure_cloudinary()
     import cloudinary.utils
 
@@ -179,9 +177,7 @@ def fresh_key(old_key: str) -> str:
     """A fresh random name for a stored result whose old name must stop answering (made
     private, taken down): any address that leaked while it was public, or a copy a CDN
     cached, dies with the old name."""
-    from . import persistence
-
-    if persistence.is_cloudinary_key(old_key):
+    if is_cloudinary_key(old_key):
         return f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{random_name()}"
     extension = old_key.rsplit(".", 1)[-1] if "." in old_key.rsplit("/", 1)[-1] else "png"
     folder = old_key.rsplit("/", 1)[0] if "/" in old_key else RESULTS_FOLDER
@@ -195,9 +191,7 @@ def move_stored(old_key: str, new_key: str) -> tuple[str, str]:
     under `old_key`, an earlier call got through (its answer may have been lost), so the
     result is taken to be at `new_key`; either way nothing answers at the old name.
     """
-    from . import persistence
-
-    if persistence.is_cloudinary_key(old_key):
+    if is_cloudinary_key(old_key):
         return _cloudinary_move(old_key, new_key), cloudinary_address(new_key)
     return _local_move(old_key, new_key)
 
@@ -232,17 +226,13 @@ def _local_move(old_key: str, new_key: str) -> tuple[str, str]:
 def remove_stored(where: str, key: str) -> None:
     """Remove a stored object for good; raises when storage fails. Removing what is
     already gone succeeds (Cloudinary answers "not found", storages delete quietly)."""
-    from . import persistence
-
     if where == "cloudinary":
-        persistence.destroy_cloudinary_asset(key)
+        destroy_cloudinary_asset(key)
     else:
         default_storage.delete(key)
 
 
 def _cloudinary_rename(old_key: str, *, new_key: str | None = None, from_type: str = CLOUDINARY_TYPE) -> str:
-    from .persistence import configure_cloudinary
-
     configure_cloudinary()
     import cloudinary.uploader
 
@@ -287,12 +277,10 @@ def source_rename(generation: Generation) -> bool:
 def media_rename(media: Media) -> bool:
     """Move a stored result from an old name (`{kind}_{generation id}_{n}`, and at
     Cloudinary the public `upload` type) to a random name and private delivery."""
-    from . import persistence
-
     old = media.storage_key
     if not (media.persisted and old) or is_unguessable(old):
         return False
-    if persistence.is_cloudinary_key(old):
+    if is_cloudinary_key(old):
         new = _cloudinary_rename(old, from_type="upload")
         url = cloudinary_address(new)
     else:
@@ -301,3 +289,37 @@ def media_rename(media: Media) -> bool:
         new, url = _local_rename(old)
     Media.objects.filter(pk=media.pk, storage_key=old).update(storage_key=new, url=url)
     return True
+
+
+# --- Cloudinary ------------------------------------------------------------------------
+
+
+def configure_cloudinary() -> Any:
+    """The cloudinary SDK, configured from settings (which parsed CLOUDINARY_URL)."""
+    import cloudinary
+
+    options: dict[str, Any] = {
+        "cloud_name": settings.CLOUDINARY_CLOUD_NAME,
+        "api_key": settings.CLOUDINARY_API_KEY,
+        "api_secret": settings.CLOUDINARY_API_SECRET,
+        "secure": True,
+    }
+    if settings.CLOUDINARY_UPLOAD_PREFIX:
+        options["upload_prefix"] = settings.CLOUDINARY_UPLOAD_PREFIX
+    cloudinary.config(**options)
+    return cloudinary
+
+
+def destroy_cloudinary_asset(public_id: str) -> None:
+    configure_cloudinary()
+    import cloudinary.uploader
+
+    answer = cloudinary.uploader.destroy(
+        public_id, type=CLOUDINARY_TYPE, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS
+    )
+    if answer.get("result") == "not found":  # stored before uploads were private
+        cloudinary.uploader.destroy(public_id, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS)
+
+
+def is_cloudinary_key(key: str) -> bool:
+    return key.startswith(settings.CLOUDINARY_FOLDER.rstrip("/") + "/")

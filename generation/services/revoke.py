@@ -32,7 +32,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from .. import persistence, storage
+from .. import storage
 from ..models import Generation, Media, StoredRemoval
 from .claim import claim_due
 
@@ -137,7 +137,7 @@ def stored_objects_of_media(media: Media) -> list[tuple[str, str]]:
 def where_stored(keys: Iterable[str]) -> list[tuple[str, str]]:
     """("cloudinary" | "storage", key) for each stored result's key."""
     return [
-        (StoredRemoval.Where.CLOUDINARY if persistence.is_cloudinary_key(key) else StoredRemoval.Where.STORAGE, key)
+        (StoredRemoval.Where.CLOUDINARY if storage.is_cloudinary_key(key) else StoredRemoval.Where.STORAGE, key)
         for key in keys
         if key
     ]

@@ -323,7 +323,7 @@ def account_delete(*, user: User, confirm: str) -> None:
 
 def _stored_objects_of(user: User) -> list[tuple[str, str]]:
     """("storage" | "cloudinary", name) for every photo and image the user has stored."""
-    from generation import persistence, result_urls
+    from generation import result_urls, storage
     from generation.models import Generation, Media
 
     found: list[tuple[str, str]] = []
@@ -334,7 +334,7 @@ def _stored_objects_of(user: User) -> list[tuple[str, str]]:
     ):
         for stored in (key, moving_to):  # an owed move's target may already hold the image
             if stored:
-                found.append(("cloudinary" if persistence.is_cloudinary_key(stored) else "storage", stored))
+                found.append(("cloudinary" if storage.is_cloudinary_key(stored) else "storage", stored))
         offline = result_urls.local_name(original) if original else None
         if offline:
             found.append(("storage", offline))
