@@ -225,10 +225,12 @@ class Purchase(models.Model):
     """One attempt to buy a pack: pending until Stripe (or the offline checkout) says paid.
 
     States: pending → paid (credits granted, once) → refunded / disputed (unspent credits
-    taken back); pending → expired (the checkout session ran out). A partial refund
-    keeps `paid` and records `amount_refunded`. Credits, price and currency are copied
-    from the pack when the purchase starts, so editing a pack never changes a purchase.
-    Only `credits/payments/` changes these rows.
+    taken back); pending → expired (the checkout session ran out, or the account was
+    deleted). A partial refund keeps `paid`
+    and records `amount_refunded`. A purchase paid after its buyer closed the account is
+    `paid` but never credited (`paid_after_account_closed`) and flagged for a refund.
+    Credits, price and currency are copied from the pack when the purchase starts, so
+    editing a pack never changes a purchase. Only `credits/payments/` changes these rows.
     """
 
     class Status(models.TextChoices):
@@ -263,6 +265,11 @@ class Purchase(models.Model):
     credits_already_spent = models.PositiveIntegerField(
         default=0, help_text="Credits a refund or dispute should have removed but the buyer had already spent."
     )
+    # Paid when the account could no longer use credits: never credited, so refunds and
+    # disputes have nothing to take back and `check_ledger` expects no `purchase` entry.
+    paid_after_account_closed = models.BooleanField(
+        default=False, help_text="Paid after the buyer's account was closed: no credits were granted; refund it."
+    )
     needs_attention = models.BooleanField(default=False, db_index=True)
     attention_note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -279,6 +286,10 @@ class Purchase(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "expired"]) | Q(paid_at__isnull=False),
                 name="purchase_paid_states_have_paid_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(paid_after_account_closed=False) | Q(credits_taken_back=0, credits_already_spent=0),
+                name="purchase_never_credited_takes_nothing_back",
             ),
         ]
 

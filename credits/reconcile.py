@@ -9,8 +9,9 @@ means the ledger is clean:
   user's entries in insertion order (`id`), never negative, the purchased bucket never
   more than the whole;
 - every purchase agrees with its entries: a paid, refunded or disputed one was credited
-  exactly once with its credits, a pending or expired one never; what refunds took back
-  equals `credits_taken_back`, and taken back plus already spent never exceeds the credits;
+  exactly once with its credits, a pending or expired one never, nor one paid after its
+  account was closed (`paid_after_account_closed`); what refunds took back equals
+  `credits_taken_back`, and taken back plus already spent never exceeds the credits;
 - every generation's charges line up with its status: each charge is reserved once
   for the generation's cost, settled at most once (a refund returns exactly what was
   reserved, a capture moves nothing); every charge but the latest is refunded (a
@@ -233,12 +234,12 @@ def _purchase_problems(user_ids: Sequence[object] | None) -> list[str]:
         else:
             taken_back[purchase_id] += -amount
     purchases = _scoped(Purchase.objects.all(), user_ids).values_list(
-        "id", "status", "credits", "credits_taken_back", "credits_already_spent"
+        "id", "status", "credits", "credits_taken_back", "credits_already_spent", "paid_after_account_closed"
     )
     granted_states = {Purchase.Status.PAID, Purchase.Status.REFUNDED, Purchase.Status.DISPUTED}
-    for purchase_id, status, credits, recorded_back, spent in purchases.iterator(chunk_size=2000):
+    for purchase_id, status, credits, recorded_back, spent, never_credited in purchases.iterator(chunk_size=2000):
         label = f"purchase {purchase_id} ({status})"
-        expected = [credits] if status in granted_states else []
+        expected = [credits] if status in granted_states and not never_credited else []
         if credited.get(purchase_id, []) != expected:
             problems.append(f"{label}: credited {credited.get(purchase_id, [])}, expected {expected}")
         if taken_back.get(purchase_id, 0) != recorded_back:

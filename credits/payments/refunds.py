@@ -33,6 +33,8 @@ def purchase_take_back(
     `amount_refunded` is Stripe's running total for the charge (so events in any order or
     repeated are harmless: only an increase does anything); a dispute takes back
     everything. Credits already spent are recorded on the purchase and flagged for staff.
+    A purchase paid after its account was closed was never credited: it changes status
+    and takes nothing.
     """
     with transaction.atomic():
         purchase = Purchase.objects.select_for_update().filter(pk=purchase_id).first()
@@ -57,6 +59,8 @@ def purchase_take_back(
             new_status = Status.REFUNDED if refunded >= purchase.price else purchase.status
             if purchase.status == Status.DISPUTED:
                 new_status = Status.DISPUTED
+        if purchase.paid_after_account_closed:
+            target = 0  # never credited: nothing to take back, nothing spent
         due = max(0, target - purchase.credits_taken_back - purchase.credits_already_spent)
         why = f"dispute {dispute}" if dispute else f"refund of {format_price(refunded, purchase.currency)}"
         taken = ledger.claw_back(purchase=purchase, credits=due, note=why)
