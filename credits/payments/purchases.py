@@ -51,6 +51,8 @@ class Outcome(enum.StrEnum):
     EXPIRED = "expired"
     TAKEN_BACK = "taken_back"
     ACCOUNT_CLOSED = "account_closed"
+    RESTORED = "restored"
+    DISPUTE_LOST = "dispute_lost"
     IGNORED = "ignored"
 
 

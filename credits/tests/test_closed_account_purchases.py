@@ -80,6 +80,26 @@ def test_a_checkout_paid_after_the_account_was_deleted_is_flagged_for_a_refund_a
     assert_clean(user)
 
 
+def test_a_dispute_on_a_purchase_never_credited_takes_nothing_and_a_won_one_gives_nothing(
+    api_client, user, fake_stripe, django_capture_on_commit_callbacks
+):
+    purchase = start_checkout(api_client)
+    session = fake_stripe.pay(purchase.stripe_session_id)
+    delete_account(user, django_capture_on_commit_callbacks)
+    deliver("checkout.session.completed", session)
+
+    dispute = fake_stripe.dispute(session["payment_intent"])
+    deliver("charge.dispute.created", dispute)
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.credits_taken_back, purchase.credits_already_spent) == ("disputed", 0, 0)
+    deliver("charge.dispute.closed", fake_stripe.close_dispute(dispute["id"], "won"))
+
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.credits_taken_back, purchase.credits_already_spent) == ("paid", 0, 0)
+    assert not CreditEntry.objects.filter(purchase=purchase).exists()
+    assert_clean(user)
+
+
 @pytest.mark.django_db
 def test_an_offline_checkout_completed_after_the_account_was_deleted_is_not_granted(user, settings):
     # The reliability review's reproduction, through the grant function itself.
