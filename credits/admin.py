@@ -197,7 +197,15 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "credits_taken_back",
         "credits_already_spent",
     ]
-    list_filter = ["needs_attention", "status", "provider", "currency", "pack", "created_at"]
+    list_filter = [
+        "needs_attention",
+        "status",
+        "paid_after_account_closed",
+        "provider",
+        "currency",
+        "pack",
+        "created_at",
+    ]
     search_fields = ["email", "user__email", "=stripe_session_id", "=stripe_payment_intent_id", "=id"]
     search_help_text = "An email, a Stripe checkout session or payment intent id, or a purchase id."
     list_select_related = ["pack"]

@@ -13,7 +13,8 @@ Money rules (from the design documents):
   that moved the purchased bucket (`purchased_amount`), so a refund returns every credit
   to the bucket it came from;
 - a paid purchase adds its credits to the purchased bucket once (`purchase_credit`); a
-  refund or dispute takes back what is still unspent, never below zero (`claw_back`).
+  refund or dispute takes back what is still unspent, never below zero (`claw_back`);
+  a dispute the merchant wins gives back what it took, once (`dispute_give_back`).
 
 Every write follows one pattern, in one transaction: lock the user's wallet row
 (`SELECT … FOR UPDATE`), decide from the locked balance, update the wallet, insert the
@@ -411,3 +412,25 @@ def claw_back(*, purchase: Purchase, credits: int, note: str = "") -> int:
                 note=note[:200],
             )
         return taken
+
+
+def dispute_give_back(*, purchase: Purchase, credits: int, note: str = "") -> CreditEntry | None:
+    """Give back to the purchased bucket the credits a dispute took, once the merchant won it.
+
+    Only the payments function that ends a won dispute calls this, holding the purchase's
+    row lock, with exactly what that dispute's `claw_back` took; the unique constraint (one
+    `dispute_won` entry per purchase) refuses a second return even without that lock.
+    None when the dispute took nothing (the buyer had spent it all).
+    """
+    if credits <= 0 or purchase.user_id is None:
+        return None
+    with transaction.atomic():
+        wallet = _lock_wallet(purchase.user_id)
+        return _write(
+            wallet,
+            amount=credits,
+            purchased_amount=credits,
+            reason=Reason.DISPUTE_WON,
+            purchase=purchase,
+            note=note[:200],
+        )

@@ -71,6 +71,7 @@ class CreditEntry(models.Model):
         ADJUST = "adjust", _("Adjustment")
         PURCHASE = "purchase", _("Credits bought")
         CLAWBACK = "clawback", _("Taken back (refund or dispute)")
+        DISPUTE_WON = "dispute_won", _("Given back (dispute resolved)")
         BUCKET_MOVE = "bucket_move", _("Moved to purchased credits")
 
     GENERATION_REASONS = (Reason.RESERVE, Reason.CAPTURE, Reason.REFUND)
@@ -128,6 +129,10 @@ class CreditEntry(models.Model):
             models.UniqueConstraint(
                 fields=["purchase"], condition=Q(reason="purchase"), name="credit_one_grant_per_purchase"
             ),
+            # A charge has one dispute, so a purchase gets back what its dispute took once.
+            models.UniqueConstraint(
+                fields=["purchase"], condition=Q(reason="dispute_won"), name="credit_one_dispute_return_per_purchase"
+            ),
             models.CheckConstraint(condition=Q(balance_after__gte=0), name="credit_balance_after_not_negative"),
             models.CheckConstraint(
                 condition=Q(purchased_after__gte=0, purchased_after__lte=F("balance_after")),
@@ -144,7 +149,7 @@ class CreditEntry(models.Model):
                         purchase__isnull=True,
                     )
                     | Q(
-                        reason__in=["purchase", "clawback"],
+                        reason__in=["purchase", "clawback", "dispute_won"],
                         generation__isnull=True,
                         charge_number__isnull=True,
                         purchase__isnull=False,
@@ -170,6 +175,7 @@ class CreditEntry(models.Model):
                     | (Q(reason="adjust") & ~Q(amount=0))
                     | Q(reason="purchase", amount__gt=0, purchased_amount=F("amount"))
                     | Q(reason="clawback", amount__lt=0, purchased_amount=F("amount"))
+                    | Q(reason="dispute_won", amount__gt=0, purchased_amount=F("amount"))
                     | Q(reason="bucket_move", amount=0, purchased_amount__gt=0)
                 ),
                 name="credit_amount_sign_matches_reason",
@@ -225,10 +231,13 @@ class Purchase(models.Model):
     """One attempt to buy a pack: pending until Stripe (or the offline checkout) says paid.
 
     States: pending → paid (credits granted, once) → refunded / disputed (unspent credits
-    taken back); pending → expired (the checkout session ran out). A partial refund
-    keeps `paid` and records `amount_refunded`. Credits, price and currency are copied
-    from the pack when the purchase starts, so editing a pack never changes a purchase.
-    Only `credits/payments/` changes these rows.
+    taken back); disputed → paid again when the dispute is won (what it took given back;
+    `refunded` if refunds returned the whole price meanwhile); pending → expired (the
+    checkout session ran out, or the account was deleted). A partial refund keeps `paid`
+    and records `amount_refunded`. A purchase paid after its buyer closed the account is
+    `paid` but never credited (`paid_after_account_closed`) and flagged for a refund.
+    Credits, price and currency are copied from the pack when the purchase starts, so
+    editing a pack never changes a purchase. Only `credits/payments/` changes these rows.
     """
 
     class Status(models.TextChoices):
@@ -263,6 +272,19 @@ class Purchase(models.Model):
     credits_already_spent = models.PositiveIntegerField(
         default=0, help_text="Credits a refund or dispute should have removed but the buyer had already spent."
     )
+    # What the open dispute took, part of the two totals above: a won dispute gives back
+    # exactly this, so refunds before it keep what they took.
+    credits_taken_by_dispute = models.PositiveIntegerField(
+        default=0, help_text="Of the credits taken back, those the dispute took (given back if it is won)."
+    )
+    credits_spent_at_dispute = models.PositiveIntegerField(
+        default=0, help_text="Of the credits already spent, those the dispute found spent (forgiven if it is won)."
+    )
+    # Paid when the account could no longer use credits: never credited, so refunds and
+    # disputes have nothing to take back and `check_ledger` expects no `purchase` entry.
+    paid_after_account_closed = models.BooleanField(
+        default=False, help_text="Paid after the buyer's account was closed: no credits were granted; refund it."
+    )
     needs_attention = models.BooleanField(default=False, db_index=True)
     attention_note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -279,6 +301,18 @@ class Purchase(models.Model):
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "expired"]) | Q(paid_at__isnull=False),
                 name="purchase_paid_states_have_paid_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    credits_taken_by_dispute__lte=F("credits_taken_back"),
+                    credits_spent_at_dispute__lte=F("credits_already_spent"),
+                )
+                & (Q(status="disputed") | Q(credits_taken_by_dispute=0, credits_spent_at_dispute=0)),
+                name="purchase_dispute_share_within_totals",
+            ),
+            models.CheckConstraint(
+                condition=Q(paid_after_account_closed=False) | Q(credits_taken_back=0, credits_already_spent=0),
+                name="purchase_never_credited_takes_nothing_back",
             ),
         ]
 

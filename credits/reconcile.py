@@ -9,8 +9,10 @@ means the ledger is clean:
   user's entries in insertion order (`id`), never negative, the purchased bucket never
   more than the whole;
 - every purchase agrees with its entries: a paid, refunded or disputed one was credited
-  exactly once with its credits, a pending or expired one never; what refunds took back
-  equals `credits_taken_back`, and taken back plus already spent never exceeds the credits;
+  exactly once with its credits, a pending or expired one never, nor one paid after its
+  account was closed (`paid_after_account_closed`); what refunds and disputes took back,
+  less what a won dispute gave back (once at most), equals `credits_taken_back`, and
+  taken back plus already spent never exceeds the credits;
 - every generation's charges line up with its status: each charge is reserved once
   for the generation's cost, settled at most once (a refund returns exactly what was
   reserved, a capture moves nothing); every charge but the latest is refunded (a
@@ -224,6 +226,7 @@ def _purchase_problems(user_ids: Sequence[object] | None) -> list[str]:
     problems = []
     credited: dict[object, list[int]] = defaultdict(list)
     taken_back: dict[object, int] = defaultdict(int)
+    given_back: dict[object, int] = defaultdict(int)
     entries = _scoped(CreditEntry.objects.filter(purchase__isnull=False), user_ids).values_list(
         "purchase_id", "reason", "amount"
     )
@@ -231,14 +234,20 @@ def _purchase_problems(user_ids: Sequence[object] | None) -> list[str]:
         if reason == Reason.PURCHASE:
             credited[purchase_id].append(amount)
         else:
+            # Clawbacks are negative, a won dispute's return positive: the net is what is
+            # still taken back.
             taken_back[purchase_id] += -amount
+            if reason == Reason.DISPUTE_WON:
+                given_back[purchase_id] += 1
     purchases = _scoped(Purchase.objects.all(), user_ids).values_list(
-        "id", "status", "credits", "credits_taken_back", "credits_already_spent"
+        "id", "status", "credits", "credits_taken_back", "credits_already_spent", "paid_after_account_closed"
     )
     granted_states = {Purchase.Status.PAID, Purchase.Status.REFUNDED, Purchase.Status.DISPUTED}
-    for purchase_id, status, credits, recorded_back, spent in purchases.iterator(chunk_size=2000):
+    for purchase_id, status, credits, recorded_back, spent, never_credited in purchases.iterator(chunk_size=2000):
         label = f"purchase {purchase_id} ({status})"
-        expected = [credits] if status in granted_states else []
+        expected = [credits] if status in granted_states and not never_credited else []
+        if given_back.get(purchase_id, 0) > 1:
+            problems.append(f"{label}: a won dispute gave credits back {given_back[purchase_id]} times")
         if credited.get(purchase_id, []) != expected:
             problems.append(f"{label}: credited {credited.get(purchase_id, [])}, expected {expected}")
         if taken_back.get(purchase_id, 0) != recorded_back:

@@ -50,6 +50,9 @@ class Outcome(enum.StrEnum):
     NOT_PAID = "not_paid"
     EXPIRED = "expired"
     TAKEN_BACK = "taken_back"
+    ACCOUNT_CLOSED = "account_closed"
+    RESTORED = "restored"
+    DISPUTE_LOST = "dispute_lost"
     IGNORED = "ignored"
 
 
@@ -148,9 +151,18 @@ def purchase_grant(
     `amount` and `currency` are what was actually paid; when they differ from the
     purchase (or the session is not the purchase's), nothing is granted and the purchase
     is flagged for staff. A purchase already paid, refunded or disputed is left alone.
+
+    Paid for an account that is closed (deleted, or deactivated by staff): the money was
+    taken but no one can use credits there, so the purchase is recorded paid without
+    crediting it (`paid_after_account_closed`) and flagged for staff to refund.
     """
     with transaction.atomic():
-        purchase = Purchase.objects.select_for_update().filter(pk=purchase_id).select_related("pack").first()
+        purchase = (
+            Purchase.objects.select_for_update(of=("self",))
+            .filter(pk=purchase_id)
+            .select_related("pack", "user")
+            .first()
+        )
         if purchase is None:
             return Outcome.UNKNOWN
         if purchase.status not in (Status.PENDING, Status.EXPIRED):
@@ -167,6 +179,12 @@ def purchase_grant(
             flag_for_staff(purchase, f"Not granted: {problem}.")
             logger.error("purchase %s: %s; nothing granted", purchase.pk, problem)
             return Outcome.MISMATCH
+        # Read, not locked: `account_delete` locks the user, then (expiring pending
+        # purchases) this row, so locking the user here would be the reverse order. The
+        # two still serialise on this row: a deletion that committed first is seen
+        # here; one that comes after finds the purchase paid and credited, as it finds
+        # any credits the account holds.
+        account_closed = purchase.user is None or not purchase.user.is_active
         now = timezone.now()
         Purchase.objects.filter(pk=purchase.pk).update(
             status=Status.PAID,
@@ -174,9 +192,20 @@ def purchase_grant(
             stripe_payment_intent_id=payment_intent_id or purchase.stripe_payment_intent_id,
             # Known now if the process died between creating the session and saving its id.
             stripe_session_id=purchase.stripe_session_id or session_id or None,
+            paid_after_account_closed=account_closed,
             updated_at=now,
         )
-        purchase.status, purchase.paid_at = Status.PAID, now
+        purchase.status, purchase.paid_at, purchase.paid_after_account_closed = Status.PAID, now, account_closed
+        if account_closed:
+            # Money must not be lost: the record stays paid (so the refund's event finds
+            # it) and staff refund it. Nothing credited, so no receipt either.
+            flag_for_staff(
+                purchase,
+                "Paid after the account was closed: no credits were granted. "
+                "Refund it (Refund through Stripe); the purchase stays paid until Stripe confirms.",
+            )
+            logger.error("purchase %s: paid after its account was closed; flagged for a refund", purchase.pk)
+            return Outcome.ACCOUNT_CLOSED
         ledger.purchase_credit(purchase=purchase)
         transaction.on_commit(partial(purchase_send_receipt, purchase_id=purchase.pk))
     logger.info("purchase %s: %s credits granted", purchase.pk, purchase.credits)
@@ -239,6 +268,38 @@ def purchase_expire(*, purchase_id: uuid.UUID | str, note: str = "") -> Outcome:
     if updated and note:
         logger.info("purchase %s expired: %s", purchase_id, note)
     return Outcome.EXPIRED if updated else Outcome.ALREADY_DONE
+
+
+def purchases_expire_for_closed_account(*, user: User) -> None:
+    """Account deletion: the account's pending purchases end `expired`, in the deletion's
+    transaction (so a payment that still arrives is known to be for a closed account, and
+    the reconciliation stops asking Stripe about them); once it commits, their Checkout
+    Sessions are expired at Stripe, so the buyer's open checkout page can no longer take
+    money. Best effort: Stripe refuses a session that is no longer open (paid meanwhile:
+    its event then finds the account closed and the purchase is flagged for a refund).
+    """
+    pending = Purchase.objects.filter(user=user, status=Status.PENDING)
+    sessions = [
+        (purchase_id, session_id)
+        for purchase_id, session_id in pending.values_list("pk", "stripe_session_id")
+        if session_id
+    ]
+    pending.update(status=Status.EXPIRED, updated_at=timezone.now())
+    if sessions and stripe_api.stripe_configured():
+        transaction.on_commit(partial(_checkout_sessions_expire, sessions=sessions))
+
+
+def _checkout_sessions_expire(*, sessions: list[tuple[uuid.UUID, str]]) -> None:
+    for purchase_id, session_id in sessions:
+        try:
+            stripe_api.checkout_session_expire(session_id=session_id, idempotency_key=f"stefna-expire-{purchase_id}")
+        except DomainError:
+            logger.warning(
+                "purchase %s: Stripe did not expire checkout session %s (paid or closed already?)",
+                purchase_id,
+                session_id,
+                exc_info=True,
+            )
 
 
 def purchase_apply_session(*, session: dict[str, Any]) -> Outcome:

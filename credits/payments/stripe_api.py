@@ -47,6 +47,12 @@ def checkout_session_retrieve(*, session_id: str) -> dict[str, Any]:
     return _call(_client().v1.checkout.sessions.retrieve, session_id)
 
 
+def checkout_session_expire(*, session_id: str, idempotency_key: str) -> dict[str, Any]:
+    """Close an open Checkout Session so it can no longer be paid; Stripe refuses one that
+    is not open (PaymentProviderError)."""
+    return _call(_client().v1.checkout.sessions.expire, session_id, options={"idempotency_key": idempotency_key})
+
+
 def payment_intent_retrieve(*, payment_intent_id: str) -> dict[str, Any]:
     """The payment intent with its latest charge expanded (the receipt URL lives there)."""
     return _call(_client().v1.payment_intents.retrieve, payment_intent_id, params={"expand": ["latest_charge"]})

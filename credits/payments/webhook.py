@@ -5,7 +5,8 @@ a second delivery (Stripe's retry, a duplicate, twenty at once) fails that inser
 does nothing, and a failure while acting rolls the record back too, so Stripe's retry
 is processed. Granting is idempotent per purchase on top of that (`purchase_grant`), so
 two different events about one session (completed, then async_payment_succeeded) grant
-once. Events about purchases we do not know are acknowledged and recorded, not retried
+once; giving back what a won dispute took is likewise once per purchase
+(`purchase_dispute_won`), whichever of its events comes first. Events about purchases we do not know are acknowledged and recorded, not retried
 forever.
 """
 
@@ -31,7 +32,7 @@ from .purchases import (
     purchase_id_of,
     purchase_reconcile,
 )
-from .refunds import purchase_take_back
+from .refunds import purchase_dispute_won, purchase_take_back
 
 logger = logging.getLogger("credits.payments")
 
@@ -125,6 +126,34 @@ def _on_dispute(dispute: dict[str, Any]) -> Handled:
     return outcome, purchase.pk
 
 
+# How a dispute ends in the merchant's favour: won, or an inquiry (no money was withdrawn)
+# closed without becoming a chargeback. `lost` leaves the dispute's take as it is: the
+# cardholder got the money back. A closed inquiry's purchase refunded in full meanwhile
+# stays without credits (`purchase_dispute_won` keeps the refunds' share).
+DISPUTE_ENDINGS_FOR_THE_MERCHANT = frozenset({"won", "warning_closed"})
+
+
+def _on_dispute_closed(dispute: dict[str, Any]) -> Handled:
+    if dispute.get("status") not in DISPUTE_ENDINGS_FOR_THE_MERCHANT:
+        return Outcome.DISPUTE_LOST, _disputed_purchase_id(dispute)
+    return _dispute_won(dispute)
+
+
+def _dispute_won(dispute: dict[str, Any]) -> Handled:
+    # `charge.dispute.funds_reinstated` comes only when Stripe gives a won dispute's money
+    # back, alongside `charge.dispute.closed`: whichever arrives first gives the credits
+    # back, the other finds the purchase no longer disputed.
+    purchase_id = _disputed_purchase_id(dispute)
+    if purchase_id is None:
+        return Outcome.UNKNOWN, None
+    return purchase_dispute_won(purchase_id=purchase_id, dispute=str(dispute.get("id") or "closed")), purchase_id
+
+
+def _disputed_purchase_id(dispute: dict[str, Any]) -> Any:
+    purchase = _paid_purchase(str(dispute.get("payment_intent") or ""), dispute.get("metadata") or {})
+    return purchase.pk if purchase is not None else None
+
+
 HANDLERS: dict[str, Callable[[dict[str, Any]], Handled]] = {
     "checkout.session.completed": _on_session,
     "checkout.session.async_payment_succeeded": _on_session,
@@ -132,4 +161,6 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Handled]] = {
     "checkout.session.async_payment_failed": _on_session_failed,
     "charge.refunded": _on_charge_refunded,
     "charge.dispute.created": _on_dispute,
+    "charge.dispute.closed": _on_dispute_closed,
+    "charge.dispute.funds_reinstated": _dispute_won,
 }

@@ -17,43 +17,9 @@ from credits.payments.purchases import purchase_reconcile_pending
 from credits.payments.refunds import purchase_refund
 from credits.reconcile import find_ledger_problems
 from credits.selectors import quota_for
-from tests.fakes.stripe import WEBHOOK_SECRET, FakeStripe, sign
+from credits.tests.stripe_helpers import assert_clean, deliver, purchased, start_checkout
 
 STARTER = ("starter", 50, 499)  # the seeded pack: slug, credits, price in cents
-
-
-def deliver(event_type, obj, *, event_id=None, secret=WEBHOOK_SECRET, timestamp=None, body=None):  # type: ignore[no-untyped-def]
-    payload = body if body is not None else FakeStripe.event(event_type, obj, event_id=event_id)
-    return Client().post(
-        "/api/stripe/webhook",
-        data=payload,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=sign(payload, secret, timestamp),
-    )
-
-
-def start_checkout(api_client, pack="starter"):  # type: ignore[no-untyped-def]
-    response = api_client.post("/api/checkout", {"pack": pack}, content_type="application/json")
-    assert response.status_code == 201, response.content
-    return Purchase.objects.get(pk=response.json()["purchase_id"])
-
-
-def purchased(user) -> int:  # type: ignore[no-untyped-def]
-    return quota_for(user=user).purchased_balance
-
-
-def assert_clean(user):  # type: ignore[no-untyped-def]
-    assert find_ledger_problems(users=[user]) == []
-
-
-@pytest.fixture
-def paid_purchase(api_client, user, fake_stripe, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
-    purchase = start_checkout(api_client)
-    session = fake_stripe.pay(purchase.stripe_session_id)
-    with django_capture_on_commit_callbacks(execute=True):
-        assert deliver("checkout.session.completed", session).status_code == 200
-    purchase.refresh_from_db()
-    return purchase
 
 
 # --- packs and checkout ------------------------------------------------------------

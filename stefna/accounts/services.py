@@ -289,10 +289,14 @@ def account_delete(*, user: User, confirm: str) -> None:
 
         Attempt.objects.filter(generation__user=locked).update(payload=None, error="")
         from credits.models import Purchase
+        from credits.payments.purchases import purchases_expire_for_closed_account
 
         # Purchases are money records: they stay, without the buyer's email or the receipt's
         # address (Stripe's receipt page opens for anyone holding it and shows the buyer).
         Purchase.objects.filter(user=locked).update(email="", checkout_url="", receipt_url="")
+        # Checkouts still open end here (and at Stripe once this commits): a payment that
+        # arrives anyway is flagged for a refund, never credited to the closed account.
+        purchases_expire_for_closed_account(user=locked)
         # Google sign-in's records: the provider's id, email and name (allauth's tables). Left
         # behind, they would sign the next Google sign-in into this closed account.
         from allauth.account.models import EmailAddress

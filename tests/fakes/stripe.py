@@ -9,12 +9,15 @@ names, and Stripe's error body `{"error": {"type", "message"}}`.
 
     POST /v1/checkout/sessions          create a session (status open, payment unpaid)
     GET  /v1/checkout/sessions/<id>     retrieve it
+    POST /v1/checkout/sessions/<id>/expire  expire an open session (Stripe refuses any other)
     GET  /v1/payment_intents/<id>       retrieve (expand[]=latest_charge embeds the charge)
     POST /v1/refunds                    refund a payment intent (full, or `amount`)
 
 Test-side knobs: `pay(session_id)` completes a session as a paid checkout would
 (creating its payment intent and charge with a receipt URL), `expire(session_id)`,
 `refund(payment_intent_id, amount)` (as a refund made in Stripe's dashboard),
+`dispute(payment_intent_id)` (the cardholder's bank opens a dispute) and
+`close_dispute(dispute_id, status)` (it ends `won`, `lost` or `warning_closed`),
 `fail_requests(status)`. `event(type, obj)` builds an event envelope and
 `sign(payload, secret)` Stripe's `Stripe-Signature` header (t=…,v1=HMAC-SHA256 of
 "t.payload"), computed here exactly as Stripe documents it.
@@ -89,6 +92,7 @@ class FakeStripe:
             self.payment_intents: dict[str, dict[str, Any]] = {}
             self.charges: dict[str, dict[str, Any]] = {}
             self.refunds: list[dict[str, Any]] = []
+            self.disputes: dict[str, dict[str, Any]] = {}
             self.requests: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
             self._idempotent: dict[str, tuple[int, dict[str, Any]]] = {}
             self._failure: int | None = None
@@ -157,6 +161,35 @@ class FakeStripe:
             }
             self.refunds.append(refund)
             return json.loads(json.dumps(charge))
+
+    def dispute(self, payment_intent_id: str, *, status: str = "needs_response") -> dict[str, Any]:
+        """The cardholder's bank disputes the payment; returns the dispute as
+        `charge.dispute.created` carries it (a formal dispute, or an inquiry with
+        `status="warning_needs_response"`)."""
+        with self._lock:
+            intent = self.payment_intents[payment_intent_id]
+            charge = self.charges[intent["latest_charge"]]
+            charge["disputed"] = True
+            dispute = {
+                "id": f"du_{uuid.uuid4().hex[:24]}",
+                "object": "dispute",
+                "amount": charge["amount"],
+                "currency": charge["currency"],
+                "charge": charge["id"],
+                "payment_intent": payment_intent_id,
+                "reason": "fraudulent",
+                "status": status,
+                "metadata": {},
+            }
+            self.disputes[dispute["id"]] = dispute
+            return json.loads(json.dumps(dispute))
+
+    def close_dispute(self, dispute_id: str, status: str) -> dict[str, Any]:
+        """The dispute ends (`won`, `lost`, `warning_closed`); returns it as
+        `charge.dispute.closed` (and, when won, `charge.dispute.funds_reinstated`) carry it."""
+        with self._lock:
+            self.disputes[dispute_id]["status"] = status
+            return json.loads(json.dumps(self.disputes[dispute_id]))
 
     def charge_of(self, payment_intent_id: str) -> dict[str, Any]:
         with self._lock:
@@ -241,6 +274,18 @@ class FakeStripe:
         if method == "GET" and (match := re.fullmatch(r"/v1/checkout/sessions/([\w]+)", path)):
             session = self.sessions.get(match.group(1))
             return (200, json.loads(json.dumps(session))) if session else missing
+        if method == "POST" and (match := re.fullmatch(r"/v1/checkout/sessions/([\w]+)/expire", path)):
+            session = self.sessions.get(match.group(1))
+            if session is None:
+                return missing
+            if session["status"] != "open":
+                # Stripe's answer: only an open session can be expired.
+                message = (
+                    f'Only Checkout Sessions with a status in ["open"] can be expired; this one is {session["status"]}.'
+                )
+                return 400, {"error": {"type": "invalid_request_error", "message": message}}
+            session["status"] = "expired"
+            return 200, json.loads(json.dumps(session))
         if method == "GET" and (match := re.fullmatch(r"/v1/payment_intents/([\w]+)", path)):
             intent = self.payment_intents.get(match.group(1))
             if intent is None:

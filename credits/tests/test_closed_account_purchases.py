@@ -1,0 +1,124 @@
+"""A checkout its buyer pays after deleting the account: the money is Stripe's to return,
+never credits on a closed account. The purchase stays paid, is never credited, and is
+flagged for staff to refund; deleting the account ends its pending checkouts, here and
+at Stripe. Every test checks the ledger (`find_ledger_problems`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from credits.models import CreditEntry, Purchase
+from credits.payments.purchases import purchase_grant, purchase_start
+from credits.payments.refunds import purchase_refund
+from credits.reconcile import find_ledger_problems
+from credits.tests.stripe_helpers import assert_clean, deliver, purchased, start_checkout
+from stefna.accounts.models import User
+from stefna.accounts.services import account_delete
+
+
+def delete_account(user, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
+    """DELETE /api/me, as the owner does it, with what runs after its commit."""
+    client = Client()
+    client.force_login(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.delete("/api/me", data=json.dumps({"confirm": user.email}), content_type="application/json")
+    assert answer.status_code in (200, 204), answer.content
+    user.refresh_from_db()
+    assert not user.is_active
+
+
+def test_deleting_the_account_expires_its_pending_checkouts_here_and_at_stripe(
+    api_client, user, paid_purchase, fake_stripe, django_capture_on_commit_callbacks
+):
+    open_checkout = start_checkout(api_client, "creator")
+
+    delete_account(user, django_capture_on_commit_callbacks)
+
+    open_checkout.refresh_from_db()
+    paid_purchase.refresh_from_db()
+    assert open_checkout.status == "expired", "a webhook for it is now about a closed account's checkout"
+    assert fake_stripe.sessions[open_checkout.stripe_session_id]["status"] == "expired", "nobody can pay it any more"
+    expiry = [r for r in fake_stripe.requests if r[1].endswith(f"{open_checkout.stripe_session_id}/expire")]
+    assert len(expiry) == 1 and expiry[0][3]["idempotency-key"] == f"stefna-expire-{open_checkout.pk}"
+    assert paid_purchase.status == "paid" and purchased(user) == 50, "money records stay as they were"
+    assert_clean(user)
+
+
+def test_a_checkout_paid_after_the_account_was_deleted_is_flagged_for_a_refund_and_never_credited(
+    api_client, user, fake_stripe, django_capture_on_commit_callbacks
+):
+    purchase = start_checkout(api_client)
+    # The buyer pays on Stripe's page; the webhook is still on its way when the account goes
+    # (Stripe then refuses to expire the completed session: the deletion goes on regardless).
+    session = fake_stripe.pay(purchase.stripe_session_id)
+    delete_account(user, django_capture_on_commit_callbacks)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = deliver("checkout.session.completed", session)
+
+    assert answer.status_code == 200 and answer.json()["outcome"] == "account_closed"
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.paid_after_account_closed, purchase.needs_attention) == ("paid", True, True)
+    assert purchase.paid_at is not None and purchase.stripe_payment_intent_id == session["payment_intent"]
+    assert "account was closed" in purchase.attention_note and "Refund" in purchase.attention_note
+    assert not CreditEntry.objects.filter(purchase=purchase).exists() and purchased(user) == 0
+    assert mail.outbox == [], "no receipt saying credits were added"
+    assert deliver("checkout.session.completed", session).json()["outcome"] == "already_done"
+    assert_clean(user)
+
+    # Staff refund it; Stripe's refund event has nothing to take back.
+    purchase_refund(purchase=purchase)
+    deliver("charge.refunded", fake_stripe.charge_of(purchase.stripe_payment_intent_id))
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.amount_refunded, purchase.credits_taken_back) == ("refunded", 499, 0)
+    assert purchase.credits_already_spent == 0
+    assert_clean(user)
+
+
+def test_a_dispute_on_a_purchase_never_credited_takes_nothing_and_a_won_one_gives_nothing(
+    api_client, user, fake_stripe, django_capture_on_commit_callbacks
+):
+    purchase = start_checkout(api_client)
+    session = fake_stripe.pay(purchase.stripe_session_id)
+    delete_account(user, django_capture_on_commit_callbacks)
+    deliver("checkout.session.completed", session)
+
+    dispute = fake_stripe.dispute(session["payment_intent"])
+    deliver("charge.dispute.created", dispute)
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.credits_taken_back, purchase.credits_already_spent) == ("disputed", 0, 0)
+    deliver("charge.dispute.closed", fake_stripe.close_dispute(dispute["id"], "won"))
+
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.credits_taken_back, purchase.credits_already_spent) == ("paid", 0, 0)
+    assert not CreditEntry.objects.filter(purchase=purchase).exists()
+    assert_clean(user)
+
+
+@pytest.mark.django_db
+def test_an_offline_checkout_completed_after_the_account_was_deleted_is_not_granted(user, settings):
+    # The reliability review's reproduction, through the grant function itself.
+    settings.OFFLINE_CHECKOUT = True
+    purchase = purchase_start(user=user, pack_slug="starter", site_url="http://testserver/")
+    account_delete(user=User.objects.get(pk=user.pk), confirm=user.email)
+    assert Purchase.objects.get(pk=purchase.pk).status == "expired"
+
+    outcome = purchase_grant(purchase_id=purchase.pk, amount=purchase.price, currency=purchase.currency)
+
+    purchase.refresh_from_db()
+    assert outcome == "account_closed" and purchase.status == "paid" and purchase.needs_attention
+    assert purchased(user) == 0
+    assert_clean(user)
+
+
+def test_check_ledger_reports_a_purchase_paid_after_closing_that_was_credited_anyway(paid_purchase, user):
+    Purchase.objects.filter(pk=paid_purchase.pk).update(paid_after_account_closed=True)
+
+    problems = find_ledger_problems(users=[user])
+
+    assert any(f"purchase {paid_purchase.pk} (paid): credited [50], expected []" in problem for problem in problems)
