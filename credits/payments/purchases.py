@@ -107,7 +107,7 @@ def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
         )
     except DomainError:
         # Nothing was charged: no session exists. The purchase ends expired, not pending forever.
-        Purchase.objects.filter(pk=purchase.pk, status=Status.PENDING).update(status=Status.EXPIRED)
+        purchase_expire(purchase_id=purchase.pk, note="the checkout session could not be created")
         raise
     Purchase.objects.filter(pk=purchase.pk).update(stripe_session_id=session["id"], checkout_url=session["url"])
     purchase.stripe_session_id, purchase.checkout_url = session["id"], session["url"]
