@@ -16,8 +16,8 @@ from credits.payments.purchases import purchase_grant, purchase_start
 from credits.payments.refunds import purchase_refund
 from credits.reconcile import find_ledger_problems
 from credits.tests.stripe_helpers import assert_clean, deliver, purchased, start_checkout
+from stefna.accounts.deletion import account_delete
 from stefna.accounts.models import User
-from stefna.accounts.services import account_delete
 
 
 def delete_account(user, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]

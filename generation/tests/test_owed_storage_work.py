@@ -25,7 +25,7 @@ from generation.services import revoke
 from generation.services.finish import Finished
 from generation.tests.pipeline_helpers import run_upkeep, run_worker, start_generation
 from presets.tests.factories import PresetFactory
-from stefna.accounts.services import account_delete
+from stefna.accounts.deletion import account_delete
 
 pytestmark = pytest.mark.django_db
 

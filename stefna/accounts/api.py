@@ -10,7 +10,7 @@ from ninja import Router, Schema
 
 from stefna.api_support import errors
 
-from . import services
+from . import deletion
 from .selectors import account_export
 
 router = Router(tags=["account"])
@@ -35,7 +35,7 @@ DELETE_ME: dict[str, Any] = {
 
 
 def delete(request: HttpRequest, body: DeleteAccountIn) -> HttpResponse:
-    services.account_delete(user=request.auth, confirm=body.confirm)  # type: ignore[attr-defined]
+    deletion.account_delete(user=request.auth, confirm=body.confirm)  # type: ignore[attr-defined]
     if request.user.is_authenticated:
         logout(request)
     return HttpResponse(status=204)

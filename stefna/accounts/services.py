@@ -8,7 +8,6 @@ import logging
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from importlib import import_module
 
 from django.conf import settings
 from django.contrib.sessions.models import Session
@@ -233,125 +232,6 @@ def api_token_authenticate(plain: str) -> User | None:
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user
-
-
-class ConfirmationMismatch(InvalidInput):
-    code = "invalid_input"
-    default_message = gettext_lazy("Type your account's email address exactly to confirm.")
-
-
-def account_delete(*, user: User, confirm: str) -> None:
-    """Delete `user`'s account for good. `confirm` must be the account's email.
-
-    Photos and images go from storage and Cloudinary; tokens, sign-in codes and every
-    session die; the account can't sign in and its email is free to sign up again as
-    a new account. Money records stay (the ledger is append-only and generations are
-    its job records), attached to the anonymised row with prompts, logs and every
-    other personal field blanked. Generations still running are canceled (refunded)
-    first, so no result arrives after the account is gone.
-    """
-    from django.contrib.sessions.models import Session
-
-    from generation import services as generation_services
-    from generation.exceptions import InvalidTransition
-    from generation.models import Generation, Media
-
-    if (confirm or "").strip().lower() != user.email.lower():
-        raise ConfirmationMismatch(detail={"field": "confirm"})
-    for generation_id in Generation.objects.filter(user=user, status__in=Generation.ACTIVE_STATUSES).values_list(
-        "pk", flat=True
-    ):
-        try:
-            generation_services.generation_cancel(generation_id=generation_id, user=user)
-        except InvalidTransition:
-            pass  # it finished meanwhile; its images are removed below like the others
-    email = user.email
-    with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=user.pk)
-        # The images are locked before their stored keys are read, as in media_delete: a
-        # copy retry committing in between would leave its copy owed by nobody.
-        list(Media.objects.select_for_update().filter(user=locked).values_list("pk", flat=True))
-        stored = _stored_objects_of(locked)
-        Media.objects.filter(user=locked).delete()
-        Generation.objects.filter(user=locked).update(
-            prompt="",
-            prompt_sent="",
-            logs=[],
-            error_message="",
-            request_payload=None,
-            source_image="",
-            idempotency_key=None,
-            request_fingerprint="",
-            is_public=False,
-            deleted_at=timezone.now(),
-        )
-        from generation.models import Attempt
-
-        Attempt.objects.filter(generation__user=locked).update(payload=None, error="")
-        from credits.models import Purchase
-        from credits.payments.purchases import purchases_expire_for_closed_account
-
-        # Purchases are money records: they stay, without the buyer's email or the receipt's
-        # address (Stripe's receipt page opens for anyone holding it and shows the buyer).
-        Purchase.objects.filter(user=locked).update(email="", checkout_url="", receipt_url="")
-        # Checkouts still open end here (and at Stripe once this commits): a payment that
-        # arrives anyway is flagged for a refund, never credited to the closed account.
-        purchases_expire_for_closed_account(user=locked)
-        # Google sign-in's records: the provider's id, email and name (allauth's tables). Left
-        # behind, they would sign the next Google sign-in into this closed account.
-        from allauth.account.models import EmailAddress
-        from allauth.socialaccount.models import SocialAccount
-
-        SocialAccount.objects.filter(user=locked).delete()
-        EmailAddress.objects.filter(user=locked).delete()
-        ApiToken.objects.filter(user=locked).delete()
-        LoginCode.objects.filter(email=email).delete()
-        locked.email = f"deleted-{locked.pk.hex}@deleted.invalid"
-        locked.display_name = ""
-        locked.is_active = False
-        locked.is_staff = locked.is_superuser = False
-        # A new unusable password changes the session auth hash: every session of the
-        # account stops authenticating, wherever it is stored.
-        locked.set_unusable_password()
-        locked.save()
-        # Owed in this transaction, tried once it commits: no crash can lose the debt.
-        _remove_stored(stored)
-    # Sessions are also removed outright (the hash change alone would leave rows), through
-    # the session engine so a cached copy (cached_db with Redis) goes too.
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
-        if session.get_decoded().get("_auth_user_id") == str(user.pk):
-            store(session_key=session.session_key).delete()
-    logger.info("account deleted", extra={"user_id": str(user.pk)})
-
-
-def _stored_objects_of(user: User) -> list[tuple[str, str]]:
-    """("storage" | "cloudinary", name) for every photo and image the user has stored."""
-    from generation import result_urls, storage
-    from generation.models import Generation, Media
-
-    found: list[tuple[str, str]] = []
-    for name in Generation.objects.filter(user=user).exclude(source_image="").values_list("source_image", flat=True):
-        found.append(("storage", name))
-    for key, moving_to, original in Media.objects.filter(user=user).values_list(
-        "storage_key", "move_to", "original_url"
-    ):
-        for stored in (key, moving_to):  # an owed move's target may already hold the image
-            if stored:
-                found.append(("cloudinary" if storage.is_cloudinary_key(stored) else "storage", stored))
-        offline = result_urls.local_name(original) if original else None
-        if offline:
-            found.append(("storage", offline))
-    return found
-
-
-def _remove_stored(stored: list[tuple[str, str]]) -> None:
-    """Owe the removal of everything the deleted account had stored, and try it now: what
-    storage refuses stays recorded, and the worker retries it until it is gone."""
-    from generation.models import StoredRemoval
-    from generation.services import revoke
-
-    revoke.stored_removal_owe(objects=stored, reason=StoredRemoval.Reason.ACCOUNT_DELETED)
 
 
 def sign_ins_prune(*, now: datetime | None = None) -> dict[str, int]:

@@ -18,7 +18,7 @@ from stefna.errors import DomainError, RateLimited
 from stefna.i18n import keep_language_after_session
 from stefna.requests import AuthenticatedRequest
 
-from . import services
+from . import deletion, services
 from .models import User
 
 # The session key holding a refused account deletion's error and what was typed, for the
@@ -179,7 +179,7 @@ def account_export(request: AuthenticatedRequest) -> HttpResponse:
 def account_delete(request: AuthenticatedRequest) -> HttpResponse:
     """ "Delete my account": typed email to confirm, then gone and signed out."""
     try:
-        services.account_delete(user=request.user, confirm=request.POST.get("confirm", ""))
+        deletion.account_delete(user=request.user, confirm=request.POST.get("confirm", ""))
     except DomainError as exc:
         # Said beside the field, which the page focuses (autofocus, which also scrolls it
         # into view; browsers skip autofocus on an address with a #fragment): a message at

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from stefna.accounts.services import account_delete
+from stefna.accounts.deletion import account_delete
 
 pytestmark = pytest.mark.django_db
 

@@ -126,8 +126,8 @@ def test_a_deleted_account_leaves_no_google_record_and_google_signs_up_afresh(cl
     from allauth.account.models import EmailAddress
     from allauth.socialaccount.models import SocialAccount
 
+    from stefna.accounts.deletion import account_delete
     from stefna.accounts.selectors import account_export
-    from stefna.accounts.services import account_delete
 
     fake_google.identity = {"sub": "g-77", "email": "Pat@Example.com", "email_verified": True, "name": "Pat Private"}
     finish(client, consent(start_sign_in(client)))
