@@ -278,13 +278,10 @@ def purchases_expire_for_closed_account(*, user: User) -> None:
     money. Best effort: Stripe refuses a session that is no longer open (paid meanwhile:
     its event then finds the account closed and the purchase is flagged for a refund).
     """
-    pending = Purchase.objects.filter(user=user, status=Status.PENDING)
-    sessions = [
-        (purchase_id, session_id)
-        for purchase_id, session_id in pending.values_list("pk", "stripe_session_id")
-        if session_id
-    ]
-    pending.update(status=Status.EXPIRED, updated_at=timezone.now())
+    pending = list(Purchase.objects.filter(user=user, status=Status.PENDING).values_list("pk", "stripe_session_id"))
+    for purchase_id, _session_id in pending:
+        purchase_expire(purchase_id=purchase_id, note="its account was closed")  # the one writer of → expired
+    sessions = [(purchase_id, session_id) for purchase_id, session_id in pending if session_id]
     if sessions and stripe_api.stripe_configured():
         transaction.on_commit(partial(_checkout_sessions_expire, sessions=sessions))
 
