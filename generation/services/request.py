@@ -30,6 +30,7 @@ from ..exceptions import IdempotencyConflict, InvalidTransition
 from ..images import ValidatedImage
 from ..models import Generation
 from ..registry import chain_without_image
+from . import revoke
 from .claim import GenerationId, workers_wake
 from .log import generation_log, log_line, log_transition
 
@@ -223,6 +224,7 @@ def generation_retry(*, generation_id: GenerationId, by: User | None = None) -> 
             raise InvalidTransition("This generation changed meanwhile; reload and try again.")
         # Raises InsufficientCredits (rolling the restart back) when the owner is broke.
         ledger.reserve(user=generation.user, generation=generation, amount=generation.cost)
+        revoke.stored_removals_forget_for_retry(generation=generation)
         workers_wake()
     log_transition(generation.pk, to=Generation.Status.QUEUED, writer="generation_retry")
     # The generation's log is shown to its owner: name no staff member there, only in the server log.

@@ -32,7 +32,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from .. import storage
+from .. import persistence, storage
 from ..models import Generation, Media, StoredRemoval
 from .claim import claim_due
 
@@ -156,6 +156,17 @@ def stored_removal_owe(*, objects: Iterable[tuple[str, str]], reason: str) -> No
         ignore_conflicts=True,  # already owed: the same debt
     )
     transaction.on_commit(partial(_attempt_each, sorted(pending)))
+
+
+def stored_removals_forget_for_retry(*, generation: Generation) -> int:
+    """A stopped generation is retried: the removals its stop owed for the job's derived
+    names are dropped, since the retry copies its images to those same names (and a copy
+    lands before the row that points to it, so a removal retried in between would delete
+    the fresh image). Whatever the retry makes it owns; if it stops again, its stop owes
+    them anew. Call it in the retry's transaction."""
+    keys = persistence.derived_keys(generation.pk, count=max(1, generation.num_images))
+    forgotten, _ = StoredRemoval.objects.filter(key__in=keys, reason=StoredRemoval.Reason.GENERATION_STOPPED).delete()
+    return forgotten
 
 
 def _attempt_each(objects: list[tuple[str, str]]) -> None:

@@ -442,3 +442,33 @@ def test_deleting_an_image_while_its_copy_retry_commits_owes_the_copy(user, fake
     assert not Media.objects.filter(pk=media.pk).exists()
     run_upkeep()
     assert not fake_cloudinary.assets, "the retry's copy stays at Cloudinary, owed by nobody"
+
+
+def test_a_retry_forgets_the_removals_its_stop_owed_so_a_fresh_copy_is_never_removed(
+    user, fake_fal, fake_cloudinary, staff
+):
+    """The retry copies to the same derived names before it records a row; a removal the
+    stop still owed, retried in between, found no row pointing to the fresh copy and
+    removed it: the image the user then sees would be gone."""
+    import time_machine
+
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    _copied_not_recorded(generation)
+    fake_cloudinary.reject_signatures = True
+    services.generation_cancel(generation_id=generation.pk, user=user)
+    assert StoredRemoval.objects.filter(reason="generation_stopped").exists()
+    fake_cloudinary.reject_signatures = False
+
+    services.generation_retry(generation_id=generation.pk, by=staff)
+    assert not StoredRemoval.objects.exists()
+    finished = _copied_not_recorded(generation)  # the retry's copy, not recorded yet
+    [(_, _, copy)] = finished.kept
+    with time_machine.travel(timezone.now() + dt.timedelta(hours=2), tick=False):
+        for removal_id in services.stored_removals_due(limit=50):  # the worker's removal retries
+            services.stored_removal_attempt(removal_id=removal_id)
+    services.generations_finish(finished=[finished])
+
+    assert copy.key in fake_cloudinary.assets
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert generation.media.get().storage_key == copy.key
