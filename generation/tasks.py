@@ -16,5 +16,10 @@ from .services import media_persist
 
 @task()
 def media_persist_task(*, media_id: str) -> None:
-    """Kept for retries enqueued by an earlier version: save an image durably now."""
+    """Kept for retries enqueued by an earlier version: save an image durably now.
+
+    Nothing enqueues it any more. Remove it (and its README sentence) once no deployment
+    holds a waiting one: `DBTaskResult.objects.filter(task_path__endswith="media_persist_task",
+    status="READY")` is empty everywhere. Until then a stored task naming it would fail to load.
+    """
     media_persist(media_id=media_id, reschedule=True)
