@@ -2,13 +2,20 @@ from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
 
-from stefna.errors import DomainError
+from stefna.errors import DomainError, Unauthorized
 
 
 class InsufficientCredits(DomainError):
     code = "insufficient_credits"
     status = 402
     default_message = _("You don't have enough credits for this.")
+
+
+class AccountClosed(Unauthorized):
+    """The account was deleted (or closed by staff) while this request was on its way: it
+    was authenticated a moment before. Nothing is charged or kept."""
+
+    default_message = _("This account is closed.")
 
 
 class AlreadySettled(DomainError):

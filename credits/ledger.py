@@ -38,7 +38,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from .exceptions import AlreadyReserved, AlreadySettled, InsufficientCredits
+from .exceptions import AccountClosed, AlreadyReserved, AlreadySettled, InsufficientCredits
 from .models import CreditEntry, Wallet
 
 if TYPE_CHECKING:
@@ -69,12 +69,18 @@ def _ensure_wallet(user_id: uuid.UUID) -> Wallet:
     return wallet
 
 
-def _lock_wallet(user_id: uuid.UUID) -> Wallet:
-    """The user's wallet row (created if missing), locked until the surrounding transaction ends."""
-    wallet = Wallet.objects.select_for_update().filter(pk=user_id).first()
+def _lock_wallet(user_id: uuid.UUID, *, with_owner: bool = False) -> Wallet:
+    """The user's wallet row (created if missing), locked until the surrounding transaction
+    ends; `with_owner` reads the account row in the same query (not locked)."""
+    wallets = (
+        Wallet.objects.select_for_update(of=("self",)).select_related("user")
+        if with_owner
+        else Wallet.objects.select_for_update()
+    )
+    wallet = wallets.filter(pk=user_id).first()
     if wallet is None:
         _ensure_wallet(user_id)
-        wallet = Wallet.objects.select_for_update().get(pk=user_id)
+        wallet = wallets.get(pk=user_id)
     return wallet
 
 
@@ -164,7 +170,11 @@ def reserve(*, user: User, generation: Generation, amount: int, new_generation: 
     # A new generation's creation fails as a whole when its reservation does, so it
     # needs no savepoint to fall back to (two statements fewer on every request).
     with transaction.atomic(savepoint=not new_generation):
-        wallet = _lock_wallet(user.pk)
+        wallet = _lock_wallet(user.pk, with_owner=True)
+        if not wallet.user.is_active:
+            # Deleted while this request was on its way (account deletion takes this lock
+            # too, so one of the two waits for the other): nothing new is charged for it.
+            raise AccountClosed()
         _apply_allowance(wallet, utc_today())
         charge_number = 1 if new_generation else _next_charge_number(generation)
         if wallet.balance < amount:

@@ -233,3 +233,31 @@ def test_purchases_are_exported_and_kept_without_the_email_after_deletion(
     assert kept.email == "" and kept.price == 199 and kept.user_id == user.pk
     assert kept.receipt_url == ""  # Stripe's receipt page opens for anyone with its address
     assert Purchase.objects.get(pk=theirs.pk).email == other_user.email
+
+
+def test_a_request_authenticated_before_the_deletion_is_refused_at_its_charge(user, settings):
+    """A generation requested a moment before the account was deleted (the request was
+    signed in, then the deletion committed) is neither charged nor kept: its photo and
+    prompt would outlive the account."""
+    from credits.exceptions import AccountClosed
+    from generation import services
+    from generation.images import validate_image
+    from stefna.accounts.deletion import account_delete
+    from tests.images import make_image_bytes
+
+    preset = PresetFactory(slug="late", requires_prompt=False)
+    ledger.ensure_daily_allowance(user=user)
+    signed_in_as = User.objects.get(pk=user.pk)  # what the request read at authentication
+    account_delete(user=user, confirm=user.email)
+    entries = CreditEntry.objects.count()
+    files_before = set(_files())
+
+    with pytest.raises(AccountClosed) as refused:
+        services.generation_request(
+            user=signed_in_as, preset_slug=preset.slug, image=validate_image(make_image_bytes()), prompt="late"
+        )
+
+    assert refused.value.status == 401 and refused.value.code == "unauthorized"
+    assert not Generation.objects.filter(user=user).exists()
+    assert CreditEntry.objects.count() == entries
+    assert set(_files()) == files_before
