@@ -6,8 +6,8 @@ does nothing, and a failure while acting rolls the record back too, so Stripe's 
 is processed. Granting is idempotent per purchase on top of that (`purchase_grant`), so
 two different events about one session (completed, then async_payment_succeeded) grant
 once; giving back what a won dispute took is likewise once per purchase
-(`purchase_dispute_won`), whichever of its events comes first. Events about purchases we do not know are acknowledged and recorded, not retried
-forever.
+(`purchase_dispute_won`), whichever of its events comes first. Events about purchases we
+do not know are acknowledged and recorded, not retried forever.
 """
 
 from __future__ import annotations
