@@ -51,6 +51,14 @@ def claim_due[ModelT: Model](
     return ids
 
 
+def backoff_at(*, attempts: int, first: float, most: float, now: dt.datetime | None = None) -> dt.datetime:
+    """When to try again after `attempts` failed tries: `first` seconds after the first,
+    doubling with each one, never more than `most` apart (copies of images, owed storage
+    work). The exponent is bounded so that a row retried for years stays a small number."""
+    delay = min(most, first * 2 ** min(max(0, attempts - 1), 32))
+    return (now or timezone.now()) + dt.timedelta(seconds=delay)
+
+
 def next_poll(now: dt.datetime | None = None, *, seconds: float | None = None) -> dt.datetime:
     interval = settings.FAL_POLL_INTERVAL_SECONDS if seconds is None else seconds
     return (now or timezone.now()) + dt.timedelta(seconds=interval)

@@ -23,7 +23,7 @@ from stefna.errors import NotFound
 from .. import persistence
 from ..models import Generation, Media, StoredRemoval
 from . import revoke
-from .claim import claim_due
+from .claim import backoff_at, claim_due
 from .log import generation_log
 
 logger = logging.getLogger("generation")
@@ -32,11 +32,13 @@ MediaId = uuid.UUID | str
 
 
 def persist_retry_at(*, attempts: int, now: dt.datetime | None = None) -> dt.datetime:
-    """When to try again after `attempts` failed copies: a doubling delay, capped."""
-    delay = min(
-        settings.MEDIA_PERSIST_RETRY_MAX_SECONDS, settings.MEDIA_PERSIST_RETRY_SECONDS * 2 ** max(0, attempts - 1)
+    """When to try a copy again after `attempts` failed ones."""
+    return backoff_at(
+        attempts=attempts,
+        first=settings.MEDIA_PERSIST_RETRY_SECONDS,
+        most=settings.MEDIA_PERSIST_RETRY_MAX_SECONDS,
+        now=now,
     )
-    return (now or timezone.now()) + dt.timedelta(seconds=delay)
 
 
 def media_persist(*, media_id: MediaId, reschedule: bool = False) -> Media:

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from .. import persistence, storage
 from ..models import Generation, Media, StoredRemoval
-from .claim import claim_due
+from .claim import backoff_at, claim_due
 
 logger = logging.getLogger("generation")
 
@@ -47,9 +47,8 @@ MediaId = uuid.UUID | str
 
 
 def retry_at(*, attempts: int, now: dt.datetime | None = None) -> dt.datetime:
-    """When to try again after `attempts` failed tries: a doubling delay, capped."""
-    delay = min(RETRY_MAX_SECONDS, RETRY_SECONDS * 2 ** min(max(0, attempts - 1), 16))
-    return (now or timezone.now()) + dt.timedelta(seconds=delay)
+    """When to try owed storage work again after `attempts` failed tries."""
+    return backoff_at(attempts=attempts, first=RETRY_SECONDS, most=RETRY_MAX_SECONDS, now=now)
 
 
 def _describe(exc: Exception) -> str:
