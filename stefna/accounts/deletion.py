@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy
 
 from credits.models import Purchase
 from credits.payments.purchases import purchases_expire_for_closed_account
-from generation import result_urls, storage
+from generation import result_urls
 from generation import services as generation_services
 from generation.exceptions import InvalidTransition
 from generation.models import Attempt, Generation, Media, StoredRemoval
@@ -60,9 +60,6 @@ def account_delete(*, user: User, confirm: str) -> None:
     email = user.email
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
-        # The images are locked before their stored keys are read, as in media_delete: a
-        # copy retry committing in between would leave its copy owed by nobody.
-        list(Media.objects.select_for_update().filter(user=locked).values_list("pk", flat=True))
         stored = _stored_objects_of(locked)
         Media.objects.filter(user=locked).delete()
         Generation.objects.filter(user=locked).update(
@@ -98,8 +95,9 @@ def account_delete(*, user: User, confirm: str) -> None:
         # account stops authenticating, wherever it is stored.
         locked.set_unusable_password()
         locked.save()
-        # Owed in this transaction, tried once it commits: no crash can lose the debt.
-        _remove_stored(stored)
+        # Owed in this transaction, tried once it commits: no crash can lose the debt; what
+        # storage refuses, the worker retries until it is gone.
+        revoke.stored_removal_owe(objects=stored, reason=StoredRemoval.Reason.ACCOUNT_DELETED)
     # Sessions are also removed outright (the hash change alone would leave rows), through
     # the session engine so a cached copy (cached_db with Redis) goes too.
     store = import_module(settings.SESSION_ENGINE).SessionStore
@@ -114,19 +112,12 @@ def _stored_objects_of(user: User) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for name in Generation.objects.filter(user=user).exclude(source_image="").values_list("source_image", flat=True):
         found.append(("storage", name))
-    for key, moving_to, original in Media.objects.filter(user=user).values_list(
-        "storage_key", "move_to", "original_url"
-    ):
-        for stored in (key, moving_to):  # an owed move's target may already hold the image
-            if stored:
-                found.append(("cloudinary" if storage.is_cloudinary_key(stored) else "storage", stored))
+    # The images are locked as their stored keys are read, as in media_delete: a copy retry
+    # committing in between would leave its copy owed by nobody.
+    images = Media.objects.select_for_update().filter(user=user)
+    for key, moving_to, original in images.values_list("storage_key", "move_to", "original_url"):
+        found += revoke.where_stored([key, moving_to])  # an owed move's target may already hold the image
         offline = result_urls.local_name(original) if original else None
         if offline:
             found.append(("storage", offline))
     return found
-
-
-def _remove_stored(stored: list[tuple[str, str]]) -> None:
-    """Owe the removal of everything the deleted account had stored, and try it now: what
-    storage refuses stays recorded, and the worker retries it until it is gone."""
-    revoke.stored_removal_owe(objects=stored, reason=StoredRemoval.Reason.ACCOUNT_DELETED)
