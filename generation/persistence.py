@@ -126,7 +126,7 @@ def derived_keys(generation_id: object, *, count: int) -> list[str]:
     one it chose depends on the image and is written nowhere until a row is."""
     names = [public_id("", generation_id, index) for index in range(count)]
     if settings.CLOUDINARY_ENABLED:
-        return [f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{name}" for name in names]
+        return [storage.cloudinary_key(name) for name in names]
     extensions = sorted(set(EXTENSIONS.values()) | {"png"})
     return [f"generated/{name}.{extension}" for name in names for extension in extensions]
 

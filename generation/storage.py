@@ -178,7 +178,7 @@ def fresh_key(old_key: str) -> str:
     private, taken down): any address that leaked while it was public, or a copy a CDN
     cached, dies with the old name."""
     if is_cloudinary_key(old_key):
-        return f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{random_name()}"
+        return cloudinary_key(random_name())
     extension = old_key.rsplit(".", 1)[-1] if "." in old_key.rsplit("/", 1)[-1] else "png"
     folder = old_key.rsplit("/", 1)[0] if "/" in old_key else RESULTS_FOLDER
     return f"{folder}/{random_name()}.{extension}"
@@ -232,11 +232,10 @@ def remove_stored(where: str, key: str) -> None:
         default_storage.delete(key)
 
 
-def _cloudinary_rename(old_key: str, *, new_key: str | None = None, from_type: str = CLOUDINARY_TYPE) -> str:
+def _cloudinary_rename(old_key: str, *, new_key: str, from_type: str = CLOUDINARY_TYPE) -> str:
     configure_cloudinary()
     import cloudinary.uploader
 
-    new_key = new_key or f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{random_name()}"
     answer = cloudinary.uploader.rename(
         old_key,
         new_key,
@@ -246,10 +245,6 @@ def _cloudinary_rename(old_key: str, *, new_key: str | None = None, from_type: s
         timeout=settings.CLOUDINARY_TIMEOUT_SECONDS,
     )
     return str(answer["public_id"])
-
-
-def _local_rename(old_key: str) -> tuple[str, str]:
-    return _local_move(old_key, fresh_key(old_key))
 
 
 # --- Renaming what was stored under guessable names -------------------------------------
@@ -281,12 +276,12 @@ def media_rename(media: Media) -> bool:
     if not (media.persisted and old) or is_unguessable(old):
         return False
     if is_cloudinary_key(old):
-        new = _cloudinary_rename(old, from_type="upload")
+        new = _cloudinary_rename(old, new_key=fresh_key(old), from_type="upload")
         url = cloudinary_address(new)
     else:
         if not default_storage.exists(old):
             return False
-        new, url = _local_rename(old)
+        new, url = _local_move(old, fresh_key(old))
     Media.objects.filter(pk=media.pk, storage_key=old).update(storage_key=new, url=url)
     return True
 
@@ -321,5 +316,10 @@ def destroy_cloudinary_asset(public_id: str) -> None:
         cloudinary.uploader.destroy(public_id, invalidate=True, timeout=settings.CLOUDINARY_TIMEOUT_SECONDS)
 
 
+def cloudinary_key(name: str) -> str:
+    """The public id of a result named `name` in our Cloudinary folder."""
+    return f"{settings.CLOUDINARY_FOLDER.rstrip('/')}/{name}"
+
+
 def is_cloudinary_key(key: str) -> bool:
-    return key.startswith(settings.CLOUDINARY_FOLDER.rstrip("/") + "/")
+    return key.startswith(cloudinary_key(""))
