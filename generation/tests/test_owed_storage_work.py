@@ -363,15 +363,22 @@ def test_a_copy_that_lands_after_the_cancel_is_owed_by_the_worker_that_lost(user
     assert not fake_cloudinary.assets
 
 
-def test_a_generation_retried_after_its_stop_keeps_the_copies_it_makes(user, fake_fal, fake_cloudinary, staff):
-    """A staff retry copies its images under the names the stop owed: they are in use
-    again, and the owed removal is dropped rather than done."""
+def _canceled_with_its_copies_owed(user, fake_cloudinary) -> Generation:
+    """A generation canceled after a worker copied its result, while Cloudinary refused
+    the removal: the stop's removal of its copies stays owed."""
     generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
     _copied_not_recorded(generation)
     fake_cloudinary.reject_signatures = True
     services.generation_cancel(generation_id=generation.pk, user=user)
     assert StoredRemoval.objects.filter(reason="generation_stopped").exists()
     fake_cloudinary.reject_signatures = False
+    return generation
+
+
+def test_a_generation_retried_after_its_stop_keeps_the_copies_it_makes(user, fake_fal, fake_cloudinary, staff):
+    """A staff retry copies its images under the names the stop owed: they are in use
+    again, and the owed removal is dropped rather than done."""
+    generation = _canceled_with_its_copies_owed(user, fake_cloudinary)
 
     services.generation_retry(generation_id=generation.pk, by=staff)
     run_worker(generation)
@@ -452,12 +459,7 @@ def test_a_retry_forgets_the_removals_its_stop_owed_so_a_fresh_copy_is_never_rem
     removed it: the image the user then sees would be gone."""
     import time_machine
 
-    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
-    _copied_not_recorded(generation)
-    fake_cloudinary.reject_signatures = True
-    services.generation_cancel(generation_id=generation.pk, user=user)
-    assert StoredRemoval.objects.filter(reason="generation_stopped").exists()
-    fake_cloudinary.reject_signatures = False
+    generation = _canceled_with_its_copies_owed(user, fake_cloudinary)
 
     services.generation_retry(generation_id=generation.pk, by=staff)
     assert not StoredRemoval.objects.exists()
