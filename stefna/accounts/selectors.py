@@ -104,11 +104,11 @@ def account_export(*, user: User, absolute: Callable[[str], str] = str) -> dict[
     return export
 
 
-# What a purchase says to its buyer: the contract's Purchase and the refund figures. Not the
-# staff's attention flag and note, nor Stripe's session and checkout addresses.
+# What a purchase says to its buyer (with its pack's slug): the contract's Purchase and the
+# refund figures. Not the staff's attention flag and note, nor Stripe's session and
+# checkout addresses.
 _PURCHASE_FIELDS = (
     "id",
-    "pack_id",
     "email",
     "credits",
     "price",
@@ -128,11 +128,7 @@ def _purchases(user: User) -> list[dict[str, Any]]:
     from credits.models import Purchase
 
     rows = Purchase.objects.filter(user=user).select_related("pack").order_by("created_at")
-    return [
-        {("pack" if name == "pack_id" else name): _plain(row.pack.slug if name == "pack_id" else getattr(row, name))
-         for name in _PURCHASE_FIELDS}
-        for row in rows
-    ]  # fmt: skip
+    return [{"pack": row.pack.slug, **{name: _plain(getattr(row, name)) for name in _PURCHASE_FIELDS}} for row in rows]
 
 
 def _sign_ins(user: User) -> list[dict[str, Any]]:
