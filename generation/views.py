@@ -365,10 +365,12 @@ def media_visibility(request: AuthenticatedRequest, media_id: str) -> HttpRespon
         )
     except RateLimited as exc:
         messages.error(request, exc.message)
-        # htmx swaps only a 2xx into the page: reload it instead, so the message shows.
-        response = HttpResponse(status=204) if is_htmx(request) else redirect(_next_url(request, reverse("history")))
         if is_htmx(request):
+            # htmx swaps only a 2xx into the page: reload it instead, so the message shows.
+            response = HttpResponse(status=204)
             response["HX-Refresh"] = "true"
+        else:
+            response = redirect(_next_url(request, reverse("history")))
         response["Retry-After"] = str(exc.retry_after)
         return response
     if is_htmx(request):

@@ -183,7 +183,7 @@ class Poller:
             self._track(future)
         if now >= self._next_persist:
             for media_id in services.media_persist_due(limit=min(PERSIST_BATCH, free)):
-                self._track(pool.submit(_persist_safely, media_id))
+                self._track(pool.submit(_safely, services.media_persist, media_id=media_id, reschedule=True))
             self._next_persist = now + PERSIST_CHECK_SECONDS
         if now >= self._next_storage:
             self._storage_upkeep(pool, limit=min(STORAGE_BATCH, free))
@@ -275,18 +275,13 @@ class WakeListener:
             delay = min(delay * 2, 10.0)
 
 
-def _persist_safely(media_id: Any) -> None:
+def _safely(service: Any, **arguments: Any) -> None:
+    """A retry the poller claimed (a copy, owed storage work), run on the pool: a failure
+    is logged, and its claim runs out and it is tried again."""
     try:
-        services.media_persist(media_id=media_id, reschedule=True)
-    except Exception:  # its claim runs out and it is tried again
-        logger.exception("image %s: saving failed", media_id)
-
-
-def _safely(service: Any, **ids: Any) -> None:
-    try:
-        service(**ids)
-    except Exception:  # its claim runs out and it is tried again
-        logger.exception("%s %s failed", service.__name__, ids)
+        service(**arguments)
+    except Exception:
+        logger.exception("%s %s failed", service.__name__, arguments)
 
 
 _thread_state = threading.local()
