@@ -8,10 +8,11 @@ Two kinds of series:
   it) each process writes its samples to that folder and a scrape adds them up;
   otherwise the process answering the scrape reports its own.
 - Everything about the work itself (generations, the queue, fal latency, persistence
-  retries, storage moves and removals owed, credits), read from the database at scrape time by `DatabaseCollector`. The
-  database is the one place every web process and worker agrees on, so any process
-  answers the same, nothing is lost when a worker restarts, and the generation
-  pipeline needs no hooks. Each scrape costs a handful of aggregate queries.
+  retries, storage moves and removals owed, credits), read from the database at scrape
+  time by `DatabaseCollector`. The database is the one place every web process and
+  worker agrees on, so any process answers the same, nothing is lost when a worker
+  restarts, and the generation pipeline needs no hooks. Each scrape costs a handful of
+  aggregate queries.
 """
 
 from __future__ import annotations
