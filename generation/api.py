@@ -329,6 +329,7 @@ def generation_events(
         body = event_stream.short_answer(row=row, last_event_id=resume, url=_urls(request))
         return event_stream.event_response(HttpResponse(body or b"", status=200 if body else 204))
     return event_stream.stream_response(
+        request,
         generation_id=generation_id,
         version=state.version,
         last_event_id=resume,

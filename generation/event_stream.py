@@ -6,7 +6,8 @@ event each time the generation's version moves (generation/live.py wakes it), wi
 comment line every LIVE_HEARTBEAT_SECONDS so proxies keep the connection open. Each event's
 `id` is the version and its `data` the Generation exactly as `GET /api/generations/{id}`
 answers it (same schema, same encoder). It ends after sending a final state, or after
-LIVE_STREAM_SECONDS (the browser reconnects with `Last-Event-ID` and misses nothing).
+LIVE_STREAM_SECONDS (the browser reconnects with `Last-Event-ID` and misses nothing), or
+within a heartbeat of its token's revocation or its session's end (the reconnect gets 401).
 A reconnect after the final state was delivered is answered 204, which tells a browser's
 EventSource to stop.
 
@@ -25,10 +26,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.http import HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from ninja.responses import NinjaJSONEncoder
 
 from stefna.accounts.models import User
+from stefna.accounts.selectors import still_signed_in
 from stefna.db import release_request_connection
 from stefna.errors import NotFound
 
@@ -85,17 +87,41 @@ def api_snapshot(*, user: User, generation_id: uuid.UUID, url: UrlMaker) -> Snap
 
 
 async def events(
-    *, generation_id: uuid.UUID, version: int, last_event_id: int | None, snapshot: SnapshotRead
+    *,
+    generation_id: uuid.UUID,
+    version: int,
+    last_event_id: int | None,
+    snapshot: SnapshotRead,
+    still_signed_in: Callable[[], bool],
 ) -> AsyncIterator[bytes]:
     """The event stream of a generation whose version was `version` when its ownership was
     checked, each event made by `snapshot` (the API's JSON, or the status page's card).
-    Holds no thread and no database connection while it waits."""
+    Holds no thread and no database connection while it waits.
+
+    A stream outlives the request that signed it in, so once it is older than a
+    heartbeat it asks `still_signed_in` again (at most once a heartbeat) before sending
+    anything more, and ends when the token was revoked or the session ended: the
+    client's reconnect then meets the 401. Streams shorter than that (most: a job takes
+    seconds) never ask.
+    """
     yield retry_field()
-    deadline = time.monotonic() + settings.LIVE_STREAM_SECONDS
+    started = time.monotonic()
+    deadline = started + settings.LIVE_STREAM_SECONDS
+    checked = started
     sent = last_event_id
+
+    async def signed_out() -> bool:
+        nonlocal checked
+        if time.monotonic() - checked < settings.LIVE_HEARTBEAT_SECONDS:
+            return False
+        checked = time.monotonic()
+        return not await status_thread.run_on_status_connection(still_signed_in)
+
     with live.hub().watch(generation_id, version=version) as watch:
         while True:
             if watch.version is None or sent is None or watch.version != sent:
+                if await signed_out():
+                    return
                 state = await status_thread.run_on_status_connection(snapshot, sent=sent)
                 if state is None:
                     return  # deleted meanwhile
@@ -112,16 +138,26 @@ async def events(
                     return
                 if await watch.wait(min(settings.LIVE_HEARTBEAT_SECONDS, remaining)):
                     break
+                if await signed_out():
+                    return
                 yield b": keep-alive\n\n"
 
 
 def stream_response(
-    *, generation_id: uuid.UUID, version: int, last_event_id: int | None, snapshot: SnapshotRead
+    request: HttpRequest, *, generation_id: uuid.UUID, version: int, last_event_id: int | None, snapshot: SnapshotRead
 ) -> StreamingHttpResponse:
-    """The answer that streams `events` (under ASGI). The stream must not keep the request's
-    database connection while it waits: it is handed back first."""
+    """The answer that streams `events` (under ASGI) to `request`'s signed-in user. The
+    stream must not keep the request's database connection while it waits: it is handed
+    back first."""
+    still = still_signed_in(request)
     release_request_connection()
-    stream = events(generation_id=generation_id, version=version, last_event_id=last_event_id, snapshot=snapshot)
+    stream = events(
+        generation_id=generation_id,
+        version=version,
+        last_event_id=last_event_id,
+        snapshot=snapshot,
+        still_signed_in=still,
+    )
     return event_response(StreamingHttpResponse(stream))
 
 

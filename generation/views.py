@@ -295,6 +295,7 @@ def generation_events(request: AuthenticatedRequest, generation_id: uuid.UUID) -
     if (resume == state.version and state.status in Generation.FINAL_STATUSES) or not isinstance(request, ASGIRequest):
         return event_stream.event_response(HttpResponse(status=204))
     return event_stream.stream_response(
+        request,
         generation_id=generation_id,
         version=state.version,
         last_event_id=resume,

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja.security import HttpBearer, SessionAuth
 
-from stefna.accounts.services import api_token_authenticate
+from stefna.accounts.services import api_token_authenticate, hash_token
 
 
 class ApiTokenAuth(HttpBearer):
@@ -16,6 +16,9 @@ class ApiTokenAuth(HttpBearer):
         if user is None:
             return None
         request.user = user
+        # Kept so an answer that outlives the request (a live stream) can ask again
+        # whether the token still holds (stefna.accounts.selectors.still_signed_in).
+        request.api_token_hash = hash_token(token)  # type: ignore[attr-defined]
         # Token clients are not browsers: CSRF protects cookies, not bearer tokens.
         request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
         return user

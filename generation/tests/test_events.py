@@ -391,3 +391,44 @@ def test_a_dropped_listener_misses_nothing_and_reconnects(running, bearer):
 
     assert event["data"]["queue_position"] == 9
     assert after and set(after).isdisjoint(before)
+
+
+def test_a_revoked_token_s_stream_ends_within_a_heartbeat_and_its_reconnect_is_401(running, user, bearer):
+    # fast_live: a heartbeat is 0.3 s, the stream's age limit 20 s.
+    from stefna.accounts.models import ApiToken
+
+    version = Generation.objects.get(pk=running.pk).version
+
+    async def scenario() -> tuple[list[dict[str, Any]], bool, int]:
+        async with Stream(events_url(running), {**bearer, "Last-Event-ID": str(version)}) as stream:
+            await change(lambda: ApiToken.objects.filter(user=user).update(revoked_at=running.created_at))
+            # A change after the revocation is not sent: the stream asks again first.
+            await asyncio.sleep(0.4)
+            await change(update, running, queue_position=2)
+            seen = []
+            while (event := await stream.next_event()) is not None:
+                seen.append(event)
+            ended = stream.ended
+        async with Stream(events_url(running), {**bearer, "Last-Event-ID": str(version)}) as again:
+            await again.rest()
+            return seen, ended, again.status
+
+    seen, ended, reconnect_status = run(scenario)
+
+    assert ended  # long before the 20-s bound: run() would otherwise time out reading
+    assert seen == []
+    assert reconnect_status == 401
+
+
+def test_a_live_token_s_stream_keeps_going_past_its_checks(running, bearer):
+    version = Generation.objects.get(pk=running.pk).version
+
+    async def scenario() -> dict[str, Any] | None:
+        async with Stream(events_url(running), {**bearer, "Last-Event-ID": str(version)}) as stream:
+            await asyncio.sleep(1.0)  # three heartbeats, each with a check
+            await change(update, running, queue_position=4)
+            return await stream.next_event()
+
+    event = run(scenario)
+
+    assert event is not None and event["data"]["queue_position"] == 4

@@ -124,3 +124,47 @@ def test_under_wsgi_the_answer_is_204_and_the_card_polls(client, user, running):
 
     assert response.status_code == 204
     assert response["Content-Type"].startswith("text/event-stream")
+
+
+def test_signing_out_ends_the_page_s_stream_within_a_heartbeat(running, user):
+    from django.contrib.sessions.models import Session
+
+    version = Generation.objects.get(pk=running.pk).version
+    cookie = session_cookie(user)
+
+    def sign_out_everywhere() -> None:
+        Session.objects.all().delete()
+        from django.core.cache import cache
+
+        cache.clear()  # the cached sessions' copies
+
+    async def scenario() -> tuple[tuple[int, str] | None, bool, int]:
+        async with Stream(events_url(running), cookie, query=f"v={version}") as stream:
+            await change(sign_out_everywhere)
+            await asyncio.sleep(0.4)
+            await change(update, running, queue_position=2)
+            card = await next_card(stream)
+            ended = stream.ended
+        async with Stream(events_url(running), cookie, query=f"v={version}") as again:
+            await again.rest()
+            return card, ended, again.status
+
+    card, ended, reconnect_status = run(scenario)
+
+    assert card is None and ended  # the change after sign-out was not sent
+    assert reconnect_status == 302  # the page's stream sends a signed-out browser to sign in
+
+
+def test_a_signed_in_page_stream_keeps_going_past_its_checks(running, user):
+    version = Generation.objects.get(pk=running.pk).version
+    cookie = session_cookie(user)
+
+    async def scenario() -> tuple[int, str] | None:
+        async with Stream(events_url(running), cookie, query=f"v={version}") as stream:
+            await asyncio.sleep(1.0)
+            await change(update, running, queue_position=4)
+            return await next_card(stream)
+
+    card = run(scenario)
+
+    assert card is not None and card[0] == version + 1

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils import timezone
 
 from .models import ApiToken, User
@@ -12,6 +15,32 @@ from .models import ApiToken, User
 
 def api_tokens_for(*, user: User) -> QuerySet[ApiToken]:
     return ApiToken.objects.filter(user=user).order_by("-created_at")
+
+
+def still_signed_in(request: HttpRequest) -> Callable[[], bool]:
+    """A check, to run again later, that what signed `request` in still holds.
+
+    For answers that outlive their request (a live status stream stays open for
+    minutes): the API token it came with is not revoked, or its session was not ended
+    (signed out, expired, or replaced by another sign-in), and the account is still
+    open. The check reads only what it names, so it may run on another thread.
+    """
+    user_id = request.user.pk
+    token_hash: str | None = getattr(request, "api_token_hash", None)
+    if token_hash is not None:
+        return lambda: ApiToken.objects.filter(
+            token_hash=token_hash, revoked_at__isnull=True, user__is_active=True
+        ).exists()
+    session_key = request.session.session_key
+    engine = import_module(settings.SESSION_ENGINE)
+
+    def session_holds() -> bool:
+        if session_key is None:
+            return False
+        data = engine.SessionStore(session_key).load()
+        return str(data.get(SESSION_KEY)) == str(user_id) and User.objects.filter(pk=user_id, is_active=True).exists()
+
+    return session_holds
 
 
 def account_export(*, user: User, absolute: Callable[[str], str] = str) -> dict[str, Any]:
