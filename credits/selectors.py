@@ -74,8 +74,8 @@ def _spending_sql(vendor: str) -> str:
 
     The quota is read on every API call a client makes to show credits and on every
     page header, and building this query through the ORM (an aggregate over an
-    anti-joined subquery, plus the wallet read) was most of its CPU: ~45 % of a request
-    in bench/api.py, for a statement PostgreSQL runs in 0.1 ms. Table and column names
+    anti-joined subquery, plus the wallet read) was most of its CPU, for a statement
+    PostgreSQL runs in a fraction of a millisecond (bench/README.md). Table and column names
     come from the models, so a rename still reaches it. Equivalent ORM:
 
         CreditEntry.objects.filter(user=user, reason=RESERVE, created_at__gte=week_start)

@@ -75,10 +75,9 @@ def _yield_to_the_loop() -> None:
     The event loop accepts every connection, answers the health check, and writes every
     answer and every live event; the request threads run views. When the CPUs are busy,
     the loop thread waits its turn behind them, so a saturated node answers its health
-    probe late (p95 58-71 ms at the crowd bench's 300 users). With the request threads
-    niced by 10 the loop goes first (p95 42-55 ms), but every view waits, fal's webhook
-    included, so results reach the screen later: off by default (settings.py has the
-    figures). A niced thread runs at once on an idle CPU: this only decides who goes
+    probe late. With the request threads niced by 10 the loop goes first, but every view
+    waits, fal's webhook included, so results reach the screen later: off by default
+    (the figures are in bench/README.md). A niced thread runs at once on an idle CPU: this only decides who goes
     first on busy ones.
     On Linux a nice value belongs to a thread (who=0 is the calling thread); elsewhere it
     is the whole process's, loop included, so it is left alone there. Raising niceness

@@ -165,18 +165,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # DB_POOL_MAX_SIZE: the status stream's reader and the live listener take one more each.
 # Few, because on CPython they share one GIL with the event loop: at the crowd bench's
 # load 16 threads spent more CPU contending than 4, and the loop (which writes every answer
-# and every live event) waited behind them, e.g. result on screen p95 1.2-1.5 s after fal
-# finished against 0.6-0.9 s with 4 at 100 users (bench/README.md). A view that waits on a
+# and every live event) waited behind them, so results reached the screen later (figures in
+# bench/README.md). A view that waits on a
 # slow outside service (SMTP for a sign-in code, Stripe, S3) holds its thread while it
 # waits: raise it where such waits dominate.
 WEB_THREADS = env_int("WEB_THREADS", 4)
 # How much lower the CPU priority (nice value) of those threads is than the event loop's,
 # on Linux (stefna/asgi_handler.py). On saturated CPUs 10 made the loop (health checks,
-# every answer's and live event's bytes) go first: /healthz p95 at the crowd bench's 300
-# users 42-55 ms against 58-71. But fal's webhook is a request too, and with webhooks on
-# its result reached the screen later (callback -> user sees p95 0.76-0.93 s against
-# 0.56-0.62 at 100 users), as did finished jobs at 300 users without them (bench/README.md).
-# So off by default: for a node whose probes matter more than its results' latency.
+# every answer's and live event's bytes) go first, so /healthz answered sooner at the crowd
+# bench's 300 users. But fal's webhook is a request too, and with webhooks on its result
+# reached the screen later, as did finished jobs at 300 users without them (figures in
+# bench/README.md). So off by default: for a node whose probes matter more than its
+# results' latency.
 WEB_THREAD_NICENESS = env_int("WEB_THREAD_NICENESS", 0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0

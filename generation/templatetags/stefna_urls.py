@@ -1,8 +1,8 @@
 """`{% object_url %}`: the address of a route taking one UUID, without a `reverse()` per call.
 
 A history page renders ~24 image tiles and 12 generations, each with a handful of
-per-object links (share, visibility, delete, details…): ~250 `reverse()` calls, about
-30 % of the page's CPU (bench/api.py). Every link of one route differs only in the
+per-object links (share, visibility, delete, details…): ~250 `reverse()` calls, a large
+share of the page's CPU (bench/README.md). Every link of one route differs only in the
 UUID, so the route is reversed once per request with a placeholder UUID and each link
 is that address with the object's UUID put in. The result is exactly what
 `{% url name pk %}` gives.

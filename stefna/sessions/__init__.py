@@ -1,8 +1,8 @@
 """Session engines: Django's, with the signed-in read as one fixed statement.
 
 Every signed-in request reads its session row. Through the ORM that read built and
-compiled a query each time, which cost more CPU than the round trip (0.45–0.50 against
-0.20 ms a read, bench/README.md); the statement below is written once. Everything
+compiled a query each time, which cost more CPU than the round trip (figures in
+bench/README.md); the statement below is written once. Everything
 else (saving, rotating, expiry, the cache in front with REDIS_URL) is Django's own.
 
 SESSION_ENGINE is `stefna.sessions.db`, or `stefna.sessions.cached_db` with Redis.
