@@ -2,7 +2,9 @@
 
 An `Attempt` row is written *before* fal is called and fal's request id right after, so
 a worker killed mid-submission leaves a `submitting` attempt that the next claimer sends
-again (or, when the id was stored, simply follows).
+again (or, when the id was stored, simply follows). Killed after fal accepted but before
+the id was written, the job is sent twice: fal's queue takes no idempotency key, so
+there is nothing to ask it; the extra run at fal is ours, the user is charged once.
 """
 
 from __future__ import annotations
