@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,11 +55,17 @@ class Finished:
     seen_at: dt.datetime | None = None
 
 
-def usable_outputs(outputs: list[OutputImage]) -> list[OutputImage]:
-    """Outputs we can store and show: http(s) URLs (or our own storage's, for the offline
-    provider) that fit the column. Anything else (javascript:, data:, file:, a URL longer
-    than 1000 characters) counts as no image at all."""
-    return [output for output in outputs if len(output.url) <= URL_MAX_LENGTH and not result_urls.refusal(output.url)]
+def usable_outputs(outputs: Iterable[tuple[int, OutputImage]]) -> list[tuple[int, OutputImage]]:
+    """Outputs we can store and show, each with its position in fal's answer: http(s)
+    URLs (or our own storage's, for the offline provider) that fit the column. Anything
+    else (javascript:, data:, file:, a URL longer than 1000 characters) counts as no
+    image at all. The position stays fal's, whichever path (webhook or poll) reads the
+    answer, so an image's number and its copy's name never depend on the path."""
+    return [
+        (index, output)
+        for index, output in outputs
+        if len(output.url) <= URL_MAX_LENGTH and not result_urls.refusal(output.url)
+    ]
 
 
 def finished_line(attempt: Attempt, count: int) -> dict[str, str]:
@@ -89,7 +95,7 @@ def copy_result(generation: Generation, attempt: Attempt, data: Any) -> Finished
     if result.images and result.blocked == len(result.images):
         _block(generation, attempt, blocked=result.blocked)
         return None
-    outputs = [(index, output) for index, output in result.clean if usable_outputs([output])]
+    outputs = usable_outputs(result.clean)
     if not outputs:
         fail_attempt_then_next(generation, attempt, "The model answered without a usable image")
         return None

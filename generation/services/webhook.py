@@ -53,7 +53,7 @@ def generation_webhook(*, request_id: str, status: str, payload: Any = None, err
             # decides through the same path as a result it polled; nothing is stored here.
             generation_release(generation_id=generation.pk, seconds=0)
             return "completed"
-        if not usable_outputs(ModelSpec.read_output(payload)):
+        if not usable_outputs(enumerate(ModelSpec.read_output(payload))):
             if fail_attempt(generation, attempt, "The model answered without a usable image"):
                 generation_release(generation_id=generation.pk, seconds=0)
             return "failed"
@@ -83,7 +83,7 @@ def _store_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
     Only one caller wins the attempt's in-flight → succeeded move; a duplicate changes
     nothing. The generation stays running until the worker has copied the images.
     """
-    outputs = usable_outputs(ModelSpec.read_output(data))
+    outputs = usable_outputs(enumerate(ModelSpec.read_output(data)))
     with transaction.atomic():
         won = Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(
             status=Attempt.Status.SUCCEEDED, finished_at=timezone.now(), error=""
@@ -117,7 +117,7 @@ def _store_result(generation: Generation, attempt: Attempt, data: Any) -> bool:
                     content_type=output.content_type,
                     is_public=generation.is_public,
                 )
-                for index, output in enumerate(outputs)
+                for index, output in outputs
             ],
             ignore_conflicts=True,
         )

@@ -251,3 +251,28 @@ def test_a_job_whose_stored_images_its_owner_deleted_before_the_copy_succeeds_an
     assert not CreditEntry.objects.filter(generation=generation, reason="refund").exists()
     assert balance(user) == settings.DAILY_CREDITS - 2
     assert find_ledger_problems(users=[user]) == []
+
+
+@pytest.mark.parametrize("path", ["webhook", "poll"])
+def test_an_image_keeps_its_position_in_fal_s_answer_whichever_path_reads_it(client, fake_fal, user, path):
+    # fal's answer with an entry we refuse first: the image we keep is fal's second, and
+    # is numbered so (its number names its copy) whether the webhook or the poller reads it.
+    fake_fal.set_result(
+        FAST_SDXL_I2I,
+        {"images": [{"url": "javascript:alert(1)"}, {"url": f"{fake_fal.base_url}/files/odd/1.png"}]},
+    )
+    fake_fal.manual = True
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    run_worker(rounds=1)
+    attempt = generation.attempts.get()
+    fake_fal.advance(attempt.fal_job_id, steps=3)
+    if path == "webhook":
+        body, headers = fake_fal.webhook_request(attempt.fal_job_id)
+        assert post(client, body, headers).json() == {"status": "completed"}
+
+    run_worker(generation)
+
+    assert generation.status == Generation.Status.SUCCEEDED
+    media = generation.media.get()
+    assert media.index == 1 and media.persisted
+    assert "finished: 1 image;" in json.dumps(generation.logs)
