@@ -211,9 +211,7 @@ def _store_locally(source: str, public_id: str, content_type: str) -> tuple[str,
         buffer.seek(0)
         extension = EXTENSIONS.get(received_type or content_type) or sniffed or "png"
         name = f"generated/{public_id}.{extension}"
-        if default_storage.exists(name):
-            default_storage.delete(name)  # overwrite, like Cloudinary's overwrite=True
-        saved = default_storage.save(name, File(buffer, name=name))
+        saved = storage.save_over(name, File(buffer, name=name))  # like Cloudinary's overwrite=True
     return default_storage.url(saved), saved, width, height
 
 

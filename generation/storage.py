@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db.models import Model, QuerySet
 
@@ -215,12 +216,27 @@ def _local_move(old_key: str, new_key: str) -> tuple[str, str]:
     if not default_storage.exists(old_key):
         logger.warning("%s is no longer in storage; taking it to be at %s", old_key, new_key)
         return new_key, default_storage.url(new_key)
-    if default_storage.exists(new_key):
-        default_storage.delete(new_key)  # a copy an interrupted earlier try left half made
     with default_storage.open(old_key, "rb") as file:
-        saved = default_storage.save(new_key, file)
+        saved = save_over(new_key, file)  # over a copy an interrupted earlier try left half made
     default_storage.delete(old_key)
     return saved, default_storage.url(saved)
+
+
+def save_over(name: str, content: File) -> str:
+    """Save `content` at exactly `name` in the default storage, replacing what is there
+    (as Cloudinary's `overwrite=True` does), and return `name`.
+
+    Local storage never overwrites: it saves under another name when `name` is taken. So
+    two writers of the same name (two workers copying one image, a retry racing a
+    stalled try) that both found it free would leave a second file nobody points to. The
+    writers of a name all write the same image, so the one that lost keeps the winner's
+    file and removes its own."""
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    saved = default_storage.save(name, content)
+    if saved != name:
+        default_storage.delete(saved)
+    return name
 
 
 def remove_stored(where: str, key: str) -> None:

@@ -223,3 +223,30 @@ def test_jobs_finished_in_one_round_are_recorded_together(user, fake_fal, settin
     assert not generations[3].media.exists()
     assert not list((Path(settings.MEDIA_ROOT) / "generated").glob(f"*{generations[3].pk}*"))
     assert balance(user) == 30 - 3 * 2
+
+
+def test_two_copies_to_one_local_name_leave_one_file(fake_fal, monkeypatch):
+    # Two workers copying one image both find its name free; the first saves, then the
+    # second saves: local storage would put the second under another name, a file no
+    # row points to. The second keeps the first's (the same image) and removes its own.
+    from django.core.files.storage import FileSystemStorage, default_storage
+
+    from generation import persistence
+
+    source = f"{fake_fal.base_url}/files/race/0.png"
+    first = persistence.save_copy(source, public_id="race-0", content_type="image/png")
+    real_exists = FileSystemStorage.exists
+    looks = []
+
+    def exists(self, name):  # the second worker's look came before the first one's save
+        looks.append(name)
+        return False if len(looks) == 1 else real_exists(self, name)
+
+    monkeypatch.setattr(FileSystemStorage, "exists", exists)
+
+    second = persistence.save_copy(source, public_id="race-0", content_type="image/png")
+
+    monkeypatch.undo()
+    assert first.outcome == second.outcome == persistence.Outcome.PERSISTED
+    assert second.key == first.key == "generated/race-0.png"
+    assert [name for name in default_storage.listdir("generated")[1] if name.startswith("race-0")] == ["race-0.png"]
