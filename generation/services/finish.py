@@ -30,7 +30,7 @@ from . import revoke
 from .claim import look_again_later
 from .log import MAX_LOG_LINES, generation_log, label, log_line, log_transition
 from .media import persist_retry_at
-from .stop import IN_FLIGHT, RESULT_GONE, generation_stop
+from .stop import IN_FLIGHT, RESULT_GONE, fail_attempt, generation_stop
 from .submit import fail_attempt_then_next, submit_model
 
 logger = logging.getLogger("generation")
@@ -364,11 +364,7 @@ def result_gone(generation: Generation, attempt: Attempt) -> None:
     """Fail an attempt whose images were all gone before we kept a copy; the next model tries."""
     with transaction.atomic():
         Media.objects.filter(generation=generation, persisted=False).delete()
-        reopened = Attempt.objects.filter(pk=attempt.pk, status__in=(Attempt.Status.SUCCEEDED, *IN_FLIGHT)).update(
-            status=Attempt.Status.FAILED,
-            error=RESULT_GONE,
-            finished_at=timezone.now(),
-        )
+        reopened = fail_attempt(generation, attempt, RESULT_GONE, after_success=True, logged=False)
     if reopened and Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).exists():
         message = "its images were already gone when we fetched them"
         generation_log(generation, f"{label(attempt.model)} finished, but {message}", level="warning")

@@ -199,13 +199,25 @@ def generation_refund(*, generation_id: GenerationId, by: User | None = None) ->
     return result.refund
 
 
-def fail_attempt(generation: Generation, attempt: Attempt, message: str) -> bool:
-    """Fail one in-flight attempt. True for the caller that actually failed it."""
-    failed = Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(
+def fail_attempt(
+    generation: Generation,
+    attempt: Attempt,
+    message: str,
+    *,
+    after_success: bool = False,
+    logged: bool = True,
+) -> bool:
+    """Fail one attempt: the only writer of attempt → failed (a stop ends its attempts
+    with the generation). In flight, or with `after_success` one that succeeded at fal
+    but whose result was unusable after all (its images gone before we kept a copy).
+    `message` is stored as its error; `logged=False` leaves the log line to the caller.
+    True for the caller that actually failed it."""
+    from_statuses = (Attempt.Status.SUCCEEDED, *IN_FLIGHT) if after_success else IN_FLIGHT
+    failed = Attempt.objects.filter(pk=attempt.pk, status__in=from_statuses).update(
         status=Attempt.Status.FAILED, error=message[:2000], finished_at=timezone.now()
     )
-    if not failed:
-        return False
+    if not failed or not logged:
+        return bool(failed)
     chain = list(generation.model_chain or [])
     following = chain[attempt.position + 1] if attempt.position + 1 < len(chain) else None
     then = f"; trying {label(following)}" if following else ""

@@ -74,6 +74,24 @@ def test_each_generation_status_is_written_by_one_function():
     }
 
 
+def _fails_an_attempt(call: ast.Call) -> bool:
+    """`Attempt.objects….update(status=Attempt.Status.FAILED …)` (or `status=attempts_end_as`)"""
+    if not (isinstance(call.func, ast.Attribute) and call.func.attr in ("update", "create")):
+        return False
+    if "Attempt.objects" not in ast.unparse(call.func.value):
+        return False
+    status = next((keyword.value for keyword in call.keywords if keyword.arg == "status"), None)
+    return status is not None and "FAILED" in ast.unparse(status)
+
+
+def test_an_attempt_is_failed_by_one_function():
+    assert _functions_calling(_fails_an_attempt) == {
+        "services.stop.fail_attempt",  # in flight (or unusable after success) → failed
+        "services.submit.submit_model",  # recorded failed at once: its request could not be built
+    }
+    # A stop ends its in-flight attempts with the generation (`attempts_end_as`), in its own writer.
+
+
 def test_money_moves_only_with_its_transition():
     assert _functions_calling(_calls_ledger("refund")) == {"services.stop.generation_stop"}
     assert _functions_calling(_calls_ledger("capture", "capture_many")) == {"services.finish._record"}
