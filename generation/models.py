@@ -266,6 +266,7 @@ class StoredRemoval(models.Model):
         ACCOUNT_DELETED = "account_deleted", "account deleted"
         SURPLUS_COPY = "surplus_copy", "copy saved after its image was deleted"
         GENERATION_STOPPED = "generation_stopped", "copy of a canceled or failed generation's result"
+        RENAMED = "renamed", "left by a rename to an unguessable name"
 
     where = models.CharField(max_length=20, choices=Where.choices)
     key = models.CharField(max_length=300, help_text="Cloudinary public id or storage path.")

@@ -205,7 +205,7 @@ def _cloudinary_move(old_key: str, new_key: str) -> str:
     except cloudinary.exceptions.NotFound:
         pass
     try:
-        # Stored before uploads were private: the public `upload` type (see media_rename).
+        # Stored before uploads were private: the public `upload` type (see media_move_unguessable).
         return _cloudinary_rename(old_key, new_key=new_key, from_type="upload")
     except cloudinary.exceptions.NotFound:
         logger.warning("%s is no longer at Cloudinary under its old name; taking it to be at %s", old_key, new_key)
@@ -272,34 +272,31 @@ def is_unguessable(key: str) -> bool:
     return bool(UNGUESSABLE.search(key))
 
 
-def source_rename(generation: Generation) -> bool:
-    """Move a source photo stored under an old, guessable name; False if nothing to do."""
+def source_copy_unguessable(generation: Generation) -> tuple[str, str] | None:
+    """Copy a source photo stored under an old, guessable name to a fresh one: (old, new),
+    or None if there is nothing to do. Rows are the caller's (services.revoke)."""
     old = generation.source_image.name
     if not old or is_unguessable(old) or not default_storage.exists(old):
-        return False
+        return None
     extension = old.rsplit(".", 1)[-1].lower() if "." in old else "jpg"
     with default_storage.open(old, "rb") as file:
         new = default_storage.save(source_name(extension=extension), file)
-    Generation.objects.filter(pk=generation.pk, source_image=old).update(source_image=new)
-    default_storage.delete(old)
-    return True
+    return old, new
 
 
-def media_rename(media: Media) -> bool:
+def media_move_unguessable(media: Media) -> tuple[str, str] | None:
     """Move a stored result from an old name (`{kind}_{generation id}_{n}`, and at
-    Cloudinary the public `upload` type) to a random name and private delivery."""
+    Cloudinary the public `upload` type) to a random name and private delivery: (the new
+    key, its address), or None if there is nothing to do. Rows are the caller's."""
     old = media.storage_key
     if not (media.persisted and old) or is_unguessable(old):
-        return False
+        return None
     if is_cloudinary_key(old):
         new = _cloudinary_rename(old, new_key=fresh_key(old), from_type="upload")
-        url = cloudinary_address(new)
-    else:
-        if not default_storage.exists(old):
-            return False
-        new, url = _local_move(old, fresh_key(old))
-    Media.objects.filter(pk=media.pk, storage_key=old).update(storage_key=new, url=url)
-    return True
+        return new, cloudinary_address(new)
+    if not default_storage.exists(old):
+        return None
+    return _local_move(old, fresh_key(old))
 
 
 # --- Cloudinary ------------------------------------------------------------------------

@@ -208,6 +208,44 @@ def stored_removal_attempt(*, removal_id: int) -> bool:
     return True
 
 
+# --- Names from before private delivery (manage.py rename_stored_media) -------------------
+
+
+def legacy_source_rename(*, generation: Generation) -> bool:
+    """Give a source photo stored under an old, guessable name a fresh one. The copy comes
+    first; the row moves to it only while it still names the old photo, and whichever of
+    the two no row points to then is owed for removal (in the same transaction), so a
+    generation deleted meanwhile leaves no copy behind. False if nothing moved."""
+    copied = storage.source_copy_unguessable(generation)
+    if copied is None:
+        return False
+    old, new = copied
+    with transaction.atomic():
+        moved = Generation.objects.filter(pk=generation.pk, source_image=old).update(source_image=new)
+        # Another generation made from the same photo keeps the old name until its own turn:
+        # a removal is never done while a row points to the object.
+        left = old if moved else new
+        stored_removal_owe(objects=[(StoredRemoval.Where.STORAGE, left)], reason=StoredRemoval.Reason.RENAMED)
+    return bool(moved)
+
+
+def legacy_media_rename(*, media: Media) -> bool:
+    """Move a stored result from an old, guessable name to a fresh one (and, at
+    Cloudinary, private delivery), then point its row there. If the row went (the image
+    or its account deleted) or moved meanwhile, the fresh object is nobody's: owed for
+    removal. False if nothing moved."""
+    moved_to = storage.media_move_unguessable(media)
+    if moved_to is None:
+        return False
+    new, url = moved_to
+    with transaction.atomic():
+        moved = Media.objects.filter(pk=media.pk, storage_key=media.storage_key).update(storage_key=new, url=url)
+        if not moved:
+            # Whoever deleted the row owed its old name, which the move emptied already.
+            stored_removal_owe(objects=where_stored([new]), reason=StoredRemoval.Reason.RENAMED)
+    return bool(moved)
+
+
 def _still_pointed_to(key: str) -> bool:
     return (
         Media.objects.filter(storage_key=key).exists()

@@ -18,7 +18,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from generation import storage
-from generation.models import Generation, Media
+from generation.models import Generation, Media, StoredRemoval
 from generation.tests.pipeline_helpers import run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from stefna.accounts.services import api_token_create
@@ -181,7 +181,9 @@ def test_a_public_cloudinary_image_has_a_stable_signed_url_that_dies_when_made_p
     assert owner.get(media.url).status_code == 302
 
 
-def test_the_rename_command_moves_guessable_names_and_is_idempotent(user, fake_fal, fake_cloudinary, settings):
+def test_the_rename_command_moves_guessable_names_and_is_idempotent(
+    user, fake_fal, fake_cloudinary, settings, django_capture_on_commit_callbacks
+):
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
@@ -198,7 +200,8 @@ def test_the_rename_command_moves_guessable_names_and_is_idempotent(user, fake_f
     fake_cloudinary.asset_bytes[legacy_id] = b"\x89PNG"
     remote = MediaFactory(generation=generation, user=user, index=1, persisted=True, storage_key=legacy_id)
 
-    call_command("rename_stored_media")
+    with django_capture_on_commit_callbacks(execute=True):  # the command runs in no transaction
+        call_command("rename_stored_media")
 
     generation.refresh_from_db(), local.refresh_from_db(), remote.refresh_from_db()
     assert storage.is_unguessable(generation.source_image.name) and not default_storage.exists(old_photo)
@@ -215,6 +218,57 @@ def test_the_rename_command_moves_guessable_names_and_is_idempotent(user, fake_f
     generation.refresh_from_db(), local.refresh_from_db(), remote.refresh_from_db()
     assert (generation.source_image.name, local.storage_key, remote.storage_key) == names
     assert len(fake_cloudinary.renames) == 1
+    assert not StoredRemoval.objects.exists()  # every old name removed, nothing left owed
+
+
+@pytest.mark.parametrize("where", ["storage", "cloudinary"])
+def test_a_rename_whose_image_was_deleted_meanwhile_leaves_no_copy(
+    user, fake_fal, fake_cloudinary, settings, django_capture_on_commit_callbacks, where
+):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from generation.services import revoke
+    from generation.tests.factories import GenerationFactory, MediaFactory
+
+    generation = GenerationFactory(user=user)
+    if where == "storage":
+        old = default_storage.save(f"generated/neo_glitch_{generation.pk}_0.png", ContentFile(b"\x89PNGresult"))
+    else:
+        old = f"stefna/generated/neo_glitch_{generation.pk}_0"
+        fake_cloudinary.assets[old] = {"public_id": old, "type": "upload", "secure_url": "x", "url": "x"}
+        fake_cloudinary.asset_bytes[old] = b"\x89PNG"
+    media = MediaFactory(generation=generation, user=user, index=0, persisted=True, storage_key=old)
+    read_by_the_command = Media.objects.get(pk=media.pk)
+    Media.objects.filter(pk=media.pk).delete()  # its owner deleted it after the command read it
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert revoke.legacy_media_rename(media=read_by_the_command) is False
+
+    assert not StoredRemoval.objects.exists()  # the fresh copy was owed, and removed at once
+    if where == "storage":
+        assert default_storage.listdir("generated")[1] == []
+    else:
+        assert fake_cloudinary.assets == {}
+
+
+def test_a_photo_renamed_while_its_generation_was_deleted_leaves_no_copy(user, django_capture_on_commit_callbacks):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from generation.services import revoke
+    from generation.tests.factories import GenerationFactory
+
+    old = default_storage.save(f"IMAGES_UPLOAD/{user.pk}/neo_glitch/photo.jpg", ContentFile(b"\xff\xd8\xffphoto"))
+    generation = GenerationFactory(user=user, source_image=old)
+    read_by_the_command = Generation.objects.get(pk=generation.pk)
+    Generation.objects.filter(pk=generation.pk).delete()  # its account was deleted meanwhile
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert revoke.legacy_source_rename(generation=read_by_the_command) is False
+
+    assert default_storage.listdir("sources")[1] == []  # the fresh copy is gone
+    assert not StoredRemoval.objects.exists()
 
 
 def test_a_public_image_of_a_generation_removed_from_history_leaves_public_delivery(finished, user):
