@@ -33,6 +33,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -69,14 +70,10 @@ def _ensure_wallet(user_id: uuid.UUID) -> Wallet:
     return wallet
 
 
-def _lock_wallet(user_id: uuid.UUID, *, with_owner: bool = False) -> Wallet:
+def _lock_wallet(user_id: uuid.UUID) -> Wallet:
     """The user's wallet row (created if missing), locked until the surrounding transaction
-    ends; `with_owner` reads the account row in the same query (not locked)."""
-    wallets = (
-        Wallet.objects.select_for_update(of=("self",)).select_related("user")
-        if with_owner
-        else Wallet.objects.select_for_update()
-    )
+    ends."""
+    wallets = Wallet.objects.select_for_update()
     wallet = wallets.filter(pk=user_id).first()
     if wallet is None:
         _ensure_wallet(user_id)
@@ -170,11 +167,10 @@ def reserve(*, user: User, generation: Generation, amount: int, new_generation: 
     # A new generation's creation fails as a whole when its reservation does, so it
     # needs no savepoint to fall back to (two statements fewer on every request).
     with transaction.atomic(savepoint=not new_generation):
-        wallet = _lock_wallet(user.pk, with_owner=True)
-        if not wallet.user.is_active:
-            # Deleted while this request was on its way (account deletion takes this lock
-            # too, so one of the two waits for the other): nothing new is charged for it.
+        if not _lock_open_account(user.pk):
+            # Deleted while this request was on its way: nothing new is charged for it.
             raise AccountClosed()
+        wallet = _lock_wallet(user.pk)
         _apply_allowance(wallet, utc_today())
         charge_number = 1 if new_generation else _next_charge_number(generation)
         if wallet.balance < amount:
@@ -187,6 +183,26 @@ def reserve(*, user: User, generation: Generation, amount: int, new_generation: 
             generation=generation,
             charge_number=charge_number,
         )
+
+
+def _lock_open_account(user_id: uuid.UUID) -> bool:
+    """Lock the account's row until the surrounding transaction ends; True if it is open.
+
+    A charge takes this lock before the wallet's, and account deletion takes it first
+    (stefna/accounts/deletion.py), so whichever comes second waits for the other to
+    commit: a charge that was first is seen, and cancelled, by the deletion; one that
+    was second finds the account closed. FOR NO KEY UPDATE, not FOR UPDATE: rows that
+    merely reference the account (a worker writing a ledger entry, which takes FOR KEY
+    SHARE on it for the foreign key) must not wait for it, or a worker holding a
+    generation would wait for a deletion waiting for that generation.
+    """
+    return bool(
+        get_user_model()
+        .objects.select_for_update(no_key=True)
+        .filter(pk=user_id)
+        .values_list("is_active", flat=True)
+        .first()
+    )
 
 
 def insufficient_credits(*, balance: int, cost: int) -> InsufficientCredits:

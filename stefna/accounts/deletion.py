@@ -50,16 +50,19 @@ def account_delete(*, user: User, confirm: str) -> None:
     """
     if (confirm or "").strip().lower() != user.email.lower():
         raise ConfirmationMismatch(detail={"field": "confirm"})
-    for generation_id in Generation.objects.filter(user=user, status__in=Generation.ACTIVE_STATUSES).values_list(
-        "pk", flat=True
-    ):
-        try:
-            generation_services.generation_cancel(generation_id=generation_id, user=user)
-        except InvalidTransition:
-            pass  # it finished meanwhile; its images are removed below like the others
+    # First on their own, each in its own transaction: a job at fal is canceled there
+    # without the account's lock held across the call.
+    _cancel_active(user)
     email = user.email
     with transaction.atomic():
-        locked = User.objects.select_for_update().get(pk=user.pk)
+        # The charge's lock (credits.ledger._lock_open_account), taken first: a request
+        # charged before this waits to be seen here, one charged after finds the account
+        # closed. FOR NO KEY UPDATE lets a worker finishing one of these generations write
+        # its ledger entry (a foreign key to this row) while this waits for that generation.
+        locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
+        # Requests charged between the cancels above and this lock: stopped here as well,
+        # so no job of a closed account reaches fal.
+        _cancel_active(locked)
         stored = _stored_objects_of(locked)
         Media.objects.filter(user=locked).delete()
         Generation.objects.filter(user=locked).update(
@@ -105,6 +108,17 @@ def account_delete(*, user: User, confirm: str) -> None:
         if session.get_decoded().get("_auth_user_id") == str(user.pk):
             store(session_key=session.session_key).delete()
     logger.info("account deleted", extra={"user_id": str(user.pk)})
+
+
+def _cancel_active(user: User) -> None:
+    """Cancel (and refund) the account's queued and running generations."""
+    for generation_id in Generation.objects.filter(user=user, status__in=Generation.ACTIVE_STATUSES).values_list(
+        "pk", flat=True
+    ):
+        try:
+            generation_services.generation_cancel(generation_id=generation_id, user=user)
+        except InvalidTransition:
+            pass  # it finished meanwhile; its images are removed below like the others
 
 
 def _stored_objects_of(user: User) -> list[tuple[str, str]]:

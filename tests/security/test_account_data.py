@@ -261,3 +261,120 @@ def test_a_request_authenticated_before_the_deletion_is_refused_at_its_charge(us
     assert not Generation.objects.filter(user=user).exists()
     assert CreditEntry.objects.count() == entries
     assert set(_files()) == files_before
+
+
+def _waiting_for_my_lock() -> bool:
+    """Whether another connection waits for a lock this one holds (pg_locks, read live)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def _until_someone_waits_for_my_lock(what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while not _waiting_for_my_lock():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def _in_a_thread(function, failures: list[Exception]):  # type: ignore[no-untyped-def]
+    import threading
+
+    from django.db import connection
+
+    def run() -> None:
+        try:
+            function()
+        except Exception as exc:  # reported by the test, not lost in the thread
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _require_postgresql() -> None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite runs one writing transaction at a time, so the two never overlap")
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_generation_charged_just_before_the_deletion_commits_is_seen_and_canceled_by_it(user, fake_fal):
+    """The request's charge locked the account first; the deletion waits for it to commit,
+    then sees its generation: canceled, refunded and scrubbed, its photo removed."""
+    from django.db import transaction
+
+    from credits.reconcile import find_ledger_problems
+    from generation import services
+    from generation.images import validate_image
+    from stefna.accounts.deletion import account_delete
+    from tests.images import make_image_bytes
+
+    _require_postgresql()
+    preset = PresetFactory(slug="just-before", requires_prompt=False)
+    ledger.ensure_daily_allowance(user=user)
+    files_before = set(_files())
+    failures: list[Exception] = []
+
+    with transaction.atomic():  # the request, charged, its photo stored, not committed yet
+        generation, _ = services.generation_request(
+            user=user, preset_slug=preset.slug, image=validate_image(make_image_bytes()), prompt="my secret"
+        )
+        deleting = _in_a_thread(lambda: account_delete(user=user, confirm=user.email), failures)
+        _until_someone_waits_for_my_lock("the deletion never waited for the charge")
+    deleting.join(20)
+
+    assert not deleting.is_alive() and not failures, [str(failure) for failure in failures]
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.CANCELED
+    assert generation.prompt == "" and not generation.source_image and generation.deleted_at is not None
+    assert set(_files()) == files_before  # the photo went with the account
+    assert CreditEntry.objects.filter(generation=generation, reason="refund").count() == 1
+    assert find_ledger_problems(users=[user]) == []
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_charge_waiting_for_the_deletion_finds_the_account_closed(user, fake_fal):
+    """The deletion locked the account first; a request charged meanwhile waits for it to
+    commit, then finds the account closed: nothing charged, nothing kept."""
+    from django.db import transaction
+
+    from credits.exceptions import AccountClosed
+    from generation import services
+    from generation.images import validate_image
+    from stefna.accounts.deletion import account_delete
+    from tests.images import make_image_bytes
+
+    _require_postgresql()
+    preset = PresetFactory(slug="just-after", requires_prompt=False)
+    ledger.ensure_daily_allowance(user=user)
+    signed_in_as = User.objects.get(pk=user.pk)  # what the request read at authentication
+    photo = validate_image(make_image_bytes())
+    entries = CreditEntry.objects.count()
+    failures: list[Exception] = []
+
+    with transaction.atomic():  # the deletion, done, not committed yet
+        account_delete(user=user, confirm=user.email)
+        requesting = _in_a_thread(
+            lambda: services.generation_request(user=signed_in_as, preset_slug=preset.slug, image=photo, prompt="late"),
+            failures,
+        )
+        _until_someone_waits_for_my_lock("the charge never waited for the deletion")
+    requesting.join(20)
+
+    assert not requesting.is_alive()
+    assert [type(failure) for failure in failures] == [AccountClosed]
+    assert not Generation.objects.filter(user=user).exists()
+    assert CreditEntry.objects.count() == entries
