@@ -73,6 +73,8 @@ class CreditEntry(models.Model):
         CLAWBACK = "clawback", _("Taken back (refund or dispute)")
         DISPUTE_WON = "dispute_won", _("Given back (dispute resolved)")
         BUCKET_MOVE = "bucket_move", _("Moved to purchased credits")
+        # A late refund's free part: it came from a UTC day whose allowance is over.
+        ALLOWANCE_EXPIRED = "allowance_expired", _("Free credits of an earlier day expired")
 
     GENERATION_REASONS = (Reason.RESERVE, Reason.CAPTURE, Reason.REFUND)
     SETTLEMENT_REASONS = (Reason.CAPTURE, Reason.REFUND)
@@ -155,7 +157,7 @@ class CreditEntry(models.Model):
                         purchase__isnull=False,
                     )
                     | Q(
-                        reason__in=["daily_allowance", "grant", "adjust", "bucket_move"],
+                        reason__in=["daily_allowance", "grant", "adjust", "bucket_move", "allowance_expired"],
                         generation__isnull=True,
                         charge_number__isnull=True,
                         purchase__isnull=True,
@@ -177,6 +179,7 @@ class CreditEntry(models.Model):
                     | Q(reason="clawback", amount__lt=0, purchased_amount=F("amount"))
                     | Q(reason="dispute_won", amount__gt=0, purchased_amount=F("amount"))
                     | Q(reason="bucket_move", amount=0, purchased_amount__gt=0)
+                    | Q(reason="allowance_expired", amount__lt=0, purchased_amount=0)
                 ),
                 name="credit_amount_sign_matches_reason",
             ),
