@@ -189,10 +189,6 @@ class CreditEntry(models.Model):
         return f"{self.user} {self.amount:+d} {self.reason}"
 
 
-# Stripe's zero-decimal currencies: their prices have no minor unit.
-ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
-
-
 def format_price(price: int, currency: str) -> str:
     """1199, "usd" → "$11.99" in English, "US$11,99" in Bahasa Indonesia (issue 21)."""
     return format_money(price, currency)
