@@ -94,6 +94,7 @@ class CreditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "user_email",
         "reason",
         "amount",
+        "purchased_amount",
         "balance_after",
         "generation_link",
         "charge_number",
@@ -131,7 +132,9 @@ class CreditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Wallet)
 class WalletAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["user_email", "balance", "allowance_day"]
+    # The bought part never expires, the rest is today's allowance: a refund decision
+    # needs the two apart.
+    list_display = ["user_email", "balance", "purchased_balance", "allowance_day"]
     search_fields = ["user__email"]
     list_select_related = ["user"]
     ordering = ["user__email"]

@@ -11,7 +11,9 @@ Money rules (from the design documents):
   is never touched by the top-up;
 - a spend takes free credits first, then purchased ones; each entry records the part
   that moved the purchased bucket (`purchased_amount`), so a refund returns every credit
-  to the bucket it came from;
+  to the bucket it came from. Free credits reserved on a UTC day that has ended when the
+  refund comes expire at once (`allowance_expired`): the user ends with what an on-time
+  refund would have left, whether or not today's allowance was applied before it;
 - a paid purchase adds its credits to the purchased bucket once (`purchase_credit`); a
   refund or dispute takes back what is still unspent, never below zero (`claw_back`);
   a dispute the merchant wins gives back what it took, once (`dispute_give_back`).
@@ -223,28 +225,31 @@ def insufficient_credits(*, balance: int, cost: int) -> InsufficientCredits:
     )
 
 
-Charge = tuple[int, int, int]  # a reservation: (amount, charge number, purchased part)
+# A reservation: (amount, charge number, purchased part, when it was made).
+Charge = tuple[int, int, int, dt.datetime]
+ChargeEntry = tuple[int, str, int | None, int, dt.datetime]  # (amount, reason, charge number, purchased part, at)
 
 
 def _latest_charge(generation: Generation) -> tuple[Charge | None, str | None]:
-    """The generation's latest reservation as (amount, charge number, purchased part),
-    and how that charge was settled (None: still open).
+    """The generation's latest reservation (see `Charge`), and how that charge was
+    settled (None: still open).
 
     One small query: a generation has a handful of entries (one reservation and one
     settlement per charge). Caller holds the wallet lock, so no settlement is in flight.
     """
     entries = CreditEntry.objects.filter(generation_id=generation.pk).values_list(
-        "amount", "reason", "charge_number", "purchased_amount"
+        "amount", "reason", "charge_number", "purchased_amount", "created_at"
     )
     return _charge_state(list(entries))
 
 
-def _charge_state(entries: list[tuple[int, str, int | None, int]]) -> tuple[Charge | None, str | None]:
-    """(latest reservation as (amount, charge number, purchased part), its settlement
-    reason or None) from one generation's entries as (amount, reason, charge number,
-    purchased part)."""
+def _charge_state(entries: list[ChargeEntry]) -> tuple[Charge | None, str | None]:
+    """(latest reservation as a `Charge`, its settlement reason or None) from one
+    generation's entries (see `ChargeEntry`)."""
     reservations = [
-        (amount, number or 0, purchased) for amount, reason, number, purchased in entries if reason == Reason.RESERVE
+        (amount, number or 0, purchased, at)
+        for amount, reason, number, purchased, at in entries
+        if reason == Reason.RESERVE
     ]
     if not reservations:
         return None, None
@@ -252,7 +257,7 @@ def _charge_state(entries: list[tuple[int, str, int | None, int]]) -> tuple[Char
     settled = next(
         (
             reason
-            for _, reason, number, _ in entries
+            for _, reason, number, _, _ in entries
             if (number or 0) == latest[1] and reason in CreditEntry.SETTLEMENT_REASONS
         ),
         None,
@@ -282,19 +287,42 @@ def _settle(*, generation: Generation, reason: str, note: str = "", by: User | N
             reserved, settled = _latest_charge(generation)
             if reserved is None or settled is not None:
                 return None
-            amount, charge_number, purchased = reserved
-            refunding = reason == Reason.REFUND
-            return _write(
+            amount, charge_number, purchased, reserved_at = reserved
+            if reason == Reason.CAPTURE:
+                return _write(
+                    wallet,
+                    amount=0,
+                    reason=reason,
+                    generation=generation,
+                    charge_number=charge_number,
+                    note=note[:200],
+                    created_by=by,
+                )
+            # Today's allowance first, as every other write does: the outcome must not
+            # depend on whether something read the quota between midnight and this refund.
+            today = utc_today()
+            _apply_allowance(wallet, today)
+            # A refund returns each credit to the bucket it was reserved from.
+            entry = _write(
                 wallet,
-                # A refund returns each credit to the bucket it was reserved from.
-                amount=-amount if refunding else 0,
-                purchased_amount=-purchased if refunding else 0,
+                amount=-amount,
+                purchased_amount=-purchased,
                 reason=reason,
                 generation=generation,
                 charge_number=charge_number,
                 note=note[:200],
                 created_by=by,
             )
+            free_part = purchased - amount  # both negative: the reservation less its purchased part
+            if free_part and utc_today(reserved_at) < today:
+                # Reserved from the free allowance of a UTC day that is over. Had the job
+                # failed before midnight, those credits would have been in the bucket the
+                # top-up filled to the allowance, no more; given back on top of today's
+                # they would let a user bank free credits by cancelling after midnight.
+                # They expire, so the user ends exactly as after an on-time refund.
+                # Bought credits never expire: they stay returned.
+                _write(wallet, amount=-free_part, reason=Reason.ALLOWANCE_EXPIRED, note=str(generation.pk))
+            return entry
     except IntegrityError:
         # Only reachable if a writer bypassed the lock; the unique constraint refused
         # the second settlement and the savepoint undid its balance change.
@@ -327,12 +355,12 @@ def capture_many(*, generations: list[Generation]) -> list[CreditEntry]:
             .filter(pk__in={generation.user_id for generation in generations})
             .order_by("pk")
         }
-        entries: dict[uuid.UUID, list[tuple[int, str, int | None, int]]] = {}
+        entries: dict[uuid.UUID, list[ChargeEntry]] = {}
         rows = CreditEntry.objects.filter(generation_id__in=[generation.pk for generation in generations])
-        for generation_id, amount, reason, number, purchased in rows.values_list(
-            "generation_id", "amount", "reason", "charge_number", "purchased_amount"
+        for generation_id, amount, reason, number, purchased, at in rows.values_list(
+            "generation_id", "amount", "reason", "charge_number", "purchased_amount", "created_at"
         ):
-            entries.setdefault(generation_id, []).append((amount, reason, number, purchased))
+            entries.setdefault(generation_id, []).append((amount, reason, number, purchased, at))
         captures = []
         for generation in generations:
             reserved, settled = _charge_state(entries.get(generation.pk, []))

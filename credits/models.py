@@ -73,6 +73,8 @@ class CreditEntry(models.Model):
         CLAWBACK = "clawback", _("Taken back (refund or dispute)")
         DISPUTE_WON = "dispute_won", _("Given back (dispute resolved)")
         BUCKET_MOVE = "bucket_move", _("Moved to purchased credits")
+        # A late refund's free part: it came from a UTC day whose allowance is over.
+        ALLOWANCE_EXPIRED = "allowance_expired", _("Free credits of an earlier day expired")
 
     GENERATION_REASONS = (Reason.RESERVE, Reason.CAPTURE, Reason.REFUND)
     SETTLEMENT_REASONS = (Reason.CAPTURE, Reason.REFUND)
@@ -155,7 +157,7 @@ class CreditEntry(models.Model):
                         purchase__isnull=False,
                     )
                     | Q(
-                        reason__in=["daily_allowance", "grant", "adjust", "bucket_move"],
+                        reason__in=["daily_allowance", "grant", "adjust", "bucket_move", "allowance_expired"],
                         generation__isnull=True,
                         charge_number__isnull=True,
                         purchase__isnull=True,
@@ -177,6 +179,7 @@ class CreditEntry(models.Model):
                     | Q(reason="clawback", amount__lt=0, purchased_amount=F("amount"))
                     | Q(reason="dispute_won", amount__gt=0, purchased_amount=F("amount"))
                     | Q(reason="bucket_move", amount=0, purchased_amount__gt=0)
+                    | Q(reason="allowance_expired", amount__lt=0, purchased_amount=0)
                 ),
                 name="credit_amount_sign_matches_reason",
             ),
@@ -184,10 +187,6 @@ class CreditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.amount:+d} {self.reason}"
-
-
-# Stripe's zero-decimal currencies: their prices have no minor unit.
-ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 
 
 def format_price(price: int, currency: str) -> str:
@@ -234,7 +233,9 @@ class Purchase(models.Model):
     taken back); disputed → paid again when the dispute is won (what it took given back;
     `refunded` if refunds returned the whole price meanwhile); pending → expired (the
     checkout session ran out, or the account was deleted). A partial refund keeps `paid`
-    and records `amount_refunded`. A purchase paid after its buyer closed the account is
+    and records `amount_refunded`. Credits a refund or dispute finds reserved for generations
+    still running count as spent until those generations end: refunded, they are taken
+    back then (`credits_in_flight`). A purchase paid after its buyer closed the account is
     `paid` but never credited (`paid_after_account_closed`) and flagged for a refund.
     Credits, price and currency are copied from the pack when the purchase starts, so
     editing a pack never changes a purchase. Only `credits/payments/` changes these rows.
@@ -280,6 +281,16 @@ class Purchase(models.Model):
     credits_spent_at_dispute = models.PositiveIntegerField(
         default=0, help_text="Of the credits already spent, those the dispute found spent (forgiven if it is won)."
     )
+    # Of the credits already spent, those that were only reserved for generations still
+    # running at the last take-back: if such a generation fails or is canceled, its bought
+    # credits come back to this purchase (a clawback), not to the buyer.
+    credits_in_flight = models.PositiveIntegerField(
+        default=0,
+        help_text="Of the credits already spent, those reserved for generations still running at the last take-back.",
+    )
+    taken_back_at = models.DateTimeField(
+        null=True, blank=True, help_text="The last refund or dispute that took credits back."
+    )
     # Paid when the account could no longer use credits: never credited, so refunds and
     # disputes have nothing to take back and `check_ledger` expects no `purchase` entry.
     paid_after_account_closed = models.BooleanField(
@@ -313,6 +324,10 @@ class Purchase(models.Model):
             models.CheckConstraint(
                 condition=Q(paid_after_account_closed=False) | Q(credits_taken_back=0, credits_already_spent=0),
                 name="purchase_never_credited_takes_nothing_back",
+            ),
+            models.CheckConstraint(
+                condition=Q(credits_in_flight__lte=F("credits_already_spent")),
+                name="purchase_in_flight_within_spent",
             ),
         ]
 

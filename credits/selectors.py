@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Exists, OuterRef, Sum
 from django.db.models.options import Options
 from django.utils import timezone
 
@@ -179,6 +180,34 @@ def header_quota_from_wallet(balance: int, allowance_day: dt.date | None, purcha
     if allowance_day != ledger.utc_today():
         return None
     return HeaderQuota(current_balance=balance, daily_limit=settings.DAILY_CREDITS, purchased_balance=purchased_balance)
+
+
+def purchased_credits_reserved(*, user_id: uuid.UUID) -> int:
+    """Bought credits held by the user's open charges (reserved, not yet captured or refunded).
+
+    Read under the wallet's lock for an exact figure. Only refunds and disputes that
+    cannot take all they should ask, so the scan of the user's reservations is rare.
+    """
+    settled = CreditEntry.objects.filter(
+        generation=OuterRef("generation"),
+        charge_number=OuterRef("charge_number"),
+        reason__in=CreditEntry.SETTLEMENT_REASONS,
+    )
+    open_charges = CreditEntry.objects.filter(
+        user_id=user_id, reason=CreditEntry.Reason.RESERVE, purchased_amount__lt=0
+    ).exclude(Exists(settled))
+    return -(open_charges.aggregate(total=Sum("purchased_amount"))["total"] or 0)
+
+
+def charge_reserved_at(*, generation_id: uuid.UUID, charge_number: int) -> dt.datetime | None:
+    """When a generation's charge was reserved."""
+    return (
+        CreditEntry.objects.filter(
+            generation_id=generation_id, charge_number=charge_number, reason=CreditEntry.Reason.RESERVE
+        )
+        .values_list("created_at", flat=True)
+        .first()
+    )
 
 
 def balance_of(*, user: User) -> int:

@@ -17,12 +17,15 @@ CURRENCY_SYMBOLS = {
 }
 # Stripe's zero-decimal currencies: their prices have no minor unit.
 ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+# Stripe's three-decimal currencies: their minor unit is a thousandth (1250 "kwd" is
+# KWD 1.250). Read as cents, a price would show ten times what Stripe charges.
+THREE_DECIMAL_CURRENCIES = frozenset("bhd jod kwd omr tnd".split())
 
 
 def format_money(minor_units: int, currency: str) -> str:
     """A price in the active language: 499 "usd" → "$4.99" (English), "US$4,99" (Indonesian)."""
     currency = (currency or "usd").lower()
-    decimals = 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
+    decimals = 0 if currency in ZERO_DECIMAL_CURRENCIES else 3 if currency in THREE_DECIMAL_CURRENCIES else 2
     amount = Decimal(int(minor_units)).scaleb(-decimals)
     # Whole rupiah prices read without ",00"; cents always show for dollars and euros.
     if currency == "idr" and amount == amount.to_integral_value():

@@ -176,8 +176,11 @@ def purchase_grant(
                 f"{purchase.price} {purchase.currency.upper()}"
             )
         if problem:
-            flag_for_staff(purchase, f"Not granted: {problem}.")
-            logger.error("purchase %s: %s; nothing granted", purchase.pk, problem)
+            # It stays pending (staff refund it or grant by hand), so reconciliation and the
+            # success page meet it again: flag it once, or "mark as reviewed" would not stick.
+            if f"Not granted: {problem}." not in purchase.attention_note:
+                flag_for_staff(purchase, f"Not granted: {problem}.")
+                logger.error("purchase %s: %s; nothing granted", purchase.pk, problem)
             return Outcome.MISMATCH
         # Read, not locked: `account_delete` locks the user, then (expiring pending
         # purchases) this row, so locking the user here would be the reverse order. The
@@ -362,9 +365,10 @@ def purchase_reconcile_pending(*, limit: int = 50) -> dict[str, int]:
         except DomainError:
             logger.warning("purchase %s: reconciliation failed; will try again", purchase.pk, exc_info=True)
             outcome = Outcome.IGNORED
-        if outcome in (Outcome.NOT_PAID, Outcome.IGNORED):
+        if outcome in (Outcome.NOT_PAID, Outcome.IGNORED, Outcome.MISMATCH):
             # Checked: to the back of the line, so abandoned checkouts (open for up to a
-            # day) never crowd out a paid one whose webhook was lost.
+            # day) and payments flagged for staff never crowd out a paid one whose webhook
+            # was lost.
             Purchase.objects.filter(pk=purchase.pk, status=Status.PENDING).update(updated_at=timezone.now())
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts

@@ -6,25 +6,33 @@ offline purchase refunded by staff, all end in `purchase_take_back`; staff's ref
 button (`purchase_refund`) only asks Stripe, and the credits follow from Stripe's event.
 A dispute that ends in the merchant's favour (`charge.dispute.closed` won, its
 `charge.dispute.funds_reinstated`, or an inquiry closed without a chargeback) ends in
-`purchase_dispute_won`, the one writer of that return.
+`purchase_dispute_won`, the one writer of that return. Bought credits a take-back found
+reserved for generations still running are taken when those generations are refunded
+(`generation_charge_refund`, which every generation refund goes through).
 """
 
 from __future__ import annotations
 
 import math
 import uuid
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Least
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from credits import ledger
-from credits.models import Purchase, format_price
+from credits import ledger, selectors
+from credits.models import CreditEntry, Purchase, format_price
 from stefna.errors import DomainError
 
 from . import stripe_api
 from .purchases import Outcome, flag_for_staff
+
+if TYPE_CHECKING:
+    from generation.models import Generation
+    from stefna.accounts.models import User
 
 Status = Purchase.Status
 
@@ -70,6 +78,14 @@ def purchase_take_back(
         why = f"dispute {dispute}" if dispute else f"refund of {format_price(refunded, purchase.currency)}"
         taken = ledger.claw_back(purchase=purchase, credits=due, note=why)
         spent = due - taken
+        in_flight = purchase.credits_in_flight
+        if spent and purchase.user_id is not None:
+            # Read under the wallet lock `claw_back` took (held until this commits): of the
+            # credits "spent", those only reserved for generations still running come back
+            # to this purchase if those generations are refunded (`generation_charge_refund`).
+            reserved = selectors.purchased_credits_reserved(user_id=purchase.user_id)
+            in_flight = min(purchase.credits_already_spent + spent, reserved)
+        now = timezone.now()
         Purchase.objects.filter(pk=purchase.pk).update(
             status=new_status,
             amount_refunded=refunded,
@@ -77,14 +93,76 @@ def purchase_take_back(
             credits_already_spent=F("credits_already_spent") + spent,
             credits_taken_by_dispute=F("credits_taken_by_dispute") + (taken if dispute else 0),
             credits_spent_at_dispute=F("credits_spent_at_dispute") + (spent if dispute else 0),
-            updated_at=timezone.now(),
+            credits_in_flight=in_flight,
+            taken_back_at=now if due else F("taken_back_at"),
+            updated_at=now,
         )
         if spent or dispute:
+            running = f" ({in_flight} reserved for generations still running: taken back if they fail)"
             flag_for_staff(
                 purchase,
-                f"{why.capitalize()}: took back {taken} credits; {spent} were already spent.",
+                f"{why.capitalize()}: took back {taken} credits; {spent} were already spent"
+                f"{running if in_flight else ''}.",
             )
     return Outcome.TAKEN_BACK
+
+
+def generation_charge_refund(*, generation: Generation, note: str = "", by: User | None = None) -> CreditEntry | None:
+    """Refund a failed or canceled generation's charge (`ledger.refund`, once), and hand the
+    bought credits it returns to refunded or disputed purchases owed them.
+
+    A refund or dispute that arrived while bought credits were reserved for generations
+    still running counted them as spent (`credits_in_flight`). When such a generation
+    fails or is canceled its bought credits come back: they belong to that purchase, whose
+    buyer has the money back, so they are taken back at once (the refund and the clawback
+    in one transaction, so the buyer never holds them). Only charges reserved before the
+    take-back qualify: credits bought or granted since are the buyer's.
+
+    Lock order as everywhere: the purchase rows, then (inside the ledger) the wallet.
+    """
+    with transaction.atomic():
+        # Every purchase that may owe, locked, then filtered: a lock on `credits_in_flight > 0`
+        # would skip a row whose take-back is committing right now (its committed version
+        # does not match yet), and the returned credits would stay with the buyer.
+        paid = (
+            Purchase.objects.select_for_update()
+            .filter(user_id=generation.user_id, status__in=(Status.PAID, Status.REFUNDED, Status.DISPUTED))
+            .order_by("pk")
+        )
+        owed = sorted(
+            (purchase for purchase in paid if purchase.credits_in_flight),
+            key=lambda purchase: (purchase.taken_back_at, str(purchase.pk)),
+        )
+        entry = ledger.refund(generation=generation, note=note, by=by)
+        if entry is None or entry.purchased_amount <= 0 or not owed:
+            return entry
+        assert entry.charge_number is not None  # noqa: S101  (a refund always names its charge)
+        reserved_at = selectors.charge_reserved_at(generation_id=generation.pk, charge_number=entry.charge_number)
+        returned = entry.purchased_amount
+        for purchase in owed:
+            if returned <= 0:
+                break
+            if reserved_at is None or purchase.taken_back_at is None or reserved_at >= purchase.taken_back_at:
+                continue
+            taken = ledger.claw_back(
+                purchase=purchase,
+                credits=min(returned, purchase.credits_in_flight),
+                note=f"generation {generation.pk} refunded after this purchase's take-back",
+            )
+            returned -= taken
+            # Spent credits turn into taken ones. While disputed, the dispute's share first:
+            # if it is won, everything it took comes back (`purchase_dispute_won`).
+            disputed = min(taken, purchase.credits_spent_at_dispute) if purchase.status == Status.DISPUTED else 0
+            Purchase.objects.filter(pk=purchase.pk).update(
+                credits_taken_back=F("credits_taken_back") + taken,
+                credits_already_spent=F("credits_already_spent") - taken,
+                credits_in_flight=F("credits_in_flight") - taken,
+                credits_taken_by_dispute=F("credits_taken_by_dispute") + disputed,
+                credits_spent_at_dispute=F("credits_spent_at_dispute") - disputed,
+                updated_at=timezone.now(),
+            )
+            flag_for_staff(purchase, f"Took back {taken} more credits: generation {generation.pk} was refunded.")
+    return entry
 
 
 def purchase_dispute_won(*, purchase_id: uuid.UUID | str, dispute: str) -> Outcome:
@@ -126,6 +204,8 @@ def purchase_dispute_won(*, purchase_id: uuid.UUID | str, dispute: str) -> Outco
             credits_already_spent=F("credits_already_spent") - forgive,
             credits_taken_by_dispute=0,
             credits_spent_at_dispute=0,
+            # What the dispute found reserved is forgiven with the rest of its share.
+            credits_in_flight=Least(F("credits_in_flight"), F("credits_already_spent") - forgive),
             updated_at=timezone.now(),
         )
         flag_for_staff(

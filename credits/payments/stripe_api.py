@@ -58,6 +58,10 @@ def payment_intent_retrieve(*, payment_intent_id: str) -> dict[str, Any]:
     return _call(_client().v1.payment_intents.retrieve, payment_intent_id, params={"expand": ["latest_charge"]})
 
 
+def dispute_retrieve(*, dispute_id: str) -> dict[str, Any]:
+    return _call(_client().v1.disputes.retrieve, dispute_id)
+
+
 def refund_create(*, payment_intent_id: str, idempotency_key: str) -> dict[str, Any]:
     return _call(
         _client().v1.refunds.create,

@@ -155,3 +155,17 @@ def test_staff_without_ledger_rights_see_balances_but_cannot_grant(client, db):
         {"action": "grant_credits", "_selected_action": [str(wallet.pk)], "apply": "1", "amount": "9", "note": "x"},
     )
     assert balance_of(user=user) == before
+
+
+def test_wallets_and_entries_show_the_bought_part_that_never_expires(staff_client, settings):
+    settings.DAILY_CREDITS = 30
+    user = funded("ada@example.com", amount=7)
+    ledger.grant(user=user, amount=-32, reason=CreditEntry.Reason.ADJUST, note="spent")  # 30 free, then 2 bought
+
+    wallets = staff_client.get(WALLETS)
+    entries = staff_client.get(ENTRIES + "?reason=adjust")
+
+    assert "field-purchased_balance" in wallets.content.decode()
+    row = next(row for row in wallets.context["cl"].result_list if row.user.email == "ada@example.com")
+    assert (row.balance, row.purchased_balance) == (5, 5)
+    assert '<td class="field-purchased_amount">-2</td>' in entries.content.decode()

@@ -96,3 +96,34 @@ def test_an_inquiry_that_closes_without_a_chargeback_gives_the_credits_back(paid
 
     assert taken_state(paid_purchase) == ("paid", 0, 0) and purchased(user) == 50
     assert_clean(user)
+
+
+# --- events out of order -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["won", "warning_closed"])
+def test_a_dispute_whose_favourable_ending_arrives_before_its_opening_takes_nothing(
+    paid_purchase, user, fake_stripe, ending
+):
+    # Stripe does not promise order: the opening's delivery failed and is retried after
+    # the ending was delivered.
+    dispute = fake_stripe.dispute(paid_purchase.stripe_payment_intent_id)
+    closed = fake_stripe.close_dispute(dispute["id"], ending)
+    deliver("charge.dispute.closed", closed)
+
+    late = deliver("charge.dispute.created", dispute).json()["outcome"]
+
+    assert late == "already_done"
+    assert taken_state(paid_purchase) == ("paid", 0, 0)
+    assert purchased(user) == 50, "the merchant kept the money: the buyer keeps the credits"
+    assert_clean(user)
+
+
+def test_a_lost_dispute_whose_ending_arrives_first_still_takes_the_credits_back(paid_purchase, user, fake_stripe):
+    dispute = fake_stripe.dispute(paid_purchase.stripe_payment_intent_id)
+    deliver("charge.dispute.closed", fake_stripe.close_dispute(dispute["id"], "lost"))
+
+    assert deliver("charge.dispute.created", dispute).json()["outcome"] == "taken_back"
+
+    assert taken_state(paid_purchase) == ("disputed", 50, 0) and purchased(user) == 0
+    assert_clean(user)

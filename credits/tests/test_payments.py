@@ -13,7 +13,7 @@ from django.test import Client
 
 from credits import ledger
 from credits.models import CreditEntry, CreditPack, Purchase, StripeEvent
-from credits.payments.purchases import purchase_reconcile_pending
+from credits.payments.purchases import purchase_mark_reviewed, purchase_reconcile_pending
 from credits.payments.refunds import purchase_refund
 from credits.reconcile import find_ledger_problems
 from credits.selectors import quota_for
@@ -509,3 +509,25 @@ def test_starting_checkouts_is_rate_limited_per_user(api_client, user, fake_stri
 
     assert (response.status_code, response.json()["code"]) == (429, "rate_limited")
     assert Purchase.objects.count() == 2 and len(fake_stripe.sessions) == 2
+
+
+def test_a_mismatched_payment_is_flagged_once_and_does_not_crowd_out_a_paid_one(
+    api_client, user, fake_stripe, settings
+):
+    settings.PURCHASE_RECONCILE_AFTER_SECONDS = 0
+    mismatched = start_checkout(api_client)
+    fake_stripe.pay(mismatched.stripe_session_id, amount=1)
+    assert purchase_reconcile_pending(limit=1) == {"amount_mismatch": 1}
+    mismatched.refresh_from_db()
+    purchase_mark_reviewed(purchase=mismatched)  # staff looked, refunded it in Stripe's dashboard
+    paid = start_checkout(api_client)
+    fake_stripe.pay(paid.stripe_session_id)
+
+    assert purchase_reconcile_pending(limit=1) == {"amount_mismatch": 1}
+    assert purchase_reconcile_pending(limit=1) == {"granted": 1}
+
+    mismatched.refresh_from_db()
+    assert not mismatched.needs_attention, "reviewed stays reviewed"
+    assert mismatched.attention_note.count("Not granted") == 1
+    assert purchased(user) == 50
+    assert_clean(user)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.utils import timezone
 
-from credits import ledger
 from credits.exceptions import AlreadySettled
+from credits.payments.refunds import generation_charge_refund
 from stefna.errors import NotFound
 
 from .. import notify, persistence
@@ -115,7 +115,8 @@ def generation_stop(
                     reason=StoredRemoval.Reason.GENERATION_STOPPED,
                 )
         if stopped or refund_if_final:
-            refund = ledger.refund(generation=generation, note=refund_note, by=by)
+            # The ledger's refund, plus what refunded purchases are owed of it.
+            refund = generation_charge_refund(generation=generation, note=refund_note, by=by)
             if refund is None and refund_if_final:
                 raise AlreadySettled()
     if stopped:

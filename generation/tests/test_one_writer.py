@@ -93,7 +93,11 @@ def test_an_attempt_is_failed_by_one_function():
 
 
 def test_money_moves_only_with_its_transition():
-    assert _functions_calling(_calls_ledger("refund")) == {"services.stop.generation_stop"}
+    # The ledger's refund, with what refunded purchases are owed of it (credits/payments/refunds.py).
+    assert _functions_calling(lambda call: ast.unparse(call.func) == "generation_charge_refund") == {
+        "services.stop.generation_stop"
+    }
+    assert _functions_calling(_calls_ledger("refund")) == set()
     assert _functions_calling(_calls_ledger("capture", "capture_many")) == {"services.finish._record"}
     # Images lost at fal after the capture (which is final) come back as a grant, once.
     assert _functions_calling(_calls_ledger("grant")) == {"services.media._image_lost"}

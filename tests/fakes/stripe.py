@@ -11,6 +11,7 @@ names, and Stripe's error body `{"error": {"type", "message"}}`.
     GET  /v1/checkout/sessions/<id>     retrieve it
     POST /v1/checkout/sessions/<id>/expire  expire an open session (Stripe refuses any other)
     GET  /v1/payment_intents/<id>       retrieve (expand[]=latest_charge embeds the charge)
+    GET  /v1/disputes/<id>              retrieve a dispute (as it stands now)
     POST /v1/refunds                    refund a payment intent (full, or `amount`)
 
 Test-side knobs: `pay(session_id)` completes a session as a paid checkout would
@@ -294,6 +295,9 @@ class FakeStripe:
             if "latest_charge" in (params.get("expand") or []):
                 answer["latest_charge"] = json.loads(json.dumps(self.charges[intent["latest_charge"]]))
             return 200, answer
+        if method == "GET" and (match := re.fullmatch(r"/v1/disputes/([\w]+)", path)):
+            dispute = self.disputes.get(match.group(1))
+            return (200, json.loads(json.dumps(dispute))) if dispute else missing
         if method == "POST" and path == "/v1/refunds":
             intent_id = params.get("payment_intent", "")
             if intent_id not in self.payment_intents:
