@@ -23,6 +23,7 @@ from generation.models import Generation, Media
 from stefna.accounts.models import User
 from tests.browser.conftest import DESKTOP, PHONE, sign_in
 from tests.browser.test_result_and_forms import finished_generation
+from tests.browser.test_studio_flows import ghibli_tears, photo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -246,3 +247,69 @@ def test_keyboard_reach_visible_focus_and_reduced_motion(page):
     )
     assert all(value in ("0s", "") for value in durations), durations
 
+
+# Contrast of the focus ring against what is behind it (WCAG 1.4.11: at least 3:1).
+FOCUS_RING_CONTRAST = """el => {
+    const rgb = value => (value.match(/[\\d.]+/g) || []).map(Number);
+    const luminance = ([r, g, b]) => {
+        const channel = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+        return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+    };
+    const ringed = [el, el.closest("label, .preset-option, .recent-photo, .dropzone")].filter(Boolean)
+        .find(node => getComputedStyle(node).outlineStyle !== "none");
+    if (!ringed) return 0;
+    let behind = ringed.parentElement;
+    while (behind && (rgb(getComputedStyle(behind).backgroundColor)[3] === 0
+                      || getComputedStyle(behind).backgroundColor === "transparent")) behind = behind.parentElement;
+    const back = behind ? rgb(getComputedStyle(behind).backgroundColor) : [255, 255, 255];
+    const [a, b] = [luminance(rgb(getComputedStyle(ringed).outlineColor)), luminance(back)].sort((x, y) => y - x);
+    return (a + 0.05) / (b + 0.05);
+}"""
+
+
+def test_the_studio_by_keyboard_alone_from_photo_to_the_announced_result(page, start_worker, tmp_path):
+    """Tab, Space and the arrow keys only: choose the photo, pick a style, tick a box and
+    create; every stop shows a focus ring that stands out, and the live region says how
+    it ended without the focus moving."""
+    start_worker()
+    preset = ghibli_tears()
+    sign_in(page, "keys-only@example.com")
+    page.goto("/")
+    page.locator("body").focus()
+
+    def tab_to(selector: str, *, limit: int = 30) -> None:
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if page.evaluate("s => document.activeElement.matches(s)", selector):
+                contrast = page.evaluate(f"({FOCUS_RING_CONTRAST})(document.activeElement)")
+                assert contrast >= 3, f"the focus ring on {selector} is {contrast:.2f}:1 against its background"
+                return
+        raise AssertionError(f"{selector} is not reachable by Tab")
+
+    tab_to("#id_image")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Space")
+    chooser.value.set_files(photo(tmp_path))
+    expect(page.locator("[data-preview]")).to_be_visible()
+
+    tab_to('input[name="preset"]')
+    page.keyboard.press("ArrowRight")  # a radio group: the arrows move the choice
+    page.keyboard.press("ArrowLeft")
+    chosen = page.locator('input[name="preset"]:checked')
+    expect(chosen).to_have_value(preset.slug)
+    expect(page.locator("[data-chosen-style]")).to_have_text(preset.name)  # said aloud (aria-live)
+
+    tab_to('input[name="is_public"]')
+    page.keyboard.press("Space")
+    expect(page.locator('input[name="is_public"]')).to_be_checked()
+    tab_to('[data-testid="start"]')
+    page.keyboard.press("Enter")
+
+    page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+    announcer = page.locator("[data-status-announcer]")
+    expect(announcer).to_have_attribute("aria-live", "polite")
+    expect(announcer).to_have_text("Status: Succeeded", timeout=45_000)
+    expect(page.get_by_role("heading", level=1)).to_have_text(preset.name)
+    result = page.get_by_test_id("result").locator("img").first
+    assert preset.name in (result.get_attribute("alt") or ""), "the result is described by its style"
+    tab_to('[data-testid="download"]')
