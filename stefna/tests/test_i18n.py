@@ -418,3 +418,19 @@ def test_the_finished_email_is_written_in_the_owners_language(user):
     message = mail.outbox[-1]
     assert "sudah jadi" in message.subject, message.subject
     assert "ready" not in message.subject
+
+
+def test_a_balance_of_one_reads_as_one_credit(client, user):
+    from credits import ledger
+    from credits.models import CreditEntry
+    from credits.selectors import balance_of
+
+    client.force_login(user)
+    client.get("/accounts/")  # today's allowance
+    ledger.grant(user=user, amount=1 - balance_of(user=user), reason=CreditEntry.Reason.ADJUST, note="test")
+
+    html = " ".join(client.get("/accounts/", HTTP_ACCEPT_LANGUAGE="en").content.decode().split())
+
+    assert '<span class="balance-unit">credit</span>' in html
+    assert '<span class="muted">credit left</span>' in html
+    assert "credits left" not in html
