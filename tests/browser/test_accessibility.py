@@ -269,9 +269,9 @@ FOCUS_RING_CONTRAST = """el => {
 
 def test_the_studio_by_keyboard_alone_from_photo_to_the_announced_result(page, start_worker, tmp_path):
     """Tab, Space and the arrow keys only: choose the photo, pick a style, tick a box and
-    create; every stop shows a focus ring that stands out, and the live region says how
-    it ended without the focus moving."""
-    start_worker()
+    create; every stop shows a focus ring that stands out, the live region says how it
+    ended, and focus left on Cancel is not thrown to the top of the page when it ends."""
+    start_worker(OFFLINE_QUEUE_SECONDS="1", OFFLINE_RUN_SECONDS="4")  # time to reach Cancel
     preset = ghibli_tears()
     sign_in(page, "keys-only@example.com")
     page.goto("/")
@@ -306,10 +306,15 @@ def test_the_studio_by_keyboard_alone_from_photo_to_the_announced_result(page, s
     page.keyboard.press("Enter")
 
     page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+    # Waiting on "Cancel and refund" while it runs: the card is replaced every second.
+    tab_to('[data-testid="cancel"]')
     announcer = page.locator("[data-status-announcer]")
     expect(announcer).to_have_attribute("aria-live", "polite")
     expect(announcer).to_have_text("Status: Succeeded", timeout=45_000)
-    expect(page.get_by_role("heading", level=1)).to_have_text(preset.name)
+    # The button went with the running card; the place is kept on the result's title.
+    title = page.get_by_role("heading", level=1)
+    expect(title).to_have_text(preset.name)
+    expect(title).to_be_focused()
     result = page.get_by_test_id("result").locator("img").first
     assert preset.name in (result.get_attribute("alt") or ""), "the result is described by its style"
     tab_to('[data-testid="download"]')
