@@ -57,6 +57,12 @@ FAILURE_MESSAGES = {
     "timeout": _("The image models took too long to answer. Please try again in a minute."),
     "invalid_input": _("The model could not use this photo. A clear, well-lit photo of a face works best."),
     "unsupported_image": _("The model could not read this photo. Try a JPEG or PNG taken with a camera or phone."),
+    # Not "every model failed": the images were made, and then withheld or lost.
+    "content_blocked": _(
+        "The safety filter held back every image made for this request, so there is nothing to show. "
+        "Try another photo, or describe what you want differently."
+    ),
+    "result_lost": _("The images were made, but were deleted before we could keep a copy. Please try again."),
 }
 
 

@@ -53,11 +53,13 @@ _OFFLINE_LABEL = re.compile(r"^the offline preview renderer \(standing in for (?
 
 
 def _parts(match: re.Match[str]) -> dict[str, str]:
-    """A log line's captured parts, its model's name in the active language."""
+    """A log line's captured parts, its model's name (and a reason we wrote) in the active language."""
     parts = match.groupdict()
     offline = _OFFLINE_LABEL.match(parts.get("model") or "")
     if offline:
         parts["model"] = _("the offline preview renderer (standing in for %(model)s)") % offline.groupdict()
+    if parts.get("reason") == "its images were already gone when we fetched them":
+        parts["reason"] = _("its images were already gone when we fetched them")
     return parts
 
 
@@ -76,6 +78,103 @@ def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
                     int(m["count"]),
                 )
                 % {"model": _parts(m)["model"], "count": int(m["count"])}
+            ),
+        ),
+        (
+            re.compile(r"^(?P<blocked>\d+) of (?P<total>\d+) images? (?:was|were) withheld by the safety filter$"),
+            lambda m: (
+                ngettext(
+                    "%(blocked)d of %(total)d image was withheld by the safety filter",
+                    "%(blocked)d of %(total)d images were withheld by the safety filter",
+                    int(m["total"]),
+                )
+                % {"blocked": int(m["blocked"]), "total": int(m["total"])}
+            ),
+        ),
+        # How a generation ended, written by the pipeline (generation/services) as its
+        # `error_message` and last log line; the owner reads both on the result page.
+        (
+            re.compile(
+                r"^The safety filter withheld every image (?P<model>.+?) made for this request, so there is "
+                r"nothing to show and nothing was charged: your (?P<cost>\d+) credits are back\. "
+                r"Try another photo, or describe what you want differently\.$"
+            ),
+            lambda m: (
+                ngettext(
+                    "The safety filter withheld every image %(model)s made for this request, so there is "
+                    "nothing to show and nothing was charged: your %(cost)d credit is back. "
+                    "Try another photo, or describe what you want differently.",
+                    "The safety filter withheld every image %(model)s made for this request, so there is "
+                    "nothing to show and nothing was charged: your %(cost)d credits are back. "
+                    "Try another photo, or describe what you want differently.",
+                    int(m["cost"]),
+                )
+                % {"model": _parts(m)["model"], "cost": int(m["cost"])}
+            ),
+        ),
+        (
+            re.compile(
+                r"^Every model for this style failed, so nothing was made and your (?P<cost>\d+) credits "
+                r"were refunded\.(?: \((?P<detail>.*)\))?$",
+                re.S,
+            ),
+            lambda m: (
+                ngettext(
+                    "Every model for this style failed, so nothing was made and your %(cost)d credit was refunded.",
+                    "Every model for this style failed, so nothing was made and your %(cost)d credits were refunded.",
+                    int(m["cost"]),
+                )
+                % {"cost": int(m["cost"])}
+                # What each model said is fal's own text (or ours, already shown line by line above).
+                + (f" ({m['detail']})" if m["detail"] else "")
+            ),
+        ),
+        (
+            re.compile(
+                r"^This generation took longer than (?P<minutes>\d+) minutes and was stopped; "
+                r"your (?P<cost>\d+) credits were refunded\.$"
+            ),
+            lambda m: (
+                ngettext(
+                    "This generation took longer than %(minutes)d minutes and was stopped; "
+                    "your %(cost)d credit was refunded.",
+                    "This generation took longer than %(minutes)d minutes and was stopped; "
+                    "your %(cost)d credits were refunded.",
+                    int(m["cost"]),
+                )
+                % {"minutes": int(m["minutes"]), "cost": int(m["cost"])}
+            ),
+        ),
+        (
+            re.compile(
+                r"^The images were made, but fal deleted them before we could save a copy, so nothing was kept "
+                r"and your (?P<cost>\d+) credits were refunded\. Please try again\.$"
+            ),
+            lambda m: (
+                ngettext(
+                    "The images were made, but fal deleted them before we could save a copy, so nothing was "
+                    "kept and your %(cost)d credit was refunded. Please try again.",
+                    "The images were made, but fal deleted them before we could save a copy, so nothing was "
+                    "kept and your %(cost)d credits were refunded. Please try again.",
+                    int(m["cost"]),
+                )
+                % {"cost": int(m["cost"])}
+            ),
+        ),
+        (
+            re.compile(
+                r"^fal deleted the images before we could save a copy, so there is nothing to show; "
+                r"your (?P<cost>\d+) credits were given back\.$"
+            ),
+            lambda m: (
+                ngettext(
+                    "fal deleted the images before we could save a copy, so there is nothing to show; "
+                    "your %(cost)d credit was given back.",
+                    "fal deleted the images before we could save a copy, so there is nothing to show; "
+                    "your %(cost)d credits were given back.",
+                    int(m["cost"]),
+                )
+                % {"cost": int(m["cost"])}
             ),
         ),
         (re.compile(r"^Canceled; your credits were refunded$"), lambda m: _("Canceled; your credits were refunded")),

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from credits import ledger
@@ -31,6 +31,7 @@ from credits.models import CreditPack, Purchase, format_price
 from credits.selectors import purchases_to_reconcile
 from stefna import ratelimit
 from stefna.errors import DomainError, NotFound
+from stefna.i18n import language_for_user
 
 from . import stripe_api
 
@@ -226,9 +227,16 @@ def flag_for_staff(purchase: Purchase, note: str) -> None:
 
 def purchase_send_receipt(*, purchase_id: uuid.UUID | str) -> None:
     """After a payment commits: fetch Stripe's receipt link (best effort) and email the buyer."""
-    purchase = Purchase.objects.filter(pk=purchase_id).select_related("pack").first()
+    purchase = Purchase.objects.filter(pk=purchase_id).select_related("pack", "user").first()
     if purchase is None or not purchase.email:
         return
+    # Sent after a webhook from Stripe (whose request has no say in the buyer's language)
+    # or the checkout page: written in the buyer's own language either way.
+    with translation.override(language_for_user(purchase.user)):
+        _send_receipt(purchase)
+
+
+def _send_receipt(purchase: Purchase) -> None:
     if purchase.provider == Purchase.Provider.STRIPE and purchase.stripe_payment_intent_id and not purchase.receipt_url:
         try:
             intent = stripe_api.payment_intent_retrieve(payment_intent_id=purchase.stripe_payment_intent_id)

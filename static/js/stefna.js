@@ -332,6 +332,7 @@
       if (!current) { stopLive(); return; }
       // An event's id is the generation's version: a card already showing it is current.
       if (event.lastEventId && event.lastEventId === current.getAttribute("data-version")) return;
+      noteFocusInCard();
       // The card itself (with the header's balance, out of band, once it is final).
       window.htmx.swap(current, event.data, {swapStyle: "outerHTML", swapDelay: 0, settleDelay: 20});
       var swapped = document.querySelector("[data-testid=status-card]");
@@ -354,6 +355,26 @@
     }
   });
 
+  // A keyboard user on the card's Cancel button loses it when the card ends (the button
+  // goes with the old card): their place moves to the new card's title instead of the
+  // top of the page. While it runs, htmx keeps focus on the button itself (same id).
+  var focusWasInCard = false;
+  function noteFocusInCard() {
+    var card = document.querySelector("[data-testid=status-card]");
+    focusWasInCard = !!(card && document.activeElement && card.contains(document.activeElement));
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (target && target.matches && target.matches("[data-testid=status-card]")) noteFocusInCard();
+  });
+  function restoreFocusToCard(card) {
+    if (!focusWasInCard) return;
+    focusWasInCard = false;
+    var lost = !document.activeElement || document.activeElement === document.body;
+    var title = card && card.querySelector(".status-title");
+    if (lost && title) title.focus({preventScroll: true});
+  }
+
   // Announce status changes of the polled card (see detail.html).
   var lastStatus = null;
   document.addEventListener("htmx:afterSettle", function () {
@@ -361,6 +382,7 @@
     tickElapsed();
     document.querySelectorAll("[data-compare]").forEach(compare);
     var card = document.querySelector("[data-testid=status-card]");
+    restoreFocusToCard(card);
     var announcer = document.querySelector("[data-status-announcer]");
     if (!card || !announcer) return;
     var status = card.getAttribute("data-status");

@@ -109,7 +109,7 @@ def login_code_verify(*, email: str, code: str, ip_address: str | None = None) -
             f"code-entry-ip:{ratelimit.ip_key(ip_address)}",
             limit=per_ip,
             window=ip_window,
-            message="Too many sign-in attempts from your network. Please wait a few minutes and try again.",
+            message=_("Too many sign-in attempts from your network. Please wait a few minutes and try again."),
         )
     code = (code or "").strip().replace(" ", "")[:32]
     now = timezone.now()
@@ -155,7 +155,7 @@ def user_get_or_create(*, email: str) -> tuple[User, bool]:
 def _refuse_nul(value: str, field: str) -> None:
     # PostgreSQL text cannot hold U+0000: a form error here, not a 500 at the database.
     if "\x00" in value:
-        raise InvalidInput("That contains a NUL character, which isn't allowed.", detail={"field": field})
+        raise InvalidInput(_("That contains a NUL character, which isn't allowed."), detail={"field": field})
 
 
 def user_update_profile(*, user: User, display_name: str) -> User:

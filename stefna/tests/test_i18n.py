@@ -348,3 +348,89 @@ def test_log_lines_naming_the_offline_renderer_read_wholly_in_indonesian():
         assert log_message("Sent to Ghiblify") == "Dikirim ke Ghiblify"
         assert log_message("Ghiblify could not be asked: timeout") == "Ghiblify tidak dapat dihubungi: timeout"
         assert log_message("Ghiblify finished, but its images were gone").startswith("Ghiblify selesai, tetapi ")
+
+
+# --- messages a service wrote in English, read by an Indonesian visitor --------------------
+
+
+def test_too_many_code_entries_from_one_network_reads_in_indonesian(client, settings):
+    settings.RATE_LIMIT_CODE_ENTRIES_PER_IP = (1, 15 * 60)
+    client.post("/accounts/sign-in/", {"email": "sari@example.com"}, HTTP_ACCEPT_LANGUAGE=INDONESIAN)
+    client.post("/accounts/code/", {"code": "000000"}, HTTP_ACCEPT_LANGUAGE=INDONESIAN)
+
+    refused = client.post("/accounts/code/", {"code": "000001"}, HTTP_ACCEPT_LANGUAGE=INDONESIAN)
+
+    assert refused.status_code == 429
+    html = refused.content.decode()
+    assert "Terlalu banyak percobaan masuk dari jaringanmu." in html
+    assert "Too many sign-in attempts" not in html
+
+
+def test_a_nul_in_the_display_name_is_refused_in_the_accounts_language(client, user):
+    user.language = "id"
+    user.save(update_fields=["language"])
+    client.force_login(user)
+
+    page = client.post("/accounts/", {"display_name": "Ada\x00"}, HTTP_ACCEPT_LANGUAGE="en", follow=True)
+
+    html = page.content.decode()
+    assert "Isian itu berisi karakter NUL" in html
+    assert "NUL character" not in html
+
+
+def test_the_receipt_is_written_in_the_buyers_language_whoever_reports_the_payment(user, seeded_packs):
+    """Stripe's webhook is an English-speaking request: the buyer's saved language wins."""
+    from credits.models import CreditPack, Purchase
+    from credits.payments.purchases import purchase_send_receipt
+
+    user.language = "id"
+    user.save(update_fields=["language"])
+    purchase = Purchase.objects.create(
+        user=user,
+        email=user.email,
+        pack=CreditPack.objects.get(slug="starter"),
+        credits=50,
+        price=499,
+        currency="usd",
+        provider=Purchase.Provider.OFFLINE,
+    )
+
+    with translation.override("en"):
+        purchase_send_receipt(purchase_id=purchase.pk)
+
+    message = mail.outbox[-1]
+    assert message.subject == "Tanda terima Stefna kamu: 50 kredit"
+    assert "Terima kasih" in message.body and "US$4,99" in message.body
+    assert "Thank you" not in message.body
+
+
+def test_the_finished_email_is_written_in_the_owners_language(user):
+    from generation.notify import generation_notify_send
+    from generation.tests.factories import GenerationFactory
+
+    user.language = "id"
+    user.save(update_fields=["language"])
+    generation = GenerationFactory(user=user, status="succeeded", notify=True)
+
+    with translation.override("en"):
+        assert generation_notify_send(generation_id=str(generation.pk))
+
+    message = mail.outbox[-1]
+    assert "sudah jadi" in message.subject, message.subject
+    assert "ready" not in message.subject
+
+
+def test_a_balance_of_one_reads_as_one_credit(client, user):
+    from credits import ledger
+    from credits.models import CreditEntry
+    from credits.selectors import balance_of
+
+    client.force_login(user)
+    client.get("/accounts/")  # today's allowance
+    ledger.grant(user=user, amount=1 - balance_of(user=user), reason=CreditEntry.Reason.ADJUST, note="test")
+
+    html = " ".join(client.get("/accounts/", HTTP_ACCEPT_LANGUAGE="en").content.decode().split())
+
+    assert '<span class="balance-unit">credit</span>' in html
+    assert '<span class="muted">credit left</span>' in html
+    assert "credits left" not in html

@@ -109,8 +109,11 @@ def test_a_running_card_updates_to_the_result_through_the_event_stream(browser, 
     expect(page.locator("body")).to_have_attribute("data-live", "connected")
     changes_before = int(page.locator("body").get_attribute("data-live-events") or 0)
     del card_fetches[:]
+    page.get_by_test_id("cancel").focus()
     # ...and the card turns into the result without a reload.
     expect(card).to_have_attribute("data-status", "succeeded", timeout=45_000)
+    # Focus that was on Cancel (gone with the running card) lands on the result's title.
+    expect(page.get_by_role("heading", level=1)).to_be_focused()
     expect(page.get_by_test_id("media-tile").first).to_be_visible()
     assert page.evaluate("window.__sameDocument") is True
     # The tab title tells it is done (stefna.js's syncTitle after the swap).
