@@ -1,7 +1,9 @@
-"""/metrics behind the real nginx with deploy/nginx.conf: Stefna asks for METRICS_TOKEN or a
-staff session, and nginx also keeps the route from addresses outside its allow-list
-(this machine and private networks by default), so a leaked token is not enough from
-the internet. Prometheus's scrape (deploy/prometheus.yml) from an allowed address works."""
+"""The operators' routes behind the real nginx with deploy/nginx.conf.
+
+/metrics: Stefna asks for METRICS_TOKEN or a staff session, and nginx also keeps the route
+from addresses outside its allow-list (this machine and private networks by default), so
+a leaked token is not enough from the internet. Prometheus's scrape (deploy/prometheus.yml)
+from an allowed address works. /healthz: a load balancer's probe over plain HTTP."""
 
 from __future__ import annotations
 
@@ -56,3 +58,22 @@ def test_nginx_passes_the_scrape_from_an_allowed_address_only(live_server, setti
             assert indonesian.status_code == 403 and indonesian.json()["message"] != refused.json()["message"]
             # The rest of the site is for everyone.
             assert outsider.get("/healthz").status_code == 200
+
+
+def test_a_load_balancer_may_probe_healthz_over_plain_http(live_server, settings, tmp_path):
+    """docs/operations.md: /healthz is exempt from SECURE_SSL_REDIRECT so a load balancer
+    may probe it over plain HTTP; nginx's port 80 answered it with a 301 to https, which
+    probes count as down. Everything else there still moves to https."""
+    settings.SECURE_SSL_REDIRECT = True
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    with (
+        running_nginx(folder, upstream_port=urlsplit(live_server.url).port, media_root=tmp_path) as nginx,
+        httpx.Client(base_url=nginx.plain, timeout=10) as probe,
+    ):
+        answer = probe.get("/healthz")
+        assert answer.status_code == 200 and answer.json()["checks"]["database"] == "up"
+        assert probe.get("/healthz?deep=1").status_code == 200
+        moved = probe.get("/api/presets")
+        assert moved.status_code == 301 and moved.headers["location"].startswith("https://")
+        assert probe.get("/metrics").status_code == 301
