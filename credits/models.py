@@ -31,7 +31,9 @@ class Wallet(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True)
     balance = models.IntegerField(default=0)
-    purchased_balance = models.IntegerField(default=0)
+    # db_default too: while `migrate` adds a column, the previous version still serves and inserts
+    # rows without it (docs/deploy.md, Upgrades; tests/deploy/test_migrations_upgrade.py).
+    purchased_balance = models.IntegerField(default=0, db_default=0)
     # The UTC day whose allowance was last applied; the allowance check is a cheap
     # comparison on this field, not a ledger query.
     allowance_day = models.DateField(null=True, blank=True)
@@ -96,8 +98,8 @@ class CreditEntry(models.Model):
     balance_after = models.IntegerField()
     # The part of `amount` that moved the purchased bucket (the rest moved the free
     # one), and that bucket's running total: `check_ledger` checks both buckets.
-    purchased_amount = models.IntegerField(default=0)
-    purchased_after = models.IntegerField(default=0)
+    purchased_amount = models.IntegerField(default=0, db_default=0)
+    purchased_after = models.IntegerField(default=0, db_default=0)
     allowance_day = models.DateField(null=True, blank=True)
     note = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(
@@ -276,16 +278,21 @@ class Purchase(models.Model):
     # What the open dispute took, part of the two totals above: a won dispute gives back
     # exactly this, so refunds before it keep what they took.
     credits_taken_by_dispute = models.PositiveIntegerField(
-        default=0, help_text="Of the credits taken back, those the dispute took (given back if it is won)."
+        default=0,
+        db_default=0,
+        help_text="Of the credits taken back, those the dispute took (given back if it is won).",
     )
     credits_spent_at_dispute = models.PositiveIntegerField(
-        default=0, help_text="Of the credits already spent, those the dispute found spent (forgiven if it is won)."
+        default=0,
+        db_default=0,
+        help_text="Of the credits already spent, those the dispute found spent (forgiven if it is won).",
     )
     # Of the credits already spent, those that were only reserved for generations still
     # running at the last take-back: if such a generation fails or is canceled, its bought
     # credits come back to this purchase (a clawback), not to the buyer.
     credits_in_flight = models.PositiveIntegerField(
         default=0,
+        db_default=0,
         help_text="Of the credits already spent, those reserved for generations still running at the last take-back.",
     )
     taken_back_at = models.DateTimeField(
@@ -294,7 +301,9 @@ class Purchase(models.Model):
     # Paid when the account could no longer use credits: never credited, so refunds and
     # disputes have nothing to take back and `check_ledger` expects no `purchase` entry.
     paid_after_account_closed = models.BooleanField(
-        default=False, help_text="Paid after the buyer's account was closed: no credits were granted; refund it."
+        default=False,
+        db_default=False,
+        help_text="Paid after the buyer's account was closed: no credits were granted; refund it.",
     )
     needs_attention = models.BooleanField(default=False, db_index=True)
     attention_note = models.TextField(blank=True)

@@ -83,7 +83,9 @@ class Generation(models.Model):
     source_height = models.PositiveIntegerField(null=True, blank=True)
     is_public = models.BooleanField(default=False, help_text="Default visibility of this generation's images.")
     # "Email me when it's done": set by the owner; notified_at makes the email go once.
-    notify = models.BooleanField(default=False)
+    # db_default too: while `migrate` adds a column, the previous version still serves and inserts
+    # rows without it (docs/deploy.md, Upgrades; tests/deploy/test_migrations_upgrade.py).
+    notify = models.BooleanField(default=False, db_default=False)
     notified_at = models.DateTimeField(null=True, blank=True)
 
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
@@ -101,7 +103,7 @@ class Generation(models.Model):
     # its attempts, its images). Only database triggers write it (migration 0007,
     # generation/live.py explains why); a stale save() of an older value is undone by them.
     # ETags and the live status stream are built from it.
-    version = models.PositiveBigIntegerField(default=1, editable=False)
+    version = models.PositiveBigIntegerField(default=1, db_default=1, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -158,7 +160,7 @@ class Attempt(models.Model):
     error = models.TextField(blank=True)
     payload = models.JSONField(null=True, blank=True, help_text="What was sent (image data shortened, no key).")
     blocked_images = models.PositiveSmallIntegerField(
-        default=0, help_text="Images fal's safety checker withheld from this attempt's result."
+        default=0, db_default=0, help_text="Images fal's safety checker withheld from this attempt's result."
     )
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -215,10 +217,10 @@ class Media(models.Model):
     # once so that a retry after an answer that got lost lands on the same name;
     # `move_next_at` is when the worker tries again (null: nothing owed).
     # See generation/services/revoke.py.
-    move_to = models.CharField(max_length=300, blank=True)
+    move_to = models.CharField(max_length=300, blank=True, default="", db_default="")
     move_next_at = models.DateTimeField(null=True, blank=True)
-    move_attempts = models.PositiveSmallIntegerField(default=0)
-    move_error = models.TextField(blank=True)
+    move_attempts = models.PositiveSmallIntegerField(default=0, db_default=0)
+    move_error = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -38,8 +38,12 @@ class Preset(models.Model):
     kind = models.CharField(max_length=32, choices=Kind.choices)
     description = models.CharField(max_length=280, blank=True)
     # Bahasa Indonesia, edited in the admin; empty means "show the English one".
-    name_id = models.CharField("name (Bahasa Indonesia)", max_length=80, blank=True)
-    description_id = models.CharField("description (Bahasa Indonesia)", max_length=280, blank=True)
+    # db_default too: while `migrate` adds a column, the previous version still serves and inserts
+    # rows without it (docs/deploy.md, Upgrades; tests/deploy/test_migrations_upgrade.py).
+    name_id = models.CharField("name (Bahasa Indonesia)", max_length=80, blank=True, default="", db_default="")
+    description_id = models.CharField(
+        "description (Bahasa Indonesia)", max_length=280, blank=True, default="", db_default=""
+    )
     prompt = models.TextField(
         blank=True,
         help_text="Prompt sent to the model. `{prompt}` is replaced by the user's text.",

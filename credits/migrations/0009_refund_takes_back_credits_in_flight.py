@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='purchase',
             name='credits_in_flight',
-            field=models.PositiveIntegerField(default=0, help_text='Of the credits already spent, those reserved for generations still running at the last take-back.'),
+            field=models.PositiveIntegerField(db_default=0, default=0, help_text='Of the credits already spent, those reserved for generations still running at the last take-back.'),
         ),
         migrations.AddField(
             model_name='purchase',

@@ -44,7 +44,9 @@ class User(AbstractUser):
     display_name = models.CharField(max_length=60, blank=True)
     # The header switcher's choice; empty until the person picks one (then the browser's
     # Accept-Language decides). Emails the worker sends outside a request use it too.
-    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES)
+    # db_default too: while `migrate` adds a column, the previous version still serves and inserts
+    # rows without it (docs/deploy.md, Upgrades; tests/deploy/test_migrations_upgrade.py).
+    language = models.CharField(max_length=8, blank=True, choices=settings.LANGUAGES, default="", db_default="")
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS: ClassVar[list[str]] = []

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -177,3 +178,43 @@ def test_log_format_json_makes_gunicorns_and_uvicorns_own_lines_json_too(tmp_pat
     assert "Booting worker" in messages and "Started server process" in messages
     assert "GET /no-such-page/" in messages  # the access log, asked for, in JSON as well
     assert "Shutting down" in messages
+
+
+def test_log_format_json_makes_the_workers_start_up_warnings_json_too(transactional_db, tmp_path):
+    """`manage.py db_worker` runs the system checks as it starts, and Django prints their
+    warnings as a block of text on stderr: with LOG_FORMAT=json (compose's default, where
+    the preview's stefna.W001 is always there) a log shipper got five lines that are not
+    JSON at every start. They are log records, one JSON object each."""
+    from tests.databases import database_url
+
+    env = {
+        **os.environ,
+        "LOG_FORMAT": "json",
+        "DEBUG": "0",
+        "SECRET_KEY": "worker-logging-test-secret-key",
+        "FAL_KEY": "",  # stefna.W001: the offline preview renderer with DEBUG off
+        "DATABASE_URL": database_url(),
+        "MEDIA_ROOT": str(tmp_path / "media"),
+    }
+    err = tmp_path / "err.log"
+    with err.open("wb") as stderr:
+        worker = subprocess.Popen(  # noqa: S603 - our own command
+            [sys.executable, "manage.py", "db_worker", "--worker-id", "logging-test"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=stderr,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "Starting worker" not in err.read_text() and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, err.read_text()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(10)
+    records = [json.loads(line) for line in err.read_text().splitlines() if line.strip()]  # each line JSON
+    [warning] = [record for record in records if record.get("check_id") == "stefna.W001"]
+    assert warning["level"] == "WARNING" and "FAL_KEY" in warning["message"]

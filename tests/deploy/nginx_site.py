@@ -60,14 +60,17 @@ class Nginx:
     base: str  # https, as localhost (the name the certificate holds)
     certs: CertFiles  # the CA to trust
     pid: int  # the master (its workers are its children)
+    plain: str  # the plain-http server (ACME challenges, redirects, /healthz)
 
 
 @contextlib.contextmanager
 def running_nginx(directory: Path, *, upstream_port: int, media_root: Path) -> Iterator[Nginx]:
     """nginx with deploy/nginx.conf in front of 127.0.0.1:`upstream_port`, serving
     `media_root` behind /protected-media/, until the block ends."""
-    https_port = free_port()
-    config, certs = site_config(directory, https_port=https_port, upstream_port=upstream_port, media_root=media_root)
+    https_port, http_port = free_port(), free_port()
+    config, certs = site_config(
+        directory, https_port=https_port, http_port=http_port, upstream_port=upstream_port, media_root=media_root
+    )
     server = subprocess.Popen(
         ["nginx", "-p", str(directory), "-c", str(config), "-g", "daemon off;"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -80,7 +83,7 @@ def running_nginx(directory: Path, *, upstream_port: int, media_root: Path) -> I
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not start: {server.stderr.read().decode() if server.stderr else ''}")
             time.sleep(0.05)
-        yield Nginx(f"https://localhost:{https_port}", certs, server.pid)
+        yield Nginx(f"https://localhost:{https_port}", certs, server.pid, f"http://localhost:{http_port}")
     finally:
         server.terminate()
         server.wait(timeout=10)

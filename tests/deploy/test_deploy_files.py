@@ -258,3 +258,45 @@ def test_the_grafana_dashboard_charts_series_that_metrics_exposes():
     for series in re.findall(r"stefna_[a-z_]+", expressions):
         base = re.sub(r"_(bucket|total|sum|count)$", "", series)
         assert base in (ROOT / "stefna/metrics.py").read_text(), f"the dashboard charts {series}, which nothing exposes"
+
+
+def _unit_entries(name: str) -> dict[str, list[str]]:
+    """Wants= and WantedBy= of one of our units (a template's instance reads the template)."""
+    template = re.sub(r"@[^.]+\.", "@.", name)
+    path = ROOT / "deploy/systemd" / template
+    if not path.exists():
+        return {}
+    entries: dict[str, list[str]] = {"Wants": [], "WantedBy": []}
+    for key, value in re.findall(r"(?m)^(Wants|WantedBy)=(.*)$", path.read_text()):
+        entries[key] += value.replace("%i", name.partition("@")[2].split(".")[0]).split()
+    return entries
+
+
+def _started_at_boot(enabled: set[str]) -> set[str]:
+    """What systemd starts at boot once `enabled` are enabled: multi-user.target, what it
+    wants, and every enabled unit linked (its WantedBy=) to something started, in turn."""
+    started, todo = set(), ["multi-user.target"]
+    while todo:
+        unit = todo.pop()
+        if unit in started:
+            continue
+        started.add(unit)
+        todo += _unit_entries(unit).get("Wants", [])
+        todo += [other for other in enabled if unit in _unit_entries(other).get("WantedBy", [])]
+    return started
+
+
+def test_the_documented_enable_commands_start_web_and_workers_after_a_reboot():
+    """`systemctl enable` links a unit to its WantedBy= target, which must itself start at
+    boot: the workers were linked only to stefna-workers.target, which nothing enabled, so
+    after a reboot no worker ran (no generation was ever processed)."""
+    docs = (ROOT / "README.md").read_text() + (ROOT / "docs/deploy.md").read_text()
+    commands = re.findall(r"systemctl enable --now ([^`\n]+)", docs)
+    assert commands
+    for command in commands:
+        names = []
+        for word in command.split():
+            brace = re.fullmatch(r"(.*)\{(.*)\}(.*)", word)  # the shell's brace expansion
+            names += [f"{brace[1]}{part}{brace[3]}" for part in brace[2].split(",")] if brace else [word]
+        units = {name if "." in name else f"{name}.service" for name in names}
+        assert units <= _started_at_boot(units), f"`systemctl enable --now {command}`: not started at boot"

@@ -40,6 +40,12 @@ def parse_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def commented_out(path: Path) -> set[str]:
+    """`# NAME=` lines: listed and explained, but left unset so that the image or a unit keeps
+    its value (test_the_example_leaves_alone_what_the_units_and_the_image_set)."""
+    return set(re.findall(r"(?m)^# ([A-Z][A-Z0-9_]*)=", path.read_text()))
+
+
 def test_the_example_parses_as_an_env_file():
     values = parse_env_file(ROOT / ".env.example")
     assert values["DEBUG"] == "0" and values["SECRET_KEY"] == ""
@@ -47,7 +53,7 @@ def test_the_example_parses_as_an_env_file():
 
 
 def test_every_variable_the_code_reads_is_listed():
-    listed = set(parse_env_file(ROOT / ".env.example"))
+    listed = set(parse_env_file(ROOT / ".env.example")) | commented_out(ROOT / ".env.example")
     read = {name for path in SOURCES if "tests" not in path.parts for name in READS.findall(path.read_text())}
     missing = sorted(read - listed - NOT_SETTINGS)
     assert not missing, f"add these to .env.example: {missing}"
@@ -115,3 +121,76 @@ def test_the_example_can_be_sourced_by_a_shell():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0||"
+
+
+def unit_environment(unit: str) -> dict[str, str]:
+    """What systemd gives a unit's process with .env.example installed as its
+    EnvironmentFile (docs/deploy.md): the unit's Environment= lines, then the file's,
+    which win (systemd.exec(5): "Settings from these files override settings made with
+    Environment=")."""
+    text = (ROOT / "deploy/systemd" / unit).read_text()
+    env = dict(re.findall(r"(?m)^Environment=([A-Z][A-Z0-9_]*)=(.*)$", text))
+    env.update(parse_env_file(ROOT / ".env.example"))
+    return env
+
+
+def image_environment() -> dict[str, str]:
+    """The runtime stage's ENV of the Dockerfile (its own values, $PATH aside)."""
+    runtime = (ROOT / "Dockerfile").read_text().split(" AS runtime", 1)[1]
+    block = re.search(r"(?m)^ENV (.*?)(?:\n(?!\s)|\Z)", runtime, re.S)
+    assert block, "the runtime stage sets its environment"
+    pairs = re.findall(r"([A-Z][A-Z0-9_]*)=(\S+)", block.group(1).replace("\\\n", " "))
+    return {name: value for name, value in pairs if name != "PATH"}
+
+
+def test_the_example_leaves_alone_what_the_units_and_the_image_set():
+    """A blank line in the env file is a value, not "unset", to the layers beneath it: it
+    overrode the web unit's GUNICORN_BIND (gunicorn then listened on 0.0.0.0:8000, past
+    nginx) and PROMETHEUS_MULTIPROC_DIR, and in a container the image's MEDIA_ROOT (photos
+    then went to the read-only code folder). Such variables are listed commented out."""
+    assigned = set(parse_env_file(ROOT / ".env.example"))
+    documented = commented_out(ROOT / ".env.example")
+    units = {name for unit in (ROOT / "deploy/systemd").glob("*.service") for name in unit_environment(unit.name)}
+    layered = (units - assigned) | set(image_environment())
+    layered -= {"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "DJANGO_SETTINGS_MODULE"}
+    for name in sorted(layered):
+        assert name not in assigned, f".env.example assigns {name}, which a unit or the image sets: comment it out"
+        assert name in documented, f"{name} is set by a unit or the image: list it in .env.example, commented out"
+
+
+def test_the_web_unit_keeps_its_address_with_the_example_installed():
+    env = {**example_environment(), **unit_environment("stefna-web.service")}
+    env["SECRET_KEY"] = "env-example-test-secret-key"
+    config = "import runpy, os; c = runpy.run_path('gunicorn.conf.py'); print(c['bind'], os.environ['PROMETHEUS_MULTIPROC_DIR'])"
+    result = subprocess.run(
+        [sys.executable, "-c", config], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.split() == ["127.0.0.1:8000", "/run/stefna-web/prometheus"]
+
+
+def test_gunicorn_starts_with_the_example_as_its_environment():
+    """gunicorn reads WEB_CONCURRENCY before gunicorn.conf.py, and a blank value stopped it
+    at start (`int('')`): stefna-web failed with .env.example as its EnvironmentFile."""
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    for env in (example_environment(), {**example_environment(), **unit_environment("stefna-web.service")}):
+        env.update(SECRET_KEY="env-example-test-secret-key", ALLOWED_HOSTS="stefna.example.com")
+        result = subprocess.run(
+            [str(gunicorn), "-c", "gunicorn.conf.py", "--check-config"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_container_with_the_example_as_its_env_file_keeps_the_image_folders():
+    """compose's `env_file: .env` (started from .env.example) and `docker run --env-file`
+    override the image's ENV: MEDIA_ROOT must stay /data/media, on the shared volume."""
+    env = {**example_environment(), **image_environment(), **parse_env_file(ROOT / ".env.example")}
+    env.update(SECRET_KEY="env-example-test-secret-key", ALLOWED_HOSTS="stefna.example.com")
+    show = "from django.conf import settings as s; print(s.MEDIA_ROOT, s.OFFLINE_PROVIDER_DIR)"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", show],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().splitlines()[-1].split() == ["/data/media", "/data/offline"]

@@ -17,6 +17,8 @@ import signal
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
+from django.core import checks
 from django.core.management.base import CommandError
 from django.utils.autoreload import DJANGO_AUTORELOAD_ENV, run_with_reloader
 from django_tasks_db.management.commands.db_worker import Command as TasksDbWorkerCommand
@@ -58,6 +60,23 @@ class Command(TasksDbWorkerCommand):
             action="store_true",
             help="Only run tasks: no generation poller, heartbeat or sweeper in this process.",
         )
+
+    def check(self, *args: Any, **kwargs: Any) -> None:
+        """The start-up checks; with LOG_FORMAT=json their warnings are log records.
+
+        Django prints them as a block of text on stderr, and with LOG_FORMAT=json every
+        other line this process writes is one JSON object: a log shipper choked on the
+        block at every start (in compose's preview, stefna.W001 is always there). An error
+        still stops the worker as Django does.
+        """
+        if settings.LOG_FORMAT != "json":
+            super().check(*args, **kwargs)
+            return
+        issues = [issue for issue in checks.run_checks(tags=kwargs.get("tags")) if not issue.is_silenced()]
+        if any(issue.is_serious() for issue in issues):
+            super().check(*args, **kwargs)  # raises SystemCheckError, as without JSON
+        for issue in issues:
+            logger.warning("%s", issue, extra={"check_id": issue.id})
 
     def handle(self, *args: Any, **options: Any) -> None:
         no_poller = options.pop("no_poller", False)
