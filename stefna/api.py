@@ -23,7 +23,7 @@ from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from pydantic import Field
 
-from stefna.api_support import ErrorOut, errors
+from stefna.api_support import RETRY_AFTER_HEADER, ErrorOut, errors
 from stefna.auth import api_auth
 from stefna.errors import DomainError, Forbidden, NotFound, RateLimited, error_body
 from stefna.requests import AuthenticatedRequest
@@ -38,7 +38,11 @@ __all__ = ["ErrorOut", "api"]
 _EVERY_ROUTE = {
     413: "The body is over the caller's bound (stefna/body_limits.py): `image_too_large`.",
     422: "A NUL in the query string or a field (stefna/input_guard.py): `invalid_input`.",
+    500: "A fault on our side: `server_error`.",
+    503: "The database is briefly unavailable (stefna/unavailable.py): `service_unavailable`, with Retry-After.",
 }
+# Answers that tell the client when to try again (429 rate_limited, 503 unavailable).
+_RETRY_AFTER_STATUSES = {429, 503}
 _SESSION_WRITES = {403: "Signed in by the browser session without a valid CSRF token: `forbidden`."}
 
 
@@ -58,6 +62,9 @@ class StefnaAPI(NinjaAPI):
                 for status, description in extra.items():
                     if status not in responses and str(status) not in responses:
                         responses[status] = {"description": description, "content": error}
+                for status, response in responses.items():
+                    if int(status) in _RETRY_AFTER_STATUSES:
+                        response.setdefault("headers", {}).update(RETRY_AFTER_HEADER)
         return schema
 
     def _get_urls(self) -> list[URLResolver | URLPattern]:
