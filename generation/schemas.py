@@ -194,7 +194,8 @@ def image_out(media: Media, *, url: UrlMaker = _as_is) -> dict[str, Any]:
     return {
         "id": media.pk,
         "url": url(media.url),
-        "original_url": _blank_to_none(media.original_url),
+        # fal's own address; in offline preview mode a path on this site, made absolute like `url`.
+        "original_url": url(media.original_url) if media.original_url else None,
         "fal_job_id": _blank_to_none(media.fal_job_id),
         "model": _blank_to_none(media.model),
         "width": media.width,
