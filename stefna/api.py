@@ -43,6 +43,9 @@ _EVERY_ROUTE = {
 }
 # Answers that tell the client when to try again (429 rate_limited, 503 unavailable).
 _RETRY_AFTER_STATUSES = {429, 503}
+_WWW_AUTHENTICATE_HEADER = {
+    "WWW-Authenticate": {"description": 'The scheme the API takes: `Bearer realm="api"`.', "schema": {"type": "string"}}
+}
 _SESSION_WRITES = {403: "Signed in by the browser session without a valid CSRF token: `forbidden`."}
 
 
@@ -65,6 +68,8 @@ class StefnaAPI(NinjaAPI):
                 for status, response in responses.items():
                     if int(status) in _RETRY_AFTER_STATUSES:
                         response.setdefault("headers", {}).update(RETRY_AFTER_HEADER)
+                    if int(status) == 401:
+                        response.setdefault("headers", {}).update(_WWW_AUTHENTICATE_HEADER)
         return schema
 
     def _get_urls(self) -> list[URLResolver | URLPattern]:
@@ -156,12 +161,15 @@ def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
 
 @api.exception_handler(AuthenticationError)
 def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return error_response(
+    response = error_response(
         request,
         status=401,
         code="unauthorized",
         message=_("Sign in or send a valid API token (Authorization: Bearer …)."),
     )
+    # HTTP requires a 401 to name the scheme it wants (RFC 9110 §11.6.1; RFC 6750 for Bearer).
+    response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
 
 
 @api.exception_handler(ValidationError)
