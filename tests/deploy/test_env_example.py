@@ -53,6 +53,41 @@ def test_every_variable_the_code_reads_is_listed():
     assert not missing, f"add these to .env.example: {missing}"
 
 
+# CONTRACT.md's environment table: each variable and the default it names ("" = unset,
+# or a default that depends on DEBUG and is described in the comment above it).
+CONTRACT_DEFAULTS = {
+    "SECRET_KEY": "", "DEBUG": "0", "ALLOWED_HOSTS": "", "CSRF_TRUSTED_ORIGINS": "", "DATABASE_URL": "",
+    "FAL_KEY": "", "FAL_WEBHOOK_BASE_URL": "", "FAL_WEBHOOK_JWKS_URL": "", "CLOUDINARY_URL": "",
+    "CLOUDINARY_CLOUD_NAME": "", "CLOUDINARY_API_KEY": "", "CLOUDINARY_API_SECRET": "", "DAILY_CREDITS": "30",
+    "REDIS_URL": "", "TRUSTED_PROXY_COUNT": "0", "ALLOW_PRIVATE_RESULT_URLS": "0",
+    "FAL_RESULT_RETENTION_SECONDS": "3600", "STRIPE_SECRET_KEY": "", "STRIPE_WEBHOOK_SECRET": "",
+    "STRIPE_API_BASE": "", "OFFLINE_CHECKOUT": "", "FAL_MAX_CONCURRENT": "10", "GOOGLE_CLIENT_ID": "",
+    "GOOGLE_CLIENT_SECRET": "", "METRICS_TOKEN": "", "SENTRY_DSN": "", "LOG_FORMAT": "text",
+}  # fmt: skip
+
+
+def test_every_contract_variable_is_listed_with_the_contracts_default():
+    values = parse_env_file(ROOT / ".env.example")
+    assert {name: values.get(name) for name in CONTRACT_DEFAULTS} == CONTRACT_DEFAULTS
+
+
+def test_every_variable_is_explained_by_a_comment_of_its_own():
+    """A variable right under a section header is undocumented: each variable (or group of
+    them, such as the three Cloudinary parts) comes after a comment saying what it is."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    unexplained = []
+    for number, line in enumerate(lines):
+        if not LINE.match(line):
+            continue
+        above = number - 1
+        while above >= 0 and LINE.match(lines[above]):
+            above -= 1
+        comment = lines[above] if above >= 0 else ""
+        if not comment.startswith("#") or comment.startswith("# ---"):
+            unexplained.append(line.split("=")[0])
+    assert unexplained == []
+
+
 def example_environment() -> dict[str, str]:
     values = parse_env_file(ROOT / ".env.example")
     env = {key: value for key, value in os.environ.items() if key not in values}
