@@ -4,6 +4,7 @@ systemd's `EnvironmentFile` read it as it is."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -150,3 +151,23 @@ def test_the_example_can_be_sourced_by_a_shell():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0||"
+
+
+def _smtp_options(**env: str) -> dict:
+    show = "import json; from django.conf import settings as s; print(json.dumps(s.MAILERS['default']['OPTIONS']))"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", show],
+        cwd=ROOT, env=example_environment() | env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_email_reads_djangos_own_variable_names_ssl_and_timeout_included():
+    """CONTRACT: email variables "as Django names them". EMAIL_USE_SSL (port 465) and
+    EMAIL_TIMEOUT were not read: an SSL-only relay could not be used."""
+    starttls = _smtp_options(EMAIL_HOST="smtp.example")
+    assert (starttls["port"], starttls["use_tls"], starttls["use_ssl"], starttls["timeout"]) == (587, True, False, 20)
+
+    ssl = _smtp_options(EMAIL_HOST="smtp.example", EMAIL_USE_SSL="1", EMAIL_TIMEOUT="7")
+    assert (ssl["port"], ssl["use_tls"], ssl["use_ssl"], ssl["timeout"]) == (465, False, True, 7)
