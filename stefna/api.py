@@ -43,6 +43,14 @@ _EVERY_ROUTE = {
 }
 # Answers that tell the client when to try again (429 rate_limited, 503 unavailable).
 _RETRY_AFTER_STATUSES = {429, 503}
+# Every answer's messages follow it (English or Bahasa Indonesia); codes never do (CONTRACT).
+_ACCEPT_LANGUAGE = {
+    "in": "header",
+    "name": "Accept-Language",
+    "required": False,
+    "schema": {"type": "string", "examples": ["en", "id"]},
+    "description": "`id` for Bahasa Indonesia, else English: the language of every `message`. Codes never change.",
+}
 _WWW_AUTHENTICATE_HEADER = {
     "WWW-Authenticate": {"description": 'The scheme the API takes: `Bearer realm="api"`.', "schema": {"type": "string"}}
 }
@@ -65,6 +73,7 @@ class StefnaAPI(NinjaAPI):
                 for status, description in extra.items():
                     if status not in responses and str(status) not in responses:
                         responses[status] = {"description": description, "content": error}
+                operation.setdefault("parameters", []).append(_ACCEPT_LANGUAGE)
                 for status, response in responses.items():
                     if int(status) in _RETRY_AFTER_STATUSES:
                         response.setdefault("headers", {}).update(RETRY_AFTER_HEADER)

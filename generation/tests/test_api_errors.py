@@ -126,6 +126,8 @@ def test_the_document_declares_the_headers_clients_act_on(client, db):
                     assert "Retry-After" in responses[status].get("headers", {}), (method, path, status)
             if "401" in responses:
                 assert "WWW-Authenticate" in responses["401"].get("headers", {}), (method, path)
+            # CONTRACT: API messages follow the request's Accept-Language.
+            assert ("header", "Accept-Language") in {(p["in"], p["name"]) for p in operation["parameters"]}
     detail = paths["/api/generations/{generation_id}"]["get"]
     assert {"ETag"} <= set(detail["responses"]["200"]["headers"]) & set(detail["responses"]["304"]["headers"])
     assert ("header", "If-None-Match") in {(p["in"], p["name"]) for p in detail["parameters"]}
