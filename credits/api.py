@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Literal
 
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
@@ -107,7 +108,7 @@ class PurchaseOut(Schema):
     credits: int
     price: int = Field(description="In the currency's minor unit.")
     currency: str
-    status: str = Field(description="pending, paid, refunded, disputed or expired.")
+    status: Literal["pending", "paid", "refunded", "disputed", "expired"]
     created_at: dt.datetime
     paid_at: dt.datetime | None
     receipt_url: str | None = Field(description="Stripe's receipt, once paid.")

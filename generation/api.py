@@ -66,6 +66,13 @@ STUDIO_PRESET_SLUG = "image_to_image"
 # file limit is refused from its Content-Length, before Django spools it to disk.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 
+_ETAG_HEADER = {
+    "ETag": {
+        "description": "This state of the generation (in this language); send it back as If-None-Match.",
+        "schema": {"type": "string"},
+    }
+}
+
 IdempotencyKey = Header(
     None,
     alias="Idempotency-Key",
@@ -213,12 +220,25 @@ def _upload_body(form_schema: type[Schema], json_schema: type[Schema], descripti
         "generation as it stands now, header `Idempotent-Replayed: true`, and charges nothing; "
         "for a different request, 409 `idempotency_conflict`."
     ),
-    openapi_extra=_upload_body(
-        GenerationFormIn,
-        GenerationJsonIn,
-        "The photo (JPEG, PNG, WebP, HEIC or AVIF, checked by decoding it), or `source_generation`, and the "
-        "style. A style whose `needs_photo` is false (text-to-image, see `GET /api/presets`) takes neither.",
-    ),
+    openapi_extra={
+        **_upload_body(
+            GenerationFormIn,
+            GenerationJsonIn,
+            "The photo (JPEG, PNG, WebP, HEIC or AVIF, checked by decoding it), or `source_generation`, and the "
+            "style. A style whose `needs_photo` is false (text-to-image, see `GET /api/presets`) takes neither.",
+        ),
+        # Int keys, as ninja keys the responses: a "202" beside 202 would be a duplicate.
+        "responses": {
+            202: {
+                "headers": {
+                    "Idempotent-Replayed": {
+                        "description": "`true` when this answers a repeat of an earlier request's Idempotency-Key.",
+                        "schema": {"type": "string", "enum": ["true"]},
+                    }
+                }
+            }
+        },
+    },
 )
 def generation_create(
     request: AuthenticatedRequest, response: HttpResponse, idempotency_key: str | None = IdempotencyKey
@@ -273,6 +293,19 @@ def generation_list(
         "Answers with an `ETag`; send it back as `If-None-Match` and an unchanged generation "
         "is answered 304 with no body, at a fraction of the cost."
     ),
+    # The view reads If-None-Match itself (a cheaper query when it is sent); declared here.
+    openapi_extra={
+        "parameters": [
+            {
+                "in": "header",
+                "name": "If-None-Match",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The `ETag` of an earlier answer: 304 when the generation has not changed since.",
+            }
+        ],
+        "responses": {200: {"headers": _ETAG_HEADER}, 304: {"headers": _ETAG_HEADER}},
+    },
 )
 def generation_detail(
     request: AuthenticatedRequest, generation_id: uuid.UUID, response: HttpResponse

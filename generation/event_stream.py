@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.utils import translation
 from ninja.responses import NinjaJSONEncoder
 
 from stefna.accounts.models import User
@@ -74,14 +75,19 @@ SnapshotRead = Callable[[int | None], Snapshot | None]
 
 
 def api_snapshot(*, user: User, generation_id: uuid.UUID, url: UrlMaker) -> SnapshotRead:
-    """The API's events: the Generation as `GET /api/generations/{id}` answers it."""
+    """The API's events: the Generation as `GET /api/generations/{id}` answers it, in the
+    request's language (its messages are translated on the status thread, not the request's)."""
+    language = translation.get_language()
 
     def read(sent: int | None) -> Snapshot | None:
         try:
             row = status_reads.generation_status_row(user=user, generation_id=generation_id)
         except NotFound:
             return None
-        return Snapshot(row.version, row.status, None if row.version == sent else event_bytes(row, url=url))
+        if row.version == sent:
+            return Snapshot(row.version, row.status, None)
+        with translation.override(language):
+            return Snapshot(row.version, row.status, event_bytes(row, url=url))
 
     return read
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from stefna.i18n_tags import error_message, log_message
+
 from .models import Attempt, Generation, Media
 
 GenerationStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
@@ -192,7 +194,8 @@ def image_out(media: Media, *, url: UrlMaker = _as_is) -> dict[str, Any]:
     return {
         "id": media.pk,
         "url": url(media.url),
-        "original_url": _blank_to_none(media.original_url),
+        # fal's own address; in offline preview mode a path on this site, made absolute like `url`.
+        "original_url": url(media.original_url) if media.original_url else None,
         "fal_job_id": _blank_to_none(media.fal_job_id),
         "model": _blank_to_none(media.model),
         "width": media.width,
@@ -215,12 +218,13 @@ def _attempt_out(attempt: Attempt) -> dict[str, Any]:
 
 def _log_out(line: Any) -> dict[str, Any]:
     # Log lines are JSON written by the pipeline; tolerate a missing key rather than
-    # failing a whole status answer over one odd line.
+    # failing a whole status answer over one odd line. Written in English, answered in
+    # the request's language (CONTRACT: API messages follow Accept-Language).
     if not isinstance(line, dict):
-        return {"message": str(line), "level": "info", "timestamp": None}
+        return {"message": log_message(str(line)), "level": "info", "timestamp": None}
     timestamp = line.get("timestamp")
     return {
-        "message": str(line.get("message", "")),
+        "message": log_message(str(line.get("message", ""))),
         "level": str(line.get("level", "info")),
         "timestamp": str(timestamp) if timestamp is not None else None,
     }
@@ -249,7 +253,7 @@ def _generation_out(
     # `generation`, `attempts` and `media` are model instances or rows with the same attribute names.
     model = generation.current_model or (attempts[-1].model if attempts else "")
     error = (
-        {"code": generation.error_code, "message": generation.error_message or generation.error_code}
+        {"code": generation.error_code, "message": error_message(generation.error_message) or generation.error_code}
         if generation.error_code
         else None
     )

@@ -24,6 +24,11 @@ from generation.registry import MODELS, ModelConfigError, chain_needs_image, val
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+# Where uploaded thumbnails are stored under MEDIA_ROOT; /media/ serves them to anyone
+# (stefna/media.py), as GET /api/presets and the studio link to them.
+THUMBNAILS_FOLDER = "presets"
+
+
 class Preset(models.Model):
     class Kind(models.TextChoices):
         GHIBLI_REACTION = "ghibli_reaction", _("Ghibli reaction")
@@ -57,7 +62,7 @@ class Preset(models.Model):
     requires_prompt = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     sort_order = models.IntegerField(default=0)
-    thumbnail = models.ImageField(upload_to="presets/", blank=True)
+    thumbnail = models.ImageField(upload_to=f"{THUMBNAILS_FOLDER}/", blank=True)
 
     class Meta:
         ordering = ["sort_order", "name"]

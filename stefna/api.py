@@ -23,7 +23,7 @@ from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from pydantic import Field
 
-from stefna.api_support import ErrorOut, errors
+from stefna.api_support import RETRY_AFTER_HEADER, ErrorOut, errors
 from stefna.auth import api_auth
 from stefna.errors import DomainError, Forbidden, NotFound, RateLimited, error_body
 from stefna.requests import AuthenticatedRequest
@@ -38,6 +38,21 @@ __all__ = ["ErrorOut", "api"]
 _EVERY_ROUTE = {
     413: "The body is over the caller's bound (stefna/body_limits.py): `image_too_large`.",
     422: "A NUL in the query string or a field (stefna/input_guard.py): `invalid_input`.",
+    500: "A fault on our side: `server_error`.",
+    503: "The database is briefly unavailable (stefna/unavailable.py): `service_unavailable`, with Retry-After.",
+}
+# Answers that tell the client when to try again (429 rate_limited, 503 unavailable).
+_RETRY_AFTER_STATUSES = {429, 503}
+# Every answer's messages follow it (English or Bahasa Indonesia); codes never do (CONTRACT).
+_ACCEPT_LANGUAGE = {
+    "in": "header",
+    "name": "Accept-Language",
+    "required": False,
+    "schema": {"type": "string", "examples": ["en", "id"]},
+    "description": "`id` for Bahasa Indonesia, else English: the language of every `message`. Codes never change.",
+}
+_WWW_AUTHENTICATE_HEADER = {
+    "WWW-Authenticate": {"description": 'The scheme the API takes: `Bearer realm="api"`.', "schema": {"type": "string"}}
 }
 _SESSION_WRITES = {403: "Signed in by the browser session without a valid CSRF token: `forbidden`."}
 
@@ -58,6 +73,12 @@ class StefnaAPI(NinjaAPI):
                 for status, description in extra.items():
                     if status not in responses and str(status) not in responses:
                         responses[status] = {"description": description, "content": error}
+                operation.setdefault("parameters", []).append(_ACCEPT_LANGUAGE)
+                for status, response in responses.items():
+                    if int(status) in _RETRY_AFTER_STATUSES:
+                        response.setdefault("headers", {}).update(RETRY_AFTER_HEADER)
+                    if int(status) == 401:
+                        response.setdefault("headers", {}).update(_WWW_AUTHENTICATE_HEADER)
         return schema
 
     def _get_urls(self) -> list[URLResolver | URLPattern]:
@@ -149,12 +170,15 @@ def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
 
 @api.exception_handler(AuthenticationError)
 def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
-    return error_response(
+    response = error_response(
         request,
         status=401,
         code="unauthorized",
         message=_("Sign in or send a valid API token (Authorization: Bearer …)."),
     )
+    # HTTP requires a 401 to name the scheme it wants (RFC 9110 §11.6.1; RFC 6750 for Bearer).
+    response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
 
 
 @api.exception_handler(ValidationError)

@@ -18,11 +18,23 @@ from stefna import ratelimit
 
 
 class ErrorOut(Schema):
-    """Every error answer: a stable code, a message for people, and optional detail."""
+    """Every error answer: a stable code, a message for people, and detail (null when
+    there is nothing more to say). All three keys are always there (CONTRACT)."""
 
-    code: str = Field(description="Stable snake_case code, e.g. `insufficient_credits`.")
-    message: str
-    detail: Any = None
+    code: str = Field(description="Stable snake_case code, e.g. `insufficient_credits`; never translated.")
+    message: str = Field(description="For people, in the request's language (Accept-Language).")
+    # Required (no default): every error body carries the key, null or not, so a client
+    # generated from the schema may read it without checking that it is there.
+    detail: Any = Field(description="More about the error (the field, a limit, an id), or null.")
+
+
+# Response headers, for the OpenAPI document: what a client may read besides the body.
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
 
 
 def errors(*statuses: int) -> dict[int, type[ErrorOut]]:

@@ -28,8 +28,9 @@ def money(minor_units: int | None, currency: str = "usd") -> str:
 
 # --- Text stored in English, shown in the visitor's language ------------------------------
 # A generation keeps its preset's English name (history must not change when staff rename
-# a preset) and the pipeline writes its progress lines in English (they are also the API's
-# `logs`, read by scripts). Pages translate them when they show them.
+# a preset) and the pipeline writes its progress lines and why a generation ended in
+# English. Pages translate them when they show them, and so does the API (its `logs` and
+# `error.message`): API messages follow the request's Accept-Language, codes never do.
 
 
 @register.filter
@@ -208,13 +209,101 @@ def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
     ]
 
 
-@register.filter
-def log_message(message: str) -> str:
-    """A pipeline progress line in the active language; lines from fal itself pass as they are."""
+# Why a generation ended (its `error.message` in the API), written in English by the
+# services that end it; each is also the generation's last log line. Codes never change
+# with the language (CONTRACT); these messages follow it.
+def _error_patterns() -> list[tuple[re.Pattern[str], Any]]:
+    return [
+        (re.compile(r"^Canceled$"), lambda m: _("Canceled")),
+        (re.compile(r"^Canceled by staff$"), lambda m: _("Canceled by staff")),
+        (re.compile(r"^Stopped and refunded by staff\.$"), lambda m: _("Stopped and refunded by staff.")),
+        (
+            re.compile(
+                r"^The safety filter withheld every image (?P<model>.+) made for this request, so there is nothing "
+                r"to show and nothing was charged: your (?P<cost>\d+) credits are back\. Try another photo, or "
+                r"describe what you want differently\.$"
+            ),
+            lambda m: (
+                _(
+                    "The safety filter withheld every image %(model)s made for this request, so there is nothing "
+                    "to show and nothing was charged: your %(cost)s credits are back. Try another photo, or "
+                    "describe what you want differently."
+                )
+                % _parts(m)
+            ),
+        ),
+        (
+            re.compile(
+                r"^This generation took longer than (?P<minutes>\d+) minutes and was stopped; "
+                r"your (?P<cost>\d+) credits were refunded\.$"
+            ),
+            lambda m: (
+                _(
+                    "This generation took longer than %(minutes)s minutes and was stopped; your %(cost)s credits were refunded."
+                )
+                % m.groupdict()
+            ),
+        ),
+        (
+            re.compile(
+                r"^The images were made, but fal deleted them before we could save a copy, so nothing was kept "
+                r"and your (?P<cost>\d+) credits were refunded\. Please try again\.$"
+            ),
+            lambda m: (
+                _(
+                    "The images were made, but fal deleted them before we could save a copy, so nothing was kept "
+                    "and your %(cost)s credits were refunded. Please try again."
+                )
+                % m.groupdict()
+            ),
+        ),
+        (
+            re.compile(
+                r"^fal deleted the images before we could save a copy, so there is nothing to show; "
+                r"your (?P<cost>\d+) credits were given back\.$"
+            ),
+            lambda m: (
+                _(
+                    "fal deleted the images before we could save a copy, so there is nothing to show; "
+                    "your %(cost)s credits were given back."
+                )
+                % m.groupdict()
+            ),
+        ),
+        (
+            # The models' own errors in brackets are fal's words and pass as they are.
+            re.compile(
+                r"^Every model for this style failed, so nothing was made and your (?P<cost>\d+) credits were "
+                r"refunded\.(?: \((?P<detail>.*)\))?$",
+                re.DOTALL,
+            ),
+            lambda m: (
+                _("Every model for this style failed, so nothing was made and your %(cost)s credits were refunded.")
+                % m.groupdict()
+                + (f" ({m['detail']})" if m["detail"] else "")
+            ),
+        ),
+    ]
+
+
+def _translated(message: str, patterns: list[tuple[re.Pattern[str], Any]]) -> str:
     if (translation.get_language() or "en").startswith("en"):
         return message
-    for pattern, render in _log_patterns():
+    for pattern, render in patterns:
         match = pattern.match(message or "")
         if match:
             return str(render(match))
     return message
+
+
+@register.filter
+def log_message(message: str) -> str:
+    """A pipeline progress line in the active language; lines from fal itself pass as they are."""
+    # A generation's last line is often why it ended: those first, so that "failed: " inside
+    # the models' own errors is not read as a line of its own.
+    return _translated(message, [*_error_patterns(), *_log_patterns()])
+
+
+def error_message(message: str) -> str:
+    """Why a generation ended, in the active language (the stored text is English)."""
+    return _translated(message, _error_patterns())

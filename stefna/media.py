@@ -3,8 +3,8 @@
 `/media/<name>` (local files, sent by Stefna or, behind nginx with MEDIA_ACCEL_REDIRECT, by
 nginx once Stefna has said yes; or an S3-compatible bucket's, redirected to a presigned URL
 that expires) and `/images/<Cloudinary public id>` answer only what the asker may see (see
-generation/storage.py): a public result to anyone, a private result or any source
-photo only to its owner and staff. Everything else is a 404, the same answer as for
+generation/storage.py): a public result or a style's thumbnail to anyone, a private result
+or any source photo only to its owner and staff. Everything else is a 404, the same answer as for
 a name that does not exist, so probing tells nothing.
 
 Public answers may be cached for an hour by browsers and CDNs (not "immutable": a
@@ -26,6 +26,7 @@ from django.utils._os import safe_join
 from django.views.static import serve
 
 from generation import storage
+from presets.models import THUMBNAILS_FOLDER, Preset
 
 if TYPE_CHECKING:
     from generation.models import Media
@@ -77,6 +78,12 @@ def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
         if media is None:
             raise Http404
         public = _public_or_404(request, media)
+    elif folder == THUMBNAILS_FOLDER:
+        # A style's uploaded thumbnail (GET /api/presets' thumbnail_url): public, but only
+        # a file a preset names, never whatever else lies in the folder.
+        if not Preset.objects.filter(thumbnail=path).exists():
+            raise Http404
+        public = True
     else:
         raise Http404  # nothing else under MEDIA_ROOT is for the web (health probes, provider state)
     presigned = storage.presigned_address(path, seconds=storage.delivery_seconds(public=public))

@@ -292,13 +292,17 @@ _email_backend = os.environ.get("EMAIL_BACKEND") or (
 )
 _mailer: dict[str, object] = {"BACKEND": _email_backend}
 if _email_backend.endswith("smtp.EmailBackend"):
+    # EMAIL_USE_SSL (implicit TLS, usually port 465) is the other way Django names; the two
+    # exclude each other, so SSL switches STARTTLS's default off.
+    _email_ssl = env_bool("EMAIL_USE_SSL", False)
     _mailer["OPTIONS"] = {
         "host": _email_host or "localhost",
-        "port": env_int("EMAIL_PORT", 587),
+        "port": env_int("EMAIL_PORT", 465 if _email_ssl else 587),
         "username": os.environ.get("EMAIL_HOST_USER", ""),
         "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
-        "use_tls": env_bool("EMAIL_USE_TLS", True),
-        "timeout": 20,
+        "use_tls": env_bool("EMAIL_USE_TLS", not _email_ssl),
+        "use_ssl": _email_ssl,
+        "timeout": env_int("EMAIL_TIMEOUT", 20),
     }
 MAILERS = {"default": _mailer}
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Stefna <no-reply@stefna.local>")

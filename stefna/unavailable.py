@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sys
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 from django.utils.translation import gettext as _
-from django.views import defaults
 
 from stefna.errors import error_body
 
@@ -30,13 +30,21 @@ def unavailable_body() -> dict[str, object]:
     )
 
 
+def _page(template_name: str, status: int) -> HttpResponse:
+    # Rendered without a request or context processors (they may be what failed), but
+    # offline preview mode still says so on every page (CONTRACT, "First run").
+    return HttpResponse(
+        loader.get_template(template_name).render({"offline_mode": settings.OFFLINE_MODE}), status=status
+    )
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
-    """handler500: 503 when the error is the database's unavailability, else Django's 500."""
+    """handler500: 503 when the error is the database's unavailability, else the 500 page."""
     if not isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
-        return defaults.server_error(request)
+        return _page("500.html", 500)
     if request.path.startswith("/api/"):
         response: HttpResponse = JsonResponse(unavailable_body(), status=503)
     else:
-        response = HttpResponse(loader.get_template("503.html").render(), status=503)
+        response = _page("503.html", 503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

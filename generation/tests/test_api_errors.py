@@ -104,3 +104,43 @@ def test_docs_and_openapi_are_served(client, db):
     assert {"202", "401", "402", "409", "413", "415", "422", "429"} <= set(create["responses"])
     assert "200" not in create["responses"], "a replay answers 202 too (CONTRACT)"
     assert create["responses"]["413"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+
+
+def test_the_error_schema_says_every_error_carries_code_message_and_detail(client, db):
+    # CONTRACT: errors answer `{"code", "message", "detail"}`; detail is null when empty, never missing.
+    error = client.get("/api/openapi.json").json()["components"]["schemas"]["ErrorOut"]
+
+    assert set(error["properties"]) == {"code", "message", "detail"}
+    assert set(error["required"]) == {"code", "message", "detail"}
+
+
+def test_the_document_declares_the_headers_clients_act_on(client, db):
+    paths = client.get("/api/openapi.json").json()["paths"]
+
+    for path, item in paths.items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            assert "503" in responses, (method, path)  # the database down: any route
+            for status in ("429", "503"):
+                if status in responses:
+                    assert "Retry-After" in responses[status].get("headers", {}), (method, path, status)
+            if "401" in responses:
+                assert "WWW-Authenticate" in responses["401"].get("headers", {}), (method, path)
+            # CONTRACT: API messages follow the request's Accept-Language.
+            assert ("header", "Accept-Language") in {(p["in"], p["name"]) for p in operation["parameters"]}
+    detail = paths["/api/generations/{generation_id}"]["get"]
+    assert {"ETag"} <= set(detail["responses"]["200"]["headers"]) & set(detail["responses"]["304"]["headers"])
+    assert ("header", "If-None-Match") in {(p["in"], p["name"]) for p in detail["parameters"]}
+    create = paths["/api/generations"]["post"]
+    assert "Idempotent-Replayed" in create["responses"]["202"]["headers"]
+    assert ("header", "Idempotency-Key") in {(p["in"], p["name"]) for p in create["parameters"]}
+
+
+def test_a_purchase_status_is_one_of_the_contracts_five(client, db):
+    from credits.models import Purchase
+
+    contract = ["pending", "paid", "refunded", "disputed", "expired"]
+    purchase = client.get("/api/openapi.json").json()["components"]["schemas"]["PurchaseOut"]
+
+    assert purchase["properties"]["status"]["enum"] == contract
+    assert sorted(Purchase.Status.values) == sorted(contract)

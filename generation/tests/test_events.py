@@ -228,6 +228,21 @@ def test_a_finished_generation_sends_its_state_once_then_204(running, bearer):
     assert reconnect_status == 204  # EventSource stops reconnecting
 
 
+def test_events_speak_the_request_language_though_made_on_the_status_thread(running, bearer):
+    # CONTRACT: API messages follow Accept-Language. The events are encoded on the status
+    # thread, which is not the request's: the request's language must travel with them.
+    update(running, status=Generation.Status.CANCELED, error_code="canceled", error_message="Canceled")
+
+    async def scenario() -> dict[str, Any] | None:
+        async with Stream(events_url(running), {**bearer, "Accept-Language": "id"}) as stream:
+            return await stream.next_event()
+
+    event = run(scenario)
+
+    assert event is not None
+    assert event["data"]["error"] == {"code": "canceled", "message": "Dibatalkan"}
+
+
 def test_someone_elses_generation_is_404_and_no_sign_in_is_401(running, other_user):
     from stefna.accounts.services import api_token_create
 

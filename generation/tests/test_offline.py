@@ -122,3 +122,16 @@ def test_the_sweeper_prunes_old_offline_job_files(settings):
 
     assert not old_file.exists()
     assert (settings.OFFLINE_PROVIDER_DIR / f"{fresh}.json").exists()
+
+
+def test_offline_images_answer_absolute_addresses_in_the_api(user, api_client):
+    # `original_url` is fal's address in production; offline it is a path on this site,
+    # which means nothing to an API client: absolute, like `url`.
+    generation = start_generation(user, PresetFactory(kind="ghibli_reaction", model_chain=[GHIBLIFY]))
+    run_worker(generation)
+
+    [image] = api_client.get(f"/api/generations/{generation.pk}").json()["images"]
+
+    assert image["url"].startswith("http://testserver/")
+    assert image["original_url"].startswith("http://testserver/media/")
+    assert api_client.get(image["original_url"]).status_code == 200

@@ -131,3 +131,26 @@ def test_offline_provider_state_sits_beside_shared_media_and_is_never_served(cli
     state.parent.mkdir()
     state.write_text('{"status": "IN_QUEUE"}')
     assert client.get("/media/.offline-provider/local-0123.json").status_code == 404
+
+
+@pytest.mark.django_db
+def test_an_uploaded_preset_thumbnail_is_served_to_anyone(client, settings, tmp_path):
+    """GET /api/presets' `thumbnail_url` (CONTRACT) must open: an uploaded thumbnail was a 404,
+    since /media/ served only photos and results. Other files in its folder stay unserved."""
+    from django.core.files.base import ContentFile
+
+    from presets.tests.factories import PresetFactory
+
+    settings.MEDIA_ROOT = tmp_path
+    preset = PresetFactory()
+    preset.thumbnail.save("look.png", ContentFile(b"\x89PNG thumbnail"))
+    (tmp_path / "presets" / "stray.png").write_bytes(b"not a preset's")
+
+    url = next(item["thumbnail_url"] for item in client.get("/api/presets").json() if item["slug"] == preset.slug)
+    response = client.get(url)
+
+    assert url == f"http://testserver/media/{preset.thumbnail.name}"
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"\x89PNG thumbnail"
+    assert response["Cache-Control"].startswith("public")
+    assert client.get("/media/presets/stray.png").status_code == 404

@@ -41,3 +41,41 @@ def test_a_page_answers_the_503_page(signed_in, database_down):
     assert response.status_code == 503
     assert b"503" in response.content
     assert response["Retry-After"] == "5"
+
+
+BANNER = b"Offline preview mode:"
+
+
+def test_the_503_page_says_offline_preview_mode_like_every_page(signed_in, database_down, settings):
+    settings.OFFLINE_MODE = True
+
+    assert BANNER in signed_in.get("/history/").content
+
+
+def test_the_500_page_says_offline_preview_mode_too(rf, settings):
+    from stefna.unavailable import server_error
+
+    settings.OFFLINE_MODE = True
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError:
+        response = server_error(rf.get("/"))
+
+    assert response.status_code == 500
+    assert BANNER in response.content
+    settings.OFFLINE_MODE = False
+    try:
+        raise RuntimeError("a bug")
+    except RuntimeError:
+        assert BANNER not in server_error(rf.get("/")).content
+
+
+def test_admin_pages_say_offline_preview_mode(client, settings):
+    from stefna.accounts.models import User
+
+    settings.OFFLINE_MODE = True
+    client.force_login(User.objects.create_superuser(email="staff@example.com", password="x" * 20))
+
+    assert BANNER in client.get("/admin/").content
+    settings.OFFLINE_MODE = False
+    assert BANNER not in client.get("/admin/").content

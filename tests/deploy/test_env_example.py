@@ -4,6 +4,7 @@ systemd's `EnvironmentFile` read it as it is."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -57,6 +58,41 @@ def test_every_variable_the_code_reads_is_listed():
     read = {name for path in SOURCES if "tests" not in path.parts for name in READS.findall(path.read_text())}
     missing = sorted(read - listed - NOT_SETTINGS)
     assert not missing, f"add these to .env.example: {missing}"
+
+
+# CONTRACT.md's environment table: each variable and the default it names ("" = unset,
+# or a default that depends on DEBUG and is described in the comment above it).
+CONTRACT_DEFAULTS = {
+    "SECRET_KEY": "", "DEBUG": "0", "ALLOWED_HOSTS": "", "CSRF_TRUSTED_ORIGINS": "", "DATABASE_URL": "",
+    "FAL_KEY": "", "FAL_WEBHOOK_BASE_URL": "", "FAL_WEBHOOK_JWKS_URL": "", "CLOUDINARY_URL": "",
+    "CLOUDINARY_CLOUD_NAME": "", "CLOUDINARY_API_KEY": "", "CLOUDINARY_API_SECRET": "", "DAILY_CREDITS": "30",
+    "REDIS_URL": "", "TRUSTED_PROXY_COUNT": "0", "ALLOW_PRIVATE_RESULT_URLS": "0",
+    "FAL_RESULT_RETENTION_SECONDS": "3600", "STRIPE_SECRET_KEY": "", "STRIPE_WEBHOOK_SECRET": "",
+    "STRIPE_API_BASE": "", "OFFLINE_CHECKOUT": "", "FAL_MAX_CONCURRENT": "10", "GOOGLE_CLIENT_ID": "",
+    "GOOGLE_CLIENT_SECRET": "", "METRICS_TOKEN": "", "SENTRY_DSN": "", "LOG_FORMAT": "text",
+}  # fmt: skip
+
+
+def test_every_contract_variable_is_listed_with_the_contracts_default():
+    values = parse_env_file(ROOT / ".env.example")
+    assert {name: values.get(name) for name in CONTRACT_DEFAULTS} == CONTRACT_DEFAULTS
+
+
+def test_every_variable_is_explained_by_a_comment_of_its_own():
+    """A variable right under a section header is undocumented: each variable (or group of
+    them, such as the three Cloudinary parts) comes after a comment saying what it is."""
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    unexplained = []
+    for number, line in enumerate(lines):
+        if not LINE.match(line):
+            continue
+        above = number - 1
+        while above >= 0 and LINE.match(lines[above]):
+            above -= 1
+        comment = lines[above] if above >= 0 else ""
+        if not comment.startswith("#") or comment.startswith("# ---"):
+            unexplained.append(line.split("=")[0])
+    assert unexplained == []
 
 
 def example_environment() -> dict[str, str]:
@@ -194,3 +230,23 @@ def test_a_container_with_the_example_as_its_env_file_keeps_the_image_folders():
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().splitlines()[-1].split() == ["/data/media", "/data/offline"]
+
+
+def _smtp_options(**env: str) -> dict:
+    show = "import json; from django.conf import settings as s; print(json.dumps(s.MAILERS['default']['OPTIONS']))"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", show],
+        cwd=ROOT, env=example_environment() | env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_email_reads_djangos_own_variable_names_ssl_and_timeout_included():
+    """CONTRACT: email variables "as Django names them". EMAIL_USE_SSL (port 465) and
+    EMAIL_TIMEOUT were not read: an SSL-only relay could not be used."""
+    starttls = _smtp_options(EMAIL_HOST="smtp.example")
+    assert (starttls["port"], starttls["use_tls"], starttls["use_ssl"], starttls["timeout"]) == (587, True, False, 20)
+
+    ssl = _smtp_options(EMAIL_HOST="smtp.example", EMAIL_USE_SSL="1", EMAIL_TIMEOUT="7")
+    assert (ssl["port"], ssl["use_tls"], ssl["use_ssl"], ssl["timeout"]) == (465, False, True, 7)

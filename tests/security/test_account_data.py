@@ -68,6 +68,35 @@ def test_the_export_has_every_row_of_the_user_and_nothing_of_anyone_else(user, o
         assert entry.pk not in {e["id"] for e in data["ledger"]}
 
 
+def test_the_api_export_is_the_whole_export_and_its_schema_names_every_field(user, two_users_with_images, client):
+    """CONTRACT: GET /api/me/export holds the profile, generations, images with their
+    URLs, purchases and ledger; /api/openapi.json documents those fields (it said only
+    "an object"), and declaring them drops nothing the export holds."""
+    from allauth.socialaccount.models import SocialAccount
+
+    from credits.models import CreditPack, Purchase
+    from stefna.accounts.selectors import account_export
+
+    pack = CreditPack.objects.create(slug="small", name="Small", credits=5, price=100)
+    Purchase.objects.create(user=user, email=user.email, pack=pack, credits=5, price=100, currency="usd")
+    SocialAccount.objects.create(user=user, provider="google", uid="1234", extra_data={"email": user.email})
+    start_generation(user, PresetFactory())  # one still queued: no image, no end time
+
+    answer = _bearer(user).get("/api/me/export").json()
+
+    expected = json.loads(json.dumps(account_export(user=user, absolute=lambda url: f"http://testserver{url}")))
+    expected["exported_at"] = answer["exported_at"]
+    assert answer == expected
+    schemas = client.get("/api/openapi.json").json()["components"]["schemas"]
+    assert set(schemas["ExportOut"]["properties"]) == set(answer)
+    for key, schema in [("generations", "ExportGenerationOut"), ("images", "ExportImageOut"),
+                        ("ledger", "ExportLedgerEntryOut"), ("purchases", "ExportPurchaseOut"),
+                        ("api_tokens", "ExportApiTokenOut"), ("sign_in_accounts", "ExportSignInOut")]:  # fmt: skip
+        assert answer[key], key
+        assert set(schemas[schema]["properties"]) == set(answer[key][0]), key
+    assert set(schemas["ExportProfileOut"]["properties"]) == set(answer["profile"])
+
+
 def test_the_account_page_offers_both_and_the_download_is_a_json_file(user, two_users_with_images):
     client = Client()
     client.force_login(user)

@@ -23,6 +23,8 @@ def test_a_wrong_or_missing_token_gets_401_with_the_json_error_body(client, user
     assert body["code"] == "unauthorized"
     assert body["message"]
     assert "detail" in body
+    # The scheme the API takes (CONTRACT: Authorization: Bearer <token>), as HTTP asks of a 401.
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
 
 
 def test_a_revoked_token_gets_401(client, user):
