@@ -94,6 +94,45 @@ def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
         ),
         # How a generation ended, written by the pipeline (generation/services) as its
         # `error_message` and last log line; the owner reads both on the result page.
+        (re.compile(r"^Canceled; your credits were refunded$"), lambda m: _("Canceled; your credits were refunded")),
+        (re.compile(r"^Refunded by staff$"), lambda m: _("Refunded by staff")),
+        (
+            re.compile(r"^Retried by staff; starting again with the first model$"),
+            lambda m: _("Retried by staff; starting again with the first model"),
+        ),
+        (
+            re.compile(r"^Offline preview: no FAL_KEY, rendering locally$"),
+            lambda m: _("Offline preview: no FAL_KEY, rendering locally"),
+        ),
+        (re.compile(r"^Loading your photo$"), lambda m: _("Loading your photo")),
+        (re.compile(r"^Applying the (?P<look>.+) look$"), lambda m: _("Applying the %(look)s look") % _parts(m)),
+        (
+            re.compile(r"^(?P<model>.+) is busy \((?P<reason>.*)\); trying again shortly$"),
+            lambda m: _("%(model)s is busy (%(reason)s); trying again shortly") % _parts(m),
+        ),
+        (
+            re.compile(r"^(?P<model>.+?) could not be asked: (?P<reason>.*)$"),
+            lambda m: _("%(model)s could not be asked: %(reason)s") % _parts(m),
+        ),
+        (
+            re.compile(r"^(?P<model>.+?) finished, but (?P<reason>.*)$"),
+            lambda m: _("%(model)s finished, but %(reason)s") % _parts(m),
+        ),
+        (
+            re.compile(r"^(?P<model>.+?) failed: (?P<reason>.*)$"),
+            lambda m: _("%(model)s failed: %(reason)s") % _parts(m),
+        ),
+    ]
+
+
+# Why a generation ended (its `error.message` in the API), written in English by the
+# services that end it; each is also the generation's last log line. Codes never change
+# with the language (CONTRACT); these messages follow it.
+def _error_patterns() -> list[tuple[re.Pattern[str], Any]]:
+    return [
+        (re.compile(r"^Canceled$"), lambda m: _("Canceled")),
+        (re.compile(r"^Canceled by staff$"), lambda m: _("Canceled by staff")),
+        (re.compile(r"^Stopped and refunded by staff\.$"), lambda m: _("Stopped and refunded by staff.")),
         (
             re.compile(
                 r"^The safety filter withheld every image (?P<model>.+?) made for this request, so there is "
@@ -176,111 +215,6 @@ def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
                     int(m["cost"]),
                 )
                 % {"cost": int(m["cost"])}
-            ),
-        ),
-        (re.compile(r"^Canceled; your credits were refunded$"), lambda m: _("Canceled; your credits were refunded")),
-        (re.compile(r"^Refunded by staff$"), lambda m: _("Refunded by staff")),
-        (
-            re.compile(r"^Retried by staff; starting again with the first model$"),
-            lambda m: _("Retried by staff; starting again with the first model"),
-        ),
-        (
-            re.compile(r"^Offline preview: no FAL_KEY, rendering locally$"),
-            lambda m: _("Offline preview: no FAL_KEY, rendering locally"),
-        ),
-        (re.compile(r"^Loading your photo$"), lambda m: _("Loading your photo")),
-        (re.compile(r"^Applying the (?P<look>.+) look$"), lambda m: _("Applying the %(look)s look") % _parts(m)),
-        (
-            re.compile(r"^(?P<model>.+) is busy \((?P<reason>.*)\); trying again shortly$"),
-            lambda m: _("%(model)s is busy (%(reason)s); trying again shortly") % _parts(m),
-        ),
-        (
-            re.compile(r"^(?P<model>.+?) could not be asked: (?P<reason>.*)$"),
-            lambda m: _("%(model)s could not be asked: %(reason)s") % _parts(m),
-        ),
-        (
-            re.compile(r"^(?P<model>.+?) finished, but (?P<reason>.*)$"),
-            lambda m: _("%(model)s finished, but %(reason)s") % _parts(m),
-        ),
-        (
-            re.compile(r"^(?P<model>.+?) failed: (?P<reason>.*)$"),
-            lambda m: _("%(model)s failed: %(reason)s") % _parts(m),
-        ),
-    ]
-
-
-# Why a generation ended (its `error.message` in the API), written in English by the
-# services that end it; each is also the generation's last log line. Codes never change
-# with the language (CONTRACT); these messages follow it.
-def _error_patterns() -> list[tuple[re.Pattern[str], Any]]:
-    return [
-        (re.compile(r"^Canceled$"), lambda m: _("Canceled")),
-        (re.compile(r"^Canceled by staff$"), lambda m: _("Canceled by staff")),
-        (re.compile(r"^Stopped and refunded by staff\.$"), lambda m: _("Stopped and refunded by staff.")),
-        (
-            re.compile(
-                r"^The safety filter withheld every image (?P<model>.+) made for this request, so there is nothing "
-                r"to show and nothing was charged: your (?P<cost>\d+) credits are back\. Try another photo, or "
-                r"describe what you want differently\.$"
-            ),
-            lambda m: (
-                _(
-                    "The safety filter withheld every image %(model)s made for this request, so there is nothing "
-                    "to show and nothing was charged: your %(cost)s credits are back. Try another photo, or "
-                    "describe what you want differently."
-                )
-                % _parts(m)
-            ),
-        ),
-        (
-            re.compile(
-                r"^This generation took longer than (?P<minutes>\d+) minutes and was stopped; "
-                r"your (?P<cost>\d+) credits were refunded\.$"
-            ),
-            lambda m: (
-                _(
-                    "This generation took longer than %(minutes)s minutes and was stopped; your %(cost)s credits were refunded."
-                )
-                % m.groupdict()
-            ),
-        ),
-        (
-            re.compile(
-                r"^The images were made, but fal deleted them before we could save a copy, so nothing was kept "
-                r"and your (?P<cost>\d+) credits were refunded\. Please try again\.$"
-            ),
-            lambda m: (
-                _(
-                    "The images were made, but fal deleted them before we could save a copy, so nothing was kept "
-                    "and your %(cost)s credits were refunded. Please try again."
-                )
-                % m.groupdict()
-            ),
-        ),
-        (
-            re.compile(
-                r"^fal deleted the images before we could save a copy, so there is nothing to show; "
-                r"your (?P<cost>\d+) credits were given back\.$"
-            ),
-            lambda m: (
-                _(
-                    "fal deleted the images before we could save a copy, so there is nothing to show; "
-                    "your %(cost)s credits were given back."
-                )
-                % m.groupdict()
-            ),
-        ),
-        (
-            # The models' own errors in brackets are fal's words and pass as they are.
-            re.compile(
-                r"^Every model for this style failed, so nothing was made and your (?P<cost>\d+) credits were "
-                r"refunded\.(?: \((?P<detail>.*)\))?$",
-                re.DOTALL,
-            ),
-            lambda m: (
-                _("Every model for this style failed, so nothing was made and your %(cost)s credits were refunded.")
-                % m.groupdict()
-                + (f" ({m['detail']})" if m["detail"] else "")
             ),
         ),
     ]
