@@ -35,7 +35,7 @@ def still_signed_in(request: HttpRequest) -> Callable[[], bool]:
     engine = import_module(settings.SESSION_ENGINE)
 
     def session_holds() -> bool:
-        if session_key is None:
+        if session_key is None or user_id is None:
             return False
         data = engine.SessionStore(session_key).load()
         return str(data.get(SESSION_KEY)) == str(user_id) and User.objects.filter(pk=user_id, is_active=True).exists()
