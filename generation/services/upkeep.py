@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import socket
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db.models import Q
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -16,7 +18,14 @@ from stefna.accounts.services import sign_ins_prune
 
 from ..models import Generation, WorkerHeartbeat
 from ..providers.local import LocalProvider
+from ..storage import SOURCES_FOLDER
 from .stop import generation_fail
+
+logger = logging.getLogger("generation")
+
+# A photo no generation points to is removed once it is this old: far longer than any
+# request's transaction, so a photo whose generation is still to commit is never taken.
+ORPHAN_PHOTO_AGE = dt.timedelta(hours=1)
 
 
 def generation_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
@@ -82,11 +91,45 @@ def upkeep_prune(*, now: dt.datetime | None = None) -> dict[str, int]:
     WORKER_HEARTBEAT_RETENTION_HOURS (a worker that comes back writes a new one), and
     expired sessions and sign-in codes (`stefna.accounts.services.sign_ins_prune`).
 
-    Tasks still waiting or running are never touched. The worker runs this hourly.
+    Also the photos no generation points to (`photos_orphaned_remove`). Tasks still waiting
+    or running are never touched. The worker runs this hourly.
     """
     now = now or timezone.now()
     tasks_before = now - dt.timedelta(days=settings.TASK_RESULT_RETENTION_DAYS)
     heartbeats_before = now - dt.timedelta(hours=settings.WORKER_HEARTBEAT_RETENTION_HOURS)
     tasks, _ = DBTaskResult.objects.finished().filter(finished_at__lt=tasks_before).delete()
     heartbeats, _ = WorkerHeartbeat.objects.filter(last_seen_at__lt=heartbeats_before).delete()
-    return {"task_results": tasks, "heartbeats": heartbeats, **sign_ins_prune(now=now)}
+    return {
+        "task_results": tasks,
+        "heartbeats": heartbeats,
+        **sign_ins_prune(now=now),
+        "orphaned_photos": photos_orphaned_remove(now=now),
+    }
+
+
+def photos_orphaned_remove(*, now: dt.datetime | None = None, batch: int = 500) -> int:
+    """Remove uploaded photos that no generation points to, once an hour old.
+
+    A request stores its photo inside the transaction that creates its generation and
+    removes it again if that fails; a process killed in between (SIGKILL, a lost machine),
+    or a removal that failed, leaves a photo nothing points to, which no deletion of
+    the account would ever find. Only the photos folder is looked at (results are
+    named from their generation, and their removals are owed in services/revoke.py).
+    """
+    now = now or timezone.now()
+    try:
+        _folders, names = default_storage.listdir(SOURCES_FOLDER)
+    except FileNotFoundError:
+        return 0  # nothing uploaded yet
+    removed = 0
+    for start in range(0, len(names), batch):
+        paths = [f"{SOURCES_FOLDER}/{name}" for name in names[start : start + batch]]
+        kept = set(Generation.objects.filter(source_image__in=paths).values_list("source_image", flat=True))
+        for path in paths:
+            if path in kept or now - default_storage.get_modified_time(path) < ORPHAN_PHOTO_AGE:
+                continue
+            default_storage.delete(path)
+            removed += 1
+    if removed:
+        logger.warning("removed %d uploaded photos that no generation points to", removed)
+    return removed

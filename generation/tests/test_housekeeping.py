@@ -62,7 +62,13 @@ def test_the_ages_come_from_settings(settings):
     _task("SUCCESSFUL", finished_days_ago=2)
     _heartbeat("two-hours-silent", hours_ago=2)
 
-    assert services.upkeep_prune() == {"task_results": 1, "heartbeats": 1, "sessions": 0, "login_codes": 0}
+    assert services.upkeep_prune() == {
+        "task_results": 1,
+        "heartbeats": 1,
+        "sessions": 0,
+        "login_codes": 0,
+        "orphaned_photos": 0,
+    }
 
 
 def test_upkeep_prunes_expired_sessions_and_sign_in_codes_and_keeps_live_ones(client, user):
@@ -117,3 +123,29 @@ def test_the_dashboard_shows_the_growing_tables(staff_client, user, fake_fal):
     assert set(tables) >= {"generation_generation", "generation_media", "django_tasks_database_dbtaskresult"}
     assert 'id="tables"' in content and 'id="blocked"' in content
     assert "django_tasks_database_dbtaskresult" in content
+
+
+def test_upkeep_removes_photos_no_generation_points_to_once_an_hour_old(user, fake_fal):
+    """A request killed between storing its photo and committing its generation (or whose
+    clean-up failed) leaves a photo nothing points to: removed within the hour after."""
+    import os
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from generation import storage
+
+    kept = start_generation(user, PresetFactory())  # a photo its generation points to
+    kept_photo = kept.source_image.name
+    left_behind = default_storage.save(storage.source_name(extension="jpg"), ContentFile(b"\xff\xd8\xffleft"))
+    just_stored = default_storage.save(storage.source_name(extension="jpg"), ContentFile(b"\xff\xd8\xffnew"))
+    two_hours_ago = (timezone.now() - dt.timedelta(hours=2)).timestamp()
+    for name in (kept_photo, left_behind):
+        os.utime(default_storage.path(name), (two_hours_ago, two_hours_ago))
+
+    assert services.upkeep_prune()["orphaned_photos"] == 1
+
+    assert not default_storage.exists(left_behind)
+    assert default_storage.exists(kept_photo)
+    assert default_storage.exists(just_stored)  # its generation may still be committing
+    assert services.upkeep_prune()["orphaned_photos"] == 0
