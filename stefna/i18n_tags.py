@@ -64,160 +64,163 @@ def _parts(match: re.Match[str]) -> dict[str, str]:
     return parts
 
 
-def _log_patterns() -> list[tuple[re.Pattern[str], Any]]:
-    return [
-        (re.compile(r"^Queued$"), lambda m: _("Queued")),
-        (re.compile(r"^Done$"), lambda m: _("Done")),
-        (re.compile(r"^Sent to (?P<model>.+)$"), lambda m: _("Sent to %(model)s") % _parts(m)),
-        (re.compile(r"^(?P<model>.+) is working on it$"), lambda m: _("%(model)s is working on it") % _parts(m)),
-        (
-            re.compile(r"^(?P<model>.+) finished: (?P<count>\d+) images?; saving$"),
-            lambda m: (
-                ngettext(
-                    "%(model)s finished: %(count)d image; saving",
-                    "%(model)s finished: %(count)d images; saving",
-                    int(m["count"]),
-                )
-                % {"model": _parts(m)["model"], "count": int(m["count"])}
-            ),
+# Built once: each render calls gettext when it runs, so the active language is the one used.
+_LOG_PATTERNS: list[tuple[re.Pattern[str], Any]] = [
+    (re.compile(r"^Queued$"), lambda m: _("Queued")),
+    (re.compile(r"^Done$"), lambda m: _("Done")),
+    (re.compile(r"^Sent to (?P<model>.+)$"), lambda m: _("Sent to %(model)s") % _parts(m)),
+    (re.compile(r"^(?P<model>.+) is working on it$"), lambda m: _("%(model)s is working on it") % _parts(m)),
+    (
+        re.compile(r"^(?P<model>.+) finished: (?P<count>\d+) images?; saving$"),
+        lambda m: (
+            ngettext(
+                "%(model)s finished: %(count)d image; saving",
+                "%(model)s finished: %(count)d images; saving",
+                int(m["count"]),
+            )
+            % {"model": _parts(m)["model"], "count": int(m["count"])}
         ),
-        (
-            re.compile(r"^(?P<blocked>\d+) of (?P<total>\d+) images? (?:was|were) withheld by the safety filter$"),
-            lambda m: (
-                ngettext(
-                    "%(blocked)d of %(total)d image was withheld by the safety filter",
-                    "%(blocked)d of %(total)d images were withheld by the safety filter",
-                    int(m["total"]),
-                )
-                % {"blocked": int(m["blocked"]), "total": int(m["total"])}
-            ),
+    ),
+    (
+        re.compile(r"^(?P<blocked>\d+) of (?P<total>\d+) images? (?:was|were) withheld by the safety filter$"),
+        lambda m: (
+            ngettext(
+                "%(blocked)d of %(total)d image was withheld by the safety filter",
+                "%(blocked)d of %(total)d images were withheld by the safety filter",
+                int(m["total"]),
+            )
+            % {"blocked": int(m["blocked"]), "total": int(m["total"])}
         ),
-        # How a generation ended, written by the pipeline (generation/services) as its
-        # `error_message` and last log line; the owner reads both on the result page.
-        (re.compile(r"^Canceled; your credits were refunded$"), lambda m: _("Canceled; your credits were refunded")),
-        (re.compile(r"^Refunded by staff$"), lambda m: _("Refunded by staff")),
-        (
-            re.compile(r"^Retried by staff; starting again with the first model$"),
-            lambda m: _("Retried by staff; starting again with the first model"),
-        ),
-        (
-            re.compile(r"^Offline preview: no FAL_KEY, rendering locally$"),
-            lambda m: _("Offline preview: no FAL_KEY, rendering locally"),
-        ),
-        (re.compile(r"^Loading your photo$"), lambda m: _("Loading your photo")),
-        (re.compile(r"^Applying the (?P<look>.+) look$"), lambda m: _("Applying the %(look)s look") % _parts(m)),
-        (
-            re.compile(r"^(?P<model>.+) is busy \((?P<reason>.*)\); trying again shortly$"),
-            lambda m: _("%(model)s is busy (%(reason)s); trying again shortly") % _parts(m),
-        ),
-        (
-            re.compile(r"^(?P<model>.+?) could not be asked: (?P<reason>.*)$"),
-            lambda m: _("%(model)s could not be asked: %(reason)s") % _parts(m),
-        ),
-        (
-            re.compile(r"^(?P<model>.+?) finished, but (?P<reason>.*)$"),
-            lambda m: _("%(model)s finished, but %(reason)s") % _parts(m),
-        ),
-        (
-            re.compile(r"^(?P<model>.+?) failed: (?P<reason>.*)$"),
-            lambda m: _("%(model)s failed: %(reason)s") % _parts(m),
-        ),
-    ]
+    ),
+    # Lines a cancel or a staff action appends (why a generation ended: _ERROR_PATTERNS).
+    (re.compile(r"^Canceled; your credits were refunded$"), lambda m: _("Canceled; your credits were refunded")),
+    (re.compile(r"^Refunded by staff$"), lambda m: _("Refunded by staff")),
+    (
+        re.compile(r"^Retried by staff; starting again with the first model$"),
+        lambda m: _("Retried by staff; starting again with the first model"),
+    ),
+    (
+        re.compile(r"^Offline preview: no FAL_KEY, rendering locally$"),
+        lambda m: _("Offline preview: no FAL_KEY, rendering locally"),
+    ),
+    (re.compile(r"^Loading your photo$"), lambda m: _("Loading your photo")),
+    (re.compile(r"^Applying the (?P<look>.+) look$"), lambda m: _("Applying the %(look)s look") % _parts(m)),
+    (
+        re.compile(r"^(?P<model>.+) is busy \((?P<reason>.*)\); trying again shortly$"),
+        lambda m: _("%(model)s is busy (%(reason)s); trying again shortly") % _parts(m),
+    ),
+    (
+        re.compile(r"^(?P<model>.+?) could not be asked: (?P<reason>.*)$"),
+        lambda m: _("%(model)s could not be asked: %(reason)s") % _parts(m),
+    ),
+    (
+        re.compile(r"^(?P<model>.+?) finished, but (?P<reason>.*)$"),
+        lambda m: _("%(model)s finished, but %(reason)s") % _parts(m),
+    ),
+    (
+        re.compile(r"^(?P<model>.+?) failed: (?P<reason>.*)$"),
+        lambda m: _("%(model)s failed: %(reason)s") % _parts(m),
+    ),
+]
 
 
 # Why a generation ended (its `error.message` in the API), written in English by the
 # services that end it; each is also the generation's last log line. Codes never change
 # with the language (CONTRACT); these messages follow it.
-def _error_patterns() -> list[tuple[re.Pattern[str], Any]]:
-    return [
-        (re.compile(r"^Canceled$"), lambda m: _("Canceled")),
-        (re.compile(r"^Canceled by staff$"), lambda m: _("Canceled by staff")),
-        (re.compile(r"^Stopped and refunded by staff\.$"), lambda m: _("Stopped and refunded by staff.")),
-        (
-            re.compile(
-                r"^The safety filter withheld every image (?P<model>.+?) made for this request, so there is "
-                r"nothing to show and nothing was charged: your (?P<cost>\d+) credits are back\. "
-                r"Try another photo, or describe what you want differently\.$"
-            ),
-            lambda m: (
-                ngettext(
-                    "The safety filter withheld every image %(model)s made for this request, so there is "
-                    "nothing to show and nothing was charged: your %(cost)d credit is back. "
-                    "Try another photo, or describe what you want differently.",
-                    "The safety filter withheld every image %(model)s made for this request, so there is "
-                    "nothing to show and nothing was charged: your %(cost)d credits are back. "
-                    "Try another photo, or describe what you want differently.",
-                    int(m["cost"]),
-                )
-                % {"model": _parts(m)["model"], "cost": int(m["cost"])}
-            ),
+_ERROR_PATTERNS: list[tuple[re.Pattern[str], Any]] = [
+    (re.compile(r"^Canceled$"), lambda m: _("Canceled")),
+    (re.compile(r"^Canceled by staff$"), lambda m: _("Canceled by staff")),
+    (re.compile(r"^Stopped and refunded by staff\.$"), lambda m: _("Stopped and refunded by staff.")),
+    (
+        re.compile(
+            r"^The safety filter withheld every image (?P<model>.+?) made for this request, so there is "
+            r"nothing to show and nothing was charged: your (?P<cost>\d+) credits are back\. "
+            r"Try another photo, or describe what you want differently\.$"
         ),
-        (
-            re.compile(
-                r"^Every model for this style failed, so nothing was made and your (?P<cost>\d+) credits "
-                r"were refunded\.(?: \((?P<detail>.*)\))?$",
-                re.S,
-            ),
-            lambda m: (
-                ngettext(
-                    "Every model for this style failed, so nothing was made and your %(cost)d credit was refunded.",
-                    "Every model for this style failed, so nothing was made and your %(cost)d credits were refunded.",
-                    int(m["cost"]),
-                )
-                % {"cost": int(m["cost"])}
-                # What each model said is fal's own text (or ours, already shown line by line above).
-                + (f" ({m['detail']})" if m["detail"] else "")
-            ),
+        lambda m: (
+            ngettext(
+                "The safety filter withheld every image %(model)s made for this request, so there is "
+                "nothing to show and nothing was charged: your %(cost)d credit is back. "
+                "Try another photo, or describe what you want differently.",
+                "The safety filter withheld every image %(model)s made for this request, so there is "
+                "nothing to show and nothing was charged: your %(cost)d credits are back. "
+                "Try another photo, or describe what you want differently.",
+                int(m["cost"]),
+            )
+            % {"model": _parts(m)["model"], "cost": int(m["cost"])}
         ),
-        (
-            re.compile(
-                r"^This generation took longer than (?P<minutes>\d+) minutes and was stopped; "
-                r"your (?P<cost>\d+) credits were refunded\.$"
-            ),
-            lambda m: (
-                ngettext(
-                    "This generation took longer than %(minutes)d minutes and was stopped; "
-                    "your %(cost)d credit was refunded.",
-                    "This generation took longer than %(minutes)d minutes and was stopped; "
-                    "your %(cost)d credits were refunded.",
-                    int(m["cost"]),
-                )
-                % {"minutes": int(m["minutes"]), "cost": int(m["cost"])}
-            ),
+    ),
+    (
+        re.compile(
+            r"^Every model for this style failed, so nothing was made and your (?P<cost>\d+) credits "
+            r"were refunded\.(?: \((?P<detail>.*)\))?$",
+            re.S,
         ),
-        (
-            re.compile(
-                r"^The images were made, but fal deleted them before we could save a copy, so nothing was kept "
-                r"and your (?P<cost>\d+) credits were refunded\. Please try again\.$"
-            ),
-            lambda m: (
-                ngettext(
-                    "The images were made, but fal deleted them before we could save a copy, so nothing was "
-                    "kept and your %(cost)d credit was refunded. Please try again.",
-                    "The images were made, but fal deleted them before we could save a copy, so nothing was "
-                    "kept and your %(cost)d credits were refunded. Please try again.",
-                    int(m["cost"]),
-                )
-                % {"cost": int(m["cost"])}
-            ),
+        lambda m: (
+            ngettext(
+                "Every model for this style failed, so nothing was made and your %(cost)d credit was refunded.",
+                "Every model for this style failed, so nothing was made and your %(cost)d credits were refunded.",
+                int(m["cost"]),
+            )
+            % {"cost": int(m["cost"])}
+            # What each model said is fal's own text (or ours, already shown line by line above).
+            + (f" ({m['detail']})" if m["detail"] else "")
         ),
-        (
-            re.compile(
-                r"^fal deleted the images before we could save a copy, so there is nothing to show; "
-                r"your (?P<cost>\d+) credits were given back\.$"
-            ),
-            lambda m: (
-                ngettext(
-                    "fal deleted the images before we could save a copy, so there is nothing to show; "
-                    "your %(cost)d credit was given back.",
-                    "fal deleted the images before we could save a copy, so there is nothing to show; "
-                    "your %(cost)d credits were given back.",
-                    int(m["cost"]),
-                )
-                % {"cost": int(m["cost"])}
-            ),
+    ),
+    (
+        re.compile(
+            r"^This generation took longer than (?P<minutes>\d+) minutes and was stopped; "
+            r"your (?P<cost>\d+) credits were refunded\.$"
         ),
-    ]
+        lambda m: (
+            ngettext(
+                "This generation took longer than %(minutes)d minutes and was stopped; "
+                "your %(cost)d credit was refunded.",
+                "This generation took longer than %(minutes)d minutes and was stopped; "
+                "your %(cost)d credits were refunded.",
+                int(m["cost"]),
+            )
+            % {"minutes": int(m["minutes"]), "cost": int(m["cost"])}
+        ),
+    ),
+    (
+        re.compile(
+            r"^The images were made, but fal deleted them before we could save a copy, so nothing was kept "
+            r"and your (?P<cost>\d+) credits were refunded\. Please try again\.$"
+        ),
+        lambda m: (
+            ngettext(
+                "The images were made, but fal deleted them before we could save a copy, so nothing was "
+                "kept and your %(cost)d credit was refunded. Please try again.",
+                "The images were made, but fal deleted them before we could save a copy, so nothing was "
+                "kept and your %(cost)d credits were refunded. Please try again.",
+                int(m["cost"]),
+            )
+            % {"cost": int(m["cost"])}
+        ),
+    ),
+    (
+        re.compile(
+            r"^fal deleted the images before we could save a copy, so there is nothing to show; "
+            r"your (?P<cost>\d+) credits were given back\.$"
+        ),
+        lambda m: (
+            ngettext(
+                "fal deleted the images before we could save a copy, so there is nothing to show; "
+                "your %(cost)d credit was given back.",
+                "fal deleted the images before we could save a copy, so there is nothing to show; "
+                "your %(cost)d credits were given back.",
+                int(m["cost"]),
+            )
+            % {"cost": int(m["cost"])}
+        ),
+    ),
+]
+
+
+# A generation's last line is often why it ended: those first, so that "failed: " inside
+# the models' own errors is not read as a line of its own.
+_ANY_LINE_PATTERNS = [*_ERROR_PATTERNS, *_LOG_PATTERNS]
 
 
 def _translated(message: str, patterns: list[tuple[re.Pattern[str], Any]]) -> str:
@@ -233,11 +236,9 @@ def _translated(message: str, patterns: list[tuple[re.Pattern[str], Any]]) -> st
 @register.filter
 def log_message(message: str) -> str:
     """A pipeline progress line in the active language; lines from fal itself pass as they are."""
-    # A generation's last line is often why it ended: those first, so that "failed: " inside
-    # the models' own errors is not read as a line of its own.
-    return _translated(message, [*_error_patterns(), *_log_patterns()])
+    return _translated(message, _ANY_LINE_PATTERNS)
 
 
 def error_message(message: str) -> str:
     """Why a generation ended, in the active language (the stored text is English)."""
-    return _translated(message, _error_patterns())
+    return _translated(message, _ERROR_PATTERNS)
