@@ -288,25 +288,17 @@ def _settle(*, generation: Generation, reason: str, note: str = "", by: User | N
             if reserved is None or settled is not None:
                 return None
             amount, charge_number, purchased, reserved_at = reserved
-            if reason == Reason.CAPTURE:
-                return _write(
-                    wallet,
-                    amount=0,
-                    reason=reason,
-                    generation=generation,
-                    charge_number=charge_number,
-                    note=note[:200],
-                    created_by=by,
-                )
-            # Today's allowance first, as every other write does: the outcome must not
-            # depend on whether something read the quota between midnight and this refund.
+            refunding = reason == Reason.REFUND
             today = utc_today()
-            _apply_allowance(wallet, today)
-            # A refund returns each credit to the bucket it was reserved from.
+            if refunding:
+                # Today's allowance first, as every other write does: the outcome must not
+                # depend on whether something read the quota between midnight and this refund.
+                _apply_allowance(wallet, today)
             entry = _write(
                 wallet,
-                amount=-amount,
-                purchased_amount=-purchased,
+                # A refund returns each credit to the bucket it was reserved from.
+                amount=-amount if refunding else 0,
+                purchased_amount=-purchased if refunding else 0,
                 reason=reason,
                 generation=generation,
                 charge_number=charge_number,
@@ -314,7 +306,7 @@ def _settle(*, generation: Generation, reason: str, note: str = "", by: User | N
                 created_by=by,
             )
             free_part = purchased - amount  # both negative: the reservation less its purchased part
-            if free_part and utc_today(reserved_at) < today:
+            if refunding and free_part and utc_today(reserved_at) < today:
                 # Reserved from the free allowance of a UTC day that is over. Had the job
                 # failed before midnight, those credits would have been in the bucket the
                 # top-up filled to the allowance, no more; given back on top of today's
