@@ -102,13 +102,16 @@ def checkout(request: AuthenticatedRequest, body: CheckoutIn) -> Status:
     return Status(201, {"purchase_id": purchase.pk, "checkout_url": purchase.checkout_url})
 
 
+PurchaseStatus = Literal["pending", "paid", "refunded", "disputed", "expired"]
+
+
 class PurchaseOut(Schema):
     id: uuid.UUID
     pack: str = Field(description="The pack's slug.")
     credits: int
     price: int = Field(description="In the currency's minor unit.")
     currency: str
-    status: Literal["pending", "paid", "refunded", "disputed", "expired"]
+    status: PurchaseStatus
     created_at: dt.datetime
     paid_at: dt.datetime | None
     receipt_url: str | None = Field(description="Stripe's receipt, once paid.")

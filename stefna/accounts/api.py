@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Schema
 from pydantic import Field
 
+from credits.api import PurchaseStatus
+from generation.schemas import GenerationStatus
 from stefna.api_support import errors
 
 from . import deletion
@@ -42,7 +44,7 @@ class ExportGenerationOut(Schema):
     id: str
     preset: str
     kind: str
-    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
+    status: GenerationStatus
     prompt: str
     prompt_sent: str
     cost: int
@@ -91,7 +93,7 @@ class ExportPurchaseOut(Schema):
     credits: int
     price: int = Field(description="In the currency's minor unit.")
     currency: str
-    status: Literal["pending", "paid", "refunded", "disputed", "expired"]
+    status: PurchaseStatus
     provider: str
     receipt_url: str
     amount_refunded: int
