@@ -166,9 +166,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
 # Few, because on CPython they share one GIL with the event loop: at the crowd bench's
 # load 16 threads spent more CPU contending than 4, and the loop (which writes every answer
 # and every live event) waited behind them, so results reached the screen later (figures in
-# bench/README.md). A view that waits on a
-# slow outside service (SMTP for a sign-in code, Stripe, S3) holds its thread while it
-# waits: raise it where such waits dominate.
+# bench/README.md). A view that waits on a slow outside service (SMTP for a sign-in code,
+# Stripe, S3) holds its thread while it waits: raise it where such waits dominate.
 WEB_THREADS = env_int("WEB_THREADS", 4)
 # How much lower the CPU priority (nice value) of those threads is than the event loop's,
 # on Linux (stefna/asgi_handler.py). On saturated CPUs 10 made the loop (health checks,
