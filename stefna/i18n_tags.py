@@ -12,7 +12,7 @@ from typing import Any
 from django import template
 from django.utils import translation
 from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext_noop, ngettext
 
 from presets.selectors import preset_names_by_slug
 from stefna.i18n_formats import format_money
@@ -52,6 +52,10 @@ def preset_label(slug: str, stored_name: str = "") -> str:
 # preview mode that is a phrase of its own, which the line's page translates too.
 _OFFLINE_LABEL = re.compile(r"^the offline preview renderer \(standing in for (?P<model>.+)\)$")
 
+# The one reason the pipeline writes into a line of its own wording (finish.result_gone):
+# kept here, marked for translation, so the line written and the line recognised are one string.
+RESULT_GONE_REASON = gettext_noop("its images were already gone when we fetched them")
+
 
 def _parts(match: re.Match[str]) -> dict[str, str]:
     """A log line's captured parts, its model's name (and a reason we wrote) in the active language."""
@@ -59,8 +63,8 @@ def _parts(match: re.Match[str]) -> dict[str, str]:
     offline = _OFFLINE_LABEL.match(parts.get("model") or "")
     if offline:
         parts["model"] = _("the offline preview renderer (standing in for %(model)s)") % offline.groupdict()
-    if parts.get("reason") == "its images were already gone when we fetched them":
-        parts["reason"] = _("its images were already gone when we fetched them")
+    if parts.get("reason") == RESULT_GONE_REASON:
+        parts["reason"] = _(RESULT_GONE_REASON)
     return parts
 
 

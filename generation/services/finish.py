@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from credits import ledger
 from stefna.db import close_old_connections_unless_in_transaction
+from stefna.i18n_tags import RESULT_GONE_REASON
 
 from .. import notify, persistence, result_urls
 from ..models import AppendLogLines, Attempt, Generation, Media, StoredRemoval
@@ -366,6 +367,5 @@ def result_gone(generation: Generation, attempt: Attempt) -> None:
         Media.objects.filter(generation=generation, persisted=False).delete()
         reopened = fail_attempt(generation, attempt, RESULT_GONE, after_success=True, logged=False)
     if reopened and Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).exists():
-        message = "its images were already gone when we fetched them"
-        generation_log(generation, f"{label(attempt.model)} finished, but {message}", level="warning")
+        generation_log(generation, f"{label(attempt.model)} finished, but {RESULT_GONE_REASON}", level="warning")
         submit_model(generation, position=attempt.position + 1)

@@ -350,6 +350,15 @@ def test_log_lines_naming_the_offline_renderer_read_wholly_in_indonesian():
         assert log_message("Ghiblify finished, but its images were gone").startswith("Ghiblify selesai, tetapi ")
 
 
+def test_the_line_written_when_a_result_is_gone_reads_wholly_in_indonesian():
+    # finish.result_gone writes this reason; the page recognises the same string to translate it.
+    from stefna.i18n_tags import RESULT_GONE_REASON, log_message
+
+    line = f"Ghiblify finished, but {RESULT_GONE_REASON}"
+    with translation.override("id"):
+        assert log_message(line) == "Ghiblify selesai, tetapi gambarnya sudah tidak ada saat kami mengambilnya"
+
+
 # --- messages a service wrote in English, read by an Indonesian visitor --------------------
 
 
