@@ -74,6 +74,9 @@ class CreditEntry(models.Model):
         PURCHASE = "purchase", _("Credits bought")
         CLAWBACK = "clawback", _("Taken back (refund or dispute)")
         DISPUTE_WON = "dispute_won", _("Given back (dispute resolved)")
+        # A refund that failed or was canceled at Stripe: the money stayed with us, so
+        # what its clawback took comes back.
+        REFUND_REVERSED = "refund_reversed", _("Given back (refund failed)")
         BUCKET_MOVE = "bucket_move", _("Moved to purchased credits")
         # A late refund's free part: it came from a UTC day whose allowance is over.
         ALLOWANCE_EXPIRED = "allowance_expired", _("Free credits of an earlier day expired")
@@ -153,7 +156,7 @@ class CreditEntry(models.Model):
                         purchase__isnull=True,
                     )
                     | Q(
-                        reason__in=["purchase", "clawback", "dispute_won"],
+                        reason__in=["purchase", "clawback", "dispute_won", "refund_reversed"],
                         generation__isnull=True,
                         charge_number__isnull=True,
                         purchase__isnull=False,
@@ -180,6 +183,7 @@ class CreditEntry(models.Model):
                     | Q(reason="purchase", amount__gt=0, purchased_amount=F("amount"))
                     | Q(reason="clawback", amount__lt=0, purchased_amount=F("amount"))
                     | Q(reason="dispute_won", amount__gt=0, purchased_amount=F("amount"))
+                    | Q(reason="refund_reversed", amount__gt=0, purchased_amount=F("amount"))
                     | Q(reason="bucket_move", amount=0, purchased_amount__gt=0)
                     | Q(reason="allowance_expired", amount__lt=0, purchased_amount=0)
                 ),
@@ -235,9 +239,10 @@ class Purchase(models.Model):
     taken back); disputed → paid again when the dispute is won (what it took given back;
     `refunded` if refunds returned the whole price meanwhile); pending → expired (the
     checkout session ran out, or the account was deleted). A partial refund keeps `paid`
-    and records `amount_refunded`. Credits a refund or dispute finds reserved for generations
-    still running count as spent until those generations end: refunded, they are taken
-    back then (`credits_in_flight`). A purchase paid after its buyer closed the account is
+    and records `amount_refunded`. A refund that fails or is canceled at Stripe undoes its
+    part: refunded → paid again, its credits given back. Credits a refund or dispute finds
+    reserved for generations still running count as spent until those generations end:
+    refunded, they are taken back then (`credits_in_flight`). A purchase paid after its buyer closed the account is
     `paid` but never credited (`paid_after_account_closed`) and flagged for a refund.
     Credits, price and currency are copied from the pack when the purchase starts, so
     editing a pack never changes a purchase. Only `credits/payments/` changes these rows.

@@ -53,6 +53,7 @@ class Outcome(enum.StrEnum):
     TAKEN_BACK = "taken_back"
     ACCOUNT_CLOSED = "account_closed"
     RESTORED = "restored"
+    REFUND_REVERSED = "refund_reversed"
     DISPUTE_LOST = "dispute_lost"
     IGNORED = "ignored"
 
