@@ -8,13 +8,15 @@ purchases and the Stripe events that move them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
-from stefna.i18n_formats import format_money
+from stefna.i18n_formats import THREE_DECIMAL_CURRENCIES, format_money
 
 
 class Wallet(models.Model):
@@ -200,8 +202,21 @@ def format_price(price: int, currency: str) -> str:
     return format_money(price, currency)
 
 
+def price_chargeable(price: int, currency: str) -> bool:
+    """Whether Stripe accepts `price` (in the minor unit) in `currency`: its three-decimal
+    currencies (KWD, BHD, JOD, OMR, TND) are charged in steps of 10 thousandths, so such a
+    price must end in 0 or Stripe refuses the checkout."""
+    return currency.lower() not in THREE_DECIMAL_CURRENCIES or price % 10 == 0
+
+
 class CreditPack(models.Model):
-    """Credits for sale. The price is charged from this row, never from the client."""
+    """Credits for sale. The price is charged from this row, never from the client.
+
+    A price Stripe would refuse (`price_chargeable`) is refused when a pack is created or
+    edited (`clean_fields`, which the admin's form runs). Not a database constraint: a row
+    saved before this rule must not stop the migration; such a pack is simply not offered
+    (`credit_packs_for_sale`) and checkout refuses it.
+    """
 
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(_("name"), max_length=80)
@@ -220,6 +235,34 @@ class CreditPack(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.credits} credits)"
+
+    def clean_fields(self, exclude: Collection[str] | None = None) -> None:
+        # Here and not in clean(): a form without the price or currency (the list's
+        # "active" and "sort order" columns) must still save, so a mispriced pack can be
+        # switched off; clean() would raise for a field that form does not have.
+        errors: dict[str, list[ValidationError]] = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as error:
+            errors = error.update_error_dict(errors)
+        skipped = set(exclude or ())
+        if not errors and not {"price", "currency"} & skipped and not self.price_chargeable:
+            errors["price"] = [
+                ValidationError(
+                    _(
+                        "Stripe charges %(currency)s in steps of 10, so the price's last digit must be 0 "
+                        "(for example %(suggestion)s)."
+                    ),
+                    code="three_decimal_price",
+                    params={"currency": self.currency.upper(), "suggestion": max(10, round(self.price, -1))},
+                )
+            ]
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def price_chargeable(self) -> bool:
+        return price_chargeable(self.price, self.currency)
 
     @property
     def price_label(self) -> str:

@@ -74,6 +74,11 @@ def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
     """
     # A NUL can't be in a slug, and PostgreSQL refuses it in a query (a 500): no such pack.
     pack = None if "\x00" in pack_slug else CreditPack.objects.filter(slug=pack_slug, active=True).first()
+    if pack is not None and not pack.price_chargeable:
+        # Saved before the admin refused such prices: Stripe would refuse the session, so
+        # it is not for sale (and not listed) until staff fix the price. Nothing is created.
+        logger.error("pack %s: %s %s is not a price Stripe can charge; refused", pack.slug, pack.price, pack.currency)
+        pack = None
     if pack is None:
         raise NotFound(
             _("No credit pack called “%(slug)s” is for sale.") % {"slug": pack_slug[:40].replace("\x00", "")}
