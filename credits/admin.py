@@ -172,8 +172,12 @@ class CreditPackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["name", "slug", "credits", "price_label", "currency", "active", "sort_order"]
     list_editable = ["active", "sort_order"]
     list_filter = ["active", "currency"]
-    search_fields = ["slug", "name"]
+    search_fields = ["slug", "name", "name_id"]
     prepopulated_fields = {"slug": ["name"]}
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "credits", "price", "currency", "active", "sort_order")}),
+        ("Bahasa Indonesia", {"fields": ("name_id",)}),
+    )
 
     def has_delete_permission(self, request: HttpRequest, obj: CreditPack | None = None) -> bool:
         return False  # packs with purchases are money records: switch them off (active) instead

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from stefna.i18n_formats import THREE_DECIMAL_CURRENCIES, format_money
@@ -220,6 +221,10 @@ class CreditPack(models.Model):
 
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(_("name"), max_length=80)
+    # Bahasa Indonesia, edited in the admin; empty means "show the English one" (as presets).
+    # db_default too: while `migrate` adds a column, the previous version still serves and inserts
+    # rows without it (docs/deploy.md, Upgrades; tests/deploy/test_migrations_upgrade.py).
+    name_id = models.CharField(_("name (Bahasa Indonesia)"), max_length=80, blank=True, default="", db_default="")
     credits = models.PositiveIntegerField(_("credits"))
     price = models.PositiveIntegerField(_("price"), help_text=_("In the currency's minor unit (cents for USD)."))
     currency = models.CharField(_("currency"), max_length=3, default="usd", help_text=_("ISO 4217, lower case."))
@@ -259,6 +264,17 @@ class CreditPack(models.Model):
             ]
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def display_name(self) -> str:
+        """The name in the active language (English when it has no translation), as
+        `Preset.display_name`: one column per shipped language besides English."""
+        language = (translation.get_language() or "en").split("-")[0]
+        if language != "en":
+            localized = getattr(self, f"name_{language}", "")
+            if localized:
+                return str(localized)
+        return self.name
 
     @property
     def price_chargeable(self) -> bool:

@@ -131,7 +131,11 @@ def _session_params(*, purchase: Purchase, pack: CreditPack, done_url: str, canc
                 "price_data": {
                     "currency": pack.currency,
                     "unit_amount": pack.price,
-                    "product_data": {"name": f"{settings.SITE_NAME}: {pack.credits} credits ({pack.name})"},
+                    # In the buyer's language (the request's), as the pages name the pack.
+                    "product_data": {
+                        "name": _("%(site)s: %(credits)s credits (%(pack)s)")
+                        % {"site": settings.SITE_NAME, "credits": pack.credits, "pack": pack.display_name}
+                    },
                 },
             }
         ],
@@ -257,7 +261,7 @@ def _send_receipt(purchase: Purchase) -> None:
         _("Thank you for your purchase."),
         "",
         _("%(credits)s credits (%(pack)s) were added to your %(site)s account. Bought credits never expire.")
-        % {"credits": purchase.credits, "pack": purchase.pack.name, "site": settings.SITE_NAME},
+        % {"credits": purchase.credits, "pack": purchase.pack.display_name, "site": settings.SITE_NAME},
         _("Amount: %(price)s") % {"price": format_price(purchase.price, purchase.currency)},
         _("Purchase: %(id)s") % {"id": purchase.pk},
     ]
