@@ -371,6 +371,16 @@ class Purchase(models.Model):
     )
     needs_attention = models.BooleanField(default=False, db_index=True)
     attention_note = models.TextField(blank=True)
+    # The payment mismatch staff were told about (`mismatch_key`): reconciliation meets a
+    # mismatched purchase again every round, and the same mismatch is flagged once, so
+    # "mark as reviewed" sticks; a different one is flagged again.
+    mismatch_flagged = models.CharField(
+        max_length=300,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The payment mismatch staff were last alerted to (not granted).",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -410,6 +420,13 @@ class Purchase(models.Model):
     @property
     def price_label(self) -> str:
         return format_price(self.price, self.currency)
+
+    @staticmethod
+    def mismatch_key(*, session_id: str = "", amount: int | None = None, currency: str = "") -> str:
+        """What identifies a payment mismatch, whatever a note says about it: the session
+        paid when it is not the purchase's, else the amount and currency paid."""
+        key = f"session:{session_id}" if amount is None else f"amount:{amount}:{currency.lower()}"
+        return key[:300]
 
 
 class StripeEvent(models.Model):

@@ -178,18 +178,22 @@ def purchase_grant(
             return Outcome.UNKNOWN
         if purchase.status not in (Status.PENDING, Status.EXPIRED):
             return Outcome.ALREADY_DONE
-        problem = None
+        problem = mismatch = None
         if session_id and purchase.stripe_session_id and session_id != purchase.stripe_session_id:
             problem = f"paid session {session_id} is not this purchase's session {purchase.stripe_session_id}"
+            mismatch = Purchase.mismatch_key(session_id=session_id)
         elif amount != purchase.price or (currency or "").lower() != purchase.currency:
             problem = (
                 f"paid {amount} {(currency or '?').upper()} but the purchase costs "
                 f"{purchase.price} {purchase.currency.upper()}"
             )
-        if problem:
+            mismatch = Purchase.mismatch_key(amount=amount, currency=currency or "")
+        if problem and mismatch:
             # It stays pending (staff refund it or grant by hand), so reconciliation and the
-            # success page meet it again: flag it once, or "mark as reviewed" would not stick.
-            if f"Not granted: {problem}." not in purchase.attention_note:
+            # success page meet it again: flag each mismatch once, or "mark as reviewed"
+            # would not stick. Recorded as a fact, not found in the note's words.
+            if purchase.mismatch_flagged != mismatch:
+                Purchase.objects.filter(pk=purchase.pk).update(mismatch_flagged=mismatch)
                 flag_for_staff(purchase, f"Not granted: {problem}.")
                 logger.error("purchase %s: %s; nothing granted", purchase.pk, problem)
             return Outcome.MISMATCH
