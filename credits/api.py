@@ -52,7 +52,7 @@ def quota(request: AuthenticatedRequest) -> dict:
 
 class CreditPackOut(Schema):
     slug: str
-    name: str
+    name: str = Field(description="In the request's language (Accept-Language); English when it has no translation.")
     credits: int
     price: int = Field(description="In the currency's minor unit (cents for USD).")
     currency: str = Field(description="ISO 4217, lower case.")
@@ -67,7 +67,13 @@ class CreditPackOut(Schema):
 def credit_pack_list(request: HttpRequest) -> list[dict]:
     limit_public(request)
     return [
-        {"slug": pack.slug, "name": pack.name, "credits": pack.credits, "price": pack.price, "currency": pack.currency}
+        {
+            "slug": pack.slug,
+            "name": pack.display_name,
+            "credits": pack.credits,
+            "price": pack.price,
+            "currency": pack.currency,
+        }
         for pack in selectors.credit_packs_for_sale()
     ]
 

@@ -16,7 +16,8 @@ Money rules (from the design documents):
   refund would have left, whether or not today's allowance was applied before it;
 - a paid purchase adds its credits to the purchased bucket once (`purchase_credit`); a
   refund or dispute takes back what is still unspent, never below zero (`claw_back`);
-  a dispute the merchant wins gives back what it took, once (`dispute_give_back`).
+  a dispute the merchant wins gives back what it took, once (`dispute_give_back`); a
+  refund that fails at Stripe gives back what its clawback took (`refund_reversed_give_back`).
 
 Every write follows one pattern, in one transaction: lock the user's wallet row
 (`SELECT … FOR UPDATE`), decide from the locked balance, update the wallet, insert the
@@ -477,6 +478,30 @@ def dispute_give_back(*, purchase: Purchase, credits: int, note: str = "") -> Cr
             amount=credits,
             purchased_amount=credits,
             reason=Reason.DISPUTE_WON,
+            purchase=purchase,
+            note=note[:200],
+        )
+
+
+def refund_reversed_give_back(*, purchase: Purchase, credits: int, note: str = "") -> CreditEntry | None:
+    """Give back to the purchased bucket credits a refund's clawback took, once Stripe says
+    that refund failed or was canceled (the money stayed with us).
+
+    Only the payments function that applies a failed refund calls this, holding the
+    purchase's row lock, with at most what that purchase's clawbacks still hold; a purchase
+    may see several refunds fail, so there is no one-per-purchase constraint here: the
+    purchase row's totals (`amount_refunded`, `credits_taken_back`) make it once per refund.
+    None when there is nothing to give back.
+    """
+    if credits <= 0 or purchase.user_id is None:
+        return None
+    with transaction.atomic():
+        wallet = _lock_wallet(purchase.user_id)
+        return _write(
+            wallet,
+            amount=credits,
+            purchased_amount=credits,
+            reason=Reason.REFUND_REVERSED,
             purchase=purchase,
             note=note[:200],
         )

@@ -8,13 +8,16 @@ purchases and the Stripe events that move them.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from stefna.i18n_formats import format_money
+from stefna.i18n_formats import THREE_DECIMAL_CURRENCIES, format_money
 
 
 class Wallet(models.Model):
@@ -74,6 +77,9 @@ class CreditEntry(models.Model):
         PURCHASE = "purchase", _("Credits bought")
         CLAWBACK = "clawback", _("Taken back (refund or dispute)")
         DISPUTE_WON = "dispute_won", _("Given back (dispute resolved)")
+        # A refund that failed or was canceled at Stripe: the money stayed with us, so
+        # what its clawback took comes back.
+        REFUND_REVERSED = "refund_reversed", _("Given back (refund failed)")
         BUCKET_MOVE = "bucket_move", _("Moved to purchased credits")
         # A late refund's free part: it came from a UTC day whose allowance is over.
         ALLOWANCE_EXPIRED = "allowance_expired", _("Free credits of an earlier day expired")
@@ -153,7 +159,7 @@ class CreditEntry(models.Model):
                         purchase__isnull=True,
                     )
                     | Q(
-                        reason__in=["purchase", "clawback", "dispute_won"],
+                        reason__in=["purchase", "clawback", "dispute_won", "refund_reversed"],
                         generation__isnull=True,
                         charge_number__isnull=True,
                         purchase__isnull=False,
@@ -180,6 +186,7 @@ class CreditEntry(models.Model):
                     | Q(reason="purchase", amount__gt=0, purchased_amount=F("amount"))
                     | Q(reason="clawback", amount__lt=0, purchased_amount=F("amount"))
                     | Q(reason="dispute_won", amount__gt=0, purchased_amount=F("amount"))
+                    | Q(reason="refund_reversed", amount__gt=0, purchased_amount=F("amount"))
                     | Q(reason="bucket_move", amount=0, purchased_amount__gt=0)
                     | Q(reason="allowance_expired", amount__lt=0, purchased_amount=0)
                 ),
@@ -196,11 +203,28 @@ def format_price(price: int, currency: str) -> str:
     return format_money(price, currency)
 
 
+def price_chargeable(price: int, currency: str) -> bool:
+    """Whether Stripe accepts `price` (in the minor unit) in `currency`: its three-decimal
+    currencies (KWD, BHD, JOD, OMR, TND) are charged in steps of 10 thousandths, so such a
+    price must end in 0 or Stripe refuses the checkout."""
+    return currency.lower() not in THREE_DECIMAL_CURRENCIES or price % 10 == 0
+
+
 class CreditPack(models.Model):
-    """Credits for sale. The price is charged from this row, never from the client."""
+    """Credits for sale. The price is charged from this row, never from the client.
+
+    A price Stripe would refuse (`price_chargeable`) is refused when a pack is created or
+    edited (`clean_fields`, which the admin's form runs). Not a database constraint: a row
+    saved before this rule must not stop the migration; such a pack is simply not offered
+    (`credit_packs_for_sale`) and checkout refuses it.
+    """
 
     slug = models.SlugField(max_length=40, unique=True)
     name = models.CharField(_("name"), max_length=80)
+    # Bahasa Indonesia, edited in the admin; empty means "show the English one" (as presets).
+    # db_default too: while `migrate` adds a column, the previous version still serves and inserts
+    # rows without it (docs/deploy.md, Upgrades; tests/deploy/test_migrations_upgrade.py).
+    name_id = models.CharField(_("name (Bahasa Indonesia)"), max_length=80, blank=True, default="", db_default="")
     credits = models.PositiveIntegerField(_("credits"))
     price = models.PositiveIntegerField(_("price"), help_text=_("In the currency's minor unit (cents for USD)."))
     currency = models.CharField(_("currency"), max_length=3, default="usd", help_text=_("ISO 4217, lower case."))
@@ -216,6 +240,45 @@ class CreditPack(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.credits} credits)"
+
+    def clean_fields(self, exclude: Collection[str] | None = None) -> None:
+        # Here and not in clean(): a form without the price or currency (the list's
+        # "active" and "sort order" columns) must still save, so a mispriced pack can be
+        # switched off; clean() would raise for a field that form does not have.
+        errors: dict[str, list[ValidationError]] = {}
+        try:
+            super().clean_fields(exclude=exclude)
+        except ValidationError as error:
+            errors = error.update_error_dict(errors)
+        skipped = set(exclude or ())
+        if not errors and not {"price", "currency"} & skipped and not self.price_chargeable:
+            errors["price"] = [
+                ValidationError(
+                    _(
+                        "Stripe charges %(currency)s in steps of 10, so the price's last digit must be 0 "
+                        "(for example %(suggestion)s)."
+                    ),
+                    code="three_decimal_price",
+                    params={"currency": self.currency.upper(), "suggestion": max(10, round(self.price, -1))},
+                )
+            ]
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def display_name(self) -> str:
+        """The name in the active language (English when it has no translation), as
+        `Preset.display_name`: one column per shipped language besides English."""
+        language = (translation.get_language() or "en").split("-")[0]
+        if language != "en":
+            localized = getattr(self, f"name_{language}", "")
+            if localized:
+                return str(localized)
+        return self.name
+
+    @property
+    def price_chargeable(self) -> bool:
+        return price_chargeable(self.price, self.currency)
 
     @property
     def price_label(self) -> str:
@@ -235,9 +298,10 @@ class Purchase(models.Model):
     taken back); disputed → paid again when the dispute is won (what it took given back;
     `refunded` if refunds returned the whole price meanwhile); pending → expired (the
     checkout session ran out, or the account was deleted). A partial refund keeps `paid`
-    and records `amount_refunded`. Credits a refund or dispute finds reserved for generations
-    still running count as spent until those generations end: refunded, they are taken
-    back then (`credits_in_flight`). A purchase paid after its buyer closed the account is
+    and records `amount_refunded`. A refund that fails or is canceled at Stripe undoes its
+    part: refunded → paid again, its credits given back. Credits a refund or dispute finds
+    reserved for generations still running count as spent until those generations end:
+    refunded, they are taken back then (`credits_in_flight`). A purchase paid after its buyer closed the account is
     `paid` but never credited (`paid_after_account_closed`) and flagged for a refund.
     Credits, price and currency are copied from the pack when the purchase starts, so
     editing a pack never changes a purchase. Only `credits/payments/` changes these rows.
@@ -307,6 +371,16 @@ class Purchase(models.Model):
     )
     needs_attention = models.BooleanField(default=False, db_index=True)
     attention_note = models.TextField(blank=True)
+    # The payment mismatch staff were told about (`mismatch_key`): reconciliation meets a
+    # mismatched purchase again every round, and the same mismatch is flagged once, so
+    # "mark as reviewed" sticks; a different one is flagged again.
+    mismatch_flagged = models.CharField(
+        max_length=300,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The payment mismatch staff were last alerted to (not granted).",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -346,6 +420,13 @@ class Purchase(models.Model):
     @property
     def price_label(self) -> str:
         return format_price(self.price, self.currency)
+
+    @staticmethod
+    def mismatch_key(*, session_id: str = "", amount: int | None = None, currency: str = "") -> str:
+        """What identifies a payment mismatch, whatever a note says about it: the session
+        paid when it is not the purchase's, else the amount and currency paid."""
+        key = f"session:{session_id}" if amount is None else f"amount:{amount}:{currency.lower()}"
+        return key[:300]
 
 
 class StripeEvent(models.Model):

@@ -11,7 +11,8 @@ means the ledger is clean:
 - every purchase agrees with its entries: a paid, refunded or disputed one was credited
   exactly once with its credits, a pending or expired one never, nor one paid after its
   account was closed (`paid_after_account_closed`); what refunds and disputes took back,
-  less what a won dispute gave back (once at most), equals `credits_taken_back`, and
+  less what a won dispute (once at most) and failed refunds gave back, equals
+  `credits_taken_back`, and
   taken back plus already spent never exceeds the credits;
 - every generation's charges line up with its status: each charge is reserved once
   for the generation's cost, settled at most once (a refund returns exactly what was
@@ -234,8 +235,8 @@ def _purchase_problems(user_ids: Sequence[object] | None) -> list[str]:
         if reason == Reason.PURCHASE:
             credited[purchase_id].append(amount)
         else:
-            # Clawbacks are negative, a won dispute's return positive: the net is what is
-            # still taken back.
+            # Clawbacks are negative, a won dispute's or a failed refund's return positive:
+            # the net is what is still taken back.
             taken_back[purchase_id] += -amount
             if reason == Reason.DISPUTE_WON:
                 given_back[purchase_id] += 1

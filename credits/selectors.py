@@ -215,7 +215,15 @@ def balance_of(*, user: User) -> int:
 
 
 def credit_packs_for_sale() -> list[CreditPack]:
-    return list(CreditPack.objects.filter(active=True).order_by("sort_order", "price", "slug"))
+    """Active packs Stripe can charge: a pack saved with a price Stripe would refuse (see
+    `CreditPack`) is not offered, rather than offered and then refused at checkout."""
+    packs = CreditPack.objects.filter(active=True).order_by("sort_order", "price", "slug")
+    return [pack for pack in packs if pack.price_chargeable]
+
+
+def credit_packs_unchargeable() -> list[CreditPack]:
+    """Active packs whose price Stripe would refuse (hidden from sale): the admin warns about them."""
+    return [pack for pack in CreditPack.objects.filter(active=True).order_by("slug") if not pack.price_chargeable]
 
 
 def purchase_history(*, user: User, cursor: str | None = None, limit: int | None = None) -> Page[Purchase]:

@@ -18,7 +18,7 @@ from django.db.models import CharField, Count, Max, Q, Sum
 from django.db.models.functions import Cast, Coalesce
 from django.utils.translation import gettext as _
 
-from .models import CreditEntry
+from .models import CreditEntry, Purchase
 
 if TYPE_CHECKING:
     from stefna.accounts.models import User
@@ -58,6 +58,7 @@ def statement_page(*, user: User, page_number: str | int | None = 1, per_page: i
             any_reason=Max("reason"),
             any_note=Max("note"),
             generation_key=Max(Cast("generation_id", CharField())),
+            purchase_key=Max(Cast("purchase_id", CharField())),
             refunds=Count("id", filter=Q(reason=CreditEntry.Reason.REFUND)),
             captures=Count("id", filter=Q(reason=CreditEntry.Reason.CAPTURE)),
             last_id=Max("id"),
@@ -73,6 +74,17 @@ def statement_page(*, user: User, page_number: str | int | None = 1, per_page: i
         key = entry.generation_id.hex if entry.generation_id else str(entry.pk)
         if key not in latest or entry.pk > latest[key].pk:
             latest[key] = entry
+    # A purchase's entry notes its pack's English name (the ledger is written once, in no
+    # one's language): the statement shows the pack's name in the reader's language instead.
+    bought = [
+        uuid.UUID(row["purchase_key"])
+        for row in page.object_list
+        if row["any_reason"] == CreditEntry.Reason.PURCHASE and row["purchase_key"]
+    ]
+    pack_names = {
+        purchase.pk: purchase.pack.display_name
+        for purchase in (Purchase.objects.filter(pk__in=bought).select_related("pack") if bought else [])
+    }
     rows = []
     for row in page.object_list:
         # A UUID cast to text differs by database (SQLite: bare hex); parse it back.
@@ -88,7 +100,12 @@ def statement_page(*, user: User, page_number: str | int | None = 1, per_page: i
                     captures=row["captures"],
                     is_generation=bool(generation_id),
                 ),
-                note=row["any_note"] or "",
+                note=(
+                    pack_names.get(uuid.UUID(row["purchase_key"]), row["any_note"])
+                    if row["any_reason"] == CreditEntry.Reason.PURCHASE and row["purchase_key"]
+                    else row["any_note"]
+                )
+                or "",
                 generation_id=generation_id,
                 balance_after=latest[key].balance_after if key in latest else None,
             )

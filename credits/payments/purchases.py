@@ -53,6 +53,7 @@ class Outcome(enum.StrEnum):
     TAKEN_BACK = "taken_back"
     ACCOUNT_CLOSED = "account_closed"
     RESTORED = "restored"
+    REFUND_REVERSED = "refund_reversed"
     DISPUTE_LOST = "dispute_lost"
     IGNORED = "ignored"
 
@@ -73,6 +74,11 @@ def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
     """
     # A NUL can't be in a slug, and PostgreSQL refuses it in a query (a 500): no such pack.
     pack = None if "\x00" in pack_slug else CreditPack.objects.filter(slug=pack_slug, active=True).first()
+    if pack is not None and not pack.price_chargeable:
+        # Saved before the admin refused such prices: Stripe would refuse the session, so
+        # it is not for sale (and not listed) until staff fix the price. Nothing is created.
+        logger.error("pack %s: %s %s is not a price Stripe can charge; refused", pack.slug, pack.price, pack.currency)
+        pack = None
     if pack is None:
         raise NotFound(
             _("No credit pack called “%(slug)s” is for sale.") % {"slug": pack_slug[:40].replace("\x00", "")}
@@ -125,7 +131,11 @@ def _session_params(*, purchase: Purchase, pack: CreditPack, done_url: str, canc
                 "price_data": {
                     "currency": pack.currency,
                     "unit_amount": pack.price,
-                    "product_data": {"name": f"{settings.SITE_NAME}: {pack.credits} credits ({pack.name})"},
+                    # In the buyer's language (the request's), as the pages name the pack.
+                    "product_data": {
+                        "name": _("%(site)s: %(credits)s credits (%(pack)s)")
+                        % {"site": settings.SITE_NAME, "credits": pack.credits, "pack": pack.display_name}
+                    },
                 },
             }
         ],
@@ -168,18 +178,22 @@ def purchase_grant(
             return Outcome.UNKNOWN
         if purchase.status not in (Status.PENDING, Status.EXPIRED):
             return Outcome.ALREADY_DONE
-        problem = None
+        problem = mismatch = None
         if session_id and purchase.stripe_session_id and session_id != purchase.stripe_session_id:
             problem = f"paid session {session_id} is not this purchase's session {purchase.stripe_session_id}"
+            mismatch = Purchase.mismatch_key(session_id=session_id)
         elif amount != purchase.price or (currency or "").lower() != purchase.currency:
             problem = (
                 f"paid {amount} {(currency or '?').upper()} but the purchase costs "
                 f"{purchase.price} {purchase.currency.upper()}"
             )
-        if problem:
+            mismatch = Purchase.mismatch_key(amount=amount, currency=currency or "")
+        if problem and mismatch:
             # It stays pending (staff refund it or grant by hand), so reconciliation and the
-            # success page meet it again: flag it once, or "mark as reviewed" would not stick.
-            if f"Not granted: {problem}." not in purchase.attention_note:
+            # success page meet it again: flag each mismatch once, or "mark as reviewed"
+            # would not stick. Recorded as a fact, not found in the note's words.
+            if purchase.mismatch_flagged != mismatch:
+                Purchase.objects.filter(pk=purchase.pk).update(mismatch_flagged=mismatch)
                 flag_for_staff(purchase, f"Not granted: {problem}.")
                 logger.error("purchase %s: %s; nothing granted", purchase.pk, problem)
             return Outcome.MISMATCH
@@ -251,7 +265,7 @@ def _send_receipt(purchase: Purchase) -> None:
         _("Thank you for your purchase."),
         "",
         _("%(credits)s credits (%(pack)s) were added to your %(site)s account. Bought credits never expire.")
-        % {"credits": purchase.credits, "pack": purchase.pack.name, "site": settings.SITE_NAME},
+        % {"credits": purchase.credits, "pack": purchase.pack.display_name, "site": settings.SITE_NAME},
         _("Amount: %(price)s") % {"price": format_price(purchase.price, purchase.currency)},
         _("Purchase: %(id)s") % {"id": purchase.pk},
     ]

@@ -1,9 +1,12 @@
 """Refunds and disputes: taking back what a refunded or disputed purchase granted, and
 giving back what a dispute took when the merchant wins it.
 
-Stripe's `charge.refunded` (full or partial) and `charge.dispute.created` events, and an
-offline purchase refunded by staff, all end in `purchase_take_back`; staff's refund
-button (`purchase_refund`) only asks Stripe, and the credits follow from Stripe's event.
+Stripe's refund events (`charge.refunded`, full or partial, and `charge.refund.updated`)
+end in `purchase_refunds_apply`, which asks Stripe what the payment's refunds return now
+and takes credits back when that grew (`purchase_take_back`, where `charge.dispute.created`
+and an offline purchase refunded by staff also end) or gives them back when it shrank (a
+refund failed or was canceled: `_refund_reverse`, the one writer of that return). Staff's
+refund button (`purchase_refund`) only asks Stripe, and the credits follow from its event.
 A dispute that ends in the merchant's favour (`charge.dispute.closed` won, its
 `charge.dispute.funds_reinstated`, or an inquiry closed without a chargeback) ends in
 `purchase_dispute_won`, the one writer of that return. Bought credits a take-back found
@@ -42,8 +45,9 @@ def purchase_take_back(
 ) -> Outcome:
     """Take back a refunded or disputed purchase's unspent credits, never below zero.
 
-    `amount_refunded` is Stripe's running total for the charge (so events in any order or
-    repeated are harmless: only an increase does anything); a dispute takes back
+    `amount_refunded` is what the payment's refunds return in all (so events in any order or
+    repeated are harmless: only an increase does anything; a decrease, a refund that failed,
+    is `purchase_refunds_apply`'s to give back); a dispute takes back
     everything, and what it took is recorded apart (`credits_taken_by_dispute`,
     `credits_spent_at_dispute`) for `purchase_dispute_won`. Credits already spent are
     recorded on the purchase and flagged for staff. A purchase paid after its account was
@@ -105,6 +109,93 @@ def purchase_take_back(
                 f"{running if in_flight else ''}.",
             )
     return Outcome.TAKEN_BACK
+
+
+def purchase_refunds_apply(
+    *, purchase_id: uuid.UUID | str, payment_intent_id: str = "", reported: int | None = None
+) -> Outcome:
+    """Bring a purchase in line with what Stripe's refunds of its payment return now: more
+    than recorded takes credits back (`purchase_take_back`); less, because a refund failed
+    or was canceled and its money stayed with us, gives back what it took (`_refund_reverse`).
+
+    Stripe is asked while the purchase's row is locked, so the refund events of one
+    purchase (repeated, out of order, or at once) queue and each acts on Stripe's latest
+    word, never on the figure an older event carried: a `charge.refunded` delivered after
+    its refund failed finds nothing left to take. Only when no payment intent is known is
+    `reported` (the event's own total) used. Stripe unreachable: PaymentProviderError, the
+    webhook answers an error and Stripe delivers the event again later.
+    """
+    with transaction.atomic():
+        purchase = Purchase.objects.select_for_update().filter(pk=purchase_id).first()
+        if purchase is None:
+            return Outcome.UNKNOWN
+        payment_intent_id = payment_intent_id or purchase.stripe_payment_intent_id
+        if payment_intent_id:
+            refunded = stripe_api.amount_refunded(payment_intent_id=payment_intent_id)
+        elif reported is not None:
+            refunded = reported
+        else:
+            return Outcome.IGNORED
+        refunded = min(refunded, purchase.price)
+        if refunded < purchase.amount_refunded:
+            return _refund_reverse(purchase, refunded=refunded)
+        if refunded == purchase.amount_refunded:
+            return Outcome.ALREADY_DONE
+        return purchase_take_back(purchase_id=purchase.pk, amount_refunded=refunded)
+
+
+def _refund_reverse(purchase: Purchase, *, refunded: int) -> Outcome:
+    """Stripe's refunds now return `refunded`, less than recorded: a refund failed or was
+    canceled. The purchase ends as if only the refunds still standing had been made: the
+    credits taken beyond their share come back (`ledger.refund_reversed_give_back`, the one
+    writer of that return) and the spent credits beyond it are no longer owed (forgiven
+    first: they were never taken). It reads `paid` again (`refunded` only if the refunds
+    standing still return the whole price): the money is ours and the credits are the
+    buyer's, and `paid` is the state that says so. While a dispute is open it keeps every
+    credit: what the failed refund had taken becomes the dispute's share instead, given
+    back if the dispute is won (`purchase_dispute_won`), kept if it is lost. Staff are told
+    either way: the buyer did not get the money back. Caller holds the row lock.
+    """
+    before = purchase.amount_refunded
+    share = 0 if purchase.paid_after_account_closed else math.ceil(purchase.credits * refunded / purchase.price)
+    disputed = purchase.status == Status.DISPUTED
+    taken, spent = purchase.credits_taken_back, purchase.credits_already_spent
+    if disputed:
+        # Only the part the refunds took before the dispute opened is theirs to undo.
+        taken -= purchase.credits_taken_by_dispute
+        spent -= purchase.credits_spent_at_dispute
+    excess = max(0, taken + spent - share)
+    forgive = min(excess, spent)
+    give_back = min(excess - forgive, taken)
+    now = timezone.now()
+    money = format_price(before - refunded, purchase.currency)
+    if disputed:
+        Purchase.objects.filter(pk=purchase.pk).update(
+            amount_refunded=refunded,
+            credits_taken_by_dispute=F("credits_taken_by_dispute") + give_back,
+            credits_spent_at_dispute=F("credits_spent_at_dispute") + forgive,
+            updated_at=now,
+        )
+        result = f"the open dispute now holds those {give_back + forgive} credits (given back if it is won)"
+    else:
+        ledger.refund_reversed_give_back(
+            purchase=purchase, credits=give_back, note=f"refund of {money} failed or was canceled"
+        )
+        Purchase.objects.filter(pk=purchase.pk).update(
+            status=Status.REFUNDED if refunded >= purchase.price else Status.PAID,
+            amount_refunded=refunded,
+            credits_taken_back=F("credits_taken_back") - give_back,
+            credits_already_spent=F("credits_already_spent") - forgive,
+            credits_in_flight=Least(F("credits_in_flight"), F("credits_already_spent") - forgive),
+            updated_at=now,
+        )
+        result = f"gave back {give_back} credits; {forgive} spent are paid for after all"
+    flag_for_staff(
+        purchase,
+        f"A refund of {money} failed or was canceled at Stripe: the buyer did not get that money back. "
+        f"Refunds now return {format_price(refunded, purchase.currency)}; {result}.",
+    )
+    return Outcome.REFUND_REVERSED
 
 
 def generation_charge_refund(*, generation: Generation, note: str = "", by: User | None = None) -> CreditEntry | None:

@@ -70,6 +70,28 @@ def refund_create(*, payment_intent_id: str, idempotency_key: str) -> dict[str, 
     )
 
 
+# A refund in these states returned nothing: it failed (the card was closed, say) or was
+# canceled before it went out, and its amount is back in our Stripe balance.
+REFUND_STATES_RETURNING_NOTHING = frozenset({"failed", "canceled"})
+
+
+def amount_refunded(*, payment_intent_id: str) -> int:
+    """What Stripe's refunds of the payment have returned or are returning now (pending and
+    succeeded ones), in the minor unit: the sum over the refunds list, not the charge's
+    `amount_refunded`, so a refund that failed or was canceled never counts, however
+    Stripe's charge totals treat it."""
+    try:
+        refunds = _client().v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100})
+        listed = [refund.to_dict() for refund in refunds.auto_paging_iter()]
+    except stripe.StripeError as error:
+        raise PaymentProviderError(detail={"stripe_error": type(error).__name__}) from error
+    return sum(
+        int(refund.get("amount") or 0)
+        for refund in listed
+        if refund.get("status") not in REFUND_STATES_RETURNING_NOTHING
+    )
+
+
 def construct_event(*, payload: bytes, signature: str) -> dict[str, Any]:
     """Verify a webhook's `Stripe-Signature` (the SDK's scheme and tolerance) and parse it.
 

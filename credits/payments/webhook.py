@@ -33,7 +33,7 @@ from .purchases import (
     purchase_id_of,
     purchase_reconcile,
 )
-from .refunds import purchase_dispute_won, purchase_take_back
+from .refunds import purchase_dispute_won, purchase_refunds_apply, purchase_take_back
 
 logger = logging.getLogger("credits.payments")
 
@@ -112,11 +112,31 @@ def _paid_purchase(payment_intent_id: str, metadata: dict[str, Any]) -> Purchase
 
 
 def _on_charge_refunded(charge: dict[str, Any]) -> Handled:
-    purchase = _paid_purchase(str(charge.get("payment_intent") or ""), charge.get("metadata") or {})
+    payment_intent_id = str(charge.get("payment_intent") or "")
+    purchase = _paid_purchase(payment_intent_id, charge.get("metadata") or {})
     if purchase is None:
         return Outcome.UNKNOWN, None
-    outcome = purchase_take_back(purchase_id=purchase.pk, amount_refunded=int(charge.get("amount_refunded") or 0))
+    outcome = purchase_refunds_apply(
+        purchase_id=purchase.pk,
+        payment_intent_id=payment_intent_id,
+        reported=int(charge.get("amount_refunded") or 0),
+    )
     return outcome, purchase.pk
+
+
+def _on_refund_updated(refund: dict[str, Any]) -> Handled:
+    """`charge.refund.updated`: a refund changed, typically to `failed` (the card was closed)
+    or `canceled`. Its money stayed with us, so what its `charge.refunded` took comes back.
+    Every update is applied the same way, from Stripe's current refunds of the payment, so
+    one that arrives before that `charge.refunded`, or twice, changes nothing wrongly."""
+    payment_intent_id = str(refund.get("payment_intent") or "")
+    if not payment_intent_id:
+        # Refunds of Checkout payments always name their payment intent.
+        return Outcome.IGNORED, None
+    purchase = _paid_purchase(payment_intent_id, refund.get("metadata") or {})
+    if purchase is None:
+        return Outcome.UNKNOWN, None
+    return purchase_refunds_apply(purchase_id=purchase.pk, payment_intent_id=payment_intent_id), purchase.pk
 
 
 def _on_dispute(dispute: dict[str, Any]) -> Handled:
@@ -179,6 +199,7 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Handled]] = {
     "checkout.session.expired": _on_session,
     "checkout.session.async_payment_failed": _on_session_failed,
     "charge.refunded": _on_charge_refunded,
+    "charge.refund.updated": _on_refund_updated,
     "charge.dispute.created": _on_dispute,
     "charge.dispute.closed": _on_dispute_closed,
     "charge.dispute.funds_reinstated": _dispute_won,

@@ -7,10 +7,11 @@ ones (BHD, JOD, KWD, OMR, TND)."""
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import translation
 
-from credits.models import CreditPack, format_price
+from credits.models import CreditPack, Purchase, format_price
 from credits.tests.stripe_helpers import start_checkout
 
 
@@ -36,3 +37,58 @@ def test_three_decimal_currencies_read_in_each_language():
     with translation.override("id"):
         assert format_price(1250, "kwd") == "KWD 1,250"
         assert format_price(1250, "omr") == "OMR 1,250"
+
+
+# --- Stripe's three-decimal currencies are charged in steps of 10 ------------------------
+
+PACK_ADD = "/admin/credits/creditpack/add/"
+
+
+def pack_form(**changes):  # type: ignore[no-untyped-def]
+    form = {"name": "Gulf", "slug": "gulf", "credits": 40, "price": 1255, "currency": "kwd", "sort_order": 0}
+    form.update(active="on", **changes)
+    return form
+
+
+@pytest.mark.parametrize("currency", ["kwd", "bhd", "jod", "omr", "tnd"])
+def test_the_admin_refuses_a_three_decimal_price_stripe_would_refuse(staff_client, currency):
+    response = staff_client.post(PACK_ADD, pack_form(currency=currency), HTTP_ACCEPT_LANGUAGE="en")
+
+    assert response.status_code == 200, "the form comes back with the error"
+    assert (
+        f"Stripe charges {currency.upper()} in steps of 10, so the price&#x27;s last digit must be 0 "
+        "(for example 1260)." in response.content.decode()
+    )
+    assert not CreditPack.objects.filter(slug="gulf").exists()
+
+
+def test_the_admin_saves_a_three_decimal_price_ending_in_zero_and_any_two_decimal_one(staff_client):
+    assert staff_client.post(PACK_ADD, pack_form(price=1250)).status_code == 302
+    assert staff_client.post(PACK_ADD, pack_form(slug="dollars", currency="usd", price=1255)).status_code == 302
+    assert set(CreditPack.objects.filter(slug__in=["gulf", "dollars"]).values_list("price", flat=True)) == {
+        1250,
+        1255,
+    }
+
+
+def test_the_refusal_reads_in_indonesian(staff_client):
+    response = staff_client.post(PACK_ADD, pack_form(price=5), HTTP_ACCEPT_LANGUAGE="id")
+
+    assert "Stripe menagih KWD dalam kelipatan 10" in response.content.decode()
+
+
+def test_a_mispriced_pack_already_in_the_database_is_not_sold_and_checkout_refuses_it(
+    api_client, user, fake_stripe, staff_client
+):
+    CreditPack.objects.create(slug="gulf", name="Gulf", credits=40, price=1255, currency="kwd", sort_order=0)
+    client = Client()
+    client.force_login(user)
+
+    answer = api_client.post("/api/checkout", {"pack": "gulf"}, content_type="application/json")
+
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    assert not Purchase.objects.exists() and fake_stripe.requests == [], "no purchase, no Stripe session, no charge"
+    assert "gulf" not in [pack["slug"] for pack in client.get("/api/credit-packs").json()]
+    assert 'data-testid="buy-gulf"' not in client.get(reverse("credits:buy")).content.decode()
+    warning = staff_client.get("/admin/credits/creditpack/").content.decode()
+    assert "Gulf (gulf) is not for sale" in warning

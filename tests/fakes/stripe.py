@@ -13,10 +13,14 @@ names, and Stripe's error body `{"error": {"type", "message"}}`.
     GET  /v1/payment_intents/<id>       retrieve (expand[]=latest_charge embeds the charge)
     GET  /v1/disputes/<id>              retrieve a dispute (as it stands now)
     POST /v1/refunds                    refund a payment intent (full, or `amount`)
+    GET  /v1/refunds?payment_intent=<id>  list a payment's refunds (newest first, `limit`)
 
 Test-side knobs: `pay(session_id)` completes a session as a paid checkout would
 (creating its payment intent and charge with a receipt URL), `expire(session_id)`,
+`pay_elsewhere()` (a payment no Stefna checkout made),
 `refund(payment_intent_id, amount)` (as a refund made in Stripe's dashboard),
+`fail_refund(refund_id, status)` (the refund fails or is canceled; its amount no longer
+counts in the charge's `amount_refunded`),
 `dispute(payment_intent_id)` (the cardholder's bank opens a dispute) and
 `close_dispute(dispute_id, status)` (it ends `won`, `lost` or `warning_closed`),
 `fail_requests(status)`. `event(type, obj)` builds an event envelope and
@@ -139,6 +143,14 @@ class FakeStripe:
             )
             return json.loads(json.dumps(session))
 
+    def pay_elsewhere(self, *, amount: int = 499, currency: str = "usd") -> str:
+        """A payment on the same Stripe account that no Stefna checkout made (no metadata);
+        returns its payment intent id."""
+        with self._lock:
+            self.sessions["cs_elsewhere"] = {"id": "cs_elsewhere", "amount_total": amount, "currency": currency}
+            self.pay("cs_elsewhere")
+            return str(self.sessions.pop("cs_elsewhere")["payment_intent"])
+
     def expire(self, session_id: str) -> dict[str, Any]:
         with self._lock:
             self.sessions[session_id].update(status="expired")
@@ -158,10 +170,29 @@ class FakeStripe:
                 "amount": amount,
                 "charge": charge["id"],
                 "payment_intent": payment_intent_id,
+                "currency": charge["currency"],
+                "created": int(time.time()),
+                "metadata": {},
+                "failure_reason": None,
                 "status": "succeeded",
             }
             self.refunds.append(refund)
             return json.loads(json.dumps(charge))
+
+    def fail_refund(self, refund_id: str, status: str = "failed") -> dict[str, Any]:
+        """A refund fails (`failed`, e.g. the card was closed) or is canceled (`canceled`):
+        its money goes back to the merchant's balance. Returns the refund as
+        `charge.refund.updated` carries it."""
+        with self._lock:
+            refund = next(refund for refund in self.refunds if refund["id"] == refund_id)
+            if refund["status"] not in ("failed", "canceled"):
+                charge = self.charges[refund["charge"]]
+                charge["amount_refunded"] -= refund["amount"]
+                charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+            refund["status"] = status
+            if status == "failed":
+                refund["failure_reason"] = "expired_or_canceled_card"
+            return json.loads(json.dumps(refund))
 
     def dispute(self, payment_intent_id: str, *, status: str = "needs_response") -> dict[str, Any]:
         """The cardholder's bank disputes the payment; returns the dispute as
@@ -298,6 +329,22 @@ class FakeStripe:
         if method == "GET" and (match := re.fullmatch(r"/v1/disputes/([\w]+)", path)):
             dispute = self.disputes.get(match.group(1))
             return (200, json.loads(json.dumps(dispute))) if dispute else missing
+        if method == "GET" and path == "/v1/refunds":
+            limit = int(params.get("limit") or 10)
+            found = [
+                refund
+                for refund in reversed(self.refunds)
+                if not params.get("payment_intent") or refund["payment_intent"] == params["payment_intent"]
+            ]
+            if params.get("starting_after"):
+                ids = [refund["id"] for refund in found]
+                found = found[ids.index(params["starting_after"]) + 1 :]
+            return 200, {
+                "object": "list",
+                "url": "/v1/refunds",
+                "has_more": len(found) > limit,
+                "data": json.loads(json.dumps(found[:limit])),
+            }
         if method == "POST" and path == "/v1/refunds":
             intent_id = params.get("payment_intent", "")
             if intent_id not in self.payment_intents:
