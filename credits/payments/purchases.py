@@ -144,6 +144,9 @@ def _session_params(*, purchase: Purchase, pack: CreditPack, done_url: str, canc
         # The payment intent (and so its charges, refunds and disputes) names the purchase too.
         "payment_intent_data": {"metadata": names},
         "customer_email": purchase.email or None,
+        # Stripe's own page in the buyer's language too (both of ours are Checkout locales),
+        # not the browser's, which may differ from the language they chose here.
+        "locale": (translation.get_language() or settings.LANGUAGE_CODE).split("-")[0],
         "success_url": done_url + "?session_id={CHECKOUT_SESSION_ID}",
         "cancel_url": cancel_url,
     }

@@ -49,6 +49,18 @@ def test_stripes_checkout_line_item_names_the_pack_in_the_buyers_language(api_cl
     assert product["name"] == "Stefna: 50 kredit (Pemula)"
 
 
+def test_stripes_checkout_page_opens_in_the_buyers_language(api_client, fake_stripe):
+    # Stripe's page follows `locale`, else the browser's language, which may not be the one
+    # the buyer chose here.
+    api_client.defaults["HTTP_ACCEPT_LANGUAGE"] = "id"
+    start_checkout(api_client)
+    assert fake_stripe.requests[-1][2]["locale"] == "id"
+
+    api_client.defaults["HTTP_ACCEPT_LANGUAGE"] = "en"
+    start_checkout(api_client)
+    assert fake_stripe.requests[-1][2]["locale"] == "en"
+
+
 def test_the_receipt_and_the_account_page_name_the_pack_in_the_buyers_language(
     api_client, user, fake_stripe, django_capture_on_commit_callbacks
 ):
