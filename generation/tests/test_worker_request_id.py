@@ -17,6 +17,7 @@ from presets.tests.factories import PresetFactory
 from stefna.logging_json import RequestContextFilter
 
 from .api_support import photo
+from .test_admin_actions import CHANGELIST, job
 
 pytestmark = pytest.mark.django_db
 
@@ -137,3 +138,24 @@ def test_a_generation_no_request_asked_for_leaves_its_lines_without_one(user, st
 
     about = lines_about(records, generation)
     assert about and {record.request_id for record in about} == {None}
+
+
+def test_after_a_staff_retry_the_workers_lines_carry_the_staff_requests_id(
+    staff_client, fake_fal, records, settings, worker_round
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    generation = job(Generation.Status.FAILED, settle="refund")
+    Generation.objects.filter(pk=generation.pk).update(origin_request_id="web-long-ago")
+    response = staff_client.post(
+        CHANGELIST,
+        {"action": "retry_generations", "index": "0", "_selected_action": [str(generation.pk)]},
+        HTTP_X_REQUEST_ID="staff-9c",
+    )
+    assert response.status_code == 302
+    records.clear()
+
+    worker_round()
+
+    about = lines_about(records, generation)
+    assert any("-> running" in record.getMessage() for record in about)
+    assert {record.request_id for record in about} == {"staff-9c"}
