@@ -35,6 +35,7 @@ from credits.models import CreditEntry
 from presets.models import Preset
 from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 from stefna.errors import DomainError
+from stefna.requests import request_id_of
 
 from . import dashboard, moderation, selectors, services
 from .models import Attempt, Generation, Media, StoredRemoval, WorkerHeartbeat
@@ -406,7 +407,9 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         apply_to_each(
             request,
             queryset,
-            lambda generation: services.generation_retry(generation_id=generation.pk, by=_operator(request)),
+            lambda generation: services.generation_retry(
+                generation_id=generation.pk, by=_operator(request), request_id=request_id_of(request)
+            ),
             done="Restarted {count} generation{s}.",
             label=lambda generation: f"Generation {_short(generation.pk)}",
         )

@@ -31,7 +31,7 @@ from stefna.api_support import errors, limit_public
 from stefna.db import release_request_connection
 from stefna.errors import DomainError, InvalidInput, NotFound
 from stefna.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from stefna.requests import AuthenticatedRequest
+from stefna.requests import AuthenticatedRequest, request_id_of
 
 from . import etags, event_stream, first_page, selectors, services, status_reads
 from .images import ValidatedImage, decode_base64_image, image_too_large, validate_image
@@ -253,6 +253,7 @@ def generation_create(
         is_public=fields.is_public,
         idempotency_key=idempotency_key,
         notify=fields.notify,
+        request_id=request_id_of(request),
     )
     # The status endpoint's static statements (status_reads): the same answer as
     # generation_get_with_balance + generation_out, at under half the cost per upload.
@@ -469,6 +470,7 @@ async def generate_image(request: AuthenticatedRequest, idempotency_key: str | N
         prompt=fields.prompt,
         is_public=False,
         idempotency_key=idempotency_key,
+        request_id=request_id_of(request),
     )
     await sync_to_async(release_request_connection)()
     status = await _wait_until_final(generation.pk, status=generation.status)

@@ -90,6 +90,10 @@ class Generation(models.Model):
 
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True)
+    # The X-Request-ID of the web request that asked for it (stefna/middleware.py): the
+    # worker's log lines and Sentry events about this job carry it too, so one user action
+    # can be followed from the web's log line to the worker's. Blank when no request made it.
+    origin_request_id = models.CharField(max_length=128, blank=True, default="", db_default="")
 
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

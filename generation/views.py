@@ -35,7 +35,7 @@ from presets.models import Preset
 from presets.selectors import active_presets
 from stefna.errors import DomainError, NotFound, RateLimited
 from stefna.pagination import Page
-from stefna.requests import AuthenticatedRequest, signed_in_user
+from stefna.requests import AuthenticatedRequest, request_id_of, signed_in_user
 
 from . import etags, event_stream, first_page, photos, selectors, services, status_reads
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
@@ -162,6 +162,7 @@ def studio(request: HttpRequest) -> HttpResponse:
             prompt=form.cleaned_data["prompt"],
             is_public=form.cleaned_data["is_public"],
             notify=form.cleaned_data["notify"],
+            request_id=request_id_of(request),
         )
     except DomainError as exc:
         field = (exc.detail or {}).get("field") if isinstance(exc.detail, dict) else None

@@ -2,7 +2,8 @@
 
 `RequestContextFilter` stamps every record with `request_id` and `user_id` from the
 request being served (contextvars, so it follows the request across threads and
-`sync_to_async`); `JsonFormatter` writes one JSON object a line (`LOG_FORMAT=json`)
+`sync_to_async`); the worker binds the id of the request that asked for the job it is
+working on (`request_id_bound`), so its lines can be followed back to the web's. `JsonFormatter` writes one JSON object a line (`LOG_FORMAT=json`)
 with time, level, logger, message, those two ids and every `extra=` field the code
 attached. The formatter is python-json-logger's: a maintained one escapes and encodes
 what a hand-rolled one forgets (exceptions, non-ASCII, objects that are not JSON).
@@ -13,6 +14,8 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
@@ -20,6 +23,21 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 # The request being served in this context (set by stefna.middleware.RequestIdMiddleware).
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("stefna_request_id", default=None)
 current_request: contextvars.ContextVar[Any] = contextvars.ContextVar("stefna_request", default=None)
+
+
+@contextmanager
+def request_id_bound(request_id: str | None) -> Iterator[None]:
+    """Log lines (and Sentry events) written inside carry `request_id`, and only inside.
+
+    For work done later on a request's behalf (the worker on a generation): set for one
+    job at a time and restored after it, so that a pool thread going on to another job,
+    or to one no request asked for (None), never carries this one's id.
+    """
+    token = current_request_id.set(request_id or None)
+    try:
+        yield
+    finally:
+        current_request_id.reset(token)
 
 
 def _user_id(request: Any) -> Any:

@@ -17,6 +17,11 @@ class AuthenticatedRequest(HttpRequest):
     auth: User
 
 
+def request_id_of(request: HttpRequest) -> str:
+    """The request's id (`X-Request-ID`, set by stefna.middleware.RequestIdMiddleware)."""
+    return str(getattr(request, "request_id", ""))
+
+
 def signed_in_user(request: HttpRequest) -> User | None:
     """The signed-in user, or None for an anonymous visitor."""
     user = request.user

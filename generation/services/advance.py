@@ -19,17 +19,20 @@ import logging
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
 from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
+from ..exceptions import ProviderError
 from ..models import Attempt, Generation
 from ..providers import ProviderState, ProviderStatus
 from .check import apply_status_safely, check_attempt, check_delay, fetch_status, progress_change
 from .claim import GenerationId, look_again_later
 from .finish import Finished, copy_stored, generations_finish
+from .log import working_on
 from .schedule import generation_claim_due, generations_schedule
 from .submit import attempt_expired, start_one, start_queued, submit_attempt, submit_model
 
@@ -89,9 +92,9 @@ def generation_poll_batch(
     }
     attempts = list(pollable.values())
     if executor is None:
-        statuses = [fetch_status(attempt) for attempt in attempts]
+        statuses = [fetch_status_of(attempt) for attempt in attempts]
     else:
-        statuses = list(executor.map(fetch_status, attempts))
+        statuses = list(executor.map(fetch_status_of, attempts))
     unchanged = []
     # The rest are loaded together: mostly new generations, started together (their
     # submissions to fal follow on the executor), and a few to advance one by one.
@@ -156,6 +159,12 @@ def generation_poll_batch(
     return [executor.submit(work) for work in follow_ups]
 
 
+def fetch_status_of(attempt: Attempt) -> ProviderStatus | ProviderError:
+    """fal's status of an attempt (loaded with its generation), logged as its generation's."""
+    with working_on(attempt.generation):
+        return fetch_status(attempt)
+
+
 CHECK_GRAIN = 0.05
 
 
@@ -166,12 +175,13 @@ def _grain(now: dt.datetime, seconds: float) -> dt.datetime:
 
 def generation_advance_safely(*, generation_id: GenerationId, generation: Generation | None = None) -> Finished | None:
     """`generation_advance`, but a bug or a database hiccup only delays this one job."""
-    try:
-        return generation_advance(generation_id=generation_id, generation=generation)
-    except Exception:
-        logger.exception("generation %s: advancing failed; will look again shortly", generation_id)
-        look_again_later(generation_id)
-        return None
+    with working_on(generation) if generation is not None else nullcontext():
+        try:
+            return generation_advance(generation_id=generation_id, generation=generation)
+        except Exception:
+            logger.exception("generation %s: advancing failed; will look again shortly", generation_id)
+            look_again_later(generation_id)
+            return None
 
 
 def generation_advance(*, generation_id: GenerationId, generation: Generation | None = None) -> Finished | None:
@@ -195,6 +205,11 @@ def generation_advance(*, generation_id: GenerationId, generation: Generation | 
         generation = attempt.generation if attempt else Generation.objects.filter(pk=generation_id).first()
     if generation is None or generation.is_final:
         return None
+    with working_on(generation):
+        return _advance(generation, attempt)
+
+
+def _advance(generation: Generation, attempt: Attempt | None) -> Finished | None:
     if generation.status == Generation.Status.QUEUED:
         start_one(generation)  # moves it to running with its attempt
     elif attempt is None:

@@ -18,7 +18,7 @@ from ..models import Attempt, Generation
 from ..providers import ProviderState, ProviderStatus, get_provider
 from .claim import generation_release, look_again_later, next_poll
 from .finish import Finished, copy_result, generations_finish
-from .log import generation_log, label, log_line
+from .log import generation_log, label, log_line, working_on
 from .pace import next_check_delay
 from .stop import IN_FLIGHT, cancel_at_provider
 from .submit import attempt_expired, fail_attempt_then_next
@@ -40,12 +40,13 @@ def check_attempt(generation: Generation, attempt: Attempt) -> None:
 def apply_status_safely(
     generation: Generation, attempt: Attempt, status: ProviderStatus | ProviderError
 ) -> Finished | None:
-    try:
-        return apply_status(generation, attempt, status, finish_later=True)
-    except Exception:
-        logger.exception("generation %s: handling fal's answer failed; will look again shortly", generation.pk)
-        look_again_later(generation.pk)
-        return None
+    with working_on(generation):
+        try:
+            return apply_status(generation, attempt, status, finish_later=True)
+        except Exception:
+            logger.exception("generation %s: handling fal's answer failed; will look again shortly", generation.pk)
+            look_again_later(generation.pk)
+            return None
 
 
 def apply_status(

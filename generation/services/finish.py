@@ -29,7 +29,7 @@ from ..models import AppendLogLines, Attempt, Generation, Media, StoredRemoval
 from ..registry import MalformedResult, ModelSpec, OutputImage
 from . import revoke
 from .claim import look_again_later
-from .log import MAX_LOG_LINES, generation_log, label, log_line, log_transition
+from .log import MAX_LOG_LINES, generation_log, label, log_line, log_transition, working_on
 from .media import persist_retry_at
 from .stop import IN_FLIGHT, RESULT_GONE, fail_attempt, generation_stop
 from .submit import fail_attempt_then_next, submit_model
@@ -197,10 +197,11 @@ def generations_finish(*, finished: Sequence[Finished]) -> None:
         return
     except Exception:
         if len(finished) == 1:
-            logger.exception(
-                "generation %s: recording its result failed; will look again shortly", finished[0].generation.pk
-            )
-            look_again_later(finished[0].generation.pk)
+            with working_on(finished[0].generation):
+                logger.exception(
+                    "generation %s: recording its result failed; will look again shortly", finished[0].generation.pk
+                )
+                look_again_later(finished[0].generation.pk)
             return
         logger.exception("recording %d finished generations together failed; recording them one by one", len(finished))
         close_old_connections_unless_in_transaction()
@@ -292,8 +293,9 @@ def _record(items: list[Finished]) -> None:
         _owe_losers_copies([item for item in items if item.attempt.pk not in won])
     for item in winners:
         item.generation.status = Generation.Status.SUCCEEDED
-        log_transition(item.generation.pk, to=Generation.Status.SUCCEEDED, writer="generations_finish")
-        logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
+        with working_on(item.generation):
+            log_transition(item.generation.pk, to=Generation.Status.SUCCEEDED, writer="generations_finish")
+            logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
     notify.generation_notify_ended(generation_ids=[item.generation.pk for item in winners])  # issue 19
 
 

@@ -7,10 +7,13 @@ one conditional UPDATE (`only_if`), and concurrent writers never drop each other
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from django.db.models import Case, DateTimeField, F, Value, When
 from django.utils import timezone
+
+from stefna.logging_json import current_request, request_id_bound
 
 from ..labels import model_label
 from ..models import AppendLogLines, Generation
@@ -32,6 +35,20 @@ def label(endpoint: str | None) -> str:
     if not endpoint:
         return "the model"
     return model_label(endpoint)  # offline preview mode names the offline renderer (issue 19)
+
+
+def working_on(generation: Generation) -> AbstractContextManager[None]:
+    """The worker's log lines (and Sentry events) written inside carry the id of the web
+    request that asked for `generation`, so one user action can be followed from the
+    web's log line to the worker's. Bound around each job, never for a whole thread or
+    round: a thread moves on to other generations, each with its own id.
+
+    Inside a web request (a staff action, a webhook) its own id stays: the request's
+    log line and the lines it caused must share one id.
+    """
+    if current_request.get() is not None:
+        return nullcontext()
+    return request_id_bound(generation.origin_request_id)
 
 
 def log_transition(generation_id: object, *, to: str, writer: str, **extra: Any) -> None:

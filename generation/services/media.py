@@ -24,7 +24,7 @@ from .. import persistence
 from ..models import Generation, Media, StoredRemoval
 from . import revoke
 from .claim import backoff_at, claim_due
-from .log import generation_log
+from .log import generation_log, working_on
 
 logger = logging.getLogger("generation")
 
@@ -50,6 +50,11 @@ def media_persist(*, media_id: MediaId, reschedule: bool = False) -> Media:
     media = Media.objects.select_related("generation").filter(pk=media_id).first()
     if media is None:
         raise NotFound("Image not found.")
+    with working_on(media.generation):
+        return _persist(media, reschedule=reschedule)
+
+
+def _persist(media: Media, *, reschedule: bool) -> Media:
     persisted = persistence.persist(media)
     outcome = persisted.outcome
     if persisted.surplus:

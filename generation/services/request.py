@@ -94,6 +94,7 @@ def generation_request(
     is_public: bool = False,
     idempotency_key: str | None = None,
     notify: bool = False,
+    request_id: str = "",
 ) -> tuple[Generation, bool]:
     """Start a generation: store the photo, reserve the credits, queue the submission.
 
@@ -106,6 +107,9 @@ def generation_request(
     `image` is None for a text-to-image style (`Preset.needs_photo` false): then nothing
     is stored and the generation's chain keeps only the models that need no photo.
     A style that transforms a photo refuses None with `invalid_input` on `image`.
+
+    `request_id` is the asking web request's X-Request-ID: the worker's log lines about
+    this generation carry it (`log.working_on`).
     """
     preset = active_preset(preset_slug)
     if image is None and preset.needs_photo:
@@ -152,6 +156,7 @@ def generation_request(
                 notify=notify,  # "Email me when it's done" (issue 19)
                 idempotency_key=idempotency_key,
                 request_fingerprint=fingerprint,
+                origin_request_id=request_id[:128],
                 source_width=image.width if image else None,
                 source_height=image.height if image else None,
                 next_check_at=timezone.now(),
@@ -200,9 +205,10 @@ def discard(path: str | None) -> None:
             logger.exception("could not remove %s", path)
 
 
-def generation_retry(*, generation_id: GenerationId, by: User | None = None) -> Generation:
+def generation_retry(*, generation_id: GenerationId, by: User | None = None, request_id: str = "") -> Generation:
     """Staff: failed or canceled → queued (the only writer of it), from the first model,
-    reserving its cost again."""
+    reserving its cost again. With `request_id` (the staff request's X-Request-ID) the
+    worker's log lines from here on carry that id instead of the first request's."""
     generation = Generation.objects.filter(pk=generation_id).first()
     if generation is None:
         raise NotFound("Generation not found.")
@@ -219,6 +225,7 @@ def generation_retry(*, generation_id: GenerationId, by: User | None = None) -> 
             queue_position=None,
             current_model="",
             next_check_at=timezone.now(),
+            **({"origin_request_id": request_id[:128]} if request_id else {}),
         )
         if not restarted:
             raise InvalidTransition("This generation changed meanwhile; reload and try again.")

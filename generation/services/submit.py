@@ -31,7 +31,7 @@ from ..models import Attempt, Generation
 from ..providers import get_provider
 from ..registry import ModelConfigError, get_model
 from .claim import generation_release, look_again_later, next_poll
-from .log import generation_log, label, log_transition
+from .log import generation_log, label, log_transition, working_on
 from .pace import first_check_delay
 from .schedule import fal_rate_limited, generation_requeue
 from .stop import (
@@ -108,7 +108,8 @@ def generations_start(starts: list[Start]) -> list[tuple[Start, Attempt]]:
         )
         attempts = [start.resume if start.resume is not None else next(created) for start in started]
     for start in started:
-        log_transition(start.generation.pk, to=Generation.Status.RUNNING, writer="generations_start")
+        with working_on(start.generation):
+            log_transition(start.generation.pk, to=Generation.Status.RUNNING, writer="generations_start")
     return list(zip(started, attempts, strict=True))
 
 
@@ -171,11 +172,12 @@ def start_one(generation: Generation) -> None:
 
 
 def submit_attempt_safely(generation: Generation, attempt: Attempt, payload: dict[str, Any]) -> None:
-    try:
-        submit_attempt(generation, attempt, payload=payload)
-    except Exception:
-        logger.exception("generation %s: submitting failed; will look again shortly", generation.pk)
-        look_again_later(generation.pk)
+    with working_on(generation):
+        try:
+            submit_attempt(generation, attempt, payload=payload)
+        except Exception:
+            logger.exception("generation %s: submitting failed; will look again shortly", generation.pk)
+            look_again_later(generation.pk)
 
 
 def submit_model(generation: Generation, *, position: int) -> None:

@@ -19,6 +19,7 @@ from stefna.accounts.services import sign_ins_prune
 from ..models import Generation, WorkerHeartbeat
 from ..providers.local import LocalProvider
 from ..storage import SOURCES_FOLDER
+from .log import working_on
 from .stop import generation_fail
 
 logger = logging.getLogger("generation")
@@ -63,8 +64,9 @@ def generation_sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
             f"This generation took longer than {bound // 60} minutes and was stopped; "
             f"your {generation.cost} credits were refunded."
         )
-        if generation_fail(generation=generation, code="timeout", message=message):
-            expired += 1
+        with working_on(generation):
+            if generation_fail(generation=generation, code="timeout", message=message):
+                expired += 1
     LocalProvider.prune()
     ratelimit.prune_expired()  # ended rate-limit windows (stefna/ratelimit.py)
     return {"made_due": made_due, "expired": expired}

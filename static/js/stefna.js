@@ -266,6 +266,24 @@
     form.addEventListener("change", function () { form.requestSubmit ? form.requestSubmit() : form.submit(); });
   }
 
+  // The language switcher returns to the page it was used on by its Referer, which never
+  // holds the #fragment (/account/#credits lands on /account/). When there is one, the
+  // address is sent as `next`, which the server accepts only on this site, as it does the
+  // Referer. Without this file the switch still works and only the fragment is lost.
+  function keepFragment(form) {
+    form.addEventListener("submit", function () {
+      if (!window.location.hash) return;
+      var next = form.querySelector('input[name="next"]');
+      if (!next) {
+        next = document.createElement("input");
+        next.type = "hidden";
+        next.name = "next";
+        form.appendChild(next);
+      }
+      next.value = window.location.pathname + window.location.search + window.location.hash;
+    });
+  }
+
   function copyButtons(root) {
     if (!navigator.clipboard) return;
     root.querySelectorAll("[data-copy]").forEach(function (button) {
@@ -401,6 +419,7 @@
     });
     document.querySelectorAll("[data-studio-form]").forEach(studio);
     document.querySelectorAll("[data-autosubmit]").forEach(autosubmit);
+    document.querySelectorAll("[data-keep-fragment]").forEach(keepFragment);
     document.querySelectorAll("[data-compare]").forEach(compare);
     syncTitle();
     copyButtons(document);

@@ -61,6 +61,14 @@ def test_the_switcher_falls_back_to_english_for_an_unknown_code_and_refuses_fore
     assert response.cookies["stefna_language"].value == "en"
 
 
+def test_the_switcher_keeps_a_next_with_its_fragment_on_this_site_only(client):
+    """stefna.js sends the page's address with its #fragment as `next` (a Referer has none)."""
+    response = client.post("/language/", {"language": "id", "next": "/account/#credits"})
+    assert response["Location"] == "/account/#credits"
+    for foreign in ("//evil.example/#credits", "/\\evil.example/#credits", "https://evil.example/account/#credits"):
+        assert client.post("/language/", {"language": "id", "next": foreign})["Location"] == "/", foreign
+
+
 def test_the_switcher_is_in_the_header_and_marks_the_current_language(client):
     page = client.get("/", HTTP_ACCEPT_LANGUAGE=INDONESIAN).content.decode()
     assert 'action="/language/"' in page

@@ -54,9 +54,9 @@ def fake_sentry():
     server.shutdown()
 
 
-def run_shell(**env: str) -> subprocess.CompletedProcess[str]:
+def run_shell(script: str = SCRIPT, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", SCRIPT],
+        [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", script],
         cwd=ROOT,
         env={**os.environ, "DEBUG": "1", "SENTRY_ENVIRONMENT": "", "SENTRY_RELEASE": "", **env},
         capture_output=True,
@@ -89,6 +89,28 @@ def test_errors_reach_sentry_tagged_with_release_and_environment_and_no_personal
     assert event["release"] == "abc1234" and event["environment"] == "staging"
     assert "persisting failed for good" in json.dumps(event)
     assert "user" not in event or not event["user"].get("ip_address")
+
+
+def test_an_error_is_tagged_with_the_request_id_of_its_log_lines(fake_sentry):
+    """The worker, on a generation a web request asked for, binds that request's id
+    (generation/services/log.py, `working_on`): its errors in Sentry carry it as a tag,
+    like its log lines, and an error after the job carries none."""
+    dsn, envelopes = fake_sentry
+    script = (
+        "import logging, sentry_sdk\n"
+        "from stefna.logging_json import request_id_bound\n"
+        "with request_id_bound('web-7f3a'):\n"
+        "    logging.getLogger('generation').error('copy failed')\n"
+        "logging.getLogger('generation').error('after the job')\n"
+        "sentry_sdk.flush(timeout=10)\n"
+    )
+    result = run_shell(script, SENTRY_DSN=dsn)
+    assert result.returncode == 0, result.stderr
+    by_message = {json.dumps(event.get("logentry", {})): event for event in events(envelopes)}
+    [during] = [event for key, event in by_message.items() if "copy failed" in key]
+    [after] = [event for key, event in by_message.items() if "after the job" in key]
+    assert during["tags"]["request_id"] == "web-7f3a"
+    assert "request_id" not in after.get("tags", {})
 
 
 def test_the_image_release_is_used_when_sentry_release_is_unset(fake_sentry):
