@@ -94,7 +94,10 @@ def set_language(request: HttpRequest) -> HttpResponse:
     """
     language = supported_language(request.POST.get("language")) or settings.LANGUAGE_CODE
     next_url = request.POST.get("next") or request.headers.get("Referer") or "/"
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+    # On https, an http:// address of this very host is refused too: a downgrade.
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         next_url = "/"
     user = signed_in_user(request)
     if user is not None:

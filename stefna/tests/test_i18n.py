@@ -69,6 +69,13 @@ def test_the_switcher_keeps_a_next_with_its_fragment_on_this_site_only(client):
         assert client.post("/language/", {"language": "id", "next": foreign})["Location"] == "/", foreign
 
 
+def test_the_switcher_never_sends_an_https_visitor_to_plain_http(client):
+    over_https = {"language": "id", "next": "http://testserver/account/"}
+    assert client.post("/language/", over_https, secure=True)["Location"] == "/"
+    kept = client.post("/language/", {**over_https, "next": "https://testserver/account/"}, secure=True)
+    assert kept["Location"] == "https://testserver/account/"
+
+
 def test_the_switcher_is_in_the_header_and_marks_the_current_language(client):
     page = client.get("/", HTTP_ACCEPT_LANGUAGE=INDONESIAN).content.decode()
     assert 'action="/language/"' in page
