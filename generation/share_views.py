@@ -13,7 +13,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from presets.selectors import preset_by_slug
 from stefna.errors import NotFound
@@ -29,7 +29,8 @@ def _absolute(request: HttpRequest, url: str) -> str:
     return request.build_absolute_uri(url)
 
 
-@require_GET
+# GET and HEAD: link checkers and some chat apps' unfurlers ask HEAD before they fetch.
+@require_safe
 def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
     try:
         media = selectors.media_get_by_share_id(share_id=share_id, viewer=signed_in_user(request))
@@ -60,7 +61,7 @@ def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
     return render(request, "generation/share.html", context)
 
 
-@require_GET
+@require_safe
 def legacy_share_page(request: HttpRequest, media_id: str) -> HttpResponse:
     """/i/<media uuid>/, the first share address: links already out there keep working."""
     try:

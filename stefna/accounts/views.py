@@ -46,7 +46,7 @@ def _next_url(request: HttpRequest) -> str:
     return "/"
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])  # HEAD: link checkers probe it
 def sign_in(request: HttpRequest) -> HttpResponse:
     """Step 1: ask for an email and send a code."""
     if request.user.is_authenticated:

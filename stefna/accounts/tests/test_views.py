@@ -27,6 +27,11 @@ def test_sign_in_pages_have_labelled_fields(client):
     assert 'id="email" name="email" type="email"' in body
 
 
+def test_the_sign_in_page_answers_head_as_link_checkers_ask(client):
+    head = client.head("/accounts/sign-in/")
+    assert head.status_code == 200 and head.content == b""
+
+
 def test_the_account_page_shows_email_name_credits_and_ledger(signed_in, user):
     ledger.grant(user=user, amount=5, note="welcome gift")
     body = signed_in.get("/accounts/").content.decode()
