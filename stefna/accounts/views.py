@@ -8,8 +8,9 @@ from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone, translation
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
@@ -66,7 +67,8 @@ def sign_in(request: HttpRequest) -> HttpResponse:
                 response["Retry-After"] = str(exc.retry_after)
             return response
         request.session["sign_in_email"] = services.normalize_email(email)
-        return redirect(f"/accounts/code/?next={_next_url(request)}")
+        # Escaped: a page asked for with a query of its own (`?a=1&b=2`) kept only its first part.
+        return redirect(f"{reverse('accounts:enter_code')}?{urlencode({'next': _next_url(request)})}")
     return render(request, "accounts/sign_in.html", {"next": _next_url(request)})
 
 

@@ -1,3 +1,4 @@
+import html
 import re
 from datetime import timedelta
 
@@ -133,3 +134,20 @@ def test_sign_in_never_redirects_off_site(client):
     response = client.post("/accounts/code/", {"code": _sent_code(), "next": "https://evil.example/"})
     assert response.status_code == 302
     assert response["Location"] == "/"
+
+
+def test_the_page_asked_for_is_kept_whole_through_both_steps(client):
+    """Signing in from /history/?status=failed&kind=preset lands there, both filters kept:
+    the address of the code step carried `next` unescaped, so all after its `&` was lost."""
+    wanted = "/history/?status=failed&kind=preset"
+    first = client.get("/history/?status=failed&kind=preset")
+    assert first.status_code == 302
+    sign_in_page = client.get(first["Location"]).content.decode()
+    assert f'name="next" value="{html.escape(wanted)}"' in sign_in_page
+
+    to_code = client.post("/accounts/sign-in/", {"email": "ada@example.com", "next": wanted})
+    code_page = client.get(to_code["Location"]).content.decode()
+    assert f'name="next" value="{html.escape(wanted)}"' in code_page
+
+    signed_in = client.post(to_code["Location"], {"code": _sent_code(), "next": wanted})
+    assert signed_in["Location"] == wanted
