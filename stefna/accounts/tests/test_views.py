@@ -147,3 +147,20 @@ def test_a_mistyped_deletion_email_is_said_beside_the_field_not_at_the_top(signe
     # Said once: a later visit shows the form clean.
     again = signed_in.get("/accounts/").content.decode()
     assert "delete-confirm-error" not in again and "autofocus" not in again
+
+
+def test_deleting_says_first_that_unspent_bought_credits_are_lost(signed_in, user):
+    """Deleting an account forfeits its bought credits (no refund); the section said only
+    that credit records are kept, so someone with a fresh pack could delete it unawares."""
+    body = signed_in.get("/accounts/").content.decode()
+    assert 'data-testid="delete-forfeits-credits"' not in body  # only free credits: nothing to lose
+
+    ledger.grant(user=user, amount=150, note="pack")
+    for language, text in (
+        ("en", "You still have 150 bought credits. They go with the account and are not refunded"),
+        ("id", "Kamu masih punya 150 kredit yang dibeli."),
+    ):
+        body = signed_in.get("/accounts/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        warning = body.index('data-testid="delete-forfeits-credits"')
+        assert text in html.unescape(body[warning:]), language
+        assert warning < body.index('aria-describedby="delete-forfeits-credits"')  # before the button, and named by it
