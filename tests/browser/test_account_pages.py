@@ -9,7 +9,7 @@ from django.test import Client
 from playwright.sync_api import expect
 
 from stefna.accounts.models import User
-from tests.browser.conftest import DESKTOP
+from tests.browser.conftest import DESKTOP, PHONE
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -45,4 +45,42 @@ def test_delete_my_account_looks_like_the_irreversible_action_it_is(browser, liv
     assert background == "rgb(180, 35, 24)", background  # --danger
     assert background != download.evaluate("el => getComputedStyle(el).backgroundColor")
     assert delete.evaluate("el => getComputedStyle(el).color") == "rgb(255, 255, 255)"
+    context.close()
+
+
+@pytest.mark.parametrize("width", [PHONE["width"], 900], ids=["phone", "two-column account page"])
+def test_the_credit_history_and_purchases_fit_their_card_in_indonesian(
+    browser, live_server, settings, seeded_packs, width
+):
+    """At 390 px (and in a column of the 900 px layout) the ledger's Balance column and the
+    purchases' Receipt column sat off to the right of a scroll box nobody noticed; in
+    Indonesian "Keterangan" (why) was cut too. Each row now reads as two lines."""
+    from credits import ledger
+    from credits.payments.purchases import purchase_complete_offline, purchase_start
+
+    settings.STRIPE_SECRET_KEY = ""
+    settings.OFFLINE_CHECKOUT = True
+    user = User.objects.create_user(email="dewi@example.com", language="id")
+    purchase = purchase_start(user=user, pack_slug="creator", site_url="http://testserver/")
+    purchase_complete_offline(user=user, purchase_id=purchase.pk)
+    ledger.grant(user=user, amount=5, note="hadiah")
+    balance = settings.DAILY_CREDITS + 150 + 5
+
+    context, page = signed_in_page(browser, live_server, user, viewport={"width": width, "height": 900}, locale="id-ID")
+    page.goto("/accounts/")
+    for region in page.locator(".table-wrap").all():
+        client_width, scroll_width = region.evaluate("el => [el.clientWidth, el.scrollWidth]")
+        assert scroll_width <= client_width, (width, client_width, scroll_width)
+    newest = page.get_by_test_id("ledger-row").first
+    expect(newest).to_contain_text("Bonus")
+    expect(newest.get_by_role("cell").last).to_have_text(str(balance))  # what a screen reader hears: no label twice
+    assert (
+        newest.get_by_role("cell").last.evaluate("el => getComputedStyle(el, '::before').content").startswith('"Saldo')
+    )
+    purchases = page.get_by_test_id("purchases")
+    expect(purchases.get_by_role("row")).to_have_count(2)  # still a table: its header row and one purchase
+    expect(purchases).to_contain_text("US$11,99")
+    for cell in (newest.get_by_role("cell").last, purchases.get_by_text("US$11,99")):
+        box = cell.bounding_box()
+        assert box and box["x"] + box["width"] <= width, (width, box)
     context.close()
