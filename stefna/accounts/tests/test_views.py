@@ -164,3 +164,14 @@ def test_deleting_says_first_that_unspent_bought_credits_are_lost(signed_in, use
         warning = body.index('data-testid="delete-forfeits-credits"')
         assert text in html.unescape(body[warning:]), language
         assert warning < body.index('aria-describedby="delete-forfeits-credits"')  # before the button, and named by it
+
+
+def test_a_purchase_row_says_what_its_number_counts(signed_in, user, settings):
+    """It read "Starter · 50": fifty of what, for $4.99?"""
+    from credits.payments.purchases import purchase_complete_offline, purchase_start
+
+    settings.STRIPE_SECRET_KEY, settings.OFFLINE_CHECKOUT = "", True  # the seeded Starter pack: 50 credits
+    purchase = purchase_start(user=user, pack_slug="starter", site_url="http://testserver/")
+    purchase_complete_offline(user=user, purchase_id=purchase.pk)
+    assert "<td>Starter · 50 credits</td>" in signed_in.get("/accounts/").content.decode()
+    assert "<td>Starter · 50 kredit</td>" in signed_in.get("/accounts/", HTTP_ACCEPT_LANGUAGE="id").content.decode()
