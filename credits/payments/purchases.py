@@ -102,7 +102,10 @@ def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
     try:
         session = stripe_api.checkout_session_create(
             params=_session_params(
-                purchase=purchase, pack=pack, done_url=done_url, cancel_url=site_url + reverse("credits:buy")
+                purchase=purchase,
+                pack=pack,
+                done_url=done_url,
+                cancel_url=site_url + reverse("credits:buy") + "?checkout=canceled",
             ),
             idempotency_key=f"stefna-checkout-{purchase.pk}",
         )

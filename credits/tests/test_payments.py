@@ -51,6 +51,15 @@ def test_checkout_creates_a_pending_purchase_and_a_session_priced_by_the_server(
     assert purchased(user) == 0, "nothing is granted before the payment"
 
 
+def test_leaving_stripes_checkout_returns_to_a_buy_page_that_says_nothing_was_charged(api_client, user, fake_stripe):
+    start_checkout(api_client)
+    cancel_url = fake_stripe.requests[-1][2]["cancel_url"]
+    assert cancel_url == "http://testserver/credits/?checkout=canceled"
+    api_client.force_login(user)  # the buyer's browser, signed in
+    page = api_client.get(cancel_url.removeprefix("http://testserver")).content.decode()
+    assert "Checkout canceled: nothing was charged." in page
+
+
 @pytest.mark.parametrize("pack", ["nope", "hidden"])
 def test_an_unknown_or_inactive_pack_is_404_and_creates_nothing(api_client, fake_stripe, pack):
     CreditPack.objects.create(slug="hidden", name="Hidden", credits=5, price=100, active=False)

@@ -84,3 +84,37 @@ def test_the_credit_history_and_purchases_fit_their_card_in_indonesian(
         box = cell.bounding_box()
         assert box and box["x"] + box["width"] <= width, (width, box)
     context.close()
+
+
+def test_the_test_checkout_cancel_back_and_double_click(browser, live_server, settings, seeded_packs):
+    """Cancel says nothing was charged (the buy page said nothing at all); Back after paying
+    shows the purchase, not a checkout to pay again; a double click buys once."""
+    from credits.models import Purchase
+    from credits.reconcile import find_ledger_problems
+    from credits.selectors import quota_for
+
+    settings.STRIPE_SECRET_KEY = ""
+    settings.OFFLINE_CHECKOUT = True
+    user = User.objects.create_user(email="buyer@example.com")
+    context, page = signed_in_page(browser, live_server, user, viewport=PHONE)
+
+    page.goto("/credits/")
+    expect(page.get_by_test_id("checkout-canceled")).to_have_count(0)
+    page.get_by_test_id("buy-starter").click()
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.get_by_test_id("checkout-canceled")).to_have_text(
+        "Checkout canceled: nothing was charged. Pick a pack whenever you like."
+    )
+
+    page.get_by_test_id("buy-starter").click()
+    page.get_by_test_id("test-pay").dblclick()
+    expect(page.get_by_test_id("purchase-status")).to_have_attribute("data-status", "paid")
+    page.go_back()
+    expect(page.get_by_test_id("purchase-status")).to_have_attribute("data-status", "paid")
+    expect(page.get_by_test_id("test-pay")).to_have_count(0)
+
+    paid = Purchase.objects.filter(user=user, status=Purchase.Status.PAID)
+    assert paid.count() == 1
+    assert quota_for(user=user).purchased_balance == 50
+    assert find_ledger_problems() == []
+    context.close()
