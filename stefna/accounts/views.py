@@ -16,7 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from stefna import ratelimit
 from stefna.errors import DomainError, RateLimited
-from stefna.i18n import keep_language_after_session
+from stefna.i18n import keep_language_after_session, supported_language
 from stefna.requests import AuthenticatedRequest
 
 from . import deletion, services
@@ -30,14 +30,19 @@ DELETE_REFUSED = "account_delete_refused"
 def welcome(request: HttpRequest, user: User) -> None:
     """The greeting after any sign-in (email code or Google). Someone who has not chosen a
     display name yet learns what their public images are signed with, and where to change
-    it: "Welcome, artist-4f1c9a!" alone read like a mistake."""
-    messages.success(request, _("Welcome, %(name)s!") % {"name": user.public_name})
-    if not user.display_name:
-        messages.info(
-            request,
-            _("Your public images are signed “%(name)s”. Choose your own name on your account page.")
-            % {"name": user.public_name},
-        )
+    it: "Welcome, artist-4f1c9a!" alone read like a mistake.
+
+    Written in the language of the page that shows it: the account's saved one, which the
+    next page takes, else the one the sign-in page spoke. (An account saved in English and
+    signed into from an Indonesian browser was greeted in Indonesian on an English page.)"""
+    with translation.override(supported_language(user.language) or translation.get_language()):
+        messages.success(request, _("Welcome, %(name)s!") % {"name": user.public_name})
+        if not user.display_name:
+            messages.info(
+                request,
+                _("Your public images are signed “%(name)s”. Choose your own name on your account page.")
+                % {"name": user.public_name},
+            )
 
 
 def _next_url(request: HttpRequest) -> str:

@@ -151,3 +151,16 @@ def test_the_page_asked_for_is_kept_whole_through_both_steps(client):
 
     signed_in = client.post(to_code["Location"], {"code": _sent_code(), "next": wanted})
     assert signed_in["Location"] == wanted
+
+
+@pytest.mark.parametrize(
+    ("saved", "browser", "greeting"), [("en", "id", "Welcome, Ada!"), ("id", "en", "Selamat datang, Ada!")]
+)
+def test_the_welcome_speaks_the_language_of_the_page_it_is_shown_on(client, saved, browser, greeting):
+    """The account's saved language wins once signed in; the greeting was written in the
+    sign-in page's language and so showed in the other one."""
+    User.objects.create_user(email="ada@example.com", display_name="Ada", language=saved)
+    client.post("/accounts/sign-in/", {"email": "ada@example.com"}, HTTP_ACCEPT_LANGUAGE=browser)
+    page = client.post("/accounts/code/", {"code": _sent_code()}, HTTP_ACCEPT_LANGUAGE=browser, follow=True)
+    assert page["Content-Language"] == saved
+    assert greeting in page.content.decode()
