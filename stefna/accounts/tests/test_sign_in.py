@@ -164,3 +164,21 @@ def test_the_welcome_speaks_the_language_of_the_page_it_is_shown_on(client, save
     page = client.post("/accounts/code/", {"code": _sent_code()}, HTTP_ACCEPT_LANGUAGE=browser, follow=True)
     assert page["Content-Language"] == saved
     assert greeting in page.content.decode()
+
+
+def test_a_locked_or_expired_code_offers_a_new_one_without_typing_the_email_again(client):
+    wanted = "/history/?status=failed&kind=preset"
+    client.post("/accounts/sign-in/", {"email": "ada@example.com", "next": wanted})
+    code = _sent_code()
+    wrong = "000000" if code != "000000" else "111111"
+    for _try in range(services.MAX_CODE_ATTEMPTS):
+        locked = client.post("/accounts/code/", {"code": wrong, "next": wanted})
+    page = locked.content.decode()
+    assert "Too many wrong tries for this code." in page
+    resend = page[page.index('action="/accounts/sign-in/"') :]
+    assert 'name="email" value="ada@example.com"' in resend[: resend.index("</form>")]
+    assert 'data-testid="send-new-code"' in resend[: resend.index("</form>")]
+
+    again = client.post("/accounts/sign-in/", {"email": "ada@example.com", "next": wanted})
+    assert again.status_code == 302 and len(mail.outbox) == 2
+    assert client.post(again["Location"], {"code": _sent_code(), "next": wanted})["Location"] == wanted
