@@ -181,3 +181,11 @@ def test_head_of_a_private_image_is_404_not_405(client, user):
     media = public_media(user)
     Media.objects.filter(pk=media.pk).update(is_public=False)
     assert client.head(f"/i/{media.share_id}").status_code == 404
+
+
+def test_download_saves_a_file_named_for_the_style_not_the_storage_hash(client, user):
+    media = public_media(user, url="/media/generated/9f2c1e0b7a6d5c4b3a29180f7e6d5c4b3a291807.png")
+    page = client.get(f"/i/{media.share_id}").content.decode()
+    assert f'href="{media.url}" download="stefna-oil-painting-{media.share_id[:6]}.png"' in page
+    indonesian = client.get(f"/i/{media.share_id}", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+    assert f'download="stefna-lukisan-cat-minyak-{media.share_id[:6]}.png"' in indonesian
