@@ -4,6 +4,11 @@ A generation writes two ledger entries (the reservation, then its capture or ref
 people think of it as one event, so the statement folds them: a delivered generation
 reads "-2", a refunded one "0 (refunded)". Other entries (allowance, grants) stay one
 row each. Reads only; the ledger itself is untouched.
+
+The Balance column is the running total in the order the rows are listed, so each row's
+balance is the one below it plus its change, as on a bank statement. The balance written
+by a row's latest entry was not: with several generations running at once their captures
+all came after their reservations, and every "-2" row read the same balance.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ class StatementRow:
     label: str
     note: str
     generation_id: Any
-    balance_after: int | None
+    balance_after: int
 
 
 def _label(reason: str, *, refunds: int, captures: int, is_generation: bool) -> str:
@@ -66,14 +71,11 @@ def statement_page(*, user: User, page_number: str | int | None = 1, per_page: i
         .order_by("-last_at", "-last_id")
     )
     page = Paginator(groups, per_page).get_page(page_number)
-    # The balance after each row is the one written by its latest entry.
-    latest: dict[str, CreditEntry] = {}
-    for entry in CreditEntry.objects.filter(
-        user=user, created_at__in=[row["last_at"] for row in page.object_list]
-    ).only("id", "generation_id", "balance_after", "created_at"):
-        key = entry.generation_id.hex if entry.generation_id else str(entry.pk)
-        if key not in latest or entry.pk > latest[key].pk:
-            latest[key] = entry
+    # The ledger's running totals add up (check_ledger proves it), so the balance after
+    # the newest row is the sum of every entry, and each older row's is the one above it
+    # less that row's change. A later page starts below the totals of the rows before it.
+    balance = CreditEntry.objects.filter(user=user).aggregate(total=Sum("amount"))["total"] or 0
+    balance -= sum(row["total"] for row in groups[: page.start_index() - 1]) if page.number > 1 else 0
     # A purchase's entry notes its pack's English name (the ledger is written once, in no
     # one's language): the statement shows the pack's name in the reader's language instead.
     bought = [
@@ -89,7 +91,6 @@ def statement_page(*, user: User, page_number: str | int | None = 1, per_page: i
     for row in page.object_list:
         # A UUID cast to text differs by database (SQLite: bare hex); parse it back.
         generation_id = uuid.UUID(row["generation_key"]) if row["generation_key"] else None
-        key = generation_id.hex if generation_id else row["group"]
         rows.append(
             StatementRow(
                 at=row["last_at"],
@@ -107,8 +108,9 @@ def statement_page(*, user: User, page_number: str | int | None = 1, per_page: i
                 )
                 or "",
                 generation_id=generation_id,
-                balance_after=latest[key].balance_after if key in latest else None,
+                balance_after=balance,
             )
         )
+        balance -= row["total"]
     page.object_list = rows  # type: ignore[assignment]  # the page now holds the folded rows
     return page

@@ -22,6 +22,8 @@ from .payments.stripe_api import stripe_configured
 
 # The success page polls every 2 s; Stripe is asked at most this often per purchase.
 RECONCILE_EVERY_SECONDS = 5
+# The buy page's ?checkout= value after a checkout left without paying.
+CHECKOUT_CANCELED = "canceled"
 
 
 @login_required
@@ -33,6 +35,8 @@ def buy(request: HttpRequest) -> HttpResponse:
             "packs": selectors.credit_packs_for_sale(),
             "checkout_available": checkout_available(),
             "test_checkout": settings.OFFLINE_CHECKOUT and not stripe_configured(),
+            # Back from a checkout left without paying (Stripe's cancel_url, the test checkout's Cancel).
+            "checkout_canceled": request.GET.get("checkout") == CHECKOUT_CANCELED,
         },
     )
 
@@ -94,5 +98,8 @@ def test_checkout(request: HttpRequest, purchase_id: uuid.UUID) -> HttpResponse:
             purchase_complete_offline(user=request.user, purchase_id=purchase.pk)  # type: ignore[arg-type]
         except DomainError as error:
             messages.error(request, error.message)
+        return redirect("credits:purchase_done", purchase.pk)
+    if purchase.status != Purchase.Status.PENDING:
+        # Back to a checkout already paid (the browser's Back button) or ended: its page says how it stands.
         return redirect("credits:purchase_done", purchase.pk)
     return render(request, "credits/test_checkout.html", {"purchase": purchase, "price_label": purchase.price_label})

@@ -8,12 +8,16 @@ visible to them only, so they can check it before making it public.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET
+from django.utils.text import slugify
+from django.views.decorators.http import require_safe
 
 from presets.selectors import preset_by_slug
 from stefna.errors import NotFound
@@ -29,7 +33,16 @@ def _absolute(request: HttpRequest, url: str) -> str:
     return request.build_absolute_uri(url)
 
 
-@require_GET
+def _download_name(url: str, *, preset_name: str, share_id: str) -> str:
+    """ "stefna-oil-painting-3OK9pR.png" for the Download button, not the storage's hash name.
+    Browsers honour it for same-origin files (local storage, our /media/ address)."""
+    extension = PurePosixPath(urlsplit(url).path).suffix.lower()
+    stem = "-".join(part for part in ("stefna", slugify(preset_name), share_id[:6]) if part)
+    return stem + (extension if extension in {".png", ".jpg", ".jpeg", ".webp", ".avif"} else "")
+
+
+# GET and HEAD: link checkers and some chat apps' unfurlers ask HEAD before they fetch.
+@require_safe
 def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
     try:
         media = selectors.media_get_by_share_id(share_id=share_id, viewer=signed_in_user(request))
@@ -51,6 +64,7 @@ def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
         "preset_name": preset_name,
         "author": media.user.public_name,
         "absolute_image_url": _absolute(request, media.url),
+        "download_name": _download_name(media.url, preset_name=preset_name, share_id=media.share_id),
         "absolute_page_url": page_url,
         "make_your_own_url": make_your_own,
         "is_owner": media.user_id == getattr(request.user, "pk", None),
@@ -60,7 +74,7 @@ def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
     return render(request, "generation/share.html", context)
 
 
-@require_GET
+@require_safe
 def legacy_share_page(request: HttpRequest, media_id: str) -> HttpResponse:
     """/i/<media uuid>/, the first share address: links already out there keep working."""
     try:

@@ -28,7 +28,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from credits.selectors import header_quota_from_wallet, quota_for
 from presets.models import Preset
@@ -417,7 +417,7 @@ def media_delete(request: AuthenticatedRequest, media_id: str) -> HttpResponse:
 # --- Feed and history -------------------------------------------------------------------
 
 
-@require_GET
+@require_safe  # HEAD too: the feed is a public page that link checkers probe
 def feed(request: HttpRequest) -> HttpResponse:
     cursor = request.GET.get("cursor") or None
     try:

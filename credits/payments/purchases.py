@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
 from credits import ledger
@@ -108,7 +108,10 @@ def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
     try:
         session = stripe_api.checkout_session_create(
             params=_session_params(
-                purchase=purchase, pack=pack, done_url=done_url, cancel_url=site_url + reverse("credits:buy")
+                purchase=purchase,
+                pack=pack,
+                done_url=done_url,
+                cancel_url=site_url + reverse("credits:buy") + "?checkout=canceled",
             ),
             idempotency_key=f"stefna-checkout-{purchase.pk}",
         )
@@ -270,12 +273,17 @@ def _send_receipt(purchase: Purchase) -> None:
         _("%(credits)s credits (%(pack)s) were added to your %(site)s account. Bought credits never expire.")
         % {"credits": purchase.credits, "pack": purchase.pack.display_name, "site": settings.SITE_NAME},
         _("Amount: %(price)s") % {"price": format_price(purchase.price, purchase.currency)},
+        _("Date: %(date)s") % {"date": formats.date_format(purchase.paid_at or timezone.now(), "DATE_FORMAT")},
         _("Purchase: %(id)s") % {"id": purchase.pk},
     ]
     if purchase.provider == Purchase.Provider.OFFLINE:
         lines.append(_("This was a test checkout: no money moved."))
     if purchase.receipt_url:
         lines.append(_("Stripe's receipt: %(url)s") % {"url": purchase.receipt_url})
+    if settings.SITE_URL:
+        # A way back from the inbox to the balance and every purchase (the email is kept; the tab is not).
+        account = f"{settings.SITE_URL.rstrip('/')}{reverse('accounts:account')}#purchases"
+        lines += ["", _("Your balance and purchases: %(link)s") % {"link": account}]
     try:
         send_mail(
             _("Your %(site)s receipt: %(credits)s credits") % {"site": settings.SITE_NAME, "credits": purchase.credits},

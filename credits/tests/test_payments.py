@@ -10,6 +10,7 @@ import time
 import pytest
 from django.core import mail
 from django.test import Client
+from django.utils import formats, translation
 
 from credits import ledger
 from credits.models import CreditEntry, CreditPack, Purchase, StripeEvent
@@ -49,6 +50,15 @@ def test_checkout_creates_a_pending_purchase_and_a_session_priced_by_the_server(
     assert params["payment_intent_data"]["metadata"]["purchase_id"] == str(purchase.pk)
     assert headers["idempotency-key"] == f"stefna-checkout-{purchase.pk}"
     assert purchased(user) == 0, "nothing is granted before the payment"
+
+
+def test_leaving_stripes_checkout_returns_to_a_buy_page_that_says_nothing_was_charged(api_client, user, fake_stripe):
+    start_checkout(api_client)
+    cancel_url = fake_stripe.requests[-1][2]["cancel_url"]
+    assert cancel_url == "http://testserver/credits/?checkout=canceled"
+    api_client.force_login(user)  # the buyer's browser, signed in
+    page = api_client.get(cancel_url.removeprefix("http://testserver")).content.decode()
+    assert "Checkout canceled: nothing was charged." in page
 
 
 @pytest.mark.parametrize("pack", ["nope", "hidden"])
@@ -110,6 +120,24 @@ def test_a_paid_checkout_grants_the_pack_once_into_the_purchased_bucket_and_emai
     assert len(mail.outbox) == 1 and paid_purchase.receipt_url in mail.outbox[0].body
     assert mail.outbox[0].to == [user.email]
     assert_clean(user)
+
+
+def test_the_receipt_says_when_and_links_back_to_the_account_in_the_buyers_language(
+    api_client, user, fake_stripe, settings, django_capture_on_commit_callbacks
+):
+    settings.SITE_URL = "https://stefna.example"
+    user.language = "id"
+    user.save(update_fields=["language"])
+    purchase = start_checkout(api_client)
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver("checkout.session.completed", fake_stripe.pay(purchase.stripe_session_id))
+    purchase.refresh_from_db()
+    (receipt,) = mail.outbox
+    with translation.override("id"):
+        paid_on = formats.date_format(purchase.paid_at, "DATE_FORMAT")
+    assert f"Tanggal: {paid_on}" in receipt.body
+    assert "https://stefna.example/accounts/#purchases" in receipt.body
+    assert "US$4,99" in receipt.body
 
 
 def test_the_quota_endpoint_shows_both_buckets(paid_purchase, api_client):

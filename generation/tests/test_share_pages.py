@@ -164,3 +164,28 @@ def test_an_unfurler_reads_og_image_and_fetches_it(live_server, settings, user):
     assert image.status_code == 200
     assert image.headers["Content-Type"] == "image/png"
     assert Image.open(io.BytesIO(image.content)).size == (640, 480)
+
+
+@pytest.mark.parametrize("page", ["share", "old share address", "feed"])
+def test_head_is_answered_like_get_for_link_checkers_and_unfurlers(client, user, page):
+    """Some unfurlers and every link checker ask HEAD first; a 405 reads as a dead link."""
+    media = public_media(user)
+    path = {"share": f"/i/{media.share_id}", "old share address": f"/i/{media.pk}/", "feed": "/feed/"}[page]
+    got, head = client.get(path), client.head(path)
+    assert head.status_code == got.status_code and got.status_code in (200, 301)
+    assert head["Content-Type"] == got["Content-Type"]
+    assert head.content == b""
+
+
+def test_head_of_a_private_image_is_404_not_405(client, user):
+    media = public_media(user)
+    Media.objects.filter(pk=media.pk).update(is_public=False)
+    assert client.head(f"/i/{media.share_id}").status_code == 404
+
+
+def test_download_saves_a_file_named_for_the_style_not_the_storage_hash(client, user):
+    media = public_media(user, url="/media/generated/9f2c1e0b7a6d5c4b3a29180f7e6d5c4b3a291807.png")
+    page = client.get(f"/i/{media.share_id}").content.decode()
+    assert f'href="{media.url}" download="stefna-oil-painting-{media.share_id[:6]}.png"' in page
+    indonesian = client.get(f"/i/{media.share_id}", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+    assert f'download="stefna-lukisan-cat-minyak-{media.share_id[:6]}.png"' in indonesian

@@ -8,14 +8,15 @@ from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone, translation
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from stefna import ratelimit
 from stefna.errors import DomainError, RateLimited
-from stefna.i18n import keep_language_after_session
+from stefna.i18n import keep_language_after_session, supported_language
 from stefna.requests import AuthenticatedRequest
 
 from . import deletion, services
@@ -29,14 +30,19 @@ DELETE_REFUSED = "account_delete_refused"
 def welcome(request: HttpRequest, user: User) -> None:
     """The greeting after any sign-in (email code or Google). Someone who has not chosen a
     display name yet learns what their public images are signed with, and where to change
-    it: "Welcome, artist-4f1c9a!" alone read like a mistake."""
-    messages.success(request, _("Welcome, %(name)s!") % {"name": user.public_name})
-    if not user.display_name:
-        messages.info(
-            request,
-            _("Your public images are signed “%(name)s”. Choose your own name on your account page.")
-            % {"name": user.public_name},
-        )
+    it: "Welcome, artist-4f1c9a!" alone read like a mistake.
+
+    Written in the language of the page that shows it: the account's saved one, which the
+    next page takes, else the one the sign-in page spoke. (An account saved in English and
+    signed into from an Indonesian browser was greeted in Indonesian on an English page.)"""
+    with translation.override(supported_language(user.language) or translation.get_language()):
+        messages.success(request, _("Welcome, %(name)s!") % {"name": user.public_name})
+        if not user.display_name:
+            messages.info(
+                request,
+                _("Your public images are signed “%(name)s”. Choose your own name on your account page.")
+                % {"name": user.public_name},
+            )
 
 
 def _next_url(request: HttpRequest) -> str:
@@ -46,7 +52,7 @@ def _next_url(request: HttpRequest) -> str:
     return "/"
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])  # HEAD: link checkers probe it
 def sign_in(request: HttpRequest) -> HttpResponse:
     """Step 1: ask for an email and send a code."""
     if request.user.is_authenticated:
@@ -66,7 +72,8 @@ def sign_in(request: HttpRequest) -> HttpResponse:
                 response["Retry-After"] = str(exc.retry_after)
             return response
         request.session["sign_in_email"] = services.normalize_email(email)
-        return redirect(f"/accounts/code/?next={_next_url(request)}")
+        # Escaped: a page asked for with a query of its own (`?a=1&b=2`) kept only its first part.
+        return redirect(f"{reverse('accounts:enter_code')}?{urlencode({'next': _next_url(request)})}")
     return render(request, "accounts/sign_in.html", {"next": _next_url(request)})
 
 

@@ -43,6 +43,13 @@ def test_a_page_answers_the_503_page(signed_in, database_down):
     assert response["Retry-After"] == "5"
 
 
+def test_the_503_page_offers_to_try_the_same_page_again(signed_in, database_down):
+    """It said "try again in a few seconds" and its one button left for the studio."""
+    page = signed_in.get("/history/?status=failed", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+    assert '<a class="button primary" href="" data-testid="try-again">Coba lagi</a>' in page
+    assert 'href="/">Kembali ke studio</a>' in page
+
+
 BANNER = b"Offline preview mode:"
 
 

@@ -1,3 +1,4 @@
+import html
 import re
 from datetime import timedelta
 
@@ -133,3 +134,51 @@ def test_sign_in_never_redirects_off_site(client):
     response = client.post("/accounts/code/", {"code": _sent_code(), "next": "https://evil.example/"})
     assert response.status_code == 302
     assert response["Location"] == "/"
+
+
+def test_the_page_asked_for_is_kept_whole_through_both_steps(client):
+    """Signing in from /history/?status=failed&kind=preset lands there, both filters kept:
+    the address of the code step carried `next` unescaped, so all after its `&` was lost."""
+    wanted = "/history/?status=failed&kind=preset"
+    first = client.get("/history/?status=failed&kind=preset")
+    assert first.status_code == 302
+    sign_in_page = client.get(first["Location"]).content.decode()
+    assert f'name="next" value="{html.escape(wanted)}"' in sign_in_page
+
+    to_code = client.post("/accounts/sign-in/", {"email": "ada@example.com", "next": wanted})
+    code_page = client.get(to_code["Location"]).content.decode()
+    assert f'name="next" value="{html.escape(wanted)}"' in code_page
+
+    signed_in = client.post(to_code["Location"], {"code": _sent_code(), "next": wanted})
+    assert signed_in["Location"] == wanted
+
+
+@pytest.mark.parametrize(
+    ("saved", "browser", "greeting"), [("en", "id", "Welcome, Ada!"), ("id", "en", "Selamat datang, Ada!")]
+)
+def test_the_welcome_speaks_the_language_of_the_page_it_is_shown_on(client, saved, browser, greeting):
+    """The account's saved language wins once signed in; the greeting was written in the
+    sign-in page's language and so showed in the other one."""
+    User.objects.create_user(email="ada@example.com", display_name="Ada", language=saved)
+    client.post("/accounts/sign-in/", {"email": "ada@example.com"}, HTTP_ACCEPT_LANGUAGE=browser)
+    page = client.post("/accounts/code/", {"code": _sent_code()}, HTTP_ACCEPT_LANGUAGE=browser, follow=True)
+    assert page["Content-Language"] == saved
+    assert greeting in page.content.decode()
+
+
+def test_a_locked_or_expired_code_offers_a_new_one_without_typing_the_email_again(client):
+    wanted = "/history/?status=failed&kind=preset"
+    client.post("/accounts/sign-in/", {"email": "ada@example.com", "next": wanted})
+    code = _sent_code()
+    wrong = "000000" if code != "000000" else "111111"
+    for _try in range(services.MAX_CODE_ATTEMPTS):
+        locked = client.post("/accounts/code/", {"code": wrong, "next": wanted})
+    page = locked.content.decode()
+    assert "Too many wrong tries for this code." in page
+    resend = page[page.index('action="/accounts/sign-in/"') :]
+    assert 'name="email" value="ada@example.com"' in resend[: resend.index("</form>")]
+    assert 'data-testid="send-new-code"' in resend[: resend.index("</form>")]
+
+    again = client.post("/accounts/sign-in/", {"email": "ada@example.com", "next": wanted})
+    assert again.status_code == 302 and len(mail.outbox) == 2
+    assert client.post(again["Location"], {"code": _sent_code(), "next": wanted})["Location"] == wanted

@@ -27,6 +27,11 @@ def test_sign_in_pages_have_labelled_fields(client):
     assert 'id="email" name="email" type="email"' in body
 
 
+def test_the_sign_in_page_answers_head_as_link_checkers_ask(client):
+    head = client.head("/accounts/sign-in/")
+    assert head.status_code == 200 and head.content == b""
+
+
 def test_the_account_page_shows_email_name_credits_and_ledger(signed_in, user):
     ledger.grant(user=user, amount=5, note="welcome gift")
     body = signed_in.get("/accounts/").content.decode()
@@ -142,3 +147,31 @@ def test_a_mistyped_deletion_email_is_said_beside_the_field_not_at_the_top(signe
     # Said once: a later visit shows the form clean.
     again = signed_in.get("/accounts/").content.decode()
     assert "delete-confirm-error" not in again and "autofocus" not in again
+
+
+def test_deleting_says_first_that_unspent_bought_credits_are_lost(signed_in, user):
+    """Deleting an account forfeits its bought credits (no refund); the section said only
+    that credit records are kept, so someone with a fresh pack could delete it unawares."""
+    body = signed_in.get("/accounts/").content.decode()
+    assert 'data-testid="delete-forfeits-credits"' not in body  # only free credits: nothing to lose
+
+    ledger.grant(user=user, amount=150, note="pack")
+    for language, text in (
+        ("en", "You still have 150 bought credits. They go with the account and are not refunded"),
+        ("id", "Kamu masih punya 150 kredit yang dibeli."),
+    ):
+        body = signed_in.get("/accounts/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
+        warning = body.index('data-testid="delete-forfeits-credits"')
+        assert text in html.unescape(body[warning:]), language
+        assert warning < body.index('aria-describedby="delete-forfeits-credits"')  # before the button, and named by it
+
+
+def test_a_purchase_row_says_what_its_number_counts(signed_in, user, settings):
+    """It read "Starter · 50": fifty of what, for $4.99?"""
+    from credits.payments.purchases import purchase_complete_offline, purchase_start
+
+    settings.STRIPE_SECRET_KEY, settings.OFFLINE_CHECKOUT = "", True  # the seeded Starter pack: 50 credits
+    purchase = purchase_start(user=user, pack_slug="starter", site_url="http://testserver/")
+    purchase_complete_offline(user=user, purchase_id=purchase.pk)
+    assert "<td>Starter · 50 credits</td>" in signed_in.get("/accounts/").content.decode()
+    assert "<td>Pemula · 50 kredit</td>" in signed_in.get("/accounts/", HTTP_ACCEPT_LANGUAGE="id").content.decode()
