@@ -205,6 +205,15 @@
       }
     });
 
+    // Finish and Create stick beside the styles on a desktop; stefna.css needs their height
+    // to keep Create in sight when the pair is taller than the window.
+    var side = form.querySelector("[data-studio-side]");
+    if (side && window.ResizeObserver) {
+      new window.ResizeObserver(function () {
+        side.style.setProperty("--studio-side-height", side.offsetHeight + "px");
+      }).observe(side);
+    }
+
     // After a refused submit, focus goes to the summary of what to fix.
     var summary = form.querySelector("[data-error-summary]");
     if (summary) summary.focus();
