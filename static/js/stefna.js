@@ -14,8 +14,8 @@
     var zone = form.querySelector("[data-dropzone]");
     var preview = form.querySelector("[data-preview]");
     var kept = form.querySelector("[data-kept-image]");
-    // Which refusal below emptied the file input, sent with the form so the server's
-    // summary names it instead of asking for a photo (generation/images.py).
+    // Which refusal below turned a file away, sent with the form so that, with no photo
+    // left to send, the server's summary names it instead of asking for one (generation/images.py).
     var refused = form.querySelector("[data-image-refused]");
     var status = form.querySelector("[data-dropzone-status]");
     var imageError = form.querySelector("[data-image-error]");
@@ -26,8 +26,11 @@
     var chosenStyle = form.querySelector("[data-chosen-style]");
     var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10) || 0;
     var maxPixels = parseInt(form.getAttribute("data-max-pixels"), 10) || 0;
-    var objectUrl = null;
-    var lastGood = preview && !preview.hidden ? preview.getAttribute("src") : null;
+    var fileNote = form.querySelector("[data-dropzone-file]");
+    // The photo Create sends, as the dropzone shows it: a file chosen here (`file`, with
+    // `url` its preview, or none where the browser can't draw it), or a kept or recent
+    // photo (`url` only). A refused file puts it back instead of leaving nothing.
+    var good = preview && !preview.hidden ? {file: null, url: preview.getAttribute("src"), status: status.textContent} : null;
 
     function showImageError(message) {
       if (!imageError) return;
@@ -36,54 +39,84 @@
       if (message) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
     }
 
-    function refuse(message, reason) {
+    function show(choice) {
+      var drawn = !!(choice && choice.url);
+      var undrawn = !!(choice && !choice.url);
+      zone.classList.toggle("has-image", drawn);
+      zone.classList.toggle("has-file", undrawn);
+      if (drawn) { preview.src = choice.url; preview.hidden = false; } else { preview.hidden = true; preview.removeAttribute("src"); }
+      if (fileNote) {
+        fileNote.textContent = undrawn ? fill(form.getAttribute("data-msg-no-preview"), {FILE: choice.file.name}) : "";
+        fileNote.hidden = !undrawn;
+      }
+      status.textContent = choice ? choice.status : "";
+    }
+
+    function putBack(file) {
+      // A file input takes a FileList only from a DataTransfer.
+      try {
+        var transfer = new DataTransfer();
+        transfer.items.add(file);
+        input.files = transfer.files;
+        return true;
+      } catch (error) {
+        return false;
+      }
+    }
+
+    function refuse(message, reason, url) {
       // The server would say the same; saying it now saves the upload. The photo chosen
-      // before (if any) stays.
+      // before (if any) stays, and is still what Create sends: emptying the input (the
+      // only way to drop the refused file) would drop that one too, under its preview.
+      if (url) URL.revokeObjectURL(url);
       showImageError(message);
       if (refused) refused.value = reason;
-      input.value = "";
-      if (lastGood) { preview.src = lastGood; } else { preview.hidden = true; zone.classList.remove("has-image"); }
-      status.textContent = "";
+      if (!(good && good.file && putBack(good.file))) {
+        input.value = "";
+        if (good && good.file) good = null;
+      }
+      show(good);
     }
 
     function accept(file, url) {
-      preview.src = url;
-      preview.hidden = false;
-      lastGood = url;
-      zone.classList.add("has-image");
+      if (good && good.url && good.file && good.url !== url) URL.revokeObjectURL(good.url);
+      good = {file: file, url: url, status: file.name + " · " + Math.max(1, Math.round(file.size / 1024)) + " KB"};
       if (kept) kept.value = ""; // the new file replaces a photo kept from an earlier try
       if (refused) refused.value = "";
       form.querySelectorAll('input[name="source_generation"]').forEach(function (radio) { radio.checked = false; });
       showImageError("");
-      status.textContent = file.name + " · " + Math.max(1, Math.round(file.size / 1024)) + " KB";
+      show(good);
     }
 
     function checkFile(file) {
       if (!file) return;
       if (maxBytes && file.size > maxBytes) { refuse(form.getAttribute("data-msg-too-large"), "too_large"); return; }
       var heif = /\.(heic|heif)$/i.test(file.name) || /image\/hei[cf]/.test(file.type);
-      if (heif) {
-        // Browsers can't draw HEIC: the server converts it; show its name meanwhile.
-        accept(file, lastGood || "");
-        if (!lastGood) { preview.hidden = true; }
-        return;
-      }
-      if (objectUrl) URL.revokeObjectURL(objectUrl);
-      objectUrl = URL.createObjectURL(file);
+      var url = URL.createObjectURL(file);
       var probe = new Image();
       probe.onload = function () {
         var pixels = probe.naturalWidth * probe.naturalHeight;
         if (maxPixels && pixels > maxPixels) {
           refuse(
             fill(form.getAttribute("data-msg-too-many-pixels"), {WIDTH: probe.naturalWidth, HEIGHT: probe.naturalHeight}),
-            "too_many_pixels:" + probe.naturalWidth + "x" + probe.naturalHeight
+            "too_many_pixels:" + probe.naturalWidth + "x" + probe.naturalHeight,
+            url
           );
           return;
         }
-        accept(file, objectUrl);
+        accept(file, url);
       };
-      probe.onerror = function () { refuse(form.getAttribute("data-msg-not-image"), "not_image"); };
-      probe.src = objectUrl;
+      probe.onerror = function () {
+        if (heif) {
+          // Most browsers can't draw HEIC (Safari can, above); the server converts it.
+          // No preview then, but its name, and still a way to replace it.
+          URL.revokeObjectURL(url);
+          accept(file, null);
+          return;
+        }
+        refuse(form.getAttribute("data-msg-not-image"), "not_image", url);
+      };
+      probe.src = url;
     }
 
     if (input && zone) {
@@ -112,11 +145,9 @@
         if (kept) kept.value = "";
         if (refused) refused.value = "";
         showImageError("");
-        preview.src = thumb.src;
-        preview.hidden = false;
-        lastGood = thumb.src;
-        zone.classList.add("has-image");
-        status.textContent = thumb.alt;
+        if (good && good.url && good.file) URL.revokeObjectURL(good.url);
+        good = {file: null, url: thumb.src, status: thumb.alt};
+        show(good);
       });
     });
 

@@ -4,12 +4,16 @@ phone width."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
+from generation.models import Generation
 from tests.browser.conftest import DESKTOP
 from tests.browser.test_result_and_forms import signed_in_user
 from tests.browser.test_studio_flows import photo
+from tests.images import make_image_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,3 +47,53 @@ def test_on_a_desktop_create_is_in_sight_beside_the_style_just_picked(page, tmp_
     assert in_view(page, page.get_by_test_id("start")), page.get_by_test_id("start").bounding_box()
     if style == "custom_prompt":
         assert in_view(page, page.locator("#id_prompt")), "the prompt this style needs is in sight too"
+
+
+def test_an_iphone_photo_keeps_a_visible_box_with_its_name_and_a_way_to_replace_it(page, tmp_path):
+    """Chromium cannot draw HEIC. The dropzone collapsed to a 2-px line with "Replace photo"
+    clipped inside it, and after an earlier photo it went on showing that one as the
+    preview of the new file."""
+    signed_in_user(page, "heic-box@example.com")
+    page.goto("/")
+    zone = page.locator("[data-dropzone]")
+    heic = tmp_path / "IMG_0042.HEIC"
+    heic.write_bytes(make_image_bytes(640, 480, format="HEIF"))
+
+    page.set_input_files("#id_image", photo(tmp_path))
+    expect(page.locator("[data-preview]")).to_be_visible()
+    page.set_input_files("#id_image", heic)
+
+    note = page.get_by_test_id("photo-without-preview")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("IMG_0042.HEIC")
+    expect(page.locator("[data-preview]")).to_be_hidden()  # not the earlier photo
+    assert zone.bounding_box()["height"] > 150
+    expect(zone.locator(".replace-hint")).to_be_visible()
+    assert page.locator("#id_image").evaluate("input => input.files[0].name") == "IMG_0042.HEIC"
+
+
+def test_a_refused_file_leaves_the_photo_chosen_before_in_place_and_it_is_sent(page, tmp_path):
+    """A wrong file picked after a good photo emptied the file input (dropping the good
+    photo) and revoked the good photo's preview (a broken image): Create then answered
+    that the file was unreadable. The good photo stays, shown and sent."""
+    user = signed_in_user(page, "refused-after-good@example.com")
+    page.goto("/")
+    page.set_input_files("#id_image", photo(tmp_path))
+    expect(page.locator("[data-preview]")).to_be_visible()
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("this is not a photo")
+
+    page.set_input_files("#id_image", notes)
+
+    expect(page.locator("[data-image-error]")).to_contain_text("That file isn't an image we can read.")
+    preview = page.locator("[data-preview]")
+    expect(preview).to_be_visible()
+    page.wait_for_function("() => document.querySelector('[data-preview]').complete")
+    assert preview.evaluate("img => img.naturalWidth") > 0, "the preview is a broken image"
+    expect(page.locator("[data-dropzone-status]")).to_contain_text("portrait.jpg")
+    assert page.locator("#id_image").evaluate("input => input.files[0] && input.files[0].name") == "portrait.jpg"
+
+    page.get_by_test_id("preset-ghibli_tears").click()
+    page.get_by_test_id("start").click()
+    page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+    assert Generation.objects.get(user=user).source_width == 720
