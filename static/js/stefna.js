@@ -9,6 +9,14 @@
     return Object.keys(values).reduce(function (text, key) { return text.split(key).join(values[key]); }, template || "");
   }
 
+  // Adds `id` to an element's aria-describedby, or takes it out: an error shown by the
+  // script is read with its field, and a hidden one no longer is.
+  function describedBy(element, id, on) {
+    var ids = (element.getAttribute("aria-describedby") || "").split(/\s+/).filter(function (each) { return each && each !== id; });
+    if (on) ids.push(id);
+    if (ids.length) element.setAttribute("aria-describedby", ids.join(" ")); else element.removeAttribute("aria-describedby");
+  }
+
   function studio(form) {
     var input = form.querySelector("#id_image");
     var zone = form.querySelector("[data-dropzone]");
@@ -210,21 +218,59 @@
         promptError.hidden = false;
         promptError.setAttribute("data-client", "");
         prompt.setAttribute("aria-invalid", "true");
+        describedBy(prompt, promptError.id, true);
       } else if (promptError.hasAttribute("data-client")) {
         // Only a message this script showed goes away by itself; the server's stays.
         promptError.hidden = true;
         promptError.removeAttribute("data-client");
         prompt.removeAttribute("aria-invalid");
+        describedBy(prompt, promptError.id, false);
       }
     }
     if (prompt) prompt.addEventListener("input", count);
     count();
+
+    // A form that can only come back refused (no style, or a style's prompt left empty)
+    // is stopped here, at the field to fix: the server would say the same after the whole
+    // photo went up, and on a phone the prompt's field is a long scroll below the style.
+    var styles = form.querySelector("#styles");
+    var presetError = form.querySelector("[data-preset-error]");
+    function showPresetError(message) {
+      if (!presetError || !styles) return;
+      presetError.textContent = message || "";
+      presetError.hidden = !message;
+      describedBy(styles, presetError.id, !!message);
+    }
+    form.addEventListener("change", function (event) {
+      if (event.target && event.target.name === "preset") showPresetError("");
+    });
+    function refusedHere() {
+      if (!form.querySelector('input[name="preset"]:checked') && styles) {
+        showPresetError(form.getAttribute("data-msg-no-style"));
+        styles.focus();
+        return true;
+      }
+      if (prompt && promptError && !prompt.disabled && prompt.required && !prompt.value.trim()) {
+        promptError.textContent = form.getAttribute("data-msg-needs-prompt");
+        promptError.hidden = false;
+        promptError.setAttribute("data-client", ""); // typing takes it away (count)
+        prompt.setAttribute("aria-invalid", "true");
+        describedBy(prompt, promptError.id, true);
+        prompt.focus();
+        return true;
+      }
+      return false;
+    }
 
     // One click, one generation: stop a double submit from charging twice.
     form.addEventListener("submit", function (event) {
       if (overBy() > 0) {
         event.preventDefault();
         prompt.focus();
+        return;
+      }
+      if (refusedHere()) {
+        event.preventDefault();
         return;
       }
       var button = form.querySelector('button[type="submit"]');

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from generation.models import Generation
-from tests.browser.conftest import DESKTOP
+from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.test_result_and_forms import signed_in_user
 from tests.browser.test_studio_flows import photo
 from tests.images import make_image_bytes
@@ -97,3 +97,39 @@ def test_a_refused_file_leaves_the_photo_chosen_before_in_place_and_it_is_sent(p
     page.get_by_test_id("start").click()
     page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
     assert Generation.objects.get(user=user).source_width == 720
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_create_with_no_style_or_an_empty_prompt_points_at_the_field_without_uploading(page, tmp_path, viewport):
+    """Both came back from the server only after the whole photo went up, and on a phone
+    the prompt a style needs is a long scroll below the styles, out of sight."""
+    page.set_viewport_size(viewport)
+    signed_in_user(page, f"checked-here-{viewport['width']}@example.com")
+    page.goto("/")
+    page.set_input_files("#id_image", photo(tmp_path))
+    posts: list[str] = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+
+    page.get_by_test_id("start").click()
+
+    styles = page.locator("#styles")
+    expect(styles).to_be_focused()
+    expect(page.locator("#preset-error")).to_have_text("Pick a style.")
+    expect(styles).to_have_attribute("aria-describedby", "preset-error")
+    page.get_by_test_id("preset-custom_prompt").click()
+    expect(page.locator("#preset-error")).to_be_hidden()
+
+    page.get_by_test_id("start").click()
+
+    prompt = page.locator("#id_prompt")
+    expect(prompt).to_be_focused()
+    expect(page.locator("#prompt-error")).to_have_text("This style needs a prompt: describe what you want to see.")
+    assert in_view(page, prompt)
+    bar = page.locator("[data-submit-bar]").bounding_box()
+    assert prompt.bounding_box()["y"] + prompt.bounding_box()["height"] <= bar["y"] or viewport == DESKTOP
+    assert posts == [], "nothing was sent"
+    prompt.fill("a lighthouse at dusk")
+    expect(page.locator("#prompt-error")).to_be_hidden()
+
+    page.get_by_test_id("start").click()
+    page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
