@@ -461,9 +461,49 @@
     if (lost && title) title.focus({preventScroll: true});
   }
 
+  // A keyboard user's place survives a swap that takes the focused control away (deleting
+  // an image or a generation from its "⋯" menu): focus moves to what took its place, or
+  // the next item, or the one before, never back to the top of the page. (A swap that
+  // brings the control back under the same id keeps focus on it by itself: htmx.)
+  var FOCUSABLE = 'a[href], button:not([disabled]), summary, input:not([type="hidden"]):not([disabled]), select, textarea';
+  var swapPlace = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    swapPlace = null;
+    if (!target || !target.parentElement || target.matches("[data-testid=status-card]")) return;
+    if (!document.activeElement || !target.contains(document.activeElement)) return;
+    swapPlace = {parent: target.parentElement, before: target.previousElementSibling, after: target.nextElementSibling};
+  });
+  function focusFirstIn(element) {
+    var found = element && (element.matches(FOCUSABLE) ? element : element.querySelector(FOCUSABLE));
+    if (found) found.focus();
+    return !!found;
+  }
+  // A swap that left nothing in its place settles nothing, so htmx:afterSettle never
+  // comes; htmx:afterOnLoad does (on the nearest element still in the page).
+  document.addEventListener("htmx:afterOnLoad", function () { restoreSwapPlace(); });
+  function restoreSwapPlace() {
+    var place = swapPlace;
+    swapPlace = null;
+    if (!place || (document.activeElement && document.activeElement !== document.body)) return;
+    // What the swap put in the old place lies between its neighbours.
+    var element = place.before ? place.before.nextElementSibling : place.parent.firstElementChild;
+    for (; element && element !== place.after; element = element.nextElementSibling) {
+      if (focusFirstIn(element)) return;
+    }
+    if (focusFirstIn(place.after) || focusFirstIn(place.before)) return;
+    var heading = place.parent.closest("[data-testid=status-card]");
+    heading = heading ? heading.querySelector(".status-title") : document.querySelector("main h1");
+    if (heading) {
+      if (!heading.hasAttribute("tabindex")) heading.setAttribute("tabindex", "-1");
+      heading.focus();
+    }
+  }
+
   // Announce status changes of the polled card (see detail.html).
   var lastStatus = null;
   document.addEventListener("htmx:afterSettle", function () {
+    restoreSwapPlace();
     syncTitle();
     tickElapsed();
     document.querySelectorAll("[data-compare]").forEach(compare);

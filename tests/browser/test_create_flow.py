@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from generation.models import Generation
 from tests.browser.conftest import DESKTOP, PHONE
-from tests.browser.test_result_and_forms import signed_in_user
+from tests.browser.test_result_and_forms import finished_generation, signed_in_user
 from tests.browser.test_studio_flows import photo
 from tests.images import make_image_bytes
 
@@ -133,3 +133,44 @@ def test_create_with_no_style_or_an_empty_prompt_points_at_the_field_without_upl
 
     page.get_by_test_id("start").click()
     page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
+
+
+def focused(page) -> str:
+    return page.evaluate("document.activeElement === document.body ? 'body' : document.activeElement.outerHTML")
+
+
+def test_by_keyboard_publishing_and_deleting_keep_the_users_place(page):
+    """Each of these swapped the focused control away and left focus on <body>: the next
+    Tab started again at the top of the page."""
+    page.on("dialog", lambda dialog: dialog.accept())
+    user = signed_in_user(page, "keyboard-place@example.com")
+    older, newer = finished_generation(user), finished_generation(user)
+
+    # The result page: Make public, by keyboard, stays on the button in its new state.
+    page.goto(f"/g/{newer.pk}/")
+    page.get_by_test_id("toggle-public").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("visibility")).to_have_text("Public")
+    expect(page.get_by_test_id("toggle-public")).to_be_focused()
+    expect(page.get_by_test_id("toggle-public")).to_have_text("Make private")
+
+    # Its last image deleted from the "⋯" menu: focus goes to the card's title.
+    page.get_by_test_id("more").focus()
+    page.keyboard.press("Enter")
+    page.get_by_test_id("delete-image").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("media-placeholder")).to_be_visible()
+    expect(page.locator(".status-title")).to_be_focused()
+
+    # History: a generation deleted from its menu hands focus to the next one.
+    page.goto("/history/")
+    first = page.get_by_test_id("history-item").first
+    expect(first).to_have_attribute("id", f"history-{newer.pk}")
+    first.locator("summary[data-testid=more]").last.focus()
+    page.keyboard.press("Enter")
+    first.get_by_test_id("delete-generation").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator(f"#history-{newer.pk}")).to_have_count(0)
+    next_item = page.locator(f"#history-{older.pk}")
+    page.wait_for_function("() => document.activeElement !== document.body")
+    assert next_item.evaluate("item => item.contains(document.activeElement)"), focused(page)
