@@ -421,6 +421,28 @@ def test_removing_a_generation_hides_it_from_history(signed_in, user):
     assert "remove me" not in signed_in.get("/history/").content.decode()
 
 
+def test_a_running_history_card_fetches_itself_until_its_generation_ends(signed_in, user, other_user):
+    running = GenerationFactory(user=user, status=Generation.Status.RUNNING, prompt="still painting")
+    card_url = f"/g/{running.pk}/history-item/"
+    body = signed_in.get("/history/").content.decode()
+    assert f'hx-get="{card_url}" hx-trigger="every 3s"' in body
+
+    fragment = signed_in.get(card_url, HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.count('data-testid="history-item"') == 1 and "still painting" in fragment
+    assert "<html" not in fragment and 'hx-trigger="every 3s"' in fragment
+
+    Generation.objects.filter(pk=running.pk).update(status=Generation.Status.SUCCEEDED)
+    MediaFactory(generation=running)
+    fragment = signed_in.get(card_url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-testid="media-tile"' in fragment and 'data-status="succeeded"' in fragment
+    assert "hx-trigger" not in fragment, "an ended card stops asking"
+
+    theirs = GenerationFactory(user=other_user, status=Generation.Status.RUNNING)
+    assert signed_in.get(f"/g/{theirs.pk}/history-item/").status_code == 404
+    signed_in.post(f"/g/{running.pk}/delete/")
+    assert signed_in.get(card_url).status_code == 404
+
+
 def test_history_needs_sign_in(client, db):
     response = client.get("/history/")
     assert response.status_code == 302

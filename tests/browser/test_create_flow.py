@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from generation.models import Generation
+from generation.models import Generation, Media
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.test_result_and_forms import finished_generation, signed_in_user
 from tests.browser.test_studio_flows import photo
@@ -174,3 +174,23 @@ def test_by_keyboard_publishing_and_deleting_keep_the_users_place(page):
     next_item = page.locator(f"#history-{older.pk}")
     page.wait_for_function("() => document.activeElement !== document.body")
     assert next_item.evaluate("item => item.contains(document.activeElement)"), focused(page)
+
+
+def test_history_shows_a_result_when_it_is_ready_without_a_reload(page):
+    """A generation still running showed "In progress…" on the history page until the
+    person reloaded it; the card now fetches itself until the generation ends."""
+    user = signed_in_user(page, "history-live@example.com")
+    running = finished_generation(user, status=Generation.Status.RUNNING)
+    page.goto("/history/")
+    card = page.locator(f"#history-{running.pk}")
+    expect(card.get_by_test_id("media-placeholder")).to_contain_text("In progress")
+    expect(page).to_have_title(re.compile(r"^⏳ 1 running · "))
+
+    finished = finished_generation(user)  # its image, stored as the pipeline stores one
+    Media.objects.filter(generation=finished).update(generation=running)
+    Generation.objects.filter(pk=running.pk).update(status=Generation.Status.SUCCEEDED)
+
+    expect(card).to_have_attribute("data-status", "succeeded", timeout=10_000)
+    expect(card.get_by_test_id("media-tile")).to_be_visible()
+    expect(card.get_by_test_id("try-another")).to_be_visible()
+    expect(page).not_to_have_title(re.compile("running"))
