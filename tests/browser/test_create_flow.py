@@ -194,3 +194,17 @@ def test_history_shows_a_result_when_it_is_ready_without_a_reload(page):
     expect(card.get_by_test_id("media-tile")).to_be_visible()
     expect(card.get_by_test_id("try-another")).to_be_visible()
     expect(page).not_to_have_title(re.compile("running"))
+
+
+def test_on_a_desktop_the_result_and_its_download_button_fit_the_first_screen(page):
+    """At 80% of the window's height the picture pushed Download, Share and Make public
+    below the fold; it stays large and leaves them room."""
+    user = signed_in_user(page, "first-screen@example.com")
+    generation = finished_generation(user)  # 600×800, portrait
+    page.goto(f"/g/{generation.pk}/")
+
+    after = page.locator(".compare-after")
+    expect(after).to_have_js_property("complete", True)
+    assert after.bounding_box()["height"] >= 500
+    assert in_view(page, page.get_by_test_id("download")), page.get_by_test_id("download").bounding_box()
+    assert in_view(page, page.get_by_test_id("toggle-public"))
