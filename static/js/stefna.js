@@ -185,7 +185,13 @@
       prompt.required = !!needed;
     }
     form.addEventListener("change", function (event) {
-      if (event.target && event.target.name === "preset") syncPreset();
+      if (!event.target || event.target.name !== "preset") return;
+      syncPreset();
+      // Arrow keys move the choice along the styles: the chosen card comes into sight (on
+      // a phone it can sit off the side of its row, or under the Create bar). Its margins
+      // for the sticky header and bar are in stefna.css.
+      var card = event.target.closest(".preset-option");
+      if (card && card.scrollIntoView) card.scrollIntoView({block: "nearest", inline: "nearest"});
     });
     syncPreset();
 

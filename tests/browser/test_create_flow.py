@@ -208,3 +208,23 @@ def test_on_a_desktop_the_result_and_its_download_button_fit_the_first_screen(pa
     assert after.bounding_box()["height"] >= 500
     assert in_view(page, page.get_by_test_id("download")), page.get_by_test_id("download").bounding_box()
     assert in_view(page, page.get_by_test_id("toggle-public"))
+
+
+def test_on_a_phone_arrow_keys_bring_the_chosen_style_into_sight(page):
+    """The arrow keys chose a card off the side of its sideways row (or under the Create
+    bar) and left it there, unseen."""
+    page.set_viewport_size(PHONE)
+    signed_in_user(page, "arrows@example.com")
+    page.goto("/")
+    page.locator('input[name="preset"]').first.focus()
+    bar = page.locator("[data-submit-bar]")
+
+    for slug in ("ghibli_shock", "ghibli_sparkle", "emotion_joy", "emotion_sadness"):
+        page.keyboard.press("ArrowRight")
+        expect(page.locator(f'input[value="{slug}"]')).to_be_checked()
+        expect(bar).to_contain_text(page.locator(f'input[value="{slug}"]').get_attribute("data-name"))
+        card = page.get_by_test_id(f"preset-{slug}").bounding_box()
+        assert card["x"] >= 0 and card["x"] + card["width"] <= PHONE["width"], (slug, card)
+        header = page.locator(".site-header").bounding_box()
+        assert card["y"] >= header["y"] + header["height"], (slug, card, "under the header")
+        assert card["y"] + card["height"] <= bar.bounding_box()["y"], (slug, card, "under the Create bar")
