@@ -253,10 +253,28 @@ def test_the_card_of_an_active_generation_polls_and_shows_progress(signed_in, us
     response = signed_in.get(f"/g/{generation.pk}/card/", HTTP_HX_REQUEST="true")
     body = response.content.decode()
     assert 'hx-trigger="every 1s"' in body
-    assert "#3" in body
+    assert 'data-testid="queue-position">3 ahead of you<' in body  # fal's queue counts from 0
     assert "Ghiblify" in body
     assert "Submitted to Ghiblify" in body
     assert 'id="header-balance"' not in body  # no out-of-band swap while running
+
+
+@pytest.mark.parametrize(
+    ("status", "position", "shown"),
+    [
+        # Waiting for a free slot of Stefna's own (queued): 1 is next.
+        (Generation.Status.QUEUED, 1, "next up"),
+        (Generation.Status.QUEUED, 3, "2 ahead of you"),
+        # In fal's queue (running): 0 is next. Both read the same way.
+        (Generation.Status.RUNNING, 0, "next up"),
+        (Generation.Status.RUNNING, 1, "1 ahead of you"),
+    ],
+)
+def test_the_queue_position_says_how_many_are_ahead_whichever_queue_counts_it(signed_in, user, status, position, shown):
+    """Both showed "#1": next in Stefna's queue, but second in fal's."""
+    generation = GenerationFactory(user=user, status=status, completed_at=None, queue_position=position)
+    body = signed_in.get(f"/g/{generation.pk}/card/", HTTP_HX_REQUEST="true").content.decode()
+    assert f'data-testid="queue-position">{shown}<' in body
 
 
 def test_a_running_card_shows_the_elapsed_time_once(signed_in, user):
