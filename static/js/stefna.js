@@ -250,10 +250,16 @@
     form.addEventListener("change", function (event) {
       if (event.target && event.target.name === "preset") showPresetError("");
     });
+    // focus() alone scrolls only a field wholly out of sight: one peeking out under the
+    // phone's Create bar stayed there, covered.
+    function bringToSight(field, where) {
+      field.focus({preventScroll: true});
+      field.scrollIntoView({block: where});
+    }
     function refusedHere() {
       if (!form.querySelector('input[name="preset"]:checked') && styles) {
         showPresetError(form.getAttribute("data-msg-no-style"));
-        styles.focus();
+        bringToSight(styles, "start");
         return true;
       }
       if (prompt && promptError && !prompt.disabled && prompt.required && !prompt.value.trim()) {
@@ -262,7 +268,7 @@
         promptError.setAttribute("data-client", ""); // typing takes it away (count)
         prompt.setAttribute("aria-invalid", "true");
         describedBy(prompt, promptError.id, true);
-        prompt.focus();
+        bringToSight(prompt, "center");
         return true;
       }
       return false;

@@ -228,3 +228,26 @@ def test_on_a_phone_arrow_keys_bring_the_chosen_style_into_sight(page):
         header = page.locator(".site-header").bounding_box()
         assert card["y"] >= header["y"] + header["height"], (slug, card, "under the header")
         assert card["y"] + card["height"] <= bar.bounding_box()["y"], (slug, card, "under the Create bar")
+
+
+def test_on_a_phone_the_field_to_fix_is_brought_clear_of_the_header_and_the_create_bar(page):
+    """focus() scrolled only a field wholly out of sight: a prompt field peeking out under
+    the Create bar stayed covered, and the styles' heading went under the header."""
+    page.set_viewport_size(PHONE)
+    signed_in_user(page, "clear-of-bars@example.com")
+    page.goto("/")
+    header = page.locator(".site-header")
+    bar = page.locator("[data-submit-bar]")
+
+    page.get_by_test_id("start").click()  # no style yet
+    expect(page.locator("#styles")).to_be_focused()
+    legend = page.locator("#styles legend").bounding_box()
+    assert legend["y"] >= header.bounding_box()["y"] + header.bounding_box()["height"], legend
+
+    page.get_by_test_id("preset-image_to_image").click()  # the last style: its prompt peeks out below
+    page.get_by_test_id("start").click()
+    prompt = page.locator("#id_prompt")
+    expect(prompt).to_be_focused()
+    box = prompt.bounding_box()
+    assert box["y"] >= header.bounding_box()["y"] + header.bounding_box()["height"], box
+    assert box["y"] + box["height"] <= bar.bounding_box()["y"], box
