@@ -64,6 +64,18 @@ def generation_history_cards(
     return keyset_page(queryset, cursor=cursor, limit=limit)
 
 
+def generation_history_card(*, user: User, generation_id: uuid.UUID | str) -> Generation:
+    """One card of the history page, read as `generation_history_cards` reads a page's: a
+    card still in progress fetches itself again until it ends. Someone else's, or one
+    removed from the history, is NotFound."""
+    images = Prefetch("media", queryset=Media.objects.order_by("index").only(*_TILE_FIELDS))
+    queryset = _history(user=user, kind=None, status=None).only(*_CARD_FIELDS).prefetch_related(images)
+    generation = queryset.filter(pk=generation_id).first()
+    if generation is None:
+        raise NotFound(_("Generation not found."))
+    return generation
+
+
 def _history(*, user: User, kind: str | None, status: str | None) -> QuerySet[Generation]:
     queryset = Generation.objects.filter(user=user, deleted_at__isnull=True)
     if kind:

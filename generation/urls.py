@@ -24,6 +24,7 @@ urlpatterns = [
     path("g/<uuid:generation_id>/events/", views.generation_events, name="generation_events"),
     path("g/<uuid:generation_id>/cancel/", views.generation_cancel, name="generation_cancel"),
     path("g/<uuid:generation_id>/delete/", views.generation_delete, name="generation_delete"),
+    path("g/<uuid:generation_id>/history-item/", views.history_item, name="history_item"),
     # The share page (CONTRACT): /i/<share id>, 22 URL-safe characters.
     path("i/<share_id:share_id>", share_views.share_page, name="share_page"),
     path("i/<uuid:media_id>/", share_views.legacy_share_page, name="media_share"),

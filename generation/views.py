@@ -475,6 +475,16 @@ def history(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+@login_required
+@not_found_as_404
+@require_GET
+def history_item(request: AuthenticatedRequest, generation_id: str) -> HttpResponse:
+    """One history card, fetched again by itself while its generation runs, so the page
+    shows the result when it is ready instead of "In progress…" until a reload."""
+    generation = selectors.generation_history_card(user=request.user, generation_id=generation_id)
+    return render(request, "generation/_history_item.html", {"g": generation})
+
+
 def _page_url(page: Page, query: dict[str, str]) -> str | None:  # type: ignore[type-arg]
     """The address of the next page (same filters), or None on the last page."""
     return f"?{urlencode({**query, 'cursor': page.next_cursor})}" if page.next_cursor else None

@@ -60,7 +60,8 @@ def test_the_card_comes_at_once_in_the_viewer_s_language_and_again_on_each_chang
     assert first[0] == version - 1 and second[0] == version
     assert first[1].startswith("<article") and 'data-testid="status-card"' in first[1]
     assert "Batalkan dan kembalikan kredit" in first[1]  # "Cancel and refund", in Indonesian
-    assert 'data-testid="queue-position">#3<' in second[1] and "Posisi antrean" in second[1]
+    # Third in Stefna's own queue: two ahead.
+    assert 'data-testid="queue-position">2 lagi sebelum giliranmu<' in second[1] and "Posisi antrean" in second[1]
     assert f'data-version="{version}"' in second[1]
 
 

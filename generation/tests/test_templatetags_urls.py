@@ -21,6 +21,7 @@ ROUTES = [
     "generation_card",
     "generation_cancel",
     "generation_delete",
+    "history_item",
 ]
 
 

@@ -253,10 +253,28 @@ def test_the_card_of_an_active_generation_polls_and_shows_progress(signed_in, us
     response = signed_in.get(f"/g/{generation.pk}/card/", HTTP_HX_REQUEST="true")
     body = response.content.decode()
     assert 'hx-trigger="every 1s"' in body
-    assert "#3" in body
+    assert 'data-testid="queue-position">3 ahead of you<' in body  # fal's queue counts from 0
     assert "Ghiblify" in body
     assert "Submitted to Ghiblify" in body
     assert 'id="header-balance"' not in body  # no out-of-band swap while running
+
+
+@pytest.mark.parametrize(
+    ("status", "position", "shown"),
+    [
+        # Waiting for a free slot of Stefna's own (queued): 1 is next.
+        (Generation.Status.QUEUED, 1, "next up"),
+        (Generation.Status.QUEUED, 3, "2 ahead of you"),
+        # In fal's queue (running): 0 is next. Both read the same way.
+        (Generation.Status.RUNNING, 0, "next up"),
+        (Generation.Status.RUNNING, 1, "1 ahead of you"),
+    ],
+)
+def test_the_queue_position_says_how_many_are_ahead_whichever_queue_counts_it(signed_in, user, status, position, shown):
+    """Both showed "#1": next in Stefna's queue, but second in fal's."""
+    generation = GenerationFactory(user=user, status=status, completed_at=None, queue_position=position)
+    body = signed_in.get(f"/g/{generation.pk}/card/", HTTP_HX_REQUEST="true").content.decode()
+    assert f'data-testid="queue-position">{shown}<' in body
 
 
 def test_a_running_card_shows_the_elapsed_time_once(signed_in, user):
@@ -419,6 +437,28 @@ def test_removing_a_generation_hides_it_from_history(signed_in, user):
     response = signed_in.post(f"/g/{generation.pk}/delete/", {"next": "/history/"})
     assert response.status_code == 302
     assert "remove me" not in signed_in.get("/history/").content.decode()
+
+
+def test_a_running_history_card_fetches_itself_until_its_generation_ends(signed_in, user, other_user):
+    running = GenerationFactory(user=user, status=Generation.Status.RUNNING, prompt="still painting")
+    card_url = f"/g/{running.pk}/history-item/"
+    body = signed_in.get("/history/").content.decode()
+    assert f'hx-get="{card_url}" hx-trigger="every 3s"' in body
+
+    fragment = signed_in.get(card_url, HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.count('data-testid="history-item"') == 1 and "still painting" in fragment
+    assert "<html" not in fragment and 'hx-trigger="every 3s"' in fragment
+
+    Generation.objects.filter(pk=running.pk).update(status=Generation.Status.SUCCEEDED)
+    MediaFactory(generation=running)
+    fragment = signed_in.get(card_url, HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-testid="media-tile"' in fragment and 'data-status="succeeded"' in fragment
+    assert "hx-trigger" not in fragment, "an ended card stops asking"
+
+    theirs = GenerationFactory(user=other_user, status=Generation.Status.RUNNING)
+    assert signed_in.get(f"/g/{theirs.pk}/history-item/").status_code == 404
+    signed_in.post(f"/g/{running.pk}/delete/")
+    assert signed_in.get(card_url).status_code == 404
 
 
 def test_history_needs_sign_in(client, db):

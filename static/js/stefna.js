@@ -9,13 +9,21 @@
     return Object.keys(values).reduce(function (text, key) { return text.split(key).join(values[key]); }, template || "");
   }
 
+  // Adds `id` to an element's aria-describedby, or takes it out: an error shown by the
+  // script is read with its field, and a hidden one no longer is.
+  function describedBy(element, id, on) {
+    var ids = (element.getAttribute("aria-describedby") || "").split(/\s+/).filter(function (each) { return each && each !== id; });
+    if (on) ids.push(id);
+    if (ids.length) element.setAttribute("aria-describedby", ids.join(" ")); else element.removeAttribute("aria-describedby");
+  }
+
   function studio(form) {
     var input = form.querySelector("#id_image");
     var zone = form.querySelector("[data-dropzone]");
     var preview = form.querySelector("[data-preview]");
     var kept = form.querySelector("[data-kept-image]");
-    // Which refusal below emptied the file input, sent with the form so the server's
-    // summary names it instead of asking for a photo (generation/images.py).
+    // Which refusal below turned a file away, sent with the form so that, with no photo
+    // left to send, the server's summary names it instead of asking for one (generation/images.py).
     var refused = form.querySelector("[data-image-refused]");
     var status = form.querySelector("[data-dropzone-status]");
     var imageError = form.querySelector("[data-image-error]");
@@ -26,8 +34,11 @@
     var chosenStyle = form.querySelector("[data-chosen-style]");
     var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10) || 0;
     var maxPixels = parseInt(form.getAttribute("data-max-pixels"), 10) || 0;
-    var objectUrl = null;
-    var lastGood = preview && !preview.hidden ? preview.getAttribute("src") : null;
+    var fileNote = form.querySelector("[data-dropzone-file]");
+    // The photo Create sends, as the dropzone shows it: a file chosen here (`file`, with
+    // `url` its preview, or none where the browser can't draw it), or a kept or recent
+    // photo (`url` only). A refused file puts it back instead of leaving nothing.
+    var good = preview && !preview.hidden ? {file: null, url: preview.getAttribute("src"), status: status.textContent} : null;
 
     function showImageError(message) {
       if (!imageError) return;
@@ -36,54 +47,84 @@
       if (message) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
     }
 
-    function refuse(message, reason) {
+    function show(choice) {
+      var drawn = !!(choice && choice.url);
+      var undrawn = !!(choice && !choice.url);
+      zone.classList.toggle("has-image", drawn);
+      zone.classList.toggle("has-file", undrawn);
+      if (drawn) { preview.src = choice.url; preview.hidden = false; } else { preview.hidden = true; preview.removeAttribute("src"); }
+      if (fileNote) {
+        fileNote.textContent = undrawn ? fill(form.getAttribute("data-msg-no-preview"), {FILE: choice.file.name}) : "";
+        fileNote.hidden = !undrawn;
+      }
+      status.textContent = choice ? choice.status : "";
+    }
+
+    function putBack(file) {
+      // A file input takes a FileList only from a DataTransfer.
+      try {
+        var transfer = new DataTransfer();
+        transfer.items.add(file);
+        input.files = transfer.files;
+        return true;
+      } catch (error) {
+        return false;
+      }
+    }
+
+    function refuse(message, reason, url) {
       // The server would say the same; saying it now saves the upload. The photo chosen
-      // before (if any) stays.
+      // before (if any) stays, and is still what Create sends: emptying the input (the
+      // only way to drop the refused file) would drop that one too, under its preview.
+      if (url) URL.revokeObjectURL(url);
       showImageError(message);
       if (refused) refused.value = reason;
-      input.value = "";
-      if (lastGood) { preview.src = lastGood; } else { preview.hidden = true; zone.classList.remove("has-image"); }
-      status.textContent = "";
+      if (!(good && good.file && putBack(good.file))) {
+        input.value = "";
+        if (good && good.file) good = null;
+      }
+      show(good);
     }
 
     function accept(file, url) {
-      preview.src = url;
-      preview.hidden = false;
-      lastGood = url;
-      zone.classList.add("has-image");
+      if (good && good.url && good.file && good.url !== url) URL.revokeObjectURL(good.url);
+      good = {file: file, url: url, status: file.name + " · " + Math.max(1, Math.round(file.size / 1024)) + " KB"};
       if (kept) kept.value = ""; // the new file replaces a photo kept from an earlier try
       if (refused) refused.value = "";
       form.querySelectorAll('input[name="source_generation"]').forEach(function (radio) { radio.checked = false; });
       showImageError("");
-      status.textContent = file.name + " · " + Math.max(1, Math.round(file.size / 1024)) + " KB";
+      show(good);
     }
 
     function checkFile(file) {
       if (!file) return;
       if (maxBytes && file.size > maxBytes) { refuse(form.getAttribute("data-msg-too-large"), "too_large"); return; }
       var heif = /\.(heic|heif)$/i.test(file.name) || /image\/hei[cf]/.test(file.type);
-      if (heif) {
-        // Browsers can't draw HEIC: the server converts it; show its name meanwhile.
-        accept(file, lastGood || "");
-        if (!lastGood) { preview.hidden = true; }
-        return;
-      }
-      if (objectUrl) URL.revokeObjectURL(objectUrl);
-      objectUrl = URL.createObjectURL(file);
+      var url = URL.createObjectURL(file);
       var probe = new Image();
       probe.onload = function () {
         var pixels = probe.naturalWidth * probe.naturalHeight;
         if (maxPixels && pixels > maxPixels) {
           refuse(
             fill(form.getAttribute("data-msg-too-many-pixels"), {WIDTH: probe.naturalWidth, HEIGHT: probe.naturalHeight}),
-            "too_many_pixels:" + probe.naturalWidth + "x" + probe.naturalHeight
+            "too_many_pixels:" + probe.naturalWidth + "x" + probe.naturalHeight,
+            url
           );
           return;
         }
-        accept(file, objectUrl);
+        accept(file, url);
       };
-      probe.onerror = function () { refuse(form.getAttribute("data-msg-not-image"), "not_image"); };
-      probe.src = objectUrl;
+      probe.onerror = function () {
+        if (heif) {
+          // Most browsers can't draw HEIC (Safari can, above); the server converts it.
+          // No preview then, but its name, and still a way to replace it.
+          URL.revokeObjectURL(url);
+          accept(file, null);
+          return;
+        }
+        refuse(form.getAttribute("data-msg-not-image"), "not_image", url);
+      };
+      probe.src = url;
     }
 
     if (input && zone) {
@@ -112,11 +153,9 @@
         if (kept) kept.value = "";
         if (refused) refused.value = "";
         showImageError("");
-        preview.src = thumb.src;
-        preview.hidden = false;
-        lastGood = thumb.src;
-        zone.classList.add("has-image");
-        status.textContent = thumb.alt;
+        if (good && good.url && good.file) URL.revokeObjectURL(good.url);
+        good = {file: null, url: thumb.src, status: thumb.alt};
+        show(good);
       });
     });
 
@@ -146,7 +185,13 @@
       prompt.required = !!needed;
     }
     form.addEventListener("change", function (event) {
-      if (event.target && event.target.name === "preset") syncPreset();
+      if (!event.target || event.target.name !== "preset") return;
+      syncPreset();
+      // Arrow keys move the choice along the styles: the chosen card comes into sight (on
+      // a phone it can sit off the side of its row, or under the Create bar). Its margins
+      // for the sticky header and bar are in stefna.css.
+      var card = event.target.closest(".preset-option");
+      if (card && card.scrollIntoView) card.scrollIntoView({block: "nearest", inline: "nearest"});
     });
     syncPreset();
 
@@ -179,21 +224,65 @@
         promptError.hidden = false;
         promptError.setAttribute("data-client", "");
         prompt.setAttribute("aria-invalid", "true");
+        describedBy(prompt, promptError.id, true);
       } else if (promptError.hasAttribute("data-client")) {
         // Only a message this script showed goes away by itself; the server's stays.
         promptError.hidden = true;
         promptError.removeAttribute("data-client");
         prompt.removeAttribute("aria-invalid");
+        describedBy(prompt, promptError.id, false);
       }
     }
     if (prompt) prompt.addEventListener("input", count);
     count();
+
+    // A form that can only come back refused (no style, or a style's prompt left empty)
+    // is stopped here, at the field to fix: the server would say the same after the whole
+    // photo went up, and on a phone the prompt's field is a long scroll below the style.
+    var styles = form.querySelector("#styles");
+    var presetError = form.querySelector("[data-preset-error]");
+    function showPresetError(message) {
+      if (!presetError || !styles) return;
+      presetError.textContent = message || "";
+      presetError.hidden = !message;
+      describedBy(styles, presetError.id, !!message);
+    }
+    form.addEventListener("change", function (event) {
+      if (event.target && event.target.name === "preset") showPresetError("");
+    });
+    // focus() alone scrolls only a field wholly out of sight: one peeking out under the
+    // phone's Create bar stayed there, covered.
+    function bringToSight(field, where) {
+      field.focus({preventScroll: true});
+      field.scrollIntoView({block: where});
+    }
+    function refusedHere() {
+      if (!form.querySelector('input[name="preset"]:checked') && styles) {
+        showPresetError(form.getAttribute("data-msg-no-style"));
+        bringToSight(styles, "start");
+        return true;
+      }
+      if (prompt && promptError && !prompt.disabled && prompt.required && !prompt.value.trim()) {
+        promptError.textContent = form.getAttribute("data-msg-needs-prompt");
+        promptError.hidden = false;
+        promptError.setAttribute("data-client", ""); // typing takes it away (count)
+        prompt.setAttribute("aria-invalid", "true");
+        describedBy(prompt, promptError.id, true);
+        bringToSight(prompt, "center");
+        return true;
+      }
+      return false;
+    }
 
     // One click, one generation: stop a double submit from charging twice.
     form.addEventListener("submit", function (event) {
       if (overBy() > 0) {
         event.preventDefault();
         prompt.focus();
+        return;
+      }
+      if (refusedHere()) {
+        event.preventDefault();
         return;
       }
       var button = form.querySelector('button[type="submit"]');
@@ -204,6 +293,15 @@
         }, 0);
       }
     });
+
+    // Finish and Create stick beside the styles on a desktop; stefna.css needs their height
+    // to keep Create in sight when the pair is taller than the window.
+    var side = form.querySelector("[data-studio-side]");
+    if (side && window.ResizeObserver) {
+      new window.ResizeObserver(function () {
+        side.style.setProperty("--studio-side-height", side.offsetHeight + "px");
+      }).observe(side);
+    }
 
     // After a refused submit, focus goes to the summary of what to fix.
     var summary = form.querySelector("[data-error-summary]");
@@ -393,9 +491,49 @@
     if (lost && title) title.focus({preventScroll: true});
   }
 
+  // A keyboard user's place survives a swap that takes the focused control away (deleting
+  // an image or a generation from its "⋯" menu): focus moves to what took its place, or
+  // the next item, or the one before, never back to the top of the page. (A swap that
+  // brings the control back under the same id keeps focus on it by itself: htmx.)
+  var FOCUSABLE = 'a[href], button:not([disabled]), summary, input:not([type="hidden"]):not([disabled]), select, textarea';
+  var swapPlace = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    swapPlace = null;
+    if (!target || !target.parentElement || target.matches("[data-testid=status-card]")) return;
+    if (!document.activeElement || !target.contains(document.activeElement)) return;
+    swapPlace = {parent: target.parentElement, before: target.previousElementSibling, after: target.nextElementSibling};
+  });
+  function focusFirstIn(element) {
+    var found = element && (element.matches(FOCUSABLE) ? element : element.querySelector(FOCUSABLE));
+    if (found) found.focus();
+    return !!found;
+  }
+  // A swap that left nothing in its place settles nothing, so htmx:afterSettle never
+  // comes; htmx:afterOnLoad does (on the nearest element still in the page).
+  document.addEventListener("htmx:afterOnLoad", function () { restoreSwapPlace(); });
+  function restoreSwapPlace() {
+    var place = swapPlace;
+    swapPlace = null;
+    if (!place || (document.activeElement && document.activeElement !== document.body)) return;
+    // What the swap put in the old place lies between its neighbours.
+    var element = place.before ? place.before.nextElementSibling : place.parent.firstElementChild;
+    for (; element && element !== place.after; element = element.nextElementSibling) {
+      if (focusFirstIn(element)) return;
+    }
+    if (focusFirstIn(place.after) || focusFirstIn(place.before)) return;
+    var heading = place.parent.closest("[data-testid=status-card]");
+    heading = heading ? heading.querySelector(".status-title") : document.querySelector("main h1");
+    if (heading) {
+      if (!heading.hasAttribute("tabindex")) heading.setAttribute("tabindex", "-1");
+      heading.focus();
+    }
+  }
+
   // Announce status changes of the polled card (see detail.html).
   var lastStatus = null;
   document.addEventListener("htmx:afterSettle", function () {
+    restoreSwapPlace();
     syncTitle();
     tickElapsed();
     document.querySelectorAll("[data-compare]").forEach(compare);

@@ -152,9 +152,14 @@ def test_every_signed_in_page_passes_axe(site_axe_page):
         "/credits/",
     ):
         assert_site_accessible(page, path)
-    # The studio refusing a submit (error summary) and the out-of-credits state.
+    # The studio refusing a submit, in the page (no style) and from the server (error
+    # summary; form.submit() skips the page's own checks, as a browser without scripts
+    # would), and the out-of-credits state.
     page.goto("/")
     page.get_by_test_id("start").click()
+    expect(page.locator("#styles")).to_be_focused()
+    assert_site_accessible(page)
+    page.locator("[data-studio-form]").evaluate("form => form.submit()")
     expect(page.get_by_test_id("error-summary")).to_be_focused()
     assert_site_accessible(page)
     ledger.grant(user=user, amount=-balance_of(user=user), reason=CreditEntry.Reason.ADJUST, note="test")

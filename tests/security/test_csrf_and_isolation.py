@@ -138,6 +138,7 @@ HTML_OWNER_ROUTES = {
     "generation_events": "GET",  # the status page's live card
     "generation_cancel": "POST",
     "generation_delete": "POST",
+    "history_item": "GET",  # a history card fetching itself while it runs
     "media_share": "GET",  # a *private* image; public ones are shareable by design
     "share_page": "GET",  # the same, at its share id
     # Google sign-in: another provider id than "google" is unknown.
