@@ -1,4 +1,5 @@
-"""ETags for what a generation's watchers poll (`GET /api/generations/{id}`, the status card).
+"""ETags for what a generation's watchers poll (`GET /api/generations/{id}`, the status
+card, a running history card).
 
 A tag is built from the generation's version (moved by database triggers on every change
 a viewer sees, migration 0007) and whatever else the answer depends on: the owner's
@@ -32,6 +33,11 @@ def card_etag(state: WatchState, *, language: str, htmx: bool) -> str:
     card swaps them out of band for htmx), which follow the wallet and the day."""
     parts = [state.version, state.balance, state.purchased_balance, state.allowance_day, language, int(htmx)]
     return _etag(["c", *parts])
+
+
+def history_item_etag(*, version: int, language: str) -> str:
+    """A history card: the generation alone (it shows no balance)."""
+    return _etag(["h", version, language])
 
 
 def _etag(parts: Iterable[object]) -> str:

@@ -44,7 +44,18 @@ def generation_history(
 
 # What a history card shows. The page reads nothing else, and loading the rest (logs,
 # payloads, prompts sent, the attempts) was a third of its CPU (bench/api.py).
-_CARD_FIELDS = ("id", "preset_slug", "preset_name", "kind", "prompt", "status", "created_at", "source_image")
+# `version`: a running card fetches itself again with the ETag it names (views.history_item).
+_CARD_FIELDS = (
+    "id",
+    "preset_slug",
+    "preset_name",
+    "kind",
+    "prompt",
+    "status",
+    "created_at",
+    "source_image",
+    "version",
+)
 _TILE_FIELDS = ("id", "generation_id", "index", "url", "width", "height", "is_public", "share_id")
 
 

@@ -480,9 +480,22 @@ def history(request: AuthenticatedRequest) -> HttpResponse:
 @require_GET
 def history_item(request: AuthenticatedRequest, generation_id: str) -> HttpResponse:
     """One history card, fetched again by itself while its generation runs, so the page
-    shows the result when it is ready instead of "In progress…" until a reload."""
+    shows the result when it is ready instead of "In progress…" until a reload.
+
+    Polling, like the status card's fallback, costs next to nothing while nothing changed:
+    the browser sends back the ETag (the generation's version) and gets a 304 from one
+    small query, without the card's generation and images being loaded."""
+    language = get_language()
+    if request.headers.get("If-None-Match"):
+        state = status_reads.generation_watch_state(user_id=request.user.pk, generation_id=generation_id)
+        if state is None:
+            raise NotFound(_("Generation not found."))
+        etag = etags.history_item_etag(version=state.version, language=language)
+        if etags.etag_matches(request, etag):
+            return etags.not_modified(etag)
     generation = selectors.generation_history_card(user=request.user, generation_id=generation_id)
-    return render(request, "generation/_history_item.html", {"g": generation})
+    response = render(request, "generation/_history_item.html", {"g": generation})
+    return etags.with_etag(response, etags.history_item_etag(version=generation.version, language=language))
 
 
 def _page_url(page: Page, query: dict[str, str]) -> str | None:  # type: ignore[type-arg]

@@ -461,6 +461,34 @@ def test_a_running_history_card_fetches_itself_until_its_generation_ends(signed_
     assert signed_in.get(card_url).status_code == 404
 
 
+def test_a_running_history_cards_poll_that_changed_nothing_is_a_304_without_loading_it(signed_in, user):
+    """The card asks every 3 s: while nothing changed it costs one small query, as the
+    status card's fallback polling does (generation/etags.py)."""
+    running = GenerationFactory(user=user, status=Generation.Status.RUNNING, prompt="still painting")
+    card_url = f"/g/{running.pk}/history-item/"
+    first = signed_in.get(card_url, HTTP_HX_REQUEST="true")
+    etag = first["ETag"]
+    assert first["Cache-Control"] == "private, no-cache"
+    assert f'data-version="{Generation.objects.get(pk=running.pk).version}"' in first.content.decode()
+
+    with CaptureQueriesContext(connection) as queries:
+        again = signed_in.get(card_url, HTTP_HX_REQUEST="true", HTTP_IF_NONE_MATCH=etag)
+
+    assert again.status_code == 304 and again["ETag"] == etag and again.content == b""
+    generation_reads = [query["sql"] for query in queries if '"generation_generation"' in query["sql"]]
+    assert len(generation_reads) == 1, generation_reads
+    assert "generation_media" not in generation_reads[0] and '"prompt"' not in generation_reads[0]
+
+    # A change moves the version: the card comes whole, with a new tag.
+    Generation.objects.filter(pk=running.pk).update(status=Generation.Status.SUCCEEDED)
+    changed = signed_in.get(card_url, HTTP_HX_REQUEST="true", HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and changed["ETag"] != etag
+    assert 'data-status="succeeded"' in changed.content.decode()
+    # Deleted from the history (by another tab): the tag no longer matches, and it is gone.
+    signed_in.post(f"/g/{running.pk}/delete/")
+    assert signed_in.get(card_url, HTTP_IF_NONE_MATCH=changed["ETag"]).status_code == 404
+
+
 def test_history_needs_sign_in(client, db):
     response = client.get("/history/")
     assert response.status_code == 302

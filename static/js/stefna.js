@@ -471,6 +471,16 @@
     }
   });
 
+  // A running history card asks for itself again every few seconds. While nothing changed
+  // the server answers 304 and the browser hands htmx the same card from its cache:
+  // swapping that in again would only take the keyboard's focus from it.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (!target || !target.matches || !target.matches("[data-testid=history-item][data-version]")) return;
+    var answer = /data-version="(\d+)"/.exec(event.detail.serverResponse || "");
+    if (answer && answer[1] === target.getAttribute("data-version")) event.detail.shouldSwap = false;
+  });
+
   // A keyboard user on the card's Cancel button loses it when the card ends (the button
   // goes with the old card): their place moves to the new card's title instead of the
   // top of the page. While it runs, htmx keeps focus on the button itself (same id).

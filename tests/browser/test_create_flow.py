@@ -196,6 +196,33 @@ def test_history_shows_a_result_when_it_is_ready_without_a_reload(page):
     expect(page).not_to_have_title(re.compile("running"))
 
 
+def test_a_running_history_card_that_did_not_change_keeps_the_keyboards_place(page):
+    """The card asks for itself every 3 s. Unchanged, it is answered 304 and the browser
+    hands htmx the same card from its cache; swapping that in again took the focus from
+    its Open button every 3 s."""
+    user = signed_in_user(page, "history-focus@example.com")
+    running = finished_generation(user, status=Generation.Status.RUNNING)
+    polls = []
+    page.on(
+        "response",
+        lambda response: polls.append(response.status) if "/history-item/" in response.url else None,
+    )
+    page.goto("/history/")
+    card = page.locator(f"#history-{running.pk}")
+    card.evaluate("card => { card.dataset.mark = 'first render'; }")
+    opener = card.get_by_role("link", name="Open")
+    opener.focus()
+
+    for _ in range(2):  # two of the card's 3-s polls, each answered and handled
+        with page.expect_response(lambda response: "/history-item/" in response.url, timeout=10_000):
+            pass
+    page.wait_for_timeout(200)
+
+    assert len(polls) >= 2 and set(polls) <= {200, 304}, polls
+    assert card.get_attribute("data-mark") == "first render", "the same card was swapped in again"
+    assert opener.evaluate("link => link === document.activeElement")
+
+
 def test_on_a_desktop_the_result_and_its_download_button_fit_the_first_screen(page):
     """At 80% of the window's height the picture pushed Download, Share and Make public
     below the fold; it stays large and leaves them room."""
