@@ -358,6 +358,31 @@
     }
   }
 
+  // A form that starts a purchase is sent once: a double click on "Buy" made two
+  // checkouts, the second left pending until it expired. Back to the page, when the
+  // browser kept it, offers the form again.
+  function submitOnce(form) {
+    form.addEventListener("submit", function (event) {
+      if (form.hasAttribute("data-sent")) {
+        event.preventDefault();
+        return;
+      }
+      form.setAttribute("data-sent", "");
+      form.querySelectorAll('button[type="submit"]').forEach(function (button) {
+        button.setAttribute("aria-disabled", "true");
+      });
+    });
+  }
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;
+    document.querySelectorAll("form[data-submit-once][data-sent]").forEach(function (form) {
+      form.removeAttribute("data-sent");
+      form.querySelectorAll('button[aria-disabled="true"]').forEach(function (button) {
+        button.removeAttribute("aria-disabled");
+      });
+    });
+  });
+
   function autosubmit(form) {
     var button = form.querySelector("[data-autosubmit-button]");
     if (button) button.hidden = true;
@@ -567,6 +592,7 @@
     });
     document.querySelectorAll("[data-studio-form]").forEach(studio);
     document.querySelectorAll("[data-autosubmit]").forEach(autosubmit);
+    document.querySelectorAll("form[data-submit-once]").forEach(submitOnce);
     document.querySelectorAll("[data-keep-fragment]").forEach(keepFragment);
     document.querySelectorAll("[data-compare]").forEach(compare);
     syncTitle();

@@ -86,6 +86,49 @@ def test_the_credit_history_and_purchases_fit_their_card_in_indonesian(
     context.close()
 
 
+def test_a_double_click_on_buy_starts_one_checkout(browser, live_server, settings, seeded_packs):
+    """Each click on "Buy" was a purchase and a checkout: the second stayed pending until it
+    expired, and showed on the account page as a purchase never made."""
+    from credits.models import Purchase
+
+    settings.STRIPE_SECRET_KEY = ""
+    settings.OFFLINE_CHECKOUT = True
+    user = User.objects.create_user(email="double-buyer@example.com")
+    context, page = signed_in_page(browser, live_server, user, viewport=PHONE)
+
+    page.goto("/credits/")
+    # Checkout answers in milliseconds here; over a real network the first click's request
+    # is still on its way when the second comes. Hold it until both clicks are done.
+    sent = []
+
+    def hold(route):  # type: ignore[no-untyped-def]
+        sent.append(route)
+
+    page.route("**/credits/checkout/", hold)
+    # The second click comes 100 ms after the first, from the page itself: Playwright's own
+    # would wait for the first click's navigation to finish.
+    page.evaluate(
+        """() => {
+        const buy = document.querySelector("[data-testid=buy-starter]");
+        buy.addEventListener("click", () => setTimeout(() => buy.click(), 100), {once: true});
+    }"""
+    )
+    page.get_by_test_id("buy-starter").click(no_wait_after=True)
+    page.wait_for_timeout(400)
+    assert len(sent) == 1, "the second click sent a second checkout request"
+    sent[0].continue_()
+    page.unroute("**/credits/checkout/", hold)
+    expect(page.get_by_test_id("test-pay")).to_be_visible()
+
+    assert Purchase.objects.filter(user=user).count() == 1
+    # Back to the buy page (kept by the browser or loaded again): it buys again.
+    page.go_back()
+    page.get_by_test_id("buy-starter").click()
+    expect(page.get_by_test_id("test-pay")).to_be_visible()
+    assert Purchase.objects.filter(user=user).count() == 2
+    context.close()
+
+
 def test_the_test_checkout_cancel_back_and_double_click(browser, live_server, settings, seeded_packs):
     """Cancel says nothing was charged (the buy page said nothing at all); Back after paying
     shows the purchase, not a checkout to pay again; a double click buys once."""
