@@ -19,11 +19,11 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from stefna.admin_actions import action_with_form, apply_to_each
+from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 from stefna.errors import DomainError
 
 from . import ledger
-from .models import CreditEntry, CreditPack, Purchase, StripeEvent, Wallet
+from .models import CreditEntry, CreditPack, Purchase, StripeEvent, Wallet, format_price
 from .payments.purchases import purchase_mark_reviewed
 from .payments.refunds import purchase_refund
 from .selectors import credit_packs_unchargeable, purchases_needing_attention_count
@@ -260,18 +260,40 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return super().changelist_view(request, extra_context)
 
     @admin.action(
-        description="Refund through Stripe (credits are taken back when Stripe confirms)", permissions=["refund"]
+        description="Refund through Stripe… (credits are taken back when Stripe confirms)",
+        permissions=["refund"],
+        location=BOTH_LOCATIONS,
     )
-    def refund(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> None:
-        apply_to_each(
+    def refund(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> TemplateResponse | None:
+        # Real money goes back to the buyer and cannot be recalled: a mis-click in the
+        # action menu must not be enough, so the action asks first and lists the sums.
+        def describe(purchase: Purchase) -> str:
+            left = format_price(purchase.price - purchase.amount_refunded, purchase.currency)
+            return (
+                f"{purchase.email or purchase.user_id}: {purchase.pack.name}, {purchase.credits} credits, "
+                f"{left} to refund ({purchase.get_status_display()}, {purchase.get_provider_display()})"
+            )
+
+        return action_with_form(
+            self,
             request,
-            list(queryset),
-            lambda purchase: purchase_refund(purchase=purchase),
-            done="Refund requested for {count} purchase{s}.",
-            label=lambda purchase: f"{purchase.email} {purchase.pk}",
+            queryset.select_related("pack"),
+            form_class=forms.Form,
+            title="Refund purchases",
+            submit_label="Yes, refund",
+            describe=describe,
+            warning="The full price goes back to each buyer through Stripe and cannot be recalled; "
+            "their unspent credits are taken back when Stripe confirms.",
+            apply=lambda data: apply_to_each(
+                request,
+                list(queryset),
+                lambda purchase: purchase_refund(purchase=purchase),
+                done="Refund requested for {count} purchase{s}.",
+                label=lambda purchase: f"{purchase.email} {purchase.pk}",
+            ),
         )
 
-    @admin.action(description="Mark as reviewed (clear the alert)", permissions=["refund"])
+    @admin.action(description="Mark as reviewed (clear the alert)", permissions=["refund"], location=BOTH_LOCATIONS)
     def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> None:
         for purchase in queryset:
             purchase_mark_reviewed(purchase=purchase)
