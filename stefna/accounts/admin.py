@@ -1,14 +1,28 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from credits.admin import grant_credits_to
+from stefna.admin_actions import action_with_form, apply_to_each
 
+from .deletion import account_delete
 from .models import ApiToken, LoginCode, User
+
+
+class CloseAccountForm(forms.Form):
+    confirm = forms.CharField(
+        label="Type the account's email",
+        max_length=254,
+        help_text="As the owner confirms in “Delete my account”.",
+        widget=forms.TextInput(attrs={"size": 40, "autocomplete": "off"}),
+    )
 
 
 @admin.register(User)
@@ -22,7 +36,7 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
-    actions = ["grant_credits"]
+    actions = ["grant_credits", "delete_account"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         # The balance comes in the same query (a LEFT JOIN on the wallet), not one per row.
@@ -34,6 +48,45 @@ class UserAdmin(DjangoUserAdmin):
 
     def has_grant_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("credits.add_creditentry")
+
+    # Django's own delete would cascade through the append-only ledger and the account's
+    # generations, leave its photos and images in storage and Cloudinary, and its running
+    # jobs at fal. Closing an account is `account_delete`'s (the action below), as when the
+    # owner does it.
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        return False
+
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.delete_user")
+
+    @admin.action(description="Delete account for good (as the owner would)…", permissions=["close"])
+    def delete_account(self, request: HttpRequest, queryset: QuerySet[User]) -> TemplateResponse | None:
+        users = list(queryset)
+        if len(users) != 1:
+            messages.error(request, "Delete one account at a time: select only the one to delete.")
+            return None
+
+        def close(data: dict[str, Any]) -> None:
+            apply_to_each(
+                request,
+                users,
+                lambda user: account_delete(user=user, confirm=data["confirm"]),
+                done="Deleted the account.",
+                label=lambda user: user.email,
+            )
+
+        return action_with_form(
+            self,
+            request,
+            queryset,
+            form_class=CloseAccountForm,
+            title="Delete account for good",
+            submit_label="Delete the account",
+            warning="Running generations are canceled and refunded, photos and images are removed from storage, "
+            "the email is freed and every session ends. Purchases and the ledger stay, without the person. "
+            "This cannot be undone.",
+            apply=close,
+        )
 
     @admin.action(description="Grant credits…", permissions=["grant"])
     def grant_credits(self, request: HttpRequest, queryset: QuerySet[User]) -> TemplateResponse | None:

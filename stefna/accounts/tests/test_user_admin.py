@@ -1,0 +1,50 @@
+"""Users in the admin: an account is closed the way its owner closes it, never by a raw delete."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from credits import ledger
+from credits.models import CreditEntry
+from generation.models import Generation, Media, StoredRemoval
+from generation.tests.factories import GenerationFactory, MediaFactory
+from stefna.accounts.models import User
+from stefna.accounts.tests.factories import UserFactory
+
+USERS = reverse("admin:accounts_user_changelist")
+
+
+def customer() -> User:
+    user = UserFactory(email="ada@example.com")
+    ledger.grant(user=user, amount=5, note="welcome")
+    MediaFactory(generation=GenerationFactory(user=user), storage_key="stefna/generated/ada-1")
+    return user
+
+
+def test_the_admin_cannot_delete_an_account_outright(staff_client):
+    user = customer()
+    assert staff_client.get(reverse("admin:accounts_user_delete", args=[user.pk])).status_code == 403
+    staff_client.post(reverse("admin:accounts_user_delete", args=[user.pk]), {"post": "yes"})
+    staff_client.post(USERS, {"action": "delete_selected", "_selected_action": [str(user.pk)], "post": "yes"})
+    # A raw delete would have cascaded through the ledger and left the image in Cloudinary.
+    assert User.objects.filter(pk=user.pk, is_active=True).exists()
+    assert CreditEntry.objects.filter(user=user, reason="grant").exists()
+
+
+def test_deleting_an_account_asks_for_its_email_and_goes_through_the_owners_deletion(staff_client):
+    user = customer()
+    selection = {"action": "delete_account", "index": "0", "_selected_action": [str(user.pk)]}
+    asked = staff_client.post(USERS, selection)
+    assert asked.status_code == 200 and b'name="confirm"' in asked.content and b"cannot be undone" in asked.content
+
+    wrong = staff_client.post(USERS, {**selection, "apply": "1", "confirm": "bob@example.com"}, follow=True)
+    assert any(message.level_tag == "error" for message in wrong.context["messages"])
+    assert User.objects.get(pk=user.pk).is_active
+
+    done = staff_client.post(USERS, {**selection, "apply": "1", "confirm": "ada@example.com"}, follow=True)
+    assert [str(message) for message in done.context["messages"]] == ["Deleted the account."]
+    user.refresh_from_db()
+    assert not user.is_active and user.email.endswith("@deleted.invalid")
+    assert CreditEntry.objects.filter(user=user, reason="grant").exists(), "the ledger stays"
+    assert Generation.objects.filter(user=user).exists() and not Media.objects.filter(user=user).exists()
+    assert StoredRemoval.objects.filter(key="stefna/generated/ada-1").exists(), "the image is owed to storage"
