@@ -5,8 +5,11 @@ from __future__ import annotations
 from django.urls import reverse
 
 from credits.models import Purchase
+from generation.tests.factories import GenerationFactory
+from stefna.accounts.tests.factories import UserFactory
 
 PURCHASES = reverse("admin:credits_purchase_changelist")
+ENTRIES = reverse("admin:credits_creditentry_changelist")
 
 
 def refund_action(client, purchase: Purchase, **extra):  # type: ignore[no-untyped-def]
@@ -35,3 +38,37 @@ def test_the_refund_is_offered_on_the_purchase_page_too(staff_client, paid_purch
     assert b"Yes, refund" in asked.content and fake_stripe.refunds == []
     staff_client.post(url, {**selection, "apply": "1"})
     assert len(fake_stripe.refunds) == 1
+
+
+def test_a_purchase_shows_its_money_in_its_currency_and_its_ledger_entries(staff_client, paid_purchase):
+    page = staff_client.get(reverse("admin:credits_purchase_change", args=[paid_purchase.pk])).content.decode()
+    assert "$4.99" in page and "$0.00" in page  # the price and the amount refunded, not 499 and 0
+    assert "credit entries of this purchase" in page.lower() and "Credits bought" in page
+    records = f"?user__id__exact={paid_purchase.user_id}"
+    for url in (
+        reverse("admin:generation_generation_changelist"),
+        reverse("admin:credits_purchase_changelist"),
+        reverse("admin:credits_creditentry_changelist"),
+    ):
+        assert f'href="{url}{records}"' in page
+        assert staff_client.get(url + records).status_code == 200
+
+
+def test_the_ledger_finds_a_purchases_entries_by_its_stripe_ids_and_links_back(staff_client, paid_purchase):
+    for term in (paid_purchase.stripe_payment_intent_id, paid_purchase.stripe_session_id, str(paid_purchase.pk)):
+        response = staff_client.get(ENTRIES, {"q": term})
+        entries = list(response.context["cl"].result_list)
+        assert [entry.reason for entry in entries] == ["purchase"], term
+        assert reverse("admin:credits_purchase_change", args=[paid_purchase.pk]) in response.content.decode()
+    assert list(staff_client.get(ENTRIES, {"q": "pi_unknown"}).context["cl"].result_list) == []
+
+
+def test_the_user_page_shows_the_balance_and_leads_to_their_records(staff_client, paid_purchase, user):
+    other = UserFactory(email="bob@example.com")
+    mine = GenerationFactory(user=user)
+    GenerationFactory(user=other)
+    page = staff_client.get(reverse("admin:accounts_user_change", args=[user.pk])).content.decode()
+    assert "80 credits: 50 bought or granted, 30 free today" in page
+    generations = f"{reverse('admin:generation_generation_changelist')}?user__id__exact={user.pk}"
+    assert f'href="{generations}"' in page
+    assert list(staff_client.get(generations).context["cl"].result_list) == [mine]

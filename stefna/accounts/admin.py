@@ -8,8 +8,10 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.safestring import SafeString
 
-from credits.admin import grant_credits_to
+from credits.admin import grant_credits_to, user_records_links
+from credits.models import Wallet
 from stefna.admin_actions import action_with_form, apply_to_each
 
 from .deletion import account_delete
@@ -32,11 +34,14 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ["email", "display_name"]
     fieldsets = (
         (None, {"fields": ("email", "display_name", "password")}),
+        # Support's first questions about a person: what they hold, made and paid.
+        ("Credits and records", {"fields": ("credits_summary", "records")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     actions = ["grant_credits", "delete_account"]
+    readonly_fields = ["credits_summary", "records"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         # The balance comes in the same query (a LEFT JOIN on the wallet), not one per row.
@@ -45,6 +50,19 @@ class UserAdmin(DjangoUserAdmin):
     @admin.display(description="credits", ordering="wallet_balance")
     def credits(self, user: User) -> int | None:
         return user.wallet_balance  # type: ignore[attr-defined]
+
+    @admin.display(description="credits")
+    def credits_summary(self, user: User) -> str:
+        wallet = Wallet.objects.filter(user=user).first()
+        if wallet is None:
+            return "0 (no credit entries yet)"
+        return (
+            f"{wallet.balance} credits: {wallet.purchased_balance} bought or granted, {wallet.free_balance} free today"
+        )
+
+    @admin.display(description="records")
+    def records(self, user: User) -> SafeString:
+        return user_records_links(user.pk)
 
     def has_grant_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("credits.add_creditentry")
