@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
@@ -397,41 +398,81 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     # Actions: each calls a pipeline service per generation; refusals become messages.
     # They need the change permission: view-only staff (support) can look, not act.
+    # Retry charges the owner again, cancel and refund give credits back: each asks first
+    # (a confirmation step listing the jobs), so a slip in the action menu moves nothing.
+
+    def _confirm(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Generation],
+        *,
+        title: str,
+        submit_label: str,
+        warning: str,
+        call: Callable[[Generation], object],
+        done: str,
+    ) -> TemplateResponse | None:
+        return action_with_form(
+            self,
+            request,
+            queryset,
+            form_class=forms.Form,
+            title=title,
+            submit_label=submit_label,
+            warning=warning,
+            describe=lambda generation: (
+                f"{_short(generation.pk)} · {generation.user.email} · {generation.get_status_display()} · "
+                f"{generation.preset_slug} · {generation.cost} credits"
+            ),
+            apply=lambda data: apply_to_each(
+                request,
+                queryset,
+                call,
+                done=done,
+                label=lambda generation: f"Generation {_short(generation.pk)}",
+            ),
+        )
 
     @admin.action(
-        description="Retry from the first model (reserves credits again)",
+        description="Retry from the first model… (reserves credits again)",
         location=BOTH_LOCATIONS,
         permissions=["change"],
     )
-    def retry_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        apply_to_each(
+    def retry_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> TemplateResponse | None:
+        return self._confirm(
             request,
             queryset,
-            lambda generation: services.generation_retry(
+            title="Retry generations",
+            submit_label="Yes, retry",
+            warning="Each retry reserves the generation's cost from its owner's credits again (refunded if it fails).",
+            call=lambda generation: services.generation_retry(
                 generation_id=generation.pk, by=_operator(request), request_id=request_id_of(request)
             ),
             done="Restarted {count} generation{s}.",
-            label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
-    @admin.action(description="Cancel (and refund)", location=BOTH_LOCATIONS, permissions=["change"])
-    def cancel_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        apply_to_each(
+    @admin.action(description="Cancel (and refund)…", location=BOTH_LOCATIONS, permissions=["change"])
+    def cancel_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> TemplateResponse | None:
+        return self._confirm(
             request,
             queryset,
-            lambda generation: services.generation_cancel(generation_id=generation.pk, user=None),
+            title="Cancel generations",
+            submit_label="Yes, cancel",
+            warning="Running jobs are stopped for good and their credits go back to their owners.",
+            call=lambda generation: services.generation_cancel(generation_id=generation.pk, user=None),
             done="Canceled {count} generation{s}.",
-            label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
-    @admin.action(description="Refund the credits", location=BOTH_LOCATIONS, permissions=["change"])
-    def refund_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        apply_to_each(
+    @admin.action(description="Refund the credits…", location=BOTH_LOCATIONS, permissions=["change"])
+    def refund_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> TemplateResponse | None:
+        return self._confirm(
             request,
             queryset,
-            lambda generation: services.generation_refund(generation_id=generation.pk, by=_operator(request)),
+            title="Refund generations",
+            submit_label="Yes, refund",
+            warning="Each generation's credits go back to its owner; a running one is stopped first.",
+            call=lambda generation: services.generation_refund(generation_id=generation.pk, by=_operator(request)),
             done="Refunded {count} generation{s}.",
-            label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
     @admin.action(
