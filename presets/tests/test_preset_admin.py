@@ -159,3 +159,10 @@ def test_a_new_preset_can_be_added_with_its_slug(staff_client):
     response = staff_client.post(url, {**form_data(template), "slug": "ink_wash"})
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Preset.objects.get(slug="ink_wash").thumbnail_url == "/static/img/presets/kind-preset.png"
+
+
+def test_a_prompt_no_model_reads_is_refused_in_the_admin(staff_client):
+    preset = Preset.objects.get(slug="oil_painting")
+    response = change(staff_client, "oil_painting", model_chain=json.dumps(["fal-ai/ghiblify"]), parameters="{}")
+    assert "never be sent" in " ".join(field_errors(response)["prompt"])
+    assert Preset.objects.get(pk=preset.pk).model_chain == preset.model_chain
