@@ -106,7 +106,7 @@ class AttentionFilter(admin.SimpleListFilter):
 
     title = "needs attention"
     parameter_name = "attention"
-    STUCK_AFTER = dt.timedelta(minutes=15)
+    STUCK_AFTER = dashboard.STUCK_AFTER  # the dashboard counts the same generations
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
