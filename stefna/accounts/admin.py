@@ -12,7 +12,7 @@ from django.utils.safestring import SafeString
 
 from credits.admin import grant_credits_to, user_records_links
 from credits.models import Wallet
-from stefna.admin_actions import action_with_form, apply_to_each
+from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 
 from .deletion import account_delete
 from .models import ApiToken, LoginCode, User
@@ -77,7 +77,9 @@ class UserAdmin(DjangoUserAdmin):
     def has_close_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.delete_user")
 
-    @admin.action(description="Delete account for good (as the owner would)…", permissions=["close"])
+    @admin.action(
+        description="Delete account for good (as the owner would)…", permissions=["close"], location=BOTH_LOCATIONS
+    )
     def delete_account(self, request: HttpRequest, queryset: QuerySet[User]) -> TemplateResponse | None:
         users = list(queryset)
         if len(users) != 1:
@@ -106,7 +108,8 @@ class UserAdmin(DjangoUserAdmin):
             apply=close,
         )
 
-    @admin.action(description="Grant credits…", permissions=["grant"])
+    # Also on the user's page: support grants to the person they just looked up.
+    @admin.action(description="Grant credits…", permissions=["grant"], location=BOTH_LOCATIONS)
     def grant_credits(self, request: HttpRequest, queryset: QuerySet[User]) -> TemplateResponse | None:
         return grant_credits_to(self, request, queryset, lambda: list(queryset))
 

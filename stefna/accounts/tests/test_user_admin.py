@@ -48,3 +48,16 @@ def test_deleting_an_account_asks_for_its_email_and_goes_through_the_owners_dele
     assert CreditEntry.objects.filter(user=user, reason="grant").exists(), "the ledger stays"
     assert Generation.objects.filter(user=user).exists() and not Media.objects.filter(user=user).exists()
     assert StoredRemoval.objects.filter(key="stefna/generated/ada-1").exists(), "the image is owed to storage"
+
+
+def test_credits_are_granted_from_the_users_own_page(staff_client):
+    user = customer()
+    url = reverse("admin:accounts_user_change", args=[user.pk])
+    page = staff_client.get(url).content.decode()
+    assert 'value="grant_credits"' in page and 'value="delete_account"' in page
+    selection = {"CHANGE_FORM-action": "grant_credits", "_selected_action": str(user.pk)}
+    asked = staff_client.post(url, selection)
+    assert asked.status_code == 200 and b'name="amount"' in asked.content
+    staff_client.post(url, {**selection, "apply": "1", "amount": "10", "note": "Sorry for the outage"})
+    entry = CreditEntry.objects.get(user=user, note="Sorry for the outage")
+    assert entry.amount == 10
