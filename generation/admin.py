@@ -221,6 +221,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
         "short_id",
         "status",
+        "error",
         "kind",
         "preset_slug",
         "user_email",
@@ -250,7 +251,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     ("id", "user_link"),
                     ("status", "kind", "preset_link"),
                     ("current_model", "model_chain"),
-                    ("cost", "queue_position", "is_public"),
+                    ("cost_label", "queue_position", "is_public"),
                 ]
             },
         ),
@@ -337,6 +338,17 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="user", ordering="user__email")
     def user_email(self, generation: Generation) -> str:
         return generation.user.email
+
+    # "Why did mine fail?" answered in the list: the code, the message on hover.
+    @admin.display(description="error", ordering="error_code")
+    def error(self, generation: Generation) -> SafeString | str:
+        if not generation.error_code:
+            return EMPTY
+        return format_html('<span title="{}">{}</span>', generation.error_message, generation.error_code)
+
+    @admin.display(description="cost")
+    def cost_label(self, generation: Generation) -> str:
+        return f"{generation.cost} credit{'' if generation.cost == 1 else 's'}"
 
     @admin.display(description="model used", ordering="current_model")
     def model_used(self, generation: Generation) -> str:

@@ -310,3 +310,14 @@ def test_the_unsettled_filter_looks_at_the_latest_charge_after_a_retry(staff_cli
     assert generation.pk in unsettled()
     generation_refund(generation_id=generation.pk, by=staff)  # charge 2 settled
     assert generation.pk not in unsettled()
+
+
+def test_the_list_says_why_a_generation_failed_and_the_page_gives_its_cost_in_credits(staff_client):
+    failed = GenerationFactory(
+        status=Generation.Status.FAILED, error_code="model_failed", error_message="Every model in the chain failed."
+    )
+    GenerationFactory(status=Generation.Status.SUCCEEDED)
+    listing = staff_client.get(CHANGELIST, {"status__exact": "failed"}).content.decode()
+    assert '<span title="Every model in the chain failed.">model_failed</span>' in listing
+    page = staff_client.get(change_url(failed)).content.decode()
+    assert f"{failed.cost} credits" in page
