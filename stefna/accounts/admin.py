@@ -16,6 +16,7 @@ from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 
 from .deletion import account_delete
 from .models import ApiToken, LoginCode, User
+from .services import api_token_revoke
 
 
 class CloseAccountForm(forms.Form):
@@ -116,13 +117,43 @@ class UserAdmin(DjangoUserAdmin):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made by their owners (the secret is shown once, to them); staff can
+    only look and revoke. An editable `user` would have handed a live token, and so
+    API access, to another account."""
+
     list_display = ["prefix", "user", "name", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__email", "prefix"]
-    readonly_fields = ["prefix", "token_hash", "created_at", "last_used_at"]
+    list_select_related = ["user"]
+    fields = readonly_fields = ["prefix", "user", "name", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
+        return False
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.change_apitoken")
+
+    @admin.action(description="Revoke", permissions=["revoke"], location=BOTH_LOCATIONS)
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = sum(api_token_revoke(user=token.user, token_id=token.pk) for token in queryset.select_related("user"))
+        messages.success(request, f"Revoked {revoked} token{'' if revoked == 1 else 's'}.")
 
 
 @admin.register(LoginCode)
 class LoginCodeAdmin(admin.ModelAdmin):
+    """Sign-in codes are written by login_code_send only: read-only here (a code added
+    here would have no hash anyone could match)."""
+
     list_display = ["email", "created_at", "expires_at", "failed_attempts", "used_at"]
     search_fields = ["email"]
-    readonly_fields = ["email", "code_hash", "created_at", "expires_at", "failed_attempts", "used_at"]
+    fields = readonly_fields = ["email", "created_at", "expires_at", "failed_attempts", "used_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LoginCode | None = None) -> bool:
+        return False

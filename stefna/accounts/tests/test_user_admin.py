@@ -61,3 +61,27 @@ def test_credits_are_granted_from_the_users_own_page(staff_client):
     staff_client.post(url, {**selection, "apply": "1", "amount": "10", "note": "Sorry for the outage"})
     entry = CreditEntry.objects.get(user=user, note="Sorry for the outage")
     assert entry.amount == 10
+
+
+def test_an_api_token_cannot_be_moved_to_another_account_only_revoked(staff_client):
+    from stefna.accounts.models import ApiToken
+    from stefna.accounts.services import api_token_authenticate, api_token_create
+
+    owner, other = customer(), UserFactory(email="mallory@example.com")
+    token, plain = api_token_create(user=owner, name="laptop")
+    url = reverse("admin:accounts_apitoken_change", args=[token.pk])
+    assert b'name="user"' not in staff_client.get(url).content
+    staff_client.post(url, {"user": str(other.pk), "name": "laptop", "prefix": token.prefix})
+    assert api_token_authenticate(plain) == owner
+    assert staff_client.get(reverse("admin:accounts_apitoken_add")).status_code == 403
+
+    changelist = reverse("admin:accounts_apitoken_changelist")
+    done = staff_client.post(
+        changelist, {"action": "revoke", "index": "0", "_selected_action": [str(token.pk)]}, follow=True
+    )
+    assert [str(message) for message in done.context["messages"]] == ["Revoked 1 token."]
+    assert api_token_authenticate(plain) is None and ApiToken.objects.get(pk=token.pk).revoked_at is not None
+
+
+def test_sign_in_codes_are_read_only(staff_client):
+    assert staff_client.get(reverse("admin:accounts_logincode_add")).status_code == 403
