@@ -248,6 +248,16 @@ class PurchaseCreditEntryInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
 
+class PurchaseEventInline(PurchaseCreditEntryInline):
+    """Stripe's events about the purchase (payment, refunds, disputes) and what each did."""
+
+    model = StripeEvent  # type: ignore[assignment]
+    fk_name = "purchase"
+    verbose_name_plural = "Stripe events of this purchase"
+    fields = readonly_fields = ("received_at", "id", "type", "outcome")
+    ordering = ["received_at"]
+
+
 # Money columns stored in the minor unit (499) are shown in their currency ($4.99).
 PURCHASE_MONEY_FIELDS = {"price": "price_label", "amount_refunded": "refunded_label"}
 
@@ -284,7 +294,7 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     date_hierarchy = "created_at"
     show_full_result_count = False
     actions = ["refund", "mark_reviewed"]
-    inlines = [PurchaseCreditEntryInline]
+    inlines = [PurchaseCreditEntryInline, PurchaseEventInline]
 
     def get_fields(self, request: HttpRequest, obj: Purchase | None = None) -> list[str]:
         fields = [PURCHASE_MONEY_FIELDS.get(field.name, field.name) for field in Purchase._meta.fields]
@@ -376,7 +386,8 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class StripeEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["received_at", "id", "type", "outcome", "purchase"]
     list_filter = ["type", "outcome"]
-    search_fields = ["=id", "=purchase__id"]
+    search_fields = ["=id", "=purchase__id", "=purchase__stripe_payment_intent_id", "=purchase__stripe_session_id"]
+    search_help_text = "An event id, or a purchase id, Stripe payment intent or checkout session id."
     show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:

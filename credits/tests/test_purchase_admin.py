@@ -72,3 +72,12 @@ def test_the_user_page_shows_the_balance_and_leads_to_their_records(staff_client
     generations = f"{reverse('admin:generation_generation_changelist')}?user__id__exact={user.pk}"
     assert f'href="{generations}"' in page
     assert list(staff_client.get(generations).context["cl"].result_list) == [mine]
+
+
+def test_a_purchase_shows_stripes_events_and_they_are_found_by_its_payment_intent(staff_client, paid_purchase):
+    page = staff_client.get(reverse("admin:credits_purchase_change", args=[paid_purchase.pk])).content.decode()
+    assert "stripe events of this purchase" in page.lower() and "checkout.session.completed" in page
+    events = staff_client.get(
+        reverse("admin:credits_stripeevent_changelist"), {"q": paid_purchase.stripe_payment_intent_id}
+    )
+    assert [event.type for event in events.context["cl"].result_list] == ["checkout.session.completed"]
