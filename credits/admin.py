@@ -227,14 +227,7 @@ class CreditPackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return super().changelist_view(request, extra_context)
 
 
-class PurchaseCreditEntryInline(admin.TabularInline):  # type: ignore[type-arg]
-    """What the purchase moved on the ledger: its grant, take-backs and give-backs."""
-
-    model = CreditEntry
-    fk_name = "purchase"
-    verbose_name_plural = "credit entries of this purchase"
-    fields = readonly_fields = ("created_at", "reason", "amount", "purchased_amount", "balance_after", "note")
-    ordering = ["created_at", "id"]
+class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
     extra = 0
     can_delete = False
 
@@ -248,10 +241,20 @@ class PurchaseCreditEntryInline(admin.TabularInline):  # type: ignore[type-arg]
         return False
 
 
-class PurchaseEventInline(PurchaseCreditEntryInline):
+class PurchaseCreditEntryInline(ReadOnlyInline):
+    """What the purchase moved on the ledger: its grant, take-backs and give-backs."""
+
+    model = CreditEntry
+    fk_name = "purchase"
+    verbose_name_plural = "credit entries of this purchase"
+    fields = readonly_fields = ("created_at", "reason", "amount", "purchased_amount", "balance_after", "note")
+    ordering = ["created_at", "id"]
+
+
+class PurchaseEventInline(ReadOnlyInline):
     """Stripe's events about the purchase (payment, refunds, disputes) and what each did."""
 
-    model = StripeEvent  # type: ignore[assignment]
+    model = StripeEvent
     fk_name = "purchase"
     verbose_name_plural = "Stripe events of this purchase"
     fields = readonly_fields = ("received_at", "id", "type", "outcome")
@@ -296,7 +299,7 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     actions = ["refund", "mark_reviewed"]
     inlines = [PurchaseCreditEntryInline, PurchaseEventInline]
 
-    def get_fields(self, request: HttpRequest, obj: Purchase | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Purchase | None = None) -> list[Any]:
         fields = [PURCHASE_MONEY_FIELDS.get(field.name, field.name) for field in Purchase._meta.fields]
         # The buyer's other records, one click away (next to the user).
         fields.insert(fields.index("user") + 1, "buyer_records")

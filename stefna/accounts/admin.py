@@ -125,7 +125,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__email", "prefix"]
     list_select_related = ["user"]
-    fields = readonly_fields = ["prefix", "user", "name", "created_at", "last_used_at", "revoked_at"]
+    fields = readonly_fields = ("prefix", "user", "name", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -150,7 +150,7 @@ class LoginCodeAdmin(admin.ModelAdmin):
 
     list_display = ["email", "created_at", "expires_at", "failed_attempts", "used_at"]
     search_fields = ["email"]
-    fields = readonly_fields = ["email", "created_at", "expires_at", "failed_attempts", "used_at"]
+    fields = readonly_fields = ("email", "created_at", "expires_at", "failed_attempts", "used_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

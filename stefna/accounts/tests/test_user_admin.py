@@ -15,7 +15,7 @@ USERS = reverse("admin:accounts_user_changelist")
 
 
 def customer() -> User:
-    user = UserFactory(email="ada@example.com")
+    user = UserFactory.create(email="ada@example.com")
     ledger.grant(user=user, amount=5, note="welcome")
     MediaFactory(generation=GenerationFactory(user=user), storage_key="stefna/generated/ada-1")
     return user
