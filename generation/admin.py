@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
@@ -80,6 +81,18 @@ def _thumbnail(url: str, *, width: int = 96) -> SafeString | str:
 
 def _short(pk: object) -> str:
     return str(pk)[:8]
+
+
+UUID_IN_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+SHARE_ID = re.compile(r"(?:^|/i/)([A-Za-z0-9_-]{22})(?:$|[/?#])")
+
+
+def _ids_in(term: str) -> tuple[uuid.UUID | None, str | None]:
+    """The id and the share id in what support pastes: a bare id, or the address a user
+    sent (/g/<generation id>/, /i/<share id>, an admin link), not only the bare value."""
+    found = UUID_IN_TEXT.search(term)
+    share = SHARE_ID.search(term)
+    return (uuid.UUID(found.group()) if found else None), (share.group(1) if share else None)
 
 
 def _operator(request: HttpRequest) -> User:
@@ -235,7 +248,10 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["status", AttentionFilter, KindFilter, ModelFilter, "created_at", "completed_at"]
     # The search itself is get_search_results; search_fields only switches the box on.
     search_fields = ["user__email"]
-    search_help_text = "A user's email (or part of it), fal's request id, or a generation id."
+    search_help_text = (
+        "A user's email (or part of it), fal's request id, a generation id or the address the user sent "
+        "(/g/… or a share link /i/…)."
+    )
     list_per_page = 50
     # The unfiltered total is a second COUNT(*) over the whole table on every page view.
     show_full_result_count = False
@@ -310,10 +326,12 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             | Q(Exists(Attempt.objects.filter(generation=OuterRef("pk"), fal_job_id=term)))
             | Q(Exists(Media.objects.filter(generation=OuterRef("pk"), fal_job_id=term)))
         )
-        try:
-            match |= Q(pk=uuid.UUID(term))
-        except ValueError:
-            pass
+        pk, share_id = _ids_in(term)
+        if pk is not None:
+            # Or one of its images' ids (an old /i/<image id>/ share address, the media admin).
+            match |= Q(pk=pk) | Q(Exists(Media.objects.filter(generation=OuterRef("pk"), pk=pk)))
+        if share_id is not None:
+            match |= Q(Exists(Media.objects.filter(generation=OuterRef("pk"), share_id=share_id)))
         return queryset.filter(match), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -559,7 +577,9 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display_links = ["short_id"]
     list_filter = ["persisted", "is_public", "hidden", MoveOwedFilter, "created_at"]
     search_fields = ["user__email"]
-    search_help_text = "A user's email (or part of it), fal's request id, an image id or a generation id."
+    search_help_text = (
+        "A user's email (or part of it), fal's request id, an image or generation id, or a share link (/i/…)."
+    )
     list_select_related = ["user"]
     list_per_page = 50
     show_full_result_count = False
@@ -598,11 +618,11 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if not term:
             return queryset, False
         match = Q(user__email__icontains=term) | Q(fal_job_id=term)
-        try:
-            pk = uuid.UUID(term)
+        pk, share_id = _ids_in(term)
+        if pk is not None:
             match |= Q(pk=pk) | Q(generation_id=pk)
-        except ValueError:
-            pass
+        if share_id is not None:
+            match |= Q(share_id=share_id)
         return queryset.filter(match), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
