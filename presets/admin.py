@@ -9,6 +9,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
@@ -138,7 +139,19 @@ class PresetAdmin(admin.ModelAdmin):
 
     @admin.action(description="Activate selected presets")
     def activate(self, request: HttpRequest, queryset: QuerySet[Preset]) -> None:
-        changed = queryset.filter(is_active=False).update(is_active=True)
+        # A preset switched off may predate a rule (or a model since removed from the
+        # registry): it is checked as the edit form checks it, so a style whose every
+        # generation would fail never reaches users.
+        ready = []
+        for preset in queryset.filter(is_active=False):
+            try:
+                preset.full_clean()
+            except ValidationError as error:
+                problems = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in error.message_dict.items())
+                self.message_user(request, f"{preset.name} ({preset.slug}) stays off: {problems}", messages.ERROR)
+            else:
+                ready.append(preset.pk)
+        changed = Preset.objects.filter(pk__in=ready, is_active=False).update(is_active=True)
         self.message_user(request, f"{changed} preset(s) activated.", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected presets (hidden from users, history kept)")
