@@ -137,6 +137,17 @@ class PresetAdmin(admin.ModelAdmin):
         labels = [(MODELS[endpoint].label if endpoint in MODELS else endpoint,) for endpoint in obj.model_chain]
         return format_html_join(" → ", "{}", labels)
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # A model leaving the registry (or a rule added since a preset was saved) breaks
+        # live styles without anyone editing them: said here, where staff look.
+        for preset in Preset.objects.filter(is_active=True):
+            try:
+                preset.clean()  # the settings only: no query per preset
+            except ValidationError as error:
+                problems = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in error.message_dict.items())
+                messages.warning(request, f"{preset.name} ({preset.slug}) is live but would fail: {problems}")
+        return super().changelist_view(request, extra_context)
+
     @admin.action(description="Activate selected presets")
     def activate(self, request: HttpRequest, queryset: QuerySet[Preset]) -> None:
         # A preset switched off may predate a rule (or a model since removed from the

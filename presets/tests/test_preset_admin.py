@@ -180,3 +180,11 @@ def test_activating_a_preset_that_would_fail_is_refused_with_the_reason(staff_cl
     assert any(text.startswith(f"{broken.name} (watercolor) stays off: model_chain:") for text in messages), messages
     assert "1 preset(s) activated." in messages
     assert not Preset.objects.get(pk=broken.pk).is_active and Preset.objects.get(pk=fine.pk).is_active
+
+
+def test_the_list_warns_about_a_live_preset_whose_settings_would_fail(staff_client):
+    url = reverse("admin:presets_preset_changelist")
+    assert not [m for m in staff_client.get(url).context["messages"] if m.level_tag == "warning"]
+    Preset.objects.filter(slug="watercolor").update(model_chain=["fal-ai/retired-model"])
+    messages = [str(message) for message in staff_client.get(url).context["messages"]]
+    assert [text for text in messages if "(watercolor) is live but would fail: model_chain:" in text], messages
