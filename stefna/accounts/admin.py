@@ -8,10 +8,12 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from credits.admin import grant_credits_to, user_records_links
 from credits.models import Wallet
+from credits.reconcile import find_ledger_problems
 from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 
 from .deletion import account_delete
@@ -36,13 +38,13 @@ class UserAdmin(DjangoUserAdmin):
     fieldsets = (
         (None, {"fields": ("email", "display_name", "password")}),
         # Support's first questions about a person: what they hold, made and paid.
-        ("Credits and records", {"fields": ("credits_summary", "records")}),
+        ("Credits and records", {"fields": ("credits_summary", "ledger_check", "records")}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     actions = ["grant_credits", "delete_account"]
-    readonly_fields = ["credits_summary", "records"]
+    readonly_fields = ["credits_summary", "ledger_check", "records"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         # The balance comes in the same query (a LEFT JOIN on the wallet), not one per row.
@@ -60,6 +62,15 @@ class UserAdmin(DjangoUserAdmin):
         return (
             f"{wallet.balance} credits: {wallet.purchased_balance} bought or granted, {wallet.free_balance} free today"
         )
+
+    # "My credits look wrong": check_ledger's proof, for this one account (a few
+    # queries over its own entries), on the page support opens anyway.
+    @admin.display(description="ledger check")
+    def ledger_check(self, user: User) -> SafeString | str:
+        problems = find_ledger_problems(users=[user])
+        if not problems:
+            return "Adds up: the balance, each running total, each generation's charges and each purchase agree."
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((problem,) for problem in problems)))
 
     @admin.display(description="records")
     def records(self, user: User) -> SafeString:

@@ -85,3 +85,15 @@ def test_an_api_token_cannot_be_moved_to_another_account_only_revoked(staff_clie
 
 def test_sign_in_codes_are_read_only(staff_client):
     assert staff_client.get(reverse("admin:accounts_logincode_add")).status_code == 403
+
+
+def test_the_user_page_runs_the_ledger_check_for_that_account(staff_client):
+    from credits.models import Wallet
+
+    user = UserFactory.create(email="ada@example.com")
+    ledger.grant(user=user, amount=5, note="welcome")
+    url = reverse("admin:accounts_user_change", args=[user.pk])
+    assert "Adds up:" in staff_client.get(url).content.decode()
+    Wallet.objects.filter(user=user).update(balance=999, purchased_balance=999)  # a balance the ledger cannot explain
+    page = staff_client.get(url).content.decode()
+    assert "Adds up:" not in page and "999" in page
