@@ -34,7 +34,9 @@ class CloseAccountForm(forms.Form):
 class UserAdmin(DjangoUserAdmin):
     ordering = ["email"]
     list_display = ["email", "display_name", "credits", "is_staff", "date_joined", "last_login"]
-    search_fields = ["email", "display_name"]
+    # The id too: the logs name users by id (user=<uuid>), not by email.
+    search_fields = ["email", "display_name", "=id"]
+    search_help_text = "An email, a display name, or a user id (as the logs give it)."
     fieldsets = (
         (None, {"fields": ("email", "display_name", "password")}),
         # Support's first questions about a person: what they hold, made and paid.

@@ -97,3 +97,11 @@ def test_the_user_page_runs_the_ledger_check_for_that_account(staff_client):
     Wallet.objects.filter(user=user).update(balance=999, purchased_balance=999)  # a balance the ledger cannot explain
     page = staff_client.get(url).content.decode()
     assert "Adds up:" not in page and "999" in page
+
+
+def test_a_user_is_found_by_the_id_the_logs_give(staff_client):
+    user = customer()
+    UserFactory.create(email="bob@example.com")
+    found = staff_client.get(USERS, {"q": str(user.pk)}).context["cl"].result_list
+    assert [row.pk for row in found] == [user.pk]
+    assert staff_client.get(USERS, {"q": "bob"}).status_code == 200
