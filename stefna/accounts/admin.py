@@ -5,6 +5,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.core.exceptions import ValidationError
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -15,10 +17,11 @@ from credits.admin import grant_credits_to, user_records_links
 from credits.models import Wallet
 from credits.reconcile import find_ledger_problems
 from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
+from stefna.errors import DomainError
 
 from .deletion import account_delete
 from .models import ApiToken, LoginCode, User
-from .services import api_token_revoke
+from .services import api_token_revoke, normalize_email
 
 
 class CloseAccountForm(forms.Form):
@@ -30,8 +33,36 @@ class CloseAccountForm(forms.Form):
     )
 
 
+class NormalizedEmailMixin:
+    """Sign-in looks an account up by its lower-cased email (normalize_email): one saved
+    as "Ada@Example.com" could never be signed into again, and the next sign-in code
+    would open a new, empty account instead."""
+
+    cleaned_data: dict[str, Any]
+    instance: User
+
+    def clean_email(self) -> str:
+        try:
+            email = normalize_email(self.cleaned_data.get("email", ""))
+        except DomainError as error:
+            raise ValidationError(error.message) from error
+        if User.objects.filter(email=email).exclude(pk=self.instance.pk).exists():
+            raise ValidationError("Another account already uses this email.")
+        return email
+
+
+class StaffUserChangeForm(NormalizedEmailMixin, UserChangeForm):  # type: ignore[type-arg]
+    pass
+
+
+class StaffUserCreationForm(NormalizedEmailMixin, AdminUserCreationForm):  # type: ignore[type-arg]
+    pass
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = StaffUserChangeForm
+    add_form = StaffUserCreationForm
     ordering = ["email"]
     list_display = ["email", "display_name", "credits", "is_staff", "date_joined", "last_login"]
     # The id too: the logs name users by id (user=<uuid>), not by email.

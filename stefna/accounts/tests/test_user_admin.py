@@ -105,3 +105,28 @@ def test_a_user_is_found_by_the_id_the_logs_give(staff_client):
     found = staff_client.get(USERS, {"q": str(user.pk)}).context["cl"].result_list
     assert [row.pk for row in found] == [user.pk]
     assert staff_client.get(USERS, {"q": "bob"}).status_code == 200
+
+
+def test_an_email_changed_by_staff_is_stored_as_sign_in_looks_it_up(staff_client):
+    from stefna.accounts.services import user_get_or_create
+
+    user = customer()
+    UserFactory.create(email="bob@example.com")
+    url = reverse("admin:accounts_user_change", args=[user.pk])
+    form = {"email": "  Ada.New@Example.COM ", "display_name": "", "is_active": "on", "date_joined_0": "2026-01-01",
+            "date_joined_1": "10:00:00"}  # fmt: skip
+    assert staff_client.post(url, form).status_code == 302
+    user.refresh_from_db()
+    assert user.email == "ada.new@example.com"
+    assert user_get_or_create(email="ada.new@example.com") == (user, False), "signs into the same account"
+
+    taken = staff_client.post(url, {**form, "email": "BOB@example.com"})
+    assert taken.status_code == 200 and "Another account already uses this email." in taken.content.decode()
+    added = staff_client.post(
+        reverse("admin:accounts_user_add"), {"email": "Bob@Example.com", "usable_password": "false"}
+    )
+    assert added.status_code == 200 and "Another account already uses this email." in added.content.decode()
+    created = staff_client.post(
+        reverse("admin:accounts_user_add"), {"email": "Carol@Example.com", "usable_password": "false"}
+    )
+    assert created.status_code == 302 and User.objects.filter(email="carol@example.com").exists()
