@@ -354,10 +354,18 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # action menu must not be enough, so the action asks first and lists the sums.
         def describe(purchase: Purchase) -> str:
             left = format_price(purchase.price - purchase.amount_refunded, purchase.currency)
-            return (
+            line = (
                 f"{purchase.email or purchase.user_id}: {purchase.pack.name}, {purchase.credits} credits, "
                 f"{left} to refund ({purchase.get_status_display()}, {purchase.get_provider_display()})"
             )
+            # Only unspent bought credits can be taken back: what the buyer holds says
+            # before the money goes whether the refund will cost more than it recovers.
+            wallet = Wallet.objects.filter(user_id=purchase.user_id).first()
+            held = wallet.purchased_balance if wallet else 0
+            due = max(0, purchase.credits - purchase.credits_taken_back - purchase.credits_already_spent)
+            if held < due:
+                line += f"; the buyer holds only {held} bought credits, so {due - held} are already spent"
+            return line
 
         return action_with_form(
             self,

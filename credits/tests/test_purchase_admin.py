@@ -81,3 +81,11 @@ def test_a_purchase_shows_stripes_events_and_they_are_found_by_its_payment_inten
         reverse("admin:credits_stripeevent_changelist"), {"q": paid_purchase.stripe_payment_intent_id}
     )
     assert [event.type for event in events.context["cl"].result_list] == ["checkout.session.completed"]
+
+
+def test_the_refund_confirmation_says_when_the_bought_credits_are_already_spent(staff_client, paid_purchase, user):
+    from credits import ledger
+
+    ledger.grant(user=user, amount=-60, note="spent on generations", reason="adjust")  # 30 free + 30 of the 50 bought
+    page = refund_action(staff_client, paid_purchase).content.decode()
+    assert "the buyer holds only 20 bought credits, so 30 are already spent" in page
