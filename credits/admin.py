@@ -360,7 +360,7 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             )
             # Only unspent bought credits can be taken back: what the buyer holds says
             # before the money goes whether the refund will cost more than it recovers.
-            wallet = Wallet.objects.filter(user_id=purchase.user_id).first()
+            wallet = Wallet.objects.filter(user=purchase.user_id).first() if purchase.user_id else None
             held = wallet.purchased_balance if wallet else 0
             due = max(0, purchase.credits - purchase.credits_taken_back - purchase.credits_already_spent)
             if held < due:
