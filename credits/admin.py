@@ -16,14 +16,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from stefna.admin_actions import action_with_form, apply_to_each
+from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 from stefna.errors import DomainError
 
 from . import ledger
-from .models import CreditEntry, CreditPack, Purchase, StripeEvent, Wallet
+from .models import CreditEntry, CreditPack, Purchase, StripeEvent, Wallet, format_price
 from .payments.purchases import purchase_mark_reviewed
 from .payments.refunds import purchase_refund
 from .selectors import credit_packs_unchargeable, purchases_needing_attention_count
@@ -32,6 +32,18 @@ if TYPE_CHECKING:
     from stefna.accounts.models import User
 
 MAX_GRANT = 100_000
+
+
+def user_records_links(user_id: object) -> SafeString:
+    """Links to one user's generations, purchases and credit entries (filtered lists)."""
+    links = [
+        (reverse("admin:generation_generation_changelist"), "generations"),
+        (reverse("admin:credits_purchase_changelist"), "purchases"),
+        (reverse("admin:credits_creditentry_changelist"), "credit entries"),
+    ]
+    return format_html_join(
+        " · ", '<a href="{}?user__id__exact={}">{}</a>', ((url, user_id, label) for url, label in links)
+    )
 
 
 class GrantCreditsForm(forms.Form):
@@ -98,12 +110,23 @@ class CreditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "balance_after",
         "generation_link",
         "charge_number",
+        "purchase_link",
         "note",
         "created_by",
     ]
     list_filter = ["reason", "created_at"]
-    search_fields = ["user__email", "=generation__id", "note"]
-    search_help_text = "A user's email, a generation id, or words from the note."
+    search_fields = [
+        "user__email",
+        "=generation__id",
+        "=purchase__id",
+        "=purchase__stripe_payment_intent_id",
+        "=purchase__stripe_session_id",
+        "note",
+    ]
+    search_help_text = (
+        "A user's email, a generation or purchase id, a Stripe payment intent or checkout session id, "
+        "or words from the note."
+    )
     list_select_related = ["user", "created_by"]
     list_per_page = 100
     show_full_result_count = False
@@ -128,6 +151,13 @@ class CreditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return "—"
         url = reverse("admin:generation_generation_change", args=[entry.generation_id])
         return format_html('<a href="{}">{}</a>', url, str(entry.generation_id)[:8])
+
+    @admin.display(description="purchase")
+    def purchase_link(self, entry: CreditEntry) -> SafeString | str:
+        if entry.purchase_id is None:
+            return "—"
+        url = reverse("admin:credits_purchase_change", args=[entry.purchase_id])
+        return format_html('<a href="{}">{}</a>', url, str(entry.purchase_id)[:8])
 
 
 @admin.register(Wallet)
@@ -197,6 +227,44 @@ class CreditPackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return super().changelist_view(request, extra_context)
 
 
+class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class PurchaseCreditEntryInline(ReadOnlyInline):
+    """What the purchase moved on the ledger: its grant, take-backs and give-backs."""
+
+    model = CreditEntry
+    fk_name = "purchase"
+    verbose_name_plural = "credit entries of this purchase"
+    fields = readonly_fields = ("created_at", "reason", "amount", "purchased_amount", "balance_after", "note")
+    ordering = ["created_at", "id"]
+
+
+class PurchaseEventInline(ReadOnlyInline):
+    """Stripe's events about the purchase (payment, refunds, disputes) and what each did."""
+
+    model = StripeEvent
+    fk_name = "purchase"
+    verbose_name_plural = "Stripe events of this purchase"
+    fields = readonly_fields = ("received_at", "id", "type", "outcome")
+    ordering = ["received_at"]
+
+
+# Money columns stored in the minor unit (499) are shown in their currency ($4.99).
+PURCHASE_MONEY_FIELDS = {"price": "price_label", "amount_refunded": "refunded_label"}
+
+
 @admin.register(Purchase)
 class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Purchases are written only by credits.payments; staff read them, refund through
@@ -229,9 +297,26 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     date_hierarchy = "created_at"
     show_full_result_count = False
     actions = ["refund", "mark_reviewed"]
+    inlines = [PurchaseCreditEntryInline, PurchaseEventInline]
+
+    def get_fields(self, request: HttpRequest, obj: Purchase | None = None) -> list[Any]:
+        fields = [PURCHASE_MONEY_FIELDS.get(field.name, field.name) for field in Purchase._meta.fields]
+        # The buyer's other records, one click away (next to the user).
+        fields.insert(fields.index("user") + 1, "buyer_records")
+        return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: Purchase | None = None) -> list[str]:
-        return [field.name for field in Purchase._meta.fields]
+        return self.get_fields(request, obj)
+
+    @admin.display(description="amount refunded")
+    def refunded_label(self, purchase: Purchase) -> str:
+        return format_price(purchase.amount_refunded, purchase.currency)
+
+    @admin.display(description="the buyer's records")
+    def buyer_records(self, purchase: Purchase) -> SafeString | str:
+        if purchase.user_id is None:
+            return "—"
+        return user_records_links(purchase.user_id)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -260,18 +345,48 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return super().changelist_view(request, extra_context)
 
     @admin.action(
-        description="Refund through Stripe (credits are taken back when Stripe confirms)", permissions=["refund"]
+        description="Refund through Stripe… (credits are taken back when Stripe confirms)",
+        permissions=["refund"],
+        location=BOTH_LOCATIONS,
     )
-    def refund(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> None:
-        apply_to_each(
+    def refund(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> TemplateResponse | None:
+        # Real money goes back to the buyer and cannot be recalled: a mis-click in the
+        # action menu must not be enough, so the action asks first and lists the sums.
+        def describe(purchase: Purchase) -> str:
+            left = format_price(purchase.price - purchase.amount_refunded, purchase.currency)
+            line = (
+                f"{purchase.email or purchase.user_id}: {purchase.pack.name}, {purchase.credits} credits, "
+                f"{left} to refund ({purchase.get_status_display()}, {purchase.get_provider_display()})"
+            )
+            # Only unspent bought credits can be taken back: what the buyer holds says
+            # before the money goes whether the refund will cost more than it recovers.
+            wallet = Wallet.objects.filter(user=purchase.user_id).first() if purchase.user_id else None
+            held = wallet.purchased_balance if wallet else 0
+            due = max(0, purchase.credits - purchase.credits_taken_back - purchase.credits_already_spent)
+            if held < due:
+                line += f"; the buyer holds only {held} bought credits, so {due - held} are already spent"
+            return line
+
+        return action_with_form(
+            self,
             request,
-            list(queryset),
-            lambda purchase: purchase_refund(purchase=purchase),
-            done="Refund requested for {count} purchase{s}.",
-            label=lambda purchase: f"{purchase.email} {purchase.pk}",
+            queryset.select_related("pack"),
+            form_class=forms.Form,
+            title="Refund purchases",
+            submit_label="Yes, refund",
+            describe=describe,
+            warning="The full price goes back to each buyer through Stripe and cannot be recalled; "
+            "their unspent credits are taken back when Stripe confirms.",
+            apply=lambda data: apply_to_each(
+                request,
+                list(queryset),
+                lambda purchase: purchase_refund(purchase=purchase),
+                done="Refund requested for {count} purchase{s}.",
+                label=lambda purchase: f"{purchase.email} {purchase.pk}",
+            ),
         )
 
-    @admin.action(description="Mark as reviewed (clear the alert)", permissions=["refund"])
+    @admin.action(description="Mark as reviewed (clear the alert)", permissions=["refund"], location=BOTH_LOCATIONS)
     def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> None:
         for purchase in queryset:
             purchase_mark_reviewed(purchase=purchase)
@@ -282,7 +397,8 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class StripeEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["received_at", "id", "type", "outcome", "purchase"]
     list_filter = ["type", "outcome"]
-    search_fields = ["=id", "=purchase__id"]
+    search_fields = ["=id", "=purchase__id", "=purchase__stripe_payment_intent_id", "=purchase__stripe_session_id"]
+    search_help_text = "An event id, or a purchase id, Stripe payment intent or checkout session id."
     show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:

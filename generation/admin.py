@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
@@ -81,6 +83,18 @@ def _short(pk: object) -> str:
     return str(pk)[:8]
 
 
+UUID_IN_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+SHARE_ID = re.compile(r"(?:^|/i/)([A-Za-z0-9_-]{22})(?:$|[/?#])")
+
+
+def _ids_in(term: str) -> tuple[uuid.UUID | None, str | None]:
+    """The id and the share id in what support pastes: a bare id, or the address a user
+    sent (/g/<generation id>/, /i/<share id>, an admin link), not only the bare value."""
+    found = UUID_IN_TEXT.search(term)
+    share = SHARE_ID.search(term)
+    return (uuid.UUID(found.group()) if found else None), (share.group(1) if share else None)
+
+
 def _operator(request: HttpRequest) -> User:
     """The signed-in staff member: admin_view lets nobody else reach an admin page."""
     return cast("User", request.user)
@@ -105,7 +119,7 @@ class AttentionFilter(admin.SimpleListFilter):
 
     title = "needs attention"
     parameter_name = "attention"
-    STUCK_AFTER = dt.timedelta(minutes=15)
+    STUCK_AFTER = dashboard.STUCK_AFTER  # the dashboard counts the same generations
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
@@ -220,6 +234,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = [
         "short_id",
         "status",
+        "error",
         "kind",
         "preset_slug",
         "user_email",
@@ -233,7 +248,10 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["status", AttentionFilter, KindFilter, ModelFilter, "created_at", "completed_at"]
     # The search itself is get_search_results; search_fields only switches the box on.
     search_fields = ["user__email"]
-    search_help_text = "A user's email (or part of it), fal's request id, or a generation id."
+    search_help_text = (
+        "A user's email (or part of it), fal's request id, a generation id or the address the user sent "
+        "(/g/… or a share link /i/…)."
+    )
     list_per_page = 50
     # The unfiltered total is a second COUNT(*) over the whole table on every page view.
     show_full_result_count = False
@@ -249,7 +267,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     ("id", "user_link"),
                     ("status", "kind", "preset_link"),
                     ("current_model", "model_chain"),
-                    ("cost", "queue_position", "is_public"),
+                    ("cost_label", "queue_position", "is_public"),
                 ]
             },
         ),
@@ -308,10 +326,12 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             | Q(Exists(Attempt.objects.filter(generation=OuterRef("pk"), fal_job_id=term)))
             | Q(Exists(Media.objects.filter(generation=OuterRef("pk"), fal_job_id=term)))
         )
-        try:
-            match |= Q(pk=uuid.UUID(term))
-        except ValueError:
-            pass
+        pk, share_id = _ids_in(term)
+        if pk is not None:
+            # Or one of its images' ids (an old /i/<image id>/ share address, the media admin).
+            match |= Q(pk=pk) | Q(Exists(Media.objects.filter(generation=OuterRef("pk"), pk=pk)))
+        if share_id is not None:
+            match |= Q(Exists(Media.objects.filter(generation=OuterRef("pk"), share_id=share_id)))
         return queryset.filter(match), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -336,6 +356,17 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="user", ordering="user__email")
     def user_email(self, generation: Generation) -> str:
         return generation.user.email
+
+    # "Why did mine fail?" answered in the list: the code, the message on hover.
+    @admin.display(description="error", ordering="error_code")
+    def error(self, generation: Generation) -> SafeString | str:
+        if not generation.error_code:
+            return EMPTY
+        return format_html('<span title="{}">{}</span>', generation.error_message, generation.error_code)
+
+    @admin.display(description="cost")
+    def cost_label(self, generation: Generation) -> str:
+        return f"{generation.cost} credit{'' if generation.cost == 1 else 's'}"
 
     @admin.display(description="model used", ordering="current_model")
     def model_used(self, generation: Generation) -> str:
@@ -397,41 +428,81 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     # Actions: each calls a pipeline service per generation; refusals become messages.
     # They need the change permission: view-only staff (support) can look, not act.
+    # Retry charges the owner again, cancel and refund give credits back: each asks first
+    # (a confirmation step listing the jobs), so a slip in the action menu moves nothing.
+
+    def _confirm(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Generation],
+        *,
+        title: str,
+        submit_label: str,
+        warning: str,
+        call: Callable[[Generation], object],
+        done: str,
+    ) -> TemplateResponse | None:
+        return action_with_form(
+            self,
+            request,
+            queryset,
+            form_class=forms.Form,
+            title=title,
+            submit_label=submit_label,
+            warning=warning,
+            describe=lambda generation: (
+                f"{_short(generation.pk)} · {generation.user.email} · {generation.get_status_display()} · "
+                f"{generation.preset_slug} · {generation.cost} credits"
+            ),
+            apply=lambda data: apply_to_each(
+                request,
+                queryset,
+                call,
+                done=done,
+                label=lambda generation: f"Generation {_short(generation.pk)}",
+            ),
+        )
 
     @admin.action(
-        description="Retry from the first model (reserves credits again)",
+        description="Retry from the first model… (reserves credits again)",
         location=BOTH_LOCATIONS,
         permissions=["change"],
     )
-    def retry_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        apply_to_each(
+    def retry_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> TemplateResponse | None:
+        return self._confirm(
             request,
             queryset,
-            lambda generation: services.generation_retry(
+            title="Retry generations",
+            submit_label="Yes, retry",
+            warning="Each retry reserves the generation's cost from its owner's credits again (refunded if it fails).",
+            call=lambda generation: services.generation_retry(
                 generation_id=generation.pk, by=_operator(request), request_id=request_id_of(request)
             ),
             done="Restarted {count} generation{s}.",
-            label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
-    @admin.action(description="Cancel (and refund)", location=BOTH_LOCATIONS, permissions=["change"])
-    def cancel_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        apply_to_each(
+    @admin.action(description="Cancel (and refund)…", location=BOTH_LOCATIONS, permissions=["change"])
+    def cancel_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> TemplateResponse | None:
+        return self._confirm(
             request,
             queryset,
-            lambda generation: services.generation_cancel(generation_id=generation.pk, user=None),
+            title="Cancel generations",
+            submit_label="Yes, cancel",
+            warning="Running jobs are stopped for good and their credits go back to their owners.",
+            call=lambda generation: services.generation_cancel(generation_id=generation.pk, user=None),
             done="Canceled {count} generation{s}.",
-            label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
-    @admin.action(description="Refund the credits", location=BOTH_LOCATIONS, permissions=["change"])
-    def refund_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
-        apply_to_each(
+    @admin.action(description="Refund the credits…", location=BOTH_LOCATIONS, permissions=["change"])
+    def refund_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> TemplateResponse | None:
+        return self._confirm(
             request,
             queryset,
-            lambda generation: services.generation_refund(generation_id=generation.pk, by=_operator(request)),
+            title="Refund generations",
+            submit_label="Yes, refund",
+            warning="Each generation's credits go back to its owner; a running one is stopped first.",
+            call=lambda generation: services.generation_refund(generation_id=generation.pk, by=_operator(request)),
             done="Refunded {count} generation{s}.",
-            label=lambda generation: f"Generation {_short(generation.pk)}",
         )
 
     @admin.action(
@@ -506,7 +577,9 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display_links = ["short_id"]
     list_filter = ["persisted", "is_public", "hidden", MoveOwedFilter, "created_at"]
     search_fields = ["user__email"]
-    search_help_text = "A user's email (or part of it), fal's request id, an image id or a generation id."
+    search_help_text = (
+        "A user's email (or part of it), fal's request id, an image or generation id, or a share link (/i/…)."
+    )
     list_select_related = ["user"]
     list_per_page = 50
     show_full_result_count = False
@@ -545,11 +618,11 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if not term:
             return queryset, False
         match = Q(user__email__icontains=term) | Q(fal_job_id=term)
-        try:
-            pk = uuid.UUID(term)
+        pk, share_id = _ids_in(term)
+        if pk is not None:
             match |= Q(pk=pk) | Q(generation_id=pk)
-        except ValueError:
-            pass
+        if share_id is not None:
+            match |= Q(share_id=share_id)
         return queryset.filter(match), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -26,12 +26,14 @@ from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from credits.models import CreditEntry
+from credits.models import CreditEntry, Purchase
 
 from .models import Attempt, Generation, Media, WorkerHeartbeat
 
 Status = Generation.Status
 DEFAULT_WINDOW_DAYS = 14
+# A queued or running generation older than this is "stuck" (the admin's attention filter too).
+STUCK_AFTER = dt.timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -131,9 +133,18 @@ class TableSize:
 
 
 @dataclass(frozen=True)
+class Attention:
+    """What staff must look at now: jobs that should have ended, flagged purchases."""
+
+    stuck_generations: int
+    flagged_purchases: int
+
+
+@dataclass(frozen=True)
 class Dashboard:
     now: dt.datetime
     window_days: int
+    attention: Attention
     per_hour: list[GenerationCount]
     per_day: list[GenerationCount]
     models: list[ModelStats]
@@ -385,13 +396,23 @@ def table_sizes() -> list[TableSize]:
     return [TableSize(table, *found.get(table, (0, None))) for table in tables]
 
 
+def attention(*, now: dt.datetime) -> Attention:
+    """Two counts, one query each (the status and the needs_attention indexes)."""
+    stuck = Generation.objects.filter(status__in=Generation.ACTIVE_STATUSES, created_at__lt=now - STUCK_AFTER)
+    return Attention(
+        stuck_generations=stuck.count(),
+        flagged_purchases=Purchase.objects.filter(needs_attention=True).count(),
+    )
+
+
 def dashboard(*, now: dt.datetime | None = None, window_days: int = DEFAULT_WINDOW_DAYS) -> Dashboard:
-    """Everything the dashboard page shows: nine queries in all."""
+    """Everything the dashboard page shows: eleven queries in all."""
     now = now or timezone.now()
     since = _utc_day_start(now, window_days - 1)
     return Dashboard(
         now=now,
         window_days=window_days,
+        attention=attention(now=now),
         per_hour=generations_per_hour(now=now),
         per_day=generations_per_day(now=now, days=window_days),
         models=model_stats(since=since),

@@ -9,6 +9,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
@@ -136,9 +137,32 @@ class PresetAdmin(admin.ModelAdmin):
         labels = [(MODELS[endpoint].label if endpoint in MODELS else endpoint,) for endpoint in obj.model_chain]
         return format_html_join(" → ", "{}", labels)
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        # A model leaving the registry (or a rule added since a preset was saved) breaks
+        # live styles without anyone editing them: said here, where staff look.
+        for preset in Preset.objects.filter(is_active=True):
+            try:
+                preset.clean()  # the settings only: no query per preset
+            except ValidationError as error:
+                problems = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in error.message_dict.items())
+                messages.warning(request, f"{preset.name} ({preset.slug}) is live but would fail: {problems}")
+        return super().changelist_view(request, extra_context)
+
     @admin.action(description="Activate selected presets")
     def activate(self, request: HttpRequest, queryset: QuerySet[Preset]) -> None:
-        changed = queryset.filter(is_active=False).update(is_active=True)
+        # A preset switched off may predate a rule (or a model since removed from the
+        # registry): it is checked as the edit form checks it, so a style whose every
+        # generation would fail never reaches users.
+        ready = []
+        for preset in queryset.filter(is_active=False):
+            try:
+                preset.full_clean()
+            except ValidationError as error:
+                problems = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in error.message_dict.items())
+                self.message_user(request, f"{preset.name} ({preset.slug}) stays off: {problems}", messages.ERROR)
+            else:
+                ready.append(preset.pk)
+        changed = Preset.objects.filter(pk__in=ready, is_active=False).update(is_active=True)
         self.message_user(request, f"{changed} preset(s) activated.", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected presets (hidden from users, history kept)")

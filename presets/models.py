@@ -107,6 +107,21 @@ class Preset(models.Model):
             )
         if self.kind in self.PROMPT_KINDS and not self.requires_prompt:
             errors["requires_prompt"] = f"A {self.get_kind_display()} style must ask the user for a prompt."
+        if chain_checked and not any(MODELS[endpoint].takes_prompt for endpoint in self.model_chain):
+            # build_input sends no prompt to such models: the text would vanish without a trace.
+            label = MODELS[self.model_chain[0]].label
+            if self.requires_prompt:
+                errors.setdefault(
+                    "requires_prompt",
+                    f"No model in the chain reads a prompt ({label} ignores it), so the user's text would be "
+                    "thrown away: add a model that takes a prompt, or don't ask for one.",
+                )
+            elif template.strip():
+                errors.setdefault(
+                    "prompt",
+                    f"No model in the chain reads a prompt ({label} ignores it), so this text would never be "
+                    "sent: add a model that takes a prompt, or leave the prompt empty.",
+                )
         if not template.strip() and not self.requires_prompt and chain_checked:
             needs_prompt = [MODELS[endpoint].label for endpoint in self.model_chain if MODELS[endpoint].takes_prompt]
             if needs_prompt:

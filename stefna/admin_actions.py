@@ -59,12 +59,17 @@ def action_with_form(
     title: str,
     submit_label: str,
     apply: Callable[[dict[str, Any]], object],
+    describe: Callable[[Any], str] = str,
+    warning: str = "",
 ) -> TemplateResponse | None:
-    """An admin action with an intermediate form (a reason, an amount).
+    """An admin action with an intermediate form (a reason, an amount), or a bare
+    confirmation step (a form without fields) for an action that moves money.
 
     The first POST (from the action menu) renders the form; its submit posts the same
     action and selection back with `apply`, and a valid form runs `apply(cleaned_data)`
     and returns None, which makes the admin redirect back to the page it came from.
+    `describe` is each object's line in the list of what the action applies to, and
+    `warning` says what cannot be undone.
     """
     if "apply" in request.POST:
         form = form_class(request.POST)
@@ -82,7 +87,8 @@ def action_with_form(
         "title": title,
         "subtitle": None,
         "form": form,
-        "objects": list(queryset),
+        "objects": [(obj.pk, describe(obj)) for obj in queryset],
+        "warning": warning,
         "opts": modeladmin.model._meta,
         "action_field": action_field,
         "action_name": action_name,

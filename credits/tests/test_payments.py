@@ -494,7 +494,9 @@ def test_a_failed_async_payment_expires_the_purchase(api_client, user, fake_stri
 
 def test_the_admin_refund_action_calls_stripe(paid_purchase, staff_client, fake_stripe):
     response = staff_client.post(
-        "/admin/credits/purchase/", {"action": "refund", "_selected_action": [str(paid_purchase.pk)]}, follow=True
+        "/admin/credits/purchase/",
+        {"action": "refund", "_selected_action": [str(paid_purchase.pk)], "apply": "1"},  # past the confirmation
+        follow=True,
     )
 
     assert response.status_code == 200 and "Refund requested for 1 purchase" in response.content.decode()

@@ -310,3 +310,30 @@ def test_the_unsettled_filter_looks_at_the_latest_charge_after_a_retry(staff_cli
     assert generation.pk in unsettled()
     generation_refund(generation_id=generation.pk, by=staff)  # charge 2 settled
     assert generation.pk not in unsettled()
+
+
+def test_the_list_says_why_a_generation_failed_and_the_page_gives_its_cost_in_credits(staff_client):
+    failed = GenerationFactory(
+        status=Generation.Status.FAILED, error_code="model_failed", error_message="Every model in the chain failed."
+    )
+    GenerationFactory(status=Generation.Status.SUCCEEDED)
+    listing = staff_client.get(CHANGELIST, {"status__exact": "failed"}).content.decode()
+    assert '<span title="Every model in the chain failed.">model_failed</span>' in listing
+    page = staff_client.get(change_url(failed)).content.decode()
+    assert f"{failed.cost} credits" in page
+
+
+def test_support_finds_a_job_and_its_images_by_the_address_the_user_sent(staff_client):
+    generation = GenerationFactory()
+    media = MediaFactory(generation=generation)
+    GenerationFactory(), MediaFactory()  # others that must not match
+    media_changelist = reverse("admin:generation_media_changelist")
+
+    def found(url, term):  # type: ignore[no-untyped-def]
+        return [row.pk for row in staff_client.get(url, {"q": term}).context["cl"].result_list]
+
+    assert found(CHANGELIST, f"https://stefna.example/g/{generation.pk}/") == [generation.pk]
+    assert found(CHANGELIST, f"https://stefna.example/i/{media.share_id}") == [generation.pk]
+    assert found(CHANGELIST, f"https://stefna.example/i/{media.pk}/") == [generation.pk]
+    assert found(media_changelist, f"https://stefna.example/i/{media.share_id}?utm_source=x") == [media.pk]
+    assert found(media_changelist, media.share_id) == [media.pk]

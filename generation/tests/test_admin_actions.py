@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from django.urls import reverse
 from django.utils import timezone
 
@@ -38,8 +39,11 @@ def job(status: str, *, email: str = "ada@example.com", settle: str | None = Non
 
 
 def act(client, action: str, *generations: Generation, url: str = CHANGELIST):
+    """Run an action through its confirmation step, if it has one."""
     response = client.post(
-        url, {"action": action, "index": "0", "_selected_action": [str(g.pk) for g in generations]}, follow=True
+        url,
+        {"action": action, "index": "0", "_selected_action": [str(g.pk) for g in generations], "apply": "1"},
+        follow=True,
     )
     assert response.status_code == 200
     return [(message.level_tag, str(message)) for message in response.context["messages"]]
@@ -156,7 +160,7 @@ def test_actions_work_from_the_change_page(staff_client):
     generation = job(S.RUNNING)
     url = reverse("admin:generation_generation_change", args=[generation.pk])
     response = staff_client.post(
-        url, {"CHANGE_FORM-action": "cancel_generations", "_selected_action": str(generation.pk)}
+        url, {"CHANGE_FORM-action": "cancel_generations", "_selected_action": str(generation.pk), "apply": "1"}
     )
     assert response.status_code == 302 and response["Location"] == url
     generation.refresh_from_db()
@@ -215,3 +219,23 @@ def test_view_only_staff_can_look_but_not_act(client, db):
     client.post(CHANGELIST, {"action": "cancel_generations", "index": "0", "_selected_action": [str(generation.pk)]})
     generation.refresh_from_db()
     assert generation.status == S.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "settle", "asks"),
+    [
+        ("retry_generations", S.FAILED, "refund", "cost from its owner"),
+        ("cancel_generations", S.RUNNING, None, "stopped for good"),
+        ("refund_generations", S.RUNNING, None, "credits go back"),
+    ],
+)
+def test_actions_that_move_credits_ask_first_and_list_the_jobs(staff_client, action, status, settle, asks):
+    generation = job(status, settle=settle)
+    before = (balance_of(user=generation.user), CreditEntry.objects.count())
+    response = staff_client.post(CHANGELIST, {"action": action, "index": "0", "_selected_action": [str(generation.pk)]})
+    page = response.content.decode()
+    assert response.status_code == 200 and asks in page
+    assert f"{str(generation.pk)[:8]} · ada@example.com" in page
+    generation.refresh_from_db()
+    assert generation.status == status
+    assert (balance_of(user=generation.user), CreditEntry.objects.count()) == before

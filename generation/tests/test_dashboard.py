@@ -162,8 +162,8 @@ def test_credits_per_day_nets_refunds_on_the_day_they_happen(data_set, django_as
     assert figures == {YESTERDAY: (6, 0, 6), TODAY: (6, 4, 2)}
 
 
-def test_dashboard_costs_nine_queries(data_set, django_assert_num_queries):
-    with django_assert_num_queries(9):
+def test_dashboard_costs_eleven_queries(data_set, django_assert_num_queries):
+    with django_assert_num_queries(11):
         board = dashboard.dashboard(now=NOW)
     assert board.fallback.fell_back == 1
     assert sum(day.total for day in board.per_day) == 8

@@ -195,7 +195,7 @@ def test_the_admin_actions_stop_through_the_writer(staff_client, user, fake_fal,
 
     response = staff_client.post(
         reverse("admin:generation_generation_changelist"),
-        {"action": action, "index": "0", "_selected_action": [str(generation.pk)]},
+        {"action": action, "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
     )
 
     assert response.status_code == 302
@@ -210,7 +210,7 @@ def test_the_admin_retry_requeues_through_its_writer(staff_client, user, fake_fa
 
     staff_client.post(
         reverse("admin:generation_generation_changelist"),
-        {"action": "retry_generations", "index": "0", "_selected_action": [str(generation.pk)]},
+        {"action": "retry_generations", "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
     )
     run_worker(generation)
 

@@ -159,3 +159,32 @@ def test_a_new_preset_can_be_added_with_its_slug(staff_client):
     response = staff_client.post(url, {**form_data(template), "slug": "ink_wash"})
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Preset.objects.get(slug="ink_wash").thumbnail_url == "/static/img/presets/kind-preset.png"
+
+
+def test_a_prompt_no_model_reads_is_refused_in_the_admin(staff_client):
+    preset = Preset.objects.get(slug="oil_painting")
+    response = change(staff_client, "oil_painting", model_chain=json.dumps(["fal-ai/ghiblify"]), parameters="{}")
+    assert "never be sent" in " ".join(field_errors(response)["prompt"])
+    assert Preset.objects.get(pk=preset.pk).model_chain == preset.model_chain
+
+
+def test_activating_a_preset_that_would_fail_is_refused_with_the_reason(staff_client):
+    url = reverse("admin:presets_preset_changelist")
+    broken = Preset.objects.get(slug="watercolor")
+    fine = Preset.objects.get(slug="oil_painting")
+    # Saved before a rule, or its model left the registry: the row alone cannot tell.
+    Preset.objects.filter(pk=broken.pk).update(is_active=False, model_chain=["fal-ai/retired-model"])
+    Preset.objects.filter(pk=fine.pk).update(is_active=False)
+    response = staff_client.post(url, {"action": "activate", "_selected_action": [broken.pk, fine.pk]}, follow=True)
+    messages = [str(message) for message in response.context["messages"]]
+    assert any(text.startswith(f"{broken.name} (watercolor) stays off: model_chain:") for text in messages), messages
+    assert "1 preset(s) activated." in messages
+    assert not Preset.objects.get(pk=broken.pk).is_active and Preset.objects.get(pk=fine.pk).is_active
+
+
+def test_the_list_warns_about_a_live_preset_whose_settings_would_fail(staff_client):
+    url = reverse("admin:presets_preset_changelist")
+    assert not [m for m in staff_client.get(url).context["messages"] if m.level_tag == "warning"]
+    Preset.objects.filter(slug="watercolor").update(model_chain=["fal-ai/retired-model"])
+    messages = [str(message) for message in staff_client.get(url).context["messages"]]
+    assert [text for text in messages if "(watercolor) is live but would fail: model_chain:" in text], messages

@@ -53,6 +53,13 @@ def test_a_valid_preset_passes():
         ({"prompt": "an oil painting of {promt}"}, "prompt", "{promt}"),
         ({"kind": Preset.Kind.CUSTOM_PROMPT, "prompt": "{prompt}"}, "requires_prompt", "must ask"),
         ({"prompt": "", "model_chain": [REALISTIC_VISION], "parameters": {}}, "prompt", "Realistic Vision"),
+        # Ghiblify takes no prompt: a prompt asked for, or written, would silently go nowhere.
+        (
+            {"model_chain": [GHIBLIFY], "parameters": {}, "requires_prompt": True, "prompt": "{prompt}"},
+            "requires_prompt",
+            "Ghiblify ignores it",
+        ),
+        ({"model_chain": [GHIBLIFY], "parameters": {}, "prompt": "a quiet harbour"}, "prompt", "never be sent"),
     ],
 )
 def test_bad_settings_are_refused_on_the_field_they_concern(fields, field, words):

@@ -1,0 +1,91 @@
+"""Purchases in the admin: refunds ask first, and a purchase leads to its money records."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from credits.models import Purchase
+from generation.tests.factories import GenerationFactory
+from stefna.accounts.tests.factories import UserFactory
+
+PURCHASES = reverse("admin:credits_purchase_changelist")
+ENTRIES = reverse("admin:credits_creditentry_changelist")
+
+
+def refund_action(client, purchase: Purchase, **extra):  # type: ignore[no-untyped-def]
+    return client.post(
+        PURCHASES, {"action": "refund", "index": "0", "_selected_action": [str(purchase.pk)], **extra}, follow=True
+    )
+
+
+def test_refunding_a_purchase_asks_first_and_names_the_sum(staff_client, paid_purchase, fake_stripe):
+    asked = refund_action(staff_client, paid_purchase)
+    page = asked.content.decode()
+    assert asked.status_code == 200 and "Refund purchases" in page
+    assert "$4.99 to refund" in page and "cannot be recalled" in page
+    assert fake_stripe.refunds == [], "choosing the action alone refunds nothing"
+
+    done = refund_action(staff_client, paid_purchase, apply="1")
+    assert [str(message) for message in done.context["messages"]] == ["Refund requested for 1 purchase."]
+    assert [refund["payment_intent"] for refund in fake_stripe.refunds] == [paid_purchase.stripe_payment_intent_id]
+
+
+def test_the_refund_is_offered_on_the_purchase_page_too(staff_client, paid_purchase, fake_stripe):
+    url = reverse("admin:credits_purchase_change", args=[paid_purchase.pk])
+    assert b'value="refund"' in staff_client.get(url).content
+    selection = {"CHANGE_FORM-action": "refund", "_selected_action": [str(paid_purchase.pk)]}
+    asked = staff_client.post(url, selection)
+    assert b"Yes, refund" in asked.content and fake_stripe.refunds == []
+    staff_client.post(url, {**selection, "apply": "1"})
+    assert len(fake_stripe.refunds) == 1
+
+
+def test_a_purchase_shows_its_money_in_its_currency_and_its_ledger_entries(staff_client, paid_purchase):
+    page = staff_client.get(reverse("admin:credits_purchase_change", args=[paid_purchase.pk])).content.decode()
+    assert "$4.99" in page and "$0.00" in page  # the price and the amount refunded, not 499 and 0
+    assert "credit entries of this purchase" in page.lower() and "Credits bought" in page
+    records = f"?user__id__exact={paid_purchase.user_id}"
+    for url in (
+        reverse("admin:generation_generation_changelist"),
+        reverse("admin:credits_purchase_changelist"),
+        reverse("admin:credits_creditentry_changelist"),
+    ):
+        assert f'href="{url}{records}"' in page
+        assert staff_client.get(url + records).status_code == 200
+
+
+def test_the_ledger_finds_a_purchases_entries_by_its_stripe_ids_and_links_back(staff_client, paid_purchase):
+    for term in (paid_purchase.stripe_payment_intent_id, paid_purchase.stripe_session_id, str(paid_purchase.pk)):
+        response = staff_client.get(ENTRIES, {"q": term})
+        entries = list(response.context["cl"].result_list)
+        assert [entry.reason for entry in entries] == ["purchase"], term
+        assert reverse("admin:credits_purchase_change", args=[paid_purchase.pk]) in response.content.decode()
+    assert list(staff_client.get(ENTRIES, {"q": "pi_unknown"}).context["cl"].result_list) == []
+
+
+def test_the_user_page_shows_the_balance_and_leads_to_their_records(staff_client, paid_purchase, user):
+    other = UserFactory(email="bob@example.com")
+    mine = GenerationFactory(user=user)
+    GenerationFactory(user=other)
+    page = staff_client.get(reverse("admin:accounts_user_change", args=[user.pk])).content.decode()
+    assert "80 credits: 50 bought or granted, 30 free today" in page
+    generations = f"{reverse('admin:generation_generation_changelist')}?user__id__exact={user.pk}"
+    assert f'href="{generations}"' in page
+    assert list(staff_client.get(generations).context["cl"].result_list) == [mine]
+
+
+def test_a_purchase_shows_stripes_events_and_they_are_found_by_its_payment_intent(staff_client, paid_purchase):
+    page = staff_client.get(reverse("admin:credits_purchase_change", args=[paid_purchase.pk])).content.decode()
+    assert "stripe events of this purchase" in page.lower() and "checkout.session.completed" in page
+    events = staff_client.get(
+        reverse("admin:credits_stripeevent_changelist"), {"q": paid_purchase.stripe_payment_intent_id}
+    )
+    assert [event.type for event in events.context["cl"].result_list] == ["checkout.session.completed"]
+
+
+def test_the_refund_confirmation_says_when_the_bought_credits_are_already_spent(staff_client, paid_purchase, user):
+    from credits import ledger
+
+    ledger.grant(user=user, amount=-60, note="spent on generations", reason="adjust")  # 30 free + 30 of the 50 bought
+    page = refund_action(staff_client, paid_purchase).content.decode()
+    assert "the buyer holds only 20 bought credits, so 30 are already spent" in page
