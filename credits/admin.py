@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
+from stefna.admin_actions import BOTH_LOCATIONS, ReadOnlyInline, action_with_form, apply_to_each
 from stefna.errors import DomainError
 
 from . import ledger
@@ -225,20 +225,6 @@ class CreditPackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 f"so its price {pack.price} must end in 0. Edit the price.",
             )
         return super().changelist_view(request, extra_context)
-
-
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class PurchaseCreditEntryInline(ReadOnlyInline):

@@ -469,18 +469,7 @@ def dispute_give_back(*, purchase: Purchase, credits: int, note: str = "") -> Cr
     `dispute_won` entry per purchase) refuses a second return even without that lock.
     None when the dispute took nothing (the buyer had spent it all).
     """
-    if credits <= 0 or purchase.user_id is None:
-        return None
-    with transaction.atomic():
-        wallet = _lock_wallet(purchase.user_id)
-        return _write(
-            wallet,
-            amount=credits,
-            purchased_amount=credits,
-            reason=Reason.DISPUTE_WON,
-            purchase=purchase,
-            note=note[:200],
-        )
+    return _give_back_purchased(purchase, credits, reason=Reason.DISPUTE_WON, note=note)
 
 
 def refund_reversed_give_back(*, purchase: Purchase, credits: int, note: str = "") -> CreditEntry | None:
@@ -493,6 +482,12 @@ def refund_reversed_give_back(*, purchase: Purchase, credits: int, note: str = "
     purchase row's totals (`amount_refunded`, `credits_taken_back`) make it once per refund.
     None when there is nothing to give back.
     """
+    return _give_back_purchased(purchase, credits, reason=Reason.REFUND_REVERSED, note=note)
+
+
+def _give_back_purchased(purchase: Purchase, credits: int, *, reason: str, note: str) -> CreditEntry | None:
+    """The write both give-backs share: `credits` back into the purchased bucket, naming
+    the purchase. Each reason keeps its one public writer above."""
     if credits <= 0 or purchase.user_id is None:
         return None
     with transaction.atomic():
@@ -501,7 +496,7 @@ def refund_reversed_give_back(*, purchase: Purchase, credits: int, note: str = "
             wallet,
             amount=credits,
             purchased_amount=credits,
-            reason=Reason.REFUND_REVERSED,
+            reason=reason,
             purchase=purchase,
             note=note[:200],
         )

@@ -35,7 +35,7 @@ from django.utils.translation import gettext as _
 
 from credits.models import CreditEntry
 from presets.models import Preset
-from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
+from stefna.admin_actions import BOTH_LOCATIONS, ReadOnlyInline, action_with_form, apply_to_each
 from stefna.errors import DomainError
 from stefna.requests import request_id_of
 
@@ -169,20 +169,6 @@ class ModelFilter(admin.SimpleListFilter):
 ATTEMPT_FIELDS = ("position", "model", "fal_job_id", "status", "error", "started_at", "finished_at", "took", "sent")
 MEDIA_INLINE_FIELDS = ("preview", "index", "model", "fal_job_id", "persisted", "persist_error", "is_public", "hidden")
 CREDIT_INLINE_FIELDS = ("created_at", "reason", "charge_number", "amount", "balance_after", "note", "created_by")
-
-
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class AttemptInline(ReadOnlyInline):

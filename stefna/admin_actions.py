@@ -25,6 +25,23 @@ BOTH_LOCATIONS = [admin.ActionLocation.CHANGE_LIST, admin.ActionLocation.CHANGE_
 CHANGE_FORM_ACTION_FIELD = f"{admin.ActionLocation.CHANGE_FORM.value}-action"
 
 
+class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
+    """Related records shown on an object's page that staff read but never edit there
+    (attempts, images, ledger entries, Stripe events): each changes through its service."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 def apply_to_each(
     request: HttpRequest,
     objects: Iterable[Any],
