@@ -353,6 +353,16 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 line += f"; the buyer holds only {held} bought credits, so {due - held} are already spent"
             return line
 
+        # A test-checkout purchase moved no money: its refund only takes the credits back.
+        providers = set(queryset.values_list("provider", flat=True))
+        warnings = []
+        if Purchase.Provider.STRIPE in providers:
+            warnings.append(
+                "Stripe purchases: the full price goes back to the buyer through Stripe and cannot be "
+                "recalled; their unspent credits are taken back when Stripe confirms."
+            )
+        if Purchase.Provider.OFFLINE in providers:
+            warnings.append("Test-checkout purchases moved no money: their unspent credits are taken back at once.")
         return action_with_form(
             self,
             request,
@@ -361,8 +371,7 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             title="Refund purchases",
             submit_label="Yes, refund",
             describe=describe,
-            warning="The full price goes back to each buyer through Stripe and cannot be recalled; "
-            "their unspent credits are taken back when Stripe confirms.",
+            warning=" ".join(warnings),
             apply=lambda data: apply_to_each(
                 request,
                 list(queryset),

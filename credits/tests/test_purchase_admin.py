@@ -30,6 +30,15 @@ def test_refunding_a_purchase_asks_first_and_names_the_sum(staff_client, paid_pu
     assert [refund["payment_intent"] for refund in fake_stripe.refunds] == [paid_purchase.stripe_payment_intent_id]
 
 
+def test_refunding_a_test_checkout_purchase_says_no_money_moves(staff_client, paid_purchase, fake_stripe):
+    Purchase.objects.filter(pk=paid_purchase.pk).update(provider=Purchase.Provider.OFFLINE)
+
+    page = refund_action(staff_client, paid_purchase).content.decode()
+
+    assert "Test-checkout purchases moved no money" in page
+    assert "through Stripe" not in page and "cannot be recalled" not in page
+
+
 def test_the_refund_is_offered_on_the_purchase_page_too(staff_client, paid_purchase, fake_stripe):
     url = reverse("admin:credits_purchase_change", args=[paid_purchase.pk])
     assert b'value="refund"' in staff_client.get(url).content
