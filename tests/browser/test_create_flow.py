@@ -9,6 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from credits import ledger
 from generation.models import Generation, Media
 from tests.browser.conftest import DESKTOP, PHONE
 from tests.browser.test_result_and_forms import finished_generation, signed_in_user
@@ -278,3 +279,23 @@ def test_on_a_phone_the_field_to_fix_is_brought_clear_of_the_header_and_the_crea
     box = prompt.bounding_box()
     assert box["y"] >= header.bounding_box()["y"] + header.bounding_box()["height"], box
     assert box["y"] + box["height"] <= bar.bounding_box()["y"], box
+
+
+@pytest.mark.parametrize(("language", "label"), [("en", "Sign out"), ("id", "Keluar")])
+def test_on_a_phone_the_headers_sign_out_reads_on_one_line(page, language, label):
+    """ "Sign out" wrapped onto two lines at 390 px, beside the balance."""
+    page.set_viewport_size(PHONE)
+    user = signed_in_user(page, f"header-{language}@example.com")
+    user.language = language  # a signed-in account's own language wins over the browser's
+    user.save(update_fields=["language"])
+    ledger.grant(user=user, amount=120, note="bought")  # a three-digit balance beside it
+    page.goto("/")
+
+    sign_out = page.locator(".site-header form.inline button")
+    expect(sign_out).to_have_text(label)
+    lines = sign_out.evaluate(
+        "button => { const text = document.createRange(); text.selectNodeContents(button);"
+        " return text.getClientRects().length; }"
+    )
+    assert lines == 1, f"the label is set on {lines} lines"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "no sideways scrolling"
