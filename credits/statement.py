@@ -14,6 +14,7 @@ all came after their reservations, and every "-2" row read the same balance.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,22 @@ def _label(reason: str, *, refunds: int, captures: int, is_generation: bool) -> 
     if captures:
         return _("Generation delivered")
     return _("Generation in progress (reserved)")
+
+
+# A grant's or an adjustment's reason is written by a person (staff in the admin, an
+# operator with `grant_credits`) for the account's owner to read.
+_NOTED_BY_PEOPLE = (CreditEntry.Reason.GRANT, CreditEntry.Reason.ADJUST)
+
+
+def _note(row: Mapping[str, Any], pack_names: dict[uuid.UUID, str]) -> str:
+    """What the statement adds after a row's label: a purchase's pack, in the reader's
+    language, or the reason a person wrote for a grant. The notes the code writes on other
+    entries (a refunded generation's error code, "dispute du_… won", "refund of $4.99")
+    are for staff, in English, and say nothing the label and the generation's own page
+    don't."""
+    if row["any_reason"] == CreditEntry.Reason.PURCHASE and row["purchase_key"]:
+        return pack_names.get(uuid.UUID(row["purchase_key"]), "")
+    return (row["any_note"] or "") if row["any_reason"] in _NOTED_BY_PEOPLE else ""
 
 
 def statement_page(*, user: User, page_number: str | int | None = 1, per_page: int = STATEMENT_PAGE_SIZE) -> Page:  # type: ignore[type-arg]
@@ -101,12 +118,7 @@ def statement_page(*, user: User, page_number: str | int | None = 1, per_page: i
                     captures=row["captures"],
                     is_generation=bool(generation_id),
                 ),
-                note=(
-                    pack_names.get(uuid.UUID(row["purchase_key"]), row["any_note"])
-                    if row["any_reason"] == CreditEntry.Reason.PURCHASE and row["purchase_key"]
-                    else row["any_note"]
-                )
-                or "",
+                note=_note(row, pack_names),
                 generation_id=generation_id,
                 balance_after=balance,
             )

@@ -57,3 +57,20 @@ def test_a_later_page_continues_where_the_one_before_ended(user):
     assert rows[-1].label == "Daily allowance" and rows[-1].balance_after == settings.DAILY_CREDITS
     assert_adds_up(rows, below=0)
     assert any(row.generation_id == generation.pk for row in rows)
+
+
+def test_the_statement_shows_the_notes_people_wrote_not_the_codes_the_pipeline_wrote(client, user):
+    """A refunded generation's row read "Generation refunded · all_models_failed" (its error
+    code), a clawback "· refund of $4.99": staff's notes, in English whatever the reader's
+    language. A grant's reason, written for the owner, stays."""
+    refunded = start_generation(user)
+    ledger.refund(generation=finish(refunded, Generation.Status.FAILED), note="all_models_failed")
+    ledger.grant(user=user, amount=5, note="sorry about the outage")
+
+    notes = {row.label: row.note for row in statement_page(user=user).object_list}
+
+    assert notes["Generation refunded"] == ""
+    assert notes["Grant"] == "sorry about the outage"
+    client.force_login(user)
+    page = client.get("/accounts/").content.decode()
+    assert "all_models_failed" not in page and "· sorry about the outage" in page
