@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 
 from stefna.i18n import language_for_user
 from stefna.i18n_tags import preset_label
+from stefna.logging_json import request_id_bound
 
 from .models import Generation
 
@@ -46,6 +47,13 @@ def generation_notify_send(*, generation_id: str) -> bool:
     if not claimed:
         return False
     generation = Generation.objects.select_related("user").get(pk=generation_id)
+    # A task on the worker: its lines carry the id of the request that asked for the job.
+    with request_id_bound(generation.origin_request_id):
+        _send(generation)
+    return True
+
+
+def _send(generation: Generation) -> None:
     path = reverse("generation_detail", kwargs={"generation_id": generation.pk})
     link = f"{settings.SITE_URL.rstrip('/')}{path}" if settings.SITE_URL else path
     # Sent by the worker, outside any request: written in the owner's language (issue 21).
@@ -62,7 +70,6 @@ def generation_notify_send(*, generation_id: str) -> bool:
             ) % {"style": name, "link": link}
     send_mail(subject, body, None, [generation.user.email])
     logger.info("generation %s: owner notified", generation.pk)
-    return True
 
 
 @task()

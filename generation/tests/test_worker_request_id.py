@@ -159,3 +159,20 @@ def test_after_a_staff_retry_the_workers_lines_carry_the_staff_requests_id(
     about = lines_about(records, generation)
     assert any("-> running" in record.getMessage() for record in about)
     assert {record.request_id for record in about} == {"staff-9c"}
+
+
+def test_the_done_email_tasks_line_carries_the_id_of_the_request_that_asked(user, records):
+    from generation.notify import generation_notify_send
+    from generation.tests.factories import GenerationFactory
+
+    generation = GenerationFactory(
+        user=user, status=Generation.Status.SUCCEEDED, notify=True, origin_request_id="web-mail-1"
+    )
+
+    assert generation_notify_send(generation_id=str(generation.pk))
+
+    [line] = [record for record in records if record.getMessage().endswith("owner notified")]
+    assert line.request_id == "web-mail-1"
+    later = logging.getLogger("generation")
+    later.info("after the email")
+    assert records[-1].request_id is None, "the id is the task's only while it works on that job"
