@@ -427,7 +427,10 @@ def feed(request: HttpRequest) -> HttpResponse:
         items, any_items = _feed_items(None)
     if is_htmx(request):
         return HttpResponse(items)
-    return render(request, "generation/feed.html", {"items": items, "any_items": any_items})
+    # A later page (the no-JavaScript "More images" link) is the feed at one moment: search
+    # engines follow its links to the images' share pages but list only the first page.
+    context = {"items": items, "any_items": any_items, "later_page": cursor is not None}
+    return render(request, "generation/feed.html", context)
 
 
 def _feed_items(cursor: str | None) -> tuple[str, bool]:

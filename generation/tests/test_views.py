@@ -16,6 +16,7 @@ from credits.models import CreditEntry
 from generation import first_page
 from generation.models import Generation, Media
 from generation.tests.factories import GenerationFactory, MediaFactory
+from generation.views import FEED_PAGE_SIZE
 from presets.tests.factories import PresetFactory
 from tests.images import make_jpeg
 
@@ -610,6 +611,18 @@ def test_the_feed_page_reads_each_image_once_and_no_author_s_private_details(cli
     assert len(queries) <= 3, [query["sql"][:80] for query in queries]
     for column in ("email", "password", "logs", "prompt_sent", "request_payload"):
         assert f'"{column}"' not in page, column
+
+
+def test_only_the_feeds_first_page_is_for_search_engines_to_list(client, user):
+    for _ in range(FEED_PAGE_SIZE + 1):
+        MediaFactory(generation=GenerationFactory(user=user), is_public=True)
+    first = client.get("/feed/").content.decode()
+    assert 'name="robots"' not in first and 'name="description"' in first
+    next_url = re.search(r'href="(\?cursor=[^"]+)"', first).group(1)
+
+    later = client.get("/feed/" + next_url.replace("&amp;", "&")).content.decode()
+
+    assert '<meta name="robots" content="noindex, follow">' in later
 
 
 def test_a_broken_feed_cursor_starts_at_the_top(client, db):
