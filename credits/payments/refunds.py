@@ -64,20 +64,17 @@ def purchase_take_back(
             return Outcome.NOT_PAID
         new_status: str
         if dispute:
-            target, new_status = purchase.credits, Status.DISPUTED
+            # A dispute takes back everything, as if the whole price had been returned.
+            target, new_status = _credits_owed_back(purchase, purchase.price), Status.DISPUTED
             refunded = purchase.amount_refunded
         else:
             refunded = min(int(amount_refunded or 0), purchase.price)
             if refunded <= purchase.amount_refunded:
                 return Outcome.ALREADY_DONE
-            # Credits to remove, in proportion to the money returned (rounded up: a
-            # refund never leaves the buyer with credits they got their money back for).
-            target = math.ceil(purchase.credits * refunded / purchase.price)
+            target = _credits_owed_back(purchase, refunded)
             new_status = Status.REFUNDED if refunded >= purchase.price else purchase.status
             if purchase.status == Status.DISPUTED:
                 new_status = Status.DISPUTED
-        if purchase.paid_after_account_closed:
-            target = 0  # never credited: nothing to take back, nothing spent
         due = max(0, target - purchase.credits_taken_back - purchase.credits_already_spent)
         why = f"dispute {dispute}" if dispute else f"refund of {format_price(refunded, purchase.currency)}"
         taken = ledger.claw_back(purchase=purchase, credits=due, note=why)
@@ -109,6 +106,16 @@ def purchase_take_back(
                 f"{running if in_flight else ''}.",
             )
     return Outcome.TAKEN_BACK
+
+
+def _credits_owed_back(purchase: Purchase, returned: int) -> int:
+    """The credits a purchase owes back when `returned` of its price has gone back to the
+    buyer: in proportion, rounded up (a refund never leaves the buyer with credits they got
+    their money back for); none for a purchase paid after its account was closed, which
+    was never credited (nothing to take back, nothing spent)."""
+    if purchase.paid_after_account_closed:
+        return 0
+    return math.ceil(purchase.credits * returned / purchase.price)
 
 
 def purchase_refunds_apply(
@@ -157,7 +164,7 @@ def _refund_reverse(purchase: Purchase, *, refunded: int) -> Outcome:
     either way: the buyer did not get the money back. Caller holds the row lock.
     """
     before = purchase.amount_refunded
-    share = 0 if purchase.paid_after_account_closed else math.ceil(purchase.credits * refunded / purchase.price)
+    share = _credits_owed_back(purchase, refunded)
     disputed = purchase.status == Status.DISPUTED
     taken, spent = purchase.credits_taken_back, purchase.credits_already_spent
     if disputed:
