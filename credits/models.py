@@ -14,10 +14,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
-from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from stefna.i18n_formats import THREE_DECIMAL_CURRENCIES, format_money
+from stefna.i18n_formats import THREE_DECIMAL_CURRENCIES, format_money, in_active_language
 
 
 class Wallet(models.Model):
@@ -268,13 +267,8 @@ class CreditPack(models.Model):
     @property
     def display_name(self) -> str:
         """The name in the active language (English when it has no translation), as
-        `Preset.display_name`: one column per shipped language besides English."""
-        language = (translation.get_language() or "en").split("-")[0]
-        if language != "en":
-            localized = getattr(self, f"name_{language}", "")
-            if localized:
-                return str(localized)
-        return self.name
+        `Preset.display_name`."""
+        return in_active_language(self, "name")
 
     @property
     def price_chargeable(self) -> bool:

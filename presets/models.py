@@ -14,10 +14,10 @@ from django.contrib.staticfiles import finders
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.templatetags.static import static
-from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from generation.registry import MODELS, ModelConfigError, chain_needs_image, validate_model_config
+from stefna.i18n_formats import in_active_language
 
 # Only `{prompt}` is replaced (with str.replace, so other braces pass through untouched);
 # anything else that looks like a placeholder is almost certainly a typo.
@@ -132,24 +132,14 @@ class Preset(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def _in_language(self, field: str) -> str:
-        # One column per shipped language besides English (`name_id`); a new language
-        # adds its own pair. English is both the default and the fallback for empty text.
-        language = (translation.get_language() or "en").split("-")[0]
-        if language != "en":
-            localized = getattr(self, f"{field}_{language}", "")
-            if localized:
-                return localized
-        return getattr(self, field)
-
     @property
     def display_name(self) -> str:
         """The name in the active language (English when it has no translation)."""
-        return self._in_language("name")
+        return in_active_language(self, "name")
 
     @property
     def display_description(self) -> str:
-        return self._in_language("description")
+        return in_active_language(self, "description")
 
     @property
     def needs_photo(self) -> bool:

@@ -1,6 +1,8 @@
-"""Prices in the active language (Django formats dates and numbers, but not money).
+"""Prices and stored names in the active language (Django formats dates and numbers, but
+not money, and has no translated model fields).
 
-Kept free of app imports: models (credits' `format_price`) and template filters use it.
+Kept free of app imports: models (credits' `format_price`, the packs' and presets' names)
+and template filters use it.
 """
 
 from __future__ import annotations
@@ -34,3 +36,15 @@ def format_money(minor_units: int, currency: str) -> str:
     symbol = CURRENCY_SYMBOLS.get(language, CURRENCY_SYMBOLS["en"]).get(currency, currency.upper() + " ")
     number = number_format(amount, decimal_pos=decimals, use_l10n=True, force_grouping=True)
     return f"{symbol}{number}"
+
+
+def in_active_language(obj: object, field: str) -> str:
+    """`obj.<field>` in the active language: its `<field>_<language>` column (`name_id`, …)
+    when filled, else the English one. One column per shipped language besides English;
+    a new language adds its own. English is both the default and the fallback for empty text."""
+    language = (translation.get_language() or "en").split("-")[0]
+    if language != "en":
+        localized = getattr(obj, f"{field}_{language}", "")
+        if localized:
+            return str(localized)
+    return str(getattr(obj, field))
