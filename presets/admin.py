@@ -90,6 +90,11 @@ class PresetForm(forms.ModelForm):
         return self.cleaned_data.get("loras") or []
 
 
+def _problems(error: ValidationError) -> str:
+    """A preset's refusal on one line, field by field, for an admin message."""
+    return "; ".join(f"{field}: {' '.join(texts)}" for field, texts in error.message_dict.items())
+
+
 @admin.register(Preset)
 class PresetAdmin(admin.ModelAdmin):
     form = PresetForm
@@ -144,8 +149,7 @@ class PresetAdmin(admin.ModelAdmin):
             try:
                 preset.clean()  # the settings only: no query per preset
             except ValidationError as error:
-                problems = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in error.message_dict.items())
-                messages.warning(request, f"{preset.name} ({preset.slug}) is live but would fail: {problems}")
+                messages.warning(request, f"{preset.name} ({preset.slug}) is live but would fail: {_problems(error)}")
         return super().changelist_view(request, extra_context)
 
     @admin.action(description="Activate selected presets")
@@ -158,8 +162,9 @@ class PresetAdmin(admin.ModelAdmin):
             try:
                 preset.full_clean()
             except ValidationError as error:
-                problems = "; ".join(f"{field}: {' '.join(texts)}" for field, texts in error.message_dict.items())
-                self.message_user(request, f"{preset.name} ({preset.slug}) stays off: {problems}", messages.ERROR)
+                self.message_user(
+                    request, f"{preset.name} ({preset.slug}) stays off: {_problems(error)}", messages.ERROR
+                )
             else:
                 ready.append(preset.pk)
         changed = Preset.objects.filter(pk__in=ready, is_active=False).update(is_active=True)
