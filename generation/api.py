@@ -315,13 +315,14 @@ def generation_detail(
     # is answered 304 from one small query (generation/etags.py); otherwise static SQL (see
     # status_reads), the same answer as selectors.generation_get_with_balance + generation_out.
     language = translation.get_language()
-    if request.headers.get("If-None-Match"):
-        state = status_reads.generation_watch_state(user_id=request.auth.pk, generation_id=generation_id)
-        if state is None:
-            raise NotFound(_("Generation not found."))
-        etag = etags.api_etag(version=state.version, balance=state.balance, language=language)
-        if etags.etag_matches(request, etag):
-            return etags.not_modified(etag)
+    unchanged = etags.not_modified_since(
+        request,
+        user_id=request.auth.pk,
+        generation_id=generation_id,
+        etag_of=lambda state: etags.api_etag(version=state.version, balance=state.balance, language=language),
+    )
+    if unchanged is not None:
+        return unchanged
     row = status_reads.generation_status_row(user=request.auth, generation_id=generation_id)
     etags.with_etag(response, etags.api_etag(version=row.version, balance=row.balance, language=language))
     return generation_row_out(row, url=_urls(request))

@@ -11,12 +11,16 @@ Tags are weak: two renders of the same state may differ in bytes (the card's CSR
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.http import parse_etags
+from django.utils.translation import gettext as _
 
-from .status_reads import WatchState
+from stefna.errors import NotFound
+
+from .status_reads import WatchState, generation_watch_state
 
 # Browsers (and htmx through them) keep the answer but ask again every time, sending
 # If-None-Match: a poll that changed nothing costs a 304.
@@ -42,6 +46,21 @@ def history_item_etag(*, version: int, language: str) -> str:
 
 def _etag(parts: Iterable[object]) -> str:
     return 'W/"' + ".".join("-" if part is None else str(part) for part in parts) + '"'
+
+
+def not_modified_since(
+    request: HttpRequest, *, user_id: uuid.UUID, generation_id: uuid.UUID | str, etag_of: Callable[[WatchState], str]
+) -> HttpResponseNotModified | None:
+    """The 304 for a poll whose If-None-Match names the generation's current state, read
+    in one small query without loading the generation (`generation_watch_state`); None
+    when no tag was sent or the state moved on. NotFound when it is not the user's."""
+    if not request.headers.get("If-None-Match"):
+        return None
+    state = generation_watch_state(user_id=user_id, generation_id=generation_id)
+    if state is None:
+        raise NotFound(_("Generation not found."))
+    etag = etag_of(state)
+    return not_modified(etag) if etag_matches(request, etag) else None
 
 
 def etag_matches(request: HttpRequest, etag: str) -> bool:

@@ -235,13 +235,14 @@ def generation_card(request: AuthenticatedRequest, generation_id: str) -> HttpRe
     # query (generation/etags.py); the live status stream makes the page fetch the card
     # only after a change, and the browser's fallback polling costs next to nothing.
     language, htmx = get_language(), is_htmx(request)
-    if request.headers.get("If-None-Match"):
-        state = status_reads.generation_watch_state(user_id=request.user.pk, generation_id=generation_id)
-        if state is None:
-            raise NotFound(_("Generation not found."))
-        etag = etags.card_etag(state, language=language, htmx=htmx)
-        if etags.etag_matches(request, etag):
-            return etags.not_modified(etag)
+    unchanged = etags.not_modified_since(
+        request,
+        user_id=request.user.pk,
+        generation_id=generation_id,
+        etag_of=lambda state: etags.card_etag(state, language=language, htmx=htmx),
+    )
+    if unchanged is not None:
+        return unchanged
     return _card_response(request, generation_id, etag_for=(language, htmx))
 
 
@@ -489,13 +490,14 @@ def history_item(request: AuthenticatedRequest, generation_id: str) -> HttpRespo
     the browser sends back the ETag (the generation's version) and gets a 304 from one
     small query, without the card's generation and images being loaded."""
     language = get_language()
-    if request.headers.get("If-None-Match"):
-        state = status_reads.generation_watch_state(user_id=request.user.pk, generation_id=generation_id)
-        if state is None:
-            raise NotFound(_("Generation not found."))
-        etag = etags.history_item_etag(version=state.version, language=language)
-        if etags.etag_matches(request, etag):
-            return etags.not_modified(etag)
+    unchanged = etags.not_modified_since(
+        request,
+        user_id=request.user.pk,
+        generation_id=generation_id,
+        etag_of=lambda state: etags.history_item_etag(version=state.version, language=language),
+    )
+    if unchanged is not None:
+        return unchanged
     generation = selectors.generation_history_card(user=request.user, generation_id=generation_id)
     response = render(request, "generation/_history_item.html", {"g": generation})
     return etags.with_etag(response, etags.history_item_etag(version=generation.version, language=language))
