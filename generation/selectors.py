@@ -70,21 +70,22 @@ def generation_history_cards(
     """`generation_history` for the history page: only the fields its cards show, and
     their images (2 queries a page). Any other field is deferred: reading one costs a
     query per card."""
-    images = Prefetch("media", queryset=Media.objects.order_by("index").only(*_TILE_FIELDS))
-    queryset = _history(user=user, kind=kind, status=status).only(*_CARD_FIELDS).prefetch_related(images)
-    return keyset_page(queryset, cursor=cursor, limit=limit)
+    return keyset_page(_history_cards(user=user, kind=kind, status=status), cursor=cursor, limit=limit)
 
 
 def generation_history_card(*, user: User, generation_id: uuid.UUID | str) -> Generation:
     """One card of the history page, read as `generation_history_cards` reads a page's: a
     card still in progress fetches itself again until it ends. Someone else's, or one
     removed from the history, is NotFound."""
-    images = Prefetch("media", queryset=Media.objects.order_by("index").only(*_TILE_FIELDS))
-    queryset = _history(user=user, kind=None, status=None).only(*_CARD_FIELDS).prefetch_related(images)
-    generation = queryset.filter(pk=generation_id).first()
+    generation = _history_cards(user=user, kind=None, status=None).filter(pk=generation_id).first()
     if generation is None:
         raise NotFound(_("Generation not found."))
     return generation
+
+
+def _history_cards(*, user: User, kind: str | None, status: str | None) -> QuerySet[Generation]:
+    images = Prefetch("media", queryset=Media.objects.order_by("index").only(*_TILE_FIELDS))
+    return _history(user=user, kind=kind, status=status).only(*_CARD_FIELDS).prefetch_related(images)
 
 
 def _history(*, user: User, kind: str | None, status: str | None) -> QuerySet[Generation]:
