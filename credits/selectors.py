@@ -182,6 +182,19 @@ def header_quota_from_wallet(balance: int, allowance_day: dt.date | None, purcha
     return HeaderQuota(current_balance=balance, daily_limit=settings.DAILY_CREDITS, purchased_balance=purchased_balance)
 
 
+def free_credits_as_of_today(wallet: Wallet, *, now: dt.datetime | None = None) -> tuple[int, bool]:
+    """What the wallet's free bucket will read today, without writing: `(free, pending)`.
+
+    The allowance is applied at the owner's first read of a UTC day, under the wallet's
+    lock (`ledger._apply_allowance`). A page that must not write (the admin's user page)
+    shows what that read will find, and says the top-up is still to come (`pending`).
+    """
+    if wallet.allowance_day is not None and wallet.allowance_day >= ledger.utc_today(now):
+        return wallet.free_balance, False
+    # The same rule as `_apply_allowance`: up to the allowance, never down.
+    return max(settings.DAILY_CREDITS, wallet.free_balance), True
+
+
 def purchased_credits_reserved(*, user_id: uuid.UUID) -> int:
     """Bought credits held by the user's open charges (reserved, not yet captured or refunded).
 

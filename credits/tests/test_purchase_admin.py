@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from django.conf import settings
 from django.urls import reverse
 
-from credits.models import Purchase
+from credits import ledger
+from credits.models import CreditEntry, Purchase, Wallet
 from generation.tests.factories import GenerationFactory
 from stefna.accounts.tests.factories import UserFactory
 
@@ -98,3 +102,19 @@ def test_the_refund_confirmation_says_when_the_bought_credits_are_already_spent(
     ledger.grant(user=user, amount=-60, note="spent on generations", reason="adjust")  # 30 free + 30 of the 50 bought
     page = refund_action(staff_client, paid_purchase).content.decode()
     assert "the buyer holds only 20 bought credits, so 30 are already spent" in page
+
+
+def test_the_user_page_counts_todays_allowance_before_the_owner_comes_back(staff_client, user):
+    # The owner spent all of yesterday's free credits and has not been back since UTC
+    # midnight: the stored row still reads 0 free. The page must not write, so it shows
+    # what the owner's next visit will find, and says so.
+    wallet = Wallet.objects.create(
+        user=user, balance=5, purchased_balance=5, allowance_day=ledger.utc_today() - dt.timedelta(days=1)
+    )
+    page = staff_client.get(reverse("admin:accounts_user_change", args=[user.pk])).content.decode()
+    free = settings.DAILY_CREDITS
+    assert f"{5 + free} credits: 5 bought or granted, {free} free today" in page
+    assert "applied at their next visit" in page
+    wallet.refresh_from_db()
+    assert (wallet.balance, wallet.allowance_day) == (5, ledger.utc_today() - dt.timedelta(days=1))
+    assert not CreditEntry.objects.filter(user=user).exists()

@@ -16,6 +16,7 @@ from django.utils.safestring import SafeString
 from credits.admin import grant_credits_to, user_records_links
 from credits.models import Wallet
 from credits.reconcile import find_ledger_problems
+from credits.selectors import free_credits_as_of_today
 from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 from stefna.errors import DomainError
 
@@ -92,9 +93,13 @@ class UserAdmin(DjangoUserAdmin):
         wallet = Wallet.objects.filter(user=user).first()
         if wallet is None:
             return "0 (no credit entries yet)"
-        return (
-            f"{wallet.balance} credits: {wallet.purchased_balance} bought or granted, {wallet.free_balance} free today"
-        )
+        free, pending = free_credits_as_of_today(wallet)
+        summary = f"{wallet.purchased_balance + free} credits: {wallet.purchased_balance} bought or granted, {free} free today"
+        if pending:
+            # The stored row still holds an earlier day's free bucket; the owner's next
+            # visit tops it up (this page must not write).
+            summary += " (today's allowance is applied at their next visit)"
+        return summary
 
     # "My credits look wrong": check_ledger's proof, for this one account (a few
     # queries over its own entries), on the page support opens anyway.
