@@ -22,7 +22,7 @@ from stefna.errors import DomainError
 
 from .deletion import account_delete
 from .models import ApiToken, LoginCode, User
-from .services import api_token_revoke, normalize_email
+from .services import api_token_revoke, email_addresses_follow, normalize_email
 
 
 class CloseAccountForm(forms.Form):
@@ -79,6 +79,11 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     actions = ["grant_credits", "delete_account"]
     readonly_fields = ["credits_summary", "ledger_check", "records"]
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:  # type: ignore[type-arg]
+        super().save_model(request, obj, form, change)
+        if change and "email" in form.changed_data:
+            email_addresses_follow(user=obj)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         # The balance comes in the same query (a LEFT JOIN on the wallet), not one per row.

@@ -9,6 +9,7 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
@@ -150,6 +151,22 @@ def user_get_or_create(*, email: str) -> tuple[User, bool]:
     if user:
         return user, False
     return User.objects.create_user(email=email), True
+
+
+def email_addresses_follow(*, user: User) -> None:
+    """Bring allauth's address rows (EmailAddress) in line after staff change an email.
+
+    allauth keeps its own record of a user's addresses. Left naming the old address, it
+    told Google sign-in that address still belonged to this account, so whoever holds
+    that mailbox now could never start an account with Google. The linked Google account
+    itself (SocialAccount, found by Google's id) stays: the owner still signs in with it.
+    """
+    with transaction.atomic():
+        deleted, _rows = EmailAddress.objects.filter(user=user).exclude(email=user.email).delete()
+        if deleted and not EmailAddress.objects.filter(user=user).exists():
+            # The account had allauth rows (it signed in with Google): one for the new
+            # address, unverified, as staff typed it and no one proved they read it.
+            EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
 
 
 def _refuse_nul(value: str, field: str) -> None:

@@ -253,3 +253,43 @@ def test_opening_the_login_url_by_link_asks_for_one_more_click_in_our_layout(cli
     assert "Masuk dengan Google" in page
     assert 'class="site-header"' in page  # our layout, not allauth's
     assert fake_google.token_requests == []
+
+
+@pytest.mark.django_db
+def test_after_staff_change_an_email_the_old_one_is_free_for_google_and_the_new_one_signs_in(client, fake_google):
+    from allauth.account.models import EmailAddress
+    from django.test import Client
+
+    from stefna.accounts.tests.factories import UserFactory
+
+    fake_google.identity = {"sub": "g-ada", "email": "ada@old.example", "email_verified": True}
+    finish(client, consent(start_sign_in(client)))
+    ada = signed_in_user(client)
+    assert ada is not None
+
+    # The owner lost the old mailbox and asked support to move the account to a new one.
+    staff = UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
+    admin = Client()
+    admin.force_login(staff)
+    data = {"email": "ada@new.example", "display_name": "", "is_active": "on", "date_joined_0": "2026-01-01",
+            "date_joined_1": "10:00:00"}  # fmt: skip
+    changed = admin.post(f"/admin/accounts/user/{ada.pk}/change/", data)
+    assert changed.status_code == 302, changed.context["adminform"].form.errors if changed.context else changed
+    ada.refresh_from_db()
+    assert ada.email == "ada@new.example"
+    # allauth's record of the address follows the account's: no row still names the old one.
+    assert list(EmailAddress.objects.filter(user=ada).values_list("email", flat=True)) == ["ada@new.example"]
+
+    # Whoever now holds the old address can start their own account with Google...
+    client.logout()
+    fake_google.identity = {"sub": "g-someone", "email": "ada@old.example", "email_verified": True}
+    response = finish(client, consent(start_sign_in(client)))
+    someone = signed_in_user(client)
+    assert response.status_code == 200
+    assert someone is not None and someone.pk != ada.pk and someone.email == "ada@old.example"
+
+    # ...and Ada's own Google account still opens Ada's.
+    client.logout()
+    fake_google.identity = {"sub": "g-ada", "email": "ada@new.example", "email_verified": True}
+    finish(client, consent(start_sign_in(client)))
+    assert signed_in_user(client) == ada
