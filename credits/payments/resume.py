@@ -43,7 +43,8 @@ def purchase_continue(*, user: User, purchase_id: uuid.UUID | str) -> Continuati
     """Take the buyer back to a pending purchase's checkout, or settle it if it ended.
 
     Raises NotFound for a purchase that is not `user`'s, PaymentProviderError when Stripe
-    does not answer (nothing changed), PaymentsUnavailable when the test checkout is off.
+    does not answer (nothing changed), PaymentsUnavailable when the test checkout is off,
+    CheckoutNotResumable for a Stripe purchase that never got its session.
     """
     with transaction.atomic():
         # The row lock orders this against the webhook, the return page and the upkeep,
