@@ -23,6 +23,7 @@ from stefna.admin_actions import BOTH_LOCATIONS, ReadOnlyInline, action_with_for
 from stefna.errors import DomainError
 
 from . import ledger
+from .charge_limits import price_problem, price_problem_message
 from .models import CreditEntry, CreditPack, Purchase, StripeEvent, Wallet, format_price
 from .payments.purchases import purchase_mark_reviewed
 from .payments.refunds import purchase_refund
@@ -218,12 +219,11 @@ class CreditPackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         for pack in credit_packs_unchargeable():
-            # Saved before such prices were refused: not offered until fixed.
-            messages.warning(
-                request,
-                f"{pack.name} ({pack.slug}) is not for sale: Stripe charges {pack.currency.upper()} in steps of 10, "
-                f"so its price {pack.price} must end in 0. Edit the price.",
-            )
+            # Saved before such prices were refused: not offered until fixed. The reason is
+            # the form's own refusal (one wording per rule, `credits.charge_limits`).
+            problem = price_problem(pack.price, pack.currency)
+            reason = price_problem_message(problem, pack.price, pack.currency) if problem else ""
+            messages.warning(request, f"{pack.name} ({pack.slug}) is not for sale: {reason} Edit the price.")
         return super().changelist_view(request, extra_context)
 
 

@@ -42,6 +42,15 @@ class PaymentProviderError(DomainError):
     default_message = _("The payment provider did not answer. Nothing was charged; please try again.")
 
 
+class CheckoutNotResumable(DomainError):
+    """A pending Stripe purchase without a Checkout Session (its creation failed, or is
+    still under way): there is nothing to continue; the upkeep expires it after a day."""
+
+    code = "checkout_not_resumable"
+    status = 409
+    default_message = _("This checkout can't be continued. Nothing was charged; you can buy the pack again.")
+
+
 class InvalidWebhook(DomainError):
     code = "invalid_webhook"
     status = 400

@@ -16,7 +16,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
-from stefna.i18n_formats import THREE_DECIMAL_CURRENCIES, format_money, in_active_language
+from credits.charge_limits import price_chargeable, price_problem, price_problem_message
+from stefna.i18n_formats import format_money, in_active_language
 
 
 class Wallet(models.Model):
@@ -202,20 +203,14 @@ def format_price(price: int, currency: str) -> str:
     return format_money(price, currency)
 
 
-def price_chargeable(price: int, currency: str) -> bool:
-    """Whether Stripe accepts `price` (in the minor unit) in `currency`: its three-decimal
-    currencies (KWD, BHD, JOD, OMR, TND) are charged in steps of 10 thousandths, so such a
-    price must end in 0 or Stripe refuses the checkout."""
-    return currency.lower() not in THREE_DECIMAL_CURRENCIES or price % 10 == 0
-
-
 class CreditPack(models.Model):
     """Credits for sale. The price is charged from this row, never from the client.
 
-    A price Stripe would refuse (`price_chargeable`) is refused when a pack is created or
-    edited (`clean_fields`, which the admin's form runs). Not a database constraint: a row
-    saved before this rule must not stop the migration; such a pack is simply not offered
-    (`credit_packs_for_sale`) and checkout refuses it.
+    A price Stripe would refuse (`credits.charge_limits`: below Stripe's minimum charge for
+    the currency, above its 8-digit maximum, a three-decimal price not in steps of 10) is
+    refused when a pack is created or edited (`clean_fields`, which the admin's form runs).
+    Not a database constraint: a row saved before these rules must not stop the migration;
+    such a pack is simply not offered (`credit_packs_for_sale`) and checkout refuses it.
     """
 
     slug = models.SlugField(max_length=40, unique=True)
@@ -250,16 +245,10 @@ class CreditPack(models.Model):
         except ValidationError as error:
             errors = error.update_error_dict(errors)
         skipped = set(exclude or ())
-        if not errors and not {"price", "currency"} & skipped and not self.price_chargeable:
+        problem = None if errors or {"price", "currency"} & skipped else price_problem(self.price, self.currency)
+        if problem:
             errors["price"] = [
-                ValidationError(
-                    _(
-                        "Stripe charges %(currency)s in steps of 10, so the price's last digit must be 0 "
-                        "(for example %(suggestion)s)."
-                    ),
-                    code="three_decimal_price",
-                    params={"currency": self.currency.upper(), "suggestion": max(10, round(self.price, -1))},
-                )
+                ValidationError(price_problem_message(problem, self.price, self.currency), code=problem.value)
             ]
         if errors:
             raise ValidationError(errors)

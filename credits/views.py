@@ -11,13 +11,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from stefna.errors import DomainError
+from stefna.errors import DomainError, NotFound
 
 from . import selectors
 from .models import Purchase
 from .payments.purchases import checkout_available, purchase_complete_offline, purchase_reconcile, purchase_start
+from .payments.resume import purchase_continue as continue_purchase
 from .payments.stripe_api import stripe_configured
 
 # The success page polls every 2 s; Stripe is asked at most this often per purchase.
@@ -86,6 +88,22 @@ def purchase_done(request: HttpRequest, purchase_id: uuid.UUID) -> HttpResponse:
 @login_required
 def purchase_status(request: HttpRequest, purchase_id: uuid.UUID) -> HttpResponse:
     return render(request, "credits/_purchase_status.html", _status_context(request, _owned(request, purchase_id)))
+
+
+@login_required
+@require_POST
+def purchase_continue(request: HttpRequest, purchase_id: uuid.UUID) -> HttpResponse:
+    """ "Continue to payment" on a pending purchase: back to its checkout while it can still
+    take the money, else the purchase's page with how it ended (see `purchase_continue`)."""
+    try:
+        continuation = continue_purchase(user=request.user, purchase_id=purchase_id)  # type: ignore[arg-type]
+    except NotFound:
+        raise Http404 from None
+    except DomainError as error:
+        # Stripe unreachable, the test checkout switched off: nothing changed, say so.
+        messages.error(request, error.message)
+        return redirect(reverse("accounts:account") + "#purchases")
+    return redirect(continuation.checkout_url or reverse("credits:purchase_done", args=[purchase_id]))
 
 
 @login_required

@@ -92,3 +92,66 @@ def test_a_mispriced_pack_already_in_the_database_is_not_sold_and_checkout_refus
     assert 'data-testid="buy-gulf"' not in client.get(reverse("credits:buy")).content.decode()
     warning = staff_client.get("/admin/credits/creditpack/").content.decode()
     assert "Gulf (gulf) is not for sale" in warning
+
+
+# --- Stripe's minimum and maximum charge per currency -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("currency", "too_low", "lowest", "minimum_shown"),
+    [("usd", 49, 50, "$0.50"), ("gbp", 29, 30, "£0.30"), ("jpy", 49, 50, "JPY 50"), ("mxn", 999, 1000, "MXN 10.00")],
+)
+def test_the_admin_refuses_a_price_below_stripes_minimum_charge(staff_client, currency, too_low, lowest, minimum_shown):
+    refused = staff_client.post(PACK_ADD, pack_form(currency=currency, price=too_low), HTTP_ACCEPT_LANGUAGE="en")
+
+    assert refused.status_code == 200, "the form comes back with the error"
+    assert (
+        f"Stripe charges at least {minimum_shown} in {currency.upper()}, so the price must be {lowest} or more"
+        in refused.content.decode()
+    )
+    assert not CreditPack.objects.filter(slug="gulf").exists()
+    assert staff_client.post(PACK_ADD, pack_form(currency=currency, price=lowest)).status_code == 302
+    assert CreditPack.objects.get(slug="gulf").price == lowest
+
+
+def test_the_admin_refuses_a_price_over_eight_digits(staff_client):
+    refused = staff_client.post(PACK_ADD, pack_form(currency="usd", price=100_000_000), HTTP_ACCEPT_LANGUAGE="en")
+
+    assert "Stripe charges at most 8 digits in the currency&#x27;s minor unit" in refused.content.decode()
+    assert not CreditPack.objects.filter(slug="gulf").exists()
+    assert staff_client.post(PACK_ADD, pack_form(currency="usd", price=99_999_999)).status_code == 302
+
+
+def test_a_currency_outside_stripes_table_has_no_minimum_but_the_maximum(staff_client):
+    """IDR is not in Stripe's table (its minimum is "the equivalent of $0.50"): any price of
+    at least one minor unit is taken, up to the 8-digit maximum."""
+    assert staff_client.post(PACK_ADD, pack_form(currency="idr", price=1)).status_code == 302
+    refused = staff_client.post(PACK_ADD, pack_form(slug="rupiah", currency="idr", price=100_000_000))
+    assert refused.status_code == 200 and not CreditPack.objects.filter(slug="rupiah").exists()
+
+
+def test_the_minimum_refusal_reads_in_indonesian(staff_client):
+    response = staff_client.post(PACK_ADD, pack_form(currency="usd", price=10), HTTP_ACCEPT_LANGUAGE="id")
+
+    assert "Stripe menagih paling sedikit" in response.content.decode()
+
+
+@pytest.mark.parametrize(("currency", "price"), [("usd", 49), ("eur", 10), ("usd", 100_000_000)])
+def test_a_saved_pack_outside_stripes_limits_is_not_sold_and_checkout_refuses_it(
+    api_client, user, fake_stripe, staff_client, currency, price
+):
+    # Saved before the rule (a row written directly, as the migration left it).
+    CreditPack.objects.create(slug="cheap", name="Cheap", credits=4, price=price, currency=currency, sort_order=0)
+    client = Client()
+    client.force_login(user)
+
+    answer = api_client.post("/api/checkout", {"pack": "cheap"}, content_type="application/json")
+
+    assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    assert not Purchase.objects.exists() and fake_stripe.requests == [], "no purchase, no Stripe session, no charge"
+    assert "cheap" not in [pack["slug"] for pack in client.get("/api/credit-packs").json()]
+    assert 'data-testid="buy-cheap"' not in client.get(reverse("credits:buy")).content.decode()
+    page = client.post(reverse("credits:checkout"), {"pack": "cheap"}, follow=True)
+    assert page.redirect_chain[-1][0] == reverse("credits:buy") and not Purchase.objects.exists()
+    warning = staff_client.get("/admin/credits/creditpack/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Cheap (cheap) is not for sale: Stripe charges" in warning

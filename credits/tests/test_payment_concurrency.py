@@ -59,3 +59,28 @@ def test_twenty_concurrent_different_events_for_one_session_grant_once(paid_sess
     assert list(StripeEvent.objects.filter(outcome="granted").values_list("purchase_id", flat=True)) == [purchase.pk]
     assert quota_for(user=user).purchased_balance == 50
     assert find_ledger_problems() == []
+
+
+def test_continue_to_payment_racing_the_webhook_grants_once(paid_session):
+    """The buyer presses "Continue to payment" (again and again) while Stripe's webhook for
+    the paid session arrives: every path ends in the one grant, under the purchase's lock."""
+    from django.urls import reverse
+
+    user, purchase, session = paid_session
+    payload = FakeStripe.event("checkout.session.completed", session, event_id="evt_with_continue")
+    continue_url = reverse("credits:purchase_continue", args=[purchase.pk])
+    calls = iter(range(20))
+
+    def press_or_deliver() -> int:
+        if next(calls) % 2:
+            return _deliver(payload)
+        browser = Client()
+        browser.force_login(user)
+        return browser.post(continue_url).status_code
+
+    outcomes = _race(press_or_deliver)
+
+    assert sorted(outcomes) == [200] * 10 + [302] * 10
+    assert CreditEntry.objects.filter(purchase=purchase, reason="purchase").count() == 1
+    assert quota_for(user=user).purchased_balance == 50
+    assert find_ledger_problems() == []

@@ -150,6 +150,7 @@ HTML_OWNER_ROUTES = {
     "credits:purchase_done": "GET",
     "credits:purchase_status": "GET",
     "credits:test_checkout": "POST",
+    "credits:purchase_continue": "POST",
 }
 
 
