@@ -316,7 +316,7 @@ def test_an_unsupported_image_reads_in_indonesian(api_client):
     assert answer.status_code == 415
     assert answer.json() == {
         "code": "unsupported_image",
-        "message": "Gambar GIF belum didukung. Unggah foto JPEG, PNG, WebP, HEIC, atau AVIF.",
+        "message": "Gambar GIF tidak didukung. Unggah foto JPEG, PNG, WebP, HEIC, atau AVIF.",
         "detail": {"format": "GIF"},
     }
 
@@ -361,8 +361,8 @@ def test_log_lines_naming_the_offline_renderer_read_wholly_in_indonesian():
         sent = "Sent to the offline preview renderer (standing in for Ghiblify)"
         assert log_message(sent) == "Dikirim ke perender pratinjau offline (menggantikan Ghiblify)"
         assert log_message("Sent to Ghiblify") == "Dikirim ke Ghiblify"
-        assert log_message("Ghiblify could not be asked: timeout") == "Ghiblify tidak dapat dihubungi: timeout"
-        assert log_message("Ghiblify finished, but its images were gone").startswith("Ghiblify selesai, tetapi ")
+        assert log_message("Ghiblify could not be asked: timeout") == "Ghiblify tidak bisa dihubungi: timeout"
+        assert log_message("Ghiblify finished, but its images were gone").startswith("Ghiblify selesai, tapi ")
 
 
 def test_the_line_written_when_a_result_is_gone_reads_wholly_in_indonesian():
@@ -371,7 +371,7 @@ def test_the_line_written_when_a_result_is_gone_reads_wholly_in_indonesian():
 
     line = f"Ghiblify finished, but {RESULT_GONE_REASON}"
     with translation.override("id"):
-        assert log_message(line) == "Ghiblify selesai, tetapi gambarnya sudah tidak ada saat kami mengambilnya"
+        assert log_message(line) == "Ghiblify selesai, tapi gambarnya sudah tidak ada saat kami mengambilnya"
 
 
 # --- messages a service wrote in English, read by an Indonesian visitor --------------------
@@ -423,7 +423,7 @@ def test_the_receipt_is_written_in_the_buyers_language_whoever_reports_the_payme
         purchase_send_receipt(purchase_id=purchase.pk)
 
     message = mail.outbox[-1]
-    assert message.subject == "Tanda terima Stefna kamu: 50 kredit"
+    assert message.subject == "Bukti pembayaran dari Stefna: 50 kredit"
     assert "Terima kasih" in message.body and "US$4,99" in message.body
     assert "Thank you" not in message.body
 

@@ -104,7 +104,7 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, tmp_
     expect(page.locator("[data-preview]")).to_be_visible()
     page.get_by_test_id(f"preset-{preset.slug}").click()
     expect(page.get_by_test_id(f"preset-{preset.slug}")).to_contain_text("Ghibli haru")
-    page.get_by_label("Tampilkan gambarku ke publik").check()
+    page.get_by_label("Jadikan gambarku publik").check()
     assert_indonesian(page)
     screenshot(page, "studio-id", full_page=False)
     page.get_by_test_id("start").click()
