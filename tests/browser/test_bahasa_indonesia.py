@@ -88,7 +88,7 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, tmp_
     page.goto("/accounts/sign-in/")
     assert_indonesian(page)
     page.get_by_label("Alamat email").fill("demo@example.com")
-    page.get_by_role("button", name="Kirim kode ke emailku").click()
+    page.get_by_role("button", name="Kirim kode ke email-ku").click()
     page.wait_for_url(re.compile(r"/accounts/code/"))
     assert_indonesian(page)
     message = mail.outbox[-1]
