@@ -39,7 +39,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext
 
 from .exceptions import AccountClosed, AlreadyReserved, AlreadySettled, InsufficientCredits
@@ -216,7 +216,7 @@ def insufficient_credits(*, balance: int, cost: int) -> InsufficientCredits:
             "This costs %(cost)s credits and you have %(balance)s. "
             "Your daily credits refill at %(time)s UTC, or you can buy credits now."
         )
-        % {"cost": cost, "balance": balance, "time": f"{reset_at:%H:%M}"},
+        % {"cost": cost, "balance": balance, "time": formats.time_format(reset_at)},
         detail={
             "balance": balance,
             "cost": cost,

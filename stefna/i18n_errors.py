@@ -9,12 +9,22 @@ already translated included, is shown as it was raised; English is never rewritt
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable
 
-from django.utils import translation
+from django.utils import formats, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext as _
+
+
+def _clock(english: str) -> str:
+    """An English "14:05" as the active language writes a time ("14.05" in Indonesian)."""
+    try:
+        return formats.time_format(dt.time.fromisoformat(english))
+    except ValueError:
+        return english
+
 
 # (the English a service raises, how to say it in the active language)
 KNOWN_ENGLISH: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
@@ -25,7 +35,7 @@ KNOWN_ENGLISH: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
         ),
         lambda m: (
             _("This costs %(cost)s credits and you have %(balance)s. Your daily credits refill at %(time)s UTC.")
-            % m.groupdict()
+            % {**m.groupdict(), "time": _clock(m["time"])}
         ),
     ),
     (

@@ -11,6 +11,7 @@ from typing import Any
 
 from django import template
 from django.utils import translation
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
@@ -24,6 +25,17 @@ register = template.Library()
 def money(minor_units: int | None, currency: str = "usd") -> str:
     """`499|money:"usd"` → "$4.99" in English, "US$4,99" in Bahasa Indonesia."""
     return "" if minor_units is None else format_money(minor_units, currency)
+
+
+@register.filter
+def grouped(value: int | None) -> str:
+    """A count with the language's thousands separator: 1500 → "1,500", "1.500" in Indonesian.
+
+    Django groups digits only with USE_THOUSAND_SEPARATOR, which would group every number a
+    template prints, ids and limits in attributes and URLs included; balances and credit
+    counts ask for it here instead.
+    """
+    return "" if value is None else number_format(value, use_l10n=True, force_grouping=True)
 
 
 # --- Text stored in English, shown in the visitor's language ------------------------------

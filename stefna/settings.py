@@ -243,6 +243,8 @@ LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Dates and times as each language writes them, ahead of Django's formats (stefna/formats/).
+FORMAT_MODULE_PATH = ["stefna.formats"]
 
 # --- Static and media files -------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -36,6 +36,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from stefna.accounts.selectors import user_by_email
+from stefna.accounts.services import user_remember_language
 from stefna.accounts.views import welcome
 
 logger = logging.getLogger("stefna.accounts")
@@ -73,6 +74,13 @@ class AccountAdapter(DefaultAccountAdapter):
         # A closed account (deleted, or closed by staff) is told so on the sign-in page.
         messages.error(request, _("This account is closed. You can start a new one with an email code."))
         return redirect("accounts:sign_in")
+
+    def login(self, request: HttpRequest, user: Any) -> None:
+        super().login(request, user)
+        # As the email-code sign-in does (accounts.views): an account that never chose a
+        # language keeps the one its owner signed in with, so the emails the worker and
+        # webhooks send later (a finished image, a receipt) are not English by default.
+        user_remember_language(user=user, language=translation.get_language() or "")
 
     def add_message(
         self, request: HttpRequest, level: int, message_template: str | None = None, *args: Any, **kwargs: Any

@@ -88,7 +88,9 @@
 
     function accept(file, url) {
       if (good && good.url && good.file && good.url !== url) URL.revokeObjectURL(good.url);
-      good = {file: file, url: url, status: file.name + " · " + Math.max(1, Math.round(file.size / 1024)) + " KB"};
+      // Digits grouped as the page's language writes them: "2,353 KB", "2.353 KB".
+      var kilobytes = Math.max(1, Math.round(file.size / 1024)).toLocaleString(document.documentElement.lang || undefined);
+      good = {file: file, url: url, status: file.name + " · " + kilobytes + " KB"};
       if (kept) kept.value = ""; // the new file replaces a photo kept from an earlier try
       if (refused) refused.value = "";
       form.querySelectorAll('input[name="source_generation"]').forEach(function (radio) { radio.checked = false; });

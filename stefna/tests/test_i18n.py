@@ -240,8 +240,61 @@ def test_dates_and_numbers_follow_the_language():
         assert render('{{ d|date:"DATE_FORMAT" }}', d=moment) == "March 9, 2026"
         assert render("{{ n|floatformat:'g' }}", n=1234567) == "1,234,567"
     with translation.override("id"):
-        assert render('{{ d|date:"DATE_FORMAT" }}', d=moment) == "9 Maret 2026"
+        assert render('{{ d|date:"DATE_FORMAT" }}', d=moment) == "9 Mar 2026"
         assert render("{{ n|floatformat:'g' }}", n=1234567) == "1.234.567"
+
+
+@pytest.mark.parametrize(
+    ("month", "english", "indonesian"),
+    [(12, "Dec. 7, 2026", "7 Des 2026"), (5, "May 7, 2026", "7 Mei 2026"), (8, "Aug. 7, 2026", "7 Agu 2026")],
+)
+def test_indonesian_dates_shorten_every_month_alike_without_a_full_stop(month, english, indonesian):
+    # Django's own "j N Y" wrote "7 Des. 2026" beside "9 Maret 2026".
+    moment = datetime(2026, month, 7, 9, 5, tzinfo=UTC)
+    with translation.override("en"):
+        assert render('{{ d|date:"DATE_FORMAT" }}', d=moment) == english
+    with translation.override("id"):
+        assert render('{{ d|date:"DATE_FORMAT" }}', d=moment) == indonesian
+
+
+def test_times_read_as_each_language_writes_a_clock():
+    moment = datetime(2026, 12, 7, 9, 5, tzinfo=UTC)
+    with translation.override("en"):
+        assert render("{{ d|time }}", d=moment) == "09:05"
+    with translation.override("id"):
+        assert render("{{ d|time }}", d=moment) == "09.05"
+        assert render('{{ d|date:"DATETIME_FORMAT" }}', d=moment) == "7 Des 2026, 09.05"
+
+
+def test_counts_of_credits_are_grouped_in_thousands_for_the_language():
+    with translation.override("en"):
+        assert render("{{ n|grouped }}", n=1500) == "1,500"
+    with translation.override("id"):
+        assert render("{{ n|grouped }}", n=1500) == "1.500"
+        assert render("{{ n|grouped }}", n=-12000) == "-12.000"
+        assert render("{{ n|grouped }}", n=None) == ""
+
+
+def test_the_account_page_groups_a_large_balance_and_writes_times_the_indonesian_way(client, user):
+    from credits import ledger
+    from credits.models import CreditEntry
+    from credits.selectors import balance_of
+
+    user.language = "id"
+    user.save(update_fields=["language"])
+    client.force_login(user)
+    client.get("/accounts/")  # today's allowance
+    ledger.grant(user=user, amount=1500, reason=CreditEntry.Reason.GRANT, note="test")
+    expected = f"{balance_of(user=user):,}".replace(",", ".")
+
+    html = " ".join(client.get("/accounts/").content.decode().split())
+
+    assert f'data-testid="balance">{expected}<' in html
+    assert f'<span class="quota-number">{expected}</span>' in html
+    assert '<td class="plus">+1.500</td>' in html
+    # The ledger's times and the next top-up: "00.00 UTC", never "00:00".
+    assert re.search(r"\d\d\.\d\d UTC</time>", html)
+    assert not re.search(r"\d\d:\d\d UTC</time>", html)
 
 
 def test_prices_are_formatted_for_the_language():
@@ -293,6 +346,15 @@ def test_insufficient_credits_reads_in_indonesian_with_its_figures(api_client, u
     body = answer.json()
     assert body["code"] == "insufficient_credits"
     assert body["message"].startswith("Ini butuh 2 kredit, sedangkan kreditmu 0. Kredit harianmu terisi lagi pukul ")
+    assert re.search(r"pukul \d\d\.\d\d UTC", body["message"]), body["message"]
+
+
+def test_an_english_out_of_credits_message_gets_an_indonesian_clock():
+    from stefna.i18n_errors import error_message
+
+    english = "This costs 2 credits and you have 0. Your daily credits refill at 00:00 UTC."
+    with translation.override("id"):
+        assert error_message(message=english, default="").endswith("terisi lagi pukul 00.00 UTC.")
 
 
 def test_an_unknown_style_and_a_long_prompt_read_in_indonesian(api_client, settings):
@@ -316,7 +378,7 @@ def test_an_unsupported_image_reads_in_indonesian(api_client):
     assert answer.status_code == 415
     assert answer.json() == {
         "code": "unsupported_image",
-        "message": "Gambar GIF belum didukung. Unggah foto JPEG, PNG, WebP, HEIC, atau AVIF.",
+        "message": "Gambar GIF tidak didukung. Unggah foto JPEG, PNG, WebP, HEIC, atau AVIF.",
         "detail": {"format": "GIF"},
     }
 
@@ -361,8 +423,8 @@ def test_log_lines_naming_the_offline_renderer_read_wholly_in_indonesian():
         sent = "Sent to the offline preview renderer (standing in for Ghiblify)"
         assert log_message(sent) == "Dikirim ke perender pratinjau offline (menggantikan Ghiblify)"
         assert log_message("Sent to Ghiblify") == "Dikirim ke Ghiblify"
-        assert log_message("Ghiblify could not be asked: timeout") == "Ghiblify tidak dapat dihubungi: timeout"
-        assert log_message("Ghiblify finished, but its images were gone").startswith("Ghiblify selesai, tetapi ")
+        assert log_message("Ghiblify could not be asked: timeout") == "Ghiblify tidak bisa dihubungi: timeout"
+        assert log_message("Ghiblify finished, but its images were gone").startswith("Ghiblify selesai, tapi ")
 
 
 def test_the_line_written_when_a_result_is_gone_reads_wholly_in_indonesian():
@@ -371,7 +433,7 @@ def test_the_line_written_when_a_result_is_gone_reads_wholly_in_indonesian():
 
     line = f"Ghiblify finished, but {RESULT_GONE_REASON}"
     with translation.override("id"):
-        assert log_message(line) == "Ghiblify selesai, tetapi gambarnya sudah tidak ada saat kami mengambilnya"
+        assert log_message(line) == "Ghiblify selesai, tapi gambarnya sudah tidak ada saat kami mengambilnya"
 
 
 # --- messages a service wrote in English, read by an Indonesian visitor --------------------
@@ -423,8 +485,9 @@ def test_the_receipt_is_written_in_the_buyers_language_whoever_reports_the_payme
         purchase_send_receipt(purchase_id=purchase.pk)
 
     message = mail.outbox[-1]
-    assert message.subject == "Tanda terima Stefna kamu: 50 kredit"
+    assert message.subject == "Bukti pembayaran dari Stefna: 50 kredit"
     assert "Terima kasih" in message.body and "US$4,99" in message.body
+    assert re.search(r"^Tanggal: \d{1,2} [A-Z][a-z]{2} \d{4}$", message.body, re.M), message.body
     assert "Thank you" not in message.body
 
 

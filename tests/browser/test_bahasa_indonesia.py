@@ -88,7 +88,7 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, tmp_
     page.goto("/accounts/sign-in/")
     assert_indonesian(page)
     page.get_by_label("Alamat email").fill("demo@example.com")
-    page.get_by_role("button", name="Kirim kode ke emailku").click()
+    page.get_by_role("button", name="Kirim kode ke email-ku").click()
     page.wait_for_url(re.compile(r"/accounts/code/"))
     assert_indonesian(page)
     message = mail.outbox[-1]
@@ -104,7 +104,7 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, tmp_
     expect(page.locator("[data-preview]")).to_be_visible()
     page.get_by_test_id(f"preset-{preset.slug}").click()
     expect(page.get_by_test_id(f"preset-{preset.slug}")).to_contain_text("Ghibli haru")
-    page.get_by_label("Tampilkan gambarku ke publik").check()
+    page.get_by_label("Jadikan gambarku publik").check()
     assert_indonesian(page)
     screenshot(page, "studio-id", full_page=False)
     page.get_by_test_id("start").click()
@@ -143,3 +143,27 @@ def test_the_create_flow_in_bahasa_indonesia(indonesian_page, start_worker, tmp_
         assert_indonesian(page)  # and the check does see English when there is some
     page.get_by_test_id("language-id").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Akun")
+
+
+def test_a_chosen_photo_s_size_is_grouped_as_the_page_s_language_writes_numbers(page, tmp_path):
+    """The dropzone's "photo.jpg · 1.234 KB": the browser's own digits, grouped for the page."""
+    import os
+
+    from PIL import Image
+
+    from tests.browser.conftest import sign_in
+
+    noise = Image.frombytes("RGB", (1100, 1100), os.urandom(1100 * 1100 * 3))
+    path = tmp_path / "noisy.jpg"
+    noise.save(path, "JPEG", quality=100)
+    kilobytes = int(path.stat().st_size / 1024 + 0.5)  # as Math.round does
+    assert kilobytes >= 1000, kilobytes
+
+    sign_in(page, "size@example.com")
+    page.get_by_test_id("language-id").click()
+    page.wait_for_load_state()
+    assert page.locator("html").get_attribute("lang") == "id"
+    page.goto("/")
+    page.set_input_files("#id_image", str(path))
+    grouped = f"{kilobytes:,}".replace(",", ".")
+    expect(page.locator("[data-dropzone-status]")).to_have_text(f"noisy.jpg · {grouped} KB")

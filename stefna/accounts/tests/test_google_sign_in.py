@@ -293,3 +293,23 @@ def test_after_staff_change_an_email_the_old_one_is_free_for_google_and_the_new_
     fake_google.identity = {"sub": "g-ada", "email": "ada@new.example", "email_verified": True}
     finish(client, consent(start_sign_in(client)))
     assert signed_in_user(client) == ada
+
+
+@pytest.mark.django_db
+def test_google_sign_in_keeps_the_visitors_language_on_an_account_that_chose_none(client, fake_google, user):
+    # As the email code does: emails the worker sends later (a finished image, a receipt)
+    # are written in the account's language, and this account had none.
+    assert user.language == ""
+    client.cookies["stefna_language"] = "id"
+    fake_google.identity = {"sub": "g-ada", "email": "ada@example.com", "email_verified": True}
+    finish(client, consent(start_sign_in(client)))
+    assert signed_in_user(client) == user
+    user.refresh_from_db()
+    assert user.language == "id"
+
+    # A language the account chose is never overwritten by the browser's.
+    client.logout()
+    client.cookies["stefna_language"] = "en"
+    finish(client, consent(start_sign_in(client)))
+    user.refresh_from_db()
+    assert user.language == "id"

@@ -43,7 +43,7 @@ def test_the_account_page_shows_email_name_credits_and_ledger(signed_in, user):
 
 
 def test_the_ledger_writes_dates_as_history_does_in_either_language(signed_in, user):
-    # One way of writing a date across the pages (history: "Dec. 7, 2026 · 07:41"); the
+    # One way of writing a date across the pages (history: "Dec. 7, 2026 · 07:41", "7 Des 2026 · 07.41"); the
     # ledger used the short format, "12/07/2026 7:41 a.m." in English, month first.
     from django.utils import formats, translation
 
@@ -54,7 +54,7 @@ def test_the_ledger_writes_dates_as_history_does_in_either_language(signed_in, u
     for language in ("en", "id"):
         body = signed_in.get("/accounts/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
         with translation.override(language):
-            expected = f"{formats.date_format(at, 'DATE_FORMAT')} · {at:%H:%M}"
+            expected = f"{formats.date_format(at, 'DATE_FORMAT')} · {formats.time_format(at)}"
         assert f">{expected}</time>" in body, (language, expected)
 
 
