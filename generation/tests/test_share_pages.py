@@ -162,7 +162,8 @@ def test_an_unfurler_reads_og_image_and_fetches_it(live_server, settings, user):
     assert urlparse(image_url).scheme == "http" and urlparse(image_url).netloc == urlparse(live_server.url).netloc
     image = requests.get(image_url, timeout=10)
     assert image.status_code == 200
-    assert image.headers["Content-Type"] == "image/png"
+    # The share preview (generation/previews.py): a JPEG, here at the image's own size.
+    assert image.headers["Content-Type"] == "image/jpeg"
     assert Image.open(io.BytesIO(image.content)).size == (640, 480)
 
 
