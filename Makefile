@@ -16,7 +16,7 @@ FIND_PYTHON = for c in $(PYTHON_CANDIDATES); do \
 
 # i18n: the .mo catalogues are committed and rebuilt from the .po by `make messages`.
 .PHONY: messages gettext makemessages
-.PHONY: help install chromium run worker migrate test screenshots lint fmt typecheck bench clean lock upgrade smoke
+.PHONY: help install chromium run worker migrate test screenshots lint fmt typecheck bench clean lock upgrade smoke social-preview
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -94,6 +94,9 @@ gettext:
 	    echo "Translations need GNU gettext: run 'sudo apt-get install gettext' (the committed .mo files are used meanwhile)."; \
 	  fi; \
 	fi
+
+social-preview: install ## Redraw static/img/social-preview.png (the home page's and feed's og:image); commit it
+	$(PY) docs/social_preview.py
 
 messages: install gettext ## Compile the translation catalogues (locale/*/LC_MESSAGES/django.mo)
 	@if command -v msgfmt >/dev/null 2>&1; then SECRET_KEY=messages $(PY) manage.py compilemessages --ignore=.venv --ignore=node_modules -v0; fi

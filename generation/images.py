@@ -56,6 +56,11 @@ def _decode_slot() -> threading.BoundedSemaphore:
     return _decode_slots
 
 
+def decode_slot() -> threading.BoundedSemaphore:
+    """The same limit for other decodes of stored images (share previews)."""
+    return _decode_slot()
+
+
 DATA_URI = re.compile(r"^data:(?P<type>[\w/+.-]+)?(?:;[\w=-]+)*;base64,", re.IGNORECASE)
 
 

@@ -273,6 +273,7 @@ class StoredRemoval(models.Model):
         SURPLUS_COPY = "surplus_copy", "copy saved after its image was deleted"
         GENERATION_STOPPED = "generation_stopped", "copy of a canceled or failed generation's result"
         RENAMED = "renamed", "left by a rename to an unguessable name"
+        PREVIEW_REVOKED = "preview_revoked", "share preview of an image no longer public"
 
     where = models.CharField(max_length=20, choices=Where.choices)
     key = models.CharField(max_length=300, help_text="Cloudinary public id or storage path.")

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import translation
 from django.utils.http import urlencode
 from django.utils.text import slugify
 from django.views.decorators.http import require_safe
@@ -22,15 +21,9 @@ from django.views.decorators.http import require_safe
 from presets.selectors import preset_by_slug
 from stefna.errors import NotFound
 from stefna.requests import signed_in_user
+from stefna.social_meta import social_meta
 
-from . import selectors
-
-# Open Graph wants a territory: og:locale="id_ID".
-OG_LOCALES = {"en": "en_US", "id": "id_ID"}
-
-
-def _absolute(request: HttpRequest, url: str) -> str:
-    return request.build_absolute_uri(url)
+from . import previews, selectors, storage
 
 
 def _download_name(url: str, *, preset_name: str, share_id: str) -> str:
@@ -56,20 +49,29 @@ def share_page(request: HttpRequest, share_id: str) -> HttpResponse:
         make_your_own = studio
     else:
         make_your_own = f"{reverse('accounts:sign_in')}?{urlencode({'next': studio})}"
-    page_url = _absolute(request, reverse("share_page", args=[media.share_id]))
-    language = (translation.get_language() or "en").split("-")[0]
+    public = storage.media_is_public(media)
+    # A public image unfurls with its small preview; the owner's own view of a private one
+    # names only the full image's checking address, which answers no one else.
+    preview = previews.share_preview(media) if public else None
+    social = social_meta(
+        request,
+        path=reverse("share_page", args=[media.share_id]),
+        image_url=preview.url if preview else media.url,
+        image_size=(preview.width, preview.height) if preview else (media.width, media.height),
+        image_type=preview.content_type if preview else (media.content_type or "image/png"),
+        og_type="article",
+        robots="" if public else "noindex",
+    )
     context = {
         "media": media,
         "generation": generation,
         "preset_name": preset_name,
         "author": media.user.public_name,
-        "absolute_image_url": _absolute(request, media.url),
         "download_name": _download_name(media.url, preset_name=preset_name, share_id=media.share_id),
-        "absolute_page_url": page_url,
+        "absolute_page_url": social.page_url,
         "make_your_own_url": make_your_own,
         "is_owner": media.user_id == getattr(request.user, "pk", None),
-        "og_locale": OG_LOCALES.get(language, "en_US"),
-        "og_locale_alternates": [code for lang, code in OG_LOCALES.items() if lang != language],
+        "social": social,
     }
     return render(request, "generation/share.html", context)
 

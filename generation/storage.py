@@ -44,6 +44,8 @@ from .providers.local import OFFLINE_FOLDER
 logger = logging.getLogger("generation.storage")
 
 RESULTS_FOLDER = "generated"
+# Share previews of public results in default storage (generation/previews.py).
+PREVIEWS_FOLDER = "previews"
 SOURCES_FOLDER = "sources"
 CLOUDINARY_TYPE = "authenticated"
 PRIVATE_URL_SECONDS = 300
@@ -61,6 +63,24 @@ def source_name(*, extension: str) -> str:
 def result_name(generation_id: object, index: int) -> str:
     key = hmac.new(settings.SECRET_KEY.encode(), b"stefna result names", hashlib.sha256).digest()
     return hmac.new(key, f"{generation_id}:{index}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def preview_key(storage_key: str) -> str | None:
+    """Where a result stored in default storage keeps its share preview: its own key with a
+    prefix and a suffix, so the preview names its image exactly (and dies with the name
+    when the image moves). None for a Cloudinary asset, whose preview is a transformation."""
+    if not storage_key or is_cloudinary_key(storage_key):
+        return None
+    return f"{PREVIEWS_FOLDER}/{storage_key}.jpg"
+
+
+def key_of_preview(name: str) -> str | None:
+    """The result key a preview's name was made from; None if `name` is not one."""
+    prefix, suffix = f"{PREVIEWS_FOLDER}/", ".jpg"
+    if not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    key = name[len(prefix) : -len(suffix)]
+    return key if key.startswith(f"{RESULTS_FOLDER}/") else None
 
 
 # --- Who may see what ----------------------------------------------------------------------
@@ -162,6 +182,35 @@ def cloudinary_redirect(media: Media, *, public: bool) -> str:
             expires_at=int(time.time()) + PRIVATE_URL_SECONDS,
         )
     )
+
+
+def cloudinary_preview_url(media: Media, *, size: tuple[int, int] | None, bound: int) -> str:
+    """A public image's share preview at Cloudinary: a signed delivery URL of the same
+    asset with a transformation (JPEG, automatic quality, scaled to exactly `size`), so no copy
+    is stored. Like the full image's delivery URL it dies when the asset is renamed (made
+    private, taken down) or destroyed. Without a known size, it is limited to `bound`."""
+    configure_cloudinary()
+    import cloudinary.utils
+
+    if size is None:
+        resize: dict[str, Any] = {"crop": "limit", "width": bound, "height": bound}
+    elif (size[0], size[1]) != (media.width, media.height):
+        # Both sides given, from the true ratio: the og:image:width/height we write are
+        # then exactly what Cloudinary sends, whatever its own rounding would be.
+        resize = {"crop": "scale", "width": size[0], "height": size[1]}
+    else:
+        resize = {}
+    url, _ = cloudinary.utils.cloudinary_url(
+        media.storage_key,
+        type=CLOUDINARY_TYPE,
+        sign_url=True,
+        secure=True,
+        format="jpg",
+        # auto:eco, the lighter end of Cloudinary's automatic quality: a chat's preview
+        # card is small, and WhatsApp drops images over about 300 KB.
+        transformation=[resize, {"quality": "auto:eco"}] if resize else [{"quality": "auto:eco"}],
+    )
+    return str(url)
 
 
 def _format(media: Media) -> str:

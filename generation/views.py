@@ -36,6 +36,7 @@ from presets.selectors import active_presets
 from stefna.errors import DomainError, NotFound, RateLimited
 from stefna.pagination import Page
 from stefna.requests import AuthenticatedRequest, request_id_of, signed_in_user
+from stefna.social_meta import social_meta
 
 from . import etags, event_stream, first_page, photos, selectors, services, status_reads
 from .forms import HistoryFilterForm, StudioForm, kept_image_value
@@ -119,6 +120,9 @@ def _studio_page(
         # below the fold, or off to the side in a phone's row. Only for such a link, so the
         # page without one keeps its layout.
         "style_from_link": chosen_preset if not form.is_bound else None,
+        # A shared link to the home page unfurls with the site's picture; `?preset=` and
+        # the like are the same page to an unfurler.
+        "social": social_meta(request, path=reverse("studio")),
     }
     user = signed_in_user(request)
     if user is not None:
@@ -430,7 +434,12 @@ def feed(request: HttpRequest) -> HttpResponse:
         return HttpResponse(items)
     # A later page (the no-JavaScript "More images" link) is the feed at one moment: search
     # engines follow its links to the images' share pages but list only the first page.
-    context = {"items": items, "any_items": any_items, "later_page": cursor is not None}
+    context = {
+        "items": items,
+        "any_items": any_items,
+        "later_page": cursor is not None,
+        "social": social_meta(request, path=reverse("feed"), robots="noindex, follow" if cursor else ""),
+    }
     return render(request, "generation/feed.html", context)
 
 

@@ -26,6 +26,7 @@ from django.utils._os import safe_join
 from django.views.static import serve
 
 from generation import storage
+from generation.services import media_preview_ready
 from presets.models import THUMBNAILS_FOLDER, Preset
 
 if TYPE_CHECKING:
@@ -78,6 +79,9 @@ def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
         if media is None:
             raise Http404
         public = _public_or_404(request, media)
+    elif folder == storage.PREVIEWS_FOLDER:
+        _share_preview_or_404(path)
+        public = True
     elif folder == THUMBNAILS_FOLDER:
         # A style's uploaded thumbnail (GET /api/presets' thumbnail_url): public, but only
         # a file a preset names, never whatever else lies in the folder.
@@ -96,6 +100,18 @@ def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
     # setting (tests give each test its own folder) is always honoured.
     response = serve(request, path, document_root=str(settings.MEDIA_ROOT))
     return _cache_headers(response, public=public)
+
+
+def _share_preview_or_404(path: str) -> None:
+    """A public image's share preview (generation/previews.py), made on first use. Only
+    while the image is public, to anyone, its owner included: a private image has no
+    preview, so nothing of it can be reached at a preview address."""
+    key = storage.key_of_preview(path)
+    media = storage.media_for_name(key) if key else None
+    if media is None or not storage.media_is_public(media):
+        raise Http404
+    if not media_preview_ready(media=media):
+        raise Http404
 
 
 def _handed_to_nginx(path: str) -> HttpResponse:

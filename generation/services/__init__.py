@@ -7,6 +7,7 @@
     stop      → failed / → canceled with the refund (`generation_stop`)
     webhook   store fal's answer and make the job due (the worker finishes it)
     media     images not copied yet: durable retries with backoff
+    preview   share previews of public images in default storage, made on first use
     owner     an owner's actions on finished generations and images
     revoke    moves and removals owed to storage, retried until storage confirms
     upkeep    the sweeper, pruning what only grows, the worker's heartbeat
@@ -28,6 +29,7 @@ from .claim import WAKE_CHANNEL, generation_claim_running, generation_release, w
 from .finish import Finished, generations_finish
 from .media import media_persist, media_persist_due
 from .owner import generation_hide, media_delete, media_set_public
+from .preview import media_preview_ready
 from .request import clean_prompt, generation_request, generation_retry, render_prompt
 from .revoke import (
     media_move,
@@ -73,6 +75,7 @@ __all__ = [
     "media_delete",
     "media_move",
     "media_move_owe",
+    "media_preview_ready",
     "media_moves_due",
     "media_persist",
     "media_persist_due",

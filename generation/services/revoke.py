@@ -70,6 +70,9 @@ def media_move_owe(*, media_id: MediaId, now: dt.datetime | None = None) -> bool
     if media is None:
         return False
     target = storage.fresh_key(media.storage_key)
+    # Its share preview (named after the key the image leaves) goes now, not after the
+    # move: the preview is only a copy, made again when the image is public again.
+    stored_removal_owe(objects=previews_of([media.storage_key]), reason=StoredRemoval.Reason.PREVIEW_REVOKED)
     return bool(
         Media.objects.filter(pk=media.pk).update(
             move_to=Case(When(move_to="", then=Value(target)), default=F("move_to")),
@@ -108,6 +111,8 @@ def media_move(*, media_id: MediaId) -> bool:
     moved = Media.objects.filter(pk=media.pk, storage_key=old_key, move_to=target).update(
         storage_key=new_key, url=url, move_to="", move_next_at=None, move_attempts=0, move_error=""
     )
+    # A preview made under the old name while the move was owed (public again meanwhile).
+    stored_removal_owe(objects=previews_of([old_key]), reason=StoredRemoval.Reason.PREVIEW_REVOKED)
     if not moved and not Media.objects.filter(pk=media.pk).exists():
         # Deleted while its file moved: the removal its deletion owed may have run before
         # the file arrived under the new name.
@@ -126,11 +131,18 @@ def media_moves_due(*, limit: int, now: dt.datetime | None = None) -> list[uuid.
 
 
 def stored_objects_of_media(media: Media) -> list[tuple[str, str]]:
-    """("cloudinary" | "storage", name) of what an image holds in storage: its file, and
-    the name an owed move goes to (a try whose answer was lost may have put it there)."""
+    """("cloudinary" | "storage", name) of what an image holds in storage: its file, the
+    name an owed move goes to (a try whose answer was lost may have put it there), and
+    its share preview."""
     if not (media.persisted and media.storage_key):
         return []
-    return where_stored([media.storage_key, media.move_to])
+    return where_stored([media.storage_key, media.move_to]) + previews_of([media.storage_key])
+
+
+def previews_of(keys: Iterable[str]) -> list[tuple[str, str]]:
+    """("storage", name) of the share preview each result key in default storage may have
+    (generation/previews.py); Cloudinary's are transformations, with nothing stored."""
+    return [(StoredRemoval.Where.STORAGE, name) for name in map(storage.preview_key, keys) if name]
 
 
 def where_stored(keys: Iterable[str]) -> list[tuple[str, str]]:
@@ -240,6 +252,7 @@ def legacy_media_rename(*, media: Media) -> bool:
     new, url = moved_to
     with transaction.atomic():
         moved = Media.objects.filter(pk=media.pk, storage_key=media.storage_key).update(storage_key=new, url=url)
+        stored_removal_owe(objects=previews_of([media.storage_key]), reason=StoredRemoval.Reason.PREVIEW_REVOKED)
         if not moved:
             # Whoever deleted the row owed its old name, which the move emptied already.
             stored_removal_owe(objects=where_stored([new]), reason=StoredRemoval.Reason.RENAMED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -162,7 +163,8 @@ def test_an_unfurler_reads_og_image_and_fetches_it(live_server, settings, user):
     assert urlparse(image_url).scheme == "http" and urlparse(image_url).netloc == urlparse(live_server.url).netloc
     image = requests.get(image_url, timeout=10)
     assert image.status_code == 200
-    assert image.headers["Content-Type"] == "image/png"
+    # The share preview (generation/previews.py): a JPEG, here at the image's own size.
+    assert image.headers["Content-Type"] == "image/jpeg"
     assert Image.open(io.BytesIO(image.content)).size == (640, 480)
 
 
@@ -189,3 +191,34 @@ def test_download_saves_a_file_named_for_the_style_not_the_storage_hash(client, 
     assert f'href="{media.url}" download="stefna-oil-painting-{media.share_id[:6]}.png"' in page
     indonesian = client.get(f"/i/{media.share_id}", HTTP_ACCEPT_LANGUAGE="id").content.decode()
     assert f'download="stefna-lukisan-cat-minyak-{media.share_id[:6]}.png"' in indonesian
+
+
+@pytest.mark.parametrize(("path", "canonical"), [("/?preset=oil_painting", "/"), ("/feed/", "/feed/")])
+def test_the_home_page_and_the_feed_unfurl_with_the_sites_picture(client, path, canonical):
+    from django.contrib.staticfiles import finders
+
+    english = meta_of(client.get(path).content.decode())
+    assert english["og:url"] == english["canonical"] == f"http://testserver{canonical}"
+    assert english["og:type"] == "website" and english["og:site_name"] == "Stefna"
+    assert english["og:image"] == english["twitter:image"]
+    assert english["og:image"].startswith("http://testserver/static/img/social-preview")
+    assert (english["og:image:width"], english["og:image:height"]) == ("1200", "630")
+    assert english["twitter:card"] == "summary_large_image"
+    assert english["og:locale"] == "en_US" and english["og:locale:alternate"] == "id_ID"
+    assert english["og:title"] and english["og:description"] and english["og:image:alt"]
+
+    indonesian = meta_of(client.get(path, HTTP_ACCEPT_LANGUAGE="id").content.decode())
+    assert indonesian["og:locale"] == "id_ID" and indonesian["og:locale:alternate"] == "en_US"
+    assert indonesian["og:description"] != english["og:description"]
+    assert indonesian["og:title"] != english["og:title"]
+
+    found = finders.find("img/social-preview.png")
+    with Image.open(found) as picture:
+        assert picture.size == (1200, 630)
+    assert Path(found).stat().st_size < 300_000
+
+
+def test_a_later_feed_page_is_not_listed_and_names_the_feed_as_its_address(client):
+    tags = meta_of(client.get("/feed/?cursor=abc").content.decode())
+    assert tags["robots"] == "noindex, follow"
+    assert tags["og:url"] == "http://testserver/feed/" and "canonical" not in tags

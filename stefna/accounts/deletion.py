@@ -131,6 +131,7 @@ def _stored_objects_of(user: User) -> list[tuple[str, str]]:
     images = Media.objects.select_for_update().filter(user=user)
     for key, moving_to, original in images.values_list("storage_key", "move_to", "original_url"):
         found += revoke.where_stored([key, moving_to])  # an owed move's target may already hold the image
+        found += revoke.previews_of([key])
         offline = result_urls.local_name(original) if original else None
         if offline:
             found.append(("storage", offline))

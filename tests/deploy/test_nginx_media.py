@@ -79,3 +79,39 @@ def test_nginx_sends_what_stefna_allows_and_nothing_else(live_server, settings, 
             answer = web.get(f"/media/{public}")
             assert answer.status_code == 200 and answer.content == (settings.MEDIA_ROOT / public).read_bytes()
             assert answer.headers.get_list("cache-control") == ["public, max-age=3600"]
+
+
+def test_nginx_sends_a_public_images_share_preview_until_it_is_made_private(
+    live_server, settings, tmp_path, user, fake_fal
+):
+    """The share page's og:image behind nginx: Stefna makes the preview and says yes, nginx
+    sends it; made private, the preview is removed and its address is a 404."""
+    from generation import storage
+    from generation.tests.test_share_pages import meta_of
+
+    settings.MEDIA_ACCEL_REDIRECT = "/protected-media/"
+    generation = start_generation(user, PresetFactory(kind="neo_glitch"))
+    run_worker(generation)
+    media = generation.media.get()
+    owner = Client()
+    owner.force_login(user)
+    assert owner.post(f"/i/{media.pk}/visibility/", {"is_public": "1"}).status_code == 302
+
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    with running_nginx(folder, upstream_port=urlsplit(live_server.url).port, media_root=settings.MEDIA_ROOT) as nginx:
+        trust = ssl.create_default_context(cafile=str(nginx.certs.ca_path))
+        with httpx.Client(base_url=nginx.base, verify=trust, timeout=10) as web:
+            page = web.get(f"/i/{media.share_id}")
+            assert page.status_code == 200
+            preview = urlsplit(meta_of(page.text)["og:image"]).path
+            assert preview == f"/media/{storage.preview_key(media.storage_key)}"
+            answer = web.get(preview)
+            assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+            assert answer.content == (settings.MEDIA_ROOT / preview.removeprefix("/media/")).read_bytes()
+            assert answer.headers.get_list("cache-control") == ["public, max-age=3600"]
+            assert web.get(f"/protected-media/{preview.removeprefix('/media/')}").status_code == 404
+
+            assert owner.post(f"/i/{media.pk}/visibility/", {"is_public": "0"}).status_code == 302
+            assert web.get(preview).status_code == 404
+            assert not (settings.MEDIA_ROOT / preview.removeprefix("/media/")).exists()

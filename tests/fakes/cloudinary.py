@@ -10,6 +10,9 @@ Stefna makes, the way Cloudinary does:
     POST /v1_1/<cloud>/image/rename   from_public_id, to_public_id, type, to_type, invalidate, …
     GET  /v1_1/<cloud>/image/download public_id, format, type, expires_at, timestamp, api_key, signature
                                       (a private download URL: refused once expires_at has passed)
+    GET  /<cloud>/image/<type>/s--…--/<transformation>/v<n>/<public id>.<format>
+                                      a delivery URL's path (res.cloudinary.com's, asked of the
+                                      fake's address): the asset with the transformation applied
 
 Assets keep their delivery `type` (`upload` = public, `authenticated` = signed URLs
 only); destroy and rename find an asset only under its own type, as Cloudinary does.
@@ -110,6 +113,7 @@ class FakeCloudinary:
             self.destroys: list[dict[str, Any]] = []
             self.renames: list[dict[str, Any]] = []
             self.downloads: list[dict[str, str]] = []
+            self.deliveries: list[str] = []
             self.asset_bytes: dict[str, bytes] = {}
             self.assets: dict[str, dict[str, Any]] = {}
             self.delay = 0.0
@@ -146,9 +150,13 @@ class FakeCloudinary:
                     pass
 
             def do_GET(self) -> None:  # noqa: N802
-                status, content = fake.download(self.path)
+                if self.path.startswith(f"/{fake.cloud_name}/image/"):
+                    status, content, content_type = fake.deliver(self.path.split("?", 1)[0])
+                else:
+                    status, content = fake.download(self.path)
+                    content_type = "image/png" if status == 200 else "application/json"
                 self.send_response(status)
-                self.send_header("Content-Type", "image/png" if status == 200 else "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
                 try:
@@ -315,26 +323,64 @@ class FakeCloudinary:
     def delivered(self, url: str) -> bool:
         """Would res.cloudinary.com serve `url` now? `upload` assets by their URL;
         `authenticated` ones only with the URL signature Cloudinary's SDK computes."""
-        import base64
         from urllib.parse import urlsplit
 
-        path = urlsplit(url).path.strip("/").split("/")
-        if len(path) < 4 or path[0] != self.cloud_name or path[1] != "image":
-            return False
-        asset_type, rest = path[2], path[3:]
+        return self._delivery(urlsplit(url).path) is not None
+
+    def _delivery(self, path: str) -> tuple[dict[str, Any], list[str], str] | None:
+        """(the asset, the transformation's components, the format asked for) that a
+        delivery path names, when Cloudinary would serve it; None otherwise."""
+        import base64
+
+        parts = path.strip("/").split("/")
+        if len(parts) < 4 or parts[0] != self.cloud_name or parts[1] != "image":
+            return None
+        asset_type, rest = parts[2], parts[3:]
         signature = rest.pop(0) if rest and rest[0].startswith("s--") else None
-        if rest and rest[0].startswith("v") and rest[0][1:].isdigit():
-            rest = rest[1:]  # the version is not signed
-        to_sign = "/".join(rest)
-        public_id = "/".join(rest).rsplit(".", 1)[0]
+        # [transformation/…][v<version>/]<public id>.<format>; the version is not signed.
+        version_at = next((i for i, part in enumerate(rest) if part[:1] == "v" and part[1:].isdigit()), None)
+        transformation = rest[:version_at] if version_at is not None else []
+        source = rest[version_at + 1 :] if version_at is not None else rest
+        to_sign = "/".join(transformation + source)
+        public_id, _, image_format = "/".join(source).rpartition(".")
         with self._lock:
             asset = self.assets.get(public_id)
         if asset is None or asset["type"] != asset_type:
-            return False
-        if asset_type == "upload":
-            return True
-        digest = hashlib.sha1((to_sign + self.api_secret).encode()).digest()  # noqa: S324 - Cloudinary's scheme
-        return signature == "s--" + base64.urlsafe_b64encode(digest)[:8].decode() + "--"
+            return None
+        if asset_type != "upload":
+            digest = hashlib.sha1((to_sign + self.api_secret).encode()).digest()  # noqa: S324 - Cloudinary's scheme
+            if signature != "s--" + base64.urlsafe_b64encode(digest)[:8].decode() + "--":
+                return None
+        return asset, transformation, image_format
+
+    def deliver(self, path: str) -> tuple[int, bytes, str]:
+        """GET of a delivery URL (its path, on the fake's own address): the image, with
+        the transformations Stefna asks for applied (c_scale / c_limit with w_ and h_,
+        q_auto, and the format of the extension), or Cloudinary's 404."""
+        from PIL import Image
+
+        found = self._delivery(path)
+        if found is None:
+            return 404, b"", "text/html"
+        asset, transformation, image_format = found
+        with self._lock:
+            data = self.asset_bytes[asset["public_id"]]
+            self.deliveries.append(path)
+        with Image.open(io.BytesIO(data)) as image:
+            picture = image.convert("RGB")
+        for step in transformation:
+            options = dict(option.split("_", 1) for option in step.split(",") if "_" in option)
+            width, height = int(options.get("w", 0)), int(options.get("h", 0))
+            if options.get("c") == "scale" and width and height:
+                picture = picture.resize((width, height))
+            elif options.get("c") == "limit" and width and height:
+                picture.thumbnail((width, height))
+        buffer = io.BytesIO()
+        if image_format in ("jpg", "jpeg"):
+            picture.save(buffer, "JPEG", quality=80)
+            return 200, buffer.getvalue(), "image/jpeg"
+        picture.save(buffer, "PNG")
+        return 200, buffer.getvalue(), "image/png"
 
     def _fetch(self, url: str) -> tuple[int, bytes | None]:
         import httpx

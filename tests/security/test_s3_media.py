@@ -158,3 +158,30 @@ def test_deleting_the_account_removes_its_objects_from_the_bucket(
         )
     assert answer.status_code == 204
     assert set(fake_s3.objects) == their_keys, "none of the user's objects remain; everyone else's do"
+
+
+def test_a_share_preview_is_a_private_object_served_only_while_the_image_is_public(
+    finished, user, fake_s3, django_capture_on_commit_callbacks
+):
+    """The share page's og:image in a bucket: a derived JPEG under previews/, reached
+    through our checking address like every object, and gone once the image is private."""
+    from generation import services
+    from generation.tests.test_share_pages import meta_of
+
+    _, media = finished
+    services.media_set_public(user=user, media_id=media.pk, is_public=True)
+    og_image = meta_of(Client().get(f"/i/{media.share_id}").content.decode())["og:image"]
+    preview = storage.preview_key(media.storage_key)
+    assert og_image == f"http://testserver/media/{preview}"
+
+    location, _ = _presigned(Client().get(urlsplit(og_image).path))
+    assert location.startswith(f"{fake_s3.url}/{fake_s3.bucket}/{preview}?")
+    fetched = httpx.get(location)
+    assert fetched.status_code == 200 and fetched.content[:2] == b"\xff\xd8"  # a JPEG
+    assert fake_s3.objects[preview].acl == "private"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.media_set_public(user=user, media_id=media.pk, is_public=False)
+    assert preview not in fake_s3.objects
+    assert Client().get(urlsplit(og_image).path).status_code == 404
+    assert httpx.get(location).status_code != 200
