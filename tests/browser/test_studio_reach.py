@@ -109,3 +109,30 @@ def test_signed_out_each_showcase_row_is_a_stop_to_scroll_it_by_keyboard(page):
     for index in range(1, rows.count()):
         page.keyboard.press("Tab")
         expect(rows.nth(index)).to_be_focused()
+
+
+@pytest.mark.parametrize(("language", "title"), [("en", "Ghibli tears"), ("id", "Ghibli haru")])
+def test_on_a_phone_a_running_cards_title_is_not_squeezed_by_its_status(browser, live_server, language, title):
+    """The photo, the title and the status pill shared one row: in Indonesian the pill
+    ("Sedang diproses") left the title a third of it, and "Ghibli haru" and its kind
+    broke over two lines each. The pill now wraps below the title."""
+    from generation.models import Generation
+    from tests.browser.test_result_and_forms import finished_generation
+
+    user = User.objects.create_user(email=f"running-{language}@example.com", language=language)
+    running = finished_generation(user, status=Generation.Status.RUNNING)
+    context, page = signed_in_page(browser, live_server, user, viewport=PHONE)
+    page.goto(f"/g/{running.pk}/")
+
+    heading = page.locator(".status-title")
+    expect(heading).to_have_text(title)
+    for element in (heading, page.locator(".status-head .eyebrow")):
+        lines = element.evaluate(
+            "el => { const r = document.createRange(); r.selectNodeContents(el); return r.getClientRects().length; }"
+        )
+        assert lines == 1, f"{element} is set on {lines} lines"
+    pill = page.get_by_test_id("status").bounding_box()
+    text = page.locator(".status-head-text").bounding_box()
+    assert pill["y"] >= bottom(text) or pill["x"] >= text["x"] + text["width"], (pill, text)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    context.close()
