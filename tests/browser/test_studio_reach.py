@@ -71,7 +71,11 @@ def test_on_a_laptop_create_is_on_the_first_screen_and_covers_no_field(browser, 
     page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
     page.wait_for_timeout(100)
     resting = bar.bounding_box()
-    for element in (page.locator("#styles"), page.locator(".studio-finish"), page.get_by_test_id("preset-image_to_image")):
+    for element in (
+        page.locator("#styles"),
+        page.locator(".studio-finish"),
+        page.get_by_test_id("preset-image_to_image"),
+    ):
         assert bottom(element.bounding_box()) <= resting["y"], (element, element.bounding_box(), resting)
     context.close()
 
