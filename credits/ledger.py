@@ -391,18 +391,20 @@ def grant(
     reason: str = Reason.GRANT,
 ) -> CreditEntry:
     """Add credits outside any generation (a grant), or, as an adjustment, add or remove some.
+    A grant the code makes for a known cause names it as its reason (`RESULT_LOST`), so
+    that the statement can tell the owner why in their language.
 
     Granted credits (and positive adjustments) go to the purchased bucket, which never
     expires; a negative adjustment removes credits the way a spend does, free ones first.
     Today's allowance is applied first, so a grant always lands on top of it.
     """
-    if reason not in (Reason.GRANT, Reason.ADJUST):
+    if reason not in (Reason.GRANT, Reason.ADJUST, Reason.RESULT_LOST):
         raise ValueError(f"grant() cannot write {reason!r} entries")
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise ValueError("amount must be a whole number")
     if amount == 0:
         raise ValueError("amount must not be zero")
-    if reason == Reason.GRANT and amount < 0:
+    if reason in (Reason.GRANT, Reason.RESULT_LOST) and amount < 0:
         raise ValueError("a grant must be positive; remove credits with an adjustment")
     with transaction.atomic():
         wallet = _lock_wallet(user.pk)

@@ -83,6 +83,10 @@ class CreditEntry(models.Model):
         BUCKET_MOVE = "bucket_move", _("Moved to purchased credits")
         # A late refund's free part: it came from a UTC day whose allowance is over.
         ALLOWANCE_EXPIRED = "allowance_expired", _("Free credits of an earlier day expired")
+        # A delivered generation whose every image fal deleted before we saved a copy: its
+        # credits come back as a grant (its capture is final). A reason of its own, not a
+        # note, so the statement can say so in the reader's language (generation.services.media).
+        RESULT_LOST = "result_lost", _("Given back: your images were lost before they could be saved")
 
     GENERATION_REASONS = (Reason.RESERVE, Reason.CAPTURE, Reason.REFUND)
     SETTLEMENT_REASONS = (Reason.CAPTURE, Reason.REFUND)
@@ -165,7 +169,14 @@ class CreditEntry(models.Model):
                         purchase__isnull=False,
                     )
                     | Q(
-                        reason__in=["daily_allowance", "grant", "adjust", "bucket_move", "allowance_expired"],
+                        reason__in=[
+                            "daily_allowance",
+                            "grant",
+                            "adjust",
+                            "bucket_move",
+                            "allowance_expired",
+                            "result_lost",
+                        ],
                         generation__isnull=True,
                         charge_number__isnull=True,
                         purchase__isnull=True,
@@ -181,7 +192,7 @@ class CreditEntry(models.Model):
                     | Q(reason="capture", amount=0)
                     | Q(reason="refund", amount__gt=0)
                     | Q(reason="daily_allowance", amount__gt=0, allowance_day__isnull=False)
-                    | Q(reason="grant", amount__gt=0)
+                    | Q(reason__in=["grant", "result_lost"], amount__gt=0)
                     | (Q(reason="adjust") & ~Q(amount=0))
                     | Q(reason="purchase", amount__gt=0, purchased_amount=F("amount"))
                     | Q(reason="clawback", amount__lt=0, purchased_amount=F("amount"))

@@ -13,6 +13,7 @@ all came after their reservations, and every "-2" row read the same balance.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,18 @@ class StatementRow:
     balance_after: int
 
 
+# Before the ledger had a reason for it (credits migration 0014), the pipeline gave back
+# the credits of a result lost at fal as a plain grant noted in English. The ledger is
+# append-only, so those entries stay as written; the statement reads them as the reason.
+_LEGACY_RESULT_LOST = re.compile(r"images of [0-9a-f-]{32,36} lost at fal")
+
+
+def _reason(row: Mapping[str, Any]) -> str:
+    if row["any_reason"] == CreditEntry.Reason.GRANT and _LEGACY_RESULT_LOST.fullmatch(row["any_note"] or ""):
+        return CreditEntry.Reason.RESULT_LOST
+    return row["any_reason"]
+
+
 def _label(reason: str, *, refunds: int, captures: int, is_generation: bool) -> str:
     if not is_generation:
         return str(CreditEntry.Reason(reason).label)
@@ -65,7 +78,7 @@ def _note(row: Mapping[str, Any], pack_names: dict[uuid.UUID, str]) -> str:
     don't."""
     if row["any_reason"] == CreditEntry.Reason.PURCHASE and row["purchase_key"]:
         return pack_names.get(uuid.UUID(row["purchase_key"]), "")
-    return (row["any_note"] or "") if row["any_reason"] in _NOTED_BY_PEOPLE else ""
+    return (row["any_note"] or "") if _reason(row) in _NOTED_BY_PEOPLE else ""
 
 
 def statement_page(*, user: User, page_number: str | int | None = 1, per_page: int = STATEMENT_PAGE_SIZE) -> Page:  # type: ignore[type-arg]
@@ -113,7 +126,7 @@ def statement_page(*, user: User, page_number: str | int | None = 1, per_page: i
                 at=row["last_at"],
                 amount=row["total"],
                 label=_label(
-                    row["any_reason"],
+                    _reason(row),
                     refunds=row["refunds"],
                     captures=row["captures"],
                     is_generation=bool(generation_id),

@@ -74,3 +74,27 @@ def test_the_statement_shows_the_notes_people_wrote_not_the_codes_the_pipeline_w
     client.force_login(user)
     page = client.get("/accounts/").content.decode()
     assert "all_models_failed" not in page and "· sorry about the outage" in page
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Given back: your images were lost before they could be saved"),
+        ("id", "Dikembalikan: gambarmu hilang sebelum sempat disimpan"),
+    ],
+)
+def test_a_grant_for_lost_images_written_before_it_had_a_reason_reads_as_that_reason(client, user, language, expected):
+    """Grants written before `result_lost` existed are plain grants noted in English (the
+    ledger is append-only, so they stay so): the statement reads them as the reason, in
+    the owner's language. A person's note that only looks alike stays a note."""
+    ledger.grant(user=user, amount=2, note="images of 0b6c3f7e-8a7d-4c1e-9f3a-2d5e6b7c8d9e lost at fal")
+    ledger.grant(user=user, amount=1, note="images of the party lost at fal, sorry")
+    user.language = language
+    user.save(update_fields=["language"])
+    client.force_login(user)
+
+    page = client.get("/accounts/", headers={"accept-language": language}).content.decode()
+
+    assert expected in page
+    assert "0b6c3f7e" not in page
+    assert "· images of the party lost at fal, sorry" in page

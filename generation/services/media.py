@@ -101,7 +101,12 @@ def _image_lost(media: Media) -> None:
             error_code="result_lost", error_message=message
         )
         if lost:
-            ledger.grant(user=generation.user, amount=generation.cost, note=f"images of {generation.pk} lost at fal")
+            ledger.grant(
+                user=generation.user,
+                amount=generation.cost,
+                reason=ledger.Reason.RESULT_LOST,
+                note=f"images of {generation.pk} lost at fal",  # for staff; the statement shows the reason
+            )
     if lost:
         generation_log(generation, message, level="error")
         logger.error(

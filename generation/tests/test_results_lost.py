@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from credits.models import CreditEntry
 from credits.reconcile import find_ledger_problems
 from generation import services
 from generation.models import Generation
@@ -55,3 +56,32 @@ def test_an_image_lost_before_its_retried_copy_gives_the_credits_back_once(
     assert find_ledger_problems(users=[user]) == []
     page = staff_client.get(reverse("admin:generation_generation_change", args=[generation.pk]))
     assert "result_lost" in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Given back: your images were lost before they could be saved"),
+        ("id", "Dikembalikan: gambarmu hilang sebelum sempat disimpan"),
+    ],
+)
+def test_the_owner_reads_why_the_credits_came_back_in_their_language(
+    user, fake_fal, fake_cloudinary, client, language, expected
+):
+    """The grant was noted "images of <id> lost at fal" and the statement showed nothing
+    else: an English note in an Indonesian page, naming a provider the owner never chose.
+    The grant now records its reason, and the statement names it in the owner's language."""
+    fake_cloudinary.fail_uploads(status=500)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    run_worker(generation)
+    fake_fal.expire_files()
+    services.media_persist(media_id=generation.media.get().pk, reschedule=True)
+
+    entry = CreditEntry.objects.get(user=user, reason=CreditEntry.Reason.RESULT_LOST)
+    assert entry.amount == generation.cost and str(generation.pk) in entry.note  # staff still see which one
+    user.language = language
+    user.save(update_fields=["language"])
+    client.force_login(user)
+    page = client.get("/accounts/", headers={"accept-language": language}).content.decode()
+    assert expected in page
+    assert "lost at fal" not in page

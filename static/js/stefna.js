@@ -296,13 +296,18 @@
       }
     });
 
-    // Finish and Create stick beside the styles on a desktop; stefna.css needs their height
-    // to keep Create in sight when the pair is taller than the window.
-    var side = form.querySelector("[data-studio-side]");
-    if (side && window.ResizeObserver) {
-      new window.ResizeObserver(function () {
-        side.style.setProperty("--studio-side-height", side.offsetHeight + "px");
-      }).observe(side);
+    // Finish sticks beside the styles on a desktop, above the Create bar that sticks to the
+    // bottom of the window: stefna.css needs both heights to keep all of Finish clear of the
+    // bar when it is taller than the room left, and to scroll a focused field clear of it.
+    var finish = form.querySelector("[data-studio-finish]");
+    var bar = form.querySelector("[data-submit-bar]");
+    if (finish && bar && window.ResizeObserver) {
+      var observer = new window.ResizeObserver(function () {
+        document.documentElement.style.setProperty("--studio-finish-height", finish.offsetHeight + "px");
+        document.documentElement.style.setProperty("--studio-bar-height", bar.offsetHeight + "px");
+      });
+      observer.observe(finish);
+      observer.observe(bar);
     }
 
     // After a refused submit, focus goes to the summary of what to fix.
