@@ -109,6 +109,17 @@ def django_db_setup(
             fcntl.flock(lock, fcntl.LOCK_UN)
     yield
     with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            # A server or worker process the worker's last test started may still be
+            # closing its connection, and PostgreSQL refuses to drop a database anyone
+            # is connected to (seen once: ObjectInUse at teardown). The run is over, so
+            # whoever is still there is ended first.
+            connection.close()
+            with connection._nodb_cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    [clone],
+                )
         # Drops this worker's copy; the template goes with the next run's (or its folder).
         teardown_databases([(connection, old_name, True)], verbosity=verbosity)
 
