@@ -24,6 +24,11 @@ ZERO_DECIMAL_CURRENCIES = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx
 THREE_DECIMAL_CURRENCIES = frozenset("bhd jod kwd omr tnd".split())
 
 
+def active_language() -> str:
+    """The active language's base code ("en", "id"), English outside any activation."""
+    return (translation.get_language() or "en").split("-")[0]
+
+
 def format_money(minor_units: int, currency: str) -> str:
     """A price in the active language: 499 "usd" → "$4.99" (English), "US$4,99" (Indonesian)."""
     currency = (currency or "usd").lower()
@@ -32,7 +37,7 @@ def format_money(minor_units: int, currency: str) -> str:
     # Whole rupiah prices read without ",00"; cents always show for dollars and euros.
     if currency == "idr" and amount == amount.to_integral_value():
         decimals = 0
-    language = (translation.get_language() or "en").split("-")[0]
+    language = active_language()
     symbol = CURRENCY_SYMBOLS.get(language, CURRENCY_SYMBOLS["en"]).get(currency, currency.upper() + " ")
     number = number_format(amount, decimal_pos=decimals, use_l10n=True, force_grouping=True)
     return f"{symbol}{number}"
@@ -42,7 +47,7 @@ def in_active_language(obj: object, field: str) -> str:
     """`obj.<field>` in the active language: its `<field>_<language>` column (`name_id`, …)
     when filled, else the English one. One column per shipped language besides English;
     a new language adds its own. English is both the default and the fallback for empty text."""
-    language = (translation.get_language() or "en").split("-")[0]
+    language = active_language()
     if language != "en":
         localized = getattr(obj, f"{field}_{language}", "")
         if localized:

@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 from presets.selectors import preset_names_by_slug
-from stefna.i18n_formats import format_money
+from stefna.i18n_formats import active_language, format_money
 
 register = template.Library()
 
@@ -52,7 +52,7 @@ def preset_label(slug: str, stored_name: str = "") -> str:
     In English the generation's own copy is shown (no lookup at all); in another language,
     the preset's translation, else that copy.
     """
-    language = (translation.get_language() or "en").split("-")[0]
+    language = active_language()
     if language == "en" or not slug:
         return stored_name or slug
     preset = preset_names_by_slug().get(slug)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 from django.templatetags.static import static
-from django.utils import translation
+
+from stefna.i18n_formats import active_language
 
 # Open Graph wants a territory: og:locale="id_ID".
 OG_LOCALES = {"en": "en_US", "id": "id_ID"}
@@ -34,16 +35,12 @@ class SocialMeta:
 
     @property
     def og_locale(self) -> str:
-        return OG_LOCALES.get(_language(), "en_US")
+        return OG_LOCALES.get(active_language(), "en_US")
 
     @property
     def og_locale_alternates(self) -> list[str]:
-        language = _language()
+        language = active_language()
         return [code for lang, code in OG_LOCALES.items() if lang != language]
-
-
-def _language() -> str:
-    return (translation.get_language() or "en").split("-")[0]
 
 
 def social_meta(
