@@ -107,14 +107,21 @@ def _spend_split(wallet: Wallet, amount: int) -> int:
     return -(amount - from_free)
 
 
+def allowance_top_up(free_balance: int) -> int:
+    """What today's allowance adds to a free bucket holding `free_balance`: up to the
+    allowance, never down. `_apply_allowance` writes it; the admin's read-only view of a
+    wallet (`selectors.free_credits_as_of_today`) shows what it will be."""
+    return max(0, settings.DAILY_CREDITS - free_balance)
+
+
 def _apply_allowance(wallet: Wallet, today: dt.date) -> CreditEntry | None:
     """Top the locked wallet's free bucket up to the allowance if `today` was not applied yet."""
     if wallet.allowance_day is not None and wallet.allowance_day >= today:
         return None
     wallet.allowance_day = today
     Wallet.objects.filter(pk=wallet.pk).update(allowance_day=today)
-    top_up = settings.DAILY_CREDITS - wallet.free_balance
-    if top_up <= 0:
+    top_up = allowance_top_up(wallet.free_balance)
+    if top_up == 0:
         # A free bucket at or above the allowance (a late refund of yesterday's
         # reservation) is kept as it is; purchased credits are never part of this.
         return None

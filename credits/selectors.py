@@ -191,8 +191,7 @@ def free_credits_as_of_today(wallet: Wallet, *, now: dt.datetime | None = None) 
     """
     if wallet.allowance_day is not None and wallet.allowance_day >= ledger.utc_today(now):
         return wallet.free_balance, False
-    # The same rule as `_apply_allowance`: up to the allowance, never down.
-    return max(settings.DAILY_CREDITS, wallet.free_balance), True
+    return wallet.free_balance + ledger.allowance_top_up(wallet.free_balance), True
 
 
 def purchased_credits_reserved(*, user_id: uuid.UUID) -> int:
