@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import stripe
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -52,7 +51,7 @@ def stripe_webhook_handle(*, payload: bytes, signature: str) -> str:
         event = stripe_api.construct_event(payload=payload, signature=signature)
     except ValueError as error:
         raise InvalidWebhook("The webhook body is not a Stripe event.") from error
-    except stripe.SignatureVerificationError as error:
+    except stripe_api.SignatureInvalid as error:
         raise InvalidWebhook("The Stripe-Signature header is missing, wrong or too old.") from error
     try:
         event_id, event_type, data = str(event["id"]), str(event["type"]), event["data"]["object"]
