@@ -28,22 +28,21 @@ from tests.ports import free_port, wait_until_serving
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["asgi", "wsgi"])
-def gunicorn_server(request, transactional_db, tmp_path):
-    """The production command (gunicorn.conf.py: ASGI under uvicorn workers), and plain
+def _start_gunicorn(kind: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The production command (gunicorn.conf.py: ASGI under uvicorn workers), or plain
     sync gunicorn on stefna.wsgi, which the README says still works."""
     port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "ALLOWED_HOSTS": "127.0.0.1",
-        "MEDIA_ROOT": str(tmp_path / "media"),
+        "MEDIA_ROOT": str(folder / "media"),
         "DRAIN_MAX_SECONDS": "5",
         "GUNICORN_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
         "MEDIA_ROOT_SHARED": "1",
     }
-    if request.param == "asgi":
+    if kind == "asgi":
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
     else:
         command = [
@@ -58,22 +57,43 @@ def gunicorn_server(request, transactional_db, tmp_path):
             "-w",
             "1",
         ]
-    log = tmp_path / "gunicorn.log"
+    log = folder / f"gunicorn-{kind}.log"
     with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(base, process, log)
-        yield base, request.param
-    finally:
-        process.terminate()
+    except BaseException:
+        process.kill()
         process.wait(timeout=20)
+        raise
+    return process, base
+
+
+@pytest.fixture(scope="module")
+def _gunicorns(django_db_setup, tmp_path_factory):
+    """Each kind of server started once for this module, on first use, rather than once a
+    test: a start costs a few seconds of CPU (two Python processes importing the project),
+    and nothing a test here does changes the server. The tests' rows are still their own:
+    each test's transactional_db empties the tables the server reads after it."""
+    started: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+
+    def serving(kind: str) -> str:
+        if kind not in started or started[kind][0].poll() is not None:
+            started[kind] = _start_gunicorn(kind, tmp_path_factory.mktemp(f"gunicorn-{kind}"))
+        return started[kind][1]
+
+    yield serving
+    for process, _ in started.values():
+        process.terminate()
+    for process, _ in started.values():
+        process.wait(timeout=20)
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def gunicorn_server(request, transactional_db, _gunicorns):
+    """(base URL, kind) of a real gunicorn pointed at the test database."""
+    return _gunicorns(request.param), request.param
 
 
 def _multipart(size: int) -> tuple[bytes, str]:
