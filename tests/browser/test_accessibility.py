@@ -277,6 +277,10 @@ def test_the_studio_by_keyboard_alone_from_photo_to_the_announced_result(page, s
     create; every stop shows a focus ring that stands out, the live region says how it
     ended, and focus left on Cancel is not thrown to the top of the page when it ends."""
     start_worker(OFFLINE_QUEUE_SECONDS="1", OFFLINE_RUN_SECONDS="4")  # time to reach Cancel
+    # Playwright asks Chromium to hand it file choosers when a listener is first added, and
+    # does not wait for the answer: added only at the key press, the chooser sometimes
+    # opened (and was dismissed, headless) before Chromium heard, and the test timed out.
+    page.on("filechooser", lambda chooser: None)
     preset = ghibli_tears()
     sign_in(page, "keys-only@example.com")
     page.goto("/")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 import pytest
 from django.conf import settings as django_settings
@@ -41,11 +42,18 @@ def test_redis_url_makes_sessions_cached_db_and_without_it_they_stay_in_the_data
 
 @pytest.fixture
 def redis_sessions(settings):
-    settings.CACHES = {"default": {"BACKEND": "stefna.cache.ResilientRedisCache", "LOCATION": REDIS}}
+    # Keys under a prefix of this test's own, removed after it: this module's tests may run
+    # at once on several xdist workers, and clearing the whole Redis database took one
+    # test's session from under another (which then read it from the database).
+    prefix = f"test-sessions-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        "default": {"BACKEND": "stefna.cache.ResilientRedisCache", "LOCATION": REDIS, "KEY_PREFIX": prefix}
+    }
     settings.SESSION_ENGINE = "stefna.sessions.cached_db"
-    cache.clear()
     yield
-    cache.clear()
+    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
 
 
 def test_a_signed_in_request_reads_its_session_from_redis_and_deleting_the_account_removes_it(user, redis_sessions):
