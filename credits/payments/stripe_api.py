@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     import stripe
 
 # `import stripe` is done where the SDK is used, not here: the SDK (with the httpx and
-# requests it loads) took 0.16 s of the 1.3 s a process spends starting Django, in every
-# web process, worker and management command, and most of them never talk to Stripe.
+# requests it loads) was 0.16 s of the project's import under `-X importtime`, and
+# `manage.py check` went from 0.78 to 0.70 s of CPU without it (7 Dec). Every web
+# process, worker and management command paid it, and most of them never talk to Stripe.
 
 
 class SignatureInvalid(Exception):
