@@ -296,9 +296,9 @@
       }
     });
 
-    // Finish sticks beside the styles on a desktop, above the Create bar that sticks to the
-    // bottom of the window: stefna.css needs both heights to keep all of Finish clear of the
-    // bar when it is taller than the room left, and to scroll a focused field clear of it.
+    // Finish sticks beside the styles on a desktop, and the Create bar to the bottom of the
+    // window: stefna.css needs Finish's height to stick it by its bottom when it is taller
+    // than the window has room for, and the bar's to scroll a focused field clear of it.
     var finish = form.querySelector("[data-studio-finish]");
     var bar = form.querySelector("[data-submit-bar]");
     if (finish && bar && window.ResizeObserver) {

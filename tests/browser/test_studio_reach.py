@@ -50,6 +50,13 @@ def test_on_a_laptop_create_is_on_the_first_screen_and_covers_no_field(browser, 
         assert box["y"] >= 0 and bottom(box) <= LAPTOP["height"], box
     expect(bar).to_contain_text("No style picked yet")
     assert bottom(page.locator(".studio-photo").bounding_box()) <= bar.bounding_box()["y"], "the photo step is whole"
+    # The bar stands over the styles column only: across the whole width it covered the top
+    # of Finish (its heading, drawn faintly through the bar) where the first screen ends.
+    finish = page.locator(".studio-finish").bounding_box()
+    assert finish["y"] < LAPTOP["height"], "Finish begins on the first screen"
+    assert bar.bounding_box()["x"] >= finish["x"] + finish["width"], (bar.bounding_box(), finish)
+    styles = page.locator("#styles").bounding_box()
+    assert abs(bar.bounding_box()["x"] - styles["x"]) <= 1 and abs(bar.bounding_box()["width"] - styles["width"]) <= 1
 
     stops = tab_stops(page, first="#id_image", last='[data-testid="start"]')
     assert stops == ["image=", "preset=ghibli_tears", "is_public=on", "notify=on", "start"], stops
