@@ -29,7 +29,7 @@ from ..models import AppendLogLines, Attempt, Generation, Media, StoredRemoval
 from ..registry import MalformedResult, ModelSpec, OutputImage
 from . import revoke
 from .claim import look_again_later
-from .log import MAX_LOG_LINES, generation_log, label, log_line, log_transition, working_on
+from .log import MAX_LOG_LINES, about_batch, generation_log, label, log_line, log_transition, working_on
 from .media import persist_retry_at
 from .stop import IN_FLIGHT, RESULT_GONE, fail_attempt, generation_stop
 from .submit import fail_attempt_then_next, submit_model
@@ -203,7 +203,11 @@ def generations_finish(*, finished: Sequence[Finished]) -> None:
                 )
                 look_again_later(finished[0].generation.pk)
             return
-        logger.exception("recording %d finished generations together failed; recording them one by one", len(finished))
+        logger.exception(
+            "recording %d finished generations together failed; recording them one by one",
+            len(finished),
+            extra=about_batch([item.generation for item in finished]),
+        )
         close_old_connections_unless_in_transaction()
     for item in finished:
         generations_finish(finished=[item])

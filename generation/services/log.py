@@ -51,6 +51,16 @@ def working_on(generation: Generation) -> AbstractContextManager[None]:
     return request_id_bound(generation.origin_request_id)
 
 
+def about_batch(generations: list[Generation]) -> dict[str, list[str]]:
+    """`extra=` for a line about several generations at once (a batch that failed): their
+    ids and the ids of the requests that asked for them. No single request id can be bound
+    around such a line (`working_on`), so each is named in it instead."""
+    return {
+        "generation_ids": [str(generation.pk) for generation in generations],
+        "request_ids": sorted({generation.origin_request_id for generation in generations} - {""}),
+    }
+
+
 def log_transition(generation_id: object, *, to: str, writer: str, **extra: Any) -> None:
     transitions.info(
         "generation %s -> %s (%s)",

@@ -31,7 +31,7 @@ from ..models import Attempt, Generation
 from ..providers import get_provider
 from ..registry import ModelConfigError, get_model
 from .claim import generation_release, look_again_later, next_poll
-from .log import generation_log, label, log_transition, working_on
+from .log import about_batch, generation_log, label, log_transition, working_on
 from .pace import first_check_delay
 from .schedule import fal_rate_limited, generation_requeue
 from .stop import (
@@ -138,7 +138,18 @@ def start_queued(generations: list[Generation]) -> tuple[list[Any], list[Generat
     try:
         started = generations_start(prepared)
     except Exception:
-        logger.exception("starting %d generations together failed; starting them one by one", len(prepared))
+        if len(generations) == 1:
+            # Already the one-by-one path (`start_one`): its caller's safety net logs it as
+            # this generation's and looks again shortly. "Starting 1 generations together
+            # failed; starting them one by one" said neither.
+            raise
+        # A line about many generations, each asked for by its own request: it names them
+        # all and their requests' ids, so following one request finds this line too.
+        logger.exception(
+            "starting %d generations together failed; starting them one by one",
+            len(prepared),
+            extra=about_batch([start.generation for start in prepared]),
+        )
         close_old_connections_unless_in_transaction()
         return [], generations
     started_ids = {start.generation.pk for start, _ in started}

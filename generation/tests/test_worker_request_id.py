@@ -4,17 +4,20 @@ worker's (stefna/logging_json.py, `log.working_on`)."""
 
 from __future__ import annotations
 
+import json
 import logging
+from contextlib import contextmanager
 
 import pytest
+from django.db import connection
 
 from credits import ledger
-from generation.models import Generation
+from generation.models import Attempt, Generation
 from generation.registry import FAST_SDXL_I2I
 from generation.tests.pipeline_helpers import Inline, start_generation
 from generation.worker import Poller
 from presets.tests.factories import PresetFactory
-from stefna.logging_json import RequestContextFilter
+from stefna.logging_json import JsonFormatter, RequestContextFilter
 
 from .api_support import photo
 from .test_admin_actions import CHANGELIST, job
@@ -176,3 +179,68 @@ def test_the_done_email_tasks_line_carries_the_id_of_the_request_that_asked(user
     later = logging.getLogger("generation")
     later.info("after the email")
     assert records[-1].request_id is None, "the id is the task's only while it works on that job"
+
+
+@contextmanager
+def attempts_refused_for(generation: Generation):
+    """The database refuses to record an attempt for `generation` (a trigger): a fault in
+    the middle of a batch's transaction, as a constraint or a hiccup would be."""
+    table = Attempt._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_attempt() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.generation_id = '{generation.pk}' THEN RAISE EXCEPTION 'refused for the test'; END IF; "
+                "RETURN NEW; END $$"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER refuse_attempt BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_attempt()"
+            )
+        else:
+            cursor.execute(
+                f"CREATE TRIGGER refuse_attempt BEFORE INSERT ON {table} "
+                f"WHEN NEW.generation_id = '{generation.pk.hex}' BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
+            )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER refuse_attempt{' ON ' + table if connection.vendor == 'postgresql' else ''}")
+        if connection.vendor == "postgresql":
+            cursor.execute("DROP FUNCTION refuse_attempt()")
+
+
+def test_a_batch_that_failed_names_every_generation_and_request_in_its_line(
+    client, user, other_user, style, fake_fal, records, settings, worker_round
+):
+    """No one request id can be bound around a line about a whole batch, so the line names
+    each generation and the id of each request: grepping one request's id finds it too."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    first = requested(client, user, request_id="web-batch-1")
+    client.logout()
+    second = requested(client, other_user, request_id="web-batch-2")
+    records.clear()
+
+    with attempts_refused_for(second):
+        worker_round()
+
+    [batch] = [record for record in records if "together failed" in record.getMessage()]
+    assert batch.generation_ids == [str(first.pk), str(second.pk)] or batch.generation_ids == [  # type: ignore[attr-defined]
+        str(second.pk),
+        str(first.pk),
+    ]
+    assert batch.request_ids == ["web-batch-1", "web-batch-2"]  # type: ignore[attr-defined]
+    assert batch.exc_info is not None  # the traceback, once
+    # ...and in the JSON log, as fields of the line.
+    written = json.loads(JsonFormatter().format(batch))
+    assert written["request_ids"] == ["web-batch-1", "web-batch-2"]
+    assert sorted(written["generation_ids"]) == sorted([str(first.pk), str(second.pk)])
+    # One by one, the generation the fault is not about starts.
+    first.refresh_from_db()
+    assert first.status == Generation.Status.RUNNING
+    assert {record.request_id for record in lines_about(records, first)} == {"web-batch-1"}
+    # The one the fault is about fails again on its own: one line, under its own request's
+    # id, and it waits to be looked at again (nothing charged twice, nothing lost).
+    [alone] = [record for record in records if "advancing failed" in record.getMessage()]
+    assert alone.request_id == "web-batch-2" and str(second.pk) in alone.getMessage()
+    assert len([record for record in records if "together failed" in record.getMessage()]) == 1
+    second.refresh_from_db()
+    assert second.status == Generation.Status.QUEUED
