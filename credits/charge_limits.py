@@ -20,7 +20,9 @@ class PriceProblem(enum.StrEnum):
 
 
 # Stripe's minimum charge amount per currency, in the minor unit, from its table
-# https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts (read 7 Dec 2026).
+# https://docs.stripe.com/currencies#minimum-and-maximum-charge-amounts. Stripe's page itself
+# could not be reached from where this was written; on 7 Dec 2026 the table below agreed,
+# currency by currency, with three independent public copies of it in other projects.
 # Stripe's rule behind the table is "$0.50 US or the equivalent", applied to the
 # settlement currency at the day's rate, so a price just above these can still be refused
 # when it settles in another currency; the table is what Stripe documents per currency.
