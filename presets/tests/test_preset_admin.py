@@ -141,7 +141,7 @@ def test_activate_and_deactivate_actions(staff_client):
     assert not Preset.objects.filter(pk__in=ids, is_active=True).exists()
     response = staff_client.post(url, {"action": "activate", "_selected_action": ids}, follow=True)
     assert Preset.objects.filter(pk__in=ids, is_active=True).count() == len(ids)
-    assert f"{len(ids)} preset(s) activated." in response.content.decode()
+    assert f"{len(ids)} presets activated." in response.content.decode()
 
 
 def test_a_new_preset_can_be_added_with_its_slug(staff_client):
@@ -178,7 +178,7 @@ def test_activating_a_preset_that_would_fail_is_refused_with_the_reason(staff_cl
     response = staff_client.post(url, {"action": "activate", "_selected_action": [broken.pk, fine.pk]}, follow=True)
     messages = [str(message) for message in response.context["messages"]]
     assert any(text.startswith(f"{broken.name} (watercolor) stays off: model_chain:") for text in messages), messages
-    assert "1 preset(s) activated." in messages
+    assert "1 preset activated." in messages
     assert not Preset.objects.get(pk=broken.pk).is_active and Preset.objects.get(pk=fine.pk).is_active
 
 
