@@ -18,9 +18,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from stefna.admin_actions import BOTH_LOCATIONS, ReadOnlyInline, action_with_form, apply_to_each
 from stefna.errors import DomainError
+from stefna.i18n_formats import grouped
 
 from . import ledger
 from .charge_limits import price_problem, price_problem_message
@@ -38,9 +41,9 @@ MAX_GRANT = 100_000
 def user_records_links(user_id: object) -> SafeString:
     """Links to one user's generations, purchases and credit entries (filtered lists)."""
     links = [
-        (reverse("admin:generation_generation_changelist"), "generations"),
-        (reverse("admin:credits_purchase_changelist"), "purchases"),
-        (reverse("admin:credits_creditentry_changelist"), "credit entries"),
+        (reverse("admin:generation_generation_changelist"), _("generations")),
+        (reverse("admin:credits_purchase_changelist"), _("purchases")),
+        (reverse("admin:credits_creditentry_changelist"), _("credit entries")),
     ]
     return format_html_join(
         " · ", '<a href="{}?user__id__exact={}">{}</a>', ((url, user_id, label) for url, label in links)
@@ -51,19 +54,19 @@ class GrantCreditsForm(forms.Form):
     amount = forms.IntegerField(
         min_value=-MAX_GRANT,
         max_value=MAX_GRANT,
-        help_text="Credits to add. A negative number removes credits (recorded as an adjustment).",
+        help_text=gettext_lazy("Credits to add. A negative number removes credits (recorded as an adjustment)."),
     )
     note = forms.CharField(
-        label="Reason",
+        label=gettext_lazy("Reason"),
         max_length=200,
-        help_text="Why: kept on the ledger entry with your name.",
+        help_text=gettext_lazy("Why: kept on the ledger entry with your name."),
         widget=forms.TextInput(attrs={"size": 60}),
     )
 
     def clean_amount(self) -> int:
         amount = self.cleaned_data["amount"]
         if amount == 0:
-            raise forms.ValidationError("Enter a number other than zero.")
+            raise forms.ValidationError(_("Enter a number other than zero."))
         return amount
 
 
@@ -88,13 +91,22 @@ def grant_credits_to(
         request,
         queryset,
         form_class=GrantCreditsForm,
-        title="Grant credits",
-        submit_label="Grant",
+        title=_("Grant credits"),
+        # "Grant" alone is also the ledger's reason label ("Bonus" in Indonesian); the button is a verb.
+        submit_label=pgettext("admin action button", "Grant"),
         apply=lambda data: apply_to_each(
             request,
             users(),
             lambda user: grant(user, data),
-            done="Granted {amount:+d} credits to {{count}} user{{s}}.".format(amount=data["amount"]),
+            done=lambda count: (
+                ngettext(
+                    "Granted %(amount)s credits to %(count)s user.",
+                    "Granted %(amount)s credits to %(count)s users.",
+                    count,
+                )
+                # The sign stays in front ("+1.500", "-20"): it says whether credits were added or removed.
+                % {"amount": ("+" if data["amount"] > 0 else "") + grouped(data["amount"]), "count": grouped(count)}
+            ),
             label=lambda user: user.email,
         ),
     )
@@ -124,7 +136,7 @@ class CreditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "=purchase__stripe_session_id",
         "note",
     ]
-    search_help_text = (
+    search_help_text = gettext_lazy(
         "A user's email, a generation or purchase id, a Stripe payment intent or checkout session id, "
         "or words from the note."
     )
@@ -142,18 +154,18 @@ class CreditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: CreditEntry | None = None) -> bool:
         return False
 
-    @admin.display(description="user", ordering="user__email")
+    @admin.display(description=gettext_lazy("user"), ordering="user__email")
     def user_email(self, entry: CreditEntry) -> str:
         return entry.user.email
 
-    @admin.display(description="generation")
+    @admin.display(description=gettext_lazy("generation"))
     def generation_link(self, entry: CreditEntry) -> SafeString | str:
         if entry.generation_id is None:
             return "—"
         url = reverse("admin:generation_generation_change", args=[entry.generation_id])
         return format_html('<a href="{}">{}</a>', url, str(entry.generation_id)[:8])
 
-    @admin.display(description="purchase")
+    @admin.display(description=gettext_lazy("purchase"))
     def purchase_link(self, entry: CreditEntry) -> SafeString | str:
         if entry.purchase_id is None:
             return "—"
@@ -182,7 +194,7 @@ class WalletAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_delete_permission(self, request: HttpRequest, obj: Wallet | None = None) -> bool:
         return False
 
-    @admin.display(description="user", ordering="user__email")
+    @admin.display(description=gettext_lazy("user"), ordering="user__email")
     def user_email(self, wallet: Wallet) -> str:
         return wallet.user.email
 
@@ -191,7 +203,7 @@ class WalletAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_grant_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("credits.add_creditentry")
 
-    @admin.action(description="Grant credits…", permissions=["grant"])
+    @admin.action(description=gettext_lazy("Grant credits…"), permissions=["grant"])
     def grant_credits(self, request: HttpRequest, queryset: QuerySet[Wallet]) -> TemplateResponse | None:
         return grant_credits_to(
             self, request, queryset, lambda: [wallet.user for wallet in queryset.select_related("user")]
@@ -207,13 +219,13 @@ class CreditPackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     prepopulated_fields = {"slug": ["name"]}
     fieldsets = (
         (None, {"fields": ("name", "slug", "credits", "price", "currency", "active", "sort_order")}),
-        ("Bahasa Indonesia", {"fields": ("name_id",)}),
+        (gettext_lazy("Bahasa Indonesia"), {"fields": ("name_id",)}),
     )
 
     def has_delete_permission(self, request: HttpRequest, obj: CreditPack | None = None) -> bool:
         return False  # packs with purchases are money records: switch them off (active) instead
 
-    @admin.display(description="price")
+    @admin.display(description=gettext_lazy("price"))
     def price_label(self, pack: CreditPack) -> str:
         return pack.price_label
 
@@ -223,7 +235,11 @@ class CreditPackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             # the form's own refusal (one wording per rule, `credits.charge_limits`).
             problem = price_problem(pack.price, pack.currency)
             reason = price_problem_message(problem, pack.price, pack.currency) if problem else ""
-            messages.warning(request, f"{pack.name} ({pack.slug}) is not for sale: {reason} Edit the price.")
+            messages.warning(
+                request,
+                _("%(name)s (%(slug)s) is not for sale: %(reason)s Edit the price.")
+                % {"name": pack.name, "slug": pack.slug, "reason": reason},
+            )
         return super().changelist_view(request, extra_context)
 
 
@@ -232,7 +248,7 @@ class PurchaseCreditEntryInline(ReadOnlyInline):
 
     model = CreditEntry
     fk_name = "purchase"
-    verbose_name_plural = "credit entries of this purchase"
+    verbose_name_plural = gettext_lazy("credit entries of this purchase")
     fields = readonly_fields = ("created_at", "reason", "amount", "purchased_amount", "balance_after", "note")
     ordering = ["created_at", "id"]
 
@@ -242,7 +258,7 @@ class PurchaseEventInline(ReadOnlyInline):
 
     model = StripeEvent
     fk_name = "purchase"
-    verbose_name_plural = "Stripe events of this purchase"
+    verbose_name_plural = gettext_lazy("Stripe events of this purchase")
     fields = readonly_fields = ("received_at", "id", "type", "outcome")
     ordering = ["received_at"]
 
@@ -278,7 +294,7 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "created_at",
     ]
     search_fields = ["email", "user__email", "=stripe_session_id", "=stripe_payment_intent_id", "=id"]
-    search_help_text = "An email, a Stripe checkout session or payment intent id, or a purchase id."
+    search_help_text = gettext_lazy("An email, a Stripe checkout session or payment intent id, or a purchase id.")
     list_select_related = ["pack"]
     date_hierarchy = "created_at"
     show_full_result_count = False
@@ -294,11 +310,11 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_readonly_fields(self, request: HttpRequest, obj: Purchase | None = None) -> list[str]:
         return self.get_fields(request, obj)
 
-    @admin.display(description="amount refunded")
+    @admin.display(description=gettext_lazy("amount refunded"))
     def refunded_label(self, purchase: Purchase) -> str:
         return format_price(purchase.amount_refunded, purchase.currency)
 
-    @admin.display(description="the buyer's records")
+    @admin.display(description=gettext_lazy("the buyer's records"))
     def buyer_records(self, purchase: Purchase) -> SafeString | str:
         if purchase.user_id is None:
             return "—"
@@ -316,7 +332,7 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_refund_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("credits.add_creditentry")
 
-    @admin.display(description="price")
+    @admin.display(description=gettext_lazy("price"))
     def price_label(self, purchase: Purchase) -> str:
         return purchase.price_label
 
@@ -326,12 +342,17 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             # The staff alert for amount mismatches, refunds of spent credits and disputes.
             messages.warning(
                 request,
-                f"{flagged} purchase(s) need attention: filter by “needs attention” and read each one's note.",
+                ngettext(
+                    "%(count)s purchase needs attention: filter by “needs attention” and read its note.",
+                    "%(count)s purchases need attention: filter by “needs attention” and read each one's note.",
+                    flagged,
+                )
+                % {"count": grouped(flagged)},
             )
         return super().changelist_view(request, extra_context)
 
     @admin.action(
-        description="Refund through Stripe… (credits are taken back when Stripe confirms)",
+        description=gettext_lazy("Refund through Stripe… (credits are taken back when Stripe confirms)"),
         permissions=["refund"],
         location=BOTH_LOCATIONS,
     )
@@ -340,17 +361,29 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         # action menu must not be enough, so the action asks first and lists the sums.
         def describe(purchase: Purchase) -> str:
             left = format_price(purchase.price - purchase.amount_refunded, purchase.currency)
-            line = (
-                f"{purchase.email or purchase.user_id}: {purchase.pack.name}, {purchase.credits} credits, "
-                f"{left} to refund ({purchase.get_status_display()}, {purchase.get_provider_display()})"
-            )
+            line = ngettext(
+                "%(buyer)s: %(pack)s, %(credits)s credit, %(left)s to refund (%(status)s, %(provider)s)",
+                "%(buyer)s: %(pack)s, %(credits)s credits, %(left)s to refund (%(status)s, %(provider)s)",
+                purchase.credits,
+            ) % {
+                "buyer": purchase.email or purchase.user_id,
+                "pack": purchase.pack.name,
+                "credits": grouped(purchase.credits),
+                "left": left,
+                "status": purchase.get_status_display(),
+                "provider": purchase.get_provider_display(),
+            }
             # Only unspent bought credits can be taken back: what the buyer holds says
             # before the money goes whether the refund will cost more than it recovers.
             wallet = Wallet.objects.filter(user=purchase.user_id).first() if purchase.user_id else None
             held = wallet.purchased_balance if wallet else 0
             due = max(0, purchase.credits - purchase.credits_taken_back - purchase.credits_already_spent)
             if held < due:
-                line += f"; the buyer holds only {held} bought credits, so {due - held} are already spent"
+                line += ngettext(
+                    "; the buyer holds only %(held)s bought credits, so %(spent)s is already spent",
+                    "; the buyer holds only %(held)s bought credits, so %(spent)s are already spent",
+                    due - held,
+                ) % {"held": grouped(held), "spent": grouped(due - held)}
             return line
 
         # A test-checkout purchase moved no money: its refund only takes the credits back.
@@ -358,34 +391,43 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         warnings = []
         if Purchase.Provider.STRIPE in providers:
             warnings.append(
-                "Stripe purchases: the full price goes back to the buyer through Stripe and cannot be "
-                "recalled; their unspent credits are taken back when Stripe confirms."
+                _(
+                    "Stripe purchases: the full price goes back to the buyer through Stripe and cannot be "
+                    "recalled; their unspent credits are taken back when Stripe confirms."
+                )
             )
         if Purchase.Provider.OFFLINE in providers:
-            warnings.append("Test-checkout purchases moved no money: their unspent credits are taken back at once.")
+            warnings.append(_("Test-checkout purchases moved no money: their unspent credits are taken back at once."))
         return action_with_form(
             self,
             request,
             queryset.select_related("pack"),
             form_class=forms.Form,
-            title="Refund purchases",
-            submit_label="Yes, refund",
+            title=_("Refund purchases"),
+            submit_label=_("Yes, refund"),
             describe=describe,
             warning=" ".join(warnings),
             apply=lambda data: apply_to_each(
                 request,
                 list(queryset),
                 lambda purchase: purchase_refund(purchase=purchase),
-                done="Refund requested for {count} purchase{s}.",
+                done=lambda count: (
+                    ngettext(
+                        "Refund requested for %(count)s purchase.", "Refund requested for %(count)s purchases.", count
+                    )
+                    % {"count": grouped(count)}
+                ),
                 label=lambda purchase: f"{purchase.email} {purchase.pk}",
             ),
         )
 
-    @admin.action(description="Mark as reviewed (clear the alert)", permissions=["refund"], location=BOTH_LOCATIONS)
+    @admin.action(
+        description=gettext_lazy("Mark as reviewed (clear the alert)"), permissions=["refund"], location=BOTH_LOCATIONS
+    )
     def mark_reviewed(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> None:
         for purchase in queryset:
             purchase_mark_reviewed(purchase=purchase)
-        messages.success(request, "Alerts cleared.")
+        messages.success(request, _("Alerts cleared."))
 
 
 @admin.register(StripeEvent)
@@ -393,7 +435,7 @@ class StripeEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["received_at", "id", "type", "outcome", "purchase"]
     list_filter = ["type", "outcome"]
     search_fields = ["=id", "=purchase__id", "=purchase__stripe_payment_intent_id", "=purchase__stripe_session_id"]
-    search_help_text = "An event id, or a purchase id, Stripe payment intent or checkout session id."
+    search_help_text = gettext_lazy("An event id, or a purchase id, Stripe payment intent or checkout session id.")
     show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:

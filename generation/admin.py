@@ -29,14 +29,17 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from credits.models import CreditEntry
 from presets.models import Preset
 from stefna.admin_actions import BOTH_LOCATIONS, ReadOnlyInline, action_with_form, apply_to_each
 from stefna.errors import DomainError
+from stefna.i18n_formats import grouped
 from stefna.requests import request_id_of
 
 from . import dashboard, moderation, selectors, services
@@ -54,12 +57,12 @@ def _format_duration(duration: dt.timedelta | None) -> str:
         return EMPTY
     seconds = duration.total_seconds()
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return _("%(seconds)s s") % {"seconds": number_format(seconds, decimal_pos=1, use_l10n=True)}
     minutes, seconds = divmod(int(seconds), 60)
     if minutes < 60:
-        return f"{minutes} min {seconds} s"
+        return _("%(minutes)s min %(seconds)s s") % {"minutes": minutes, "seconds": seconds}
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return _("%(hours)s h %(minutes)s min") % {"hours": grouped(hours), "minutes": minutes}
 
 
 def _pretty_json(value: Any) -> SafeString | str:
@@ -104,7 +107,7 @@ def _operator(request: HttpRequest) -> User:
 
 
 class KindFilter(admin.SimpleListFilter):
-    title = "kind"
+    title = gettext_lazy("kind")
     parameter_name = "kind"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
@@ -117,15 +120,15 @@ class KindFilter(admin.SimpleListFilter):
 class AttentionFilter(admin.SimpleListFilter):
     """The usual answers to "my image never came", one click each."""
 
-    title = "needs attention"
+    title = gettext_lazy("needs attention")
     parameter_name = "attention"
     STUCK_AFTER = dashboard.STUCK_AFTER  # the dashboard counts the same generations
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
-            ("stuck", "Active for over 15 minutes"),
-            ("unpersisted", "Images not persisted"),
-            ("unsettled", "Finished, credits neither captured nor refunded"),
+            ("stuck", _("Active for over 15 minutes")),
+            ("unpersisted", _("Images not persisted")),
+            ("unsettled", _("Finished, credits neither captured nor refunded")),
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Generation]) -> QuerySet[Generation]:
@@ -153,7 +156,7 @@ class AttentionFilter(admin.SimpleListFilter):
 class ModelFilter(admin.SimpleListFilter):
     """The model that produced (or is producing) the images: the generation's current model."""
 
-    title = "model used"
+    title = gettext_lazy("model used")
     parameter_name = "model"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -176,18 +179,18 @@ class AttemptInline(ReadOnlyInline):
     fields = readonly_fields = ATTEMPT_FIELDS
     ordering = ["started_at"]
 
-    @admin.display(description="took")
+    @admin.display(description=gettext_lazy("took"))
     def took(self, attempt: Attempt) -> str:
         if attempt.finished_at is None:
             return EMPTY
         return _format_duration(attempt.finished_at - attempt.started_at)
 
-    @admin.display(description="payload sent to fal")
+    @admin.display(description=gettext_lazy("payload sent to fal"))
     def sent(self, attempt: Attempt) -> SafeString | str:
         if not attempt.payload:
             return EMPTY
         # <details> keeps the table readable without JavaScript (the CSP allows none inline).
-        return format_html("<details><summary>show</summary>{}</details>", _pretty_json(attempt.payload))
+        return format_html("<details><summary>{}</summary>{}</details>", _("show"), _pretty_json(attempt.payload))
 
 
 class MediaInline(ReadOnlyInline):
@@ -196,7 +199,7 @@ class MediaInline(ReadOnlyInline):
     ordering = ["index"]
     show_change_link = True
 
-    @admin.display(description="image")
+    @admin.display(description=gettext_lazy("image"))
     def preview(self, media: Media) -> SafeString | str:
         return _thumbnail(media.url)
 
@@ -204,7 +207,7 @@ class MediaInline(ReadOnlyInline):
 class CreditEntryInline(ReadOnlyInline):
     model = CreditEntry
     fk_name = "generation"
-    verbose_name_plural = "credit entries of this generation"
+    verbose_name_plural = gettext_lazy("credit entries of this generation")
     fields = readonly_fields = CREDIT_INLINE_FIELDS
     ordering = ["created_at", "id"]
 
@@ -234,7 +237,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ["status", AttentionFilter, KindFilter, ModelFilter, "created_at", "completed_at"]
     # The search itself is get_search_results; search_fields only switches the box on.
     search_fields = ["user__email"]
-    search_help_text = (
+    search_help_text = gettext_lazy(
         "A user's email (or part of it), fal's request id, a generation id or the address the user sent "
         "(/g/… or a share link /i/…)."
     )
@@ -247,7 +250,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     # are a short scroll away.
     fieldsets = [
         (
-            "Job",
+            gettext_lazy("Job"),
             {
                 "fields": [
                     ("id", "user_link"),
@@ -258,15 +261,18 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             },
         ),
         (
-            "Outcome",
+            gettext_lazy("Outcome"),
             {"fields": [("error_code", "error_message"), ("created_at", "started_at", "completed_at", "took")]},
         ),
-        ("Prompt", {"fields": ["prompt", "prompt_sent", "prompt_template", ("parameters_pretty", "loras_pretty")]}),
-        ("Sent to fal", {"fields": ["payload_pretty"]}),
-        ("Logs", {"fields": ["logs_table"]}),
-        ("Source photo", {"fields": [("source_preview", "source_width", "source_height")]}),
         (
-            "Bookkeeping",
+            gettext_lazy("Prompt"),
+            {"fields": ["prompt", "prompt_sent", "prompt_template", ("parameters_pretty", "loras_pretty")]},
+        ),
+        (gettext_lazy("Sent to fal"), {"fields": ["payload_pretty"]}),
+        (gettext_lazy("Logs"), {"fields": ["logs_table"]}),
+        (gettext_lazy("Source photo"), {"fields": [("source_preview", "source_width", "source_height")]}),
+        (
+            gettext_lazy("Bookkeeping"),
             {
                 "classes": ["collapse"],
                 "fields": [("idempotency_key", "request_fingerprint"), ("next_check_at", "updated_at", "deleted_at")],
@@ -335,47 +341,47 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     # Columns and read-only fields.
 
-    @admin.display(description="id", ordering="id")
+    @admin.display(description=gettext_lazy("id"), ordering="id")
     def short_id(self, generation: Generation) -> str:
         return _short(generation.pk)
 
-    @admin.display(description="user", ordering="user__email")
+    @admin.display(description=gettext_lazy("user"), ordering="user__email")
     def user_email(self, generation: Generation) -> str:
         return generation.user.email
 
     # "Why did mine fail?" answered in the list: the code, the message on hover.
-    @admin.display(description="error", ordering="error_code")
+    @admin.display(description=gettext_lazy("error"), ordering="error_code")
     def error(self, generation: Generation) -> SafeString | str:
         if not generation.error_code:
             return EMPTY
         return format_html('<span title="{}">{}</span>', generation.error_message, generation.error_code)
 
-    @admin.display(description="cost")
+    @admin.display(description=gettext_lazy("cost"))
     def cost_label(self, generation: Generation) -> str:
-        return f"{generation.cost} credit{'' if generation.cost == 1 else 's'}"
+        return ngettext("%(count)s credit", "%(count)s credits", generation.cost) % {"count": grouped(generation.cost)}
 
-    @admin.display(description="model used", ordering="current_model")
+    @admin.display(description=gettext_lazy("model used"), ordering="current_model")
     def model_used(self, generation: Generation) -> str:
         return generation.current_model or EMPTY
 
-    @admin.display(description="attempts", ordering="attempt_total")
+    @admin.display(description=gettext_lazy("attempts"), ordering="attempt_total")
     def attempt_count(self, generation: Generation) -> int:
         return generation.attempt_total  # type: ignore[attr-defined]
 
-    @admin.display(description="duration", ordering="elapsed")
+    @admin.display(description=gettext_lazy("duration"), ordering="elapsed")
     def duration(self, generation: Generation) -> str:
         return _format_duration(generation.elapsed)  # type: ignore[attr-defined]
 
-    @admin.display(description="took")
+    @admin.display(description=gettext_lazy("took"))
     def took(self, generation: Generation) -> str:
         return self.duration(generation)
 
-    @admin.display(description="user")
+    @admin.display(description=gettext_lazy("user"))
     def user_link(self, generation: Generation) -> SafeString:
         url = reverse("admin:accounts_user_change", args=[generation.user_id])
         return format_html('<a href="{}">{}</a>', url, generation.user.email)
 
-    @admin.display(description="preset")
+    @admin.display(description=gettext_lazy("preset"))
     def preset_link(self, generation: Generation) -> SafeString | str:
         label = f"{generation.preset_name} ({generation.preset_slug})"
         try:
@@ -384,19 +390,19 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             return label
         return format_html('<a href="{}">{}</a>', url, label)
 
-    @admin.display(description="parameters")
+    @admin.display(description=gettext_lazy("parameters"))
     def parameters_pretty(self, generation: Generation) -> SafeString | str:
         return _pretty_json(generation.parameters)
 
-    @admin.display(description="loras")
+    @admin.display(description=gettext_lazy("loras"))
     def loras_pretty(self, generation: Generation) -> SafeString | str:
         return _pretty_json(generation.loras)
 
-    @admin.display(description="payload of the last submission (no key; image data shortened)")
+    @admin.display(description=gettext_lazy("payload of the last submission (no key; image data shortened)"))
     def payload_pretty(self, generation: Generation) -> SafeString | str:
         return _pretty_json(generation.request_payload)
 
-    @admin.display(description="logs")
+    @admin.display(description=gettext_lazy("logs"))
     def logs_table(self, generation: Generation) -> SafeString | str:
         lines = [line for line in generation.logs or [] if isinstance(line, dict)]
         if not lines:
@@ -406,9 +412,11 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             ((line.get("timestamp", ""), line.get("level", ""), line.get("message", "")) for line in lines),
         )
-        return format_html("<table><tr><th>time</th><th>level</th><th>message</th></tr>{}</table>", rows)
+        return format_html(
+            "<table><tr><th>{}</th><th>{}</th><th>{}</th></tr>{}</table>", _("time"), _("level"), _("message"), rows
+        )
 
-    @admin.display(description="photo")
+    @admin.display(description=gettext_lazy("photo"))
     def source_preview(self, generation: Generation) -> SafeString | str:
         return _thumbnail(generation.source_image.url, width=160) if generation.source_image else EMPTY
 
@@ -426,7 +434,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         submit_label: str,
         warning: str,
         call: Callable[[Generation], object],
-        done: str,
+        done: Callable[[int], str],
     ) -> TemplateResponse | None:
         return action_with_form(
             self,
@@ -436,21 +444,27 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             title=title,
             submit_label=submit_label,
             warning=warning,
-            describe=lambda generation: (
-                f"{_short(generation.pk)} · {generation.user.email} · {generation.get_status_display()} · "
-                f"{generation.preset_slug} · {generation.cost} credits"
+            describe=lambda generation: " · ".join(
+                [
+                    _short(generation.pk),
+                    generation.user.email,
+                    str(generation.get_status_display()),
+                    generation.preset_slug,
+                    ngettext("%(count)s credit", "%(count)s credits", generation.cost)
+                    % {"count": grouped(generation.cost)},
+                ]
             ),
             apply=lambda data: apply_to_each(
                 request,
                 queryset,
                 call,
                 done=done,
-                label=lambda generation: f"Generation {_short(generation.pk)}",
+                label=lambda generation: _("Generation %(id)s") % {"id": _short(generation.pk)},
             ),
         )
 
     @admin.action(
-        description="Retry from the first model… (reserves credits again)",
+        description=gettext_lazy("Retry from the first model… (reserves credits again)"),
         location=BOTH_LOCATIONS,
         permissions=["change"],
     )
@@ -458,65 +472,93 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return self._confirm(
             request,
             queryset,
-            title="Retry generations",
-            submit_label="Yes, retry",
-            warning="Each retry reserves the generation's cost from its owner's credits again (refunded if it fails).",
+            title=_("Retry generations"),
+            submit_label=_("Yes, retry"),
+            warning=_(
+                "Each retry reserves the generation's cost from its owner's credits again (refunded if it fails)."
+            ),
             call=lambda generation: services.generation_retry(
                 generation_id=generation.pk, by=_operator(request), request_id=request_id_of(request)
             ),
-            done="Restarted {count} generation{s}.",
+            done=lambda count: (
+                ngettext("Restarted %(count)s generation.", "Restarted %(count)s generations.", count)
+                % {"count": grouped(count)}
+            ),
         )
 
-    @admin.action(description="Cancel (and refund)…", location=BOTH_LOCATIONS, permissions=["change"])
+    @admin.action(description=gettext_lazy("Cancel (and refund)…"), location=BOTH_LOCATIONS, permissions=["change"])
     def cancel_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> TemplateResponse | None:
         return self._confirm(
             request,
             queryset,
-            title="Cancel generations",
-            submit_label="Yes, cancel",
-            warning="Running jobs are stopped for good and their credits go back to their owners.",
+            title=_("Cancel generations"),
+            submit_label=_("Yes, cancel"),
+            warning=_("Running jobs are stopped for good and their credits go back to their owners."),
             call=lambda generation: services.generation_cancel(generation_id=generation.pk, user=None),
-            done="Canceled {count} generation{s}.",
+            done=lambda count: (
+                ngettext("Canceled %(count)s generation.", "Canceled %(count)s generations.", count)
+                % {"count": grouped(count)}
+            ),
         )
 
-    @admin.action(description="Refund the credits…", location=BOTH_LOCATIONS, permissions=["change"])
+    @admin.action(description=gettext_lazy("Refund the credits…"), location=BOTH_LOCATIONS, permissions=["change"])
     def refund_generations(self, request: HttpRequest, queryset: QuerySet[Generation]) -> TemplateResponse | None:
         return self._confirm(
             request,
             queryset,
-            title="Refund generations",
-            submit_label="Yes, refund",
-            warning="Each generation's credits go back to its owner; a running one is stopped first.",
+            title=_("Refund generations"),
+            submit_label=_("Yes, refund"),
+            warning=_("Each generation's credits go back to its owner; a running one is stopped first."),
             call=lambda generation: services.generation_refund(generation_id=generation.pk, by=_operator(request)),
-            done="Refunded {count} generation{s}.",
+            done=lambda count: (
+                ngettext("Refunded %(count)s generation.", "Refunded %(count)s generations.", count)
+                % {"count": grouped(count)}
+            ),
         )
 
     @admin.action(
-        description="Re-run persistence of images not yet persisted", location=BOTH_LOCATIONS, permissions=["change"]
+        description=gettext_lazy("Re-run persistence of images not yet persisted"),
+        location=BOTH_LOCATIONS,
+        permissions=["change"],
     )
     def persist_generation_media(self, request: HttpRequest, queryset: QuerySet[Generation]) -> None:
         unpersisted = Media.objects.filter(generation__in=queryset.values("pk"), persisted=False)
         _persist(request, unpersisted)
 
 
+def _image_label(media: Media) -> str:
+    return _("Image %(id)s") % {"id": _short(media.pk)}
+
+
 def _persist(request: HttpRequest, media: QuerySet[Media]) -> None:
     pending = list(media.values_list("pk", flat=True))
     if not pending:
-        messages.info(request, "Every selected image is already persisted.")
+        messages.info(request, _("Every selected image is already persisted."))
         return
     for pk in pending:
         try:
             services.media_persist(media_id=pk)
         except DomainError as error:
-            messages.error(request, f"Image {_short(pk)}: {error.message}")
+            messages.error(request, _("Image %(id)s: %(problem)s") % {"id": _short(pk), "problem": error.message})
     # media_persist records a storage failure on the row (persist_error) instead of
     # raising, so the outcome is read back rather than assumed.
     still_pending = selectors.media_unpersisted_count(media_ids=pending)
     if len(pending) - still_pending:
         count = len(pending) - still_pending
-        messages.success(request, f"Persisted {count} image{'' if count == 1 else 's'}.")
+        messages.success(
+            request,
+            ngettext("Persisted %(count)s image.", "Persisted %(count)s images.", count) % {"count": grouped(count)},
+        )
     if still_pending:
-        messages.warning(request, f"{still_pending} image(s) are still not persisted: see their persist error.")
+        messages.warning(
+            request,
+            ngettext(
+                "%(count)s image is still not persisted: see its persist error.",
+                "%(count)s images are still not persisted: see their persist error.",
+                still_pending,
+            )
+            % {"count": grouped(still_pending)},
+        )
 
 
 # --- Media ----------------------------------------------------------------------------------
@@ -525,7 +567,8 @@ def _persist(request: HttpRequest, media: QuerySet[Media]) -> None:
 class TakedownForm(forms.Form):
     reason = forms.CharField(
         max_length=moderation.REASON_MAX_LENGTH,
-        help_text="Kept on the image; the owner still sees it in their history.",
+        label=gettext_lazy("Reason"),
+        help_text=gettext_lazy("Kept on the image; the owner still sees it in their history."),
         widget=forms.TextInput(attrs={"size": 60}),
     )
 
@@ -535,11 +578,11 @@ class MoveOwedFilter(admin.SimpleListFilter):
     address that leaked while they were public may still serve them. The worker retries
     the move (generation/services/revoke.py); the error says what storage answered."""
 
-    title = "move owed"
+    title = gettext_lazy("move owed")
     parameter_name = "move_owed"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("yes", "Yes")]
+        return [("yes", _("Yes"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Media]) -> QuerySet[Media]:
         if self.value() == "yes":
@@ -563,7 +606,7 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display_links = ["short_id"]
     list_filter = ["persisted", "is_public", "hidden", MoveOwedFilter, "created_at"]
     search_fields = ["user__email"]
-    search_help_text = (
+    search_help_text = gettext_lazy(
         "A user's email (or part of it), fal's request id, an image or generation id, or a share link (/i/…)."
     )
     list_select_related = ["user"]
@@ -623,29 +666,31 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    @admin.display(description="image")
+    @admin.display(description=gettext_lazy("image"))
     def preview(self, media: Media) -> SafeString | str:
         return _thumbnail(media.url, width=64)
 
-    @admin.display(description="image")
+    @admin.display(description=gettext_lazy("image"))
     def large_preview(self, media: Media) -> SafeString | str:
         return _thumbnail(media.url, width=320)
 
-    @admin.display(description="id", ordering="id")
+    @admin.display(description=gettext_lazy("id"), ordering="id")
     def short_id(self, media: Media) -> str:
         return _short(media.pk)
 
-    @admin.display(description="user", ordering="user__email")
+    @admin.display(description=gettext_lazy("user"), ordering="user__email")
     def user_email(self, media: Media) -> str:
         return media.user.email
 
-    @admin.display(description="generation")
+    @admin.display(description=gettext_lazy("generation"))
     def generation_link(self, media: Media) -> SafeString:
         url = reverse("admin:generation_generation_change", args=[media.generation_id])
         return format_html('<a href="{}">{}</a>', url, _short(media.generation_id))
 
     @admin.action(
-        description="Take down (hide from the feed) with a reason", location=BOTH_LOCATIONS, permissions=["change"]
+        description=gettext_lazy("Take down (hide from the feed) with a reason"),
+        location=BOTH_LOCATIONS,
+        permissions=["change"],
     )
     def take_down(self, request: HttpRequest, queryset: QuerySet[Media]) -> TemplateResponse | None:
         def apply(data: dict[str, Any]) -> None:
@@ -655,8 +700,11 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 lambda media: moderation.media_takedown(
                     media_id=media.pk, reason=data["reason"], by=_operator(request)
                 ),
-                done="Took down {count} image{s}.",
-                label=lambda media: f"Image {_short(media.pk)}",
+                done=lambda count: (
+                    ngettext("Took down %(count)s image.", "Took down %(count)s images.", count)
+                    % {"count": grouped(count)}
+                ),
+                label=_image_label,
             )
 
         return action_with_form(
@@ -664,36 +712,47 @@ class MediaAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             request,
             queryset,
             form_class=TakedownForm,
-            title="Take down images",
-            submit_label="Take down",
+            title=_("Take down images"),
+            submit_label=_("Take down"),
             apply=apply,
         )
 
-    @admin.action(description="Restore (undo a takedown)", location=BOTH_LOCATIONS, permissions=["change"])
+    @admin.action(
+        description=gettext_lazy("Restore (undo a takedown)"), location=BOTH_LOCATIONS, permissions=["change"]
+    )
     def restore(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
         apply_to_each(
             request,
             queryset.filter(hidden=True),
             lambda media: moderation.media_restore(media_id=media.pk, by=_operator(request)),
-            done="Restored {count} image{s}.",
-            label=lambda media: f"Image {_short(media.pk)}",
+            done=lambda count: (
+                ngettext("Restored %(count)s image.", "Restored %(count)s images.", count) % {"count": grouped(count)}
+            ),
+            label=_image_label,
         )
 
     # Only this direction: staff publishing a user's private image would break their trust.
     @admin.action(
-        description="Make private (remove from the feed for good)", location=BOTH_LOCATIONS, permissions=["change"]
+        description=gettext_lazy("Make private (remove from the feed for good)"),
+        location=BOTH_LOCATIONS,
+        permissions=["change"],
     )
     def make_private(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
         apply_to_each(
             request,
             queryset.select_related("user"),
             lambda media: services.media_set_public(user=media.user, media_id=media.pk, is_public=False, limited=False),
-            done="Made {count} image{s} private.",
-            label=lambda media: f"Image {_short(media.pk)}",
+            done=lambda count: (
+                ngettext("Made %(count)s image private.", "Made %(count)s images private.", count)
+                % {"count": grouped(count)}
+            ),
+            label=_image_label,
         )
 
     @admin.action(
-        description="Re-run persistence of images not yet persisted", location=BOTH_LOCATIONS, permissions=["change"]
+        description=gettext_lazy("Re-run persistence of images not yet persisted"),
+        location=BOTH_LOCATIONS,
+        permissions=["change"],
     )
     def persist_media(self, request: HttpRequest, queryset: QuerySet[Media]) -> None:
         _persist(request, queryset.filter(persisted=False))

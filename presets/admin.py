@@ -12,9 +12,13 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.functional import lazy
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from generation.registry import MODELS
+from stefna.i18n_formats import grouped
 
 from .models import Preset
 
@@ -29,32 +33,42 @@ class PrettyJSONField(forms.JSONField):
         return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-def _endpoint_help() -> str:
+def _parameters_help() -> str:
+    # Built when the form is shown, not at import: the help follows the staff member's language.
     lines = []
     for endpoint, spec in MODELS.items():
-        parameters = ", ".join(sorted(spec.params)) or "none"
+        values = {"endpoint": endpoint, "label": spec.label, "parameters": ", ".join(sorted(spec.params)) or _("none")}
         locked = ", ".join(f"{name}={value}" for name, value in spec.locked.items())
-        line = f"{endpoint} ({spec.label}): parameters {parameters}"
-        lines.append(line + (f"; locked {locked}" if locked else ""))
-    return "Known endpoints, tried in order — " + " | ".join(lines)
+        if locked:
+            lines.append(
+                _("%(endpoint)s (%(label)s): parameters %(parameters)s; locked %(locked)s")
+                % {**values, "locked": locked}
+            )
+        else:
+            lines.append(_("%(endpoint)s (%(label)s): parameters %(parameters)s") % values)
+    return _(
+        'Extra model inputs as a JSON object, e.g. {"strength": 0.6, "negative_prompt": "blurry"}. '
+        "Known endpoints, tried in order — %(endpoints)s"
+    ) % {"endpoints": " | ".join(lines)}
 
 
 class PresetForm(forms.ModelForm):
     model_chain = PrettyJSONField(
         widget=forms.Textarea(attrs={"rows": 5, "cols": 60}),
-        help_text='An ordered JSON list, e.g. ["fal-ai/ghiblify", "fal-ai/fast-sdxl/image-to-image"]. '
-        "The next endpoint is tried when one fails.",
+        help_text=gettext_lazy(
+            'An ordered JSON list, e.g. ["fal-ai/ghiblify", "fal-ai/fast-sdxl/image-to-image"]. '
+            "The next endpoint is tried when one fails."
+        ),
     )
     parameters = PrettyJSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "cols": 60}),
-        help_text='Extra model inputs as a JSON object, e.g. {"strength": 0.6, "negative_prompt": "blurry"}. '
-        + _endpoint_help(),
+        help_text=lazy(_parameters_help, str)(),
     )
     loras = PrettyJSONField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
-        help_text='A JSON list of {"path": "<URL or Hugging Face id>", "scale": 1.0}; empty for none.',
+        help_text=gettext_lazy('A JSON list of {"path": "<URL or Hugging Face id>", "scale": 1.0}; empty for none.'),
     )
 
     class Meta:
@@ -109,10 +123,10 @@ class PresetAdmin(admin.ModelAdmin):
     list_per_page = 100
     fieldsets = (
         (None, {"fields": ("name", "slug", "kind", "description", "is_active", "sort_order", "cost")}),
-        ("Bahasa Indonesia", {"fields": ("name_id", "description_id")}),
-        ("Prompt", {"fields": ("prompt", "requires_prompt")}),
-        ("Models", {"fields": ("model_chain", "parameters", "loras", "num_images")}),
-        ("Thumbnail", {"fields": ("thumbnail", "thumbnail_preview")}),
+        (gettext_lazy("Bahasa Indonesia"), {"fields": ("name_id", "description_id")}),
+        (gettext_lazy("Prompt"), {"fields": ("prompt", "requires_prompt")}),
+        (gettext_lazy("Models"), {"fields": ("model_chain", "parameters", "loras", "num_images")}),
+        (gettext_lazy("Thumbnail"), {"fields": ("thumbnail", "thumbnail_preview")}),
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Preset | None = None) -> tuple[str, ...]:
@@ -126,18 +140,18 @@ class PresetAdmin(admin.ModelAdmin):
     def preview(self, obj: Preset) -> str:
         return format_html('<img src="{}" width="40" height="40" alt="" loading="lazy">', obj.thumbnail_url)
 
-    @admin.display(description="Preview")
+    @admin.display(description=gettext_lazy("Preview"))
     def thumbnail_preview(self, obj: Preset) -> str:
         if not obj.pk:
-            return "Shown after saving; without an upload the built-in picture for the slug (or kind) is used."
+            return _("Shown after saving; without an upload the built-in picture for the slug (or kind) is used.")
         return format_html('<img src="{}" width="128" height="128" alt="">', obj.thumbnail_url)
 
-    @admin.display(description="Cost (credits)")
+    @admin.display(description=gettext_lazy("Cost (credits)"))
     def cost(self, obj: Preset) -> int:
         # Fixed by the design documents; shown so staff see it, never editable.
         return obj.cost
 
-    @admin.display(description="Model chain")
+    @admin.display(description=gettext_lazy("Model chain"))
     def chain(self, obj: Preset) -> str:
         labels = [(MODELS[endpoint].label if endpoint in MODELS else endpoint,) for endpoint in obj.model_chain]
         return format_html_join(" → ", "{}", labels)
@@ -149,10 +163,14 @@ class PresetAdmin(admin.ModelAdmin):
             try:
                 preset.clean()  # the settings only: no query per preset
             except ValidationError as error:
-                messages.warning(request, f"{preset.name} ({preset.slug}) is live but would fail: {_problems(error)}")
+                messages.warning(
+                    request,
+                    _("%(name)s (%(slug)s) is live but would fail: %(problems)s")
+                    % {"name": preset.name, "slug": preset.slug, "problems": _problems(error)},
+                )
         return super().changelist_view(request, extra_context)
 
-    @admin.action(description="Activate selected presets")
+    @admin.action(description=gettext_lazy("Activate selected presets"))
     def activate(self, request: HttpRequest, queryset: QuerySet[Preset]) -> None:
         # A preset switched off may predate a rule (or a model since removed from the
         # registry): it is checked as the edit form checks it, so a style whose every
@@ -163,14 +181,27 @@ class PresetAdmin(admin.ModelAdmin):
                 preset.full_clean()
             except ValidationError as error:
                 self.message_user(
-                    request, f"{preset.name} ({preset.slug}) stays off: {_problems(error)}", messages.ERROR
+                    request,
+                    _("%(name)s (%(slug)s) stays off: %(problems)s")
+                    % {"name": preset.name, "slug": preset.slug, "problems": _problems(error)},
+                    messages.ERROR,
                 )
             else:
                 ready.append(preset.pk)
         changed = Preset.objects.filter(pk__in=ready, is_active=False).update(is_active=True)
-        self.message_user(request, f"{changed} preset(s) activated.", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%(count)s preset activated.", "%(count)s presets activated.", changed)
+            % {"count": grouped(changed)},
+            messages.SUCCESS,
+        )
 
-    @admin.action(description="Deactivate selected presets (hidden from users, history kept)")
+    @admin.action(description=gettext_lazy("Deactivate selected presets (hidden from users, history kept)"))
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Preset]) -> None:
         changed = queryset.filter(is_active=True).update(is_active=False)
-        self.message_user(request, f"{changed} preset(s) deactivated.", messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%(count)s preset deactivated.", "%(count)s presets deactivated.", changed)
+            % {"count": grouped(changed)},
+            messages.SUCCESS,
+        )

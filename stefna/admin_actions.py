@@ -16,6 +16,7 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
 
 from stefna.errors import DomainError
 
@@ -47,23 +48,24 @@ def apply_to_each(
     objects: Iterable[Any],
     call: Callable[[Any], object],
     *,
-    done: str,
+    done: Callable[[int], str],
     label: Callable[[Any], str] = str,
 ) -> int:
     """Run `call(obj)` for each object; DomainErrors become error messages. Returns the successes.
 
-    `done` is a message template with `{count}`, sent when at least one call succeeded.
+    `done(count)` writes the message sent when at least one call succeeded: a callable, so
+    the caller's `ngettext` picks the language's singular or plural for the count.
     """
     succeeded = 0
     for obj in objects:
         try:
             call(obj)
         except DomainError as error:
-            messages.error(request, f"{label(obj)}: {error.message}")
+            messages.error(request, _("%(object)s: %(problem)s") % {"object": label(obj), "problem": error.message})
         else:
             succeeded += 1
     if succeeded:
-        messages.success(request, done.format(count=succeeded, s="" if succeeded == 1 else "s"))
+        messages.success(request, done(succeeded))
     return succeeded
 
 

@@ -43,6 +43,16 @@ def format_money(minor_units: int, currency: str) -> str:
     return f"{symbol}{number}"
 
 
+def grouped(value: int | None) -> str:
+    """A count with the language's thousands separator: 1500 → "1,500", "1.500" in Indonesian.
+
+    Django groups digits only with USE_THOUSAND_SEPARATOR, which would group every number a
+    template prints, ids and limits in attributes and URLs included; balances and credit
+    counts ask for it here instead (the `grouped` template filter, and admin messages).
+    """
+    return "" if value is None else number_format(value, use_l10n=True, force_grouping=True)
+
+
 def in_active_language(obj: object, field: str) -> str:
     """`obj.<field>` in the active language: its `<field>_<language>` column (`name_id`, …)
     when filled, else the English one. One column per shipped language besides English;

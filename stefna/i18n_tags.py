@@ -11,12 +11,11 @@ from typing import Any
 
 from django import template
 from django.utils import translation
-from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
 from presets.selectors import preset_names_by_slug
-from stefna.i18n_formats import active_language, format_money
+from stefna.i18n_formats import active_language, format_money, grouped
 
 register = template.Library()
 
@@ -27,15 +26,8 @@ def money(minor_units: int | None, currency: str = "usd") -> str:
     return "" if minor_units is None else format_money(minor_units, currency)
 
 
-@register.filter
-def grouped(value: int | None) -> str:
-    """A count with the language's thousands separator: 1500 → "1,500", "1.500" in Indonesian.
-
-    Django groups digits only with USE_THOUSAND_SEPARATOR, which would group every number a
-    template prints, ids and limits in attributes and URLs included; balances and credit
-    counts ask for it here instead.
-    """
-    return "" if value is None else number_format(value, use_l10n=True, force_grouping=True)
+# 1500 → "1,500", "1.500" in Indonesian; shared with the admin's messages (stefna/i18n_formats.py).
+register.filter("grouped", grouped)
 
 
 # --- Text stored in English, shown in the visitor's language ------------------------------

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from credits import ledger
-from credits.models import CreditEntry, Wallet
+from credits.models import CreditEntry, CreditPack, Wallet
 from credits.selectors import balance_of
 from stefna.accounts.tests.factories import UserFactory
 
@@ -169,3 +169,47 @@ def test_wallets_and_entries_show_the_bought_part_that_never_expires(staff_clien
     row = next(row for row in wallets.context["cl"].result_list if row.user.email == "ada@example.com")
     assert (row.balance, row.purchased_balance) == (5, 5)
     assert '<td class="field-purchased_amount">-2</td>' in entries.content.decode()
+
+
+# --- Languages: Stefna's own admin words follow the staff member's, as Django's do ----------
+
+
+def grant_through_the_admin(client, wallet: Wallet, amount: int):
+    """The grant action's two steps: the form, then the grant; returns both pages."""
+    selection = {"action": "grant_credits", "_selected_action": [str(wallet.pk)]}
+    form = client.post(WALLETS, selection)
+    done = client.post(WALLETS, {**selection, "apply": "1", "amount": str(amount), "note": "Outage"}, follow=True)
+    return form.content.decode(), [str(message) for message in done.context["messages"]]
+
+
+def test_the_credits_admin_speaks_indonesian_and_groups_thousands(staff_client):
+    staff_client.cookies["stefna_language"] = "id"
+    wallet = Wallet.objects.get(user=funded("ada@example.com"))
+    # Saved before Stripe's minimum was enforced: the list warns about it.
+    CreditPack.objects.create(slug="cheap", name="Cheap", credits=4, price=10, currency="usd", sort_order=0)
+
+    wallets = staff_client.get(WALLETS).content.decode()
+    form, messages = grant_through_the_admin(staff_client, wallet, 1500)
+    packs = staff_client.get(reverse("admin:credits_creditpack_changelist")).content.decode()
+
+    assert ">Pengguna</a>" in wallets  # the column title "user"
+    assert ">Beri kredit…</option>" in wallets  # the action
+    assert "Alasannya: disimpan di catatan kredit bersama namamu." in form and 'value="Beri"' in form
+    assert messages == ["+1.500 kredit diberikan ke 1 pengguna."]
+    # The whole warning in one language: its reason came translated already (charge_limits).
+    assert "Cheap (cheap) tidak dijual: Stripe menagih paling sedikit US$0,50" in packs
+    assert "Ubah harganya." in packs
+
+
+def test_the_credits_admin_stays_english_for_english_staff(staff_client):
+    wallet = Wallet.objects.get(user=funded("ada@example.com"))
+    CreditPack.objects.create(slug="cheap", name="Cheap", credits=4, price=10, currency="usd", sort_order=0)
+
+    wallets = staff_client.get(WALLETS, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    form, messages = grant_through_the_admin(staff_client, wallet, 1500)
+    packs = staff_client.get(reverse("admin:credits_creditpack_changelist")).content.decode()
+
+    assert ">User</a>" in wallets and ">Grant credits…</option>" in wallets
+    assert "Why: kept on the ledger entry with your name." in form and 'value="Grant"' in form
+    assert messages == ["Granted +1,500 credits to 1 user."]
+    assert "Cheap (cheap) is not for sale: Stripe charges at least $0.50" in packs and "Edit the price." in packs

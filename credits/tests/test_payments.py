@@ -458,7 +458,7 @@ def test_the_admin_lists_and_searches_purchases_and_shows_the_alert(paid_purchas
     page = staff_client.get(f"/admin/credits/purchase/?q={paid_purchase.stripe_payment_intent_id}")
 
     assert page.status_code == 200
-    assert paid_purchase.email in page.content.decode() and "need attention" in page.content.decode()
+    assert paid_purchase.email in page.content.decode() and "1 purchase needs attention" in page.content.decode()
     assert (
         staff_client.get("/admin/credits/purchase/?q=nobody@example.com").content.decode().count(paid_purchase.email)
         == 0

@@ -337,3 +337,47 @@ def test_support_finds_a_job_and_its_images_by_the_address_the_user_sent(staff_c
     assert found(CHANGELIST, f"https://stefna.example/i/{media.pk}/") == [generation.pk]
     assert found(media_changelist, f"https://stefna.example/i/{media.share_id}?utm_source=x") == [media.pk]
     assert found(media_changelist, media.share_id) == [media.pk]
+
+
+# --- Languages: Stefna's own admin words follow the staff member's, as Django's do ----------
+
+
+def test_the_generation_admin_speaks_indonesian_to_indonesian_staff(staff_client):
+    generation = make_job(status=Generation.Status.RUNNING)
+    media = generation.media.first()
+    Media.objects.filter(pk=media.pk).update(hidden=True, hidden_reason="mistake")
+    headers = {"HTTP_ACCEPT_LANGUAGE": "id"}
+
+    listing = staff_client.get(CHANGELIST, **headers).content.decode()
+    confirm = staff_client.post(
+        CHANGELIST, {"action": "cancel_generations", "index": "0", "_selected_action": [str(generation.pk)]}, **headers
+    ).content.decode()
+    restored = staff_client.post(
+        MEDIA_CHANGELIST,
+        {"action": "restore", "_selected_action": [str(media.pk)], "index": "0"},
+        follow=True,
+        **headers,
+    )
+
+    assert ">Model yang dipakai</a>" in listing  # a column title
+    assert "Ulangi dari model pertama… (kredit disisihkan lagi)</option>" in listing  # an action
+    assert "Berdasarkan perlu diperiksa" in listing  # a filter's title, in Django's own "By …" phrase
+    # The confirmation step: its title, warning and button, and the job's cost.
+    assert "Batalkan kreasi" in confirm and 'value="Ya, batalkan"' in confirm
+    assert "kreditnya dikembalikan ke pemiliknya" in confirm and "kredit</li>" in confirm
+    assert [str(message) for message in restored.context["messages"]] == ["1 gambar dipulihkan."]
+
+
+def test_the_generation_admin_stays_english_for_english_staff(staff_client):
+    generation = make_job(status=Generation.Status.RUNNING)
+
+    listing = staff_client.get(CHANGELIST, HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    confirm = staff_client.post(
+        CHANGELIST, {"action": "cancel_generations", "index": "0", "_selected_action": [str(generation.pk)]}
+    ).content.decode()
+
+    assert ">Model used</a>" in listing
+    assert "Retry from the first model… (reserves credits again)</option>" in listing
+    assert "By needs attention" in listing
+    assert "Cancel generations" in confirm and 'value="Yes, cancel"' in confirm
+    assert "Running jobs are stopped for good" in confirm and "credits</li>" in confirm

@@ -191,7 +191,7 @@ def test_persist_from_the_media_admin_reports_an_image_that_cannot_be_saved(staf
     media = unpersisted(generation, fake_fal)
     fake_fal.expire_files()  # fal deleted the result: nothing left to copy
     messages = act(staff_client, "persist_media", media, url=MEDIA_CHANGELIST)
-    assert messages == [("warning", "1 image(s) are still not persisted: see their persist error.")]
+    assert messages == [("warning", "1 image is still not persisted: see its persist error.")]
     media.refresh_from_db()
     assert media.persisted is False
     assert media.persist_error.startswith("Source gone")

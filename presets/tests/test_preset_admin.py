@@ -141,7 +141,7 @@ def test_activate_and_deactivate_actions(staff_client):
     assert not Preset.objects.filter(pk__in=ids, is_active=True).exists()
     response = staff_client.post(url, {"action": "activate", "_selected_action": ids}, follow=True)
     assert Preset.objects.filter(pk__in=ids, is_active=True).count() == len(ids)
-    assert f"{len(ids)} preset(s) activated." in response.content.decode()
+    assert f"{len(ids)} presets activated." in response.content.decode()
 
 
 def test_a_new_preset_can_be_added_with_its_slug(staff_client):
@@ -178,7 +178,7 @@ def test_activating_a_preset_that_would_fail_is_refused_with_the_reason(staff_cl
     response = staff_client.post(url, {"action": "activate", "_selected_action": [broken.pk, fine.pk]}, follow=True)
     messages = [str(message) for message in response.context["messages"]]
     assert any(text.startswith(f"{broken.name} (watercolor) stays off: model_chain:") for text in messages), messages
-    assert "1 preset(s) activated." in messages
+    assert "1 preset activated." in messages
     assert not Preset.objects.get(pk=broken.pk).is_active and Preset.objects.get(pk=fine.pk).is_active
 
 
@@ -188,3 +188,44 @@ def test_the_list_warns_about_a_live_preset_whose_settings_would_fail(staff_clie
     Preset.objects.filter(slug="watercolor").update(model_chain=["fal-ai/retired-model"])
     messages = [str(message) for message in staff_client.get(url).context["messages"]]
     assert [text for text in messages if "(watercolor) is live but would fail: model_chain:" in text], messages
+
+
+# --- Languages: Stefna's own admin words follow the staff member's, as Django's do ----------
+
+
+def glitch_presets_reactivated(client) -> tuple[str, list[str]]:
+    """The changelist, then the activate action's messages for the glitch presets switched off."""
+    url = reverse("admin:presets_preset_changelist")
+    ids = list(Preset.objects.filter(kind=Preset.Kind.NEO_GLITCH).values_list("pk", flat=True))
+    Preset.objects.filter(pk__in=ids).update(is_active=False)
+    listing = client.get(url).content.decode()
+    done = client.post(url, {"action": "activate", "_selected_action": ids}, follow=True)
+    return listing, [str(message) for message in done.context["messages"]]
+
+
+def test_the_preset_admin_speaks_indonesian_to_indonesian_staff(staff_client):
+    staff_client.cookies["stefna_language"] = "id"
+    count = Preset.objects.filter(kind=Preset.Kind.NEO_GLITCH).count()
+    # A live preset that would fail is warned about on the list.
+    Preset.objects.filter(slug="watercolor").update(model_chain=["fal-ai/retired-model"])
+
+    listing, messages = glitch_presets_reactivated(staff_client)
+    edit = staff_client.get(reverse("admin:presets_preset_change", args=[Preset.objects.first().pk])).content.decode()
+
+    assert "<span>Urutan model</span>" in listing  # a column title
+    assert ">Aktifkan gaya siap pakai yang dipilih</option>" in listing  # an action
+    assert "(watercolor) aktif tapi akan gagal: model_chain:" in listing
+    assert f"{count} gaya siap pakai diaktifkan." in messages
+    assert ">Gambar mini</h2>" in edit  # a fieldset title
+    assert "Endpoint yang dikenal, dicoba berurutan — fal-ai/ghiblify" in edit  # help built per request
+
+
+def test_the_preset_admin_stays_english_for_english_staff(staff_client):
+    count = Preset.objects.filter(kind=Preset.Kind.NEO_GLITCH).count()
+
+    listing, messages = glitch_presets_reactivated(staff_client)
+    edit = staff_client.get(reverse("admin:presets_preset_change", args=[Preset.objects.first().pk])).content.decode()
+
+    assert "<span>Model chain</span>" in listing and ">Activate selected presets</option>" in listing
+    assert messages == [f"{count} presets activated."]
+    assert ">Thumbnail</h2>" in edit and "Known endpoints, tried in order — fal-ai/ghiblify" in edit

@@ -12,6 +12,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from credits.admin import grant_credits_to, user_records_links
 from credits.models import Wallet
@@ -19,6 +21,7 @@ from credits.reconcile import find_ledger_problems
 from credits.selectors import free_credits_as_of_today
 from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 from stefna.errors import DomainError
+from stefna.i18n_formats import grouped
 
 from .deletion import account_delete
 from .models import ApiToken, LoginCode, User
@@ -27,9 +30,9 @@ from .services import api_token_revoke, email_addresses_follow, normalize_email
 
 class CloseAccountForm(forms.Form):
     confirm = forms.CharField(
-        label="Type the account's email",
+        label=gettext_lazy("Type the account's email"),
         max_length=254,
-        help_text="As the owner confirms in “Delete my account”.",
+        help_text=gettext_lazy("As the owner confirms in “Delete my account”."),
         widget=forms.TextInput(attrs={"size": 40, "autocomplete": "off"}),
     )
 
@@ -48,7 +51,7 @@ class NormalizedEmailMixin:
         except DomainError as error:
             raise ValidationError(error.message) from error
         if User.objects.filter(email=email).exclude(pk=self.instance.pk).exists():
-            raise ValidationError("Another account already uses this email.")
+            raise ValidationError(_("Another account already uses this email."))
         return email
 
 
@@ -68,13 +71,16 @@ class UserAdmin(DjangoUserAdmin):
     list_display = ["email", "display_name", "credits", "is_staff", "date_joined", "last_login"]
     # The id too: the logs name users by id (user=<uuid>), not by email.
     search_fields = ["email", "display_name", "=id"]
-    search_help_text = "An email, a display name, or a user id (as the logs give it)."
+    search_help_text = gettext_lazy("An email, a display name, or a user id (as the logs give it).")
     fieldsets = (
         (None, {"fields": ("email", "display_name", "password")}),
         # Support's first questions about a person: what they hold, made and paid.
-        ("Credits and records", {"fields": ("credits_summary", "ledger_check", "records")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
-        ("Dates", {"fields": ("last_login", "date_joined")}),
+        (gettext_lazy("Credits and records"), {"fields": ("credits_summary", "ledger_check", "records")}),
+        (
+            gettext_lazy("Permissions"),
+            {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
+        (gettext_lazy("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     actions = ["grant_credits", "delete_account"]
@@ -89,33 +95,38 @@ class UserAdmin(DjangoUserAdmin):
         # The balance comes in the same query (a LEFT JOIN on the wallet), not one per row.
         return super().get_queryset(request).annotate(wallet_balance=F("wallet__balance"))
 
-    @admin.display(description="credits", ordering="wallet_balance")
+    @admin.display(description=gettext_lazy("credits"), ordering="wallet_balance")
     def credits(self, user: User) -> int | None:
         return user.wallet_balance  # type: ignore[attr-defined]
 
-    @admin.display(description="credits")
+    @admin.display(description=gettext_lazy("credits"))
     def credits_summary(self, user: User) -> str:
         wallet = Wallet.objects.filter(user=user).first()
         if wallet is None:
-            return "0 (no credit entries yet)"
+            return _("0 (no credit entries yet)")
         free, pending = free_credits_as_of_today(wallet)
-        summary = f"{wallet.purchased_balance + free} credits: {wallet.purchased_balance} bought or granted, {free} free today"
+        total = wallet.purchased_balance + free
+        summary = ngettext(
+            "%(total)s credit: %(bought)s bought or granted, %(free)s free today",
+            "%(total)s credits: %(bought)s bought or granted, %(free)s free today",
+            total,
+        ) % {"total": grouped(total), "bought": grouped(wallet.purchased_balance), "free": grouped(free)}
         if pending:
             # The stored row still holds an earlier day's free bucket; the owner's next
             # visit tops it up (this page must not write).
-            summary += " (today's allowance is applied at their next visit)"
+            summary = _("%(summary)s (today's allowance is applied at their next visit)") % {"summary": summary}
         return summary
 
     # "My credits look wrong": check_ledger's proof, for this one account (a few
     # queries over its own entries), on the page support opens anyway.
-    @admin.display(description="ledger check")
+    @admin.display(description=gettext_lazy("ledger check"))
     def ledger_check(self, user: User) -> SafeString | str:
         problems = find_ledger_problems(users=[user])
         if not problems:
-            return "Adds up: the balance, each running total, each generation's charges and each purchase agree."
+            return _("Adds up: the balance, each running total, each generation's charges and each purchase agree.")
         return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((problem,) for problem in problems)))
 
-    @admin.display(description="records")
+    @admin.display(description=gettext_lazy("records"))
     def records(self, user: User) -> SafeString:
         return user_records_links(user.pk)
 
@@ -133,12 +144,14 @@ class UserAdmin(DjangoUserAdmin):
         return request.user.has_perm("accounts.delete_user")
 
     @admin.action(
-        description="Delete account for good (as the owner would)…", permissions=["close"], location=BOTH_LOCATIONS
+        description=gettext_lazy("Delete account for good (as the owner would)…"),
+        permissions=["close"],
+        location=BOTH_LOCATIONS,
     )
     def delete_account(self, request: HttpRequest, queryset: QuerySet[User]) -> TemplateResponse | None:
         users = list(queryset)
         if len(users) != 1:
-            messages.error(request, "Delete one account at a time: select only the one to delete.")
+            messages.error(request, _("Delete one account at a time: select only the one to delete."))
             return None
 
         def close(data: dict[str, Any]) -> None:
@@ -146,7 +159,8 @@ class UserAdmin(DjangoUserAdmin):
                 request,
                 users,
                 lambda user: account_delete(user=user, confirm=data["confirm"]),
-                done="Deleted the account.",
+                # One account at a time (checked above), so the count is always 1.
+                done=lambda count: _("Deleted the account."),
                 label=lambda user: user.email,
             )
 
@@ -155,16 +169,18 @@ class UserAdmin(DjangoUserAdmin):
             request,
             queryset,
             form_class=CloseAccountForm,
-            title="Delete account for good",
-            submit_label="Delete the account",
-            warning="Running generations are canceled and refunded, photos and images are removed from storage, "
-            "the email is freed and every session ends. Purchases and the ledger stay, without the person. "
-            "This cannot be undone.",
+            title=_("Delete account for good"),
+            submit_label=_("Delete the account"),
+            warning=_(
+                "Running generations are canceled and refunded, photos and images are removed from storage, "
+                "the email is freed and every session ends. Purchases and the ledger stay, without the person. "
+                "This cannot be undone."
+            ),
             apply=close,
         )
 
     # Also on the user's page: support grants to the person they just looked up.
-    @admin.action(description="Grant credits…", permissions=["grant"], location=BOTH_LOCATIONS)
+    @admin.action(description=gettext_lazy("Grant credits…"), permissions=["grant"], location=BOTH_LOCATIONS)
     def grant_credits(self, request: HttpRequest, queryset: QuerySet[User]) -> TemplateResponse | None:
         return grant_credits_to(self, request, queryset, lambda: list(queryset))
 
@@ -191,10 +207,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.change_apitoken")
 
-    @admin.action(description="Revoke", permissions=["revoke"], location=BOTH_LOCATIONS)
+    @admin.action(description=gettext_lazy("Revoke"), permissions=["revoke"], location=BOTH_LOCATIONS)
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         revoked = sum(api_token_revoke(user=token.user, token_id=token.pk) for token in queryset.select_related("user"))
-        messages.success(request, f"Revoked {revoked} token{'' if revoked == 1 else 's'}.")
+        messages.success(
+            request,
+            ngettext("Revoked %(count)s token.", "Revoked %(count)s tokens.", revoked) % {"count": grouped(revoked)},
+        )
 
 
 @admin.register(LoginCode)
