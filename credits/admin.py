@@ -30,7 +30,7 @@ from .charge_limits import price_problem, price_problem_message
 from .models import CreditEntry, CreditPack, Purchase, StripeEvent, Wallet, format_price
 from .payments.purchases import purchase_mark_reviewed
 from .payments.refunds import purchase_refund
-from .selectors import credit_packs_unchargeable, purchases_needing_attention_count
+from .selectors import bought_credits_held, credit_packs_unchargeable, purchases_needing_attention_count
 
 if TYPE_CHECKING:
     from stefna.accounts.models import User
@@ -359,6 +359,11 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def refund(self, request: HttpRequest, queryset: QuerySet[Purchase]) -> TemplateResponse | None:
         # Real money goes back to the buyer and cannot be recalled: a mis-click in the
         # action menu must not be enough, so the action asks first and lists the sums.
+        # Only unspent bought credits can be taken back: what each buyer holds says, before
+        # the money goes, whether the refund will cost more than it recovers (all buyers'
+        # wallets in one query, not one a line).
+        held_by_buyer = bought_credits_held(user_ids=queryset.values_list("user_id", flat=True))
+
         def describe(purchase: Purchase) -> str:
             left = format_price(purchase.price - purchase.amount_refunded, purchase.currency)
             line = ngettext(
@@ -373,11 +378,8 @@ class PurchaseAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 "status": purchase.get_status_display(),
                 "provider": purchase.get_provider_display(),
             }
-            # Only unspent bought credits can be taken back: what the buyer holds says
-            # before the money goes whether the refund will cost more than it recovers.
-            wallet = Wallet.objects.filter(user=purchase.user_id).first() if purchase.user_id else None
-            held = wallet.purchased_balance if wallet else 0
-            due = max(0, purchase.credits - purchase.credits_taken_back - purchase.credits_already_spent)
+            held = held_by_buyer.get(purchase.user_id, 0) if purchase.user_id else 0
+            due = purchase.credits_left_to_settle(purchase.credits)
             if held < due:
                 line += ngettext(
                     "; the buyer holds only %(held)s bought credits, so %(spent)s is already spent",

@@ -415,6 +415,12 @@ class Purchase(models.Model):
     def price_label(self) -> str:
         return format_price(self.price, self.currency)
 
+    def credits_left_to_settle(self, owed_back: int) -> int:
+        """Of the `owed_back` credits a refund or dispute takes back, how many are not yet
+        settled: neither taken back nor written off as already spent. The take-back moves
+        them (`payments.refunds`); the refund confirmation tells staff about them first."""
+        return max(0, owed_back - self.credits_taken_back - self.credits_already_spent)
+
     @staticmethod
     def mismatch_key(*, session_id: str = "", amount: int | None = None, currency: str = "") -> str:
         """What identifies a payment mismatch, whatever a note says about it: the session

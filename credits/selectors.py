@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -220,6 +221,15 @@ def charge_reserved_at(*, generation_id: uuid.UUID, charge_number: int) -> dt.da
         .values_list("created_at", flat=True)
         .first()
     )
+
+
+def bought_credits_held(*, user_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, int]:
+    """Each user's unspent bought credits (their wallet's purchased balance), in one query;
+    a user without a wallet is left out (holds none)."""
+    wanted = {user_id for user_id in user_ids if user_id is not None}
+    if not wanted:
+        return {}
+    return dict(Wallet.objects.filter(user_id__in=wanted).values_list("user_id", "purchased_balance"))
 
 
 def balance_of(*, user: User) -> int:

@@ -75,7 +75,7 @@ def purchase_take_back(
             new_status = Status.REFUNDED if refunded >= purchase.price else purchase.status
             if purchase.status == Status.DISPUTED:
                 new_status = Status.DISPUTED
-        due = max(0, target - purchase.credits_taken_back - purchase.credits_already_spent)
+        due = purchase.credits_left_to_settle(target)
         why = f"dispute {dispute}" if dispute else f"refund of {format_price(refunded, purchase.currency)}"
         taken = ledger.claw_back(purchase=purchase, credits=due, note=why)
         spent = due - taken

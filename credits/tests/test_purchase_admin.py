@@ -118,3 +118,41 @@ def test_the_user_page_counts_todays_allowance_before_the_owner_comes_back(staff
     wallet.refresh_from_db()
     assert (wallet.balance, wallet.allowance_day) == (5, ledger.utc_today() - dt.timedelta(days=1))
     assert not CreditEntry.objects.filter(user=user).exists()
+
+
+def test_the_refund_confirmation_reads_every_buyers_wallet_in_one_query(
+    staff_client, fake_stripe, django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
+    """What each buyer still holds was read one wallet a line; now all at once, and each
+    line still has its own buyer's figures."""
+    from django.test import Client
+
+    from credits.tests.stripe_helpers import deliver, start_checkout
+
+    purchases = []
+    for number, spent in enumerate((0, 60, 70)):
+        buyer = UserFactory(email=f"buyer{number}@example.com")
+        client = Client()
+        client.force_login(buyer)
+        purchase = start_checkout(client)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert deliver("checkout.session.completed", fake_stripe.pay(purchase.stripe_session_id)).status_code == 200
+        if spent:  # the free credits go first, then the 50 bought
+            ledger.grant(user=buyer, amount=-spent, note="spent on generations", reason="adjust")
+        purchases.append(purchase)
+
+    def confirm(selected):  # type: ignore[no-untyped-def]
+        return staff_client.post(
+            PURCHASES, {"action": "refund", "index": "0", "_selected_action": [str(p.pk) for p in selected]}
+        )
+
+    confirm(purchases[:1])  # warms what a first request loads once (sessions, content types)
+    with django_assert_max_num_queries(12) as one:
+        confirm(purchases[:1])
+    with django_assert_max_num_queries(len(one.captured_queries)) as three:
+        page = confirm(purchases).content.decode()
+    assert len(three.captured_queries) == len(one.captured_queries)
+    assert "buyer0@example.com" in page and "buyer0@example.com: Starter, 50 credits, $4.99 to refund" in page
+    assert "the buyer holds only 20 bought credits, so 30 are already spent" in page  # buyer1
+    assert "the buyer holds only 10 bought credits, so 40 are already spent" in page  # buyer2
+    assert page.count("already spent") == 2  # buyer0 holds all 50
