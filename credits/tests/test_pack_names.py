@@ -83,3 +83,16 @@ def test_staff_name_a_pack_in_indonesian_in_the_admin(staff_client):
 
     assert staff_client.post("/admin/credits/creditpack/add/", {**form, "name_id": "Teluk"}).status_code == 302
     assert CreditPack.objects.get(slug="gulf").name_id == "Teluk"
+
+
+def test_counts_in_the_pack_lines_are_grouped_in_the_readers_language(user, fake_stripe):
+    """Plural messages printed their count bare ("1500 kredit") beside grouped balances
+    ("1.500"): a count inside a plural message now goes through the same grouping."""
+    CreditPack.objects.filter(slug="starter").update(credits=1500)
+
+    indonesian = signed_in(user, "id").get("/credits/").content.decode()
+    english = signed_in(user, "en").get("/credits/").content.decode()
+
+    assert "1.500 kredit" in indonesian and "Cukup untuk 750 kreasi" in indonesian
+    assert "1500 kredit" not in indonesian
+    assert "1,500 credits" in english and "Enough for 750 generations" in english

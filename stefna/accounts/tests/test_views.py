@@ -155,10 +155,10 @@ def test_deleting_says_first_that_unspent_bought_credits_are_lost(signed_in, use
     body = signed_in.get("/accounts/").content.decode()
     assert 'data-testid="delete-forfeits-credits"' not in body  # only free credits: nothing to lose
 
-    ledger.grant(user=user, amount=150, note="pack")
+    ledger.grant(user=user, amount=1500, note="pack")
     for language, text in (
-        ("en", "You still have 150 bought credits. They go with the account and are not refunded"),
-        ("id", "Kamu masih punya 150 kredit yang dibeli."),
+        ("en", "You still have 1,500 bought credits. They go with the account and are not refunded"),
+        ("id", "Kamu masih punya 1.500 kredit yang dibeli."),  # grouped as the balance is
     ):
         body = signed_in.get("/accounts/", HTTP_ACCEPT_LANGUAGE=language).content.decode()
         warning = body.index('data-testid="delete-forfeits-credits"')
