@@ -46,19 +46,16 @@ _decode_slots: threading.BoundedSemaphore | None = None
 _decode_slots_lock = threading.Lock()
 
 
-def _decode_slot() -> threading.BoundedSemaphore:
-    """The per-process limit on photos being decoded and re-encoded at once (IMAGE_DECODE_CONCURRENCY)."""
+def decode_slot() -> threading.BoundedSemaphore:
+    """The per-process limit on images being decoded and re-encoded at once
+    (IMAGE_DECODE_CONCURRENCY): uploaded photos here, and stored results made into share
+    previews (generation/previews.py)."""
     global _decode_slots
     if _decode_slots is None:
         with _decode_slots_lock:
             if _decode_slots is None:
                 _decode_slots = threading.BoundedSemaphore(max(1, settings.IMAGE_DECODE_CONCURRENCY))
     return _decode_slots
-
-
-def decode_slot() -> threading.BoundedSemaphore:
-    """The same limit for other decodes of stored images (share previews)."""
-    return _decode_slot()
 
 
 DATA_URI = re.compile(r"^data:(?P<type>[\w/+.-]+)?(?:;[\w=-]+)*;base64,", re.IGNORECASE)
@@ -147,7 +144,7 @@ def validate_image(data: bytes) -> ValidatedImage:
                 if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
                     raise UnsupportedImage(_("Animated images aren't supported. Upload a still photo."))
                 output_format = ACCEPTED_FORMATS[image.format]
-                held.enter_context(_decode_slot())
+                held.enter_context(decode_slot())
                 picture = _decode_scaled(image, output_format, data)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageTooManyPixels(
