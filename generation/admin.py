@@ -86,6 +86,11 @@ def _short(pk: object) -> str:
     return str(pk)[:8]
 
 
+def _cost(generation: Generation) -> str:
+    """ "2 credits", as the cost column and the action confirmations write it."""
+    return ngettext("%(count)s credit", "%(count)s credits", generation.cost) % {"count": grouped(generation.cost)}
+
+
 UUID_IN_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 SHARE_ID = re.compile(r"(?:^|/i/)([A-Za-z0-9_-]{22})(?:$|[/?#])")
 
@@ -358,7 +363,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description=gettext_lazy("cost"))
     def cost_label(self, generation: Generation) -> str:
-        return ngettext("%(count)s credit", "%(count)s credits", generation.cost) % {"count": grouped(generation.cost)}
+        return _cost(generation)
 
     @admin.display(description=gettext_lazy("model used"), ordering="current_model")
     def model_used(self, generation: Generation) -> str:
@@ -450,8 +455,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     generation.user.email,
                     str(generation.get_status_display()),
                     generation.preset_slug,
-                    ngettext("%(count)s credit", "%(count)s credits", generation.cost)
-                    % {"count": grouped(generation.cost)},
+                    _cost(generation),
                 ]
             ),
             apply=lambda data: apply_to_each(
