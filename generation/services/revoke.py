@@ -157,14 +157,22 @@ def where_stored(keys: Iterable[str]) -> list[tuple[str, str]]:
 def stored_removal_owe(*, objects: Iterable[tuple[str, str]], reason: str) -> None:
     """Record that each stored object must go, and try them once the transaction this is
     called in commits (at once outside one). Call it in the transaction that deletes the
-    rows pointing to them, so that no crash can lose the debt."""
+    rows pointing to them, so that no crash can lose the debt.
+
+    A removal already owed is the same debt, made due now. Its `next_at` changes, and
+    that is what keeps the newer debt: a try of the older one may be waiting for
+    storage's answer, having asked before this object landed (a cancel's removal while
+    Cloudinary still fetched the worker's copy), and it deletes the record only if
+    nobody owed it again meanwhile (`stored_removal_attempt`)."""
     now = timezone.now()
     pending = {(where, key) for where, key in objects if key}
     if not pending:
         return
     StoredRemoval.objects.bulk_create(
         [StoredRemoval(where=where, key=key, reason=reason, next_at=now) for where, key in sorted(pending)],
-        ignore_conflicts=True,  # already owed: the same debt
+        update_conflicts=True,
+        unique_fields=["where", "key"],
+        update_fields=["next_at"],
     )
     transaction.on_commit(partial(_attempt_each, sorted(pending)))
 
@@ -193,14 +201,16 @@ def stored_removal_attempt(*, removal_id: int) -> bool:
     with the error and the next try. An object some row points to again is never
     removed (a staff retry of a stopped generation copies its images under the same
     derived names): the record is dropped instead, since when in doubt the image stays.
+    Either deletion is of the record as this try read it: one owed again meanwhile
+    (its `next_at` moved) stays for the try that owing it started.
     """
     removal = StoredRemoval.objects.filter(pk=removal_id).first()
     if removal is None:
         return True
+    as_read = StoredRemoval.objects.filter(pk=removal.pk, next_at=removal.next_at)
     if _still_pointed_to(removal.key):
         logger.info("%s is in use again; it is not removed", removal.key)
-        StoredRemoval.objects.filter(pk=removal.pk).delete()
-        return True
+        return bool(as_read.delete()[0])
     try:
         storage.remove_stored(removal.where, removal.key)
     except Exception as exc:
@@ -216,8 +226,7 @@ def stored_removal_attempt(*, removal_id: int) -> bool:
             exc_info=True,
         )
         return False
-    StoredRemoval.objects.filter(pk=removal.pk).delete()
-    return True
+    return bool(as_read.delete()[0])
 
 
 # --- Names from before private delivery (manage.py rename_stored_media) -------------------

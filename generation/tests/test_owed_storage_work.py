@@ -363,6 +363,42 @@ def test_a_copy_that_lands_after_the_cancel_is_owed_by_the_worker_that_lost(user
     assert not fake_cloudinary.assets
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_owed_again_while_the_cancels_removal_waits_for_its_answer_stays_owed(user, fake_fal, fake_cloudinary):
+    """A cancel racing completion (CI saw it once on PostgreSQL): the cancel's removal
+    asks Cloudinary before the worker's copy has landed there, the copy lands, and the
+    worker, losing the recording, owes the same name again while that first try still
+    waits for its answer. The first try's "not found" must not settle the newer debt."""
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    finished = _copied_not_recorded(generation)
+    [(_, _, copy)] = finished.kept
+    # Cloudinary is still fetching fal's file: the asset is not there yet.
+    landing = fake_cloudinary.assets.pop(copy.key), fake_cloudinary.asset_bytes.pop(copy.key)
+
+    def copy_lands_and_the_worker_loses(fields: dict) -> None:
+        # On the fake's thread, after the cancel's destroy found nothing, before it answers.
+        fake_cloudinary.after_destroy = None
+        fake_cloudinary.assets[copy.key], fake_cloudinary.asset_bytes[copy.key] = landing
+        fake_cloudinary.reject_signatures = True  # the worker's own try is refused
+        try:
+            services.generations_finish(finished=[finished])
+        finally:
+            connection.close()
+            fake_cloudinary.reject_signatures = False
+
+    fake_cloudinary.after_destroy = copy_lands_and_the_worker_loses
+    services.generation_cancel(generation_id=generation.pk, user=user)
+
+    assert copy.key in fake_cloudinary.assets
+    [removal] = StoredRemoval.objects.filter(key=copy.key)
+    assert (removal.reason, removal.attempts) == ("generation_stopped", 1)
+
+    run_upkeep()
+
+    assert not StoredRemoval.objects.exists()
+    assert copy.key not in fake_cloudinary.assets
+
+
 def _canceled_with_its_copies_owed(user, fake_cloudinary) -> Generation:
     """A generation canceled after a worker copied its result, while Cloudinary refused
     the removal: the stop's removal of its copies stays owed."""

@@ -120,6 +120,8 @@ class FakeCloudinary:
             self.reject_signatures = False
             self.on_upload: Callable[[dict[str, Any]], None] | None = None
             self.before_upload: Callable[[dict[str, Any]], None] | None = None
+            # Called after a destroy looked for its asset and before it answers.
+            self.after_destroy: Callable[[dict[str, Any]], None] | None = None
             self._failure: UploadFailure | None = None
 
     def fail_uploads(self, *, status: int = 500, times: int | None = None, message: str = "General Error") -> None:
@@ -279,6 +281,8 @@ class FakeCloudinary:
             if found:
                 del self.assets[public_id]
                 self.asset_bytes.pop(public_id, None)
+        if self.after_destroy is not None:
+            self.after_destroy(fields)
         return 200, {"result": "ok" if found else "not found"}
 
     def _rename(self, fields: dict[str, str]) -> tuple[int, dict[str, Any]]:
