@@ -5,8 +5,12 @@ serialises writing transactions)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection
 from django.test import Client
+from django.urls import reverse
 
 from credits.models import CreditEntry, Purchase, StripeEvent
 from credits.reconcile import find_ledger_problems
@@ -64,8 +68,6 @@ def test_twenty_concurrent_different_events_for_one_session_grant_once(paid_sess
 def test_continue_to_payment_racing_the_webhook_grants_once(paid_session):
     """The buyer presses "Continue to payment" (again and again) while Stripe's webhook for
     the paid session arrives: every path ends in the one grant, under the purchase's lock."""
-    from django.urls import reverse
-
     user, purchase, session = paid_session
     payload = FakeStripe.event("checkout.session.completed", session, event_id="evt_with_continue")
     continue_url = reverse("credits:purchase_continue", args=[purchase.pk])
@@ -81,6 +83,46 @@ def test_continue_to_payment_racing_the_webhook_grants_once(paid_session):
     outcomes = _race(press_or_deliver)
 
     assert sorted(outcomes) == [200] * 10 + [302] * 10
+    assert CreditEntry.objects.filter(purchase=purchase, reason="purchase").count() == 1
+    assert quota_for(user=user).purchased_balance == 50
+    assert find_ledger_problems() == []
+
+
+def test_continue_to_payment_holds_no_lock_while_it_asks_stripe(paid_session, fake_stripe):
+    """While "Continue to payment" waits for Stripe's answer, the webhook for the same paid
+    session arrives. It is granted then and there, not held up behind our network call
+    (on SQLite, neither is any other write of the site), and Continue finds it paid."""
+    user, purchase, session = paid_session
+    payload = FakeStripe.event("checkout.session.completed", session, event_id="evt_during_continue")
+    webhook: list[int] = []
+    answered_meanwhile: list[bool] = []
+
+    def deliver_and_close() -> None:
+        try:
+            webhook.append(_deliver(payload))
+        finally:
+            connection.close()
+
+    def webhook_while_stripe_answers(method: str, path: str) -> None:
+        # On the fake's thread, before it answers Continue's look at the session.
+        if method == "GET" and path.endswith(purchase.stripe_session_id):
+            fake_stripe.on_request = None
+            delivery = threading.Thread(target=deliver_and_close)
+            delivery.start()
+            delivery.join(5)  # a held lock would keep it waiting past this
+            answered_meanwhile.append(not delivery.is_alive())
+
+    fake_stripe.on_request = webhook_while_stripe_answers
+    browser = Client()
+    browser.force_login(user)
+
+    response = browser.post(reverse("credits:purchase_continue", args=[purchase.pk]), follow=True)
+
+    assert answered_meanwhile == [True], "the webhook waited for Continue's call to Stripe"
+    assert webhook == [200]
+    assert response.redirect_chain == [(reverse("credits:purchase_done", args=[purchase.pk]), 302)]
+    assert 'data-status="paid"' in response.content.decode()
+    assert list(StripeEvent.objects.values_list("outcome", flat=True)) == ["granted"]
     assert CreditEntry.objects.filter(purchase=purchase, reason="purchase").count() == 1
     assert quota_for(user=user).purchased_balance == 50
     assert find_ledger_problems() == []

@@ -37,6 +37,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -101,6 +102,8 @@ class FakeStripe:
             self.requests: list[tuple[str, str, dict[str, Any], dict[str, str]]] = []
             self._idempotent: dict[str, tuple[int, dict[str, Any]]] = {}
             self._failure: int | None = None
+            # Called on the fake's thread with (method, path) before each answer.
+            self.on_request: Callable[[str, str], None] | None = None
 
     # --- test-side knobs -----------------------------------------------------------
     def fail_requests(self, status: int | None = 500) -> None:
@@ -274,6 +277,8 @@ class FakeStripe:
         headers = {key.lower(): value for key, value in handler.headers.items()}
         with self._lock:
             self.requests.append((method, parts.path, params, headers))
+        if self.on_request is not None:
+            self.on_request(method, parts.path)
         status, answer = self._answer(method, parts.path, params, headers)
         data = json.dumps(answer).encode()
         handler.send_response(status)
