@@ -311,27 +311,49 @@ def _owe_losers_copies(losers: list[Finished]) -> None:
     The stop owed its generation's image names too, but its removal may have run
     before these copies landed (a cancel while Cloudinary was still fetching).
     Copies of a generation that succeeded (another writer recorded the same result,
-    under the same names) are its images: they stay. So do copies of a generation
-    still active (an attempt that timed out while its worker copied, or a staff retry):
-    its next copies go to the same names, and if it ends without success its stop
-    owes them."""
+    under the same names) are its images: they stay while its row points to that name
+    or still waits for its copy (a retry lands on the same name). Otherwise they are
+    surplus: a second copier (fal's webhook made the job due while a status check was
+    copying it) can land its copy after the first recorded the success and the owner
+    deleted the image, or made it private and it moved off that name; the deletion's
+    removal or the move ran before this copy landed, and no row points there again.
+    Copies of a generation still active (an attempt that timed out while its worker
+    copied, or a staff retry) stay: its next copies go to the same names, and if it
+    ends without success its stop owes them."""
     copies = [
-        (item.generation.pk, copy.key)
+        (item.generation.pk, index, copy.key)
         for item in losers
-        for _, _, copy in item.kept
+        for index, _, copy in item.kept
         if copy.outcome == persistence.Outcome.PERSISTED and copy.key
     ]
     if not copies:
         return
-    ended = set(
-        Generation.objects.filter(
-            pk__in={generation_id for generation_id, _ in copies},
-            status__in=(Generation.Status.FAILED, Generation.Status.CANCELED),
-        ).values_list("pk", flat=True)
+    statuses = dict(
+        Generation.objects.filter(pk__in={generation_id for generation_id, _, _ in copies}).values_list("pk", "status")
+    )
+    ended = (Generation.Status.FAILED, Generation.Status.CANCELED)
+    rows = {
+        (generation_id, index): (persisted, storage_key)
+        for generation_id, index, persisted, storage_key in Media.objects.filter(
+            generation_id__in=[pk for pk, status in statuses.items() if status == Generation.Status.SUCCEEDED]
+        ).values_list("generation_id", "index", "persisted", "storage_key")
+    }
+
+    def surplus(generation_id: uuid.UUID, index: int, key: str) -> bool:
+        if statuses.get(generation_id) != Generation.Status.SUCCEEDED:
+            return False
+        row = rows.get((generation_id, index))
+        return row is None or (row[0] and row[1] != key)
+
+    revoke.stored_removal_owe(
+        objects=revoke.where_stored([key for generation_id, _, key in copies if statuses.get(generation_id) in ended]),
+        reason=StoredRemoval.Reason.GENERATION_STOPPED,
     )
     revoke.stored_removal_owe(
-        objects=revoke.where_stored([key for generation_id, key in copies if generation_id in ended]),
-        reason=StoredRemoval.Reason.GENERATION_STOPPED,
+        objects=revoke.where_stored(
+            [key for generation_id, index, key in copies if surplus(generation_id, index, key)]
+        ),
+        reason=StoredRemoval.Reason.SURPLUS_COPY,
     )
 
 

@@ -399,6 +399,59 @@ def test_a_copy_owed_again_while_the_cancels_removal_waits_for_its_answer_stays_
     assert copy.key not in fake_cloudinary.assets
 
 
+@pytest.mark.parametrize("owner_action", ["delete", "make_private"])
+@pytest.mark.django_db(transaction=True)
+def test_a_second_copy_that_lands_after_the_owner_deleted_or_moved_the_image_is_removed(
+    user, fake_fal, fake_cloudinary, owner_action
+):
+    """Two copiers of one job: the poller's check copies fal's answer while fal's webhook
+    stores it and makes the job due again, so a second round copies what the webhook
+    stored. The first records the success, and the owner deletes the image (its removal
+    is done) or makes it private (it moves off its public name), while Cloudinary still
+    fetches the second copy. That copy lands under the image's first name, which no row
+    points to any more: its copier, losing the recording, must owe it."""
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    polled = _copied_not_recorded(generation)
+    [(_, _, copy)] = polled.kept
+    attempt = polled.attempt
+    result = {"images": [{"url": f"{fake_fal.base_url}/files/{attempt.fal_job_id}/0.png"}]}
+    assert services.generation_webhook(request_id=attempt.fal_job_id, status="OK", payload=result) == "completed"
+
+    def first_records_then_the_owner_acts(upload: dict) -> None:
+        # On the fake's thread, while Cloudinary fetches fal's file for the second copier.
+        fake_cloudinary.before_upload = None
+        try:
+            services.generations_finish(finished=[polled])
+            media = Media.objects.get(generation=generation)
+            if owner_action == "delete":
+                services.media_delete(user=user, media_id=media.pk)
+            else:
+                services.media_set_public(user=user, media_id=media.pk, is_public=True)
+                services.media_set_public(user=user, media_id=media.pk, is_public=False)
+        finally:
+            connection.close()
+        assert copy.key not in fake_cloudinary.assets  # removed, or moved to a fresh name
+
+    fake_cloudinary.before_upload = first_records_then_the_owner_acts
+    stored = _copied_not_recorded(generation)  # the second claim copies what the webhook stored
+    fake_cloudinary.before_upload = None
+    assert copy.key in fake_cloudinary.assets
+    services.generations_finish(finished=[stored])  # lost: the generation succeeded already
+
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.SUCCEEDED
+    run_upkeep()
+    assert copy.key not in fake_cloudinary.assets, "a copy no row points to, owed by nobody"
+    assert not StoredRemoval.objects.exists()
+    if owner_action == "delete":
+        assert not Media.objects.filter(generation=generation).exists()
+        assert not fake_cloudinary.assets
+    else:
+        media = Media.objects.get(generation=generation)
+        assert not media.is_public and media.storage_key != copy.key
+        assert list(fake_cloudinary.assets) == [media.storage_key]
+
+
 def _canceled_with_its_copies_owed(user, fake_cloudinary) -> Generation:
     """A generation canceled after a worker copied its result, while Cloudinary refused
     the removal: the stop's removal of its copies stays owed."""
