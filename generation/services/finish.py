@@ -219,10 +219,10 @@ def _record(items: list[Finished]) -> None:
         # Attempts first, then generations, like every other writer of both, so none of
         # them waits on another in a circle. An attempt the webhook already marked
         # succeeded (its answer stored) is still this job's to finish.
-        open_attempts = set(
+        open_attempts = dict(
             Attempt.objects.select_for_update()
             .filter(pk__in=[item.attempt.pk for item in items], status__in=(*IN_FLIGHT, Attempt.Status.SUCCEEDED))
-            .values_list("pk", flat=True)
+            .values_list("pk", "status")
         )
         running = set(
             Generation.objects.select_for_update()
@@ -272,11 +272,32 @@ def _record(items: list[Finished]) -> None:
                     Attempt.objects.filter(pk=item.attempt.pk).update(blocked_images=item.blocked)
                 if item.gone:  # dead links help nobody; the others stay
                     Media.objects.filter(generation=item.generation, index__in=item.gone).delete()
+            # An image the webhook stored (listed at fal's URL at once) and whose row is
+            # gone was deleted by its owner while the worker copied it: recreating its row
+            # would bring it back, and its copy is nobody's. Locked, so that a deletion
+            # still to commit either goes first or waits and reads the copy's key.
+            stored = [item for item in winners if open_attempts[item.attempt.pk] == Attempt.Status.SUCCEEDED]
+            present = set(
+                Media.objects.select_for_update()
+                .filter(generation__in=[item.generation.pk for item in stored])
+                .values_list("generation_id", "index")
+            ) if stored else set()  # fmt: skip
+            deleted = {(item.generation.pk, index) for item in stored for index, _, _ in item.kept} - present
             media = [
                 _media_for(item.generation, item.attempt, index, output, copy, now=now)
                 for item in winners
                 for index, output, copy in item.kept
+                if (item.generation.pk, index) not in deleted
             ]
+            revoke.stored_removal_owe(
+                objects=revoke.where_stored(
+                    copy.key
+                    for item in winners
+                    for index, _, copy in item.kept
+                    if (item.generation.pk, index) in deleted and copy.outcome == persistence.Outcome.PERSISTED
+                ),
+                reason=StoredRemoval.Reason.SURPLUS_COPY,
+            )
             # Rows a webhook stored (at fal's URLs) become the copies'.
             Media.objects.bulk_create(
                 media,

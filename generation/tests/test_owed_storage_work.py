@@ -452,6 +452,42 @@ def test_a_second_copy_that_lands_after_the_owner_deleted_or_moved_the_image_is_
         assert list(fake_cloudinary.assets) == [media.storage_key]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_an_image_the_webhook_stored_and_the_owner_deleted_while_it_was_copied_stays_deleted(
+    user, fake_fal, fake_cloudinary
+):
+    """fal's webhook stores the result (the image is listed at fal's address at once)
+    and the worker copies it; the owner deletes the image while Cloudinary fetches it.
+    Recording the success must not bring the deleted image back, and its copy, which no
+    row points to, is owed."""
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    services.generation_poll_due(limit=10)  # submitted
+    fake_fal.complete_all()
+    attempt = generation.attempts.get()
+    result = {"images": [{"url": f"{fake_fal.base_url}/files/{attempt.fal_job_id}/0.png"}]}
+    assert services.generation_webhook(request_id=attempt.fal_job_id, status="OK", payload=result) == "completed"
+    stored = Media.objects.get(generation=generation)
+    assert not stored.persisted
+
+    def owner_deletes_it_meanwhile(upload: dict) -> None:
+        # On the fake's thread, while Cloudinary fetches fal's file for the worker.
+        fake_cloudinary.before_upload = None
+        try:
+            services.media_delete(user=user, media_id=stored.pk)
+        finally:
+            connection.close()
+
+    fake_cloudinary.before_upload = owner_deletes_it_meanwhile
+    run_worker(generation)
+    fake_cloudinary.before_upload = None
+
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert not Media.objects.filter(generation=generation).exists(), "the deleted image came back"
+    run_upkeep()
+    assert not fake_cloudinary.assets, "a copy no row points to, owed by nobody"
+    assert not StoredRemoval.objects.exists()
+
+
 def _canceled_with_its_copies_owed(user, fake_cloudinary) -> Generation:
     """A generation canceled after a worker copied its result, while Cloudinary refused
     the removal: the stop's removal of its copies stays owed."""
