@@ -87,9 +87,15 @@ def _image_lost(media: Media) -> None:
     """
     generation = media.generation
     with transaction.atomic():
-        Media.objects.filter(pk=media.pk).update(
+        # Only a row still not saved: another try of its copy (staff's "save now" while
+        # the worker's retry runs) may have saved it before fal deleted its file, and an
+        # image its owner deleted meanwhile was not lost on our side (deleting gives
+        # nothing back); either way there is nothing to hide and nothing to refund.
+        hidden = Media.objects.filter(pk=media.pk, persisted=False).update(
             persist_next_at=None, is_public=False, hidden=True, hidden_reason="Lost: fal deleted it before it was saved"
         )
+        if not hidden:
+            return
         kept = Media.objects.filter(generation=generation).exclude(hidden=True, persisted=False).exists()
         if kept:
             return

@@ -4,6 +4,7 @@ the credits back, once; staff see it in the admin."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from credits.models import CreditEntry
@@ -85,3 +86,69 @@ def test_the_owner_reads_why_the_credits_came_back_in_their_language(
     page = client.get("/accounts/", headers={"accept-language": language}).content.decode()
     assert expected in page
     assert "lost at fal" not in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_try_that_finds_fal_s_file_gone_after_another_try_saved_it_keeps_the_image(
+    user, fake_fal, fake_cloudinary
+):
+    """Two tries of one image's copy at once (staff's "save now" while the worker's retry
+    runs): one saves it, then fal deletes its file before the other's fetch. The image is
+    saved; the late try's "gone" must neither hide it nor give its credits back."""
+    fake_cloudinary.fail_uploads(status=500, times=1)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    run_worker(generation)
+    media = generation.media.get()
+    assert generation.status == Generation.Status.SUCCEEDED and not media.persisted
+
+    def another_try_saves_it_then_fal_deletes_the_file(upload: dict) -> None:
+        # On the fake's thread, before Cloudinary fetches fal's file for the worker's retry.
+        fake_cloudinary.before_upload = None
+        try:
+            services.media_persist(media_id=media.pk)  # staff's "save now"
+        finally:
+            connection.close()
+        fake_fal.expire_files()
+
+    fake_cloudinary.before_upload = another_try_saves_it_then_fal_deletes_the_file
+    services.media_persist(media_id=media.pk, reschedule=True)  # the worker's retry
+
+    media.refresh_from_db()
+    generation.refresh_from_db()
+    assert media.persisted and media.storage_key in fake_cloudinary.assets
+    assert not media.hidden, media.hidden_reason
+    assert generation.error_code == ""
+    assert balance(user) == 28  # captured, not given back
+    assert find_ledger_problems(users=[user]) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_image_deleted_while_its_copy_is_retried_gives_nothing_back_when_fal_s_file_is_gone(
+    user, fake_fal, fake_cloudinary
+):
+    """The owner deletes an image not saved yet while the worker retries its copy, and
+    fal's file is gone by then: nothing was lost on our side (deleting an image gives
+    nothing back), so its credits stay captured."""
+    fake_cloudinary.fail_uploads(status=500, times=1)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    run_worker(generation)
+    media = generation.media.get()
+    assert generation.status == Generation.Status.SUCCEEDED and not media.persisted
+
+    def owner_deletes_it_and_fal_deletes_the_file(upload: dict) -> None:
+        # On the fake's thread, before Cloudinary fetches fal's file for the worker's retry.
+        fake_cloudinary.before_upload = None
+        try:
+            services.media_delete(user=user, media_id=media.pk)
+        finally:
+            connection.close()
+        fake_fal.expire_files()
+
+    fake_cloudinary.before_upload = owner_deletes_it_and_fal_deletes_the_file
+    services.media_persist(media_id=media.pk, reschedule=True)  # the worker's retry
+
+    generation.refresh_from_db()
+    assert not generation.media.exists()
+    assert generation.error_code == ""
+    assert balance(user) == 28  # captured, not given back
+    assert find_ledger_problems(users=[user]) == []
