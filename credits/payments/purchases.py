@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
@@ -175,10 +176,7 @@ def purchase_grant(
     """
     with transaction.atomic():
         purchase = (
-            Purchase.objects.select_for_update(of=("self",))
-            .filter(pk=purchase_id)
-            .select_related("pack", "user")
-            .first()
+            Purchase.objects.select_for_update(of=("self",)).filter(pk=purchase_id).select_related("pack").first()
         )
         if purchase is None:
             return Outcome.UNKNOWN
@@ -207,8 +205,14 @@ def purchase_grant(
         # purchases) this row, so locking the user here would be the reverse order. The
         # two still serialise on this row: a deletion that committed first is seen
         # here; one that comes after finds the purchase paid and credited, as it finds
-        # any credits the account holds.
-        account_closed = purchase.user is None or not purchase.user.is_active
+        # any credits the account holds. Read in a query of its own, after the row lock:
+        # on PostgreSQL the locking query above, had it waited for a deletion's commit,
+        # returns this row as the deletion left it but the joined user as it was when
+        # the query began, still active, and the closed account would be credited.
+        account_closed = (
+            purchase.user_id is None
+            or not get_user_model().objects.filter(pk=purchase.user_id, is_active=True).exists()
+        )
         now = timezone.now()
         Purchase.objects.filter(pk=purchase.pk).update(
             status=Status.PAID,

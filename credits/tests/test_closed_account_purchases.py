@@ -6,9 +6,12 @@ at Stripe. Every test checks the ledger (`find_ledger_problems`)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from django.core import mail
+from django.db import connection, transaction
 from django.test import Client
 
 from credits.models import CreditEntry, Purchase
@@ -122,3 +125,58 @@ def test_check_ledger_reports_a_purchase_paid_after_closing_that_was_credited_an
     problems = find_ledger_problems(users=[user])
 
     assert any(f"purchase {paid_purchase.pk} (paid): credited [50], expected []" in problem for problem in problems)
+
+
+def _waiting_for_a_lock() -> bool:
+    """Whether another connection waits for a lock this one holds (pg_locks is read live)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_confirmed_while_the_deletion_commits_is_flagged_for_a_refund_not_credited(
+    api_client, user, fake_stripe
+):
+    """The webhook for a paid checkout arrives while the account's deletion is committing:
+    the deletion has expired the purchase (and holds its row), the grant waits for that
+    row. Once the deletion commits the grant must see the account closed, as it would had
+    it arrived a moment later: the buyer's money is flagged for a refund, not left as
+    credits on an account nobody can use."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: SQLite runs one writing transaction at a time, so the grant can "
+            "never start while the deletion is still to commit"
+        )
+    purchase = start_checkout(api_client)
+    session = fake_stripe.pay(purchase.stripe_session_id)
+    answers: list[object] = []
+
+    def webhook() -> None:
+        try:
+            answers.append(deliver("checkout.session.completed", session).json()["outcome"])
+        except Exception as exc:  # reported below, not lost in the thread
+            answers.append(exc)
+        finally:
+            connection.close()
+
+    delivering = threading.Thread(target=webhook)
+    with transaction.atomic():
+        # The deletion's transaction, done but not committed: the account is closed and the
+        # purchase expired, its row locked until the commit.
+        account_delete(user=User.objects.get(pk=user.pk), confirm=user.email)
+        delivering.start()
+        deadline = time.monotonic() + 10
+        while not _waiting_for_a_lock():
+            assert time.monotonic() < deadline, "the grant never waited for the deletion"
+            time.sleep(0.02)
+    delivering.join(20)
+
+    purchase.refresh_from_db()
+    assert answers == ["account_closed"]
+    assert (purchase.status, purchase.paid_after_account_closed, purchase.needs_attention) == ("paid", True, True)
+    assert not CreditEntry.objects.filter(purchase=purchase).exists() and purchased(user) == 0
+    assert_clean(user)
