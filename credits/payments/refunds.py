@@ -4,7 +4,7 @@ giving back what a dispute took when the merchant wins it.
 Stripe's refund events (`charge.refunded`, full or partial, and `charge.refund.updated`)
 end in `purchase_refunds_apply`, which asks Stripe what the payment's refunds return now
 and takes credits back when that grew (`purchase_take_back`, where `charge.dispute.created`
-and an offline purchase refunded by staff also end) or gives them back when it shrank (a
+(through `purchase_dispute_open`) and an offline purchase refunded by staff also end) or gives them back when it shrank (a
 refund failed or was canceled: `_refund_reverse`, the one writer of that return). Staff's
 refund button (`purchase_refund`) only asks Stripe, and the credits follow from its event.
 A dispute that ends in the merchant's favour (`charge.dispute.closed` won, its
@@ -16,6 +16,7 @@ reserved for generations still running are taken when those generations are refu
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from typing import TYPE_CHECKING
@@ -36,6 +37,8 @@ from .purchases import Outcome, flag_for_staff
 if TYPE_CHECKING:
     from generation.models import Generation
     from stefna.accounts.models import User
+
+logger = logging.getLogger("credits.payments")
 
 Status = Purchase.Status
 
@@ -261,6 +264,46 @@ def generation_charge_refund(*, generation: Generation, note: str = "", by: User
             )
             flag_for_staff(purchase, f"Took back {taken} more credits: generation {generation.pk} was refunded.")
     return entry
+
+
+# How a dispute ends in the merchant's favour: won, or an inquiry (no money was withdrawn)
+# closed without becoming a chargeback. `lost` leaves the dispute's take as it is: the
+# cardholder got the money back. A closed inquiry's purchase refunded in full meanwhile
+# stays without credits (`purchase_dispute_won` keeps the refunds' share).
+DISPUTE_ENDINGS_FOR_THE_MERCHANT = frozenset({"won", "warning_closed"})
+
+
+def purchase_dispute_open(*, purchase_id: uuid.UUID | str, dispute_id: str) -> Outcome:
+    """A dispute opened (`charge.dispute.created`): take back what it takes
+    (`purchase_take_back`), unless Stripe says it has already ended in our favour. Stripe
+    does not deliver in order: an opening that comes after the favourable ending, which
+    found nothing disputed and gave nothing back, must not keep the credits from a buyer
+    whose payment we kept.
+
+    Stripe is asked while the purchase's row is locked, as for refund events
+    (`purchase_refunds_apply`): unlocked, an ending handled while Stripe's answer (still
+    open) was on its way found nothing disputed, and the opening then took the credits
+    for good. Locked, that ending waits for this and gives back what it took.
+    """
+    with transaction.atomic():
+        if Purchase.objects.select_for_update().filter(pk=purchase_id).first() is None:
+            return Outcome.UNKNOWN
+        if _already_ended_for_the_merchant(dispute_id):
+            return Outcome.ALREADY_DONE
+        return purchase_take_back(purchase_id=purchase_id, dispute=dispute_id or "opened")
+
+
+def _already_ended_for_the_merchant(dispute_id: str) -> bool:
+    """Whether Stripe says the dispute has already ended in our favour. When Stripe cannot
+    say (unreachable, an unknown id), the opening is acted on, as it almost always should be."""
+    if not dispute_id:
+        return False
+    try:
+        current = stripe_api.dispute_retrieve(dispute_id=dispute_id)
+    except DomainError:
+        logger.warning("dispute %s: could not ask Stripe how it stands; taking back", dispute_id, exc_info=True)
+        return False
+    return current.get("status") in DISPUTE_ENDINGS_FOR_THE_MERCHANT
 
 
 def purchase_dispute_won(*, purchase_id: uuid.UUID | str, dispute: str) -> Outcome:

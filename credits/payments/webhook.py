@@ -22,7 +22,6 @@ from django.db import IntegrityError, transaction
 from credits.exceptions import InvalidWebhook
 from credits.models import Purchase, StripeEvent
 from credits.selectors import purchase_for_payment
-from stefna.errors import DomainError
 
 from . import stripe_api
 from .purchases import (
@@ -32,7 +31,12 @@ from .purchases import (
     purchase_id_of,
     purchase_reconcile,
 )
-from .refunds import purchase_dispute_won, purchase_refunds_apply, purchase_take_back
+from .refunds import (
+    DISPUTE_ENDINGS_FOR_THE_MERCHANT,
+    purchase_dispute_open,
+    purchase_dispute_won,
+    purchase_refunds_apply,
+)
 
 logger = logging.getLogger("credits.payments")
 
@@ -142,33 +146,7 @@ def _on_dispute(dispute: dict[str, Any]) -> Handled:
     purchase = _paid_purchase(str(dispute.get("payment_intent") or ""), dispute.get("metadata") or {})
     if purchase is None:
         return Outcome.UNKNOWN, None
-    if _already_ended_for_the_merchant(str(dispute.get("id") or "")):
-        # Stripe does not deliver in order: this opening came after the dispute's
-        # favourable ending, which found nothing disputed and gave nothing back. Taking
-        # the credits now would keep them from a buyer whose payment we kept.
-        return Outcome.ALREADY_DONE, purchase.pk
-    outcome = purchase_take_back(purchase_id=purchase.pk, dispute=str(dispute.get("id") or "opened"))
-    return outcome, purchase.pk
-
-
-def _already_ended_for_the_merchant(dispute_id: str) -> bool:
-    """Whether Stripe says the dispute has already ended in our favour. When Stripe cannot
-    say (unreachable, an unknown id), the opening is acted on, as it almost always should be."""
-    if not dispute_id:
-        return False
-    try:
-        current = stripe_api.dispute_retrieve(dispute_id=dispute_id)
-    except DomainError:
-        logger.warning("dispute %s: could not ask Stripe how it stands; taking back", dispute_id, exc_info=True)
-        return False
-    return current.get("status") in DISPUTE_ENDINGS_FOR_THE_MERCHANT
-
-
-# How a dispute ends in the merchant's favour: won, or an inquiry (no money was withdrawn)
-# closed without becoming a chargeback. `lost` leaves the dispute's take as it is: the
-# cardholder got the money back. A closed inquiry's purchase refunded in full meanwhile
-# stays without credits (`purchase_dispute_won` keeps the refunds' share).
-DISPUTE_ENDINGS_FOR_THE_MERCHANT = frozenset({"won", "warning_closed"})
+    return purchase_dispute_open(purchase_id=purchase.pk, dispute_id=str(dispute.get("id") or "")), purchase.pk
 
 
 def _on_dispute_closed(dispute: dict[str, Any]) -> Handled:

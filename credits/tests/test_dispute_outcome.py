@@ -5,7 +5,10 @@ a real signed delivery to `POST /api/stripe/webhook`; every test checks the ledg
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection
 
 from credits import ledger
 from credits.models import CreditEntry
@@ -126,4 +129,45 @@ def test_a_lost_dispute_whose_ending_arrives_first_still_takes_the_credits_back(
     assert deliver("charge.dispute.created", dispute).json()["outcome"] == "taken_back"
 
     assert taken_state(paid_purchase) == ("disputed", 50, 0) and purchased(user) == 0
+    assert_clean(user)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_dispute_won_while_its_opening_waits_for_stripes_answer_takes_nothing(paid_purchase, user, fake_stripe):
+    """The opening's delivery asks Stripe how the dispute stands; Stripe's answer (still
+    open) is on its way when the dispute is won and its ending is delivered and handled.
+    The opening must not then take the credits of a buyer whose payment we kept."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: SQLite runs one writing transaction at a time, so the ending can "
+            "never be handled while the opening's transaction is still to commit"
+        )
+    dispute = fake_stripe.dispute(paid_purchase.stripe_payment_intent_id)
+    ending: list[object] = []
+
+    def deliver_the_ending() -> None:
+        try:
+            ending.append(deliver("charge.dispute.closed", fake_stripe.close_dispute(dispute["id"], "won")).status_code)
+        except Exception as exc:  # reported below, not lost in the thread
+            ending.append(exc)
+        finally:
+            connection.close()
+
+    ending_delivery = threading.Thread(target=deliver_the_ending)
+
+    def won_while_the_answer_travels(method: str, path: str) -> None:
+        if method == "GET" and path.endswith(dispute["id"]):
+            fake_stripe.after_answer = None
+            ending_delivery.start()
+            ending_delivery.join(5)  # handled meanwhile, unless it waits for the opening
+
+    fake_stripe.after_answer = won_while_the_answer_travels
+
+    opening = deliver("charge.dispute.created", dispute)
+    ending_delivery.join(20)
+
+    assert opening.status_code == 200 and ending == [200]
+    assert taken_state(paid_purchase) == ("paid", 0, 0)
+    assert purchased(user) == 50, "the merchant kept the money: the buyer keeps the credits"
     assert_clean(user)

@@ -104,6 +104,9 @@ class FakeStripe:
             self._failure: int | None = None
             # Called on the fake's thread with (method, path) before each answer.
             self.on_request: Callable[[str, str], None] | None = None
+            # Called on the fake's thread with (method, path) once the answer is decided,
+            # before it is sent: what happens meanwhile is news the answer does not carry.
+            self.after_answer: Callable[[str, str], None] | None = None
 
     # --- test-side knobs -----------------------------------------------------------
     def fail_requests(self, status: int | None = 500) -> None:
@@ -281,6 +284,8 @@ class FakeStripe:
             self.on_request(method, parts.path)
         status, answer = self._answer(method, parts.path, params, headers)
         data = json.dumps(answer).encode()
+        if self.after_answer is not None:
+            self.after_answer(method, parts.path)
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
