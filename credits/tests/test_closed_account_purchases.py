@@ -139,7 +139,7 @@ def _waiting_for_a_lock() -> bool:
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_a_payment_confirmed_while_the_deletion_commits_is_flagged_for_a_refund_not_credited(
-    api_client, user, fake_stripe
+    seeded_packs, api_client, user, fake_stripe
 ):
     """The webhook for a paid checkout arrives while the account's deletion is committing:
     the deletion has expired the purchase (and holds its row), the grant waits for that

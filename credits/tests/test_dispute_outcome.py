@@ -134,7 +134,9 @@ def test_a_lost_dispute_whose_ending_arrives_first_still_takes_the_credits_back(
 
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_a_dispute_won_while_its_opening_waits_for_stripes_answer_takes_nothing(paid_purchase, user, fake_stripe):
+def test_a_dispute_won_while_its_opening_waits_for_stripes_answer_takes_nothing(
+    seeded_packs, paid_purchase, user, fake_stripe
+):
     """The opening's delivery asks Stripe how the dispute stands; Stripe's answer (still
     open) is on its way when the dispute is won and its ending is delivered and handled.
     The opening must not then take the credits of a buyer whose payment we kept."""
