@@ -88,6 +88,17 @@ def test_the_owner_reads_why_the_credits_came_back_in_their_language(
     assert "lost at fal" not in page
 
 
+def _succeeded_with_its_copy_to_retry(user, fake_cloudinary):  # type: ignore[no-untyped-def]
+    """A generation that succeeded while Cloudinary refused its copy: its image is shown
+    from fal's address until a retry saves it."""
+    fake_cloudinary.fail_uploads(status=500, times=1)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    run_worker(generation)
+    media = generation.media.get()
+    assert generation.status == Generation.Status.SUCCEEDED and not media.persisted
+    return generation, media
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_copy_try_that_finds_fal_s_file_gone_after_another_try_saved_it_keeps_the_image(
     user, fake_fal, fake_cloudinary
@@ -95,11 +106,7 @@ def test_a_copy_try_that_finds_fal_s_file_gone_after_another_try_saved_it_keeps_
     """Two tries of one image's copy at once (staff's "save now" while the worker's retry
     runs): one saves it, then fal deletes its file before the other's fetch. The image is
     saved; the late try's "gone" must neither hide it nor give its credits back."""
-    fake_cloudinary.fail_uploads(status=500, times=1)
-    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
-    run_worker(generation)
-    media = generation.media.get()
-    assert generation.status == Generation.Status.SUCCEEDED and not media.persisted
+    generation, media = _succeeded_with_its_copy_to_retry(user, fake_cloudinary)
 
     def another_try_saves_it_then_fal_deletes_the_file(upload: dict) -> None:
         # On the fake's thread, before Cloudinary fetches fal's file for the worker's retry.
@@ -129,11 +136,7 @@ def test_an_image_deleted_while_its_copy_is_retried_gives_nothing_back_when_fal_
     """The owner deletes an image not saved yet while the worker retries its copy, and
     fal's file is gone by then: nothing was lost on our side (deleting an image gives
     nothing back), so its credits stay captured."""
-    fake_cloudinary.fail_uploads(status=500, times=1)
-    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
-    run_worker(generation)
-    media = generation.media.get()
-    assert generation.status == Generation.Status.SUCCEEDED and not media.persisted
+    generation, media = _succeeded_with_its_copy_to_retry(user, fake_cloudinary)
 
     def owner_deletes_it_and_fal_deletes_the_file(upload: dict) -> None:
         # On the fake's thread, before Cloudinary fetches fal's file for the worker's retry.
