@@ -26,7 +26,7 @@ UI's rhythm and stay out of the stretch where a job is likely finishing, from th
 watch's start to CALLBACK_GRACE_SECONDS after a slow job's finish, whenever the rhythm
 allows (`_delay_with_callbacks`); a check after it catches a callback that never came.
 
-An attempt's duration is measured from `started_at` (written just before the
+An attempt's duration is measured from `started_at` (when fal accepted the
 submission) to `finished_at`, which is when we learned fal had finished: the webhook's
 arrival, or the status check that saw COMPLETED (`finish.Finished.seen_at`), not when
 the images had been copied. Measured that way a late check can only make the next

@@ -310,8 +310,12 @@ def submit_attempt(
         generation_release(generation_id=generation.pk, seconds=min(30.0, max(2.0, waited)))
         return False
     # Stored right away: from here on a crash resumes from this id instead of paying twice.
+    # The attempt's clock starts again now that fal has the job: FAL_ATTEMPT_TIMEOUT_SECONDS
+    # bounds its time at fal. Time spent getting it there (a 429 and the wait for a slot
+    # after it, which can be longer than the bound, or retries) would otherwise time the
+    # job out at its first check and cancel it at fal unfinished (and skew pace.py's times).
     stored = Attempt.objects.filter(pk=attempt.pk, status=Attempt.Status.SUBMITTING).update(
-        fal_job_id=request_id, status=Attempt.Status.QUEUED, error=""
+        fal_job_id=request_id, status=Attempt.Status.QUEUED, error="", started_at=timezone.now()
     )
     if not stored:
         # The attempt was canceled while we were submitting: stop the job at fal too.

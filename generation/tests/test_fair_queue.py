@@ -17,7 +17,7 @@ from credits import ledger
 from credits.models import CreditEntry
 from generation import services
 from generation.models import Attempt, Generation
-from generation.registry import FAST_SDXL_I2I
+from generation.registry import FAST_SDXL_I2I, GHIBLIFY
 from generation.services import schedule
 from generation.services.schedule import Waiting, fair_order
 from generation.tests.pipeline_helpers import run_worker, start_generation
@@ -236,6 +236,47 @@ def test_a_429_sends_the_job_back_to_waiting_and_halves_the_limit(user, one_mode
     assert len(fake_fal.jobs) == 1
     assert CreditEntry.objects.filter(generation=generation, reason="reserve").count() == 1
     assert CreditEntry.objects.filter(generation=generation, reason="capture").count() == 1
+
+
+def test_a_job_sent_again_after_a_429_gets_its_whole_time_at_fal(one_model, fake_fal, settings):
+    # The attempt fal refused waits for its turn again, here for longer than an attempt
+    # may take at fal (slots are scarce after the 429). Once fal accepts it, the time it
+    # waited with us must not count as time at fal: checked at once, it would be canceled
+    # there as timed out, and the generation failed for a model that never failed.
+    settings.FAL_MAX_CONCURRENT = 2  # a 429 leaves 1, for QUIET_SECONDS
+    settings.FAL_ATTEMPT_TIMEOUT_SECONDS = 20
+    fake_fal.manual = True
+    fake_fal.fail_submit(FAST_SDXL_I2I, status=429, times=2)  # (fal-client tries twice)
+    other_model = PresetFactory(model_chain=[GHIBLIFY])
+    bob = _funded_user("bob@example.com")
+    first, second = _queue(bob, other_model, 2)  # older than ann's job: second goes before it
+    [refused] = _queue(_funded_user("ann@example.com"), one_model, 1)
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        _round()
+        assert _statuses([first, refused, second]) == [S.RUNNING, S.QUEUED, S.QUEUED]
+
+        clock.shift(dt.timedelta(seconds=15))
+        fake_fal.complete_all()
+        _round()  # the first finishes
+        _round()  # its slot goes to the second (older, and both users have none in flight)
+        assert _statuses([first, refused, second]) == [S.SUCCEEDED, S.QUEUED, S.RUNNING]
+
+        clock.shift(dt.timedelta(seconds=schedule.QUIET_SECONDS - 15))  # a slot back; 30 s waited
+        _round()
+        assert _statuses([refused, second]) == [S.RUNNING, S.RUNNING]  # sent again, accepted
+
+        clock.shift(dt.timedelta(seconds=2))
+        _round()  # its first check at fal
+        refused.refresh_from_db()
+        [attempt] = refused.attempts.all()
+        assert refused.status == S.RUNNING, refused.error_message
+        assert attempt.status in (Attempt.Status.QUEUED, Attempt.Status.RUNNING)
+        assert not fake_fal.job_for(attempt.fal_job_id).canceled
+
+        fake_fal.complete_all()
+        run_worker(refused)
+    assert refused.status == S.SUCCEEDED
+    assert len(fake_fal.submissions(FAST_SDXL_I2I)) == 2 + 1  # the refused pair, then once
 
 
 def test_a_burst_of_429s_lowers_the_limit_once_and_it_recovers_step_by_step(db, settings):
