@@ -64,10 +64,11 @@ def generation_stop(
 
     In one transaction: the conditional UPDATE out of queued/running (only one caller
     wins it, so a cancel racing the worker's failure refunds once), its attempts in
-    flight ended, any images of a result that raced it deleted (nobody pays for them),
-    the removal of any copies of them owed (services/revoke.py: tried once this
-    commits, retried by the worker until storage confirms; a copier still at work owes
-    its own copies when it loses), and the refund through the ledger. With
+    flight ended (and one whose answer a webhook stored, not recorded yet), any images
+    of a result that raced it deleted (nobody pays for them), the removal of any copies
+    of them owed (services/revoke.py: tried once this commits, retried by the worker
+    until storage confirms; a copier still at work owes its own copies when it loses),
+    and the refund through the ledger. With
     `refund_if_final`, a generation that is already final but was never settled is
     refunded too (staff's refund action); the ledger refuses a second settlement, and
     then AlreadySettled rolls everything back. After the commit, the jobs at fal are
@@ -93,10 +94,16 @@ def generation_stop(
         refund = None
         if stopped:
             in_flight = [attempt for attempt in attempts if attempt.status in IN_FLIGHT]
+            # An answer fal's webhook stored that no worker has recorded yet (its attempt
+            # `succeeded`, the generation still running) ends with the generation too.
+            # Left `succeeded`, a worker holding its copies would record it later as the
+            # success of whatever runs then: a staff retry, charged and finished with the
+            # images this stop deletes, its own job left at fal.
+            unrecorded = [attempt for attempt in attempts if attempt.status == Attempt.Status.SUCCEEDED]
             ended = {"status": attempts_end_as, "finished_at": now}
             if attempts_end_as == Attempt.Status.FAILED:
                 ended["error"] = message[:2000]
-            Attempt.objects.filter(pk__in=[a.pk for a in in_flight]).update(**ended)
+            Attempt.objects.filter(pk__in=[a.pk for a in [*in_flight, *unrecorded]]).update(**ended)
             # Images of a result that raced the stop are not kept: the user is refunded.
             Media.objects.filter(generation=generation).delete()
             # Any job fal may have finished may have copies under the generation's image

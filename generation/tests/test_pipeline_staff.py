@@ -12,6 +12,7 @@ from generation import services
 from generation.exceptions import InvalidTransition
 from generation.models import Generation
 from generation.registry import FAST_SDXL_I2I, GHIBLIFY
+from generation.services.finish import Finished
 from generation.tests.pipeline_helpers import balance, run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from stefna.errors import NotFound
@@ -132,3 +133,44 @@ def test_media_persist_saves_now(user, fake_fal, fake_cloudinary):
     assert saved.persisted and saved.url == f"/images/{saved.storage_key}"
     with pytest.raises(NotFound):
         services.media_persist(media_id="00000000-0000-0000-0000-000000000000")
+
+
+def test_a_result_held_from_before_a_cancel_never_finishes_the_staff_retry(client, user, fake_fal):
+    # fal's webhook stored the first run's answer; a worker copied it and holds it until
+    # its next round. Meanwhile the owner cancels (refunded) and staff retry (charged
+    # again), and the retry is at fal. What the worker held belongs to the canceled run:
+    # recording it must neither finish the retry (with images the cancel deleted, charged,
+    # the retry's job left running at fal) nor touch it.
+    fake_fal.manual = True
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]))
+    run_worker(rounds=1)
+    first = generation.attempts.get()
+    fake_fal.advance(first.fal_job_id, steps=3)
+    body, headers = fake_fal.webhook_request(first.fal_job_id)
+    extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "Content-Type"}
+    assert client.post("/api/fal/webhook", data=body, content_type="application/json", **extra).json() == {
+        "status": "completed"
+    }
+    [held] = [
+        future.result()
+        for future in services.generation_poll_batch(generation_ids=services.generation_claim_due(limit=10))
+    ]
+    assert isinstance(held, Finished) and held.kept
+
+    services.generation_cancel(generation_id=generation.pk, user=user)
+    services.generation_retry(generation_id=generation.pk)
+    run_worker(rounds=1)
+    second = generation.attempts.exclude(pk=first.pk).get()
+    assert second.fal_job_id
+
+    services.generations_finish(finished=[held])  # the worker's next round
+
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.RUNNING
+    assert not CreditEntry.objects.filter(generation=generation, reason="capture").exists()
+    fake_fal.advance(second.fal_job_id, steps=3)
+    run_worker(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    assert list(generation.media.values_list("fal_job_id", flat=True)) == [second.fal_job_id]
+    assert CreditEntry.objects.filter(generation=generation, reason="capture").count() == 1
+    assert balance(user) == settings.DAILY_CREDITS - 2
