@@ -17,10 +17,12 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from stefna.accounts.deletion import account_delete
+from stefna.sessions.cached_db import DELETED
 
 pytestmark = pytest.mark.django_db
 
 REDIS = "redis://127.0.0.1:6379/13"
+HOOKED_REDIS = "redis://127.0.0.1:6379/11"
 
 
 def test_redis_url_makes_sessions_cached_db_and_without_it_they_stay_in_the_database():
@@ -68,7 +70,7 @@ def test_a_signed_in_request_reads_its_session_from_redis_and_deleting_the_accou
 
     account_delete(user=user, confirm=user.email)
 
-    assert cache.get(KEY_PREFIX + key) is None
+    assert cache.get(KEY_PREFIX + key) == DELETED  # the session's marker, not the session
     assert not Session.objects.filter(session_key=key).exists()
     assert browser.get("/accounts/").status_code == 302  # signed out
 
@@ -87,3 +89,46 @@ def test_a_cache_miss_reads_the_database_once_and_fills_the_cache(user, redis_se
     with CaptureQueriesContext(connection) as queries:
         assert browser.get("/api/me").status_code == 200
     assert not [query for query in queries if "django_session" in query["sql"]]
+
+
+@pytest.fixture
+def hooked_redis_sessions(settings):
+    from tests.fakes.cache import HookedRedisCache
+
+    prefix = f"test-sessions-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        "default": {"BACKEND": "tests.fakes.cache.HookedRedisCache", "LOCATION": HOOKED_REDIS, "KEY_PREFIX": prefix}
+    }
+    settings.SESSION_ENGINE = "stefna.sessions.cached_db"
+    yield HookedRedisCache
+    HookedRedisCache.before_write = None
+    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+
+
+def test_a_request_that_read_the_session_before_sign_out_does_not_cache_it_signed_in_again(user, hooked_redis_sessions):
+    # Two holders of one session cookie (two tabs, or a copy of the cookie). The session
+    # is not in the cache (Redis restarted or evicted it), so the copy's next request
+    # reads the row; the browser signs out after that read and before the request fills
+    # the cache. Django's own cached_db then wrote the signed-in session back after the
+    # sign-out's delete, and the signed-out cookie answered as the user until expiry.
+    browser = Client()
+    browser.force_login(user)
+    key = browser.session.session_key
+    copy = Client()
+    copy.cookies[django_settings.SESSION_COOKIE_NAME] = key
+    cache.delete(KEY_PREFIX + key)
+
+    def sign_out_first(cache_key: str) -> None:
+        if cache_key == KEY_PREFIX + key:
+            hooked_redis_sessions.before_write = None
+            assert browser.post("/accounts/sign-out/").status_code == 302
+
+    hooked_redis_sessions.before_write = sign_out_first
+    assert copy.get("/api/me").status_code == 200  # in flight before the sign-out: answered
+    assert hooked_redis_sessions.before_write is None  # the sign-out ran in between
+
+    assert not Session.objects.filter(session_key=key).exists()
+    assert copy.get("/api/me").status_code == 401
+    assert copy.get("/accounts/").status_code == 302  # to the sign-in page
