@@ -214,16 +214,21 @@ MAX_LIVE_TOKENS = 20
 def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
     """Create a token; returns the row and the plain token, which is never stored."""
     _refuse_nul(name or "", "name")
-    if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_LIVE_TOKENS:
-        raise InvalidInput(
-            _("You have %(count)d API tokens already. Revoke one you no longer use, then create a new one.")
-            % {"count": MAX_LIVE_TOKENS},
-            detail={"field": "name", "max_live_tokens": MAX_LIVE_TOKENS},
+    with transaction.atomic():
+        # The account's row, locked before counting: two requests at once each counted
+        # the other's token not yet there, and both were created past the bound. (No key
+        # update: the rows that point to the account are not held up.)
+        User.objects.select_for_update(no_key=True).only("pk").get(pk=user.pk)
+        if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_LIVE_TOKENS:
+            raise InvalidInput(
+                _("You have %(count)d API tokens already. Revoke one you no longer use, then create a new one.")
+                % {"count": MAX_LIVE_TOKENS},
+                detail={"field": "name", "max_live_tokens": MAX_LIVE_TOKENS},
+            )
+        plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = ApiToken.objects.create(
+            user=user, name=(name or "").strip()[:80], prefix=plain[:10], token_hash=hash_token(plain)
         )
-    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(
-        user=user, name=(name or "").strip()[:80], prefix=plain[:10], token_hash=hash_token(plain)
-    )
     return token, plain
 
 

@@ -1,5 +1,10 @@
+import threading
+import time
+
 import pytest
 from django.core.management import call_command
+from django.db import connection, transaction
+from django.test import Client
 
 from stefna.accounts import services
 from stefna.accounts.models import ApiToken, User
@@ -84,4 +89,59 @@ def test_an_account_holds_at_most_max_live_tokens_and_the_page_says_what_to_do(c
     first = ApiToken.objects.filter(user=user).first()
     assert services.api_token_revoke(user=user, token_id=first.pk)
     client.post("/accounts/tokens/", {"name": "one more"})
+    assert ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() == services.MAX_LIVE_TOKENS
+
+
+def _requests_waiting_for_locks() -> int:
+    """How many connections to this database wait for a lock (pg_stat_activity, read live)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_tokens_asked_for_at_once_cannot_take_an_account_past_max_live_tokens(user):
+    """One token short of the bound, two "Create token" requests arrive together (a stolen
+    session minting in parallel). Each counted the live tokens before either had added
+    its own, so both were created and the account held one more than the bound."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: the requests are held between their count and their insert by "
+            "LOCK TABLE, which SQLite does not have (there the service's IMMEDIATE transaction "
+            "takes the write lock before it counts)"
+        )
+    for number in range(services.MAX_LIVE_TOKENS - 1):
+        services.api_token_create(user=user, name=f"script {number}")
+    browsers = [Client(), Client()]
+    for browser in browsers:
+        browser.force_login(user)
+    answers: list[object] = []
+
+    def create(browser: Client) -> None:
+        try:
+            answers.append(browser.post("/accounts/tokens/", {"name": "parallel"}).status_code)
+        except Exception as exc:  # reported below, not lost in the thread
+            answers.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create, args=(browser,)) for browser in browsers]
+    with transaction.atomic():
+        # New tokens wait here (a SHARE lock lets reads through, not inserts), so both
+        # requests are in flight at once, whatever order the threads run in.
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {ApiToken._meta.db_table} IN SHARE MODE")
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while _requests_waiting_for_locks() < len(threads):
+            assert time.monotonic() < deadline, "the requests never both waited"
+            time.sleep(0.02)
+    for thread in threads:
+        thread.join(20)
+
+    assert answers == [302, 302]  # back to the account page, with the token or the refusal
     assert ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() == services.MAX_LIVE_TOKENS
