@@ -47,7 +47,14 @@ def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool, 
     with transaction.atomic():
         # An image of a generation removed from history is gone for its owner too: it cannot
         # be made public again (storage.media_is_public would refuse it; its share page agreed).
-        media = Media.objects.filter(pk=media_id, user=user, generation__deleted_at__isnull=True).first()
+        # Locked as it is read: whether it *was* public decides whether its file moves. A
+        # "private" that read it private while a "public" committed wrote over that public
+        # state owing no move, and the address handed out meanwhile stayed alive for good.
+        media = (
+            Media.objects.select_for_update(of=("self",))
+            .filter(pk=media_id, user=user, generation__deleted_at__isnull=True)
+            .first()
+        )
         if media is None:
             raise NotFound("Image not found.")
         if limited and media.is_public != bool(is_public):

@@ -9,16 +9,19 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import httpx
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from generation import storage
 from generation.models import Generation, Media, StoredRemoval
+from generation.services import media_set_public
 from generation.tests.pipeline_helpers import run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from stefna.accounts.services import api_token_create
@@ -383,3 +386,60 @@ def test_visibility_changes_are_rate_limited_per_account_but_not_for_staff(finis
     services.media_set_public(user=user, media_id=media.pk, is_public=False, limited=False)  # staff's bulk action
     media.refresh_from_db()
     assert not media.is_public
+
+
+def _requests_waiting_for_locks() -> int:
+    """How many connections to this database wait for a lock (pg_stat_activity, read live)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_make_private_that_read_the_image_before_it_went_public_still_kills_its_public_address(
+    cloudinary_result, fake_cloudinary, user
+):
+    """The owner makes a private image public and at once private again (two tabs, a
+    double click): the "private" request read the image while it was still private, and
+    wrote after "public" committed. It saw no change from public, so no move was owed,
+    and the signed delivery address handed out while it was public (the feed, a share
+    page, a CDN's cached redirect) kept serving the now private image for good."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: SQLite runs one writing transaction at a time (BEGIN IMMEDIATE), "
+            "so the second request never reads the image before the first commits"
+        )
+    generation, media = cloudinary_result
+    owner = _client(user)
+    answers: list[object] = []
+
+    def make_private() -> None:
+        try:
+            answers.append(owner.post(f"/i/{media.pk}/visibility/", {}).status_code)
+        except Exception as exc:  # reported below, not lost in the thread
+            answers.append(exc)
+        finally:
+            connection.close()
+
+    making_private = threading.Thread(target=make_private)
+    with transaction.atomic():
+        # "Public", done but not committed: the image's row is locked until the commit.
+        media_set_public(user=user, media_id=media.pk, is_public=True)
+        public = _client().get(media.url)  # this connection sees it public: the feed's address
+        assert public.status_code == 302 and public["Cache-Control"].startswith("public")
+        public_address = public["Location"]
+        making_private.start()
+        deadline = time.monotonic() + 10
+        while _requests_waiting_for_locks() < 1:
+            assert time.monotonic() < deadline, "making it private never waited for the row"
+            time.sleep(0.02)
+    making_private.join(20)
+
+    assert answers == [302]
+    media.refresh_from_db()
+    assert not media.is_public
+    assert not fake_cloudinary.delivered(public_address), "the address handed out while public is dead"
+    assert _client().get(media.url).status_code == 404
