@@ -28,8 +28,12 @@ def generation_hide(*, user: User, generation_id: uuid.UUID | str) -> None:
     if generation is None:
         raise NotFound("Generation not found.")
     with transaction.atomic():
-        was_public = list(Media.objects.filter(generation=generation, is_public=True).values_list("pk", flat=True))
         Generation.objects.filter(pk=generation.pk).update(deleted_at=timezone.now())
+        # Its images locked as they are read (as in media_set_public; after the generation's
+        # row, the order every writer of both takes): one made public while this ran was
+        # listed private, then made private below owing no move.
+        images = Media.objects.select_for_update().filter(generation=generation)
+        was_public = [media_id for media_id, public in images.values_list("pk", "is_public") if public]
         Media.objects.filter(generation=generation).update(is_public=False)
         owed = [media_id for media_id in was_public if revoke.media_move_owe(media_id=media_id)]
     for media_id in owed:
