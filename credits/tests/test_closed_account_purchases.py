@@ -21,6 +21,7 @@ from credits.reconcile import find_ledger_problems
 from credits.tests.stripe_helpers import assert_clean, deliver, purchased, start_checkout
 from stefna.accounts.deletion import account_delete
 from stefna.accounts.models import User
+from tests.databases import someone_waits_for_a_lock_held_here
 
 
 def delete_account(user, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
@@ -127,15 +128,6 @@ def test_check_ledger_reports_a_purchase_paid_after_closing_that_was_credited_an
     assert any(f"purchase {paid_purchase.pk} (paid): credited [50], expected []" in problem for problem in problems)
 
 
-def _waiting_for_a_lock() -> bool:
-    """Whether another connection waits for a lock this one holds (pg_locks is read live)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
-        )
-        return bool(cursor.fetchone()[0])
-
-
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_a_payment_confirmed_while_the_deletion_commits_is_flagged_for_a_refund_not_credited(
@@ -170,7 +162,7 @@ def test_a_payment_confirmed_while_the_deletion_commits_is_flagged_for_a_refund_
         account_delete(user=User.objects.get(pk=user.pk), confirm=user.email)
         delivering.start()
         deadline = time.monotonic() + 10
-        while not _waiting_for_a_lock():
+        while not someone_waits_for_a_lock_held_here():
             assert time.monotonic() < deadline, "the grant never waited for the deletion"
             time.sleep(0.02)
     delivering.join(20)

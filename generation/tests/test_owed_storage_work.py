@@ -26,6 +26,7 @@ from generation.services.finish import Finished
 from generation.tests.pipeline_helpers import run_upkeep, run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from stefna.accounts.deletion import account_delete
+from tests.databases import someone_waits_for_a_lock_held_here
 
 pytestmark = pytest.mark.django_db
 
@@ -518,16 +519,6 @@ def test_a_generation_retried_after_its_stop_keeps_the_copies_it_makes(user, fak
 # --- Deleting while a copy retry lands (PostgreSQL: real row locks) ---------------------------
 
 
-def _waiting_for_a_lock() -> bool:
-    """Whether another connection waits for a lock this one holds (pg_locks is read live,
-    where pg_stat_activity would be a snapshot taken once per transaction)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
-        )
-        return bool(cursor.fetchone()[0])
-
-
 @pytest.mark.parametrize("deleter", ["media_delete", "account_delete"])
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
@@ -565,7 +556,7 @@ def test_deleting_an_image_while_its_copy_retry_commits_owes_the_copy(user, fake
         # The deletion reads the image, then waits for the retry's row lock: to delete it
         # (it read the row as it was, not copied) or, locking it first, to read it.
         deadline = time.monotonic() + 10
-        while not _waiting_for_a_lock():
+        while not someone_waits_for_a_lock_held_here():
             assert time.monotonic() < deadline, "the deletion never waited for the copy retry"
             time.sleep(0.02)
     deleting.join(20)

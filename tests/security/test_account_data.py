@@ -20,6 +20,7 @@ from generation.tests.pipeline_helpers import run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from stefna.accounts.models import ApiToken, User
 from stefna.accounts.services import api_token_create
+from tests.databases import someone_waits_for_a_lock_held_here
 
 pytestmark = pytest.mark.django_db
 
@@ -292,22 +293,11 @@ def test_a_request_authenticated_before_the_deletion_is_refused_at_its_charge(us
     assert set(_files()) == files_before
 
 
-def _waiting_for_my_lock() -> bool:
-    """Whether another connection waits for a lock this one holds (pg_locks, read live)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid)))"
-        )
-        return bool(cursor.fetchone()[0])
-
-
 def _until_someone_waits_for_my_lock(what: str) -> None:
     import time
 
     deadline = time.monotonic() + 10
-    while not _waiting_for_my_lock():
+    while not someone_waits_for_a_lock_held_here():
         assert time.monotonic() < deadline, what
         time.sleep(0.02)
 

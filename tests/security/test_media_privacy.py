@@ -25,6 +25,7 @@ from generation.services import media_set_public
 from generation.tests.pipeline_helpers import run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from stefna.accounts.services import api_token_create
+from tests.databases import connections_waiting_for_locks
 
 HEX40 = re.compile(r"[0-9a-f]{40}")
 pytestmark = pytest.mark.django_db
@@ -388,15 +389,6 @@ def test_visibility_changes_are_rate_limited_per_account_but_not_for_staff(finis
     assert not media.is_public
 
 
-def _requests_waiting_for_locks() -> int:
-    """How many connections to this database wait for a lock (pg_stat_activity, read live)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return int(cursor.fetchone()[0])
-
-
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_make_private_that_read_the_image_before_it_went_public_still_kills_its_public_address(
@@ -433,7 +425,7 @@ def test_make_private_that_read_the_image_before_it_went_public_still_kills_its_
         public_address = public["Location"]
         making_private.start()
         deadline = time.monotonic() + 10
-        while _requests_waiting_for_locks() < 1:
+        while connections_waiting_for_locks() < 1:
             assert time.monotonic() < deadline, "making it private never waited for the row"
             time.sleep(0.02)
     making_private.join(20)
@@ -480,7 +472,7 @@ def test_removing_a_generation_while_its_image_goes_public_still_kills_the_publi
         public_address = public["Location"]
         removing.start()
         deadline = time.monotonic() + 10
-        while _requests_waiting_for_locks() < 1:
+        while connections_waiting_for_locks() < 1:
             assert time.monotonic() < deadline, "the removal never waited for the image's row"
             time.sleep(0.02)
     removing.join(20)

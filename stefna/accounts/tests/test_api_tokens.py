@@ -8,6 +8,7 @@ from django.test import Client
 
 from stefna.accounts import services
 from stefna.accounts.models import ApiToken, User
+from tests.databases import connections_waiting_for_locks
 
 pytestmark = pytest.mark.django_db
 
@@ -92,15 +93,6 @@ def test_an_account_holds_at_most_max_live_tokens_and_the_page_says_what_to_do(c
     assert ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() == services.MAX_LIVE_TOKENS
 
 
-def _requests_waiting_for_locks() -> int:
-    """How many connections to this database wait for a lock (pg_stat_activity, read live)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return int(cursor.fetchone()[0])
-
-
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_two_tokens_asked_for_at_once_cannot_take_an_account_past_max_live_tokens(user):
@@ -137,7 +129,7 @@ def test_two_tokens_asked_for_at_once_cannot_take_an_account_past_max_live_token
         for thread in threads:
             thread.start()
         deadline = time.monotonic() + 10
-        while _requests_waiting_for_locks() < len(threads):
+        while connections_waiting_for_locks() < len(threads):
             assert time.monotonic() < deadline, "the requests never both waited"
             time.sleep(0.02)
     for thread in threads:
