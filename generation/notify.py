@@ -3,7 +3,9 @@
 Called by the pipeline where a generation succeeds or fails (not on a cancel: the owner
 did that). The send happens in a task after commit, so a slow mail server never holds
 up the worker's poll loop; a conditional update on `notified_at` makes it go once,
-however often a webhook, the poller and a retry report the same end.
+however often a webhook, the poller and a retry report the same end. A staff retry
+(`generation_retry`) starts a new run the owner is charged for again: it clears
+`notified_at`, so that run's end is emailed too.
 """
 
 from __future__ import annotations
@@ -41,9 +43,15 @@ def generation_notify_ended(*, generation_ids: Iterable[object]) -> None:
 
 def generation_notify_send(*, generation_id: str) -> bool:
     """Send the email once; True when this call sent it."""
-    claimed = Generation.objects.filter(pk=generation_id, notify=True, notified_at__isnull=True).update(
-        notified_at=timezone.now()
-    )
+    # Only while it is still the end it was queued for: staff may have retried it since
+    # (queued or running again, charged again, or canceled by its owner), and then this
+    # email would report a refund that no longer holds. The retry's own end queues one.
+    claimed = Generation.objects.filter(
+        pk=generation_id,
+        notify=True,
+        notified_at__isnull=True,
+        status__in=(Generation.Status.SUCCEEDED, Generation.Status.FAILED),
+    ).update(notified_at=timezone.now())
     if not claimed:
         return False
     generation = Generation.objects.select_related("user").get(pk=generation_id)

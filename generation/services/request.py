@@ -225,6 +225,9 @@ def generation_retry(*, generation_id: GenerationId, by: User | None = None, req
             queue_position=None,
             current_model="",
             next_check_at=timezone.now(),
+            # A new run, charged again: an owner who asked to be emailed hears how this
+            # one ends too, not only the end they were already told about.
+            notified_at=None,
             **({"origin_request_id": request_id[:128]} if request_id else {}),
         )
         if not restarted:

@@ -1,0 +1,90 @@
+""" "Email me when it's done" across a staff retry: the retry's end is told, and an email
+queued for the end before it never describes the run that followed."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult
+
+from generation.models import Generation
+from generation.registry import FAST_SDXL_I2I
+from generation.tests.pipeline_helpers import run_worker, start_generation
+from presets.tests.factories import PresetFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:generation_generation_changelist")
+
+
+def run_tasks() -> None:
+    """What `manage.py db_worker` does with the tasks queued so far (the notify emails), in
+    the test's transaction: django-tasks-db's own worker runs each one."""
+    worker = Worker(
+        queue_names=["*"],
+        interval=0,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        max_tasks=None,
+        worker_id="test",
+        excluded_queue_names=[],
+    )
+    for task_result in DBTaskResult.objects.ready().order_by("enqueued_at"):
+        task_result.claim(worker.worker_id)
+        worker.run_task(task_result)
+
+
+def staff_retry(staff_client, generation: Generation) -> None:
+    response = staff_client.post(
+        CHANGELIST,
+        {"action": "retry_generations", "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
+        follow=True,
+    )
+    assert [str(m) for m in response.context["messages"]] == ["Restarted 1 generation."]
+
+
+def failed_generation(fake_fal, user, callbacks_fixture) -> Generation:
+    """A generation with notify on, failed (every model) and its email queued."""
+    fake_fal.fail_submit(FAST_SDXL_I2I, status=422)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
+    with callbacks_fixture(execute=True):
+        run_worker(generation)
+    assert generation.status == Generation.Status.FAILED
+    return generation
+
+
+def test_a_staff_retry_that_succeeds_emails_the_owner_again(
+    fake_fal, fake_cloudinary, staff_client, user, mailoutbox, django_capture_on_commit_callbacks
+):
+    generation = failed_generation(fake_fal, user, django_capture_on_commit_callbacks)
+    run_tasks()
+    assert [m.subject for m in mailoutbox] == [f"We couldn't make your {generation.preset_name} image"]
+
+    staff_retry(staff_client, generation)  # charged again: the owner still wants to hear how it ends
+    fake_fal.reset()
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    run_tasks()
+
+    assert len(mailoutbox) == 2
+    assert "ready" in mailoutbox[1].subject
+
+
+def test_an_email_queued_before_a_retry_does_not_report_the_retry_as_failed(
+    fake_fal, fake_cloudinary, staff_client, user, mailoutbox, django_capture_on_commit_callbacks
+):
+    generation = failed_generation(fake_fal, user, django_capture_on_commit_callbacks)
+    # Staff retry it before the worker got to the email about its failure.
+    staff_retry(staff_client, generation)
+    run_tasks()
+    assert mailoutbox == [], "the generation is queued again and charged: not 'refunded'"
+
+    fake_fal.reset()
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    run_tasks()
+    assert [("ready" in m.subject) for m in mailoutbox] == [True]
