@@ -204,6 +204,10 @@ def generation_refund(*, generation_id: GenerationId, by: User | None = None) ->
         by=by,
     )
     assert result.refund is not None  # noqa: S101  (generation_stop raised AlreadySettled otherwise)
+    if result.stopped:
+        # It ended failed here, not in the pipeline: an owner who asked to be emailed when
+        # it ends is told, as for any failure (only the owner's own cancel goes untold).
+        notify.generation_notify_ended(generation_ids=[generation.pk])  # issue 19
     return result.refund
 
 

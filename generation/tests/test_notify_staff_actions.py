@@ -88,3 +88,26 @@ def test_an_email_queued_before_a_retry_does_not_report_the_retry_as_failed(
     assert generation.status == Generation.Status.SUCCEEDED
     run_tasks()
     assert [("ready" in m.subject) for m in mailoutbox] == [True]
+
+
+def test_a_running_generation_staff_refund_emails_the_owner_that_it_failed(
+    fake_fal, fake_cloudinary, staff_client, user, mailoutbox, django_capture_on_commit_callbacks
+):
+    fake_fal.stick_in_queue(FAST_SDXL_I2I)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
+    run_worker(generation, rounds=3)
+    assert generation.status == Generation.Status.RUNNING
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            CHANGELIST,
+            {"action": "refund_generations", "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
+            follow=True,
+        )
+    assert [str(m) for m in response.context["messages"]] == ["Refunded 1 generation."]
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.FAILED
+    run_tasks()
+
+    # It failed (stopped by staff, refunded): the owner who asked is told, as for any failure.
+    assert [m.subject for m in mailoutbox] == [f"We couldn't make your {generation.preset_name} image"]
