@@ -1,5 +1,6 @@
-""" "Email me when it's done" across a staff retry: the retry's end is told, and an email
-queued for the end before it never describes the run that followed."""
+""" "Email me when it's done" and staff actions: a retry's end is told, an email queued for
+the end before it never describes the run that followed, and a staff refund that fails a
+running generation is told like any failure."""
 
 from __future__ import annotations
 
