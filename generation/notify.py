@@ -1,8 +1,8 @@
 """ "Email me when it's done": one email to the owner when a generation they asked about ends.
 
 Called by the pipeline where a generation succeeds or fails, and by staff's refund, which
-fails a generation still at work (not on a cancel: the owner did that). The send happens in a task after commit, so a slow mail server never holds
-up the worker's poll loop; a conditional update on `notified_at` makes it go once,
+fails a generation still at work (not on a cancel: the owner did that). The send happens in a task queued with the end (it runs once the end commits), so a
+slow mail server never holds up the worker's poll loop; a conditional update on `notified_at` makes it go once,
 however often a webhook, the poller and a retry report the same end. A staff retry
 (`generation_retry`) starts a new run the owner is charged for again: it clears
 `notified_at`, so that run's end is emailed too.
@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from functools import partial
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
 from django.tasks import task
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -32,13 +30,20 @@ logger = logging.getLogger("generation")
 
 
 def generation_notify_ended(*, generation_ids: Iterable[object]) -> None:
-    """Queue the email for each of these generations whose owner asked for one."""
+    """Queue the email for each of these generations whose owner asked for one.
+
+    Called inside the transaction that ends them. The task is queued in that transaction,
+    not after its commit (the usual rule): django-tasks-db keeps tasks in this database,
+    so the email owed commits with the end, and no worker sees it before. Queued after
+    the commit, a process that died in between (killed while asking fal to cancel the
+    job, say) left the end with nobody owing its email.
+    """
     ids = [str(pk) for pk in generation_ids]
     if not ids:
         return
     wanted = Generation.objects.filter(pk__in=ids, notify=True, notified_at__isnull=True).values_list("pk", flat=True)
     for generation_id in wanted:
-        transaction.on_commit(partial(generation_notify_task.enqueue, generation_id=str(generation_id)))
+        generation_notify_task.enqueue(generation_id=str(generation_id))
 
 
 def generation_notify_send(*, generation_id: str) -> bool:

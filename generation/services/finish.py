@@ -315,13 +315,14 @@ def _record(items: list[Finished]) -> None:
                 ],
             )
             ledger.capture_many(generations=[item.generation for item in winners])
+            # Owed with the end (issue 19): a worker killed after the commit leaves it owed.
+            notify.generation_notify_ended(generation_ids=[item.generation.pk for item in winners])
         _owe_losers_copies([item for item in items if item.attempt.pk not in won])
     for item in winners:
         item.generation.status = Generation.Status.SUCCEEDED
         with working_on(item.generation):
             log_transition(item.generation.pk, to=Generation.Status.SUCCEEDED, writer="generations_finish")
             logger.info("generation %s succeeded with %s", item.generation.pk, item.attempt.model)
-    notify.generation_notify_ended(generation_ids=[item.generation.pk for item in winners])  # issue 19
 
 
 def _owe_losers_copies(losers: list[Finished]) -> None:

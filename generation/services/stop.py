@@ -59,6 +59,7 @@ def generation_stop(
     attempts_end_as: str = Attempt.Status.CANCELED,
     refund_if_final: bool = False,
     by: User | None = None,
+    notify_owner: bool = False,
 ) -> Stopped:
     """End an active generation as `status` (failed or canceled) and refund it, once.
 
@@ -71,8 +72,9 @@ def generation_stop(
     and the refund through the ledger. With
     `refund_if_final`, a generation that is already final but was never settled is
     refunded too (staff's refund action); the ledger refuses a second settlement, and
-    then AlreadySettled rolls everything back. After the commit, the jobs at fal are
-    canceled (best effort) and the line logged.
+    then AlreadySettled rolls everything back. With `notify_owner`, the email an owner
+    asked for (notify.py) is owed in the same transaction. After the commit, the jobs at
+    fal are canceled (best effort) and the line logged.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -121,6 +123,10 @@ def generation_stop(
                     ),
                     reason=StoredRemoval.Reason.GENERATION_STOPPED,
                 )
+            if notify_owner:
+                # In the transaction that ends it: a process killed after the commit (while
+                # fal is asked to cancel, below) leaves the email owed, not forgotten.
+                notify.generation_notify_ended(generation_ids=[generation.pk])  # issue 19
         if stopped or refund_if_final:
             # The ledger's refund, plus what refunded purchases are owed of it.
             refund = generation_charge_refund(generation=generation, note=refund_note, by=by)
@@ -147,10 +153,10 @@ def generation_fail(*, generation: Generation, code: str, message: str) -> bool:
         refund_note=code,
         level="error",
         attempts_end_as=Attempt.Status.FAILED,
+        notify_owner=True,
     )
     if result.stopped:
         logger.warning("generation %s failed (%s): %s", generation.pk, code, message)
-        notify.generation_notify_ended(generation_ids=[generation.pk])  # issue 19
     return result.stopped
 
 
@@ -202,12 +208,11 @@ def generation_refund(*, generation_id: GenerationId, by: User | None = None) ->
         refund_note="refunded by staff",
         refund_if_final=True,
         by=by,
+        # When this fails it (still at work), not the pipeline: an owner who asked to be
+        # emailed when it ends is told, as for any failure (only their own cancel is not).
+        notify_owner=True,
     )
     assert result.refund is not None  # noqa: S101  (generation_stop raised AlreadySettled otherwise)
-    if result.stopped:
-        # It ended failed here, not in the pipeline: an owner who asked to be emailed when
-        # it ends is told, as for any failure (only the owner's own cancel goes untold).
-        notify.generation_notify_ended(generation_ids=[generation.pk])  # issue 19
     return result.refund
 
 

@@ -153,20 +153,22 @@ def test_phone_formats_are_accepted_and_converted(fmt):
         assert decoded.size in ((200, 300), (300, 200))
 
 
-def test_notify_emails_the_owner_once_when_it_ends(
-    api_client, user, style, mailoutbox, django_capture_on_commit_callbacks
-):
+def test_notify_emails_the_owner_once_when_it_ends(api_client, user, style, mailoutbox):
+    from django_tasks_db.models import DBTaskResult
+
     from generation.notify import generation_notify_send
     from generation.tests.pipeline_helpers import run_worker
 
     response = api_client.post(URL, {"image": photo(), "preset": "oil", "notify": "true"})
     generation = Generation.objects.get(pk=response.json()["id"])
     assert generation.notify
-    with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        run_worker(generation)
+    run_worker(generation)
     generation.refresh_from_db()
     assert generation.status == Generation.Status.SUCCEEDED
-    assert callbacks, "the email is queued after commit"
+    queued = DBTaskResult.objects.filter(task_path="generation.notify.generation_notify_task")
+    assert [row.args_kwargs["kwargs"] for row in queued] == [{"generation_id": str(generation.pk)}], (
+        "the email is queued with the end"
+    )
     assert generation_notify_send(generation_id=str(generation.pk))
     assert not generation_notify_send(generation_id=str(generation.pk)), "once"
     assert len(mailoutbox) == 1

@@ -70,6 +70,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -201,6 +202,9 @@ class FakeFal:
             self._stuck: set[str] = set()
             self._results: dict[str, dict[str, Any]] = {}
             self._flags: dict[str, Any] = {}
+            # Called with the request id when a cancellation arrives, before it is answered
+            # (a crash test kills the process that asked, mid-call).
+            self.on_cancel: Callable[[str], None] | None = None
 
     def set_latency(self, seconds: float, *, endpoint: str | None = None) -> None:
         with self._lock:
@@ -666,6 +670,8 @@ class FakeFal:
                     answer["error_type"] = "runtime_error"
             return 200, answer, "application/json"
         if action == "cancel" and method == "PUT":
+            if self.on_cancel is not None:
+                self.on_cancel(request_id)
             if state == "COMPLETED":
                 return 400, {"status": "ALREADY_COMPLETED"}, "application/json"
             job.canceled = True
