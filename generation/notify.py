@@ -1,8 +1,9 @@
 """ "Email me when it's done": one email to the owner when a generation they asked about ends.
 
 Called by the pipeline where a generation succeeds or fails, and by staff's refund, which
-fails a generation still at work (not on a cancel: the owner did that). The send happens in a task queued with the end (it runs once the end commits), so a
-slow mail server never holds up the worker's poll loop; a conditional update on `notified_at` makes it go once,
+fails a generation still at work (not on a cancel: the owner did that). The send happens
+in a task queued with the end (it runs once the end commits), so a slow mail server never
+holds up the worker's poll loop; a conditional update on `notified_at` makes it go once,
 however often a webhook, the poller and a retry report the same end. A staff retry
 (`generation_retry`) starts a new run the owner is charged for again: it clears
 `notified_at`, so that run's end is emailed too.
