@@ -73,8 +73,9 @@ def generation_stop(
     `refund_if_final`, a generation that is already final but was never settled is
     refunded too (staff's refund action); the ledger refuses a second settlement, and
     then AlreadySettled rolls everything back. With `notify_owner`, the email an owner
-    asked for (notify.py) is owed in the same transaction. After the commit, the jobs at
-    fal are canceled (best effort) and the line logged.
+    asked for (notify.py) is owed in the same transaction. The owner's log line is written
+    in the same transaction, so the first final state a watcher reads is the whole of it.
+    After the commit, the jobs at fal are canceled (best effort).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -132,11 +133,14 @@ def generation_stop(
             refund = generation_charge_refund(generation=generation, note=refund_note, by=by)
             if refund is None and refund_if_final:
                 raise AlreadySettled()
+        if stopped or refund is not None:
+            # In the transaction that ends it, not after: a live stream ends on the first
+            # final state it reads (and a reconnect naming it gets 204), so a line written
+            # after the commit would never reach a watcher (generation/event_stream.py).
+            generation_log(generation, log_message, level=level)
     if stopped:
         generation.status = status
         log_transition(generation.pk, to=status, writer="generation_stop", code=code)
-    if stopped or refund is not None:
-        generation_log(generation, log_message, level=level)
     for attempt in in_flight:
         cancel_at_provider(attempt.model, attempt.fal_job_id)
     return Stopped(stopped=stopped, refund=refund, attempts=in_flight)

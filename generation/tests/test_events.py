@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import connection, connections
 
 from generation.models import Generation
 from generation.tests.factories import MediaFactory
@@ -162,6 +163,58 @@ def test_each_change_is_an_event_and_the_final_state_ends_the_stream(running, be
     # Versions only go up, one event per version at most.
     ids = [event["id"] for event in seen]
     assert ids == sorted(set(ids))
+
+
+def test_a_cancel_s_final_state_carries_its_log_line_when_the_stream_ends_on_it(running, bearer, client):
+    """The stream ends on the first final state it reads, and a reconnect naming that
+    state gets 204: whatever a stop writes after it (its log line, "credits refunded")
+    would never reach the watcher. So the final state must be whole when it commits.
+
+    The cancel is held at any write of the generation made after its transaction (none,
+    when the stop writes everything at once), while the stream reads what is committed."""
+    client.defaults["HTTP_AUTHORIZATION"] = bearer["Authorization"]
+    held, go_on = threading.Event(), threading.Event()
+    table = Generation._meta.db_table
+
+    def hold_late_writes(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        if sql.lstrip().upper().startswith("UPDATE") and table in sql and not connection.in_atomic_block:
+            held.set()
+            go_on.wait(WAIT)
+        return execute(sql, params, many, context)
+
+    def cancel() -> int:
+        try:
+            with connection.execute_wrapper(hold_late_writes):
+                return client.post(f"/api/generations/{running.pk}/cancel").status_code
+        finally:
+            connections.close_all()
+
+    async def scenario() -> tuple[list[dict[str, Any]], int, int]:
+        async with Stream(events_url(running), bearer) as stream:
+            first = await stream.next_event()
+            assert first is not None
+            seen = [first]
+            canceling = asyncio.ensure_future(sync_to_async(cancel, thread_sensitive=False)())
+            try:
+                while not held.is_set() and not canceling.done():
+                    await asyncio.sleep(0.01)
+                while (event := await stream.next_event()) is not None:
+                    seen.append(event)
+            finally:
+                go_on.set()
+                canceled = await canceling
+        final = seen[-1]
+        async with Stream(events_url(running), {**bearer, "Last-Event-ID": str(final["id"])}) as again:
+            await again.rest()
+        return seen, canceled, again.status
+
+    seen, canceled, reconnect_status = run(scenario)
+
+    assert canceled == 200
+    final = seen[-1]["data"]
+    assert final["status"] == "canceled"
+    assert any("refunded" in line["message"] for line in final["logs"]), final["logs"]
+    assert reconnect_status == 204  # nothing changed after the final state the stream sent
 
 
 def test_internal_updates_send_no_event_only_heartbeats(running, bearer, settings):
