@@ -21,11 +21,11 @@ from stefna.errors import NotFound
 
 from .. import notify, persistence
 from ..exceptions import InvalidTransition, ProviderError
-from ..models import Attempt, Generation, Media, StoredRemoval
+from ..models import AppendLogLines, Attempt, Generation, Media, StoredRemoval
 from ..providers import get_provider
 from . import revoke
 from .claim import GenerationId, workers_wake
-from .log import generation_log, label, log_transition
+from .log import MAX_LOG_LINES, generation_log, label, log_line, log_transition
 
 if TYPE_CHECKING:
     from credits.models import CreditEntry
@@ -74,7 +74,7 @@ def generation_stop(
     refunded too (staff's refund action); the ledger refuses a second settlement, and
     then AlreadySettled rolls everything back. With `notify_owner`, the email an owner
     asked for (notify.py) is owed in the same transaction. The owner's log line is written
-    in the same transaction, so the first final state a watcher reads is the whole of it.
+    with the final state, so the first final state a watcher reads is the whole of it.
     After the commit, the jobs at fal are canceled (best effort).
     """
     now = timezone.now()
@@ -83,6 +83,7 @@ def generation_stop(
         # both (the worker recording a success holds its attempt while it waits for the
         # generation); the other order deadlocked a cancel racing the worker.
         attempts = list(Attempt.objects.select_for_update().filter(generation=generation).order_by("pk"))
+        line = log_line(log_message, level)
         stopped = bool(
             Generation.objects.filter(pk=generation.pk, status__in=Generation.ACTIVE_STATUSES).update(
                 status=status,
@@ -91,6 +92,10 @@ def generation_stop(
                 completed_at=now,
                 next_check_at=None,
                 queue_position=None,
+                # The owner's line in the same write, not after the commit: a live stream
+                # ends on the first final state it reads (and a reconnect naming it gets
+                # 204), so a line added later would never reach a watcher.
+                logs=AppendLogLines("logs", [line], keep=MAX_LOG_LINES),
             )
         )
         in_flight: list[Attempt] = []
@@ -133,14 +138,13 @@ def generation_stop(
             refund = generation_charge_refund(generation=generation, note=refund_note, by=by)
             if refund is None and refund_if_final:
                 raise AlreadySettled()
-        if stopped or refund is not None:
-            # In the transaction that ends it, not after: a live stream ends on the first
-            # final state it reads (and a reconnect naming it gets 204), so a line written
-            # after the commit would never reach a watcher (generation/event_stream.py).
-            generation_log(generation, log_message, level=level)
     if stopped:
         generation.status = status
+        if "logs" not in generation.get_deferred_fields():
+            generation.logs = [*(generation.logs or []), line][-MAX_LOG_LINES:]
         log_transition(generation.pk, to=status, writer="generation_stop", code=code)
+    elif refund is not None:  # staff's refund of a generation that had already ended
+        generation_log(generation, log_message, level=level)
     for attempt in in_flight:
         cancel_at_provider(attempt.model, attempt.fal_job_id)
     return Stopped(stopped=stopped, refund=refund, attempts=in_flight)
