@@ -165,44 +165,57 @@ def test_each_change_is_an_event_and_the_final_state_ends_the_stream(running, be
     assert ids == sorted(set(ids))
 
 
-def test_a_cancel_s_final_state_carries_its_log_line_when_the_stream_ends_on_it(running, bearer, client):
-    """The stream ends on the first final state it reads, and a reconnect naming that
-    state gets 204: whatever a stop writes after it (its log line, "credits refunded")
-    would never reach the watcher. So the final state must be whole when it commits.
+class HeldCancel:
+    """The owner's cancel through the API, on another thread, held at any write of the
+    generation made after its transaction (none, when the stop writes all at once) until
+    `release()`: meanwhile a stream reads what is committed."""
 
-    The cancel is held at any write of the generation made after its transaction (none,
-    when the stop writes everything at once), while the stream reads what is committed."""
-    client.defaults["HTTP_AUTHORIZATION"] = bearer["Authorization"]
-    held, go_on = threading.Event(), threading.Event()
-    table = Generation._meta.db_table
+    def __init__(self, client: Any, generation: Generation, bearer: dict[str, str]) -> None:
+        self.client, self.generation = client, generation
+        client.defaults["HTTP_AUTHORIZATION"] = bearer["Authorization"]
+        self.held, self.go_on = threading.Event(), threading.Event()
 
-    def hold_late_writes(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        if sql.lstrip().upper().startswith("UPDATE") and table in sql and not connection.in_atomic_block:
-            held.set()
-            go_on.wait(WAIT)
+    def _hold_late_writes(self, execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        late = sql.lstrip().upper().startswith("UPDATE") and not connection.in_atomic_block
+        if late and Generation._meta.db_table in sql:
+            self.held.set()
+            self.go_on.wait(WAIT)
         return execute(sql, params, many, context)
 
-    def cancel() -> int:
+    def _cancel(self) -> int:
         try:
-            with connection.execute_wrapper(hold_late_writes):
-                return client.post(f"/api/generations/{running.pk}/cancel").status_code
+            with connection.execute_wrapper(self._hold_late_writes):
+                return self.client.post(f"/api/generations/{self.generation.pk}/cancel").status_code
         finally:
             connections.close_all()
+
+    async def start(self) -> None:
+        self.task = asyncio.ensure_future(sync_to_async(self._cancel, thread_sensitive=False)())
+        while not self.held.is_set() and not self.task.done():
+            await asyncio.sleep(0.01)
+
+    async def release(self) -> int:
+        self.go_on.set()
+        return await self.task
+
+
+def test_a_cancel_s_final_state_carries_its_log_line_when_the_stream_ends_on_it(running, bearer, client):
+    """The stream ends on the first final state it reads, and a reconnect naming that
+    state gets 204: whatever a stop wrote after it (its log line, "credits refunded")
+    would never reach the watcher. So the final state must be whole when it commits."""
+    cancel = HeldCancel(client, running, bearer)
 
     async def scenario() -> tuple[list[dict[str, Any]], int, int]:
         async with Stream(events_url(running), bearer) as stream:
             first = await stream.next_event()
             assert first is not None
             seen = [first]
-            canceling = asyncio.ensure_future(sync_to_async(cancel, thread_sensitive=False)())
+            await cancel.start()
             try:
-                while not held.is_set() and not canceling.done():
-                    await asyncio.sleep(0.01)
                 while (event := await stream.next_event()) is not None:
                     seen.append(event)
             finally:
-                go_on.set()
-                canceled = await canceling
+                canceled = await cancel.release()
         final = seen[-1]
         async with Stream(events_url(running), {**bearer, "Last-Event-ID": str(final["id"])}) as again:
             await again.rest()

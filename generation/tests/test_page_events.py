@@ -11,7 +11,7 @@ from django.conf import settings
 from django.test import Client
 
 from generation.models import Generation
-from generation.tests.test_events import Stream, change, run, update
+from generation.tests.test_events import HeldCancel, Stream, change, run, update
 from stefna.accounts.models import User
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fast_live")]
@@ -100,6 +100,31 @@ def test_the_final_card_brings_the_header_balance_and_ends_the_stream(running, u
     assert 'id="header-balance"' in final[1] and 'hx-swap-oob="true"' in final[1]
     assert rest == ""
     assert reconnect_status == 204  # EventSource stops; the card is final
+
+
+def test_a_card_canceled_elsewhere_arrives_whole_with_its_log_line(running, user, api_token, client):
+    """The page's stream ends on the final card (and the page stops listening): a line the
+    cancel wrote after it would be missing from the card's log until a reload."""
+    cookie = session_cookie(user)
+    cancel = HeldCancel(client, running, {"Authorization": f"Bearer {api_token}"})
+
+    async def scenario() -> tuple[int, str] | None:
+        async with Stream(events_url(running), cookie) as stream:
+            await next_card(stream)
+            await cancel.start()
+            try:
+                final = await next_card(stream)
+                assert await stream.rest() == ""
+            finally:
+                assert await cancel.release() == 200
+            return final
+
+    final = run(scenario)
+
+    assert final is not None and 'data-status="canceled"' in final[1]
+    _before, shown, log = final[1].partition('data-testid="logs"')
+    assert shown and "Canceled; your credits were refunded" in log
+    assert final[0] == Generation.objects.get(pk=running.pk).version
 
 
 def test_someone_else_s_generation_is_404_and_no_session_goes_to_sign_in(running, other_user):
