@@ -389,16 +389,18 @@ def test_visibility_changes_are_rate_limited_per_account_but_not_for_staff(finis
     assert not media.is_public
 
 
+@pytest.mark.parametrize("hiding", ["make_private", "remove_generation"])
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_make_private_that_read_the_image_before_it_went_public_still_kills_its_public_address(
-    cloudinary_result, fake_cloudinary, user
+def test_hiding_an_image_that_read_it_before_it_went_public_still_kills_its_public_address(
+    cloudinary_result, fake_cloudinary, user, hiding
 ):
-    """The owner makes a private image public and at once private again (two tabs, a
-    double click): the "private" request read the image while it was still private, and
-    wrote after "public" committed. It saw no change from public, so no move was owed,
-    and the signed delivery address handed out while it was public (the feed, a share
-    page, a CDN's cached redirect) kept serving the now private image for good."""
+    """The owner makes a private image public and at once hides it again: makes it
+    private (two tabs, a double click), or removes its generation from history. The
+    hiding request read the image while it was still private and wrote after "public"
+    committed, so it saw no change from public and owed no move: the signed delivery
+    address handed out while it was public (the feed, a share page, a CDN's cached
+    redirect) kept serving the now private image for good."""
     if connection.vendor != "postgresql":
         pytest.skip(
             "PostgreSQL only: SQLite runs one writing transaction at a time (BEGIN IMMEDIATE), "
@@ -406,76 +408,30 @@ def test_make_private_that_read_the_image_before_it_went_public_still_kills_its_
         )
     generation, media = cloudinary_result
     owner = _client(user)
+    address = f"/i/{media.pk}/visibility/" if hiding == "make_private" else f"/g/{generation.pk}/delete/"
     answers: list[object] = []
 
-    def make_private() -> None:
+    def hide() -> None:
         try:
-            answers.append(owner.post(f"/i/{media.pk}/visibility/", {}).status_code)
+            answers.append(owner.post(address, {}).status_code)
         except Exception as exc:  # reported below, not lost in the thread
             answers.append(exc)
         finally:
             connection.close()
 
-    making_private = threading.Thread(target=make_private)
+    hiding_it = threading.Thread(target=hide)
     with transaction.atomic():
         # "Public", done but not committed: the image's row is locked until the commit.
         media_set_public(user=user, media_id=media.pk, is_public=True)
         public = _client().get(media.url)  # this connection sees it public: the feed's address
         assert public.status_code == 302 and public["Cache-Control"].startswith("public")
         public_address = public["Location"]
-        making_private.start()
+        hiding_it.start()
         deadline = time.monotonic() + 10
         while connections_waiting_for_locks() < 1:
-            assert time.monotonic() < deadline, "making it private never waited for the row"
+            assert time.monotonic() < deadline, "hiding it never waited for the image's row"
             time.sleep(0.02)
-    making_private.join(20)
-
-    assert answers == [302]
-    media.refresh_from_db()
-    assert not media.is_public
-    assert not fake_cloudinary.delivered(public_address), "the address handed out while public is dead"
-    assert _client().get(media.url).status_code == 404
-
-
-@pytest.mark.postgres_only
-@pytest.mark.django_db(transaction=True)
-def test_removing_a_generation_while_its_image_goes_public_still_kills_the_public_address(
-    cloudinary_result, fake_cloudinary, user
-):
-    """The owner removes a generation from history while one of its images is being made
-    public: the removal listed the images that were public before "public" committed, and
-    made them all private after it. The image went private with no move owed, and the
-    signed delivery address handed out while it was public kept serving it for good."""
-    if connection.vendor != "postgresql":
-        pytest.skip(
-            "PostgreSQL only: SQLite runs one writing transaction at a time (BEGIN IMMEDIATE), "
-            "so the removal never lists the images before the other request commits"
-        )
-    generation, media = cloudinary_result
-    owner = _client(user)
-    answers: list[object] = []
-
-    def remove() -> None:
-        try:
-            answers.append(owner.post(f"/g/{generation.pk}/delete/").status_code)
-        except Exception as exc:  # reported below, not lost in the thread
-            answers.append(exc)
-        finally:
-            connection.close()
-
-    removing = threading.Thread(target=remove)
-    with transaction.atomic():
-        # "Public", done but not committed: the image's row is locked until the commit.
-        media_set_public(user=user, media_id=media.pk, is_public=True)
-        public = _client().get(media.url)  # this connection sees it public: the feed's address
-        assert public.status_code == 302 and public["Cache-Control"].startswith("public")
-        public_address = public["Location"]
-        removing.start()
-        deadline = time.monotonic() + 10
-        while connections_waiting_for_locks() < 1:
-            assert time.monotonic() < deadline, "the removal never waited for the image's row"
-            time.sleep(0.02)
-    removing.join(20)
+    hiding_it.join(20)
 
     assert answers == [302]
     media.refresh_from_db()
