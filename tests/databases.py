@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 from django.db import connection
@@ -43,3 +46,19 @@ def connections_waiting_for_locks() -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
         return int(cursor.fetchone()[0])
+
+
+def thread_recording(work: Callable[[], Any], into: list[Any]) -> threading.Thread:
+    """A thread (not started) that runs `work` on a database connection of its own and
+    appends what it returns, or the exception it raised, to `into`: a race test asserts on
+    it instead of losing it in the thread. The connection is closed when it ends."""
+
+    def run() -> None:
+        try:
+            into.append(work())
+        except Exception as exc:
+            into.append(exc)
+        finally:
+            connection.close()
+
+    return threading.Thread(target=run)

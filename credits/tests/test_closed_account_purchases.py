@@ -6,7 +6,6 @@ at Stripe. Every test checks the ledger (`find_ledger_problems`)."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -21,7 +20,7 @@ from credits.reconcile import find_ledger_problems
 from credits.tests.stripe_helpers import assert_clean, deliver, purchased, start_checkout
 from stefna.accounts.deletion import account_delete
 from stefna.accounts.models import User
-from tests.databases import someone_waits_for_a_lock_held_here
+from tests.databases import someone_waits_for_a_lock_held_here, thread_recording
 
 
 def delete_account(user, django_capture_on_commit_callbacks):  # type: ignore[no-untyped-def]
@@ -147,15 +146,7 @@ def test_a_payment_confirmed_while_the_deletion_commits_is_flagged_for_a_refund_
     session = fake_stripe.pay(purchase.stripe_session_id)
     answers: list[object] = []
 
-    def webhook() -> None:
-        try:
-            answers.append(deliver("checkout.session.completed", session).json()["outcome"])
-        except Exception as exc:  # reported below, not lost in the thread
-            answers.append(exc)
-        finally:
-            connection.close()
-
-    delivering = threading.Thread(target=webhook)
+    delivering = thread_recording(lambda: deliver("checkout.session.completed", session).json()["outcome"], answers)
     with transaction.atomic():
         # The deletion's transaction, done but not committed: the account is closed and the
         # purchase expired, its row locked until the commit.

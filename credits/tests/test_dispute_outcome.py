@@ -5,8 +5,6 @@ a real signed delivery to `POST /api/stripe/webhook`; every test checks the ledg
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.db import connection
 
@@ -14,6 +12,7 @@ from credits import ledger
 from credits.models import CreditEntry
 from credits.selectors import quota_for
 from credits.tests.stripe_helpers import assert_clean, deliver, purchased
+from tests.databases import thread_recording
 
 
 def spend(user, amount):  # type: ignore[no-untyped-def]
@@ -148,15 +147,9 @@ def test_a_dispute_won_while_its_opening_waits_for_stripes_answer_takes_nothing(
     dispute = fake_stripe.dispute(paid_purchase.stripe_payment_intent_id)
     ending: list[object] = []
 
-    def deliver_the_ending() -> None:
-        try:
-            ending.append(deliver("charge.dispute.closed", fake_stripe.close_dispute(dispute["id"], "won")).status_code)
-        except Exception as exc:  # reported below, not lost in the thread
-            ending.append(exc)
-        finally:
-            connection.close()
-
-    ending_delivery = threading.Thread(target=deliver_the_ending)
+    ending_delivery = thread_recording(
+        lambda: deliver("charge.dispute.closed", fake_stripe.close_dispute(dispute["id"], "won")).status_code, ending
+    )
 
     def won_while_the_answer_travels(method: str, path: str) -> None:
         if method == "GET" and path.endswith(dispute["id"]):

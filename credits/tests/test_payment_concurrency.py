@@ -5,10 +5,7 @@ serialises writing transactions)."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -16,6 +13,7 @@ from credits.models import CreditEntry, Purchase, StripeEvent
 from credits.reconcile import find_ledger_problems
 from credits.selectors import quota_for
 from stefna.accounts.models import User
+from tests.databases import thread_recording
 from tests.fakes.stripe import FakeStripe, sign
 
 from .test_concurrency import _race
@@ -97,17 +95,11 @@ def test_continue_to_payment_holds_no_lock_while_it_asks_stripe(paid_session, fa
     webhook: list[int] = []
     answered_meanwhile: list[bool] = []
 
-    def deliver_and_close() -> None:
-        try:
-            webhook.append(_deliver(payload))
-        finally:
-            connection.close()
-
     def webhook_while_stripe_answers(method: str, path: str) -> None:
         # On the fake's thread, before it answers Continue's look at the session.
         if method == "GET" and path.endswith(purchase.stripe_session_id):
             fake_stripe.on_request = None
-            delivery = threading.Thread(target=deliver_and_close)
+            delivery = thread_recording(lambda: _deliver(payload), webhook)
             delivery.start()
             delivery.join(5)  # a held lock would keep it waiting past this
             answered_meanwhile.append(not delivery.is_alive())

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -25,7 +24,7 @@ from generation.services import media_set_public
 from generation.tests.pipeline_helpers import run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from stefna.accounts.services import api_token_create
-from tests.databases import connections_waiting_for_locks
+from tests.databases import connections_waiting_for_locks, thread_recording
 
 HEX40 = re.compile(r"[0-9a-f]{40}")
 pytestmark = pytest.mark.django_db
@@ -411,15 +410,7 @@ def test_hiding_an_image_that_read_it_before_it_went_public_still_kills_its_publ
     address = f"/i/{media.pk}/visibility/" if hiding == "make_private" else f"/g/{generation.pk}/delete/"
     answers: list[object] = []
 
-    def hide() -> None:
-        try:
-            answers.append(owner.post(address, {}).status_code)
-        except Exception as exc:  # reported below, not lost in the thread
-            answers.append(exc)
-        finally:
-            connection.close()
-
-    hiding_it = threading.Thread(target=hide)
+    hiding_it = thread_recording(lambda: owner.post(address, {}).status_code, answers)
     with transaction.atomic():
         # "Public", done but not committed: the image's row is locked until the commit.
         media_set_public(user=user, media_id=media.pk, is_public=True)

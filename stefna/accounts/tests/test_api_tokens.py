@@ -1,4 +1,3 @@
-import threading
 import time
 
 import pytest
@@ -8,7 +7,7 @@ from django.test import Client
 
 from stefna.accounts import services
 from stefna.accounts.models import ApiToken, User
-from tests.databases import connections_waiting_for_locks
+from tests.databases import connections_waiting_for_locks, thread_recording
 
 pytestmark = pytest.mark.django_db
 
@@ -112,15 +111,12 @@ def test_two_tokens_asked_for_at_once_cannot_take_an_account_past_max_live_token
         browser.force_login(user)
     answers: list[object] = []
 
-    def create(browser: Client) -> None:
-        try:
-            answers.append(browser.post("/accounts/tokens/", {"name": "parallel"}).status_code)
-        except Exception as exc:  # reported below, not lost in the thread
-            answers.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=create, args=(browser,)) for browser in browsers]
+    threads = [
+        thread_recording(
+            lambda browser=browser: browser.post("/accounts/tokens/", {"name": "parallel"}).status_code, answers
+        )
+        for browser in browsers
+    ]
     with transaction.atomic():
         # New tokens wait here (a SHARE lock lets reads through, not inserts), so both
         # requests are in flight at once, whatever order the threads run in.
