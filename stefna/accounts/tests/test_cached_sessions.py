@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.conf import settings as django_settings
@@ -42,20 +44,26 @@ def test_redis_url_makes_sessions_cached_db_and_without_it_they_stay_in_the_data
     assert engines == ["stefna.sessions.cached_db", "stefna.sessions.db"]
 
 
-@pytest.fixture
-def redis_sessions(settings):
+@contextmanager
+def _sessions_in_redis(settings, backend: str, location: str) -> Iterator[None]:  # type: ignore[no-untyped-def]
     # Keys under a prefix of this test's own, removed after it: this module's tests may run
     # at once on several xdist workers, and clearing the whole Redis database took one
     # test's session from under another (which then read it from the database).
     prefix = f"test-sessions-{uuid.uuid4().hex}"
-    settings.CACHES = {
-        "default": {"BACKEND": "stefna.cache.ResilientRedisCache", "LOCATION": REDIS, "KEY_PREFIX": prefix}
-    }
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": location, "KEY_PREFIX": prefix}}
     settings.SESSION_ENGINE = "stefna.sessions.cached_db"
-    yield
-    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
+    try:
+        yield
+    finally:
+        client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+
+
+@pytest.fixture
+def redis_sessions(settings):
+    with _sessions_in_redis(settings, "stefna.cache.ResilientRedisCache", REDIS):
+        yield
 
 
 def test_a_signed_in_request_reads_its_session_from_redis_and_deleting_the_account_removes_it(user, redis_sessions):
@@ -95,16 +103,9 @@ def test_a_cache_miss_reads_the_database_once_and_fills_the_cache(user, redis_se
 def hooked_redis_sessions(settings):
     from tests.fakes.cache import HookedRedisCache
 
-    prefix = f"test-sessions-{uuid.uuid4().hex}"
-    settings.CACHES = {
-        "default": {"BACKEND": "tests.fakes.cache.HookedRedisCache", "LOCATION": HOOKED_REDIS, "KEY_PREFIX": prefix}
-    }
-    settings.SESSION_ENGINE = "stefna.sessions.cached_db"
-    yield HookedRedisCache
-    HookedRedisCache.before_write = None
-    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
+    with _sessions_in_redis(settings, "tests.fakes.cache.HookedRedisCache", HOOKED_REDIS):
+        yield HookedRedisCache
+        HookedRedisCache.before_write = None
 
 
 def test_a_request_that_read_the_session_before_sign_out_does_not_cache_it_signed_in_again(user, hooked_redis_sessions):
