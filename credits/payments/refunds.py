@@ -7,11 +7,12 @@ and takes credits back when that grew (`purchase_take_back`, where `charge.dispu
 (through `purchase_dispute_open`) and an offline purchase refunded by staff also end) or
 gives them back when it shrank (a refund failed or was canceled: `_refund_reverse`, the
 one writer of that return). Staff's refund button (`purchase_refund`) only asks Stripe,
-and the credits follow from its event. A dispute that ends in the merchant's favour (`charge.dispute.closed` won, its
-`charge.dispute.funds_reinstated`, or an inquiry closed without a chargeback) ends in
-`purchase_dispute_won`, the one writer of that return. Bought credits a take-back found
-reserved for generations still running are taken when those generations are refunded
-(`generation_charge_refund`, which every generation refund goes through).
+and the credits follow from its event. A dispute that ends in the merchant's favour
+(`charge.dispute.closed` won, its `charge.dispute.funds_reinstated`, or an inquiry closed
+without a chargeback) ends in `purchase_dispute_won`, the one writer of that return.
+Bought credits a take-back found reserved for generations still running are taken when
+those generations are refunded (`generation_charge_refund`, which every generation
+refund goes through).
 """
 
 from __future__ import annotations
