@@ -30,7 +30,7 @@ from ..exceptions import ProviderError
 from ..models import Attempt, Generation
 from ..providers import ProviderState, ProviderStatus
 from .check import apply_status_safely, check_attempt, check_delay, fetch_status, progress_change
-from .claim import GenerationId, look_again_later
+from .claim import GenerationId, look_again_later, still_held
 from .finish import Finished, copy_stored, generations_finish
 from .log import working_on
 from .schedule import generation_claim_due, generations_schedule
@@ -129,15 +129,20 @@ def generation_poll_batch(
         follow_ups.append(partial(apply_status_safely, generation, attempt, status))
     # Each job's next check is due when its model's job is likely done (`pace`): the
     # times are rounded to CHECK_GRAIN seconds so that one UPDATE serves many jobs.
+    # Each UPDATE writes only rows still under the claim this round read (`still_held`):
+    # one that ran out while fal kept us waiting belongs to another round by now. Every
+    # job of a round is claimed with the same lease, so that adds no UPDATE.
     now = timezone.now()
-    by_time: dict[dt.datetime, list[uuid.UUID]] = {}
+    by_time: dict[tuple[dt.datetime, dt.datetime | None], list[uuid.UUID]] = {}
     for pk in [*unchanged, *moved]:
         attempt, status = pollable[pk], status_of[pk]
-        by_time.setdefault(_grain(now, check_delay(attempt, status)), []).append(pk)
-    for next_check_at, ids in by_time.items():
+        key = (_grain(now, check_delay(attempt, status)), attempt.generation.next_check_at)
+        by_time.setdefault(key, []).append(pk)
+    for (next_check_at, _), ids in by_time.items():
+        held = Generation.objects.filter(still_held(pollable[ids[0]].generation), status=Generation.Status.RUNNING)
         moved_here = {pk: moved[pk] for pk in ids if pk in moved}
         if moved_here:
-            Generation.objects.filter(pk__in=moved_here, status=Generation.Status.RUNNING).update(
+            held.filter(pk__in=moved_here).update(
                 queue_position=Case(
                     *(When(pk=pk, then=Value(position)) for pk, position in moved_here.items()),
                     output_field=IntegerField(),
@@ -146,9 +151,7 @@ def generation_poll_batch(
             )
         still = [pk for pk in ids if pk not in moved_here]
         if still:
-            Generation.objects.filter(pk__in=still, status=Generation.Status.RUNNING).update(
-                next_check_at=next_check_at
-            )
+            held.filter(pk__in=still).update(next_check_at=next_check_at)
     if executor is None:
         done: list[Future[Finished | None]] = []
         for work in follow_ups:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from ..exceptions import ProviderError
 from ..models import Attempt, Generation
 from ..providers import ProviderState, ProviderStatus, get_provider
-from .claim import generation_release, look_again_later, next_poll
+from .claim import generation_release, look_again_later, next_poll, still_held
 from .finish import Finished, copy_result, generations_finish
 from .log import generation_log, label, log_line, working_on
 from .pace import next_check_delay
@@ -116,10 +116,12 @@ def check_delay(attempt: Attempt, status: ProviderStatus) -> float:
 
 
 def record_progress(generation: Generation, attempt: Attempt, status: ProviderStatus) -> None:
-    """Store queue position, state and new log lines, and schedule the next check."""
+    """Store queue position, state and new log lines, and schedule the next check.
+
+    Only while the caller still holds its claim (`claim.still_held`): an answer that
+    arrived after the claim ran out is stale, and the round holding the job now has its own.
+    """
     attempt_status = Attempt.Status.QUEUED if status.state == ProviderState.IN_QUEUE else Attempt.Status.RUNNING
-    if attempt.status != attempt_status:
-        Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(status=attempt_status)
     position = status.queue_position if status.state == ProviderState.IN_QUEUE else None
     new_lines = _new_provider_lines(generation, status.logs)
     changes: dict[str, Any] = {}
@@ -129,13 +131,24 @@ def record_progress(generation: Generation, attempt: Attempt, status: ProviderSt
     if new_lines or (attempt.status != attempt_status and attempt_status == Attempt.Status.RUNNING):
         if attempt.status != attempt_status and attempt_status == Attempt.Status.RUNNING:
             new_lines.insert(0, log_line(f"{label(attempt.model)} is working on it"))
-        generation_log(
-            generation, lines=new_lines, only_if=(Generation.Status.RUNNING,), next_check_at=next_check, **changes
+        held = generation_log(
+            generation,
+            lines=new_lines,
+            only_if=(Generation.Status.RUNNING,),
+            where=still_held(generation),
+            next_check_at=next_check,
+            **changes,
         )
     else:
-        Generation.objects.filter(pk=generation.pk, status=Generation.Status.RUNNING).update(
-            next_check_at=next_check, **changes
+        held = bool(
+            Generation.objects.filter(
+                still_held(generation), pk=generation.pk, status=Generation.Status.RUNNING
+            ).update(next_check_at=next_check, **changes)
         )
+    # After the generation's write, which tells whether the claim still holds: a stale
+    # "in the queue" would move the attempt back from running on its owner's screen.
+    if held and attempt.status != attempt_status:
+        Attempt.objects.filter(pk=attempt.pk, status__in=IN_FLIGHT).update(status=attempt_status)
 
 
 def _new_provider_lines(generation: Generation, logs: list[dict[str, Any]]) -> list[dict[str, str]]:

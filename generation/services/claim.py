@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from stefna.db import close_old_connections_unless_in_transaction
@@ -78,6 +78,20 @@ def generation_claim_running(*, limit: int, now: dt.datetime | None = None) -> l
         return []
     due = Generation.objects.filter(status=Generation.Status.RUNNING, next_check_at__lte=now)
     return claim_due(due, field="next_check_at", limit=limit, now=now)
+
+
+def still_held(generation: Generation) -> Q:
+    """The condition for a claim holder's writes to a generation: the lease it claimed it
+    with (its `next_check_at` as read after the claim) is still on the row.
+
+    A holder that took longer than its lease (fal slow to answer) has lost the job: the
+    next round claimed it (a new lease), a webhook made it due, or it ended. Its writes
+    then change nothing: a stale "still in the queue" would otherwise move the next check
+    of the round working on it now, and a third round could take the job meanwhile and
+    send the next model again. One more equality on the row the UPDATE writes anyway, so
+    it costs no query. Leases are written to the microsecond, so two claims never carry
+    the same one."""
+    return Q(next_check_at=generation.next_check_at)
 
 
 def generation_release(*, generation_id: GenerationId, seconds: float | None = None) -> None:

@@ -10,7 +10,7 @@ import logging
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from django.db.models import Case, DateTimeField, F, Value, When
+from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.utils import timezone
 
 from stefna.logging_json import current_request, request_id_bound
@@ -79,6 +79,7 @@ def generation_log(
     lines: list[dict[str, str]] | None = None,
     next_check_at: Any = None,
     only_if: tuple[str, ...] | None = None,
+    where: Q | None = None,
     **changes: Any,
 ) -> bool:
     """Append log lines (the UI shows them) and apply `changes`, in one UPDATE.
@@ -86,7 +87,8 @@ def generation_log(
     The database appends the lines (`AppendLogLines`), so two writers never drop each
     other's lines, with no read or lock first. With `only_if`, nothing happens unless
     the generation's status is one of those (a change and its log line in one write);
-    returns whether it happened. `next_check_at` schedules the next look, but only
+    returns whether it happened; `where` is a further condition on the row (a claim
+    holder's `claim.still_held`). `next_check_at` schedules the next look, but only
     while the generation is active.
     """
     new = list(lines or [])
@@ -107,6 +109,8 @@ def generation_log(
     rows = Generation.objects.filter(pk=generation.pk)
     if only_if is not None:
         rows = rows.filter(status__in=only_if)
+    if where is not None:
+        rows = rows.filter(where)
     if new:
         changes["logs"] = AppendLogLines("logs", new, keep=MAX_LOG_LINES)
     if not changes:

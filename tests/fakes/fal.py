@@ -35,6 +35,8 @@ Knobs (methods on `FakeFal`; `reset()` clears them all):
     deliver_webhooks = False      POST signed webhooks to the submission's `fal_webhook` URL on completion
     webhook_copies = 1            deliver each webhook this many times (duplicates)
     webhook_out_of_order = False  deliver an ERROR copy after the OK one (out of order, must change nothing)
+    after_answer(method, path)    called once an answer is made, before it is sent (off the event loop,
+                                  so holding it delays that one answer only); also `on_cancel(request_id)`
 
 Inspection: `submissions(endpoint=None)` (recorded POSTs to models), `calls(method, contains)`,
 `requests` (everything), `jobs` (request id → Job: endpoint, payload, webhook_url, canceled …),
@@ -205,6 +207,10 @@ class FakeFal:
             # Called with the request id when a cancellation arrives, before it is answered
             # (a crash test kills the process that asked, mid-call).
             self.on_cancel: Callable[[str], None] | None = None
+            # Called with (method, path) once an answer is made, before it is sent, on a
+            # thread of its own: a test holding it delays that one answer (fal slow to
+            # reply, its answer already stale when it arrives) while others are served.
+            self.after_answer: Callable[[str, str], None] | None = None
 
     def set_latency(self, seconds: float, *, endpoint: str | None = None) -> None:
         with self._lock:
@@ -542,6 +548,8 @@ class FakeFal:
                     logger.exception("fake fal crashed")
                     status, answer, content_type = 500, {"detail": repr(exc)}, "application/json"
                 data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+                if self.after_answer is not None:
+                    await asyncio.to_thread(self.after_answer, method, urlsplit(target).path)
                 phrase = HTTPStatus(status).phrase
                 writer.write(
                     f"HTTP/1.1 {status} {phrase}\r\nContent-Type: {content_type}\r\n"

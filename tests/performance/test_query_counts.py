@@ -454,3 +454,27 @@ def test_an_image_and_a_source_photo_are_found_by_name_through_an_index():
     assert source is not None and source.pk == media[7].generation_id
     assert "media_storage_key" in _plan(queries.captured_queries[0]["sql"])
     assert "gen_source_image" in _plan(queries.captured_queries[1]["sql"])
+
+
+@pytest.mark.parametrize("jobs", [2, 8])
+def test_a_poll_round_over_jobs_waiting_at_fal_costs_7_queries_however_many(fake_fal, jobs):
+    """The worker's hot path: each round checks every job in flight (up to a thousand),
+    most of them still waiting in fal's queue. Claiming them, loading their attempts and
+    rescheduling them (`advance.generation_poll_batch`) is a fixed number of queries (with
+    the savepoints of the test's transaction: 2 more than in the worker)."""
+    from generation import services
+    from generation.tests.pipeline_helpers import start_generation
+
+    fake_fal.manual = True
+    preset = PresetFactory()
+    for _ in range(jobs):
+        start_generation(UserFactory(), preset)
+    assert services.generation_poll_due(limit=100) == jobs  # sent to fal
+    Generation.objects.update(next_check_at=timezone.now())
+    assert services.generation_poll_due(limit=100) == jobs  # in fal's queue: place 2 (moved)
+    Generation.objects.update(next_check_at=timezone.now())
+
+    with CaptureQueriesContext(connection) as queries:
+        assert services.generation_poll_due(limit=100) == jobs  # still there: unchanged
+    assert len(queries) == 7, "\n".join(query["sql"][:200] for query in queries.captured_queries)
+    assert Generation.objects.filter(queue_position=2).count() == jobs
