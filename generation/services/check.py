@@ -64,7 +64,9 @@ def apply_status(
             time_out(generation, attempt)
         else:
             logger.warning("generation %s: status check failed (%s)", generation.pk, exc.message)
-            generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
+            generation_release(
+                generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS, held=generation
+            )
         return None
     if status.state == ProviderState.COMPLETED:
         seen_at = timezone.now()  # when we learned it (pace.py learns models' times from it)
@@ -77,7 +79,9 @@ def apply_status(
             if exc.permanent:
                 fail_attempt_then_next(generation, attempt, exc.message)
             else:
-                generation_release(generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS)
+                generation_release(
+                    generation_id=generation.pk, seconds=2 * settings.FAL_POLL_INTERVAL_SECONDS, held=generation
+                )
             return None
         finished = copy_result(generation, attempt, data)
         if finished is not None:

@@ -94,12 +94,18 @@ def still_held(generation: Generation) -> Q:
     return Q(next_check_at=generation.next_check_at)
 
 
-def generation_release(*, generation_id: GenerationId, seconds: float | None = None) -> None:
+def generation_release(
+    *, generation_id: GenerationId, seconds: float | None = None, held: Generation | None = None
+) -> None:
     """Hand a claimed generation back, due again in `seconds` (default: the poll interval).
-    Due at once (fal's webhook stored an answer), the workers are woken for it."""
-    released = Generation.objects.filter(pk=generation_id, status__in=Generation.ACTIVE_STATUSES).update(
-        next_check_at=next_poll(seconds=seconds)
-    )
+    Due at once (fal's webhook stored an answer), the workers are woken for it. With
+    `held` (the holder's generation as read after its claim), only while that claim is
+    still on the row (`still_held`): a holder whose call to fal outlived its lease hands
+    back nothing, since the job is another round's by now."""
+    rows = Generation.objects.filter(pk=generation_id, status__in=Generation.ACTIVE_STATUSES)
+    if held is not None:
+        rows = rows.filter(still_held(held))
+    released = rows.update(next_check_at=next_poll(seconds=seconds))
     if released and seconds == 0:
         workers_wake()
 

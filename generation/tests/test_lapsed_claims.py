@@ -58,17 +58,21 @@ def hold_answers(fake_fal: Any, *holds: Held) -> None:
     fake_fal.after_answer = after_answer
 
 
-def test_a_lapsed_status_check_does_not_cut_short_the_claim_of_the_round_that_falls_over(user, fake_fal):
+@pytest.mark.parametrize("stale_answer", ["still in the queue", "a server error"])
+def test_a_lapsed_status_check_does_not_cut_short_the_claim_of_the_round_that_falls_over(user, fake_fal, stale_answer):
     """fal slow twice: worker A's status call outlives its claim; meanwhile round B claims
     the job, times the attempt out and sends the next model (slow at fal too). A's stale
-    "still in the queue" must not make the job due again while B submits: a third round
-    would send the next model a second time (paid at fal, then canceled)."""
+    answer ("still in the queue", or an error to be retried shortly) must not make the
+    job due again while B submits: a third round would send the next model a second
+    time (paid at fal, then canceled)."""
     fake_fal.manual = True
     preset = PresetFactory(model_chain=[FAST_SDXL_I2I, REALISTIC_VISION])
     generation = start_generation(user, preset)
     run_worker(rounds=1)
     first = generation.attempts.get()
     assert first.fal_job_id and first.status == Attempt.Status.QUEUED
+    if stale_answer == "a server error":
+        fake_fal.fail_status("fal-ai/fast-sdxl", status=500, times=1)  # A's call only
     status_of_first = Held("GET", f"/requests/{first.fal_job_id}/status")
     submit_of_next = Held("POST", f"/{REALISTIC_VISION}")
     hold_answers(fake_fal, status_of_first, submit_of_next)
