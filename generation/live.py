@@ -135,13 +135,16 @@ class Hub:
 
     async def _run(self) -> None:
         if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
-            poller = asyncio.create_task(self._poll_while_not_listening())
+            # The poller lives as long as the listener: an outage can begin, or outlast
+            # the idle time, while nobody watches, and a stream that opens during it must
+            # be polled for (the listener only ends, and this with it, once it is up and idle).
+            poller = asyncio.create_task(self._poll_while_not_listening(ends_when_idle=False))
             try:
                 await self._listen()
             finally:
                 poller.cancel()
         else:
-            await self._poll_while_not_listening()
+            await self._poll_while_not_listening(ends_when_idle=True)
 
     async def _listen(self) -> None:
         """LISTEN until no stream has watched for LIVE_LISTENER_IDLE_SECONDS; reconnect after
@@ -213,16 +216,18 @@ class Hub:
         generation_id, _, version = payload.partition(":")
         self.dispatch(generation_id, int(version) if version.isdigit() else None)
 
-    async def _poll_while_not_listening(self) -> None:
+    async def _poll_while_not_listening(self, *, ends_when_idle: bool) -> None:
         """One query for every watched generation per tick, while the listener is down
-        (always, on SQLite). Ends when nothing has been watched for a while."""
+        (always, on SQLite). With `ends_when_idle` (SQLite, where it is the only feed) it
+        ends when nothing has been watched for LIVE_LISTENER_IDLE_SECONDS; on PostgreSQL
+        it is cancelled with the listener."""
         loop = asyncio.get_running_loop()
         idle_since: float | None = None
         while True:
             await asyncio.sleep(settings.LIVE_POLL_SECONDS)
             if not self.watches:
                 idle_since = idle_since or loop.time()
-                if loop.time() - idle_since >= settings.LIVE_LISTENER_IDLE_SECONDS and not self.listening:
+                if ends_when_idle and loop.time() - idle_since >= settings.LIVE_LISTENER_IDLE_SECONDS:
                     return
                 continue
             idle_since = None

@@ -1,0 +1,107 @@
+"""The live hub's PostgreSQL listener when its connection fails (generation/live.py).
+
+The listener's connection goes through a proxy (tests/pg_proxy.py) that can refuse it (a
+database that is down) or black-hole it (a server gone without a RST) while every other
+connection of the app goes through untouched. A stream's wait is the hub's `Watch`: woken
+with the new version by a notification or by the polling fallback, with None after the
+listener reconnects (`wake_all`), so a test can tell which one told it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from generation import status_thread
+from generation.live import Hub
+from generation.models import Generation
+from tests.pg_proxy import PostgresProxy
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
+
+# Every wait is bounded, so a listener that never wakes a stream fails the test.
+WAIT = 5.0
+
+
+@pytest.fixture
+def listener_proxy(fast_live) -> Iterator[PostgresProxy]:
+    """Every new connection of this test goes through the proxy; only the listener's
+    ("stefna-live") is ever refused or black-holed."""
+    settings_dict = connections[DEFAULT_DB_ALIAS].settings_dict
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+        pytest.skip("PostgreSQL only: the LISTEN connection (SQLite polls the versions)")
+    host = settings_dict["HOST"] or "127.0.0.1"
+    if host.startswith("/"):
+        pytest.skip("the proxy speaks TCP; the test database is on a Unix socket")
+    saved = settings_dict["HOST"], settings_dict["PORT"]
+    proxy = PostgresProxy((host, int(settings_dict["PORT"] or 5432)), target="stefna-live")
+    settings_dict["HOST"], settings_dict["PORT"] = "127.0.0.1", str(proxy.port)
+    try:
+        yield proxy
+    finally:
+        settings_dict["HOST"], settings_dict["PORT"] = saved
+        # Its connection came through the proxy: close it while the proxy still forwards.
+        status_thread.generation_status_close_connection()
+        proxy.close()
+
+
+def run[T](scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    # On a thread of its own: a browser test earlier on this xdist worker leaves
+    # Playwright's event loop running on the main thread, where asyncio.run refuses.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, scenario()).result(timeout=60)
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(int(WAIT / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting until {what}")
+
+
+async def change(generation: Generation, **changes: Any) -> int:
+    """A write committed on another thread, as the worker makes it; its new version."""
+
+    def write() -> int:
+        try:
+            Generation.objects.filter(pk=generation.pk).update(**changes)
+            return Generation.objects.get(pk=generation.pk).version
+        finally:
+            connections.close_all()
+
+    return await asyncio.to_thread(write)
+
+
+def current_version(generation: Generation) -> int:
+    return Generation.objects.get(pk=generation.pk).version
+
+
+def test_a_stream_opened_in_an_outage_nobody_watched_through_is_polled(running, listener_proxy, settings):
+    # The listener goes down while no stream watches, for longer than the idle time, and a
+    # stream opens while it is still down: the polling fallback must be running for it.
+    settings.LIVE_LISTENER_IDLE_SECONDS = 0.2
+    settings.LIVE_HEARTBEAT_SECONDS = 5.0  # the listener stays up between the watches
+    version = current_version(running)
+
+    async def scenario() -> tuple[bool, int | None, int]:
+        hub = Hub()
+        with hub.watch(running.pk, version=version):
+            await until(lambda: hub.listening, "the listener is up")
+        listener_proxy.mode = "refuse"  # the database is down for the listener from now on
+        listener_proxy.cut_targets()
+        await until(lambda: not hub.listening, "the listener noticed")
+        await asyncio.sleep(settings.LIVE_LISTENER_IDLE_SECONDS + 10 * settings.LIVE_POLL_SECONDS)
+        with hub.watch(running.pk, version=version) as watch:
+            moved = await change(running, queue_position=7)
+            return await watch.wait(WAIT), watch.version, moved
+
+    woken, seen, moved = run(scenario)
+
+    assert woken, "a stream opened during the outage heard nothing: nothing polled for it"
+    assert seen == moved
