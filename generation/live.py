@@ -161,21 +161,24 @@ class Hub:
                     **listen_params(application_name="stefna-live"),
                     autocommit=True,
                 ) as conn:
-                    # Notifications psycopg itself reads (during the keep-alive query).
-                    conn.add_notify_handler(lambda notify: self._dispatch_payload(notify.payload))
-                    await conn.execute(f"LISTEN {CHANNEL}")
-                    self.listening, delay = True, 0.5
-                    self.wake_all()
-                    while True:
-                        await self._read_notifications(conn.pgconn, loop)
-                        if self.watches:
-                            idle_since = None
-                        elif idle_since is None:
-                            idle_since = loop.time()
-                        elif loop.time() - idle_since >= settings.LIVE_LISTENER_IDLE_SECONDS:
-                            return
-                        # A cheap round trip, so a dead connection is noticed while idle too.
-                        await conn.execute("SELECT 1")
+                    try:
+                        await self._query(conn.pgconn, loop, f"LISTEN {CHANNEL}")
+                        self.listening, delay = True, 0.5
+                        self.wake_all()
+                        while True:
+                            await self._read_notifications(conn.pgconn, loop)
+                            if self.watches:
+                                idle_since = None
+                            elif idle_since is None:
+                                idle_since = loop.time()
+                            elif loop.time() - idle_since >= settings.LIVE_LISTENER_IDLE_SECONDS:
+                                return
+                            # A cheap round trip, so a dead connection is noticed while idle too.
+                            await self._query(conn.pgconn, loop, "SELECT 1")
+                    finally:
+                        # Closed here, at once: leaving the `async with` after an error would
+                        # first try a rollback, and wait for ever on a connection that hangs.
+                        await conn.close()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database restart, a dropped connection, a refused connect
@@ -185,6 +188,49 @@ class Hub:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
+    async def _query(self, pgconn: Any, loop: asyncio.AbstractEventLoop, sql: str) -> None:
+        """Run `sql` (LISTEN, the keep-alive) on the listener's connection, answered within
+        LIVE_LISTENER_TIMEOUT_SECONDS or TimeoutError (the connection is given up).
+
+        Straight on libpq, like `_read_notifications`, because of that bound: a connection
+        that hangs (a server gone without a RST, a network that drops everything) would
+        hold the listener for ever while its streams count on it and nothing polls for
+        them, and cancelling psycopg's `execute` makes psycopg send a cancel request and
+        wait for the answer to it, on that same dead connection, for up to 10 s. The
+        notifications read with the answer are dispatched here.
+        """
+        import psycopg  # PostgreSQL only
+        from psycopg.pq import ExecStatus
+
+        readable = asyncio.Event()
+        socket = pgconn.socket
+        loop.add_reader(socket, readable.set)
+        try:
+            async with asyncio.timeout(settings.LIVE_LISTENER_TIMEOUT_SECONDS):
+                pgconn.send_query(sql.encode())
+                while pgconn.flush():  # a few bytes: sent at once unless the socket is full
+                    await asyncio.sleep(0.01)
+                while True:
+                    pgconn.consume_input()  # raises OperationalError when the connection is gone
+                    self._dispatch_notifications(pgconn)
+                    if pgconn.is_busy():
+                        await readable.wait()
+                        readable.clear()
+                        continue
+                    if (result := pgconn.get_result()) is None:
+                        break  # the answer is complete
+                    if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+                        raise psycopg.OperationalError(result.error_message.decode(errors="replace"))
+            # Anything that came in with the answer's end (libpq parsed it, the socket holds
+            # nothing more to wake `_read_notifications`).
+            self._dispatch_notifications(pgconn)
+        finally:
+            loop.remove_reader(socket)
+
+    def _dispatch_notifications(self, pgconn: Any) -> None:
+        while (notification := pgconn.notifies()) is not None:
+            self._dispatch_payload(notification.extra.decode())
+
     async def _read_notifications(self, pgconn: Any, loop: asyncio.AbstractEventLoop) -> None:
         """Dispatch notifications as they arrive, for LIVE_HEARTBEAT_SECONDS.
 
@@ -193,7 +239,7 @@ class Hub:
         and psycopg's `notifies()` re-arms the event loop's watch and takes a lock for
         each read, which cost about a tenth of a web process's CPU at the crowd bench's
         load. Here one wake-up drains all that is waiting. psycopg is not using the
-        connection meanwhile (the keep-alive query runs after this returns).
+        connection at all after connecting (`_query` runs LISTEN and the keep-alive).
         """
         readable = asyncio.Event()
         socket = pgconn.socket
@@ -207,8 +253,7 @@ class Hub:
                     return
                 readable.clear()
                 pgconn.consume_input()  # raises OperationalError when the connection is gone
-                while (notification := pgconn.notifies()) is not None:
-                    self._dispatch_payload(notification.extra.decode())
+                self._dispatch_notifications(pgconn)
         finally:
             loop.remove_reader(socket)
 

@@ -466,6 +466,9 @@ LIVE_POLL_SECONDS = env_float("LIVE_POLL_SECONDS", 0.5)
 LIVE_RETRY_MILLISECONDS = 1000
 # A process's LISTEN connection (and poller) stops after this long with no stream open.
 LIVE_LISTENER_IDLE_SECONDS = 60.0
+# The LISTEN connection's keep-alive (each heartbeat) must be answered within this long, or
+# the connection counts as dead: the poller covers its streams while it reconnects.
+LIVE_LISTENER_TIMEOUT_SECONDS = 5.0
 
 # --- Pipeline -------------------------------------------------------------------------
 # A job is first checked FAL_POLL_INTERVAL_SECONDS after it was submitted, then this

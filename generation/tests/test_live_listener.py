@@ -105,3 +105,24 @@ def test_a_stream_opened_in_an_outage_nobody_watched_through_is_polled(running, 
 
     assert woken, "a stream opened during the outage heard nothing: nothing polled for it"
     assert seen == moved
+
+
+def test_a_listener_whose_connection_hangs_gives_way_to_polling(running, listener_proxy, settings):
+    # The server vanishes without a RST: the keep-alive's answer never comes. The listener
+    # must give up on it, count itself down (polling covers its streams) and reconnect.
+    settings.LIVE_LISTENER_TIMEOUT_SECONDS = 0.5
+    version = current_version(running)
+
+    async def scenario() -> tuple[bool, int | None, int]:
+        hub = Hub()
+        with hub.watch(running.pk, version=version) as watch:
+            await until(lambda: hub.listening, "the listener is up")
+            assert await watch.wait(WAIT)  # its (re)connect's "look again" (`wake_all`)
+            listener_proxy.mode = "black_hole"
+            moved = await change(running, queue_position=7)  # its NOTIFY is lost in the hole
+            return await watch.wait(WAIT), watch.version, moved
+
+    woken, seen, moved = run(scenario)
+
+    assert woken, "the listener waits for ever on a hung connection and nothing polls"
+    assert seen == moved
