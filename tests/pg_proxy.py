@@ -4,7 +4,8 @@ It reads each connection's startup message (answering SSL and GSS encryption req
 "no", so the message comes in clear) and, for connections whose `application_name` is
 `target` (the live listener's, "stefna-live"), does what the test says: forward, refuse
 (close at once, as a server that is down), or black-hole (keep the connection open and
-forward nothing either way, as a server gone without a RST). Every other connection is
+forward nothing either way, as a server gone without a RST), or hold what the server
+sends it until `release()` sends it all in one write. Every other connection is
 forwarded untouched, so the rest of the app keeps its database.
 """
 
@@ -15,7 +16,7 @@ import struct
 import threading
 from typing import Literal
 
-Mode = Literal["forward", "refuse", "black_hole"]
+Mode = Literal["forward", "refuse", "black_hole", "hold"]
 
 _SSL_REQUEST, _GSSENC_REQUEST = 80877103, 80877104
 
@@ -37,6 +38,7 @@ class PostgresProxy:
         self._lock = threading.Lock()
         self._target_sockets: list[socket.socket] = []
         self._all_sockets: list[socket.socket] = []
+        self._held: dict[socket.socket, bytearray] = {}
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self._closed = False
@@ -48,6 +50,19 @@ class PostgresProxy:
             sockets, self._target_sockets = self._target_sockets, []
         for sock in sockets:
             _shut(sock)
+
+    def held(self) -> bytes:
+        """What the server sent the target since `mode = "hold"`, not passed on yet."""
+        with self._lock:
+            return b"".join(self._held.values())
+
+    def release(self) -> None:
+        """Forward again, after sending what was held (each connection's in one write)."""
+        with self._lock:
+            self.mode = "forward"
+            held, self._held = self._held, {}
+            for sink, data in held.items():
+                sink.sendall(data)
 
     def close(self) -> None:
         self._closed = True
@@ -99,13 +114,21 @@ class PostgresProxy:
         upstream.sendall(struct.pack("!I", length) + body)
         pumps = [(client, upstream), (upstream, client)]
         for source, sink in pumps:
-            threading.Thread(target=self._pump, args=(source, sink, is_target), daemon=True).start()
+            to_target = is_target and sink is client
+            threading.Thread(target=self._pump, args=(source, sink, is_target, to_target), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, is_target: bool) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, is_target: bool, to_target: bool) -> None:
         try:
             while data := source.recv(65536):
                 if is_target and self.mode == "black_hole":
                     continue  # swallowed: the other side waits for ever
+                if to_target:
+                    with self._lock:  # never past what `release` is sending
+                        if self.mode == "hold":
+                            self._held.setdefault(sink, bytearray()).extend(data)
+                        else:
+                            sink.sendall(data)
+                    continue
                 sink.sendall(data)
         except OSError:
             pass

@@ -126,3 +126,31 @@ def test_a_listener_whose_connection_hangs_gives_way_to_polling(running, listene
 
     assert woken, "the listener waits for ever on a hung connection and nothing polls"
     assert seen == moved
+
+
+def test_a_notification_that_arrives_with_the_keep_alive_s_answer_is_dispatched_at_once(
+    running, listener_proxy, settings
+):
+    # The keep-alive's answer and a NOTIFY reach the listener in one read: libpq parses
+    # both while the answer is read, and the socket has nothing left to wake the wait for
+    # notifications. It must be dispatched then, not at the next heartbeat.
+    settings.LIVE_HEARTBEAT_SECONDS = 2.0
+    version = current_version(running)
+
+    async def scenario() -> tuple[bool, int | None, int]:
+        hub = Hub()
+        with hub.watch(running.pk, version=version) as watch:
+            await until(lambda: hub.listening, "the listener is up")
+            assert await watch.wait(WAIT)  # its connect's "look again" (`wake_all`)
+            listener_proxy.mode = "hold"
+            # (SELECT's command tag: the keep-alive was answered, and held.)
+            await until(lambda: b"SELECT 1\0" in listener_proxy.held(), "the keep-alive was answered")
+            moved = await change(running, queue_position=7)
+            await until(lambda: b"stefna_generation" in listener_proxy.held(), "its NOTIFY came")
+            listener_proxy.release()
+            return await watch.wait(settings.LIVE_HEARTBEAT_SECONDS / 2), watch.version, moved
+
+    woken, seen, moved = run(scenario)
+
+    assert woken, "the notification waited in libpq's buffer for the next heartbeat"
+    assert seen == moved
