@@ -6,11 +6,17 @@ a viewer sees, migration 0007) and whatever else the answer depends on: the owne
 wallet (the API's `remaining_coins`, the card's header balance), the language, and for
 the card whether htmx asked. Reading those is one small query, so a poll that changed
 nothing is answered 304 without loading the generation, its attempts or its images.
-Tags are weak: two renders of the same state may differ in bytes (the card's CSRF token).
+
+The cards' forms (Cancel, Delete) carry a CSRF token, made from the browser's CSRF secret,
+which signing in replaces: a card's tag names that secret too (a digest of it, read from
+the request, no query), or a 304 after signing out and in again would keep a card whose
+forms the new session refuses (403). Tags are weak: two renders with the same secret
+differ in bytes (each token is masked afresh) but not in what they do.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -32,16 +38,30 @@ def api_etag(*, version: int, balance: int | None, language: str) -> str:
     return _etag([version, balance or 0, language])
 
 
-def card_etag(state: WatchState, *, language: str, htmx: bool) -> str:
+def card_etag(state: WatchState, *, language: str, htmx: bool, csrf: str) -> str:
     """The status card: the generation, and the header's balance and buckets (a finished
-    card swaps them out of band for htmx), which follow the wallet and the day."""
-    parts = [state.version, state.balance, state.purchased_balance, state.allowance_day, language, int(htmx)]
+    card swaps them out of band for htmx), which follow the wallet and the day, and the
+    CSRF secret its Cancel form's token is made from (`csrf_digest`)."""
+    parts = [state.version, state.balance, state.purchased_balance, state.allowance_day, language, int(htmx), csrf]
     return _etag(["c", *parts])
 
 
-def history_item_etag(*, version: int, language: str) -> str:
-    """A history card: the generation alone (it shows no balance)."""
-    return _etag(["h", version, language])
+def history_item_etag(*, version: int, language: str, csrf: str) -> str:
+    """A history card: the generation (it shows no balance), and the CSRF secret of its
+    Delete form's token."""
+    return _etag(["h", version, language, csrf])
+
+
+def csrf_digest(request: HttpRequest) -> str:
+    """A digest of the CSRF secret the request's answer embeds tokens of: the one the
+    browser sent, or the one a render made for it ("-" before either). Call it after
+    rendering for a 200 (a render without a secret makes one); the tag then matches the
+    browser's next request, which sends that secret back. Only a digest: an ETag may be
+    logged where the secret must not be."""
+    secret = request.META.get("CSRF_COOKIE")
+    if not secret:
+        return "-"
+    return hashlib.blake2b(secret.encode(), digest_size=6).hexdigest()
 
 
 def _etag(parts: Iterable[object]) -> str:

@@ -243,7 +243,7 @@ def generation_card(request: AuthenticatedRequest, generation_id: str) -> HttpRe
         request,
         user_id=request.user.pk,
         generation_id=generation_id,
-        etag_of=lambda state: etags.card_etag(state, language=language, htmx=htmx),
+        etag_of=lambda state: etags.card_etag(state, language=language, htmx=htmx, csrf=etags.csrf_digest(request)),
     )
     if unchanged is not None:
         return unchanged
@@ -282,7 +282,8 @@ def _card_response(
             generation.status,
         )
         language, htmx = etag_for
-        etags.with_etag(response, etags.card_etag(state, language=language, htmx=htmx))
+        csrf = etags.csrf_digest(request)  # after the render, which may have made the secret
+        etags.with_etag(response, etags.card_etag(state, language=language, htmx=htmx, csrf=csrf))
     return response
 
 
@@ -503,13 +504,16 @@ def history_item(request: AuthenticatedRequest, generation_id: str) -> HttpRespo
         request,
         user_id=request.user.pk,
         generation_id=generation_id,
-        etag_of=lambda state: etags.history_item_etag(version=state.version, language=language),
+        etag_of=lambda state: etags.history_item_etag(
+            version=state.version, language=language, csrf=etags.csrf_digest(request)
+        ),
     )
     if unchanged is not None:
         return unchanged
     generation = selectors.generation_history_card(user=request.user, generation_id=generation_id)
     response = render(request, "generation/_history_item.html", {"g": generation})
-    return etags.with_etag(response, etags.history_item_etag(version=generation.version, language=language))
+    etag = etags.history_item_etag(version=generation.version, language=language, csrf=etags.csrf_digest(request))
+    return etags.with_etag(response, etag)
 
 
 def _page_url(page: Page, query: dict[str, str]) -> str | None:  # type: ignore[type-arg]

@@ -4,7 +4,10 @@ owner's wallet), and a change anything shows makes the tag differ."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
@@ -141,3 +144,39 @@ def test_someone_elses_card_is_404_never_304(user, other_user, running):
     stranger = Client()
     stranger.force_login(other_user)
     assert stranger.get(card_url(running), headers={"If-None-Match": etag}).status_code == 404
+
+
+def sign_in_by_code(browser: Client, email: str) -> None:
+    browser.post("/accounts/sign-in/", {"email": email})
+    code = re.search(r"\b(\d{6})\b", str(mail.outbox[-1].body))
+    assert code, mail.outbox[-1].body
+    assert browser.post("/accounts/code/", {"code": code.group(1)}).status_code == 302
+
+
+def csrf_token_in(html: str) -> str:
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
+    assert found, "the card has no CSRF token"
+    return found.group(1)
+
+
+def test_a_card_cached_before_signing_out_and_in_again_is_not_revalidated(user, running):
+    # The running card's Cancel form carries a CSRF token, and signing in gives the browser
+    # a new CSRF cookie: a 304 would have htmx swap in the cached card, whose Cancel
+    # then fails the CSRF check (403) though nothing about the job changed.
+    browser = Client()
+    sign_in_by_code(browser, user.email)
+    cached = browser.get(card_url(running), headers={"HX-Request": "true"})
+    stale_token = csrf_token_in(cached.content.decode())
+    browser.post("/accounts/sign-out/")
+    sign_in_by_code(browser, user.email)
+
+    again = browser.get(card_url(running), headers={"HX-Request": "true", "If-None-Match": cached["ETag"]})
+
+    assert again.status_code == 200, "a 304 keeps the card whose CSRF token the new session refuses"
+    strict = Client(enforce_csrf_checks=True)
+    strict.cookies = browser.cookies
+    cancel = f"/g/{running.pk}/cancel/"
+    assert strict.post(cancel, {"csrfmiddlewaretoken": stale_token}).status_code == 403  # (why it matters)
+    assert again["ETag"] != cached["ETag"]
+    fresh_token = csrf_token_in(again.content.decode())
+    assert strict.post(cancel, {"csrfmiddlewaretoken": fresh_token}).status_code != 403
