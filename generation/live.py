@@ -16,7 +16,8 @@ How a web process learns about a change:
   (a second mechanism, and one a `QuerySet.update()` would bypass), while NOTIFY already
   reaches every web process through the database they all share.
 - **SQLite** (no NOTIFY; a single-machine development database) and **whenever the
-  listener is down** (a database restart; it reconnects with a growing delay): one task per
+  listener is down** (a database restart, or a keep-alive unanswered within
+  LIVE_LISTENER_TIMEOUT_SECONDS; it reconnects with a growing delay): one task per
   event loop reads the versions of every watched generation in one indexed query every
   `LIVE_POLL_SECONDS` and wakes the streams whose version moved.
 
