@@ -7,6 +7,7 @@ records who granted and why.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -62,6 +63,16 @@ class GrantCreditsForm(forms.Form):
         help_text=gettext_lazy("Why: kept on the ledger entry with your name."),
         widget=forms.TextInput(attrs={"size": 60}),
     )
+    # The form's one-time key, made when it is shown and kept on the ledger entry: a double
+    # click or the browser sending the form again grants once (`ledger.grant`).
+    grant_key = forms.UUIDField(
+        widget=forms.HiddenInput,
+        initial=uuid.uuid4,
+        error_messages={
+            "required": gettext_lazy("This form is out of date: choose the action again."),
+            "invalid": gettext_lazy("This form is out of date: choose the action again."),
+        },
+    )
 
     def clean_amount(self) -> int:
         amount = self.cleaned_data["amount"]
@@ -82,7 +93,14 @@ def grant_credits_to(
         amount = data["amount"]
         reason = CreditEntry.Reason.GRANT if amount > 0 else CreditEntry.Reason.ADJUST
         try:
-            ledger.grant(user=user, amount=amount, note=data["note"], by=cast("User", request.user), reason=reason)
+            ledger.grant(
+                user=user,
+                amount=amount,
+                note=data["note"],
+                by=cast("User", request.user),
+                reason=reason,
+                grant_key=data["grant_key"],
+            )
         except ValueError as error:  # the ledger's argument checks; the form already prevents them
             raise DomainError(str(error)) from error
 

@@ -30,6 +30,15 @@ class AlreadyReserved(DomainError):
     default_message = _("This generation's credits are already reserved and not yet settled.")
 
 
+class AlreadyGranted(DomainError):
+    """A staff grant form sent again (a double click, a browser resubmit): its one-time
+    key is already on the ledger, so nothing more is added."""
+
+    code = "already_granted"
+    status = 409
+    default_message = _("already granted (this form was sent before); nothing was added.")
+
+
 class PaymentsUnavailable(DomainError):
     code = "payments_unavailable"
     status = 503

@@ -42,7 +42,7 @@ from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext
 
-from .exceptions import AccountClosed, AlreadyReserved, AlreadySettled, InsufficientCredits
+from .exceptions import AccountClosed, AlreadyGranted, AlreadyReserved, AlreadySettled, InsufficientCredits
 from .models import CreditEntry, Wallet
 
 if TYPE_CHECKING:
@@ -396,10 +396,14 @@ def grant(
     note: str = "",
     by: User | None = None,
     reason: str = Reason.GRANT,
+    grant_key: uuid.UUID | None = None,
 ) -> CreditEntry:
     """Add credits outside any generation (a grant), or, as an adjustment, add or remove some.
     A grant the code makes for a known cause names it as its reason (`RESULT_LOST`), so
     that the statement can tell the owner why in their language.
+
+    `grant_key` is the one-time key of the staff form that asked: a second call with it for
+    the same user (the form sent twice) adds nothing and raises AlreadyGranted.
 
     Granted credits (and positive adjustments) go to the purchased bucket, which never
     expires; a negative adjustment removes credits the way a spend does, free ones first.
@@ -413,16 +417,35 @@ def grant(
         raise ValueError("amount must not be zero")
     if reason in (Reason.GRANT, Reason.RESULT_LOST) and amount < 0:
         raise ValueError("a grant must be positive; remove credits with an adjustment")
-    with transaction.atomic():
-        wallet = _lock_wallet(user.pk)
-        _apply_allowance(wallet, utc_today())
-        if wallet.balance + amount < 0:
-            raise InsufficientCredits(
-                f"The balance is {wallet.balance}; removing {-amount} would make it negative.",
-                detail={"balance": wallet.balance, "amount": amount},
+    try:
+        with transaction.atomic():
+            wallet = _lock_wallet(user.pk)
+            # Read under the wallet lock: a submit of the same form that got the lock first
+            # has committed its entry by now, so this sees it.
+            if grant_key is not None and CreditEntry.objects.filter(user_id=user.pk, grant_key=grant_key).exists():
+                raise AlreadyGranted()
+            _apply_allowance(wallet, utc_today())
+            if wallet.balance + amount < 0:
+                raise InsufficientCredits(
+                    f"The balance is {wallet.balance}; removing {-amount} would make it negative.",
+                    detail={"balance": wallet.balance, "amount": amount},
+                )
+            purchased = amount if amount > 0 else _spend_split(wallet, -amount)
+            return _write(
+                wallet,
+                amount=amount,
+                purchased_amount=purchased,
+                reason=reason,
+                note=note[:200],
+                created_by=by,
+                grant_key=grant_key,
             )
-        purchased = amount if amount > 0 else _spend_split(wallet, -amount)
-        return _write(wallet, amount=amount, purchased_amount=purchased, reason=reason, note=note[:200], created_by=by)
+    except IntegrityError:
+        # Only reachable if a writer bypassed the lock: the unique constraint (user,
+        # grant_key) refused the second entry and the savepoint undid its balance change.
+        if grant_key is not None and CreditEntry.objects.filter(user_id=user.pk, grant_key=grant_key).exists():
+            raise AlreadyGranted() from None
+        raise
 
 
 def purchase_credit(*, purchase: Purchase) -> CreditEntry:

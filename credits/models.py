@@ -112,6 +112,9 @@ class CreditEntry(models.Model):
     purchased_after = models.IntegerField(default=0, db_default=0)
     allowance_day = models.DateField(null=True, blank=True)
     note = models.CharField(max_length=200, blank=True)
+    # A staff grant's one-time key: the admin's grant form carries one, made when the form
+    # is shown, so a double click or a browser sending the form again grants once.
+    grant_key = models.UUIDField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -146,6 +149,12 @@ class CreditEntry(models.Model):
             # A charge has one dispute, so a purchase gets back what its dispute took once.
             models.UniqueConstraint(
                 fields=["purchase"], condition=Q(reason="dispute_won"), name="credit_one_dispute_return_per_purchase"
+            ),
+            # One grant form sent twice (or twice at once) grants each user once.
+            models.UniqueConstraint(
+                fields=["user", "grant_key"],
+                condition=Q(grant_key__isnull=False),
+                name="credit_one_entry_per_grant_key",
             ),
             models.CheckConstraint(condition=Q(balance_after__gte=0), name="credit_balance_after_not_negative"),
             models.CheckConstraint(

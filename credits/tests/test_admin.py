@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import time
+import uuid
+
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connection
+from django.db import connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -12,6 +17,7 @@ from credits import ledger
 from credits.models import CreditEntry, CreditPack, Wallet
 from credits.selectors import balance_of
 from stefna.accounts.tests.factories import UserFactory
+from tests.databases import connections_waiting_for_locks, thread_recording
 
 ENTRIES = reverse("admin:credits_creditentry_changelist")
 WALLETS = reverse("admin:credits_wallet_changelist")
@@ -79,6 +85,7 @@ def test_grant_asks_for_an_amount_and_a_reason_then_writes_through_the_ledger(st
             "apply": "1",
             "amount": "10",
             "note": "Sorry about the outage",
+            "grant_key": rendered_form_fields(form)["grant_key"],
         },
         follow=True,
     )
@@ -107,7 +114,9 @@ def test_a_negative_grant_is_an_adjustment_and_cannot_overdraw(staff_client):
     user = funded("ada@example.com")
     balance = balance_of(user=user)
     data = {"action": "grant_credits", "_selected_action": [str(user.pk)], "apply": "1", "note": "Abuse"}
-    response = staff_client.post(USERS, {**data, "amount": str(-(balance + 1))}, follow=True)
+    response = staff_client.post(
+        USERS, {**data, "amount": str(-(balance + 1)), "grant_key": str(uuid.uuid4())}, follow=True
+    )
     assert response.status_code == 200
     shown = [(m.level_tag, str(m)) for m in response.context["messages"]]  # an error message, not a 500
     assert shown == [
@@ -115,7 +124,7 @@ def test_a_negative_grant_is_an_adjustment_and_cannot_overdraw(staff_client):
     ]
     assert balance_of(user=user) == balance
 
-    staff_client.post(USERS, {**data, "amount": "-2"})
+    staff_client.post(USERS, {**data, "amount": "-2", "grant_key": str(uuid.uuid4())})
     assert balance_of(user=user) == balance - 2
     assert CreditEntry.objects.filter(user=user).order_by("-id").first().reason == "adjust"
 
@@ -131,6 +140,7 @@ def test_the_user_admin_grants_to_several_users_and_shows_balances(staff_client)
             "apply": "1",
             "amount": "4",
             "note": "Beta testers",
+            "grant_key": str(uuid.uuid4()),
         },
     )
     for user in users:
@@ -178,7 +188,9 @@ def grant_through_the_admin(client, wallet: Wallet, amount: int):
     """The grant action's two steps: the form, then the grant; returns both pages."""
     selection = {"action": "grant_credits", "_selected_action": [str(wallet.pk)]}
     form = client.post(WALLETS, selection)
-    done = client.post(WALLETS, {**selection, "apply": "1", "amount": str(amount), "note": "Outage"}, follow=True)
+    done = client.post(
+        WALLETS, {**rendered_form_fields(form), "apply": "1", "amount": str(amount), "note": "Outage"}, follow=True
+    )
     return form.content.decode(), [str(message) for message in done.context["messages"]]
 
 
@@ -213,3 +225,72 @@ def test_the_credits_admin_stays_english_for_english_staff(staff_client):
     assert "Why: kept on the ledger entry with your name." in form and 'value="Grant"' in form
     assert messages == ["Granted +1,500 credits to 1 user."]
     assert "Cheap (cheap) is not for sale: Stripe charges at least $0.50" in packs and "Edit the price." in packs
+
+
+def rendered_form_fields(page) -> dict[str, list[str]]:
+    """The hidden fields of an action's form page, as the browser sends them back."""
+    fields: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.content.decode()):
+        if name != "csrfmiddlewaretoken":
+            fields.setdefault(name, []).append(value)
+    return fields
+
+
+def test_a_grant_form_sent_twice_grants_once_and_says_so(staff_client):
+    """A double click, or the browser sending the form again: the form's one-time key
+    makes the second submit a no-op that staff are told about, not a second grant."""
+    user = funded("ada@example.com")
+    before = balance_of(user=user)
+    wallet = Wallet.objects.get(user=user)
+    form = staff_client.post(WALLETS, {"action": "grant_credits", "_selected_action": [str(wallet.pk)]})
+    submit = {**rendered_form_fields(form), "apply": "1", "amount": "10", "note": "Sorry about the outage"}
+
+    first = staff_client.post(WALLETS, submit, follow=True)
+    again = staff_client.post(WALLETS, submit, follow=True)
+
+    assert [str(m) for m in first.context["messages"]] == ["Granted +10 credits to 1 user."]
+    assert balance_of(user=user) == before + 10, "the second submit granted again"
+    assert [(m.level_tag, str(m)) for m in again.context["messages"]] == [
+        ("error", "ada@example.com: already granted (this form was sent before); nothing was added.")
+    ]
+    assert CreditEntry.objects.filter(user=user, reason="grant", note="Sorry about the outage").count() == 1
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_two_grant_submits_at_once_grant_once(client, staff):
+    """Two submits of one grant form in flight together (a double click): both wait for the
+    wallet's lock, and the one that gets it second finds the first one's entry."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite runs one writing transaction at a time, so two submits never overlap")
+    user = funded("ada@example.com")
+    before = balance_of(user=user)
+    client.force_login(staff)
+    form = client.post(USERS, {"action": "grant_credits", "_selected_action": [str(user.pk)]})
+    submit = {**rendered_form_fields(form), "apply": "1", "amount": "10", "note": "Double click"}
+
+    def send() -> str:
+        browser = Client()
+        browser.force_login(staff)
+        # The page's text, not response.context: the test client collects every template
+        # rendered in the process, the other thread's too.
+        page = browser.post(USERS, submit, follow=True).content.decode()
+        if "Granted +10 credits to 1 user." in page:
+            return "granted"
+        return "already granted" if "already granted (this form was sent before)" in page else page
+
+    answers: list[object] = []
+    submits = [thread_recording(send, answers) for _ in range(2)]
+    with transaction.atomic():
+        Wallet.objects.select_for_update().get(pk=user.pk)  # both submits queue behind this
+        for thread in submits:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while connections_waiting_for_locks() < 2:
+            assert time.monotonic() < deadline, "the two submits never waited for the wallet"
+            time.sleep(0.02)
+    for thread in submits:
+        thread.join(20)
+
+    assert sorted(answers) == ["already granted", "granted"]  # type: ignore[type-var]  # list[object]
+    assert balance_of(user=user) == before + 10

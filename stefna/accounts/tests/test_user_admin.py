@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.urls import reverse
 
 from credits import ledger
@@ -58,7 +60,11 @@ def test_credits_are_granted_from_the_users_own_page(staff_client):
     selection = {"CHANGE_FORM-action": "grant_credits", "_selected_action": str(user.pk)}
     asked = staff_client.post(url, selection)
     assert asked.status_code == 200 and b'name="amount"' in asked.content
-    staff_client.post(url, {**selection, "apply": "1", "amount": "10", "note": "Sorry for the outage"})
+    key = re.search(r'name="grant_key" value="([^"]+)"', asked.content.decode())
+    assert key, "the grant form carries its one-time key"
+    staff_client.post(
+        url, {**selection, "apply": "1", "amount": "10", "note": "Sorry for the outage", "grant_key": key[1]}
+    )
     entry = CreditEntry.objects.get(user=user, note="Sorry for the outage")
     assert entry.amount == 10
 
