@@ -37,6 +37,9 @@ class Generation(models.Model):
 
     FINAL_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    # The error code of a cancel by staff (the owner's own is "canceled"): the owner did not
+    # stop it, so one who asked to be emailed when it ends is (notify.py).
+    STAFF_CANCEL_CODE = "canceled_by_staff"
     # What only a generation's own status, history and admin pages show: its prompts, logs,
     # model chain and payload, most of them JSON decoded on every load. Reads that show or
     # guard one of its images (the feed, serving a file) defer them.

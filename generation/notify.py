@@ -1,8 +1,10 @@
 """ "Email me when it's done": one email to the owner when a generation they asked about ends.
 
-Called by the pipeline where a generation succeeds or fails, and by staff's refund, which
-fails a generation still at work (not on a cancel: the owner did that). The send happens
-in a task queued with the end (it runs once the end commits), so a slow mail server never
+Called by the pipeline where a generation succeeds or fails, by staff's refund, which
+fails a generation still at work, and by staff's cancel (`Generation.STAFF_CANCEL_CODE`):
+the owner did not stop it and would otherwise wait for an email that never comes. Not on
+the owner's own cancel: they know. The send happens in a task queued with the end (it
+runs once the end commits), so a slow mail server never
 holds up the worker's poll loop; a conditional update on `notified_at` makes it go once,
 however often a webhook, the poller and a retry report the same end. A staff retry
 (`generation_retry`) starts a new run the owner is charged for again: it clears
@@ -16,6 +18,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db.models import Q
 from django.tasks import task
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -52,12 +55,14 @@ def generation_notify_send(*, generation_id: str) -> bool:
     # Only while it is still the end it was queued for: staff may have retried it since
     # (queued or running again, charged again, or canceled by its owner), and then this
     # email would report a refund that no longer holds. The retry's own end queues one.
-    claimed = Generation.objects.filter(
-        pk=generation_id,
-        notify=True,
-        notified_at__isnull=True,
-        status__in=(Generation.Status.SUCCEEDED, Generation.Status.FAILED),
-    ).update(notified_at=timezone.now())
+    claimed = (
+        Generation.objects.filter(pk=generation_id, notify=True, notified_at__isnull=True)
+        .filter(
+            Q(status__in=(Generation.Status.SUCCEEDED, Generation.Status.FAILED))
+            | Q(status=Generation.Status.CANCELED, error_code=Generation.STAFF_CANCEL_CODE)
+        )
+        .update(notified_at=timezone.now())
+    )
     if not claimed:
         return False
     generation = Generation.objects.select_related("user").get(pk=generation_id)
@@ -76,6 +81,12 @@ def _send(generation: Generation) -> None:
         if generation.status == Generation.Status.SUCCEEDED:
             subject = _("Your %(style)s image is ready") % {"style": name}
             body = _("Your %(style)s image is ready. See it here:\n\n%(link)s\n") % {"style": name, "link": link}
+        elif generation.status == Generation.Status.CANCELED:  # by staff (the owner's own is not emailed)
+            subject = _("Our team stopped your %(style)s image") % {"style": name}
+            body = _(
+                "Our team stopped your %(style)s image before it was done, and your credits were refunded. "
+                "You can try again from the same photo here:\n\n%(link)s\n"
+            ) % {"style": name, "link": link}
         else:
             subject = _("We couldn't make your %(style)s image") % {"style": name}
             body = _(

@@ -184,13 +184,18 @@ def generation_cancel(*, generation_id: GenerationId, user: User | None = None) 
         raise NotFound("Generation not found.")
     if generation.is_final:
         raise InvalidTransition(f"This generation has already {generation.status}; it can't be canceled.")
+    by_staff = user is None
     result = generation_stop(
         generation=generation,
         status=Generation.Status.CANCELED,
-        code="canceled",
-        message="Canceled" + (" by staff" if user is None else ""),
+        code=Generation.STAFF_CANCEL_CODE if by_staff else "canceled",
+        message="Canceled" + (" by staff" if by_staff else ""),
         log_message="Canceled; your credits were refunded",
         refund_note="canceled",
+        # The owner did not stop it: one who asked to be emailed when it ends is told
+        # (notify.py), or they would wait for an email that never comes. Their own
+        # cancel is not emailed: they know.
+        notify_owner=by_staff,
     )
     if not result.stopped:
         raise InvalidTransition("This generation has just finished; it can't be canceled.")

@@ -112,3 +112,44 @@ def test_a_running_generation_staff_refund_emails_the_owner_that_it_failed(
 
     # It failed (stopped by staff, refunded): the owner who asked is told, as for any failure.
     assert [m.subject for m in mailoutbox] == [f"We couldn't make your {generation.preset_name} image"]
+
+
+def test_a_staff_cancel_emails_the_owner_in_their_language_that_our_team_stopped_it(
+    fake_fal, fake_cloudinary, staff_client, user, mailoutbox, django_capture_on_commit_callbacks
+):
+    """The owner did not stop it: without an email they would wait for one that never comes."""
+    user.language = "id"
+    user.save(update_fields=["language"])
+    fake_fal.stick_in_queue(FAST_SDXL_I2I)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
+    run_worker(generation, rounds=3)
+    assert generation.status == Generation.Status.RUNNING
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            CHANGELIST,
+            {"action": "cancel_generations", "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
+            follow=True,
+        )
+    assert [str(m) for m in response.context["messages"]] == ["Canceled 1 generation."]
+    generation.refresh_from_db()
+    assert generation.status == Generation.Status.CANCELED
+    run_tasks()
+
+    assert len(mailoutbox) == 1, "the owner asked to be told how it ends"
+    assert mailoutbox[0].subject == f"Tim kami menghentikan gambar {generation.preset_name} kamu"
+    assert "kreditmu sudah dikembalikan" in mailoutbox[0].body
+
+
+def test_the_owners_own_cancel_sends_no_email(
+    api_client, fake_fal, user, mailoutbox, django_capture_on_commit_callbacks
+):
+    fake_fal.stick_in_queue(FAST_SDXL_I2I)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
+    run_worker(generation, rounds=3)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api_client.post(f"/api/generations/{generation.pk}/cancel").status_code == 200
+    run_tasks()
+
+    assert mailoutbox == [], "they stopped it themselves"
