@@ -96,3 +96,17 @@ def test_results_lost_at_fal_read_in_indonesian(client, indonesian_owner):
     assert "fal menghapusnya sebelum sempat kami simpan" in html  # the pipeline's summary, with its figure
     assert "2 kreditmu sudah dikembalikan" in html
     assert "fal deleted them" not in html
+
+
+def test_a_staff_cancel_says_our_team_stopped_it_and_the_owners_own_says_canceled(client, indonesian_owner, fake_fal):
+    """The owner did not stop it: "Canceled." alone would read as if they had."""
+    fake_fal.stick_in_queue(FAST_SDXL_I2I)
+    by_staff, by_owner = (start_generation(indonesian_owner, PresetFactory(model_chain=[FAST_SDXL_I2I])) for _ in "ab")
+    services.generation_cancel(generation_id=by_staff.pk, user=None)
+    services.generation_cancel(generation_id=by_owner.pk, user=indonesian_owner)
+
+    staff_page, owner_page = result_page(client, by_staff), result_page(client, by_owner)
+
+    assert "Dihentikan oleh tim kami." in staff_page and "Dibatalkan." not in staff_page
+    assert "Dibatalkan." in owner_page and "Dihentikan oleh tim kami." not in owner_page
+    assert "2 kreditmu sudah dikembalikan" in staff_page
