@@ -7,7 +7,6 @@ records who granted and why.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,7 +21,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext
 
-from stefna.admin_actions import BOTH_LOCATIONS, ReadOnlyInline, action_with_form, apply_to_each
+from stefna.admin_actions import BOTH_LOCATIONS, ReadOnlyInline, action_with_form, apply_to_each, one_time_key_field
 from stefna.errors import DomainError
 from stefna.i18n_formats import grouped
 
@@ -65,14 +64,7 @@ class GrantCreditsForm(forms.Form):
     )
     # The form's one-time key, made when it is shown and kept on the ledger entry: a double
     # click or the browser sending the form again grants once (`ledger.grant`).
-    grant_key = forms.UUIDField(
-        widget=forms.HiddenInput,
-        initial=uuid.uuid4,
-        error_messages={
-            "required": gettext_lazy("This form is out of date: choose the action again."),
-            "invalid": gettext_lazy("This form is out of date: choose the action again."),
-        },
-    )
+    grant_key = one_time_key_field()
 
     def clean_amount(self) -> int:
         amount = self.cleaned_data["amount"]

@@ -37,7 +37,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from credits.models import CreditEntry
 from presets.models import Preset
-from stefna.admin_actions import BOTH_LOCATIONS, ReadOnlyInline, action_with_form, apply_to_each
+from stefna.admin_actions import BOTH_LOCATIONS, ReadOnlyInline, action_with_form, apply_to_each, one_time_key_field
 from stefna.errors import DomainError
 from stefna.i18n_formats import grouped
 from stefna.requests import request_id_of
@@ -221,6 +221,12 @@ class CreditEntryInline(ReadOnlyInline):
 
 
 # --- Generations ----------------------------------------------------------------------------
+
+
+class RetryForm(forms.Form):
+    # The retry charges the owner again: sent twice (a double click, a browser resubmit),
+    # even after the first retry already failed again, it must restart the jobs once.
+    retry_key = one_time_key_field()
 
 
 @admin.register(Generation)
@@ -438,14 +444,15 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         title: str,
         submit_label: str,
         warning: str,
-        call: Callable[[Generation], object],
+        call: Callable[[Generation, dict[str, Any]], object],
         done: Callable[[int], str],
+        form_class: type[forms.Form] = forms.Form,
     ) -> TemplateResponse | None:
         return action_with_form(
             self,
             request,
             queryset,
-            form_class=forms.Form,
+            form_class=form_class,
             title=title,
             submit_label=submit_label,
             warning=warning,
@@ -461,7 +468,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             apply=lambda data: apply_to_each(
                 request,
                 queryset,
-                call,
+                lambda generation: call(generation, data),
                 done=done,
                 label=lambda generation: _("Generation %(id)s") % {"id": _short(generation.pk)},
             ),
@@ -481,8 +488,12 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             warning=_(
                 "Each retry reserves the generation's cost from its owner's credits again (refunded if it fails)."
             ),
-            call=lambda generation: services.generation_retry(
-                generation_id=generation.pk, by=_operator(request), request_id=request_id_of(request)
+            form_class=RetryForm,
+            call=lambda generation, data: services.generation_retry(
+                generation_id=generation.pk,
+                by=_operator(request),
+                request_id=request_id_of(request),
+                retry_key=data["retry_key"],
             ),
             done=lambda count: (
                 ngettext("Restarted %(count)s generation.", "Restarted %(count)s generations.", count)
@@ -498,7 +509,7 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             title=_("Cancel generations"),
             submit_label=_("Yes, cancel"),
             warning=_("Running jobs are stopped for good and their credits go back to their owners."),
-            call=lambda generation: services.generation_cancel(generation_id=generation.pk, user=None),
+            call=lambda generation, data: services.generation_cancel(generation_id=generation.pk, user=None),
             done=lambda count: (
                 ngettext("Canceled %(count)s generation.", "Canceled %(count)s generations.", count)
                 % {"count": grouped(count)}
@@ -513,7 +524,9 @@ class GenerationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             title=_("Refund generations"),
             submit_label=_("Yes, refund"),
             warning=_("Each generation's credits go back to its owner; a running one is stopped first."),
-            call=lambda generation: services.generation_refund(generation_id=generation.pk, by=_operator(request)),
+            call=lambda generation, data: services.generation_refund(
+                generation_id=generation.pk, by=_operator(request)
+            ),
             done=lambda count: (
                 ngettext("Refunded %(count)s generation.", "Refunded %(count)s generations.", count)
                 % {"count": grouped(count)}

@@ -34,6 +34,13 @@ class InvalidTransition(DomainError):
     default_message = _("That can't be done to this generation in its current state.")
 
 
+class AlreadyRetried(InvalidTransition):
+    """A staff retry form sent again (a double click, a browser resubmit): the retry it
+    asked for was made, and maybe has ended since; nothing more is done or charged."""
+
+    default_message = _("already retried (this form was sent before); nothing was done.")
+
+
 class ProviderError(Exception):
     """A model provider failed. `permanent` errors are not retried on the same model."""
 

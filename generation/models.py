@@ -92,6 +92,9 @@ class Generation(models.Model):
     notified_at = models.DateTimeField(null=True, blank=True)
 
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # The one-time key of the staff retry form that last restarted it (`generation_retry`):
+    # that form sent again, after the retry it asked for already ended, restarts nothing.
+    retry_key = models.UUIDField(null=True, blank=True, editable=False)
     request_fingerprint = models.CharField(max_length=64, blank=True)
     # The X-Request-ID of the web request that asked for it (stefna/middleware.py): the
     # worker's log lines and Sentry events about this job carry it too, so one user action

@@ -7,6 +7,7 @@ object instead of a 500, and the objects that could be handled still are.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,6 +18,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from stefna.errors import DomainError
 
@@ -41,6 +43,16 @@ class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def one_time_key_field() -> forms.UUIDField:
+    """A hidden field holding a key made when the form is shown, for an action that must
+    happen once however often its form is sent (a double click, a browser resubmit): the
+    service keeps the key on what it wrote and refuses it the second time."""
+    out_of_date = gettext_lazy("This form is out of date: choose the action again.")
+    return forms.UUIDField(
+        widget=forms.HiddenInput, initial=uuid.uuid4, error_messages={"required": out_of_date, "invalid": out_of_date}
+    )
 
 
 def apply_to_each(

@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -26,7 +28,7 @@ from stefna import ratelimit
 from stefna.errors import InvalidInput, NotFound
 
 from .. import storage
-from ..exceptions import IdempotencyConflict, InvalidTransition
+from ..exceptions import AlreadyRetried, IdempotencyConflict, InvalidTransition
 from ..images import ValidatedImage
 from ..models import Generation
 from ..registry import chain_without_image
@@ -205,18 +207,28 @@ def discard(path: str | None) -> None:
             logger.exception("could not remove %s", path)
 
 
-def generation_retry(*, generation_id: GenerationId, by: User | None = None, request_id: str = "") -> Generation:
+def generation_retry(
+    *, generation_id: GenerationId, by: User | None = None, request_id: str = "", retry_key: uuid.UUID | None = None
+) -> Generation:
     """Staff: failed or canceled → queued (the only writer of it), from the first model,
     reserving its cost again. With `request_id` (the staff request's X-Request-ID) the
-    worker's log lines from here on carry that id instead of the first request's."""
+    worker's log lines from here on carry that id instead of the first request's.
+
+    `retry_key` is the one-time key of the staff form that asked: a second call with the
+    key of the retry that restarted it last raises AlreadyRetried, even when that retry
+    has ended since (failed again in a moment), so the form sent twice charges once."""
     generation = Generation.objects.filter(pk=generation_id).first()
     if generation is None:
         raise NotFound("Generation not found.")
+    if retry_key is not None and generation.retry_key == retry_key:
+        raise AlreadyRetried()
     retryable = (Generation.Status.FAILED, Generation.Status.CANCELED)
     if generation.status not in retryable:
         raise InvalidTransition(f"Only failed or canceled generations can be retried; this one is {generation.status}.")
     with transaction.atomic():
-        restarted = Generation.objects.filter(pk=generation.pk, status__in=retryable).update(
+        # Two submits of one form at once: the second finds the first's key here.
+        not_this_form = ~Q(retry_key=retry_key) if retry_key is not None else Q()
+        restarted = Generation.objects.filter(not_this_form, pk=generation.pk, status__in=retryable).update(
             status=Generation.Status.QUEUED,
             error_code="",
             error_message="",
@@ -229,8 +241,11 @@ def generation_retry(*, generation_id: GenerationId, by: User | None = None, req
             # one ends too, not only the end they were already told about.
             notified_at=None,
             **({"origin_request_id": request_id[:128]} if request_id else {}),
+            **({"retry_key": retry_key} if retry_key is not None else {}),
         )
         if not restarted:
+            if retry_key is not None and Generation.objects.filter(pk=generation.pk, retry_key=retry_key).exists():
+                raise AlreadyRetried()
             raise InvalidTransition("This generation changed meanwhile; reload and try again.")
         # Raises InsufficientCredits (rolling the restart back) when the owner is broke.
         ledger.reserve(user=generation.user, generation=generation, amount=generation.cost)

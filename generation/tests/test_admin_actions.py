@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import uuid
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -12,6 +15,7 @@ from credits.selectors import balance_of
 from generation.models import Attempt, Generation, Media
 from generation.registry import FAST_SDXL_I2I, GHIBLIFY, REALISTIC_VISION
 from generation.tests.factories import AttemptFactory, GenerationFactory, MediaFactory
+from generation.tests.pipeline_helpers import run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from stefna.accounts.tests.factories import UserFactory
 
@@ -42,7 +46,13 @@ def act(client, action: str, *generations: Generation, url: str = CHANGELIST):
     """Run an action through its confirmation step, if it has one."""
     response = client.post(
         url,
-        {"action": action, "index": "0", "_selected_action": [str(g.pk) for g in generations], "apply": "1"},
+        {
+            "action": action,
+            "index": "0",
+            "_selected_action": [str(g.pk) for g in generations],
+            "apply": "1",
+            "retry_key": str(uuid.uuid4()),  # the retry form's one-time key (other forms ignore it)
+        },
         follow=True,
     )
     assert response.status_code == 200
@@ -239,3 +249,31 @@ def test_actions_that_move_credits_ask_first_and_list_the_jobs(staff_client, act
     generation.refresh_from_db()
     assert generation.status == status
     assert (balance_of(user=generation.user), CreditEntry.objects.count()) == before
+
+
+def test_a_retry_form_sent_again_after_the_retry_failed_does_not_charge_a_third_time(staff_client, user, fake_fal):
+    """A double click, or the browser sending the retry form again, can land after the
+    first retry already ended (a model that refuses at once fails it in a moment): the
+    form's one-time key makes the second submit a no-op, not another run charged again."""
+    fake_fal.fail_submit(FAST_SDXL_I2I, status=422)
+    generation = run_worker(start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I])))
+    assert generation is not None and generation.status == S.FAILED
+    form = staff_client.post(CHANGELIST, {"action": "retry_generations", "_selected_action": [str(generation.pk)]})
+    hidden = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.content.decode())
+    submit = {**{name: value for name, value in hidden if name != "csrfmiddlewaretoken"}, "apply": "1"}
+    submit["_selected_action"] = [str(generation.pk)]
+
+    first = staff_client.post(CHANGELIST, submit, follow=True)
+    assert [str(m) for m in first.context["messages"]] == ["Restarted 1 generation."]
+    run_worker(generation)
+    assert generation.status == S.FAILED  # the retry failed too, and was refunded
+    again = staff_client.post(CHANGELIST, submit, follow=True)
+
+    reservations = CreditEntry.objects.filter(generation=generation, reason="reserve").count()
+    assert reservations == 2, "the same retry form charged the owner a third time"
+    assert [(m.level_tag, str(m)) for m in again.context["messages"]] == [
+        (
+            "error",
+            f"Generation {str(generation.pk)[:8]}: already retried (this form was sent before); nothing was done.",
+        )
+    ]

@@ -4,6 +4,8 @@ running generation is told like any failure."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.urls import reverse
 from django_tasks_db.management.commands.db_worker import Worker
@@ -40,7 +42,13 @@ def run_tasks() -> None:
 def staff_retry(staff_client, generation: Generation) -> None:
     response = staff_client.post(
         CHANGELIST,
-        {"action": "retry_generations", "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
+        {
+            "action": "retry_generations",
+            "index": "0",
+            "_selected_action": [str(generation.pk)],
+            "apply": "1",
+            "retry_key": str(uuid.uuid4()),  # the form's one-time key
+        },
         follow=True,
     )
     assert [str(m) for m in response.context["messages"]] == ["Restarted 1 generation."]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import pytest
@@ -210,7 +211,13 @@ def test_the_admin_retry_requeues_through_its_writer(staff_client, user, fake_fa
 
     staff_client.post(
         reverse("admin:generation_generation_changelist"),
-        {"action": "retry_generations", "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
+        {
+            "action": "retry_generations",
+            "index": "0",
+            "_selected_action": [str(generation.pk)],
+            "apply": "1",
+            "retry_key": str(uuid.uuid4()),  # the form's one-time key
+        },
     )
     run_worker(generation)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from contextlib import contextmanager
 
 import pytest
@@ -151,7 +152,13 @@ def test_after_a_staff_retry_the_workers_lines_carry_the_staff_requests_id(
     Generation.objects.filter(pk=generation.pk).update(origin_request_id="web-long-ago")
     response = staff_client.post(
         CHANGELIST,
-        {"action": "retry_generations", "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
+        {
+            "action": "retry_generations",
+            "index": "0",
+            "_selected_action": [str(generation.pk)],
+            "apply": "1",
+            "retry_key": str(uuid.uuid4()),  # the form's one-time key
+        },
         HTTP_X_REQUEST_ID="staff-9c",
     )
     assert response.status_code == 302
