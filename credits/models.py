@@ -337,6 +337,8 @@ class Purchase(models.Model):
     stripe_payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     checkout_url = models.URLField(max_length=2000, blank=True)
     receipt_url = models.URLField(max_length=2000, blank=True)
+    # The receipt email: owed by a task the grant queues; this makes it go once.
+    receipt_sent_at = models.DateTimeField(null=True, blank=True)
     amount_refunded = models.PositiveIntegerField(default=0, help_text="Refunded so far, in the minor unit.")
     credits_taken_back = models.PositiveIntegerField(default=0, help_text="Unspent credits removed after a refund.")
     credits_already_spent = models.PositiveIntegerField(

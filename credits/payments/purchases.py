@@ -22,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
+from django.tasks import task
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
@@ -235,7 +236,10 @@ def purchase_grant(
             logger.error("purchase %s: paid after its account was closed; flagged for a refund", purchase.pk)
             return Outcome.ACCOUNT_CLOSED
         ledger.purchase_credit(purchase=purchase)
-        transaction.on_commit(partial(purchase_send_receipt, purchase_id=purchase.pk))
+        # Queued in this transaction, not after its commit: django-tasks-db keeps tasks in
+        # this database, so the receipt owed commits with the grant. Sent after the commit
+        # instead, a process that died in between left paid credits with no receipt owed.
+        purchase_receipt_task.enqueue(purchase_id=str(purchase.pk))
     logger.info("purchase %s: %s credits granted", purchase.pk, purchase.credits)
     return Outcome.GRANTED
 
@@ -249,18 +253,34 @@ def flag_for_staff(purchase: Purchase, note: str) -> None:
     purchase.needs_attention, purchase.attention_note = True, notes
 
 
-def purchase_send_receipt(*, purchase_id: uuid.UUID | str) -> None:
-    """After a payment commits: fetch Stripe's receipt link (best effort) and email the buyer."""
+def purchase_send_receipt(*, purchase_id: uuid.UUID | str) -> bool:
+    """The task the grant queued: fetch Stripe's receipt link (best effort) and email the
+    buyer, once. True when this call sent it."""
     purchase = Purchase.objects.filter(pk=purchase_id).select_related("pack", "user").first()
-    if purchase is None or not purchase.email:
-        return
+    if purchase is None or not purchase.email or purchase.receipt_sent_at is not None:
+        return False
+    # Asked before the claim and under no lock: Stripe may be slow or down.
+    _fetch_receipt_url(purchase)
+    # A reconciliation and a webhook both reporting the payment grant once (so queue one
+    # task), but a task may still run twice: the conditional update lets one send.
+    claimed = Purchase.objects.filter(pk=purchase.pk, receipt_sent_at__isnull=True).update(
+        receipt_sent_at=timezone.now()
+    )
+    if not claimed:
+        return False
     # Sent after a webhook from Stripe (whose request has no say in the buyer's language)
     # or the checkout page: written in the buyer's own language either way.
     with translation.override(language_for_user(purchase.user)):
         _send_receipt(purchase)
+    return True
 
 
-def _send_receipt(purchase: Purchase) -> None:
+@task()
+def purchase_receipt_task(*, purchase_id: str) -> None:
+    purchase_send_receipt(purchase_id=purchase_id)
+
+
+def _fetch_receipt_url(purchase: Purchase) -> None:
     if purchase.provider == Purchase.Provider.STRIPE and purchase.stripe_payment_intent_id and not purchase.receipt_url:
         try:
             intent = stripe_api.payment_intent_retrieve(payment_intent_id=purchase.stripe_payment_intent_id)
@@ -271,6 +291,9 @@ def _send_receipt(purchase: Purchase) -> None:
                 purchase.receipt_url = receipt_url
         except DomainError:
             logger.warning("purchase %s: could not fetch the receipt link", purchase.pk, exc_info=True)
+
+
+def _send_receipt(purchase: Purchase) -> None:
     lines = [
         _("Thank you for your purchase."),
         "",

@@ -15,6 +15,7 @@ from credits.models import CreditEntry, CreditPack, Purchase, Wallet
 from credits.reconcile import find_ledger_problems
 from credits.selectors import quota_for
 from generation.tests.factories import GenerationFactory
+from tests.tasks import run_tasks
 
 
 def buckets(user):  # type: ignore[no-untyped-def]
@@ -120,6 +121,7 @@ def test_the_offline_checkout_completes_through_the_grant_and_is_labelled(
 
     with django_capture_on_commit_callbacks(execute=True):
         done = client.post(f"/credits/test-checkout/{purchase.pk}/")
+    run_tasks()  # the receipt the grant queued
 
     purchase.refresh_from_db()
     assert (purchase.status, purchase.provider) == ("paid", "offline")

@@ -9,6 +9,7 @@ from django.test import Client
 
 from credits.models import CreditPack
 from credits.tests.stripe_helpers import deliver, start_checkout
+from tests.tasks import run_tasks
 
 
 def names(client, language):  # type: ignore[no-untyped-def]
@@ -69,6 +70,7 @@ def test_the_receipt_and_the_account_page_name_the_pack_in_the_buyers_language(
     user.save(update_fields=["language"])
     with django_capture_on_commit_callbacks(execute=True):
         deliver("checkout.session.completed", fake_stripe.pay(purchase.stripe_session_id))
+    run_tasks()  # the receipt the grant queued
 
     assert "(Pemula)" in mail.outbox[-1].body
     page = signed_in(user, "id").get("/accounts/").content.decode()

@@ -19,6 +19,7 @@ from credits.payments.refunds import purchase_refund
 from credits.reconcile import find_ledger_problems
 from credits.selectors import quota_for
 from credits.tests.stripe_helpers import assert_clean, deliver, purchased, start_checkout
+from tests.tasks import run_tasks
 
 STARTER = ("starter", 50, 499)  # the seeded pack: slug, credits, price in cents
 
@@ -131,6 +132,7 @@ def test_the_receipt_says_when_and_links_back_to_the_account_in_the_buyers_langu
     purchase = start_checkout(api_client)
     with django_capture_on_commit_callbacks(execute=True):
         deliver("checkout.session.completed", fake_stripe.pay(purchase.stripe_session_id))
+    run_tasks()  # the receipt the grant queued
     purchase.refresh_from_db()
     (receipt,) = mail.outbox
     with translation.override("id"):

@@ -8,35 +8,16 @@ import uuid
 
 import pytest
 from django.urls import reverse
-from django_tasks_db.management.commands.db_worker import Worker
-from django_tasks_db.models import DBTaskResult
 
 from generation.models import Generation
 from generation.registry import FAST_SDXL_I2I
 from generation.tests.pipeline_helpers import run_worker, start_generation
 from presets.tests.factories import PresetFactory
+from tests.tasks import run_tasks
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:generation_generation_changelist")
-
-
-def run_tasks() -> None:
-    """What `manage.py db_worker` does with the tasks queued so far (the notify emails), in
-    the test's transaction: django-tasks-db's own worker runs each one."""
-    worker = Worker(
-        queue_names=["*"],
-        interval=0,
-        batch=True,
-        backend_name="default",
-        startup_delay=False,
-        max_tasks=None,
-        worker_id="test",
-        excluded_queue_names=[],
-    )
-    for task_result in DBTaskResult.objects.ready().order_by("enqueued_at"):
-        task_result.claim(worker.worker_id)
-        worker.run_task(task_result)
 
 
 def staff_retry(staff_client, generation: Generation) -> None:
