@@ -4,26 +4,32 @@ Called by the pipeline where a generation succeeds or fails, by staff's refund, 
 fails a generation still at work, and by staff's cancel (`Generation.STAFF_CANCEL_CODE`):
 the owner did not stop it and would otherwise wait for an email that never comes. Not on
 the owner's own cancel: they know. The send happens in a task queued with the end (it
-runs once the end commits), so a slow mail server never
-holds up the worker's poll loop; a conditional update on `notified_at` makes it go once,
-however often a webhook, the poller and a retry report the same end. A staff retry
-(`generation_retry`) starts a new run the owner is charged for again: it clears
-`notified_at`, so that run's end is emailed too.
+runs once the end commits), so a slow mail server never holds up the worker's poll loop;
+a conditional update on `notified_at` claims it, so it goes once however often a webhook,
+the poller and a retry report the same end. A mail server that refuses it (or a worker
+killed while sending) does not lose it: the claim queues the next attempt, minutes to a
+day later, and sending settles `notified_at` (stefna/mail.py: at least once, a few tries
+over about a day, then an error line). A staff retry (`generation_retry`) starts a new
+run the owner is charged for again: it clears `notified_at`, so that run's end is
+emailed too.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import partial
 
 from django.conf import settings
 from django.core.mail import send_mail
+from django.db import transaction
 from django.db.models import Q
 from django.tasks import task
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from stefna import mail
 from stefna.i18n import language_for_user
 from stefna.i18n_tags import preset_label
 from stefna.logging_json import request_id_bound
@@ -50,26 +56,41 @@ def generation_notify_ended(*, generation_ids: Iterable[object]) -> None:
         generation_notify_task.enqueue(generation_id=str(generation_id))
 
 
-def generation_notify_send(*, generation_id: str) -> bool:
-    """Send the email once; True when this call sent it."""
+def generation_notify_send(*, generation_id: str, attempt: int = 0, claim: str = "") -> bool:
+    """Send the email (at least once: see stefna/mail.py); True when this call sent it.
+    `attempt` and `claim` are the retries': the first attempt is called with neither."""
+    claimed_at = timezone.now()
     # Only while it is still the end it was queued for: staff may have retried it since
     # (queued or running again, charged again, or canceled by its owner), and then this
-    # email would report a refund that no longer holds. The retry's own end queues one.
-    claimed = (
-        Generation.objects.filter(pk=generation_id, notify=True, notified_at__isnull=True)
-        .filter(
-            Q(status__in=(Generation.Status.SUCCEEDED, Generation.Status.FAILED))
-            | Q(status=Generation.Status.CANCELED, error_code=Generation.STAFF_CANCEL_CODE)
-        )
-        .update(notified_at=timezone.now())
+    # email would report a refund that no longer holds. The retry's own end queues one
+    # (and clears `notified_at`, so no attempt left from this end matches either).
+    owed = Generation.objects.filter(pk=generation_id, notify=True).filter(
+        Q(status__in=(Generation.Status.SUCCEEDED, Generation.Status.FAILED))
+        | Q(status=Generation.Status.CANCELED, error_code=Generation.STAFF_CANCEL_CODE)
     )
-    if not claimed:
-        return False
+    expected = mail.claim_of(claim)
+    owed = owed.filter(notified_at=expected) if expected else owed.filter(notified_at__isnull=True)
+    next_at = mail.retry_at(attempt=attempt, claimed_at=claimed_at)
+    with transaction.atomic():
+        if not owed.update(notified_at=claimed_at):
+            return False
+        if next_at is not None:
+            generation_notify_task.using(run_after=next_at).enqueue(
+                generation_id=generation_id, attempt=attempt + 1, claim=claimed_at.isoformat()
+            )
     generation = Generation.objects.select_related("user").get(pk=generation_id)
     # A task on the worker: its lines carry the id of the request that asked for the job.
     with request_id_bound(generation.origin_request_id):
-        _send(generation)
-    return True
+        return mail.send_owed(
+            partial(_send, generation),
+            settle=lambda: Generation.objects.filter(pk=generation_id, notified_at=claimed_at).update(
+                notified_at=mail.settled(claimed_at)
+            ),
+            next_at=next_at,
+            attempt=attempt,
+            what=f"generation {generation_id}: the email to the owner",
+            logger=logger,
+        )
 
 
 def _send(generation: Generation) -> None:
@@ -98,5 +119,5 @@ def _send(generation: Generation) -> None:
 
 
 @task()
-def generation_notify_task(*, generation_id: str) -> None:
-    generation_notify_send(generation_id=generation_id)
+def generation_notify_task(*, generation_id: str, attempt: int = 0, claim: str = "") -> None:
+    generation_notify_send(generation_id=generation_id, attempt=attempt, claim=claim)

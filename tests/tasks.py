@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from django.tasks import TaskResultStatus
+from django.utils import timezone
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 
@@ -26,3 +28,8 @@ def run_tasks() -> int:
         worker.run_task(task_result)
         ran += 1
     return ran
+
+
+def time_passes() -> None:
+    """Every task waiting for its `run_after` (a retry's backoff) is due now."""
+    DBTaskResult.objects.filter(status=TaskResultStatus.READY).update(run_after=timezone.now())

@@ -31,7 +31,7 @@ from credits import ledger
 from credits.exceptions import PaymentsUnavailable
 from credits.models import CreditPack, Purchase, format_price
 from credits.selectors import purchases_to_reconcile
-from stefna import ratelimit
+from stefna import mail, ratelimit
 from stefna.errors import DomainError, NotFound
 from stefna.i18n import language_for_user
 
@@ -253,31 +253,46 @@ def flag_for_staff(purchase: Purchase, note: str) -> None:
     purchase.needs_attention, purchase.attention_note = True, notes
 
 
-def purchase_send_receipt(*, purchase_id: uuid.UUID | str) -> bool:
+def purchase_send_receipt(*, purchase_id: uuid.UUID | str, attempt: int = 0, claim: str = "") -> bool:
     """The task the grant queued: fetch Stripe's receipt link (best effort) and email the
-    buyer, once. True when this call sent it."""
+    buyer, at least once (see stefna/mail.py). True when this call sent it. `attempt` and
+    `claim` are the retries': the first attempt is called with neither."""
     purchase = Purchase.objects.filter(pk=purchase_id).select_related("pack", "user").first()
-    if purchase is None or not purchase.email or purchase.receipt_sent_at is not None:
+    expected = mail.claim_of(claim)
+    # Gone with a closed account's email; sent already; or another attempt's to send.
+    if purchase is None or not purchase.email or purchase.receipt_sent_at != expected:
         return False
     # Asked before the claim and under no lock: Stripe may be slow or down.
     _fetch_receipt_url(purchase)
     # A reconciliation and a webhook both reporting the payment grant once (so queue one
     # task), but a task may still run twice: the conditional update lets one send.
-    claimed = Purchase.objects.filter(pk=purchase.pk, receipt_sent_at__isnull=True).update(
-        receipt_sent_at=timezone.now()
-    )
-    if not claimed:
-        return False
+    claimed_at = timezone.now()
+    next_at = mail.retry_at(attempt=attempt, claimed_at=claimed_at)
+    with transaction.atomic():
+        if not Purchase.objects.filter(pk=purchase.pk, receipt_sent_at=expected).update(receipt_sent_at=claimed_at):
+            return False
+        if next_at is not None:
+            purchase_receipt_task.using(run_after=next_at).enqueue(
+                purchase_id=str(purchase.pk), attempt=attempt + 1, claim=claimed_at.isoformat()
+            )
     # Sent after a webhook from Stripe (whose request has no say in the buyer's language)
     # or the checkout page: written in the buyer's own language either way.
     with translation.override(language_for_user(purchase.user)):
-        _send_receipt(purchase)
-    return True
+        return mail.send_owed(
+            partial(_send_receipt, purchase),
+            settle=lambda: Purchase.objects.filter(pk=purchase.pk, receipt_sent_at=claimed_at).update(
+                receipt_sent_at=mail.settled(claimed_at)
+            ),
+            next_at=next_at,
+            attempt=attempt,
+            what=f"purchase {purchase.pk}: the receipt email",
+            logger=logger,
+        )
 
 
 @task()
-def purchase_receipt_task(*, purchase_id: str) -> None:
-    purchase_send_receipt(purchase_id=purchase_id)
+def purchase_receipt_task(*, purchase_id: str, attempt: int = 0, claim: str = "") -> None:
+    purchase_send_receipt(purchase_id=purchase_id, attempt=attempt, claim=claim)
 
 
 def _fetch_receipt_url(purchase: Purchase) -> None:
@@ -311,16 +326,14 @@ def _send_receipt(purchase: Purchase) -> None:
         # A way back from the inbox to the balance and every purchase (the email is kept; the tab is not).
         account = f"{settings.SITE_URL.rstrip('/')}{reverse('accounts:account')}#purchases"
         lines += ["", _("Your balance and purchases: %(link)s") % {"link": account}]
-    try:
-        send_mail(
-            _("Your %(site)s receipt: %(credits)s credits") % {"site": settings.SITE_NAME, "credits": purchase.credits},
-            "\n".join(lines),
-            None,
-            [purchase.email],
-        )
-    except Exception:
-        # The credits are granted; a lost email must not undo or retry that.
-        logger.exception("purchase %s: the receipt email failed", purchase.pk)
+    # A refusal raises to purchase_send_receipt, which tries again later; the credits are
+    # granted already, in a transaction of their own, and a failed email never undoes that.
+    send_mail(
+        _("Your %(site)s receipt: %(credits)s credits") % {"site": settings.SITE_NAME, "credits": purchase.credits},
+        "\n".join(lines),
+        None,
+        [purchase.email],
+    )
 
 
 def purchase_expire(*, purchase_id: uuid.UUID | str, note: str = "") -> Outcome:

@@ -13,6 +13,8 @@ Fixtures:
   (CLOUDINARY_* incl. upload_prefix, CLOUDINARY_ENABLED on).
 - `fake_stripe`: a running fake Stripe API (tests/fakes/stripe.py), the SDK pointed at it
   (STRIPE_API_BASE) with test keys and the offline checkout off.
+- `fake_smtp`: a running fake SMTP server (tests/fakes/smtp.py) as Django's default
+  mailer (MAILERS, plain SMTP: no TLS), instead of the test outbox.
 - `fake_s3`: a running fake S3 bucket (tests/fakes/s3.py) as Django's default storage.
 - `offline_provider_dir` (autouse): the offline provider's state files go to the
   test's tmp dir, with zero simulated queue/run time, and a zero poll interval (a
@@ -123,6 +125,39 @@ def fake_stripe(fake_stripe_server, settings):
     settings.OFFLINE_CHECKOUT = False
     yield fake_stripe_server
     fake_stripe_server.reset()
+
+
+@pytest.fixture(scope="session")
+def fake_smtp_server():
+    from tests.fakes.smtp import FakeSMTP
+
+    server = FakeSMTP()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_smtp(fake_smtp_server, settings):
+    """A running fake SMTP server that Django's email goes to (as stefna/settings.py fills
+    MAILERS from EMAIL_HOST and friends, with TLS off)."""
+    fake_smtp_server.reset()
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": fake_smtp_server.host,
+                "port": fake_smtp_server.port,
+                "username": "",
+                "password": "",
+                "use_tls": False,
+                "use_ssl": False,
+                "timeout": 5,
+            },
+        }
+    }
+    yield fake_smtp_server
+    fake_smtp_server.reset()
 
 
 @pytest.fixture(scope="session")
