@@ -4,13 +4,15 @@
 Knobs: `refuse_next(n, code=451)` answers `code` to the DATA of the next n messages (a
 mail server that is busy, 4xx, or refuses the message, 5xx); `refuse_recipients(code=550)`
 answers `code` to every RCPT (a mailbox that does not exist). `messages` holds what was
-accepted: (envelope sender, recipients, raw message text). `reset()` clears it all.
+accepted: (envelope sender, recipients, raw message text). Hook: `on_data`, called as a
+client starts sending a message (kill the sender there). `reset()` clears it all.
 """
 
 from __future__ import annotations
 
 import socketserver
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_string
 from email.message import Message
@@ -33,6 +35,7 @@ class _State:
     refusals_left: int = 0
     refusal_code: int = 451
     rcpt_code: int = 0
+    on_data: Callable[[], None] | None = None
     refused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -65,6 +68,8 @@ class _Session(socketserver.StreamRequestHandler):
                     recipients.append(command.split(":", 1)[1].strip().strip("<>"))
                     self.reply("250 OK")
             elif verb == "DATA":
+                if state.on_data is not None:
+                    state.on_data()
                 self.reply("354 end data with <CR><LF>.<CR><LF>")
                 lines = []
                 while (data := self.rfile.readline()) not in (b".\r\n", b".\n", b""):
@@ -115,6 +120,14 @@ class FakeSMTP:
 
     def refuse_recipients(self, *, code: int = 550) -> None:
         self._server.state.rcpt_code = code
+
+    @property
+    def on_data(self) -> Callable[[], None] | None:
+        return self._server.state.on_data
+
+    @on_data.setter
+    def on_data(self, hook: Callable[[], None] | None) -> None:
+        self._server.state.on_data = hook
 
     def reset(self) -> None:
         self._server.state = _State()
