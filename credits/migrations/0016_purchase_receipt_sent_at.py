@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('credits', '0014_result_lost_reason'),
+        ('credits', '0015_credit_entry_grant_key'),
     ]
 
     operations = [
