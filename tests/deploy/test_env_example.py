@@ -250,3 +250,38 @@ def test_email_reads_djangos_own_variable_names_ssl_and_timeout_included():
 
     ssl = _smtp_options(EMAIL_HOST="smtp.example", EMAIL_USE_SSL="1", EMAIL_TIMEOUT="7")
     assert (ssl["port"], ssl["use_tls"], ssl["use_ssl"], ssl["timeout"]) == (465, False, True, 7)
+
+
+def readme_environment_table() -> dict[str, str]:
+    """README's Configuration table: each variable its row names (`AWS_*` stands for a
+    family), and that row's default cell."""
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        for name in re.findall(r"`([A-Z][A-Z0-9_]*\*?)`", cells[0]):
+            rows[name] = cells[2]
+    return rows
+
+
+def test_the_readme_table_lists_every_contract_variable_with_the_contracts_default():
+    """Operators read README's table: a CONTRACT variable missing from it (STRIPE_API_BASE,
+    the three Cloudinary parts) was documented only in .env.example."""
+    table = readme_environment_table()
+    missing = sorted(name for name in CONTRACT_DEFAULTS if name not in table)
+    assert not missing, f"add these to README's environment table: {missing}"
+    for name, default in CONTRACT_DEFAULTS.items():
+        if default:
+            assert table[name].startswith(f"`{default}`"), f"README: {name} defaults to {table[name]!r}, not {default}"
+
+
+def test_the_readme_table_names_only_variables_the_code_reads():
+    listed = set(parse_env_file(ROOT / ".env.example")) | commented_out(ROOT / ".env.example")
+    unknown = sorted(
+        name
+        for name in readme_environment_table()
+        if not (any(known.startswith(name[:-1]) for known in listed) if name.endswith("*") else name in listed)
+    )
+    assert not unknown, f"README's table names variables nothing reads: {unknown}"
