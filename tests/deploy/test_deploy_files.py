@@ -300,3 +300,36 @@ def test_the_documented_enable_commands_start_web_and_workers_after_a_reboot():
             names += [f"{brace[1]}{part}{brace[3]}" for part in brace[2].split(",")] if brace else [word]
         units = {name if "." in name else f"{name}.service" for name in names}
         assert units <= _started_at_boot(units), f"`systemctl enable --now {command}`: not started at boot"
+
+
+def _exec_starts(unit: str) -> list[str]:
+    text = (ROOT / "deploy/systemd" / unit).read_text()
+    return [line.replace("/srv/stefna/.venv/bin/", "") for line in re.findall(r"(?m)^ExecStart=(.*)$", text)]
+
+
+def test_every_topology_starts_the_same_web_worker_and_release_commands():
+    """The image (and compose's web, which runs the image's command), the Procfile and the
+    systemd units start one web command, one worker command and one migration step."""
+    import json
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    image_command = " ".join(json.loads(re.search(r"(?m)^CMD (\[.*\])$", dockerfile).group(1)))
+    procfile = dict(
+        line.split(": ", 1)
+        for line in (ROOT / "Procfile").read_text().splitlines()
+        if ": " in line and not line.startswith("#")
+    )
+    services = compose()["services"]
+    web = "gunicorn -c gunicorn.conf.py"
+    assert image_command == web and "command" not in services["web"]
+    assert procfile["web"].split()[-3:] == web.split()
+    assert _exec_starts("stefna-web.service") == [web]
+
+    worker = "python manage.py db_worker"
+    assert " ".join(services["worker"]["command"]) == worker == procfile["worker"]
+    assert _exec_starts("stefna-worker@.service") == [f"{worker} --worker-id %H-%i"]
+
+    migrate = "python manage.py migrate --no-input"
+    assert " ".join(services["migrate"]["command"]) == migrate
+    assert procfile["release"].split(" && ")[0] == migrate
+    assert _exec_starts("stefna-migrate.service")[0] == migrate
