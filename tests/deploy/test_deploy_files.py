@@ -101,6 +101,49 @@ def test_compose_passes_every_variable_of_a_dot_env_to_the_app():
         assert services[name]["env_file"] == [{"path": ".env", "required": False}]
 
 
+def compose_environment(dot_env: dict[str, str]) -> dict[str, str]:
+    """The app services' environment as compose makes it: env_file `.env`, then
+    `environment:` with its ${NAME:-default} (unset or blank) and ${NAME-default} (unset
+    only) read from that same .env (compose interpolates from the project's .env)."""
+
+    def interpolate(value: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            name, operator, default = match["name"], match["operator"], match["default"] or ""
+            if operator == ":-":
+                return dot_env.get(name) or default
+            if operator == "-":
+                return dot_env.get(name, default)
+            return dot_env.get(name, "")
+
+        return re.sub(r"\$\{(?P<name>[A-Z][A-Z0-9_]*)(?:(?P<operator>:?-)(?P<default>[^}]*))?\}", one, value)
+
+    environment = {name: interpolate(str(value)) for name, value in compose()["services"]["web"]["environment"].items()}
+    return {**dot_env, **environment}
+
+
+def test_a_compose_env_started_from_the_example_keeps_cookies_secure():
+    """docs/deploy.md: write .env starting from .env.example, whose blank cookie lines mean
+    "on when DEBUG is off". compose turned a blank value into 0, so a site whose .env kept
+    them blank sent its session and CSRF cookies over plain http too (and compose's release
+    step runs no `check --deploy` to warn). Only the keyless preview (no .env) turns them off."""
+    from tests.deploy.test_env_example import parse_env_file
+
+    script = "import django; django.setup(); from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE)"
+
+    def cookie_flags(dot_env: dict[str, str]) -> list[str]:
+        env = {**os.environ, **compose_environment(dot_env), "DATABASE_URL": "", "REDIS_URL": ""}
+        env["DJANGO_SETTINGS_MODULE"] = "stefna.settings"
+        run = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()
+
+    example = parse_env_file(ROOT / ".env.example") | {"SECRET_KEY": "compose-test-secret-key"}
+    assert cookie_flags(example) == ["True", "True"]
+    assert cookie_flags({}) == ["False", "False"], "the preview on http://localhost keeps its cookies"
+
+
 def test_the_compose_worker_healthcheck_vouches_only_for_its_own_container(transactional_db):
     import socket
 
