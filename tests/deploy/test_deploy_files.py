@@ -89,7 +89,7 @@ def test_compose_runs_the_preview_mode_with_no_keys():
     environment = compose()["services"]["web"]["environment"]
     assert environment["DEBUG"] == "0"
     assert environment["FAL_KEY"] == "${FAL_KEY:-}" and environment["CLOUDINARY_URL"] == "${CLOUDINARY_URL:-}"
-    assert environment["SECRET_KEY"].startswith("${SECRET_KEY:-"), "works with no .env, overridable"
+    assert environment["SECRET_KEY"].startswith("${SECRET_KEY-"), "works with no .env, overridable"
     assert environment["MEDIA_ROOT_SHARED"] == "1"
 
 
@@ -142,6 +142,25 @@ def test_a_compose_env_started_from_the_example_keeps_cookies_secure():
     example = parse_env_file(ROOT / ".env.example") | {"SECRET_KEY": "compose-test-secret-key"}
     assert cookie_flags(example) == ["True", "True"]
     assert cookie_flags({}) == ["False", "False"], "the preview on http://localhost keeps its cookies"
+
+
+def test_a_compose_env_with_a_blank_secret_key_refuses_to_start():
+    """CONTRACT: SECRET_KEY is required when DEBUG is off. compose filled a blank one (as
+    .env.example has it) with the preview's key, which anyone can read in compose.yaml: a
+    site whose .env forgot it signed with a public key. The preview (no .env) keeps it."""
+    from tests.deploy.test_env_example import parse_env_file
+
+    def start(dot_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **compose_environment(dot_env), "DATABASE_URL": "", "REDIS_URL": ""}
+        env["DJANGO_SETTINGS_MODULE"] = "stefna.settings"
+        script = "import django; django.setup()"
+        return subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    refused = start(parse_env_file(ROOT / ".env.example"))
+    assert refused.returncode != 0 and "SECRET_KEY must be set" in refused.stderr
+    assert start({}).returncode == 0, "the keyless preview starts"
 
 
 def test_the_compose_worker_healthcheck_vouches_only_for_its_own_container(transactional_db):
