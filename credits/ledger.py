@@ -177,7 +177,7 @@ def reserve(*, user: User, generation: Generation, amount: int, new_generation: 
     # A new generation's creation fails as a whole when its reservation does, so it
     # needs no savepoint to fall back to (two statements fewer on every request).
     with transaction.atomic(savepoint=not new_generation):
-        if not _lock_open_account(user.pk):
+        if not lock_open_account(user.pk):
             # Deleted while this request was on its way: nothing new is charged for it.
             raise AccountClosed()
         wallet = _lock_wallet(user.pk)
@@ -195,7 +195,7 @@ def reserve(*, user: User, generation: Generation, amount: int, new_generation: 
         )
 
 
-def _lock_open_account(user_id: uuid.UUID) -> bool:
+def lock_open_account(user_id: uuid.UUID) -> bool:
     """Lock the account's row until the surrounding transaction ends; True if it is open.
 
     A charge takes this lock before the wallet's, and account deletion takes it first

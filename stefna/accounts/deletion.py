@@ -55,7 +55,7 @@ def account_delete(*, user: User, confirm: str) -> None:
     _cancel_active(user)
     email = user.email
     with transaction.atomic():
-        # The charge's lock (credits.ledger._lock_open_account), taken first: a request
+        # The charge's lock (credits.ledger.lock_open_account), taken first: a request
         # charged before this waits to be seen here, one charged after finds the account
         # closed. FOR NO KEY UPDATE lets a worker finishing one of these generations write
         # its ledger entry (a foreign key to this row) while this waits for that generation.

@@ -21,6 +21,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from credits.exceptions import AccountClosed
+from credits.ledger import lock_open_account
 from stefna import ratelimit
 from stefna.errors import InvalidInput
 
@@ -216,9 +218,11 @@ def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
     _refuse_nul(name or "", "name")
     with transaction.atomic():
         # The account's row, locked before counting: two requests at once each counted
-        # the other's token not yet there, and both were created past the bound. (No key
-        # update: the rows that point to the account are not held up.)
-        User.objects.select_for_update(no_key=True).only("pk").get(pk=user.pk)
+        # the other's token not yet there, and both were created past the bound. Read
+        # under that lock, the account may have been deleted since the request signed in:
+        # the deletion removed every token, so none is made after it.
+        if not lock_open_account(user.pk):
+            raise AccountClosed()
         if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_LIVE_TOKENS:
             raise InvalidInput(
                 _("You have %(count)d API tokens already. Revoke one you no longer use, then create a new one.")
