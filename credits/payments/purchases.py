@@ -28,7 +28,7 @@ from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
 from credits import ledger
-from credits.exceptions import PaymentsUnavailable
+from credits.exceptions import AccountClosed, PaymentsUnavailable
 from credits.models import CreditPack, Purchase, format_price
 from credits.selectors import purchases_to_reconcile
 from stefna import mail, ratelimit
@@ -91,15 +91,21 @@ def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
     limit, window = settings.RATE_LIMIT_CHECKOUTS
     ratelimit.hit(f"checkout:{user.pk}", limit=limit, window=window)
     offline = not stripe_api.stripe_configured()
-    purchase = Purchase.objects.create(
-        user=user,
-        email=user.email,
-        pack=pack,
-        credits=pack.credits,
-        price=pack.price,
-        currency=pack.currency,
-        provider=Purchase.Provider.OFFLINE if offline else Purchase.Provider.STRIPE,
-    )
+    with transaction.atomic():
+        # The account's lock, as a charge takes it: a deletion that committed after this
+        # request signed in has blanked the email on every purchase and expired the open
+        # ones, so a purchase made after it would keep the email and could still be paid.
+        if not ledger.lock_open_account(user.pk):
+            raise AccountClosed()
+        purchase = Purchase.objects.create(
+            user=user,
+            email=user.email,
+            pack=pack,
+            credits=pack.credits,
+            price=pack.price,
+            currency=pack.currency,
+            provider=Purchase.Provider.OFFLINE if offline else Purchase.Provider.STRIPE,
+        )
     site_url = site_url.rstrip("/")
     if offline:
         checkout_url = site_url + reverse("credits:test_checkout", args=[purchase.pk])

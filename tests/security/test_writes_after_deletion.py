@@ -1,6 +1,7 @@
 """A request signed in a moment before its account was deleted writes nothing for the
 closed account once the deletion has committed: no API token (a row naming the account's
-scripts, which the deletion removed with the others).
+scripts, which the deletion removed with the others), no purchase (which would keep the
+buyer's email, blanked on every other one, and a checkout nobody expires).
 
 Each test reads the user as the request did at authentication, deletes the account, then
 lets the request go on. The PostgreSQL-only ones hold the deletion's transaction open
@@ -12,6 +13,8 @@ import pytest
 from django.db import connection, transaction
 
 from credits.exceptions import AccountClosed
+from credits.models import Purchase
+from credits.payments.purchases import purchase_start
 from stefna.accounts.deletion import account_delete
 from stefna.accounts.models import ApiToken, User
 from stefna.accounts.services import api_token_create
@@ -34,6 +37,17 @@ def test_a_token_asked_for_just_before_the_deletion_is_refused(user):
         api_token_create(user=signed_in_as, name="my laptop's backup script")
 
     assert not ApiToken.objects.filter(user=user).exists()
+
+
+def test_a_checkout_started_just_before_the_deletion_is_refused_and_keeps_no_email(user, settings):
+    settings.OFFLINE_CHECKOUT = True
+    signed_in_as = _signed_in_then_deleted(user)
+
+    with pytest.raises(AccountClosed):
+        purchase_start(user=signed_in_as, pack_slug="starter", site_url="http://testserver/")
+
+    assert not Purchase.objects.filter(user=user).exists()
+    assert not Purchase.objects.filter(email="ada@example.com").exists()
 
 
 @pytest.mark.postgres_only
