@@ -182,8 +182,13 @@ def user_update_profile(*, user: User, display_name: str) -> User:
     _refuse_nul(display_name, "display_name")
     if len(display_name) > 60:
         raise InvalidInput(_("Display name can be at most 60 characters."), detail={"field": "display_name"})
-    user.display_name = display_name
-    user.save(update_fields=["display_name"])
+    with transaction.atomic():
+        # Under the account's lock: `user` was read when the request signed in, and
+        # saving it over a deletion committed since put the name back on the anonymised row.
+        if not lock_open_account(user.pk):
+            raise AccountClosed()
+        user.display_name = display_name
+        user.save(update_fields=["display_name"])
     return user
 
 

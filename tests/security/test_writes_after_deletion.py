@@ -1,7 +1,8 @@
 """A request signed in a moment before its account was deleted writes nothing for the
 closed account once the deletion has committed: no API token (a row naming the account's
 scripts, which the deletion removed with the others), no purchase (which would keep the
-buyer's email, blanked on every other one, and a checkout nobody expires).
+buyer's email, blanked on every other one, and a checkout nobody expires), no display
+name (the deletion's "no name" undone).
 
 Each test reads the user as the request did at authentication, deletes the account, then
 lets the request go on. The PostgreSQL-only ones hold the deletion's transaction open
@@ -17,7 +18,7 @@ from credits.models import Purchase
 from credits.payments.purchases import purchase_start
 from stefna.accounts.deletion import account_delete
 from stefna.accounts.models import ApiToken, User
-from stefna.accounts.services import api_token_create
+from stefna.accounts.services import api_token_create, user_update_profile
 from tests.databases import someone_waits_for_a_lock_held_here, thread_recording
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +49,16 @@ def test_a_checkout_started_just_before_the_deletion_is_refused_and_keeps_no_ema
 
     assert not Purchase.objects.filter(user=user).exists()
     assert not Purchase.objects.filter(email="ada@example.com").exists()
+
+
+def test_a_display_name_saved_just_before_the_deletion_does_not_come_back(user):
+    signed_in_as = _signed_in_then_deleted(user)
+
+    with pytest.raises(AccountClosed):
+        user_update_profile(user=signed_in_as, display_name="Ada Lovelace")
+
+    user.refresh_from_db()
+    assert user.display_name == "" and not user.is_active
 
 
 @pytest.mark.postgres_only
