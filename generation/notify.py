@@ -57,8 +57,9 @@ def generation_notify_ended(*, generation_ids: Iterable[object]) -> None:
 
 
 def generation_notify_send(*, generation_id: str, attempt: int = 0, claim: str = "") -> bool:
-    """Send the email (at least once: see stefna/mail.py); True when this call sent it.
-    `attempt` and `claim` are the retries': the first attempt is called with neither."""
+    """Send the email (at least once: see stefna/mail.py; never to a closed account); True
+    when this call sent it. `attempt` and `claim` are the retries': the first attempt is
+    called with neither."""
     claimed_at = timezone.now()
     # Only while it is still the end it was queued for: staff may have retried it since
     # (queued or running again, charged again, or canceled by its owner), and then this
@@ -79,13 +80,22 @@ def generation_notify_send(*, generation_id: str, attempt: int = 0, claim: str =
                 generation_id=generation_id, attempt=attempt + 1, claim=claimed_at.isoformat()
             )
     generation = Generation.objects.select_related("user").get(pk=generation_id)
+
+    def settle() -> None:
+        Generation.objects.filter(pk=generation_id, notified_at=claimed_at).update(notified_at=mail.settled(claimed_at))
+
+    if not generation.user.is_active:
+        # Closed since this ended (deleted: the address is deleted-….invalid now and the
+        # image is gone; or closed by staff): there is no one to tell, now or at a later
+        # try. Read after the claim, so a deletion committing later finds this email
+        # already on its way.
+        settle()
+        return False
     # A task on the worker: its lines carry the id of the request that asked for the job.
     with request_id_bound(generation.origin_request_id):
         return mail.send_owed(
             partial(_send, generation),
-            settle=lambda: Generation.objects.filter(pk=generation_id, notified_at=claimed_at).update(
-                notified_at=mail.settled(claimed_at)
-            ),
+            settle=settle,
             next_at=next_at,
             attempt=attempt,
             what=f"generation {generation_id}: the email to the owner",

@@ -21,6 +21,7 @@ from presets.tests.factories import PresetFactory
 from stefna.accounts.models import ApiToken, User
 from stefna.accounts.services import api_token_create
 from tests.databases import someone_waits_for_a_lock_held_here
+from tests.tasks import run_tasks, time_passes
 
 pytestmark = pytest.mark.django_db
 
@@ -397,3 +398,24 @@ def test_a_charge_waiting_for_the_deletion_finds_the_account_closed(user, fake_f
     assert [type(failure) for failure in failures] == [AccountClosed]
     assert not Generation.objects.filter(user=user).exists()
     assert CreditEntry.objects.count() == entries
+
+
+def test_an_email_owed_for_a_generation_that_ended_before_the_deletion_is_never_sent(
+    user, fake_fal, mailoutbox, django_capture_on_commit_callbacks
+):
+    """ "Email me when it's done": the generation ended, its email is queued, then the account
+    goes before the worker sends it. The address is now deleted-….invalid and the image is
+    gone: nothing is sent."""
+    from stefna.accounts.deletion import account_delete
+
+    generation = start_generation(user, PresetFactory(kind="neo_glitch"), notify=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_worker(generation)
+    assert generation.status == Generation.Status.SUCCEEDED
+    account_delete(user=User.objects.get(pk=user.pk), confirm=user.email)
+
+    run_tasks()
+    time_passes()  # and no later try sends it either
+    run_tasks()
+
+    assert [message.to for message in mailoutbox] == []
