@@ -29,12 +29,14 @@ from allauth.socialaccount.providers.oauth2.views import OAuth2CallbackView, OAu
 from allauth.socialaccount.providers.openid_connect.views import OpenIDConnectOAuth2Adapter
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from credits.ledger import lock_open_account
 from stefna.accounts.selectors import user_by_email
 from stefna.accounts.services import user_remember_language
 from stefna.accounts.views import welcome
@@ -110,8 +112,14 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             return
         existing = user_by_email(email=email)
         if existing is not None:
-            # The provider vouches for the address, which is all our email code proves too.
-            sociallogin.connect(request, existing)
+            with transaction.atomic():
+                # Linked under the account's lock, the one its deletion takes: found open a
+                # moment ago, the account may be closing, its Google records already removed,
+                # and a link made then kept Google's id, email and name on the anonymised row.
+                # Closed by now, its address is free: the sign-in goes on as a new account.
+                if lock_open_account(existing.pk):
+                    # The provider vouches for the address, which is all our email code proves too.
+                    sociallogin.connect(request, existing)
 
     def populate_user(self, request: HttpRequest, sociallogin: SocialLogin, data: dict[str, Any]) -> Any:
         user = super().populate_user(request, sociallogin, data)

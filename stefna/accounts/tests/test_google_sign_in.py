@@ -313,3 +313,42 @@ def test_google_sign_in_keeps_the_visitors_language_on_an_account_that_chose_non
     finish(client, consent(start_sign_in(client)))
     user.refresh_from_db()
     assert user.language == "id"
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_google_sign_in_meeting_the_deletion_leaves_no_google_record_on_the_closed_account(client, fake_google, user):
+    """The callback found the account by its email while its deletion was still to commit
+    (which had already removed the account's Google records): linking Google to it then
+    kept Google's id, email and name on the anonymised row. It waits for the deletion
+    instead, and the address, free again, signs up as a new account."""
+    from allauth.account.models import EmailAddress
+    from allauth.socialaccount.models import SocialAccount
+    from django.db import connection, transaction
+
+    from stefna.accounts.deletion import account_delete
+    from tests.databases import someone_waits_for_a_lock_held_here, thread_recording
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite runs one writing transaction at a time, so the two never overlap")
+    fake_google.identity = {"sub": "g-ada", "email": "ada@example.com", "email_verified": True, "name": "Ada Lovelace"}
+    callback = consent(start_sign_in(client))
+    outcomes: list[object] = []
+
+    with transaction.atomic():  # the deletion, done, not committed yet
+        account_delete(user=user, confirm=user.email)
+        signing_in = thread_recording(lambda: finish(client, callback), outcomes)
+        signing_in.start()
+        for _ in range(500):
+            if someone_waits_for_a_lock_held_here():
+                break
+            signing_in.join(0.02)
+        else:
+            pytest.fail("the sign-in never waited for the deletion")
+    signing_in.join(20)
+
+    assert not signing_in.is_alive()
+    assert not SocialAccount.objects.filter(user=user).exists()
+    assert not EmailAddress.objects.filter(user=user).exists()
+    again = signed_in_user(client)
+    assert again is not None and again.pk != user.pk and again.email == "ada@example.com"
