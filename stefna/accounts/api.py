@@ -30,6 +30,7 @@ class ExportProfileOut(Schema):
     id: str
     email: str
     display_name: str
+    language: str = Field(description="The language you picked in the header (`en`, `id`); empty if none.")
     date_joined: str | None
     last_login: str | None
     balance: int

@@ -69,6 +69,7 @@ def account_export(*, user: User, absolute: Callable[[str], str] = str) -> dict[
             "id": str(user.pk),
             "email": user.email,
             "display_name": user.display_name,
+            "language": user.language,
             "date_joined": when(user.date_joined),
             "last_login": when(user.last_login),
             "balance": wallet.balance if wallet else 0,

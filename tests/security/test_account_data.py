@@ -70,6 +70,16 @@ def test_the_export_has_every_row_of_the_user_and_nothing_of_anyone_else(user, o
         assert entry.pk not in {e["id"] for e in data["ledger"]}
 
 
+def test_the_export_holds_the_language_the_account_chose(user):
+    """The header's switcher stores a choice on the account (issue 21): it is something
+    Stefna holds about the person, so the export says it."""
+    User.objects.filter(pk=user.pk).update(language="id")
+
+    profile = _bearer(user).get("/api/me/export").json()["profile"]
+
+    assert profile["language"] == "id"
+
+
 def test_the_api_export_is_the_whole_export_and_its_schema_names_every_field(user, two_users_with_images, client):
     """CONTRACT: GET /api/me/export holds the profile, generations, images with their
     URLs, purchases and ledger; /api/openapi.json documents those fields (it said only
