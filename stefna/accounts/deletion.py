@@ -92,6 +92,7 @@ def account_delete(*, user: User, confirm: str) -> None:
         LoginCode.objects.filter(email=email).delete()
         locked.email = f"deleted-{locked.pk.hex}@deleted.invalid"
         locked.display_name = ""
+        locked.language = ""  # the switcher's choice: nothing the money records need
         locked.is_active = False
         locked.is_staff = locked.is_superuser = False
         # A new unusable password changes the session auth hash: every session of the

@@ -197,8 +197,10 @@ def user_set_language(*, user: User, language: str) -> None:
     if language not in dict(settings.LANGUAGES):
         raise InvalidInput(_("That language is not available."), detail={"field": "language"})
     if user.language != language:
+        # Only on an open account: `user` was read when the request signed in, and saving
+        # it over a deletion committed since put the choice back on the anonymised row.
+        User.objects.filter(pk=user.pk, is_active=True).update(language=language)
         user.language = language
-        user.save(update_fields=["language"])
 
 
 def user_remember_language(*, user: User, language: str) -> None:

@@ -2,7 +2,7 @@
 closed account once the deletion has committed: no API token (a row naming the account's
 scripts, which the deletion removed with the others), no purchase (which would keep the
 buyer's email, blanked on every other one, and a checkout nobody expires), no display
-name (the deletion's "no name" undone).
+name (the deletion's "no name" undone), no language choice (which it forgets too).
 
 Each test reads the user as the request did at authentication, deletes the account, then
 lets the request go on. The PostgreSQL-only ones hold the deletion's transaction open
@@ -18,7 +18,7 @@ from credits.models import Purchase
 from credits.payments.purchases import purchase_start
 from stefna.accounts.deletion import account_delete
 from stefna.accounts.models import ApiToken, User
-from stefna.accounts.services import api_token_create, user_update_profile
+from stefna.accounts.services import api_token_create, user_set_language, user_update_profile
 from tests.databases import someone_waits_for_a_lock_held_here, thread_recording
 
 pytestmark = pytest.mark.django_db
@@ -59,6 +59,18 @@ def test_a_display_name_saved_just_before_the_deletion_does_not_come_back(user):
 
     user.refresh_from_db()
     assert user.display_name == "" and not user.is_active
+
+
+def test_the_deletion_forgets_the_language_and_a_switch_just_before_it_does_not_bring_it_back(user):
+    User.objects.filter(pk=user.pk).update(language="id")
+    signed_in_as = _signed_in_then_deleted(user)
+    user.refresh_from_db()
+    assert user.language == ""
+
+    user_set_language(user=signed_in_as, language="en")  # the header's switcher, a moment late
+
+    user.refresh_from_db()
+    assert user.language == "" and not user.is_active
 
 
 @pytest.mark.postgres_only
