@@ -308,7 +308,10 @@ def _fetch_receipt_url(purchase: Purchase) -> None:
             charge = intent.get("latest_charge")
             receipt_url = charge.get("receipt_url") if isinstance(charge, dict) else None
             if receipt_url:
-                Purchase.objects.filter(pk=purchase.pk).update(receipt_url=receipt_url[:2000])
+                # Not over an account deletion committed while Stripe answered: it blanks the
+                # link with the email (Stripe's receipt page shows the buyer to anyone holding
+                # it). The purchase's own column, so PostgreSQL checks it again after waiting.
+                Purchase.objects.filter(pk=purchase.pk).exclude(email="").update(receipt_url=receipt_url[:2000])
                 purchase.receipt_url = receipt_url
         except DomainError:
             logger.warning("purchase %s: could not fetch the receipt link", purchase.pk, exc_info=True)

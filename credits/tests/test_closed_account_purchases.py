@@ -163,3 +163,36 @@ def test_a_payment_confirmed_while_the_deletion_commits_is_flagged_for_a_refund_
     assert (purchase.status, purchase.paid_after_account_closed, purchase.needs_attention) == ("paid", True, True)
     assert not CreditEntry.objects.filter(purchase=purchase).exists() and purchased(user) == 0
     assert_clean(user)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_receipt_link_fetched_while_the_account_is_deleted_is_not_written_back(
+    seeded_packs, api_client, user, fake_stripe
+):
+    """The payment is granted and its receipt goes out; while Stripe is asked for the
+    receipt's link, the buyer deletes the account, which blanks that link with the email
+    on every purchase (Stripe's receipt page opens for anyone holding it and shows the
+    buyer). The link Stripe then answers is not written back on the closed account's
+    purchase."""
+    purchase = start_checkout(api_client)
+    session = fake_stripe.pay(purchase.stripe_session_id)
+    deleted: list[object] = []
+
+    def delete_while_stripe_answers(method: str, path: str) -> None:
+        # On the fake's thread, before it answers the receipt's look at the payment.
+        if method == "GET" and path.endswith(session["payment_intent"]):
+            fake_stripe.on_request = None
+            deleting = thread_recording(
+                lambda: account_delete(user=User.objects.get(pk=user.pk), confirm="ada@example.com"), deleted
+            )
+            deleting.start()
+            deleting.join(10)
+
+    fake_stripe.on_request = delete_while_stripe_answers
+
+    assert deliver("checkout.session.completed", session).status_code == 200
+
+    assert deleted == [None], "the deletion did not run while Stripe answered"
+    purchase.refresh_from_db()
+    assert purchase.status == "paid" and purchase.email == ""
+    assert purchase.receipt_url == ""
