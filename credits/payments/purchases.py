@@ -127,7 +127,15 @@ def purchase_start(*, user: User, pack_slug: str, site_url: str) -> Purchase:
         # Nothing was charged: no session exists. The purchase ends expired, not pending forever.
         purchase_expire(purchase_id=purchase.pk, note="the checkout session could not be created")
         raise
-    Purchase.objects.filter(pk=purchase.pk).update(stripe_session_id=session["id"], checkout_url=session["url"])
+    # Only onto a purchase still pending: an account deleted while Stripe answered has
+    # expired this one and blanked its addresses, but could not expire at Stripe a session
+    # it did not know yet (the buyer's email filled in, able to take money): done here.
+    stored = Purchase.objects.filter(pk=purchase.pk, status=Purchase.Status.PENDING).update(
+        stripe_session_id=session["id"], checkout_url=session["url"]
+    )
+    if not stored:
+        _checkout_sessions_expire(sessions=[(purchase.pk, session["id"])])
+        raise AccountClosed()
     purchase.stripe_session_id, purchase.checkout_url = session["id"], session["url"]
     return purchase
 

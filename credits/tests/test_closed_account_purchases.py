@@ -196,3 +196,36 @@ def test_a_receipt_link_fetched_while_the_account_is_deleted_is_not_written_back
     purchase.refresh_from_db()
     assert purchase.status == "paid" and purchase.email == ""
     assert purchase.receipt_url == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_checkout_whose_account_is_deleted_while_stripe_makes_its_session_is_closed_there_too(
+    seeded_packs, api_client, user, fake_stripe
+):
+    """The purchase is made, then Stripe is asked for its Checkout Session; meanwhile the
+    buyer deletes the account, which expires the purchase and blanks its addresses but
+    cannot expire a session it does not know yet. That session (the buyer's email filled
+    in) is expired at Stripe once it is known, its address is not written back on the
+    closed account's purchase, and the buyer is not sent to pay it."""
+    deleted: list[object] = []
+
+    def delete_while_stripe_answers(method: str, path: str) -> None:
+        # On the fake's thread, before it answers the session's creation.
+        if method == "POST" and path.endswith("/checkout/sessions"):
+            fake_stripe.on_request = None
+            deleting = thread_recording(
+                lambda: account_delete(user=User.objects.get(pk=user.pk), confirm="ada@example.com"), deleted
+            )
+            deleting.start()
+            deleting.join(10)
+
+    fake_stripe.on_request = delete_while_stripe_answers
+
+    response = api_client.post("/api/checkout", {"pack": "starter"}, content_type="application/json")
+
+    assert deleted == [None], "the deletion did not run while Stripe answered"
+    assert response.status_code == 401, response.content
+    (purchase,) = Purchase.objects.filter(user=user)
+    assert (purchase.status, purchase.email, purchase.checkout_url) == ("expired", "", "")
+    (session,) = fake_stripe.sessions.values()
+    assert session["status"] == "expired", "the buyer's open checkout could still take money"
