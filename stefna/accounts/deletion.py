@@ -60,6 +60,12 @@ def account_delete(*, user: User, confirm: str) -> None:
         # closed. FOR NO KEY UPDATE lets a worker finishing one of these generations write
         # its ledger entry (a foreign key to this row) while this waits for that generation.
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
+        if locked.email == _deleted_address(locked):
+            # Deleted already, by a second press of "Delete" that waited for the first: run
+            # again, it would delete sign-in codes of whoever asked for one with the freed
+            # address since, and sweep every session once more. (An account staff closed,
+            # inactive but not anonymised, is still deleted for good here.)
+            return
         # Requests charged between the cancels above and this lock: stopped here as well,
         # so no job of a closed account reaches fal.
         _cancel_active(locked)
@@ -90,7 +96,7 @@ def account_delete(*, user: User, confirm: str) -> None:
         EmailAddress.objects.filter(user=locked).delete()
         ApiToken.objects.filter(user=locked).delete()
         LoginCode.objects.filter(email=email).delete()
-        locked.email = f"deleted-{locked.pk.hex}@deleted.invalid"
+        locked.email = _deleted_address(locked)
         locked.display_name = ""
         locked.language = ""  # the switcher's choice: nothing the money records need
         locked.is_active = False
@@ -109,6 +115,10 @@ def account_delete(*, user: User, confirm: str) -> None:
         if session.get_decoded().get("_auth_user_id") == str(user.pk):
             store(session_key=session.session_key).delete()
     logger.info("account deleted", extra={"user_id": str(user.pk)})
+
+
+def _deleted_address(user: User) -> str:
+    return f"deleted-{user.pk.hex}@deleted.invalid"
 
 
 def _cancel_active(user: User) -> None:

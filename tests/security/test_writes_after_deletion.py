@@ -73,6 +73,21 @@ def test_the_deletion_forgets_the_language_and_a_switch_just_before_it_does_not_
     assert user.language == "" and not user.is_active
 
 
+def test_a_second_delete_submitted_with_the_first_does_nothing_more(user):
+    """ "Delete my account" pressed twice: the second request signed in before the first
+    committed. By the time it runs, the address is free and someone may have asked for a
+    sign-in code with it: that code is theirs, not the closed account's."""
+    from stefna.accounts.models import LoginCode
+    from stefna.accounts.services import login_code_send
+
+    signed_in_as = _signed_in_then_deleted(user)
+    login_code_send(email="ada@example.com", ip_address=None)  # a new sign-up with the freed address
+
+    account_delete(user=signed_in_as, confirm="ada@example.com")
+
+    assert LoginCode.objects.filter(email="ada@example.com").count() == 1
+
+
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_a_token_waiting_for_the_deletion_finds_the_account_closed(user):
