@@ -23,7 +23,8 @@ poller in a second one. Each round it:
 Between rounds it rests until the next check is due, at most a tick. On PostgreSQL a
 third thread (`WakeListener`) LISTENs for `services.workers_wake`, which the web sends
 when a job becomes due there (a new generation, fal's webhook, a cancel that frees a
-place at fal), and wakes the poller at once; the tick is what remains when it is down.
+place at fal), and wakes the poller at once; the tick is what remains when it is down
+(a connection that hangs counts as down once its keep-alive goes unanswered).
 
 Everything it does is a service call; only the threads, the pacing and the database
 connections of the pool threads are this module's.
@@ -32,6 +33,8 @@ connections of the pool threads are this module's.
 from __future__ import annotations
 
 import logging
+import math
+import select
 import threading
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -231,11 +234,19 @@ class Poller:
 class WakeListener:
     """LISTEN for `services.WAKE_CHANNEL` on a connection of its own and wake the poller
     on every notification. Notifications sent while it is reconnecting are lost: the
-    poller's tick finds those jobs instead, a little later."""
+    poller's tick finds those jobs instead, a little later.
 
-    def __init__(self, *, wake: threading.Event, stop: threading.Event) -> None:
+    Its connect, LISTEN and keep-alive are each answered within WORKER_WAKE_TIMEOUT_SECONDS
+    or the connection counts as dead: one that hangs (a server gone without a RST, a
+    network that drops everything) would otherwise hold this thread for ever while the
+    poller, believing it up, keeps its slower tick."""
+
+    def __init__(
+        self, *, wake: threading.Event, stop: threading.Event, heartbeat: float = WAKE_HEARTBEAT_SECONDS
+    ) -> None:
         self._wake = wake
         self._stop = stop
+        self._heartbeat = heartbeat
         self.listening = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -254,9 +265,13 @@ class WakeListener:
         delay = 0.5
         while not self._stop.is_set():
             try:
+                timeout = settings.WORKER_WAKE_TIMEOUT_SECONDS
                 params = listen_params(application_name="stefna-worker")
-                with psycopg.connect(**params, autocommit=True) as conn:
-                    conn.execute(f"LISTEN {services.WAKE_CHANNEL}")
+                # libpq's connect_timeout is whole seconds, and at least 2.
+                params["connect_timeout"] = max(2, math.ceil(timeout))
+                conn = psycopg.connect(**params, autocommit=True)
+                try:
+                    self._query(conn.pgconn, f"LISTEN {services.WAKE_CHANNEL}", timeout)
                     self.listening.set()
                     delay = 0.5
                     self._wake.set()  # anything made due while it was not listening
@@ -264,15 +279,62 @@ class WakeListener:
                     while not self._stop.is_set():
                         for _notify in conn.notifies(timeout=1.0):
                             self._wake.set()
-                        if time.monotonic() - last_trip >= WAKE_HEARTBEAT_SECONDS:
-                            conn.execute("SELECT 1")
+                        if time.monotonic() - last_trip >= self._heartbeat:
+                            self._query(conn.pgconn, "SELECT 1", timeout)
                             last_trip = time.monotonic()
-            except Exception:  # a database restart, a dropped connection, a refused connect
+                finally:
+                    # Closed here, at once: leaving a `with` after an error would first try
+                    # a rollback, and wait for ever on a connection that hangs.
+                    conn.close()
+            except Exception:  # a database restart, a dropped or hung connection, a refused connect
                 logger.warning("worker wake-up: LISTEN connection lost; the poller's tick covers it", exc_info=True)
             finally:
                 self.listening.clear()
             self._stop.wait(delay)
             delay = min(delay * 2, 10.0)
+
+    def _query(self, pgconn: Any, sql: str, timeout: float) -> None:
+        """Run `sql` (LISTEN, the keep-alive), answered within `timeout` or TimeoutError.
+
+        Straight on libpq because of that bound (as generation/live.py's listener does):
+        psycopg's `execute` has none, and waits for ever on a connection that hangs.
+        Notifications read along with the answer wake the poller here: libpq has parsed
+        them, so the socket holds nothing more for `notifies()` to wake on.
+        """
+        import psycopg  # PostgreSQL only
+        from psycopg.pq import ExecStatus
+
+        deadline = time.monotonic() + timeout
+        woken = False
+
+        def wait(*, writable: bool = False) -> None:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                ready = select.select(
+                    [] if writable else [pgconn.socket], [pgconn.socket] if writable else [], [], remaining
+                )
+                if any(ready):
+                    return
+            raise TimeoutError(f"no answer to {sql!r} within {timeout} s")
+
+        pgconn.send_query(sql.encode())
+        while pgconn.flush():  # a few bytes: sent at once unless the socket is full
+            wait(writable=True)
+        while True:
+            pgconn.consume_input()  # raises OperationalError when the connection is gone
+            while pgconn.notifies() is not None:
+                woken = True
+            if pgconn.is_busy():
+                wait()
+                continue
+            if (result := pgconn.get_result()) is None:
+                break  # the answer is complete
+            if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+                raise psycopg.OperationalError(result.error_message.decode(errors="replace"))
+        while pgconn.notifies() is not None:  # any parsed with the answer's end
+            woken = True
+        if woken:
+            self._wake.set()
 
 
 def _safely(service: Any, **arguments: Any) -> None:

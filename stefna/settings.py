@@ -469,6 +469,11 @@ LIVE_LISTENER_IDLE_SECONDS = 60.0
 # The LISTEN connection's keep-alive (each heartbeat) must be answered within this long, or
 # the connection counts as dead: the poller covers its streams while it reconnects.
 LIVE_LISTENER_TIMEOUT_SECONDS = 5.0
+# The same bound for a worker's wake-up LISTEN connection (generation/worker.py): its
+# connect (rounded up to whole seconds, at least 2), LISTEN and keep-alive must be answered
+# within this long, or it counts as down (the poller goes back to its 0.1-s tick) and
+# reconnects.
+WORKER_WAKE_TIMEOUT_SECONDS = 5.0
 
 # --- Pipeline -------------------------------------------------------------------------
 # A job is first checked FAL_POLL_INTERVAL_SECONDS after it was submitted, then this

@@ -2,10 +2,11 @@
 
 It reads each connection's startup message (answering SSL and GSS encryption requests
 "no", so the message comes in clear) and, for connections whose `application_name` is
-`target` (the live listener's, "stefna-live"), does what the test says: forward, refuse
-(close at once, as a server that is down), or black-hole (keep the connection open and
-forward nothing either way, as a server gone without a RST), or hold what the server
-sends it until `release()` sends it all in one write. Every other connection is
+`target` (the live listener's "stefna-live", the worker's wake listener's "stefna-worker"),
+does what the test says: forward, refuse (close at once, as a server that is down), or
+black-hole (keep the connection open and forward nothing either way, as a server gone
+without a RST), or hold what the server sends it until `release()` sends it all in one
+write. Every other connection is
 forwarded untouched, so the rest of the app keeps its database.
 """
 
@@ -14,11 +15,36 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
+
+import pytest
+from django.db import DEFAULT_DB_ALIAS, connections
 
 Mode = Literal["forward", "refuse", "black_hole", "hold"]
 
 _SSL_REQUEST, _GSSENC_REQUEST = 80877103, 80877104
+
+
+@contextmanager
+def proxy_in_front_of_the_database(*, target: str) -> Iterator[PostgresProxy]:
+    """Every new connection made meanwhile goes through a proxy; only `target`'s
+    (application_name) is ever refused, black-holed or held. Skips off PostgreSQL."""
+    settings_dict = connections[DEFAULT_DB_ALIAS].settings_dict
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+        pytest.skip("PostgreSQL only: a LISTEN connection")
+    host = settings_dict["HOST"] or "127.0.0.1"
+    if host.startswith("/"):
+        pytest.skip("the proxy speaks TCP; the test database is on a Unix socket")
+    saved = settings_dict["HOST"], settings_dict["PORT"]
+    proxy = PostgresProxy((host, int(settings_dict["PORT"] or 5432)), target=target)
+    settings_dict["HOST"], settings_dict["PORT"] = "127.0.0.1", str(proxy.port)
+    try:
+        yield proxy
+    finally:
+        settings_dict["HOST"], settings_dict["PORT"] = saved
+        proxy.close()
 
 
 def _read_exactly(sock: socket.socket, count: int) -> bytes:

@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 
 from generation import status_thread
 from generation.live import Hub
 from generation.models import Generation
-from tests.pg_proxy import PostgresProxy
+from tests.pg_proxy import PostgresProxy, proxy_in_front_of_the_database
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
@@ -32,22 +32,12 @@ WAIT = 5.0
 def listener_proxy(fast_live) -> Iterator[PostgresProxy]:
     """Every new connection of this test goes through the proxy; only the listener's
     ("stefna-live") is ever refused or black-holed."""
-    settings_dict = connections[DEFAULT_DB_ALIAS].settings_dict
-    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
-        pytest.skip("PostgreSQL only: the LISTEN connection (SQLite polls the versions)")
-    host = settings_dict["HOST"] or "127.0.0.1"
-    if host.startswith("/"):
-        pytest.skip("the proxy speaks TCP; the test database is on a Unix socket")
-    saved = settings_dict["HOST"], settings_dict["PORT"]
-    proxy = PostgresProxy((host, int(settings_dict["PORT"] or 5432)), target="stefna-live")
-    settings_dict["HOST"], settings_dict["PORT"] = "127.0.0.1", str(proxy.port)
-    try:
-        yield proxy
-    finally:
-        settings_dict["HOST"], settings_dict["PORT"] = saved
-        # Its connection came through the proxy: close it while the proxy still forwards.
-        status_thread.generation_status_close_connection()
-        proxy.close()
+    with proxy_in_front_of_the_database(target="stefna-live") as proxy:
+        try:
+            yield proxy
+        finally:
+            # Its connection came through the proxy: close it while the proxy still forwards.
+            status_thread.generation_status_close_connection()
 
 
 def run[T](scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:

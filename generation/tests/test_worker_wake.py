@@ -3,8 +3,10 @@ at once on PostgreSQL, and only once the change is committed."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import connection, transaction
@@ -15,6 +17,7 @@ from generation.registry import FAST_SDXL_I2I
 from generation.tests.pipeline_helpers import start_generation
 from generation.worker import WakeListener
 from presets.tests.factories import PresetFactory
+from tests.pg_proxy import PostgresProxy, proxy_in_front_of_the_database
 
 
 def _require_postgres() -> None:
@@ -106,3 +109,67 @@ def test_a_webhook_storing_a_result_wakes_the_worker(wake, client, user, fake_fa
     assert wake.wait(5)
     generation.refresh_from_db()
     assert generation.next_check_at <= timezone.now()  # due: the worker copies the images
+
+
+# A connection that hangs (a server gone without a RST, a network that drops everything):
+# the listener's connection ("stefna-worker") goes through a proxy (tests/pg_proxy.py) that
+# can black-hole it while every other connection goes through untouched. While the listener
+# counts as up the poller rests up to LISTENING_TICK_SECONDS (0.5 s) between rounds instead
+# of 0.1 s, so a listener "up" on a dead connection delays every new job for as long as the
+# process lives.
+
+
+@contextlib.contextmanager
+def listener_behind(proxy: PostgresProxy, *, heartbeat: float) -> Iterator[tuple[WakeListener, threading.Event]]:
+    event, stop = threading.Event(), threading.Event()
+    listener = WakeListener(wake=event, stop=stop, heartbeat=heartbeat)
+    listener.start()
+    try:
+        yield listener, event
+    finally:
+        stop.set()
+        listener.join(5)
+
+
+def eventually(condition: Callable[[], bool], *, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_wake_listener_whose_connection_hangs_counts_as_down_and_reconnects(settings):
+    settings.WORKER_WAKE_TIMEOUT_SECONDS = 0.5
+    with (
+        proxy_in_front_of_the_database(target="stefna-worker") as proxy,
+        listener_behind(proxy, heartbeat=0.2) as (listener, wake),
+    ):
+        assert listener.listening.wait(10), "the listener did not connect"
+        proxy.mode = "black_hole"
+
+        assert eventually(lambda: not listener.listening.is_set(), within=5), (
+            "the listener still counts as up on a connection that hangs: the poller keeps its slow tick"
+        )
+        proxy.mode = "forward"
+        assert listener.listening.wait(10), "the listener did not reconnect"
+        wake.clear()
+        services.workers_wake()
+        assert wake.wait(5)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_wake_listener_whose_connect_hangs_tries_again(settings):
+    settings.WORKER_WAKE_TIMEOUT_SECONDS = 0.5
+    with proxy_in_front_of_the_database(target="stefna-worker") as proxy:
+        proxy.mode = "black_hole"  # its first connect is never answered
+        with listener_behind(proxy, heartbeat=0.2) as (listener, _wake):
+            time.sleep(0.5)
+            proxy.mode = "forward"
+
+            # libpq's connect_timeout is whole seconds, at least 2.
+            assert listener.listening.wait(8), "the listener waits out psycopg's 130-s default on a connect that hangs"
