@@ -94,6 +94,25 @@ def still_held(generation: Generation) -> Q:
     return Q(next_check_at=generation.next_check_at)
 
 
+def claim_renew(generation: Generation) -> bool:
+    """Renew a holder's claim before it falls over to the next model: a fresh lease, only
+    while its own is still on the row (`still_held`). True when renewed; `generation`
+    then carries the new lease.
+
+    A holder kept waiting by fal past its lease has lost the job if another round took it
+    (that round asks fal itself, and gets the same final answer), and holds it again if
+    nobody did. Without the new lease the job would stay due all through the fall-over,
+    and a round claiming it meanwhile would find the next model's attempt not sent yet
+    and send it a second time. One UPDATE, only when an attempt fails."""
+    lease = lease_until()
+    renewed = Generation.objects.filter(
+        still_held(generation), pk=generation.pk, status__in=Generation.ACTIVE_STATUSES
+    ).update(next_check_at=lease)
+    if renewed:
+        generation.next_check_at = lease
+    return bool(renewed)
+
+
 def generation_release(
     *, generation_id: GenerationId, seconds: float | None = None, held: Generation | None = None
 ) -> None:

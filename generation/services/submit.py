@@ -30,7 +30,7 @@ from ..exceptions import ProviderError
 from ..models import Attempt, Generation
 from ..providers import get_provider
 from ..registry import ModelConfigError, get_model
-from .claim import generation_release, look_again_later, next_poll
+from .claim import claim_renew, generation_release, look_again_later, next_poll
 from .log import about_batch, generation_log, label, log_transition, working_on
 from .pace import first_check_delay
 from .schedule import fal_rate_limited, generation_requeue
@@ -334,8 +334,12 @@ def submit_attempt(
 
 
 def fail_attempt_then_next(generation: Generation, attempt: Attempt, message: str) -> None:
-    """Fail the attempt and submit the next model of the chain (the caller holds the claim)."""
-    if fail_attempt(generation, attempt, message):
+    """Fail the attempt and submit the next model of the chain (the caller holds the claim).
+
+    Only while the claim is still the caller's, renewed for the submission to come
+    (`claim.claim_renew`): a caller whose claim ran out while fal kept it waiting leaves
+    the job to whoever holds it now, who learns the same final answer from fal."""
+    if claim_renew(generation) and fail_attempt(generation, attempt, message):
         submit_model(generation, position=attempt.position + 1)
 
 

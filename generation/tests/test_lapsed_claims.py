@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -108,3 +109,47 @@ def test_a_lapsed_status_check_does_not_cut_short_the_claim_of_the_round_that_fa
     assert len(fake_fal.submissions(REALISTIC_VISION)) == 1
     assert [job.canceled for job in fake_fal.jobs.values() if job.endpoint == REALISTIC_VISION] == [False]
     assert taken == []
+
+
+def test_a_failure_fal_reports_after_the_claim_ran_out_sends_the_next_model_once(user, fake_fal, settings):
+    """fal slow to answer a status check: worker A's claim runs out before fal's (real,
+    final) error reaches it, and nobody has taken the job yet. A records the error and
+    sends the next model, and fal is slow to accept that too; the job is due all the
+    while (A's lease is in the past), so round B claims it, finds the next model's
+    attempt not sent yet and sends it a second time (paid at fal, then canceled)."""
+    fake_fal.manual = True
+    fake_fal.error_on_completion(FAST_SDXL_I2I)
+    preset = PresetFactory(model_chain=[FAST_SDXL_I2I, REALISTIC_VISION])
+    generation = start_generation(user, preset)
+    run_worker(rounds=1)
+    first = generation.attempts.get()
+    fake_fal.advance(first.fal_job_id, steps=3)  # done at fal, with an error
+    status_of_first = Held("GET", f"/requests/{first.fal_job_id}/status")
+    submit_of_next = Held("POST", f"/{REALISTIC_VISION}")
+    hold_answers(fake_fal, status_of_first, submit_of_next)
+
+    settings.PIPELINE_LEASE_SECONDS = 1  # A's claim, run out for real while fal holds its answer
+    Generation.objects.filter(pk=generation.pk).update(next_check_at=timezone.now())
+    a: list[Any] = []
+    worker_a = thread_recording(lambda: services.generation_poll_due(limit=10), a)
+    worker_a.start()
+    assert status_of_first.held.wait(WAIT)
+    leased_until = Generation.objects.get(pk=generation.pk).next_check_at
+    while timezone.now() <= leased_until:
+        time.sleep(0.05)
+    settings.PIPELINE_LEASE_SECONDS = 90
+    status_of_first.release.set()  # fal's error reaches A, its claim run out
+    deadline = time.monotonic() + WAIT
+    while not submit_of_next.held.is_set() and worker_a.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not submit_of_next.held.is_set():
+        submit_of_next.release.set()  # A sent nothing: nothing of it to hold
+    assert services.generation_poll_due(limit=10) <= 1  # round B
+    submit_of_next.release.set()
+    worker_a.join(WAIT)
+    assert a == [1]
+
+    assert len(fake_fal.submissions(REALISTIC_VISION)) == 1, "the next model was sent twice"
+    assert [job.canceled for job in fake_fal.jobs.values() if job.endpoint == REALISTIC_VISION] == [False]
+    attempts = list(generation.attempts.order_by("position").values_list("model", "status"))
+    assert attempts == [(FAST_SDXL_I2I, Attempt.Status.FAILED), (REALISTIC_VISION, Attempt.Status.QUEUED)]
