@@ -177,19 +177,8 @@ def test_a_receipt_link_fetched_while_the_account_is_deleted_is_not_written_back
     purchase."""
     purchase = start_checkout(api_client)
     session = fake_stripe.pay(purchase.stripe_session_id)
-    deleted: list[object] = []
-
-    def delete_while_stripe_answers(method: str, path: str) -> None:
-        # On the fake's thread, before it answers the receipt's look at the payment.
-        if method == "GET" and path.endswith(session["payment_intent"]):
-            fake_stripe.on_request = None
-            deleting = thread_recording(
-                lambda: account_delete(user=User.objects.get(pk=user.pk), confirm="ada@example.com"), deleted
-            )
-            deleting.start()
-            deleting.join(10)
-
-    fake_stripe.on_request = delete_while_stripe_answers
+    # Before the fake answers the receipt's look at the payment.
+    deleted = _delete_while_stripe_answers(fake_stripe, user, "GET", session["payment_intent"])
 
     assert deliver("checkout.session.completed", session).status_code == 200
     run_tasks()  # the receipt's task, which asks Stripe for the link
@@ -209,19 +198,8 @@ def test_a_checkout_whose_account_is_deleted_while_stripe_makes_its_session_is_c
     cannot expire a session it does not know yet. That session (the buyer's email filled
     in) is expired at Stripe once it is known, its address is not written back on the
     closed account's purchase, and the buyer is not sent to pay it."""
-    deleted: list[object] = []
-
-    def delete_while_stripe_answers(method: str, path: str) -> None:
-        # On the fake's thread, before it answers the session's creation.
-        if method == "POST" and path.endswith("/checkout/sessions"):
-            fake_stripe.on_request = None
-            deleting = thread_recording(
-                lambda: account_delete(user=User.objects.get(pk=user.pk), confirm="ada@example.com"), deleted
-            )
-            deleting.start()
-            deleting.join(10)
-
-    fake_stripe.on_request = delete_while_stripe_answers
+    # Before the fake answers the session's creation.
+    deleted = _delete_while_stripe_answers(fake_stripe, user, "POST", "/checkout/sessions")
 
     response = api_client.post("/api/checkout", {"pack": "starter"}, content_type="application/json")
 
@@ -231,3 +209,22 @@ def test_a_checkout_whose_account_is_deleted_while_stripe_makes_its_session_is_c
     assert (purchase.status, purchase.email, purchase.checkout_url) == ("expired", "", "")
     (session,) = fake_stripe.sessions.values()
     assert session["status"] == "expired", "the buyer's open checkout could still take money"
+
+
+def _delete_while_stripe_answers(fake_stripe, user, method: str, path_end: str) -> list[object]:
+    """Once, on the fake's thread, before it answers the first `method` request whose path
+    ends with `path_end`: the buyer deletes the account (in a thread of its own, which
+    ends before the answer goes). The list gets the deletion's outcome."""
+    deleted: list[object] = []
+
+    def delete_first(method_seen: str, path: str) -> None:
+        if method_seen == method and path.endswith(path_end):
+            fake_stripe.on_request = None
+            deleting = thread_recording(
+                lambda: account_delete(user=User.objects.get(pk=user.pk), confirm="ada@example.com"), deleted
+            )
+            deleting.start()
+            deleting.join(10)
+
+    fake_stripe.on_request = delete_first
+    return deleted

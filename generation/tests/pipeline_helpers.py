@@ -15,7 +15,9 @@ from credits.selectors import balance_of
 from generation import services
 from generation.images import validate_image
 from generation.models import Generation
+from generation.registry import FAST_SDXL_I2I
 from generation.worker import Poller
+from presets.tests.factories import PresetFactory
 from tests.images import make_jpeg
 
 
@@ -63,3 +65,13 @@ def run_upkeep(*, later: dt.timedelta = dt.timedelta(hours=2)) -> None:
 
 def balance(user: Any) -> int:
     return balance_of(user=user)
+
+
+def failed_with_its_email_owed(fake_fal: Any, user: Any, capture_on_commit: Any) -> Generation:
+    """A generation with "email me" on, failed (every model refused) and its email owed."""
+    fake_fal.fail_submit(FAST_SDXL_I2I, status=422)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
+    with capture_on_commit(execute=True):
+        run_worker(generation)
+    assert generation.status == Generation.Status.FAILED
+    return generation

@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from generation.models import Generation
 from generation.registry import FAST_SDXL_I2I
-from generation.tests.pipeline_helpers import run_worker, start_generation
+from generation.tests.pipeline_helpers import failed_with_its_email_owed, run_worker, start_generation
 from presets.tests.factories import PresetFactory
 from tests.tasks import run_tasks
 
@@ -35,20 +35,10 @@ def staff_retry(staff_client, generation: Generation) -> None:
     assert [str(m) for m in response.context["messages"]] == ["Restarted 1 generation."]
 
 
-def failed_generation(fake_fal, user, callbacks_fixture) -> Generation:
-    """A generation with notify on, failed (every model) and its email queued."""
-    fake_fal.fail_submit(FAST_SDXL_I2I, status=422)
-    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
-    with callbacks_fixture(execute=True):
-        run_worker(generation)
-    assert generation.status == Generation.Status.FAILED
-    return generation
-
-
 def test_a_staff_retry_that_succeeds_emails_the_owner_again(
     fake_fal, fake_cloudinary, staff_client, user, mailoutbox, django_capture_on_commit_callbacks
 ):
-    generation = failed_generation(fake_fal, user, django_capture_on_commit_callbacks)
+    generation = failed_with_its_email_owed(fake_fal, user, django_capture_on_commit_callbacks)
     run_tasks()
     assert [m.subject for m in mailoutbox] == [f"We couldn't make your {generation.preset_name} image"]
 
@@ -66,7 +56,7 @@ def test_a_staff_retry_that_succeeds_emails_the_owner_again(
 def test_an_email_queued_before_a_retry_does_not_report_the_retry_as_failed(
     fake_fal, fake_cloudinary, staff_client, user, mailoutbox, django_capture_on_commit_callbacks
 ):
-    generation = failed_generation(fake_fal, user, django_capture_on_commit_callbacks)
+    generation = failed_with_its_email_owed(fake_fal, user, django_capture_on_commit_callbacks)
     # Staff retry it before the worker got to the email about its failure.
     staff_retry(staff_client, generation)
     run_tasks()
@@ -83,19 +73,10 @@ def test_an_email_queued_before_a_retry_does_not_report_the_retry_as_failed(
 def test_a_running_generation_staff_refund_emails_the_owner_that_it_failed(
     fake_fal, fake_cloudinary, staff_client, user, mailoutbox, django_capture_on_commit_callbacks
 ):
-    fake_fal.stick_in_queue(FAST_SDXL_I2I)
-    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
-    run_worker(generation, rounds=3)
-    assert generation.status == Generation.Status.RUNNING
-
-    with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(
-            CHANGELIST,
-            {"action": "refund_generations", "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
-            follow=True,
-        )
-    assert [str(m) for m in response.context["messages"]] == ["Refunded 1 generation."]
-    generation.refresh_from_db()
+    generation, messages = _staff_act_on_a_running_generation(
+        "refund_generations", fake_fal, staff_client, user, django_capture_on_commit_callbacks
+    )
+    assert messages == ["Refunded 1 generation."]
     assert generation.status == Generation.Status.FAILED
     run_tasks()
 
@@ -109,19 +90,10 @@ def test_a_staff_cancel_emails_the_owner_in_their_language_that_our_team_stopped
     """The owner did not stop it: without an email they would wait for one that never comes."""
     user.language = "id"
     user.save(update_fields=["language"])
-    fake_fal.stick_in_queue(FAST_SDXL_I2I)
-    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
-    run_worker(generation, rounds=3)
-    assert generation.status == Generation.Status.RUNNING
-
-    with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(
-            CHANGELIST,
-            {"action": "cancel_generations", "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
-            follow=True,
-        )
-    assert [str(m) for m in response.context["messages"]] == ["Canceled 1 generation."]
-    generation.refresh_from_db()
+    generation, messages = _staff_act_on_a_running_generation(
+        "cancel_generations", fake_fal, staff_client, user, django_capture_on_commit_callbacks
+    )
+    assert messages == ["Canceled 1 generation."]
     assert generation.status == Generation.Status.CANCELED
     run_tasks()
 
@@ -142,3 +114,21 @@ def test_the_owners_own_cancel_sends_no_email(
     run_tasks()
 
     assert mailoutbox == [], "they stopped it themselves"
+
+
+def _staff_act_on_a_running_generation(action, fake_fal, staff_client, user, capture_on_commit):
+    """A generation of an owner who asked to be emailed, still at fal, then staff's admin
+    `action` on it: the generation as it is after, and the messages staff saw."""
+    fake_fal.stick_in_queue(FAST_SDXL_I2I)
+    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
+    run_worker(generation, rounds=3)
+    assert generation.status == Generation.Status.RUNNING
+
+    with capture_on_commit(execute=True):
+        response = staff_client.post(
+            CHANGELIST,
+            {"action": action, "index": "0", "_selected_action": [str(generation.pk)], "apply": "1"},
+            follow=True,
+        )
+    generation.refresh_from_db()
+    return generation, [str(m) for m in response.context["messages"]]

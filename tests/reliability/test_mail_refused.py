@@ -14,23 +14,11 @@ from django_tasks_db.models import DBTaskResult
 from credits.models import CreditEntry, Purchase
 from credits.tests.stripe_helpers import deliver, purchased, start_checkout
 from generation.models import Generation
-from generation.registry import FAST_SDXL_I2I
-from generation.tests.pipeline_helpers import run_worker, start_generation
-from presets.tests.factories import PresetFactory
+from generation.tests.pipeline_helpers import failed_with_its_email_owed
 from stefna.mail import RETRY_DELAYS
 from tests.tasks import run_tasks, time_passes
 
 pytestmark = pytest.mark.django_db
-
-
-def failed_generation(fake_fal, user, capture_on_commit) -> Generation:
-    """A generation with "email me" on, failed (every model refused) and its email owed."""
-    fake_fal.fail_submit(FAST_SDXL_I2I, status=422)
-    generation = start_generation(user, PresetFactory(model_chain=[FAST_SDXL_I2I]), notify=True)
-    with capture_on_commit(execute=True):
-        run_worker(generation)
-    assert generation.status == Generation.Status.FAILED
-    return generation
 
 
 def paid_purchase(api_client, fake_stripe) -> Purchase:
@@ -47,7 +35,7 @@ def the_retry() -> DBTaskResult:
 def test_an_owner_email_the_mail_server_refuses_goes_on_a_later_try_exactly_once(
     fake_fal, fake_smtp, user, django_capture_on_commit_callbacks
 ):
-    generation = failed_generation(fake_fal, user, django_capture_on_commit_callbacks)
+    generation = failed_with_its_email_owed(fake_fal, user, django_capture_on_commit_callbacks)
     fake_smtp.refuse_next(1)  # 451 to DATA: busy, try later
 
     run_tasks()
@@ -113,7 +101,7 @@ def test_an_email_refused_at_every_try_is_given_up_after_about_a_day_with_an_err
 def test_a_recipient_the_mail_server_refuses_for_good_is_not_tried_again(
     fake_fal, fake_smtp, user, django_capture_on_commit_callbacks, caplog
 ):
-    generation = failed_generation(fake_fal, user, django_capture_on_commit_callbacks)
+    generation = failed_with_its_email_owed(fake_fal, user, django_capture_on_commit_callbacks)
     fake_smtp.refuse_recipients(code=550)
 
     with caplog.at_level(logging.ERROR, logger="generation"):
