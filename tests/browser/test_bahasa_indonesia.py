@@ -167,3 +167,30 @@ def test_a_chosen_photo_s_size_is_grouped_as_the_page_s_language_writes_numbers(
     page.set_input_files("#id_image", str(path))
     grouped = f"{kilobytes:,}".replace(",", ".")
     expect(page.locator("[data-dropzone-status]")).to_have_text(f"noisy.jpg · {grouped} KB")
+
+
+def test_a_history_card_s_no_image_note_stays_centred_when_indonesian_wraps_it(browser, live_server):
+    """At 375 px (an iPhone mini or SE) "Tanpa gambar · kredit dikembalikan" wraps onto two lines, and the lines
+    sat against the tile's left edge: the grid centred the box of text, not its lines (in
+    English the note fits on one line and looked centred)."""
+    from generation.models import Generation
+    from tests.browser.test_account_pages import signed_in_page
+    from tests.browser.test_result_and_forms import finished_generation
+
+    user = User.objects.create_user(email="gagal@example.com")
+    finished_generation(user, status=Generation.Status.FAILED)
+    context, page = signed_in_page(browser, live_server, user, viewport={"width": 375, "height": 812}, locale="id-ID")
+    page.goto("/history/")
+    note = page.get_by_test_id("media-placeholder")
+    expect(note).to_have_text("Tanpa gambar · kredit dikembalikan")
+
+    tile, lines = note.evaluate(
+        """el => { const range = document.createRange(); range.selectNodeContents(el);
+                   return [el.getBoundingClientRect().toJSON(), [...range.getClientRects()].map(r => r.toJSON())]; }"""
+    )
+    assert len(lines) >= 2, "the note wraps at this width (else the test proves nothing)"
+    for line in lines:
+        left, right = line["left"] - tile["left"], tile["right"] - line["right"]
+        assert abs(left - right) <= 2, f"a line off centre: {left:.0f} px on the left, {right:.0f} px on the right"
+        assert min(left, right) >= 8, "the text touches the tile's edge"
+    context.close()
