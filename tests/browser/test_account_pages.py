@@ -161,3 +161,18 @@ def test_the_test_checkout_cancel_back_and_double_click(browser, live_server, se
     assert quota_for(user=user).purchased_balance == 50
     assert find_ledger_problems() == []
     context.close()
+
+
+def test_on_a_phone_use_a_different_email_is_as_easy_to_tap_as_the_button_beside_it(page):
+    """On the code page "Use a different email" was a 22-px-high line of small text beside
+    the 44-px "Send me a new code": a thumb aiming at it could land on the new code."""
+    page.set_viewport_size(PHONE)
+    page.goto("/accounts/sign-in/")
+    page.get_by_label("Email address").fill("thumb@example.com")
+    page.get_by_role("button", name="Email me a code").click()
+    page.wait_for_url("**/accounts/code/**")
+
+    other = page.get_by_role("link", name="Use a different email")
+    height = other.bounding_box()["height"]
+    assert height >= 44, f"the link is {height:.0f} px high"
+    assert page.get_by_test_id("send-new-code").bounding_box()["height"] >= 44
