@@ -126,9 +126,10 @@ def token_create(request: AuthenticatedRequest) -> HttpResponse:
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("accounts:account")
-    # Shown once, on the next page view, then gone.
+    # Shown once, on the next page view, then gone; the fragment brings it into view, far
+    # down the page, so that a phone does not come back at the top and hide it.
     request.session["new_api_token"] = plain
-    return redirect("accounts:account")
+    return redirect(f"{reverse('accounts:account')}#new-token")
 
 
 @login_required

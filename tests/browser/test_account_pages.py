@@ -176,3 +176,23 @@ def test_on_a_phone_use_a_different_email_is_as_easy_to_tap_as_the_button_beside
     height = other.bounding_box()["height"]
     assert height >= 44, f"the link is {height:.0f} px high"
     assert page.get_by_test_id("send-new-code").bounding_box()["height"] >= 44
+
+
+def test_on_a_phone_a_new_api_token_is_in_sight_after_create_token(browser, live_server):
+    """The new token is shown once, far down the account page; after "Create token" the
+    page came back at its top, Profile and Credits in view, with no sign on the screen that
+    anything had happened, and a phone user could leave without ever seeing the token."""
+    user = User.objects.create_user(email="scripter@example.com")
+    context, page = signed_in_page(browser, live_server, user, viewport=PHONE)
+    page.goto("/accounts/")
+    page.get_by_label("Token name").fill("my script")
+    page.get_by_role("button", name="Create token").click()
+
+    token = page.get_by_test_id("new-token")
+    expect(token).to_be_visible()
+    page.wait_for_timeout(200)  # any scroll to it is done
+    box = token.bounding_box()
+    header = page.locator(".site-header").bounding_box()  # sticky: it covers what scrolls under it
+    top = header["y"] + header["height"]
+    assert top <= box["y"] and box["y"] + box["height"] <= PHONE["height"], f"the token is at y={box['y']:.0f}"
+    context.close()
