@@ -435,6 +435,24 @@
     if (target && target.tagName === "IMG" && target.closest(".preset-thumb")) markBroken(target);
   }, true);
 
+  // The ⋯ menus are <details>: they open and close by their own button only. Escape, a
+  // click outside and opening another menu close them too, as a menu does; listened for
+  // on the document, so menus htmx swaps in behave the same.
+  function closeMenus(except) {
+    document.querySelectorAll("details[data-menu][open]").forEach(function (menu) {
+      if (menu !== except) menu.open = false;
+    });
+  }
+  document.addEventListener("click", function (event) {
+    closeMenus(event.target.closest ? event.target.closest("details[data-menu]") : null);
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var menu = document.activeElement && document.activeElement.closest("details[data-menu][open]");
+    closeMenus(null);
+    if (menu) menu.querySelector("summary").focus();
+  });
+
   // Elapsed time on a running card ticks here, so a card answered from the browser's cache
   // (a 304) or refreshed only when something changed still counts up.
   function tickElapsed() {

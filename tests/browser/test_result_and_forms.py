@@ -303,3 +303,32 @@ def test_a_recent_photo_can_be_picked_again(page, tmp_path):
     page.wait_for_url(re.compile(r"/g/[0-9a-f-]{36}/$"))
     newest = Generation.objects.filter(user=user).exclude(pk=older.pk).get()
     assert (newest.source_width, newest.source_height) == (500, 700)
+
+
+def test_a_more_actions_menu_closes_on_escape_on_a_click_elsewhere_and_when_another_opens(page):
+    """The ⋯ menus stayed open until their own button was pressed again: Escape did
+    nothing, a tap elsewhere left the panel lying over the next card, and opening the
+    next card's menu left two panels open on top of each other."""
+    page.set_viewport_size(PHONE)
+    user = signed_in_user(page, "menus@example.com")
+    finished_generation(user)
+    page.goto("/history/")
+    menus = page.locator("details[data-menu]")
+    expect(menus).to_have_count(2)  # the image's and the generation's
+    first, second = menus.nth(0), menus.nth(1)
+    is_open = "menu => menu.open"
+
+    first.locator("summary").click()
+    assert first.evaluate(is_open)
+    page.keyboard.press("Escape")
+    assert not first.evaluate(is_open), "Escape closes the menu"
+    assert first.locator("summary").evaluate("summary => summary === document.activeElement"), "focus back on ⋯"
+
+    first.locator("summary").click()
+    page.get_by_role("heading", level=1).click()
+    assert not first.evaluate(is_open), "a click elsewhere closes the menu"
+
+    first.locator("summary").click()
+    second.locator("summary").click()
+    assert second.evaluate(is_open)
+    assert not first.evaluate(is_open), "one menu open at a time"
