@@ -196,3 +196,29 @@ def test_on_a_phone_a_new_api_token_is_in_sight_after_create_token(browser, live
     top = header["y"] + header["height"]
     assert top <= box["y"] and box["y"] + box["height"] <= PHONE["height"], f"the token is at y={box['y']:.0f}"
     context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_the_header_s_balance_opens_the_credits_card_with_its_heading_clear_of_the_header(
+    browser, live_server, viewport
+):
+    """The balance in the header links to /accounts/#credits (so do the statement's
+    Older/Newer pages); the card scrolled to the very top of the window, under the sticky
+    header, which hid its "Credits" heading and, on a phone, the balance itself."""
+    from credits import ledger
+
+    user = User.objects.create_user(email="counting@example.com")
+    ledger.ensure_daily_allowance(user=user)
+    context, page = signed_in_page(browser, live_server, user, viewport=viewport)
+    page.goto("/history/")
+    page.locator("#header-balance").click()
+    page.wait_for_url("**/accounts/#credits")
+    page.wait_for_timeout(200)  # the scroll to the card is done
+
+    header = page.locator(".site-header").bounding_box()
+    heading = page.get_by_role("heading", name="Credits", exact=True).bounding_box()
+    assert page.evaluate("scrollY") > 0, "the page scrolled to the card (else the test proves nothing)"
+    assert heading["y"] >= header["y"] + header["height"], (
+        f"the heading at y={heading['y']:.0f} is under the header ending at {header['y'] + header['height']:.0f}"
+    )
+    context.close()
