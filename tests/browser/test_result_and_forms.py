@@ -332,3 +332,28 @@ def test_a_more_actions_menu_closes_on_escape_on_a_click_elsewhere_and_when_anot
     second.locator("summary").click()
     assert second.evaluate(is_open)
     assert not first.evaluate(is_open), "one menu open at a time"
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_the_error_summary_s_photo_link_brings_the_photo_box_into_sight(page, viewport):
+    """Create with a style but no photo: the summary's "Choose a photo to transform." link
+    jumps to the (visually hidden) file input, which sat in the middle of the drop box;
+    the browser put it at the top of the window, so the drop box was scrolled up under the
+    sticky header and only the error's own text showed."""
+    page.set_viewport_size(viewport)
+    ghibli_tears()
+    signed_in_user(page, f"no-photo-{viewport['width']}@example.com")
+    page.goto("/")
+    page.get_by_test_id("preset-ghibli_tears").click()
+    page.get_by_test_id("start").click()
+    summary = page.get_by_test_id("error-summary")
+    expect(summary).to_be_focused()
+
+    summary.get_by_role("link").first.click()
+    expect(page.locator("#id_image")).to_be_focused()
+    page.wait_for_timeout(200)  # the jump is done
+
+    header = page.locator(".site-header").bounding_box()
+    zone = page.locator("[data-dropzone]").bounding_box()
+    assert header["y"] + header["height"] <= zone["y"], f"the drop box starts at y={zone['y']:.0f}, under the header"
+    assert zone["y"] + zone["height"] <= viewport["height"], "the whole drop box is in the window"
