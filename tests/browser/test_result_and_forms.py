@@ -357,3 +357,21 @@ def test_the_error_summary_s_photo_link_brings_the_photo_box_into_sight(page, vi
     zone = page.locator("[data-dropzone]").bounding_box()
     assert header["y"] + header["height"] <= zone["y"], f"the drop box starts at y={zone['y']:.0f}, under the header"
     assert zone["y"] + zone["height"] <= viewport["height"], "the whole drop box is in the window"
+
+
+def test_the_folded_details_on_the_result_page_show_they_open(page):
+    """The result page's "Details" fold had lost the browser's ▸ marker (its summary is a
+    flex box, to be 44 px high): it read as a grey label nobody would think to press."""
+    user = signed_in_user(page, "folded@example.com")
+    generation = finished_generation(user)
+    page.goto(f"/g/{generation.pk}/")
+    details = page.get_by_test_id("details")
+    summary = details.locator("summary")
+    expect(summary).to_have_text("Details")
+    marker = "(el) => { const s = getComputedStyle(el); const m = getComputedStyle(el, '::before'); return s.display === 'list-item' ? 'marker' : m.content === 'none' ? null : m.transform; }"
+
+    closed = summary.evaluate(marker)
+    assert closed is not None, "no disclosure marker on the summary"
+    summary.click()
+    expect(details).to_have_attribute("open", "")
+    assert summary.evaluate(marker) != closed or closed == "marker", "the marker turns when the fold opens"
