@@ -21,6 +21,7 @@ from stefna.errors import InvalidInput, NotFound
 
 from .models import Media
 from .services import revoke
+from .services.owner import media_locked
 
 if TYPE_CHECKING:
     from stefna.accounts.models import User
@@ -39,9 +40,11 @@ def media_takedown(*, media_id: uuid.UUID | str, reason: str, by: User) -> Media
     if len(reason) > REASON_MAX_LENGTH:
         raise InvalidInput(f"Keep the reason under {REASON_MAX_LENGTH} characters.", detail={"field": "reason"})
     with transaction.atomic():
-        # One conditional UPDATE: no read-modify-write race with an owner toggling is_public.
-        if not Media.objects.filter(pk=media_id).update(hidden=True, hidden_reason=reason):
+        # Locked after its generation, the order the finishing worker takes (media_locked).
+        if media_locked(media_id) is None:
             raise NotFound("Image not found.")
+        # Only the columns it owns: the owner's is_public stays theirs.
+        Media.objects.filter(pk=media_id).update(hidden=True, hidden_reason=reason)
         owed = revoke.media_move_owe(media_id=media_id)
     logger.info("media %s taken down by %s: %s", media_id, by.pk, reason)
     if owed:
@@ -51,7 +54,10 @@ def media_takedown(*, media_id: uuid.UUID | str, reason: str, by: User) -> Media
 
 def media_restore(*, media_id: uuid.UUID | str, by: User) -> Media:
     """Undo a takedown: the image shows again wherever its owner's `is_public` allows."""
-    if not Media.objects.filter(pk=media_id).update(hidden=False, hidden_reason=""):
-        raise NotFound("Image not found.")
+    with transaction.atomic():
+        # Locked after its generation, the order the finishing worker takes (media_locked).
+        if media_locked(media_id) is None:
+            raise NotFound("Image not found.")
+        Media.objects.filter(pk=media_id).update(hidden=False, hidden_reason="")
     logger.info("media %s restored by %s", media_id, by.pk)
     return Media.objects.get(pk=media_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -20,6 +20,20 @@ if TYPE_CHECKING:
     from stefna.accounts.models import User
 
 logger = logging.getLogger("generation")
+
+
+def media_locked(media_id: uuid.UUID | str, **filters: Any) -> Media | None:
+    """The image, locked after its generation's row; None when no image matches.
+
+    Every writer of an image takes the generation's row first: a change to an image also
+    updates its generation's row (the version trigger, migration 0007), and the finishing
+    worker (finish._record) locks the generation, then its images. A writer that locked the
+    image first waited for the worker's generation while the worker waited for its image,
+    and PostgreSQL aborted one of them: the owner's click answered an error for nothing.
+    One more locked SELECT on the click; nothing on the worker's path. (The image's
+    generation never changes, so the join finds the row the image's lock will need.)"""
+    Generation.objects.select_for_update(no_key=True, of=("self",)).filter(media__pk=media_id).values_list("pk").first()
+    return Media.objects.select_for_update(of=("self",)).filter(pk=media_id, **filters).first()
 
 
 def generation_hide(*, user: User, generation_id: uuid.UUID | str) -> None:
@@ -54,11 +68,7 @@ def media_set_public(*, user: User, media_id: uuid.UUID | str, is_public: bool, 
         # Locked as it is read: whether it *was* public decides whether its file moves. A
         # "private" that read it private while a "public" committed wrote over that public
         # state owing no move, and the address handed out meanwhile stayed alive for good.
-        media = (
-            Media.objects.select_for_update(of=("self",))
-            .filter(pk=media_id, user=user, generation__deleted_at__isnull=True)
-            .first()
-        )
+        media = media_locked(media_id, user=user, generation__deleted_at__isnull=True)
         if media is None:
             raise NotFound("Image not found.")
         if limited and media.is_public != bool(is_public):
@@ -85,7 +95,7 @@ def media_delete(*, user: User, media_id: uuid.UUID | str) -> uuid.UUID:
         # committing between the read and the delete would leave its copy owed by
         # nobody. With the lock, the retry waits, finds no row and owes its copy itself;
         # or it committed first and its key is read here.
-        media = Media.objects.select_for_update().filter(pk=media_id, user=user).first()
+        media = media_locked(media_id, user=user)
         if media is None:
             raise NotFound("Image not found.")
         stored = revoke.stored_objects_of_media(media)
