@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from django import forms
@@ -23,7 +24,7 @@ from stefna.admin_actions import BOTH_LOCATIONS, action_with_form, apply_to_each
 from stefna.errors import DomainError
 from stefna.i18n_formats import grouped
 
-from .deletion import account_delete
+from .deletion import account_delete, account_is_deleted
 from .models import ApiToken, LoginCode, User
 from .services import api_token_revoke, email_addresses_follow, normalize_email
 
@@ -56,7 +57,47 @@ class NormalizedEmailMixin:
 
 
 class StaffUserChangeForm(NormalizedEmailMixin, UserChangeForm):  # type: ignore[type-arg]
-    pass
+    """Save writes every field of the form, as it was when the page was opened: a page
+    opened before the owner deleted the account would put their email, name and "active"
+    back on the anonymised row, and one opened before another staff member's save would
+    silently undo it. The page carries a digest of the row as rendered; Save compares it
+    with the row under the account's lock (the one deletion and charges take, held until
+    the admin's transaction commits the save) and refuses if they differ."""
+
+    row_digest = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial["row_digest"] = self._digest_of(self.instance)
+
+    def _digest_of(self, user: User) -> str:
+        values = []
+        # The fields this form writes (the digest itself is no column).
+        for field in (*User._meta.concrete_fields, *User._meta.many_to_many):
+            if field.name not in self.fields:
+                continue
+            value = field.value_from_object(user)
+            if field.many_to_many:
+                value = sorted(str(related.pk) for related in value)
+            values.append((field.name, str(value)))
+        return hashlib.sha256(repr(values).encode()).hexdigest()
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        # Only ever validated in the admin's POST, inside its transaction.
+        locked = User.objects.select_for_update(no_key=True).get(pk=self.instance.pk)
+        if account_is_deleted(locked):
+            raise ValidationError(_("This account was deleted: there is nothing left to edit."))
+        if cleaned.get("row_digest") != self._digest_of(locked):
+            raise ValidationError(
+                _(
+                    "This account changed since you opened this page (another staff member, or its owner). "
+                    "Nothing was saved: reload the page and make your changes again."
+                )
+            )
+        return cleaned
 
 
 class StaffUserCreationForm(NormalizedEmailMixin, AdminUserCreationForm):  # type: ignore[type-arg]
@@ -73,7 +114,7 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ["email", "display_name", "=id"]
     search_help_text = gettext_lazy("An email, a display name, or a user id (as the logs give it).")
     fieldsets = (
-        (None, {"fields": ("email", "display_name", "password")}),
+        (None, {"fields": ("email", "display_name", "password", "row_digest")}),
         # Support's first questions about a person: what they hold, made and paid.
         (gettext_lazy("Credits and records"), {"fields": ("credits_summary", "ledger_check", "records")}),
         (

@@ -60,7 +60,7 @@ def account_delete(*, user: User, confirm: str) -> None:
         # closed. FOR NO KEY UPDATE lets a worker finishing one of these generations write
         # its ledger entry (a foreign key to this row) while this waits for that generation.
         locked = User.objects.select_for_update(no_key=True).get(pk=user.pk)
-        if locked.email == _deleted_address(locked):
+        if account_is_deleted(locked):
             # Deleted already, by a second press of "Delete" that waited for the first: run
             # again, it would delete sign-in codes of whoever asked for one with the freed
             # address since, and sweep every session once more. (An account staff closed,
@@ -115,6 +115,11 @@ def account_delete(*, user: User, confirm: str) -> None:
         if session.get_decoded().get("_auth_user_id") == str(user.pk):
             store(session_key=session.session_key).delete()
     logger.info("account deleted", extra={"user_id": str(user.pk)})
+
+
+def account_is_deleted(user: User) -> bool:
+    """True once `account_delete` has anonymised the row."""
+    return user.email == _deleted_address(user)
 
 
 def _deleted_address(user: User) -> str:

@@ -261,6 +261,7 @@ def test_after_staff_change_an_email_the_old_one_is_free_for_google_and_the_new_
     from django.test import Client
 
     from stefna.accounts.tests.factories import UserFactory
+    from stefna.accounts.tests.test_user_admin import rendered_change_form
 
     fake_google.identity = {"sub": "g-ada", "email": "ada@old.example", "email_verified": True}
     finish(client, consent(start_sign_in(client)))
@@ -271,9 +272,9 @@ def test_after_staff_change_an_email_the_old_one_is_free_for_google_and_the_new_
     staff = UserFactory(email="staff@example.com", is_staff=True, is_superuser=True)
     admin = Client()
     admin.force_login(staff)
-    data = {"email": "ada@new.example", "display_name": "", "is_active": "on", "date_joined_0": "2026-01-01",
-            "date_joined_1": "10:00:00"}  # fmt: skip
-    changed = admin.post(f"/admin/accounts/user/{ada.pk}/change/", data)
+    page = f"/admin/accounts/user/{ada.pk}/change/"
+    data = {**rendered_change_form(admin.get(page)), "email": "ada@new.example", "_save": "Save"}
+    changed = admin.post(page, data)
     assert changed.status_code == 302, changed.context["adminform"].form.errors if changed.context else changed
     ada.refresh_from_db()
     assert ada.email == "ada@new.example"

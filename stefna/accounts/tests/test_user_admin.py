@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 
 from django.urls import reverse
 
@@ -119,14 +120,15 @@ def test_an_email_changed_by_staff_is_stored_as_sign_in_looks_it_up(staff_client
     user = customer()
     UserFactory.create(email="bob@example.com")
     url = reverse("admin:accounts_user_change", args=[user.pk])
-    form = {"email": "  Ada.New@Example.COM ", "display_name": "", "is_active": "on", "date_joined_0": "2026-01-01",
-            "date_joined_1": "10:00:00"}  # fmt: skip
+    form = {**rendered_change_form(staff_client.get(url)), "email": "  Ada.New@Example.COM ", "_save": "Save"}
     assert staff_client.post(url, form).status_code == 302
     user.refresh_from_db()
     assert user.email == "ada.new@example.com"
     assert user_get_or_create(email="ada.new@example.com") == (user, False), "signs into the same account"
 
-    taken = staff_client.post(url, {**form, "email": "BOB@example.com"})
+    taken = staff_client.post(
+        url, {**rendered_change_form(staff_client.get(url)), "email": "BOB@example.com", "_save": "1"}
+    )
     assert taken.status_code == 200 and "Another account already uses this email." in taken.content.decode()
     added = staff_client.post(
         reverse("admin:accounts_user_add"), {"email": "Bob@Example.com", "usable_password": "false"}
@@ -136,3 +138,90 @@ def test_an_email_changed_by_staff_is_stored_as_sign_in_looks_it_up(staff_client
         reverse("admin:accounts_user_add"), {"email": "Carol@Example.com", "usable_password": "false"}
     )
     assert created.status_code == 302 and User.objects.filter(email="carol@example.com").exists()
+
+
+class _ChangeForm(HTMLParser):
+    """The fields of an admin change form (form#<model>_form), as a browser submits them."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id, self.inside, self.select, self.textarea = form_id, False, "", ""
+        self.fields: dict[str, list[str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {key: value or "" for key, value in attrs}
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        elif not self.inside or "disabled" in a:
+            return
+        elif tag == "input" and a.get("name") and a.get("type") not in ("submit", "button", "file"):
+            if a.get("type") not in ("checkbox", "radio"):
+                self.fields.setdefault(a["name"], []).append(a.get("value", ""))
+            elif "checked" in a:
+                self.fields.setdefault(a["name"], []).append(a.get("value", "on"))
+        elif tag == "select":
+            self.select = a.get("name", "")
+        elif tag == "option" and self.select and "selected" in a:
+            self.fields.setdefault(self.select, []).append(a.get("value", ""))
+        elif tag == "textarea":
+            self.textarea = a.get("name", "")
+            self.fields.setdefault(self.textarea, []).append("")
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea:
+            self.fields[self.textarea][-1] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self.select = ""
+        elif tag == "textarea":
+            self.textarea = ""
+
+
+def rendered_change_form(page, form_id: str = "user_form") -> dict[str, list[str]]:
+    parser = _ChangeForm(form_id)
+    parser.feed(page.content.decode())
+    parser.fields.pop("csrfmiddlewaretoken", None)
+    return parser.fields
+
+
+def test_a_change_page_opened_before_the_account_was_deleted_cannot_write_it_back(staff_client):
+    """Staff open Ada's page, Ada deletes her account, staff press Save: the form's old
+    email, name and "active" must not land on the anonymised row."""
+    from stefna.accounts.deletion import account_delete
+
+    user = customer()
+    User.objects.filter(pk=user.pk).update(display_name="Ada Lovelace")
+    url = reverse("admin:accounts_user_change", args=[user.pk])
+    opened = rendered_change_form(staff_client.get(url))
+    assert opened["email"] == ["ada@example.com"] and opened["is_active"] == ["on"]
+
+    account_delete(user=User.objects.get(pk=user.pk), confirm="ada@example.com")
+    saved = staff_client.post(url, {**opened, "_save": "Save"})
+
+    user.refresh_from_db()
+    assert (user.email, user.display_name, user.is_active) == (f"deleted-{user.pk.hex}@deleted.invalid", "", False)
+    assert saved.status_code == 200
+    assert "This account was deleted: there is nothing left to edit." in saved.content.decode()
+
+
+def test_a_change_page_saved_after_someone_else_changed_the_account_is_refused(staff_client):
+    """Two staff members on the same user: the second Save would silently put back what
+    the first one changed."""
+    user = customer()
+    url = reverse("admin:accounts_user_change", args=[user.pk])
+    first, second = rendered_change_form(staff_client.get(url)), rendered_change_form(staff_client.get(url))
+
+    assert staff_client.post(url, {**first, "display_name": "Ada L.", "_save": "Save"}).status_code == 302
+    stale = staff_client.post(url, {**second, "is_staff": "on", "_save": "Save"})
+
+    user.refresh_from_db()
+    assert (user.display_name, user.is_staff) == ("Ada L.", False)
+    assert stale.status_code == 200
+    assert "This account changed since you opened this page" in stale.content.decode()
+    again = rendered_change_form(staff_client.get(url))
+    assert staff_client.post(url, {**again, "is_staff": "on", "_save": "Save"}).status_code == 302
+    user.refresh_from_db()
+    assert (user.display_name, user.is_staff) == ("Ada L.", True), "a page opened afresh saves"
