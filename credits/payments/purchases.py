@@ -267,6 +267,14 @@ def flag_for_staff(purchase: Purchase, note: str) -> None:
     purchase.needs_attention, purchase.attention_note = True, notes
 
 
+def flag_settled(purchase: Purchase, note: str) -> None:
+    """What a flag asked staff to do is done (and said so in the notes): off the "needs
+    attention" list, the notes kept. Caller holds the row lock."""
+    flag_for_staff(purchase, note)
+    Purchase.objects.filter(pk=purchase.pk).update(needs_attention=False)
+    purchase.needs_attention = False
+
+
 def purchase_send_receipt(*, purchase_id: uuid.UUID | str, attempt: int = 0, claim: str = "") -> bool:
     """The task the grant queued: fetch Stripe's receipt link (best effort) and email the
     buyer, at least once (see stefna/mail.py). True when this call sent it. `attempt` and
@@ -426,8 +434,11 @@ def purchase_id_of(session: dict[str, Any]) -> uuid.UUID | None:
 
 def purchase_reconcile(*, purchase: Purchase) -> Outcome:
     """Ask Stripe how a pending purchase's checkout ended, and act on it through the same
-    functions the webhook uses (never "paid but no credits" when a webhook is lost)."""
-    if purchase.status != Status.PENDING or purchase.provider != Purchase.Provider.STRIPE:
+    functions the webhook uses (never "paid but no credits" when a webhook is lost).
+
+    An expired one too, when asked (a refund or dispute event about it): a checkout paid
+    before its account's deletion expired it here is paid at Stripe all the same."""
+    if purchase.status not in (Status.PENDING, Status.EXPIRED) or purchase.provider != Purchase.Provider.STRIPE:
         return Outcome.ALREADY_DONE
     if not purchase.stripe_session_id:
         return Outcome.NOT_PAID

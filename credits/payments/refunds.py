@@ -33,7 +33,7 @@ from credits.models import CreditEntry, Purchase, format_price
 from stefna.errors import DomainError
 
 from . import stripe_api
-from .purchases import Outcome, flag_for_staff
+from .purchases import Outcome, flag_for_staff, flag_settled
 
 if TYPE_CHECKING:
     from generation.models import Generation
@@ -102,6 +102,9 @@ def purchase_take_back(
             taken_back_at=now if due else F("taken_back_at"),
             updated_at=now,
         )
+        if new_status == Status.REFUNDED and purchase.paid_after_account_closed:
+            # The refund the grant flagged it for ("Refund it") is made: nothing owed.
+            flag_settled(purchase, "Refunded in full at Stripe: nothing is owed.")
         if spent or dispute:
             running = f" ({in_flight} reserved for generations still running: taken back if they fail)"
             flag_for_staff(

@@ -99,7 +99,10 @@ def _known(session: dict[str, Any]) -> Any:
 
 def _paid_purchase(payment_intent_id: str, metadata: dict[str, Any]) -> Purchase | None:
     """The purchase a charge or dispute is about; a pending one is first reconciled with
-    Stripe, because a refund can be delivered before the checkout's completion event."""
+    Stripe, because a refund can be delivered before the checkout's completion event. So
+    is an expired one: an account deleted after its checkout was paid expired it here, and
+    a refund or dispute applied to it unpaid was recorded as "never paid" (nothing
+    refunded), then flagged "refund it" by the completion that came after."""
     purchase_id = metadata.get("purchase_id")
     purchase = purchase_for_payment(payment_intent_id=payment_intent_id, purchase_id=purchase_id)
     if purchase is None and payment_intent_id and not purchase_id and stripe_api.stripe_configured():
@@ -109,7 +112,7 @@ def _paid_purchase(payment_intent_id: str, metadata: dict[str, Any]) -> Purchase
         purchase = purchase_for_payment(
             payment_intent_id="", purchase_id=(intent.get("metadata") or {}).get("purchase_id")
         )
-    if purchase is not None and purchase.status == Purchase.Status.PENDING:
+    if purchase is not None and purchase.status in (Purchase.Status.PENDING, Purchase.Status.EXPIRED):
         purchase_reconcile(purchase=purchase)
     return purchase
 

@@ -228,3 +228,43 @@ def _delete_while_stripe_answers(fake_stripe, user, method: str, path_end: str) 
 
     fake_stripe.on_request = delete_first
     return deleted
+
+
+def test_a_refund_delivered_before_the_completion_of_a_closed_accounts_checkout_ends_refunded_nothing_owed(
+    api_client, user, fake_stripe, django_capture_on_commit_callbacks
+):
+    """Paid, then the account deleted (its purchase expired here), then refunded at Stripe:
+    Stripe may deliver `charge.refunded` before `checkout.session.completed`. The purchase
+    must end as Stripe left it (paid, refunded in full) with nothing left for staff to do,
+    not "never paid" followed by "refund it" for money already returned."""
+    purchase = start_checkout(api_client)
+    session = fake_stripe.pay(purchase.stripe_session_id)
+    delete_account(user, django_capture_on_commit_callbacks)
+    charge = fake_stripe.refund(session["payment_intent"])  # from Stripe's dashboard
+
+    assert deliver("charge.refunded", charge).status_code == 200
+    deliver("checkout.session.completed", session)
+
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.amount_refunded, purchase.paid_after_account_closed) == ("refunded", 499, True)
+    assert not purchase.needs_attention, purchase.attention_note
+    assert "never paid" not in purchase.attention_note
+    assert not CreditEntry.objects.filter(purchase=purchase).exists() and purchased(user) == 0
+    assert_clean(user)
+
+
+def test_a_dispute_delivered_before_the_completion_of_a_closed_accounts_checkout_is_recorded_disputed(
+    api_client, user, fake_stripe, django_capture_on_commit_callbacks
+):
+    purchase = start_checkout(api_client)
+    session = fake_stripe.pay(purchase.stripe_session_id)
+    delete_account(user, django_capture_on_commit_callbacks)
+
+    deliver("charge.dispute.created", fake_stripe.dispute(session["payment_intent"]))
+    deliver("checkout.session.completed", session)
+
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.paid_after_account_closed) == ("disputed", True)
+    assert "never paid" not in purchase.attention_note
+    assert not CreditEntry.objects.filter(purchase=purchase).exists()
+    assert_clean(user)
