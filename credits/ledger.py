@@ -181,7 +181,8 @@ def reserve(*, user: User, generation: Generation, amount: int, new_generation: 
             # Deleted while this request was on its way: nothing new is charged for it.
             raise AccountClosed()
         wallet = _lock_wallet(user.pk)
-        _apply_allowance(wallet, utc_today())
+        today = utc_today()
+        _apply_allowance(wallet, today)
         charge_number = 1 if new_generation else _next_charge_number(generation)
         if wallet.balance < amount:
             raise insufficient_credits(balance=wallet.balance, cost=amount)
@@ -192,6 +193,9 @@ def reserve(*, user: User, generation: Generation, amount: int, new_generation: 
             reason=Reason.RESERVE,
             generation=generation,
             charge_number=charge_number,
+            # The day whose allowance its free credits came from, as read above: the
+            # entry's created_at is stamped a moment later, after midnight at worst.
+            allowance_day=today,
         )
 
 
@@ -233,9 +237,11 @@ def insufficient_credits(*, balance: int, cost: int) -> InsufficientCredits:
     )
 
 
-# A reservation: (amount, charge number, purchased part, when it was made).
-Charge = tuple[int, int, int, dt.datetime]
-ChargeEntry = tuple[int, str, int | None, int, dt.datetime]  # (amount, reason, charge number, purchased part, at)
+# A reservation: (amount, charge number, purchased part, the UTC day it drew its free credits from).
+Charge = tuple[int, int, int, dt.date]
+# (amount, reason, charge number, purchased part, created at, allowance day)
+ChargeEntry = tuple[int, str, int | None, int, dt.datetime, dt.date | None]
+CHARGE_ENTRY_FIELDS = ("amount", "reason", "charge_number", "purchased_amount", "created_at", "allowance_day")
 
 
 def _latest_charge(generation: Generation) -> tuple[Charge | None, str | None]:
@@ -245,9 +251,7 @@ def _latest_charge(generation: Generation) -> tuple[Charge | None, str | None]:
     One small query: a generation has a handful of entries (one reservation and one
     settlement per charge). Caller holds the wallet lock, so no settlement is in flight.
     """
-    entries = CreditEntry.objects.filter(generation_id=generation.pk).values_list(
-        "amount", "reason", "charge_number", "purchased_amount", "created_at"
-    )
+    entries = CreditEntry.objects.filter(generation_id=generation.pk).values_list(*CHARGE_ENTRY_FIELDS)
     return _charge_state(list(entries))
 
 
@@ -255,8 +259,9 @@ def _charge_state(entries: list[ChargeEntry]) -> tuple[Charge | None, str | None
     """(latest reservation as a `Charge`, its settlement reason or None) from one
     generation's entries (see `ChargeEntry`)."""
     reservations = [
-        (amount, number or 0, purchased, at)
-        for amount, reason, number, purchased, at in entries
+        # Reservations made before their day was recorded: the day they were stamped.
+        (amount, number or 0, purchased, day or utc_today(at))
+        for amount, reason, number, purchased, at, day in entries
         if reason == Reason.RESERVE
     ]
     if not reservations:
@@ -265,7 +270,7 @@ def _charge_state(entries: list[ChargeEntry]) -> tuple[Charge | None, str | None
     settled = next(
         (
             reason
-            for _, reason, number, _, _ in entries
+            for _, reason, number, _, _, _ in entries
             if (number or 0) == latest[1] and reason in CreditEntry.SETTLEMENT_REASONS
         ),
         None,
@@ -295,7 +300,7 @@ def _settle(*, generation: Generation, reason: str, note: str = "", by: User | N
             reserved, settled = _latest_charge(generation)
             if reserved is None or settled is not None:
                 return None
-            amount, charge_number, purchased, reserved_at = reserved
+            amount, charge_number, purchased, reserved_on = reserved
             refunding = reason == Reason.REFUND
             today = utc_today()
             if refunding:
@@ -314,7 +319,7 @@ def _settle(*, generation: Generation, reason: str, note: str = "", by: User | N
                 created_by=by,
             )
             free_part = purchased - amount  # both negative: the reservation less its purchased part
-            if refunding and free_part and utc_today(reserved_at) < today:
+            if refunding and free_part and reserved_on < today:
                 # Reserved from the free allowance of a UTC day that is over. Had the job
                 # failed before midnight, those credits would have been in the bucket the
                 # top-up filled to the allowance, no more; given back on top of today's
@@ -357,10 +362,8 @@ def capture_many(*, generations: list[Generation]) -> list[CreditEntry]:
         }
         entries: dict[uuid.UUID, list[ChargeEntry]] = {}
         rows = CreditEntry.objects.filter(generation_id__in=[generation.pk for generation in generations])
-        for generation_id, amount, reason, number, purchased, at in rows.values_list(
-            "generation_id", "amount", "reason", "charge_number", "purchased_amount", "created_at"
-        ):
-            entries.setdefault(generation_id, []).append((amount, reason, number, purchased, at))
+        for generation_id, *entry in rows.values_list("generation_id", *CHARGE_ENTRY_FIELDS):
+            entries.setdefault(generation_id, []).append(tuple(entry))  # type: ignore[arg-type]
         captures = []
         for generation in generations:
             reserved, settled = _charge_state(entries.get(generation.pk, []))

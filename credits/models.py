@@ -110,6 +110,8 @@ class CreditEntry(models.Model):
     # one), and that bucket's running total: `check_ledger` checks both buckets.
     purchased_amount = models.IntegerField(default=0, db_default=0)
     purchased_after = models.IntegerField(default=0, db_default=0)
+    # An allowance entry's day; on a reservation, the day whose allowance its free
+    # credits came from (a refund after that day lets them expire: ledger._settle).
     allowance_day = models.DateField(null=True, blank=True)
     note = models.CharField(max_length=200, blank=True)
     # A staff grant's one-time key: the admin's grant form carries one, made when the form

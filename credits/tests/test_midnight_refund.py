@@ -12,6 +12,7 @@ import datetime as dt
 
 import pytest
 import time_machine
+from django.db import connection
 
 from credits import ledger
 from credits.models import CreditEntry
@@ -105,4 +106,30 @@ def test_a_refund_on_the_day_it_was_reserved_gives_every_credit_back(api_client,
         cancel(api_client, generation_id)
         assert api_client.get("/api/quota").json()["remaining"] == 30
     assert not CreditEntry.objects.filter(reason=CreditEntry.Reason.ALLOWANCE_EXPIRED).exists()
+    assert_clean(user)
+
+
+def test_a_reservation_stamped_after_midnight_draws_from_the_day_it_was_counted_in(api_client, user):
+    """The reservation reads the clock to pick the day whose allowance it draws from, and
+    its entry is stamped a moment later: here midnight falls in between. The refund the
+    next morning must still treat those free credits as the earlier day's (they expire),
+    not give them back on top of the new day's allowance."""
+    with time_machine.travel(RESERVED_AT, tick=False) as clock:
+        assert api_client.get("/api/quota").json()["remaining"] == 30  # the day's allowance applied
+
+        def midnight_strikes_at_the_balance_write(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+            if sql.startswith('UPDATE "credits_wallet" SET "balance"'):
+                clock.move_to(HEADER_READ_AT)
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(midnight_strikes_at_the_balance_write):
+            generation_id = start(api_client)
+    reserved = CreditEntry.objects.get(user=user, reason=CreditEntry.Reason.RESERVE)
+    assert reserved.created_at == HEADER_READ_AT, "the entry was stamped after midnight"
+
+    with time_machine.travel(REFUNDED_AT, tick=False):
+        cancel(api_client, generation_id)
+        quota = api_client.get("/api/quota").json()
+
+    assert (quota["currentBalance"], quota["remaining"]) == (30, 30), "not 32: yesterday's 2 on top of today's 30"
     assert_clean(user)
