@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
@@ -52,6 +54,23 @@ def _next_url(request: HttpRequest) -> str:
     return "/"
 
 
+def _sign_in_reason(request: HttpRequest) -> str:
+    """Why a visitor is asked to sign in: a signed-out visit to a private page (`?next=`)
+    landed here without a word of why. Empty when the page was asked for directly."""
+    path = urlsplit(_next_url(request)).path
+    if not request.GET.get("next") or path == "/":
+        return ""
+    try:
+        name = resolve(path).view_name
+    except Resolver404:
+        name = ""
+    if name == "history":
+        return _("Sign in to see your history.")
+    if name == "accounts:account":
+        return _("Sign in to see your account.")
+    return _("Sign in to continue.")
+
+
 @require_http_methods(["GET", "HEAD", "POST"])  # HEAD: link checkers probe it
 def sign_in(request: HttpRequest) -> HttpResponse:
     """Step 1: ask for an email and send a code."""
@@ -74,7 +93,7 @@ def sign_in(request: HttpRequest) -> HttpResponse:
         request.session["sign_in_email"] = services.normalize_email(email)
         # Escaped: a page asked for with a query of its own (`?a=1&b=2`) kept only its first part.
         return redirect(f"{reverse('accounts:enter_code')}?{urlencode({'next': _next_url(request)})}")
-    return render(request, "accounts/sign_in.html", {"next": _next_url(request)})
+    return render(request, "accounts/sign_in.html", {"next": _next_url(request), "reason": _sign_in_reason(request)})
 
 
 def _code_in_terminal() -> bool:

@@ -175,3 +175,27 @@ def test_a_purchase_row_says_what_its_number_counts(signed_in, user, settings):
     purchase_complete_offline(user=user, purchase_id=purchase.pk)
     assert "<td>Starter · 50 credits</td>" in signed_in.get("/accounts/").content.decode()
     assert "<td>Pemula · 50 kredit</td>" in signed_in.get("/accounts/", HTTP_ACCEPT_LANGUAGE="id").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("next_url", "english", "indonesian"),
+    [
+        ("/history/", "Sign in to see your history.", "Masuk untuk melihat riwayatmu."),
+        ("/accounts/", "Sign in to see your account.", "Masuk untuk melihat akunmu."),
+        ("/credits/", "Sign in to continue.", "Masuk untuk melanjutkan."),
+    ],
+    ids=["history", "account", "another page"],
+)
+def test_a_signed_out_visit_to_a_private_page_says_why_it_landed_on_sign_in(client, next_url, english, indonesian):
+    """A signed-out visit to /history/ landed on the sign-in page without a word of why."""
+    landed = client.get(next_url, follow=True)
+    assert landed.redirect_chain[-1][0] == f"/accounts/sign-in/?next={next_url}"
+    body = landed.content.decode()
+    assert f'<p class="alert alert-info" role="status" data-testid="sign-in-reason">{english}</p>' in body
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "id"
+    assert indonesian in client.get(f"/accounts/sign-in/?next={next_url}").content.decode()
+
+
+def test_the_sign_in_page_asked_for_directly_gives_no_reason(client):
+    assert 'data-testid="sign-in-reason"' not in client.get("/accounts/sign-in/").content.decode()
+    assert 'data-testid="sign-in-reason"' not in client.get("/accounts/sign-in/?next=/").content.decode()
