@@ -1,0 +1,44 @@
+"""Small things a walk through the app at 375 px and 1280 px, in English and Bahasa
+Indonesia, turned up: the running steps' labels, a ⋯ menu near the window's bottom,
+and "Copy token"'s feedback."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from generation.models import Generation
+from stefna.accounts.models import User
+from tests.browser.test_account_pages import signed_in_page
+from tests.browser.test_result_and_forms import finished_generation
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PHONE_375 = {"width": 375, "height": 812}
+LAPTOP = {"width": 1280, "height": 800}
+
+
+@pytest.mark.parametrize("viewport", [PHONE_375, LAPTOP], ids=["phone", "laptop"])
+@pytest.mark.parametrize("locale", ["id-ID", "en-US"], ids=["indonesian", "english"])
+def test_the_running_steps_keep_each_label_on_one_line(browser, live_server, viewport, locale):
+    """At 375 px "Dalam antrean" (In the queue) broke over two lines under its bar."""
+    user = User.objects.create_user(email="steps@example.com", language=locale[:2])
+    generation = finished_generation(user, status=Generation.Status.QUEUED)
+    context, page = signed_in_page(browser, live_server, user, viewport=viewport, locale=locale)
+    page.goto(f"/g/{generation.pk}/")
+    steps = page.locator("ol.progress")
+    expect(steps.locator("li").first).to_have_text("Dalam antrean" if locale == "id-ID" else "Queued")
+    lines = steps.evaluate(
+        """ol => [...ol.children].map(li => {
+            const range = document.createRange();
+            range.selectNodeContents(li);
+            return [li.textContent.trim(), new Set([...range.getClientRects()].map(r => Math.round(r.top))).size];
+        })"""
+    )
+    assert all(count == 1 for _, count in lines), lines
+    client_width, scroll_width = steps.evaluate("el => [el.clientWidth, el.scrollWidth]")
+    assert scroll_width <= client_width, (client_width, scroll_width)
+    # Still three bars across the card, none of them a sliver.
+    widths = steps.evaluate("ol => [...ol.children].map(li => li.getBoundingClientRect().width)")
+    assert min(widths) >= client_width / 5, widths
+    context.close()
