@@ -446,6 +446,20 @@
   document.addEventListener("click", function (event) {
     closeMenus(event.target.closest ? event.target.closest("details[data-menu]") : null);
   });
+  // A menu opened near the window's bottom ran below the fold: with no room below and
+  // room above, it opens upwards; with neither, it is scrolled into view.
+  document.addEventListener("toggle", function (event) {
+    var menu = event.target;
+    if (!menu.matches || !menu.matches("details[data-menu]")) return;
+    menu.classList.remove("opens-up");
+    if (!menu.open) return;
+    var panel = menu.querySelector(".menu-panel");
+    if (!panel) return;
+    var below = panel.getBoundingClientRect();
+    if (below.bottom <= window.innerHeight) return;
+    if (menu.getBoundingClientRect().top - below.height >= 0) menu.classList.add("opens-up");
+    else panel.scrollIntoView({block: "nearest"});
+  }, true);
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Escape") return;
     var menu = document.activeElement && document.activeElement.closest("details[data-menu][open]");

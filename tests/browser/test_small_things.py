@@ -42,3 +42,48 @@ def test_the_running_steps_keep_each_label_on_one_line(browser, live_server, vie
     widths = steps.evaluate("ol => [...ol.children].map(li => li.getBoundingClientRect().width)")
     assert min(widths) >= client_width / 5, widths
     context.close()
+
+
+def _menu_near_the_bottom(page, menu) -> None:
+    """Shrink the window so the ⋯ button sits just above its bottom edge."""
+    page.evaluate("window.scrollTo(0, 0)")
+    bottom = menu.locator("summary").evaluate("el => el.getBoundingClientRect().bottom + window.scrollY")
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": int(bottom) + 8})
+    page.evaluate("window.scrollTo(0, 0)")
+
+
+@pytest.mark.parametrize("viewport", [PHONE_375, LAPTOP], ids=["phone", "laptop"])
+@pytest.mark.parametrize("where", ["history card", "history image", "result"])
+def test_a_menu_near_the_bottom_of_the_window_opens_where_it_can_be_seen(browser, live_server, viewport, where):
+    """A ⋯ menu near the bottom of the window opened partly below the fold."""
+    user = User.objects.create_user(email="menus@example.com")
+    generation = finished_generation(user)
+    context, page = signed_in_page(browser, live_server, user, viewport=viewport)
+    page.goto(f"/g/{generation.pk}/" if where == "result" else "/history/")
+    menu = page.locator(
+        ".history-actions details[data-menu]" if where == "history card" else "details[data-menu]"
+    ).first
+    _menu_near_the_bottom(page, menu)
+    menu.locator("summary").click()
+    panel = menu.locator(".menu-panel")
+    expect(panel).to_be_visible()
+    box = panel.bounding_box()
+    height = page.evaluate("window.innerHeight")
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, (box, height)
+    # Every item in it can be tapped where it is.
+    for item in panel.locator(".menu-item").all():
+        item_box = item.bounding_box()
+        assert item_box["y"] + item_box["height"] <= height, (item_box, height)
+    context.close()
+
+
+def test_a_menu_with_room_below_still_opens_downwards(browser, live_server):
+    user = User.objects.create_user(email="room@example.com")
+    finished_generation(user)
+    context, page = signed_in_page(browser, live_server, user, viewport=LAPTOP)
+    page.goto("/history/")
+    menu = page.locator("details[data-menu]").first
+    menu.locator("summary").click()
+    summary_box = menu.locator("summary").bounding_box()
+    assert menu.locator(".menu-panel").bounding_box()["y"] >= summary_box["y"] + summary_box["height"]
+    context.close()
