@@ -414,15 +414,32 @@
     });
   }
 
+  // "Copy token": the result is said in the status line beside it (role=status), success or
+  // not. A refused clipboard (permission denied) did nothing visible; now the token's text
+  // is selected, ready to copy by hand, and the line says so.
   function copyButtons(root) {
     if (!navigator.clipboard) return;
     root.querySelectorAll("[data-copy]").forEach(function (button) {
+      var status = document.getElementById(button.getAttribute("data-copy-status") || "");
+      var source = document.getElementById(button.getAttribute("data-copy-source") || "");
       button.hidden = false;
       button.addEventListener("click", function () {
-        var label = button.textContent;
+        function say(text, failed) {
+          if (!status) return;
+          status.textContent = text;
+          status.classList.toggle("is-error", failed);
+        }
         navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
-          button.textContent = gettext("Copied!");
-          window.setTimeout(function () { button.textContent = label; }, 1600);
+          say(gettext("Copied!"), false);
+        }, function () {
+          if (source) {
+            var range = document.createRange();
+            range.selectNodeContents(source);
+            var selection = window.getSelection();
+            selection.removeAllRanges();
+            selection.addRange(range);
+          }
+          say(gettext("Couldn’t copy to the clipboard. The token is selected: copy it yourself."), true);
         });
       });
     });

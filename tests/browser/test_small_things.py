@@ -87,3 +87,46 @@ def test_a_menu_with_room_below_still_opens_downwards(browser, live_server):
     summary_box = menu.locator("summary").bounding_box()
     assert menu.locator(".menu-panel").bounding_box()["y"] >= summary_box["y"] + summary_box["height"]
     context.close()
+
+
+CLIPBOARD_REFUSES = """Object.defineProperty(navigator, "clipboard", {value: {
+    writeText: () => Promise.reject(new DOMException("Write permission denied.", "NotAllowedError"))}});"""
+CLIPBOARD_TAKES = """window.copied = []; Object.defineProperty(navigator, "clipboard", {value: {
+    writeText: text => { window.copied.push(text); return Promise.resolve(); }}});"""
+
+
+@pytest.mark.parametrize("locale", ["en-US", "id-ID"], ids=["english", "indonesian"])
+def test_copy_token_says_when_the_clipboard_refuses_and_selects_the_token(browser, live_server, locale):
+    """ "Copy token" did nothing visible when the clipboard refused (permission denied)."""
+    user = User.objects.create_user(email="copy@example.com", language=locale[:2])
+    context, page = signed_in_page(browser, live_server, user, viewport=PHONE_375, locale=locale)
+    page.add_init_script(CLIPBOARD_REFUSES)
+    page.goto("/accounts/")
+    page.locator(".token-form button[type=submit]").click()
+    token = page.get_by_test_id("new-token").inner_text()
+    page.locator("[data-copy]").click()
+    status = page.get_by_test_id("copy-status")
+    expect(status).to_have_attribute("role", "status")
+    expect(status).to_be_visible()
+    expect(status).to_have_text(
+        "Couldn’t copy to the clipboard. The token is selected: copy it yourself."
+        if locale == "en-US"
+        else "Tidak bisa menyalin ke papan klip. Tokennya sudah dipilih: salin sendiri, ya."
+    )
+    assert page.evaluate("String(window.getSelection())").strip() == token
+    context.close()
+
+
+def test_copy_token_says_it_copied(browser, live_server):
+    user = User.objects.create_user(email="copied@example.com")
+    context, page = signed_in_page(browser, live_server, user, viewport=PHONE_375)
+    page.add_init_script(CLIPBOARD_TAKES)
+    page.goto("/accounts/")
+    page.locator(".token-form button[type=submit]").click()
+    token = page.get_by_test_id("new-token").inner_text()
+    page.locator("[data-copy]").click()
+    status = page.get_by_test_id("copy-status")
+    expect(status).to_have_text("Copied!")
+    expect(status).to_have_attribute("role", "status")
+    assert page.evaluate("window.copied") == [token]
+    context.close()
