@@ -105,9 +105,19 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The one-time key of the account page's "Create token" form: a double click sent it
+    # twice and made two tokens, the first never shown. One token per key (api_token_create).
+    create_key = models.UUIDField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "create_key"],
+                condition=models.Q(create_key__isnull=False),
+                name="api_token_one_per_create_key",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"

@@ -220,16 +220,27 @@ def hash_token(token: str) -> str:
 MAX_LIVE_TOKENS = 20
 
 
-def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
-    """Create a token; returns the row and the plain token, which is never stored."""
+class TokenAlreadyCreated(Exception):
+    """The form with this one-time key already made its token (a double click, a resend)."""
+
+
+def api_token_create(*, user: User, name: str = "", create_key: uuid.UUID | None = None) -> tuple[ApiToken, str]:
+    """Create a token; returns the row and the plain token, which is never stored.
+
+    `create_key` is the one-time key of the account page's form: a second call with it
+    raises TokenAlreadyCreated and creates nothing (the first call's token is the one shown).
+    """
     _refuse_nul(name or "", "name")
     with transaction.atomic():
         # The account's row, locked before counting: two requests at once each counted
         # the other's token not yet there, and both were created past the bound. Read
         # under that lock, the account may have been deleted since the request signed in:
-        # the deletion removed every token, so none is made after it.
+        # the deletion removed every token, so none is made after it. The same lock
+        # orders two sends of one form, so the second sees the first's key.
         if not lock_open_account(user.pk):
             raise AccountClosed()
+        if create_key is not None and ApiToken.objects.filter(user=user, create_key=create_key).exists():
+            raise TokenAlreadyCreated()
         if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_LIVE_TOKENS:
             raise InvalidInput(
                 _("You have %(count)d API tokens already. Revoke one you no longer use, then create a new one.")
@@ -238,7 +249,11 @@ def api_token_create(*, user: User, name: str = "") -> tuple[ApiToken, str]:
             )
         plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token = ApiToken.objects.create(
-            user=user, name=(name or "").strip()[:80], prefix=plain[:10], token_hash=hash_token(plain)
+            user=user,
+            name=(name or "").strip()[:80],
+            prefix=plain[:10],
+            token_hash=hash_token(plain),
+            create_key=create_key,
         )
     return token, plain
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -141,7 +142,18 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 @require_POST
 def token_create(request: AuthenticatedRequest) -> HttpResponse:
     try:
-        plain = services.api_token_create(user=request.user, name=request.POST.get("name", ""))[1]
+        create_key: uuid.UUID | None = uuid.UUID(request.POST.get("create_key", ""))
+    except ValueError:
+        create_key = None  # a form shown before the key existed, or an API-style client
+    try:
+        _token, plain = services.api_token_create(
+            user=request.user, name=request.POST.get("name", ""), create_key=create_key
+        )
+    except services.TokenAlreadyCreated:
+        # A double click: the first send left its token in the session, and this one does not
+        # touch the session (messages go in a cookie), so the account page still shows it.
+        messages.info(request, _("This form was already sent: one token was created."))
+        return redirect(f"{reverse('accounts:account')}#new-token")
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect("accounts:account")
@@ -179,6 +191,7 @@ def account(request: AuthenticatedRequest) -> HttpResponse:
         {
             "tokens": api_tokens_for(user=request.user),
             "new_token": request.session.pop("new_api_token", None),
+            "create_key": uuid.uuid4(),  # the "Create token" form's one-time key (token_create)
             # A refused "Delete my account", said beside its field once (see account_delete).
             "delete_refused": request.session.pop(DELETE_REFUSED, None),
             "statement": statement_page(user=request.user, page_number=request.GET.get("page")),

@@ -133,3 +133,38 @@ def test_two_tokens_asked_for_at_once_cannot_take_an_account_past_max_live_token
 
     assert answers == [302, 302]  # back to the account page, with the token or the refusal
     assert ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() == services.MAX_LIVE_TOKENS
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_one_create_token_form_sent_twice_at_once_creates_one_token(user):
+    """A double click on "Create token" sends the form twice, the second before the first
+    has answered: two tokens were created, and only the second was ever shown."""
+    if connection.vendor != "postgresql":
+        pytest.skip(
+            "PostgreSQL only: the requests are held before their insert by LOCK TABLE, which "
+            "SQLite does not have (there the service's IMMEDIATE transaction orders them)"
+        )
+    browsers = [Client(), Client()]
+    for browser in browsers:
+        browser.force_login(user)
+    form = {"name": "laptop", "create_key": "8b0f3c9e-5d7a-4d3e-9c61-2f4b7a1e0d55"}
+    answers: list[object] = []
+    threads = [
+        thread_recording(lambda browser=browser: browser.post("/accounts/tokens/", form).status_code, answers)
+        for browser in browsers
+    ]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {ApiToken._meta.db_table} IN SHARE MODE")
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while connections_waiting_for_locks() < len(threads):
+            assert time.monotonic() < deadline, "the requests never both waited"
+            time.sleep(0.02)
+    for thread in threads:
+        thread.join(20)
+
+    assert answers == [302, 302]
+    assert ApiToken.objects.filter(user=user).count() == 1

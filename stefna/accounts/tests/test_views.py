@@ -199,3 +199,22 @@ def test_a_signed_out_visit_to_a_private_page_says_why_it_landed_on_sign_in(clie
 def test_the_sign_in_page_asked_for_directly_gives_no_reason(client):
     assert 'data-testid="sign-in-reason"' not in client.get("/accounts/sign-in/").content.decode()
     assert 'data-testid="sign-in-reason"' not in client.get("/accounts/sign-in/?next=/").content.decode()
+
+
+def test_create_token_sent_twice_creates_one_token_and_shows_it(signed_in, user):
+    """A double click on "Create token" made two tokens; the first was never shown."""
+    form = signed_in.get("/accounts/").content.decode()
+    key = re.search(r'name="create_key" value="([0-9a-f-]{36})"', form).group(1)
+    first = signed_in.post("/accounts/tokens/", {"name": "laptop", "create_key": key})
+    second = signed_in.post("/accounts/tokens/", {"name": "laptop", "create_key": key})
+    assert first.status_code == second.status_code == 302
+    assert ApiToken.objects.filter(user=user).count() == 1
+    body = signed_in.get(second["Location"]).content.decode()
+    token = re.search(r'data-testid="new-token">(stf_[^<]+)<', body).group(1)
+    assert ApiToken.objects.get(user=user).prefix == token[:10]
+    assert "This form was already sent: one token was created." in body
+    # A fresh form (a new key) makes a new token.
+    fresh = re.search(r'name="create_key" value="([0-9a-f-]{36})"', body).group(1)
+    assert fresh != key
+    signed_in.post("/accounts/tokens/", {"name": "phone", "create_key": fresh})
+    assert ApiToken.objects.filter(user=user).count() == 2
