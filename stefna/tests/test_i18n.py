@@ -521,3 +521,28 @@ def test_a_balance_of_one_reads_as_one_credit(client, user):
     assert '<span class="balance-unit">credit</span>' in html
     assert '<span class="muted">credit left</span>' in html
     assert "credits left" not in html
+
+
+def test_no_indonesian_translation_carries_another_entrys_translation_glued_on():
+    """A merge of two catalogue edits once left the "already granted" translation stuck
+    onto the "already retried" one, so staff read both sentences. An entry's translation
+    holds another's whole (long) translation only where its English holds that English."""
+    import gettext
+    from pathlib import Path
+
+    from django.conf import settings
+
+    with (Path(settings.BASE_DIR) / "locale" / "id" / "LC_MESSAGES" / "django.mo").open("rb") as catalogue:
+        entries = {
+            msgid: msgstr
+            for msgid, msgstr in gettext.GNUTranslations(catalogue)._catalog.items()  # type: ignore[attr-defined]
+            if isinstance(msgid, str) and msgid and isinstance(msgstr, str)
+        }
+    long_ones = [(msgid, msgstr) for msgid, msgstr in entries.items() if len(msgstr) >= 30]
+    glued = [
+        (msgid, other_id)
+        for msgid, msgstr in entries.items()
+        for other_id, other in long_ones
+        if other_id != msgid and other in msgstr and other_id not in msgid
+    ]
+    assert glued == []
