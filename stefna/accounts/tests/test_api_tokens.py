@@ -1,4 +1,5 @@
 import time
+from functools import partial
 
 import pytest
 from django.core.management import call_command
@@ -106,30 +107,7 @@ def test_two_tokens_asked_for_at_once_cannot_take_an_account_past_max_live_token
         )
     for number in range(services.MAX_LIVE_TOKENS - 1):
         services.api_token_create(user=user, name=f"script {number}")
-    browsers = [Client(), Client()]
-    for browser in browsers:
-        browser.force_login(user)
-    answers: list[object] = []
-
-    threads = [
-        thread_recording(
-            lambda browser=browser: browser.post("/accounts/tokens/", {"name": "parallel"}).status_code, answers
-        )
-        for browser in browsers
-    ]
-    with transaction.atomic():
-        # New tokens wait here (a SHARE lock lets reads through, not inserts), so both
-        # requests are in flight at once, whatever order the threads run in.
-        with connection.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {ApiToken._meta.db_table} IN SHARE MODE")
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 10
-        while connections_waiting_for_locks() < len(threads):
-            assert time.monotonic() < deadline, "the requests never both waited"
-            time.sleep(0.02)
-    for thread in threads:
-        thread.join(20)
+    answers = _create_token_twice_at_once(user, {"name": "parallel"})
 
     assert answers == [302, 302]  # back to the account page, with the token or the refusal
     assert ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() == services.MAX_LIVE_TOKENS
@@ -145,16 +123,27 @@ def test_one_create_token_form_sent_twice_at_once_creates_one_token(user):
             "PostgreSQL only: the requests are held before their insert by LOCK TABLE, which "
             "SQLite does not have (there the service's IMMEDIATE transaction orders them)"
         )
+    form = {"name": "laptop", "create_key": "8b0f3c9e-5d7a-4d3e-9c61-2f4b7a1e0d55"}
+    answers = _create_token_twice_at_once(user, form)
+
+    assert answers == [302, 302]
+    assert ApiToken.objects.filter(user=user).count() == 1
+
+
+def _create_token_twice_at_once(user, form: dict[str, str]) -> list[object]:
+    """Two signed-in browsers post `form` to "Create token" together: both requests are in
+    flight at once, whatever order their threads run in. Their status codes."""
     browsers = [Client(), Client()]
     for browser in browsers:
         browser.force_login(user)
-    form = {"name": "laptop", "create_key": "8b0f3c9e-5d7a-4d3e-9c61-2f4b7a1e0d55"}
     answers: list[object] = []
-    threads = [
-        thread_recording(lambda browser=browser: browser.post("/accounts/tokens/", form).status_code, answers)
-        for browser in browsers
-    ]
+
+    def post(browser: Client) -> int:
+        return browser.post("/accounts/tokens/", form).status_code
+
+    threads = [thread_recording(partial(post, browser), answers) for browser in browsers]
     with transaction.atomic():
+        # New tokens wait here (a SHARE lock lets reads through, not inserts).
         with connection.cursor() as cursor:
             cursor.execute(f"LOCK TABLE {ApiToken._meta.db_table} IN SHARE MODE")
         for thread in threads:
@@ -165,6 +154,4 @@ def test_one_create_token_form_sent_twice_at_once_creates_one_token(user):
             time.sleep(0.02)
     for thread in threads:
         thread.join(20)
-
-    assert answers == [302, 302]
-    assert ApiToken.objects.filter(user=user).count() == 1
+    return answers
