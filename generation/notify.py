@@ -22,11 +22,10 @@ from functools import partial
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
 from django.db.models import Q
 from django.tasks import task
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from stefna import mail
@@ -60,46 +59,38 @@ def generation_notify_send(*, generation_id: str, attempt: int = 0, claim: str =
     """Send the email (at least once: see stefna/mail.py; never to a closed account); True
     when this call sent it. `attempt` and `claim` are the retries': the first attempt is
     called with neither."""
-    claimed_at = timezone.now()
     # Only while it is still the end it was queued for: staff may have retried it since
     # (queued or running again, charged again, or canceled by its owner), and then this
     # email would report a refund that no longer holds. The retry's own end queues one
     # (and clears `notified_at`, so no attempt left from this end matches either).
-    owed = Generation.objects.filter(pk=generation_id, notify=True).filter(
-        Q(status__in=(Generation.Status.SUCCEEDED, Generation.Status.FAILED))
-        | Q(status=Generation.Status.CANCELED, error_code=Generation.STAFF_CANCEL_CODE)
+    owed = mail.claim(
+        Generation,
+        generation_id,
+        field="notified_at",
+        owed=Q(notify=True)
+        & (
+            Q(status__in=(Generation.Status.SUCCEEDED, Generation.Status.FAILED))
+            | Q(status=Generation.Status.CANCELED, error_code=Generation.STAFF_CANCEL_CODE)
+        ),
+        attempt=attempt,
+        claim=claim,
+        task=generation_notify_task,
+        arguments={"generation_id": generation_id},
     )
-    expected = mail.claim_of(claim)
-    owed = owed.filter(notified_at=expected) if expected else owed.filter(notified_at__isnull=True)
-    next_at = mail.retry_at(attempt=attempt, claimed_at=claimed_at)
-    with transaction.atomic():
-        if not owed.update(notified_at=claimed_at):
-            return False
-        if next_at is not None:
-            generation_notify_task.using(run_after=next_at).enqueue(
-                generation_id=generation_id, attempt=attempt + 1, claim=claimed_at.isoformat()
-            )
+    if owed is None:
+        return False
     generation = Generation.objects.select_related("user").get(pk=generation_id)
-
-    def settle() -> None:
-        Generation.objects.filter(pk=generation_id, notified_at=claimed_at).update(notified_at=mail.settled(claimed_at))
-
     if not generation.user.is_active:
         # Closed since this ended (deleted: the address is deleted-….invalid now and the
         # image is gone; or closed by staff): there is no one to tell, now or at a later
         # try. Read after the claim, so a deletion committing later finds this email
         # already on its way.
-        settle()
+        owed.settle()
         return False
     # A task on the worker: its lines carry the id of the request that asked for the job.
     with request_id_bound(generation.origin_request_id):
         return mail.send_owed(
-            partial(_send, generation),
-            settle=settle,
-            next_at=next_at,
-            attempt=attempt,
-            what=f"generation {generation_id}: the email to the owner",
-            logger=logger,
+            owed, partial(_send, generation), what=f"generation {generation_id}: the email to the owner", logger=logger
         )
 
 

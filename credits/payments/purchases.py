@@ -288,27 +288,22 @@ def purchase_send_receipt(*, purchase_id: uuid.UUID | str, attempt: int = 0, cla
     _fetch_receipt_url(purchase)
     # A reconciliation and a webhook both reporting the payment grant once (so queue one
     # task), but a task may still run twice: the conditional update lets one send.
-    claimed_at = timezone.now()
-    next_at = mail.retry_at(attempt=attempt, claimed_at=claimed_at)
-    with transaction.atomic():
-        if not Purchase.objects.filter(pk=purchase.pk, receipt_sent_at=expected).update(receipt_sent_at=claimed_at):
-            return False
-        if next_at is not None:
-            purchase_receipt_task.using(run_after=next_at).enqueue(
-                purchase_id=str(purchase.pk), attempt=attempt + 1, claim=claimed_at.isoformat()
-            )
+    owed = mail.claim(
+        Purchase,
+        purchase.pk,
+        field="receipt_sent_at",
+        attempt=attempt,
+        claim=claim,
+        task=purchase_receipt_task,
+        arguments={"purchase_id": str(purchase.pk)},
+    )
+    if owed is None:
+        return False
     # Sent after a webhook from Stripe (whose request has no say in the buyer's language)
     # or the checkout page: written in the buyer's own language either way.
     with translation.override(language_for_user(purchase.user)):
         return mail.send_owed(
-            partial(_send_receipt, purchase),
-            settle=lambda: Purchase.objects.filter(pk=purchase.pk, receipt_sent_at=claimed_at).update(
-                receipt_sent_at=mail.settled(claimed_at)
-            ),
-            next_at=next_at,
-            attempt=attempt,
-            what=f"purchase {purchase.pk}: the receipt email",
-            logger=logger,
+            owed, partial(_send_receipt, purchase), what=f"purchase {purchase.pk}: the receipt email", logger=logger
         )
 
 
