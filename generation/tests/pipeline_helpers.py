@@ -4,6 +4,7 @@ run the worker's rounds (in the test's thread and transaction) until it settles.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from concurrent.futures import Executor, Future
 from typing import Any
 
@@ -75,3 +76,15 @@ def failed_with_its_email_owed(fake_fal: Any, user: Any, capture_on_commit: Any)
         run_worker(generation)
     assert generation.status == Generation.Status.FAILED
     return generation
+
+
+def staff_retry_form(generation: Generation) -> dict[str, Any]:
+    """The admin changelist's confirmed "Retry" of `generation`, as staff send it: with the
+    form's one-time key, fresh, as a newly shown form carries."""
+    return {
+        "action": "retry_generations",
+        "index": "0",
+        "_selected_action": [str(generation.pk)],
+        "apply": "1",
+        "retry_key": str(uuid.uuid4()),
+    }

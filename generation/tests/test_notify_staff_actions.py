@@ -4,14 +4,12 @@ running generation is told like any failure."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.urls import reverse
 
 from generation.models import Generation
 from generation.registry import FAST_SDXL_I2I
-from generation.tests.pipeline_helpers import failed_with_its_email_owed, run_worker, start_generation
+from generation.tests.pipeline_helpers import failed_with_its_email_owed, run_worker, staff_retry_form, start_generation
 from presets.tests.factories import PresetFactory
 from tests.tasks import run_tasks
 
@@ -23,13 +21,7 @@ CHANGELIST = reverse("admin:generation_generation_changelist")
 def staff_retry(staff_client, generation: Generation) -> None:
     response = staff_client.post(
         CHANGELIST,
-        {
-            "action": "retry_generations",
-            "index": "0",
-            "_selected_action": [str(generation.pk)],
-            "apply": "1",
-            "retry_key": str(uuid.uuid4()),  # the form's one-time key
-        },
+        staff_retry_form(generation),
         follow=True,
     )
     assert [str(m) for m in response.context["messages"]] == ["Restarted 1 generation."]

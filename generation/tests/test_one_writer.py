@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from django.utils import timezone
 from generation import services
 from generation.models import Attempt, Generation
 from generation.registry import FAST_SDXL_I2I, GHIBLIFY
-from generation.tests.pipeline_helpers import run_worker, start_generation
+from generation.tests.pipeline_helpers import run_worker, staff_retry_form, start_generation
 from presets.tests.factories import PresetFactory
 
 pytestmark = pytest.mark.django_db
@@ -211,13 +210,7 @@ def test_the_admin_retry_requeues_through_its_writer(staff_client, user, fake_fa
 
     staff_client.post(
         reverse("admin:generation_generation_changelist"),
-        {
-            "action": "retry_generations",
-            "index": "0",
-            "_selected_action": [str(generation.pk)],
-            "apply": "1",
-            "retry_key": str(uuid.uuid4()),  # the form's one-time key
-        },
+        staff_retry_form(generation),
     )
     run_worker(generation)
 

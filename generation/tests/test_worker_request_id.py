@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from contextlib import contextmanager
 
 import pytest
@@ -15,7 +14,7 @@ from django.db import connection
 from credits import ledger
 from generation.models import Attempt, Generation
 from generation.registry import FAST_SDXL_I2I
-from generation.tests.pipeline_helpers import Inline, start_generation
+from generation.tests.pipeline_helpers import Inline, staff_retry_form, start_generation
 from generation.worker import Poller
 from presets.tests.factories import PresetFactory
 from stefna.logging_json import JsonFormatter, RequestContextFilter
@@ -152,13 +151,7 @@ def test_after_a_staff_retry_the_workers_lines_carry_the_staff_requests_id(
     Generation.objects.filter(pk=generation.pk).update(origin_request_id="web-long-ago")
     response = staff_client.post(
         CHANGELIST,
-        {
-            "action": "retry_generations",
-            "index": "0",
-            "_selected_action": [str(generation.pk)],
-            "apply": "1",
-            "retry_key": str(uuid.uuid4()),  # the form's one-time key
-        },
+        staff_retry_form(generation),
         HTTP_X_REQUEST_ID="staff-9c",
     )
     assert response.status_code == 302
