@@ -88,6 +88,21 @@ def test_the_owner_reads_why_the_credits_came_back_in_their_language(
     assert "lost at fal" not in page
 
 
+def _while_the_retry_fetches(fake_cloudinary, fake_fal, action) -> None:  # type: ignore[no-untyped-def]
+    """Once, on the fake's thread, before Cloudinary fetches fal's file for the worker's
+    retry: `action` (on a connection of its own, closed after), then fal deletes its files."""
+
+    def then_fal_deletes_the_file(upload: dict) -> None:
+        fake_cloudinary.before_upload = None
+        try:
+            action()
+        finally:
+            connection.close()
+        fake_fal.expire_files()
+
+    fake_cloudinary.before_upload = then_fal_deletes_the_file
+
+
 def _succeeded_with_its_copy_to_retry(user, fake_cloudinary):  # type: ignore[no-untyped-def]
     """A generation that succeeded while Cloudinary refused its copy: its image is shown
     from fal's address until a retry saves it."""
@@ -108,16 +123,8 @@ def test_a_copy_try_that_finds_fal_s_file_gone_after_another_try_saved_it_keeps_
     saved; the late try's "gone" must neither hide it nor give its credits back."""
     generation, media = _succeeded_with_its_copy_to_retry(user, fake_cloudinary)
 
-    def another_try_saves_it_then_fal_deletes_the_file(upload: dict) -> None:
-        # On the fake's thread, before Cloudinary fetches fal's file for the worker's retry.
-        fake_cloudinary.before_upload = None
-        try:
-            services.media_persist(media_id=media.pk)  # staff's "save now"
-        finally:
-            connection.close()
-        fake_fal.expire_files()
-
-    fake_cloudinary.before_upload = another_try_saves_it_then_fal_deletes_the_file
+    # Another try saves it (staff's "save now"), then fal deletes the file.
+    _while_the_retry_fetches(fake_cloudinary, fake_fal, lambda: services.media_persist(media_id=media.pk))
     services.media_persist(media_id=media.pk, reschedule=True)  # the worker's retry
 
     media.refresh_from_db()
@@ -138,16 +145,8 @@ def test_an_image_deleted_while_its_copy_is_retried_gives_nothing_back_when_fal_
     nothing back), so its credits stay captured."""
     generation, media = _succeeded_with_its_copy_to_retry(user, fake_cloudinary)
 
-    def owner_deletes_it_and_fal_deletes_the_file(upload: dict) -> None:
-        # On the fake's thread, before Cloudinary fetches fal's file for the worker's retry.
-        fake_cloudinary.before_upload = None
-        try:
-            services.media_delete(user=user, media_id=media.pk)
-        finally:
-            connection.close()
-        fake_fal.expire_files()
-
-    fake_cloudinary.before_upload = owner_deletes_it_and_fal_deletes_the_file
+    # The owner deletes it, then fal deletes the file.
+    _while_the_retry_fetches(fake_cloudinary, fake_fal, lambda: services.media_delete(user=user, media_id=media.pk))
     services.media_persist(media_id=media.pk, reschedule=True)  # the worker's retry
 
     generation.refresh_from_db()
